@@ -1,0 +1,222 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Pinned versions of the components the stack builds. The wrapper modules under e2e/tools (and
+// e2e/go.mod for Argo CD) pin the same versions; these strings name the cache folders and set
+// the version the binaries report.
+const (
+	EtcdVersion       = "v3.6.16"
+	KubernetesVersion = "v1.34.4"
+	KwokVersion       = "v0.7.0"
+	ArgoCDVersion     = "v2.14.21"
+)
+
+// Binaries are the paths of everything the stack runs.
+type Binaries struct {
+	Etcd, KubeAPIServer, KubeControllerManager, KubeScheduler, Kwok string
+	// ArgoCD is the multi-call argocd binary; ArgoCDDir also holds symlinks named
+	// argocd-repo-server, argocd-cmp-server, ... so each component runs under its own name.
+	ArgoCD, ArgoCDDir string
+	// CmpSidecar is built fresh from the repository on every run: it is the code under test.
+	CmpSidecar string
+	// BuildTimes says how long each component took to build in this run (zero when it came
+	// from the cache).
+	BuildTimes map[string]time.Duration
+}
+
+type component struct {
+	name    string // cache folder prefix and report key
+	version string
+	modDir  string // relative to the e2e module
+	pkgs    map[string]string // output binary name -> package
+	ldflags string
+}
+
+func components() []component {
+	kubeLD := strings.Join([]string{
+		"-s -w",
+		"-X k8s.io/component-base/version.gitVersion=" + KubernetesVersion,
+		"-X k8s.io/component-base/version.gitMajor=1",
+		"-X k8s.io/component-base/version.gitMinor=34",
+		"-X k8s.io/component-base/version.gitTreeState=clean",
+		"-X k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z",
+		"-X k8s.io/client-go/pkg/version.gitVersion=" + KubernetesVersion,
+	}, " ")
+	return []component{
+		{name: "etcd", version: EtcdVersion, modDir: "tools/etcd", pkgs: map[string]string{"etcd": "."}, ldflags: "-s -w"},
+		{name: "kubernetes", version: KubernetesVersion, modDir: "tools/kube", pkgs: map[string]string{
+			"kube-apiserver":          "k8s.io/kubernetes/cmd/kube-apiserver",
+			"kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+			"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
+		}, ldflags: kubeLD},
+		{name: "kwok", version: KwokVersion, modDir: "tools/kwok", pkgs: map[string]string{"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
+			ldflags: "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=" + KwokVersion},
+		{name: "argocd", version: ArgoCDVersion, modDir: "tools/argocd", pkgs: map[string]string{"argocd": "github.com/argoproj/argo-cd/v2/cmd"},
+			ldflags: "-s -w -X github.com/argoproj/argo-cd/v2/common.version=" + strings.TrimPrefix(ArgoCDVersion, "v")},
+	}
+}
+
+// argoCDNames are the names the argocd binary dispatches on.
+var argoCDNames = []string{
+	"argocd-application-controller", "argocd-repo-server", "argocd-cmp-server",
+	"argocd-applicationset-controller", "argocd-git-ask-pass",
+}
+
+// Build makes sure every stack binary exists in cacheDir, building the missing ones, and builds
+// cmp-sidecar from repoRoot into binDir. Concurrent callers (several e2e packages) serialise on
+// a lock file in cacheDir, so a cold cache is built once.
+func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log io.Writer) (*Binaries, error) {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("e2e cache %s: %w", cacheDir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cacheDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("e2e cache lock: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("e2e cache lock: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+
+	b := &Binaries{BuildTimes: map[string]time.Duration{}}
+	paths := map[string]string{}
+	for _, c := range components() {
+		dir, err := c.cacheDir(e2eDir, cacheDir)
+		if err != nil {
+			return nil, err
+		}
+		for out, pkg := range c.pkgs {
+			dst := filepath.Join(dir, out)
+			paths[out] = dst
+			if _, err := os.Stat(dst); err == nil {
+				continue
+			}
+			start := time.Now()
+			fmt.Fprintf(log, "e2e: building %s %s (%s) into %s\n", out, c.version, pkg, dir)
+			if err := goBuild(ctx, filepath.Join(e2eDir, c.modDir), pkg, dst, c.ldflags); err != nil {
+				return nil, fmt.Errorf("build %s %s: %w", out, c.version, err)
+			}
+			b.BuildTimes[out] = time.Since(start)
+			fmt.Fprintf(log, "e2e: built %s in %s\n", out, b.BuildTimes[out].Round(time.Second))
+		}
+	}
+	b.Etcd = paths["etcd"]
+	b.KubeAPIServer = paths["kube-apiserver"]
+	b.KubeControllerManager = paths["kube-controller-manager"]
+	b.KubeScheduler = paths["kube-scheduler"]
+	b.Kwok = paths["kwok"]
+	b.ArgoCD = paths["argocd"]
+	b.ArgoCDDir = filepath.Dir(b.ArgoCD)
+	for _, n := range argoCDNames {
+		link := filepath.Join(b.ArgoCDDir, n)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink("argocd", link); err != nil {
+			return nil, fmt.Errorf("link %s: %w", link, err)
+		}
+	}
+
+	start := time.Now()
+	b.CmpSidecar = filepath.Join(binDir, "cmp-sidecar")
+	if err := goBuild(ctx, repoRoot, "./cmd/cmp-sidecar", b.CmpSidecar, ""); err != nil {
+		return nil, fmt.Errorf("build cmp-sidecar from %s: %w", repoRoot, err)
+	}
+	b.BuildTimes["cmp-sidecar"] = time.Since(start)
+	return b, nil
+}
+
+// cacheDir names a component's folder by version and by a hash of what decides its bytes: the
+// wrapper module's go.mod/go.sum, the Go version and the link flags. Changing any of them builds
+// into a new folder instead of reusing a stale binary.
+func (c component) cacheDir(e2eDir, cacheDir string) (string, error) {
+	h := sha256.New()
+	for _, f := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(e2eDir, c.modDir, f))
+		if err != nil {
+			return "", fmt.Errorf("wrapper module for %s: %w", c.name, err)
+		}
+		h.Write(b)
+	}
+	fmt.Fprintf(h, "%s\n%s\n%s/%s\n", runtime.Version(), c.ldflags, runtime.GOOS, runtime.GOARCH)
+	return filepath.Join(cacheDir, c.name+"-"+c.version+"-"+hex.EncodeToString(h.Sum(nil))[:12]), nil
+}
+
+func goBuild(ctx context.Context, dir, pkg, dst, ldflags string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	args := []string{"build", "-trimpath", "-o", tmp}
+	if ldflags != "" {
+		args = append(args, "-ldflags", ldflags)
+	}
+	args = append(args, pkg)
+	cmd := exec.CommandContext(ctx, goTool(), args...)
+	cmd.Dir = dir
+	// Static binaries: no C toolchain needed, and they survive a libc change on the machine.
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s (in %s): %w\n%s", strings.Join(args, " "), dir, err, lastLines(out.String(), 30))
+	}
+	// Rename last, so an interrupted build never leaves a binary the cache would trust.
+	return os.Rename(tmp, dst)
+}
+
+// goTool is the go command that runs the tests, so builds use the same toolchain.
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileOK(p) {
+		return p
+	}
+	return "go"
+}
+
+func fileOK(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// FindE2EDir walks up from the working directory to the e2e module (the folder whose go.mod
+// declares github.com/kropipe/kropipe/e2e) and returns it with the repository root above it.
+func FindE2EDir() (e2eDir, repoRoot string, err error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", "", err
+	}
+	for {
+		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(b, []byte("module github.com/kropipe/kropipe/e2e\n")) {
+			return dir, filepath.Dir(dir), nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", "", errors.New("e2e module not found above the working directory: run the tests from inside e2e/")
+		}
+		dir = parent
+	}
+}

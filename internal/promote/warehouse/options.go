@@ -1,0 +1,96 @@
+package warehouse
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// DefaultRateLimit is the requests per second allowed to one registry host when
+// RegistryConfig.RateLimit is zero.
+const DefaultRateLimit = 20
+
+// defaultPageSize asks for up to 1,000 tags a page: ECR rejects more.
+const defaultPageSize = 1000
+
+// RegistryConfig is how the warehouse talks to one registry host.
+type RegistryConfig struct {
+	// Insecure lets the registry be reached over plain HTTP (and HTTPS without a
+	// verified certificate fallback is NOT implied: only the scheme changes).
+	Insecure bool
+	// RateLimit is the requests per second to this host: 0 means DefaultRateLimit,
+	// a negative value means no limit.
+	RateLimit float64
+}
+
+// Option configures a Warehouse.
+type Option func(*options)
+
+type options struct {
+	keychain   authn.Keychain
+	transport  http.RoundTripper
+	registries map[string]RegistryConfig
+	log        *slog.Logger
+	clock      Clock
+	observe    func(registry string, code int)
+	pageSize   int
+}
+
+// WithKeychain sets where registry credentials come from (default
+// authn.DefaultKeychain, the Docker config file). Combine sources with
+// authn.NewMultiKeychain, e.g. KeychainFromPullSecrets then KeychainFromDockerConfig.
+func WithKeychain(kc authn.Keychain) Option {
+	return func(o *options) { o.keychain = kc }
+}
+
+// WithRegistry configures one registry host, written as in image references
+// (127.0.0.1:5000, ghcr.io; docker.io means Docker Hub). Later calls for the
+// same host win.
+func WithRegistry(host string, cfg RegistryConfig) Option {
+	return func(o *options) { o.registries[registryKey(host)] = cfg }
+}
+
+// WithTransport sets the HTTP transport under the warehouse's rate limiting and
+// retries (default remote.DefaultTransport).
+func WithTransport(t http.RoundTripper) Option {
+	return func(o *options) { o.transport = t }
+}
+
+// WithLogger sets the logger (default slog.Default()). Requests are logged with
+// registry, path and status, never with credentials.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.log = l }
+}
+
+// WithClock replaces the wall clock; tests use it to observe retry and rate-limit
+// waits without sleeping.
+func WithClock(c Clock) Option {
+	return func(o *options) { o.clock = c }
+}
+
+// WithMetrics calls observe after every HTTP response from a registry (code 0
+// when no response came back), e.g. to count requests by registry and status.
+// It must be fast and safe for concurrent use.
+func WithMetrics(observe func(registry string, code int)) Option {
+	return func(o *options) { o.observe = observe }
+}
+
+// WithPageSize sets how many tags one tag-list request asks for (default 1000).
+func WithPageSize(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.pageSize = n
+		}
+	}
+}
+
+// registryKey normalises a host the way image references are resolved, so
+// "docker.io" configures the host requests really go to.
+func registryKey(host string) string {
+	if r, err := name.NewRegistry(host, name.WeakValidation); err == nil {
+		return r.RegistryStr()
+	}
+	return host
+}

@@ -1,0 +1,265 @@
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/kropipe/kropipe/internal/promote/freight"
+)
+
+// ErrNoMatch is wrapped by Discover's error when the registry answered but no tag
+// fits the selection: nothing to promote, as opposed to a failure.
+var ErrNoMatch = errors.New("no tag matches")
+
+// ErrTagNotFound is wrapped by Resolve's error when the tag does not exist.
+var ErrTagNotFound = errors.New("tag not found")
+
+// Warehouse discovers image versions in registries. Create it once with New and
+// share it: it keeps per-registry rate limits, authenticated connections and the
+// newest strategy's build-time cache. It is safe for concurrent use.
+type Warehouse struct {
+	puller     *remote.Puller
+	clock      Clock
+	log        *slog.Logger
+	registries map[string]RegistryConfig
+
+	// builds caches what the newest strategy learned per repository and platform.
+	buildsMu sync.Mutex
+	builds   map[buildsKey]*buildCache
+}
+
+// New returns a Warehouse configured by opts.
+func New(opts ...Option) (*Warehouse, error) {
+	o := &options{
+		keychain:   authn.DefaultKeychain,
+		transport:  remote.DefaultTransport,
+		registries: map[string]RegistryConfig{},
+		log:        slog.Default(),
+		clock:      realClock{},
+		pageSize:   defaultPageSize,
+	}
+	for _, opt := range opts {
+		opt(o)
+	}
+	rt := &registryTransport{
+		inner:    o.transport,
+		clock:    o.clock,
+		log:      o.log,
+		observe:  o.observe,
+		configs:  o.registries,
+		attempts: defaultAttempts,
+		backoff:  defaultBackoff,
+		hosts:    map[string]*hostTransport{},
+	}
+	puller, err := remote.NewPuller(
+		remote.WithTransport(rt),
+		remote.WithAuthFromKeychain(o.keychain),
+		remote.WithPageSize(o.pageSize),
+		remote.WithUserAgent("kropipe-promoter"),
+		// Retrying is registryTransport's job (per host, honouring Retry-After);
+		// the library's own retry would multiply the tries and ignore the limit.
+		remote.WithRetryStatusCodes(),
+		remote.WithRetryPredicate(func(error) bool { return false }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("registry client: %w", err)
+	}
+	return &Warehouse{
+		puller:     puller,
+		clock:      o.clock,
+		log:        o.log,
+		registries: o.registries,
+		builds:     map[buildsKey]*buildCache{},
+	}, nil
+}
+
+// Report says what Discover saw, enough for a human sentence such as
+// "no tag matches ^1.2 (newest seen 2.0.0)".
+type Report struct {
+	// Image is the repository that was searched.
+	Image string
+	// Strategy and Constraint are the selection as applied (defaults filled in).
+	Strategy, Constraint string
+	// Tags is how many tags the registry listed.
+	Tags int
+	// Filtered is how many of them allowTags, ignoreTags or the skip list removed.
+	Filtered int
+	// Candidates is how many of the rest the strategy could rank and accepted
+	// (for semver: well-formed versions within the constraint).
+	Candidates int
+	// Highest is the best tag by the strategy with the constraint left out, e.g.
+	// the highest version overall; empty if no tag qualified at all.
+	Highest string
+}
+
+// String is the report as one sentence.
+func (r Report) String() string {
+	s := fmt.Sprintf("%d tags in %s", r.Tags, r.Image)
+	if r.Filtered > 0 {
+		s += fmt.Sprintf(", %d filtered out by allowTags/ignoreTags/rejected", r.Filtered)
+	}
+	what := r.Strategy
+	if r.Constraint != "" {
+		what += " " + r.Constraint
+	}
+	s += fmt.Sprintf(", %d match %s", r.Candidates, what)
+	if r.Highest != "" {
+		s += fmt.Sprintf(" (highest seen %s)", r.Highest)
+	}
+	return s
+}
+
+// Discover finds the tag of image that sel selects and returns it as freight
+// with its current digest. skip lists tags the caller has rejected (for example
+// rolled back); they are treated as if ignoreTags matched them. For the digest
+// strategy skip lists digests instead.
+//
+// When the registry answers but nothing qualifies, the error wraps ErrNoMatch and
+// the report says what was seen. Other errors name the registry and what to do.
+func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, skip ...string) (freight.Freight, Report, error) {
+	c, err := sel.compile()
+	if err != nil {
+		return freight.Freight{}, Report{}, err
+	}
+	repo, err := w.repository(image)
+	if err != nil {
+		return freight.Freight{}, Report{}, err
+	}
+	rep := Report{Image: repo.Name(), Strategy: c.strategy, Constraint: sel.Constraint}
+	skipped := make(map[string]bool, len(skip))
+	for _, s := range skip {
+		skipped[s] = true
+	}
+
+	if c.strategy == StrategyDigest {
+		rep.Constraint = c.digestTag
+		f, err := w.resolve(ctx, repo, c.digestTag)
+		if err != nil {
+			return freight.Freight{}, rep, err
+		}
+		rep.Tags, rep.Highest = 1, c.digestTag
+		if skipped[f.Digest] {
+			rep.Filtered = 1
+			return freight.Freight{}, rep, fmt.Errorf("%w: %s:%s points to %s, which was rejected: push a new image to the tag", ErrNoMatch, repo.Name(), c.digestTag, f.Digest)
+		}
+		rep.Candidates = 1
+		return f, rep, nil
+	}
+
+	tags, err := w.listTags(ctx, repo)
+	if err != nil {
+		return freight.Freight{}, rep, err
+	}
+	rep.Tags = len(tags)
+	admitted := tags[:0:0]
+	for _, t := range tags {
+		if c.admits(t) && !skipped[t] {
+			admitted = append(admitted, t)
+		}
+	}
+	rep.Filtered = len(tags) - len(admitted)
+
+	var best string
+	var digest string
+	switch c.strategy {
+	case StrategySemver:
+		best = pickSemver(c, admitted, &rep)
+	case StrategyLexical:
+		best = pickLexical(admitted, &rep)
+	case StrategyNewest:
+		best, digest, err = w.pickNewest(ctx, repo, c, tags, admitted, &rep)
+		if err != nil {
+			return freight.Freight{}, rep, err
+		}
+	}
+	if best == "" {
+		return freight.Freight{}, rep, fmt.Errorf("%w: %s", ErrNoMatch, noMatchSentence(rep))
+	}
+	if digest != "" {
+		return freight.Freight{Image: repo.Name(), Tag: best, Digest: digest, DiscoveredAt: w.clock.Now()}, rep, nil
+	}
+	// The digest is read now rather than at write time: the freight names exactly
+	// what was found, and a tag deleted since listing is caught here.
+	f, err := w.resolve(ctx, repo, best)
+	return f, rep, err
+}
+
+func noMatchSentence(r Report) string {
+	what := r.Strategy
+	if r.Constraint != "" {
+		what += " " + r.Constraint
+	}
+	s := fmt.Sprintf("no tag of %s matches %s (%d tags listed", r.Image, what, r.Tags)
+	if r.Filtered > 0 {
+		s += fmt.Sprintf(", %d filtered out by allowTags/ignoreTags/rejected", r.Filtered)
+	}
+	if r.Highest != "" {
+		s += fmt.Sprintf(", highest seen %s", r.Highest)
+	}
+	return s + "): push a matching tag or widen the constraint"
+}
+
+// Resolve returns the freight tag points to now. A tag that does not exist is an
+// error wrapping ErrTagNotFound, so nothing that is not in the registry is ever
+// written to Git.
+func (w *Warehouse) Resolve(ctx context.Context, image, tag string) (freight.Freight, error) {
+	repo, err := w.repository(image)
+	if err != nil {
+		return freight.Freight{}, err
+	}
+	if !validTag.MatchString(tag) {
+		return freight.Freight{}, fmt.Errorf("tag %q is not a valid tag name (letters, digits, '_', '.', '-'; at most 128)", tag)
+	}
+	return w.resolve(ctx, repo, tag)
+}
+
+func (w *Warehouse) resolve(ctx context.Context, repo name.Repository, tag string) (freight.Freight, error) {
+	desc, err := w.puller.Head(ctx, repo.Tag(tag))
+	if err != nil {
+		if isNotFound(err) {
+			return freight.Freight{}, fmt.Errorf("%w: tag %s not found in %s: push it first, or check the image name", ErrTagNotFound, tag, repo.Name())
+		}
+		return freight.Freight{}, w.explain(repo, "read tag "+tag, err)
+	}
+	return freight.Freight{Image: repo.Name(), Tag: tag, Digest: desc.Digest.String(), DiscoveredAt: w.clock.Now()}, nil
+}
+
+// listTags reads every page of the repository's tag list.
+func (w *Warehouse) listTags(ctx context.Context, repo name.Repository) ([]string, error) {
+	lister, err := w.puller.Lister(ctx, repo)
+	if err != nil {
+		return nil, w.explain(repo, "list tags", err)
+	}
+	var tags []string
+	for lister.HasNext() {
+		page, err := lister.Next(ctx)
+		if err != nil {
+			return nil, w.explain(repo, "list tags", err)
+		}
+		tags = append(tags, page.Tags...)
+	}
+	return tags, nil
+}
+
+// repository parses image, marking hosts configured insecure so they are reached
+// over plain HTTP.
+func (w *Warehouse) repository(image string) (name.Repository, error) {
+	repo, err := name.NewRepository(image, name.WeakValidation)
+	if err != nil {
+		return name.Repository{}, fmt.Errorf("image %q: %v: write host/path without tag, e.g. 127.0.0.1:5000/team/frontend", image, err)
+	}
+	if w.registries[repo.RegistryStr()].Insecure {
+		repo, err = name.NewRepository(image, name.WeakValidation, name.Insecure)
+		if err != nil {
+			return name.Repository{}, fmt.Errorf("image %q: %v", image, err)
+		}
+	}
+	return repo, nil
+}

@@ -1,0 +1,189 @@
+package schemas
+
+import (
+	"bytes"
+	"compress/gzip"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
+	"k8s.io/kube-openapi/pkg/validation/spec"
+)
+
+//go:generate go run ./gen -out data v1.34.4 v1.35.4 v1.36.3 v1.37.2
+
+// data holds one directory per pinned Kubernetes release, written by ./gen: index.json plus a
+// gzipped components.schemas map per GA group-version.
+//
+//go:embed data
+var data embed.FS
+
+// snapshotIndex mirrors the index.json written by ./gen.
+type snapshotIndex struct {
+	KubeVersion   string `json:"kubeVersion"`
+	GroupVersions []struct {
+		Group   string `json:"group"`
+		Version string `json:"version"`
+		File    string `json:"file"`
+		Kinds   []struct {
+			Kind       string `json:"kind"`
+			Schema     string `json:"schema"`
+			Resource   string `json:"resource"`
+			Namespaced bool   `json:"namespaced"`
+		} `json:"kinds"`
+	} `json:"groupVersions"`
+}
+
+// builtinKind says where the schema of a built-in kind lives and which resource serves it.
+type builtinKind struct {
+	file       string // gzipped components file in the snapshot directory
+	schema     string // component name, e.g. io.k8s.api.apps.v1.Deployment
+	resource   string // plural; empty for kinds no resource serves (lists, options, reviews of subresources)
+	namespaced bool
+}
+
+type snapshot struct {
+	name    string // directory name, the release tag, e.g. v1.34.4
+	version *utilversion.Version
+}
+
+// embeddedSnapshots lists the embedded releases, oldest first.
+func embeddedSnapshots() ([]snapshot, error) {
+	entries, err := data.ReadDir("data")
+	if err != nil {
+		return nil, fmt.Errorf("embedded schema data: %w", err)
+	}
+	var out []snapshot
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		v, err := utilversion.ParseGeneric(e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("embedded schema data: directory %q is not a version: %w", e.Name(), err)
+		}
+		out = append(out, snapshot{name: e.Name(), version: v})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("embedded schema data is empty: run go generate in internal/render/schemas")
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version.LessThan(out[j].version) })
+	return out, nil
+}
+
+// pickSnapshot chooses the embedded release for the requested Kubernetes version: the same minor,
+// else the nearest lower minor (its API is a subset the cluster still serves), else the nearest.
+// An empty request means the newest.
+func pickSnapshot(want string, all []snapshot) (snapshot, error) {
+	newest := all[len(all)-1]
+	if strings.TrimSpace(want) == "" {
+		return newest, nil
+	}
+	v, err := utilversion.ParseMajorMinor(want)
+	if err != nil || v.Major() != 1 {
+		return snapshot{}, fmt.Errorf("kube version %q is not a Kubernetes version such as \"1.34\" or \"v1.34.2\" (embedded schemas: %s)", want, snapshotNames(all))
+	}
+	var lower *snapshot
+	for i := range all {
+		s := &all[i]
+		if s.version.Major() == v.Major() && s.version.Minor() == v.Minor() {
+			return *s, nil
+		}
+		if s.version.LessThan(v) {
+			lower = s
+		}
+	}
+	if lower != nil {
+		return *lower, nil
+	}
+	return all[0], nil
+}
+
+func snapshotNames(all []snapshot) string {
+	names := make([]string, len(all))
+	for i, s := range all {
+		names[i] = s.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// loadIndex reads the snapshot's index into kind and group-version lookups.
+func loadIndex(dir string) (kubeVersion string, kinds map[schema.GroupVersionKind]builtinKind, err error) {
+	raw, err := data.ReadFile(path.Join(dir, "index.json"))
+	if err != nil {
+		return "", nil, fmt.Errorf("embedded schema data %s: %w", dir, err)
+	}
+	var idx snapshotIndex
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return "", nil, fmt.Errorf("embedded schema data %s/index.json: %w", dir, err)
+	}
+	kinds = make(map[schema.GroupVersionKind]builtinKind)
+	for _, gv := range idx.GroupVersions {
+		for _, k := range gv.Kinds {
+			kinds[schema.GroupVersionKind{Group: gv.Group, Version: gv.Version, Kind: k.Kind}] = builtinKind{
+				file:       gv.File,
+				schema:     k.Schema,
+				resource:   k.Resource,
+				namespaced: k.Namespaced,
+			}
+		}
+	}
+	return idx.KubeVersion, kinds, nil
+}
+
+// componentFile is one group-version's components.schemas, parsed one component at a time:
+// a render needs a few dozen of the hundreds of schemas core/v1 carries.
+type componentFile struct {
+	raw    map[string]json.RawMessage
+	parsed map[string]*spec.Schema
+	err    error // first component that failed to parse; PopulateRefs' callback cannot return it
+}
+
+func loadComponentFile(dir, file string) (*componentFile, error) {
+	gz, err := data.ReadFile(path.Join(dir, file))
+	if err != nil {
+		return nil, fmt.Errorf("embedded schema data: %w", err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
+	}
+	cf := &componentFile{parsed: make(map[string]*spec.Schema)}
+	if err := json.Unmarshal(raw, &cf.raw); err != nil {
+		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
+	}
+	return cf, nil
+}
+
+const refPrefix = "#/components/schemas/"
+
+// schemaOf is the lookup PopulateRefs needs; it accepts both component names and $ref strings.
+func (cf *componentFile) schemaOf(ref string) (*spec.Schema, bool) {
+	name := strings.TrimPrefix(ref, refPrefix)
+	if s, ok := cf.parsed[name]; ok {
+		return s, true
+	}
+	raw, ok := cf.raw[name]
+	if !ok {
+		return nil, false
+	}
+	s := new(spec.Schema)
+	if err := json.Unmarshal(raw, s); err != nil {
+		if cf.err == nil {
+			cf.err = fmt.Errorf("schema %s: %w", name, err)
+		}
+		return nil, false
+	}
+	cf.parsed[name] = s
+	return s, true
+}

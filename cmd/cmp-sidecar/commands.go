@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kropipe/kropipe/internal/render"
+	"github.com/kropipe/kropipe/internal/version"
+)
+
+// kroVersion is the kro release whose packages render instances; it is pinned in go.mod.
+const kroVersion = "v0.9.4"
+
+func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	root := &cobra.Command{
+		Use:           "cmp-sidecar",
+		Short:         "Render Kro instances into plain Kubernetes manifests, offline",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(newGenerateCommand(stdout, stderr, getenv), newRenderCommand(stdout, stderr), newVersionCommand(stdout))
+	return root
+}
+
+func newVersionCommand(stdout io.Writer) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintf(stdout, "cmp-sidecar %s (kro %s)\n", version.Version, kroVersion)
+			return err
+		},
+	}
+}
+
+func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
+	var (
+		rgds, crds  []string
+		namespace   string
+		noWaves     bool
+		root        string
+		kubeVersion string
+	)
+	cmd := &cobra.Command{
+		Use:   "render [--rgd PATH]... [--crd PATH]... [-n NAMESPACE] [--no-sync-waves] PATH...",
+		Short: "Render instance files or application folders to standard output",
+		Long: "Render instance files or application folders (their YAML files, not sub-folders) the\n" +
+			"way the Argo CD plugin does. RGDs are searched in --rgd paths, else in the whole\n" +
+			"repository (the Git work tree holding the first PATH, or --root).",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, paths []string) error {
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			if root == "" {
+				root = findRepoRoot(wd, absPath(wd, paths[0]))
+			}
+			opts := []render.Option{
+				render.WithRGDPaths(absPaths(wd, rgds)...),
+				render.WithCRDPaths(absPaths(wd, crds)...),
+				render.WithNamespace(namespace),
+				render.WithSyncWaves(!noWaves),
+				render.WithKubeVersion(kubeVersion),
+				render.WithWarnings(stderr),
+				render.WithWorkDir(wd),
+			}
+			return renderTo(cmd.Context(), stdout, root, paths, opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&rgds, "rgd", nil, "file or folder holding ResourceGraphDefinitions (repeatable); default: scan the repository")
+	f.StringArrayVar(&crds, "crd", nil, "file or folder holding CustomResourceDefinitions for type checking (repeatable)")
+	f.StringVarP(&namespace, "namespace", "n", "", "namespace for instances that have none (default \"default\")")
+	f.BoolVar(&noWaves, "no-sync-waves", false, "do not add argocd.argoproj.io/sync-wave annotations")
+	f.StringVar(&root, "root", "", "repository root that confines every path (default: the Git work tree of the first PATH)")
+	f.StringVar(&kubeVersion, "kube-version", "", "Kubernetes version whose built-in schemas to use (default: the newest embedded)")
+	return cmd
+}
+
+// renderTo renders everything before writing anything, so a failure leaves stdout empty.
+func renderTo(ctx context.Context, stdout io.Writer, root string, paths []string, opts []render.Option) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	engine, err := render.New(root, opts...)
+	if err != nil {
+		return err
+	}
+	out, err := engine.Render(ctx, paths...)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(out)
+	return err
+}
+
+func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "generate",
+		Short: "Argo CD plugin generate command: render the application folder (the working directory)",
+		Long: "Run by argocd-cmp-server in the application's folder. Reads Argo CD's environment:\n" +
+			"ARGOCD_APP_NAME, ARGOCD_APP_NAMESPACE, ARGOCD_APP_SOURCE_PATH, ARGOCD_APP_REVISION,\n" +
+			"KUBE_VERSION, KUBE_API_VERSIONS, the plugin parameters (ARGOCD_APP_PARAMETERS, PARAM_*)\n" +
+			"and ARGOCD_ENV_* variables.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			wd, err := os.Getwd()
+			if err != nil {
+				return err
+			}
+			env, err := readPluginEnv(getenv)
+			if err != nil {
+				return err
+			}
+			root := env.repoRoot(wd, stderr)
+			opts := []render.Option{
+				render.WithRGDPaths(env.rgdPaths...),
+				render.WithCRDPaths(env.crdPaths...),
+				render.WithNamespace(env.namespace),
+				render.WithSyncWaves(env.syncWaves),
+				render.WithKubeVersion(env.kubeVersion),
+				render.WithAPIVersions(env.apiVersions),
+				render.WithWarnings(stderr),
+				render.WithWorkDir(wd),
+			}
+			var out bytes.Buffer
+			if err := renderTo(cmd.Context(), &out, root, []string{"."}, opts); err != nil {
+				return fmt.Errorf("%s: %w", env.describe(), err)
+			}
+			_, err = stdout.Write(out.Bytes())
+			return err
+		},
+	}
+}
+
+// pluginEnv is what Argo CD tells a plugin about the application being rendered.
+type pluginEnv struct {
+	appName, namespace, sourcePath, revision string
+	kubeVersion                              string
+	apiVersions                              []string
+	rgdPaths, crdPaths                       []string
+	syncWaves                                bool
+}
+
+func (e pluginEnv) describe() string {
+	s := "application"
+	if e.appName != "" {
+		s += " " + e.appName
+	}
+	if e.revision != "" {
+		s += " at revision " + e.revision
+	}
+	return s
+}
+
+// repoRoot strips ARGOCD_APP_SOURCE_PATH from the working directory: the repo-server extracts
+// the whole repository and runs the plugin in the application's folder inside it.
+func (e pluginEnv) repoRoot(wd string, stderr io.Writer) string {
+	src := filepath.Clean(filepath.FromSlash(e.sourcePath))
+	if src == "." || src == "" || src == string(filepath.Separator) {
+		return wd
+	}
+	if strings.HasPrefix(src, "..") || filepath.IsAbs(src) {
+		fmt.Fprintf(stderr, "warning: ARGOCD_APP_SOURCE_PATH %q is not inside the repository; using %s as its root\n", e.sourcePath, wd)
+		return wd
+	}
+	suffix := string(filepath.Separator) + src
+	if !strings.HasSuffix(wd, suffix) {
+		fmt.Fprintf(stderr, "warning: working directory %s does not end with ARGOCD_APP_SOURCE_PATH %q; using it as the repository root\n", wd, e.sourcePath)
+		return wd
+	}
+	return strings.TrimSuffix(wd, suffix)
+}
+
+// appParameter is one element of ARGOCD_APP_PARAMETERS.
+type appParameter struct {
+	Name   string            `json:"name"`
+	String *string           `json:"string,omitempty"`
+	Array  []string          `json:"array,omitempty"`
+	Map    map[string]string `json:"map,omitempty"`
+}
+
+// readPluginEnv reads the Argo CD plugin contract. A parameter is looked up in
+// ARGOCD_APP_PARAMETERS, then PARAM_<NAME>, then ARGOCD_ENV_<NAME> (the app's plugin env).
+func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
+	e := pluginEnv{
+		appName:     getenv("ARGOCD_APP_NAME"),
+		namespace:   getenv("ARGOCD_APP_NAMESPACE"),
+		sourcePath:  getenv("ARGOCD_APP_SOURCE_PATH"),
+		revision:    getenv("ARGOCD_APP_REVISION"),
+		kubeVersion: getenv("KUBE_VERSION"),
+		apiVersions: splitList(getenv("KUBE_API_VERSIONS")),
+		syncWaves:   true,
+	}
+	params := map[string][]string{}
+	if raw := getenv("ARGOCD_APP_PARAMETERS"); strings.TrimSpace(raw) != "" {
+		var list []appParameter
+		if err := json.Unmarshal([]byte(raw), &list); err != nil {
+			return e, fmt.Errorf("ARGOCD_APP_PARAMETERS is not the JSON list Argo CD sends: %v", err)
+		}
+		for _, p := range list {
+			switch {
+			case p.String != nil:
+				params[p.Name] = splitList(*p.String)
+			case p.Array != nil:
+				params[p.Name] = p.Array
+			}
+		}
+	}
+	lookup := func(name string) ([]string, bool) {
+		if v, ok := params[name]; ok {
+			return v, true
+		}
+		envName := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		for _, key := range []string{"PARAM_" + envName, "ARGOCD_ENV_" + envName} {
+			if v := getenv(key); v != "" {
+				return splitList(v), true
+			}
+		}
+		return nil, false
+	}
+	e.rgdPaths, _ = lookup("rgd-paths")
+	e.crdPaths, _ = lookup("crd-paths")
+	if v, ok := lookup("sync-waves"); ok && len(v) > 0 {
+		on, err := strconv.ParseBool(v[0])
+		if err != nil {
+			return e, fmt.Errorf("plugin parameter sync-waves: %q is not a boolean: use \"true\" or \"false\"", v[0])
+		}
+		e.syncWaves = on
+	}
+	return e, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+func absPath(wd, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(wd, p)
+}
+
+func absPaths(wd string, ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = absPath(wd, p)
+	}
+	return out
+}
+
+// findRepoRoot returns the nearest folder at or above p holding .git; without one (an
+// extracted tarball, as Argo CD hands plugins) the working directory, or p's folder when p is
+// outside it.
+func findRepoRoot(wd, p string) string {
+	dir := p
+	if info, err := os.Stat(p); err == nil && !info.IsDir() {
+		dir = filepath.Dir(p)
+	}
+	for d := dir; ; {
+		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
+			return d
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			if rel, err := filepath.Rel(wd, dir); err == nil && !strings.HasPrefix(rel, "..") {
+				return wd
+			}
+			return dir
+		}
+		d = parent
+	}
+}

@@ -1,0 +1,376 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kropipe/kropipe/internal/render/schemas"
+)
+
+const (
+	// LabelInstance, LabelRGD and LabelResource tie every rendered object to the instance, the
+	// ResourceGraphDefinition and the RGD resource id it came from.
+	LabelInstance = "kropipe.io/instance"
+	LabelRGD      = "kropipe.io/rgd"
+	LabelResource = "kropipe.io/resource"
+	// SyncWaveAnnotation is Argo CD's ordering annotation.
+	SyncWaveAnnotation = "argocd.argoproj.io/sync-wave"
+)
+
+type options struct {
+	rgdPaths    []string
+	crdPaths    []string
+	namespace   string
+	syncWaves   bool
+	kubeVersion string
+	apiVersions []string
+	warnings    io.Writer
+	workDir     string
+}
+
+// Option configures an Engine.
+type Option func(*options)
+
+// WithRGDPaths names the files or folders holding ResourceGraphDefinitions, relative to the
+// repository root unless absolute. Without it the whole repository is scanned.
+func WithRGDPaths(paths ...string) Option {
+	return func(o *options) { o.rgdPaths = append(o.rgdPaths, paths...) }
+}
+
+// WithCRDPaths adds files or folders holding CustomResourceDefinitions whose schemas type-check
+// RGD templates that create custom kinds.
+func WithCRDPaths(paths ...string) Option {
+	return func(o *options) { o.crdPaths = append(o.crdPaths, paths...) }
+}
+
+// WithNamespace is the namespace for instances that have none (Argo CD's ARGOCD_APP_NAMESPACE).
+func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+
+// WithSyncWaves turns the argocd.argoproj.io/sync-wave annotations on or off (default on).
+func WithSyncWaves(on bool) Option { return func(o *options) { o.syncWaves = on } }
+
+// WithKubeVersion picks the built-in schemas closest to the target cluster (KUBE_VERSION).
+func WithKubeVersion(v string) Option { return func(o *options) { o.kubeVersion = v } }
+
+// WithAPIVersions lists what the target cluster serves (KUBE_API_VERSIONS); objects of other
+// API versions are reported as warnings.
+func WithAPIVersions(v []string) Option { return func(o *options) { o.apiVersions = v } }
+
+// WithWarnings receives warnings, one per line (default: discarded).
+func WithWarnings(w io.Writer) Option { return func(o *options) { o.warnings = w } }
+
+// WithWorkDir is the folder relative paths given to Render resolve from (default: the root).
+func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
+
+// Engine renders the instances of one repository. Definitions are found once, when the engine
+// is made, and compiled on first use.
+type Engine struct {
+	root   repoRoot
+	opts   options
+	set    *schemas.Set
+	looked string // where definitions were searched, for "no RGD" errors
+
+	mu       sync.Mutex
+	sources  map[schema.GroupVersionKind][]rgdSource
+	compiled map[schema.GroupVersionKind]*Definition
+
+	warnMu sync.Mutex
+	warned map[string]bool
+}
+
+type rgdSource struct {
+	doc document
+}
+
+// New finds the ResourceGraphDefinitions and CRDs of the repository at root.
+func New(root string, opts ...Option) (*Engine, error) {
+	o := options{syncWaves: true, warnings: io.Discard}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r, err := newRepoRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	if o.workDir == "" {
+		o.workDir = r.dir
+	}
+	e := &Engine{
+		root:     r,
+		opts:     o,
+		sources:  map[schema.GroupVersionKind][]rgdSource{},
+		compiled: map[schema.GroupVersionKind]*Definition{},
+		warned:   map[string]bool{},
+	}
+	var crds []*apiextensionsv1.CustomResourceDefinition
+	collect := func(rel string, data []byte) error {
+		docs, err := splitDocuments(rel, data)
+		if err != nil {
+			return err
+		}
+		for _, d := range docs {
+			switch {
+			case isRGD(d):
+				rgd, err := decodeRGD(d)
+				if err != nil {
+					return err
+				}
+				gvk := instanceGVK(rgd)
+				e.sources[gvk] = append(e.sources[gvk], rgdSource{doc: d})
+			case isCRD(d):
+				parsed, err := schemas.ParseCRDs(d.raw)
+				if err != nil {
+					return fmt.Errorf("%s: %v", d.where(), err)
+				}
+				crds = append(crds, parsed...)
+			}
+		}
+		return nil
+	}
+	if len(o.rgdPaths) > 0 {
+		if err := e.walkPaths(o.rgdPaths, collect); err != nil {
+			return nil, err
+		}
+		e.looked = "rgd-paths " + strings.Join(o.rgdPaths, ", ")
+	} else {
+		if err := r.walkDefinitions(r.dir, collect); err != nil {
+			return nil, err
+		}
+		e.looked = "the whole repository " + r.dir
+	}
+	if err := e.walkPaths(o.crdPaths, collect); err != nil {
+		return nil, err
+	}
+	e.set, err = schemas.New(
+		schemas.WithKubeVersion(o.kubeVersion),
+		schemas.WithCRDs(crds...),
+		schemas.WithWarnings(func(msg string) { e.warn(msg) }),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) walkPaths(paths []string, visit func(rel string, data []byte) error) error {
+	for _, p := range paths {
+		abs, _, err := e.root.resolve(e.root.dir, p)
+		if err != nil {
+			return err
+		}
+		if err := e.root.walkDefinitions(abs, visit); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func isRGD(d document) bool {
+	return d.obj.GetKind() == "ResourceGraphDefinition" && strings.HasPrefix(d.obj.GetAPIVersion(), "kro.run/")
+}
+
+func isCRD(d document) bool {
+	return d.obj.GetKind() == "CustomResourceDefinition" && strings.HasPrefix(d.obj.GetAPIVersion(), "apiextensions.k8s.io/")
+}
+
+func (e *Engine) warn(msg string) {
+	e.warnMu.Lock()
+	defer e.warnMu.Unlock()
+	if e.warned[msg] {
+		return
+	}
+	e.warned[msg] = true
+	fmt.Fprintf(e.opts.warnings, "warning: %s\n", msg)
+}
+
+// Definition returns the compiled RGD for an instance apiVersion/kind, or an error naming the
+// kind and where the engine looked.
+func (e *Engine) Definition(gvk schema.GroupVersionKind) (*Definition, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d, ok := e.compiled[gvk]; ok {
+		return d, nil
+	}
+	srcs := e.sources[gvk]
+	switch len(srcs) {
+	case 0:
+		return nil, fmt.Errorf("no ResourceGraphDefinition defines kind %s (apiVersion %s); looked in %s: "+
+			"add the RGD to the repository or name its folder with the rgd-paths parameter (--rgd)",
+			gvk.Kind, gvk.GroupVersion(), e.looked)
+	case 1:
+	default:
+		var files []string
+		for _, s := range srcs {
+			files = append(files, fmt.Sprintf("%s (%q)", s.doc.where(), s.doc.obj.GetName()))
+		}
+		return nil, fmt.Errorf("kind %s (apiVersion %s) is defined by more than one ResourceGraphDefinition: %s; "+
+			"keep one, or narrow the search with the rgd-paths parameter (--rgd)",
+			gvk.Kind, gvk.GroupVersion(), strings.Join(files, " and "))
+	}
+	rgd, err := decodeRGD(srcs[0].doc)
+	if err != nil {
+		return nil, err
+	}
+	d, err := Compile(rgd, srcs[0].doc.where(), e.set)
+	if err != nil {
+		return nil, err
+	}
+	e.compiled[gvk] = d
+	return d, nil
+}
+
+// Render renders the instance files and application folders at paths (relative to the work
+// dir) into one YAML stream: each instance becomes its objects, other Kubernetes documents
+// pass through byte for byte, RGDs are left out. Nothing is returned on error.
+func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
+	var out bytes.Buffer
+	for _, p := range paths {
+		files, err := e.root.listAppFiles(e.opts.workDir, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			if err := e.renderFile(ctx, f, &out); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out.Bytes(), nil
+}
+
+func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) error {
+	_, rel, err := e.root.resolve(e.root.dir, abs)
+	if err != nil {
+		return err
+	}
+	data, err := readFile(abs, rel)
+	if err != nil {
+		return err
+	}
+	docs, err := splitDocuments(rel, data)
+	if err != nil {
+		return err
+	}
+	for _, d := range docs {
+		gvk := d.obj.GroupVersionKind()
+		switch {
+		case isRGD(d):
+			continue
+		case d.obj.GetAPIVersion() == "" || d.obj.GetKind() == "":
+			return fmt.Errorf("%s: not a Kubernetes object: apiVersion and kind are required", d.where())
+		case e.isInstance(gvk, rel):
+			def, err := e.Definition(gvk)
+			if err != nil {
+				return fmt.Errorf("%s: %v", d.where(), err)
+			}
+			objs, err := def.Render(ctx, d.where(), d.obj, e.namespace())
+			if err != nil {
+				return err
+			}
+			for _, o := range objs {
+				e.decorate(o, def, d.obj.GetName())
+				b, err := yaml.Marshal(o.Object.Object)
+				if err != nil {
+					return fmt.Errorf("%s: resource %q: %w", d.where(), o.NodeID, err)
+				}
+				writeDoc(out, b)
+			}
+		default:
+			e.checkServed(d.where(), d.obj.GetAPIVersion(), d.obj.GetKind())
+			writeDoc(out, d.raw)
+		}
+	}
+	return nil
+}
+
+// isInstance decides whether a document is a kro instance: its kind is defined by an RGD, or
+// it claims to be one (kro's default group, or a file named instance.yaml) and is not a kind
+// the schemas know, in which case the missing RGD is an error rather than a silent pass-through.
+func (e *Engine) isInstance(gvk schema.GroupVersionKind, rel string) bool {
+	e.mu.Lock()
+	_, defined := e.sources[gvk]
+	e.mu.Unlock()
+	if defined {
+		return true
+	}
+	if gvk.Group == "kro.run" {
+		return true
+	}
+	return filepath.Base(rel) == "instance.yaml" && !e.set.Known(gvk)
+}
+
+func (e *Engine) namespace() string {
+	if e.opts.namespace != "" {
+		return e.opts.namespace
+	}
+	return "default"
+}
+
+func (e *Engine) decorate(o Object, def *Definition, instance string) {
+	obj := o.Object
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[LabelInstance] = labelValue(instance)
+	labels[LabelRGD] = labelValue(def.Name)
+	labels[LabelResource] = labelValue(o.NodeID)
+	obj.SetLabels(labels)
+	if e.opts.syncWaves {
+		ann := obj.GetAnnotations()
+		if _, explicit := ann[SyncWaveAnnotation]; !explicit {
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[SyncWaveAnnotation] = fmt.Sprint(o.Wave)
+			obj.SetAnnotations(ann)
+		}
+	}
+	e.checkServed(fmt.Sprintf("%s %q", obj.GetKind(), obj.GetName()), obj.GetAPIVersion(), obj.GetKind())
+}
+
+// checkServed warns when Argo CD told us (KUBE_API_VERSIONS) the target cluster does not serve
+// an object's API version: the sync would fail there.
+func (e *Engine) checkServed(what, apiVersion, kind string) {
+	if len(e.opts.apiVersions) == 0 {
+		return
+	}
+	for _, v := range e.opts.apiVersions {
+		if v == apiVersion || v == apiVersion+"/"+kind {
+			return
+		}
+	}
+	e.warn(fmt.Sprintf("%s: the target cluster does not serve %s (KUBE_API_VERSIONS)", what, apiVersion))
+}
+
+func writeDoc(out *bytes.Buffer, b []byte) {
+	b = bytes.TrimSpace(bytes.TrimPrefix(bytes.TrimLeft(b, "\n"), []byte("---")))
+	if len(b) == 0 {
+		return
+	}
+	out.WriteString("---\n")
+	out.Write(b)
+	out.WriteByte('\n')
+}
+
+// labelValue keeps a value within the 63 characters of a label value; longer names keep a
+// readable prefix and a hash so two long names do not collide.
+func labelValue(v string) string {
+	if len(v) <= 63 {
+		return v
+	}
+	h := fnv.New64a()
+	h.Write([]byte(v))
+	return strings.TrimRight(v[:46], "-_.") + "-" + fmt.Sprintf("%016x", h.Sum64())
+}
+

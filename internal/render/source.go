@@ -1,0 +1,221 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+const (
+	// MaxFileSize bounds every file the engine reads: the repo-server hands us whatever the
+	// repository holds, and a single huge file must not exhaust the sidecar.
+	MaxFileSize = 1 << 20
+	// maxScanFiles bounds the repository scan for RGDs and CRDs.
+	maxScanFiles = 50000
+)
+
+// skipDirs are never scanned for RGDs: VCS metadata and vendored trees hold no definitions
+// of this repository and can be very large.
+var skipDirs = map[string]bool{".git": true, "vendor": true, "node_modules": true, ".hg": true, ".svn": true}
+
+// document is one YAML document of a file, with its original bytes kept so plain manifests
+// pass through byte for byte.
+type document struct {
+	file  string // path relative to the repository root, for messages
+	index int    // 1-based position of the document in its file
+	raw   []byte
+	obj   *unstructured.Unstructured // nil when the document is empty
+}
+
+func (d document) where() string {
+	if d.index > 1 {
+		return fmt.Sprintf("%s (document %d)", d.file, d.index)
+	}
+	return d.file
+}
+
+// repoRoot confines every path the engine opens to one directory tree, after symlinks are
+// followed: a repository must not be able to make the repo-server read files outside it.
+type repoRoot struct {
+	dir string // absolute, symlinks evaluated
+}
+
+func newRepoRoot(dir string) (repoRoot, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return repoRoot{}, fmt.Errorf("repository root %q: %w", dir, err)
+	}
+	real, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return repoRoot{}, fmt.Errorf("repository root %q: %w", dir, err)
+	}
+	return repoRoot{dir: real}, nil
+}
+
+// resolve turns p (absolute, or relative to base) into an absolute path inside the root,
+// returning it with its root-relative form for messages.
+func (r repoRoot) resolve(base, p string) (abs, rel string, err error) {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(base, p)
+	}
+	p = filepath.Clean(p)
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", "", fmt.Errorf("%s: no such file or directory", r.display(p))
+		}
+		return "", "", fmt.Errorf("%s: %w", r.display(p), err)
+	}
+	rel, err = filepath.Rel(r.dir, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return "", "", fmt.Errorf("%s resolves to %s, outside the repository root %s: "+
+			"keep instances, RGDs and CRDs inside the repository", r.display(p), real, r.dir)
+	}
+	return real, filepath.ToSlash(rel), nil
+}
+
+func (r repoRoot) display(p string) string {
+	if rel, err := filepath.Rel(r.dir, p); err == nil && !strings.HasPrefix(rel, "..") {
+		return filepath.ToSlash(rel)
+	}
+	return p
+}
+
+func isYAMLFile(name string) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yaml", ".yml", ".json":
+		return true
+	}
+	return false
+}
+
+// readFile reads a file inside the root, refusing anything over MaxFileSize.
+func readFile(abs, rel string) ([]byte, error) {
+	f, err := os.Open(abs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s: file is larger than the %d KiB limit: split it, or keep large "+
+			"data out of the application folder", rel, MaxFileSize>>10)
+	}
+	return data, nil
+}
+
+// splitDocuments splits a YAML stream into documents and decodes each one. YAML aliases are
+// expanded by the decoder with its own bound, so an alias bomb fails here with a clear error
+// instead of exhausting memory.
+func splitDocuments(rel string, data []byte) ([]document, error) {
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var docs []document
+	for i := 1; ; i++ {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: cannot split YAML documents: %w", rel, err)
+		}
+		d := document{file: rel, index: i, raw: raw}
+		var m map[string]interface{}
+		if err := yaml.Unmarshal(raw, &m); err != nil {
+			return nil, fmt.Errorf("%s: malformed YAML: %v", d.where(), cleanYAMLError(err))
+		}
+		if len(m) == 0 {
+			continue // comments or an empty document between separators
+		}
+		d.obj = &unstructured.Unstructured{Object: m}
+		docs = append(docs, d)
+	}
+	return docs, nil
+}
+
+func cleanYAMLError(err error) string {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
+	return msg
+}
+
+// listAppFiles returns the YAML files a path names: the file itself, or the YAML files
+// directly inside a folder (not its sub-folders, as Argo CD's directory source does by
+// default), sorted for deterministic output.
+func (r repoRoot) listAppFiles(base, p string) ([]string, error) {
+	abs, rel, err := r.resolve(base, p)
+	if err != nil {
+		return nil, err
+	}
+	info, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	if !info.IsDir() {
+		return []string{abs}, nil
+	}
+	entries, err := os.ReadDir(abs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rel, err)
+	}
+	var files []string
+	for _, e := range entries {
+		if e.IsDir() || !isYAMLFile(e.Name()) {
+			continue
+		}
+		files = append(files, filepath.Join(abs, e.Name()))
+	}
+	sort.Strings(files)
+	return files, nil
+}
+
+// walkDefinitions visits every YAML file under dir (inside the root) that may hold an RGD or
+// a CRD, bounded in file size and count. Files whose bytes do not mention either kind are
+// skipped without parsing: most of a repository is neither.
+func (r repoRoot) walkDefinitions(dir string, visit func(rel string, data []byte) error) error {
+	count := 0
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.display(path), err)
+		}
+		if d.IsDir() {
+			if path != dir && skipDirs[d.Name()] {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() || !isYAMLFile(d.Name()) {
+			return nil // symlinks are not followed by the scan
+		}
+		count++
+		if count > maxScanFiles {
+			return fmt.Errorf("more than %d YAML files under %s: name the RGD folders with the "+
+				"rgd-paths parameter (or --rgd) instead of scanning the whole repository", maxScanFiles, r.display(dir))
+		}
+		info, err := d.Info()
+		if err != nil || info.Size() > MaxFileSize {
+			return nil
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.display(path), err)
+		}
+		if !bytes.Contains(data, []byte("ResourceGraphDefinition")) && !bytes.Contains(data, []byte("CustomResourceDefinition")) {
+			return nil
+		}
+		return visit(r.display(path), data)
+	})
+}

@@ -373,4 +373,3 @@ func labelValue(v string) string {
 	h.Write([]byte(v))
 	return strings.TrimRight(v[:46], "-_.") + "-" + fmt.Sprintf("%016x", h.Sum64())
 }
-

@@ -81,6 +81,11 @@ func instanceGVK(rgd *v1alpha1.ResourceGraphDefinition) schema.GroupVersionKind 
 // Compile builds a Definition with kro's graph builder against the offline schemas: SimpleSchema,
 // CEL type checking, the resource DAG, includeWhen and forEach all come from kro itself.
 func Compile(rgd *v1alpha1.ResourceGraphDefinition, file string, set *schemas.Set) (*Definition, error) {
+	return compile(rgd, file, set, DefaultCostLimit)
+}
+
+// compile is Compile with a chosen cost limit; 0 keeps kro's own unbounded programs.
+func compile(rgd *v1alpha1.ResourceGraphDefinition, file string, set *schemas.Set, costLimit uint64) (*Definition, error) {
 	builder, err := graph.NewBuilder(nil, nil, graph.WithSchemaResolver(set), graph.WithRESTMapper(set.RESTMapper()))
 	if err != nil {
 		return nil, err
@@ -112,8 +117,10 @@ func Compile(rgd *v1alpha1.ResourceGraphDefinition, file string, set *schemas.Se
 	for _, n := range g.Nodes {
 		n.ReadyWhen = nil
 	}
-	if err := limitCost(g, DefaultCostLimit); err != nil {
-		return nil, fmt.Errorf("%s: %v", where, err)
+	if costLimit > 0 {
+		if err := limitCost(g, costLimit); err != nil {
+			return nil, fmt.Errorf("%s: %v", where, err)
+		}
 	}
 	return d, nil
 }

@@ -41,7 +41,7 @@ func newAdmission(crd *apiextensionsv1.CustomResourceDefinition) (*admission, er
 	// errors, e.g. a validation= rule that does not compile or is too expensive.
 	internalCRD.Status.StoredVersions = []string{crd.Spec.Versions[0].Name}
 	if errs := crdvalidation.ValidateCustomResourceDefinition(context.Background(), &internalCRD); len(errs) > 0 {
-		return nil, fmt.Errorf("the instance schema would be rejected by the API server: %s", formatFieldErrors(errs, ""))
+		return nil, fmt.Errorf("the instance schema would be rejected by the API server: %s", formatFieldErrors(errs))
 	}
 	// The internal form hoists a schema shared by all versions to spec.validation.
 	var props *apiextensions.JSONSchemaProps
@@ -86,7 +86,8 @@ func (a *admission) admit(ctx context.Context, inst *unstructured.Unstructured) 
 		if p == "status" || strings.HasPrefix(p, "status.") {
 			continue // status is the controller's; the API server drops it on create
 		}
-		errs = append(errs, field.NotSupported[string](pathOf(p), nil, nil))
+		errs = append(errs, &field.Error{Type: errorTypeUnknownField, Field: p,
+			Detail: "unknown field: remove it or fix its spelling"})
 	}
 	if len(errs) == 0 {
 		structuraldefaulting.Default(inst.Object, a.structural)
@@ -97,23 +98,21 @@ func (a *admission) admit(ctx context.Context, inst *unstructured.Unstructured) 
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%s", formatFieldErrors(errs, "unknown field: remove it or fix its spelling"))
+		return fmt.Errorf("%s", formatFieldErrors(errs))
 	}
 	return nil
 }
 
-func pathOf(dotted string) *field.Path {
-	parts := strings.Split(dotted, ".")
-	return field.NewPath(parts[0], parts[1:]...)
-}
+// errorTypeUnknownField marks fields the API server would prune (or refuse under kubectl's
+// strict field validation).
+const errorTypeUnknownField field.ErrorType = "UnknownField"
 
-// formatFieldErrors renders API-server style field errors one per line; unsupportedHint
-// replaces the empty "supported values" list of unknown-field errors.
-func formatFieldErrors(errs field.ErrorList, unsupportedHint string) string {
+// formatFieldErrors renders API-server style field errors, one per line when there are several.
+func formatFieldErrors(errs field.ErrorList) string {
 	lines := make([]string, 0, len(errs))
 	for _, e := range errs {
-		if e.Type == field.ErrorTypeNotSupported && unsupportedHint != "" {
-			lines = append(lines, e.Field+": "+unsupportedHint)
+		if e.Type == errorTypeUnknownField {
+			lines = append(lines, e.Field+": "+e.Detail)
 			continue
 		}
 		lines = append(lines, e.Error())

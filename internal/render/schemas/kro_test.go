@@ -163,3 +163,24 @@ func TestKroBuilder_CRDKindsAndUnknownKind(t *testing.T) {
 		})
 	}
 }
+
+func TestKroBuilder_WebAppBuildsOnEverySnapshot(t *testing.T) {
+	versions := schemas.KubeVersions()
+	if len(versions) < 3 {
+		t.Fatalf("embedded versions %v, want at least 3 minors", versions)
+	}
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			set, err := schemas.New(schemas.WithKubeVersion(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set.KubeVersion() != v {
+				t.Fatalf("KubeVersion() = %s, want %s", set.KubeVersion(), v)
+			}
+			if _, err := buildRGD(t, set, "testdata/rgd-webapp.yaml", "", ""); err != nil {
+				t.Fatalf("kro rejected the RGD against %s: %v", v, err)
+			}
+		})
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"embed"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -105,6 +107,19 @@ func pickSnapshot(want string, all []snapshot) (snapshot, error) {
 	return all[0], nil
 }
 
+// KubeVersions lists the Kubernetes releases whose schemas are embedded, oldest first.
+func KubeVersions() []string {
+	all, err := embeddedSnapshots()
+	if err != nil {
+		return nil
+	}
+	names := make([]string, len(all))
+	for i, s := range all {
+		names[i] = s.name
+	}
+	return names
+}
+
 func snapshotNames(all []snapshot) string {
 	names := make([]string, len(all))
 	for i, s := range all {
@@ -154,7 +169,9 @@ func loadComponentFile(dir, file string) (*componentFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
 	}
-	raw, err := io.ReadAll(zr)
+	// The gzip trailer holds the uncompressed size: read into one buffer instead of growing one.
+	raw := make([]byte, 0, int(binary.LittleEndian.Uint32(gz[len(gz)-4:]))+1)
+	raw, err = readAll(zr, raw)
 	if err != nil {
 		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
 	}
@@ -163,6 +180,22 @@ func loadComponentFile(dir, file string) (*componentFile, error) {
 		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
 	}
 	return cf, nil
+}
+
+func readAll(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+	}
 }
 
 const refPrefix = "#/components/schemas/"

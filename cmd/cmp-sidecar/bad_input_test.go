@@ -1,0 +1,283 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const instanceHead = `apiVersion: kro.run/v1alpha1
+kind: WebApp
+metadata:
+  name: frontend
+spec:
+  values:
+    deployment:
+`
+
+// rgdWith is a one-resource RGD whose ConfigMap data.value is the given expression.
+func rgdWith(kind, resources string) string {
+	return `apiVersion: kro.run/v1alpha1
+kind: ResourceGraphDefinition
+metadata:
+  name: ` + strings.ToLower(kind) + `
+spec:
+  schema:
+    apiVersion: v1alpha1
+    kind: ` + kind + `
+    spec:
+      name: string | default="x"
+      size: integer | default=1
+  resources:
+` + resources
+}
+
+func configMap(id, value string) string {
+	return `    - id: ` + id + `
+      template:
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: ` + id + `
+        data:
+          value: ` + value + "\n"
+}
+
+func deployment(id string) string {
+	return `    - id: ` + id + `
+      template:
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: ` + id + `
+        spec:
+          selector:
+            matchLabels: {app: ` + id + `}
+          template:
+            metadata:
+              labels: {app: ` + id + `}
+            spec:
+              containers:
+                - name: app
+                  image: nginx
+`
+}
+
+const thingInstance = "apiVersion: kro.run/v1alpha1\nkind: Thing\nmetadata:\n  name: t\n"
+
+// TestRender_BadInputFailsClearlyWithNothingOnStdout runs the real binary on each kind of bad
+// input: exit status non-zero, stdout empty, and stderr naming the file and the field.
+func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		path  string   // what to render, relative to the repository
+		args  []string // extra flags
+		want  []string
+	}{
+		{
+			name:  "malformed YAML",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: [unclosed\n"},
+			want:  []string{"app/instance.yaml", "malformed YAML", "line"},
+		},
+		{
+			name:  "missing required field",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      tag: \"1.2.1\"\n"},
+			want:  []string{"app/instance.yaml", `WebApp "frontend"`, "spec.values.deployment.image", "Required value"},
+		},
+		{
+			name:  "maximum violated",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: r/f\n      replicas: 100\n"},
+			want:  []string{"app/instance.yaml", "spec.values.deployment.replicas", "less than or equal to 50"},
+		},
+		{
+			name:  "minimum violated",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: r/f\n      replicas: -1\n"},
+			want:  []string{"app/instance.yaml", "spec.values.deployment.replicas", "greater than or equal to 0"},
+		},
+		{
+			name:  "enum violated",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: r/f\n      tier: database\n"},
+			want:  []string{"app/instance.yaml", "spec.values.deployment.tier", "Unsupported value", `"web"`},
+		},
+		{
+			name:  "pattern violated",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: r/f\n      tag: \"bad tag!\"\n"},
+			want:  []string{"app/instance.yaml", "spec.values.deployment.tag", "should match"},
+		},
+		{
+			name:  "unknown field",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: r/f\n      replica: 3\n"},
+			want:  []string{"app/instance.yaml", "spec.values.deployment.replica", "unknown field"},
+		},
+		{
+			name:  "unknown kind",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": "apiVersion: kro.run/v1alpha1\nkind: WebAp\nmetadata:\n  name: f\n"},
+			want:  []string{"app/instance.yaml", "no ResourceGraphDefinition defines kind WebAp", "looked in"},
+		},
+		{
+			name: "two RGDs define the same kind",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "platform/webapp-copy.yaml": "@webapp",
+				"app/instance.yaml": instanceHead + "      image: r/f\n"},
+			want: []string{"app/instance.yaml", "more than one ResourceGraphDefinition", "rgds/webapp.yaml", "platform/webapp-copy.yaml"},
+		},
+		{
+			name:  "CEL syntax error",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", configMap("cm", "${schema.spec.name +}")), "app/instance.yaml": thingInstance},
+			want:  []string{"rgds/thing.yaml", `ResourceGraphDefinition "thing"`, "schema.spec.name +", "Syntax error"},
+		},
+		{
+			name:  "CEL type error",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", configMap("cm", "${schema.spec.name + 1}")), "app/instance.yaml": thingInstance},
+			want:  []string{"rgds/thing.yaml", `resource "cm"`, "schema.spec.name + 1", "no matching overload"},
+		},
+		{
+			name: "type error against a CRD schema",
+			files: map[string]string{
+				"crds/widget.yaml": widgetCRD,
+				"rgds/thing.yaml": rgdWith("Thing", `    - id: widget
+      template:
+        apiVersion: example.com/v1
+        kind: Widget
+        metadata:
+          name: w
+        spec:
+          size: ${schema.spec.name}
+`), "app/instance.yaml": thingInstance},
+			want: []string{"rgds/thing.yaml", `resource "widget"`, "spec.size", `expected "int"`},
+		},
+		{
+			name: "dependency cycle",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", configMap("a", "${b.metadata.name}")+configMap("b", "${a.metadata.name}")),
+				"app/instance.yaml": thingInstance},
+			want: []string{"rgds/thing.yaml", "cycle"},
+		},
+		{
+			name: "reference to another resource's status",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", deployment("a")+configMap("b", "${string(a.status.readyReplicas)}")),
+				"app/instance.yaml": thingInstance},
+			want: []string{"app/instance.yaml", `Thing "t"`, `resource "b"`, "field data.value", "${string(a.status.readyReplicas)}", "a.status.readyReplicas", "live cluster"},
+		},
+		{
+			name: "reference to externalRef data",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", `    - id: shared
+      externalRef:
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: shared-config
+`+configMap("b", "${shared.data.region}")), "app/instance.yaml": thingInstance},
+			want: []string{"app/instance.yaml", `resource "b"`, "shared.data.region", "externalRef"},
+		},
+		{
+			name: "CEL expression over the cost limit",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing",
+				configMap("cm", "${string(lists.range(3000).map(i, lists.range(3000).map(j, i + j)).size())}")), "app/instance.yaml": thingInstance},
+			want: []string{"app/instance.yaml", `resource "cm"`, "cost limit"},
+		},
+		{
+			name: "YAML alias bomb",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": aliasBomb()},
+			want:  []string{"app/instance.yaml", "alias"},
+		},
+		{
+			name: "file over the size limit",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp",
+				"app/instance.yaml": instanceHead + "      image: r/f\n#" + strings.Repeat("x", 1<<20) + "\n"},
+			want: []string{"app/instance.yaml", "larger than the 1024 KiB limit"},
+		},
+		{
+			name:  "path outside the repository via ..",
+			files: map[string]string{"repo/rgds/webapp.yaml": "@webapp", "outside/instance.yaml": instanceHead + "      image: r/f\n"},
+			path:  "../outside/instance.yaml",
+			want:  []string{"outside the repository root"},
+		},
+		{
+			name:  "rgd path outside the repository via ..",
+			files: map[string]string{"repo/app/instance.yaml": instanceHead + "      image: r/f\n", "elsewhere/webapp.yaml": "@webapp"},
+			args:  []string{"--rgd", "../elsewhere"},
+			want:  []string{"outside the repository root"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeRepo(t, tt.files)
+			root := dir
+			if _, err := os.Stat(filepath.Join(dir, "repo")); err == nil {
+				root = filepath.Join(dir, "repo")
+			}
+			path := tt.path
+			if path == "" {
+				path = "app/instance.yaml"
+			}
+			args := append([]string{"render", "--root", root}, tt.args...)
+			res := run(t, root, nil, append(args, path)...)
+			if res.code == 0 {
+				t.Fatalf("exit 0, want failure; stdout:\n%.400s", res.stdout)
+			}
+			if res.stdout != "" {
+				t.Errorf("stdout must stay empty on error, got:\n%.400s", res.stdout)
+			}
+			wantAll(t, res.stderr, tt.want...)
+		})
+	}
+}
+
+func TestRender_SymlinkOutOfTheRepositoryIsRefused(t *testing.T) {
+	dir := writeRepo(t, map[string]string{"repo/rgds/webapp.yaml": "@webapp", "secret/instance.yaml": instanceHead + "      image: r/f\n"})
+	root := filepath.Join(dir, "repo")
+	if err := os.MkdirAll(filepath.Join(root, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "secret", "instance.yaml"), filepath.Join(root, "app", "instance.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, root, nil, "render", "--root", root, "app")
+	if res.code == 0 || res.stdout != "" {
+		t.Fatalf("exit %d, stdout %q: a symlink out of the repository must be refused", res.code, res.stdout)
+	}
+	wantAll(t, res.stderr, "app/instance.yaml", "outside the repository root")
+}
+
+// aliasBomb is the "billion laughs" document: a few hundred bytes that expand exponentially.
+func aliasBomb() string {
+	var b strings.Builder
+	b.WriteString("apiVersion: kro.run/v1alpha1\nkind: WebApp\nmetadata:\n  name: f\n")
+	b.WriteString("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n")
+	prev := "a"
+	for _, n := range []string{"b", "c", "d", "e", "f", "g", "h", "i"} {
+		b.WriteString(n + ": &" + n + " [")
+		for k := 0; k < 9; k++ {
+			if k > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("*" + prev)
+		}
+		b.WriteString("]\n")
+		prev = n
+	}
+	return b.String()
+}
+
+const widgetCRD = `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  names: {kind: Widget, plural: widgets}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                size: {type: integer}
+`

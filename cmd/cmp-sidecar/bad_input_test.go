@@ -177,7 +177,7 @@ func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
 			want: []string{"app/instance.yaml", `resource "cm"`, "cost limit"},
 		},
 		{
-			name: "YAML alias bomb",
+			name:  "YAML alias bomb",
 			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": aliasBomb()},
 			want:  []string{"app/instance.yaml", "alias"},
 		},

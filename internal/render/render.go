@@ -3,6 +3,7 @@ package render
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	kroruntime "github.com/kubernetes-sigs/kro/pkg/runtime"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -77,6 +78,10 @@ func (d *Definition) Render(ctx context.Context, where string, instance *unstruc
 // evalError explains a runtime failure. Data kro would wait for in a cluster never arrives
 // offline, so "pending" becomes an error rather than an empty field.
 func (d *Definition) evalError(where, id string, err error) error {
+	if strings.Contains(err.Error(), "cost limit exceeded") {
+		return fmt.Errorf("%s: resource %q: a CEL expression exceeds the cost limit of %d (the Kubernetes "+
+			"per-call limit for CEL rules): simplify it or bound its loops: %v", where, id, DefaultCostLimit, err)
+	}
 	if kroruntime.IsDataPending(err) {
 		return fmt.Errorf("%s: resource %q needs data only a live cluster can provide: %v", where, id, err)
 	}

@@ -1,0 +1,273 @@
+package gitwrite
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// Kind says whether a change promotes new freight or rolls a stage back.
+type Kind int
+
+const (
+	Promote Kind = iota
+	Rollback
+)
+
+func (k Kind) String() string {
+	if k == Rollback {
+		return "rollback"
+	}
+	return "promote"
+}
+
+// Default subjects. Templates see the Change's fields plus .Old and .New.
+const (
+	DefaultPromoteSubject  = "Promote image from {{.Old}} to {{.New}}"
+	DefaultRollbackSubject = "Roll back image from {{.Old}} to {{.New}}"
+)
+
+// Change is one value to write for one stage: one commit.
+type Change struct {
+	Stage string // the stage name; required, goes into the Kropipe-Stage trailer
+	File  string // path inside the repository, "/"-separated, e.g. develop/frontend/instance.yaml
+	Key   string // dotted YAML key path, e.g. spec.values.deployment.tag
+
+	Image  string // repository, e.g. registry.example.com/team/frontend
+	Tag    string
+	Digest string // sha256:…, optional
+	// Value is what is written at Key; empty means Tag.
+	Value string
+	// FreightID identifies the freight being promoted (Kropipe-Freight trailer).
+	FreightID string
+
+	Kind Kind
+	// Rejected is, for a rollback, the value being rolled back from (Kropipe-Rejected
+	// trailer); empty means the value the file held.
+	Rejected string
+	// Expect, when set, makes the change a compare-and-swap: it is applied only if the
+	// file holds Expect (or already holds Value). A human's edit that landed meanwhile
+	// then fails the change (ErrConflict) instead of being overwritten.
+	Expect string
+	// SubjectTemplate overrides the commit subject (Go text/template).
+	SubjectTemplate string
+}
+
+// newValue is what the change writes.
+func (c Change) newValue() string {
+	if c.Value != "" {
+		return c.Value
+	}
+	return c.Tag
+}
+
+// ImageRef is repo:tag@digest with the empty parts left out.
+func (c Change) ImageRef() string {
+	ref := c.Image
+	if c.Tag != "" {
+		ref += ":" + c.Tag
+	}
+	if c.Digest != "" {
+		ref += "@" + c.Digest
+	}
+	return ref
+}
+
+// Result reports what happened to one Change.
+type Result struct {
+	Change
+	Old     string // the value the file held before
+	New     string // the value written
+	Commit  string // the pushed commit; empty when Skipped or failed
+	Skipped bool   // the file already held the value: nothing to commit
+	Err     error  // why this change was not applied
+}
+
+// Errors for errors.Is.
+var (
+	ErrInvalidChange = errors.New("invalid change")
+	ErrPathEscapes   = errors.New("file path leaves the repository")
+	ErrFileNotFound  = errors.New("file not found")
+	ErrConflict      = errors.New("file changed by someone else")
+	ErrPushRejected  = errors.New("push rejected by the Git server")
+	ErrBranchMissing = errors.New("branch not found")
+)
+
+// ChangeError wraps every per-change failure with the user's nouns.
+type ChangeError struct {
+	Stage, File, Key string
+	Err              error
+}
+
+func (e *ChangeError) Error() string {
+	return fmt.Sprintf("stage %q: %s (key %s): %v", e.Stage, e.File, e.Key, e.Err)
+}
+
+func (e *ChangeError) Unwrap() error { return e.Err }
+
+func changeErr(c Change, err error) error {
+	return &ChangeError{Stage: c.Stage, File: c.File, Key: c.Key, Err: err}
+}
+
+// cleanPath validates a repository-relative path and returns it cleaned. Symlinks are
+// checked later, against the tree.
+func cleanPath(p string) (string, error) {
+	if p == "" {
+		return "", fmt.Errorf("%w: the file is empty", ErrInvalidChange)
+	}
+	if strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || (len(p) > 1 && p[1] == ':') {
+		return "", fmt.Errorf("%w: %q is absolute; give a path inside the repository", ErrPathEscapes, p)
+	}
+	c := path.Clean(p)
+	if c == "." || c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%w: %q points outside the repository", ErrPathEscapes, p)
+	}
+	for _, part := range strings.Split(c, "/") {
+		if part == ".git" {
+			return "", fmt.Errorf("%w: %q points into .git", ErrPathEscapes, p)
+		}
+	}
+	return c, nil
+}
+
+// validate checks what can be checked without the repository.
+func (c Change) validate() error {
+	if c.Stage == "" {
+		return fmt.Errorf("%w: the stage name is empty", ErrInvalidChange)
+	}
+	if _, err := cleanPath(c.File); err != nil {
+		return err
+	}
+	if c.Key == "" {
+		return fmt.Errorf("%w: the key is empty", ErrInvalidChange)
+	}
+	if c.newValue() == "" {
+		return fmt.Errorf("%w: neither a value nor a tag to write", ErrInvalidChange)
+	}
+	for name, v := range map[string]string{"stage": c.Stage, "image": c.ImageRef(), "value": c.newValue(), "freight": c.FreightID, "rejected": c.Rejected} {
+		if strings.ContainsAny(v, "\r\n") {
+			return fmt.Errorf("%w: the %s contains a line break", ErrInvalidChange, name)
+		}
+	}
+	if c.SubjectTemplate != "" {
+		if _, err := template.New("subject").Option("missingkey=error").Parse(c.SubjectTemplate); err != nil {
+			return fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+		}
+	}
+	return nil
+}
+
+// Trailer names written into every commit.
+const (
+	TrailerStage    = "Kropipe-Stage"
+	TrailerImage    = "Kropipe-Image"
+	TrailerValue    = "Kropipe-Value"
+	TrailerPrevious = "Kropipe-Previous"
+	TrailerFreight  = "Kropipe-Freight"
+	TrailerRejected = "Kropipe-Rejected"
+)
+
+// message renders the commit message: subject, a body naming stage/file/key/image, and
+// trailers that History reads back.
+func (c Change) message(old string) (string, error) {
+	tmpl := c.SubjectTemplate
+	if tmpl == "" {
+		tmpl = DefaultPromoteSubject
+		if c.Kind == Rollback {
+			tmpl = DefaultRollbackSubject
+		}
+	}
+	t, err := template.New("subject").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return "", fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+	}
+	data := struct {
+		Change
+		Old, New string
+	}{c, old, c.newValue()}
+	var subj bytes.Buffer
+	if err := t.Execute(&subj, data); err != nil {
+		return "", fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+	}
+	subject := strings.TrimSpace(strings.ReplaceAll(subj.String(), "\n", " "))
+
+	var b strings.Builder
+	b.WriteString(subject)
+	b.WriteString("\n\n")
+	verb := "promotes"
+	if c.Kind == Rollback {
+		verb = "rolls back"
+	}
+	fmt.Fprintf(&b, "Stage %s %s %s: %s in %s is set to %q.\n\n", c.Stage, verb, c.ImageRef(), c.Key, c.File, c.newValue())
+	fmt.Fprintf(&b, "%s: %s\n", TrailerStage, c.Stage)
+	if ref := c.ImageRef(); ref != "" {
+		fmt.Fprintf(&b, "%s: %s\n", TrailerImage, ref)
+	}
+	fmt.Fprintf(&b, "%s: %s\n", TrailerValue, c.newValue())
+	fmt.Fprintf(&b, "%s: %s\n", TrailerPrevious, old)
+	if c.FreightID != "" {
+		fmt.Fprintf(&b, "%s: %s\n", TrailerFreight, c.FreightID)
+	}
+	if c.Kind == Rollback {
+		rejected := c.Rejected
+		if rejected == "" {
+			rejected = old
+		}
+		fmt.Fprintf(&b, "%s: %s\n", TrailerRejected, rejected)
+	}
+	return b.String(), nil
+}
+
+// Record is one promotion or rollback read back from a commit's trailers.
+type Record struct {
+	Commit   string
+	Time     time.Time // committer time
+	Subject  string
+	Kind     Kind
+	Stage    string
+	Image    string // repo:tag@digest as written
+	Value    string // the value written
+	Previous string // the value before
+	Freight  string
+	Rejected string // rollbacks only
+}
+
+// parseTrailers reads "Key: value" lines from the last paragraph of a commit message.
+func parseTrailers(msg string) map[string]string {
+	msg = strings.TrimRight(msg, "\n")
+	i := strings.LastIndex(msg, "\n\n")
+	if i < 0 {
+		return nil
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(msg[i+2:], "\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			continue
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out
+}
+
+func recordFrom(hash string, when time.Time, msg string) (Record, bool) {
+	tr := parseTrailers(msg)
+	stage := tr[TrailerStage]
+	if stage == "" {
+		return Record{}, false
+	}
+	subject, _, _ := strings.Cut(msg, "\n")
+	r := Record{
+		Commit: hash, Time: when, Subject: subject, Stage: stage,
+		Image: tr[TrailerImage], Value: tr[TrailerValue], Previous: tr[TrailerPrevious],
+		Freight: tr[TrailerFreight], Rejected: tr[TrailerRejected],
+	}
+	if _, ok := tr[TrailerRejected]; ok {
+		r.Kind = Rollback
+	}
+	return r, true
+}

@@ -1,0 +1,589 @@
+// Package gitwrite writes promotions into a GitOps repository: one persistent bare
+// clone per repository URL, one commit per change, one push per batch, retried on top
+// of whoever pushed first, never forced.
+//
+// The clone lives under a data directory and is fetched before every write, so a
+// promotion costs a fetch of what is new plus a push of a few objects, whatever the
+// size of the repository. Edits go through yamledit, so only the scalar changes.
+package gitwrite
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+
+	"github.com/kropipe/kropipe/internal/promote/yamledit"
+)
+
+// Clock gives commit timestamps; tests pin it.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct {
+	auth        transport.AuthMethod
+	creds       Credentials
+	authorName  string
+	authorEmail string
+	logger      *slog.Logger
+	tries       int
+	baseDelay   time.Duration
+	maxDelay    time.Duration
+	clock       Clock
+}
+
+// WithAuth uses a ready go-git AuthMethod.
+func WithAuth(a transport.AuthMethod) Option { return func(o *options) { o.auth = a } }
+
+// WithCredentials authenticates with a username/password, a token or an SSH key.
+func WithCredentials(c Credentials) Option { return func(o *options) { o.creds = c } }
+
+// WithAuthor sets the author and committer of every commit (default kropipe
+// <kropipe@localhost>).
+func WithAuthor(name, email string) Option {
+	return func(o *options) { o.authorName, o.authorEmail = name, email }
+}
+
+// WithLogger logs fetches, commits, pushes and retries. URLs are redacted.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithRetry sets how often a push refused because the branch moved is re-applied
+// (default 10 tries) and the first back-off delay (default 100ms, doubling, jittered,
+// capped at 5s).
+func WithRetry(tries int, baseDelay time.Duration) Option {
+	return func(o *options) { o.tries, o.baseDelay = tries, baseDelay }
+}
+
+// WithClock sets the clock used for commit timestamps.
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// Repo is the persistent clone of one repository URL. It is safe for concurrent use;
+// writes to the same clone are serialised, also across Repo values opened on the
+// same URL and data dir in one process. Two processes must not share a data dir.
+type Repo struct {
+	url     string // without credentials
+	display string // redacted, for messages
+	dir     string
+	auth    transport.AuthMethod
+	secrets []string
+	o       options
+	log     *slog.Logger
+
+	mu   *sync.Mutex
+	repo *git.Repository
+
+	// beforePush, when set by tests, runs between building the commits and pushing
+	// them: the window in which another writer can move the branch.
+	beforePush func(attempt int)
+}
+
+var (
+	locksMu sync.Mutex
+	locks   = map[string]*sync.Mutex{}
+)
+
+func dirLock(dir string) *sync.Mutex {
+	locksMu.Lock()
+	defer locksMu.Unlock()
+	if locks[dir] == nil {
+		locks[dir] = &sync.Mutex{}
+	}
+	return locks[dir]
+}
+
+// Open returns the persistent clone of url under dataDir, creating it on first use.
+// URLs may be https, http, ssh (ssh:// or user@host:path) or file. Credentials in an
+// http(s) URL (https://user:token@host/…) are used and then removed from the URL.
+func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, error) {
+	o := options{
+		authorName: "kropipe", authorEmail: "kropipe@localhost",
+		tries: 10, baseDelay: 100 * time.Millisecond, maxDelay: 5 * time.Second,
+		clock: realClock{},
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tries < 1 {
+		o.tries = 1
+	}
+	clean, fromURL := splitUserinfo(rawURL)
+	creds := o.creds
+	if creds.empty() {
+		creds = fromURL
+	}
+	secrets := append(creds.secrets(), fromURL.secrets()...)
+	r := &Repo{
+		url: clean, display: Redact(rawURL), secrets: secrets, o: o,
+		dir: filepath.Join(dataDir, CloneDirName(rawURL)),
+	}
+	r.log = o.logger
+	if r.log == nil {
+		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	r.log = r.log.With("repo", r.display)
+	r.auth = o.auth
+	if r.auth == nil {
+		a, err := creds.authMethod(clean)
+		if err != nil {
+			return nil, r.wrap(err)
+		}
+		r.auth = a
+	}
+	r.mu = dirLock(r.dir)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.openOrInit(ctx); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// CloneDirName is the directory name of a URL's clone: readable host and path plus a
+// hash of the credential-free URL, so two URLs never share a clone and no secret ever
+// reaches the file system.
+func CloneDirName(rawURL string) string {
+	clean, _ := splitUserinfo(rawURL)
+	sum := sha256.Sum256([]byte(clean))
+	name := clean
+	if i := strings.Index(name, "://"); i >= 0 {
+		name = name[i+3:]
+	}
+	if i := strings.LastIndex(name, "@"); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.Trim(unsafeChars.ReplaceAllString(name, "_"), "_.")
+	if len(name) > 60 {
+		name = name[len(name)-60:]
+	}
+	return name + "-" + hex.EncodeToString(sum[:])[:12]
+}
+
+// Dir is the clone's directory.
+func (r *Repo) Dir() string { return r.dir }
+
+func (r *Repo) openOrInit(ctx context.Context) error {
+	repo, err := git.PlainOpen(r.dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		// Build the clone beside its final place and rename it, so a crash never
+		// leaves a half-made clone where the next start would trust it.
+		if err := os.MkdirAll(filepath.Dir(r.dir), 0o755); err != nil {
+			return err
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(r.dir), ".clone-*")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		repo, err = git.PlainInit(tmp, true)
+		if err != nil {
+			return err
+		}
+		if _, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{r.url}}); err != nil {
+			return err
+		}
+		r.repo = repo
+		if err := r.fetchAll(ctx); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, r.dir); err != nil {
+			return err
+		}
+		repo, err = git.PlainOpen(r.dir)
+		if err != nil {
+			return err
+		}
+		r.repo = repo
+		r.log.Info("cloned", "dir", r.dir)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening the clone in %s: %w", r.dir, err)
+	}
+	r.repo = repo
+	return nil
+}
+
+func (r *Repo) fetchAll(ctx context.Context) error {
+	err := r.repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: "origin",
+		RemoteURL:  r.url,
+		RefSpecs:   []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
+		Auth:       r.auth,
+		Tags:       git.NoTags,
+	})
+	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) || errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		return nil
+	}
+	return r.wrap(fmt.Errorf("fetching %s: %w", r.display, err))
+}
+
+// fetch brings refs/remotes/origin/<branch> up to date and returns it.
+func (r *Repo) fetch(ctx context.Context, branch string) (plumbing.Hash, error) {
+	remoteRef := plumbing.NewRemoteReferenceName("origin", branch)
+	err := r.repo.FetchContext(ctx, &git.FetchOptions{
+		RemoteName: "origin",
+		RemoteURL:  r.url,
+		RefSpecs:   []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(branch).String() + ":" + remoteRef.String())},
+		Auth:       r.auth,
+		Tags:       git.NoTags,
+	})
+	switch {
+	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):
+	case errors.Is(err, transport.ErrEmptyRemoteRepository), isNoMatchingRef(err):
+		return plumbing.ZeroHash, r.wrap(fmt.Errorf("%w: %s has no branch %q", ErrBranchMissing, r.display, branch))
+	default:
+		return plumbing.ZeroHash, r.wrap(fmt.Errorf("fetching %s from %s: %w", branch, r.display, err))
+	}
+	ref, err := r.repo.Storer.Reference(remoteRef)
+	if err != nil {
+		return plumbing.ZeroHash, r.wrap(fmt.Errorf("%w: %s has no branch %q", ErrBranchMissing, r.display, branch))
+	}
+	return ref.Hash(), nil
+}
+
+func isNoMatchingRef(err error) bool {
+	var nm git.NoMatchingRefSpecError
+	return errors.As(err, &nm)
+}
+
+// wrap scrubs URLs with credentials and known secrets out of an error's text while
+// keeping errors.Is working.
+func (r *Repo) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &scrubbedError{msg: scrubString(err.Error(), r.secrets), err: err}
+}
+
+type scrubbedError struct {
+	msg string
+	err error
+}
+
+func (e *scrubbedError) Error() string { return e.msg }
+
+// Is delegates without exposing the unscrubbed error through Unwrap.
+func (e *scrubbedError) Is(target error) bool { return errors.Is(e.err, target) }
+
+// As lets callers reach typed errors such as *ChangeError; their text is built from
+// the user's own nouns, never from URLs.
+func (e *scrubbedError) As(target any) bool { return errors.As(e.err, target) }
+
+// Apply writes the changes to branch: fetch, one commit per change, one push. When
+// the branch moved meanwhile, it fetches, re-applies the same edits on the new head
+// and pushes again, with jittered back-off, up to the configured tries; it never
+// force-pushes.
+//
+// A change that cannot be applied (bad path, missing key, invalid YAML, …) gets its
+// Result.Err and is left out; the others still land. Two changes may edit the same
+// file: they are applied in order, one commit each. Two different stages writing the
+// same key of the same file is a configuration error: the second gets ErrConflict.
+//
+// The error is non-nil when any change failed or the push failed; Results say which
+// changes landed (Commit is set) and which were already in place (Skipped). On any
+// push failure nothing is left half-written: the clone's refs stay at the remote's
+// last known state.
+func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+
+	results := make([]Result, len(changes))
+	// static marks changes refused before looking at the repository; no retry on a
+	// newer head can fix them, unlike a missing key, which someone may have just added.
+	static := make([]bool, len(changes))
+	owner := map[string]string{} // file+key → stage, to catch two stages on one key
+	for i, c := range changes {
+		results[i] = Result{Change: c, New: c.newValue()}
+		if err := c.validate(); err != nil {
+			results[i].Err = changeErr(c, err)
+			static[i] = true
+			continue
+		}
+		results[i].Change.File, _ = cleanPath(c.File)
+		k := results[i].File + "\x00" + c.Key
+		if s, ok := owner[k]; ok && s != c.Stage {
+			results[i].Err = changeErr(c, fmt.Errorf("%w: stages %q and %q both write this key; give each stage its own file or key", ErrConflict, s, c.Stage))
+			static[i] = true
+			continue
+		}
+		owner[k] = c.Stage
+	}
+
+	var lastErr error
+	for attempt := 0; attempt < r.o.tries; attempt++ {
+		if attempt > 0 {
+			if err := r.sleep(ctx, attempt); err != nil {
+				return failAll(results, err), err
+			}
+		}
+		base, err := r.fetch(ctx, branch)
+		if err != nil {
+			lastErr = err
+			if retryable(err) {
+				r.log.Warn("fetch failed, will retry", "branch", branch, "attempt", attempt+1, "err", err)
+				continue
+			}
+			return failAll(results, err), err
+		}
+		head, objs, err := r.build(base, results, static)
+		if err != nil {
+			return failAll(results, err), err
+		}
+		if head == base {
+			return results, joinErrs(results)
+		}
+		if r.beforePush != nil {
+			r.beforePush(attempt)
+		}
+		err = r.push(ctx, branch, base, head, objs)
+		if err == nil {
+			r.landed(branch, head, results)
+			return results, joinErrs(results)
+		}
+		err = r.wrap(fmt.Errorf("pushing %s to %s: %w", branch, r.display, err))
+		lastErr = err
+		if !retryable(err) {
+			return failAll(results, err), err
+		}
+		r.log.Info("push refused because the branch moved; re-applying on the new head", "branch", branch, "attempt", attempt+1, "err", err)
+	}
+	err := fmt.Errorf("giving up after %d tries: %w", r.o.tries, lastErr)
+	return failAll(results, err), err
+}
+
+// build makes one commit per applicable change on top of base. It fills Old, Skipped
+// and Err in results (clearing what a previous attempt wrote) and returns the new head
+// and every object it created.
+func (r *Repo) build(base plumbing.Hash, results []Result, static []bool) (plumbing.Hash, []plumbing.Hash, error) {
+	s := r.repo.Storer
+	head := base
+	var objs []plumbing.Hash
+	commit, err := object.GetCommit(s, base)
+	if err != nil {
+		return base, nil, err
+	}
+	tree := commit.TreeHash
+	for i := range results {
+		res := &results[i]
+		if static[i] {
+			continue
+		}
+		res.Err, res.Old, res.Skipped, res.Commit = nil, "", false, ""
+		c := res.Change
+		data, err := readFile(s, tree, c.File)
+		if err != nil {
+			res.Err = changeErr(c, err)
+			continue
+		}
+		old, err := yamledit.Get(data, c.Key)
+		if err != nil {
+			res.Err = changeErr(c, err)
+			continue
+		}
+		res.Old = old
+		if old == c.newValue() {
+			res.Skipped = true
+			continue
+		}
+		if c.Expect != "" && old != c.Expect {
+			res.Err = changeErr(c, fmt.Errorf("%w: expected %q but the file holds %q", ErrConflict, c.Expect, old))
+			continue
+		}
+		out, err := yamledit.Set(data, c.Key, c.newValue())
+		if err != nil {
+			res.Err = changeErr(c, err)
+			continue
+		}
+		msg, err := c.message(old)
+		if err != nil {
+			res.Err = changeErr(c, err)
+			continue
+		}
+		blob, err := writeBlob(s, out)
+		if err != nil {
+			return base, nil, err
+		}
+		var created []plumbing.Hash
+		newTree, err := replaceBlob(s, tree, strings.Split(c.File, "/"), blob, &created)
+		if err != nil {
+			return base, nil, err
+		}
+		h, err := writeCommit(s, head, newTree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()))
+		if err != nil {
+			return base, nil, err
+		}
+		objs = append(objs, blob)
+		objs = append(objs, created...)
+		objs = append(objs, h)
+		head, tree = h, newTree
+		res.Commit = h.String() // provisional until the push lands
+	}
+	return head, objs, nil
+}
+
+// landed records a successful push in the clone: the remote-tracking ref and the local
+// branch both point at the pushed head.
+func (r *Repo) landed(branch string, head plumbing.Hash, results []Result) {
+	for _, name := range []plumbing.ReferenceName{plumbing.NewRemoteReferenceName("origin", branch), plumbing.NewBranchReferenceName(branch)} {
+		if err := r.repo.Storer.SetReference(plumbing.NewHashReference(name, head)); err != nil {
+			r.log.Warn("updating the clone's ref after a push", "ref", name, "err", err)
+		}
+	}
+	for _, res := range results {
+		if res.Commit != "" {
+			r.log.Info("promoted", "stage", res.Stage, "file", res.File, "old", res.Old, "new", res.New, "commit", res.Commit[:12], "kind", res.Kind)
+		}
+	}
+}
+
+func failAll(results []Result, err error) []Result {
+	for i := range results {
+		if results[i].Commit != "" {
+			results[i].Commit = ""
+			results[i].Err = err
+		}
+	}
+	return results
+}
+
+func joinErrs(results []Result) error {
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Repo) sleep(ctx context.Context, attempt int) error {
+	d := r.o.baseDelay << (attempt - 1)
+	if d <= 0 || d > r.o.maxDelay {
+		d = r.o.maxDelay
+	}
+	// Full jitter in [d/2, d): concurrent writers that collided do not collide again.
+	d = d/2 + rand.N(d/2+1)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Read fetches branch and returns the value at key in file and the commit read.
+func (r *Repo) Read(ctx context.Context, branch, file, key string) (value, commit string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, err := cleanPath(file)
+	if err != nil {
+		return "", "", err
+	}
+	head, err := r.fetch(ctx, branch)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := object.GetCommit(r.repo.Storer, head)
+	if err != nil {
+		return "", "", err
+	}
+	data, err := readFile(r.repo.Storer, c.TreeHash, p)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", p, err)
+	}
+	v, err := yamledit.Get(data, key)
+	if err != nil {
+		var ke *yamledit.KeyError
+		if errors.As(err, &ke) {
+			ke.File = p
+		}
+		return "", "", err
+	}
+	return v, head.String(), nil
+}
+
+// History fetches branch and returns the promotions and rollbacks recorded in commit
+// trailers, newest first; stage "" returns every stage's.
+func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	head, err := r.fetch(ctx, branch)
+	if err != nil {
+		return nil, err
+	}
+	c, err := object.GetCommit(r.repo.Storer, head)
+	if err != nil {
+		return nil, err
+	}
+	var out []Record
+	// Pre-order from the head: newest first along each line of history.
+	err = object.NewCommitPreorderIter(c, nil, nil).ForEach(func(c *object.Commit) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if !strings.Contains(c.Message, TrailerStage+": ") {
+			return nil
+		}
+		rec, ok := recordFrom(c.Hash.String(), c.Committer.When, c.Message)
+		if ok && (stage == "" || rec.Stage == stage) {
+			out = append(out, rec)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Rejected returns the values rolled back from in stage (Kropipe-Rejected trailers):
+// values the stage must not auto-promote again. It is read from history, so it
+// survives restarts.
+func (r *Repo) Rejected(ctx context.Context, branch, stage string) (map[string]bool, error) {
+	recs, err := r.History(ctx, branch, stage)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, rec := range recs {
+		if rec.Rejected != "" {
+			out[rec.Rejected] = true
+		}
+	}
+	return out, nil
+}
+
+// PreviousPromotion returns the value stage held before its current one, as recorded
+// by the newest record that wrote current — what a rollback without --to goes back to.
+// ok is false when history has no such record.
+func PreviousPromotion(records []Record, current string) (previous string, ok bool) {
+	for _, rec := range records {
+		if rec.Value == current && rec.Kind == Promote {
+			return rec.Previous, rec.Previous != ""
+		}
+	}
+	return "", false
+}

@@ -1,0 +1,637 @@
+package gitwrite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/gitserver"
+)
+
+const instance = `apiVersion: kro.run/v1alpha1
+kind: WebApp
+metadata:
+  name: %s   # the app
+spec:
+  values:
+    deployment:
+      image: registry.example.com/team/%s
+      # bumped by the promoter — do not edit by hand
+      tag: "1.2.1"
+      replicas: 2
+    service:
+      port: 80
+`
+
+// seed writes the GitOps layout of the scenario, plus traps for the bad-input tests.
+func seed(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	write := func(p, content string) {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, env := range []string{"develop", "staging", "production"} {
+		for _, app := range []string{"frontend", "backend"} {
+			write(env+"/"+app+"/instance.yaml", fmt.Sprintf(instance, app, app))
+		}
+	}
+	write("broken/instance.yaml", "spec: [values\n  tag: x: y\n")
+	write("README.md", "GitOps repository\n")
+	if err := os.Symlink("../../etc", filepath.Join(dir, "escape")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../develop/frontend/instance.yaml", filepath.Join(dir, "broken", "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+type fixture struct {
+	srv  *gitserver.Server
+	url  string
+	bare string
+}
+
+func newFixture(t testing.TB, opts ...gitserver.Option) *fixture {
+	t.Helper()
+	srv := gitserver.StartTB(t, opts...)
+	bare, err := srv.NewBareRepo(context.Background(), "gitops.git", seed(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{srv: srv, url: srv.URL("gitops.git"), bare: bare}
+}
+
+func (f *fixture) git(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := gitserver.GitOutput(context.Background(), f.bare, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+func (f *fixture) head(t testing.TB) string { return f.git(t, "rev-parse", "refs/heads/main") }
+
+// pushUnrelated commits a file straight into the bare repository, as another writer
+// would, and returns the commit.
+func pushUnrelated(t testing.TB, bare, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(name+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// A commit on top of main that adds one file: index from main's tree + the file.
+	idx := filepath.Join(t.TempDir(), "index")
+	env := []string{"GIT_INDEX_FILE=" + idx, "GIT_DIR=" + bare, "GIT_WORK_TREE=" + dir}
+	run := func(args ...string) string {
+		cmd := execGit(ctx, env, args...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("git %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("read-tree", "refs/heads/main")
+	run("add", name)
+	tree := run("write-tree")
+	parent := run("rev-parse", "refs/heads/main")
+	commit := run("commit-tree", tree, "-p", parent, "-m", "Unrelated change "+name)
+	run("update-ref", "refs/heads/main", commit, parent)
+	return commit
+}
+
+func open(t testing.TB, url string, opts ...Option) *Repo {
+	t.Helper()
+	opts = append([]Option{WithAuthor("kropipe", "kropipe@example.com"), WithRetry(10, 5*time.Millisecond)}, opts...)
+	r, err := Open(context.Background(), t.TempDir(), url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func promote(stage, file, tag string) Change {
+	return Change{
+		Stage: stage, File: file, Key: "spec.values.deployment.tag",
+		Image: "registry.example.com/team/frontend", Tag: tag, Digest: "sha256:" + strings.Repeat("a", 64),
+		FreightID: "f-" + tag,
+	}
+}
+
+func TestApply_PromoteWritesOneCommitWithExactMessageAndOneLine(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Old != "1.2.1" || res[0].Commit == "" || res[0].Skipped {
+		t.Fatalf("result = %+v", res[0])
+	}
+	if got := f.head(t); got != res[0].Commit {
+		t.Fatalf("remote head %s, want the promotion %s", got, res[0].Commit)
+	}
+	want := `Promote image from 1.2.1 to 1.2.2
+
+Stage develop-frontend promotes registry.example.com/team/frontend:1.2.2@sha256:` + strings.Repeat("a", 64) + `: spec.values.deployment.tag in develop/frontend/instance.yaml is set to "1.2.2".
+
+Kropipe-Stage: develop-frontend
+Kropipe-Image: registry.example.com/team/frontend:1.2.2@sha256:` + strings.Repeat("a", 64) + `
+Kropipe-Value: 1.2.2
+Kropipe-Previous: 1.2.1
+Kropipe-Freight: f-1.2.2`
+	if got := f.git(t, "log", "-1", "--format=%B", "main"); got != want {
+		t.Fatalf("message:\n%s\nwant:\n%s", got, want)
+	}
+	if got := f.git(t, "log", "-1", "--format=%an <%ae>", "main"); got != "kropipe <kropipe@example.com>" {
+		t.Fatalf("author = %q", got)
+	}
+	// git's own trailer parser must see the trailers.
+	if got := f.git(t, "log", "-1", "--format=%(trailers:key=Kropipe-Stage,valueonly)", "main"); got != "develop-frontend" {
+		t.Fatalf("git trailers = %q", got)
+	}
+	diff := f.git(t, "diff", "-U0", "main~1", "main")
+	var changed []string
+	for _, l := range strings.Split(diff, "\n") {
+		if (strings.HasPrefix(l, "+") || strings.HasPrefix(l, "-")) && !strings.HasPrefix(l, "+++") && !strings.HasPrefix(l, "---") {
+			changed = append(changed, l)
+		}
+	}
+	if len(changed) != 2 || changed[0] != `-      tag: "1.2.1"` || changed[1] != `+      tag: "1.2.2"` {
+		t.Fatalf("diff:\n%s", diff)
+	}
+}
+
+func TestApply_SecondRunIsIdempotent(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	c := promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2")
+	if _, err := r.Apply(context.Background(), "main", c); err != nil {
+		t.Fatal(err)
+	}
+	head, pushes := f.head(t), f.srv.Pushes("gitops.git")
+	res, err := r.Apply(context.Background(), "main", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Skipped || res[0].Commit != "" {
+		t.Fatalf("result = %+v, want skipped", res[0])
+	}
+	if f.head(t) != head || f.srv.Pushes("gitops.git") != pushes {
+		t.Fatal("a second run pushed")
+	}
+}
+
+func TestApply_RebasesOnMovedBranch(t *testing.T) {
+	tests := []struct {
+		name string
+		// race moves main at the worst moment; it returns the foreign commit.
+		race func(t *testing.T, f *fixture, r *Repo) *string
+	}{
+		{"moved between fetch and push", func(t *testing.T, f *fixture, r *Repo) *string {
+			var foreign string
+			r.beforePush = func(attempt int) {
+				if attempt == 0 {
+					foreign = pushUnrelated(t, f.bare, "between.txt")
+				}
+			}
+			return &foreign
+		}},
+		{"moved while the server holds our pack", func(t *testing.T, f *fixture, r *Repo) *string {
+			// Replaced below: the server hook needs the fixture, so this case builds its own.
+			return nil
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f *fixture
+			var foreign *string
+			var r *Repo
+			if tt.name == "moved while the server holds our pack" {
+				var once sync.Once
+				var fx *fixture
+				var got string
+				fx = newFixture(t, gitserver.WithRequestHook(func(req *http.Request) {
+					if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "git-receive-pack") {
+						once.Do(func() { got = pushUnrelated(t, fx.bare, "during.txt") })
+					}
+				}))
+				f, foreign = fx, &got
+				r = open(t, f.url)
+			} else {
+				f = newFixture(t)
+				r = open(t, f.url)
+				foreign = tt.race(t, f, r)
+			}
+			res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *foreign == "" {
+				t.Fatal("the race did not happen")
+			}
+			if f.head(t) != res[0].Commit {
+				t.Fatal("the promotion is not the head")
+			}
+			if parent := f.git(t, "rev-parse", "main~1"); parent != *foreign {
+				t.Fatalf("promotion's parent = %s, want the foreign commit %s kept", parent, *foreign)
+			}
+			if n := f.srv.Pushes("gitops.git"); n < 1 {
+				t.Fatalf("pushes = %d", n)
+			}
+		})
+	}
+}
+
+func TestApply_HookRejectionLeavesNothingHalfWritten(t *testing.T) {
+	f := newFixture(t)
+	if err := f.srv.InstallHook("gitops.git", "pre-receive", "#!/bin/sh\necho 'main is frozen for the release' >&2\nexit 1\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := open(t, f.url)
+	before := f.head(t)
+	res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
+	if !errors.Is(err, ErrPushRejected) || !strings.Contains(err.Error(), "main is frozen for the release") {
+		t.Fatalf("err = %v, want ErrPushRejected with the hook's message", err)
+	}
+	if res[0].Commit != "" || res[0].Err == nil {
+		t.Fatalf("result = %+v", res[0])
+	}
+	if f.head(t) != before {
+		t.Fatal("remote moved")
+	}
+	if n := f.srv.Pushes("gitops.git"); n != 1 {
+		t.Fatalf("pushes = %d, want 1: a hook refusal is not retried", n)
+	}
+	if ref, err := r.repo.Reference("refs/remotes/origin/main", false); err != nil || ref.Hash().String() != before {
+		t.Fatalf("clone's origin/main = %v, %v; want %s", ref, err, before)
+	}
+	// Once the hook is gone the same change lands, from the same clone.
+	if err := f.srv.RemoveHook("gitops.git", "pre-receive"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.git(t, "rev-parse", "main~1"); got != before {
+		t.Fatal("the promotion is not a single commit on the old head")
+	}
+}
+
+func TestOpen_AuthFailureNeverShowsThePassword(t *testing.T) {
+	f := newFixture(t, gitserver.WithBasicAuth("bot", "right-password"))
+	withUser := func(pass string) string {
+		return strings.Replace(f.url, "http://", "http://bot:"+pass+"@", 1)
+	}
+	tests := []struct {
+		name string
+		url  string
+		opts []Option
+	}{
+		{"password in the URL", withUser("wrong-password-123"), nil},
+		{"password as credentials", f.url, []Option{WithCredentials(Credentials{Username: "bot", Password: "wrong-password-123"})}},
+		{"token as credentials", f.url, []Option{WithCredentials(Credentials{Token: "wrong-password-123"})}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(context.Background(), t.TempDir(), tt.url, tt.opts...)
+			if err == nil {
+				t.Fatal("wrong password accepted")
+			}
+			if strings.Contains(err.Error(), "wrong-password-123") {
+				t.Fatalf("error shows the password: %v", err)
+			}
+			if !strings.Contains(err.Error(), "authentication") && !strings.Contains(err.Error(), "authorization") {
+				t.Fatalf("err = %v, want it to say authentication failed", err)
+			}
+		})
+	}
+	dataDir := t.TempDir()
+	r, err := Open(context.Background(), dataDir, withUser("right-password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(r.Dir(), "right-password") {
+		t.Fatalf("clone dir %s holds the password", r.Dir())
+	}
+	cfg, _ := os.ReadFile(filepath.Join(r.Dir(), "config"))
+	if strings.Contains(string(cfg), "right-password") {
+		t.Fatal("clone config holds the password")
+	}
+}
+
+func TestApply_BadInputNamesStageFileAndKeyAndCommitsNothing(t *testing.T) {
+	tests := []struct {
+		name       string
+		file, key  string
+		want       error
+		wantDetail string
+	}{
+		{"key missing", "develop/frontend/instance.yaml", "spec.values.deployment.version", nil, `has no "version"`},
+		{"key not a scalar", "develop/frontend/instance.yaml", "spec.values.deployment", nil, "not a scalar"},
+		{"file not valid YAML", "broken/instance.yaml", "spec.values.deployment.tag", nil, "not valid YAML"},
+		{"file missing", "qa/frontend/instance.yaml", "spec.values.deployment.tag", ErrFileNotFound, "does not exist"},
+		{"path with ..", "../outside.yaml", "spec.values.deployment.tag", ErrPathEscapes, "outside the repository"},
+		{"path hidden behind ..", "develop/../../outside.yaml", "spec.values.deployment.tag", ErrPathEscapes, "outside the repository"},
+		{"absolute path", "/etc/passwd", "spec.values.deployment.tag", ErrPathEscapes, "absolute"},
+		{"symlink to a directory outside", "escape/passwd", "spec.values.deployment.tag", ErrPathEscapes, "symbolic link"},
+		{"symlink to a file", "broken/link.yaml", "spec.values.deployment.tag", ErrPathEscapes, "symbolic link"},
+		{"into .git", ".git/config", "core.bare", ErrPathEscapes, ".git"},
+	}
+	f := newFixture(t)
+	r := open(t, f.url)
+	before := f.head(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := promote("develop-frontend", tt.file, "1.2.2")
+			c.Key = tt.key
+			res, err := r.Apply(context.Background(), "main", c)
+			if err == nil || res[0].Err == nil {
+				t.Fatal("no error")
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			msg := err.Error()
+			for _, s := range []string{`stage "develop-frontend"`, tt.file, tt.key, tt.wantDetail} {
+				if !strings.Contains(msg, s) {
+					t.Fatalf("err = %q, want it to contain %q", msg, s)
+				}
+			}
+			if f.head(t) != before {
+				t.Fatal("something was committed")
+			}
+		})
+	}
+}
+
+func TestApply_BatchMakesOneCommitPerStageAndOnePush(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	before, pushes := f.head(t), f.srv.Pushes("gitops.git")
+	res, err := r.Apply(context.Background(), "main",
+		promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"),
+		promote("develop-backend", "develop/backend/instance.yaml", "2.0.0"),
+		promote("staging-frontend", "staging/frontend/instance.yaml", "1.2.2"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.srv.Pushes("gitops.git") - pushes; got != 1 {
+		t.Fatalf("pushes = %d, want 1", got)
+	}
+	if got := f.git(t, "rev-list", "--count", before+"..main"); got != "3" {
+		t.Fatalf("commits = %s, want 3", got)
+	}
+	subjects := f.git(t, "log", "--format=%s", before+"..main")
+	want := "Promote image from 1.2.1 to 1.2.2\nPromote image from 1.2.1 to 2.0.0\nPromote image from 1.2.1 to 1.2.2"
+	if subjects != want {
+		t.Fatalf("subjects:\n%s", subjects)
+	}
+	if res[2].Commit != f.head(t) {
+		t.Fatal("last result is not the head")
+	}
+}
+
+func TestApply_SameFileInOneBatch(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	t.Run("two keys of one file are applied in order", func(t *testing.T) {
+		img := promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2")
+		img.Key, img.Value = "spec.values.deployment.image", "registry.example.com/team/frontend-v2"
+		res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Commit == "" || res[1].Commit == "" {
+			t.Fatalf("results = %+v", res)
+		}
+		content := f.git(t, "show", "main:develop/frontend/instance.yaml")
+		if !strings.Contains(content, `tag: "1.2.2"`) || !strings.Contains(content, "image: registry.example.com/team/frontend-v2") {
+			t.Fatalf("content:\n%s", content)
+		}
+	})
+	t.Run("two stages on one key is a conflict for the second", func(t *testing.T) {
+		before := f.head(t)
+		res, err := r.Apply(context.Background(), "main",
+			promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.3"),
+			promote("develop-frontend-canary", "develop/frontend/instance.yaml", "1.2.4"))
+		if !errors.Is(err, ErrConflict) || res[1].Err == nil || res[0].Err != nil {
+			t.Fatalf("err = %v, results = %+v", err, res)
+		}
+		if !strings.Contains(err.Error(), `"develop-frontend-canary"`) {
+			t.Fatalf("err = %v", err)
+		}
+		if got := f.git(t, "rev-list", "--count", before+"..main"); got != "1" {
+			t.Fatalf("commits = %s, want only the first stage's", got)
+		}
+	})
+}
+
+func TestHistory_ReadsPromotionsAndRollbacksBack(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	file := "develop/frontend/instance.yaml"
+	for _, tag := range []string{"1.2.2", "1.2.3"} {
+		if _, err := r.Apply(ctx, "main", promote("develop-frontend", file, tag)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.Apply(ctx, "main", promote("staging-frontend", "staging/frontend/instance.yaml", "1.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := r.History(ctx, "main", "develop-frontend")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 2 || recs[0].Value != "1.2.3" || recs[0].Previous != "1.2.2" || recs[1].Value != "1.2.2" {
+		t.Fatalf("history = %+v", recs)
+	}
+	prev, ok := PreviousPromotion(recs, "1.2.3")
+	if !ok || prev != "1.2.2" {
+		t.Fatalf("previous = %q, %v", prev, ok)
+	}
+	rb := promote("develop-frontend", file, prev)
+	rb.Kind = Rollback
+	res, err := r.Apply(ctx, "main", rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.git(t, "log", "-1", "--format=%s%n%(trailers:key=Kropipe-Rejected,valueonly)", "main"); got != "Roll back image from 1.2.3 to 1.2.2\n1.2.3" {
+		t.Fatalf("rollback commit = %q", got)
+	}
+	// A fresh clone (a restarted promoter) sees the same rejection.
+	r2 := open(t, f.url)
+	rejected, err := r2.Rejected(ctx, "main", "develop-frontend")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rejected) != 1 || !rejected["1.2.3"] {
+		t.Fatalf("rejected = %v", rejected)
+	}
+	if other, _ := r2.Rejected(ctx, "main", "staging-frontend"); len(other) != 0 {
+		t.Fatalf("staging rejected = %v", other)
+	}
+	recs, _ = r2.History(ctx, "main", "develop-frontend")
+	if recs[0].Kind != Rollback || recs[0].Commit != res[0].Commit {
+		t.Fatalf("newest record = %+v", recs[0])
+	}
+	if v, commit, err := r2.Read(ctx, "main", file, "spec.values.deployment.tag"); err != nil || v != "1.2.2" || commit != res[0].Commit {
+		t.Fatalf("Read = %q, %q, %v", v, commit, err)
+	}
+}
+
+func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
+	f := newFixture(t)
+	var attempts atomic.Int64
+	r := open(t, f.url, WithRetry(30, 5*time.Millisecond))
+	r.beforePush = func(int) { attempts.Add(1) }
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	const writers, promotions = 3, 8
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		foreign []string
+		stopped atomic.Bool
+	)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; !stopped.Load() && ctx.Err() == nil; i++ {
+				// Other writers push a few times a second each: CI bots and humans,
+				// not a tight loop that would starve every fetch-edit-push cycle.
+				time.Sleep(time.Duration(300+100*w) * time.Millisecond)
+				c := pushUnrelatedCAS(f.bare, fmt.Sprintf("writer-%d-%d.txt", w, i))
+				if c != "" {
+					mu.Lock()
+					foreign = append(foreign, c)
+					mu.Unlock()
+				}
+			}
+		}(w)
+	}
+	var landed []string
+	stages := []string{"develop/frontend", "develop/backend", "staging/frontend"}
+	for i := 0; i < promotions; i++ {
+		file := stages[i%len(stages)] + "/instance.yaml"
+		res, err := r.Apply(ctx, "main", promote("stage-"+stages[i%len(stages)], file, fmt.Sprintf("1.3.%d", i)))
+		if err != nil {
+			t.Fatalf("promotion %d: %v", i, err)
+		}
+		landed = append(landed, res[0].Commit)
+	}
+	stopped.Store(true)
+	wg.Wait()
+	if len(foreign) == 0 {
+		t.Fatal("no concurrent writer got through")
+	}
+	for _, c := range append(landed, foreign...) {
+		if _, err := gitserver.GitOutput(ctx, f.bare, "merge-base", "--is-ancestor", c, "main"); err != nil {
+			t.Fatalf("commit %s was lost", c)
+		}
+	}
+	t.Logf("%d promotions (%d push attempts) and %d foreign commits landed", len(landed), attempts.Load(), len(foreign))
+}
+
+// pushUnrelatedCAS is pushUnrelated for goroutines: it returns "" when another writer
+// won the compare-and-swap on main instead of failing the test.
+func pushUnrelatedCAS(bare, name string) string {
+	dir, err := os.MkdirTemp("", "writer-")
+	if err != nil {
+		return ""
+	}
+	defer os.RemoveAll(dir)
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(name+"\n"), 0o644); err != nil {
+		return ""
+	}
+	env := []string{"GIT_INDEX_FILE=" + filepath.Join(dir, ".index"), "GIT_DIR=" + bare, "GIT_WORK_TREE=" + dir}
+	run := func(args ...string) (string, error) {
+		out, err := execGit(context.Background(), env, args...).Output()
+		return strings.TrimSpace(string(out)), err
+	}
+	parent, err := run("rev-parse", "refs/heads/main")
+	if err != nil {
+		return ""
+	}
+	if _, err := run("read-tree", parent); err != nil {
+		return ""
+	}
+	if _, err := run("add", name); err != nil {
+		return ""
+	}
+	tree, err := run("write-tree")
+	if err != nil {
+		return ""
+	}
+	commit, err := run("commit-tree", tree, "-p", parent, "-m", "Unrelated change "+name)
+	if err != nil {
+		return ""
+	}
+	if _, err := run("update-ref", "refs/heads/main", commit, parent); err != nil {
+		return ""
+	}
+	return commit
+}
+
+func TestRedact_HidesPasswordsAndTokens(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://bot:s3cret@git.example.com/gitops.git", "https://bot:***@git.example.com/gitops.git"},
+		{"https://ghp_token123@github.com/o/r.git", "https://***@github.com/o/r.git"},
+		{`Get "http://u:p@127.0.0.1:1/x/info/refs": EOF`, `Get "http://u:***@127.0.0.1:1/x/info/refs": EOF`},
+		{"ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git"},
+		{"git@github.com:o/r.git", "git@github.com:o/r.git"},
+		{"https://github.com/o/r.git", "https://github.com/o/r.git"},
+	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestCloneDirName_HoldsNoCredentials(t *testing.T) {
+	a := CloneDirName("https://bot:s3cret@git.example.com/team/gitops.git")
+	b := CloneDirName("https://git.example.com/team/gitops.git")
+	if a != b || strings.Contains(a, "s3cret") || strings.Contains(a, "bot") || !strings.HasPrefix(a, "git.example.com_team_gitops.git-") {
+		t.Fatalf("names = %q, %q", a, b)
+	}
+	if CloneDirName("https://git.example.com/team/other.git") == b {
+		t.Fatal("two repositories share a clone")
+	}
+}
+
+func TestCredentialsFromEnv_ReadsFiles(t *testing.T) {
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("tok-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KP_TOKEN_FILE", tok)
+	t.Setenv("KP_USERNAME", "bot")
+	c, err := CredentialsFromEnv("KP_")
+	if err != nil || c.Token != "tok-from-file" || c.Username != "bot" {
+		t.Fatalf("creds = %+v, %v", c, err)
+	}
+}

@@ -1,0 +1,148 @@
+package gitwrite
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// The clone is bare: commits are built from objects directly (blob → trees on the
+// path → commit). A worktree checkout of a 10,000-file repository costs seconds in
+// go-git, and an edit only ever touches one path.
+
+// readFile returns the blob at p in the tree, refusing symlinks anywhere on the path
+// (a symlink could point outside the repository) and anything that is not a file.
+func readFile(s storer.EncodedObjectStorer, root plumbing.Hash, p string) ([]byte, error) {
+	parts := strings.Split(p, "/")
+	tree, err := object.GetTree(s, root)
+	if err != nil {
+		return nil, err
+	}
+	for i, part := range parts {
+		e := findEntry(tree, part)
+		where := strings.Join(parts[:i+1], "/")
+		if e == nil {
+			return nil, fmt.Errorf("%w: %s does not exist on the branch", ErrFileNotFound, where)
+		}
+		switch {
+		case e.Mode == filemode.Symlink:
+			return nil, fmt.Errorf("%w: %s is a symbolic link; kropipe does not follow links", ErrPathEscapes, where)
+		case e.Mode == filemode.Submodule:
+			return nil, fmt.Errorf("%w: %s is a submodule", ErrFileNotFound, where)
+		case i < len(parts)-1:
+			if e.Mode != filemode.Dir {
+				return nil, fmt.Errorf("%w: %s is a file, not a directory", ErrFileNotFound, where)
+			}
+			if tree, err = object.GetTree(s, e.Hash); err != nil {
+				return nil, err
+			}
+		default:
+			if e.Mode == filemode.Dir {
+				return nil, fmt.Errorf("%w: %s is a directory", ErrFileNotFound, where)
+			}
+			blob, err := object.GetBlob(s, e.Hash)
+			if err != nil {
+				return nil, err
+			}
+			r, err := blob.Reader()
+			if err != nil {
+				return nil, err
+			}
+			defer r.Close()
+			return io.ReadAll(r)
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrFileNotFound, p)
+}
+
+func findEntry(t *object.Tree, name string) *object.TreeEntry {
+	for i := range t.Entries {
+		if t.Entries[i].Name == name {
+			return &t.Entries[i]
+		}
+	}
+	return nil
+}
+
+// writeBlob stores data and returns its hash.
+func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+	obj := s.NewEncodedObject()
+	obj.SetType(plumbing.BlobObject)
+	w, err := obj.Writer()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	if err := w.Close(); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return s.SetEncodedObject(obj)
+}
+
+// replaceBlob returns a new root tree in which the file at parts points to blob; the
+// new tree objects are stored and appended to created. The file must exist (readFile
+// checked it), so entry order never changes.
+func replaceBlob(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []string, blob plumbing.Hash, created *[]plumbing.Hash) (plumbing.Hash, error) {
+	tree, err := object.GetTree(s, treeHash)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	entries := append([]object.TreeEntry(nil), tree.Entries...)
+	found := false
+	for i := range entries {
+		if entries[i].Name != parts[0] {
+			continue
+		}
+		found = true
+		if len(parts) == 1 {
+			entries[i].Hash = blob
+		} else {
+			h, err := replaceBlob(s, entries[i].Hash, parts[1:], blob, created)
+			if err != nil {
+				return plumbing.ZeroHash, err
+			}
+			entries[i].Hash = h
+		}
+	}
+	if !found {
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s", ErrFileNotFound, parts[0])
+	}
+	obj := s.NewEncodedObject()
+	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	h, err := s.SetEncodedObject(obj)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	*created = append(*created, h)
+	return h, nil
+}
+
+// writeCommit stores a commit with one parent.
+func writeCommit(s storer.EncodedObjectStorer, parent, tree plumbing.Hash, msg string, who object.Signature) (plumbing.Hash, error) {
+	c := &object.Commit{
+		Author:       who,
+		Committer:    who,
+		Message:      msg,
+		TreeHash:     tree,
+		ParentHashes: []plumbing.Hash{parent},
+	}
+	obj := s.NewEncodedObject()
+	if err := c.Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return s.SetEncodedObject(obj)
+}
+
+func signature(name, email string, now time.Time) object.Signature {
+	return object.Signature{Name: name, Email: email, When: now}
+}

@@ -14,7 +14,7 @@ build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 demo: build
-	./$(BIN)/cmp-sidecar render examples/gitops/develop/frontend examples/gitops/develop/backend
+	./$(BIN)/cmp-sidecar render --root examples/gitops -n develop examples/gitops/develop/frontend examples/gitops/develop/backend
 
 unit:
 	$(GO) test -count=1 ./...

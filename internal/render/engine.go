@@ -79,6 +79,8 @@ type Engine struct {
 	opts   options
 	set    *schemas.Set
 	looked string // where definitions were searched, for "no RGD" errors
+	// skipped lists definition documents that could not be read, for "no RGD" errors.
+	skipped []string
 
 	mu       sync.Mutex
 	sources  map[schema.GroupVersionKind][]rgdSource
@@ -113,24 +115,29 @@ func New(root string, opts ...Option) (*Engine, error) {
 		warned:   map[string]bool{},
 	}
 	var crds []*apiextensionsv1.CustomResourceDefinition
+	// A definition file that cannot be read must not break every application of the
+	// repository: it is reported as a warning, and named again if an instance then finds no RGD.
 	collect := func(rel string, data []byte) error {
 		docs, err := splitDocuments(rel, data)
 		if err != nil {
-			return err
+			e.skip(err)
+			return nil
 		}
 		for _, d := range docs {
 			switch {
 			case isRGD(d):
 				rgd, err := decodeRGD(d)
 				if err != nil {
-					return err
+					e.skip(err)
+					continue
 				}
 				gvk := instanceGVK(rgd)
 				e.sources[gvk] = append(e.sources[gvk], rgdSource{doc: d})
 			case isCRD(d):
 				parsed, err := schemas.ParseCRDs(d.raw)
 				if err != nil {
-					return fmt.Errorf("%s: %v", d.where(), err)
+					e.skip(fmt.Errorf("%s: %v", d.where(), err))
+					continue
 				}
 				crds = append(crds, parsed...)
 			}
@@ -153,11 +160,15 @@ func New(root string, opts ...Option) (*Engine, error) {
 	}
 	e.set, err = schemas.New(
 		schemas.WithKubeVersion(o.kubeVersion),
-		schemas.WithCRDs(crds...),
 		schemas.WithWarnings(func(msg string) { e.warn(msg) }),
 	)
 	if err != nil {
 		return nil, err
+	}
+	for _, crd := range crds {
+		if err := e.set.AddCRD(crd); err != nil {
+			e.skip(err)
+		}
 	}
 	return e, nil
 }
@@ -183,6 +194,12 @@ func isCRD(d document) bool {
 	return d.obj.GetKind() == "CustomResourceDefinition" && strings.HasPrefix(d.obj.GetAPIVersion(), "apiextensions.k8s.io/")
 }
 
+// skip records a definition file that could not be used.
+func (e *Engine) skip(err error) {
+	e.skipped = append(e.skipped, err.Error())
+	e.warn("skipped: " + err.Error())
+}
+
 func (e *Engine) warn(msg string) {
 	e.warnMu.Lock()
 	defer e.warnMu.Unlock()
@@ -204,9 +221,13 @@ func (e *Engine) Definition(gvk schema.GroupVersionKind) (*Definition, error) {
 	srcs := e.sources[gvk]
 	switch len(srcs) {
 	case 0:
+		var also string
+		if len(e.skipped) > 0 {
+			also = "; these definition files could not be read:\n  - " + strings.Join(e.skipped, "\n  - ")
+		}
 		return nil, fmt.Errorf("no ResourceGraphDefinition defines kind %s (apiVersion %s); looked in %s: "+
-			"add the RGD to the repository or name its folder with the rgd-paths parameter (--rgd)",
-			gvk.Kind, gvk.GroupVersion(), e.looked)
+			"add the RGD to the repository or name its folder with the rgd-paths parameter (--rgd)%s",
+			gvk.Kind, gvk.GroupVersion(), e.looked, also)
 	case 1:
 	default:
 		var files []string

@@ -349,19 +349,24 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 			}
 			return failAll(results, err), err
 		}
-		head, objs, err := r.build(base, results, static)
+		ov := newOverlay(r.repo.Storer)
+		head, objs, err := r.build(ov, base, results, static)
 		if err != nil {
 			return failAll(results, err), err
 		}
 		if head == base {
 			return results, joinErrs(results)
 		}
+		pack, err := ov.pack(objs)
+		if err != nil {
+			return failAll(results, err), err
+		}
 		if r.beforePush != nil {
 			r.beforePush(attempt)
 		}
-		err = r.push(ctx, branch, base, head, objs)
+		err = r.push(ctx, branch, base, head, pack)
 		if err == nil {
-			r.landed(branch, head, results)
+			r.landed(branch, head, pack, results)
 			return results, joinErrs(results)
 		}
 		err = r.wrap(fmt.Errorf("pushing %s to %s: %w", branch, r.display, err))
@@ -378,8 +383,7 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 // build makes one commit per applicable change on top of base. It fills Old, Skipped
 // and Err in results (clearing what a previous attempt wrote) and returns the new head
 // and every object it created.
-func (r *Repo) build(base plumbing.Hash, results []Result, static []bool) (plumbing.Hash, []plumbing.Hash, error) {
-	s := r.repo.Storer
+func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []bool) (plumbing.Hash, []plumbing.Hash, error) {
 	head := base
 	var objs []plumbing.Hash
 	commit, err := object.GetCommit(s, base)
@@ -447,7 +451,13 @@ func (r *Repo) build(base plumbing.Hash, results []Result, static []bool) (plumb
 
 // landed records a successful push in the clone: the remote-tracking ref and the local
 // branch both point at the pushed head.
-func (r *Repo) landed(branch string, head plumbing.Hash, results []Result) {
+func (r *Repo) landed(branch string, head plumbing.Hash, pack []byte, results []Result) {
+	if err := persist(r.repo.Storer, pack); err != nil {
+		// The refs must not point at objects the clone lacks; the next fetch brings
+		// them back from the server instead.
+		r.log.Warn("keeping the pushed objects in the clone", "err", err)
+		return
+	}
 	for _, name := range []plumbing.ReferenceName{plumbing.NewRemoteReferenceName("origin", branch), plumbing.NewBranchReferenceName(branch)} {
 		if err := r.repo.Storer.SetReference(plumbing.NewHashReference(name, head)); err != nil {
 			r.log.Warn("updating the clone's ref after a push", "ref", name, "err", err)

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
 	"github.com/go-git/go-git/v5/plumbing/transport"
@@ -24,7 +22,7 @@ import (
 // files and 5,000 commits costs seconds, and we already know the handful of objects
 // we wrote. The server's compare-and-swap on old keeps this as safe as a normal push:
 // if the branch moved, the update is refused and Apply retries on the new head.
-func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Hash, objs []plumbing.Hash) error {
+func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Hash, pack []byte) error {
 	ep, err := transport.NewEndpoint(r.url)
 	if err != nil {
 		return err
@@ -62,12 +60,7 @@ func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Ha
 	}
 	req.Commands = []*packp.Command{{Name: ref, Old: old, New: newHead}}
 
-	var pack bytes.Buffer
-	// Window 0: no delta search. The pack holds a few small objects per change.
-	if _, err := packfile.NewEncoder(&pack, r.repo.Storer, !ar.Capabilities.Supports(capability.OFSDelta)).Encode(objs, 0); err != nil {
-		return fmt.Errorf("building the pack: %w", err)
-	}
-	req.Packfile = io.NopCloser(&pack)
+	req.Packfile = io.NopCloser(bytes.NewReader(pack))
 
 	// go-git returns the report's first refusal as err, next to the report itself.
 	rs, err := sess.ReceivePack(ctx, req)

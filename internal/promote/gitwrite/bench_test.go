@@ -1,0 +1,204 @@
+package gitwrite
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/gitserver"
+	"github.com/kropipe/kropipe/internal/promote/yamledit"
+)
+
+// benchFile is the path of generated file i: 100 directories of 100 apps.
+func benchFile(i int) string { return fmt.Sprintf("env-%02d/app-%02d/instance.yaml", i/100, i%100) }
+
+// generateRepo fills the bare repository with files files in one commit, then
+// commits-1 commits that each bump one file's tag, with git fast-import (seconds,
+// where committing through porcelain would take minutes).
+func generateRepo(tb testing.TB, bare string, files, commits int) {
+	tb.Helper()
+	cmd := execGit(context.Background(), []string{"GIT_DIR=" + bare}, "fast-import", "--quiet")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	w := bufio.NewWriterSize(in, 1<<20)
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	data := func(s string) { fmt.Fprintf(w, "data %d\n%s\n", len(s), s) }
+	content := func(i, version int) string {
+		app := fmt.Sprintf("app-%d", i)
+		return strings.Replace(fmt.Sprintf(instance, app, app), `"1.2.1"`, fmt.Sprintf(`"1.0.%d"`, version), 1)
+	}
+	for c := 0; c < commits; c++ {
+		fmt.Fprintf(w, "commit refs/heads/main\ncommitter gen <gen@example.com> %d +0000\n", ts+int64(c))
+		data(fmt.Sprintf("generated commit %d", c))
+		if c == 0 {
+			for i := 0; i < files; i++ {
+				fmt.Fprintf(w, "M 100644 inline %s\n", benchFile(i))
+				data(content(i, 0))
+			}
+			continue
+		}
+		i := c % files
+		fmt.Fprintf(w, "M 100644 inline %s\n", benchFile(i))
+		data(content(i, c))
+	}
+	if err := w.Flush(); err != nil {
+		tb.Fatal(err)
+	}
+	in.Close()
+	if err := cmd.Wait(); err != nil {
+		tb.Fatal(err)
+	}
+	// A real server has a delta-compressed pack; fast-import's is not.
+	if out, err := execGit(context.Background(), []string{"GIT_DIR=" + bare}, "repack", "-a", "-d", "-q").CombinedOutput(); err != nil {
+		tb.Fatalf("repack: %v: %s", err, out)
+	}
+}
+
+func benchServer(b *testing.B, files, commits int) *fixture {
+	b.Helper()
+	srv := gitserver.StartTB(b)
+	bare, err := srv.NewBareRepo(context.Background(), "big.git", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	generateRepo(b, bare, files, commits)
+	b.Logf("generated %d files, %d commits in %s", files, commits, time.Since(start).Round(time.Millisecond))
+	return &fixture{srv: srv, url: srv.URL("big.git"), bare: bare}
+}
+
+func benchChange(i, n int) Change {
+	return Change{
+		Stage: fmt.Sprintf("stage-%d", i), File: benchFile(i), Key: "spec.values.deployment.tag",
+		Image: "registry.example.com/team/app", Tag: fmt.Sprintf("2.%d.%d", n, i),
+	}
+}
+
+// BenchmarkPromotion_LargeRepo times one promotion (fetch, edit, commit, push) on a
+// repository of 10,000 files and 5,000 commits: the persistent clone against the
+// fresh-clone method other tools use (git clone --depth 1, edit, commit, push).
+func BenchmarkPromotion_LargeRepo(b *testing.B) {
+	f := benchServer(b, 10000, 5000)
+	ctx := context.Background()
+	round := 0
+
+	b.Run("persistent-clone", func(b *testing.B) {
+		start := time.Now()
+		r, err := Open(ctx, b.TempDir(), f.url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(time.Since(start).Seconds(), "first-clone-s")
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			round++
+			res, err := r.Apply(ctx, "main", benchChange(i%10000, round))
+			if err != nil || res[0].Commit == "" {
+				b.Fatalf("%v %+v", err, res)
+			}
+		}
+	})
+
+	b.Run("fresh-clone-cli", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			dir := filepath.Join(b.TempDir(), "work")
+			round++
+			c := benchChange(i%10000, round)
+			run := func(args ...string) {
+				cmd := execGit(ctx, nil, args...)
+				cmd.Dir = dir
+				if args[0] == "clone" {
+					cmd.Dir = ""
+				}
+				if out, err := cmd.CombinedOutput(); err != nil {
+					b.Fatalf("git %v: %v: %s", args, err, out)
+				}
+			}
+			run("clone", "--quiet", "--depth", "1", "--branch", "main", f.url, dir)
+			if _, err := yamledit.SetFile(filepath.Join(dir, c.File), c.Key, c.Tag); err != nil {
+				b.Fatal(err)
+			}
+			run("commit", "--quiet", "-am", "Promote image to "+c.Tag)
+			run("push", "--quiet", "origin", "main")
+			os.RemoveAll(dir)
+		}
+	})
+}
+
+// BenchmarkPromotion_1000Stages times 1,000 stages, each with a new tag, in one repo of
+// 1,000 files: one Apply, 1,000 commits, one push. It reports the peak heap.
+func BenchmarkPromotion_1000Stages(b *testing.B) {
+	const stages = 1000
+	f := benchServer(b, stages, 1)
+	ctx := context.Background()
+	round := 0 // tags must be new in every round, across b.N rounds too
+	// A sub-benchmark, so the repository is generated once, not once per b.N round.
+	b.Run("one-apply", func(b *testing.B) {
+		r, err := Open(ctx, b.TempDir(), f.url)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var peak atomic.Uint64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(5 * time.Millisecond)
+			defer t.Stop()
+			var ms runtime.MemStats
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					runtime.ReadMemStats(&ms)
+					if ms.HeapInuse > peak.Load() {
+						peak.Store(ms.HeapInuse)
+					}
+				}
+			}
+		}()
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		pushes := f.srv.Pushes("big.git")
+		b.ResetTimer()
+		for n := 0; n < b.N; n++ {
+			round++
+			changes := make([]Change, stages)
+			for i := range changes {
+				changes[i] = benchChange(i, round)
+			}
+			res, err := r.Apply(ctx, "main", changes...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res[stages-1].Commit == "" {
+				b.Fatal("last stage not committed")
+			}
+		}
+		b.StopTimer()
+		close(stop)
+		wg.Wait()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
+		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(b.N)/(1<<20), "alloc-MB/op")
+		b.ReportMetric(float64(f.srv.Pushes("big.git")-pushes)/float64(b.N), "pushes/op")
+	})
+}

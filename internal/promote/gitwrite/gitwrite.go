@@ -71,7 +71,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // WithRetry sets how often a push refused because the branch moved is re-applied
 // (default 10 tries) and the first back-off delay (default 100ms, doubling, jittered,
-// capped at 5s).
+// capped at 2s: the branch moving means another writer made progress, so waiting
+// long buys nothing).
 func WithRetry(tries int, baseDelay time.Duration) Option {
 	return func(o *options) { o.tries, o.baseDelay = tries, baseDelay }
 }
@@ -119,7 +120,7 @@ func dirLock(dir string) *sync.Mutex {
 func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, error) {
 	o := options{
 		authorName: "kropipe", authorEmail: "kropipe@localhost",
-		tries: 10, baseDelay: 100 * time.Millisecond, maxDelay: 5 * time.Second,
+		tries: 10, baseDelay: 100 * time.Millisecond, maxDelay: 2 * time.Second,
 		clock: realClock{},
 	}
 	for _, opt := range opts {

@@ -504,31 +504,32 @@ func TestHistory_ReadsPromotionsAndRollbacksBack(t *testing.T) {
 func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
 	f := newFixture(t)
 	var attempts atomic.Int64
-	r := open(t, f.url, WithRetry(30, 5*time.Millisecond))
+	r := open(t, f.url, WithRetry(40, 5*time.Millisecond))
 	r.beforePush = func(int) { attempts.Add(1) }
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 
-	const writers, promotions = 3, 8
+	// Other writers (CI bots, humans) push a few times a second each while the
+	// promoter works; each stops after a bounded number of commits so that a slow
+	// machine (or -race) cannot turn the test into a livelock study.
+	const writers, perWriter, promotions = 3, 10, 8
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		foreign []string
 		stopped atomic.Bool
 	)
+	defer func() { stopped.Store(true); wg.Wait() }()
 	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
-			for i := 0; !stopped.Load() && ctx.Err() == nil; i++ {
-				// Other writers push a few times a second each: CI bots and humans,
-				// not a tight loop that would starve every fetch-edit-push cycle.
-				time.Sleep(time.Duration(300+100*w) * time.Millisecond)
-				c := pushUnrelatedCAS(f.bare, fmt.Sprintf("writer-%d-%d.txt", w, i))
-				if c != "" {
+			for i := 0; i < perWriter && !stopped.Load(); {
+				time.Sleep(time.Duration(200+100*w) * time.Millisecond)
+				if c := pushUnrelatedCAS(f.bare, fmt.Sprintf("writer-%d-%d.txt", w, i)); c != "" {
 					mu.Lock()
 					foreign = append(foreign, c)
 					mu.Unlock()
+					i++
 				}
 			}
 		}(w)
@@ -633,5 +634,17 @@ func TestCredentialsFromEnv_ReadsFiles(t *testing.T) {
 	c, err := CredentialsFromEnv("KP_")
 	if err != nil || c.Token != "tok-from-file" || c.Username != "bot" {
 		t.Fatalf("creds = %+v, %v", c, err)
+	}
+}
+
+func TestApply_FileURL(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, "file://"+f.bare)
+	res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.head(t) != res[0].Commit {
+		t.Fatal("the promotion is not the head")
 	}
 }

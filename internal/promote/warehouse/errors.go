@@ -33,9 +33,9 @@ func (w *Warehouse) explain(repo name.Repository, action string, err error) erro
 		case code == http.StatusNotFound:
 			return fmt.Errorf("%s of %s: repository not found in registry %s (%s): check the image name: %w", action, img, reg, status, err)
 		case code == http.StatusTooManyRequests:
-			return fmt.Errorf("%s of %s: registry %s kept rate limiting (%s) after %d tries: lower registries[].rateLimit for %s or poll less often: %w", action, img, reg, status, defaultAttempts, reg, err)
+			return fmt.Errorf("%s of %s: registry %s is rate limiting (%s): lower registries[].rateLimit for %s or poll less often; the next poll tries again: %w", action, img, reg, status, reg, err)
 		case code >= 500:
-			return fmt.Errorf("%s of %s: registry %s failed (%s) after %d tries: the registry is unhealthy; the next poll tries again: %w", action, img, reg, status, defaultAttempts, err)
+			return fmt.Errorf("%s of %s: registry %s failed (%s) and kept failing on retry: the registry is unhealthy; the next poll tries again: %w", action, img, reg, status, err)
 		default:
 			return fmt.Errorf("%s of %s: registry %s answered %s: %w", action, img, reg, status, err)
 		}

@@ -12,6 +12,7 @@ import (
 	krocel "github.com/kubernetes-sigs/kro/pkg/cel"
 	"github.com/kubernetes-sigs/kro/pkg/graph"
 	"github.com/kubernetes-sigs/kro/pkg/metadata"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kropipe/kropipe/internal/render/schemas"
@@ -124,6 +125,9 @@ func compile(rgd *v1alpha1.ResourceGraphDefinition, file string, set *schemas.Se
 	}
 	return d, nil
 }
+
+// CRD is the instance CustomResourceDefinition kro synthesizes for the RGD.
+func (d *Definition) CRD() *apiextensionsv1.CustomResourceDefinition { return d.graph.CRD }
 
 // dagDepths gives each node its depth in the dependency DAG: 0 for nodes that depend on
 // nothing but the instance, else one more than their deepest dependency. It becomes the

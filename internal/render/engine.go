@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kubernetes-sigs/kro/api/v1alpha1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
@@ -92,6 +94,7 @@ type Engine struct {
 
 type rgdSource struct {
 	doc document
+	rgd *v1alpha1.ResourceGraphDefinition
 }
 
 // New finds the ResourceGraphDefinitions and CRDs of the repository at root.
@@ -132,7 +135,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 					continue
 				}
 				gvk := instanceGVK(rgd)
-				e.sources[gvk] = append(e.sources[gvk], rgdSource{doc: d})
+				e.sources[gvk] = append(e.sources[gvk], rgdSource{doc: d, rgd: rgd})
 			case isCRD(d):
 				parsed, err := schemas.ParseCRDs(d.raw)
 				if err != nil {
@@ -215,6 +218,13 @@ func (e *Engine) warn(msg string) {
 func (e *Engine) Definition(gvk schema.GroupVersionKind) (*Definition, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.definitionLocked(gvk, map[schema.GroupVersionKind]bool{})
+}
+
+// definitionLocked compiles the RGD for gvk. An RGD whose resources are instances of other RGDs
+// (nested RGDs) gets their synthesized CRDs first, so its templates are type-checked against
+// them as in a cluster where kro has installed those CRDs.
+func (e *Engine) definitionLocked(gvk schema.GroupVersionKind, visiting map[schema.GroupVersionKind]bool) (*Definition, error) {
 	if d, ok := e.compiled[gvk]; ok {
 		return d, nil
 	}
@@ -238,16 +248,44 @@ func (e *Engine) Definition(gvk schema.GroupVersionKind) (*Definition, error) {
 			"keep one, or narrow the search with the rgd-paths parameter (--rgd)",
 			gvk.Kind, gvk.GroupVersion(), strings.Join(files, " and "))
 	}
-	rgd, err := decodeRGD(srcs[0].doc)
-	if err != nil {
-		return nil, err
+	src := srcs[0]
+	visiting[gvk] = true
+	for _, nested := range nestedKinds(src.rgd) {
+		if _, isRGD := e.sources[nested]; !isRGD || visiting[nested] {
+			continue
+		}
+		inner, err := e.definitionLocked(nested, visiting)
+		if err != nil {
+			return nil, fmt.Errorf("%s: nested %s: %w", src.doc.where(), nested.Kind, err)
+		}
+		if err := e.set.AddCRD(inner.CRD()); err != nil {
+			return nil, fmt.Errorf("%s: nested %s: %w", src.doc.where(), nested.Kind, err)
+		}
 	}
-	d, err := Compile(rgd, srcs[0].doc.where(), e.set)
+	d, err := Compile(src.rgd, src.doc.where(), e.set)
 	if err != nil {
 		return nil, err
 	}
 	e.compiled[gvk] = d
 	return d, nil
+}
+
+// nestedKinds lists the apiVersion/kinds of an RGD's resource templates.
+func nestedKinds(rgd *v1alpha1.ResourceGraphDefinition) []schema.GroupVersionKind {
+	var out []schema.GroupVersionKind
+	for _, r := range rgd.Spec.Resources {
+		if r == nil || r.Template.Raw == nil {
+			continue
+		}
+		var tm struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if json.Unmarshal(r.Template.Raw, &tm) == nil && tm.Kind != "" {
+			out = append(out, schema.FromAPIVersionAndKind(tm.APIVersion, tm.Kind))
+		}
+	}
+	return out
 }
 
 // Render renders the instance files and application folders at paths (relative to the work

@@ -253,3 +253,85 @@ func readInstance(t *testing.T, path string) *unstructured.Unstructured {
 	}
 	return docs[0].obj
 }
+
+func TestRender_NestedRGDIsTypeCheckedAgainstItsCRD(t *testing.T) {
+	database := `apiVersion: kro.run/v1alpha1
+kind: ResourceGraphDefinition
+metadata:
+  name: database
+spec:
+  schema:
+    apiVersion: v1alpha1
+    kind: Database
+    spec:
+      size: integer | default=1
+  resources:
+    - id: cm
+      template:
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: ${schema.metadata.name}
+        data:
+          size: ${string(schema.spec.size)}
+`
+	app := func(size string) string {
+		return `apiVersion: kro.run/v1alpha1
+kind: ResourceGraphDefinition
+metadata:
+  name: app
+spec:
+  schema:
+    apiVersion: v1alpha1
+    kind: App
+    spec:
+      dbSize: integer | default=5
+      label: string | default="x"
+  resources:
+    - id: db
+      template:
+        apiVersion: kro.run/v1alpha1
+        kind: Database
+        metadata:
+          name: ${schema.metadata.name}-db
+        spec:
+          size: ` + size + "\n"
+	}
+	tests := []struct {
+		name, size, wantErr string
+	}{
+		{"typed field accepts an integer", "${schema.spec.dbSize}", ""},
+		{"typed field refuses a string", "${schema.spec.label}", `expected "int"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			writeFiles(t, root, map[string]string{
+				"rgds/database.yaml": database, "rgds/app.yaml": app(tt.size),
+				"app/instance.yaml": "apiVersion: kro.run/v1alpha1\nkind: App\nmetadata:\n  name: shop\n",
+			})
+			var warnings strings.Builder
+			e, err := New(root, WithWarnings(&warnings))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := e.Render(context.Background(), "app")
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs := decodeStream(t, out)
+			if len(objs) != 1 || objs[0].GetKind() != "Database" || objs[0].GetName() != "shop-db" {
+				t.Fatalf("objects = %v, want the nested Database instance", ids(objs))
+			}
+			if warnings.Len() > 0 {
+				t.Errorf("a nested RGD kind must not fall back to a permissive schema: %s", warnings.String())
+			}
+		})
+	}
+}

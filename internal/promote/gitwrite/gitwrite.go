@@ -27,6 +27,7 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
@@ -597,4 +598,50 @@ func PreviousPromotion(records []Record, current string) (previous string, ok bo
 		}
 	}
 	return "", false
+}
+
+// PackCount is the number of pack files in the clone. Every fetch that brings
+// something and every push adds one.
+func (r *Repo) PackCount() (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.packCount()
+}
+
+func (r *Repo) packCount() (int, error) {
+	pos, ok := r.repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return 0, git.ErrPackedObjectsNotSupported
+	}
+	packs, err := pos.ObjectPacks()
+	return len(packs), err
+}
+
+// Compact replaces the clone with a fresh one holding a single pack. go-git looks an
+// object up pack by pack and has no gc (its RepackObjects fails on ordinary
+// repositories), so a long-running promoter should call this when idle once PackCount
+// has grown (say past 100). It costs one full clone; the old clone stays in place
+// until the new one is complete.
+func (r *Repo) Compact(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	before, _ := r.packCount()
+	start := time.Now()
+	old := r.dir + ".old"
+	_ = os.RemoveAll(old)
+	if err := os.Rename(r.dir, old); err != nil {
+		return err
+	}
+	if err := r.openOrInit(ctx); err != nil {
+		// Put the working clone back.
+		_ = os.RemoveAll(r.dir)
+		if rerr := os.Rename(old, r.dir); rerr == nil {
+			r.repo, _ = git.PlainOpen(r.dir)
+		}
+		return err
+	}
+	_ = os.RemoveAll(old)
+	after, _ := r.packCount()
+	r.log.Info("compacted the clone", "packs_before", before, "packs_after", after, "took", time.Since(start))
+	return nil
 }

@@ -648,3 +648,29 @@ func TestApply_FileURL(t *testing.T) {
 		t.Fatal("the promotion is not the head")
 	}
 }
+
+func TestCompact_MergesPacksAndKeepsTheCloneWorking(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := r.Apply(ctx, "main", promote("develop-frontend", "develop/frontend/instance.yaml", fmt.Sprintf("1.4.%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := r.PackCount(); err != nil || n < 2 {
+		t.Fatalf("packs = %d, %v; want several", n, err)
+	}
+	if err := r.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := r.PackCount(); n != 1 {
+		t.Fatalf("packs after Compact = %d, want 1", n)
+	}
+	if _, err := r.Apply(ctx, "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.5.0")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, err := r.Read(ctx, "main", "develop/frontend/instance.yaml", "spec.values.deployment.tag"); err != nil || v != "1.5.0" {
+		t.Fatalf("Read = %q, %v", v, err)
+	}
+}

@@ -69,7 +69,11 @@ func (c Credentials) empty() bool {
 // secrets lists the strings that must never reach a log or an error.
 func (c Credentials) secrets() []string {
 	var s []string
-	for _, v := range []string{c.Password, c.Token, c.SSHKeyPassphrase} {
+	vals := []string{c.Password, c.Token, c.SSHKeyPassphrase}
+	if c.Password == "" && c.Token == "" && len(c.Username) >= 16 {
+		vals = append(vals, c.Username) // https://TOKEN@host: the user name is the token
+	}
+	for _, v := range vals {
 		if len(v) >= 3 { // shorter strings would scrub ordinary words
 			s = append(s, v)
 		}

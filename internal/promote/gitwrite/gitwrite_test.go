@@ -511,7 +511,7 @@ func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
 	// Other writers (CI bots, humans) push a few times a second each while the
 	// promoter works; each stops after a bounded number of commits so that a slow
 	// machine (or -race) cannot turn the test into a livelock study.
-	const writers, perWriter, promotions = 3, 10, 8
+	const writers, perWriter, promotions = 3, 10, 5
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -534,15 +534,41 @@ func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
 			}
 		}(w)
 	}
-	var landed []string
+	// Two promoters (two clones, as two replicas would have) and two goroutines
+	// sharing one of them all promote at once.
+	r2 := open(t, f.url, WithRetry(40, 5*time.Millisecond))
+	r2.beforePush = func(int) { attempts.Add(1) }
+	var (
+		landed   []string
+		failures []error
+		pmu      sync.Mutex
+		pwg      sync.WaitGroup
+	)
 	stages := []string{"develop/frontend", "develop/backend", "staging/frontend"}
-	for i := 0; i < promotions; i++ {
-		file := stages[i%len(stages)] + "/instance.yaml"
-		res, err := r.Apply(ctx, "main", promote("stage-"+stages[i%len(stages)], file, fmt.Sprintf("1.3.%d", i)))
-		if err != nil {
-			t.Fatalf("promotion %d: %v", i, err)
-		}
-		landed = append(landed, res[0].Commit)
+	for p, repo := range []*Repo{r, r, r2} {
+		pwg.Add(1)
+		go func(p int, repo *Repo) {
+			defer pwg.Done()
+			for i := 0; i < promotions; i++ {
+				// Each promoter owns one stage, as stages own their files.
+				file := stages[p] + "/instance.yaml"
+				res, err := repo.Apply(ctx, "main", promote("stage-"+stages[p], file, fmt.Sprintf("1.3.%d", i)))
+				pmu.Lock()
+				if err != nil {
+					failures = append(failures, fmt.Errorf("promoter %d, promotion %d: %w", p, i, err))
+				} else {
+					landed = append(landed, res[0].Commit)
+				}
+				pmu.Unlock()
+			}
+		}(p, repo)
+	}
+	pwg.Wait()
+	for _, err := range failures {
+		t.Error(err)
+	}
+	if t.Failed() {
+		return
 	}
 	stopped.Store(true)
 	wg.Wait()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubernetes-sigs/kro/api/v1alpha1"
 	"github.com/kubernetes-sigs/kro/pkg/graph"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kropipe/kropipe/internal/render/schemas"
@@ -182,5 +183,35 @@ func TestKroBuilder_WebAppBuildsOnEverySnapshot(t *testing.T) {
 				t.Fatalf("kro rejected the RGD against %s: %v", v, err)
 			}
 		})
+	}
+}
+
+// An RGD can use another RGD's instance kind; the renderer feeds the CRD kro synthesizes for the
+// first back into the Set, so it must be accepted like an operator's CRD.
+func TestAddCRD_AcceptsKroSynthesizedInstanceCRD(t *testing.T) {
+	set, err := schemas.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// schema.group is defaulted to kro.run by the apiserver from kro's CRD; nothing defaults it
+	// offline, and a CRD without a group is invalid.
+	g, err := buildRGD(t, set, "testdata/rgd-webapp.yaml", "    kind: WebApp\n", "    kind: WebApp\n    group: kro.run\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.AddCRD(g.CRD); err != nil {
+		t.Fatalf("AddCRD(kro's WebApp CRD): %v", err)
+	}
+	webapp := schema.GroupVersionKind{Group: "kro.run", Version: "v1alpha1", Kind: "WebApp"}
+	sch, err := set.ResolveSchema(webapp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sch.Properties["spec"].Properties["replicas"].Type.Contains("integer") {
+		t.Errorf("WebApp spec.replicas = %+v, want integer", sch.Properties["spec"].Properties["replicas"])
+	}
+	m, err := set.RESTMapper().RESTMapping(webapp.GroupKind(), webapp.Version)
+	if err != nil || m.Resource.Resource != "webapps" {
+		t.Errorf("RESTMapping(WebApp) = %v, %v; want webapps", m, err)
 	}
 }

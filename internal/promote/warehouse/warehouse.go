@@ -116,7 +116,8 @@ func (r Report) String() string {
 	return s
 }
 
-// Discover finds the tag of image that sel selects and returns it as freight
+// Discover finds the tag of image (host/path, e.g. 127.0.0.1:5000/team/frontend;
+// the freight's Image is this string as given) that sel selects and returns it as freight
 // with its current digest. skip lists tags the caller has rejected (for example
 // rolled back); they are treated as if ignoreTags matched them. For the digest
 // strategy skip lists digests instead.
@@ -132,7 +133,7 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 	if err != nil {
 		return freight.Freight{}, Report{}, err
 	}
-	rep := Report{Image: repo.Name(), Strategy: c.strategy, Constraint: sel.Constraint}
+	rep := Report{Image: image, Strategy: c.strategy, Constraint: sel.Constraint}
 	skipped := make(map[string]bool, len(skip))
 	for _, s := range skip {
 		skipped[s] = true
@@ -140,14 +141,14 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 
 	if c.strategy == StrategyDigest {
 		rep.Constraint = c.digestTag
-		f, err := w.resolve(ctx, repo, c.digestTag)
+		f, err := w.resolve(ctx, image, repo, c.digestTag)
 		if err != nil {
 			return freight.Freight{}, rep, err
 		}
 		rep.Tags, rep.Highest = 1, c.digestTag
 		if skipped[f.Digest] {
 			rep.Filtered = 1
-			return freight.Freight{}, rep, fmt.Errorf("%w: %s:%s points to %s, which was rejected: push a new image to the tag", ErrNoMatch, repo.Name(), c.digestTag, f.Digest)
+			return freight.Freight{}, rep, fmt.Errorf("%w: %s:%s points to %s, which was rejected: push a new image to the tag", ErrNoMatch, image, c.digestTag, f.Digest)
 		}
 		rep.Candidates = 1
 		return f, rep, nil
@@ -183,11 +184,11 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 		return freight.Freight{}, rep, fmt.Errorf("%w: %s", ErrNoMatch, noMatchSentence(rep))
 	}
 	if digest != "" {
-		return freight.Freight{Image: repo.Name(), Tag: best, Digest: digest, DiscoveredAt: w.clock.Now()}, rep, nil
+		return freight.Freight{Image: image, Tag: best, Digest: digest, DiscoveredAt: w.clock.Now()}, rep, nil
 	}
 	// The digest is read now rather than at write time: the freight names exactly
 	// what was found, and a tag deleted since listing is caught here.
-	f, err := w.resolve(ctx, repo, best)
+	f, err := w.resolve(ctx, image, repo, best)
 	return f, rep, err
 }
 
@@ -217,18 +218,18 @@ func (w *Warehouse) Resolve(ctx context.Context, image, tag string) (freight.Fre
 	if !validTag.MatchString(tag) {
 		return freight.Freight{}, fmt.Errorf("tag %q is not a valid tag name (letters, digits, '_', '.', '-'; at most 128)", tag)
 	}
-	return w.resolve(ctx, repo, tag)
+	return w.resolve(ctx, image, repo, tag)
 }
 
-func (w *Warehouse) resolve(ctx context.Context, repo name.Repository, tag string) (freight.Freight, error) {
+func (w *Warehouse) resolve(ctx context.Context, image string, repo name.Repository, tag string) (freight.Freight, error) {
 	desc, err := w.puller.Head(ctx, repo.Tag(tag))
 	if err != nil {
 		if isNotFound(err) {
-			return freight.Freight{}, fmt.Errorf("%w: tag %s not found in %s: push it first, or check the image name", ErrTagNotFound, tag, repo.Name())
+			return freight.Freight{}, fmt.Errorf("%w: tag %s not found in %s: push it first, or check the image name", ErrTagNotFound, tag, image)
 		}
 		return freight.Freight{}, w.explain(repo, "read tag "+tag, err)
 	}
-	return freight.Freight{Image: repo.Name(), Tag: tag, Digest: desc.Digest.String(), DiscoveredAt: w.clock.Now()}, nil
+	return freight.Freight{Image: image, Tag: tag, Digest: desc.Digest.String(), DiscoveredAt: w.clock.Now()}, nil
 }
 
 // listTags reads every page of the repository's tag list.

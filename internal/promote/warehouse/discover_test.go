@@ -360,3 +360,62 @@ func TestReport_StringIsASentence(t *testing.T) {
 		t.Errorf("got %q\nwant %q", r, want)
 	}
 }
+
+func TestDiscover_UnknownRepositorySaysCheckTheName(t *testing.T) {
+	reg := newTestRegistry(t)
+	w, _ := newTestWarehouse(t)
+	_, _, err := w.Discover(context.Background(), reg.host+"/team/typo", Selection{})
+	if err == nil || !strings.Contains(err.Error(), "repository not found in registry "+reg.host) || !strings.Contains(err.Error(), "check the image name") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestDiscover_ReportCountsFilteredAndCandidates(t *testing.T) {
+	reg := newTestRegistry(t)
+	reg.push(t, "team/app", testImage(t, t0), "1.0.0", "1.1.0", "1.2.0-rc.1", "2.0.0", "latest", "1.1.0-debug")
+	w, _ := newTestWarehouse(t)
+	_, rep, err := w.Discover(context.Background(), reg.host+"/team/app", Selection{Constraint: "^1", IgnoreTags: "-debug$"}, "1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 6 listed; 1.1.0-debug ignored and 1.1.0 skipped; of 1.0.0, 1.2.0-rc.1, 2.0.0, latest only 1.0.0 fits ^1.
+	want := Report{Image: reg.host + "/team/app", Strategy: "semver", Constraint: "^1", Tags: 6, Filtered: 2, Candidates: 1, Highest: "2.0.0"}
+	if rep != want {
+		t.Errorf("report\n%+v\nwant\n%+v", rep, want)
+	}
+}
+
+func TestDiscover_CancelledContextStopsRetryWait(t *testing.T) {
+	reg := newTestRegistry(t)
+	reg.push(t, "team/app", testImage(t, t0), "1.0.0")
+	w, _ := New(WithKeychain(anonymous)) // real clock: the wait would be a minute
+	reg.setFault(func(rw http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/tags/list") {
+			rw.Header().Set("Retry-After", "60")
+			rw.WriteHeader(http.StatusTooManyRequests)
+			return true
+		}
+		return false
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the first 429 has been answered.
+		for !slicesContainsSuffix(reg.requestPaths(), "/tags/list") {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	_, _, err := w.Discover(ctx, reg.host+"/team/app", Selection{})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+}
+
+func slicesContainsSuffix(paths []string, suffix string) bool {
+	for _, p := range paths {
+		if strings.HasSuffix(p, suffix) {
+			return true
+		}
+	}
+	return false
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/yamledit"
 )
 
 // Kind says whether a change promotes new freight or rolls a stage back.
@@ -104,12 +106,21 @@ type ChangeError struct {
 }
 
 func (e *ChangeError) Error() string {
+	var ke *yamledit.KeyError
+	if errors.As(e.Err, &ke) {
+		// yamledit already says "key K in FILE: …".
+		return fmt.Sprintf("stage %q: %v", e.Stage, e.Err)
+	}
 	return fmt.Sprintf("stage %q: %s (key %s): %v", e.Stage, e.File, e.Key, e.Err)
 }
 
 func (e *ChangeError) Unwrap() error { return e.Err }
 
 func changeErr(c Change, err error) error {
+	var ke *yamledit.KeyError
+	if errors.As(err, &ke) && ke.File == "" {
+		ke.File = c.File
+	}
 	return &ChangeError{Stage: c.Stage, File: c.File, Key: c.Key, Err: err}
 }
 

@@ -372,6 +372,7 @@ func TestApply_BadInputNamesStageFileAndKeyAndCommitsNothing(t *testing.T) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
 			msg := err.Error()
+			t.Log(msg)
 			for _, s := range []string{`stage "develop-frontend"`, tt.file, tt.key, tt.wantDetail} {
 				if !strings.Contains(msg, s) {
 					t.Fatalf("err = %q, want it to contain %q", msg, s)

@@ -28,7 +28,10 @@ func readFile(s storer.EncodedObjectStorer, root plumbing.Hash, p string) ([]byt
 		e := findEntry(tree, part)
 		where := strings.Join(parts[:i+1], "/")
 		if e == nil {
-			return nil, fmt.Errorf("%w: %s does not exist on the branch", ErrFileNotFound, where)
+			if where == p {
+				return nil, fmt.Errorf("%w: %s does not exist on the branch", ErrFileNotFound, p)
+			}
+			return nil, fmt.Errorf("%w: %s does not exist on the branch (there is no %s)", ErrFileNotFound, p, where)
 		}
 		switch {
 		case e.Mode == filemode.Symlink:

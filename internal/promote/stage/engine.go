@@ -1,0 +1,681 @@
+package stage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Masterminds/semver/v3"
+
+	"github.com/kropipe/kropipe/internal/promote/freight"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+)
+
+// Clock is the engine's time source; tests pass a fake one to step through soaks.
+type Clock interface{ Now() time.Time }
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithWarehouse sets the warehouse that discovers freight (default: warehouse.New()).
+func WithWarehouse(w *warehouse.Warehouse) Option { return func(e *Engine) { e.wh = w } }
+
+// WithGit sets where persistent clones live and how they are opened.
+func WithGit(dataDir string, opts ...gitwrite.Option) Option {
+	return func(e *Engine) { e.dataDir, e.gitOpts = dataDir, opts }
+}
+
+// WithStore sets where approvals, verifications and pauses are kept (default: in memory).
+func WithStore(s Store) Option { return func(e *Engine) { e.store = s } }
+
+// WithVerifier sets how freight is verified (default: CommandVerifier).
+func WithVerifier(v Verifier) Option { return func(e *Engine) { e.verifier = v } }
+
+// WithClock replaces the wall clock, for soak tests and the demo.
+func WithClock(c Clock) Option { return func(e *Engine) { e.clock = c } }
+
+// WithLogger sets the structured logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
+
+// WithParallelism bounds concurrent registry discoveries in a pass (default 8).
+func WithParallelism(n int) Option {
+	return func(e *Engine) {
+		if n > 0 {
+			e.parallel = n
+		}
+	}
+}
+
+// Engine runs the pipeline of a set of stages. It is safe for concurrent use:
+// passes and actions that write to Git are serialised.
+type Engine struct {
+	specs    []Spec // upstreams first
+	byName   map[string]Spec
+	wh       *warehouse.Warehouse
+	dataDir  string
+	gitOpts  []gitwrite.Option
+	store    Store
+	verifier Verifier
+	clock    Clock
+	log      *slog.Logger
+	parallel int
+
+	work sync.Mutex // one pass or action at a time
+
+	mu     sync.Mutex // guards the fields below
+	repos  map[string]*gitwrite.Repo
+	status map[string]Status
+	passes int
+	kick   chan struct{}
+}
+
+// New validates specs (after filling their defaults) and returns an engine for them.
+func New(specs []Spec, opts ...Option) (*Engine, error) {
+	filled := make([]Spec, len(specs))
+	for i, s := range specs {
+		filled[i] = s.WithDefaults()
+	}
+	if err := ValidateAll(filled); err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		specs:    order(filled),
+		byName:   map[string]Spec{},
+		store:    &MemoryStore{},
+		verifier: CommandVerifier{},
+		clock:    wallClock{},
+		log:      slog.Default(),
+		parallel: 8,
+		repos:    map[string]*gitwrite.Repo{},
+		status:   map[string]Status{},
+		kick:     make(chan struct{}, 1),
+	}
+	for _, o := range opts {
+		o(e)
+	}
+	if e.wh == nil {
+		w, err := warehouse.New(warehouse.WithLogger(e.log))
+		if err != nil {
+			return nil, err
+		}
+		e.wh = w
+	}
+	if e.dataDir == "" {
+		return nil, errors.New("stage: no Git data directory; pass WithGit(dataDir)")
+	}
+	for _, s := range e.specs {
+		e.byName[s.Name] = s
+		e.status[s.Name] = Status{Name: s.Name, Image: s.Image, Upstream: s.Upstream, File: s.File, Key: s.Key, Decision: DecisionWait, Reason: "not checked yet"}
+	}
+	return e, nil
+}
+
+// Specs returns the stages, upstreams first.
+func (e *Engine) Specs() []Spec { return append([]Spec(nil), e.specs...) }
+
+// Kicks delivers a value when an action (approve, resume) wants a pass soon; the
+// run loop selects on it next to its ticker.
+func (e *Engine) Kicks() <-chan struct{} { return e.kick }
+
+func (e *Engine) poke() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Passes is how many passes have completed; a readiness probe wants one.
+func (e *Engine) Passes() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.passes
+}
+
+// Status returns every stage's status, upstreams first.
+func (e *Engine) Status() []Status {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Status, 0, len(e.specs))
+	for _, s := range e.specs {
+		out = append(out, e.status[s.Name])
+	}
+	return out
+}
+
+// StatusOf returns one stage's status.
+func (e *Engine) StatusOf(name string) (Status, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st, ok := e.status[name]
+	return st, ok
+}
+
+func (e *Engine) setStatus(st Status) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.status[st.Name] = st
+}
+
+// ErrUnknownStage is wrapped when an action names a stage that is not configured.
+var ErrUnknownStage = errors.New("unknown stage")
+
+func (e *Engine) spec(name string) (Spec, error) {
+	s, ok := e.byName[name]
+	if !ok {
+		var names []string
+		for _, s := range e.specs {
+			names = append(names, s.Name)
+		}
+		return Spec{}, fmt.Errorf("%w %q: configured stages are %s", ErrUnknownStage, name, strings.Join(names, ", "))
+	}
+	return s, nil
+}
+
+// repo returns the persistent clone of url, opening it on first use.
+func (e *Engine) repo(ctx context.Context, url string) (*gitwrite.Repo, error) {
+	e.mu.Lock()
+	r, ok := e.repos[url]
+	e.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	r, err := gitwrite.Open(ctx, e.dataDir, url, e.gitOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", gitwrite.Redact(url), err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if prev, ok := e.repos[url]; ok {
+		return prev, nil
+	}
+	e.repos[url] = r
+	return r, nil
+}
+
+// StageError is one stage's failure in a pass.
+type StageError struct {
+	Stage string
+	Err   error
+}
+
+func (e *StageError) Error() string {
+	msg := e.Err.Error()
+	if strings.HasPrefix(msg, fmt.Sprintf("stage %q", e.Stage)) {
+		return msg
+	}
+	return fmt.Sprintf("stage %q: %s", e.Stage, msg)
+}
+
+func (e *StageError) Unwrap() error { return e.Err }
+
+// observation is what a pass read about one stage before deciding.
+type observation struct {
+	spec     Spec
+	current  string // value in Git
+	commit   string // commit the value was read at
+	records  []gitwrite.Record
+	rejected map[string]bool
+	err      error
+
+	candidate freight.Freight
+	report    warehouse.Report
+	noMatch   bool
+}
+
+// Reconcile runs one pass: read every stage's file and history from Git, discover
+// candidates (one registry query per distinct image, selection and rejected set),
+// decide, write every due promotion with one Apply (one push) per repository and
+// branch, and verify what landed. A stage's failure is recorded in its Status and
+// does not stop the others; the returned error joins the failures (*StageError).
+func (e *Engine) Reconcile(ctx context.Context) error {
+	e.work.Lock()
+	defer e.work.Unlock()
+	return e.pass(ctx, true)
+}
+
+// Refresh runs a pass that decides but writes nothing: no commit, no verification.
+// `promoter status --config` uses it.
+func (e *Engine) Refresh(ctx context.Context) error {
+	e.work.Lock()
+	defer e.work.Unlock()
+	return e.pass(ctx, false)
+}
+
+func (e *Engine) pass(ctx context.Context, write bool) error {
+	start := e.clock.Now()
+	state, err := e.store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	state = state.clone()
+	obs := e.observe(ctx)
+	e.discover(ctx, obs)
+
+	now := e.clock.Now()
+	statuses := map[string]*Status{}
+	var due []*observation
+	for _, s := range e.specs {
+		o := obs[s.Name]
+		st := e.decide(ctx, o, obs, &state, now, write)
+		statuses[s.Name] = st
+		if st.Decision == DecisionPromote {
+			due = append(due, o)
+		}
+	}
+	stateDirty := write
+	if write && len(due) > 0 {
+		e.write(ctx, due, statuses, &state)
+	}
+	if stateDirty {
+		if err := e.store.Save(ctx, state); err != nil {
+			e.log.Error("saving promoter state failed", "err", err)
+			return err
+		}
+	}
+	var errs []error
+	e.mu.Lock()
+	for _, s := range e.specs {
+		st := statuses[s.Name]
+		st.CheckedAt = now
+		e.status[s.Name] = *st
+		if st.Decision == DecisionFailed {
+			errs = append(errs, &StageError{Stage: s.Name, Err: errors.New(st.Error)})
+		}
+	}
+	e.passes++
+	e.mu.Unlock()
+	e.log.Info("pass done", "stages", len(e.specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
+	return errors.Join(errs...)
+}
+
+// observe reads every stage's current value and its repository's history. History is
+// read once per repository and branch and shared by its stages.
+func (e *Engine) observe(ctx context.Context) map[string]*observation {
+	obs := map[string]*observation{}
+	histories := map[string][]gitwrite.Record{}
+	histErr := map[string]error{}
+	for _, s := range e.specs {
+		o := &observation{spec: s, rejected: map[string]bool{}}
+		obs[s.Name] = o
+		repo, err := e.repo(ctx, s.RepoURL)
+		if err != nil {
+			o.err = err
+			continue
+		}
+		gk := s.RepoURL + "\x00" + s.Branch
+		if _, ok := histories[gk]; !ok && histErr[gk] == nil {
+			recs, err := repo.History(ctx, s.Branch, "")
+			histories[gk], histErr[gk] = recs, err
+		}
+		if err := histErr[gk]; err != nil {
+			o.err = fmt.Errorf("reading history of branch %s: %w", s.Branch, err)
+			continue
+		}
+		for _, r := range histories[gk] {
+			if r.Stage != s.Name {
+				continue
+			}
+			o.records = append(o.records, r)
+			if r.Rejected != "" {
+				o.rejected[r.Rejected] = true
+			}
+		}
+		v, commit, err := repo.Read(ctx, s.Branch, s.File, s.Key)
+		if err != nil {
+			o.err = fmt.Errorf("reading %s (key %s): %w", s.File, s.Key, err)
+			continue
+		}
+		o.current, o.commit = v, commit
+	}
+	return obs
+}
+
+// discover queries the registry for every stage without an upstream, once per
+// distinct image, selection and rejected set, in parallel.
+func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
+	type query struct {
+		image string
+		sel   warehouse.Selection
+		skip  []string
+	}
+	type answer struct {
+		f   freight.Freight
+		rep warehouse.Report
+		err error
+	}
+	queries := map[string]query{}
+	keyOf := map[string]string{}
+	for _, s := range e.specs {
+		o := obs[s.Name]
+		if s.Upstream != "" || o.err != nil {
+			continue
+		}
+		skip := make([]string, 0, len(o.rejected))
+		for v := range o.rejected {
+			skip = append(skip, v)
+		}
+		sort.Strings(skip)
+		sel := s.Selection()
+		k := strings.Join([]string{s.Image, sel.Strategy, sel.Constraint, sel.AllowTags, sel.IgnoreTags, sel.Platform, strings.Join(skip, ",")}, "\x00")
+		keyOf[s.Name] = k
+		queries[k] = query{s.Image, sel, skip}
+	}
+	answers := make(map[string]answer, len(queries))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, e.parallel)
+	for k, q := range queries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				answers[k] = answer{err: ctx.Err()}
+				mu.Unlock()
+				return
+			}
+			defer func() { <-sem }()
+			f, rep, err := e.wh.Discover(ctx, q.image, q.sel, q.skip...)
+			mu.Lock()
+			answers[k] = answer{f, rep, err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	for name, k := range keyOf {
+		o, a := obs[name], answers[k]
+		o.report = a.rep
+		switch {
+		case errors.Is(a.err, warehouse.ErrNoMatch):
+			o.noMatch = true
+		case a.err != nil:
+			o.err = a.err
+		default:
+			o.candidate = a.f
+		}
+	}
+}
+
+// decide fills a stage's status and says whether its candidate is due. With write
+// set, a stage already running its candidate gets it verified first, so stages
+// downstream can take it in the same pass.
+func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*observation, state *State, now time.Time, write bool) *Status {
+	s := o.spec
+	st := &Status{Name: s.Name, Image: s.Image, Upstream: s.Upstream, File: s.File, Key: s.Key, CurrentTag: o.current}
+	_, st.Paused = state.Paused[s.Name]
+	if v, ok := state.latestVerified(s.Name); ok {
+		st.VerifiedFreight = &v
+	}
+	if len(o.records) > 0 {
+		st.LastCommit, st.LastPromotion = o.records[0].Commit, o.records[0].Time
+	}
+	fail := func(err error) *Status {
+		st.Decision, st.Error = DecisionFailed, (&StageError{Stage: s.Name, Err: err}).Error()
+		st.Reason = st.Error
+		return st
+	}
+	if o.err != nil {
+		return fail(o.err)
+	}
+
+	var (
+		cand     freight.Freight
+		verified *Verification // the upstream's verification, for soak
+	)
+	if s.Upstream == "" {
+		if o.noMatch {
+			st.Decision, st.Reason = DecisionWait, noMatchReason(o)
+			return st
+		}
+		cand = o.candidate
+	} else {
+		up := obs[s.Upstream]
+		if up.err != nil {
+			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: upstream %s failed", s.Upstream)
+			return st
+		}
+		v, ok := verifiedValue(*state, s.Upstream, up.current)
+		if !ok {
+			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting for %s to verify %s", s.Upstream, orNothing(up.current))
+			return st
+		}
+		if o.rejected[v.Value] {
+			st.Candidate = &v.Freight
+			st.Decision = DecisionBlocked
+			st.Reason = fmt.Sprintf("%s was rolled back here; waiting for %s to verify a newer one", v.Value, s.Upstream)
+			return st
+		}
+		cand, verified = v.Freight, &v
+	}
+	st.Candidate = &cand
+	value := cand.Value(s.Strategy)
+
+	if value == o.current {
+		st.Decision, st.Reason = DecisionUpToDate, "up to date at "+value
+		if rej := rejectedList(o.rejected); rej != "" {
+			st.Reason += "; " + rej + " rolled back here"
+		}
+		if write {
+			if err := e.verifyCurrent(ctx, s, cand, o.commit, state, now); err != nil {
+				if errors.Is(err, ErrPending) {
+					st.Reason += "; verification pending"
+				} else {
+					return fail(fmt.Errorf("verification of %s failed: %w", value, err))
+				}
+			}
+			if v, ok := state.latestVerified(s.Name); ok {
+				st.VerifiedFreight = &v
+			}
+		}
+		if st.Paused {
+			st.Decision, st.Reason = DecisionHold, "paused; "+st.Reason
+		}
+		return st
+	}
+	if st.Paused {
+		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("paused; %s is waiting", value)
+		return st
+	}
+	if verified != nil && s.Soak > 0 {
+		if left := verified.VerifiedAt.Add(s.Soak).Sub(now); left > 0 {
+			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: %s soak, %s left", s.Upstream, left.Round(time.Second))
+			return st
+		}
+	}
+	if older(s.Strategy, value, o.current) {
+		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("%s is older than the current %s; promote it by hand if that is intended", value, o.current)
+		return st
+	}
+	if !s.AutoPromote && !state.approved(s.Name, value) {
+		st.Decision, st.Reason = DecisionWait, "waiting for approval of "+value
+		return st
+	}
+	st.Decision, st.Reason = DecisionPromote, fmt.Sprintf("promoting %s → %s", orNothing(o.current), value)
+	o.candidate = cand
+	return st
+}
+
+// verifyCurrent makes sure the freight a stage already runs is verified, once.
+func (e *Engine) verifyCurrent(ctx context.Context, s Spec, f freight.Freight, commit string, state *State, now time.Time) error {
+	if _, ok := state.verified(s.Name, f.ID()); ok {
+		return nil
+	}
+	return e.verify(ctx, s, f, commit, state, now)
+}
+
+func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit string, state *State, now time.Time) error {
+	if err := e.verifier.Verify(ctx, s, f, commit); err != nil {
+		e.log.Warn("verification not passed", "stage", s.Name, "freight", f.Ref(), "err", err)
+		return err
+	}
+	state.addVerification(s.Name, Verification{Freight: f, FreightID: f.ID(), Value: f.Value(s.Strategy), Commit: commit, VerifiedAt: now})
+	e.log.Info("verified", "stage", s.Name, "freight", f.Ref(), "commit", commit)
+	return nil
+}
+
+// write applies the due promotions, one Apply per repository and branch, then
+// verifies what landed.
+func (e *Engine) write(ctx context.Context, due []*observation, statuses map[string]*Status, state *State) {
+	groups := map[string][]*observation{}
+	var keys []string
+	for _, o := range due {
+		k := o.spec.RepoURL + "\x00" + o.spec.Branch
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], o)
+	}
+	for _, k := range keys {
+		g := groups[k]
+		changes := make([]gitwrite.Change, len(g))
+		for i, o := range g {
+			changes[i] = promoteChange(o.spec, o.candidate, o.current)
+		}
+		repo, err := e.repo(ctx, g[0].spec.RepoURL)
+		var results []gitwrite.Result
+		if err == nil {
+			results, _ = repo.Apply(ctx, g[0].spec.Branch, changes...)
+		}
+		for i, o := range g {
+			st := statuses[o.spec.Name]
+			if err != nil {
+				st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()
+				st.Reason = st.Error
+				continue
+			}
+			e.landed(ctx, o.spec, o.candidate, results[i], st, state)
+		}
+	}
+}
+
+func promoteChange(s Spec, f freight.Freight, current string) gitwrite.Change {
+	return gitwrite.Change{
+		Stage: s.Name, File: s.File, Key: s.Key,
+		Image: s.Image, Tag: f.Tag, Digest: f.Digest, Value: f.Value(s.Strategy),
+		FreightID: f.ID(), Kind: gitwrite.Promote, Expect: current,
+	}
+}
+
+// landed records one Apply result in the stage's status and verifies it.
+func (e *Engine) landed(ctx context.Context, s Spec, f freight.Freight, r gitwrite.Result, st *Status, state *State) {
+	now := e.clock.Now()
+	if r.Err != nil {
+		st.Decision, st.Error = DecisionFailed, (&StageError{Stage: s.Name, Err: r.Err}).Error()
+		st.Reason = st.Error
+		e.log.Error("promotion failed", "stage", s.Name, "err", r.Err)
+		return
+	}
+	st.CurrentTag = r.New
+	verb := "promoted"
+	if r.Kind == gitwrite.Rollback {
+		verb = "rolled back"
+	}
+	if r.Skipped {
+		st.Decision, st.Reason = DecisionUpToDate, "up to date at "+r.New
+	} else {
+		st.LastCommit, st.LastPromotion = r.Commit, now
+		st.Decision, st.Reason = DecisionPromote, fmt.Sprintf("%s %s → %s in %s", verb, orNothing(r.Old), r.New, short(r.Commit))
+		e.log.Info(verb, "stage", s.Name, "from", r.Old, "to", r.New, "commit", r.Commit, "freight", f.Ref())
+	}
+	commit := r.Commit
+	if commit == "" {
+		commit = st.LastCommit
+	}
+	if err := e.verifyCurrent(ctx, s, f, commit, state, now); err != nil {
+		if errors.Is(err, ErrPending) {
+			st.Reason += "; verification pending"
+		} else {
+			st.Decision = DecisionFailed
+			st.Error = (&StageError{Stage: s.Name, Err: fmt.Errorf("%s landed in %s but verification failed: %w", r.New, short(commit), err)}).Error()
+			st.Reason = st.Error
+		}
+	}
+	if v, ok := state.latestVerified(s.Name); ok {
+		st.VerifiedFreight = &v
+	}
+}
+
+// verifiedValue finds the verification of the value stage runs.
+func verifiedValue(s State, stage, value string) (Verification, bool) {
+	if value == "" {
+		return Verification{}, false
+	}
+	vs := s.Verifications[stage]
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].Value == value {
+			return vs[i], true
+		}
+	}
+	return Verification{}, false
+}
+
+// older reports whether candidate is a lower semantic version than current, so an
+// automatic promotion would go backwards (after an upstream rollback, or a human
+// promoting past the constraint).
+func older(strategy, candidate, current string) bool {
+	if strategy != warehouse.StrategySemver || current == "" {
+		return false
+	}
+	a, err1 := semver.NewVersion(candidate)
+	b, err2 := semver.NewVersion(current)
+	return err1 == nil && err2 == nil && a.LessThan(b)
+}
+
+func noMatchReason(o *observation) string {
+	r := o.report
+	what := r.Strategy
+	if r.Constraint != "" {
+		what = r.Constraint
+	}
+	msg := fmt.Sprintf("no tag matches %s", what)
+	if r.Highest != "" {
+		msg += fmt.Sprintf(" (newest seen %s)", r.Highest)
+	} else if r.Tags == 0 {
+		msg += fmt.Sprintf(" (%s has no tags)", r.Image)
+	}
+	if rej := rejectedList(o.rejected); rej != "" {
+		msg += "; " + rej + " rolled back here"
+	}
+	return msg
+}
+
+func rejectedList(m map[string]bool) string {
+	if len(m) == 0 {
+		return ""
+	}
+	var out []string
+	for v := range m {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	if len(out) == 1 {
+		return out[0] + " was"
+	}
+	return strings.Join(out, ", ") + " were"
+}
+
+func orNothing(v string) string {
+	if v == "" {
+		return "(nothing)"
+	}
+	return v
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}

@@ -1,0 +1,286 @@
+// Package stage runs the promotion pipeline: for each stage it discovers freight,
+// decides whether to promote it, writes due promotions to Git in one push per
+// repository and records which freight each stage has verified.
+package stage
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+)
+
+// Defaults a Spec gets when a field is left empty (see Spec.WithDefaults).
+const (
+	DefaultFile   = "instance.yaml"
+	DefaultKey    = "spec.values.deployment.tag"
+	DefaultBranch = "main"
+	// DefaultVerifyTimeout bounds a verify command that names no timeout.
+	DefaultVerifyTimeout = 5 * time.Minute
+)
+
+// Spec is one stage as configured. Local mode fills it from promoter.yaml; the
+// Argo CD mode fills it from kropipe.io/* annotations, whose names are the
+// kebab-cased field names (image, strategy, constraint, allow-tags, …).
+type Spec struct {
+	Name  string
+	Image string
+
+	Strategy   string
+	Constraint string
+	AllowTags  string
+	IgnoreTags string
+	Platform   string
+
+	// RepoURL and Branch say where the stage's file lives.
+	RepoURL string
+	Branch  string
+	// File is the path inside the repository; Key the dotted YAML key written.
+	File string
+	Key  string
+
+	// AutoPromote false makes every promotion wait for Approve.
+	AutoPromote bool
+	// Upstream, when set, is the stage whose verified freight this stage takes,
+	// Soak after the upstream verified it.
+	Upstream string
+	Soak     time.Duration
+
+	// Verify is the local-mode check run after a promotion is pushed.
+	Verify *VerifySpec
+	// Interval overrides the poll interval for this stage (0: the engine's).
+	Interval time.Duration
+}
+
+// VerifySpec is a command whose success marks a promotion verified.
+type VerifySpec struct {
+	Command []string
+	Timeout time.Duration
+}
+
+// Selection is the warehouse selection the stage discovers with.
+func (s Spec) Selection() warehouse.Selection {
+	return warehouse.Selection{
+		Strategy:   s.Strategy,
+		Constraint: s.Constraint,
+		AllowTags:  s.AllowTags,
+		IgnoreTags: s.IgnoreTags,
+		Platform:   s.Platform,
+	}
+}
+
+// WithDefaults returns s with empty fields set to their defaults. AutoPromote is
+// a bool, so its default (true) is the filler's job.
+func (s Spec) WithDefaults() Spec {
+	if s.File == "" {
+		s.File = DefaultFile
+	}
+	if s.Key == "" {
+		s.Key = DefaultKey
+	}
+	if s.Branch == "" {
+		s.Branch = DefaultBranch
+	}
+	if s.Strategy == "" {
+		s.Strategy = warehouse.DefaultStrategy
+	}
+	if s.Verify != nil && s.Verify.Timeout == 0 {
+		v := *s.Verify
+		v.Timeout = DefaultVerifyTimeout
+		s.Verify = &v
+	}
+	return s
+}
+
+// FieldError is a problem with one field of one stage's configuration.
+type FieldError struct {
+	Stage string
+	Field string // the user's field name, e.g. constraint, allowTags
+	Msg   string // what is wrong and what to write instead
+}
+
+func (e *FieldError) Error() string {
+	if strings.HasPrefix(e.Msg, e.Field+" ") || strings.HasPrefix(e.Msg, e.Field+":") {
+		// The message already starts with the field (the warehouse's validation does).
+		if e.Stage == "" {
+			return e.Msg
+		}
+		return fmt.Sprintf("stage %q: %s", e.Stage, e.Msg)
+	}
+	if e.Stage == "" {
+		return fmt.Sprintf("%s: %s", e.Field, e.Msg)
+	}
+	return fmt.Sprintf("stage %q: %s: %s", e.Stage, e.Field, e.Msg)
+}
+
+// Validate checks one stage on its own; ValidateAll also checks how stages relate.
+func (s Spec) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Stage: s.Name, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if s.Name == "" {
+		bad("name", "is empty; give every stage a unique name such as develop-frontend")
+	} else if strings.ContainsAny(s.Name, "/ \t\n") {
+		bad("name", "%q contains a slash or space; use letters, digits, dots and dashes", s.Name)
+	}
+	if s.Image == "" {
+		bad("image", "is missing; name the image repository to watch, e.g. registry.example.com/team/frontend")
+	} else if strings.ContainsAny(s.Image, "@") || strings.Contains(path.Base(s.Image), ":") {
+		bad("image", "%q carries a tag or digest; give the repository only, the strategy picks the tag", s.Image)
+	}
+	if err := s.Selection().Validate(); err != nil {
+		field := "strategy"
+		msg := err.Error()
+		for _, f := range []string{"constraint", "allowTags", "ignoreTags", "platform", "strategy"} {
+			if strings.HasPrefix(msg, f) {
+				field = f
+				break
+			}
+		}
+		bad(field, "%s", msg)
+	}
+	if err := checkPath(s.File); err != nil {
+		bad("file", "%v", err)
+	}
+	if s.Key != "" && (strings.HasPrefix(s.Key, ".") || strings.HasSuffix(s.Key, ".") || strings.Contains(s.Key, "..")) {
+		bad("key", "%q is not a dotted key path; write it like spec.values.deployment.tag", s.Key)
+	}
+	if s.Soak < 0 {
+		bad("soak", "%s is negative; write a duration such as 10m", s.Soak)
+	}
+	if s.Soak > 0 && s.Upstream == "" {
+		bad("soak", "is set but upstream is not; soak is the time after the upstream verified a freight")
+	}
+	if s.Upstream != "" && s.Upstream == s.Name {
+		bad("upstream", "names the stage itself; name the stage this one follows")
+	}
+	if s.Verify != nil {
+		if len(s.Verify.Command) == 0 || s.Verify.Command[0] == "" {
+			bad("verify.command", "is empty; give the program and its arguments as a list, e.g. [./smoke-test.sh]")
+		}
+		if s.Verify.Timeout < 0 {
+			bad("verify.timeout", "%s is negative; write a duration such as 2m", s.Verify.Timeout)
+		}
+	}
+	if s.Interval < 0 {
+		bad("interval", "%s is negative; write a duration such as 5m", s.Interval)
+	}
+	return errors.Join(errs...)
+}
+
+// checkPath refuses a file path that is absolute or climbs out of the repository.
+func checkPath(p string) error {
+	if p == "" {
+		return nil // the default applies
+	}
+	if strings.HasPrefix(p, "/") || strings.Contains(p, "\\") || (len(p) > 1 && p[1] == ':') {
+		return fmt.Errorf("%q is absolute; give a path inside the repository such as develop/frontend/instance.yaml", p)
+	}
+	c := path.Clean(p)
+	if c == "." || c == ".." || strings.HasPrefix(c, "../") {
+		return fmt.Errorf("%q points outside the repository; give a path inside it such as develop/frontend/instance.yaml", p)
+	}
+	for _, part := range strings.Split(c, "/") {
+		if part == ".git" {
+			return fmt.Errorf("%q points into .git; give the path of an instance file", p)
+		}
+	}
+	return nil
+}
+
+// ValidateAll checks every stage and how they relate: unique names, upstreams that
+// exist and form no cycle, and no two stages writing the same key of the same file.
+// specs should already have their defaults.
+func ValidateAll(specs []Spec) error {
+	var errs []error
+	byName := map[string]Spec{}
+	for _, s := range specs {
+		if err := s.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if _, dup := byName[s.Name]; dup && s.Name != "" {
+			errs = append(errs, &FieldError{Stage: s.Name, Field: "name", Msg: "is used by two stages; stage names must be unique"})
+		}
+		byName[s.Name] = s
+	}
+	for _, s := range specs {
+		if s.Upstream != "" && s.Upstream != s.Name {
+			if _, ok := byName[s.Upstream]; !ok {
+				errs = append(errs, &FieldError{Stage: s.Name, Field: "upstream", Msg: fmt.Sprintf("names %q, which is not a stage; use one of %s", s.Upstream, names(byName))})
+			}
+		}
+	}
+	if cyc := findCycle(specs, byName); cyc != nil {
+		errs = append(errs, &FieldError{Stage: cyc[0], Field: "upstream", Msg: fmt.Sprintf("stages follow each other in a cycle (%s); one of them must have no upstream", strings.Join(cyc, " → "))})
+	}
+	owner := map[string]string{}
+	for _, s := range specs {
+		k := s.RepoURL + "\x00" + s.Branch + "\x00" + path.Clean(s.File) + "\x00" + s.Key
+		if o, ok := owner[k]; ok {
+			errs = append(errs, &FieldError{Stage: s.Name, Field: "file", Msg: fmt.Sprintf("%s key %s is already written by stage %q; give each stage its own file or key", s.File, s.Key, o)})
+			continue
+		}
+		owner[k] = s.Name
+	}
+	return errors.Join(errs...)
+}
+
+func names(m map[string]Spec) string {
+	var out []string
+	for n := range m {
+		out = append(out, fmt.Sprintf("%q", n))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// findCycle returns the stages of one upstream cycle, starting and ending with the
+// same name, or nil.
+func findCycle(specs []Spec, byName map[string]Spec) []string {
+	for _, s := range specs {
+		seen := map[string]int{}
+		var chain []string
+		cur := s.Name
+		for cur != "" {
+			if i, ok := seen[cur]; ok {
+				return append(chain[i:], cur)
+			}
+			seen[cur] = len(chain)
+			chain = append(chain, cur)
+			next, ok := byName[cur]
+			if !ok || next.Upstream == cur {
+				break
+			}
+			cur = next.Upstream
+		}
+	}
+	return nil
+}
+
+// order returns the specs so that every upstream comes before the stages that follow it.
+func order(specs []Spec) []Spec {
+	byName := map[string]Spec{}
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	depth := func(s Spec) int {
+		d := 0
+		for s.Upstream != "" && d <= len(specs) {
+			u, ok := byName[s.Upstream]
+			if !ok {
+				break
+			}
+			s = u
+			d++
+		}
+		return d
+	}
+	out := append([]Spec(nil), specs...)
+	sort.SliceStable(out, func(i, j int) bool { return depth(out[i]) < depth(out[j]) })
+	return out
+}

@@ -1,0 +1,53 @@
+package stage
+
+import (
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/freight"
+)
+
+// Decision is what a pass decided for a stage.
+type Decision string
+
+const (
+	// DecisionPromote: the candidate is being (or was just) written to Git.
+	DecisionPromote Decision = "promote"
+	// DecisionWait: a condition will pass by itself or by someone's action (soak, approval, upstream).
+	DecisionWait Decision = "wait"
+	// DecisionHold: the stage is paused, or the candidate would go backwards.
+	DecisionHold Decision = "hold"
+	// DecisionBlocked: nothing can be promoted until the situation changes (every candidate rejected).
+	DecisionBlocked Decision = "blocked"
+	// DecisionFailed: discovery, the Git write or verification failed; Error says why.
+	DecisionFailed Decision = "failed"
+	// DecisionUpToDate: the stage already runs its candidate.
+	DecisionUpToDate Decision = "up-to-date"
+)
+
+// Status is what the engine knows about one stage after its last pass.
+type Status struct {
+	Name     string `json:"name"`
+	Image    string `json:"image"`
+	Upstream string `json:"upstream,omitempty"`
+	File     string `json:"file"`
+	Key      string `json:"key"`
+	// CurrentTag is the value the stage's file holds in Git.
+	CurrentTag string `json:"currentTag,omitempty"`
+	// Candidate is the freight the stage would run next.
+	Candidate *freight.Freight `json:"candidate,omitempty"`
+	Decision  Decision         `json:"decision"`
+	// Reason says in one sentence why the decision was taken.
+	Reason string `json:"reason"`
+	// VerifiedFreight is the newest freight verified in this stage.
+	VerifiedFreight *Verification `json:"verifiedFreight,omitempty"`
+	// LastCommit is the newest promotion or rollback commit of this stage.
+	LastCommit    string    `json:"lastCommit,omitempty"`
+	LastPromotion time.Time `json:"lastPromotion,omitzero"`
+	Paused        bool      `json:"paused"`
+	Error         string    `json:"error,omitempty"`
+	// CheckedAt is when the pass that produced this status ran.
+	CheckedAt time.Time `json:"checkedAt,omitzero"`
+}
+
+// Failed reports whether the stage's last pass failed.
+func (s Status) Failed() bool { return s.Decision == DecisionFailed }

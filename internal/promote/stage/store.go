@@ -1,0 +1,194 @@
+package stage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/freight"
+)
+
+// State is what the engine must remember across restarts beyond Git: approvals,
+// verifications and pauses. Promotions and rejections live in Git itself.
+type State struct {
+	// Approvals maps a stage to the values approved for it.
+	Approvals map[string][]Approval `json:"approvals,omitempty"`
+	// Verifications maps a stage to the freight verified there, newest last.
+	Verifications map[string][]Verification `json:"verifications,omitempty"`
+	// Paused maps a stage to when it was paused.
+	Paused map[string]time.Time `json:"paused,omitempty"`
+}
+
+// Approval lets a stage without autoPromote take one value.
+type Approval struct {
+	Value      string    `json:"value"`
+	ApprovedAt time.Time `json:"approvedAt"`
+}
+
+// Verification records that freight was verified in a stage.
+type Verification struct {
+	Freight    freight.Freight `json:"freight"`
+	FreightID  string          `json:"freightID"`
+	Value      string          `json:"value"`
+	Commit     string          `json:"commit,omitempty"`
+	VerifiedAt time.Time       `json:"verifiedAt"`
+}
+
+// maxVerifications bounds the verifications kept per stage; only recent ones matter.
+const maxVerifications = 50
+
+// Store keeps State durably. Load on a store that was never saved returns an
+// empty State. Implementations must make Save atomic: a crash leaves either the
+// old or the new state.
+type Store interface {
+	Load(ctx context.Context) (State, error)
+	Save(ctx context.Context, s State) error
+}
+
+// FileStore keeps State as JSON in one file, replaced atomically on every save.
+type FileStore struct {
+	path string
+	mu   sync.Mutex
+}
+
+// NewFileStore returns a store writing path (created with its directory on first save).
+func NewFileStore(path string) *FileStore { return &FileStore{path: path} }
+
+// Path is the file the store writes.
+func (f *FileStore) Path() string { return f.path }
+
+// Load reads the state file.
+func (f *FileStore) Load(ctx context.Context) (State, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := os.ReadFile(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return State{}, nil
+	}
+	if err != nil {
+		return State{}, fmt.Errorf("reading promoter state: %w", err)
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return State{}, fmt.Errorf("promoter state %s is damaged (%v): move it away to start over; approvals and pauses will be lost, Git history is not", f.path, err)
+	}
+	return s, nil
+}
+
+// Save writes the state to a temporary file in the same directory, syncs it and
+// renames it over the old one, so a crash never leaves a torn file.
+func (f *FileStore) Save(ctx context.Context, s State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(f.path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("saving promoter state: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".state-*.json")
+	if err != nil {
+		return fmt.Errorf("saving promoter state: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving promoter state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("saving promoter state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("saving promoter state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		return fmt.Errorf("saving promoter state: %w", err)
+	}
+	return nil
+}
+
+// MemoryStore keeps State in memory; for tests and one-shot commands.
+type MemoryStore struct {
+	mu sync.Mutex
+	s  State
+}
+
+// Load returns a copy of the state.
+func (m *MemoryStore) Load(context.Context) (State, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.s.clone(), nil
+}
+
+// Save replaces the state.
+func (m *MemoryStore) Save(_ context.Context, s State) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.s = s.clone()
+	return nil
+}
+
+// clone deep-copies s so callers never share maps or slices.
+func (s State) clone() State {
+	out := State{
+		Approvals:     map[string][]Approval{},
+		Verifications: map[string][]Verification{},
+		Paused:        map[string]time.Time{},
+	}
+	for k, v := range s.Approvals {
+		out.Approvals[k] = append([]Approval(nil), v...)
+	}
+	for k, v := range s.Verifications {
+		out.Verifications[k] = append([]Verification(nil), v...)
+	}
+	for k, v := range s.Paused {
+		out.Paused[k] = v
+	}
+	return out
+}
+
+// verified returns the verification of freight id in stage, if any.
+func (s State) verified(stage, id string) (Verification, bool) {
+	vs := s.Verifications[stage]
+	for i := len(vs) - 1; i >= 0; i-- {
+		if vs[i].FreightID == id {
+			return vs[i], true
+		}
+	}
+	return Verification{}, false
+}
+
+// latestVerified is the newest verification in stage.
+func (s State) latestVerified(stage string) (Verification, bool) {
+	vs := s.Verifications[stage]
+	if len(vs) == 0 {
+		return Verification{}, false
+	}
+	return vs[len(vs)-1], true
+}
+
+func (s State) approved(stage, value string) bool {
+	for _, a := range s.Approvals[stage] {
+		if a.Value == value {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *State) addVerification(stage string, v Verification) {
+	vs := append(s.Verifications[stage], v)
+	if len(vs) > maxVerifications {
+		vs = vs[len(vs)-maxVerifications:]
+	}
+	s.Verifications[stage] = vs
+}

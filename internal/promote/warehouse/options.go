@@ -17,8 +17,9 @@ const defaultPageSize = 1000
 
 // RegistryConfig is how the warehouse talks to one registry host.
 type RegistryConfig struct {
-	// Insecure lets the registry be reached over plain HTTP (and HTTPS without a
-	// verified certificate fallback is NOT implied: only the scheme changes).
+	// Insecure lets the registry be reached over plain HTTP when HTTPS fails.
+	// It does not skip certificate checks: for a self-signed HTTPS registry, pass
+	// a transport that trusts its CA with WithTransport.
 	Insecure bool
 	// RateLimit is the requests per second to this host: 0 means DefaultRateLimit,
 	// a negative value means no limit.

@@ -81,7 +81,7 @@ func New(opts ...Option) (*Warehouse, error) {
 }
 
 // Report says what Discover saw, enough for a human sentence such as
-// "no tag matches ^1.2 (newest seen 2.0.0)".
+// "no tag matches ^1.2 (highest seen 2.0.0)"; String writes one.
 type Report struct {
 	// Image is the repository that was searched.
 	Image string

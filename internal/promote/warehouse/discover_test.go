@@ -1,7 +1,9 @@
 package warehouse
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,6 +11,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 func TestDiscover_TagStrategies(t *testing.T) {
@@ -418,4 +424,41 @@ func slicesContainsSuffix(paths []string, suffix string) bool {
 		}
 	}
 	return false
+}
+
+// artifact is a manifest whose config is not an image config, as Helm charts,
+// SBOMs and signatures pushed under tags are.
+type artifact struct{ config []byte }
+
+func (a artifact) RawConfigFile() ([]byte, error)      { return a.config, nil }
+func (a artifact) MediaType() (types.MediaType, error) { return types.OCIManifestSchema1, nil }
+func (a artifact) RawManifest() ([]byte, error) {
+	h, size, err := v1.SHA256(bytes.NewReader(a.config))
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		Config:        v1.Descriptor{MediaType: "application/vnd.example.not-an-image", Size: size, Digest: h},
+		Layers:        []v1.Descriptor{},
+	})
+}
+func (a artifact) LayerByDigest(v1.Hash) (partial.CompressedLayer, error) {
+	return nil, errors.New("no layers")
+}
+
+func TestDiscover_NewestSkipsTagsThatAreNotImages(t *testing.T) {
+	reg := newTestRegistry(t)
+	reg.push(t, "team/svc", testImage(t, t0.Add(time.Hour)), "build-1")
+	odd, err := partial.CompressedToImage(artifact{config: []byte("this is not JSON")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.push(t, "team/svc", odd, "chart-9")
+	w, _ := newTestWarehouse(t)
+	f, rep, err := w.Discover(context.Background(), reg.host+"/team/svc", Selection{Strategy: "newest"})
+	if err != nil || f.Tag != "build-1" || rep.Candidates != 1 {
+		t.Errorf("got %v, %q, %v; want build-1 as the only candidate", f, rep, err)
+	}
 }

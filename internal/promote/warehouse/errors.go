@@ -68,3 +68,13 @@ func isNotFound(err error) bool {
 	}
 	return false
 }
+
+// registryFailure reports whether err came from talking to the registry (and so
+// should fail the poll) rather than from the content it served.
+func registryFailure(err error) bool {
+	var terr *transport.Error
+	var nerr net.Error
+	var oerr *net.OpError
+	return errors.As(err, &terr) || errors.As(err, &nerr) || errors.As(err, &oerr) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}

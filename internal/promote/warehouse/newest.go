@@ -162,7 +162,13 @@ func (w *Warehouse) readBuild(ctx context.Context, repo name.Repository, desc *r
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return buildInfo{}, fmt.Errorf("image config of %s: %w", desc.Digest, err)
+		if registryFailure(err) {
+			return buildInfo{}, fmt.Errorf("image config of %s: %w", desc.Digest, err)
+		}
+		// Not an image config (a Helm chart, an SBOM, a signature pushed as a tag):
+		// the tag is no candidate, and one odd artifact must not stall the stage.
+		w.log.DebugContext(ctx, "tag is not a container image; skipped", "image", repo.Name(), "digest", desc.Digest.String(), "error", err)
+		return buildInfo{}, nil
 	}
 	return buildInfo{created: cf.Created.Time, ok: true}, nil
 }

@@ -97,14 +97,17 @@ func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err := h.wait(ctx); err != nil {
 			return nil, err
 		}
+		try := req
 		if attempt > 1 && req.Body != nil && req.GetBody != nil {
+			// A RoundTripper must not change the caller's request: replay the body on a copy.
 			body, err := req.GetBody()
 			if err != nil {
 				return nil, err
 			}
-			req.Body = body
+			try = req.Clone(ctx)
+			try.Body = body
 		}
-		resp, err := h.inner.RoundTrip(req)
+		resp, err := h.inner.RoundTrip(try)
 		code := 0
 		if resp != nil {
 			code = resp.StatusCode

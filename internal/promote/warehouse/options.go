@@ -21,8 +21,10 @@ type RegistryConfig struct {
 	// It does not skip certificate checks: for a self-signed HTTPS registry, pass
 	// a transport that trusts its CA with WithTransport.
 	Insecure bool
-	// RateLimit is the requests per second to this host: 0 means DefaultRateLimit,
-	// a negative value means no limit.
+	// RateLimit is the requests per second to this host, with bursts of as many:
+	// 0 means DefaultRateLimit, a negative value means no limit. Every request
+	// counts: a semver or lexical poll costs one tag-list page per 1,000 tags and
+	// one HEAD, so stages sharing an image are best discovered once per poll.
 	RateLimit float64
 }
 

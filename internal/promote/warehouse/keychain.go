@@ -17,8 +17,9 @@ import (
 
 // KeychainFromDockerConfig returns a keychain reading the Docker config file at
 // path (a config.json, or a directory holding one, as DOCKER_CONFIG names). The
-// file is read again on each lookup, so rotated credentials (a re-mounted Secret)
-// are used once the registry asks for them again.
+// file is read on each lookup, but a Warehouse looks credentials up once per
+// repository and keeps the session: to use rotated credentials, create a new
+// Warehouse.
 func KeychainFromDockerConfig(path string) (authn.Keychain, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, config.ConfigFileName)

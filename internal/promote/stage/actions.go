@@ -244,4 +244,3 @@ func (e *Engine) History(ctx context.Context, stage string) ([]gitwrite.Record, 
 	}
 	return recs, nil
 }
-

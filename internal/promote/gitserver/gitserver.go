@@ -7,8 +7,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/cgi"
@@ -52,6 +55,8 @@ type Server struct {
 	user     string
 	password string
 	hook     func(*http.Request)
+	useTLS   bool
+	caPEM    []byte
 
 	ln   net.Listener
 	srv  *http.Server
@@ -83,7 +88,17 @@ func Start(ctx context.Context, root string, opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gitserver: %w", err)
 	}
-	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	// Handshake failures are what TLS tests provoke; they are not worth a log line.
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	if s.useTLS {
+		cert, caPEM, err := selfSigned()
+		if err != nil {
+			s.ln.Close()
+			return nil, fmt.Errorf("gitserver: %w", err)
+		}
+		s.caPEM = caPEM
+		s.ln = tls.NewListener(s.ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
 	go func() { _ = s.srv.Serve(s.ln) }()
 	go func() {
 		select {
@@ -130,7 +145,11 @@ func (s *Server) Close() error {
 
 // URL returns the clone URL of repo ("gitops.git").
 func (s *Server) URL(repo string) string {
-	return "http://" + s.ln.Addr().String() + "/" + strings.TrimPrefix(repo, "/")
+	scheme := "http://"
+	if s.useTLS {
+		scheme = "https://"
+	}
+	return scheme + s.ln.Addr().String() + "/" + strings.TrimPrefix(repo, "/")
 }
 
 // Dir returns the directory of the bare repository repo.

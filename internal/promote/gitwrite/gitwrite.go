@@ -53,6 +53,7 @@ type options struct {
 	baseDelay   time.Duration
 	maxDelay    time.Duration
 	clock       Clock
+	caBundle    []byte
 }
 
 // WithAuth uses a ready go-git AuthMethod.
@@ -77,6 +78,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 func WithRetry(tries int, baseDelay time.Duration) Option {
 	return func(o *options) { o.tries, o.baseDelay = tries, baseDelay }
 }
+
+// WithCABundle trusts these PEM certificates for https, in addition to the system's
+// (a private Git server's CA).
+func WithCABundle(pem []byte) Option { return func(o *options) { o.caBundle = pem } }
 
 // WithClock sets the clock used for commit timestamps.
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
@@ -236,6 +241,7 @@ func (r *Repo) fetchAll(ctx context.Context) error {
 		RefSpecs:   []config.RefSpec{"+refs/heads/*:refs/remotes/origin/*"},
 		Auth:       r.auth,
 		Tags:       git.NoTags,
+		CABundle:   r.o.caBundle,
 	})
 	if err == nil || errors.Is(err, git.NoErrAlreadyUpToDate) || errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return nil
@@ -252,6 +258,7 @@ func (r *Repo) fetch(ctx context.Context, branch string) (plumbing.Hash, error) 
 		RefSpecs:   []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(branch).String() + ":" + remoteRef.String())},
 		Auth:       r.auth,
 		Tags:       git.NoTags,
+		CABundle:   r.o.caBundle,
 	})
 	switch {
 	case err == nil, errors.Is(err, git.NoErrAlreadyUpToDate):

@@ -701,3 +701,21 @@ func TestCompact_MergesPacksAndKeepsTheCloneWorking(t *testing.T) {
 		t.Fatalf("Read = %q, %v", v, err)
 	}
 }
+
+func TestApply_HTTPSWithPrivateCA(t *testing.T) {
+	f := newFixture(t, gitserver.WithTLS())
+	if !strings.HasPrefix(f.url, "https://") {
+		t.Fatalf("url = %s", f.url)
+	}
+	if _, err := Open(context.Background(), t.TempDir(), f.url); err == nil {
+		t.Fatal("an unknown CA was trusted")
+	}
+	r := open(t, f.url, WithCABundle(f.srv.CACert()))
+	res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.head(t) != res[0].Commit {
+		t.Fatal("the promotion is not the head")
+	}
+}

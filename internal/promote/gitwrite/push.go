@@ -27,6 +27,7 @@ func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Ha
 	if err != nil {
 		return err
 	}
+	ep.CaBundle = r.o.caBundle
 	cli, err := client.NewClient(ep)
 	if err != nil {
 		return err

@@ -1,0 +1,454 @@
+// Package config reads promoter.yaml, the local-mode description of the Git
+// repository, the registries and the stages, and refuses anything it does not know.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/kustomize/kyaml/yaml"
+
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+)
+
+// DefaultCredentialsEnv is the prefix of the environment variables Git credentials
+// are read from when git.credentials names none.
+const DefaultCredentialsEnv = "KROPIPE_GIT_"
+
+// Config is a loaded, validated promoter.yaml.
+type Config struct {
+	// Path is the file it was read from, for messages.
+	Path       string
+	Git        Git
+	Registries []Registry
+	// Stages have their defaults filled and the Git URL and branch of Git.
+	Stages []stage.Spec
+	// Interval is the poll interval the file asks for (0: the command line's).
+	Interval time.Duration
+}
+
+// Git is the repository the stages write to.
+type Git struct {
+	URL    string
+	Branch string
+	Author Author
+	// Credentials say where secrets come from; the secrets themselves are read by
+	// Credentials() only when needed, so a Config can be printed safely.
+	Credentials CredentialSources
+}
+
+// Author signs the promoter's commits.
+type Author struct{ Name, Email string }
+
+// CredentialSources names files and an environment prefix holding Git credentials.
+type CredentialSources struct {
+	Env               string // prefix, default KROPIPE_GIT_
+	Username          string // not a secret
+	PasswordFile      string
+	TokenFile         string
+	SSHKeyFile        string
+	SSHKnownHostsFile string
+}
+
+// Registry is how to reach one registry host.
+type Registry struct {
+	Host      string
+	Insecure  bool
+	RateLimit float64
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading promoter config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Error is a problem in the config file, with its position when known.
+type Error struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Parse reads a promoter.yaml held in data; file names it in errors.
+func Parse(data []byte, file string) (*Config, error) {
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, &Error{File: file, Err: fmt.Errorf("not valid YAML: %v", err)}
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, &Error{File: file, Err: errors.New("expected a mapping with git, registries and stages")}
+	}
+	p := &parser{file: file}
+	cfg := p.config(doc.Content[0])
+	if len(p.errs) > 0 {
+		return nil, errors.Join(p.errs...)
+	}
+	cfg.Path = file
+	if err := stage.ValidateAll(cfg.Stages); err != nil {
+		return nil, &Error{File: file, Err: err}
+	}
+	return cfg, nil
+}
+
+// parser walks the YAML tree, collecting every error instead of stopping at the first.
+type parser struct {
+	file string
+	errs []error
+}
+
+func (p *parser) fail(n *yaml.Node, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Err: fmt.Errorf(format, args...)})
+}
+
+// fields checks a mapping's keys against known ones and returns key → value node.
+// where names the place in the user's words ("git", `stage "develop-frontend"`).
+func (p *parser) fields(n *yaml.Node, where string, known ...string) map[string]*yaml.Node {
+	out := map[string]*yaml.Node{}
+	if n.Kind != yaml.MappingNode {
+		p.fail(n, "%s: expected a mapping of %s", where, strings.Join(known, ", "))
+		return out
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if !contains(known, k.Value) {
+			msg := fmt.Sprintf("%s: unknown field %q", where, k.Value)
+			if s := suggest(k.Value, known); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			} else {
+				msg += "; known fields are " + strings.Join(known, ", ")
+			}
+			p.fail(k, "%s", msg)
+			continue
+		}
+		if _, dup := out[k.Value]; dup {
+			p.fail(k, "%s: field %q is given twice", where, k.Value)
+		}
+		out[k.Value] = v
+	}
+	return out
+}
+
+func (p *parser) str(m map[string]*yaml.Node, key, where string) string {
+	n, ok := m[key]
+	if !ok || n.Tag == "!!null" {
+		return ""
+	}
+	if n.Kind != yaml.ScalarNode {
+		p.fail(n, "%s: %s must be a string", where, key)
+		return ""
+	}
+	return n.Value
+}
+
+func (p *parser) boolean(m map[string]*yaml.Node, key, where string, def bool) bool {
+	n, ok := m[key]
+	if !ok || n.Tag == "!!null" {
+		return def
+	}
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
+		p.fail(n, "%s: %s must be true or false, not %q", where, key, n.Value)
+		return def
+	}
+	return b
+}
+
+func (p *parser) number(m map[string]*yaml.Node, key, where string) float64 {
+	n, ok := m[key]
+	if !ok || n.Tag == "!!null" {
+		return 0
+	}
+	var f float64
+	if n.Kind != yaml.ScalarNode || n.Decode(&f) != nil {
+		p.fail(n, "%s: %s must be a number (requests per second), not %q", where, key, n.Value)
+		return 0
+	}
+	return f
+}
+
+func (p *parser) duration(m map[string]*yaml.Node, key, where string) time.Duration {
+	s := p.str(m, key, where)
+	if s == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		p.fail(m[key], "%s: %s %q is not a duration; write one such as 30s, 10m or 1h30m", where, key, s)
+		return 0
+	}
+	return d
+}
+
+func (p *parser) list(m map[string]*yaml.Node, key, where string) []*yaml.Node {
+	n, ok := m[key]
+	if !ok || n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		p.fail(n, "%s: %s must be a list", where, key)
+		return nil
+	}
+	return n.Content
+}
+
+func (p *parser) config(root *yaml.Node) *Config {
+	cfg := &Config{}
+	top := p.fields(root, "top level", "git", "registries", "stages", "interval")
+	cfg.Interval = p.duration(top, "interval", "top level")
+	if n, ok := top["git"]; ok {
+		cfg.Git = p.git(n)
+	} else {
+		p.fail(root, "git is missing; give git.url (and branch) of the GitOps repository")
+	}
+	for _, n := range p.list(top, "registries", "top level") {
+		m := p.fields(n, "registries entry", "host", "insecure", "rateLimit")
+		r := Registry{Host: p.str(m, "host", "registries entry"), Insecure: p.boolean(m, "insecure", "registry", false), RateLimit: p.number(m, "rateLimit", "registry")}
+		if r.Host == "" {
+			p.fail(n, "registries entry: host is missing; write it as in image names, e.g. 127.0.0.1:5000 or ghcr.io")
+		} else if strings.Contains(r.Host, "/") {
+			p.fail(n, "registry %q: host must not contain a scheme or path; write e.g. 127.0.0.1:5000 and set insecure: true for plain HTTP", r.Host)
+		}
+		cfg.Registries = append(cfg.Registries, r)
+	}
+	stages := p.list(top, "stages", "top level")
+	if len(stages) == 0 && top["stages"] == nil {
+		p.fail(root, "stages is missing; list at least one stage with a name, an image and a file")
+	}
+	for i, n := range stages {
+		cfg.Stages = append(cfg.Stages, p.stage(n, i, cfg.Git))
+	}
+	return cfg
+}
+
+func (p *parser) git(n *yaml.Node) Git {
+	m := p.fields(n, "git", "url", "branch", "author", "credentials")
+	g := Git{URL: p.str(m, "url", "git"), Branch: p.str(m, "branch", "git")}
+	if g.Branch == "" {
+		g.Branch = stage.DefaultBranch
+	}
+	if g.URL == "" {
+		p.fail(n, "git.url is missing; give the GitOps repository's clone URL (https, http, ssh or file)")
+	} else if err := checkGitURL(g.URL); err != nil {
+		p.fail(m["url"], "git.url: %v", err)
+	}
+	if a, ok := m["author"]; ok {
+		am := p.fields(a, "git.author", "name", "email")
+		g.Author = Author{Name: p.str(am, "name", "git.author"), Email: p.str(am, "email", "git.author")}
+	}
+	if g.Author.Name == "" {
+		g.Author.Name = "kropipe"
+	}
+	if g.Author.Email == "" {
+		g.Author.Email = "kropipe@localhost"
+	}
+	g.Credentials.Env = DefaultCredentialsEnv
+	if c, ok := m["credentials"]; ok {
+		cm := p.fields(c, "git.credentials", "env", "username", "passwordFile", "tokenFile", "sshKeyFile", "sshKnownHostsFile")
+		w := "git.credentials"
+		g.Credentials = CredentialSources{
+			Env: p.str(cm, "env", w), Username: p.str(cm, "username", w),
+			PasswordFile: p.str(cm, "passwordFile", w), TokenFile: p.str(cm, "tokenFile", w),
+			SSHKeyFile: p.str(cm, "sshKeyFile", w), SSHKnownHostsFile: p.str(cm, "sshKnownHostsFile", w),
+		}
+		if g.Credentials.Env == "" {
+			g.Credentials.Env = DefaultCredentialsEnv
+		}
+	}
+	return g
+}
+
+// checkGitURL accepts what gitwrite.Open accepts, and refuses a password in the
+// file: config files get committed and shared.
+func checkGitURL(raw string) error {
+	if strings.Contains(raw, "://") {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("%q is not a URL: %v", gitwrite.Redact(raw), err)
+		}
+		switch u.Scheme {
+		case "http", "https", "ssh", "file":
+		default:
+			return fmt.Errorf("scheme %q is not supported; use https, http, ssh or file", u.Scheme)
+		}
+		if _, hasPw := u.User.Password(); hasPw {
+			return errors.New("the URL holds a password; remove it and use git.credentials (passwordFile, tokenFile or the KROPIPE_GIT_* environment)")
+		}
+		return nil
+	}
+	if strings.Contains(raw, "@") && strings.Contains(raw, ":") {
+		return nil // scp-like ssh: git@host:org/repo.git
+	}
+	return fmt.Errorf("%q is not a clone URL; write https://host/org/repo.git, ssh://git@host/org/repo.git, git@host:org/repo.git or file:///path/repo.git", raw)
+}
+
+var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval"}
+
+func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
+	where := fmt.Sprintf("stage %d", i+1)
+	if n.Kind == yaml.MappingNode {
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == "name" && n.Content[j+1].Value != "" {
+				where = fmt.Sprintf("stage %q", n.Content[j+1].Value)
+			}
+		}
+	}
+	m := p.fields(n, where, stageFields...)
+	s := stage.Spec{
+		Name: p.str(m, "name", where), Image: p.str(m, "image", where),
+		Strategy: p.str(m, "strategy", where), Constraint: p.str(m, "constraint", where),
+		AllowTags: p.str(m, "allowTags", where), IgnoreTags: p.str(m, "ignoreTags", where),
+		Platform: p.str(m, "platform", where),
+		RepoURL:  g.URL, Branch: g.Branch,
+		File: p.str(m, "file", where), Key: p.str(m, "key", where),
+		AutoPromote: p.boolean(m, "autoPromote", where, true),
+		Upstream:    p.str(m, "upstream", where),
+		Soak:        p.duration(m, "soak", where),
+		Interval:    p.duration(m, "interval", where),
+	}
+	if v, ok := m["verify"]; ok {
+		vm := p.fields(v, where+": verify", "command", "timeout")
+		vs := &stage.VerifySpec{Timeout: p.duration(vm, "timeout", where+": verify")}
+		if c, ok := vm["command"]; ok {
+			switch c.Kind {
+			case yaml.SequenceNode:
+				for _, a := range c.Content {
+					vs.Command = append(vs.Command, a.Value)
+				}
+			case yaml.ScalarNode:
+				// A plain string runs through the shell, as users expect from one line.
+				vs.Command = []string{"sh", "-c", c.Value}
+			default:
+				p.fail(c, "%s: verify.command must be a list such as [./smoke-test.sh, --quick]", where)
+			}
+		}
+		s.Verify = vs
+	}
+	return s.WithDefaults()
+}
+
+// Credentials reads the Git credentials the config names: the environment first,
+// then the files, which win. Errors name the file, never its content.
+func (c *Config) Credentials() (gitwrite.Credentials, error) {
+	src := c.Git.Credentials
+	creds, err := gitwrite.CredentialsFromEnv(src.Env)
+	if err != nil {
+		return creds, err
+	}
+	if src.Username != "" {
+		creds.Username = src.Username
+	}
+	read := func(field, path string, into *string) error {
+		if path == "" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("%s: git.credentials.%s: %w", c.Path, field, err)
+		}
+		*into = strings.TrimRight(string(b), "\r\n")
+		return nil
+	}
+	if err := read("passwordFile", src.PasswordFile, &creds.Password); err != nil {
+		return creds, err
+	}
+	if err := read("tokenFile", src.TokenFile, &creds.Token); err != nil {
+		return creds, err
+	}
+	if src.SSHKeyFile != "" {
+		creds.SSHKeyPath = src.SSHKeyFile
+	}
+	if src.SSHKnownHostsFile != "" {
+		creds.SSHKnownHosts = src.SSHKnownHostsFile
+	}
+	return creds, nil
+}
+
+// WarehouseOptions configures a warehouse for the registries listed.
+func (c *Config) WarehouseOptions() []warehouse.Option {
+	var opts []warehouse.Option
+	for _, r := range c.Registries {
+		opts = append(opts, warehouse.WithRegistry(r.Host, warehouse.RegistryConfig{Insecure: r.Insecure, RateLimit: r.RateLimit}))
+	}
+	return opts
+}
+
+// GitOptions are the gitwrite options for the configured author and credentials.
+func (c *Config) GitOptions() ([]gitwrite.Option, error) {
+	creds, err := c.Credentials()
+	if err != nil {
+		return nil, err
+	}
+	return []gitwrite.Option{gitwrite.WithAuthor(c.Git.Author.Name, c.Git.Author.Email), gitwrite.WithCredentials(creds)}, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest returns the known field closest to a misspelt one, if close enough.
+func suggest(s string, known []string) string {
+	best, bestD := "", 3
+	sorted := append([]string(nil), known...)
+	sort.Strings(sorted)
+	for _, k := range sorted {
+		if strings.EqualFold(k, s) {
+			return k
+		}
+		if d := distance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// distance is the Levenshtein distance.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,133 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/stage"
+)
+
+func TestLoad_IssueExampleWithDefaults(t *testing.T) {
+	cfg, err := Load("testdata/promoter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Git.URL != "http://127.0.0.1:8081/gitops.git" || cfg.Git.Branch != "main" || cfg.Git.Author.Email != "kropipe@example.com" {
+		t.Fatalf("git %+v", cfg.Git)
+	}
+	if len(cfg.Registries) != 1 || !cfg.Registries[0].Insecure || cfg.Registries[0].Host != "127.0.0.1:5000" {
+		t.Fatalf("registries %+v", cfg.Registries)
+	}
+	if len(cfg.Stages) != 3 {
+		t.Fatalf("%d stages", len(cfg.Stages))
+	}
+	dev, stg, prod := cfg.Stages[0], cfg.Stages[1], cfg.Stages[2]
+	if dev.Key != "spec.values.deployment.tag" || dev.Constraint != "^1.2" || !dev.AutoPromote || dev.RepoURL != cfg.Git.URL {
+		t.Fatalf("develop %+v", dev)
+	}
+	if stg.Upstream != "develop-frontend" || stg.Soak != 10*time.Minute || stg.Key != stage.DefaultKey || stg.Strategy != "semver" {
+		t.Fatalf("staging %+v", stg)
+	}
+	if stg.Verify == nil || strings.Join(stg.Verify.Command, " ") != "./smoke-test.sh --quick" || stg.Verify.Timeout != 2*time.Minute {
+		t.Fatalf("staging verify %+v", stg.Verify)
+	}
+	if prod.AutoPromote {
+		t.Fatal("prod autoPromote: false was ignored")
+	}
+}
+
+const head = `git: {url: "https://git.example.com/org/gitops.git"}
+stages:
+`
+
+func TestParse_BadInputNamesStageFieldAndFix(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"unknown strategy", head + "  - {name: dev, image: r.example.com/a, strategy: newest-first, file: d.yaml}\n",
+			[]string{`stage "dev"`, `strategy "newest-first" is unknown`}},
+		{"invalid constraint", head + "  - {name: dev, image: r.example.com/a, constraint: '^^1', file: d.yaml}\n",
+			[]string{`stage "dev"`, `constraint "^^1"`}},
+		{"invalid allowTags regex", head + "  - {name: dev, image: r.example.com/a, allowTags: '(', file: d.yaml}\n",
+			[]string{`stage "dev"`, "allowTags", "invalid regex"}},
+		{"invalid ignoreTags regex", head + "  - {name: dev, image: r.example.com/a, ignoreTags: '[a', file: d.yaml}\n",
+			[]string{`stage "dev"`, "ignoreTags", "invalid regex"}},
+		{"two stages writing the same file", head + "  - {name: dev, image: r.example.com/a, file: dev/instance.yaml}\n  - {name: dev2, image: r.example.com/b, file: ./dev/instance.yaml}\n",
+			[]string{`stage "dev2"`, "dev/instance.yaml", `already written by stage "dev"`}},
+		{"two stages on the default file", head + "  - {name: dev, image: r.example.com/a}\n  - {name: stg, image: r.example.com/b}\n",
+			[]string{`stage "stg"`, "instance.yaml", `already written by stage "dev"`}},
+		{"absolute file path", head + "  - {name: dev, image: r.example.com/a, file: /etc/passwd}\n",
+			[]string{`stage "dev"`, "file", "absolute"}},
+		{"file path escaping with ..", head + "  - {name: dev, image: r.example.com/a, file: ../other/instance.yaml}\n",
+			[]string{`stage "dev"`, "file", "outside the repository"}},
+		{"missing image", head + "  - {name: dev, file: d.yaml}\n",
+			[]string{`stage "dev"`, "image", "missing"}},
+		{"upstream naming a missing stage", head + "  - {name: stg, image: r.example.com/a, upstream: develop, file: s.yaml}\n",
+			[]string{`stage "stg"`, "upstream", `"develop", which is not a stage`}},
+		{"cycle of upstreams", head + "  - {name: a, image: r.example.com/a, upstream: b, file: a.yaml}\n  - {name: b, image: r.example.com/a, upstream: a, file: b.yaml}\n",
+			[]string{"upstream", "cycle"}},
+		{"unknown stage field", head + "  - name: dev\n    image: r.example.com/a\n    constrant: ^1\n",
+			[]string{`stage "dev"`, `unknown field "constrant"`, `did you mean "constraint"`, ":5:"}},
+		{"unknown top-level field", "gti: {}\n" + head + "  - {name: dev, image: r.example.com/a}\n",
+			[]string{`unknown field "gti"`, `did you mean "git"`}},
+		{"bad soak", head + "  - {name: a, image: r.example.com/a, file: a.yaml}\n  - {name: b, image: r.example.com/a, upstream: a, soak: ten minutes, file: b.yaml}\n",
+			[]string{`stage "b"`, "soak", "not a duration"}},
+		{"autoPromote not a bool", head + "  - {name: dev, image: r.example.com/a, autoPromote: sometimes}\n",
+			[]string{`stage "dev"`, "autoPromote", "true or false"}},
+		{"password in git url", "git: {url: 'https://bob:hunter2@git.example.com/gitops.git'}\nstages: [{name: dev, image: r.example.com/a}]\n",
+			[]string{"git.url", "password", "git.credentials"}},
+		{"unsupported git url", "git: {url: 'ftp://git.example.com/gitops.git'}\nstages: [{name: dev, image: r.example.com/a}]\n",
+			[]string{"git.url", `scheme "ftp"`}},
+		{"missing git", "stages: [{name: dev, image: r.example.com/a}]\n",
+			[]string{"git is missing"}},
+		{"registry with scheme", head + "  - {name: dev, image: r.example.com/a}\nregistries: [{host: 'http://127.0.0.1:5000'}]\n",
+			[]string{"registry", "insecure: true"}},
+		{"not YAML", "git: [\n", []string{"not valid YAML"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "promoter.yaml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.HasPrefix(err.Error(), "promoter.yaml") {
+				t.Errorf("error %q does not start with the file name", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q leaks the password", err)
+			}
+		})
+	}
+}
+
+func TestCredentials_FilesWinOverEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "token")
+	if err := os.WriteFile(tok, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KROPIPE_GIT_TOKEN", "from-env")
+	t.Setenv("KROPIPE_GIT_USERNAME", "env-user")
+	cfg, err := Parse([]byte("git:\n  url: https://git.example.com/gitops.git\n  credentials: {tokenFile: "+tok+"}\nstages: [{name: dev, image: r.example.com/a}]\n"), "promoter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cfg.Credentials()
+	if err != nil || c.Token != "s3cret" || c.Username != "env-user" {
+		t.Fatalf("credentials %+v, %v", c, err)
+	}
+	cfg.Git.Credentials.PasswordFile = filepath.Join(dir, "missing")
+	if _, err := cfg.Credentials(); err == nil || !strings.Contains(err.Error(), "passwordFile") {
+		t.Fatalf("missing file: %v", err)
+	}
+}

@@ -43,7 +43,7 @@ type Binaries struct {
 type component struct {
 	name    string // cache folder prefix and report key
 	version string
-	modDir  string // relative to the e2e module
+	modDir  string            // relative to the e2e module
 	pkgs    map[string]string // output binary name -> package
 	ldflags string
 }

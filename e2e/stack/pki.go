@@ -20,7 +20,7 @@ import (
 // server's serving certificate signed by it, and the service-account token signing key.
 type pki struct {
 	CACert, ServingCert, ServingKey, SAKey, SAPub string
-	caPEM                                        []byte
+	caPEM                                         []byte
 }
 
 func writePKI(dir string) (*pki, error) {

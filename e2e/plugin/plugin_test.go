@@ -1,0 +1,308 @@
+package plugin_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
+	appclient "github.com/argoproj/argo-cd/v2/pkg/client/clientset/versioned"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kropipe/kropipe/e2e/stack"
+)
+
+// syncTimeout bounds each wait for Argo CD: a sync here takes seconds, a loaded 2-core CI
+// machine can stretch that a lot.
+const syncTimeout = 4 * time.Minute
+
+func TestPlugin_SyncsInstanceIntoHealthyDeploymentAndService(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	image, tag := instanceImage(t, filepath.Join(examplesDir, "develop/frontend/instance.yaml"))
+
+	createApp(t, "develop-frontend", "develop/frontend", "develop")
+	waitApp(t, "develop-frontend", "Synced and Healthy", syncedHealthy(""))
+
+	dep, err := st.Kube.AppsV1().Deployments("develop").Get(ctx, "frontend", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Deployment develop/frontend after sync: %v", err)
+	}
+	if got, want := dep.Spec.Template.Spec.Containers[0].Image, image+":"+tag; got != want {
+		t.Errorf("Deployment develop/frontend image = %q, want %q (from develop/frontend/instance.yaml)", got, want)
+	}
+	if dep.Status.ReadyReplicas != *dep.Spec.Replicas {
+		t.Errorf("Deployment develop/frontend ready replicas = %d, want %d (kwok pods)", dep.Status.ReadyReplicas, *dep.Spec.Replicas)
+	}
+	if _, err := st.Kube.CoreV1().Services("develop").Get(ctx, "frontend", metav1.GetOptions{}); err != nil {
+		t.Errorf("Service develop/frontend after sync: %v", err)
+	}
+}
+
+func TestPlugin_RollsDeploymentWhenTagChangesInGit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const path, ns, app = "develop/backend", "rollout", "rollout-backend"
+	image, oldTag := instanceImage(t, filepath.Join(examplesDir, path, "instance.yaml"))
+	name := instanceName(t, filepath.Join(examplesDir, path, "instance.yaml"))
+
+	createApp(t, app, path, ns)
+	waitApp(t, app, "Synced and Healthy at the seeded tag", syncedHealthy(""))
+	assertImage(t, ns, name, image+":"+oldTag)
+
+	newTag := oldTag + "-e2e"
+	sha := pushTag(t, filepath.Join(path, "instance.yaml"), newTag)
+	refresh(t, app)
+	waitApp(t, app, "Synced and Healthy at "+sha[:8], syncedHealthy(sha))
+	assertImage(t, ns, name, image+":"+newTag)
+	_ = ctx
+}
+
+func TestPlugin_BrokenInstanceShowsSidecarError(t *testing.T) {
+	t.Parallel()
+	want := sidecarError(t, "broken/frontend")
+
+	createApp(t, "broken-frontend", "broken/frontend", "broken")
+	var msg string
+	waitApp(t, "broken-frontend", "a condition carrying cmp-sidecar's error", func(a *v1alpha1.Application) bool {
+		for _, c := range a.Status.Conditions {
+			if strings.Contains(c.Message, want) {
+				msg = c.Message
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("Application condition: %s", msg)
+}
+
+// sidecarError runs the freshly built cmp-sidecar the way argocd-cmp-server does (in the source
+// folder of a checkout, with Argo CD's variables) and returns the line of its error that names
+// the problem, which the Application's condition must carry.
+func sidecarError(t *testing.T, path string) string {
+	t.Helper()
+	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
+	cmd.Dir = filepath.Join(checkout.Dir, path)
+	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME=broken-frontend", "ARGOCD_APP_NAMESPACE=broken", "ARGOCD_APP_SOURCE_PATH="+path)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err == nil {
+		t.Fatalf("cmp-sidecar generate in %s succeeded; the broken instance should fail", path)
+	}
+	line := strings.TrimSpace(stderr.String())
+	if i := strings.LastIndex(line, "\n"); i >= 0 {
+		line = line[i+1:]
+	}
+	line = strings.TrimPrefix(line, "cmp-sidecar: ")
+	// Paths of the local checkout differ from the cmp-server's extraction folder; keep the part
+	// after the last absolute path.
+	if i := strings.LastIndex(line, checkout.Dir); i >= 0 {
+		line = line[i+len(checkout.Dir):]
+	}
+	if line == "" {
+		t.Fatalf("cmp-sidecar generate in %s failed without an error message", path)
+	}
+	t.Logf("cmp-sidecar generate says: %s", line)
+	return line
+}
+
+func createApp(t *testing.T, name, path, namespace string) {
+	t.Helper()
+	app := &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stack.ArgoCDNamespace},
+		Spec: v1alpha1.ApplicationSpec{
+			Project: "default",
+			Source: &v1alpha1.ApplicationSource{
+				RepoURL:        st.Git.RepoURL(repoName),
+				Path:           path,
+				TargetRevision: "main",
+				Plugin:         &v1alpha1.ApplicationSourcePlugin{Name: "kro"},
+			},
+			Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: namespace},
+			SyncPolicy: &v1alpha1.SyncPolicy{
+				Automated:   &v1alpha1.SyncPolicyAutomated{Prune: true, SelfHeal: true},
+				SyncOptions: v1alpha1.SyncOptions{"CreateNamespace=true"},
+				Retry:       &v1alpha1.RetryStrategy{Limit: 5},
+			},
+		},
+	}
+	if _, err := apps(t).Create(context.Background(), app, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create Application %s: %v", name, err)
+	}
+}
+
+func apps(t *testing.T) interface {
+	Create(context.Context, *v1alpha1.Application, metav1.CreateOptions) (*v1alpha1.Application, error)
+	Get(context.Context, string, metav1.GetOptions) (*v1alpha1.Application, error)
+	Patch(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (*v1alpha1.Application, error)
+} {
+	t.Helper()
+	c, err := appclient.NewForConfig(st.RestConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace)
+}
+
+// syncedHealthy is met when the Application is Synced (at revision, when given) and Healthy.
+func syncedHealthy(revision string) func(*v1alpha1.Application) bool {
+	return func(a *v1alpha1.Application) bool {
+		s := a.Status
+		if revision != "" && s.Sync.Revision != revision {
+			return false
+		}
+		return s.Sync.Status == v1alpha1.SyncStatusCodeSynced && s.Health.Status == "Healthy"
+	}
+}
+
+// waitApp polls Application name until cond holds; on timeout it fails with the Application's
+// status and the tail of the Argo CD logs.
+func waitApp(t *testing.T, name, what string, cond func(*v1alpha1.Application) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	start := time.Now()
+	var last *v1alpha1.Application
+	for {
+		a, err := apps(t).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			last = a
+			if cond(a) {
+				t.Logf("Application %s: %s after %s", name, what, time.Since(start).Round(10*time.Millisecond))
+				return
+			}
+		} else if !apierrors.IsNotFound(err) && ctx.Err() == nil {
+			t.Logf("get Application %s: %v", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("Application %s: not %s after %s; status: %s", name, what, syncTimeout, describe(last))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func describe(a *v1alpha1.Application) string {
+	if a == nil {
+		return "(never read)"
+	}
+	s := a.Status
+	var b strings.Builder
+	fmt.Fprintf(&b, "sync=%s@%s health=%s", s.Sync.Status, s.Sync.Revision, s.Health.Status)
+	for _, c := range s.Conditions {
+		fmt.Fprintf(&b, "\n  condition %s: %s", c.Type, c.Message)
+	}
+	if op := s.OperationState; op != nil {
+		fmt.Fprintf(&b, "\n  operation %s: %s", op.Phase, op.Message)
+	}
+	for _, r := range s.Resources {
+		h := ""
+		if r.Health != nil {
+			h = string(r.Health.Status) + " " + r.Health.Message
+		}
+		fmt.Fprintf(&b, "\n  resource %s/%s %s: %s %s", r.Kind, r.Namespace, r.Name, r.Status, h)
+	}
+	return b.String()
+}
+
+// refresh asks Argo CD to re-read Git now instead of at the next reconciliation.
+func refresh(t *testing.T, name string) {
+	t.Helper()
+	patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"hard"}}}`)
+	if _, err := apps(t).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("refresh Application %s: %v", name, err)
+	}
+}
+
+var tagLine = regexp.MustCompile(`(?m)^(\s+tag:\s*)"?([A-Za-z0-9_][A-Za-z0-9._-]*)"?`)
+
+// pushTag rewrites the tag line of the instance file in Git and pushes, returning the commit.
+func pushTag(t *testing.T, rel, tag string) string {
+	t.Helper()
+	gitMu.Lock()
+	defer gitMu.Unlock()
+	b, err := checkout.ReadFile(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tagLine.Match(b) {
+		t.Fatalf("%s: no spec.values.deployment.tag line to change", rel)
+	}
+	b = tagLine.ReplaceAll(b, []byte(`${1}"`+tag+`"`))
+	if err := checkout.WriteFile(rel, b); err != nil {
+		t.Fatal(err)
+	}
+	sha, err := checkout.CommitAndPush(context.Background(), "e2e: "+rel+" tag "+tag)
+	if err != nil {
+		t.Fatalf("push %s: %v", rel, err)
+	}
+	return sha
+}
+
+func assertImage(t *testing.T, ns, name, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	defer cancel()
+	var got string
+	for {
+		dep, err := st.Kube.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			got = dep.Spec.Template.Spec.Containers[0].Image
+			if got == want {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("Deployment %s/%s image = %q, want %q", ns, name, got, want)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+type instance struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Values struct {
+			Deployment struct {
+				Image string `json:"image"`
+				Tag   string `json:"tag"`
+			} `json:"deployment"`
+		} `json:"values"`
+	} `json:"spec"`
+}
+
+func readInstance(t *testing.T, path string) instance {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in instance
+	if err := yaml.Unmarshal(b, &in); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return in
+}
+
+func instanceImage(t *testing.T, path string) (image, tag string) {
+	in := readInstance(t, path)
+	if in.Spec.Values.Deployment.Image == "" || in.Spec.Values.Deployment.Tag == "" {
+		t.Fatalf("%s: spec.values.deployment.image and .tag must be set for this test", path)
+	}
+	return in.Spec.Values.Deployment.Image, in.Spec.Values.Deployment.Tag
+}
+
+func instanceName(t *testing.T, path string) string { return readInstance(t, path).Metadata.Name }

@@ -1,0 +1,361 @@
+package stack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Stack is one running copy of the GitOps stack. Its fields are what tests need to reach it.
+type Stack struct {
+	// Dir holds every component's data and log (<Dir>/logs/<component>.log).
+	Dir string
+
+	APIServerURL string
+	Token        string // bearer token of a system:masters user
+	Kubeconfig   string // admin kubeconfig file, namespace default
+	RestConfig   *rest.Config
+	Kube         kubernetes.Interface
+	Dynamic      dynamic.Interface
+
+	Git            *GitServer
+	RegistryAddr   string // host:port of the OCI registry
+	RepoServerAddr string // host:port of argocd-repo-server's plaintext gRPC API
+	RedisAddr      string
+
+	// PluginConfigDir is the folder argocd-cmp-server reads plugin.yaml from (the repository
+	// root); PluginSockDir is where it puts PluginSocketName for repo-server to find.
+	PluginConfigDir, PluginSockDir, PluginSocketName string
+
+	Binaries *Binaries
+
+	bins           *Binaries
+	e2eDir         string
+	etcdURL        string
+	pki            *pki
+	argoKubeconfig string
+	redis          *miniredis.Miniredis
+	mapper         meta.RESTMapper
+	log            io.Writer
+
+	mu    sync.Mutex
+	procs []*Process
+}
+
+type options struct {
+	cacheDir   string
+	workDir    string
+	log        io.Writer
+	pluginName string
+	noArgoCD   bool
+	noRegistry bool
+}
+
+// Option changes how Start builds and runs the stack.
+type Option func(*options)
+
+// WithCacheDir sets the folder the component binaries are built into and reused from.
+func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
+
+// WithWorkDir sets the run folder (data and logs); by default a new folder under the temp dir.
+func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
+
+// WithLog sends build and start progress to w (default os.Stderr).
+func WithLog(w io.Writer) Option { return func(o *options) { o.log = w } }
+
+// WithPluginName sets the ConfigManagementPlugin name whose socket Start waits for (default
+// "kro", the name in the repository's plugin.yaml).
+func WithPluginName(name string) Option { return func(o *options) { o.pluginName = name } }
+
+// WithoutArgoCD starts only Kubernetes, Git and the registry.
+func WithoutArgoCD() Option { return func(o *options) { o.noArgoCD = true } }
+
+// WithoutRegistry skips the OCI registry.
+func WithoutRegistry() Option { return func(o *options) { o.noRegistry = true } }
+
+// DefaultCacheDir is $KROPIPE_E2E_CACHE, else ~/.cache/kropipe-e2e.
+func DefaultCacheDir() string {
+	if d := os.Getenv("KROPIPE_E2E_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "kropipe-e2e")
+	}
+	return filepath.Join(os.TempDir(), "kropipe-e2e-cache")
+}
+
+// Start builds what is missing and starts the whole stack. On error everything it started is
+// already stopped, and the error names the component that failed with the tail of its log.
+func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
+	o := options{cacheDir: DefaultCacheDir(), log: os.Stderr, pluginName: "kro"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	e2eDir, repoRoot, err := FindE2EDir()
+	if err != nil {
+		return nil, err
+	}
+	if o.workDir == "" {
+		// Short: the plugin socket path below it must fit in a unix socket address (108 bytes).
+		if o.workDir, err = os.MkdirTemp("", "kropipe-e2e-"); err != nil {
+			return nil, err
+		}
+	}
+	token := make([]byte, 16)
+	_, _ = rand.Read(token)
+	s = &Stack{
+		Dir:              o.workDir,
+		Token:            hex.EncodeToString(token),
+		PluginConfigDir:  repoRoot,
+		PluginSockDir:    filepath.Join(o.workDir, "plugins"),
+		PluginSocketName: o.pluginName + ".sock",
+		e2eDir:           e2eDir,
+		log:              o.log,
+	}
+	for _, d := range []string{"logs", "home", "bin"} {
+		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		if err != nil {
+			s.Stop()
+			s = nil
+		}
+	}()
+
+	step := func(name string, f func() error) error {
+		start := time.Now()
+		if err := f(); err != nil {
+			return err
+		}
+		fmt.Fprintf(o.log, "e2e: %s ready in %s\n", name, time.Since(start).Round(10*time.Millisecond))
+		return nil
+	}
+	if err := step("build", func() error {
+		s.bins, err = Build(ctx, e2eDir, repoRoot, o.cacheDir, filepath.Join(s.Dir, "bin"), o.log)
+		s.Binaries = s.bins
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	begin := time.Now()
+	if s.pki, err = writePKI(filepath.Join(s.Dir, "pki")); err != nil {
+		return nil, err
+	}
+	if err := step("etcd", func() error { return s.startEtcd(ctx) }); err != nil {
+		return nil, err
+	}
+	if err := step("kube-apiserver", func() error { return s.startAPIServer(ctx) }); err != nil {
+		return nil, err
+	}
+	if err := s.connect(); err != nil {
+		return nil, err
+	}
+	if err := step("controllers, scheduler and kwok node", func() error { return s.startControllers(ctx) }); err != nil {
+		return nil, err
+	}
+	if err := step("git server", func() error {
+		s.Git, err = StartGitServer(filepath.Join(s.Dir, "git"))
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if !o.noRegistry {
+		if err := step("registry", func() error { return s.startRegistry(ctx) }); err != nil {
+			return nil, err
+		}
+	}
+	if !o.noArgoCD {
+		if err := step("redis", s.startRedis); err != nil {
+			return nil, err
+		}
+		if err := step("Argo CD bootstrap", func() error { return s.bootstrapArgoCD(ctx) }); err != nil {
+			return nil, err
+		}
+		if err := step("Argo CD", func() error { return s.startArgoCD(ctx) }); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(o.log, "e2e: stack up in %s (logs in %s)\n", time.Since(begin).Round(10*time.Millisecond), filepath.Join(s.Dir, "logs"))
+	return s, nil
+}
+
+func (s *Stack) connect() error {
+	cfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(s.kubeconfigYAML("default")))
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	s.RestConfig = cfg
+	if s.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return err
+	}
+	if s.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+		return err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	s.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return nil
+}
+
+func (s *Stack) start(name, bin string, args, env []string) (*Process, error) {
+	p, err := startProcess(name, filepath.Join(s.Dir, "logs"), s.Dir, bin, args, env)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	return p, nil
+}
+
+// Processes returns the components started so far, in start order.
+func (s *Stack) Processes() []*Process {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Process(nil), s.procs...)
+}
+
+// Stop stops every component, the last started first (Argo CD before the API server it talks
+// to). Logs stay in Dir.
+func (s *Stack) Stop() {
+	procs := s.Processes()
+	var wg sync.WaitGroup
+	// Argo CD and the Kubernetes controllers go together, then the API server, then etcd: a
+	// client that outlives its server only logs noise.
+	groups := [][]string{
+		{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server", "docker-registry", "kwok", "kube-scheduler", "kube-controller-manager"},
+		{"kube-apiserver"},
+		{"etcd"},
+	}
+	done := map[*Process]bool{}
+	for _, g := range groups {
+		for _, p := range procs {
+			for _, n := range g {
+				if p.Name == n {
+					done[p] = true
+					wg.Add(1)
+					go func() { defer wg.Done(); p.Stop() }()
+				}
+			}
+		}
+		wg.Wait()
+	}
+	for _, p := range procs {
+		if !done[p] {
+			p.Stop()
+		}
+	}
+	if s.Git != nil {
+		_ = s.Git.Close()
+	}
+	if s.redis != nil {
+		s.redis.Close()
+	}
+}
+
+// LogTails is the last n lines of every component's log, for a failure report.
+func (s *Stack) LogTails(n int) string {
+	var b strings.Builder
+	for _, p := range s.Processes() {
+		fmt.Fprintf(&b, "----- %s (%s) -----\n%s\n", p.Name, p.LogPath, p.Tail(n))
+	}
+	return b.String()
+}
+
+// EnsureNamespace creates namespace name unless it exists.
+func (s *Stack) EnsureNamespace(ctx context.Context, name string) error {
+	_, err := s.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// ApplyFile applies every object in a (multi-document) YAML or JSON file.
+func (s *Stack) ApplyFile(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
+	for {
+		u := &unstructured.Unstructured{}
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if err := s.Apply(ctx, u); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+}
+
+// Apply creates obj, or replaces it when it exists.
+func (s *Stack) Apply(ctx context.Context, obj *unstructured.Unstructured) error {
+	gvk := obj.GroupVersionKind()
+	m, err := s.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		// A CRD created a moment ago is not in the cached discovery yet.
+		if r, ok := s.mapper.(meta.ResettableRESTMapper); ok {
+			r.Reset()
+		}
+		if m, err = s.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err != nil {
+			return fmt.Errorf("%s %s: %w", gvk.Kind, obj.GetName(), err)
+		}
+	}
+	var ri dynamic.ResourceInterface = s.Dynamic.Resource(m.Resource)
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		ns := obj.GetNamespace()
+		if ns == "" {
+			ns = "default"
+		}
+		ri = s.Dynamic.Resource(m.Resource).Namespace(ns)
+	}
+	_, err = ri.Create(ctx, obj, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		cur, gerr := ri.Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if gerr != nil {
+			return gerr
+		}
+		obj.SetResourceVersion(cur.GetResourceVersion())
+		_, err = ri.Update(ctx, obj, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("apply %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	return nil
+}

@@ -1,0 +1,323 @@
+// Package api serves the promoter's debug HTTP API: stage status and history to
+// read, and promote, approve, rollback, pause and resume to act, as JSON.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+)
+
+// DefaultAddr is where the API listens unless told otherwise: loopback only, so
+// reaching it from elsewhere takes a port-forward or an explicit --addr and a token.
+const DefaultAddr = "127.0.0.1:8080"
+
+// Controller is what the API drives; *stage.Engine implements it.
+type Controller interface {
+	Status() []stage.Status
+	StatusOf(name string) (stage.Status, bool)
+	History(ctx context.Context, stage string) ([]gitwrite.Record, error)
+	Promote(ctx context.Context, stage, tag string) (stage.Outcome, error)
+	Rollback(ctx context.Context, stage, to string) (stage.Outcome, error)
+	Approve(ctx context.Context, stage, tag string) (string, error)
+	Pause(ctx context.Context, stage string) error
+	Resume(ctx context.Context, stage string) error
+	Passes() int
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithToken requires "Authorization: Bearer <token>" on every mutating request.
+// An empty token with WithRequireToken refuses every mutating request.
+func WithToken(token string) Option { return func(s *Server) { s.token = token } }
+
+// WithRequireToken makes mutating requests need the token; the command sets it
+// when the listener is not loopback.
+func WithRequireToken(on bool) Option { return func(s *Server) { s.requireToken = on } }
+
+// WithLogger sets the request logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// Server is the API's http.Handler.
+type Server struct {
+	c            Controller
+	mux          *http.ServeMux
+	token        string
+	requireToken bool
+	log          *slog.Logger
+}
+
+// New returns the API for c.
+func New(c Controller, opts ...Option) *Server {
+	s := &Server{c: c, mux: http.NewServeMux(), log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.ready)
+	s.mux.HandleFunc("GET /api/v1/stages", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, StageList{Stages: s.c.Status()})
+	})
+	s.mux.HandleFunc("GET /api/v1/stages/{name}", s.stage)
+	s.mux.HandleFunc("GET /api/v1/stages/{name}/history", s.history)
+	s.Handle("POST /api/v1/stages/{name}/promote", http.HandlerFunc(s.promote))
+	s.Handle("POST /api/v1/stages/{name}/rollback", http.HandlerFunc(s.rollback))
+	s.Handle("POST /api/v1/stages/{name}/approve", http.HandlerFunc(s.approve))
+	s.Handle("POST /api/v1/stages/{name}/pause", http.HandlerFunc(s.pause(true)))
+	s.Handle("POST /api/v1/stages/{name}/resume", http.HandlerFunc(s.pause(false)))
+	return s
+}
+
+// Handle adds a route (a Go 1.22 ServeMux pattern); routes whose method changes
+// state get the token check. The Argo CD mode adds its routes this way.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	method, _, _ := strings.Cut(pattern, " ")
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		s.mux.Handle(pattern, h)
+	default:
+		s.mux.Handle(pattern, s.authorize(h))
+	}
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	s.mux.ServeHTTP(rw, r)
+	s.log.Debug("api request", "method", r.Method, "path", r.URL.Path, "status", rw.code, "took", time.Since(start).String())
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (s *Server) authorize(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.requireToken || s.token != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || s.token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="kropipe-promoter"`)
+				writeError(w, http.StatusUnauthorized, errors.New("this call changes state and needs the API token: pass --token-file (or KROPIPE_TOKEN) to the promoter command, or send Authorization: Bearer <token>"))
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// StageList is the body of GET /api/v1/stages.
+type StageList struct {
+	Stages []stage.Status `json:"stages"`
+}
+
+// HistoryEntry is one promotion or rollback from Git, as the API shows it.
+type HistoryEntry struct {
+	Commit   string    `json:"commit"`
+	Time     time.Time `json:"time"`
+	Subject  string    `json:"subject"`
+	Kind     string    `json:"kind"`
+	Image    string    `json:"image,omitempty"`
+	Value    string    `json:"value"`
+	Previous string    `json:"previous,omitempty"`
+	Freight  string    `json:"freight,omitempty"`
+	Rejected string    `json:"rejected,omitempty"`
+}
+
+// History is the body of GET /api/v1/stages/{name}/history.
+type History struct {
+	Stage   string         `json:"stage"`
+	Entries []HistoryEntry `json:"entries"`
+}
+
+// Approved is the body answered by approve.
+type Approved struct {
+	Stage string `json:"stage"`
+	Value string `json:"value"`
+}
+
+// Paused is the body answered by pause and resume.
+type Paused struct {
+	Stage  string `json:"stage"`
+	Paused bool   `json:"paused"`
+}
+
+// Error is the body of every failed call.
+type Error struct {
+	Error string `json:"error"`
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.c.Passes() == 0 {
+		writeError(w, http.StatusServiceUnavailable, errors.New("the first pass has not finished yet"))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) stage(w http.ResponseWriter, r *http.Request) {
+	st, ok := s.c.StatusOf(r.PathValue("name"))
+	if !ok {
+		writeError(w, http.StatusNotFound, errors.New("unknown stage "+quote(r.PathValue("name"))))
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) history(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	recs, err := s.c.History(r.Context(), name)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	h := History{Stage: name, Entries: []HistoryEntry{}}
+	for _, rec := range recs {
+		h.Entries = append(h.Entries, HistoryEntry{
+			Commit: rec.Commit, Time: rec.Time, Subject: rec.Subject, Kind: rec.Kind.String(),
+			Image: rec.Image, Value: rec.Value, Previous: rec.Previous, Freight: rec.Freight, Rejected: rec.Rejected,
+		})
+	}
+	writeJSON(w, http.StatusOK, h)
+}
+
+// PromoteRequest is the optional body of promote and approve.
+type PromoteRequest struct {
+	Tag string `json:"tag,omitempty"`
+}
+
+// RollbackRequest is the optional body of rollback.
+type RollbackRequest struct {
+	To string `json:"to,omitempty"`
+}
+
+func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
+	var req PromoteRequest
+	if !readBody(w, r, &req) {
+		return
+	}
+	out, err := s.c.Promote(r.Context(), r.PathValue("name"), req.Tag)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
+	var req RollbackRequest
+	if !readBody(w, r, &req) {
+		return
+	}
+	out, err := s.c.Rollback(r.Context(), r.PathValue("name"), req.To)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
+	var req PromoteRequest
+	if !readBody(w, r, &req) {
+		return
+	}
+	name := r.PathValue("name")
+	v, err := s.c.Approve(r.Context(), name, req.Tag)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Approved{Stage: name, Value: v})
+}
+
+func (s *Server) pause(paused bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		fn := s.c.Resume
+		if paused {
+			fn = s.c.Pause
+		}
+		if err := fn(r.Context(), name); err != nil {
+			writeError(w, statusOf(err), err)
+			return
+		}
+		writeJSON(w, http.StatusOK, Paused{Stage: name, Paused: paused})
+	}
+}
+
+// maxBody bounds request bodies; the largest legitimate one is a tag name.
+const maxBody = 64 << 10
+
+// readBody decodes an optional JSON body; an empty body leaves v as it is.
+func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	data, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return false
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return true
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, errors.New("request body: "+err.Error()+`; send {"tag": "1.2.2"} (promote, approve) or {"to": "1.2.1"} (rollback)`))
+		return false
+	}
+	return true
+}
+
+// statusOf maps engine errors to HTTP statuses.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, stage.ErrUnknownStage):
+		return http.StatusNotFound
+	case errors.Is(err, warehouse.ErrTagNotFound):
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, stage.ErrNothingToDo), errors.Is(err, gitwrite.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// writeError answers with the error's text, redacted: a Git URL with credentials
+// must never leave the process.
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, Error{Error: gitwrite.Redact(err.Error())})
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}

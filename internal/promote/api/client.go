@@ -1,0 +1,122 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/kropipe/kropipe/internal/promote/stage"
+)
+
+// Client calls a running promoter's API; the promoter command uses it with --addr.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewClient returns a client for addr (host:port or a URL). token may be empty.
+func NewClient(addr, token string, hc *http.Client) *Client {
+	base := addr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc}
+}
+
+// Stages returns every stage's status.
+func (c *Client) Stages(ctx context.Context) ([]stage.Status, error) {
+	var out StageList
+	err := c.do(ctx, http.MethodGet, "/api/v1/stages", nil, &out)
+	return out.Stages, err
+}
+
+// Stage returns one stage's status.
+func (c *Client) Stage(ctx context.Context, name string) (stage.Status, error) {
+	var out stage.Status
+	err := c.do(ctx, http.MethodGet, "/api/v1/stages/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// History returns a stage's promotions and rollbacks, newest first.
+func (c *Client) History(ctx context.Context, name string) (History, error) {
+	var out History
+	err := c.do(ctx, http.MethodGet, "/api/v1/stages/"+url.PathEscape(name)+"/history", nil, &out)
+	return out, err
+}
+
+// Promote promotes tag ("" for the candidate) to the stage.
+func (c *Client) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	var out stage.Outcome
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/promote", PromoteRequest{Tag: tag}, &out)
+	return out, err
+}
+
+// Rollback rolls the stage back to its previous value, or to to.
+func (c *Client) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
+	var out stage.Outcome
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/rollback", RollbackRequest{To: to}, &out)
+	return out, err
+}
+
+// Approve approves tag ("" for the candidate) for the stage and returns the value approved.
+func (c *Client) Approve(ctx context.Context, name, tag string) (string, error) {
+	var out Approved
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/approve", PromoteRequest{Tag: tag}, &out)
+	return out.Value, err
+}
+
+// Pause pauses (or with paused false, resumes) automatic promotions to the stage.
+func (c *Client) Pause(ctx context.Context, name string, paused bool) error {
+	verb := "resume"
+	if paused {
+		verb = "pause"
+	}
+	return c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/"+verb, nil, &Paused{})
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("reaching the promoter at %s: %w (is it running? for a cluster: kubectl -n argocd port-forward deploy/kropipe-promoter 8080)", c.base, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e Error
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s", e.Error)
+		}
+		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return json.Unmarshal(data, out)
+}

@@ -1,0 +1,23 @@
+// Command promoter watches registries for new image tags and promotes them through
+// stages by committing the tag into each stage's instance.yaml in Git.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	// SIGINT/SIGTERM cancel the context: `run` finishes its pass, stops the API and
+	// exits; one-shot commands abandon their request.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRootCommand(os.Stdout, os.Stderr, os.Getenv).ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "promoter: %v\n", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/gitserver"
+)
+
+func TestDemo_PromotesThroughStagesRendersAndRollsBack(t *testing.T) {
+	var out bytes.Buffer
+	examples, err := findExamples()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := runDemo(context.Background(), &out, examples)
+	if err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out.String())
+	}
+	want := []string{
+		"Roll back image from 1.2.2 to 1.2.1",
+		"Promote image from 1.2.1 to 1.2.2", // staging
+		"Promote image from 1.2.1 to 1.2.2", // develop
+		"Promote image from 1.2.0 to 1.2.1", // staging
+	}
+	if !reflect.DeepEqual(res.Subjects, want) {
+		t.Errorf("commits %q, want %q", res.Subjects, want)
+	}
+	if !strings.HasSuffix(res.ImageBefore, "/frontend:1.2.2") || !strings.HasSuffix(res.StagingImage, "/frontend:1.2.2") {
+		t.Errorf("before the rollback develop runs %q, staging %q", res.ImageBefore, res.StagingImage)
+	}
+	if !strings.HasSuffix(res.ImageAfter, "/frontend:1.2.1") {
+		t.Errorf("after the rollback develop runs %q", res.ImageAfter)
+	}
+	for _, w := range []string{"Kropipe-Stage: staging-frontend", "Kropipe-Rejected: 1.2.2", "waiting: develop-frontend soak, 10m0s left", "1.2.2 was rolled back here"} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("demo output lacks %q", w)
+		}
+	}
+	if res.Took > 15*time.Second {
+		t.Errorf("demo took %s, the budget is 15s", res.Took)
+	}
+	t.Logf("demo took %s", res.Took)
+}
+
+// env is a Git server and a registry for the command tests, with a promoter.yaml.
+type env struct {
+	config  string
+	dataDir string
+	regHost string
+	bare    string
+}
+
+func newEnv(t *testing.T, stagesYAML string) env {
+	t.Helper()
+	srv := gitserver.StartTB(t)
+	bare, err := srv.NewBareRepo(context.Background(), "gitops.git", "testdata/seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(reg.Close)
+	host := strings.TrimPrefix(reg.URL, "http://")
+	for _, tag := range []string{"1.2.1", "1.2.2"} {
+		img, _ := random.Image(64, 1)
+		ref, _ := name.NewTag(host+"/team/frontend:"+tag, name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("git:\n  url: %s\n  author: {name: kropipe, email: kropipe@example.com}\nregistries:\n  - {host: %q, insecure: true}\nstages:\n%s",
+		srv.URL("gitops.git"), host, strings.ReplaceAll(stagesYAML, "REGISTRY", host))
+	path := filepath.Join(dir, "promoter.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return env{config: path, dataDir: filepath.Join(dir, "data"), regHost: host, bare: bare}
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
+const devStage = `  - name: develop-frontend
+    image: REGISTRY/team/frontend
+    constraint: "^1.2"
+    file: develop/frontend/instance.yaml
+`
+
+func TestCommands_LocalModeStatusRunRollbackPromote(t *testing.T) {
+	e := newEnv(t, devStage)
+	flags := []string{"--config", e.config, "--data-dir", e.dataDir, "--log-level", "error"}
+	out, err := run(t, append([]string{"status"}, flags...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "STAGE") || !strings.Contains(out, "develop-frontend  1.2.1    1.2.2      promote") {
+		t.Fatalf("status:\n%s", out)
+	}
+	out, err = run(t, append([]string{"run", "--once"}, flags...)...)
+	if err != nil || !strings.Contains(out, "promoted 1.2.1 → 1.2.2") {
+		t.Fatalf("run --once: %v\n%s", err, out)
+	}
+	out, err = run(t, append([]string{"rollback", "develop-frontend"}, flags...)...)
+	if err != nil || !strings.Contains(out, "rolled back develop-frontend: 1.2.2 → 1.2.1") {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	out, err = run(t, append([]string{"promote", "develop-frontend", "1.2.2"}, flags...)...)
+	if err != nil || !strings.Contains(out, "promoted develop-frontend: 1.2.1 → 1.2.2") {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	out, err = run(t, append([]string{"history", "develop-frontend"}, flags...)...)
+	if err != nil || strings.Count(out, "\n") != 4 || !strings.Contains(out, "rollback") {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
+	log, err := gitserver.GitOutput(context.Background(), e.bare, "log", "--format=%s", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Promote image from 1.2.1 to 1.2.2\nRoll back image from 1.2.2 to 1.2.1\nPromote image from 1.2.1 to 1.2.2\nSeed repository\n"
+	if log != want {
+		t.Fatalf("git log:\n%s\nwant:\n%s", log, want)
+	}
+}
+
+func TestRunOnce_ExitsNonZeroWhenAStageFails(t *testing.T) {
+	e := newEnv(t, devStage+`  - name: qa-frontend
+    image: REGISTRY/team/frontend
+    file: qa/frontend/instance.yaml
+`)
+	out, err := run(t, "run", "--once", "--config", e.config, "--data-dir", e.dataDir, "--log-level", "error")
+	if err == nil || !strings.Contains(err.Error(), "1 stage(s) failed") {
+		t.Fatalf("run --once: %v", err)
+	}
+	if !strings.Contains(out, `stage "qa-frontend"`) || !strings.Contains(out, "qa/frontend/instance.yaml") || !strings.Contains(out, "promoted 1.2.1 → 1.2.2") {
+		t.Fatalf("table:\n%s", out)
+	}
+}
+
+func TestRun_ServesTheAPIAndStopsOnCancel(t *testing.T) {
+	e := newEnv(t, devStage)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errb bytes.Buffer
+	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
+	addr := freeAddr(t)
+	cmd.SetArgs([]string{"run", "--config", e.config, "--data-dir", e.dataDir, "--addr", addr, "--interval", "1h"})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	c := api.NewClient(addr, "", nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sts, err := c.Stages(ctx)
+		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("promoter never promoted: %v %+v\n%s", err, sts, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The commands reach it through --addr.
+	got, err := run(t, "status", "--addr", addr)
+	if err != nil || !strings.Contains(got, "develop-frontend  1.2.2") {
+		t.Fatalf("status --addr: %v\n%s", err, got)
+	}
+	got, err = run(t, "pause", "develop-frontend", "--addr", addr)
+	if err != nil || got != "develop-frontend paused\n" {
+		t.Fatalf("pause --addr: %v %q", err, got)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run returned %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not stop on cancel")
+	}
+}
+
+func TestRun_RefusesAReachableAddressWithoutAToken(t *testing.T) {
+	e := newEnv(t, devStage)
+	_, err := run(t, "run", "--config", e.config, "--data-dir", e.dataDir, "--addr", "0.0.0.0:0", "--log-level", "error")
+	if err == nil || !strings.Contains(err.Error(), "--token-file") {
+		t.Fatalf("run on 0.0.0.0 without a token: %v", err)
+	}
+}
+
+func TestCommands_BadConfigNamesTheFileAndStage(t *testing.T) {
+	e := newEnv(t, "  - {name: dev, image: REGISTRY/team/frontend, strategy: newest-first}\n")
+	_, err := run(t, "status", "--config", e.config, "--data-dir", e.dataDir)
+	if err == nil || !strings.Contains(err.Error(), "promoter.yaml") || !strings.Contains(err.Error(), `stage "dev"`) || !strings.Contains(err.Error(), "strategy") {
+		t.Fatalf("error %v", err)
+	}
+}
+
+func TestVersion_Prints(t *testing.T) {
+	out, err := run(t, "version")
+	if err != nil || !strings.HasPrefix(out, "promoter ") {
+		t.Fatalf("%q %v", out, err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(nil)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	srv.Close()
+	return addr
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+)
+
+// printTable writes the status table users read first when debugging.
+func printTable(w io.Writer, sts []stage.Status) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tCURRENT\tCANDIDATE\tDECISION\tREASON\tLAST-COMMIT")
+	for _, s := range sts {
+		cand := "-"
+		if s.Candidate != nil {
+			cand = s.Candidate.Tag
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, dash(s.CurrentTag), cand, s.Decision, s.Reason, dash(short(s.LastCommit)))
+	}
+	tw.Flush()
+}
+
+func printOutcome(w io.Writer, o stage.Outcome) {
+	verb := "promoted"
+	if o.Kind == "rollback" {
+		verb = "rolled back"
+	}
+	if o.Skipped {
+		fmt.Fprintf(w, "%s already holds %s: nothing committed\n", o.Stage, o.New)
+		return
+	}
+	fmt.Fprintf(w, "%s %s: %s → %s in %s\n", verb, o.Stage, dash(o.Old), o.New, short(o.Commit))
+}
+
+func printHistory(w io.Writer, h api.History) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "COMMIT\tTIME\tKIND\tFROM\tTO\tREJECTED")
+	for _, e := range h.Entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", short(e.Commit), e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, dash(e.Previous), e.Value, dash(e.Rejected))
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func short(c string) string {
+	if len(c) > 7 {
+		return c[:7]
+	}
+	return c
+}

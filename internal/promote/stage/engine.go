@@ -275,6 +275,24 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	stateDirty := write
 	if write && len(due) > 0 {
 		e.write(ctx, due, statuses, &state)
+		// Stages downstream decided before their upstream moved; say so, or the
+		// table reads as if they ignored the new freight.
+		for _, s := range e.specs {
+			up, ok := statuses[s.Upstream]
+			st := statuses[s.Name]
+			if !ok || up.Decision != DecisionPromote || st.Decision == DecisionFailed || st.Decision == DecisionPromote {
+				continue
+			}
+			msg := fmt.Sprintf("%s just took %s", s.Upstream, up.CurrentTag)
+			if s.Soak > 0 {
+				msg += fmt.Sprintf(", then a %s soak", s.Soak)
+			}
+			if st.Paused {
+				st.Reason += "; " + msg
+			} else {
+				st.Decision, st.Reason = DecisionWait, "waiting: "+msg
+			}
+		}
 	}
 	if stateDirty {
 		if err := e.store.Save(ctx, state); err != nil {

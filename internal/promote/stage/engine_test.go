@@ -73,7 +73,7 @@ func TestReconcile_UpstreamPromotesOnlyAfterSoak(t *testing.T) {
 	if err := e.Reconcile(ctx); err != nil { // develop 1.2.1 → 1.2.2, verified now
 		t.Fatal(err)
 	}
-	if st := mustStatus(t, e, "staging-frontend"); st.Decision != DecisionWait || st.Reason != "waiting for develop-frontend to verify 1.2.1" {
+	if st := mustStatus(t, e, "staging-frontend"); st.Decision != DecisionWait || st.Reason != "waiting: develop-frontend just took 1.2.2, then a 10m0s soak" {
 		t.Fatalf("first pass: staging %+v", st)
 	}
 	f.clock.Advance(5*time.Minute + 48*time.Second)

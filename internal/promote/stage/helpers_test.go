@@ -52,7 +52,7 @@ type testRegistry struct {
 	fail atomic.Pointer[string]
 }
 
-func newTestRegistry(t *testing.T) *testRegistry {
+func newTestRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	tr := &testRegistry{}
@@ -77,7 +77,7 @@ func (tr *testRegistry) breakRepo(repo string) {
 func (tr *testRegistry) image(repo string) string { return tr.host + "/" + repo }
 
 // push uploads a small random image as repo:tag.
-func (tr *testRegistry) push(t *testing.T, repo string, tags ...string) {
+func (tr *testRegistry) push(t testing.TB, repo string, tags ...string) {
 	t.Helper()
 	for _, tag := range tags {
 		img, err := random.Image(64, 1)
@@ -96,7 +96,7 @@ func (tr *testRegistry) push(t *testing.T, repo string, tags ...string) {
 
 // fixture is a Git server with the seed repository, a registry and a data dir.
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	git     *gitserver.Server
 	url     string
 	bare    string
@@ -106,9 +106,9 @@ type fixture struct {
 	store   Store
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB, opts ...gitserver.Option) *fixture {
 	t.Helper()
-	srv := gitserver.StartTB(t)
+	srv := gitserver.StartTB(t, opts...)
 	bare, err := srv.NewBareRepo(context.Background(), "gitops.git", "testdata/seed")
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
 )
 
 // BenchmarkReconcile measures one pass over n stages in one repository: "due" has
@@ -70,4 +69,3 @@ func benchEngine(b *testing.B, n int) *Engine {
 	}
 	return f.engine(specs)
 }
-

@@ -291,6 +291,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 				st.Reason += "; " + msg
 			} else {
 				st.Decision, st.Reason = DecisionWait, "waiting: "+msg
+				st.Candidate = up.Candidate
 			}
 		}
 	}

@@ -376,3 +376,19 @@ func TestHistory_ReadsTrailers(t *testing.T) {
 func gitOutput(f *fixture, args ...string) (string, error) {
 	return gitserverOutput(f.bare, args...)
 }
+
+func TestReconcile_StagesSharingImageAndSelectionQueryTheRegistryOnce(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.2")
+	e := f.engine([]Spec{f.spec("develop-frontend", "develop/frontend", "frontend"), f.spec("prod-frontend", "prod/frontend", "frontend")})
+	f.reg.tagLists.Store(0)
+	if err := e.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.reg.tagLists.Load(); n != 1 {
+		t.Fatalf("%d tag lists for two stages with the same image and selection, want 1", n)
+	}
+	if got := f.subjects(); len(got) != 2 {
+		t.Fatalf("commits %q", got)
+	}
+}

@@ -48,8 +48,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 // testRegistry is go-containerregistry's in-memory registry on 127.0.0.1. A
 // failing path prefix answers 500 so one repository can break alone.
 type testRegistry struct {
-	host string
-	fail atomic.Pointer[string]
+	host     string
+	fail     atomic.Pointer[string]
+	tagLists atomic.Int64 // tag-list requests, to see discovery deduplicated
 }
 
 func newTestRegistry(t testing.TB) *testRegistry {
@@ -57,6 +58,9 @@ func newTestRegistry(t testing.TB) *testRegistry {
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	tr := &testRegistry{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/tags/list") {
+			tr.tagLists.Add(1)
+		}
 		if p := tr.fail.Load(); p != nil && strings.HasPrefix(r.URL.Path, *p) {
 			http.Error(w, "broken on purpose", http.StatusInternalServerError)
 			return

@@ -122,19 +122,19 @@ func (e *Engine) applyOne(ctx context.Context, s Spec, f freight.Freight, c gitw
 	if r.Err != nil {
 		return Outcome{}, &StageError{Stage: s.Name, Err: r.Err}
 	}
-	state, err := e.store.Load(ctx)
+	loaded, err := e.loadState(ctx)
 	if err != nil {
 		return Outcome{}, err
 	}
-	state = state.clone()
+	state := &working{State: loaded}
 	st, _ := e.StatusOf(s.Name)
 	st.Error = ""
 	st.Candidate = &f
 	_, st.Paused = state.Paused[s.Name]
-	e.landed(ctx, s, f, r, &st, &state)
+	e.landed(ctx, s, f, r, &st, state)
 	st.CheckedAt = e.clock.Now()
 	e.setStatus(st)
-	if err := e.store.Save(ctx, state); err != nil {
+	if err := e.saveVerifications(ctx, state.added); err != nil {
 		return Outcome{}, err
 	}
 	out := Outcome{Stage: s.Name, Kind: r.Kind.String(), Old: r.Old, New: r.New, Commit: r.Commit, Skipped: r.Skipped}
@@ -215,10 +215,12 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	return nil
 }
 
-// update changes the stored state under the work lock, so it never interleaves with a pass.
+// update changes the stored state. It does not wait for a running pass (which may
+// be running a long verify command): passes write back only the verifications they
+// add, so neither overwrites the other.
 func (e *Engine) update(ctx context.Context, fn func(*State)) error {
-	e.work.Lock()
-	defer e.work.Unlock()
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
 	st, err := e.store.Load(ctx)
 	if err != nil {
 		return err

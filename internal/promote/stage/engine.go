@@ -70,7 +70,8 @@ type Engine struct {
 	log      *slog.Logger
 	parallel int
 
-	work sync.Mutex // one pass or action at a time
+	work    sync.Mutex // one pass or Git-writing action at a time
+	stateMu sync.Mutex // one read-modify-write of the Store at a time
 
 	mu     sync.Mutex // guards the fields below
 	repos  map[string]*gitwrite.Repo
@@ -253,11 +254,11 @@ func (e *Engine) Refresh(ctx context.Context) error {
 
 func (e *Engine) pass(ctx context.Context, write bool) error {
 	start := e.clock.Now()
-	state, err := e.store.Load(ctx)
+	loaded, err := e.loadState(ctx)
 	if err != nil {
 		return err
 	}
-	state = state.clone()
+	state := &working{State: loaded}
 	obs := e.observe(ctx)
 	e.discover(ctx, obs)
 
@@ -266,15 +267,14 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	var due []*observation
 	for _, s := range e.specs {
 		o := obs[s.Name]
-		st := e.decide(ctx, o, obs, &state, now, write)
+		st := e.decide(ctx, o, obs, state, now, write)
 		statuses[s.Name] = st
 		if st.Decision == DecisionPromote {
 			due = append(due, o)
 		}
 	}
-	stateDirty := write
 	if write && len(due) > 0 {
-		e.write(ctx, due, statuses, &state)
+		e.write(ctx, due, statuses, state)
 		// Stages downstream decided before their upstream moved; say so, or the
 		// table reads as if they ignored the new freight.
 		for _, s := range e.specs {
@@ -295,11 +295,9 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 			}
 		}
 	}
-	if stateDirty {
-		if err := e.store.Save(ctx, state); err != nil {
-			e.log.Error("saving promoter state failed", "err", err)
-			return err
-		}
+	if err := e.saveVerifications(ctx, state.added); err != nil {
+		e.log.Error("saving promoter state failed", "err", err)
+		return err
 	}
 	var errs []error
 	e.mu.Lock()
@@ -447,7 +445,7 @@ func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
 // decide fills a stage's status and says whether its candidate is due. With write
 // set, a stage already running its candidate gets it verified first, so stages
 // downstream can take it in the same pass.
-func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*observation, state *State, now time.Time, write bool) *Status {
+func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*observation, state *working, now time.Time, write bool) *Status {
 	s := o.spec
 	st := &Status{Name: s.Name, Image: s.Image, Upstream: s.Upstream, File: s.File, Key: s.Key, CurrentTag: o.current}
 	_, st.Paused = state.Paused[s.Name]
@@ -482,7 +480,7 @@ func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*obs
 			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: upstream %s failed", s.Upstream)
 			return st
 		}
-		v, ok := verifiedValue(*state, s.Upstream, up.current)
+		v, ok := verifiedValue(state.State, s.Upstream, up.current)
 		if !ok {
 			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting for %s to verify %s", s.Upstream, orNothing(up.current))
 			return st
@@ -543,27 +541,57 @@ func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*obs
 	return st
 }
 
+// loadState reads the stored state as a private copy.
+func (e *Engine) loadState(ctx context.Context) (State, error) {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	st, err := e.store.Load(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	return st.clone(), nil
+}
+
+// saveVerifications adds verifications to the stored state, re-reading it first so
+// approvals and pauses made during the pass are kept.
+func (e *Engine) saveVerifications(ctx context.Context, added []addedVerification) error {
+	if len(added) == 0 {
+		return nil
+	}
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	st, err := e.store.Load(ctx)
+	if err != nil {
+		return err
+	}
+	st = st.clone()
+	for _, a := range added {
+		st.addVerification(a.stage, a.v)
+	}
+	return e.store.Save(ctx, st)
+}
+
 // verifyCurrent makes sure the freight a stage already runs is verified, once.
-func (e *Engine) verifyCurrent(ctx context.Context, s Spec, f freight.Freight, commit string, state *State, now time.Time) error {
+func (e *Engine) verifyCurrent(ctx context.Context, s Spec, f freight.Freight, commit string, state *working, now time.Time) error {
 	if _, ok := state.verified(s.Name, f.ID()); ok {
 		return nil
 	}
 	return e.verify(ctx, s, f, commit, state, now)
 }
 
-func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit string, state *State, now time.Time) error {
+func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit string, state *working, now time.Time) error {
 	if err := e.verifier.Verify(ctx, s, f, commit); err != nil {
 		e.log.Warn("verification not passed", "stage", s.Name, "freight", f.Ref(), "err", err)
 		return err
 	}
-	state.addVerification(s.Name, Verification{Freight: f, FreightID: f.ID(), Value: f.Value(s.Strategy), Commit: commit, VerifiedAt: now})
+	state.verifiedNow(s.Name, Verification{Freight: f, FreightID: f.ID(), Value: f.Value(s.Strategy), Commit: commit, VerifiedAt: now})
 	e.log.Info("verified", "stage", s.Name, "freight", f.Ref(), "commit", commit)
 	return nil
 }
 
 // write applies the due promotions, one Apply per repository and branch, then
 // verifies what landed.
-func (e *Engine) write(ctx context.Context, due []*observation, statuses map[string]*Status, state *State) {
+func (e *Engine) write(ctx context.Context, due []*observation, statuses map[string]*Status, state *working) {
 	groups := map[string][]*observation{}
 	var keys []string
 	for _, o := range due {
@@ -605,7 +633,7 @@ func promoteChange(s Spec, f freight.Freight, current string) gitwrite.Change {
 }
 
 // landed records one Apply result in the stage's status and verifies it.
-func (e *Engine) landed(ctx context.Context, s Spec, f freight.Freight, r gitwrite.Result, st *Status, state *State) {
+func (e *Engine) landed(ctx context.Context, s Spec, f freight.Freight, r gitwrite.Result, st *Status, state *working) {
 	now := e.clock.Now()
 	if r.Err != nil {
 		st.Decision, st.Error = DecisionFailed, (&StageError{Stage: s.Name, Err: r.Err}).Error()

@@ -192,3 +192,21 @@ func (s *State) addVerification(stage string, v Verification) {
 	}
 	s.Verifications[stage] = vs
 }
+
+// working is a pass's copy of the state: decisions read it, and verifications made
+// during the pass are added to it (so stages downstream see them at once) and kept
+// in added, which is all the pass writes back.
+type working struct {
+	State
+	added []addedVerification
+}
+
+type addedVerification struct {
+	stage string
+	v     Verification
+}
+
+func (w *working) verifiedNow(stage string, v Verification) {
+	w.addVerification(stage, v)
+	w.added = append(w.added, addedVerification{stage, v})
+}

@@ -57,3 +57,49 @@ func TestReconcile_PendingVerificationHoldsDownstreamUntilVerified(t *testing.T)
 		t.Fatalf("commits %q, want %q", got, want)
 	}
 }
+
+// blockingVerifier blocks every verification until release is closed.
+type blockingVerifier struct {
+	started chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingVerifier) Verify(ctx context.Context, _ Spec, _ freight.Freight, _ string) error {
+	b.once.Do(func() { close(b.started) })
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestPause_DuringALongVerificationNeitherWaitsNorIsLost(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.2")
+	v := &blockingVerifier{started: make(chan struct{}), release: make(chan struct{})}
+	e := f.engine([]Spec{f.spec("develop-frontend", "develop/frontend", "frontend"), f.spec("prod-frontend", "prod/frontend", "frontend")}, WithVerifier(v))
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { done <- e.Reconcile(ctx) }()
+	<-v.started
+	// The pass is stuck in verification; pausing must not wait for it.
+	if err := e.Pause(ctx, "prod-frontend"); err != nil {
+		t.Fatal(err)
+	}
+	close(v.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := st.Paused["prod-frontend"]; !ok {
+		t.Fatal("the pass overwrote the pause made while it ran")
+	}
+	if len(st.Verifications["develop-frontend"]) != 1 || len(st.Verifications["prod-frontend"]) != 1 {
+		t.Fatalf("verifications %+v", st.Verifications)
+	}
+}

@@ -51,9 +51,9 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	root.SetErr(stderr)
 	f := root.PersistentFlags()
 	f.StringVarP(&g.config, "config", "c", "", "promoter.yaml to work from directly (local mode)")
-	f.StringVar(&g.addr, "addr", api.DefaultAddr, "API address: where `run` listens, and which promoter the other commands talk to without --config")
+	f.StringVar(&g.addr, "addr", api.DefaultAddr, "API address: where run listens, and which promoter the other commands talk to without --config")
 	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
-	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by `run` when --addr is not loopback")
+	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
 	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.AddCommand(
 		newRunCommand(g),

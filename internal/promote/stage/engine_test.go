@@ -392,3 +392,42 @@ func TestReconcile_StagesSharingImageAndSelectionQueryTheRegistryOnce(t *testing
 		t.Fatalf("commits %q", got)
 	}
 }
+
+func TestReconcile_DigestStrategyFollowsAMutableTag(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "latest")
+	s := f.spec("develop-frontend", "develop/frontend", "frontend")
+	s.Strategy, s.Constraint = "digest", "latest"
+	e := f.engine([]Spec{s})
+	ctx := context.Background()
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := mustStatus(t, e, "develop-frontend").CurrentTag
+	if !strings.HasPrefix(first, "sha256:") {
+		t.Fatalf("wrote %q, want a digest", first)
+	}
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.reg.push(t, "team/frontend", "latest") // a new build under the same tag
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := mustStatus(t, e, "develop-frontend").CurrentTag
+	want := []string{"Promote image from " + first + " to " + second, "Promote image from 1.2.1 to " + first}
+	if got := f.subjects(); second == first || !reflect.DeepEqual(got, want) {
+		t.Fatalf("commits %q, want %q", got, want)
+	}
+	// Rolling back re-writes the earlier digest and rejects the new one.
+	out, err := e.Rollback(ctx, "develop-frontend", "")
+	if err != nil || out.New != first {
+		t.Fatalf("rollback %+v, %v", out, err)
+	}
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStatus(t, e, "develop-frontend"); st.CurrentTag != first {
+		t.Fatalf("the rejected digest came back: %+v", st)
+	}
+}

@@ -13,8 +13,10 @@ all: build
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
+# The promoter's demo: registry and Git server on 127.0.0.1, promotions develop → staging,
+# the rendered Deployment, a rollback. Needs only Go and git.
 demo: build
-	./$(BIN)/cmp-sidecar render --root examples/gitops -n develop examples/gitops/develop/frontend examples/gitops/develop/backend
+	./$(BIN)/promoter demo
 
 unit:
 	$(GO) test -count=1 ./...

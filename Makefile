@@ -4,7 +4,7 @@ BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kropipe/kropipe/internal/version.Version=$(VERSION)
 # Packages with goroutines and locks run under the race detector in `make test`.
-RACE_PKGS ?= ./internal/promote/...
+RACE_PKGS ?= ./internal/promote/... ./internal/render/... ./cmd/promoter/...
 
 .PHONY: all build demo test unit race vet fmt e2e bench generate clean
 

@@ -1,0 +1,259 @@
+package kubestate_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kropipe/kropipe/internal/promote/freight"
+	"github.com/kropipe/kropipe/internal/promote/kubestate"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+)
+
+const ns = "argocd"
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func newStore(c *fake.Clientset, opts ...kubestate.Option) *kubestate.Store {
+	return kubestate.New(c, ns, append([]kubestate.Option{kubestate.WithLogger(quiet), kubestate.WithBackoff(time.Millisecond, 4*time.Millisecond)}, opts...)...)
+}
+
+func sampleState() stage.State {
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	return stage.State{
+		Approvals: map[string][]stage.Approval{"prod-frontend": {{Value: "1.2.2", ApprovedAt: at}}},
+		Verifications: map[string][]stage.Verification{"develop-frontend": {{
+			Freight:    freight.Freight{Image: "registry.example.com/team/frontend", Tag: "1.2.2"},
+			FreightID:  "f1",
+			Value:      "1.2.2",
+			Commit:     "abc123",
+			VerifiedAt: at,
+		}}},
+		Paused: map[string]time.Time{"staging-backend": at},
+	}
+}
+
+func configMap(t *testing.T, c *fake.Clientset, name string) *corev1.ConfigMap {
+	t.Helper()
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get ConfigMap %s: %v", name, err)
+	}
+	return cm
+}
+
+func TestLoad_MissingConfigMapIsEmptyState(t *testing.T) {
+	st, err := newStore(fake.NewClientset()).Load(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Approvals)+len(st.Verifications)+len(st.Paused) != 0 {
+		t.Errorf("Load on a missing ConfigMap = %+v, want an empty state", st)
+	}
+}
+
+func TestSave_CreatesThenUpdatesOneConfigMap(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	s := newStore(c, kubestate.WithName("my-state"))
+
+	if err := s.Save(ctx, stage.State{Paused: map[string]time.Time{"a": time.Unix(1, 0).UTC()}}); err != nil {
+		t.Fatalf("first Save: %v", err)
+	}
+	want := sampleState()
+	if err := s.Save(ctx, want); err != nil {
+		t.Fatalf("second Save: %v", err)
+	}
+	cm := configMap(t, c, "my-state")
+	if cm.Labels["app.kubernetes.io/managed-by"] != "kropipe-promoter" {
+		t.Errorf("labels = %v, want managed-by kropipe-promoter", cm.Labels)
+	}
+	if !strings.Contains(cm.Data[kubestate.DataKey], `"prod-frontend"`) {
+		t.Errorf("data[%s] = %s, want the saved state as JSON", kubestate.DataKey, cm.Data[kubestate.DataKey])
+	}
+
+	// A new store (a restarted promoter) reads what the old one wrote.
+	got, err := newStore(c, kubestate.WithName("my-state")).Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertState(t, got, want)
+}
+
+func TestSave_KeepsKeysItDoesNotOwn(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset(&corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: kubestate.DefaultName, Namespace: ns},
+		Data:       map[string]string{"note": "left by an admin"},
+	})
+	if err := newStore(c).Save(ctx, sampleState()); err != nil {
+		t.Fatal(err)
+	}
+	if got := configMap(t, c, kubestate.DefaultName).Data["note"]; got != "left by an admin" {
+		t.Errorf("data[note] = %q after Save, want it kept", got)
+	}
+}
+
+func TestSave_ConflictRereadsAndWrites(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	s := newStore(c)
+	if err := s.Save(ctx, stage.State{}); err != nil {
+		t.Fatal(err)
+	}
+	// The fake tracker does not compare resourceVersions, so play the API server: the first
+	// update loses a race to another writer.
+	var updates atomic.Int32
+	c.PrependReactor("update", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if updates.Add(1) == 1 {
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "configmaps"}, kubestate.DefaultName, errors.New("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+	want := sampleState()
+	if err := s.Save(ctx, want); err != nil {
+		t.Fatalf("Save after a conflict: %v", err)
+	}
+	if n := updates.Load(); n != 2 {
+		t.Errorf("%d updates, want 2 (one conflict, one retry)", n)
+	}
+	got, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertState(t, got, want)
+}
+
+func TestSave_RetriesWhileAPIServerIsUnavailable(t *testing.T) {
+	tests := []struct {
+		name string
+		verb string
+		err  error
+	}{
+		{name: "get refused", verb: "get", err: errors.New("dial tcp 10.96.0.1:443: connect: connection refused")},
+		{name: "update 503", verb: "update", err: apierrors.NewServiceUnavailable("apiserver is shutting down")},
+		{name: "create timeout", verb: "create", err: apierrors.NewServerTimeout(schema.GroupResource{Resource: "configmaps"}, "create", 1)},
+		{name: "update 429", verb: "update", err: apierrors.NewTooManyRequests("slow down", 1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := fake.NewClientset()
+			s := newStore(c)
+			if tt.verb == "update" {
+				if err := s.Save(ctx, stage.State{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var failures atomic.Int32
+			c.PrependReactor(tt.verb, "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+				if failures.Add(1) <= 5 {
+					return true, nil, tt.err
+				}
+				return false, nil, nil
+			})
+			want := sampleState()
+			if err := s.Save(ctx, want); err != nil {
+				t.Fatalf("Save through an outage of 5 failed %ss: %v", tt.verb, err)
+			}
+			if n := failures.Load(); n != 6 {
+				t.Errorf("%s called %d times, want 6 (5 failures, then success)", tt.verb, n)
+			}
+			got, err := s.Load(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			assertState(t, got, want)
+		})
+	}
+}
+
+func TestSave_GivesUpWhenContextEndsAndSaysWhere(t *testing.T) {
+	c := fake.NewClientset()
+	c.PrependReactor("*", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewServiceUnavailable("etcd leader changed")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	err := newStore(c).Save(ctx, sampleState())
+	if err == nil {
+		t.Fatal("Save against a dead API server succeeded")
+	}
+	for _, want := range []string{"ConfigMap argocd/" + kubestate.DefaultName, "etcd leader changed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestStore_FailsAtOnce(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(c *fake.Clientset)
+		op      func(s *kubestate.Store) error
+		wantErr string
+	}{
+		{
+			name: "forbidden says which RBAC is missing",
+			setup: func(c *fake.Clientset) {
+				c.PrependReactor("get", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, kubestate.DefaultName, errors.New("RBAC"))
+				})
+			},
+			op:      func(s *kubestate.Store) error { return s.Save(context.Background(), sampleState()) },
+			wantErr: "give the promoter's ServiceAccount get, create and update",
+		},
+		{
+			name: "corrupt state names the key",
+			setup: func(c *fake.Clientset) {
+				_ = c.Tracker().Add(&corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Name: kubestate.DefaultName, Namespace: ns},
+					Data:       map[string]string{kubestate.DataKey: "{not json"},
+				})
+			},
+			op: func(s *kubestate.Store) error {
+				_, err := s.Load(context.Background())
+				return err
+			},
+			wantErr: "key state.json is not the promoter's state",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fake.NewClientset()
+			tt.setup(c)
+			// No deadline: failing at once is the point; a retry would hang the test.
+			err := tt.op(newStore(c))
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func assertState(t *testing.T, got, want stage.State) {
+	t.Helper()
+	if len(got.Approvals["prod-frontend"]) != 1 || got.Approvals["prod-frontend"][0].Value != want.Approvals["prod-frontend"][0].Value {
+		t.Errorf("approvals = %+v, want %+v", got.Approvals, want.Approvals)
+	}
+	v := got.Verifications["develop-frontend"]
+	if len(v) != 1 || v[0].Commit != "abc123" || v[0].Freight.Tag != "1.2.2" || !v[0].VerifiedAt.Equal(want.Verifications["develop-frontend"][0].VerifiedAt) {
+		t.Errorf("verifications = %+v, want %+v", got.Verifications, want.Verifications)
+	}
+	if p, ok := got.Paused["staging-backend"]; !ok || !p.Equal(want.Paused["staging-backend"]) {
+		t.Errorf("paused = %v, want %v", got.Paused, want.Paused)
+	}
+}

@@ -246,7 +246,9 @@ func (s *Stack) startArgoCD(ctx context.Context) error {
 	if err := ctrl.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(ctrlMetrics)+"/healthz", "")); err != nil {
 		return err
 	}
-	return appset.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(appsetProbe)+"/healthz", ""))
+	// The applicationset controller registers no health checks; its metrics answer once its
+	// manager runs.
+	return appset.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(appsetMetrics)+"/metrics", ""))
 }
 
 // startRegistry runs Debian's docker-registry (the CNCF distribution registry) on loopback.

@@ -66,7 +66,7 @@ func components() []component {
 			"kube-scheduler":          "k8s.io/kubernetes/cmd/kube-scheduler",
 		}, ldflags: kubeLD},
 		{name: "kwok", version: KwokVersion, modDir: "tools/kwok", pkgs: map[string]string{"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
-			ldflags: "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=" + KwokVersion},
+			ldflags: "-s -w"},
 		{name: "argocd", version: ArgoCDVersion, modDir: "tools/argocd", pkgs: map[string]string{"argocd": "github.com/argoproj/argo-cd/v2/cmd"},
 			ldflags: "-s -w -X github.com/argoproj/argo-cd/v2/common.version=" + strings.TrimPrefix(ArgoCDVersion, "v")},
 	}

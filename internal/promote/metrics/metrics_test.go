@@ -1,0 +1,188 @@
+package metrics_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kropipe/kropipe/internal/promote/metrics"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+)
+
+func TestRegistryRequest_CountsByRegistryAndCode(t *testing.T) {
+	m := metrics.New()
+	// The way the controller wires it: the warehouse calls back on every response.
+	if _, err := warehouse.New(warehouse.WithMetrics(m.RegistryRequest)); err != nil {
+		t.Fatal(err)
+	}
+	m.RegistryRequest("ghcr.io", 200)
+	m.RegistryRequest("ghcr.io", 200)
+	m.RegistryRequest("ghcr.io", 429)
+	m.RegistryRequest("127.0.0.1:5000", 0)
+
+	want := `
+# HELP kropipe_registry_requests_total HTTP requests to image registries by registry host and status code (0: no response).
+# TYPE kropipe_registry_requests_total counter
+kropipe_registry_requests_total{code="0",registry="127.0.0.1:5000"} 1
+kropipe_registry_requests_total{code="200",registry="ghcr.io"} 2
+kropipe_registry_requests_total{code="429",registry="ghcr.io"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "kropipe_registry_requests_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestPass_CountsEachPromotionAndFailureOnce(t *testing.T) {
+	m := metrics.New()
+	start := []stage.Status{
+		{Name: "develop-frontend"},
+		{Name: "staging-frontend"},
+		{Name: "develop-backend"},
+	}
+	// First pass: history gives every stage a LastCommit; develop-frontend promotes, the
+	// backend's registry fails.
+	first := []stage.Status{
+		{Name: "develop-frontend", LastCommit: "c2", Decision: stage.DecisionPromote},
+		{Name: "staging-frontend", LastCommit: "c1", Decision: stage.DecisionWait},
+		{Name: "develop-backend", LastCommit: "c0", Decision: stage.DecisionFailed, Error: "registry down"},
+	}
+	m.Pass(start, first, 3*time.Second)
+	// A quiet pass repeats the same statuses: nothing new.
+	m.Pass(first, first, time.Second)
+	// Then staging promotes after its soak, the backend fails differently.
+	second := []stage.Status{
+		{Name: "develop-frontend", LastCommit: "c2", Decision: stage.DecisionUpToDate},
+		{Name: "staging-frontend", LastCommit: "c3", Decision: stage.DecisionPromote},
+		{Name: "develop-backend", LastCommit: "c0", Decision: stage.DecisionFailed, Error: "no credentials"},
+	}
+	m.Pass(first, second, 500*time.Millisecond)
+
+	want := `
+# HELP kropipe_promotions_total Promotions and rollbacks written to Git, and failed attempts, by stage and result (promoted, rolled-back, failed).
+# TYPE kropipe_promotions_total counter
+kropipe_promotions_total{result="failed",stage="develop-backend"} 2
+kropipe_promotions_total{result="promoted",stage="develop-frontend"} 1
+kropipe_promotions_total{result="promoted",stage="staging-frontend"} 1
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "kropipe_promotions_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(m.Registry(), "kropipe_promotion_duration_seconds"); n != 2 {
+		t.Errorf("duration histograms = %d, want 2 (one per promoted stage)", n)
+	}
+}
+
+func TestOutcome_CountsAPIActions(t *testing.T) {
+	tests := []struct {
+		name   string
+		out    stage.Outcome
+		err    error
+		result string
+		want   float64
+	}{
+		{name: "promotion", out: stage.Outcome{Stage: "s", Kind: "promote", Commit: "c"}, result: metrics.ResultPromoted, want: 1},
+		{name: "rollback", out: stage.Outcome{Stage: "s", Kind: "rollback", Commit: "c"}, result: metrics.ResultRolledBack, want: 1},
+		{name: "already there", out: stage.Outcome{Stage: "s", Kind: "promote", Skipped: true}, result: metrics.ResultPromoted, want: 0},
+		{name: "refused", out: stage.Outcome{Stage: "s"}, err: errors.New("tag not found"), result: metrics.ResultFailed, want: 1},
+		{name: "landed but verification failed", out: stage.Outcome{Stage: "s", Kind: "promote", Commit: "c"}, err: errors.New("degraded"), result: metrics.ResultFailed, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := metrics.New()
+			m.Outcome(tt.out, tt.err, time.Second)
+			if got := value(t, m, "kropipe_promotions_total", "result", tt.result); got != tt.want {
+				t.Errorf("promotions{result=%s} = %v, want %v", tt.result, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCountPushRetries_CountsGitwriteRetryLogsByRepo(t *testing.T) {
+	m := metrics.New()
+	var out bytes.Buffer
+	// Level error: the retry is logged at info, and must be counted anyway.
+	log := slog.New(m.CountPushRetries(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelError})))
+	repoLog := log.With("repo", "https://git.example.com/platform/gitops.git")
+	repoLog.Info("push refused because the branch moved; re-applying on the new head", "branch", "main", "attempt", 1)
+	repoLog.Info("push refused because the branch moved; re-applying on the new head", "branch", "main", "attempt", 2)
+	repoLog.Info("promoted", "stage", "develop-frontend")
+
+	if got := value(t, m, "kropipe_git_push_retries_total", "repo", "https://git.example.com/platform/gitops.git"); got != 2 {
+		t.Errorf("push retries = %v, want 2", got)
+	}
+	if out.Len() != 0 {
+		t.Errorf("info records reached an error-level handler: %s", out.String())
+	}
+}
+
+// TestCountPushRetries_MatchesGitwritesMessage guards the coupling: gitwrite has no metrics
+// hook, so the counter depends on its log message staying the same.
+func TestCountPushRetries_MatchesGitwritesMessage(t *testing.T) {
+	src, err := os.ReadFile("../gitwrite/gitwrite.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(src, []byte(`"push refused because the branch moved`)) {
+		t.Error("gitwrite no longer logs \"push refused because the branch moved…\"; update pushRetryMessage in metrics.go")
+	}
+	if !bytes.Contains(src, []byte(`r.log.With("repo"`)) {
+		t.Error("gitwrite no longer attaches the repo to its logger; update retryHandler")
+	}
+}
+
+func TestHandler_ServesPrometheusText(t *testing.T) {
+	m := metrics.New()
+	m.Promotion("develop-frontend", metrics.ResultPromoted, 2*time.Second)
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, want := range []string{
+		`kropipe_promotions_total{result="promoted",stage="develop-frontend"} 1`,
+		`kropipe_promotion_duration_seconds_bucket{stage="develop-frontend",le="2.5"} 1`,
+		"go_goroutines",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if lint, err := testutil.GatherAndLint(m.Registry()); err != nil || len(lint) > 0 {
+		t.Errorf("promlint: %v %v", lint, err)
+	}
+}
+
+// value is the counter named name whose label has val, 0 when there is none.
+func value(t *testing.T, m *metrics.Metrics, name, label, val string) float64 {
+	t.Helper()
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == label && l.GetValue() == val {
+					return mt.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}

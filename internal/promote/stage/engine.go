@@ -35,6 +35,13 @@ func WithGit(dataDir string, opts ...gitwrite.Option) Option {
 	return func(e *Engine) { e.dataDir, e.gitOpts = dataDir, opts }
 }
 
+// WithGitOptionsFor adds options per repository, after WithGit's, when its clone is
+// opened: in the cluster each repository gets the credentials Argo CD has for it.
+// An error fails the stages of that repository only.
+func WithGitOptionsFor(fn func(ctx context.Context, repoURL string) ([]gitwrite.Option, error)) Option {
+	return func(e *Engine) { e.gitOptsFor = fn }
+}
+
 // WithStore sets where approvals, verifications and pauses are kept (default: in memory).
 func WithStore(s Store) Option { return func(e *Engine) { e.store = s } }
 
@@ -59,16 +66,18 @@ func WithParallelism(n int) Option {
 // Engine runs the pipeline of a set of stages. It is safe for concurrent use:
 // passes and actions that write to Git are serialised.
 type Engine struct {
-	specs    []Spec // upstreams first
-	byName   map[string]Spec
-	wh       *warehouse.Warehouse
-	dataDir  string
-	gitOpts  []gitwrite.Option
-	store    Store
-	verifier Verifier
-	clock    Clock
-	log      *slog.Logger
-	parallel int
+	specs   []Spec // upstreams first
+	byName  map[string]Spec
+	wh      *warehouse.Warehouse
+	dataDir string
+	gitOpts []gitwrite.Option
+	// gitOptsFor adds per-repository options (credentials) when a clone is opened.
+	gitOptsFor func(ctx context.Context, repoURL string) ([]gitwrite.Option, error)
+	store      Store
+	verifier   Verifier
+	clock      Clock
+	log        *slog.Logger
+	parallel   int
 
 	work    sync.Mutex // one pass or Git-writing action at a time
 	stateMu sync.Mutex // one read-modify-write of the Store at a time
@@ -122,7 +131,54 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 }
 
 // Specs returns the stages, upstreams first.
-func (e *Engine) Specs() []Spec { return append([]Spec(nil), e.specs...) }
+func (e *Engine) Specs() []Spec {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]Spec(nil), e.specs...)
+}
+
+// SetSpecs replaces the stage set (in the cluster it follows the Applications'
+// annotations). specs get their defaults and are validated as a whole; on error
+// nothing changes. It waits for a running pass or Git-writing action to finish,
+// so a pass never sees half of each set. Stages that remain keep their status;
+// their approvals, verifications and pauses live in the Store under the stage
+// name, so they are kept too (and come back if a removed stage returns).
+// Clones of repositories no stage uses any more are forgotten, so a repository
+// that comes back is opened with fresh credentials.
+func (e *Engine) SetSpecs(specs []Spec) error {
+	filled := make([]Spec, len(specs))
+	for i, s := range specs {
+		filled[i] = s.WithDefaults()
+	}
+	if err := ValidateAll(filled); err != nil {
+		return err
+	}
+	ordered := order(filled)
+	e.work.Lock()
+	defer e.work.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	byName := make(map[string]Spec, len(ordered))
+	status := make(map[string]Status, len(ordered))
+	urls := map[string]bool{}
+	for _, s := range ordered {
+		byName[s.Name] = s
+		urls[s.RepoURL] = true
+		st, ok := e.status[s.Name]
+		if !ok {
+			st = Status{Name: s.Name, Decision: DecisionWait, Reason: "not checked yet"}
+		}
+		st.Image, st.Upstream, st.File, st.Key = s.Image, s.Upstream, s.File, s.Key
+		status[s.Name] = st
+	}
+	for u := range e.repos {
+		if !urls[u] {
+			delete(e.repos, u)
+		}
+	}
+	e.specs, e.byName, e.status = ordered, byName, status
+	return nil
+}
 
 // Kicks delivers a value when an action (approve, resume) wants a pass soon; the
 // run loop selects on it next to its ticker.
@@ -171,6 +227,8 @@ func (e *Engine) setStatus(st Status) {
 var ErrUnknownStage = errors.New("unknown stage")
 
 func (e *Engine) spec(name string) (Spec, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	s, ok := e.byName[name]
 	if !ok {
 		var names []string
@@ -190,7 +248,15 @@ func (e *Engine) repo(ctx context.Context, url string) (*gitwrite.Repo, error) {
 	if ok {
 		return r, nil
 	}
-	r, err := gitwrite.Open(ctx, e.dataDir, url, e.gitOpts...)
+	opts := e.gitOpts
+	if e.gitOptsFor != nil {
+		extra, err := e.gitOptsFor(ctx, url)
+		if err != nil {
+			return nil, fmt.Errorf("Git credentials for %s: %w", gitwrite.Redact(url), err)
+		}
+		opts = append(append([]gitwrite.Option(nil), e.gitOpts...), extra...)
+	}
+	r, err := gitwrite.Open(ctx, e.dataDir, url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", gitwrite.Redact(url), err)
 	}

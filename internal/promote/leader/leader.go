@@ -1,0 +1,192 @@
+// Package leader makes one promoter replica at a time the writer: the replicas campaign for a
+// coordination.k8s.io Lease, and only the holder runs the promotion loop.
+package leader
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// Defaults are client-go's usual durations: a dead leader is replaced within about
+// LeaseDuration, a leader that cannot renew for RenewDeadline stops itself first, and the
+// LeaseDuration-RenewDeadline gap is the time it has to finish before anyone else may start.
+const (
+	DefaultName          = "kropipe-promoter"
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+)
+
+// Config says which Lease to campaign for and as whom.
+type Config struct {
+	Client kubernetes.Interface
+	// Namespace and Name locate the Lease (Name default DefaultName).
+	Namespace string
+	Name      string
+	// Identity is this replica's name in the Lease (default: Identity()).
+	Identity string
+	// Durations; zero means the default.
+	LeaseDuration time.Duration
+	RenewDeadline time.Duration
+	RetryPeriod   time.Duration
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Identity returns $POD_NAME (or the host name, which is the pod's name in a pod) plus a
+// random suffix: a restarted process must never inherit its predecessor's lease while that
+// one could still be finishing a push.
+func Identity() string {
+	name := os.Getenv("POD_NAME")
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	if name == "" {
+		name = "promoter"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return name + "_" + hex.EncodeToString(b)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Identity == "" {
+		c.Identity = Identity()
+	}
+	if c.LeaseDuration == 0 {
+		c.LeaseDuration = DefaultLeaseDuration
+	}
+	if c.RenewDeadline == 0 {
+		c.RenewDeadline = DefaultRenewDeadline
+	}
+	if c.RetryPeriod == 0 {
+		c.RetryPeriod = DefaultRetryPeriod
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Run campaigns for the Lease until ctx is done. Each time this replica becomes leader it
+// calls onStartedLeading with a context that ends when leadership is lost or ctx is done;
+// once that call has returned it calls onStoppedLeading and campaigns again.
+//
+// On shutdown the Lease is released (so the other replica takes over at once instead of after
+// LeaseDuration), but only after onStartedLeading has returned: client-go releases as soon as
+// its context ends, which would let the next leader start while this one is still pushing.
+// That is why the elector runs on a context of its own that ends after the work does.
+func Run(ctx context.Context, cfg Config, onStartedLeading func(ctx context.Context), onStoppedLeading func()) error {
+	cfg = cfg.withDefaults()
+	if cfg.Client == nil || cfg.Namespace == "" {
+		return errors.New("leader election needs a Kubernetes client and the promoter's namespace (--namespace)")
+	}
+	// The Lease stores its duration in whole seconds and the other replicas read it from there.
+	if cfg.LeaseDuration < time.Second || cfg.RenewDeadline >= cfg.LeaseDuration {
+		return fmt.Errorf("lease %s/%s: lease duration %s must be at least 1s and longer than the renew deadline %s", cfg.Namespace, cfg.Name, cfg.LeaseDuration, cfg.RenewDeadline)
+	}
+	log := cfg.Logger.With("lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.Name},
+		Client:     cfg.Client.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: cfg.Identity},
+	}
+	for ctx.Err() == nil {
+		if err := campaign(ctx, cfg, lock, log, onStartedLeading, onStoppedLeading); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// campaign runs one election: it returns when this replica lost the lease it held, or ctx
+// ended.
+func campaign(ctx context.Context, cfg Config, lock resourcelock.Interface, log *slog.Logger, onStarted func(context.Context), onStopped func()) error {
+	electorCtx, stopElector := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElector()
+
+	var (
+		mu      sync.Mutex
+		working chan struct{} // closed when onStarted returns; nil while not leading
+	)
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		Name:            cfg.Name,
+		LeaseDuration:   cfg.LeaseDuration,
+		RenewDeadline:   cfg.RenewDeadline,
+		RetryPeriod:     cfg.RetryPeriod,
+		ReleaseOnCancel: true,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(leCtx context.Context) {
+				done := make(chan struct{})
+				mu.Lock()
+				working = done
+				mu.Unlock()
+				defer close(done)
+				// The work ends when leadership is lost (leCtx) or the process stops (ctx).
+				workCtx, cancel := context.WithCancel(leCtx)
+				defer cancel()
+				stop := context.AfterFunc(ctx, cancel)
+				defer stop()
+				log.Info("leading: this replica promotes")
+				onStarted(workCtx)
+			},
+			OnStoppedLeading: func() {},
+			OnNewLeader: func(id string) {
+				if id != cfg.Identity {
+					log.Info("another replica leads; standing by", "leader", id)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("lease %s/%s: %w", cfg.Namespace, cfg.Name, err)
+	}
+
+	// Shutdown: wait for the work, then end the elector, which releases the lease.
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-electorCtx.Done():
+			return
+		}
+		mu.Lock()
+		done := working
+		mu.Unlock()
+		if done != nil {
+			<-done
+		}
+		stopElector()
+	}()
+
+	elector.Run(electorCtx)
+
+	mu.Lock()
+	done := working
+	mu.Unlock()
+	if done != nil {
+		// Lost (or gave up) the lease: the work's context is already cancelled; wait for it
+		// before campaigning again, so this replica never runs two loops.
+		<-done
+		log.Info("stopped leading")
+		if onStopped != nil {
+			onStopped()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,219 @@
+package leader_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kropipe/kropipe/internal/promote/leader"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// candidate is one replica: it records when its work runs.
+type candidate struct {
+	id      string
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when Run returned
+	log     *timeline
+}
+
+// timeline records start/stop of every leader's work in order, to check they never overlap.
+type timeline struct {
+	mu      sync.Mutex
+	events  []string
+	leading map[string]bool
+	overlap bool
+	started chan string
+}
+
+func newTimeline() *timeline {
+	return &timeline{leading: map[string]bool{}, started: make(chan string, 10)}
+}
+
+func (tl *timeline) start(id string) {
+	tl.mu.Lock()
+	for other, on := range tl.leading {
+		if on && other != id {
+			tl.overlap = true
+		}
+	}
+	tl.leading[id] = true
+	tl.events = append(tl.events, "start "+id)
+	tl.mu.Unlock()
+	tl.started <- id
+}
+
+func (tl *timeline) stop(id string) {
+	tl.mu.Lock()
+	tl.leading[id] = false
+	tl.events = append(tl.events, "stop "+id)
+	tl.mu.Unlock()
+}
+
+// fastConfig shortens the durations for tests; the Lease keeps its duration in whole seconds,
+// so 1s is the shortest that means anything.
+func fastConfig(c *fake.Clientset, id string) leader.Config {
+	return leader.Config{
+		Client: c, Namespace: "argocd", Identity: id, Logger: quiet,
+		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
+	}
+}
+
+func startCandidate(t *testing.T, c *fake.Clientset, id string, tl *timeline) *candidate {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cd := &candidate{id: id, cancel: cancel, stopped: make(chan struct{}), log: tl}
+	go func() {
+		defer close(cd.stopped)
+		err := leader.Run(ctx, fastConfig(c, id), func(ctx context.Context) {
+			tl.start(id)
+			<-ctx.Done()
+			// Finishing a push takes a moment; the next leader must not start meanwhile.
+			time.Sleep(50 * time.Millisecond)
+			tl.stop(id)
+		}, nil)
+		if err != nil {
+			t.Errorf("%s: Run: %v", id, err)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-cd.stopped })
+	return cd
+}
+
+func waitLeader(t *testing.T, tl *timeline) string {
+	t.Helper()
+	select {
+	case id := <-tl.started:
+		return id
+	case <-time.After(20 * time.Second):
+		t.Fatal("no candidate became leader")
+		return ""
+	}
+}
+
+func holder(t *testing.T, c *fake.Clientset) string {
+	t.Helper()
+	l, err := c.CoordinationV1().Leases("argocd").Get(context.Background(), leader.DefaultName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+func TestRun_ExactlyOneLeadsAndTheOtherTakesOverOnShutdown(t *testing.T) {
+	c := fake.NewClientset()
+	tl := newTimeline()
+	cands := map[string]*candidate{
+		"promoter-a": startCandidate(t, c, "promoter-a", tl),
+		"promoter-b": startCandidate(t, c, "promoter-b", tl),
+	}
+	first := waitLeader(t, tl)
+	if h := holder(t, c); h != first {
+		t.Errorf("Lease holder = %q, want the leader %q", h, first)
+	}
+
+	// Graceful shutdown of the leader (SIGTERM): it finishes its work, releases the lease and
+	// the other replica takes over.
+	cands[first].cancel()
+	<-cands[first].stopped
+	second := waitLeader(t, tl)
+	if second == first {
+		t.Fatalf("%s led again after shutting down", first)
+	}
+
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if tl.overlap {
+		t.Errorf("two leaders worked at once: %v", tl.events)
+	}
+	if want := []string{"start " + first, "stop " + first, "start " + second}; !equal(tl.events, want) {
+		t.Errorf("events = %v, want %v", tl.events, want)
+	}
+}
+
+// TestRun_LeaderCutOffFromAPIServerStopsBeforeTheOtherStarts is the leader dying without
+// releasing: its renewals fail, it must stop working at RenewDeadline, and the other replica
+// takes over only after LeaseDuration, never overlapping.
+func TestRun_LeaderCutOffFromAPIServerStopsBeforeTheOtherStarts(t *testing.T) {
+	c := fake.NewClientset()
+	tl := newTimeline()
+	var mu sync.Mutex
+	cutOff := ""
+	c.PrependReactor("*", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if cutOff == "" {
+			return false, nil, nil
+		}
+		// Every request of the cut-off replica fails, as if its node lost the network.
+		if u, ok := a.(k8stesting.UpdateAction); ok {
+			if l, ok := u.GetObject().(*coordinationv1.Lease); ok && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == cutOff {
+				return true, nil, errors.New("connection refused")
+			}
+		}
+		return false, nil, nil
+	})
+	startCandidate(t, c, "promoter-a", tl)
+	startCandidate(t, c, "promoter-b", tl)
+	first := waitLeader(t, tl)
+	mu.Lock()
+	cutOff = first
+	mu.Unlock()
+
+	second := waitLeader(t, tl)
+	if second == first {
+		t.Fatalf("%s still leads while cut off", first)
+	}
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	if tl.overlap {
+		t.Errorf("two leaders worked at once: %v", tl.events)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestRun_RefusesConfigurationsThatCannotElect(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  leader.Config
+	}{
+		{name: "no namespace", cfg: leader.Config{Client: fake.NewClientset()}},
+		{name: "no client", cfg: leader.Config{Namespace: "argocd"}},
+		{name: "sub-second lease", cfg: leader.Config{Client: fake.NewClientset(), Namespace: "argocd", LeaseDuration: 500 * time.Millisecond, RenewDeadline: 100 * time.Millisecond}},
+		{name: "renew deadline beyond lease", cfg: leader.Config{Client: fake.NewClientset(), Namespace: "argocd", LeaseDuration: 5 * time.Second, RenewDeadline: 10 * time.Second}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			called := false
+			err := leader.Run(context.Background(), tt.cfg, func(context.Context) { called = true }, nil)
+			if err == nil || called {
+				t.Errorf("Run = %v (led: %v), want an error before campaigning", err, called)
+			}
+		})
+	}
+}

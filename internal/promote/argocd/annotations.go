@@ -1,0 +1,440 @@
+package argocd
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kropipe/kropipe/internal/promote/stage"
+)
+
+// Annotation keys. Their names are the kebab-cased stage.Spec fields.
+const (
+	AnnotationPrefix = "kropipe.io/"
+
+	AnnImage        = AnnotationPrefix + "image" // opts the Application in
+	AnnStrategy     = AnnotationPrefix + "strategy"
+	AnnConstraint   = AnnotationPrefix + "constraint"
+	AnnAllowTags    = AnnotationPrefix + "allow-tags"
+	AnnIgnoreTags   = AnnotationPrefix + "ignore-tags"
+	AnnPlatform     = AnnotationPrefix + "platform"
+	AnnFile         = AnnotationPrefix + "file"
+	AnnKey          = AnnotationPrefix + "key"
+	AnnStage        = AnnotationPrefix + "stage"
+	AnnUpstream     = AnnotationPrefix + "upstream"
+	AnnAutoPromote  = AnnotationPrefix + "auto-promote"
+	AnnSoak         = AnnotationPrefix + "soak"
+	AnnInterval     = AnnotationPrefix + "interval"
+	AnnAutoRollback = AnnotationPrefix + "auto-rollback"
+	AnnSource       = AnnotationPrefix + "source" // which of spec.sources holds the file
+
+	// ManifestGeneratePaths limits which commits make Argo CD regenerate an
+	// Application's manifests; without it one promotion commit refreshes every
+	// Application of the repository.
+	ManifestGeneratePaths = "argocd.argoproj.io/manifest-generate-paths"
+)
+
+// DefaultInterval is how often a stage's registry is polled when kropipe.io/interval is not set.
+const DefaultInterval = 5 * time.Minute
+
+var knownKeys = []string{
+	AnnImage, AnnStrategy, AnnConstraint, AnnAllowTags, AnnIgnoreTags, AnnPlatform,
+	AnnFile, AnnKey, AnnStage, AnnUpstream, AnnAutoPromote, AnnSoak, AnnInterval,
+	AnnAutoRollback, AnnSource,
+}
+
+// Problem is a configuration mistake that keeps one stage from running. The other
+// stages are not affected.
+type Problem struct {
+	Stage   string `json:"stage"`
+	App     string `json:"app"`             // namespace/name of the Application
+	Field   string `json:"field,omitempty"` // the annotation, e.g. kropipe.io/constraint
+	Message string `json:"message"`         // what is wrong and what to write instead
+}
+
+func (p Problem) Error() string {
+	where := fmt.Sprintf("stage %q (Application %s)", p.Stage, p.App)
+	if p.Field == "" {
+		return where + ": " + p.Message
+	}
+	return fmt.Sprintf("%s: %s: %s", where, p.Field, p.Message)
+}
+
+// Binding ties a stage to the Application that deploys it.
+type Binding struct {
+	Stage string `json:"stage"`
+	App   AppRef `json:"app"`
+	// SourceIndex is the index in spec.sources of the source holding the stage's
+	// file, -1 for a single-source Application (spec.source).
+	SourceIndex int `json:"sourceIndex"`
+	// AutoRollback is kropipe.io/auto-rollback: an unhealthy promotion is rolled back.
+	AutoRollback bool `json:"autoRollback,omitempty"`
+	// Warnings do not block the stage but deserve a look.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Config is what the annotations describe: runnable stages, the Applications
+// behind them, and what is wrong with the others.
+type Config struct {
+	// Specs always pass stage.ValidateAll: stages with problems, and stages whose
+	// upstream has one, are left out.
+	Specs    []stage.Spec
+	Problems []Problem
+	Warnings []Problem
+	// Bindings maps every stage in Specs to its Application.
+	Bindings map[string]Binding
+}
+
+// Specs reads the stages from the Applications' annotations (see Derive).
+func Specs(apps, appsets []*unstructured.Unstructured) ([]stage.Spec, []Problem) {
+	c := Derive(apps, appsets)
+	return c.Specs, c.Problems
+}
+
+// candidate is one opted-in Application on its way to a stage.
+type candidate struct {
+	spec    stage.Spec
+	binding Binding
+	app     string
+}
+
+// Derive reads the stages from kropipe.io/* annotations. An ApplicationSet's
+// annotations apply to every Application it owns (ownerReferences); the
+// Application's own annotations win. A mistake becomes a Problem of its stage,
+// which is then left out; every other stage is kept.
+func Derive(apps, appsets []*unstructured.Unstructured) Config {
+	sets := map[string]*unstructured.Unstructured{}
+	for _, s := range appsets {
+		sets[s.GetNamespace()+"/"+s.GetName()] = s
+	}
+	sorted := append([]*unstructured.Unstructured(nil), apps...)
+	sort.Slice(sorted, func(i, j int) bool { return refOf(sorted[i]).String() < refOf(sorted[j]).String() })
+
+	cfg := Config{Bindings: map[string]Binding{}}
+	var cands []*candidate
+	for _, app := range sorted {
+		c, problems, warnings := fromApp(app, sets)
+		cfg.Problems = append(cfg.Problems, problems...)
+		cfg.Warnings = append(cfg.Warnings, warnings...)
+		if c != nil && len(problems) == 0 {
+			cands = append(cands, c)
+		}
+	}
+	cands, more := relate(cands, cfg.Problems)
+	cfg.Problems = append(cfg.Problems, more...)
+	for _, c := range cands {
+		cfg.Specs = append(cfg.Specs, c.spec)
+		cfg.Bindings[c.spec.Name] = c.binding
+	}
+	return cfg
+}
+
+// annotations merges the kropipe.io/* annotations of the owning ApplicationSets
+// with the Application's own, which win.
+func annotations(app *unstructured.Unstructured, sets map[string]*unstructured.Unstructured) (merged, own map[string]string) {
+	merged, own = map[string]string{}, map[string]string{}
+	for _, o := range app.GetOwnerReferences() {
+		if o.Kind != "ApplicationSet" {
+			continue
+		}
+		if s, ok := sets[app.GetNamespace()+"/"+o.Name]; ok {
+			for k, v := range s.GetAnnotations() {
+				if strings.HasPrefix(k, AnnotationPrefix) {
+					merged[k] = v
+				}
+			}
+		}
+	}
+	for k, v := range app.GetAnnotations() {
+		if strings.HasPrefix(k, AnnotationPrefix) {
+			merged[k], own[k] = v, v
+		}
+	}
+	return merged, own
+}
+
+func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstructured) (*candidate, []Problem, []Problem) {
+	ann, own := annotations(app, sets)
+	ref := refOf(app)
+	name := app.GetName()
+	if v := strings.TrimSpace(ann[AnnStage]); v != "" {
+		name = v
+	}
+	var problems []Problem
+	bad := func(field, format string, args ...any) {
+		problems = append(problems, Problem{Stage: name, App: ref.String(), Field: field, Message: fmt.Sprintf(format, args...)})
+	}
+	keys := make([]string, 0, len(ann))
+	for k := range ann {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !known(k) {
+			bad(k, "is not a kropipe annotation; %s", suggest(k))
+		}
+	}
+	image := strings.TrimSpace(ann[AnnImage])
+	if image == "" {
+		if len(own) > 0 && len(problems) == 0 {
+			bad(AnnImage, "is missing but other kropipe.io annotations are set; add kropipe.io/image with the image repository to watch, e.g. registry.example.com/team/frontend")
+		}
+		if len(problems) == 0 {
+			return nil, nil, nil
+		}
+		return nil, problems, nil
+	}
+
+	spec := stage.Spec{
+		Name: name, Image: image,
+		Strategy: ann[AnnStrategy], Constraint: ann[AnnConstraint],
+		AllowTags: ann[AnnAllowTags], IgnoreTags: ann[AnnIgnoreTags], Platform: ann[AnnPlatform],
+		Key: ann[AnnKey], Upstream: strings.TrimSpace(ann[AnnUpstream]),
+		AutoPromote: true, Interval: DefaultInterval,
+	}
+	b := Binding{Stage: name, App: ref, SourceIndex: -1}
+	if v, ok := ann[AnnAutoPromote]; ok {
+		p, err := parseBool(v)
+		if err != nil {
+			bad(AnnAutoPromote, "%v", err)
+		}
+		spec.AutoPromote = p
+	}
+	if v, ok := ann[AnnAutoRollback]; ok {
+		p, err := parseBool(v)
+		if err != nil {
+			bad(AnnAutoRollback, "%v", err)
+		}
+		b.AutoRollback = p
+	}
+	if v, ok := ann[AnnSoak]; ok {
+		d, err := parseDuration(v, false)
+		if err != nil {
+			bad(AnnSoak, "%v", err)
+		}
+		spec.Soak = d
+	}
+	if v, ok := ann[AnnInterval]; ok {
+		d, err := parseDuration(v, true)
+		if err != nil {
+			bad(AnnInterval, "%v", err)
+		}
+		spec.Interval = d
+	}
+
+	src, idx, field, msg := gitSource(app.Object, ann)
+	if msg != "" {
+		bad(field, "%s", msg)
+	} else {
+		b.SourceIndex = idx
+		spec.RepoURL = str(src, "repoURL")
+		spec.Branch = branchOf(str(src, "targetRevision"))
+		spec.File = strings.TrimSpace(ann[AnnFile])
+		if spec.File == "" {
+			spec.File = path.Join(str(src, "path"), stage.DefaultFile)
+		}
+	}
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		for _, fe := range fieldErrors(err) {
+			bad(annotationOf(fe.Field), "%s", strings.TrimPrefix(strings.TrimPrefix(fe.Msg, fe.Field+": "), fe.Field+" "))
+		}
+	}
+	var warnings []Problem
+	if _, ok := app.GetAnnotations()[ManifestGeneratePaths]; !ok {
+		w := fmt.Sprintf("the Application has no %s annotation, so every promotion commit makes Argo CD regenerate every Application of %s; set it to the stage's directory (e.g. \".\" with spec.source.path %s)", ManifestGeneratePaths, spec.RepoURL, path.Dir(spec.File))
+		b.Warnings = append(b.Warnings, w)
+		warnings = append(warnings, Problem{Stage: name, App: ref.String(), Field: ManifestGeneratePaths, Message: w})
+	}
+	return &candidate{spec: spec, binding: b, app: ref.String()}, problems, warnings
+}
+
+// gitSource picks the source holding the stage's file. It returns the field to
+// blame and a message when there is none.
+func gitSource(obj map[string]any, ann map[string]string) (src map[string]any, idx int, field, msg string) {
+	sel, hasSel := ann[AnnSource]
+	sel = strings.TrimSpace(sel)
+	if s, ok, _ := unstructured.NestedMap(obj, "spec", "source"); ok && len(s) > 0 {
+		if hasSel && sel != "0" && sel != str(s, "name") && sel != str(s, "ref") {
+			return nil, 0, AnnSource, fmt.Sprintf("%q names no source: the Application has a single spec.source; remove the annotation", sel)
+		}
+		if m := checkGit(s, "spec.source"); m != "" {
+			return nil, 0, "spec.source", m
+		}
+		return s, -1, "", ""
+	}
+	list, ok, _ := unstructured.NestedSlice(obj, "spec", "sources")
+	if !ok || len(list) == 0 {
+		return nil, 0, "spec.source", "the Application has no source; kropipe needs the Git repository holding the stage's instance file"
+	}
+	var names []string
+	pick := -1
+	for i, raw := range list {
+		s, _ := raw.(map[string]any)
+		n := str(s, "name")
+		if n == "" {
+			n = str(s, "ref")
+		}
+		label := strconv.Itoa(i)
+		if n != "" {
+			label += " (" + n + ")"
+		}
+		names = append(names, label)
+		if hasSel && (sel == strconv.Itoa(i) || (sel != "" && (sel == str(s, "name") || sel == str(s, "ref")))) {
+			pick = i
+		}
+	}
+	switch {
+	case !hasSel && len(list) == 1:
+		pick = 0
+	case !hasSel:
+		return nil, 0, AnnSource, fmt.Sprintf("is missing: the Application has %d sources; name the one holding the instance file by index or name: %s", len(list), strings.Join(names, ", "))
+	case pick < 0:
+		return nil, 0, AnnSource, fmt.Sprintf("%q names no source; use an index or name: %s", sel, strings.Join(names, ", "))
+	}
+	s, _ := list[pick].(map[string]any)
+	if m := checkGit(s, fmt.Sprintf("spec.sources[%d]", pick)); m != "" {
+		return nil, 0, AnnSource, m
+	}
+	return s, pick, "", ""
+}
+
+func checkGit(s map[string]any, where string) string {
+	url := str(s, "repoURL")
+	switch {
+	case url == "":
+		return where + " has no repoURL; kropipe needs the Git repository holding the stage's instance file"
+	case str(s, "chart") != "":
+		return fmt.Sprintf("%s is the Helm chart %s from %s, not a Git source; kropipe writes to Git repositories only", where, str(s, "chart"), url)
+	case strings.HasPrefix(url, "oci://"):
+		return fmt.Sprintf("%s is the OCI artifact %s, not a Git source; kropipe writes to Git repositories only", where, url)
+	}
+	return ""
+}
+
+// branchOf turns a targetRevision into the branch kropipe pushes to. Empty and
+// HEAD mean the repository's default branch, which kropipe does not ask the
+// remote for: it is taken to be main (stage.DefaultBranch).
+func branchOf(rev string) string {
+	rev = strings.TrimSpace(rev)
+	if rev == "" || rev == "HEAD" {
+		return stage.DefaultBranch
+	}
+	return strings.TrimPrefix(rev, "refs/heads/")
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not a boolean; write \"true\" or \"false\"", v)
+}
+
+func parseDuration(v string, positive bool) (time.Duration, error) {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration; write one such as 10m or 1h30m", v)
+	}
+	if d < 0 || (positive && d == 0) {
+		return 0, fmt.Errorf("%q must be more than zero; write a duration such as 5m", v)
+	}
+	return d, nil
+}
+
+func known(k string) bool {
+	for _, n := range knownKeys {
+		if k == n {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest names the known key closest to k, or lists them all.
+func suggest(k string) string {
+	best, bestD := "", 1<<30
+	for _, n := range knownKeys {
+		if d := distance(strings.ToLower(k), n); d < bestD {
+			best, bestD = n, d
+		}
+	}
+	if bestD <= 3 {
+		return fmt.Sprintf("did you mean %s?", best)
+	}
+	short := make([]string, len(knownKeys))
+	for i, n := range knownKeys {
+		short[i] = strings.TrimPrefix(n, AnnotationPrefix)
+	}
+	return "kropipe.io/ knows " + strings.Join(short, ", ")
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// annotationOf maps a stage.Spec field name (as FieldError names it) to its annotation.
+func annotationOf(field string) string {
+	switch field {
+	case "name":
+		return AnnStage
+	case "allowTags":
+		return AnnAllowTags
+	case "ignoreTags":
+		return AnnIgnoreTags
+	case "image", "strategy", "constraint", "platform", "file", "key", "soak", "upstream", "interval":
+		return AnnotationPrefix + field
+	}
+	return field
+}
+
+// fieldErrors flattens a joined error into its FieldErrors; anything else becomes
+// a FieldError without a field.
+func fieldErrors(err error) []*stage.FieldError {
+	var out []*stage.FieldError
+	var walk func(error)
+	walk = func(err error) {
+		if err == nil {
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		var fe *stage.FieldError
+		if errors.As(err, &fe) {
+			out = append(out, fe)
+			return
+		}
+		out = append(out, &stage.FieldError{Msg: err.Error()})
+	}
+	walk(err)
+	return out
+}

@@ -1,0 +1,298 @@
+package manifests_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// promoterRBAC builds manifests/promoter and returns its Roles, ClusterRoles and bindings.
+func promoterRBAC(t *testing.T) (roles []rbacv1.Role, clusterRoles []rbacv1.ClusterRole, bindings []rbacv1.RoleBinding, accounts []string) {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl is not on PATH; install it to check that the kustomize manifests build")
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(kubectl, "kustomize", "promoter")
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize promoter: %v\n%s", err, stderr.String())
+	}
+	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
+	for {
+		doc, err := dec.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var meta struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Role":
+			var r rbacv1.Role
+			if err := yaml.UnmarshalStrict(doc, &r); err != nil {
+				t.Fatalf("Role: %v", err)
+			}
+			roles = append(roles, r)
+		case "ClusterRole":
+			var r rbacv1.ClusterRole
+			if err := yaml.UnmarshalStrict(doc, &r); err != nil {
+				t.Fatalf("ClusterRole: %v", err)
+			}
+			clusterRoles = append(clusterRoles, r)
+		case "RoleBinding":
+			var b rbacv1.RoleBinding
+			if err := yaml.UnmarshalStrict(doc, &b); err != nil {
+				t.Fatalf("RoleBinding: %v", err)
+			}
+			bindings = append(bindings, b)
+		case "ClusterRoleBinding":
+			t.Errorf("manifests/promoter has ClusterRoleBinding %s; everything the promoter touches is in argocd, a RoleBinding suffices", meta.Metadata.Name)
+		case "ServiceAccount":
+			accounts = append(accounts, meta.Metadata.Name)
+		}
+	}
+	return roles, clusterRoles, bindings, accounts
+}
+
+func promoterDeployment(t *testing.T) (appsv1.Deployment, corev1.Container) {
+	t.Helper()
+	deployments, _ := kustomizeBuild(t, "promoter")
+	d, ok := deployments["kropipe-promoter"]
+	if !ok {
+		t.Fatalf("kubectl kustomize promoter: no kropipe-promoter Deployment")
+	}
+	cs := d.Spec.Template.Spec.Containers
+	i := slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == "promoter" })
+	if i < 0 {
+		t.Fatalf("kropipe-promoter has no container named promoter")
+	}
+	return d, cs[i]
+}
+
+// flagValue returns --name's value from args ("" and false when absent).
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v, true
+		}
+		if a == "--"+name {
+			if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+				return args[i+1], true
+			}
+			return "true", true
+		}
+	}
+	return "", false
+}
+
+func TestPromoterManifests_RunTwoControllersWithLeaderElection(t *testing.T) {
+	d, c := promoterDeployment(t)
+	if d.Namespace != "argocd" {
+		t.Errorf("namespace = %q, want argocd (next to the Applications it reads)", d.Namespace)
+	}
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas = %v, want 2 (one leads, one stands by)", d.Spec.Replicas)
+	}
+	if len(c.Args) == 0 || c.Args[0] != "controller" {
+		t.Errorf("args = %v, want the controller subcommand first", c.Args)
+	}
+	if v, ok := flagValue(c.Args, "leader-elect"); !ok || v != "true" {
+		t.Errorf("--leader-elect = %q (given %v), want it on: two replicas must not both promote", v, ok)
+	}
+	if v, _ := flagValue(c.Args, "addr"); !strings.HasPrefix(v, "127.0.0.1:") {
+		t.Errorf("--addr = %q, want loopback (reached with kubectl port-forward, no token needed)", v)
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
+	}
+	if env["POD_NAME"] != "metadata.name" || env["POD_NAMESPACE"] != "metadata.namespace" {
+		t.Errorf("downward API env = %v, want POD_NAME (Lease identity) and POD_NAMESPACE", env)
+	}
+	if v, _ := flagValue(c.Args, "namespace"); v != "$(POD_NAMESPACE)" {
+		t.Errorf("--namespace = %q, want $(POD_NAMESPACE)", v)
+	}
+	if d.Spec.Template.Spec.ServiceAccountName != "kropipe-promoter" {
+		t.Errorf("serviceAccountName = %q, want kropipe-promoter", d.Spec.Template.Spec.ServiceAccountName)
+	}
+}
+
+func TestPromoterManifests_ProbesReachAHealthPortOffLoopback(t *testing.T) {
+	_, c := promoterDeployment(t)
+	health, ok := flagValue(c.Args, "health-addr")
+	if !ok {
+		t.Fatal("no --health-addr: the kubelet probes the pod IP and cannot reach the loopback API")
+	}
+	_, port, _ := strings.Cut(health, ":")
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("--health-addr %q has no port number", health)
+	}
+	i := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "health" })
+	if i < 0 || c.Ports[i].ContainerPort != int32(n) {
+		t.Fatalf("ports = %v, want a port named health = %s", c.Ports, port)
+	}
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("%s probe = %v, want httpGet on the health port", name, p)
+			continue
+		}
+		want := map[string]string{"readiness": "/readyz", "liveness": "/healthz"}[name]
+		if p.HTTPGet.Path != want || p.HTTPGet.Port.String() != "health" {
+			t.Errorf("%s probe = %s on %s, want %s on health", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), want)
+		}
+	}
+}
+
+func TestPromoterManifests_RestrictedPodSecurity(t *testing.T) {
+	d, c := promoterDeployment(t)
+	pod := d.Spec.Template.Spec
+	sc := c.SecurityContext
+	if sc == nil || pod.SecurityContext == nil {
+		t.Fatal("the pod or the promoter container has no securityContext")
+	}
+	checks := []struct {
+		what string
+		ok   bool
+	}{
+		{"pod runAsNonRoot", pod.SecurityContext.RunAsNonRoot != nil && *pod.SecurityContext.RunAsNonRoot},
+		{"pod seccomp RuntimeDefault", pod.SecurityContext.SeccompProfile != nil && pod.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"runAsNonRoot", sc.RunAsNonRoot != nil && *sc.RunAsNonRoot},
+		{"readOnlyRootFilesystem", sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem},
+		{"allowPrivilegeEscalation false", sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation},
+		{"capabilities drop ALL", sc.Capabilities != nil && slices.Contains(sc.Capabilities.Drop, corev1.Capability("ALL")) && len(sc.Capabilities.Add) == 0},
+		{"seccomp RuntimeDefault", sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"no host namespaces", !pod.HostNetwork && !pod.HostPID && !pod.HostIPC},
+		{"cpu and memory requests and limits", c.Resources.Limits.Cpu() != nil && !c.Resources.Limits.Memory().IsZero() && !c.Resources.Requests.Cpu().IsZero() && !c.Resources.Requests.Memory().IsZero()},
+	}
+	for _, ck := range checks {
+		if !ck.ok {
+			t.Errorf("promoter lacks %s", ck.what)
+		}
+	}
+
+	// With a read-only root, --data-dir must be a writable volume.
+	dataDir, _ := flagValue(c.Args, "data-dir")
+	i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == dataDir })
+	if dataDir == "" || i < 0 {
+		t.Fatalf("--data-dir %q is not a mounted volume (mounts %v)", dataDir, c.VolumeMounts)
+	}
+	j := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == c.VolumeMounts[i].Name })
+	if j < 0 || pod.Volumes[j].EmptyDir == nil || c.VolumeMounts[i].ReadOnly {
+		t.Errorf("--data-dir %s: volume %q is not a writable emptyDir", dataDir, c.VolumeMounts[i].Name)
+	}
+}
+
+func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
+	roles, clusterRoles, bindings, accounts := promoterRBAC(t)
+	if len(clusterRoles) != 0 {
+		t.Errorf("ClusterRoles %v: the promoter needs nothing outside argocd", clusterRoles)
+	}
+	if len(roles) != 1 {
+		t.Fatalf("%d Roles, want 1", len(roles))
+	}
+	role := roles[0]
+	if !slices.Contains(accounts, "kropipe-promoter") {
+		t.Errorf("ServiceAccounts %v, want kropipe-promoter", accounts)
+	}
+	bound := slices.ContainsFunc(bindings, func(b rbacv1.RoleBinding) bool {
+		return b.RoleRef.Kind == "Role" && b.RoleRef.Name == role.Name &&
+			slices.ContainsFunc(b.Subjects, func(s rbacv1.Subject) bool { return s.Kind == "ServiceAccount" && s.Name == "kropipe-promoter" })
+	})
+	if !bound {
+		t.Errorf("no RoleBinding binds Role %s to ServiceAccount kropipe-promoter", role.Name)
+	}
+
+	for _, r := range role.Rules {
+		for _, list := range [][]string{r.Verbs, r.Resources, r.APIGroups, r.ResourceNames} {
+			if slices.Contains(list, "*") {
+				t.Errorf("rule %+v uses *", r)
+			}
+		}
+		if len(r.NonResourceURLs) > 0 {
+			t.Errorf("rule %+v grants non-resource URLs", r)
+		}
+	}
+
+	// allowed reports whether the Role lets the promoter do verb on group/resource (named name).
+	allowed := func(group, resource, verb, name string) bool {
+		return slices.ContainsFunc(role.Rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb) &&
+				(len(r.ResourceNames) == 0 || slices.Contains(r.ResourceNames, name))
+		})
+	}
+	tests := []struct {
+		group, resource, verb, name string
+		want                        bool
+	}{
+		{"argoproj.io", "applications", "get", "", true},
+		{"argoproj.io", "applications", "list", "", true},
+		{"argoproj.io", "applications", "watch", "", true},
+		{"argoproj.io", "applications", "patch", "", true},
+		{"argoproj.io", "applications", "update", "", false},
+		{"argoproj.io", "applications", "delete", "", false},
+		{"argoproj.io", "applications", "create", "", false},
+		{"argoproj.io", "applicationsets", "list", "", true},
+		{"argoproj.io", "applicationsets", "watch", "", true},
+		{"argoproj.io", "applicationsets", "patch", "", false},
+		{"", "secrets", "get", "", true},
+		{"", "secrets", "list", "", true},
+		{"", "secrets", "watch", "", true},
+		{"", "secrets", "create", "", false},
+		{"", "secrets", "update", "", false},
+		{"", "secrets", "patch", "", false},
+		{"", "secrets", "delete", "", false},
+		{"", "events", "create", "", true},
+		{"", "events", "patch", "", true},
+		{"coordination.k8s.io", "leases", "create", "", true},
+		{"coordination.k8s.io", "leases", "get", "kropipe-promoter", true},
+		{"coordination.k8s.io", "leases", "update", "kropipe-promoter", true},
+		{"coordination.k8s.io", "leases", "update", "someone-elses-lease", false},
+		{"coordination.k8s.io", "leases", "delete", "kropipe-promoter", false},
+		{"", "configmaps", "create", "", true},
+		{"", "configmaps", "get", "kropipe-promoter-state", true},
+		{"", "configmaps", "update", "kropipe-promoter-state", true},
+		{"", "configmaps", "update", "argocd-cm", false},
+		{"", "configmaps", "list", "", false},
+		{"apps", "deployments", "get", "", false},
+		{"", "pods", "list", "", false},
+	}
+	for _, tt := range tests {
+		if got := allowed(tt.group, tt.resource, tt.verb, tt.name); got != tt.want {
+			what := tt.verb + " " + tt.resource
+			if tt.group != "" {
+				what += "." + tt.group
+			}
+			if tt.name != "" {
+				what += " " + tt.name
+			}
+			t.Errorf("Role allows %s: %v, want %v", what, got, tt.want)
+		}
+	}
+}

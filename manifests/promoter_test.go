@@ -5,17 +5,25 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"text/template"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kropipe/kropipe/internal/promote/argocd"
+	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
 // promoterRBAC builds manifests/promoter and returns its Roles, ClusterRoles and bindings.
@@ -294,5 +302,116 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 			}
 			t.Errorf("Role allows %s: %v, want %v", what, got, tt.want)
 		}
+	}
+}
+
+// TestExamples_ApplicationSetDescribesTheSeedPipeline generates the example ApplicationSet's
+// Applications the way Argo CD does (Go template with missingkey=error, then templatePatch merged
+// over the result) and derives the stages with the promoter's own annotation reader.
+func TestExamples_ApplicationSetDescribesTheSeedPipeline(t *testing.T) {
+	docs := exampleDocs(t)
+	sets := docs["gitops/appsets/services.yaml"]
+	if len(sets) != 1 {
+		t.Fatalf("examples/gitops/appsets/services.yaml: want one ApplicationSet, got %d documents", len(sets))
+	}
+	set := &unstructured.Unstructured{Object: sets[0]}
+	spec := nested(set.Object, "spec")
+	tmplYAML, err := yaml.Marshal(spec["template"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch, _ := spec["templatePatch"].(string)
+
+	var apps []*unstructured.Unstructured
+	for _, g := range spec["generators"].([]any) {
+		list, ok := g.(map[string]any)["list"].(map[string]any)
+		if !ok {
+			continue
+		}
+		for _, e := range list["elements"].([]any) {
+			el := e.(map[string]any)
+			var app map[string]any
+			if err := yaml.Unmarshal(render(t, string(tmplYAML), el), &app); err != nil {
+				t.Fatalf("element %v: template: %v", el, err)
+			}
+			if patch != "" {
+				var p map[string]any
+				if err := yaml.Unmarshal(render(t, patch, el), &p); err != nil {
+					t.Fatalf("element %v: templatePatch: %v", el, err)
+				}
+				if p == nil || nested(p, "metadata")["annotations"] == nil {
+					t.Fatalf("element %v: templatePatch renders no annotations; a null would make Argo CD's strategic merge drop them all", el)
+				}
+				mergeMaps(app, p)
+			}
+			u := &unstructured.Unstructured{Object: app}
+			u.SetAPIVersion("argoproj.io/v1alpha1")
+			u.SetKind("Application")
+			u.SetNamespace(set.GetNamespace())
+			u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "ApplicationSet", Name: set.GetName(), UID: "set"}})
+			apps = append(apps, u)
+		}
+	}
+
+	cfg := argocd.Derive(apps, []*unstructured.Unstructured{set})
+	for _, p := range append(cfg.Problems, cfg.Warnings...) {
+		t.Errorf("examples/gitops/appsets/services.yaml: %v", p)
+	}
+	got := map[string]stage.Spec{}
+	for _, s := range cfg.Specs {
+		got[s.Name] = s
+	}
+	tests := []struct {
+		stage, image, constraint, upstream, file string
+		soak                                     time.Duration
+	}{
+		{"develop-frontend", "registry.example.com/team/frontend", "^1.2", "", "develop/frontend/instance.yaml", 0},
+		{"develop-backend", "registry.example.com/team/backend", "", "", "develop/backend/instance.yaml", 0},
+		{"staging-frontend", "registry.example.com/team/frontend", "^1.2", "develop-frontend", "staging/frontend/instance.yaml", 10 * time.Minute},
+		{"staging-backend", "registry.example.com/team/backend", "", "develop-backend", "staging/backend/instance.yaml", 10 * time.Minute},
+	}
+	if len(got) != len(tests) {
+		t.Errorf("stages %v, want %d", slices.Sorted(maps.Keys(got)), len(tests))
+	}
+	for _, tt := range tests {
+		s, ok := got[tt.stage]
+		if !ok {
+			t.Errorf("no stage %s", tt.stage)
+			continue
+		}
+		if s.Image != tt.image || s.Constraint != tt.constraint || s.Upstream != tt.upstream || s.Soak != tt.soak || s.File != tt.file {
+			t.Errorf("%s = image %s constraint %q upstream %q soak %s file %s; want %s %q %q %s %s",
+				tt.stage, s.Image, s.Constraint, s.Upstream, s.Soak, s.File, tt.image, tt.constraint, tt.upstream, tt.soak, tt.file)
+		}
+		if s.Strategy != "semver" || s.Interval != 5*time.Minute || !s.AutoPromote || s.Key != stage.DefaultKey {
+			t.Errorf("%s = strategy %q interval %s autoPromote %v key %s; want the set's semver, 5m, true, %s", tt.stage, s.Strategy, s.Interval, s.AutoPromote, s.Key, stage.DefaultKey)
+		}
+	}
+}
+
+// render executes text as an ApplicationSet Go template (goTemplateOptions missingkey=error).
+func render(t *testing.T, text string, params map[string]any) []byte {
+	t.Helper()
+	tmpl, err := template.New("appset").Option("missingkey=error").Parse(text)
+	if err != nil {
+		t.Fatalf("template: %v", err)
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, params); err != nil {
+		t.Fatalf("template with %v: %v", params, err)
+	}
+	return out.Bytes()
+}
+
+// mergeMaps merges src into dst the way a strategic merge patch treats maps.
+func mergeMaps(dst, src map[string]any) {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				mergeMaps(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
 	}
 }

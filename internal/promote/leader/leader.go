@@ -43,6 +43,9 @@ type Config struct {
 	RetryPeriod   time.Duration
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
+	// OnNewLeader, when set, is told the identity of every leader this replica observes,
+	// itself included; a standby uses it to say where the leader is.
+	OnNewLeader func(identity string)
 }
 
 // Identity returns $POD_NAME (or the host name, which is the pod's name in a pod) plus a
@@ -150,6 +153,9 @@ func campaign(ctx context.Context, cfg Config, lock resourcelock.Interface, log 
 			OnNewLeader: func(id string) {
 				if id != cfg.Identity {
 					log.Info("another replica leads; standing by", "leader", id)
+				}
+				if cfg.OnNewLeader != nil {
+					cfg.OnNewLeader(id)
 				}
 			},
 		},

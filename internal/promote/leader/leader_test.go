@@ -26,6 +26,7 @@ type candidate struct {
 	cancel  context.CancelFunc
 	stopped chan struct{} // closed when Run returned
 	log     *timeline
+	seen    chan string // leaders observed, from OnNewLeader
 }
 
 // timeline records start/stop of every leader's work in order, to check they never overlap.
@@ -73,10 +74,12 @@ func fastConfig(c *fake.Clientset, id string) leader.Config {
 func startCandidate(t *testing.T, c *fake.Clientset, id string, tl *timeline) *candidate {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cd := &candidate{id: id, cancel: cancel, stopped: make(chan struct{}), log: tl}
+	cd := &candidate{id: id, cancel: cancel, stopped: make(chan struct{}), log: tl, seen: make(chan string, 10)}
+	cfg := fastConfig(c, id)
+	cfg.OnNewLeader = func(leader string) { cd.seen <- leader }
 	go func() {
 		defer close(cd.stopped)
-		err := leader.Run(ctx, fastConfig(c, id), func(ctx context.Context) {
+		err := leader.Run(ctx, cfg, func(ctx context.Context) {
 			tl.start(id)
 			<-ctx.Done()
 			// Finishing a push takes a moment; the next leader must not start meanwhile.
@@ -124,6 +127,20 @@ func TestRun_ExactlyOneLeadsAndTheOtherTakesOverOnShutdown(t *testing.T) {
 	first := waitLeader(t, tl)
 	if h := holder(t, c); h != first {
 		t.Errorf("Lease holder = %q, want the leader %q", h, first)
+	}
+	// The standby knows who leads, so its API can point there.
+	for id, cd := range cands {
+		if id == first {
+			continue
+		}
+		select {
+		case seen := <-cd.seen:
+			if seen != first {
+				t.Errorf("%s saw leader %q, want %q", id, seen, first)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s was never told who leads", id)
+		}
 	}
 
 	// Graceful shutdown of the leader (SIGTERM): it finishes its work, releases the lease and

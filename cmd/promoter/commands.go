@@ -57,6 +57,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	root.AddCommand(
 		newRunCommand(g),
+		newControllerCommand(g),
 		newStatusCommand(g),
 		newPromoteCommand(g),
 		newRollbackCommand(g),

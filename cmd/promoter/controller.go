@@ -1,0 +1,563 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/argocd"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/kubestate"
+	"github.com/kropipe/kropipe/internal/promote/leader"
+	"github.com/kropipe/kropipe/internal/promote/metrics"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+	"github.com/kropipe/kropipe/internal/version"
+)
+
+// controllerFlags are `promoter controller`'s own flags; --addr, --data-dir, --token-file and
+// --log-level are the root command's.
+type controllerFlags struct {
+	kubeconfig         string
+	namespace          string
+	watchNamespaces    []string
+	pullSecrets        []string
+	insecureRegistries []string
+	interval           time.Duration
+	leaderElect        bool
+	stateConfigMap     string
+	healthAddr         string
+}
+
+func newControllerCommand(g *globals) *cobra.Command {
+	f := &controllerFlags{}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run in the cluster: stages from Argo CD annotations, one leader, state in a ConfigMap",
+		Long: "controller reads the stages from kropipe.io/* annotations on Argo CD Applications and\n" +
+			"ApplicationSets in --watch-namespaces, promotes new tags by committing them to Git, and keeps\n" +
+			"approvals, verifications and pauses in the ConfigMap --state-configmap. With --leader-elect\n" +
+			"(the default) replicas campaign for a Lease and only the leader promotes; every replica serves\n" +
+			"the API on --addr (loopback: use kubectl port-forward) and probes and metrics on --health-addr.\n" +
+			"Logs are JSON on stderr.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := g.jsonLogger()
+			// client-go logs (leader election, informers) through klog: send them to the same
+			// JSON stream.
+			klog.SetSlogLogger(log)
+			kube, dyn, ns, err := f.connect(g)
+			if err != nil {
+				return err
+			}
+			if f.namespace == "" {
+				f.namespace = ns
+			}
+			return runController(cmd.Context(), g, f, kube, dyn, log)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster service account)")
+	fl.StringVar(&f.namespace, "namespace", "", "the promoter's namespace: its Lease, state ConfigMap and pull secrets (default $POD_NAMESPACE, else the kubeconfig's or the pod's namespace)")
+	fl.StringSliceVar(&f.watchNamespaces, "watch-namespaces", []string{"argocd"}, "namespaces whose Argo CD Applications and ApplicationSets to read (comma-separated)")
+	fl.StringSliceVar(&f.pullSecrets, "pull-secrets", nil, "names of kubernetes.io/dockerconfigjson Secrets in --namespace holding registry credentials (comma-separated)")
+	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registry hosts (host:port) reached over plain HTTP, e.g. an in-cluster registry (repeatable)")
+	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "longest time between passes; a stage's kropipe.io/interval may shorten it")
+	fl.BoolVar(&f.leaderElect, "leader-elect", true, "campaign for the Lease "+leader.DefaultName+" so only one replica promotes; false only for a single replica")
+	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses")
+	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
+	return cmd
+}
+
+// connect builds the Kubernetes clients from --kubeconfig, the usual kubeconfig places or the
+// in-cluster service account, and finds the namespace to default --namespace to.
+func (f *controllerFlags) connect(g *globals) (kubernetes.Interface, dynamic.Interface, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = f.kubeconfig
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("no Kubernetes connection: %w; pass --kubeconfig, or run in a pod with a service account", err)
+	}
+	cfg.UserAgent = "kropipe-promoter/" + version.Version
+	// Informers do the reading; writes are a few patches per promotion.
+	cfg.QPS, cfg.Burst = 20, 40
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	ns := g.getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns, _, _ = cc.Namespace()
+	}
+	return kube, dyn, ns, nil
+}
+
+// jsonLogger is the controller's logger: structured JSON for the cluster's log pipeline.
+func (g *globals) jsonLogger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+}
+
+// controller is one replica: it always serves the API and health endpoints, and runs the
+// promotion loop while it leads.
+type controller struct {
+	g       *globals
+	f       *controllerFlags
+	log     *slog.Logger
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	metrics *metrics.Metrics
+	store   *kubestate.Store
+
+	engine  atomic.Pointer[stage.Engine]   // the leader's engine; nil while standing by
+	watcher atomic.Pointer[argocd.Watcher] // the leader's watcher; nil while standing by
+	leader  atomic.Value                   // string: the identity of the replica that leads
+}
+
+func runController(ctx context.Context, g *globals, f *controllerFlags, kube kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) error {
+	if f.namespace == "" {
+		return errors.New("no namespace for the Lease and the state ConfigMap: pass --namespace (in a pod, set POD_NAMESPACE from the downward API)")
+	}
+	if f.interval <= 0 {
+		return errors.New("--interval must be positive, e.g. 5m")
+	}
+	if len(f.watchNamespaces) == 0 {
+		return errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
+	}
+	tok, err := g.token()
+	if err != nil {
+		return err
+	}
+	loopback, err := isLoopback(g.addr)
+	if err != nil {
+		return err
+	}
+	if !loopback && tok == "" {
+		return fmt.Errorf("--addr %s is reachable from other pods: give --token-file (mount it from a Secret) so only holders of the token can promote, or keep 127.0.0.1 and use kubectl port-forward", g.addr)
+	}
+	c := &controller{
+		g: g, f: f, log: log, kube: kube, dyn: dyn,
+		metrics: metrics.New(),
+		store:   kubestate.New(kube, f.namespace, kubestate.WithName(f.stateConfigMap), kubestate.WithLogger(log)),
+	}
+	c.leader.Store("")
+
+	srv := api.New(gate{c}, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithLogger(log))
+	srv.Handle("GET /metrics", c.metrics.Handler())
+	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
+	servers, err := c.listen(ctx, srv)
+	if err != nil {
+		return err
+	}
+	log.Info("promoter controller starting", "version", version.Version, "addr", g.addr, "healthAddr", f.healthAddr,
+		"namespace", f.namespace, "watchNamespaces", f.watchNamespaces, "leaderElect", f.leaderElect, "stateConfigMap", f.namespace+"/"+f.stateConfigMap)
+
+	if f.leaderElect {
+		err = leader.Run(ctx, leader.Config{
+			Client: kube, Namespace: f.namespace, Logger: log,
+			OnNewLeader: func(id string) { c.leader.Store(id) },
+		}, c.lead, nil)
+	} else {
+		c.lead(ctx)
+	}
+	log.Info("shutting down")
+	if serr := servers.shutdown(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// servers are the HTTP listeners of one replica.
+type servers struct {
+	list []*http.Server
+	errs chan error
+}
+
+func (c *controller) listen(ctx context.Context, apiHandler http.Handler) (*servers, error) {
+	s := &servers{errs: make(chan error, 2)}
+	start := func(addr string, h http.Handler, what string) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listening on %s for the %s: %w (another promoter running? pick another port)", addr, what, err)
+		}
+		hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
+		s.list = append(s.list, hs)
+		go func() {
+			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				c.log.Error("HTTP server stopped", "addr", addr, "error", err.Error())
+				s.errs <- err
+			}
+		}()
+		return nil
+	}
+	if err := start(c.g.addr, apiHandler, "API (--addr)"); err != nil {
+		return nil, err
+	}
+	if c.f.healthAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("GET /readyz", c.ready)
+		mux.Handle("GET /metrics", c.metrics.Handler())
+		if err := start(c.f.healthAddr, mux, "probes (--health-addr)"); err != nil {
+			_ = s.shutdown()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *servers) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for _, hs := range s.list {
+		errs = append(errs, hs.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// ready answers the kubelet's readiness probe. A standby is ready: it serves the API and would
+// take over at once; were it not, a rolling update of two replicas would wait forever for the
+// new standby. A leader is ready after its first pass.
+func (c *controller) ready(w http.ResponseWriter, r *http.Request) {
+	e := c.engine.Load()
+	switch {
+	case e != nil && e.Passes() > 0:
+		fmt.Fprintln(w, "ready: leading")
+	case e != nil:
+		http.Error(w, "leading, first pass not finished", http.StatusServiceUnavailable)
+	case c.f.leaderElect:
+		fmt.Fprintf(w, "ready: standing by (leader %s)\n", c.leaderName())
+	default:
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	}
+}
+
+func (c *controller) leaderName() string {
+	id, _ := c.leader.Load().(string)
+	if id == "" {
+		return "unknown yet"
+	}
+	return id
+}
+
+// lead runs the promotion loop for as long as ctx lasts (leadership, or the process without
+// leader election). A failing term (say the Application CRD is missing) is retried: returning
+// would keep the Lease with nobody promoting.
+func (c *controller) lead(ctx context.Context) {
+	wait := 5 * time.Second
+	for ctx.Err() == nil {
+		err := c.term(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		c.log.Error("promotion loop failed; starting it again", "error", err.Error(), "retryIn", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Minute)
+	}
+}
+
+// term is one leadership term: a fresh warehouse (so rotated pull secrets take effect), engine
+// and watcher, and passes until ctx ends.
+func (c *controller) term(ctx context.Context) error {
+	e, err := c.newEngine(ctx)
+	if err != nil {
+		return err
+	}
+	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
+	wctx, stopWatcher := context.WithCancel(ctx)
+	var (
+		watchErr error
+		watching = make(chan struct{})
+	)
+	go func() {
+		defer close(watching)
+		watchErr = w.Run(wctx)
+	}()
+	defer func() {
+		stopWatcher()
+		<-watching
+	}()
+
+	// The first change comes once the informers have synced: no pass runs on a partial set.
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-watching:
+		return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.watchNamespaces, watchErr)
+	case <-w.Changes():
+	}
+	c.watcher.Store(w)
+	c.engine.Store(e)
+	defer func() {
+		c.engine.Store(nil)
+		c.watcher.Store(nil)
+	}()
+	interval := c.applySpecs(e, w)
+
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for {
+		before := e.Status()
+		start := time.Now()
+		err := e.Reconcile(ctx)
+		after := e.Status()
+		c.metrics.Pass(before, after, time.Since(start))
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("pass finished with failures", "error", err.Error())
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-watching:
+			return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.watchNamespaces, watchErr)
+		case <-timer.C:
+		case <-e.Kicks():
+		case <-w.Changes():
+			interval = c.applySpecs(e, w)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(interval)
+	}
+}
+
+// applySpecs hands the annotations' stages to the engine, logs the stages they cannot
+// describe, and returns the time until the next pass.
+func (c *controller) applySpecs(e *stage.Engine, w *argocd.Watcher) time.Duration {
+	cfg := w.Config()
+	for _, p := range cfg.Problems {
+		c.log.Warn("stage not run: bad annotation", "stage", p.Stage, "application", p.App, "field", p.Field, "problem", p.Message)
+	}
+	for _, p := range cfg.Warnings {
+		c.log.Warn("stage configuration warning", "stage", p.Stage, "application", p.App, "field", p.Field, "warning", p.Message)
+	}
+	if err := e.SetSpecs(cfg.Specs); err != nil {
+		// Derive only returns sets that validate; this is a bug, so keep the old set.
+		c.log.Error("stages from annotations rejected; keeping the previous set", "error", err.Error())
+	}
+	interval := c.f.interval
+	for _, s := range cfg.Specs {
+		if s.Interval > 0 && s.Interval < interval {
+			interval = s.Interval
+		}
+	}
+	c.log.Info("stages from annotations", "stages", len(cfg.Specs), "problems", len(cfg.Problems), "interval", interval.String())
+	return interval
+}
+
+// newEngine builds the leader's engine: a warehouse with the pull secrets' credentials and
+// request metrics, persistent clones under --data-dir whose push retries are counted, and the
+// state ConfigMap.
+func (c *controller) newEngine(ctx context.Context) (*stage.Engine, error) {
+	whOpts := []warehouse.Option{
+		warehouse.WithLogger(c.log),
+		warehouse.WithMetrics(c.metrics.RegistryRequest),
+		warehouse.WithKeychain(c.keychain(ctx)),
+	}
+	for _, host := range c.f.insecureRegistries {
+		whOpts = append(whOpts, warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}))
+	}
+	wh, err := warehouse.New(whOpts...)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := c.g.stateDir()
+	if err != nil {
+		return nil, err
+	}
+	gitLog := slog.New(c.metrics.CountPushRetries(c.log.Handler()))
+	return stage.New(nil,
+		stage.WithWarehouse(wh),
+		stage.WithGit(filepath.Join(dir, "git"), gitwrite.WithLogger(gitLog)),
+		stage.WithStore(c.store),
+		stage.WithLogger(c.log),
+	)
+}
+
+// keychain reads the --pull-secrets. A missing or unreadable Secret is logged and left out:
+// the stages whose registry needs it then fail with the registry's answer, the others run.
+func (c *controller) keychain(ctx context.Context) authn.Keychain {
+	var secrets []corev1.Secret
+	for _, name := range c.f.pullSecrets {
+		s, err := c.kube.CoreV1().Secrets(c.f.namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			c.log.Error("pull secret not readable; registries needing it will refuse", "secret", c.f.namespace+"/"+name, "error", err.Error())
+			continue
+		}
+		secrets = append(secrets, *s)
+	}
+	if len(secrets) == 0 {
+		return authn.DefaultKeychain
+	}
+	kc, err := warehouse.KeychainFromPullSecrets(ctx, secrets)
+	if err != nil {
+		c.log.Error("pull secrets unusable; using anonymous registry access", "secrets", c.f.pullSecrets, "error", err.Error())
+		return authn.DefaultKeychain
+	}
+	return authn.NewMultiKeychain(kc, authn.DefaultKeychain)
+}
+
+// problems serves the stages the annotations cannot describe: they are not in the engine, so
+// GET /api/v1/stages does not show them.
+func (c *controller) problems(w http.ResponseWriter, r *http.Request) {
+	body := struct {
+		Problems []argocd.Problem `json:"problems"`
+		Warnings []argocd.Problem `json:"warnings"`
+	}{Problems: []argocd.Problem{}, Warnings: []argocd.Problem{}}
+	if wt := c.watcher.Load(); wt != nil {
+		cfg := wt.Config()
+		body.Problems = append(body.Problems, cfg.Problems...)
+		body.Warnings = append(body.Warnings, cfg.Warnings...)
+	} else if c.f.leaderElect {
+		http.Error(w, standbyError(c.leaderName()).Error(), http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// gate is what the API drives: the leader's engine, or, on a standby, an explanation of where
+// the leader is. A standby must never write to Git: the leader may be writing the same stage.
+type gate struct{ c *controller }
+
+var errStandby = errors.New("this replica is standing by")
+
+func standbyError(leaderID string) error {
+	// The identity is <pod name>_<random suffix> (leader.Identity).
+	pod := leaderID
+	if i := strings.LastIndex(leaderID, "_"); i > 0 {
+		pod = leaderID[:i]
+	}
+	return fmt.Errorf("%w; the leader is %s: kubectl port-forward pod/%s 8080", errStandby, leaderID, pod)
+}
+
+func (g gate) engine() (*stage.Engine, error) {
+	if e := g.c.engine.Load(); e != nil {
+		return e, nil
+	}
+	return nil, standbyError(g.c.leaderName())
+}
+
+func (g gate) Status() []stage.Status {
+	if e := g.c.engine.Load(); e != nil {
+		return e.Status()
+	}
+	return nil
+}
+
+func (g gate) StatusOf(name string) (stage.Status, bool) {
+	if e := g.c.engine.Load(); e != nil {
+		return e.StatusOf(name)
+	}
+	return stage.Status{}, false
+}
+
+func (g gate) Passes() int {
+	if e := g.c.engine.Load(); e != nil {
+		return e.Passes()
+	}
+	return 0
+}
+
+func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, error) {
+	e, err := g.engine()
+	if err != nil {
+		return nil, err
+	}
+	return e.History(ctx, name)
+}
+
+func (g gate) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	e, err := g.engine()
+	if err != nil {
+		return stage.Outcome{}, err
+	}
+	start := time.Now()
+	out, err := e.Promote(ctx, name, tag)
+	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	return out, err
+}
+
+func (g gate) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
+	e, err := g.engine()
+	if err != nil {
+		return stage.Outcome{}, err
+	}
+	start := time.Now()
+	out, err := e.Rollback(ctx, name, to)
+	if out.Kind == "" {
+		out.Kind = gitwrite.Rollback.String()
+	}
+	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	return out, err
+}
+
+func (g gate) Approve(ctx context.Context, name, tag string) (string, error) {
+	e, err := g.engine()
+	if err != nil {
+		return "", err
+	}
+	return e.Approve(ctx, name, tag)
+}
+
+func (g gate) Pause(ctx context.Context, name string) error {
+	e, err := g.engine()
+	if err != nil {
+		return err
+	}
+	return e.Pause(ctx, name)
+}
+
+func (g gate) Resume(ctx context.Context, name string) error {
+	e, err := g.engine()
+	if err != nil {
+		return err
+	}
+	return e.Resume(ctx, name)
+}
+
+// withStage fills the stage of an outcome the engine returned empty (on early errors), so a
+// failure is counted under the stage that was asked for.
+func withStage(o stage.Outcome, name string) stage.Outcome {
+	if o.Stage == "" {
+		o.Stage = name
+	}
+	return o
+}
+
+var _ api.Controller = gate{}

@@ -3,6 +3,9 @@ package argocd
 import (
 	"maps"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -59,3 +62,7 @@ func appset(name string, ann map[string]string) *unstructured.Unstructured {
 }
 
 func img(service string) string { return "registry.example.com/team/" + service }
+
+func errNotFound(name string) error {
+	return apierrors.NewNotFound(schema.GroupResource{Group: "argoproj.io", Resource: "applications"}, name)
+}

@@ -161,7 +161,7 @@ func (s *Stack) argoEnv(name string, extraPath ...string) ([]string, error) {
 			return nil, err
 		}
 	}
-	path := strings.Join(append(extraPath, s.bins.ArgoCDDir, os.Getenv("PATH")), string(os.PathListSeparator))
+	path := strings.Join(append(extraPath, s.Binaries.ArgoCDDir, os.Getenv("PATH")), string(os.PathListSeparator))
 	return []string{
 		"HOME=" + home, "TMPDIR=" + tmp, "PATH=" + path,
 		"KUBECONFIG=" + s.argoKubeconfig,
@@ -181,12 +181,12 @@ func (s *Stack) startArgoCD(ctx context.Context) error {
 
 	// argocd-cmp-server: the repository's own plugin.yaml (read from --config-dir-path) and the
 	// freshly built cmp-sidecar first on PATH, exactly what the plugin's sidecar container holds.
-	env, err := s.argoEnv("argocd-cmp-server", filepath.Dir(s.bins.CmpSidecar))
+	env, err := s.argoEnv("argocd-cmp-server", filepath.Dir(s.Binaries.CmpSidecar))
 	if err != nil {
 		return err
 	}
 	env = append(env, "ARGOCD_CMP_WORKDIR="+filepath.Join(s.Dir, "cmp-work"))
-	cmp, err := s.start("argocd-cmp-server", filepath.Join(s.bins.ArgoCDDir, "argocd-cmp-server"),
+	cmp, err := s.start("argocd-cmp-server", filepath.Join(s.Binaries.ArgoCDDir, "argocd-cmp-server"),
 		[]string{"--config-dir-path=" + s.PluginConfigDir, "--loglevel=info"}, env)
 	if err != nil {
 		return err
@@ -199,7 +199,7 @@ func (s *Stack) startArgoCD(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	repo, err := s.start("argocd-repo-server", filepath.Join(s.bins.ArgoCDDir, "argocd-repo-server"), []string{
+	repo, err := s.start("argocd-repo-server", filepath.Join(s.Binaries.ArgoCDDir, "argocd-repo-server"), []string{
 		"--address=127.0.0.1", "--port=" + strconv.Itoa(repoPort),
 		"--metrics-address=127.0.0.1", "--metrics-port=" + strconv.Itoa(repoMetrics),
 		"--disable-tls", "--redis=" + s.RedisAddr, "--loglevel=info",
@@ -216,7 +216,7 @@ func (s *Stack) startArgoCD(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctrl, err := s.start("argocd-application-controller", filepath.Join(s.bins.ArgoCDDir, "argocd-application-controller"), []string{
+	ctrl, err := s.start("argocd-application-controller", filepath.Join(s.Binaries.ArgoCDDir, "argocd-application-controller"), []string{
 		"--repo-server=" + s.RepoServerAddr, "--repo-server-plaintext",
 		"--redis=" + s.RedisAddr,
 		// No address flag exists for the controller's metrics: it binds all interfaces.
@@ -233,7 +233,7 @@ func (s *Stack) startArgoCD(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	appset, err := s.start("argocd-applicationset-controller", filepath.Join(s.bins.ArgoCDDir, "argocd-applicationset-controller"), []string{
+	appset, err := s.start("argocd-applicationset-controller", filepath.Join(s.Binaries.ArgoCDDir, "argocd-applicationset-controller"), []string{
 		"--metrics-addr=127.0.0.1:" + strconv.Itoa(appsetMetrics),
 		"--probe-addr=127.0.0.1:" + strconv.Itoa(appsetProbe),
 		"--webhook-addr=127.0.0.1:" + strconv.Itoa(appsetWebhook),

@@ -30,7 +30,7 @@ func (s *Stack) startEtcd(ctx context.Context) error {
 	}
 	client := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peer := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	p, err := s.start("etcd", s.bins.Etcd, []string{
+	p, err := s.start("etcd", s.Binaries.Etcd, []string{
 		"--name=e2e",
 		"--data-dir=" + filepath.Join(s.Dir, "etcd"),
 		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
@@ -57,7 +57,7 @@ func (s *Stack) startAPIServer(ctx context.Context) error {
 	if err := os.WriteFile(tokens, []byte(s.Token+",kropipe-e2e-admin,kropipe-e2e-admin,\"system:masters\"\n"), 0o600); err != nil {
 		return err
 	}
-	p, err := s.start("kube-apiserver", s.bins.KubeAPIServer, []string{
+	p, err := s.start("kube-apiserver", s.Binaries.KubeAPIServer, []string{
 		"--etcd-servers=" + s.etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
@@ -118,7 +118,7 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kcm, err := s.start("kube-controller-manager", s.bins.KubeControllerManager, []string{
+	kcm, err := s.start("kube-controller-manager", s.Binaries.KubeControllerManager, []string{
 		"--kubeconfig=" + s.Kubeconfig,
 		"--authentication-kubeconfig=" + s.Kubeconfig, "--authorization-kubeconfig=" + s.Kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[0]),
@@ -134,7 +134,7 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sched, err := s.start("kube-scheduler", s.bins.KubeScheduler, []string{
+	sched, err := s.start("kube-scheduler", s.Binaries.KubeScheduler, []string{
 		"--kubeconfig=" + s.Kubeconfig,
 		"--authentication-kubeconfig=" + s.Kubeconfig, "--authorization-kubeconfig=" + s.Kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[1]),
@@ -144,7 +144,7 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kwok, err := s.start("kwok", s.bins.Kwok, []string{
+	kwok, err := s.start("kwok", s.Binaries.Kwok, []string{
 		"--kubeconfig=" + s.Kubeconfig,
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",

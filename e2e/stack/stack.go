@@ -52,7 +52,6 @@ type Stack struct {
 
 	Binaries *Binaries
 
-	bins           *Binaries
 	e2eDir         string
 	etcdURL        string
 	pki            *pki
@@ -156,8 +155,7 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 		return nil
 	}
 	if err := step("build", func() error {
-		s.bins, err = Build(ctx, e2eDir, repoRoot, o.cacheDir, filepath.Join(s.Dir, "bin"), o.log)
-		s.Binaries = s.bins
+		s.Binaries, err = Build(ctx, e2eDir, repoRoot, o.cacheDir, filepath.Join(s.Dir, "bin"), o.log)
 		return err
 	}); err != nil {
 		return nil, err

@@ -438,3 +438,9 @@ func fieldErrors(err error) []*stage.FieldError {
 	walk(err)
 	return out
 }
+
+// App returns the Application behind stage, so a Config is an AppLookup too.
+func (c Config) App(stage string) (Binding, bool) {
+	b, ok := c.Bindings[stage]
+	return b, ok
+}

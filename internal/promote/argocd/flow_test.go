@@ -132,10 +132,6 @@ func (f *flow) syncedTo() map[string][]string {
 	return out
 }
 
-func (f *flow) failed(p clienttesting.PatchAction) bool {
-	return strings.Contains(string(p.GetPatch()), "\"x-failed\"")
-}
-
 // patchField pulls a string field (the sync revision) out of a patch body.
 func patchField(body []byte, key string) string {
 	s := string(body)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -38,6 +39,7 @@ import (
 type controllerFlags struct {
 	kubeconfig         string
 	namespace          string
+	argocdNamespace    string
 	watchNamespaces    []string
 	pullSecrets        []string
 	insecureRegistries []string
@@ -77,6 +79,7 @@ func newControllerCommand(g *globals) *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster service account)")
 	fl.StringVar(&f.namespace, "namespace", "", "the promoter's namespace: its Lease, state ConfigMap and pull secrets (default $POD_NAMESPACE, else the kubeconfig's or the pod's namespace)")
+	fl.StringVar(&f.argocdNamespace, "argocd-namespace", "argocd", "Argo CD's own namespace: its repository Secrets give the Git credentials")
 	fl.StringSliceVar(&f.watchNamespaces, "watch-namespaces", []string{"argocd"}, "namespaces whose Argo CD Applications and ApplicationSets to read (comma-separated)")
 	fl.StringSliceVar(&f.pullSecrets, "pull-secrets", nil, "names of kubernetes.io/dockerconfigjson Secrets in --namespace holding registry credentials (comma-separated)")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registry hosts (host:port) reached over plain HTTP, e.g. an in-cluster registry (repeatable)")
@@ -135,9 +138,10 @@ type controller struct {
 	metrics *metrics.Metrics
 	store   *kubestate.Store
 
-	engine  atomic.Pointer[stage.Engine]   // the leader's engine; nil while standing by
-	watcher atomic.Pointer[argocd.Watcher] // the leader's watcher; nil while standing by
-	leader  atomic.Value                   // string: the identity of the replica that leads
+	engine  atomic.Pointer[stage.Engine]      // the leader's engine; nil while standing by
+	watcher atomic.Pointer[argocd.Watcher]    // the leader's watcher; nil while standing by
+	health  atomic.Pointer[argocd.HealthGate] // the leader's verifier; nil while standing by
+	leader  atomic.Value                      // string: the identity of the replica that leads
 }
 
 func runController(ctx context.Context, g *globals, f *controllerFlags, kube kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) error {
@@ -290,11 +294,11 @@ func (c *controller) lead(ctx context.Context) {
 // term is one leadership term: a fresh warehouse (so rotated pull secrets take effect), engine
 // and watcher, and passes until ctx ends.
 func (c *controller) term(ctx context.Context) error {
-	e, err := c.newEngine(ctx)
+	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
+	e, hg, err := c.newEngine(ctx, w)
 	if err != nil {
 		return err
 	}
-	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
 	wctx, stopWatcher := context.WithCancel(ctx)
 	var (
 		watchErr error
@@ -318,9 +322,11 @@ func (c *controller) term(ctx context.Context) error {
 	case <-w.Changes():
 	}
 	c.watcher.Store(w)
+	c.health.Store(hg)
 	c.engine.Store(e)
 	defer func() {
 		c.engine.Store(nil)
+		c.health.Store(nil)
 		c.watcher.Store(nil)
 	}()
 	interval := c.applySpecs(e, w)
@@ -336,6 +342,7 @@ func (c *controller) term(ctx context.Context) error {
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("pass finished with failures", "error", err.Error())
 		}
+		c.rollBackFailures(ctx, e, hg)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -381,9 +388,10 @@ func (c *controller) applySpecs(e *stage.Engine, w *argocd.Watcher) time.Duratio
 }
 
 // newEngine builds the leader's engine: a warehouse with the pull secrets' credentials and
-// request metrics, persistent clones under --data-dir whose push retries are counted, and the
-// state ConfigMap.
-func (c *controller) newEngine(ctx context.Context) (*stage.Engine, error) {
+// request metrics, persistent clones under --data-dir whose push retries are counted and whose
+// credentials come from Argo CD's repository Secrets, the state ConfigMap, and the health gate
+// that syncs the promoted Application and verifies freight from its sync and health.
+func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.Engine, *argocd.HealthGate, error) {
 	whOpts := []warehouse.Option{
 		warehouse.WithLogger(c.log),
 		warehouse.WithMetrics(c.metrics.RegistryRequest),
@@ -394,19 +402,112 @@ func (c *controller) newEngine(ctx context.Context) (*stage.Engine, error) {
 	}
 	wh, err := warehouse.New(whOpts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dir, err := c.g.stateDir()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	gitDir := filepath.Join(dir, "git")
 	gitLog := slog.New(c.metrics.CountPushRetries(c.log.Handler()))
-	return stage.New(nil,
+	creds := argocd.NewCredentials(c.kube, c.f.argocdNamespace, argocd.WithCredentialsLogger(c.log))
+	commits := &promotionCommits{gitDir: gitDir, creds: creds, log: gitLog}
+	hg := argocd.NewHealthGate(c.dyn, w,
+		argocd.WithGateLogger(c.log),
+		argocd.WithSyncIf(commits.isNewestPromotion),
+		argocd.WithSubject(commits.subject),
+	)
+	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
-		stage.WithGit(filepath.Join(dir, "git"), gitwrite.WithLogger(gitLog)),
+		stage.WithGit(gitDir, gitwrite.WithLogger(gitLog)),
+		stage.WithGitOptionsFor(creds.GitOptions),
 		stage.WithStore(c.store),
+		stage.WithVerifier(hg),
 		stage.WithLogger(c.log),
 	)
+	return e, hg, err
+}
+
+// rollBackFailures handles the promotions the health gate gave up on since the last pass:
+// each is logged, and with kropipe.io/auto-rollback "true" rolled back by a commit that
+// rejects the bad value. It runs after the pass, never inside it (the engine is locked then).
+func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *argocd.HealthGate) {
+	for _, f := range hg.TakeFailures() {
+		c.log.Error("promotion failed in the cluster", "stage", f.Stage, "application", f.App.String(), "value", f.Value, "commit", f.Commit, "error", f.Err.Error())
+		if !f.AutoRollback {
+			continue
+		}
+		// Roll back only what failed: a human may have promoted something else meanwhile.
+		if st, ok := e.StatusOf(f.Stage); !ok || st.CurrentTag != f.Value {
+			c.log.Warn("not rolling back: the stage moved on", "stage", f.Stage, "failed", f.Value)
+			continue
+		}
+		start := time.Now()
+		out, err := e.Rollback(ctx, f.Stage, "")
+		c.metrics.Outcome(withStage(out, f.Stage), err, time.Since(start))
+		if err != nil {
+			c.log.Error("automatic rollback failed", "stage", f.Stage, "error", err.Error())
+			continue
+		}
+		c.log.Info("rolled back automatically", "stage", f.Stage, "from", out.Old, "to", out.New, "commit", out.Commit)
+	}
+}
+
+// promotionCommits answers the health gate's questions about a commit from the stage's Git
+// history: whether it is the stage's newest promotion (only then may the gate start a sync,
+// which also covers a promoter killed between push and sync: after the restart the commit is
+// still the newest and gets its sync, and no second commit is made), and its subject, which
+// becomes the sync operation's reason.
+type promotionCommits struct {
+	gitDir string
+	creds  *argocd.Credentials
+	log    *slog.Logger
+
+	mu   sync.Mutex
+	last map[string]gitwrite.Record // newest record by stage, from the last lookup
+}
+
+func (p *promotionCommits) newest(ctx context.Context, spec stage.Spec) (gitwrite.Record, bool) {
+	opts, err := p.creds.GitOptions(ctx, spec.RepoURL)
+	if err == nil {
+		var repo *gitwrite.Repo
+		// Same URL and data dir as the engine's clone: gitwrite serialises the two.
+		repo, err = gitwrite.Open(ctx, p.gitDir, spec.RepoURL, append(opts, gitwrite.WithLogger(p.log))...)
+		if err == nil {
+			var recs []gitwrite.Record
+			recs, err = repo.History(ctx, spec.Branch, spec.Name)
+			if err == nil && len(recs) > 0 {
+				p.mu.Lock()
+				if p.last == nil {
+					p.last = map[string]gitwrite.Record{}
+				}
+				p.last[spec.Name] = recs[0]
+				p.mu.Unlock()
+				return recs[0], true
+			}
+		}
+	}
+	if err != nil {
+		p.log.Warn("reading the stage's Git history to decide on a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
+	}
+	return gitwrite.Record{}, false
+}
+
+func (p *promotionCommits) isNewestPromotion(ctx context.Context, spec stage.Spec, commit string) bool {
+	r, ok := p.newest(ctx, spec)
+	return ok && r.Commit == commit
+}
+
+func (p *promotionCommits) subject(ctx context.Context, spec stage.Spec, commit string) string {
+	p.mu.Lock()
+	r, ok := p.last[spec.Name]
+	p.mu.Unlock()
+	if !ok || r.Commit != commit {
+		if r, ok = p.newest(ctx, spec); !ok || r.Commit != commit {
+			return ""
+		}
+	}
+	return r.Subject
 }
 
 // keychain reads the --pull-secrets. A missing or unreadable Secret is logged and left out:
@@ -474,17 +575,35 @@ func (g gate) engine() (*stage.Engine, error) {
 }
 
 func (g gate) Status() []stage.Status {
-	if e := g.c.engine.Load(); e != nil {
-		return e.Status()
+	e := g.c.engine.Load()
+	if e == nil {
+		return nil
 	}
-	return nil
+	sts := e.Status()
+	for i := range sts {
+		sts[i] = g.explain(sts[i])
+	}
+	return sts
 }
 
 func (g gate) StatusOf(name string) (stage.Status, bool) {
-	if e := g.c.engine.Load(); e != nil {
-		return e.StatusOf(name)
+	e := g.c.engine.Load()
+	if e == nil {
+		return stage.Status{}, false
 	}
-	return stage.Status{}, false
+	st, ok := e.StatusOf(name)
+	return g.explain(st), ok
+}
+
+// explain adds what the health gate waits for (say "operation Running") to a status whose
+// reason only says "verification pending".
+func (g gate) explain(st stage.Status) stage.Status {
+	if hg := g.c.health.Load(); hg != nil {
+		if w := hg.Waiting(st.Name); w != "" && strings.HasSuffix(st.Reason, "verification pending") {
+			st.Reason += ": " + w
+		}
+	}
+	return st
 }
 
 func (g gate) Passes() int {

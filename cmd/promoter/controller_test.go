@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,12 +26,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/argocd"
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/leader"
+	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
 // syncBuffer is a bytes.Buffer safe for the controller's goroutines to log into.
@@ -51,12 +55,16 @@ func (s *syncBuffer) String() string {
 }
 
 // clusterEnv is a Git server and a registry on 127.0.0.1, and fake Kubernetes clients holding
-// an Argo CD Application annotated for kropipe.
+// an Argo CD Application annotated for kropipe (develop-frontend) and a sibling that is not
+// (develop-backend).
 type clusterEnv struct {
 	bare    string
 	regHost string
 	kube    *kubefake.Clientset
 	dyn     *dynamicfake.FakeDynamicClient
+	// blockPatches makes every patch of an Application fail, as if the API server were
+	// unreachable for the promoter.
+	blockPatches *atomic.Bool
 }
 
 func newClusterEnv(t *testing.T) clusterEnv {
@@ -92,12 +100,80 @@ func newClusterEnv(t *testing.T) clusterEnv {
 			"source": map[string]any{"repoURL": srv.URL("gitops.git"), "targetRevision": "main", "path": "develop/frontend"},
 		},
 	}}
-	return clusterEnv{
-		bare:    bare,
-		regHost: host,
-		kube:    kubefake.NewClientset(),
-		dyn:     dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds, app),
+	sibling := app.DeepCopy()
+	sibling.SetName("develop-backend")
+	sibling.SetAnnotations(map[string]string{"argocd.argoproj.io/manifest-generate-paths": "."})
+	_ = unstructured.SetNestedField(sibling.Object, "develop/backend", "spec", "source", "path")
+	e := clusterEnv{
+		bare:         bare,
+		regHost:      host,
+		kube:         kubefake.NewClientset(),
+		dyn:          dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds, app, sibling),
+		blockPatches: &atomic.Bool{},
 	}
+	e.dyn.PrependReactor("patch", "applications", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if e.blockPatches.Load() {
+			return true, nil, errors.New("connection refused")
+		}
+		return false, nil, nil
+	})
+	return e
+}
+
+func (e clusterEnv) app(t *testing.T, name string) *unstructured.Unstructured {
+	t.Helper()
+	u, err := e.dyn.Resource(argocd.ApplicationGVR).Namespace("argocd").Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// waitSyncRequested waits until the Application has an operation syncing it to revision.
+func (e clusterEnv) waitSyncRequested(t *testing.T, name, revision string, logs *syncBuffer) *unstructured.Unstructured {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		u := e.app(t, name)
+		if rev, _, _ := unstructured.NestedString(u.Object, "operation", "sync", "revision"); rev == revision {
+			return u
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Application %s never got a sync to %s: %v\n%s", name, revision, u.Object["operation"], logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// finishSync plays Argo CD: the operation on the Application succeeded at revision, and the
+// app is Synced and Healthy there, compared after the operation finished.
+func (e clusterEnv) finishSync(t *testing.T, name, revision string) {
+	t.Helper()
+	u := e.app(t, name)
+	delete(u.Object, "operation")
+	finished := time.Now().UTC().Add(-time.Second).Format(time.RFC3339)
+	u.Object["status"] = map[string]any{
+		"sync":   map[string]any{"status": "Synced", "revision": revision},
+		"health": map[string]any{"status": "Healthy"},
+		"operationState": map[string]any{
+			"phase": "Succeeded", "startedAt": finished, "finishedAt": finished,
+			"operation":  map[string]any{"sync": map[string]any{"revision": revision}},
+			"syncResult": map[string]any{"revision": revision},
+		},
+		"reconciledAt": time.Now().UTC().Add(time.Second).Format(time.RFC3339),
+	}
+	if _, err := e.dyn.Resource(argocd.ApplicationGVR).Namespace("argocd").Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func head(t *testing.T, bare string) string {
+	t.Helper()
+	out, err := gitserver.GitOutput(context.Background(), bare, "rev-parse", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
 }
 
 func (e clusterEnv) start(t *testing.T, f *controllerFlags) (addr string, logs *syncBuffer, stop func() error) {
@@ -128,7 +204,9 @@ func (e clusterEnv) start(t *testing.T, f *controllerFlags) (addr string, logs *
 
 func controllerFlagsFor(healthAddr string) *controllerFlags {
 	return &controllerFlags{
-		namespace: "argocd", watchNamespaces: []string{"argocd"}, interval: time.Hour,
+		namespace: "argocd", argocdNamespace: "argocd", watchNamespaces: []string{"argocd"},
+		// Short, so the health gate sees the simulated Argo CD quickly.
+		interval:    200 * time.Millisecond,
 		leaderElect: true, stateConfigMap: kubestate.DefaultName, healthAddr: healthAddr,
 	}
 }
@@ -162,17 +240,27 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 
 	ctx := context.Background()
 	c := api.NewClient(addr, "", nil)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sts, err := c.Stages(ctx)
-		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" && sts[0].VerifiedFreight != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("controller never promoted develop-frontend: %v %+v\n%s", err, sts, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+
+	// Only the promoted Application is asked to sync, to the promotion commit.
+	commit := head(t, e.bare)
+	u := e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	if info, _, _ := unstructured.NestedSlice(u.Object, "operation", "info"); len(info) != 1 || info[0].(map[string]any)["value"] != "Promote image from 1.2.1 to 1.2.2" {
+		t.Errorf("operation info = %v, want the commit subject as the reason", info)
 	}
+	if _, ok := e.app(t, "develop-backend").Object["operation"]; ok {
+		t.Error("the sibling Application develop-backend got an operation")
+	}
+	st, _ := c.Stage(ctx, "develop-frontend")
+	if st.VerifiedFreight != nil {
+		t.Fatalf("verified before Argo CD synced: %+v", st.VerifiedFreight)
+	}
+	if !strings.Contains(st.Reason, "verification pending: waiting:") {
+		t.Errorf("reason = %q, want what the health gate waits for", st.Reason)
+	}
+
+	e.finishSync(t, "develop-frontend", commit)
+	waitStage(t, c, logs, "verified", func(st stage.Status) bool { return st.VerifiedFreight != nil && st.VerifiedFreight.Commit == commit })
 
 	subjects, err := gitserver.GitOutput(ctx, e.bare, "log", "--format=%s", "main")
 	if err != nil {
@@ -258,25 +346,19 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 	})
 }
 
-func TestController_SecondReplicaStandsByAndRefusesToWrite(t *testing.T) {
+// TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSync: the first
+// leader pushes but cannot patch the Application, then stops; the standby, which refused to
+// act while standing by, takes over and triggers the sync of that commit without a second one.
+func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSync(t *testing.T) {
 	e := newClusterEnv(t)
-	firstAddr, _, stopFirst := e.start(t, controllerFlagsFor(""))
-	c := api.NewClient(firstAddr, "", nil)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sts, err := c.Stages(context.Background())
-		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("first replica never promoted: %v %+v", err, sts)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.blockPatches.Store(true)
+	firstAddr, firstLogs, stopFirst := e.start(t, controllerFlagsFor(""))
+	waitStage(t, api.NewClient(firstAddr, "", nil), firstLogs, "promoted by the first replica", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	commit := head(t, e.bare)
 
 	health := freeAddr(t)
 	secondAddr, logs, _ := e.start(t, controllerFlagsFor(health))
-	deadline = time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, body := tryGet("http://" + health + "/readyz")
 		if code == http.StatusOK && strings.Contains(body, "standing by") && !strings.Contains(body, "unknown") {
@@ -287,34 +369,47 @@ func TestController_SecondReplicaStandsByAndRefusesToWrite(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	_, err := api.NewClient(secondAddr, "", nil).Rollback(context.Background(), "develop-frontend", "")
+	second := api.NewClient(secondAddr, "", nil)
+	_, err := second.Rollback(context.Background(), "develop-frontend", "")
 	if err == nil || !strings.Contains(err.Error(), "standing by") || !strings.Contains(err.Error(), "kubectl port-forward pod/") {
 		t.Fatalf("rollback on the standby: %v, want a refusal naming the leader's pod", err)
 	}
+	if _, ok := e.app(t, "develop-frontend").Object["operation"]; ok {
+		t.Fatal("the Application got an operation while patches were failing")
+	}
 
-	// The leader stops (rolling update, node drain): the standby takes over without a second
-	// commit, since Git already holds 1.2.2.
+	// The leader dies between push and sync; the API server is reachable again for the next.
 	if err := stopFirst(); err != nil {
 		t.Fatal(err)
 	}
-	c2 := api.NewClient(secondAddr, "", nil)
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		sts, err := c2.Stages(context.Background())
-		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" && sts[0].Decision == "up-to-date" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("standby never took over: %v %+v\n%s", err, sts, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	e.blockPatches.Store(false)
+	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+
 	subjects, err := gitserver.GitOutput(context.Background(), e.bare, "log", "--format=%s", "main")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Count(subjects, "Promote image") != 1 {
+	if subjects != "Promote image from 1.2.1 to 1.2.2\nSeed repository\n" {
 		t.Errorf("git log after the takeover:\n%s\nwant exactly one promotion", subjects)
+	}
+	if _, ok := e.app(t, "develop-backend").Object["operation"]; ok {
+		t.Error("the sibling Application develop-backend got an operation")
+	}
+}
+
+// waitStage polls the API until develop-frontend's status satisfies ok.
+func waitStage(t *testing.T, c *api.Client, logs *syncBuffer, what string, ok func(stage.Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.Stage(context.Background(), "develop-frontend")
+		if err == nil && ok(st) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("develop-frontend never %s: %v %+v\n%s", what, err, st, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -136,7 +136,8 @@ func Derive(apps, appsets []*unstructured.Unstructured) Config {
 }
 
 // annotations merges the kropipe.io/* annotations of the owning ApplicationSets
-// with the Application's own, which win.
+// with the Application's own, which win; an own annotation set to "" removes the
+// ApplicationSet's.
 func annotations(app *unstructured.Unstructured, sets map[string]*unstructured.Unstructured) (merged, own map[string]string) {
 	merged, own = map[string]string{}, map[string]string{}
 	for _, o := range app.GetOwnerReferences() {
@@ -154,6 +155,9 @@ func annotations(app *unstructured.Unstructured, sets map[string]*unstructured.U
 	for k, v := range app.GetAnnotations() {
 		if strings.HasPrefix(k, AnnotationPrefix) {
 			merged[k], own[k] = v, v
+			if strings.TrimSpace(v) == "" {
+				delete(merged, k) // an empty value clears the ApplicationSet's
+			}
 		}
 	}
 	return merged, own
@@ -213,7 +217,10 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		}
 		b.AutoRollback = p
 	}
-	if v, ok := ann[AnnSoak]; ok {
+	_, ownSoak := own[AnnSoak]
+	if v, ok := ann[AnnSoak]; ok && (spec.Upstream != "" || ownSoak) {
+		// An ApplicationSet's soak is for the stages that have an upstream; the
+		// first stage of each pipeline inherits it without meaning anything.
 		d, err := parseDuration(v, false)
 		if err != nil {
 			bad(AnnSoak, "%v", err)

@@ -284,3 +284,45 @@ func TestDerive_WarnsWithoutManifestGeneratePaths(t *testing.T) {
 		t.Fatalf("warnings %v", cfg.Warnings)
 	}
 }
+
+func TestDerive_ApplicationSetDefaultsAndOverrides(t *testing.T) {
+	set := appset("services", map[string]string{AnnSoak: "10m", AnnConstraint: "^1.2", AnnAutoPromote: "false"})
+	apps := []*unstructured.Unstructured{
+		// The first stage inherits a soak that only means something downstream.
+		ownedBy(app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend"), AnnAutoPromote: "true"}), "services"),
+		ownedBy(app("staging-frontend", "staging/frontend", map[string]string{AnnImage: img("frontend"), AnnUpstream: "develop-frontend"}), "services"),
+		// An empty value clears the ApplicationSet's.
+		ownedBy(app("develop-backend", "develop/backend", map[string]string{AnnImage: img("backend"), AnnConstraint: ""}), "services"),
+		// An ApplicationSet in another namespace does not own it.
+		func() *unstructured.Unstructured {
+			a := ownedBy(app("team-frontend", "team/frontend", map[string]string{AnnImage: img("frontend")}), "services")
+			a.SetNamespace("team-a")
+			return a
+		}(),
+	}
+	cfg := Derive(apps, []*unstructured.Unstructured{set})
+	if len(cfg.Problems) != 0 {
+		t.Fatalf("problems %v", cfg.Problems)
+	}
+	got := map[string]stage.Spec{}
+	for _, s := range cfg.Specs {
+		got[s.Name] = s
+	}
+	if s := got["develop-frontend"]; s.Soak != 0 || !s.AutoPromote || s.Constraint != "^1.2" {
+		t.Fatalf("develop-frontend %+v", s)
+	}
+	if s := got["staging-frontend"]; s.Soak != 10*time.Minute || s.AutoPromote {
+		t.Fatalf("staging-frontend %+v", s)
+	}
+	if s := got["develop-backend"]; s.Constraint != "" {
+		t.Fatalf("develop-backend kept the ApplicationSet's constraint: %+v", s)
+	}
+	if s := got["team-frontend"]; s.Constraint != "" || !s.AutoPromote {
+		t.Fatalf("team-frontend took annotations of an ApplicationSet in another namespace: %+v", s)
+	}
+	// An own soak without upstream is still a mistake.
+	own := app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend"), AnnSoak: "10m"})
+	if _, problems := Specs([]*unstructured.Unstructured{own}, nil); len(problems) != 1 || problems[0].Field != AnnSoak {
+		t.Fatalf("problems %v", problems)
+	}
+}

@@ -137,6 +137,7 @@ type controller struct {
 	dyn     dynamic.Interface
 	metrics *metrics.Metrics
 	store   *kubestate.Store
+	events  *argocd.Recorder
 
 	engine  atomic.Pointer[stage.Engine]      // the leader's engine; nil while standing by
 	watcher atomic.Pointer[argocd.Watcher]    // the leader's watcher; nil while standing by
@@ -169,6 +170,7 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 		g: g, f: f, log: log, kube: kube, dyn: dyn,
 		metrics: metrics.New(),
 		store:   kubestate.New(kube, f.namespace, kubestate.WithName(f.stateConfigMap), kubestate.WithLogger(log)),
+		events:  argocd.NewRecorder(kube),
 	}
 	c.leader.Store("")
 
@@ -329,7 +331,8 @@ func (c *controller) term(ctx context.Context) error {
 		c.health.Store(nil)
 		c.watcher.Store(nil)
 	}()
-	interval := c.applySpecs(e, w)
+	reported := map[argocd.Problem]bool{}
+	interval := c.applySpecs(ctx, e, w, reported)
 
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
@@ -339,10 +342,11 @@ func (c *controller) term(ctx context.Context) error {
 		err := e.Reconcile(ctx)
 		after := e.Status()
 		c.metrics.Pass(before, after, time.Since(start))
+		c.recordPass(ctx, w, before, after)
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("pass finished with failures", "error", err.Error())
 		}
-		c.rollBackFailures(ctx, e, hg)
+		c.rollBackFailures(ctx, e, hg, w)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -351,7 +355,7 @@ func (c *controller) term(ctx context.Context) error {
 		case <-timer.C:
 		case <-e.Kicks():
 		case <-w.Changes():
-			interval = c.applySpecs(e, w)
+			interval = c.applySpecs(ctx, e, w, reported)
 		}
 		if !timer.Stop() {
 			select {
@@ -363,12 +367,19 @@ func (c *controller) term(ctx context.Context) error {
 	}
 }
 
-// applySpecs hands the annotations' stages to the engine, logs the stages they cannot
-// describe, and returns the time until the next pass.
-func (c *controller) applySpecs(e *stage.Engine, w *argocd.Watcher) time.Duration {
+// applySpecs hands the annotations' stages to the engine, reports the stages they cannot
+// describe (log, and an Event on the Application once per problem), and returns the time until
+// the next pass.
+func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.Watcher, reported map[argocd.Problem]bool) time.Duration {
 	cfg := w.Config()
 	for _, p := range cfg.Problems {
 		c.log.Warn("stage not run: bad annotation", "stage", p.Stage, "application", p.App, "field", p.Field, "problem", p.Message)
+		if reported[p] {
+			continue
+		}
+		reported[p] = true
+		ns, name, _ := strings.Cut(p.App, "/")
+		c.event(c.events.Misconfigured(ctx, argocd.AppRef{Namespace: ns, Name: name}, p.Error()))
 	}
 	for _, p := range cfg.Warnings {
 		c.log.Warn("stage configuration warning", "stage", p.Stage, "application", p.App, "field", p.Field, "warning", p.Message)
@@ -431,7 +442,52 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 // rollBackFailures handles the promotions the health gate gave up on since the last pass:
 // each is logged, and with kropipe.io/auto-rollback "true" rolled back by a commit that
 // rejects the bad value. It runs after the pass, never inside it (the engine is locked then).
-func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *argocd.HealthGate) {
+// recordPass writes an Event on the Application of every stage the pass promoted or newly
+// failed; the same comparison as the metrics, so each is reported once.
+func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, after []stage.Status) {
+	prev := make(map[string]stage.Status, len(before))
+	for _, s := range before {
+		prev[s.Name] = s
+	}
+	for _, s := range after {
+		b, ok := w.App(s.Name)
+		if !ok {
+			continue
+		}
+		p := prev[s.Name]
+		if s.LastCommit != "" && s.LastCommit != p.LastCommit && s.Decision == stage.DecisionPromote {
+			c.event(c.events.Promoted(ctx, b.App, "stage "+s.Name+": "+s.Reason))
+		}
+		if s.Failed() && (!p.Failed() || p.Error != s.Error) {
+			c.event(c.events.Failed(ctx, b.App, s.Error))
+		}
+	}
+}
+
+// outcomeEvent records a promotion or rollback made through the API or by auto-rollback.
+func (c *controller) outcomeEvent(ctx context.Context, w *argocd.Watcher, o stage.Outcome) {
+	if w == nil || o.Commit == "" || o.Skipped {
+		return
+	}
+	b, ok := w.App(o.Stage)
+	if !ok {
+		return
+	}
+	if o.Kind == gitwrite.Rollback.String() {
+		c.event(c.events.RolledBack(ctx, b.App, fmt.Sprintf("Roll back image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
+		return
+	}
+	c.event(c.events.Promoted(ctx, b.App, fmt.Sprintf("Promote image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
+}
+
+// event logs a failure to record an Event: Events are for humans, never a reason to stop.
+func (c *controller) event(err error) {
+	if err != nil {
+		c.log.Warn("could not record an Event", "error", err.Error())
+	}
+}
+
+func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *argocd.HealthGate, w *argocd.Watcher) {
 	for _, f := range hg.TakeFailures() {
 		c.log.Error("promotion failed in the cluster", "stage", f.Stage, "application", f.App.String(), "value", f.Value, "commit", f.Commit, "error", f.Err.Error())
 		if !f.AutoRollback {
@@ -450,6 +506,7 @@ func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *
 			continue
 		}
 		c.log.Info("rolled back automatically", "stage", f.Stage, "from", out.Old, "to", out.New, "commit", out.Commit)
+		c.outcomeEvent(ctx, w, out)
 	}
 }
 
@@ -629,6 +686,7 @@ func (g gate) Promote(ctx context.Context, name, tag string) (stage.Outcome, err
 	start := time.Now()
 	out, err := e.Promote(ctx, name, tag)
 	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
 	return out, err
 }
 
@@ -643,6 +701,7 @@ func (g gate) Rollback(ctx context.Context, name, to string) (stage.Outcome, err
 		out.Kind = gitwrite.Rollback.String()
 	}
 	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
 	return out, err
 }
 

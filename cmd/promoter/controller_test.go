@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,8 +56,8 @@ func (s *syncBuffer) String() string {
 }
 
 // clusterEnv is a Git server and a registry on 127.0.0.1, and fake Kubernetes clients holding
-// an Argo CD Application annotated for kropipe (develop-frontend) and a sibling that is not
-// (develop-backend).
+// an Argo CD Application annotated for kropipe (develop-frontend), a sibling that is not
+// (develop-backend) and one with a misspelt annotation (develop-typo).
 type clusterEnv struct {
 	bare    string
 	regHost string
@@ -104,11 +105,16 @@ func newClusterEnv(t *testing.T) clusterEnv {
 	sibling.SetName("develop-backend")
 	sibling.SetAnnotations(map[string]string{"argocd.argoproj.io/manifest-generate-paths": "."})
 	_ = unstructured.SetNestedField(sibling.Object, "develop/backend", "spec", "source", "path")
+	// A typo blocks only its own stage.
+	typo := app.DeepCopy()
+	typo.SetName("develop-typo")
+	typo.SetAnnotations(map[string]string{"kropipe.io/image": host + "/team/frontend", "kropipe.io/constrant": "^1.2"})
+	_ = unstructured.SetNestedField(typo.Object, "develop/typo", "spec", "source", "path")
 	e := clusterEnv{
 		bare:         bare,
 		regHost:      host,
 		kube:         kubefake.NewClientset(),
-		dyn:          dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds, app, sibling),
+		dyn:          dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds, app, sibling, typo),
 		blockPatches: &atomic.Bool{},
 	}
 	e.dyn.PrependReactor("patch", "applications", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -269,6 +275,10 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 	if want := "Promote image from 1.2.1 to 1.2.2\nSeed repository\n"; subjects != want {
 		t.Errorf("git log:\n%s\nwant:\n%s", subjects, want)
 	}
+	st, _ = c.Stage(ctx, "develop-frontend")
+	if st.Decision != stage.DecisionUpToDate {
+		t.Errorf("after verification: %s %q, want up-to-date", st.Decision, st.Reason)
+	}
 
 	t.Run("lease held", func(t *testing.T) {
 		l, err := e.kube.CoordinationV1().Leases("argocd").Get(ctx, leader.DefaultName, metav1.GetOptions{})
@@ -313,8 +323,45 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 	})
 	t.Run("problems route", func(t *testing.T) {
 		code, body := get(t, "http://"+addr+"/api/v1/problems")
-		if code != http.StatusOK || !strings.Contains(body, `"problems":[]`) {
-			t.Errorf("/api/v1/problems = %d %s", code, body)
+		if code != http.StatusOK || !strings.Contains(body, `"stage":"develop-typo"`) || !strings.Contains(body, "kropipe.io/constrant") {
+			t.Errorf("/api/v1/problems = %d %s, want develop-typo's misspelt annotation", code, body)
+		}
+	})
+	t.Run("rollback through the API", func(t *testing.T) {
+		out, err := c.Rollback(ctx, "develop-frontend", "")
+		if err != nil || out.New != "1.2.1" {
+			t.Fatalf("rollback: %+v %v", out, err)
+		}
+		e.waitSyncRequested(t, "develop-frontend", out.Commit, logs)
+		if code, body := get(t, "http://"+addr+"/metrics"); code != http.StatusOK || !strings.Contains(body, `kropipe_promotions_total{result="rolled-back",stage="develop-frontend"} 1`) {
+			t.Errorf("/metrics lacks the rollback")
+		}
+	})
+	t.Run("events on the Applications", func(t *testing.T) {
+		evs, err := e.kube.CoreV1().Events("argocd").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string][]string{}
+		for _, ev := range evs.Items {
+			got[ev.InvolvedObject.Name] = append(got[ev.InvolvedObject.Name], ev.Reason)
+		}
+		want := map[string][]string{
+			"develop-frontend": {"Promoted", "RolledBack"},
+			"develop-typo":     {"InvalidConfiguration"},
+		}
+		for app, reasons := range want {
+			for _, r := range reasons {
+				if !slices.Contains(got[app], r) {
+					t.Errorf("events on %s = %v, want %s", app, got[app], r)
+				}
+			}
+		}
+		if len(got["develop-backend"]) > 0 {
+			t.Errorf("events on the untouched sibling: %v", got["develop-backend"])
+		}
+		if n := len(got["develop-typo"]); n != 1 {
+			t.Errorf("%d events for one misspelt annotation, want 1 (not one per pass)", n)
 		}
 	})
 

@@ -176,7 +176,10 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 	at := g.atAny(a.revision, targets)
 	value := f.Value(spec.Strategy)
 
-	if at && a.syncStatus == "Synced" && a.health == "Healthy" && (a.phase == "Succeeded" || a.phase == "") && !a.running {
+	opForUs := a.opRevision != "" && contains(targets, a.opRevision)
+	// An operation for the commit must have Succeeded; one for another revision
+	// (an old failed manual sync) says nothing about this commit.
+	if at && a.syncStatus == "Synced" && a.health == "Healthy" && !a.running && (!opForUs || a.phase == "Succeeded") {
 		if a.phase != "" && a.reconciledAt.Before(a.finishedAt) {
 			return pending("waiting: Argo CD has not compared %s since its sync finished at %s", u.GetName(), a.finishedAt.Format(time.RFC3339))
 		}
@@ -184,7 +187,6 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		return nil
 	}
 
-	opForUs := a.opRevision != "" && contains(targets, a.opRevision)
 	bad, why := "", ""
 	switch {
 	case opForUs && (a.phase == "Failed" || a.phase == "Error") && !a.running:
@@ -252,7 +254,7 @@ func (g *HealthGate) healthyAgain(stage string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if tr := g.tracked[stage]; tr != nil {
-		tr.badSince = time.Time{}
+		tr.badSince, tr.reported = time.Time{}, false
 	}
 }
 

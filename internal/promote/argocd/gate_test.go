@@ -406,3 +406,17 @@ func TestHealthGate_SyncIfWaitsForArgoCDInstead(t *testing.T) {
 		t.Fatalf("patched %v", names)
 	}
 }
+
+func TestHealthGate_OldFailedOperationOfAnotherRevisionDoesNotBlock(t *testing.T) {
+	f := newGateFixture(t)
+	st := argoStatus(oldCommit, "Synced", "Healthy", "Failed", "an old manual sync failed")
+	st["sync"] = map[string]any{"status": "Synced", "revision": promoted} // Argo CD compared the new commit since
+	f.argo("develop-frontend", st)
+	f.client.ClearActions()
+	if err := f.gate().Verify(context.Background(), spec("develop-frontend"), fr, promoted); err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := f.patches(); len(names) != 0 {
+		t.Fatalf("patched %v", names)
+	}
+}

@@ -383,6 +383,12 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 	}
 	for _, p := range cfg.Warnings {
 		c.log.Warn("stage configuration warning", "stage", p.Stage, "application", p.App, "field", p.Field, "warning", p.Message)
+		if reported[p] {
+			continue
+		}
+		reported[p] = true
+		ns, name, _ := strings.Cut(p.App, "/")
+		c.event(c.events.Event(ctx, argocd.AppRef{Namespace: ns, Name: name}, corev1.EventTypeWarning, "ConfigurationWarning", p.Error()))
 	}
 	if err := e.SetSpecs(cfg.Specs); err != nil {
 		// Derive only returns sets that validate; this is a bug, so keep the old set.

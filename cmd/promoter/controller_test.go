@@ -108,13 +108,18 @@ func newClusterEnv(t *testing.T) clusterEnv {
 	// A typo blocks only its own stage.
 	typo := app.DeepCopy()
 	typo.SetName("develop-typo")
-	typo.SetAnnotations(map[string]string{"kropipe.io/image": host + "/team/frontend", "kropipe.io/constrant": "^1.2"})
+	typo.SetAnnotations(map[string]string{"kropipe.io/image": host + "/team/frontend", "kropipe.io/constrant": "^1.2", "argocd.argoproj.io/manifest-generate-paths": "."})
 	_ = unstructured.SetNestedField(typo.Object, "develop/typo", "spec", "source", "path")
+	// Without manifest-generate-paths every commit regenerates every app: a warning, not a block.
+	noPaths := app.DeepCopy()
+	noPaths.SetName("develop-nopaths")
+	noPaths.SetAnnotations(map[string]string{"kropipe.io/image": host + "/team/nopaths"})
+	_ = unstructured.SetNestedField(noPaths.Object, "develop/nopaths", "spec", "source", "path")
 	e := clusterEnv{
 		bare:         bare,
 		regHost:      host,
 		kube:         kubefake.NewClientset(),
-		dyn:          dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds, app, sibling, typo),
+		dyn:          dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds, app, sibling, typo, noPaths),
 		blockPatches: &atomic.Bool{},
 	}
 	e.dyn.PrependReactor("patch", "applications", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -349,6 +354,7 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		want := map[string][]string{
 			"develop-frontend": {"Promoted", "RolledBack"},
 			"develop-typo":     {"InvalidConfiguration"},
+			"develop-nopaths":  {"ConfigurationWarning"},
 		}
 		for app, reasons := range want {
 			for _, r := range reasons {

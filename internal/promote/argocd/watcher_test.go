@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	goruntime "runtime"
 	"sync"
 	"testing"
 	"time"
@@ -139,4 +140,30 @@ func TestWatcher_RunReturnsWhenStoppedBeforeSync(t *testing.T) {
 func setStatus(u interface{ UnstructuredContent() map[string]any }, status map[string]any) error {
 	u.UnstructuredContent()["status"] = status
 	return nil
+}
+
+func TestWatcher_LeavesNoGoroutinesBehind(t *testing.T) {
+	client, watches := fakeDynamic(app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend")}))
+	before := goruntime.NumGoroutine()
+	w := NewWatcher(client, []string{"argocd", "team-a"}, WithDebounce(time.Millisecond), WithWatcherLogger(quiet()))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	within(t, w.Changes(), "initial change")
+	for range 4 {
+		within(t, watches, "watch")
+	}
+	cancel()
+	if err := within(t, done, "return from Run"); err != nil {
+		t.Fatal(err)
+	}
+	// Run returned after the factories' Shutdown; what is left are goroutines
+	// on their way out, which the deadline below only waits for.
+	deadline := time.Now().Add(10 * time.Second)
+	for goruntime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := goruntime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after Run returned, %d before", n, before)
+	}
 }

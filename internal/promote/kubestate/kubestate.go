@@ -24,6 +24,10 @@ const (
 	DefaultName = "kropipe-promoter-state"
 	// DataKey is the ConfigMap key holding the state as JSON.
 	DataKey = "state.json"
+	// DefaultMaxBytes bounds the JSON Save writes. A ConfigMap holds at most 1 MiB, and a
+	// verification takes about 350 bytes: the engine's 50 per stage fill it at about 60
+	// stages, so older verifications are dropped first (see Save).
+	DefaultMaxBytes = 900 << 10
 )
 
 // Store is a stage.Store backed by one ConfigMap. Save is a compare-and-swap on the
@@ -35,6 +39,7 @@ type Store struct {
 	namespace string
 	name      string
 	log       *slog.Logger
+	maxBytes  int
 	// backoff is the first wait after a failed request; it doubles up to maxBackoff.
 	backoff    time.Duration
 	maxBackoff time.Duration
@@ -56,12 +61,16 @@ func WithBackoff(first, max time.Duration) Option {
 	return func(s *Store) { s.backoff, s.maxBackoff = first, max }
 }
 
+// WithMaxBytes sets the largest state Save writes (default DefaultMaxBytes).
+func WithMaxBytes(n int) Option { return func(s *Store) { s.maxBytes = n } }
+
 // New returns a store for the ConfigMap in namespace (the promoter's own namespace).
 func New(client kubernetes.Interface, namespace string, opts ...Option) *Store {
 	s := &Store{
 		client:     client,
 		namespace:  namespace,
 		name:       DefaultName,
+		maxBytes:   DefaultMaxBytes,
 		log:        slog.Default(),
 		backoff:    200 * time.Millisecond,
 		maxBackoff: 10 * time.Second,
@@ -91,10 +100,14 @@ func (s *Store) Load(ctx context.Context) (stage.State, error) {
 // Save replaces the state. On a conflict (someone wrote the ConfigMap since it was read) it
 // reads again and writes again; on other API errors it backs off and retries until ctx is
 // done, so a short API server outage delays a save but loses nothing.
+//
+// A state larger than the ConfigMap can hold loses its oldest verifications first (every
+// stage keeps as many), never a stage's newest one (what downstream stages and the API read),
+// nor approvals or pauses.
 func (s *Store) Save(ctx context.Context, st stage.State) error {
-	raw, err := json.Marshal(st)
+	raw, err := s.encode(st)
 	if err != nil {
-		return fmt.Errorf("ConfigMap %s/%s: encode state: %w", s.namespace, s.name, err)
+		return err
 	}
 	return s.retry(ctx, "write", func() error {
 		cm, err := s.get(ctx)
@@ -122,6 +135,51 @@ func (s *Store) Save(ctx context.Context, st stage.State) error {
 		_, err = s.client.CoreV1().ConfigMaps(s.namespace).Update(ctx, cm, metav1.UpdateOptions{})
 		return err
 	})
+}
+
+// encode marshals st. When that is more than maxBytes it keeps only the newest k
+// verifications of each stage, for the largest k that fits (a binary search: a handful of
+// marshals).
+func (s *Store) encode(st stage.State) ([]byte, error) {
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return nil, fmt.Errorf("ConfigMap %s/%s: encode state: %w", s.namespace, s.name, err)
+	}
+	if len(raw) <= s.maxBytes {
+		return raw, nil
+	}
+	longest := 0
+	for _, v := range st.Verifications {
+		longest = max(longest, len(v))
+	}
+	capped := func(k int) ([]byte, error) {
+		c := st // the caller's state is the engine's: trim a copy of the map
+		c.Verifications = make(map[string][]stage.Verification, len(st.Verifications))
+		for name, v := range st.Verifications {
+			c.Verifications[name] = v[max(0, len(v)-k):]
+		}
+		return json.Marshal(c)
+	}
+	var best []byte
+	bestK := 0
+	for lo, hi := 1, longest-1; lo <= hi; {
+		k := (lo + hi) / 2
+		b, err := capped(k)
+		if err != nil {
+			return nil, err
+		}
+		if len(b) <= s.maxBytes {
+			best, bestK, lo = b, k, k+1
+		} else {
+			hi = k - 1
+		}
+	}
+	if best == nil {
+		one, _ := capped(1)
+		return nil, permanent{fmt.Errorf("ConfigMap %s/%s: the promoter's state is %d bytes with only each stage's newest verification, more than the %d a ConfigMap can take; split the stages between two promoters (each with its own --state-configmap)", s.namespace, s.name, len(one), s.maxBytes)}
+	}
+	s.log.Warn("state too large for its ConfigMap; keeping only the newest verifications of each stage", "configmap", s.namespace+"/"+s.name, "kept", bestK, "bytes", len(best))
+	return best, nil
 }
 
 // get returns the ConfigMap, or nil when it does not exist.

@@ -3,6 +3,7 @@ package kubestate_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -255,5 +256,76 @@ func assertState(t *testing.T, got, want stage.State) {
 	}
 	if p, ok := got.Paused["staging-backend"]; !ok || !p.Equal(want.Paused["staging-backend"]) {
 		t.Errorf("paused = %v, want %v", got.Paused, want.Paused)
+	}
+}
+
+// bigState is stages × perStage verifications of realistic size (about 350 bytes each).
+func bigState(stages, perStage int) stage.State {
+	st := stage.State{
+		Verifications: map[string][]stage.Verification{},
+		Approvals:     map[string][]stage.Approval{"prod-service-000": {{Value: "1.2.3", ApprovedAt: time.Unix(1, 0).UTC()}}},
+		Paused:        map[string]time.Time{"staging-service-001": time.Unix(2, 0).UTC()},
+	}
+	for i := range stages {
+		name := fmt.Sprintf("staging-service-%03d", i)
+		for j := range perStage {
+			f := freight.Freight{Image: fmt.Sprintf("registry.example.com/team/service-%03d", i), Tag: fmt.Sprintf("1.2.%d", j),
+				Digest: "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", DiscoveredAt: time.Unix(int64(j), 0).UTC()}
+			st.Verifications[name] = append(st.Verifications[name], stage.Verification{
+				Freight: f, FreightID: f.ID(), Value: f.Tag, Commit: "0123456789abcdef0123456789abcdef01234567", VerifiedAt: time.Unix(int64(j), 0).UTC(),
+			})
+		}
+	}
+	return st
+}
+
+func TestSave_StateBeyondAConfigMapDropsOldestVerificationsFirst(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	// 100 stages with the engine's 50 verifications each: about 1.7 MB, beyond 1 MiB.
+	want := bigState(100, 50)
+	if err := newStore(c).Save(ctx, want); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(configMap(t, c, kubestate.DefaultName).Data[kubestate.DataKey]); n > kubestate.DefaultMaxBytes {
+		t.Fatalf("wrote %d bytes, limit %d", n, kubestate.DefaultMaxBytes)
+	}
+	got, err := newStore(c).Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, vs := range want.Verifications {
+		g := got.Verifications[name]
+		if len(g) == 0 || g[len(g)-1].Value != vs[len(vs)-1].Value {
+			t.Fatalf("stage %s lost its newest verification: %d left", name, len(g))
+		}
+	}
+	if len(got.Approvals["prod-service-000"]) != 1 || got.Paused["staging-service-001"].IsZero() {
+		t.Errorf("approvals or pauses dropped: %+v %+v", got.Approvals, got.Paused)
+	}
+	if len(want.Verifications["staging-service-000"]) != 50 {
+		t.Error("Save changed the caller's state")
+	}
+}
+
+func TestSave_RefusesStateThatCannotFitEvenTrimmed(t *testing.T) {
+	err := newStore(fake.NewClientset(), kubestate.WithMaxBytes(2000)).Save(context.Background(), bigState(20, 2))
+	if err == nil || !strings.Contains(err.Error(), "split the stages") {
+		t.Fatalf("error = %v, want advice to split the stages", err)
+	}
+}
+
+func BenchmarkSave(b *testing.B) {
+	for _, size := range []struct{ stages, per int }{{10, 50}, {50, 50}, {200, 50}} {
+		b.Run(fmt.Sprintf("%dx%d", size.stages, size.per), func(b *testing.B) {
+			ctx := context.Background()
+			s := newStore(fake.NewClientset())
+			st := bigState(size.stages, size.per)
+			for b.Loop() {
+				if err := s.Save(ctx, st); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

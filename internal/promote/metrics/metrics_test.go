@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -185,4 +186,33 @@ func value(t *testing.T, m *metrics.Metrics, name, label, val string) float64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkRegistryRequest is the cost the warehouse pays per registry response.
+func BenchmarkRegistryRequest(b *testing.B) {
+	m := metrics.New()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.RegistryRequest("ghcr.io", 200)
+		}
+	})
+}
+
+// BenchmarkPass is the bookkeeping after each engine pass.
+func BenchmarkPass(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			m := metrics.New()
+			before := make([]stage.Status, n)
+			after := make([]stage.Status, n)
+			for i := range n {
+				name := "stage-" + strconv.Itoa(i)
+				before[i] = stage.Status{Name: name, LastCommit: "a"}
+				after[i] = stage.Status{Name: name, LastCommit: "b", Decision: stage.DecisionPromote}
+			}
+			for b.Loop() {
+				m.Pass(before, after, time.Second)
+			}
+		})
+	}
 }

@@ -145,9 +145,11 @@ func TestRun_ExactlyOneLeadsAndTheOtherTakesOverOnShutdown(t *testing.T) {
 
 	// Graceful shutdown of the leader (SIGTERM): it finishes its work, releases the lease and
 	// the other replica takes over.
+	stoppedAt := time.Now()
 	cands[first].cancel()
 	<-cands[first].stopped
 	second := waitLeader(t, tl)
+	t.Logf("takeover after a clean shutdown: %s (retry period %s)", time.Since(stoppedAt).Round(time.Millisecond), fastConfig(c, "").RetryPeriod)
 	if second == first {
 		t.Fatalf("%s led again after shutting down", first)
 	}
@@ -190,8 +192,11 @@ func TestRun_LeaderCutOffFromAPIServerStopsBeforeTheOtherStarts(t *testing.T) {
 	mu.Lock()
 	cutOff = first
 	mu.Unlock()
+	cutAt := time.Now()
 
 	second := waitLeader(t, tl)
+	cfg := fastConfig(c, "")
+	t.Logf("takeover after the leader was cut off: %s (renew deadline %s, lease %s)", time.Since(cutAt).Round(time.Millisecond), cfg.RenewDeadline, cfg.LeaseDuration)
 	if second == first {
 		t.Fatalf("%s still leads while cut off", first)
 	}

@@ -251,11 +251,14 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 
 	ctx := context.Background()
 	c := api.NewClient(addr, "", nil)
+	started := time.Now()
 	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	promotedAfter := time.Since(started)
 
 	// Only the promoted Application is asked to sync, to the promotion commit.
 	commit := head(t, e.bare)
 	u := e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	t.Logf("start → commit pushed %s, → sync requested %s", promotedAfter.Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
 	if info, _, _ := unstructured.NestedSlice(u.Object, "operation", "info"); len(info) != 1 || info[0].(map[string]any)["value"] != "Promote image from 1.2.1 to 1.2.2" {
 		t.Errorf("operation info = %v, want the commit subject as the reason", info)
 	}
@@ -432,11 +435,13 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 	}
 
 	// The leader dies between push and sync; the API server is reachable again for the next.
+	stoppedAt := time.Now()
 	if err := stopFirst(); err != nil {
 		t.Fatal(err)
 	}
 	e.blockPatches.Store(false)
 	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	t.Logf("leader stopped → standby synced the pending commit: %s", time.Since(stoppedAt).Round(time.Millisecond))
 
 	subjects, err := gitserver.GitOutput(context.Background(), e.bare, "log", "--format=%s", "main")
 	if err != nil {

@@ -143,6 +143,8 @@ type controller struct {
 	watcher atomic.Pointer[argocd.Watcher]    // the leader's watcher; nil while standing by
 	health  atomic.Pointer[argocd.HealthGate] // the leader's verifier; nil while standing by
 	leader  atomic.Value                      // string: the identity of the replica that leads
+	// progress is when the leader last finished a pass (or started leading), in Unix nanoseconds.
+	progress atomic.Int64
 }
 
 func runController(ctx context.Context, g *globals, f *controllerFlags, kube kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) error {
@@ -200,13 +202,10 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 }
 
 // servers are the HTTP listeners of one replica.
-type servers struct {
-	list []*http.Server
-	errs chan error
-}
+type servers struct{ list []*http.Server }
 
 func (c *controller) listen(ctx context.Context, apiHandler http.Handler) (*servers, error) {
-	s := &servers{errs: make(chan error, 2)}
+	s := &servers{}
 	start := func(addr string, h http.Handler, what string) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -217,7 +216,6 @@ func (c *controller) listen(ctx context.Context, apiHandler http.Handler) (*serv
 		go func() {
 			if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				c.log.Error("HTTP server stopped", "addr", addr, "error", err.Error())
-				s.errs <- err
 			}
 		}()
 		return nil
@@ -227,7 +225,7 @@ func (c *controller) listen(ctx context.Context, apiHandler http.Handler) (*serv
 	}
 	if c.f.healthAddr != "" {
 		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("GET /healthz", c.healthy)
 		mux.HandleFunc("GET /readyz", c.ready)
 		mux.Handle("GET /metrics", c.metrics.Handler())
 		if err := start(c.f.healthAddr, mux, "probes (--health-addr)"); err != nil {
@@ -246,6 +244,26 @@ func (s *servers) shutdown() error {
 		errs = append(errs, hs.Shutdown(ctx))
 	}
 	return errors.Join(errs...)
+}
+
+// healthy answers the kubelet's liveness probe. A leader whose passes stopped finishing (a Git
+// or registry request hanging) fails it, so the kubelet restarts the pod and the standby takes
+// over: a wedged leader would otherwise hold the Lease with nobody promoting.
+func (c *controller) healthy(w http.ResponseWriter, r *http.Request) {
+	if c.engine.Load() != nil {
+		last := time.Unix(0, c.progress.Load())
+		if stuck := time.Since(last); stuck > c.stuckAfter() {
+			http.Error(w, fmt.Sprintf("no pass has finished for %s", stuck.Round(time.Second)), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// stuckAfter is how long a leader may go without finishing a pass: three intervals, and never
+// less than 15 minutes, since one slow pass (a rate-limited registry, a large fetch) is normal.
+func (c *controller) stuckAfter() time.Duration {
+	return max(3*c.f.interval, 15*time.Minute)
 }
 
 // ready answers the kubelet's readiness probe. A standby is ready: it serves the API and would
@@ -323,6 +341,7 @@ func (c *controller) term(ctx context.Context) error {
 		return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.watchNamespaces, watchErr)
 	case <-w.Changes():
 	}
+	c.progress.Store(time.Now().UnixNano())
 	c.watcher.Store(w)
 	c.health.Store(hg)
 	c.engine.Store(e)
@@ -341,6 +360,7 @@ func (c *controller) term(ctx context.Context) error {
 		start := time.Now()
 		err := e.Reconcile(ctx)
 		after := e.Status()
+		c.progress.Store(time.Now().UnixNano())
 		c.metrics.Pass(before, after, time.Since(start))
 		c.recordPass(ctx, w, before, after)
 		if err != nil && ctx.Err() == nil {

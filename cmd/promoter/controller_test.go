@@ -509,3 +509,41 @@ func TestController_IsARootSubcommandWithItsFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestController_ProbesTellAWedgedLeaderFromAStandby(t *testing.T) {
+	e, err := stage.New(nil, stage.WithGit(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name               string
+		leading            bool
+		lastPass           time.Duration // ago
+		wantLive, wantRead int
+	}{
+		{name: "standby", wantLive: http.StatusOK, wantRead: http.StatusOK},
+		{name: "leader before its first pass", leading: true, lastPass: time.Second, wantLive: http.StatusOK, wantRead: http.StatusServiceUnavailable},
+		{name: "leader whose passes stopped", leading: true, lastPass: time.Hour, wantLive: http.StatusServiceUnavailable, wantRead: http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &controller{f: controllerFlagsFor("")}
+			c.f.interval = time.Minute
+			c.leader.Store("promoter-0_abcd")
+			if tt.leading {
+				c.engine.Store(e)
+				c.progress.Store(time.Now().Add(-tt.lastPass).UnixNano())
+			}
+			for _, p := range []struct {
+				h    http.HandlerFunc
+				want int
+			}{{c.healthy, tt.wantLive}, {c.ready, tt.wantRead}} {
+				rec := httptest.NewRecorder()
+				p.h(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+				if rec.Code != p.want {
+					t.Errorf("probe = %d %s, want %d", rec.Code, rec.Body.String(), p.want)
+				}
+			}
+		})
+	}
+}

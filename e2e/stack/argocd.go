@@ -137,13 +137,18 @@ func withName(labels map[string]string, name string) map[string]string {
 
 // argoCDCRDDir is manifests/crds of the Argo CD module the e2e module pins.
 func argoCDCRDDir(ctx context.Context, e2eDir string) (string, error) {
-	cmd := exec.CommandContext(ctx, goTool(), "list", "-m", "-f", "{{.Dir}}", "github.com/argoproj/argo-cd/v2")
+	// `go mod download` (unlike `go list -m`) also fetches the module into an empty cache.
+	cmd := exec.CommandContext(ctx, goTool(), "mod", "download", "-json", "github.com/argoproj/argo-cd/v2")
 	cmd.Dir = e2eDir
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("locate Argo CD module (go list -m in %s): %w", e2eDir, err)
+		return "", fmt.Errorf("locate Argo CD module (go mod download in %s): %w", e2eDir, err)
 	}
-	dir := filepath.Join(strings.TrimSpace(string(out)), "manifests", "crds")
+	var mod struct{ Dir string }
+	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
+		return "", fmt.Errorf("locate Argo CD module: unexpected `go mod download -json` output: %s", out)
+	}
+	dir := filepath.Join(mod.Dir, "manifests", "crds")
 	if !fileOK(filepath.Join(dir, "application-crd.yaml")) {
 		return "", fmt.Errorf("Argo CD CRDs missing in %s: run `go mod download` in e2e/", dir)
 	}

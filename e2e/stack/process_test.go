@@ -29,8 +29,16 @@ func TestProcess_FailedStartNamesComponentAndShowsLogTail(t *testing.T) {
 func TestProcess_StopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	// A child that ignores SIGTERM, like kube-apiserver and argocd-cmp-server can here.
-	p, err := startProcess("stubborn", dir, dir, "/bin/sh", []string{"-c", `trap "" TERM; sleep 60 & wait`}, nil)
+	p, err := startProcess("stubborn", dir, dir, "/bin/sh", []string{"-c", `trap "" TERM; echo trapped; sleep 60 & wait`}, nil)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.waitReady(context.Background(), 10*time.Second, func(context.Context) error {
+		if !strings.Contains(p.Tail(5), "trapped") {
+			return errNotYet
+		}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -38,7 +46,7 @@ func TestProcess_StopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	if exited, _ := p.Exited(); !exited {
 		t.Fatal("process still running after Stop")
 	}
-	if d := time.Since(start); d > stopGrace+5*time.Second {
-		t.Errorf("Stop took %s, want about the %s grace", d, stopGrace)
+	if d := time.Since(start); d < stopGrace || d > stopGrace+5*time.Second {
+		t.Errorf("Stop took %s, want the %s grace then SIGKILL", d, stopGrace)
 	}
 }

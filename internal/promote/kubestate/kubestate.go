@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,7 +34,8 @@ const (
 // Store is a stage.Store backed by one ConfigMap. Save is a compare-and-swap on the
 // ConfigMap's resourceVersion: the engine is the only writer while it holds the lease, but a
 // leader that lost its lease a moment ago must not silently overwrite its successor's state
-// with a stale read.
+// with a stale read. When the ConfigMap changed since this store last read or wrote it, Save
+// merges: per stage, what this writer changed wins and everything else is the other writer's.
 type Store struct {
 	client    kubernetes.Interface
 	namespace string
@@ -44,6 +46,12 @@ type Store struct {
 	backoff    time.Duration
 	maxBackoff time.Duration
 	sleep      func(ctx context.Context, d time.Duration) error
+
+	mu sync.Mutex
+	// base is the state (as JSON: the caller owns and changes the maps it was given) as this
+	// store last read or wrote it, at baseRV: what the caller's next Save is a change of.
+	base   []byte
+	baseRV string
 }
 
 // Option configures a Store.
@@ -91,31 +99,64 @@ func (s *Store) Load(ctx context.Context) (stage.State, error) {
 		if err != nil {
 			return err
 		}
-		st, err = s.decode(cm)
-		return err
+		if st, err = s.decode(cm); err != nil {
+			return err
+		}
+		if cm != nil {
+			s.remember([]byte(cm.Data[DataKey]), cm)
+		} else {
+			s.remember(nil, nil)
+		}
+		return nil
 	})
 	return st, err
 }
 
-// Save replaces the state. On a conflict (someone wrote the ConfigMap since it was read) it
-// reads again and writes again; on other API errors it backs off and retries until ctx is
-// done, so a short API server outage delays a save but loses nothing.
+func (s *Store) remember(raw []byte, cm *corev1.ConfigMap) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.base, s.baseRV = raw, ""
+	if cm != nil {
+		s.baseRV = cm.ResourceVersion
+	}
+}
+
+// Save writes the state. When someone else wrote the ConfigMap since this store last read or
+// wrote it (seen at once, or as a conflict on update) it reads again and merges by stage (see
+// Store); on other API errors it backs off and retries until ctx is done, so a short API
+// server outage delays a save but loses nothing.
 //
 // A state larger than the ConfigMap can hold loses its oldest verifications first (every
 // stage keeps as many), never a stage's newest one (what downstream stages and the API read),
 // nor approvals or pauses.
 func (s *Store) Save(ctx context.Context, st stage.State) error {
-	raw, err := s.encode(st)
-	if err != nil {
-		return err
-	}
 	return s.retry(ctx, "write", func() error {
 		cm, err := s.get(ctx)
 		if err != nil {
 			return err
 		}
+		s.mu.Lock()
+		baseRaw, baseRV := s.base, s.baseRV
+		s.mu.Unlock()
+		write := st
+		if cm != nil && cm.ResourceVersion != baseRV {
+			// Someone else wrote since this store's last look: keep their changes.
+			theirs, err := s.decode(cm)
+			if err != nil {
+				return err
+			}
+			var base stage.State
+			if len(baseRaw) > 0 {
+				_ = json.Unmarshal(baseRaw, &base) // it was written or read by this store
+			}
+			write = merge(base, st, theirs)
+		}
+		raw, err := s.encode(write)
+		if err != nil {
+			return err
+		}
 		if cm == nil {
-			_, err = s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, &corev1.ConfigMap{
+			created, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, &corev1.ConfigMap{
 				ObjectMeta: metav1.ObjectMeta{
 					Name:      s.name,
 					Namespace: s.namespace,
@@ -123,6 +164,9 @@ func (s *Store) Save(ctx context.Context, st stage.State) error {
 				},
 				Data: map[string]string{DataKey: string(raw)},
 			}, metav1.CreateOptions{})
+			if err == nil {
+				s.remember(raw, created)
+			}
 			return err
 		}
 		cm = cm.DeepCopy()
@@ -131,10 +175,55 @@ func (s *Store) Save(ctx context.Context, st stage.State) error {
 		}
 		cm.Data[DataKey] = string(raw)
 		// Update carries cm's resourceVersion: the API server refuses it with a conflict if
-		// the ConfigMap changed since get.
-		_, err = s.client.CoreV1().ConfigMaps(s.namespace).Update(ctx, cm, metav1.UpdateOptions{})
+		// the ConfigMap changed since get, and the retry merges again.
+		updated, err := s.client.CoreV1().ConfigMaps(s.namespace).Update(ctx, cm, metav1.UpdateOptions{})
+		if err == nil {
+			s.remember(raw, updated)
+		}
 		return err
 	})
+}
+
+// merge is a three-way merge by stage: for every stage of every map, the entry ours holds if
+// ours changed it from base (adding, changing or removing it), else the entry theirs holds.
+// Entries compare by their JSON, as stored.
+func merge(base, ours, theirs stage.State) stage.State {
+	return stage.State{
+		Approvals:     mergeMap(base.Approvals, ours.Approvals, theirs.Approvals),
+		Verifications: mergeMap(base.Verifications, ours.Verifications, theirs.Verifications),
+		Paused:        mergeMap(base.Paused, ours.Paused, theirs.Paused),
+	}
+}
+
+func mergeMap[V any](base, ours, theirs map[string]V) map[string]V {
+	out := map[string]V{}
+	keys := map[string]bool{}
+	for _, m := range []map[string]V{base, ours, theirs} {
+		for k := range m {
+			keys[k] = true
+		}
+	}
+	for k := range keys {
+		b, inBase := base[k]
+		o, inOurs := ours[k]
+		src := theirs
+		if inBase != inOurs || (inOurs && !sameJSON(b, o)) {
+			src = ours
+		}
+		if v, ok := src[k]; ok {
+			out[k] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+func sameJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(x) == string(y)
 }
 
 // encode marshals st. When that is more than maxBytes it keeps only the newest k

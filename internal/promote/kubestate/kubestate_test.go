@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -327,5 +329,135 @@ func BenchmarkSave(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// withResourceVersions makes the fake clientset behave like the API server for ConfigMaps:
+// every write gets a new resourceVersion, and an update carrying an old one is a conflict.
+// (The fake's tracker does neither.)
+func withResourceVersions(c *fake.Clientset) {
+	var mu sync.Mutex
+	rv := 100
+	gvr := corev1.SchemeGroupVersion.WithResource("configmaps")
+	c.PrependReactor("create", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		cm := a.(k8stesting.CreateAction).GetObject().(*corev1.ConfigMap).DeepCopy()
+		rv++
+		cm.ResourceVersion = strconv.Itoa(rv)
+		if err := c.Tracker().Create(gvr, cm, cm.Namespace); err != nil {
+			return true, nil, err
+		}
+		return true, cm, nil
+	})
+	c.PrependReactor("update", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		cm := a.(k8stesting.UpdateAction).GetObject().(*corev1.ConfigMap).DeepCopy()
+		cur, err := c.Tracker().Get(gvr, cm.Namespace, cm.Name)
+		if err != nil {
+			return true, nil, err
+		}
+		if cur.(*corev1.ConfigMap).ResourceVersion != cm.ResourceVersion {
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "configmaps"}, cm.Name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
+		}
+		rv++
+		cm.ResourceVersion = strconv.Itoa(rv)
+		if err := c.Tracker().Update(gvr, cm, cm.Namespace); err != nil {
+			return true, nil, err
+		}
+		return true, cm, nil
+	})
+}
+
+// TestSave_KeepsAnotherWritersChanges is the old leader that has not noticed it lost the
+// Lease: both stores read, each changes different stages, both save. Neither loses the other's
+// change; a stage both changed ends as the last writer left it.
+func TestSave_KeepsAnotherWritersChanges(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	withResourceVersions(c)
+	at := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	seed := stage.State{Paused: map[string]time.Time{"staging-backend": at, "staging-frontend": at}}
+	if err := newStore(c).Save(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+
+	oldLeader, newLeader := newStore(c), newStore(c)
+	a, err := oldLeader.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newLeader.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The new leader approves prod and resumes staging-backend.
+	b.Approvals = map[string][]stage.Approval{"prod-frontend": {{Value: "1.2.2", ApprovedAt: at}}}
+	delete(b.Paused, "staging-backend")
+	if err := newLeader.Save(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	// The old leader, from its stale read, records a verification and resumes staging-frontend.
+	a.Verifications = map[string][]stage.Verification{"develop-frontend": {{Value: "1.2.2", FreightID: "f", VerifiedAt: at}}}
+	delete(a.Paused, "staging-frontend")
+	if err := oldLeader.Save(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := newStore(c).Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Approvals["prod-frontend"]) != 1 {
+		t.Errorf("the new leader's approval was lost: %+v", got.Approvals)
+	}
+	if len(got.Verifications["develop-frontend"]) != 1 {
+		t.Errorf("the old leader's verification was lost: %+v", got.Verifications)
+	}
+	if len(got.Paused) != 0 {
+		t.Errorf("paused = %v, want both resumes kept (neither pause resurrected)", got.Paused)
+	}
+}
+
+func TestSave_RetriesARealConflict(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	withResourceVersions(c)
+	s := newStore(c)
+	if err := s.Save(ctx, stage.State{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer slips in between this store's get and its update, once.
+	var fired atomic.Bool
+	gvr := corev1.SchemeGroupVersion.WithResource("configmaps")
+	c.PrependReactor("update", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if fired.CompareAndSwap(false, true) {
+			cur, err := c.Tracker().Get(gvr, ns, kubestate.DefaultName)
+			if err != nil {
+				return true, nil, err
+			}
+			cm := cur.(*corev1.ConfigMap).DeepCopy()
+			cm.Data[kubestate.DataKey] = `{"paused":{"other":"1970-01-01T00:00:05Z"}}`
+			cm.ResourceVersion = "other-writer"
+			if err := c.Tracker().Update(gvr, cm, ns); err != nil {
+				return true, nil, err
+			}
+		}
+		return false, nil, nil
+	})
+	if err := s.Save(ctx, sampleState()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := newStore(c).Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertState(t, got, sampleState())
+	if _, ok := got.Paused["other"]; !ok {
+		t.Errorf("the other writer's pause was lost: %v", got.Paused)
 	}
 }

@@ -23,6 +23,7 @@ unit:
 
 vet:
 	$(GO) vet ./...
+	cd e2e && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 race:

@@ -1,0 +1,172 @@
+// Package promoter_test runs the promoter binary in local mode against the stack's Debian
+// docker-registry and git http-backend: the servers users run, not the in-process ones.
+package promoter_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kropipe/kropipe/e2e/stack"
+)
+
+func TestPromoterOnce_PromotesFromDockerRegistryIntoGit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no stack")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	_, repoRoot, err := stack.FindE2EDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := stack.Start(ctx, stack.WithoutArgoCD())
+	if err != nil {
+		t.Fatalf("stack: %v", err)
+	}
+	defer st.Stop()
+
+	bin := filepath.Join(t.TempDir(), "promoter")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/promoter")
+	build.Dir = repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build promoter: %v\n%s", err, out)
+	}
+
+	if err := st.Git.CreateRepo(ctx, "gitops"); err != nil {
+		t.Fatal(err)
+	}
+	co, err := st.Git.Clone(ctx, "gitops", filepath.Join(t.TempDir(), "work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.CopyTree(filepath.Join(repoRoot, "examples", "gitops"), "."); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := co.CommitAndPush(ctx, "Seed from examples/gitops"); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tag := range []string{"1.2.1", "1.2.2", "2.0.0"} {
+		pushImage(t, st.RegistryAddr, "team/frontend", tag)
+	}
+
+	cfg := fmt.Sprintf(`git:
+  url: %s
+  branch: main
+  author: {name: kropipe, email: kropipe@example.com}
+registries:
+  - host: %s
+    insecure: true
+stages:
+  - name: develop-frontend
+    image: %s/team/frontend
+    strategy: semver
+    constraint: "^1.2"
+    file: develop/frontend/instance.yaml
+`, st.Git.RepoURL("gitops"), st.RegistryAddr, st.RegistryAddr)
+	cfgPath := filepath.Join(t.TempDir(), "promoter.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := exec.CommandContext(ctx, bin, "run", "--once", "--config", cfgPath, "--data-dir", t.TempDir())
+	out, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("promoter run --once: %v\n%s", err, out)
+	}
+
+	check, err := st.Git.Clone(ctx, "gitops", filepath.Join(t.TempDir(), "check"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := check.ReadFile("develop/frontend/instance.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `tag: "1.2.2"`) || !strings.Contains(string(data), "# bumped by the promoter") {
+		t.Fatalf("instance.yaml after the pass:\n%s\npromoter output:\n%s", data, out)
+	}
+	subject := lastSubject(t, check)
+	if subject != "Promote image from 1.2.1 to 1.2.2" {
+		t.Fatalf("last commit subject = %q", subject)
+	}
+}
+
+// lastSubject returns the subject of the checkout's last commit.
+func lastSubject(t *testing.T, co *stack.Checkout) string {
+	t.Helper()
+	cmd := exec.Command("git", "log", "-1", "--format=%s")
+	cmd.Dir = co.Dir
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// pushImage uploads a minimal image (an empty config and one tiny layer) with the OCI
+// distribution API, as a CI pipeline's push would.
+func pushImage(t *testing.T, registry, repo, tag string) {
+	t.Helper()
+	config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","created":"2026-01-01T00:00:00Z","config":{"Labels":{"tag":%q}},"rootfs":{"type":"layers","diff_ids":[]}}`, tag))
+	cfgDigest := uploadBlob(t, registry, repo, config)
+	manifest, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config":        map[string]any{"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfgDigest, "size": len(config)},
+		"layers":        []any{},
+	})
+	req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://%s/v2/%s/manifests/%s", registry, repo, tag), bytes.NewReader(manifest))
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("push manifest %s:%s: %s", repo, tag, resp.Status)
+	}
+}
+
+func uploadBlob(t *testing.T, registry, repo string, data []byte) string {
+	t.Helper()
+	sum := sha256.Sum256(data)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	resp, err := http.Post(fmt.Sprintf("http://%s/v2/%s/blobs/uploads/", registry, repo), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusAccepted || loc == "" {
+		t.Fatalf("start upload: %s", resp.Status)
+	}
+	if !strings.HasPrefix(loc, "http") {
+		loc = "http://" + registry + loc
+	}
+	sep := "?"
+	if strings.Contains(loc, "?") {
+		sep = "&"
+	}
+	req, _ := http.NewRequest(http.MethodPut, loc+sep+"digest="+digest, bytes.NewReader(data))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload blob: %s", resp.Status)
+	}
+	return digest
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,31 @@ type Process struct {
 	waitEr error
 }
 
+// Pdeathsig fires when the OS thread that forked the child exits, not the process, and Go
+// may retire threads: children were killed mid-run. Every child is therefore forked from one
+// goroutine locked to its thread for the life of the test binary.
+var forkRequests = make(chan forkRequest)
+
+type forkRequest struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func init() {
+	go func() {
+		runtime.LockOSThread() // never unlocked: this thread lives as long as the process
+		for r := range forkRequests {
+			r.done <- r.cmd.Start()
+		}
+	}()
+}
+
+func startOnForkThread(cmd *exec.Cmd) error {
+	done := make(chan error, 1)
+	forkRequests <- forkRequest{cmd: cmd, done: done}
+	return <-done
+}
+
 // startProcess starts bin with args and env (added to a trimmed copy of this process's
 // environment) in dir, logging to <logDir>/<name>.log.
 func startProcess(name, logDir, dir, bin string, args, env []string) (*Process, error) {
@@ -49,7 +75,7 @@ func startProcess(name, logDir, dir, bin string, args, env []string) (*Process, 
 	// Own process group: Stop signals the group, so children (git, cmp-sidecar) die too.
 	// Pdeathsig: if the test binary itself is killed, the stack does not outlive it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := startOnForkThread(cmd); err != nil {
 		logF.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}

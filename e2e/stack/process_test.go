@@ -3,7 +3,11 @@ package stack
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -29,7 +33,8 @@ func TestProcess_FailedStartNamesComponentAndShowsLogTail(t *testing.T) {
 func TestProcess_StopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	// A child that ignores SIGTERM, like kube-apiserver and argocd-cmp-server can here.
-	p, err := startProcess("stubborn", dir, dir, "/bin/sh", []string{"-c", `trap "" TERM; echo trapped; sleep 60 & wait`}, nil)
+	// The test binary itself, re-executed as a child that ignores SIGTERM (see TestMain).
+	p, err := startProcess("stubborn", dir, dir, os.Args[0], []string{"-test.run=^$"}, []string{"KROPIPE_E2E_STUBBORN=1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +46,9 @@ func TestProcess_StopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	if exited, err := p.Exited(); exited {
+		t.Fatalf("exited before Stop: %v\n%s", err, p.Tail(5))
+	}
 	start := time.Now()
 	p.Stop()
 	if exited, _ := p.Exited(); !exited {
@@ -49,4 +57,16 @@ func TestProcess_StopKillsWhatIgnoresSIGTERM(t *testing.T) {
 	if d := time.Since(start); d < stopGrace || d > stopGrace+5*time.Second {
 		t.Errorf("Stop took %s, want the %s grace then SIGKILL", d, stopGrace)
 	}
+}
+
+// TestMain turns the test binary into a process that ignores SIGTERM when asked, the way
+// kube-apiserver and argocd-cmp-server can here; a shell's trap proved unreliable.
+func TestMain(m *testing.M) {
+	if os.Getenv("KROPIPE_E2E_STUBBORN") == "1" {
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("trapped")
+		time.Sleep(time.Minute)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
 }

@@ -368,13 +368,7 @@ func known(k string) bool {
 
 // suggest names the known key closest to k, or lists them all.
 func suggest(k string) string {
-	best, bestD := "", 1<<30
-	for _, n := range knownKeys {
-		if d := distance(strings.ToLower(k), n); d < bestD {
-			best, bestD = n, d
-		}
-	}
-	if bestD <= 3 {
+	if best := stage.Suggest(k, knownKeys); best != "" {
 		return fmt.Sprintf("did you mean %s?", best)
 	}
 	short := make([]string, len(knownKeys))
@@ -382,27 +376,6 @@ func suggest(k string) string {
 		short[i] = strings.TrimPrefix(n, AnnotationPrefix)
 	}
 	return "kropipe.io/ knows " + strings.Join(short, ", ")
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // annotationOf maps a stage.Spec field name (as FieldError names it) to its annotation.

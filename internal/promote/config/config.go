@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -138,7 +137,7 @@ func (p *parser) fields(n *yaml.Node, where string, known ...string) map[string]
 		k, v := n.Content[i], n.Content[i+1]
 		if !contains(known, k.Value) {
 			msg := fmt.Sprintf("%s: unknown field %q", where, k.Value)
-			if s := suggest(k.Value, known); s != "" {
+			if s := stage.Suggest(k.Value, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			} else {
 				msg += "; known fields are " + strings.Join(known, ", ")
@@ -414,41 +413,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// suggest returns the known field closest to a misspelt one, if close enough.
-func suggest(s string, known []string) string {
-	best, bestD := "", 3
-	sorted := append([]string(nil), known...)
-	sort.Strings(sorted)
-	for _, k := range sorted {
-		if strings.EqualFold(k, s) {
-			return k
-		}
-		if d := distance(strings.ToLower(s), strings.ToLower(k)); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,10 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -34,6 +29,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/leader"
+	"github.com/kropipe/kropipe/internal/promote/registrytest"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
@@ -75,16 +71,8 @@ func newClusterEnv(t *testing.T) clusterEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	host := strings.TrimPrefix(reg.URL, "http://")
-	for _, tag := range []string{"1.2.1", "1.2.2", "2.0.0"} {
-		img, _ := random.Image(64, 1)
-		ref, _ := name.NewTag(host+"/team/frontend:"+tag, name.Insecure)
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2", "2.0.0")
 	app := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1",
 		"kind":       "Application",

@@ -12,8 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
@@ -74,25 +75,6 @@ func findExamples() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// demoClock is the engine's clock in the demo: the 10-minute soak passes when the
-// demo says so, not in real time.
-type demoClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *demoClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *demoClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // demoResult is what the demo did, for its test.
@@ -158,7 +140,8 @@ func runDemo(ctx context.Context, out io.Writer, examples string) (res demoResul
 		return nil
 	}
 
-	clock := &demoClock{t: time.Now()}
+	// The engine's clock in the demo: the 10-minute soak passes when the demo says so.
+	clock := clocktesting.NewFakeClock(time.Now())
 	wh, err := warehouse.New(warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true, RateLimit: -1}), warehouse.WithLogger(quiet))
 	if err != nil {
 		return res, err
@@ -189,7 +172,7 @@ func runDemo(ctx context.Context, out io.Writer, examples string) (res demoResul
 	if err := pass("pass 1: develop already runs 1.2.1 (verified now); staging starts its 10m soak"); err != nil {
 		return res, err
 	}
-	clock.Advance(demoSoak)
+	clock.Step(demoSoak)
 	if err := pass("10 minutes later (demo clock): staging takes 1.2.1"); err != nil {
 		return res, err
 	}
@@ -200,7 +183,7 @@ func runDemo(ctx context.Context, out io.Writer, examples string) (res demoResul
 	if err := pass("pass 3: develop takes 1.2.2; staging soaks it"); err != nil {
 		return res, err
 	}
-	clock.Advance(demoSoak)
+	clock.Step(demoSoak)
 	if err := pass("10 minutes later: staging takes 1.2.2"); err != nil {
 		return res, err
 	}

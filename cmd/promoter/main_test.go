@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -14,13 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
+	"github.com/kropipe/kropipe/internal/promote/registrytest"
 )
 
 func TestDemo_PromotesThroughStagesRendersAndRollsBack(t *testing.T) {
@@ -74,16 +68,8 @@ func newEnv(t *testing.T, stagesYAML string) env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	host := strings.TrimPrefix(reg.URL, "http://")
-	for _, tag := range []string{"1.2.1", "1.2.2"} {
-		img, _ := random.Image(64, 1)
-		ref, _ := name.NewTag(host+"/team/frontend:"+tag, name.Insecure)
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
 	dir := t.TempDir()
 	cfg := fmt.Sprintf("git:\n  url: %s\n  author: {name: kropipe, email: kropipe@example.com}\nregistries:\n  - {host: %q, insecure: true}\nstages:\n%s",
 		srv.URL("gitops.git"), host, strings.ReplaceAll(stagesYAML, "REGISTRY", host))

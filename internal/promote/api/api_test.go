@@ -4,19 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
+	"github.com/kropipe/kropipe/internal/promote/registrytest"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
@@ -31,16 +26,8 @@ func newEngine(t *testing.T, extra ...stage.Spec) *stage.Engine {
 	if _, err := srv.NewBareRepo(context.Background(), "gitops.git", "testdata/seed"); err != nil {
 		t.Fatal(err)
 	}
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	host := strings.TrimPrefix(reg.URL, "http://")
-	for _, tag := range []string{"1.2.1", "1.2.2"} {
-		img, _ := random.Image(64, 1)
-		ref, _ := name.NewTag(host+"/team/frontend:"+tag, name.Insecure)
-		if err := remote.Write(ref, img); err != nil {
-			t.Fatal(err)
-		}
-	}
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
 	wh, err := warehouse.New(warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}), warehouse.WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)

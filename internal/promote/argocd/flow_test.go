@@ -3,18 +3,11 @@ package argocd
 import (
 	"context"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
@@ -22,6 +15,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/registrytest"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
@@ -51,18 +45,9 @@ func newFlow(t *testing.T) *flow {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(reg.Close)
-	host := strings.TrimPrefix(reg.URL, "http://")
-	for repo, tags := range map[string][]string{"team/frontend": {"1.2.1", "1.2.2"}, "team/backend": {"2.0.0"}} {
-		for _, tag := range tags {
-			im, _ := random.Image(64, 1)
-			ref, _ := name.NewTag(host+"/"+repo+":"+tag, name.Insecure)
-			if err := remote.Write(ref, im); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
+	registrytest.Push(t, host, "team/backend", "2.0.0")
 	seed, err := gitserver.GitOutput(context.Background(), bare, "rev-parse", "main")
 	if err != nil {
 		t.Fatal(err)

@@ -76,7 +76,7 @@ func TestReconcile_UpstreamPromotesOnlyAfterSoak(t *testing.T) {
 	if st := mustStatus(t, e, "staging-frontend"); st.Decision != DecisionWait || st.Reason != "waiting: develop-frontend just took 1.2.2, then a 10m0s soak" {
 		t.Fatalf("first pass: staging %+v", st)
 	}
-	f.clock.Advance(5*time.Minute + 48*time.Second)
+	f.clock.Step(5*time.Minute + 48*time.Second)
 	if err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestReconcile_UpstreamPromotesOnlyAfterSoak(t *testing.T) {
 	if got := f.subjects(); len(got) != 1 {
 		t.Fatalf("staging promoted before the soak ended: %q", got)
 	}
-	f.clock.Advance(4*time.Minute + 12*time.Second)
+	f.clock.Step(4*time.Minute + 12*time.Second)
 	if err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestRestart_NewEngineOnSameDataDirRepeatsNoCommit(t *testing.T) {
 	if err := f.engine(specs).Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.Advance(2 * time.Minute)
+	f.clock.Step(2 * time.Minute)
 	// The restarted engine knows develop verified 1.2.2 (from the state file), so
 	// staging goes on; develop is not committed again.
 	e := f.engine(specs)

@@ -8,10 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -26,24 +27,7 @@ import (
 // t0 is when fake clocks start.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newFakeClock() *clocktesting.FakeClock { return clocktesting.NewFakeClock(t0) }
 
 // testRegistry is go-containerregistry's in-memory registry on 127.0.0.1. A
 // failing path prefix answers 500 so one repository can break alone.
@@ -106,7 +90,7 @@ type fixture struct {
 	bare    string
 	reg     *testRegistry
 	dataDir string
-	clock   *fakeClock
+	clock   *clocktesting.FakeClock
 	store   Store
 }
 

@@ -47,7 +47,7 @@ func TestReconcile_PendingVerificationHoldsDownstreamUntilVerified(t *testing.T)
 	gate.mu.Lock()
 	gate.open = true
 	gate.mu.Unlock()
-	f.clock.Advance(time.Second)
+	f.clock.Step(time.Second)
 	// develop is verified first in the pass, so staging takes 1.2.2 in the same pass.
 	if err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)

@@ -65,9 +65,11 @@ func (tl *timeline) stop(id string) {
 // fastConfig shortens the durations for tests; the Lease keeps its duration in whole seconds,
 // so 1s is the shortest that means anything.
 func fastConfig(c *fake.Clientset, id string) leader.Config {
+	// The LeaseDuration-RenewDeadline gap is the margin against overlap; 1s proved too thin on a
+	// loaded 2-core CI machine, where the cut-off leader noticed a few hundred ms late.
 	return leader.Config{
 		Client: c, Namespace: "argocd", Identity: id, Logger: quiet,
-		LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
+		LeaseDuration: 4 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
 	}
 }
 

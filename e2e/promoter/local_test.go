@@ -1,5 +1,3 @@
-// Package promoter_test runs the promoter binary in local mode against the stack's Debian
-// docker-registry and git http-backend: the servers users run, not the in-process ones.
 package promoter_test
 
 import (
@@ -21,32 +19,14 @@ import (
 )
 
 func TestPromoterOnce_PromotesFromDockerRegistryIntoGit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: no stack")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	_, repoRoot, err := stack.FindE2EDir()
-	if err != nil {
+	bin := st.Binaries.Promoter
+
+	if err := st.Git.CreateRepo(ctx, "local"); err != nil {
 		t.Fatal(err)
 	}
-	st, err := stack.Start(ctx, stack.WithoutArgoCD())
-	if err != nil {
-		t.Fatalf("stack: %v", err)
-	}
-	defer st.Stop()
-
-	bin := filepath.Join(t.TempDir(), "promoter")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/promoter")
-	build.Dir = repoRoot
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build promoter: %v\n%s", err, out)
-	}
-
-	if err := st.Git.CreateRepo(ctx, "gitops"); err != nil {
-		t.Fatal(err)
-	}
-	co, err := st.Git.Clone(ctx, "gitops", filepath.Join(t.TempDir(), "work"))
+	co, err := st.Git.Clone(ctx, "local", filepath.Join(t.TempDir(), "work"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +38,7 @@ func TestPromoterOnce_PromotesFromDockerRegistryIntoGit(t *testing.T) {
 	}
 
 	for _, tag := range []string{"1.2.1", "1.2.2", "2.0.0"} {
-		pushImage(t, st.RegistryAddr, "team/frontend", tag)
+		pushImage(t, st.RegistryAddr, "local/frontend", tag)
 	}
 
 	cfg := fmt.Sprintf(`git:
@@ -70,11 +50,11 @@ registries:
     insecure: true
 stages:
   - name: develop-frontend
-    image: %s/team/frontend
+    image: %s/local/frontend
     strategy: semver
     constraint: "^1.2"
     file: develop/frontend/instance.yaml
-`, st.Git.RepoURL("gitops"), st.RegistryAddr, st.RegistryAddr)
+`, st.Git.RepoURL("local"), st.RegistryAddr, st.RegistryAddr)
 	cfgPath := filepath.Join(t.TempDir(), "promoter.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -85,7 +65,7 @@ stages:
 		t.Fatalf("promoter run --once: %v\n%s", err, out)
 	}
 
-	check, err := st.Git.Clone(ctx, "gitops", filepath.Join(t.TempDir(), "check"))
+	check, err := st.Git.Clone(ctx, "local", filepath.Join(t.TempDir(), "check"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,8 +33,9 @@ type Binaries struct {
 	// ArgoCD is the multi-call argocd binary; ArgoCDDir also holds symlinks named
 	// argocd-repo-server, argocd-cmp-server, ... so each component runs under its own name.
 	ArgoCD, ArgoCDDir string
-	// CmpSidecar is built fresh from the repository on every run: it is the code under test.
-	CmpSidecar string
+	// CmpSidecar and Promoter are built fresh from the repository on every run: they are the
+	// code under test.
+	CmpSidecar, Promoter string
 	// BuildTimes says how long each component took to build in this run (zero when it came
 	// from the cache).
 	BuildTimes map[string]time.Duration
@@ -79,7 +80,7 @@ var argoCDNames = []string{
 }
 
 // Build makes sure every stack binary exists in cacheDir, building the missing ones, and builds
-// cmp-sidecar from repoRoot into binDir. Concurrent callers (several e2e packages) serialise on
+// cmp-sidecar and promoter from repoRoot into binDir. Concurrent callers (several e2e packages) serialise on
 // a lock file in cacheDir, so a cold cache is built once.
 func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log io.Writer) (*Binaries, error) {
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
@@ -140,6 +141,13 @@ func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log i
 		return nil, fmt.Errorf("build cmp-sidecar from %s: %w", repoRoot, err)
 	}
 	b.BuildTimes["cmp-sidecar"] = time.Since(start)
+
+	start = time.Now()
+	b.Promoter = filepath.Join(binDir, "promoter")
+	if err := goBuild(ctx, repoRoot, "./cmd/promoter", b.Promoter, ""); err != nil {
+		return nil, fmt.Errorf("build promoter from %s: %w", repoRoot, err)
+	}
+	b.BuildTimes["promoter"] = time.Since(start)
 	return b, nil
 }
 

@@ -3,16 +3,19 @@ package stack
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cgi"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -23,6 +26,9 @@ type GitServer struct {
 	URL  string // http://127.0.0.1:<port>
 
 	srv *http.Server
+
+	mu             sync.Mutex
+	user, password string // required from every client once set (RequireBasicAuth)
 }
 
 // StartGitServer serves root on a free loopback port until Close.
@@ -47,9 +53,50 @@ func StartGitServer(root string) (*GitServer, error) {
 		Root: "/",
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1"},
 	}
-	g := &GitServer{Root: root, URL: "http://" + ln.Addr().String(), srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	g := &GitServer{Root: root, URL: "http://" + ln.Addr().String()}
+	g.srv = &http.Server{Handler: g.authenticate(h), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = g.srv.Serve(ln) }()
 	return g, nil
+}
+
+// RequireBasicAuth makes the server answer 401 to every request without these credentials, as
+// a private Git host does: clients (Argo CD, the promoter) must then find them in Argo CD's
+// repository Secrets. The harness's own clones send them.
+func (g *GitServer) RequireBasicAuth(user, password string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.user, g.password = user, password
+}
+
+func (g *GitServer) credentials() (user, password string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.user, g.password
+}
+
+func (g *GitServer) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if user, password := g.credentials(); user != "" {
+			u, p, ok := r.BasicAuth()
+			if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(password)) != 1 {
+				w.Header().Set("WWW-Authenticate", `Basic realm="kropipe-e2e"`)
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// harnessURL is RepoURL with the credentials, if the server requires them.
+func (g *GitServer) harnessURL(name string) string {
+	user, password := g.credentials()
+	if user == "" {
+		return g.RepoURL(name)
+	}
+	u, _ := url.Parse(g.RepoURL(name))
+	u.User = url.UserPassword(user, password)
+	return u.String()
 }
 
 // Close stops serving.
@@ -76,7 +123,7 @@ type Checkout struct {
 
 // Clone clones repository name into dir over HTTP.
 func (g *GitServer) Clone(ctx context.Context, name, dir string) (*Checkout, error) {
-	if _, err := runGit(ctx, "", "clone", "--quiet", g.RepoURL(name), dir); err != nil {
+	if _, err := runGit(ctx, "", "clone", "--quiet", g.harnessURL(name), dir); err != nil {
 		return nil, err
 	}
 	// An empty repository clones without a branch; name it so the first push creates main.
@@ -132,6 +179,21 @@ func (c *Checkout) CommitAndPush(ctx context.Context, msg string) (string, error
 	}
 	sha, err := runGit(ctx, c.Dir, "rev-parse", "HEAD")
 	return strings.TrimSpace(sha), err
+}
+
+// Git runs a git command in the checkout (the harness's identity, no user configuration) and
+// returns its standard output.
+func (c *Checkout) Git(ctx context.Context, args ...string) (string, error) {
+	return runGit(ctx, c.Dir, args...)
+}
+
+// Pull makes the checkout's main what the server's main is now.
+func (c *Checkout) Pull(ctx context.Context) error {
+	if _, err := runGit(ctx, c.Dir, "fetch", "--quiet", "origin", "main"); err != nil {
+		return err
+	}
+	_, err := runGit(ctx, c.Dir, "reset", "--quiet", "--hard", "origin/main")
+	return err
 }
 
 // runGit runs git with a fixed identity and without the user's or the system's configuration,

@@ -93,6 +93,18 @@ func (s *Stack) startAPIServer(ctx context.Context) error {
 
 // kubeconfigYAML is a kubeconfig for the admin token with namespace as its default.
 func (s *Stack) kubeconfigYAML(namespace string) string {
+	return s.tokenKubeconfig(s.Token, namespace)
+}
+
+// KubeconfigFor writes a kubeconfig that authenticates with token (e.g. a ServiceAccount's,
+// from a TokenRequest) with namespace as its default, and returns its path: what a process
+// under test uses to act with exactly that identity's RBAC.
+func (s *Stack) KubeconfigFor(name, token, namespace string) (string, error) {
+	p := filepath.Join(s.Dir, "kubeconfig-"+name)
+	return p, os.WriteFile(p, []byte(s.tokenKubeconfig(token, namespace)), 0o600)
+}
+
+func (s *Stack) tokenKubeconfig(token, namespace string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -108,7 +120,7 @@ contexts:
 - name: e2e
   context: {cluster: e2e, user: admin, namespace: %s}
 current-context: e2e
-`, s.APIServerURL, base64.StdEncoding.EncodeToString(s.pki.caPEM), s.Token, namespace)
+`, s.APIServerURL, base64.StdEncoding.EncodeToString(s.pki.caPEM), token, namespace)
 }
 
 // startControllers starts kube-controller-manager, kube-scheduler and kwok together and waits

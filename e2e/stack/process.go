@@ -119,6 +119,12 @@ func (p *Process) Stop() {
 	p.logF.Close()
 }
 
+// Kill ends the process group with SIGKILL and waits for it: a crash, not a shutdown.
+func (p *Process) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // Tail returns the last n lines of the process's log.
 func (p *Process) Tail(n int) string { return tailFile(p.LogPath, n) }
 

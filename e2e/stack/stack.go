@@ -234,6 +234,13 @@ func (s *Stack) start(name, bin string, args, env []string) (*Process, error) {
 	return p, nil
 }
 
+// Run starts bin as one more process of the stack (a binary under test): logged to
+// <Dir>/logs/<name>.log, run in Dir with env added to this process's environment, and stopped
+// by Stop before the stack's own components.
+func (s *Stack) Run(name, bin string, args, env []string) (*Process, error) {
+	return s.start(name, bin, args, env)
+}
+
 // Processes returns the components started so far, in start order.
 func (s *Stack) Processes() []*Process {
 	s.mu.Lock()
@@ -245,31 +252,33 @@ func (s *Stack) Processes() []*Process {
 // to). Logs stay in Dir.
 func (s *Stack) Stop() {
 	procs := s.Processes()
-	var wg sync.WaitGroup
-	// Argo CD and the Kubernetes controllers go together, then the API server, then etcd: a
-	// client that outlives its server only logs noise.
+	// What tests started with Run goes first, then Argo CD and the Kubernetes controllers
+	// together, then the API server, then etcd: a client that outlives its server only logs
+	// noise.
 	groups := [][]string{
 		{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server", "docker-registry", "kwok", "kube-scheduler", "kube-controller-manager"},
 		{"kube-apiserver"},
 		{"etcd"},
 	}
-	done := map[*Process]bool{}
-	for _, g := range groups {
-		for _, p := range procs {
+	group := func(p *Process) int {
+		for i, g := range groups {
 			for _, n := range g {
 				if p.Name == n {
-					done[p] = true
-					wg.Add(1)
-					go func() { defer wg.Done(); p.Stop() }()
+					return i + 1
 				}
 			}
 		}
-		wg.Wait()
+		return 0
 	}
-	for _, p := range procs {
-		if !done[p] {
-			p.Stop()
+	for i := 0; i <= len(groups); i++ {
+		var wg sync.WaitGroup
+		for _, p := range procs {
+			if group(p) == i {
+				wg.Add(1)
+				go func() { defer wg.Done(); p.Stop() }()
+			}
 		}
+		wg.Wait()
 	}
 	if s.Git != nil {
 		_ = s.Git.Close()

@@ -623,13 +623,11 @@ func (c *controller) problems(w http.ResponseWriter, r *http.Request) {
 		Problems []argocd.Problem `json:"problems"`
 		Warnings []argocd.Problem `json:"warnings"`
 	}{Problems: []argocd.Problem{}, Warnings: []argocd.Problem{}}
+	// A standby never gets here (api.Availability answers 503 for it).
 	if wt := c.watcher.Load(); wt != nil {
 		cfg := wt.Config()
 		body.Problems = append(body.Problems, cfg.Problems...)
 		body.Warnings = append(body.Warnings, cfg.Warnings...)
-	} else if c.f.leaderElect {
-		http.Error(w, standbyError(c.leaderName()).Error(), http.StatusServiceUnavailable)
-		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(body)
@@ -639,15 +637,19 @@ func (c *controller) problems(w http.ResponseWriter, r *http.Request) {
 // the leader is. A standby must never write to Git: the leader may be writing the same stage.
 type gate struct{ c *controller }
 
-var errStandby = errors.New("this replica is standing by")
-
 func standbyError(leaderID string) error {
 	// The identity is <pod name>_<random suffix> (leader.Identity).
 	pod := leaderID
 	if i := strings.LastIndex(leaderID, "_"); i > 0 {
 		pod = leaderID[:i]
 	}
-	return fmt.Errorf("%w; the leader is %s: kubectl port-forward pod/%s 8080", errStandby, leaderID, pod)
+	return fmt.Errorf("%w: this replica is standing by; the leader is %s: kubectl port-forward pod/%s 8080", api.ErrUnavailable, leaderID, pod)
+}
+
+// Available implements api.Availability: a standby's API sends callers to the leader.
+func (g gate) Available() error {
+	_, err := g.engine()
+	return err
 }
 
 func (g gate) engine() (*stage.Engine, error) {

@@ -232,6 +232,16 @@ func tryGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+func tryPost(url, body string) (int, string) {
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluster(t *testing.T) {
 	e := newClusterEnv(t)
 	health := freeAddr(t)
@@ -417,6 +427,16 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 	_, err := second.Rollback(context.Background(), "develop-frontend", "")
 	if err == nil || !strings.Contains(err.Error(), "standing by") || !strings.Contains(err.Error(), "kubectl port-forward pod/") {
 		t.Fatalf("rollback on the standby: %v, want a refusal naming the leader's pod", err)
+	}
+	// Reads too: a standby has no stages, and an empty list would look like a promoter with none.
+	for _, path := range []string{"/api/v1/stages", "/api/v1/stages/develop-frontend", "/api/v1/stages/develop-frontend/rollback"} {
+		code, body := tryGet("http://" + secondAddr + path)
+		if path == "/api/v1/stages/develop-frontend/rollback" {
+			code, body = tryPost("http://"+secondAddr+path, "{}")
+		}
+		if code != http.StatusServiceUnavailable || !strings.Contains(body, "kubectl port-forward pod/") {
+			t.Fatalf("standby %s = %d %s, want 503 naming the leader's pod", path, code, body)
+		}
 	}
 	if _, ok := e.app(t, "develop-frontend").Object["operation"]; ok {
 		t.Fatal("the Application got an operation while patches were failing")

@@ -35,6 +35,18 @@ type Controller interface {
 	Passes() int
 }
 
+// ErrUnavailable is wrapped by a Controller's errors when this process cannot act
+// at all right now (a standby replica): the API answers 503 with the error, which
+// should say where to go instead.
+var ErrUnavailable = errors.New("this promoter cannot serve the stages now")
+
+// Availability is implemented by a Controller that cannot always serve (a standby
+// replica has no stages). While Available returns an error, every /api/v1 call is
+// answered 503 with it, instead of an empty list or an "unknown stage".
+type Availability interface {
+	Available() error
+}
+
 // Option configures a Server.
 type Option func(*Server)
 
@@ -96,6 +108,12 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	if a, ok := s.c.(Availability); ok && strings.HasPrefix(r.URL.Path, "/api/v1/") {
+		if err := a.Available(); err != nil {
+			writeError(rw, http.StatusServiceUnavailable, err)
+			return
+		}
+	}
 	s.mux.ServeHTTP(rw, r)
 	s.log.Debug("api request", "method", r.Method, "path", r.URL.Path, "status", rw.code, "took", time.Since(start).String())
 }
@@ -295,7 +313,7 @@ func statusOf(err error) int {
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, stage.ErrNothingToDo), errors.Is(err, gitwrite.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	default:
 		return http.StatusInternalServerError

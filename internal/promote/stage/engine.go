@@ -568,7 +568,11 @@ func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*obs
 			st.Reason += "; " + rej + " rolled back here"
 		}
 		if write {
-			if err := e.verifyCurrent(ctx, s, cand, o.commit, state, now); err != nil {
+			commit, placedAt := o.commit, time.Time{}
+			if len(o.records) > 0 && o.records[0].Value == value {
+				commit, placedAt = o.records[0].Commit, o.records[0].Time
+			}
+			if err := e.verifyCurrent(ctx, s, cand, commit, placedAt, state, now); err != nil {
 				if errors.Is(err, ErrPending) {
 					st.Reason += "; verification pending"
 				} else {
@@ -637,9 +641,13 @@ func (e *Engine) saveVerifications(ctx context.Context, added []addedVerificatio
 	return e.store.Save(ctx, st)
 }
 
-// verifyCurrent makes sure the freight a stage already runs is verified, once.
-func (e *Engine) verifyCurrent(ctx context.Context, s Spec, f freight.Freight, commit string, state *working, now time.Time) error {
-	if _, ok := state.verified(s.Name, f.ID()); ok {
+// verifyCurrent makes sure the freight a stage runs is verified since commit put it
+// there (at placedAt; zero when no kropipe commit did). Freight verified before a
+// rollback or a re-promotion wrote it again is verified again: the new commit must
+// reach the cluster, and the verifier is what syncs it. A verification made after
+// the commit (freight kropipe found running when it started) counts.
+func (e *Engine) verifyCurrent(ctx context.Context, s Spec, f freight.Freight, commit string, placedAt time.Time, state *working, now time.Time) error {
+	if v, ok := state.verified(s.Name, f.ID()); ok && (v.Commit == commit || placedAt.IsZero() || v.VerifiedAt.After(placedAt.Add(time.Second))) {
 		return nil
 	}
 	return e.verify(ctx, s, f, commit, state, now)
@@ -719,11 +727,11 @@ func (e *Engine) landed(ctx context.Context, s Spec, f freight.Freight, r gitwri
 		st.Decision, st.Reason = DecisionPromote, fmt.Sprintf("%s %s → %s in %s", verb, orNothing(r.Old), r.New, short(r.Commit))
 		e.log.Info(verb, "stage", s.Name, "from", r.Old, "to", r.New, "commit", r.Commit, "freight", f.Ref())
 	}
-	commit := r.Commit
-	if commit == "" {
-		commit = st.LastCommit
+	commit, placedAt := r.Commit, now
+	if r.Skipped {
+		commit, placedAt = st.LastCommit, time.Time{}
 	}
-	if err := e.verifyCurrent(ctx, s, f, commit, state, now); err != nil {
+	if err := e.verifyCurrent(ctx, s, f, commit, placedAt, state, now); err != nil {
 		if errors.Is(err, ErrPending) {
 			st.Reason += "; verification pending"
 		} else {

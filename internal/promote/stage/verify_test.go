@@ -103,3 +103,60 @@ func TestPause_DuringALongVerificationNeitherWaitsNorIsLost(t *testing.T) {
 		t.Fatalf("verifications %+v", st.Verifications)
 	}
 }
+
+// recordingVerifier verifies everything and remembers what it was asked.
+type recordingVerifier struct {
+	mu    sync.Mutex
+	calls []string // "value@commit"
+}
+
+func (r *recordingVerifier) Verify(_ context.Context, s Spec, f freight.Freight, commit string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, f.Value(s.Strategy)+"@"+commit)
+	return nil
+}
+
+func (r *recordingVerifier) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+// A rollback writes freight the stage already verified; the verifier (which in the Argo CD
+// mode is what syncs the Application) must still see the rollback commit, once.
+func TestRollback_ToVerifiedFreightIsVerifiedAtTheRollbackCommit(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.1")
+	v := &recordingVerifier{}
+	specs := []Spec{f.spec("develop-frontend", "develop/frontend", "frontend")}
+	e := f.engine(specs, WithVerifier(v))
+	ctx := context.Background()
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.reg.push(t, "team/frontend", "1.2.2")
+	f.clock.Step(time.Minute)
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Step(time.Minute)
+	out, err := e.Rollback(ctx, "develop-frontend", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := v.Calls()
+	if len(calls) != 3 || calls[2] != "1.2.1@"+out.Commit {
+		t.Fatalf("verifier calls %q; want 1.2.1 verified at the start, 1.2.2 after its promotion, then 1.2.1 at the rollback commit %s", calls, out.Commit)
+	}
+	// Verified at that commit now: neither the next pass nor a restarted engine asks again.
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine(specs, WithVerifier(v)).Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Calls(); len(got) != 3 {
+		t.Fatalf("verifier asked again after the rollback was verified: %q", got)
+	}
+}

@@ -668,7 +668,7 @@ func (g gate) Status() []stage.Status {
 	for i := range sts {
 		sts[i] = g.explain(sts[i])
 	}
-	return sts
+	return append(sts, g.misconfigured()...)
 }
 
 func (g gate) StatusOf(name string) (stage.Status, bool) {
@@ -676,19 +676,65 @@ func (g gate) StatusOf(name string) (stage.Status, bool) {
 	if e == nil {
 		return stage.Status{}, false
 	}
-	st, ok := e.StatusOf(name)
-	return g.explain(st), ok
+	if st, ok := e.StatusOf(name); ok {
+		return g.explain(st), true
+	}
+	for _, st := range g.misconfigured() {
+		if st.Name == name {
+			return st, true
+		}
+	}
+	return stage.Status{}, false
 }
 
-// explain adds what the health gate waits for (say "operation Running") to a status whose
-// reason only says "verification pending".
+// explain adds the Argo CD side to a stage's status: what the health gate waits for (say
+// "operation Running") to a reason that only says "verification pending", the Application's
+// last sync and health, and the warnings about its annotations.
 func (g gate) explain(st stage.Status) stage.Status {
 	if hg := g.c.health.Load(); hg != nil {
 		if w := hg.Waiting(st.Name); w != "" && strings.HasSuffix(st.Reason, "verification pending") {
 			st.Reason += ": " + w
 		}
 	}
+	if w := g.c.watcher.Load(); w != nil {
+		if b, ok := w.App(st.Name); ok {
+			st.Warnings = append(st.Warnings, b.Warnings...)
+			if u, ok := w.Application(b.App); ok {
+				st.Sync = argocd.SyncStatusOf(u, b.SourceIndex)
+			}
+		}
+	}
 	return st
+}
+
+// misconfigured are the stages the annotations cannot describe, failed with what is wrong: the
+// engine never runs them, but a user looking for their stage must find it, and why.
+func (g gate) misconfigured() []stage.Status {
+	w := g.c.watcher.Load()
+	if w == nil {
+		return nil
+	}
+	var out []stage.Status
+	index := map[string]int{}
+	for _, p := range w.Config().Problems {
+		i, ok := index[p.Stage]
+		if !ok {
+			i = len(out)
+			index[p.Stage] = i
+			st := stage.Status{Name: p.Stage, Decision: stage.DecisionFailed}
+			ns, name, _ := strings.Cut(p.App, "/")
+			if u, ok := w.Application(argocd.AppRef{Namespace: ns, Name: name}); ok {
+				st.Sync = argocd.SyncStatusOf(u, -1)
+			}
+			out = append(out, st)
+		}
+		if out[i].Error != "" {
+			out[i].Error += "; "
+		}
+		out[i].Error += p.Error()
+		out[i].Reason = "not run, fix its annotations: " + out[i].Error
+	}
+	return out
 }
 
 func (g gate) Passes() int {

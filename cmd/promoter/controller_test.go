@@ -333,6 +333,34 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 			t.Errorf("/api/v1/problems = %d %s, want develop-typo's misspelt annotation", code, body)
 		}
 	})
+	t.Run("stage status: the Application's sync and health, warnings, stages not run", func(t *testing.T) {
+		st, err := c.Stage(ctx, "develop-frontend")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := st.Sync; s == nil || s.Application != "argocd/develop-frontend" || s.Status != "Synced" || s.Health != "Healthy" || s.Revision != commit || s.Operation != "Succeeded" {
+			t.Errorf("develop-frontend sync = %+v, want Synced/Healthy at %s after a Succeeded operation", st.Sync, commit)
+		}
+		typo, err := c.Stage(ctx, "develop-typo")
+		if err != nil || typo.Decision != stage.DecisionFailed || !strings.Contains(typo.Reason, "kropipe.io/constrant") {
+			t.Errorf("develop-typo = %+v, %v; want failed naming the misspelt annotation", typo, err)
+		}
+		noPaths, err := c.Stage(ctx, "develop-nopaths")
+		if err != nil || len(noPaths.Warnings) != 1 || !strings.Contains(noPaths.Warnings[0], "manifest-generate-paths") {
+			t.Errorf("develop-nopaths warnings = %q, %v; want the missing manifest-generate-paths", noPaths.Warnings, err)
+		}
+		all, err := c.Stages(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var table strings.Builder
+		printTable(&table, all)
+		for _, want := range []string{"SYNC", "Synced/Healthy at " + commit[:7], "develop-typo", "not run, fix its annotations"} {
+			if !strings.Contains(table.String(), want) {
+				t.Errorf("status table lacks %q:\n%s", want, table.String())
+			}
+		}
+	})
 	t.Run("rollback through the API", func(t *testing.T) {
 		out, err := c.Rollback(ctx, "develop-frontend", "")
 		if err != nil || out.New != "1.2.1" {

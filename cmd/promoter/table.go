@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
@@ -12,15 +13,50 @@ import (
 // printTable writes the status table users read first when debugging.
 func printTable(w io.Writer, sts []stage.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE\tCURRENT\tCANDIDATE\tDECISION\tREASON\tLAST-COMMIT")
+	// SYNC only when a deployment tool reports (the Argo CD mode): local mode has none.
+	withSync := false
+	for _, s := range sts {
+		withSync = withSync || s.Sync != nil
+	}
+	header := "STAGE\tCURRENT\tCANDIDATE\tDECISION\tREASON\tLAST-COMMIT"
+	if withSync {
+		header += "\tSYNC"
+	}
+	fmt.Fprintln(tw, header)
 	for _, s := range sts {
 		cand := "-"
 		if s.Candidate != nil {
 			cand = s.Candidate.Tag
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, dash(s.CurrentTag), cand, s.Decision, s.Reason, dash(short(s.LastCommit)))
+		reason := s.Reason
+		for _, w := range s.Warnings {
+			reason += " (warning: " + w + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s", s.Name, dash(s.CurrentTag), cand, s.Decision, reason, dash(short(s.LastCommit)))
+		if withSync {
+			fmt.Fprintf(tw, "\t%s", syncCell(s.Sync))
+		}
+		fmt.Fprintln(tw)
 	}
 	tw.Flush()
+}
+
+// syncCell says "Synced/Healthy at abc1234", or what operation is under way.
+func syncCell(s *stage.SyncStatus) string {
+	if s == nil {
+		return "-"
+	}
+	cell := dash(s.Status) + "/" + dash(s.Health)
+	if s.Revision != "" {
+		cell += " at " + short(s.Revision)
+	}
+	switch s.Operation {
+	case "Requested", "Running", "Terminating":
+		cell += ", sync " + strings.ToLower(s.Operation)
+	case "Failed", "Error":
+		cell += ", last sync " + strings.ToLower(s.Operation)
+	}
+	return cell
 }
 
 func printOutcome(w io.Writer, o stage.Outcome) {

@@ -353,3 +353,32 @@ func orUnknown(s, alt string) string {
 	}
 	return s
 }
+
+// SyncStatusOf is what an Application says about its source at index (-1: the
+// single source): the stage's "last sync and health" in the API.
+func SyncStatusOf(u *unstructured.Unstructured, index int) *stage.SyncStatus {
+	a := readApp(u, index)
+	s := &stage.SyncStatus{
+		Application:   refOf(u).String(),
+		Revision:      a.revision,
+		Status:        a.syncStatus,
+		Health:        a.health,
+		HealthMessage: a.healthMessage,
+		Operation:     a.phase,
+		Message:       a.message,
+		InitiatedBy:   str(u.Object, "status", "operationState", "operation", "initiatedBy", "username"),
+		FinishedAt:    a.finishedAt,
+		ReconciledAt:  a.reconciledAt,
+	}
+	s.StartedAt, _ = time.Parse(time.RFC3339, str(u.Object, "status", "operationState", "startedAt"))
+	if _, ok := u.Object["operation"]; ok {
+		// Requested, not yet picked up by the application controller.
+		s.Operation = "Requested"
+		s.InitiatedBy = str(u.Object, "operation", "initiatedBy", "username")
+		s.Message, s.StartedAt, s.FinishedAt = "", time.Time{}, time.Time{}
+	}
+	if auto, _, _ := unstructured.NestedBool(u.Object, "status", "operationState", "operation", "initiatedBy", "automated"); auto && s.InitiatedBy == "" {
+		s.InitiatedBy = "automated"
+	}
+	return s
+}

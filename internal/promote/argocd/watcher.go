@@ -218,3 +218,21 @@ func objects(listers []cache.GenericLister) []*unstructured.Unstructured {
 	}
 	return out
 }
+
+// Application returns the informer's copy of an Application (never modify it), or
+// false when it is not known (yet).
+func (w *Watcher) Application(ref AppRef) (*unstructured.Unstructured, bool) {
+	w.mu.Lock()
+	listers := w.apps
+	w.mu.Unlock()
+	for _, l := range listers {
+		obj, err := l.ByNamespace(ref.Namespace).Get(ref.Name)
+		if err != nil {
+			continue
+		}
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			return u, true
+		}
+	}
+	return nil, false
+}

@@ -47,6 +47,27 @@ type Status struct {
 	Error         string    `json:"error,omitempty"`
 	// CheckedAt is when the pass that produced this status ran.
 	CheckedAt time.Time `json:"checkedAt,omitzero"`
+	// Warnings do not block the stage but deserve a look.
+	Warnings []string `json:"warnings,omitempty"`
+	// Sync is what the deployment tool reports about the stage's target when the
+	// promoter drives one (in the Argo CD mode, its Application).
+	Sync *SyncStatus `json:"sync,omitempty"`
+}
+
+// SyncStatus is the deployed side of a stage: where its target was last synced
+// to, and how healthy it is.
+type SyncStatus struct {
+	Application   string    `json:"application"` // namespace/name
+	Revision      string    `json:"revision,omitempty"`
+	Status        string    `json:"status,omitempty"` // Synced, OutOfSync, Unknown
+	Health        string    `json:"health,omitempty"` // Healthy, Progressing, Degraded, ...
+	HealthMessage string    `json:"healthMessage,omitempty"`
+	Operation     string    `json:"operation,omitempty"` // phase of the last or running operation
+	Message       string    `json:"message,omitempty"`   // the operation's message
+	InitiatedBy   string    `json:"initiatedBy,omitempty"`
+	StartedAt     time.Time `json:"startedAt,omitzero"`
+	FinishedAt    time.Time `json:"finishedAt,omitzero"`
+	ReconciledAt  time.Time `json:"reconciledAt,omitzero"`
 }
 
 // Failed reports whether the stage's last pass failed.

@@ -14,10 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -315,7 +313,7 @@ func (c *controller) lead(ctx context.Context) {
 // and watcher, and passes until ctx ends.
 func (c *controller) term(ctx context.Context) error {
 	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
-	e, hg, err := c.newEngine(ctx, w)
+	e, hg, creds, err := c.newEngine(ctx, w)
 	if err != nil {
 		return err
 	}
@@ -356,6 +354,7 @@ func (c *controller) term(ctx context.Context) error {
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	for {
+		creds.update(ctx, annotatedPullSecrets(w.Config()))
 		before := e.Status()
 		start := time.Now()
 		err := e.Reconcile(ctx)
@@ -424,26 +423,25 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 	return interval
 }
 
-// newEngine builds the leader's engine: a warehouse with the pull secrets' credentials and
-// request metrics, persistent clones under --data-dir whose push retries are counted and whose
+// newEngine builds the leader's engine: a warehouse with request metrics (its credentials
+// come from the pullSecrets returned), persistent clones under --data-dir whose push retries are counted and whose
 // credentials come from Argo CD's repository Secrets, the state ConfigMap, and the health gate
 // that syncs the promoted Application and verifies freight from its sync and health.
-func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.Engine, *argocd.HealthGate, error) {
+func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.Engine, *argocd.HealthGate, *pullSecrets, error) {
 	whOpts := []warehouse.Option{
 		warehouse.WithLogger(c.log),
 		warehouse.WithMetrics(c.metrics.RegistryRequest),
-		warehouse.WithKeychain(c.keychain(ctx)),
 	}
 	for _, host := range c.f.insecureRegistries {
 		whOpts = append(whOpts, warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}))
 	}
 	wh, err := warehouse.New(whOpts...)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	dir, err := c.g.stateDir()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	gitDir := filepath.Join(dir, "git")
 	gitLog := slog.New(c.metrics.CountPushRetries(c.log.Handler()))
@@ -462,7 +460,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		stage.WithVerifier(hg),
 		stage.WithLogger(c.log),
 	)
-	return e, hg, err
+	return e, hg, newPullSecrets(c.kube, c.f.namespace, c.f.pullSecrets, wh, c.log), err
 }
 
 // rollBackFailures handles the promotions the health gate gave up on since the last pass:
@@ -595,27 +593,6 @@ func (p *promotionCommits) subject(ctx context.Context, spec stage.Spec, commit 
 
 // keychain reads the --pull-secrets. A missing or unreadable Secret is logged and left out:
 // the stages whose registry needs it then fail with the registry's answer, the others run.
-func (c *controller) keychain(ctx context.Context) authn.Keychain {
-	var secrets []corev1.Secret
-	for _, name := range c.f.pullSecrets {
-		s, err := c.kube.CoreV1().Secrets(c.f.namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			c.log.Error("pull secret not readable; registries needing it will refuse", "secret", c.f.namespace+"/"+name, "error", err.Error())
-			continue
-		}
-		secrets = append(secrets, *s)
-	}
-	if len(secrets) == 0 {
-		return authn.DefaultKeychain
-	}
-	kc, err := warehouse.KeychainFromPullSecrets(ctx, secrets)
-	if err != nil {
-		c.log.Error("pull secrets unusable; using anonymous registry access", "secrets", c.f.pullSecrets, "error", err.Error())
-		return authn.DefaultKeychain
-	}
-	return authn.NewMultiKeychain(kc, authn.DefaultKeychain)
-}
-
 // problems serves the stages the annotations cannot describe: they are not in the engine, so
 // GET /api/v1/stages does not show them.
 func (c *controller) problems(w http.ResponseWriter, r *http.Request) {

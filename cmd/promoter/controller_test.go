@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -66,13 +67,20 @@ type clusterEnv struct {
 
 func newClusterEnv(t *testing.T) clusterEnv {
 	t.Helper()
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2", "2.0.0")
+	return newClusterEnvFor(t, host, nil)
+}
+
+// newClusterEnvFor is newClusterEnv with the registry at host, more annotations on
+// develop-frontend, and more objects in the fake cluster.
+func newClusterEnvFor(t *testing.T, host string, annotations map[string]any, objects ...runtime.Object) clusterEnv {
+	t.Helper()
 	srv := gitserver.StartTB(t)
 	bare, err := srv.NewBareRepo(context.Background(), "gitops.git", "testdata/seed")
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := registrytest.Start(t)
-	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2", "2.0.0")
 	app := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1",
 		"kind":       "Application",
@@ -89,6 +97,9 @@ func newClusterEnv(t *testing.T) clusterEnv {
 			"source": map[string]any{"repoURL": srv.URL("gitops.git"), "targetRevision": "main", "path": "develop/frontend"},
 		},
 	}}
+	for k, v := range annotations {
+		_ = unstructured.SetNestedField(app.Object, v, "metadata", "annotations", k)
+	}
 	sibling := app.DeepCopy()
 	sibling.SetName("develop-backend")
 	sibling.SetAnnotations(map[string]string{"argocd.argoproj.io/manifest-generate-paths": "."})
@@ -106,7 +117,7 @@ func newClusterEnv(t *testing.T) clusterEnv {
 	e := clusterEnv{
 		bare:         bare,
 		regHost:      host,
-		kube:         kubefake.NewClientset(),
+		kube:         kubefake.NewClientset(objects...),
 		dyn:          dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds, app, sibling, typo, noPaths),
 		blockPatches: &atomic.Bool{},
 	}
@@ -581,5 +592,42 @@ func TestController_ProbesTellAWedgedLeaderFromAStandby(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Registry credentials come from the pull secret the Application's kropipe.io/pull-secrets
+// names; when the registry's password and the Secret are rotated, the running leader uses the
+// new credentials without a restart.
+func TestController_PullSecretFromAnnotationAndItsRotation(t *testing.T) {
+	reg := registrytest.StartPrivate(t, "robot", "first-pass")
+	reg.Push(t, "team/frontend", "1.2.1", "1.2.2")
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "regcred", Namespace: "argocd"},
+		Type:       corev1.SecretTypeDockerConfigJson,
+		Data:       map[string][]byte{corev1.DockerConfigJsonKey: reg.DockerConfigJSON()},
+	}
+	e := newClusterEnvFor(t, reg.Host, map[string]any{"kropipe.io/pull-secrets": "regcred"}, secret)
+	refresh := pullSecretRefresh
+	pullSecretRefresh = 50 * time.Millisecond
+	t.Cleanup(func() { pullSecretRefresh = refresh })
+	addr, logs, _ := e.start(t, controllerFlagsFor(""))
+	c := api.NewClient(addr, "", nil)
+	ctx := context.Background()
+	waitStage(t, c, logs, "promoted through the private registry", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+
+	reg.SetPassword("second-pass")
+	reg.Push(t, "team/frontend", "1.2.3")
+	waitStage(t, c, logs, "refused with the old password", func(st stage.Status) bool {
+		return st.Decision == stage.DecisionFailed && strings.Contains(st.Reason, "401")
+	})
+	secret.Data[corev1.DockerConfigJsonKey] = reg.DockerConfigJSON()
+	if _, err := e.kube.CoreV1().Secrets("argocd").Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStage(t, c, logs, "promoted with the rotated Secret", func(st stage.Status) bool { return st.CurrentTag == "1.2.3" })
+	for _, pw := range []string{"first-pass", "second-pass"} {
+		if strings.Contains(logs.String(), pw) {
+			t.Errorf("a registry password reached the logs")
+		}
 	}
 }

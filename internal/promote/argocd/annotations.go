@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
@@ -33,6 +34,9 @@ const (
 	AnnInterval     = AnnotationPrefix + "interval"
 	AnnAutoRollback = AnnotationPrefix + "auto-rollback"
 	AnnSource       = AnnotationPrefix + "source" // which of spec.sources holds the file
+	// AnnPullSecrets names image pull Secrets (comma-separated) in the promoter's
+	// namespace with the credentials of the stage's registry.
+	AnnPullSecrets = AnnotationPrefix + "pull-secrets"
 
 	// ManifestGeneratePaths limits which commits make Argo CD regenerate an
 	// Application's manifests; without it one promotion commit refreshes every
@@ -46,7 +50,7 @@ const DefaultInterval = 5 * time.Minute
 var knownKeys = []string{
 	AnnImage, AnnStrategy, AnnConstraint, AnnAllowTags, AnnIgnoreTags, AnnPlatform,
 	AnnFile, AnnKey, AnnStage, AnnUpstream, AnnAutoPromote, AnnSoak, AnnInterval,
-	AnnAutoRollback, AnnSource,
+	AnnAutoRollback, AnnSource, AnnPullSecrets,
 }
 
 // Problem is a configuration mistake that keeps one stage from running. The other
@@ -77,6 +81,9 @@ type Binding struct {
 	AutoRollback bool `json:"autoRollback,omitempty"`
 	// Warnings do not block the stage but deserve a look.
 	Warnings []string `json:"warnings,omitempty"`
+	// PullSecrets is kropipe.io/pull-secrets: Secrets in the promoter's namespace
+	// holding registry credentials, used with those of --pull-secrets.
+	PullSecrets []string `json:"pullSecrets,omitempty"`
 }
 
 // Config is what the annotations describe: runnable stages, the Applications
@@ -216,6 +223,19 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 			bad(AnnAutoRollback, "%v", err)
 		}
 		b.AutoRollback = p
+	}
+	if v, ok := ann[AnnPullSecrets]; ok {
+		for _, n := range strings.Split(v, ",") {
+			n = strings.TrimSpace(n)
+			if n == "" {
+				continue
+			}
+			if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
+				bad(AnnPullSecrets, "%q is not a Secret name (%s); list Secret names separated by commas, e.g. \"registry-creds, mirror-creds\"", n, strings.Join(errs, "; "))
+				continue
+			}
+			b.PullSecrets = append(b.PullSecrets, n)
+		}
 	}
 	_, ownSoak := own[AnnSoak]
 	if v, ok := ann[AnnSoak]; ok && (spec.Upstream != "" || ownSoak) {

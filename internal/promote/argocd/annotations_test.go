@@ -1,6 +1,7 @@
 package argocd
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -166,6 +167,11 @@ func TestDerive_BadInputBlocksOnlyItsStage(t *testing.T) {
 			stage: "develop-frontend", field: AnnSoak, message: `"ten minutes" is not a duration; write one such as 10m`,
 		},
 		{
+			name:  "pull secret that cannot be a Secret name",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnPullSecrets: "regcred, Team_Creds"}))},
+			stage: "develop-frontend", field: AnnPullSecrets, message: `"Team_Creds" is not a Secret name`,
+		},
+		{
 			name:  "zero interval",
 			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnInterval: "0s"}))},
 			stage: "develop-frontend", field: AnnInterval, message: "must be more than zero",
@@ -319,6 +325,12 @@ func TestDerive_ApplicationSetDefaultsAndOverrides(t *testing.T) {
 	}
 	if s := got["team-frontend"]; s.Constraint != "" || !s.AutoPromote {
 		t.Fatalf("team-frontend took annotations of an ApplicationSet in another namespace: %+v", s)
+	}
+	// Pull secrets from the ApplicationSet, a list with spaces and empty items.
+	withCreds := ownedBy(app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend")}), "creds")
+	credsSet := appset("creds", map[string]string{AnnPullSecrets: " regcred ,, mirror-creds"})
+	if c := Derive([]*unstructured.Unstructured{withCreds}, []*unstructured.Unstructured{credsSet}); len(c.Problems) != 0 || !slices.Equal(c.Bindings["develop-frontend"].PullSecrets, []string{"regcred", "mirror-creds"}) {
+		t.Fatalf("pull secrets %v, problems %v", c.Bindings["develop-frontend"].PullSecrets, c.Problems)
 	}
 	// An own soak without upstream is still a mistake.
 	own := app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend"), AnnSoak: "10m"})

@@ -273,6 +273,36 @@ func TestDiscover_CredentialsAuthenticateAndNeverLeak(t *testing.T) {
 	}
 }
 
+// Credentials rotated in the registry and then in the pull secret: the same Warehouse
+// (its rate limits and caches) takes the new keychain without being rebuilt.
+func TestSetKeychain_RotatedCredentialsWithoutANewWarehouse(t *testing.T) {
+	reg := newTestRegistry(t)
+	reg.push(t, "team/private", testImage(t, t0), "1.0.0")
+	reg.setFault(basicAuth("robot", "old-pass"))
+	kc := func(pass string) authn.Keychain {
+		k, err := KeychainFromPullSecrets(context.Background(), []corev1.Secret{pullSecret("regcred", dockerConfigJSON(reg.host, "robot", pass))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	w, _ := newTestWarehouse(t, WithKeychain(kc("old-pass")))
+	ctx := context.Background()
+	if _, _, err := w.Discover(ctx, reg.host+"/team/private", Selection{}); err != nil {
+		t.Fatalf("with the first credentials: %v", err)
+	}
+	reg.setFault(basicAuth("robot", "new-pass"))
+	if _, _, err := w.Discover(ctx, reg.host+"/team/private", Selection{}); err == nil {
+		t.Fatal("the registry changed its password but the old one still works: the test proves nothing")
+	}
+	if err := w.SetKeychain(kc("new-pass")); err != nil {
+		t.Fatal(err)
+	}
+	if f, _, err := w.Discover(ctx, reg.host+"/team/private", Selection{}); err != nil || f.Tag != "1.0.0" {
+		t.Fatalf("after SetKeychain with the new credentials: %v, %v", f, err)
+	}
+}
+
 func TestKeychains_BadSourcesAreNamedWithoutContent(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := KeychainFromDockerConfig(filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "missing.json") {

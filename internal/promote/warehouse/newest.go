@@ -63,7 +63,7 @@ func (w *Warehouse) pickNewest(ctx context.Context, repo name.Repository, c *com
 		if best == "" {
 			return "", "", nil
 		}
-		cur, err := w.puller.Head(ctx, repo.Tag(best))
+		cur, err := w.puller.Load().Head(ctx, repo.Tag(best))
 		if err != nil {
 			if isNotFound(err) && try < maxVerify {
 				bc.forget(best)
@@ -97,7 +97,7 @@ func (w *Warehouse) readBuilds(ctx context.Context, repo name.Repository, p v1.P
 	g.SetLimit(configReaders)
 	for _, tag := range unknown {
 		g.Go(func() error {
-			desc, err := w.puller.Get(gctx, repo.Tag(tag))
+			desc, err := w.puller.Load().Get(gctx, repo.Tag(tag))
 			if err != nil {
 				if isNotFound(err) {
 					return nil // deleted since listing: not a candidate this time
@@ -151,7 +151,7 @@ func (w *Warehouse) readBuild(ctx context.Context, repo name.Repository, desc *r
 			w.log.DebugContext(ctx, "image has no manifest for platform", "image", repo.Name(), "digest", desc.Digest.String(), "platform", p.String())
 			return buildInfo{}, nil
 		}
-		desc, err = w.puller.Get(ctx, repo.Digest(child.Digest.String()))
+		desc, err = w.puller.Load().Get(ctx, repo.Digest(child.Digest.String()))
 		if err != nil {
 			return buildInfo{}, err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -25,7 +26,11 @@ var ErrTagNotFound = errors.New("tag not found")
 // share it: it keeps per-registry rate limits, authenticated connections and the
 // newest strategy's build-time cache. It is safe for concurrent use.
 type Warehouse struct {
-	puller     *remote.Puller
+	// puller is replaced whole by SetKeychain: it caches each repository's
+	// authenticated session, so new credentials need a new one.
+	puller     atomic.Pointer[remote.Puller]
+	rt         *registryTransport
+	pageSize   int
 	clock      Clock
 	log        *slog.Logger
 	registries map[string]RegistryConfig
@@ -58,10 +63,28 @@ func New(opts ...Option) (*Warehouse, error) {
 		backoff:  defaultBackoff,
 		hosts:    map[string]*hostTransport{},
 	}
+	w := &Warehouse{
+		rt:         rt,
+		pageSize:   o.pageSize,
+		clock:      o.clock,
+		log:        o.log,
+		registries: o.registries,
+		builds:     map[buildsKey]*buildCache{},
+	}
+	if err := w.SetKeychain(o.keychain); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// SetKeychain makes later requests authenticate with kc: rotated or added
+// registry credentials without a new Warehouse. Requests already running finish
+// with the old ones; rate limits and the newest strategy's cache are kept.
+func (w *Warehouse) SetKeychain(kc authn.Keychain) error {
 	puller, err := remote.NewPuller(
-		remote.WithTransport(rt),
-		remote.WithAuthFromKeychain(o.keychain),
-		remote.WithPageSize(o.pageSize),
+		remote.WithTransport(w.rt),
+		remote.WithAuthFromKeychain(kc),
+		remote.WithPageSize(w.pageSize),
 		remote.WithUserAgent("kropipe-promoter"),
 		// Retrying is registryTransport's job (per host, honouring Retry-After);
 		// the library's own retry would multiply the tries and ignore the limit.
@@ -69,15 +92,10 @@ func New(opts ...Option) (*Warehouse, error) {
 		remote.WithRetryPredicate(func(error) bool { return false }),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("registry client: %w", err)
+		return fmt.Errorf("registry client: %w", err)
 	}
-	return &Warehouse{
-		puller:     puller,
-		clock:      o.clock,
-		log:        o.log,
-		registries: o.registries,
-		builds:     map[buildsKey]*buildCache{},
-	}, nil
+	w.puller.Store(puller)
+	return nil
 }
 
 // Report says what Discover saw, enough for a human sentence such as
@@ -222,7 +240,7 @@ func (w *Warehouse) Resolve(ctx context.Context, image, tag string) (freight.Fre
 }
 
 func (w *Warehouse) resolve(ctx context.Context, image string, repo name.Repository, tag string) (freight.Freight, error) {
-	desc, err := w.puller.Head(ctx, repo.Tag(tag))
+	desc, err := w.puller.Load().Head(ctx, repo.Tag(tag))
 	if err != nil {
 		if isNotFound(err) {
 			return freight.Freight{}, fmt.Errorf("%w: tag %s not found in %s: push it first, or check the image name", ErrTagNotFound, tag, image)
@@ -234,7 +252,7 @@ func (w *Warehouse) resolve(ctx context.Context, image string, repo name.Reposit
 
 // listTags reads every page of the repository's tag list.
 func (w *Warehouse) listTags(ctx context.Context, repo name.Repository) ([]string, error) {
-	lister, err := w.puller.Lister(ctx, repo)
+	lister, err := w.puller.Load().Lister(ctx, repo)
 	if err != nil {
 		return nil, w.explain(repo, "list tags", err)
 	}

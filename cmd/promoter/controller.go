@@ -451,6 +451,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		argocd.WithGateLogger(c.log),
 		argocd.WithSyncIf(commits.isNewestPromotion),
 		argocd.WithSubject(commits.subject),
+		argocd.WithContains(commits.contains),
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
@@ -572,6 +573,23 @@ func (p *promotionCommits) newest(ctx context.Context, spec stage.Spec) (gitwrit
 		p.log.Warn("reading the stage's Git history to decide on a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
 	}
 	return gitwrite.Record{}, false
+}
+
+// contains reports whether descendant (the revision Argo CD synced the stage's Application
+// to) holds ancestor (its promotion commit), from the clone the engine keeps fetched.
+func (p *promotionCommits) contains(ctx context.Context, spec stage.Spec, ancestor, descendant string) bool {
+	opts, err := p.creds.GitOptions(ctx, spec.RepoURL)
+	if err == nil {
+		var repo *gitwrite.Repo
+		if repo, err = gitwrite.Open(ctx, p.gitDir, spec.RepoURL, append(opts, gitwrite.WithLogger(p.log))...); err == nil {
+			var ok bool
+			if ok, err = repo.Contains(ancestor, descendant); err == nil {
+				return ok
+			}
+		}
+	}
+	p.log.Warn("reading the stage's Git history to verify a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
+	return false
 }
 
 func (p *promotionCommits) isNewestPromotion(ctx context.Context, spec stage.Spec, commit string) bool {

@@ -159,11 +159,19 @@ func (e clusterEnv) waitSyncRequested(t *testing.T, name, revision string, logs 
 // app is Synced and Healthy there, compared after the operation finished.
 func (e clusterEnv) finishSync(t *testing.T, name, revision string) {
 	t.Helper()
+	e.finishSyncAt(t, name, revision, revision)
+}
+
+// finishSyncAt is finishSync where Argo CD reports the Application at syncRevision after an
+// operation to revision: with manifest-generate-paths it moves an app to a later commit that
+// does not touch its folder, without syncing.
+func (e clusterEnv) finishSyncAt(t *testing.T, name, revision, syncRevision string) {
+	t.Helper()
 	u := e.app(t, name)
 	delete(u.Object, "operation")
 	finished := time.Now().UTC().Add(-time.Second).Format(time.RFC3339)
 	u.Object["status"] = map[string]any{
-		"sync":   map[string]any{"status": "Synced", "revision": revision},
+		"sync":   map[string]any{"status": "Synced", "revision": syncRevision},
 		"health": map[string]any{"status": "Healthy"},
 		"operationState": map[string]any{
 			"phase": "Succeeded", "startedAt": finished, "finishedAt": finished,
@@ -630,4 +638,30 @@ func TestController_PullSecretFromAnnotationAndItsRotation(t *testing.T) {
 			t.Errorf("a registry password reached the logs")
 		}
 	}
+}
+
+// A commit elsewhere in the repository lands between the promotion and its verification; Argo
+// CD then reports the Application at that later commit. It contains the promotion, so the
+// freight is verified (and not left waiting for a revision Argo CD will never report again).
+func TestController_VerifiesAtALaterCommitThatContainsThePromotion(t *testing.T) {
+	e := newClusterEnv(t)
+	addr, logs, _ := e.start(t, controllerFlagsFor(""))
+	c := api.NewClient(addr, "", nil)
+	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	commit := head(t, e.bare)
+	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+
+	ctx := context.Background()
+	later, err := gitserver.GitOutput(ctx, e.bare, "commit-tree", "-p", commit, "-m", "Unrelated change", commit+"^{tree}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	later = strings.TrimSpace(later)
+	if err := gitserver.Git(ctx, e.bare, "update-ref", "refs/heads/main", later); err != nil {
+		t.Fatal(err)
+	}
+	e.finishSyncAt(t, "develop-frontend", commit, later)
+	waitStage(t, c, logs, "verified at the later commit", func(st stage.Status) bool {
+		return st.VerifiedFreight != nil && st.VerifiedFreight.Value == "1.2.2"
+	})
 }

@@ -49,7 +49,7 @@ type HealthGate struct {
 	apps     AppLookup
 	syncer   *Syncer
 	timeout  time.Duration
-	contains func(ancestor, descendant string) bool
+	contains func(ctx context.Context, spec stage.Spec, ancestor, descendant string) bool
 	subject  func(ctx context.Context, spec stage.Spec, commit string) string
 	syncIf   func(ctx context.Context, spec stage.Spec, commit string) bool
 	now      func() time.Time
@@ -79,9 +79,12 @@ type GateOption func(*HealthGate)
 func WithTimeout(d time.Duration) GateOption { return func(g *HealthGate) { g.timeout = d } }
 
 // WithContains lets a synced revision that descends from the promotion commit
-// count (default: only the commit itself). fn reports whether descendant
-// contains ancestor.
-func WithContains(fn func(ancestor, descendant string) bool) GateOption {
+// count (default: only the commit itself). fn reports whether descendant, a
+// commit of spec's repository, contains ancestor. Without it a commit to another
+// folder that lands before the verification would keep the stage waiting: with
+// manifest-generate-paths Argo CD moves the Application's revision to that commit
+// without a sync.
+func WithContains(fn func(ctx context.Context, spec stage.Spec, ancestor, descendant string) bool) GateOption {
 	return func(g *HealthGate) { g.contains = fn }
 }
 
@@ -111,7 +114,7 @@ func NewHealthGate(client dynamic.Interface, apps AppLookup, opts ...GateOption)
 	g := &HealthGate{
 		client: client, apps: apps, syncer: NewSyncer(client),
 		timeout:  DefaultGateTimeout,
-		contains: func(a, d string) bool { return a == d },
+		contains: func(_ context.Context, _ stage.Spec, a, d string) bool { return a == d },
 		now:      time.Now, log: slog.Default(),
 		tracked: map[string]*tracking{}, waiting: map[string]string{},
 	}
@@ -173,7 +176,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		targets = append(targets, commit)
 	}
 	a := readApp(u, b.SourceIndex)
-	at := g.atAny(a.revision, targets)
+	at := g.atAny(ctx, spec, a.revision, targets)
 	value := f.Value(spec.Strategy)
 
 	opForUs := a.opRevision != "" && contains(targets, a.opRevision)
@@ -277,12 +280,12 @@ func (g *HealthGate) forget(stage string) {
 	delete(g.tracked, stage)
 }
 
-func (g *HealthGate) atAny(revision string, targets []string) bool {
+func (g *HealthGate) atAny(ctx context.Context, spec stage.Spec, revision string, targets []string) bool {
 	if revision == "" {
 		return false
 	}
 	for _, t := range targets {
-		if t == revision || g.contains(t, revision) {
+		if t == revision || g.contains(ctx, spec, t, revision) {
 			return true
 		}
 	}

@@ -296,7 +296,7 @@ func TestHealthGate_DescendantRevisionCountsWithContains(t *testing.T) {
 	f := newGateFixture(t)
 	f.argo("develop-frontend", argoStatus(later, "Synced", "Healthy", "Succeeded", ""))
 	f.client.ClearActions()
-	g := f.gate(WithContains(func(a, d string) bool { return a == promoted && d == later }))
+	g := f.gate(WithContains(func(_ context.Context, _ stage.Spec, a, d string) bool { return a == promoted && d == later }))
 	if err := g.Verify(context.Background(), spec("develop-frontend"), fr, promoted); err != nil {
 		t.Fatal(err)
 	}

@@ -578,6 +578,32 @@ func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, err
 	return out, err
 }
 
+// Contains reports whether commit descendant is ancestor or has it in its
+// history, from what the clone holds: a descendant not fetched yet reports false,
+// and the caller asks again after the next pass fetched it.
+func (r *Repo) Contains(ancestor, descendant string) (bool, error) {
+	if ancestor == descendant {
+		return true, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, err := object.GetCommit(r.repo.Storer, plumbing.NewHash(ancestor))
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	d, err := object.GetCommit(r.repo.Storer, plumbing.NewHash(descendant))
+	if errors.Is(err, plumbing.ErrObjectNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return a.IsAncestor(d)
+}
+
 // Rejected returns the values rolled back from in stage (Kropipe-Rejected trailers):
 // values the stage must not auto-promote again. It is read from history, so it
 // survives restarts.

@@ -719,3 +719,29 @@ func TestApply_HTTPSWithPrivateCA(t *testing.T) {
 		t.Fatal("the promotion is not the head")
 	}
 }
+
+func TestContains_AncestryFromTheClone(t *testing.T) {
+	f := newFixture(t)
+	seedCommit := f.head(t)
+	r := open(t, f.url)
+	later := pushUnrelated(t, f.bare, "notes.txt")
+	if ok, err := r.Contains(seedCommit, later); err != nil || ok {
+		t.Fatalf("before a fetch: Contains = %v, %v; want false (the clone has not seen the later commit)", ok, err)
+	}
+	if _, err := r.History(context.Background(), "main", ""); err != nil { // fetches
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		ancestor, descendant string
+		want                 bool
+	}{
+		{seedCommit, later, true},
+		{seedCommit, seedCommit, true},
+		{later, seedCommit, false},
+		{seedCommit, strings.Repeat("ab", 20), false},
+	} {
+		if ok, err := r.Contains(tt.ancestor, tt.descendant); err != nil || ok != tt.want {
+			t.Errorf("Contains(%.7s, %.7s) = %v, %v; want %v", tt.ancestor, tt.descendant, ok, err, tt.want)
+		}
+	}
+}

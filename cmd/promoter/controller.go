@@ -174,7 +174,7 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 	}
 	c.leader.Store("")
 
-	srv := api.New(gate{c}, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithLogger(log))
+	srv := api.New(gate{c}, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
 	servers, err := c.listen(ctx, srv)

@@ -475,6 +475,10 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 	if err == nil || !strings.Contains(err.Error(), "standing by") || !strings.Contains(err.Error(), "kubectl port-forward pod/") {
 		t.Fatalf("rollback on the standby: %v, want a refusal naming the leader's pod", err)
 	}
+	// The API port's /readyz says what the health port's says.
+	if code, body := tryGet("http://" + secondAddr + "/readyz"); code != http.StatusOK || !strings.Contains(body, "standing by") {
+		t.Errorf("standby API /readyz = %d %s, want 200 standing by", code, body)
+	}
 	// Reads too: a standby has no stages, and an empty list would look like a promoter with none.
 	for _, path := range []string{"/api/v1/stages", "/api/v1/stages/develop-frontend", "/api/v1/stages/develop-frontend/rollback"} {
 		code, body := tryGet("http://" + secondAddr + path)

@@ -58,6 +58,10 @@ func WithToken(token string) Option { return func(s *Server) { s.token = token }
 // when the listener is not loopback.
 func WithRequireToken(on bool) Option { return func(s *Server) { s.requireToken = on } }
 
+// WithReadiness answers GET /readyz with h instead of "ready after the first
+// pass": a replica that stands by on purpose is ready too.
+func WithReadiness(h http.Handler) Option { return func(s *Server) { s.readyz = h } }
+
 // WithLogger sets the request logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 
@@ -67,6 +71,7 @@ type Server struct {
 	mux          *http.ServeMux
 	token        string
 	requireToken bool
+	readyz       http.Handler
 	log          *slog.Logger
 }
 
@@ -79,7 +84,10 @@ func New(c Controller, opts ...Option) *Server {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	s.mux.HandleFunc("GET /readyz", s.ready)
+	if s.readyz == nil {
+		s.readyz = http.HandlerFunc(s.ready)
+	}
+	s.mux.Handle("GET /readyz", s.readyz)
 	s.mux.HandleFunc("GET /api/v1/stages", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, StageList{Stages: s.c.Status()})
 	})

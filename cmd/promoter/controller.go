@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -313,7 +312,7 @@ func (c *controller) lead(ctx context.Context) {
 // and watcher, and passes until ctx ends.
 func (c *controller) term(ctx context.Context) error {
 	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
-	e, hg, creds, err := c.newEngine(ctx, w)
+	e, hg, creds, repos, err := c.newEngine(ctx, w)
 	if err != nil {
 		return err
 	}
@@ -349,7 +348,7 @@ func (c *controller) term(ctx context.Context) error {
 		c.watcher.Store(nil)
 	}()
 	reported := map[argocd.Problem]bool{}
-	interval := c.applySpecs(ctx, e, w, reported)
+	interval := c.applySpecs(ctx, e, w, repos, reported)
 
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
@@ -374,7 +373,7 @@ func (c *controller) term(ctx context.Context) error {
 		case <-timer.C:
 		case <-e.Kicks():
 		case <-w.Changes():
-			interval = c.applySpecs(ctx, e, w, reported)
+			interval = c.applySpecs(ctx, e, w, repos, reported)
 		}
 		if !timer.Stop() {
 			select {
@@ -389,7 +388,7 @@ func (c *controller) term(ctx context.Context) error {
 // applySpecs hands the annotations' stages to the engine, reports the stages they cannot
 // describe (log, and an Event on the Application once per problem), and returns the time until
 // the next pass.
-func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.Watcher, reported map[argocd.Problem]bool) time.Duration {
+func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.Watcher, repos *stageRepos, reported map[argocd.Problem]bool) time.Duration {
 	cfg := w.Config()
 	for _, p := range cfg.Problems {
 		c.log.Warn("stage not run: bad annotation", "stage", p.Stage, "application", p.App, "field", p.Field, "problem", p.Message)
@@ -409,6 +408,7 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 		ns, name, _ := strings.Cut(p.App, "/")
 		c.event(c.events.Event(ctx, argocd.AppRef{Namespace: ns, Name: name}, corev1.EventTypeWarning, "ConfigurationWarning", p.Error()))
 	}
+	cfg.Specs = repos.resolveHEAD(ctx, cfg.Specs)
 	if err := e.SetSpecs(cfg.Specs); err != nil {
 		// Derive only returns sets that validate; this is a bug, so keep the old set.
 		c.log.Error("stages from annotations rejected; keeping the previous set", "error", err.Error())
@@ -427,7 +427,7 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 // come from the pullSecrets returned), persistent clones under --data-dir whose push retries are counted and whose
 // credentials come from Argo CD's repository Secrets, the state ConfigMap, and the health gate
 // that syncs the promoted Application and verifies freight from its sync and health.
-func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.Engine, *argocd.HealthGate, *pullSecrets, error) {
+func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.Engine, *argocd.HealthGate, *pullSecrets, *stageRepos, error) {
 	whOpts := []warehouse.Option{
 		warehouse.WithLogger(c.log),
 		warehouse.WithMetrics(c.metrics.RegistryRequest),
@@ -437,21 +437,21 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	}
 	wh, err := warehouse.New(whOpts...)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	dir, err := c.g.stateDir()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	gitDir := filepath.Join(dir, "git")
 	gitLog := slog.New(c.metrics.CountPushRetries(c.log.Handler()))
 	creds := argocd.NewCredentials(c.kube, c.f.argocdNamespace, argocd.WithCredentialsLogger(c.log))
-	commits := &promotionCommits{gitDir: gitDir, creds: creds, log: gitLog}
+	repos := &stageRepos{gitDir: gitDir, creds: creds, log: gitLog}
 	hg := argocd.NewHealthGate(c.dyn, w,
 		argocd.WithGateLogger(c.log),
-		argocd.WithSyncIf(commits.isNewestPromotion),
-		argocd.WithSubject(commits.subject),
-		argocd.WithContains(commits.contains),
+		argocd.WithSyncIf(repos.isNewestPromotion),
+		argocd.WithSubject(repos.subject),
+		argocd.WithContains(repos.contains),
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
@@ -461,7 +461,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		stage.WithVerifier(hg),
 		stage.WithLogger(c.log),
 	)
-	return e, hg, newPullSecrets(c.kube, c.f.namespace, c.f.pullSecrets, wh, c.log), err
+	return e, hg, newPullSecrets(c.kube, c.f.namespace, c.f.pullSecrets, wh, c.log), repos, err
 }
 
 // rollBackFailures handles the promotions the health gate gave up on since the last pass:
@@ -533,80 +533,6 @@ func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *
 		c.log.Info("rolled back automatically", "stage", f.Stage, "from", out.Old, "to", out.New, "commit", out.Commit)
 		c.outcomeEvent(ctx, w, out)
 	}
-}
-
-// promotionCommits answers the health gate's questions about a commit from the stage's Git
-// history: whether it is the stage's newest promotion (only then may the gate start a sync,
-// which also covers a promoter killed between push and sync: after the restart the commit is
-// still the newest and gets its sync, and no second commit is made), and its subject, which
-// becomes the sync operation's reason.
-type promotionCommits struct {
-	gitDir string
-	creds  *argocd.Credentials
-	log    *slog.Logger
-
-	mu   sync.Mutex
-	last map[string]gitwrite.Record // newest record by stage, from the last lookup
-}
-
-func (p *promotionCommits) newest(ctx context.Context, spec stage.Spec) (gitwrite.Record, bool) {
-	opts, err := p.creds.GitOptions(ctx, spec.RepoURL)
-	if err == nil {
-		var repo *gitwrite.Repo
-		// Same URL and data dir as the engine's clone: gitwrite serialises the two.
-		repo, err = gitwrite.Open(ctx, p.gitDir, spec.RepoURL, append(opts, gitwrite.WithLogger(p.log))...)
-		if err == nil {
-			var recs []gitwrite.Record
-			recs, err = repo.History(ctx, spec.Branch, spec.Name)
-			if err == nil && len(recs) > 0 {
-				p.mu.Lock()
-				if p.last == nil {
-					p.last = map[string]gitwrite.Record{}
-				}
-				p.last[spec.Name] = recs[0]
-				p.mu.Unlock()
-				return recs[0], true
-			}
-		}
-	}
-	if err != nil {
-		p.log.Warn("reading the stage's Git history to decide on a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
-	}
-	return gitwrite.Record{}, false
-}
-
-// contains reports whether descendant (the revision Argo CD synced the stage's Application
-// to) holds ancestor (its promotion commit), from the clone the engine keeps fetched.
-func (p *promotionCommits) contains(ctx context.Context, spec stage.Spec, ancestor, descendant string) bool {
-	opts, err := p.creds.GitOptions(ctx, spec.RepoURL)
-	if err == nil {
-		var repo *gitwrite.Repo
-		if repo, err = gitwrite.Open(ctx, p.gitDir, spec.RepoURL, append(opts, gitwrite.WithLogger(p.log))...); err == nil {
-			var ok bool
-			if ok, err = repo.Contains(ancestor, descendant); err == nil {
-				return ok
-			}
-		}
-	}
-	p.log.Warn("reading the stage's Git history to verify a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
-	return false
-}
-
-func (p *promotionCommits) isNewestPromotion(ctx context.Context, spec stage.Spec, commit string) bool {
-	r, ok := p.newest(ctx, spec)
-	return ok && r.Commit == commit
-}
-
-func (p *promotionCommits) subject(ctx context.Context, spec stage.Spec, commit string) string {
-	p.mu.Lock()
-	r, ok := p.last[spec.Name]
-	p.mu.Unlock()
-	if !ok || r.Commit != commit {
-		if r, ok = p.newest(ctx, spec); !ok || r.Commit != commit {
-			return ""
-		}
-	}
-	return r.Subject
 }
 
 // keychain reads the --pull-secrets. A missing or unreadable Secret is logged and left out:

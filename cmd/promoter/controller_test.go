@@ -669,3 +669,30 @@ func TestController_VerifiesAtALaterCommitThatContainsThePromotion(t *testing.T)
 		return st.VerifiedFreight != nil && st.VerifiedFreight.Value == "1.2.2"
 	})
 }
+
+// targetRevision HEAD (Argo CD's default) means the repository's default branch, which the
+// promoter asks the remote for as Argo CD does: here trunk, not main.
+func TestController_TargetRevisionHEADIsTheRemoteDefaultBranch(t *testing.T) {
+	e := newClusterEnv(t)
+	ctx := context.Background()
+	for _, args := range [][]string{{"branch", "trunk", "main"}, {"symbolic-ref", "HEAD", "refs/heads/trunk"}} {
+		if err := gitserver.Git(ctx, e.bare, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := e.app(t, "develop-frontend")
+	_ = unstructured.SetNestedField(app.Object, "HEAD", "spec", "source", "targetRevision")
+	if _, err := e.dyn.Resource(argocd.ApplicationGVR).Namespace("argocd").Update(ctx, app, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	mainBefore := head(t, e.bare)
+	addr, logs, _ := e.start(t, controllerFlagsFor(""))
+	waitStage(t, api.NewClient(addr, "", nil), logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	subject, err := gitserver.GitOutput(ctx, e.bare, "log", "-1", "--format=%s", "trunk")
+	if err != nil || strings.TrimSpace(subject) != "Promote image from 1.2.1 to 1.2.2" {
+		t.Fatalf("trunk's last commit %q, %v; want the promotion", subject, err)
+	}
+	if after := head(t, e.bare); after != mainBefore {
+		t.Errorf("main moved to %s; the promotion belongs on the default branch trunk", after)
+	}
+}

@@ -345,13 +345,17 @@ func checkGit(s map[string]any, where string) string {
 	return ""
 }
 
-// branchOf turns a targetRevision into the branch kropipe pushes to. Empty and
-// HEAD mean the repository's default branch, which kropipe does not ask the
-// remote for: it is taken to be main (stage.DefaultBranch).
+// RemoteHEAD is the Branch of a stage whose Application tracks the repository's
+// default branch (targetRevision HEAD or none): the remote says which branch that
+// is, so the controller asks it (gitwrite.Repo.DefaultBranch) before running the
+// stage.
+const RemoteHEAD = "HEAD"
+
+// branchOf turns a targetRevision into the branch kropipe pushes to.
 func branchOf(rev string) string {
 	rev = strings.TrimSpace(rev)
 	if rev == "" || rev == "HEAD" {
-		return stage.DefaultBranch
+		return RemoteHEAD
 	}
 	return strings.TrimPrefix(rev, "refs/heads/")
 }

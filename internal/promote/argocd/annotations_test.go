@@ -79,8 +79,8 @@ func TestDerive_SourceAndBranchChoices(t *testing.T) {
 		index             int
 		problemField, has string
 	}{
-		{name: "HEAD means main", app: rev("HEAD"), branch: "main", file: "develop/frontend/instance.yaml", index: -1},
-		{name: "empty means main", app: rev(""), branch: "main", file: "develop/frontend/instance.yaml", index: -1},
+		{name: "HEAD is the remote's default branch", app: rev("HEAD"), branch: RemoteHEAD, file: "develop/frontend/instance.yaml", index: -1},
+		{name: "empty is the remote's default branch too", app: rev(""), branch: RemoteHEAD, file: "develop/frontend/instance.yaml", index: -1},
 		{name: "refs/heads prefix dropped", app: rev("refs/heads/release"), branch: "release", file: "develop/frontend/instance.yaml", index: -1},
 		{name: "file annotation wins", app: app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend"), AnnFile: "envs/dev/fe.yaml"}), branch: "main", file: "envs/dev/fe.yaml", index: -1},
 		{name: "multi-source by index", app: multi(map[string]string{AnnImage: img("frontend"), AnnSource: "1"}), branch: "release", file: "develop/frontend/instance.yaml", index: 1},

@@ -578,6 +578,27 @@ func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, err
 	return out, err
 }
 
+// DefaultBranch asks the remote which branch its HEAD points at: what Argo CD
+// syncs for a targetRevision of HEAD (or none).
+func (r *Repo) DefaultBranch(ctx context.Context) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rem, err := r.repo.Remote("origin")
+	if err != nil {
+		return "", r.wrap(err)
+	}
+	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: r.auth, CABundle: r.o.caBundle})
+	if err != nil {
+		return "", r.wrap(fmt.Errorf("asking %s for its default branch: %w", r.display, err))
+	}
+	for _, ref := range refs {
+		if ref.Name() == plumbing.HEAD && ref.Type() == plumbing.SymbolicReference && ref.Target().IsBranch() {
+			return ref.Target().Short(), nil
+		}
+	}
+	return "", r.wrap(fmt.Errorf("%s does not say which branch its HEAD is; set the Application's targetRevision to the branch", r.display))
+}
+
 // Contains reports whether commit descendant is ancestor or has it in its
 // history, from what the clone holds: a descendant not fetched yet reports false,
 // and the caller asks again after the next pass fetched it.

@@ -745,3 +745,17 @@ func TestContains_AncestryFromTheClone(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultBranch_FollowsTheRemoteHEAD(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	if b, err := r.DefaultBranch(ctx); err != nil || b != "main" {
+		t.Fatalf("DefaultBranch = %q, %v; want main", b, err)
+	}
+	f.git(t, "branch", "trunk", "main")
+	f.git(t, "symbolic-ref", "HEAD", "refs/heads/trunk")
+	if b, err := r.DefaultBranch(ctx); err != nil || b != "trunk" {
+		t.Fatalf("after the server's HEAD moved: DefaultBranch = %q, %v; want trunk", b, err)
+	}
+}

@@ -91,9 +91,10 @@ func (c Config) withDefaults() Config {
 // once that call has returned it calls onStoppedLeading and campaigns again.
 //
 // On shutdown the Lease is released (so the other replica takes over at once instead of after
-// LeaseDuration), but only after onStartedLeading has returned: client-go releases as soon as
-// its context ends, which would let the next leader start while this one is still pushing.
-// That is why the elector runs on a context of its own that ends after the work does.
+// LeaseDuration), but only after onStartedLeading has returned. client-go's ReleaseOnCancel is
+// not used: it releases as soon as renewing stops — also when renewing failed for
+// RenewDeadline, before the work has even been cancelled — which would let the next leader
+// start while this one is still pushing. A lease lost that way is left to expire.
 func Run(ctx context.Context, cfg Config, onStartedLeading func(ctx context.Context), onStoppedLeading func()) error {
 	cfg = cfg.withDefaults()
 	if cfg.Client == nil || cfg.Namespace == "" {
@@ -133,7 +134,7 @@ func campaign(ctx context.Context, cfg Config, lock resourcelock.Interface, log 
 		LeaseDuration:   cfg.LeaseDuration,
 		RenewDeadline:   cfg.RenewDeadline,
 		RetryPeriod:     cfg.RetryPeriod,
-		ReleaseOnCancel: true,
+		ReleaseOnCancel: false,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(leCtx context.Context) {
 				done := make(chan struct{})
@@ -190,9 +191,38 @@ func campaign(ctx context.Context, cfg Config, lock resourcelock.Interface, log 
 		// before campaigning again, so this replica never runs two loops.
 		<-done
 		log.Info("stopped leading")
+		if ctx.Err() != nil {
+			release(lock, cfg, log)
+		}
 		if onStopped != nil {
 			onStopped()
 		}
 	}
 	return nil
+}
+
+// release gives the Lease up after a clean shutdown, as client-go's ReleaseOnCancel would,
+// but only now that the work has returned: the other replica may start at once.
+func release(lock resourcelock.Interface, cfg Config, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.RenewDeadline)
+	defer cancel()
+	rec, _, err := lock.Get(ctx)
+	if err != nil {
+		log.Warn("lease not released; the other replica takes over when it expires", "error", err.Error())
+		return
+	}
+	if rec.HolderIdentity != cfg.Identity {
+		return
+	}
+	now := metav1.NewTime(time.Now())
+	if err := lock.Update(ctx, resourcelock.LeaderElectionRecord{
+		LeaderTransitions:    rec.LeaderTransitions,
+		LeaseDurationSeconds: 1,
+		RenewTime:            now,
+		AcquireTime:          now,
+	}); err != nil {
+		log.Warn("lease not released; the other replica takes over when it expires", "error", err.Error())
+		return
+	}
+	log.Info("lease released")
 }

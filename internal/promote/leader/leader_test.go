@@ -66,7 +66,9 @@ func (tl *timeline) stop(id string) {
 // so 1s is the shortest that means anything.
 func fastConfig(c *fake.Clientset, id string) leader.Config {
 	// The LeaseDuration-RenewDeadline gap is the margin against overlap; 1s proved too thin on a
-	// loaded 2-core CI machine, where the cut-off leader noticed a few hundred ms late.
+	// loaded 2-core CI machine, where the cut-off leader noticed a few hundred ms late. (This
+	// test once failed with a takeover 1.2s after the cut-off: client-go's ReleaseOnCancel had
+	// released the lost lease before the work stopped; Run no longer uses it.)
 	return leader.Config{
 		Client: c, Namespace: "argocd", Identity: id, Logger: quiet,
 		LeaseDuration: 4 * time.Second, RenewDeadline: time.Second, RetryPeriod: 200 * time.Millisecond,
@@ -201,6 +203,11 @@ func TestRun_LeaderCutOffFromAPIServerStopsBeforeTheOtherStarts(t *testing.T) {
 	t.Logf("takeover after the leader was cut off: %s (renew deadline %s, lease %s)", time.Since(cutAt).Round(time.Millisecond), cfg.RenewDeadline, cfg.LeaseDuration)
 	if second == first {
 		t.Fatalf("%s still leads while cut off", first)
+	}
+	// A lost lease is left to expire, never released early (the cut-off replica's last renewal
+	// was at most one retry period before the cut).
+	if took := time.Since(cutAt); took < cfg.LeaseDuration-cfg.RetryPeriod {
+		t.Errorf("takeover %s after the cut, before the lease (%s) expired: the lost lease was released", took, cfg.LeaseDuration)
 	}
 	tl.mu.Lock()
 	defer tl.mu.Unlock()

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/argocd"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+)
+
+// defaultBranchTTL is how long a repository's default branch is trusted before it is asked
+// again.
+const defaultBranchTTL = 10 * time.Minute
+
+// stageRepos answers questions about the stages' Git repositories from the clones the engine
+// keeps (same data dir and URL: gitwrite serialises the two), with Argo CD's credentials:
+//
+//   - for the health gate, whether a commit is the stage's newest promotion (only then may the
+//     gate start a sync, which also covers a promoter killed between push and sync: after the
+//     restart the commit is still the newest and gets its sync, and no second commit is made),
+//     its subject (the sync operation's reason), and whether a revision contains it;
+//   - for the annotations, which branch a targetRevision of HEAD means.
+type stageRepos struct {
+	gitDir string
+	creds  *argocd.Credentials
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	last     map[string]gitwrite.Record // newest record by stage, from the last lookup
+	branches map[string]knownBranch     // default branch by repository URL
+}
+
+type knownBranch struct {
+	name string
+	at   time.Time
+}
+
+func (p *stageRepos) open(ctx context.Context, url string) (*gitwrite.Repo, error) {
+	opts, err := p.creds.GitOptions(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	return gitwrite.Open(ctx, p.gitDir, url, append(opts, gitwrite.WithLogger(p.log))...)
+}
+
+func (p *stageRepos) newest(ctx context.Context, spec stage.Spec) (gitwrite.Record, bool) {
+	repo, err := p.open(ctx, spec.RepoURL)
+	if err == nil {
+		var recs []gitwrite.Record
+		recs, err = repo.History(ctx, spec.Branch, spec.Name)
+		if err == nil && len(recs) > 0 {
+			p.mu.Lock()
+			if p.last == nil {
+				p.last = map[string]gitwrite.Record{}
+			}
+			p.last[spec.Name] = recs[0]
+			p.mu.Unlock()
+			return recs[0], true
+		}
+	}
+	if err != nil {
+		p.log.Warn("reading the stage's Git history to decide on a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
+	}
+	return gitwrite.Record{}, false
+}
+
+// contains reports whether descendant (the revision Argo CD synced the stage's Application
+// to) holds ancestor (its promotion commit), from the clone the engine keeps fetched.
+func (p *stageRepos) contains(ctx context.Context, spec stage.Spec, ancestor, descendant string) bool {
+	repo, err := p.open(ctx, spec.RepoURL)
+	if err == nil {
+		var ok bool
+		if ok, err = repo.Contains(ancestor, descendant); err == nil {
+			return ok
+		}
+	}
+	p.log.Warn("reading the stage's Git history to verify a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
+	return false
+}
+
+func (p *stageRepos) isNewestPromotion(ctx context.Context, spec stage.Spec, commit string) bool {
+	r, ok := p.newest(ctx, spec)
+	return ok && r.Commit == commit
+}
+
+func (p *stageRepos) subject(ctx context.Context, spec stage.Spec, commit string) string {
+	p.mu.Lock()
+	r, ok := p.last[spec.Name]
+	p.mu.Unlock()
+	if !ok || r.Commit != commit {
+		if r, ok = p.newest(ctx, spec); !ok || r.Commit != commit {
+			return ""
+		}
+	}
+	return r.Subject
+}
+
+// resolveHEAD gives the stages whose Application tracks HEAD the branch the remote's HEAD
+// names, as Argo CD resolves it. A repository that cannot be asked keeps the branch it had,
+// else gets stage.DefaultBranch, with a warning: its stage then fails on its own if that
+// branch does not exist.
+func (p *stageRepos) resolveHEAD(ctx context.Context, specs []stage.Spec) []stage.Spec {
+	out := slices.Clone(specs)
+	for i, s := range out {
+		if s.Branch == argocd.RemoteHEAD {
+			out[i].Branch = p.defaultBranch(ctx, s.RepoURL)
+		}
+	}
+	return out
+}
+
+func (p *stageRepos) defaultBranch(ctx context.Context, url string) string {
+	p.mu.Lock()
+	known, ok := p.branches[url]
+	p.mu.Unlock()
+	if ok && time.Since(known.at) < defaultBranchTTL {
+		return known.name
+	}
+	repo, err := p.open(ctx, url)
+	var name string
+	if err == nil {
+		name, err = repo.DefaultBranch(ctx)
+	}
+	if err != nil {
+		fallback := stage.DefaultBranch
+		if ok {
+			fallback = known.name
+		}
+		p.log.Warn("the repository's default branch is unknown; Applications with targetRevision HEAD are promoted on "+fallback, "repo", gitwrite.Redact(url), "error", gitwrite.Redact(err.Error()))
+		return fallback
+	}
+	p.mu.Lock()
+	if p.branches == nil {
+		p.branches = map[string]knownBranch{}
+	}
+	p.branches[url] = knownBranch{name: name, at: time.Now()}
+	p.mu.Unlock()
+	return name
+}

@@ -166,6 +166,9 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 		t.Errorf("after the rollback the promoter committed again:\n%s", p.log(rolledBack))
 	}
 	p.waitDeployment("staging", "frontend", p.image("frontend", "1.2.2"))
+	p.waitStage(b, "staging-frontend", "holding 1.2.2 (develop's 1.2.1 is older)", func(s stageStatus) bool {
+		return s.Decision == "hold" && s.CurrentTag == "1.2.2" && strings.Contains(s.Reason, "1.2.1 is older than the current 1.2.2")
+	})
 
 	// Events on the Applications tell the story.
 	p.wantEvent("develop-frontend", "Promoted", "1.2.2")

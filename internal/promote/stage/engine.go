@@ -592,15 +592,17 @@ func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*obs
 		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("paused; %s is waiting", value)
 		return st
 	}
+	// Older first: a soak counting down towards a value that will never be taken
+	// automatically would read as a rollback on its way.
+	if older(s.Strategy, value, o.current) {
+		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("%s is older than the current %s; promote it by hand if that is intended", value, o.current)
+		return st
+	}
 	if verified != nil && s.Soak > 0 {
 		if left := verified.VerifiedAt.Add(s.Soak).Sub(now); left > 0 {
 			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: %s soak, %s left", s.Upstream, left.Round(time.Second))
 			return st
 		}
-	}
-	if older(s.Strategy, value, o.current) {
-		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("%s is older than the current %s; promote it by hand if that is intended", value, o.current)
-		return st
 	}
 	if !s.AutoPromote && !state.approved(s.Name, value) {
 		st.Decision, st.Reason = DecisionWait, "waiting for approval of "+value

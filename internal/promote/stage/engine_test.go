@@ -93,6 +93,18 @@ func TestReconcile_UpstreamPromotesOnlyAfterSoak(t *testing.T) {
 	if got, want := f.subjects(), []string{"Promote image from 1.2.0 to 1.2.2", "Promote image from 1.2.1 to 1.2.2"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("commits %q, want %q", got, want)
 	}
+
+	// develop is rolled back to 1.2.1 and verifies it again: staging, at 1.2.2, holds at once
+	// instead of counting a soak down towards a value it will never take by itself.
+	if _, err := e.Rollback(ctx, "develop-frontend", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStatus(t, e, "staging-frontend"); st.Decision != DecisionHold || st.Reason != "1.2.1 is older than the current 1.2.2; promote it by hand if that is intended" {
+		t.Fatalf("after develop's rollback: staging %+v", st)
+	}
 }
 
 func TestReconcile_ApprovalGateWaitsForApprove(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -63,6 +65,15 @@ func WithParallelism(n int) Option {
 	}
 }
 
+// DefaultCompactAfter is how many pack files a clone may gather (one per fetch that
+// brings something, one per push) before the engine compacts it after a pass: go-git
+// looks objects up pack by pack and has no gc.
+const DefaultCompactAfter = 50
+
+// WithCompactAfter sets the pack count past which a clone is compacted (a fresh
+// clone, gitwrite.Repo.Compact) after a pass that may write; 0 never compacts.
+func WithCompactAfter(n int) Option { return func(e *Engine) { e.compactAfter = n } }
+
 // Engine runs the pipeline of a set of stages. It is safe for concurrent use:
 // passes and actions that write to Git are serialised.
 type Engine struct {
@@ -78,6 +89,8 @@ type Engine struct {
 	clock      Clock
 	log        *slog.Logger
 	parallel   int
+	// compactAfter: see WithCompactAfter.
+	compactAfter int
 
 	work    sync.Mutex // one pass or Git-writing action at a time
 	stateMu sync.Mutex // one read-modify-write of the Store at a time
@@ -99,16 +112,17 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		specs:    order(filled),
-		byName:   map[string]Spec{},
-		store:    &MemoryStore{},
-		verifier: CommandVerifier{},
-		clock:    wallClock{},
-		log:      slog.Default(),
-		parallel: 8,
-		repos:    map[string]*gitwrite.Repo{},
-		status:   map[string]Status{},
-		kick:     make(chan struct{}, 1),
+		specs:        order(filled),
+		byName:       map[string]Spec{},
+		store:        &MemoryStore{},
+		verifier:     CommandVerifier{},
+		clock:        wallClock{},
+		log:          slog.Default(),
+		parallel:     8,
+		compactAfter: DefaultCompactAfter,
+		repos:        map[string]*gitwrite.Repo{},
+		status:       map[string]Status{},
+		kick:         make(chan struct{}, 1),
 	}
 	for _, o := range opts {
 		o(e)
@@ -307,7 +321,29 @@ type observation struct {
 func (e *Engine) Reconcile(ctx context.Context) error {
 	e.work.Lock()
 	defer e.work.Unlock()
-	return e.pass(ctx, true)
+	err := e.pass(ctx, true)
+	e.compact(ctx)
+	return err
+}
+
+// compact gives the clones that gathered too many packs a fresh single-pack clone. It
+// runs between passes, while nothing else writes; a failure only costs speed.
+func (e *Engine) compact(ctx context.Context) {
+	if e.compactAfter <= 0 {
+		return
+	}
+	e.mu.Lock()
+	repos := slices.Collect(maps.Values(e.repos))
+	e.mu.Unlock()
+	for _, r := range repos {
+		n, err := r.PackCount()
+		if err != nil || n <= e.compactAfter {
+			continue
+		}
+		if err := r.Compact(ctx); err != nil {
+			e.log.Warn("compacting a clone failed; it keeps working as it is", "dir", r.Dir(), "packs", n, "err", gitwrite.Redact(err.Error()))
+		}
+	}
 }
 
 // Refresh runs a pass that decides but writes nothing: no commit, no verification.

@@ -443,3 +443,38 @@ func TestReconcile_DigestStrategyFollowsAMutableTag(t *testing.T) {
 		t.Fatalf("the rejected digest came back: %+v", st)
 	}
 }
+
+// A long-running promoter gathers one pack per fetch and push; past the limit the engine
+// compacts the clone between passes and goes on promoting from it.
+func TestReconcile_CompactsACloneThatGatheredTooManyPacks(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.1")
+	specs := []Spec{f.spec("develop-frontend", "develop/frontend", "frontend")}
+	e := f.engine(specs, WithCompactAfter(3))
+	ctx := context.Background()
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := e.repo(ctx, specs[0].RepoURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	most := 0
+	for _, tag := range []string{"1.2.2", "1.2.3", "1.2.4", "1.2.5", "1.2.6"} {
+		f.reg.push(t, "team/frontend", tag)
+		if err := e.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n, err := repo.PackCount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, n)
+	}
+	if most > 3 {
+		t.Errorf("the clone held %d packs after a pass; the limit is 3", most)
+	}
+	if got := f.subjects(); len(got) != 5 || got[0] != "Promote image from 1.2.5 to 1.2.6" {
+		t.Fatalf("commits after compactions: %q", got)
+	}
+}

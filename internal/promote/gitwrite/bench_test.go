@@ -205,3 +205,21 @@ func BenchmarkPromotion_1000Stages(b *testing.B) {
 		b.ReportMetric(float64(f.srv.Pushes("big.git")-pushes)/float64(b.N), "pushes/op")
 	})
 }
+
+// BenchmarkHistory_5000Commits times History (fetch with nothing new, then the walk for the
+// Kropipe trailers) on a branch of 5,000 commits: what every pass and every verification asks.
+func BenchmarkHistory_5000Commits(b *testing.B) {
+	f := benchServer(b, 100, 5000)
+	r := open(b, f.url)
+	ctx := context.Background()
+	if _, err := r.Apply(ctx, "main", benchChange(1, 1)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		recs, err := r.History(ctx, "main", "stage-1")
+		if err != nil || len(recs) != 1 {
+			b.Fatalf("history: %v %v", recs, err)
+		}
+	}
+}

@@ -15,10 +15,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -548,7 +550,9 @@ func (r *Repo) Read(ctx context.Context, branch, file, key string) (value, commi
 }
 
 // History fetches branch and returns the promotions and rollbacks recorded in commit
-// trailers, newest first; stage "" returns every stage's.
+// trailers, newest first (by committer time; ties in history order); stage "" returns
+// every stage's. Only the commits new since the last call are read: the records of a
+// clone are kept per branch for the life of the process.
 func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -556,26 +560,87 @@ func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, err
 	if err != nil {
 		return nil, err
 	}
-	c, err := object.GetCommit(r.repo.Storer, head)
+	h, err := r.history(ctx, branch, head)
 	if err != nil {
 		return nil, err
 	}
 	var out []Record
+	for _, rec := range h.records {
+		if stage == "" || rec.Stage == stage {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// branchHistory is what History learnt about a branch up to head.
+type branchHistory struct {
+	head    plumbing.Hash
+	seen    map[plumbing.Hash]bool // every commit read
+	records []Record
+}
+
+var (
+	historiesMu sync.Mutex
+	histories   = map[string]*branchHistory{} // by clone directory + branch
+)
+
+// history brings the branch's records up to head, reading only the commits not seen
+// yet; after a force push (the old head is no longer in the history) it reads all again.
+// The caller holds r.mu.
+func (r *Repo) history(ctx context.Context, branch string, head plumbing.Hash) (*branchHistory, error) {
+	key := r.dir + "\x00" + branch
+	historiesMu.Lock()
+	h := histories[key]
+	historiesMu.Unlock()
+	if h != nil && h.head == head {
+		return h, nil
+	}
+	c, err := object.GetCommit(r.repo.Storer, head)
+	if err != nil {
+		return nil, err
+	}
+	next := &branchHistory{head: head, seen: map[plumbing.Hash]bool{}}
+	if h != nil {
+		if old, err := object.GetCommit(r.repo.Storer, h.head); err == nil {
+			if ok, err := old.IsAncestor(c); err == nil && ok {
+				next.seen = h.seen
+			}
+		}
+	}
+	var added []Record
+	var visited []plumbing.Hash
 	// Pre-order from the head: newest first along each line of history.
-	err = object.NewCommitPreorderIter(c, nil, nil).ForEach(func(c *object.Commit) error {
+	err = object.NewCommitPreorderIter(c, next.seen, nil).ForEach(func(c *object.Commit) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		visited = append(visited, c.Hash)
 		if !strings.Contains(c.Message, TrailerStage+": ") {
 			return nil
 		}
-		rec, ok := recordFrom(c.Hash.String(), c.Committer.When, c.Message)
-		if ok && (stage == "" || rec.Stage == stage) {
-			out = append(out, rec)
+		if rec, ok := recordFrom(c.Hash.String(), c.Committer.When, c.Message); ok {
+			added = append(added, rec)
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if len(next.seen) > 0 {
+		// Extends the previous history: a copy, so a reader of the old one is not disturbed.
+		next.seen = maps.Clone(next.seen)
+		added = append(added, h.records...)
+	}
+	for _, v := range visited {
+		next.seen[v] = true
+	}
+	sort.SliceStable(added, func(i, j int) bool { return added[i].Time.After(added[j].Time) })
+	next.records = added
+	historiesMu.Lock()
+	histories[key] = next
+	historiesMu.Unlock()
+	return next, nil
 }
 
 // DefaultBranch asks the remote which branch its HEAD points at: what Argo CD

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -757,5 +758,44 @@ func TestDefaultBranch_FollowsTheRemoteHEAD(t *testing.T) {
 	f.git(t, "symbolic-ref", "HEAD", "refs/heads/trunk")
 	if b, err := r.DefaultBranch(ctx); err != nil || b != "trunk" {
 		t.Fatalf("after the server's HEAD moved: DefaultBranch = %q, %v; want trunk", b, err)
+	}
+}
+
+// History reads only new commits between calls, yet follows the branch exactly: new
+// records first, and a force push that drops a promotion drops its record too.
+func TestHistory_FollowsNewCommitsAndForcePushes(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	const file = "develop/frontend/instance.yaml"
+	values := func() []string {
+		recs, err := r.History(ctx, "main", "develop-frontend")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v []string
+		for _, rec := range recs {
+			v = append(v, rec.Value)
+		}
+		return v
+	}
+	if _, err := r.Apply(ctx, "main", promote("develop-frontend", file, "1.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	kept := f.head(t)
+	if got := values(); !slices.Equal(got, []string{"1.2.2"}) {
+		t.Fatalf("after one promotion: %q", got)
+	}
+	pushUnrelated(t, f.bare, "notes.txt")
+	if _, err := r.Apply(ctx, "main", promote("develop-frontend", file, "1.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	if got := values(); !slices.Equal(got, []string{"1.2.3", "1.2.2"}) {
+		t.Fatalf("after a second promotion on top of another writer's commit: %q", got)
+	}
+	// Someone resets main to before 1.2.3 (a force push).
+	f.git(t, "update-ref", "refs/heads/main", kept)
+	if got := values(); !slices.Equal(got, []string{"1.2.2"}) {
+		t.Fatalf("after the force push: %q, want 1.2.3's record gone", got)
 	}
 }

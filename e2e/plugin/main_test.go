@@ -5,13 +5,10 @@ package plugin_test
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/kropipe/kropipe/e2e/stack"
 )
@@ -29,45 +26,10 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("e2e: -short: skipping the Argo CD stack")
-		os.Exit(0)
-	}
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) (code int) {
-	ctx := context.Background()
-	begin := time.Now()
-	var err error
-	st, err = stack.Start(ctx)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: stack did not start: %v\n", err)
-		return 1
-	}
-	defer func() {
-		if code != 0 {
-			fmt.Fprintf(os.Stderr, "e2e: failed; component logs kept in %s\n%s", filepath.Join(st.Dir, "logs"), st.LogTails(25))
-		}
-		stopped := time.Now()
-		st.Stop()
-		fmt.Printf("e2e: stack stopped in %s\n", time.Since(stopped).Round(10*time.Millisecond))
-		if code == 0 && os.Getenv("KROPIPE_E2E_KEEP") == "" {
-			os.RemoveAll(st.Dir)
-		} else {
-			fmt.Printf("e2e: run folder kept: %s\n", st.Dir)
-		}
-	}()
-	for name, d := range st.Binaries.BuildTimes {
-		fmt.Printf("e2e: build %s: %s\n", name, d.Round(time.Second))
-	}
-	if err := seedRepo(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: seeding the Git repository: %v\n", err)
-		return 1
-	}
-	fmt.Printf("e2e: stack and repository ready %s after start\n", time.Since(begin).Round(10*time.Millisecond))
-	return m.Run()
+	os.Exit(stack.RunTests(m, func(ctx context.Context, s *stack.Stack) error {
+		st = s
+		return seedRepo(ctx)
+	}))
 }
 
 // seedRepo serves examples/gitops as repository "gitops", plus a broken copy of the frontend

@@ -99,6 +99,22 @@ func (g *globals) token() (string, error) {
 	return strings.TrimSpace(g.getenv("KROPIPE_TOKEN")), nil
 }
 
+// apiAuth reads the API token and refuses to serve a listener others can reach without one;
+// instead says what to do about it ("give --token-file ... or ...").
+func (g *globals) apiAuth(reachableBy, instead string) (token string, loopback bool, err error) {
+	token, err = g.token()
+	if err != nil {
+		return "", false, err
+	}
+	if loopback, err = isLoopback(g.addr); err != nil {
+		return "", false, err
+	}
+	if !loopback && token == "" {
+		return "", false, fmt.Errorf("--addr %s is reachable from %s: %s", g.addr, reachableBy, instead)
+	}
+	return token, loopback, nil
+}
+
 func (g *globals) stateDir() (string, error) {
 	if g.dataDir != "" {
 		return filepath.Abs(g.dataDir)
@@ -270,16 +286,9 @@ func newRunCommand(g *globals) *cobra.Command {
 
 // serve runs the API and the poll loop until ctx is done.
 func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Duration, log *slog.Logger) error {
-	tok, err := g.token()
+	tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
 	if err != nil {
 		return err
-	}
-	loopback, err := isLoopback(g.addr)
-	if err != nil {
-		return err
-	}
-	if !loopback && tok == "" {
-		return fmt.Errorf("--addr %s is reachable from other machines: give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1", g.addr)
 	}
 	ln, err := net.Listen("tcp", g.addr)
 	if err != nil {
@@ -381,11 +390,7 @@ func newPromoteCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tag := ""
-			if len(args) == 2 {
-				tag = args[1]
-			}
-			out, err := b.Promote(cmd.Context(), args[0], tag)
+			out, err := b.Promote(cmd.Context(), args[0], optionalArg(args, 1))
 			if err != nil {
 				return err
 			}
@@ -393,6 +398,14 @@ func newPromoteCommand(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// optionalArg is args[i], or "" when it was not given.
+func optionalArg(args []string, i int) string {
+	if i < len(args) {
+		return args[i]
+	}
+	return ""
 }
 
 func newRollbackCommand(g *globals) *cobra.Command {
@@ -430,11 +443,7 @@ func newApproveCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tag := ""
-			if len(args) == 2 {
-				tag = args[1]
-			}
-			v, err := b.Approve(cmd.Context(), args[0], tag)
+			v, err := b.Approve(cmd.Context(), args[0], optionalArg(args, 1))
 			if err != nil {
 				return err
 			}

@@ -154,16 +154,9 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 	if len(f.watchNamespaces) == 0 {
 		return errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
 	}
-	tok, err := g.token()
+	tok, loopback, err := g.apiAuth("other pods", "give --token-file (mount it from a Secret) so only holders of the token can promote, or keep 127.0.0.1 and use kubectl port-forward")
 	if err != nil {
 		return err
-	}
-	loopback, err := isLoopback(g.addr)
-	if err != nil {
-		return err
-	}
-	if !loopback && tok == "" {
-		return fmt.Errorf("--addr %s is reachable from other pods: give --token-file (mount it from a Secret) so only holders of the token can promote, or keep 127.0.0.1 and use kubectl port-forward", g.addr)
 	}
 	c := &controller{
 		g: g, f: f, log: log, kube: kube, dyn: dyn,

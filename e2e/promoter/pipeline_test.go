@@ -62,7 +62,7 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 	for _, app := range p.apps {
 		before[app] = p.app(app)
 	}
-	for _, d := range []struct{ ns, name, tag string }{{"develop", "frontend", "1.2.1"}, {"staging", "frontend", "1.2.1"}, {"develop", "backend", "2.0.0"}, {"staging", "backend", "2.0.0"}} {
+	for _, d := range []struct{ ns, name, tag string }{{"develop", "frontend", "1.2.1"}, {"staging", "frontend", "1.2.1"}, {"develop", "backend", "2.0.0"}, {"staging", "backend", "2.0.0"}, {"prod", "frontend", "1.2.1"}} {
 		p.waitDeployment(d.ns, d.name, p.image(d.name, d.tag))
 	}
 
@@ -121,9 +121,27 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 		return s.VerifiedFreight != nil && s.VerifiedFreight.Value == "1.2.2" && s.Decision == "up-to-date"
 	})
 
-	// Exactly two commits since the seed: one per stage, none repeated by the new leader.
-	if got := p.log(seed); len(strings.Split(strings.TrimSpace(got), "\n")) != 2 {
-		t.Errorf("commits since the seed:\n%s\nwant exactly develop's and staging's promotion", got)
+	// Production takes nothing without a human.
+	p.waitStage(b, "prod-frontend", "waiting for approval of 1.2.2", func(s stageStatus) bool {
+		return s.Decision == "wait" && s.Reason == "waiting for approval of 1.2.2"
+	})
+	if got := p.git("log", "--format=%h %s", seed+"..HEAD", "--", "prod/frontend"); got != "" {
+		t.Fatalf("production was promoted without approval:\n%s", got)
+	}
+	if code, body := p.post(b, "/api/v1/stages/prod-frontend/approve", map[string]string{}); code != http.StatusOK || !strings.Contains(body, "1.2.2") {
+		t.Fatalf("POST approve: %d %s", code, body)
+	}
+	approved := time.Now()
+	prod := p.waitCommit("prod/frontend/instance.yaml", "Promote image from 1.2.1 to 1.2.2", staging)
+	p.waitApp("prod-frontend", "Synced and Healthy at its promotion commit", func(app *v1alpha1.Application) bool {
+		return syncedHealthyAt(prod)(app) && syncedBy(app, "kropipe", prod)
+	})
+	p.waitDeployment("prod", "frontend", p.image("frontend", "1.2.2"))
+	t.Logf("approval → prod-frontend Synced and Healthy in %s", time.Since(approved).Round(10*time.Millisecond))
+
+	// Exactly three commits since the seed: one per stage, none repeated by the new leader.
+	if got := p.log(seed); len(strings.Split(strings.TrimSpace(got), "\n")) != 3 {
+		t.Errorf("commits since the seed:\n%s\nwant exactly develop's, staging's and prod's promotion", got)
 	}
 	// Siblings: the backend Applications were never touched, nor their Deployments.
 	for _, app := range []string{"develop-backend", "staging-backend"} {
@@ -145,7 +163,7 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 	if out.Kind != "rollback" || out.Old != "1.2.2" || out.New != "1.2.1" || out.Commit == "" {
 		t.Fatalf("rollback answered %+v, want rollback 1.2.2 → 1.2.1 with a commit", out)
 	}
-	rolledBack := p.waitCommit("develop/frontend/instance.yaml", "Roll back image from 1.2.2 to 1.2.1", staging)
+	rolledBack := p.waitCommit("develop/frontend/instance.yaml", "Roll back image from 1.2.2 to 1.2.1", prod)
 	if rolledBack != out.Commit {
 		t.Errorf("rollback answered commit %s, the branch has %s", out.Commit, rolledBack)
 	}
@@ -175,6 +193,16 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 	p.wantEvent("develop-frontend", "RolledBack", "Roll back image from 1.2.2 to 1.2.1")
 	p.wantEvent("staging-frontend", "Promoted", "1.2.2")
 
+	// The Git password (from Argo CD's Secret) never reaches a log or the API.
+	for _, pr := range []*promoter{a, b} {
+		if logs, err := os.ReadFile(pr.LogPath); err != nil || bytes.Contains(logs, []byte(p.password)) {
+			t.Errorf("%s log (%v) contains the Git password", pr.Name, err)
+		}
+	}
+	if _, body := p.get(b, "/api/v1/stages"); strings.Contains(body, p.password) {
+		t.Error("GET /api/v1/stages contains the Git password")
+	}
+
 	// What a user sees through kubectl port-forward.
 	status := exec.CommandContext(ctx, st.Binaries.Promoter, "status", "--addr", b.addr)
 	table, err := status.CombinedOutput()
@@ -195,6 +223,7 @@ type pipeline struct {
 
 	kubeconfig string
 	argo       appclient.Interface
+	password   string // of the private Git server
 }
 
 // promoter is one running `promoter controller` replica.
@@ -207,7 +236,7 @@ const repo = "gitops"
 
 func newPipeline(t *testing.T, ctx context.Context) *pipeline {
 	p := &pipeline{t: t, ctx: ctx, soak: 20 * time.Second,
-		apps: []string{"develop-frontend", "develop-backend", "staging-frontend", "staging-backend"}}
+		apps: []string{"develop-frontend", "develop-backend", "staging-frontend", "staging-backend", "prod-frontend"}}
 	var err error
 	if p.argo, err = appclient.NewForConfig(st.RestConfig); err != nil {
 		t.Fatal(err)
@@ -217,13 +246,13 @@ func newPipeline(t *testing.T, ctx context.Context) *pipeline {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.srv.Close() })
-	password := randomHex(16)
-	p.srv.RequireBasicAuth("kropipe-e2e", password)
+	p.password = randomHex(16)
+	p.srv.RequireBasicAuth("kropipe-e2e", p.password)
 	p.apply(&corev1.Secret{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{Name: "repo-gitops", Namespace: stack.ArgoCDNamespace,
 			Labels: map[string]string{"argocd.argoproj.io/secret-type": "repository"}},
-		StringData: map[string]string{"type": "git", "url": p.srv.RepoURL(repo), "username": "kropipe-e2e", "password": password},
+		StringData: map[string]string{"type": "git", "url": p.srv.RepoURL(repo), "username": "kropipe-e2e", "password": p.password},
 	})
 	p.installPromoterRBAC()
 	return p
@@ -246,9 +275,18 @@ func (p *pipeline) seed() string {
 	if err := co.CopyTree(examples, "."); err != nil {
 		t.Fatal(err)
 	}
+	// Production: develop's frontend instance in its own folder.
+	prod, err := co.ReadFile("develop/frontend/instance.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.WriteFile("prod/frontend/instance.yaml", prod); err != nil {
+		t.Fatal(err)
+	}
 	for path, tag := range map[string]string{
 		"develop/frontend/instance.yaml": "1.2.1", "staging/frontend/instance.yaml": "1.2.1",
 		"develop/backend/instance.yaml": "2.0.0", "staging/backend/instance.yaml": "2.0.0",
+		"prod/frontend/instance.yaml": "1.2.1",
 	} {
 		b, err := co.ReadFile(path)
 		if err != nil {
@@ -271,6 +309,7 @@ func (p *pipeline) seed() string {
 		pushImage(t, st.RegistryAddr, img.repo, img.tag)
 	}
 	p.applyAppSet(filepath.Join(examples, "appsets", "services.yaml"))
+	p.createProdApp()
 	for _, app := range p.apps {
 		p.waitApp(app, "generated by the ApplicationSet", func(*v1alpha1.Application) bool { return true })
 	}
@@ -310,6 +349,35 @@ func (p *pipeline) applyAppSet(path string) {
 	set(soak.ReplaceAllString(patch, "kropipe.io/soak: "+p.soak.String()), "spec", "templatePatch")
 	if err := st.Apply(p.ctx, u); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// createProdApp adds production outside the ApplicationSet, as teams often keep it: an
+// Application of its own whose annotations make it the stage after staging-frontend, taking
+// only what a human approved.
+func (p *pipeline) createProdApp() {
+	app := &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: "prod-frontend", Namespace: stack.ArgoCDNamespace, Annotations: map[string]string{
+			"argocd.argoproj.io/manifest-generate-paths": ".;/rgds",
+			"kropipe.io/image":                           st.RegistryAddr + "/team/frontend",
+			"kropipe.io/strategy":                        "semver",
+			"kropipe.io/constraint":                      "^1.2",
+			"kropipe.io/upstream":                        "staging-frontend",
+			"kropipe.io/auto-promote":                    "false",
+			"kropipe.io/interval":                        "3s",
+		}},
+		Spec: v1alpha1.ApplicationSpec{
+			Project: "default",
+			Source: &v1alpha1.ApplicationSource{
+				RepoURL: p.srv.RepoURL(repo), Path: "prod/frontend", TargetRevision: "main",
+				Plugin: &v1alpha1.ApplicationSourcePlugin{Name: "kro", Parameters: v1alpha1.ApplicationSourcePluginParameters{{Name: "rgd-paths", String_: ptr.To("rgds")}}},
+			},
+			Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: "prod"},
+			SyncPolicy:  &v1alpha1.SyncPolicy{SyncOptions: v1alpha1.SyncOptions{"CreateNamespace=true"}},
+		},
+	}
+	if _, err := p.argo.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Create(p.ctx, app, metav1.CreateOptions{}); err != nil {
+		p.t.Fatalf("create Application prod-frontend: %v", err)
 	}
 }
 

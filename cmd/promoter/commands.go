@@ -20,6 +20,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
+	"github.com/kropipe/kropipe/internal/promote/webhook"
 	"github.com/kropipe/kropipe/internal/version"
 )
 
@@ -237,6 +238,7 @@ func (l localBackend) History(ctx context.Context, name string) (api.History, er
 func newRunCommand(g *globals) *cobra.Command {
 	var (
 		interval time.Duration
+		wf       webhookFlags
 		once     bool
 	)
 	cmd := &cobra.Command{
@@ -276,16 +278,24 @@ func newRunCommand(g *globals) *cobra.Command {
 			if interval <= 0 {
 				return errors.New("--interval must be positive, e.g. 5m")
 			}
-			return serve(ctx, g, e, interval, log)
+			hook, err := wf.handler(g, func(_ context.Context, pushes []webhook.Push) ([]string, error) {
+				return notifyEngine(e, pushes), nil
+			}, log)
+			if err != nil {
+				return err
+			}
+			return serve(ctx, g, e, interval, wf.addr, hook, log)
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Minute, "time between passes (the config's interval wins when this flag is not given)")
+	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "do one pass and exit; non-zero if any stage failed")
 	return cmd
 }
 
-// serve runs the API and the poll loop until ctx is done.
-func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Duration, log *slog.Logger) error {
+// serve runs the API (and, when hook is set, the registry notification listener on
+// hookAddr) and the poll loop until ctx is done.
+func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Duration, hookAddr string, hook http.Handler, log *slog.Logger) error {
 	tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
 	if err != nil {
 		return err
@@ -298,8 +308,20 @@ func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Durat
 		Handler:           api.New(e, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithLogger(log)),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	served := make(chan error, 1)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	servers := []*http.Server{srv}
+	if hook != nil {
+		hln, err := net.Listen("tcp", hookAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listening on %s for registry notifications (--webhook-addr): %w", hookAddr, err)
+		}
+		hs := &http.Server{Handler: hook, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, hs)
+		go func() { served <- hs.Serve(hln) }()
+		log.Info("receiving registry notifications", "addr", hln.Addr().String(), "path", webhook.Path)
+	}
 	log.Info("promoter running", "addr", ln.Addr().String(), "interval", interval.String(), "stages", len(e.Specs()), "version", version.Version)
 
 	tick := time.NewTicker(interval)
@@ -313,12 +335,13 @@ func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Durat
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := srv.Shutdown(sctx); err != nil {
-				return err
+			var errs []error
+			for _, s := range servers {
+				errs = append(errs, s.Shutdown(sctx))
 			}
-			return nil
+			return errors.Join(errs...)
 		case err := <-served:
-			return fmt.Errorf("API server stopped: %w", err)
+			return fmt.Errorf("HTTP server stopped: %w", err)
 		case <-tick.C:
 		case <-e.Kicks():
 		}

@@ -41,6 +41,7 @@ type controllerFlags struct {
 	pullSecrets        []string
 	insecureRegistries []string
 	interval           time.Duration
+	webhook            webhookFlags
 	leaderElect        bool
 	stateConfigMap     string
 	healthAddr         string
@@ -83,6 +84,7 @@ func newControllerCommand(g *globals) *cobra.Command {
 	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "longest time between passes; a stage's kropipe.io/interval may shorten it")
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "campaign for the Lease "+leader.DefaultName+" so only one replica promotes; false only for a single replica")
 	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses")
+	f.webhook.register(fl)
 	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
 	return cmd
 }
@@ -169,7 +171,11 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 	srv := api.New(gate{c}, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
-	servers, err := c.listen(ctx, srv)
+	hook, err := f.webhook.handler(g, gate{c}.notify, log)
+	if err != nil {
+		return err
+	}
+	servers, err := c.listen(ctx, srv, hook)
 	if err != nil {
 		return err
 	}
@@ -194,7 +200,7 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 // servers are the HTTP listeners of one replica.
 type servers struct{ list []*http.Server }
 
-func (c *controller) listen(ctx context.Context, apiHandler http.Handler) (*servers, error) {
+func (c *controller) listen(ctx context.Context, apiHandler, hook http.Handler) (*servers, error) {
 	s := &servers{}
 	start := func(addr string, h http.Handler, what string) error {
 		ln, err := net.Listen("tcp", addr)
@@ -219,6 +225,12 @@ func (c *controller) listen(ctx context.Context, apiHandler http.Handler) (*serv
 		mux.HandleFunc("GET /readyz", c.ready)
 		mux.Handle("GET /metrics", c.metrics.Handler())
 		if err := start(c.f.healthAddr, mux, "probes (--health-addr)"); err != nil {
+			_ = s.shutdown()
+			return nil, err
+		}
+	}
+	if hook != nil {
+		if err := start(c.f.webhook.addr, hook, "registry notifications (--webhook-addr)"); err != nil {
 			_ = s.shutdown()
 			return nil, err
 		}

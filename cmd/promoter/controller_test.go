@@ -6,10 +6,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -541,6 +544,10 @@ func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
 		{name: "reachable API without a token", addr: "0.0.0.0:0", change: func(*controllerFlags) {}, wantErr: "--token-file"},
 		{name: "zero interval", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.interval = 0 }, wantErr: "--interval"},
 		{name: "no watch namespaces", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.watchNamespaces = nil }, wantErr: "--watch-namespaces"},
+		{name: "notifications without a secret", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.webhook.addr = "127.0.0.1:0" }, wantErr: "--webhook-secret-file"},
+		{name: "unreadable webhook secret", addr: "127.0.0.1:0", change: func(f *controllerFlags) {
+			f.webhook = webhookFlags{addr: "127.0.0.1:0", secretFile: "/nonexistent/secret"}
+		}, wantErr: "--webhook-secret-file: open /nonexistent/secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -695,4 +702,51 @@ func TestController_TargetRevisionHEADIsTheRemoteDefaultBranch(t *testing.T) {
 	if after := head(t, e.bare); after != mainBefore {
 		t.Errorf("main moved to %s; the promotion belongs on the default branch trunk", after)
 	}
+}
+
+// A registry's push notification makes the leader look at once: the poll interval is an hour,
+// the promotion follows the notification within seconds. Without the secret nothing happens.
+func TestController_RegistryNotificationTriggersThePass(t *testing.T) {
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1")
+	e := newClusterEnvFor(t, host, nil)
+	f := controllerFlagsFor("")
+	f.interval = time.Hour
+	f.webhook = webhookFlags{addr: freeAddr(t), secretFile: filepath.Join(t.TempDir(), "secret")}
+	if err := os.WriteFile(f.webhook.secretFile, []byte("hook-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr, logs, _ := e.start(t, f)
+	c := api.NewClient(addr, "", nil)
+	waitStage(t, c, logs, "first pass done at 1.2.1", func(st stage.Status) bool { return st.CurrentTag == "1.2.1" && !st.CheckedAt.IsZero() })
+
+	registrytest.Push(t, host, "team/frontend", "1.2.2")
+	body := fmt.Sprintf(`{"events":[{"action":"push","target":{"repository":"team/frontend","tag":"1.2.2"},"request":{"host":%q}}]}`, host)
+	url := "http://" + f.webhook.addr + "/webhook/registry"
+	if code, answer := tryPostWith(url, body, "Bearer wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("notification without the secret: %d %s", code, answer)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if st, _ := c.Stage(context.Background(), "develop-frontend"); st.CurrentTag != "1.2.1" {
+		t.Fatalf("promoted without a valid notification: %+v", st)
+	}
+	sent := time.Now()
+	code, answer := tryPostWith(url, body, "Bearer hook-secret")
+	if code != http.StatusAccepted || !strings.Contains(answer, `"develop-frontend"`) {
+		t.Fatalf("notification: %d %s", code, answer)
+	}
+	waitStage(t, c, logs, "promoted after the notification", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	t.Logf("notification → promotion commit %s (poll interval %s)", time.Since(sent).Round(time.Millisecond), f.interval)
+}
+
+func tryPostWith(url, body, authorization string) (int, string) {
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Authorization", authorization)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

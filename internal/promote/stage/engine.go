@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/google/go-containerregistry/pkg/name"
 	"log/slog"
 	"maps"
 	"slices"
@@ -197,6 +198,38 @@ func (e *Engine) SetSpecs(specs []Spec) error {
 // Kicks delivers a value when an action (approve, resume) wants a pass soon; the
 // run loop selects on it next to its ticker.
 func (e *Engine) Kicks() <-chan struct{} { return e.kick }
+
+// Notify says images were pushed to repositories (registry included, e.g. from a registry's
+// webhook). The stages that read one of them from the registry are returned, and when there
+// are any a pass is due at once (Kicks). Nothing else is taken from the notification: the
+// pass reads the tags from the registry itself.
+func (e *Engine) Notify(repositories ...string) []string {
+	pushed := map[string]bool{}
+	for _, r := range repositories {
+		pushed[normalRepository(r)] = true
+	}
+	e.mu.Lock()
+	specs := e.specs
+	e.mu.Unlock()
+	var stages []string
+	for _, s := range specs {
+		if s.Upstream == "" && pushed[normalRepository(s.Image)] {
+			stages = append(stages, s.Name)
+		}
+	}
+	if len(stages) > 0 {
+		e.poke()
+	}
+	return stages
+}
+
+// normalRepository is the repository as go-containerregistry names it (docker.io/x → index.docker.io/library/x).
+func normalRepository(image string) string {
+	if r, err := name.NewRepository(image, name.WeakValidation); err == nil {
+		return r.Name()
+	}
+	return image
+}
 
 func (e *Engine) poke() {
 	select {

@@ -478,3 +478,37 @@ func TestReconcile_CompactsACloneThatGatheredTooManyPacks(t *testing.T) {
 		t.Fatalf("commits after compactions: %q", got)
 	}
 }
+
+// A registry's push notification names repositories; the stages reading one of them from the
+// registry are due at once, the others (and stages fed by an upstream) are not.
+func TestNotify_PushedRepositoryMakesItsStagesDue(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.1")
+	staging := f.spec("staging-frontend", "staging/frontend", "frontend")
+	staging.Upstream = "develop-frontend"
+	e := f.engine([]Spec{f.spec("develop-frontend", "develop/frontend", "frontend"), staging, f.spec("develop-backend", "develop/backend", "backend")})
+
+	if got := e.Notify(f.reg.host + "/team/other"); len(got) != 0 {
+		t.Fatalf("a push to another repository made %q due", got)
+	}
+	select {
+	case <-e.Kicks():
+		t.Fatal("a pass was asked for a repository no stage reads")
+	default:
+	}
+	if got := e.Notify(f.reg.host + "/team/frontend"); !reflect.DeepEqual(got, []string{"develop-frontend"}) {
+		t.Fatalf("Notify = %q, want develop-frontend only", got)
+	}
+	select {
+	case <-e.Kicks():
+	default:
+		t.Fatal("no pass asked for after a push to a watched repository")
+	}
+	// Docker Hub's short names are the same repositories as their long ones.
+	hub := f.spec("hub", "hub", "frontend")
+	hub.Image = "nginx"
+	e2 := f.engine([]Spec{hub})
+	if got := e2.Notify("index.docker.io/library/nginx"); !reflect.DeepEqual(got, []string{"hub"}) {
+		t.Fatalf("Notify(index.docker.io/library/nginx) = %q for image nginx", got)
+	}
+}

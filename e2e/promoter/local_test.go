@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,42 +24,9 @@ func TestPromoterOnce_PromotesFromDockerRegistryIntoGit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	bin := st.Binaries.Promoter
-
-	if err := st.Git.CreateRepo(ctx, "local"); err != nil {
-		t.Fatal(err)
-	}
-	co, err := st.Git.Clone(ctx, "local", filepath.Join(t.TempDir(), "work"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := co.CopyTree(filepath.Join(repoRoot, "examples", "gitops"), "."); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := co.CommitAndPush(ctx, "Seed from examples/gitops"); err != nil {
-		t.Fatal(err)
-	}
-
+	cfgPath := localSetup(t, ctx, "local")
 	for _, tag := range []string{"1.2.1", "1.2.2", "2.0.0"} {
 		pushImage(t, st.RegistryAddr, "local/frontend", tag)
-	}
-
-	cfg := fmt.Sprintf(`git:
-  url: %s
-  branch: main
-  author: {name: kropipe, email: kropipe@example.com}
-registries:
-  - host: %s
-    insecure: true
-stages:
-  - name: develop-frontend
-    image: %s/local/frontend
-    strategy: semver
-    constraint: "^1.2"
-    file: develop/frontend/instance.yaml
-`, st.Git.RepoURL("local"), st.RegistryAddr, st.RegistryAddr)
-	cfgPath := filepath.Join(t.TempDir(), "promoter.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
 	}
 	run := exec.CommandContext(ctx, bin, "run", "--once", "--config", cfgPath, "--data-dir", t.TempDir())
 	out, err := run.CombinedOutput()
@@ -80,6 +49,103 @@ stages:
 	if subject != "Promote image from 1.2.1 to 1.2.2" {
 		t.Fatalf("last commit subject = %q", subject)
 	}
+}
+
+// localSetup serves examples/gitops as repository name and writes a promoter.yaml whose one
+// stage, develop-frontend, watches <registry>/<name>/frontend.
+func localSetup(t *testing.T, ctx context.Context, name string) (cfgPath string) {
+	t.Helper()
+	if err := st.Git.CreateRepo(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	co, err := st.Git.Clone(ctx, name, filepath.Join(t.TempDir(), "work"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := co.CopyTree(filepath.Join(repoRoot, "examples", "gitops"), "."); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := co.CommitAndPush(ctx, "Seed from examples/gitops"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`git:
+  url: %s
+  branch: main
+  author: {name: kropipe, email: kropipe@example.com}
+registries:
+  - host: %s
+    insecure: true
+stages:
+  - name: develop-frontend
+    image: %s/%s/frontend
+    strategy: semver
+    constraint: "^1.2"
+    file: develop/frontend/instance.yaml
+`, st.Git.RepoURL(name), st.RegistryAddr, st.RegistryAddr, name)
+	cfgPath = filepath.Join(t.TempDir(), "promoter.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath
+}
+
+// Debian's docker-registry notifies the promoter of every push (notifications endpoint with
+// the shared secret); with an hour between polls, the pushed tag is still committed at once.
+func TestPromoterRun_RegistryNotificationPromotesAtOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cfgPath := localSetup(t, ctx, "notified")
+	pushImage(t, st.RegistryAddr, "notified/frontend", "1.2.1")
+	secretFile := filepath.Join(t.TempDir(), "webhook-secret")
+	if err := os.WriteFile(secretFile, []byte(webhookSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiAddr := ln.Addr().String()
+	ln.Close()
+	p, err := st.Run("promoter-run", st.Binaries.Promoter, []string{"run", "--config", cfgPath, "--data-dir", t.TempDir(),
+		"--interval", "1h", "--addr", apiAddr, "--webhook-addr", webhookAddr, "--webhook-secret-file", secretFile}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(httpGet("http://"+apiAddr+"/api/v1/stages/develop-frontend"), `"up-to-date"`) {
+		if exited, err := p.Exited(); exited || time.Now().After(deadline) {
+			t.Fatalf("promoter run never reported develop-frontend up to date (exited %v: %v)\n%s", exited, err, p.Tail(30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	pushed := time.Now()
+	pushImage(t, st.RegistryAddr, "notified/frontend", "1.2.2")
+	check, err := st.Git.Clone(ctx, "notified", filepath.Join(t.TempDir(), "check"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for lastSubject(t, check) != "Promote image from 1.2.1 to 1.2.2" {
+		if time.Since(pushed) > 2*time.Minute {
+			t.Fatalf("no promotion 2 minutes after the push (poll interval 1h); promoter log:\n%s", p.Tail(30))
+		}
+		time.Sleep(200 * time.Millisecond)
+		if err := check.Pull(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("push → notification → commit in %s (poll interval 1h)", time.Since(pushed).Round(10*time.Millisecond))
+}
+
+func httpGet(url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
 }
 
 // lastSubject returns the subject of the checkout's last commit.

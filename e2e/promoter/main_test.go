@@ -5,6 +5,10 @@ package promoter_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
 	"os"
 	"testing"
 
@@ -15,12 +19,25 @@ var (
 	st *stack.Stack
 	// repoRoot is the kropipe repository (examples/, manifests/).
 	repoRoot string
+	// The registry sends its push notifications to webhookAddr with webhookSecret; a test's
+	// promoter listens there.
+	webhookAddr, webhookSecret string
 )
 
 func TestMain(m *testing.M) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	webhookAddr = ln.Addr().String()
+	ln.Close()
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	webhookSecret = hex.EncodeToString(b)
 	os.Exit(stack.RunTests(m, func(_ context.Context, s *stack.Stack) (err error) {
 		st = s
 		_, repoRoot, err = stack.FindE2EDir()
 		return err
-	}))
+	}, stack.WithRegistryNotifications("http://"+webhookAddr+"/webhook/registry", "Bearer "+webhookSecret)))
 }

@@ -257,7 +257,7 @@ func (s *Stack) startArgoCD(ctx context.Context) error {
 }
 
 // startRegistry runs Debian's docker-registry (the CNCF distribution registry) on loopback.
-func (s *Stack) startRegistry(ctx context.Context) error {
+func (s *Stack) startRegistry(ctx context.Context, notify, notifyAuth string) error {
 	bin := os.Getenv("KROPIPE_E2E_REGISTRY_BIN")
 	if bin == "" {
 		bin = "/usr/bin/docker-registry"
@@ -282,6 +282,18 @@ storage:
 http:
   addr: %s
 `, filepath.Join(s.Dir, "registry"), addr)
+	if notify != "" {
+		conf += fmt.Sprintf(`notifications:
+  endpoints:
+    - name: kropipe
+      url: %s
+      headers:
+        Authorization: [%q]
+      timeout: 2s
+      threshold: 10
+      backoff: 1s
+`, notify, notifyAuth)
+	}
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return err
 	}

@@ -71,6 +71,9 @@ type options struct {
 	pluginName string
 	noArgoCD   bool
 	noRegistry bool
+	// notify, when set, is where the registry sends its push notifications, with notifyAuth
+	// as the Authorization header.
+	notify, notifyAuth string
 }
 
 // Option changes how Start builds and runs the stack.
@@ -91,6 +94,13 @@ func WithPluginName(name string) Option { return func(o *options) { o.pluginName
 
 // WithoutArgoCD starts only Kubernetes, Git and the registry.
 func WithoutArgoCD() Option { return func(o *options) { o.noArgoCD = true } }
+
+// WithRegistryNotifications makes the registry send a notification to url for every push and
+// pull, carrying authorization as its Authorization header, as a registry configured for
+// kropipe's webhook does.
+func WithRegistryNotifications(url, authorization string) Option {
+	return func(o *options) { o.notify, o.notifyAuth = url, authorization }
+}
 
 // WithoutRegistry skips the OCI registry.
 func WithoutRegistry() Option { return func(o *options) { o.noRegistry = true } }
@@ -183,7 +193,7 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 		return nil, err
 	}
 	if !o.noRegistry {
-		if err := step("registry", func() error { return s.startRegistry(ctx) }); err != nil {
+		if err := step("registry", func() error { return s.startRegistry(ctx, o.notify, o.notifyAuth) }); err != nil {
 			return nil, err
 		}
 	}

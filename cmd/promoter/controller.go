@@ -316,6 +316,7 @@ func (c *controller) lead(ctx context.Context) {
 // term is one leadership term: a fresh warehouse (so rotated pull secrets take effect), engine
 // and watcher, and passes until ctx ends.
 func (c *controller) term(ctx context.Context) error {
+	c.advertiseWebhook(ctx)
 	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
 	e, hg, creds, repos, err := c.newEngine(ctx, w)
 	if err != nil {

@@ -750,3 +750,44 @@ func tryPostWith(url, body, authorization string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
+
+// A notification that reaches the standby (a Service picks either pod) is passed on to the
+// leader, whose listener its Lease advertises.
+func TestController_StandbyPassesNotificationsOnToTheLeader(t *testing.T) {
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1")
+	e := newClusterEnvFor(t, host, nil)
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, []byte("hook-secret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := func() *controllerFlags {
+		f := controllerFlagsFor(freeAddr(t))
+		f.interval = time.Hour
+		f.webhook = webhookFlags{addr: freeAddr(t), secretFile: secretFile}
+		return f
+	}
+	first := flags()
+	addr, logs, _ := e.start(t, first)
+	c := api.NewClient(addr, "", nil)
+	waitStage(t, c, logs, "first pass done at 1.2.1", func(st stage.Status) bool { return st.CurrentTag == "1.2.1" && !st.CheckedAt.IsZero() })
+	second := flags()
+	_, secondLogs, _ := e.start(t, second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if code, body := tryGet("http://" + second.healthAddr + "/readyz"); code == http.StatusOK && strings.Contains(body, "standing by") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("second replica never stood by\n%s", secondLogs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	registrytest.Push(t, host, "team/frontend", "1.2.2")
+	code, answer := tryPostWith("http://"+second.webhook.addr+"/webhook/registry", `{"image": "`+host+`/team/frontend:1.2.2"}`, "Bearer hook-secret")
+	if code != http.StatusAccepted || !strings.Contains(answer, `"develop-frontend"`) {
+		t.Fatalf("notification to the standby: %d %s\n%s", code, answer, secondLogs.String())
+	}
+	waitStage(t, c, logs, "promoted by the leader after the standby passed the notification on", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+}

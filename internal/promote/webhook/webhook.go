@@ -223,6 +223,53 @@ type Answer struct {
 	Stages []string `json:"stages"` // the stages a pass now checks at once
 }
 
+// ForwardedHeader marks a notification one promoter passed on to another.
+const ForwardedHeader = "X-Kropipe-Forwarded"
+
+type forwardedKey struct{}
+
+// Forwarded reports whether the notification being handled was passed on by another promoter
+// (Notify must not pass it on again).
+func Forwarded(ctx context.Context) bool { return ctx.Value(forwardedKey{}) != nil }
+
+// Forward passes pushes on to the promoter whose listener is url (its Path), with the shared
+// secret, and returns the stages it checks: how a standby replica hands a notification to
+// the leader.
+func Forward(ctx context.Context, client *http.Client, url, secret string, pushes []Push) ([]string, error) {
+	images := make([]string, len(pushes))
+	for i, p := range pushes {
+		images[i] = p.Repository
+		switch {
+		case p.Tag != "":
+			images[i] += ":" + p.Tag
+		case p.Digest != "":
+			images[i] += "@" + p.Digest
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"images": images})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(secret))
+	req.Header.Set(ForwardedHeader, "1")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("passing the notification on to %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if resp.StatusCode != http.StatusAccepted {
+		return nil, fmt.Errorf("passing the notification on to %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	var a Answer
+	if err := json.Unmarshal(b, &a); err != nil {
+		return nil, fmt.Errorf("passing the notification on to %s: %v", url, err)
+	}
+	return a.Stages, nil
+}
+
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
@@ -249,7 +296,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
-	stages, err := h.notify(r.Context(), pushes)
+	ctx := r.Context()
+	if r.Header.Get(ForwardedHeader) != "" {
+		ctx = context.WithValue(ctx, forwardedKey{}, true)
+	}
+	stages, err := h.notify(ctx, pushes)
 	if err != nil {
 		code := http.StatusInternalServerError
 		if errors.Is(err, ErrUnavailable) {

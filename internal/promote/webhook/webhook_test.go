@@ -167,3 +167,25 @@ func TestHandler_PingsAreFineBadBodiesAreNamedStandbysAsk503(t *testing.T) {
 		t.Error("an empty secret was accepted")
 	}
 }
+
+// Forward hands pushes to another promoter's listener with the secret, marked as forwarded so
+// that one is never passed on again (two standbys cannot bounce a notification between them).
+func TestForward_PassesPushesOnMarkedAsForwarded(t *testing.T) {
+	var got []Push
+	var forwarded bool
+	srv := handler(t, func(ctx context.Context, p []Push) ([]string, error) {
+		got, forwarded = p, Forwarded(ctx)
+		return []string{"develop-frontend"}, nil
+	})
+	pushes := []Push{{Repository: "ghcr.io/team/frontend", Tag: "1.2.2"}, {Repository: "ghcr.io/team/backend", Digest: "sha256:" + strings.Repeat("b", 64)}}
+	stages, err := Forward(context.Background(), http.DefaultClient, srv.URL+Path, "s3cret-webhook", pushes)
+	if err != nil || !reflect.DeepEqual(stages, []string{"develop-frontend"}) {
+		t.Fatalf("Forward = %q, %v", stages, err)
+	}
+	if !reflect.DeepEqual(got, pushes) || !forwarded {
+		t.Fatalf("the receiver got %+v (forwarded %v), want %+v marked forwarded", got, forwarded, pushes)
+	}
+	if _, err := Forward(context.Background(), http.DefaultClient, srv.URL+Path, "wrong", pushes); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("Forward with a wrong secret: %v", err)
+	}
+}

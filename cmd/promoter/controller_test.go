@@ -254,15 +254,7 @@ func tryGet(url string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func tryPost(url, body string) (int, string) {
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
+func tryPost(url, body string) (int, string) { return tryPostWith(url, body, "") }
 
 func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluster(t *testing.T) {
 	e := newClusterEnv(t)
@@ -739,9 +731,13 @@ func TestController_RegistryNotificationTriggersThePass(t *testing.T) {
 	t.Logf("notification → promotion commit %s (poll interval %s)", time.Since(sent).Round(time.Millisecond), f.interval)
 }
 
+// tryPostWith posts JSON with an Authorization header (none when "").
 func tryPostWith(url, body, authorization string) (int, string) {
 	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Authorization", authorization)
+	req.Header.Set("Content-Type", "application/json")
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

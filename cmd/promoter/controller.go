@@ -371,15 +371,31 @@ func (c *controller) term(ctx context.Context) error {
 			c.log.Warn("pass finished with failures", "error", err.Error())
 		}
 		c.rollBackFailures(ctx, e, hg, w)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-watching:
-			return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.watchNamespaces, watchErr)
-		case <-timer.C:
-		case <-e.Kicks():
-		case <-w.Changes():
-			interval = c.applySpecs(ctx, e, w, repos, reported)
+		// An Application a stage waits for (to sync, to become healthy) changed: a pass soon
+		// verifies it, instead of at the next scheduled one; the delay gathers a sync's burst
+		// of status updates into one pass.
+		var soon <-chan time.Time
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-watching:
+				return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.watchNamespaces, watchErr)
+			case <-timer.C:
+				break wait
+			case <-e.Kicks():
+				break wait
+			case <-w.Changes():
+				interval = c.applySpecs(ctx, e, w, repos, reported)
+				break wait
+			case <-w.Updated():
+				if soon == nil && awaited(w, hg, w.TakeUpdated()) {
+					soon = time.After(verifySoon)
+				}
+			case <-soon:
+				break wait
+			}
 		}
 		if !timer.Stop() {
 			select {
@@ -389,6 +405,27 @@ func (c *controller) term(ctx context.Context) error {
 		}
 		timer.Reset(interval)
 	}
+}
+
+// verifySoon is how long after an awaited Application changed its stage is verified.
+const verifySoon = 2 * time.Second
+
+// awaited reports whether one of the updated Applications is one a stage's verification
+// waits for.
+func awaited(w *argocd.Watcher, hg *argocd.HealthGate, updated []argocd.AppRef) bool {
+	if len(updated) == 0 {
+		return false
+	}
+	is := make(map[argocd.AppRef]bool, len(updated))
+	for _, r := range updated {
+		is[r] = true
+	}
+	for stage, b := range w.Config().Bindings {
+		if is[b.App] && hg.Waiting(stage) != "" {
+			return true
+		}
+	}
+	return false
 }
 
 // applySpecs hands the annotations' stages to the engine, reports the stages they cannot

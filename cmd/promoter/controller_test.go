@@ -787,3 +787,20 @@ func TestController_StandbyPassesNotificationsOnToTheLeader(t *testing.T) {
 	}
 	waitStage(t, c, logs, "promoted by the leader after the standby passed the notification on", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
 }
+
+// The stage waiting for its Application is verified as soon as Argo CD reports the sync done,
+// not at the next scheduled pass (an hour away here).
+func TestController_VerifiesWhenTheAwaitedApplicationChanges(t *testing.T) {
+	e := newClusterEnv(t)
+	f := controllerFlagsFor("")
+	f.interval = time.Hour
+	addr, logs, _ := e.start(t, f)
+	c := api.NewClient(addr, "", nil)
+	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	commit := head(t, e.bare)
+	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	finished := time.Now()
+	e.finishSync(t, "develop-frontend", commit)
+	waitStage(t, c, logs, "verified", func(st stage.Status) bool { return st.VerifiedFreight != nil && st.VerifiedFreight.Commit == commit })
+	t.Logf("Argo CD reports the sync done → verified in %s (poll interval %s)", time.Since(finished).Round(time.Millisecond), f.interval)
+}

@@ -28,8 +28,10 @@ type Watcher struct {
 
 	changes chan struct{}
 	dirty   chan struct{}
+	updates chan struct{} // an Application was updated (status included); see Updated
 
 	mu      sync.Mutex
+	updated map[AppRef]bool
 	cfg     Config
 	synced  bool
 	apps    []cache.GenericLister
@@ -56,7 +58,8 @@ func NewWatcher(client dynamic.Interface, namespaces []string, opts ...WatcherOp
 	w := &Watcher{
 		client: client, namespaces: namespaces,
 		debounce: 2 * time.Second, resync: 10 * time.Minute, log: slog.Default(),
-		changes: make(chan struct{}, 1), dirty: make(chan struct{}, 1),
+		changes: make(chan struct{}, 1), dirty: make(chan struct{}, 1), updates: make(chan struct{}, 1),
+		updated: map[AppRef]bool{},
 		cfg: Config{Bindings: map[string]Binding{}},
 	}
 	if len(w.namespaces) == 0 {
@@ -72,6 +75,38 @@ func NewWatcher(client dynamic.Interface, namespaces []string, opts ...WatcherOp
 // and once after the informers first synced. It is buffered by one: a reader that
 // was busy sees one value for many changes and should call Current.
 func (w *Watcher) Changes() <-chan struct{} { return w.changes }
+
+// Updated delivers a value when Applications were updated since the last TakeUpdated,
+// status changes included (which leave the stages as they are, so Changes stays quiet): a
+// stage waiting for its Application to sync and become healthy can be verified at once
+// instead of at the next scheduled pass. Buffered by one, like Changes.
+func (w *Watcher) Updated() <-chan struct{} { return w.updates }
+
+// TakeUpdated returns the Applications updated since the last call.
+func (w *Watcher) TakeUpdated() []AppRef {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]AppRef, 0, len(w.updated))
+	for r := range w.updated {
+		out = append(out, r)
+	}
+	clear(w.updated)
+	return out
+}
+
+func (w *Watcher) appUpdated(obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	w.updated[refOf(u)] = true
+	w.mu.Unlock()
+	select {
+	case w.updates <- struct{}{}:
+	default:
+	}
+}
 
 // Current returns the runnable stages and the problems of the others.
 func (w *Watcher) Current() ([]stage.Spec, []Problem) {
@@ -122,10 +157,15 @@ func (w *Watcher) Run(ctx context.Context) error {
 		UpdateFunc: func(old, cur any) { w.markDirty() },
 		DeleteFunc: func(any) { w.markDirty() },
 	}
+	appHandler := handler
+	appHandler.UpdateFunc = func(old, cur any) {
+		w.markDirty()
+		w.appUpdated(cur)
+	}
 	for _, ns := range w.namespaces {
 		f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(w.client, w.resync, ns, nil)
 		ai, si := f.ForResource(ApplicationGVR), f.ForResource(ApplicationSetGVR)
-		if _, err := ai.Informer().AddEventHandler(handler); err != nil {
+		if _, err := ai.Informer().AddEventHandler(appHandler); err != nil {
 			return err
 		}
 		if _, err := si.Informer().AddEventHandler(handler); err != nil {

@@ -93,10 +93,16 @@ func TestWatcher_FollowsAnnotationChangesAndStopsWithContext(t *testing.T) {
 		t.Fatalf("specs %+v", specs)
 	}
 
-	// A status-only update derives the same stages: no change is announced.
+	// A status-only update derives the same stages: no change is announced, but the
+	// Application is reported updated (a stage waiting for it can be verified at once).
+	w.TakeUpdated()
 	_ = setStatus(fe, map[string]any{"health": map[string]any{"status": "Healthy"}})
 	if _, err := client.Resource(ApplicationGVR).Namespace("argocd").Update(ctx, fe, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+	within(t, w.Updated(), "update after a status change")
+	if got := w.TakeUpdated(); len(got) != 1 || got[0].String() != "argocd/develop-frontend" {
+		t.Fatalf("updated %v, want argocd/develop-frontend", got)
 	}
 	if err := client.Resource(ApplicationGVR).Namespace("argocd").Delete(ctx, "develop-backend", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)

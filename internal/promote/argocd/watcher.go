@@ -60,7 +60,7 @@ func NewWatcher(client dynamic.Interface, namespaces []string, opts ...WatcherOp
 		debounce: 2 * time.Second, resync: 10 * time.Minute, log: slog.Default(),
 		changes: make(chan struct{}, 1), dirty: make(chan struct{}, 1), updates: make(chan struct{}, 1),
 		updated: map[AppRef]bool{},
-		cfg: Config{Bindings: map[string]Binding{}},
+		cfg:     Config{Bindings: map[string]Binding{}},
 	}
 	if len(w.namespaces) == 0 {
 		w.namespaces = []string{metav1.NamespaceAll}

@@ -194,7 +194,8 @@ func TestPluginConfig_ComponentCopyMatchesRoot(t *testing.T) {
 }
 
 // kustomizeBuild runs `kubectl kustomize dir` and decodes its objects by kind.
-func kustomizeBuild(t *testing.T, dir string) (deployments map[string]appsv1.Deployment, configMaps map[string]corev1.ConfigMap) {
+// kustomizeDocs runs kubectl kustomize dir and returns the YAML documents it prints.
+func kustomizeDocs(t *testing.T, dir string) [][]byte {
 	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
@@ -207,18 +208,25 @@ func kustomizeBuild(t *testing.T, dir string) (deployments map[string]appsv1.Dep
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
-
-	deployments = map[string]appsv1.Deployment{}
-	configMaps = map[string]corev1.ConfigMap{}
+	var docs [][]byte
 	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
 	for {
 		doc, err := dec.Read()
 		if errors.Is(err, io.EOF) {
-			break
+			return docs
 		}
 		if err != nil {
 			t.Fatalf("kubectl kustomize %s output: %v", dir, err)
 		}
+		docs = append(docs, doc)
+	}
+}
+
+func kustomizeBuild(t *testing.T, dir string) (deployments map[string]appsv1.Deployment, configMaps map[string]corev1.ConfigMap) {
+	t.Helper()
+	deployments = map[string]appsv1.Deployment{}
+	configMaps = map[string]corev1.ConfigMap{}
+	for _, doc := range kustomizeDocs(t, dir) {
 		var meta struct {
 			Kind string `json:"kind"`
 		}

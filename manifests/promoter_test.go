@@ -1,12 +1,8 @@
 package manifests_test
 
 import (
-	"bufio"
 	"bytes"
-	"errors"
-	"io"
 	"maps"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,7 +15,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kropipe/kropipe/internal/promote/argocd"
@@ -29,26 +24,7 @@ import (
 // promoterRBAC builds manifests/promoter and returns its Roles, ClusterRoles and bindings.
 func promoterRBAC(t *testing.T) (roles []rbacv1.Role, clusterRoles []rbacv1.ClusterRole, bindings []rbacv1.RoleBinding, accounts []string) {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		t.Skip("kubectl is not on PATH; install it to check that the kustomize manifests build")
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(kubectl, "kustomize", "promoter")
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubectl kustomize promoter: %v\n%s", err, stderr.String())
-	}
-	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
-	for {
-		doc, err := dec.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, doc := range kustomizeDocs(t, "promoter") {
 		var meta struct {
 			Kind     string `json:"kind"`
 			Metadata struct {
@@ -417,5 +393,73 @@ func mergeMaps(dst, src map[string]any) {
 			}
 		}
 		dst[k] = v
+	}
+}
+
+// The promoter-webhook component, added to manifests/promoter as a user would: the promoter
+// receives notifications on a port the Service reaches, with the secret mounted from the Secret
+// the component names, and the POD_IP the leader advertises to its standby.
+func TestPromoterWebhookComponent_ExposesTheListenerWithItsSecret(t *testing.T) {
+	var svc corev1.Service
+	var dep appsv1.Deployment
+	for _, doc := range kustomizeDocs(t, "testdata/promoter-webhook") {
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "Service":
+			if err := yaml.UnmarshalStrict(doc, &svc); err != nil {
+				t.Fatal(err)
+			}
+		case "Deployment":
+			if err := yaml.UnmarshalStrict(doc, &dep); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if svc.Name != "kropipe-promoter-webhook" || svc.Namespace != "argocd" {
+		t.Fatalf("Service %s/%s, want argocd/kropipe-promoter-webhook", svc.Namespace, svc.Name)
+	}
+	c := dep.Spec.Template.Spec.Containers[0]
+	addr, _ := flagValue(c.Args, "webhook-addr")
+	secretFile, _ := flagValue(c.Args, "webhook-secret-file")
+	_, port, _ := strings.Cut(addr, ":")
+	if port == "" || secretFile == "" {
+		t.Fatalf("args %v: want --webhook-addr=:<port> and --webhook-secret-file", c.Args)
+	}
+	// The Service reaches the listener's port, and selects the promoter's pods.
+	named := map[string]int32{}
+	for _, p := range c.Ports {
+		named[p.Name] = p.ContainerPort
+	}
+	if len(svc.Spec.Ports) != 1 || strconv.Itoa(int(named[svc.Spec.Ports[0].TargetPort.StrVal])) != port {
+		t.Errorf("Service ports %+v, container ports %v: the Service does not reach --webhook-addr %s", svc.Spec.Ports, named, addr)
+	}
+	for k, v := range svc.Spec.Selector {
+		if dep.Spec.Template.Labels[k] != v {
+			t.Errorf("Service selector %s=%s does not select the promoter's pods (%v)", k, v, dep.Spec.Template.Labels)
+		}
+	}
+	// The secret file comes from the Secret's key "secret".
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		for _, v := range dep.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name && v.Secret != nil && v.Secret.SecretName == "kropipe-promoter-webhook" && secretFile == m.MountPath+"/secret" {
+				mounted = true
+			}
+		}
+	}
+	if !mounted {
+		t.Errorf("--webhook-secret-file %s is not key \"secret\" of the mounted Secret kropipe-promoter-webhook", secretFile)
+	}
+	hasPodIP := false
+	for _, e := range c.Env {
+		hasPodIP = hasPodIP || (e.Name == "POD_IP" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "status.podIP")
+	}
+	if !hasPodIP {
+		t.Error("no POD_IP from status.podIP: the leader cannot advertise its listener to the standby")
 	}
 }

@@ -232,9 +232,9 @@ type forwardedKey struct{}
 // (Notify must not pass it on again).
 func Forwarded(ctx context.Context) bool { return ctx.Value(forwardedKey{}) != nil }
 
-// Forward passes pushes on to the promoter whose listener is url (its Path), with the shared
-// secret, and returns the stages it checks: how a standby replica hands a notification to
-// the leader.
+// Forward passes pushes on to the promoter whose listener is url (its Path), signed with the
+// shared secret (X-Hub-Signature-256), and returns the stages it checks: how a standby replica
+// hands a notification to the leader.
 func Forward(ctx context.Context, client *http.Client, url, secret string, pushes []Push) ([]string, error) {
 	images := make([]string, len(pushes))
 	for i, p := range pushes {
@@ -252,7 +252,10 @@ func Forward(ctx context.Context, client *http.Client, url, secret string, pushe
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(secret))
+	// Signed, not sent: whoever the address leads to never learns the secret.
+	mac := hmac.New(sha256.New, []byte(strings.TrimSpace(secret)))
+	mac.Write(body)
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
 	req.Header.Set(ForwardedHeader, "1")
 	resp, err := client.Do(req)
 	if err != nil {

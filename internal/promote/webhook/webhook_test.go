@@ -173,10 +173,24 @@ func TestHandler_PingsAreFineBadBodiesAreNamedStandbysAsk503(t *testing.T) {
 func TestForward_PassesPushesOnMarkedAsForwarded(t *testing.T) {
 	var got []Push
 	var forwarded bool
+	var leaked bool
 	srv := handler(t, func(ctx context.Context, p []Push) ([]string, error) {
 		got, forwarded = p, Forwarded(ctx)
 		return []string{"develop-frontend"}, nil
 	})
+	// The secret itself never travels: an eavesdropper (or a wrong address) learns nothing.
+	spy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		for _, v := range r.Header {
+			leaked = leaked || strings.Contains(strings.Join(v, " "), "s3cret-webhook")
+		}
+		leaked = leaked || bytes.Contains(b, []byte("s3cret-webhook"))
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer spy.Close()
+	if _, err := Forward(context.Background(), http.DefaultClient, spy.URL+Path, "s3cret-webhook", []Push{{Repository: "ghcr.io/team/frontend"}}); err == nil || leaked {
+		t.Fatalf("Forward to a spy: err %v, secret leaked %v", err, leaked)
+	}
 	pushes := []Push{{Repository: "ghcr.io/team/frontend", Tag: "1.2.2"}, {Repository: "ghcr.io/team/backend", Digest: "sha256:" + strings.Repeat("b", 64)}}
 	stages, err := Forward(context.Background(), http.DefaultClient, srv.URL+Path, "s3cret-webhook", pushes)
 	if err != nil || !reflect.DeepEqual(stages, []string{"develop-frontend"}) {

@@ -28,6 +28,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/metrics"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
+	"github.com/kropipe/kropipe/internal/promote/webhook"
 	"github.com/kropipe/kropipe/internal/version"
 )
 
@@ -171,7 +172,7 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 	srv := api.New(gate{c}, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
-	hook, err := f.webhook.handler(g, gate{c}.notify, log)
+	hook, err := f.webhook.handler(g, gate{c}.notify, log, webhook.WithResults(c.metrics.Notification))
 	if err != nil {
 		return err
 	}

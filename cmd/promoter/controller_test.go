@@ -729,6 +729,12 @@ func TestController_RegistryNotificationTriggersThePass(t *testing.T) {
 	}
 	waitStage(t, c, logs, "promoted after the notification", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
 	t.Logf("notification → promotion commit %s (poll interval %s)", time.Since(sent).Round(time.Millisecond), f.interval)
+	_, metrics := get(t, "http://"+addr+"/metrics")
+	for _, want := range []string{`kropipe_registry_notifications_total{result="due"} 1`, `kropipe_registry_notifications_total{result="refused"} 1`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 // tryPostWith posts JSON with an Authorization header (none when "").

@@ -32,7 +32,7 @@ func (w *webhookFlags) register(fl *pflag.FlagSet) {
 }
 
 // handler returns the notification listener's handler, nil when --webhook-addr is not set.
-func (w *webhookFlags) handler(g *globals, notify webhook.Notify, log *slog.Logger) (http.Handler, error) {
+func (w *webhookFlags) handler(g *globals, notify webhook.Notify, log *slog.Logger, opts ...webhook.Option) (http.Handler, error) {
 	if w.addr == "" {
 		return nil, nil
 	}
@@ -48,7 +48,7 @@ func (w *webhookFlags) handler(g *globals, notify webhook.Notify, log *slog.Logg
 		return nil, fmt.Errorf("--webhook-addr %s needs a secret the registry sends with each notification: give --webhook-secret-file (mount it from a Secret) or KROPIPE_WEBHOOK_SECRET", w.addr)
 	}
 	w.secret = secret
-	h, err := webhook.NewHandler(secret, notify, log)
+	h, err := webhook.NewHandler(secret, notify, log, opts...)
 	if err != nil {
 		return nil, err
 	}

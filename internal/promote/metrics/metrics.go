@@ -33,6 +33,7 @@ type Metrics struct {
 	registryRequests *prometheus.CounterVec
 	pushRetries      *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
+	notifications    *prometheus.CounterVec
 }
 
 // New returns the promoter's metrics, with Go runtime and process collectors next to them.
@@ -58,8 +59,12 @@ func New() *Metrics {
 			// registry rate-limits or the push is retried.
 			Buckets: []float64{0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}, []string{"stage"}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kropipe_registry_notifications_total",
+			Help: "Registry push notifications received, by result (due, ignored, refused, invalid, unavailable, error).",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration,
+	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration, m.notifications,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -76,6 +81,10 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) RegistryRequest(registry string, code int) {
 	m.registryRequests.WithLabelValues(registry, strconv.Itoa(code)).Inc()
 }
+
+// Notification counts one registry notification by what became of it; pass it to
+// webhook.WithResults.
+func (m *Metrics) Notification(result string) { m.notifications.WithLabelValues(result).Inc() }
 
 // PushRetry counts one push re-applied because the branch moved.
 func (m *Metrics) PushRetry(repo string) { m.pushRetries.WithLabelValues(repo).Inc() }

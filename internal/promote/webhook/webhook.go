@@ -198,17 +198,38 @@ type Handler struct {
 	secret []byte
 	notify Notify
 	log    *slog.Logger
+	result func(string)
 }
 
+// What became of a notification, for WithResults.
+const (
+	ResultDue         = "due"         // stages read the pushed repositories: a pass runs now
+	ResultIgnored     = "ignored"     // no stage reads them, or no push (ping, delete)
+	ResultRefused     = "refused"     // no valid secret
+	ResultInvalid     = "invalid"     // not a notification it can read
+	ResultUnavailable = "unavailable" // a standby that could not pass it on
+	ResultError       = "error"
+)
+
+// Option configures a Handler.
+type Option func(*Handler)
+
+// WithResults is told what became of each notification (a metric).
+func WithResults(fn func(result string)) Option { return func(h *Handler) { h.result = fn } }
+
 // NewHandler returns the handler; secret must not be empty.
-func NewHandler(secret string, notify Notify, log *slog.Logger) (*Handler, error) {
+func NewHandler(secret string, notify Notify, log *slog.Logger, opts ...Option) (*Handler, error) {
 	if strings.TrimSpace(secret) == "" {
 		return nil, errors.New("the webhook secret is empty: registries' notifications must carry a secret")
 	}
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Handler{secret: []byte(strings.TrimSpace(secret)), notify: notify, log: log}, nil
+	h := &Handler{secret: []byte(strings.TrimSpace(secret)), notify: notify, log: log, result: func(string) {}}
+	for _, o := range opts {
+		o(h)
+	}
+	return h, nil
 }
 
 // Register adds the handler's routes to mux.
@@ -276,26 +297,31 @@ func Forward(ctx context.Context, client *http.Client, url, secret string, pushe
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
+		h.result(ResultInvalid)
 		reply(w, http.StatusBadRequest, map[string]string{"error": "reading the notification: " + err.Error()})
 		return
 	}
 	if len(body) > maxBody {
+		h.result(ResultInvalid)
 		reply(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "the notification is larger than 1 MiB"})
 		return
 	}
 	if !h.authentic(r, body) {
 		// Said without detail: a caller without the secret learns nothing about it.
 		h.log.Warn("registry notification refused: no valid secret", "remote", r.RemoteAddr)
+		h.result(ResultRefused)
 		reply(w, http.StatusUnauthorized, map[string]string{"error": "the notification carries no valid secret: send Authorization: Bearer <secret>, an X-Hub-Signature-256, or post to " + Path + "/<secret>"})
 		return
 	}
 	pushes, err := Parse(body)
 	if errors.Is(err, ErrNoPush) {
 		// Pings, deletes and pulls are normal traffic for a notification endpoint.
+		h.result(ResultIgnored)
 		reply(w, http.StatusAccepted, Answer{Pushes: []Push{}, Stages: []string{}})
 		return
 	}
 	if err != nil {
+		h.result(ResultInvalid)
 		reply(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 		return
 	}
@@ -305,15 +331,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	stages, err := h.notify(ctx, pushes)
 	if err != nil {
-		code := http.StatusInternalServerError
+		code, result := http.StatusInternalServerError, ResultError
 		if errors.Is(err, ErrUnavailable) {
-			code = http.StatusServiceUnavailable
+			code, result = http.StatusServiceUnavailable, ResultUnavailable
 		}
+		h.result(result)
 		reply(w, code, map[string]string{"error": err.Error()})
 		return
 	}
-	if stages == nil {
+	if len(stages) == 0 {
 		stages = []string{}
+		h.result(ResultIgnored)
+	} else {
+		h.result(ResultDue)
 	}
 	h.log.Info("registry notification", "pushes", len(pushes), "first", pushes[0].Repository+":"+pushes[0].Tag, "stages", stages)
 	reply(w, http.StatusAccepted, Answer{Pushes: pushes, Stages: stages})

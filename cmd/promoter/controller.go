@@ -314,12 +314,12 @@ func (c *controller) lead(ctx context.Context) {
 	}
 }
 
-// term is one leadership term: a fresh warehouse (so rotated pull secrets take effect), engine
-// and watcher, and passes until ctx ends.
+// term is one leadership term: a fresh warehouse, engine and watcher, and passes until ctx
+// ends. Before each pass the pull secrets are brought up to date (rotations need no restart).
 func (c *controller) term(ctx context.Context) error {
 	c.advertiseWebhook(ctx)
 	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
-	e, hg, creds, repos, err := c.newEngine(ctx, w)
+	e, hg, pulls, repos, err := c.newEngine(ctx, w)
 	if err != nil {
 		return err
 	}
@@ -360,7 +360,7 @@ func (c *controller) term(ctx context.Context) error {
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
 	for {
-		creds.update(ctx, annotatedPullSecrets(w.Config()))
+		pulls.update(ctx, annotatedPullSecrets(w.Config()))
 		before := e.Status()
 		start := time.Now()
 		err := e.Reconcile(ctx)
@@ -467,10 +467,11 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 	return interval
 }
 
-// newEngine builds the leader's engine: a warehouse with request metrics (its credentials
-// come from the pullSecrets returned), persistent clones under --data-dir whose push retries are counted and whose
-// credentials come from Argo CD's repository Secrets, the state ConfigMap, and the health gate
-// that syncs the promoted Application and verifies freight from its sync and health.
+// newEngine builds the leader's engine: a warehouse with request metrics (its registry
+// credentials come from the pullSecrets returned), persistent clones under --data-dir whose
+// push retries are counted and whose credentials come from Argo CD's repository Secrets, the
+// state ConfigMap, and the health gate that syncs the promoted Application and verifies freight
+// from its sync and health.
 func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.Engine, *argocd.HealthGate, *pullSecrets, *stageRepos, error) {
 	whOpts := []warehouse.Option{
 		warehouse.WithLogger(c.log),

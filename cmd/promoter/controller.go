@@ -42,6 +42,7 @@ type controllerFlags struct {
 	pullSecrets        []string
 	insecureRegistries []string
 	interval           time.Duration
+	healthTimeout      time.Duration
 	webhook            webhookFlags
 	leaderElect        bool
 	stateConfigMap     string
@@ -83,6 +84,7 @@ func newControllerCommand(g *globals) *cobra.Command {
 	fl.StringSliceVar(&f.pullSecrets, "pull-secrets", nil, "names of kubernetes.io/dockerconfigjson Secrets in --namespace holding registry credentials (comma-separated)")
 	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registry hosts (host:port) reached over plain HTTP, e.g. an in-cluster registry (repeatable)")
 	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "longest time between passes; a stage's kropipe.io/interval may shorten it")
+	fl.DurationVar(&f.healthTimeout, "health-timeout", argocd.DefaultGateTimeout, "how long a promoted Application may stay Degraded or its sync failed before the promotion fails (and, with kropipe.io/auto-rollback, is rolled back)")
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "campaign for the Lease "+leader.DefaultName+" so only one replica promotes; false only for a single replica")
 	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses")
 	f.webhook.register(fl)
@@ -153,6 +155,9 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 	}
 	if f.interval <= 0 {
 		return errors.New("--interval must be positive, e.g. 5m")
+	}
+	if f.healthTimeout <= 0 {
+		return errors.New("--health-timeout must be positive, e.g. 5m")
 	}
 	if len(f.watchNamespaces) == 0 {
 		return errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
@@ -494,6 +499,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	repos := &stageRepos{gitDir: gitDir, creds: creds, log: gitLog}
 	hg := argocd.NewHealthGate(c.dyn, w,
 		argocd.WithGateLogger(c.log),
+		argocd.WithTimeout(c.f.healthTimeout),
 		argocd.WithSyncIf(repos.isNewestPromotion),
 		argocd.WithSubject(repos.subject),
 		argocd.WithContains(repos.contains),

@@ -227,7 +227,7 @@ func controllerFlagsFor(healthAddr string) *controllerFlags {
 	return &controllerFlags{
 		namespace: "argocd", argocdNamespace: "argocd", watchNamespaces: []string{"argocd"},
 		// Short, so the health gate sees the simulated Argo CD quickly.
-		interval:    200 * time.Millisecond,
+		interval: 200 * time.Millisecond, healthTimeout: argocd.DefaultGateTimeout,
 		leaderElect: true, stateConfigMap: kubestate.DefaultName, healthAddr: healthAddr,
 	}
 }
@@ -535,6 +535,7 @@ func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
 		{name: "no namespace", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.namespace = "" }, wantErr: "--namespace"},
 		{name: "reachable API without a token", addr: "0.0.0.0:0", change: func(*controllerFlags) {}, wantErr: "--token-file"},
 		{name: "zero interval", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.interval = 0 }, wantErr: "--interval"},
+		{name: "zero health timeout", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.healthTimeout = 0 }, wantErr: "--health-timeout"},
 		{name: "no watch namespaces", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.watchNamespaces = nil }, wantErr: "--watch-namespaces"},
 		{name: "notifications without a secret", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.webhook.addr = "127.0.0.1:0" }, wantErr: "--webhook-secret-file"},
 		{name: "unreadable webhook secret", addr: "127.0.0.1:0", change: func(f *controllerFlags) {
@@ -809,4 +810,33 @@ func TestController_VerifiesWhenTheAwaitedApplicationChanges(t *testing.T) {
 	e.finishSync(t, "develop-frontend", commit)
 	waitStage(t, c, logs, "verified", func(st stage.Status) bool { return st.VerifiedFreight != nil && st.VerifiedFreight.Commit == commit })
 	t.Logf("Argo CD reports the sync done → verified in %s (poll interval %s)", time.Since(finished).Round(time.Millisecond), f.interval)
+}
+
+// A promotion whose Application stays Degraded past --health-timeout fails, and with
+// kropipe.io/auto-rollback the promoter commits the rollback itself.
+func TestController_DegradedPastTheHealthTimeoutRollsBack(t *testing.T) {
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
+	e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/auto-rollback": "true"})
+	f := controllerFlagsFor("")
+	f.healthTimeout = time.Second
+	addr, logs, _ := e.start(t, f)
+	c := api.NewClient(addr, "", nil)
+	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	commit := head(t, e.bare)
+	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	e.finishSync(t, "develop-frontend", commit)
+	u := e.app(t, "develop-frontend")
+	_ = unstructured.SetNestedField(u.Object, "Degraded", "status", "health", "status")
+	_ = unstructured.SetNestedField(u.Object, "Deployment frontend exceeded its progress deadline", "status", "health", "message")
+	if _, err := e.dyn.Resource(argocd.ApplicationGVR).Namespace("argocd").Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	degraded := time.Now()
+	waitStage(t, c, logs, "rolled back", func(st stage.Status) bool { return st.CurrentTag == "1.2.1" })
+	subject, err := gitserver.GitOutput(context.Background(), e.bare, "log", "-1", "--format=%s%n%(trailers:key=Kropipe-Rejected,valueonly)", "main")
+	if err != nil || strings.TrimSpace(subject) != "Roll back image from 1.2.2 to 1.2.1\n1.2.2" {
+		t.Fatalf("last commit %q, %v; want the rollback rejecting 1.2.2", subject, err)
+	}
+	t.Logf("Degraded → rollback commit in %s (--health-timeout %s)", time.Since(degraded).Round(time.Millisecond), f.healthTimeout)
 }

@@ -322,7 +322,6 @@ func (c *controller) lead(ctx context.Context) {
 // term is one leadership term: a fresh warehouse, engine and watcher, and passes until ctx
 // ends. Before each pass the pull secrets are brought up to date (rotations need no restart).
 func (c *controller) term(ctx context.Context) error {
-	c.advertiseWebhook(ctx)
 	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
 	e, hg, pulls, repos, err := c.newEngine(ctx, w)
 	if err != nil {
@@ -366,6 +365,7 @@ func (c *controller) term(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		pulls.update(ctx, annotatedPullSecrets(w.Config()))
+		c.advertiseWebhook(ctx)
 		before := e.Status()
 		start := time.Now()
 		err := e.Reconcile(ctx)

@@ -96,7 +96,9 @@ func (g gate) notify(ctx context.Context, pushes []webhook.Push) ([]string, erro
 }
 
 // advertiseWebhook writes the leader's notification URL into its Lease, so a standby that
-// receives a notification passes it on. The host is --webhook-addr's, else $POD_IP.
+// receives a notification passes it on. The host is --webhook-addr's, else $POD_IP. It runs
+// before every pass (one GET when the annotation is there): a Lease written without it, by
+// anyone, gets it back.
 func (c *controller) advertiseWebhook(ctx context.Context) {
 	if c.f.webhook.addr == "" || !c.f.leaderElect {
 		return

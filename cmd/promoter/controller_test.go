@@ -204,6 +204,18 @@ func (e clusterEnv) start(t *testing.T, f *controllerFlags) (addr string, logs *
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- runController(ctx, g, f, e.kube, e.dyn, g.jsonLogger()) }()
+	// Fail at once, with the reason, when the controller does not even start.
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("controller stopped at start: %v\n%s", err, logs.String())
+		default:
+		}
+		if code, _ := tryGet("http://" + g.addr + "/healthz"); code == http.StatusOK || time.Since(start) > 10*time.Second {
+			break
+		}
+	}
 	stopped := false
 	stop = func() error {
 		if stopped {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,10 +210,25 @@ func TestVersion_Prints(t *testing.T) {
 	}
 }
 
+// freeAddr returns a loopback address free a moment ago, never one it returned before in
+// this process: the kernel may hand a just-closed port out again at once, and a test that
+// asks for several (API, probes, notifications) would then get two the same.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	srv := httptest.NewServer(nil)
-	addr := strings.TrimPrefix(srv.URL, "http://")
-	srv.Close()
-	return addr
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for {
+		srv := httptest.NewServer(nil)
+		addr := strings.TrimPrefix(srv.URL, "http://")
+		srv.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
+	}
 }
+
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[string]bool{}
+)

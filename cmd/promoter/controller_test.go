@@ -188,6 +188,19 @@ func (e clusterEnv) finishSyncAt(t *testing.T, name, revision, syncRevision stri
 	}
 }
 
+// startPromoted starts a controller with f and waits until develop-frontend is promoted to
+// 1.2.2 and the sync of that commit is requested; it returns the API client, the controller's
+// logs and the promotion commit.
+func (e clusterEnv) startPromoted(t *testing.T, f *controllerFlags) (*api.Client, *syncBuffer, string) {
+	t.Helper()
+	addr, logs, _ := e.start(t, f)
+	c := api.NewClient(addr, "", nil)
+	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	commit := head(t, e.bare)
+	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	return c, logs, commit
+}
+
 func head(t *testing.T, bare string) string {
 	t.Helper()
 	out, err := gitserver.GitOutput(context.Background(), bare, "rev-parse", "main")
@@ -661,11 +674,7 @@ func TestController_PullSecretFromAnnotationAndItsRotation(t *testing.T) {
 // freight is verified (and not left waiting for a revision Argo CD will never report again).
 func TestController_VerifiesAtALaterCommitThatContainsThePromotion(t *testing.T) {
 	e := newClusterEnv(t)
-	addr, logs, _ := e.start(t, controllerFlagsFor(""))
-	c := api.NewClient(addr, "", nil)
-	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
-	commit := head(t, e.bare)
-	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	c, logs, commit := e.startPromoted(t, controllerFlagsFor(""))
 
 	ctx := context.Background()
 	later, err := gitserver.GitOutput(ctx, e.bare, "commit-tree", "-p", commit, "-m", "Unrelated change", commit+"^{tree}")
@@ -821,11 +830,7 @@ func TestController_VerifiesWhenTheAwaitedApplicationChanges(t *testing.T) {
 	e := newClusterEnv(t)
 	f := controllerFlagsFor("")
 	f.interval = time.Hour
-	addr, logs, _ := e.start(t, f)
-	c := api.NewClient(addr, "", nil)
-	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
-	commit := head(t, e.bare)
-	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	c, logs, commit := e.startPromoted(t, f)
 	finished := time.Now()
 	e.finishSync(t, "develop-frontend", commit)
 	waitStage(t, c, logs, "verified", func(st stage.Status) bool { return st.VerifiedFreight != nil && st.VerifiedFreight.Commit == commit })
@@ -840,11 +845,7 @@ func TestController_DegradedPastTheHealthTimeoutRollsBack(t *testing.T) {
 	e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/auto-rollback": "true"})
 	f := controllerFlagsFor("")
 	f.healthTimeout = time.Second
-	addr, logs, _ := e.start(t, f)
-	c := api.NewClient(addr, "", nil)
-	waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
-	commit := head(t, e.bare)
-	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	c, logs, commit := e.startPromoted(t, f)
 	e.finishSync(t, "develop-frontend", commit)
 	u := e.app(t, "develop-frontend")
 	_ = unstructured.SetNestedField(u.Object, "Degraded", "status", "health", "status")

@@ -439,23 +439,22 @@ func awaited(w *argocd.Watcher, hg *argocd.HealthGate, updated []argocd.AppRef) 
 // the next pass.
 func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.Watcher, repos *stageRepos, reported map[argocd.Problem]bool) time.Duration {
 	cfg := w.Config()
+	// Logged every time, recorded as an Event once per problem.
+	once := func(p argocd.Problem, record func(argocd.AppRef, string) error) {
+		if !reported[p] {
+			reported[p] = true
+			c.event(record(p.Ref(), p.Error()))
+		}
+	}
 	for _, p := range cfg.Problems {
 		c.log.Warn("stage not run: bad annotation", "stage", p.Stage, "application", p.App, "field", p.Field, "problem", p.Message)
-		if reported[p] {
-			continue
-		}
-		reported[p] = true
-		ns, name, _ := strings.Cut(p.App, "/")
-		c.event(c.events.Misconfigured(ctx, argocd.AppRef{Namespace: ns, Name: name}, p.Error()))
+		once(p, func(app argocd.AppRef, msg string) error { return c.events.Misconfigured(ctx, app, msg) })
 	}
 	for _, p := range cfg.Warnings {
 		c.log.Warn("stage configuration warning", "stage", p.Stage, "application", p.App, "field", p.Field, "warning", p.Message)
-		if reported[p] {
-			continue
-		}
-		reported[p] = true
-		ns, name, _ := strings.Cut(p.App, "/")
-		c.event(c.events.Event(ctx, argocd.AppRef{Namespace: ns, Name: name}, corev1.EventTypeWarning, "ConfigurationWarning", p.Error()))
+		once(p, func(app argocd.AppRef, msg string) error {
+			return c.events.Event(ctx, app, corev1.EventTypeWarning, "ConfigurationWarning", msg)
+		})
 	}
 	cfg.Specs = repos.resolveHEAD(ctx, cfg.Specs)
 	if err := e.SetSpecs(cfg.Specs); err != nil {
@@ -694,8 +693,7 @@ func (g gate) misconfigured() []stage.Status {
 			i = len(out)
 			index[p.Stage] = i
 			st := stage.Status{Name: p.Stage, Decision: stage.DecisionFailed}
-			ns, name, _ := strings.Cut(p.App, "/")
-			if u, ok := w.Application(argocd.AppRef{Namespace: ns, Name: name}); ok {
+			if u, ok := w.Application(p.Ref()); ok {
 				st.Sync = argocd.SyncStatusOf(u, -1)
 			}
 			out = append(out, st)

@@ -62,6 +62,12 @@ type Problem struct {
 	Message string `json:"message"`         // what is wrong and what to write instead
 }
 
+// Ref is the Application the problem is on.
+func (p Problem) Ref() AppRef {
+	ns, name, _ := strings.Cut(p.App, "/")
+	return AppRef{Namespace: ns, Name: name}
+}
+
 func (p Problem) Error() string {
 	where := fmt.Sprintf("stage %q (Application %s)", p.Stage, p.App)
 	if p.Field == "" {

@@ -3,7 +3,6 @@ package plugin_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
-	appclient "github.com/argoproj/argo-cd/v2/pkg/client/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -151,12 +149,7 @@ func apps(t *testing.T) interface {
 	Get(context.Context, string, metav1.GetOptions) (*v1alpha1.Application, error)
 	Patch(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (*v1alpha1.Application, error)
 } {
-	t.Helper()
-	c, err := appclient.NewForConfig(st.RestConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace)
+	return st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace)
 }
 
 // syncedHealthy is met when the Application is Synced (at revision, when given) and Healthy.
@@ -191,33 +184,10 @@ func waitApp(t *testing.T, name, what string, cond func(*v1alpha1.Application) b
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("Application %s: not %s after %s; status: %s", name, what, syncTimeout, describe(last))
+			t.Fatalf("Application %s: not %s after %s; status: %s", name, what, syncTimeout, stack.DescribeApplication(last))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-}
-
-func describe(a *v1alpha1.Application) string {
-	if a == nil {
-		return "(never read)"
-	}
-	s := a.Status
-	var b strings.Builder
-	fmt.Fprintf(&b, "sync=%s@%s health=%s", s.Sync.Status, s.Sync.Revision, s.Health.Status)
-	for _, c := range s.Conditions {
-		fmt.Fprintf(&b, "\n  condition %s: %s", c.Type, c.Message)
-	}
-	if op := s.OperationState; op != nil {
-		fmt.Fprintf(&b, "\n  operation %s: %s", op.Phase, op.Message)
-	}
-	for _, r := range s.Resources {
-		h := ""
-		if r.Health != nil {
-			h = string(r.Health.Status) + " " + r.Health.Message
-		}
-		fmt.Fprintf(&b, "\n  resource %s/%s %s: %s %s", r.Kind, r.Namespace, r.Name, r.Status, h)
-	}
-	return b.String()
 }
 
 // refresh asks Argo CD to re-read Git now instead of at the next reconciliation.

@@ -8,11 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,12 +100,11 @@ func TestPromoterRun_RegistryNotificationPromotesAtOnce(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(webhookSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := stack.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	apiAddr := ln.Addr().String()
-	ln.Close()
+	apiAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	p, err := st.Run("promoter-run", st.Binaries.Promoter, []string{"run", "--config", cfgPath, "--data-dir", t.TempDir(),
 		"--interval", "1h", "--addr", apiAddr, "--webhook-addr", webhookAddr, "--webhook-secret-file", secretFile}, nil)
 	if err != nil {

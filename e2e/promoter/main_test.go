@@ -8,8 +8,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
+	"strconv"
 	"testing"
 
 	"github.com/kropipe/kropipe/e2e/stack"
@@ -25,13 +25,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := stack.FreePorts(1)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	webhookAddr = ln.Addr().String()
-	ln.Close()
+	webhookAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	webhookSecret = hex.EncodeToString(b)

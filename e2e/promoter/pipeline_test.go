@@ -6,10 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,14 +19,12 @@ import (
 	"time"
 
 	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
-	appclient "github.com/argoproj/argo-cd/v2/pkg/client/clientset/versioned"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
@@ -147,7 +143,7 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 	for _, app := range []string{"develop-backend", "staging-backend"} {
 		now := p.app(app)
 		if now.Operation != nil || !sameOperation(before[app], now) {
-			t.Errorf("%s got an operation it should not have: %s", app, describeOperation(now))
+			t.Errorf("%s got an operation it should not have: %s", app, stack.DescribeApplication(now))
 		}
 	}
 	p.waitDeployment("develop", "backend", p.image("backend", "2.0.0"))
@@ -222,7 +218,6 @@ type pipeline struct {
 	soak time.Duration
 
 	kubeconfig string
-	argo       appclient.Interface
 	password   string // of the private Git server
 }
 
@@ -238,9 +233,6 @@ func newPipeline(t *testing.T, ctx context.Context) *pipeline {
 	p := &pipeline{t: t, ctx: ctx, soak: 20 * time.Second,
 		apps: []string{"develop-frontend", "develop-backend", "staging-frontend", "staging-backend", "prod-frontend"}}
 	var err error
-	if p.argo, err = appclient.NewForConfig(st.RestConfig); err != nil {
-		t.Fatal(err)
-	}
 	// A private Git server: nobody gets in without the credentials in Argo CD's Secret.
 	if p.srv, err = stack.StartGitServer(filepath.Join(st.Dir, "git-private")); err != nil {
 		t.Fatal(err)
@@ -376,7 +368,7 @@ func (p *pipeline) createProdApp() {
 			SyncPolicy:  &v1alpha1.SyncPolicy{SyncOptions: v1alpha1.SyncOptions{"CreateNamespace=true"}},
 		},
 	}
-	if _, err := p.argo.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Create(p.ctx, app, metav1.CreateOptions{}); err != nil {
+	if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Create(p.ctx, app, metav1.CreateOptions{}); err != nil {
 		p.t.Fatalf("create Application prod-frontend: %v", err)
 	}
 }
@@ -387,26 +379,8 @@ func (p *pipeline) createProdApp() {
 func (p *pipeline) installPromoterRBAC() {
 	t := p.t
 	for _, f := range []string{"serviceaccount.yaml", "role.yaml", "rolebinding.yaml"} {
-		path := filepath.Join(repoRoot, "manifests", "promoter", f)
-		data, err := os.ReadFile(path)
-		if err != nil {
+		if err := st.ApplyFile(p.ctx, filepath.Join(repoRoot, "manifests", "promoter", f), stack.ArgoCDNamespace); err != nil {
 			t.Fatal(err)
-		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			u.SetNamespace(stack.ArgoCDNamespace)
-			if err := st.Apply(p.ctx, u); err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
 		}
 	}
 	tr, err := st.Kube.CoreV1().ServiceAccounts(stack.ArgoCDNamespace).CreateToken(p.ctx, "kropipe-promoter",
@@ -422,7 +396,10 @@ func (p *pipeline) installPromoterRBAC() {
 // startPromoter runs one replica as the install's Deployment does, on loopback ports.
 func (p *pipeline) startPromoter(name string) *promoter {
 	t := p.t
-	ports := freePorts(t, 2)
+	ports, err := stack.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	proc, err := st.Run(name, st.Binaries.Promoter, []string{
 		"controller",
@@ -523,13 +500,13 @@ func (p *pipeline) call(method string, pr *promoter, path string, body any) (int
 // syncByHand starts a sync of app at revision as `argocd app sync` does.
 func (p *pipeline) syncByHand(app, revision string) {
 	patch := fmt.Sprintf(`{"operation":{"initiatedBy":{"username":"e2e"},"sync":{"revision":%q,"syncOptions":["CreateNamespace=true"]}}}`, revision)
-	if _, err := p.argo.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Patch(p.ctx, app, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+	if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Patch(p.ctx, app, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		p.t.Fatalf("sync %s: %v", app, err)
 	}
 }
 
 func (p *pipeline) app(name string) *v1alpha1.Application {
-	a, err := p.argo.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Get(p.ctx, name, metav1.GetOptions{})
+	a, err := st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Get(p.ctx, name, metav1.GetOptions{})
 	if err != nil {
 		p.t.Fatalf("Application %s: %v", name, err)
 	}
@@ -538,11 +515,11 @@ func (p *pipeline) app(name string) *v1alpha1.Application {
 
 func (p *pipeline) waitApp(name, what string, cond func(*v1alpha1.Application) bool) {
 	p.poll("Application "+name+" "+what, syncTimeout, func() (bool, string) {
-		a, err := p.argo.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Get(p.ctx, name, metav1.GetOptions{})
+		a, err := st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Get(p.ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
-		return cond(a), describeApp(a)
+		return cond(a), stack.DescribeApplication(a)
 	})
 }
 
@@ -563,30 +540,6 @@ func syncedBy(a *v1alpha1.Application, user, revision string) bool {
 func sameOperation(a, b *v1alpha1.Application) bool {
 	x, y := a.Status.OperationState, b.Status.OperationState
 	return x != nil && y != nil && x.StartedAt.Equal(&y.StartedAt) && x.Operation.InitiatedBy.Username == y.Operation.InitiatedBy.Username
-}
-
-func describeOperation(a *v1alpha1.Application) string {
-	var b strings.Builder
-	if a.Operation != nil {
-		fmt.Fprintf(&b, "pending operation by %q; ", a.Operation.InitiatedBy.Username)
-	}
-	if op := a.Status.OperationState; op != nil {
-		fmt.Fprintf(&b, "last operation by %q started %s (%s)", op.Operation.InitiatedBy.Username, op.StartedAt, op.Phase)
-	}
-	return b.String()
-}
-
-func describeApp(a *v1alpha1.Application) string {
-	s := a.Status
-	var b strings.Builder
-	fmt.Fprintf(&b, "sync=%s@%.8s health=%s %s", s.Sync.Status, s.Sync.Revision, s.Health.Status, describeOperation(a))
-	for _, c := range s.Conditions {
-		fmt.Fprintf(&b, "\n  condition %s: %s", c.Type, c.Message)
-	}
-	if op := s.OperationState; op != nil && op.Message != "" {
-		fmt.Fprintf(&b, "\n  operation message: %s", op.Message)
-	}
-	return b.String()
 }
 
 // waitDeployment waits until the Deployment runs image with every replica Ready (kwok's pods).
@@ -688,11 +641,7 @@ func (p *pipeline) wantEvent(app, reason, text string) {
 }
 
 func (p *pipeline) apply(obj any) {
-	u, err := runtimeToUnstructured(obj)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	if err := st.Apply(p.ctx, u); err != nil {
+	if err := st.ApplyObject(p.ctx, obj); err != nil {
 		p.t.Fatal(err)
 	}
 }
@@ -729,35 +678,8 @@ const syncTimeout = 4 * time.Minute
 
 var tagLine = regexp.MustCompile(`(?m)^(\s+tag:\s*)"?([A-Za-z0-9_][A-Za-z0-9._-]*)"?`)
 
-func runtimeToUnstructured(obj any) (*unstructured.Unstructured, error) {
-	b, err := json.Marshal(obj)
-	if err != nil {
-		return nil, err
-	}
-	u := &unstructured.Unstructured{}
-	return u, json.Unmarshal(b, &u.Object)
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return ports
 }

@@ -54,7 +54,7 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 		return err
 	}
 	for _, f := range []string{"application-crd.yaml", "appproject-crd.yaml", "applicationset-crd.yaml"} {
-		if err := s.ApplyFile(ctx, filepath.Join(crdDir, f)); err != nil {
+		if err := s.ApplyFile(ctx, filepath.Join(crdDir, f), ""); err != nil {
 			return fmt.Errorf("install Argo CD CRD %s: %w", f, err)
 		}
 	}
@@ -115,12 +115,8 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 		},
 	}
 	for _, o := range objs {
-		u, err := toUnstructured(o)
-		if err != nil {
-			return err
-		}
-		if err := s.Apply(ctx, u); err != nil {
-			return fmt.Errorf("Argo CD bootstrap %s %s: %w", u.GetKind(), u.GetName(), err)
+		if err := s.ApplyObject(ctx, o); err != nil {
+			return fmt.Errorf("Argo CD bootstrap: %w", err)
 		}
 	}
 	s.argoKubeconfig = filepath.Join(s.Dir, "argocd.kubeconfig")
@@ -178,7 +174,7 @@ func (s *Stack) argoEnv(name string, extraPath ...string) ([]string, error) {
 }
 
 func (s *Stack) startArgoCD(ctx context.Context) error {
-	ports, err := freePorts(6)
+	ports, err := FreePorts(6)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ import (
 const KwokNodeName = "kwok-node-0"
 
 func (s *Stack) startEtcd(ctx context.Context) error {
-	ports, err := freePorts(2)
+	ports, err := FreePorts(2)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ current-context: e2e
 // startControllers starts kube-controller-manager, kube-scheduler and kwok together and waits
 // for all three: none of them needs the others to come up.
 func (s *Stack) startControllers(ctx context.Context) error {
-	ports, err := freePorts(3)
+	ports, err := FreePorts(3)
 	if err != nil {
 		return err
 	}

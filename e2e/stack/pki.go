@@ -103,16 +103,15 @@ func writePKI(dir string) (*pki, error) {
 // freePort asks the kernel for an unused loopback port. Another process can take it before the
 // component binds it; the window is small and a collision shows up as a named start failure.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
 }
 
-// freePorts returns n distinct free ports.
-func freePorts(n int) ([]int, error) {
+// FreePorts returns n distinct ports free on 127.0.0.1 a moment ago, for servers a test starts.
+func FreePorts(n int) ([]int, error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {

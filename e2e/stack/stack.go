@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	appclient "github.com/argoproj/argo-cd/v2/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -40,6 +41,7 @@ type Stack struct {
 	RestConfig   *rest.Config
 	Kube         kubernetes.Interface
 	Dynamic      dynamic.Interface
+	ArgoCD       appclient.Interface // Argo CD's typed clients (Applications, ApplicationSets)
 
 	Git            *GitServer
 	RegistryAddr   string // host:port of the OCI registry
@@ -225,6 +227,9 @@ func (s *Stack) connect() error {
 	if s.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
 		return err
 	}
+	if s.ArgoCD, err = appclient.NewForConfig(cfg); err != nil {
+		return err
+	}
 	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
 	if err != nil {
 		return err
@@ -316,8 +321,9 @@ func (s *Stack) EnsureNamespace(ctx context.Context, name string) error {
 	return nil
 }
 
-// ApplyFile applies every object in a (multi-document) YAML or JSON file.
-func (s *Stack) ApplyFile(ctx context.Context, path string) error {
+// ApplyFile applies every object in a (multi-document) YAML or JSON file; namespaced objects
+// that name no namespace go to namespace ("": default), as `kubectl apply -n` would.
+func (s *Stack) ApplyFile(ctx context.Context, path, namespace string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -335,10 +341,22 @@ func (s *Stack) ApplyFile(ctx context.Context, path string) error {
 		if len(u.Object) == 0 {
 			continue
 		}
+		if u.GetNamespace() == "" {
+			u.SetNamespace(namespace)
+		}
 		if err := s.Apply(ctx, u); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
+}
+
+// ApplyObject applies a typed object (with its TypeMeta set) or a map, as Apply does.
+func (s *Stack) ApplyObject(ctx context.Context, obj any) error {
+	u, err := toUnstructured(obj)
+	if err != nil {
+		return err
+	}
+	return s.Apply(ctx, u)
 }
 
 // Apply creates obj, or replaces it when it exists.

@@ -64,7 +64,7 @@ func (e *Engine) Rollback(ctx context.Context, stage, toTag string) (Outcome, er
 	if err != nil {
 		return Outcome{}, err
 	}
-	repo, err := e.repo(ctx, s.RepoURL)
+	repo, err := e.Repo(ctx, s.RepoURL)
 	if err != nil {
 		return Outcome{}, &StageError{Stage: stage, Err: err}
 	}
@@ -110,7 +110,7 @@ func (e *Engine) Rollback(ctx context.Context, stage, toTag string) (Outcome, er
 
 // applyOne writes one change, verifies it and updates the stage's status.
 func (e *Engine) applyOne(ctx context.Context, s Spec, f freight.Freight, c gitwrite.Change) (Outcome, error) {
-	repo, err := e.repo(ctx, s.RepoURL)
+	repo, err := e.Repo(ctx, s.RepoURL)
 	if err != nil {
 		return Outcome{}, &StageError{Stage: s.Name, Err: err}
 	}
@@ -236,7 +236,7 @@ func (e *Engine) History(ctx context.Context, stage string) ([]gitwrite.Record, 
 	if err != nil {
 		return nil, err
 	}
-	repo, err := e.repo(ctx, s.RepoURL)
+	repo, err := e.Repo(ctx, s.RepoURL)
 	if err != nil {
 		return nil, &StageError{Stage: stage, Err: err}
 	}

@@ -287,8 +287,10 @@ func (e *Engine) spec(name string) (Spec, error) {
 	return s, nil
 }
 
-// repo returns the persistent clone of url, opening it on first use.
-func (e *Engine) repo(ctx context.Context, url string) (*gitwrite.Repo, error) {
+// Repo returns the persistent clone of url, opening it on first use with the engine's Git
+// options (WithGitOptionsFor credentials included). Readers outside the engine (the Argo CD
+// health gate) share it rather than open their own.
+func (e *Engine) Repo(ctx context.Context, url string) (*gitwrite.Repo, error) {
 	e.mu.Lock()
 	r, ok := e.repos[url]
 	e.mu.Unlock()
@@ -460,7 +462,7 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 	for _, s := range e.specs {
 		o := &observation{spec: s, rejected: map[string]bool{}}
 		obs[s.Name] = o
-		repo, err := e.repo(ctx, s.RepoURL)
+		repo, err := e.Repo(ctx, s.RepoURL)
 		if err != nil {
 			o.err = err
 			continue
@@ -699,17 +701,11 @@ func (e *Engine) saveVerifications(ctx context.Context, added []addedVerificatio
 	if len(added) == 0 {
 		return nil
 	}
-	e.stateMu.Lock()
-	defer e.stateMu.Unlock()
-	st, err := e.store.Load(ctx)
-	if err != nil {
-		return err
-	}
-	st = st.clone()
-	for _, a := range added {
-		st.addVerification(a.stage, a.v)
-	}
-	return e.store.Save(ctx, st)
+	return e.update(ctx, func(st *State) {
+		for _, a := range added {
+			st.addVerification(a.stage, a.v)
+		}
+	})
 }
 
 // verifyCurrent makes sure the freight a stage runs is verified since commit put it
@@ -752,7 +748,7 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 		for i, o := range g {
 			changes[i] = promoteChange(o.spec, o.candidate, o.current)
 		}
-		repo, err := e.repo(ctx, g[0].spec.RepoURL)
+		repo, err := e.Repo(ctx, g[0].spec.RepoURL)
 		var results []gitwrite.Result
 		if err == nil {
 			results, _ = repo.Apply(ctx, g[0].spec.Branch, changes...)

@@ -455,7 +455,7 @@ func TestReconcile_CompactsACloneThatGatheredTooManyPacks(t *testing.T) {
 	if err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	repo, err := e.repo(ctx, specs[0].RepoURL)
+	repo, err := e.Repo(ctx, specs[0].RepoURL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -426,8 +426,9 @@ func awaited(w *argocd.Watcher, hg *argocd.HealthGate, updated []argocd.AppRef) 
 	for _, r := range updated {
 		is[r] = true
 	}
-	for stage, b := range w.Config().Bindings {
-		if is[b.App] && hg.Waiting(stage) != "" {
+	// Few stages wait at a time; Applications update all the time.
+	for _, stage := range hg.Awaiting() {
+		if b, ok := w.App(stage); ok && is[b.App] {
 			return true
 		}
 	}
@@ -495,7 +496,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	gitDir := filepath.Join(dir, "git")
 	gitLog := slog.New(c.metrics.CountPushRetries(c.log.Handler()))
 	creds := argocd.NewCredentials(c.kube, c.f.argocdNamespace, argocd.WithCredentialsLogger(c.log))
-	repos := &stageRepos{gitDir: gitDir, creds: creds, log: gitLog}
+	repos := &stageRepos{log: gitLog} // reads through the engine's clones, set below
 	hg := argocd.NewHealthGate(c.dyn, w,
 		argocd.WithGateLogger(c.log),
 		argocd.WithTimeout(c.f.healthTimeout),
@@ -511,7 +512,11 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		stage.WithVerifier(hg),
 		stage.WithLogger(c.log),
 	)
-	return e, hg, newPullSecrets(c.kube, c.f.namespace, c.f.pullSecrets, wh, c.log), repos, err
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	repos.open = e.Repo
+	return e, hg, newPullSecrets(c.kube, c.f.namespace, c.f.pullSecrets, wh, c.log), repos, nil
 }
 
 // rollBackFailures handles the promotions the health gate gave up on since the last pass:

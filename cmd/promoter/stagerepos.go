@@ -17,7 +17,7 @@ import (
 const defaultBranchTTL = 10 * time.Minute
 
 // stageRepos answers questions about the stages' Git repositories from the clones the engine
-// keeps (same data dir and URL: gitwrite serialises the two), with Argo CD's credentials:
+// keeps (open is the engine's Repo: one clone, one set of credentials per repository):
 //
 //   - for the health gate, whether a commit is the stage's newest promotion (only then may the
 //     gate start a sync, which also covers a promoter killed between push and sync: after the
@@ -25,9 +25,8 @@ const defaultBranchTTL = 10 * time.Minute
 //     its subject (the sync operation's reason), and whether a revision contains it;
 //   - for the annotations, which branch a targetRevision of HEAD means.
 type stageRepos struct {
-	gitDir string
-	creds  *argocd.Credentials
-	log    *slog.Logger
+	open func(ctx context.Context, url string) (*gitwrite.Repo, error)
+	log  *slog.Logger
 
 	mu       sync.Mutex
 	last     map[string]gitwrite.Record // newest record by stage, from the last lookup
@@ -39,19 +38,13 @@ type knownBranch struct {
 	at   time.Time
 }
 
-func (p *stageRepos) open(ctx context.Context, url string) (*gitwrite.Repo, error) {
-	opts, err := p.creds.GitOptions(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	return gitwrite.Open(ctx, p.gitDir, url, append(opts, gitwrite.WithLogger(p.log))...)
-}
-
+// newest is the stage's newest promotion or rollback. The gate asks from inside a pass, which
+// has just fetched the branch: the history is read as fetched, with no second round trip.
 func (p *stageRepos) newest(ctx context.Context, spec stage.Spec) (gitwrite.Record, bool) {
 	repo, err := p.open(ctx, spec.RepoURL)
 	if err == nil {
 		var recs []gitwrite.Record
-		recs, err = repo.History(ctx, spec.Branch, spec.Name)
+		recs, err = repo.FetchedHistory(ctx, spec.Branch, spec.Name)
 		if err == nil && len(recs) > 0 {
 			p.mu.Lock()
 			if p.last == nil {

@@ -144,6 +144,17 @@ func (g *HealthGate) Waiting(stage string) string {
 	return g.waiting[stage]
 }
 
+// Awaiting returns the stages whose verification is pending (Waiting is not "").
+func (g *HealthGate) Awaiting() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]string, 0, len(g.waiting))
+	for stage := range g.waiting {
+		out = append(out, stage)
+	}
+	return out
+}
+
 // Verify implements stage.Verifier.
 func (g *HealthGate) Verify(ctx context.Context, spec stage.Spec, f freight.Freight, commit string) error {
 	err := g.verify(ctx, spec, f, commit)

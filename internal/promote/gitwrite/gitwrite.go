@@ -560,6 +560,26 @@ func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, err
 	if err != nil {
 		return nil, err
 	}
+	return r.records(ctx, branch, head, stage)
+}
+
+// FetchedHistory is History as of the branch's last fetch, without asking the remote: for a
+// reader inside a pass that has just fetched (the health gate). A branch never fetched is
+// fetched first.
+func (r *Repo) FetchedHistory(ctx context.Context, branch, stage string) ([]Record, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var head plumbing.Hash
+	if ref, err := r.repo.Storer.Reference(plumbing.NewRemoteReferenceName("origin", branch)); err == nil {
+		head = ref.Hash()
+	} else if head, err = r.fetch(ctx, branch); err != nil {
+		return nil, err
+	}
+	return r.records(ctx, branch, head, stage)
+}
+
+// records filters the branch's history up to head by stage ("" for all). The caller holds r.mu.
+func (r *Repo) records(ctx context.Context, branch string, head plumbing.Hash, stage string) ([]Record, error) {
 	h, err := r.history(ctx, branch, head)
 	if err != nil {
 		return nil, err

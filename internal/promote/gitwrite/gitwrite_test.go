@@ -799,3 +799,29 @@ func TestHistory_FollowsNewCommitsAndForcePushes(t *testing.T) {
 		t.Fatalf("after the force push: %q, want 1.2.3's record gone", got)
 	}
 }
+
+// FetchedHistory reads what the last fetch brought and asks the remote nothing.
+func TestFetchedHistory_ReadsTheLastFetchWithoutFetching(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	const file = "develop/frontend/instance.yaml"
+	if _, err := r.Apply(ctx, "main", promote("develop-frontend", file, "1.2.2")); err != nil {
+		t.Fatal(err)
+	}
+	other := open(t, f.url) // another writer's clone
+	if _, err := other.Apply(ctx, "main", promote("develop-frontend", file, "1.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.srv.Requests())
+	recs, err := r.FetchedHistory(ctx, "main", "develop-frontend")
+	if err != nil || len(recs) != 1 || recs[0].Value != "1.2.2" {
+		t.Fatalf("FetchedHistory = %+v, %v; want only 1.2.2, as last fetched", recs, err)
+	}
+	if n := len(f.srv.Requests()) - before; n != 0 {
+		t.Fatalf("FetchedHistory made %d requests to the Git server", n)
+	}
+	if recs, err := r.History(ctx, "main", "develop-frontend"); err != nil || len(recs) != 2 || recs[0].Value != "1.2.3" {
+		t.Fatalf("History = %+v, %v; want the other writer's 1.2.3 first", recs, err)
+	}
+}

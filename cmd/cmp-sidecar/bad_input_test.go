@@ -177,6 +177,24 @@ func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
 			want: []string{"app/instance.yaml", `resource "cm"`, "cost limit"},
 		},
 		{
+			name: "map value of the wrong type",
+			files: map[string]string{"rgds/thing.yaml": collectionsRGD,
+				"app/instance.yaml": thingInstance + "spec:\n  limits: {cpu: lots}\n"},
+			want: []string{"app/instance.yaml", `Thing "t"`, "spec.limits.cpu", "must be of type integer"},
+		},
+		{
+			name: "duplicate item of a uniqueItems list",
+			files: map[string]string{"rgds/thing.yaml": collectionsRGD,
+				"app/instance.yaml": thingInstance + "spec:\n  tags: [production, staging, production]\n"},
+			want: []string{"app/instance.yaml", `Thing "t"`, "spec.tags[2]", `Duplicate value: "production"`},
+		},
+		{
+			name: "map with more keys than its validation allows",
+			files: map[string]string{"rgds/thing.yaml": collectionsRGD,
+				"app/instance.yaml": thingInstance + "spec:\n  labels: {a: x, b: w, c: z}\n"},
+			want: []string{"app/instance.yaml", `Thing "t"`, "spec.labels", "Invalid value: validation failed"},
+		},
+		{
 			name:  "YAML alias bomb",
 			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": aliasBomb()},
 			want:  []string{"app/instance.yaml", "alias"},
@@ -259,6 +277,24 @@ func aliasBomb() string {
 	}
 	return b.String()
 }
+
+// collectionsRGD has map and set fields. SimpleSchema v0.9.4 has no maxProperties marker; a
+// validation rule is how an RGD bounds a map (the maxProperties keyword itself is enforced by
+// admission when a schema carries it: internal/render's TestAdmission_CRDSemantics…).
+const collectionsRGD = `apiVersion: kro.run/v1alpha1
+kind: ResourceGraphDefinition
+metadata:
+  name: thing
+spec:
+  schema:
+    apiVersion: v1alpha1
+    kind: Thing
+    spec:
+      labels: "map[string]string | validation=\"self.size() <= 2\""
+      limits: "map[string]integer"
+      tags: "[]string | uniqueItems=true"
+  resources:
+` + "    - id: cm\n      template:\n        apiVersion: v1\n        kind: ConfigMap\n        metadata:\n          name: cm\n"
 
 const widgetCRD = `apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition

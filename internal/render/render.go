@@ -28,11 +28,15 @@ func (d *Definition) Render(ctx context.Context, where string, instance *unstruc
 		return nil, fmt.Errorf("%s: apiVersion/kind %s is not %s of ResourceGraphDefinition %q (%s)",
 			where, gvk, d.InstanceGVK, d.Name, d.File)
 	}
-	if err := d.admission.admit(ctx, inst); err != nil {
-		return nil, fmt.Errorf("%s: %v", where, err)
-	}
-	if d.Namespaced && inst.GetNamespace() == "" {
+	// As the API server does on create (rest.BeforeCreate): a namespaced object without a
+	// namespace gets the request's, a cluster-scoped one loses any it names.
+	if !d.Namespaced {
+		inst.SetNamespace("")
+	} else if inst.GetNamespace() == "" {
 		inst.SetNamespace(namespace)
+	}
+	if err := d.admission.admit(ctx, inst); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 
 	rt, err := kroruntime.FromGraph(d.graph, kroConfig, kroruntime.WithInstance(inst))

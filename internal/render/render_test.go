@@ -201,6 +201,7 @@ func TestAdmission_AppliesKroDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	inst.SetNamespace("default")
 	if err := def.admission.admit(context.Background(), inst); err != nil {
 		t.Fatal(err)
 	}

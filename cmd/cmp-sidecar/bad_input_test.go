@@ -242,6 +242,45 @@ func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
 	}
 }
 
+// TestRender_EmptyApplicationFails: an application that renders nothing would make Argo CD
+// prune all its objects, so it fails in render and in generate unless allow-empty is set.
+func TestRender_EmptyApplicationFails(t *testing.T) {
+	for name, content := range map[string]string{
+		"empty file":         "",
+		"only comments":      "# nothing here yet\n# really\n",
+		"only separators":    "---\n---\n",
+		"comments and ---":   "---\n# later\n---\n",
+		"instance, no nodes": "apiVersion: kro.run/v1alpha1\nkind: Empty\nmetadata:\n  name: e\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := writeRepo(t, map[string]string{
+				"rgds/empty.yaml":               "apiVersion: kro.run/v1alpha1\nkind: ResourceGraphDefinition\nmetadata:\n  name: empty\nspec:\n  schema:\n    apiVersion: v1alpha1\n    kind: Empty\n",
+				"develop/frontend/instance.yaml": content,
+			})
+			app := filepath.Join(root, "develop", "frontend")
+			env := []string{"ARGOCD_APP_NAME=develop-frontend", "ARGOCD_APP_SOURCE_PATH=develop/frontend"}
+			for _, res := range []result{
+				run(t, root, nil, "render", "--root", root, "develop/frontend"),
+				run(t, app, env, "generate"),
+			} {
+				if res.code == 0 || res.stdout != "" {
+					t.Fatalf("exit %d, stdout %q: want a failure with nothing on stdout", res.code, res.stdout)
+				}
+				wantAll(t, res.stderr, "develop/frontend:", "rendered no Kubernetes object", "develop/frontend/instance.yaml", "allow-empty")
+			}
+			for _, res := range []result{
+				run(t, root, nil, "render", "--root", root, "--allow-empty", "develop/frontend"),
+				run(t, app, append(env, "PARAM_ALLOW_EMPTY=true"), "generate"),
+				run(t, app, append(env, `ARGOCD_APP_PARAMETERS=[{"name":"allow-empty","string":"true"}]`), "generate"),
+			} {
+				if res.code != 0 || res.stdout != "" {
+					t.Fatalf("allow-empty: exit %d, stdout %q, stderr %s: want success with no output", res.code, res.stdout, res.stderr)
+				}
+			}
+		})
+	}
+}
+
 func TestRender_SymlinkOutOfTheRepositoryIsRefused(t *testing.T) {
 	dir := writeRepo(t, map[string]string{"repo/rgds/webapp.yaml": "@webapp", "secret/instance.yaml": instanceHead + "      image: r/f\n"})
 	root := filepath.Join(dir, "repo")

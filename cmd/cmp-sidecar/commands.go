@@ -50,6 +50,7 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 		rgds, crds  []string
 		namespace   string
 		noWaves     bool
+		allowEmpty  bool
 		root        string
 		kubeVersion string
 	)
@@ -73,6 +74,7 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 				render.WithCRDPaths(absPaths(wd, crds)...),
 				render.WithNamespace(namespace),
 				render.WithSyncWaves(!noWaves),
+				render.WithAllowEmpty(allowEmpty),
 				render.WithKubeVersion(kubeVersion),
 				render.WithWarnings(stderr),
 				render.WithWorkDir(wd),
@@ -85,6 +87,7 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.StringArrayVar(&crds, "crd", nil, "file or folder holding CustomResourceDefinitions for type checking (repeatable)")
 	f.StringVarP(&namespace, "namespace", "n", "", "namespace for instances that have none (default \"default\")")
 	f.BoolVar(&noWaves, "no-sync-waves", false, "do not add argocd.argoproj.io/sync-wave annotations")
+	f.BoolVar(&allowEmpty, "allow-empty", false, "succeed with no output when the paths render no object (default: fail)")
 	f.StringVar(&root, "root", "", "repository root that confines every path (default: the Git work tree of the first PATH)")
 	f.StringVar(&kubeVersion, "kube-version", "", "Kubernetes version whose built-in schemas to use (default: the newest embedded)")
 	return cmd
@@ -131,6 +134,7 @@ func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *c
 				render.WithCRDPaths(env.crdPaths...),
 				render.WithNamespace(env.namespace),
 				render.WithSyncWaves(env.syncWaves),
+				render.WithAllowEmpty(env.allowEmpty),
 				render.WithKubeVersion(env.kubeVersion),
 				render.WithAPIVersions(env.apiVersions),
 				render.WithWarnings(stderr),
@@ -152,7 +156,7 @@ type pluginEnv struct {
 	kubeVersion                              string
 	apiVersions                              []string
 	rgdPaths, crdPaths                       []string
-	syncWaves                                bool
+	syncWaves, allowEmpty                    bool
 }
 
 func (e pluginEnv) describe() string {
@@ -234,14 +238,27 @@ func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 	}
 	e.rgdPaths, _ = lookup("rgd-paths")
 	e.crdPaths, _ = lookup("crd-paths")
-	if v, ok := lookup("sync-waves"); ok && len(v) > 0 {
-		on, err := strconv.ParseBool(v[0])
-		if err != nil {
-			return e, fmt.Errorf("plugin parameter sync-waves: %q is not a boolean: use \"true\" or \"false\"", v[0])
-		}
-		e.syncWaves = on
+	var err error
+	if e.syncWaves, err = boolParameter(lookup, "sync-waves", true); err != nil {
+		return e, err
+	}
+	if e.allowEmpty, err = boolParameter(lookup, "allow-empty", false); err != nil {
+		return e, err
 	}
 	return e, nil
+}
+
+// boolParameter reads a "true"/"false" plugin parameter; unset or empty keeps the default.
+func boolParameter(lookup func(string) ([]string, bool), name string, def bool) (bool, error) {
+	v, ok := lookup(name)
+	if !ok || len(v) == 0 {
+		return def, nil
+	}
+	on, err := strconv.ParseBool(v[0])
+	if err != nil {
+		return def, fmt.Errorf("plugin parameter %s: %q is not a boolean: use \"true\" or \"false\"", name, v[0])
+	}
+	return on, nil
 }
 
 func splitList(s string) []string {

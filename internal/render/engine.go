@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -38,6 +39,7 @@ type options struct {
 	apiVersions []string
 	warnings    io.Writer
 	workDir     string
+	allowEmpty  bool
 }
 
 // Option configures an Engine.
@@ -70,6 +72,10 @@ func WithAPIVersions(v []string) Option { return func(o *options) { o.apiVersion
 
 // WithWarnings receives warnings, one per line (default: discarded).
 func WithWarnings(w io.Writer) Option { return func(o *options) { o.warnings = w } }
+
+// WithAllowEmpty lets Render return an empty stream instead of ErrEmptyRender (the plugin
+// parameter allow-empty), for applications that are meant to hold nothing for a while.
+func WithAllowEmpty(on bool) Option { return func(o *options) { o.allowEmpty = on } }
 
 // WithWorkDir is the folder relative paths given to Render resolve from (default: the root).
 func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
@@ -291,8 +297,12 @@ func nestedKinds(rgd *v1alpha1.ResourceGraphDefinition) []schema.GroupVersionKin
 // Render renders the instance files and application folders at paths (relative to the work
 // dir) into one YAML stream: each instance becomes its objects, other Kubernetes documents
 // pass through byte for byte, RGDs are left out. Nothing is returned on error.
+//
+// Rendering no object at all is an error (ErrEmptyRender) unless WithAllowEmpty: Argo CD would
+// take an empty stream as "this application has no objects" and prune every one it has.
 func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
 	var out bytes.Buffer
+	var read []string
 	for _, p := range paths {
 		files, err := e.root.listAppFiles(e.opts.workDir, p)
 		if err != nil {
@@ -302,9 +312,37 @@ func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
 			if err := e.renderFile(ctx, f, &out); err != nil {
 				return nil, err
 			}
+			read = append(read, e.root.display(f))
 		}
 	}
+	if out.Len() == 0 && !e.opts.allowEmpty {
+		return nil, e.emptyError(paths, read)
+	}
 	return out.Bytes(), nil
+}
+
+// ErrEmptyRender is returned (wrapped) when the paths rendered no object.
+var ErrEmptyRender = errors.New("rendered no Kubernetes object")
+
+func (e *Engine) emptyError(paths, read []string) error {
+	var where []string
+	for _, p := range paths {
+		where = append(where, e.root.display(absIn(e.opts.workDir, p)))
+	}
+	files := "no YAML file"
+	if len(read) > 0 {
+		files = "the files " + strings.Join(read, ", ") + " (empty, only comments or ---, or instances whose RGD creates nothing)"
+	}
+	return fmt.Errorf("%s: %w from %s: an empty result would let Argo CD prune every object of the "+
+		"application; add an instance or a manifest, or set the plugin parameter allow-empty: \"true\" "+
+		"(--allow-empty) if the application is meant to be empty", strings.Join(where, ", "), ErrEmptyRender, files)
+}
+
+func absIn(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
 }
 
 func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) error {

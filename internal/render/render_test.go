@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -334,5 +335,26 @@ spec:
 				t.Errorf("a nested RGD kind must not fall back to a permissive schema: %s", warnings.String())
 			}
 		})
+	}
+}
+
+func TestRender_EmptyResultIsErrEmptyRenderUnlessAllowed(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{"app/instance.yaml": "# soon\n---\n", "app/notes.yml": ""})
+	e, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Render(context.Background(), "app")
+	if !errors.Is(err, ErrEmptyRender) {
+		t.Fatalf("error = %v, want ErrEmptyRender", err)
+	}
+	for _, w := range []string{"app:", "app/instance.yaml, app/notes.yml", "allow-empty"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if out := renderRaw(t, root, []Option{WithAllowEmpty(true)}, "app"); len(out) != 0 {
+		t.Errorf("allow-empty: output %q, want none", out)
 	}
 }

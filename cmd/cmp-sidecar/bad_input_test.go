@@ -254,7 +254,7 @@ func TestRender_EmptyApplicationFails(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			root := writeRepo(t, map[string]string{
-				"rgds/empty.yaml":               "apiVersion: kro.run/v1alpha1\nkind: ResourceGraphDefinition\nmetadata:\n  name: empty\nspec:\n  schema:\n    apiVersion: v1alpha1\n    kind: Empty\n",
+				"rgds/empty.yaml":                "apiVersion: kro.run/v1alpha1\nkind: ResourceGraphDefinition\nmetadata:\n  name: empty\nspec:\n  schema:\n    apiVersion: v1alpha1\n    kind: Empty\n",
 				"develop/frontend/instance.yaml": content,
 			})
 			app := filepath.Join(root, "develop", "frontend")

@@ -195,6 +195,32 @@ func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
 			want: []string{"app/instance.yaml", `Thing "t"`, "spec.labels", "Invalid value: validation failed"},
 		},
 		{
+			name: "duplicate key deep in an instance",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp",
+				"app/instance.yaml": instanceHead + "      image: r/f\n      tag: \"1.0.0\"\n      tag: \"0.9.0\"\n"},
+			want: []string{"app/instance.yaml", "duplicate key", "line 10", `"tag"`, "line 9"},
+		},
+		{
+			name: "duplicate key in a plain manifest of the application",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: r/f\n",
+				"app/extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: b\n  name: c\n"},
+			path: "app",
+			want: []string{"app/extra.yaml", "duplicate key", "line 10", `"name"`},
+		},
+		{
+			name: "duplicate key in the RGD the instance needs",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", configMap("cm", "a")+"      id: again\n"),
+				"app/instance.yaml": thingInstance},
+			want: []string{"rgds/thing.yaml", "duplicate key", `"id"`, "line 2"},
+		},
+		{
+			name: "duplicate key in a CRD named with --crd",
+			files: map[string]string{"crds/widget.yaml": widgetCRD + "  scope: Cluster\n", "rgds/thing.yaml": rgdWith("Thing", configMap("cm", "a")),
+				"app/instance.yaml": thingInstance},
+			args: []string{"--crd", "crds"},
+			want: []string{"crds/widget.yaml", "duplicate key", `"scope"`},
+		},
+		{
 			name:  "YAML alias bomb",
 			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": aliasBomb()},
 			want:  []string{"app/instance.yaml", "alias"},

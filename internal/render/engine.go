@@ -124,11 +124,17 @@ func New(root string, opts ...Option) (*Engine, error) {
 		warned:   map[string]bool{},
 	}
 	var crds []*apiextensionsv1.CustomResourceDefinition
-	// A definition file that cannot be read must not break every application of the
-	// repository: it is reported as a warning, and named again if an instance then finds no RGD.
+	// A definition file found by the repository scan that cannot be read must not break every
+	// application of the repository: it is reported as a warning, and named again if an
+	// instance then finds no RGD. A file named explicitly (--rgd, --crd, rgd-paths, crd-paths)
+	// with a duplicate key fails: which of its two values counts is anyone's guess.
+	explicit := false
 	collect := func(rel string, data []byte) error {
 		docs, err := splitDocuments(rel, data)
 		if err != nil {
+			if explicit && errors.Is(err, ErrDuplicateKey) {
+				return err
+			}
 			e.skip(err)
 			return nil
 		}
@@ -154,6 +160,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		return nil
 	}
 	if len(o.rgdPaths) > 0 {
+		explicit = true
 		if err := e.walkPaths(o.rgdPaths, collect); err != nil {
 			return nil, err
 		}
@@ -164,6 +171,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		}
 		e.looked = "the whole repository " + r.dir
 	}
+	explicit = true
 	if err := e.walkPaths(o.crdPaths, collect); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	yamlv3 "go.yaml.in/yaml/v3"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
@@ -122,6 +123,9 @@ func readFile(abs, rel string) ([]byte, error) {
 // expanded by the decoder with its own bound, so an alias bomb fails here with a clear error
 // instead of exhausting memory.
 func splitDocuments(rel string, data []byte) ([]document, error) {
+	if err := checkDuplicateKeys(rel, data); err != nil {
+		return nil, err
+	}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs []document
 	for i := 1; ; i++ {
@@ -144,6 +148,34 @@ func splitDocuments(rel string, data []byte) ([]document, error) {
 		docs = append(docs, d)
 	}
 	return docs, nil
+}
+
+// ErrDuplicateKey is returned (wrapped) for a YAML mapping that names a key twice.
+var ErrDuplicateKey = errors.New("duplicate key")
+
+// checkDuplicateKeys refuses a mapping with the same key twice, at any depth of any document.
+// The YAML→JSON step would keep the last value silently, while the promoter edits the first
+// one: Git would say one tag was promoted while another runs. yaml.v3's decoder reports the
+// duplicate with lines counted from the start of the file, not of the document.
+func checkDuplicateKeys(rel string, data []byte) error {
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	for {
+		var v interface{}
+		err := dec.Decode(&v)
+		if err == nil {
+			continue
+		}
+		var typeErr *yamlv3.TypeError
+		if !errors.As(err, &typeErr) {
+			return nil // end of the stream, or a syntax error the YAML→JSON step reports in its words
+		}
+		for _, msg := range typeErr.Errors {
+			if strings.Contains(msg, "already defined") {
+				return fmt.Errorf("%s: %w: %s: keep one of them (kubectl and the API server refuse such a "+
+					"document, and tools disagree on which value wins)", rel, ErrDuplicateKey, msg)
+			}
+		}
+	}
 }
 
 func cleanYAMLError(err error) string {

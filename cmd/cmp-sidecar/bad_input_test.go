@@ -382,3 +382,55 @@ spec:
               properties:
                 size: {type: integer}
 `
+
+// TestRender_OutsideGitTheRootHoldsEveryNamedPath: without .git and --root, explicit paths
+// from anywhere are accepted (the root is their nearest common ancestor), in a Git work tree
+// the work tree still confines them.
+func TestRender_OutsideGitTheRootHoldsEveryNamedPath(t *testing.T) {
+	dir := writeRepo(t, map[string]string{
+		"repo/rgds/webapp.yaml":               "@webapp",
+		"repo/crds/widget.yaml":               widgetCRD,
+		"repo/develop/frontend/instance.yaml": instanceHead + "      image: r/f\n",
+		"scratch/.keep":                       "",
+	})
+	tests := []struct {
+		name, wd string
+		args     []string
+	}{
+		{"from a folder outside the repository", "scratch", []string{"--rgd", "../repo/rgds", "--crd", "../repo/crds", "../repo/develop/frontend"}},
+		{"from above the repository", ".", []string{"--rgd", "repo/rgds", "repo/develop/frontend"}},
+		{"absolute paths", "scratch", []string{"--rgd", filepath.Join(dir, "repo/rgds"), filepath.Join(dir, "repo/develop/frontend/instance.yaml")}},
+		{"inside the repository, scanning it", "repo", []string{"develop/frontend"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := run(t, filepath.Join(dir, tt.wd), nil, append([]string{"render"}, tt.args...)...)
+			if res.code != 0 {
+				t.Fatalf("exit %d: %s", res.code, res.stderr)
+			}
+			wantAll(t, res.stdout, "kind: Deployment", "image: r/f")
+		})
+	}
+
+	// In a Git work tree the tree is the root: an RGD outside it is refused.
+	if err := os.Mkdir(filepath.Join(dir, "repo", ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "scratch", "webapp.yaml"), []byte(mustRead(t, "testdata/webapp-rgd.yaml")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, dir, nil, "render", "--rgd", "scratch", "repo/develop/frontend")
+	if res.code == 0 || res.stdout != "" {
+		t.Fatalf("exit %d: an RGD outside the Git work tree must be refused", res.code)
+	}
+	wantAll(t, res.stderr, "outside the repository root")
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

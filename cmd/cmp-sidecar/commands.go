@@ -67,7 +67,8 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			if root == "" {
-				root = findRepoRoot(wd, absPath(wd, paths[0]))
+				named := append(append(absPaths(wd, paths), absPaths(wd, rgds)...), absPaths(wd, crds)...)
+				root = findRepoRoot(wd, named)
 			}
 			opts := []render.Option{
 				render.WithRGDPaths(absPaths(wd, rgds)...),
@@ -286,25 +287,44 @@ func absPaths(wd string, ps []string) []string {
 	return out
 }
 
-// findRepoRoot returns the nearest folder at or above p holding .git; without one (an
-// extracted tarball, as Argo CD hands plugins) the working directory, or p's folder when p is
-// outside it.
-func findRepoRoot(wd, p string) string {
-	dir := p
-	if info, err := os.Stat(p); err == nil && !info.IsDir() {
-		dir = filepath.Dir(p)
+// findRepoRoot returns the Git work tree holding the first path (the nearest folder at or
+// above it with .git). Outside Git (an extracted tarball, a scratch folder) it is the nearest
+// common ancestor of every path named on the command line, so each of them is inside it —
+// widened to the working directory when they all lie inside it, so that
+// `cd repo && cmp-sidecar render develop/frontend` still scans the whole of repo for RGDs.
+// generate does not use this: Argo CD tells it the root (ARGOCD_APP_SOURCE_PATH).
+func findRepoRoot(wd string, paths []string) string {
+	dirs := make([]string, len(paths))
+	for i, p := range paths {
+		dirs[i] = filepath.Clean(p)
+		if info, err := os.Stat(p); err == nil && !info.IsDir() {
+			dirs[i] = filepath.Dir(dirs[i])
+		}
 	}
-	for d := dir; ; {
+	for d := dirs[0]; ; {
 		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
 			return d
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			if rel, err := filepath.Rel(wd, dir); err == nil && !strings.HasPrefix(rel, "..") {
-				return wd
-			}
-			return dir
+			break
 		}
 		d = parent
 	}
+	common := dirs[0]
+	for _, d := range dirs[1:] {
+		for !within(common, d) {
+			common = filepath.Dir(common)
+		}
+	}
+	if within(wd, common) {
+		return wd
+	}
+	return common
+}
+
+// within reports whether dir is base or inside it.
+func within(base, dir string) bool {
+	rel, err := filepath.Rel(base, dir)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

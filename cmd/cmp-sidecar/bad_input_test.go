@@ -33,6 +33,18 @@ spec:
 ` + resources
 }
 
+// rgdWithSpec is an RGD of kind with the given SimpleSchema spec lines and resources.
+func rgdWithSpec(kind, spec, resources string) string {
+	return "apiVersion: kro.run/v1alpha1\nkind: ResourceGraphDefinition\nmetadata:\n  name: " + strings.ToLower(kind) +
+		"\nspec:\n  schema:\n    apiVersion: v1alpha1\n    kind: " + kind + "\n    spec:\n" + spec + "      name: string | default=\"x\"\n  resources:\n" + resources
+}
+
+// nestedOf is a resource that is an instance of another RGD's kind.
+func nestedOf(kind string) string {
+	return "    - id: nested\n      template:\n        apiVersion: kro.run/v1alpha1\n        kind: " + kind +
+		"\n        metadata:\n          name: ${schema.metadata.name}-n\n"
+}
+
 func configMap(id, value string) string {
 	return `    - id: ` + id + `
       template:
@@ -219,6 +231,31 @@ func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
 				"app/instance.yaml": thingInstance},
 			args: []string{"--crd", "crds"},
 			want: []string{"crds/widget.yaml", "duplicate key", `"scope"`},
+		},
+		{
+			name: "nested instance invalid for the child RGD",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", `    - id: db
+      template:
+        apiVersion: kro.run/v1alpha1
+        kind: Db
+        metadata:
+          name: ${schema.metadata.name}-db
+        spec:
+          size: ${schema.spec.size + 20}
+`), "rgds/db.yaml": rgdWithSpec("Db", "      size: integer | maximum=10\n", configMap("cm", "a")), "app/instance.yaml": thingInstance},
+			want: []string{"app/instance.yaml", `Thing "t"`, `resource "db"`, "rgds/db.yaml", `Db "t-db"`, "spec.size", "less than or equal to 10"},
+		},
+		{
+			name: "RGD nesting cycle",
+			files: map[string]string{"rgds/thing.yaml": rgdWith("Thing", nestedOf("Other")), "rgds/other.yaml": rgdWithSpec("Other", "", nestedOf("Thing")),
+				"app/instance.yaml": thingInstance},
+			want: []string{"app/instance.yaml", "RGD nesting cycle", "Thing → Other → Thing", "nested-instances: emit"},
+		},
+		{
+			name:  "bad nested-instances flag",
+			files: map[string]string{"rgds/webapp.yaml": "@webapp", "app/instance.yaml": instanceHead + "      image: r/f\n"},
+			args:  []string{"--nested-instances", "flatten"},
+			want:  []string{"--nested-instances", `"flatten"`, "expand", "emit"},
 		},
 		{
 			name:  "YAML alias bomb",

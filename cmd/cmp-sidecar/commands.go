@@ -51,6 +51,7 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 		namespace   string
 		noWaves     bool
 		allowEmpty  bool
+		nested      string
 		root        string
 		kubeVersion string
 	)
@@ -70,7 +71,12 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 				named := append(append(absPaths(wd, paths), absPaths(wd, rgds)...), absPaths(wd, crds)...)
 				root = findRepoRoot(wd, named)
 			}
+			mode, err := render.ParseNestedMode(nested)
+			if err != nil {
+				return fmt.Errorf("--%w", err)
+			}
 			opts := []render.Option{
+				render.WithNestedInstances(mode),
 				render.WithRGDPaths(absPaths(wd, rgds)...),
 				render.WithCRDPaths(absPaths(wd, crds)...),
 				render.WithNamespace(namespace),
@@ -88,6 +94,7 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.StringArrayVar(&crds, "crd", nil, "file or folder holding CustomResourceDefinitions for type checking (repeatable)")
 	f.StringVarP(&namespace, "namespace", "n", "", "namespace for instances that have none (default \"default\")")
 	f.BoolVar(&noWaves, "no-sync-waves", false, "do not add argocd.argoproj.io/sync-wave annotations")
+	f.StringVar(&nested, "nested-instances", string(render.NestedExpand), "expand: render instances of other RGDs into their objects; emit: print them as they are")
 	f.BoolVar(&allowEmpty, "allow-empty", false, "succeed with no output when the paths render no object (default: fail)")
 	f.StringVar(&root, "root", "", "repository root that confines every path (default: the Git work tree of the first PATH)")
 	f.StringVar(&kubeVersion, "kube-version", "", "Kubernetes version whose built-in schemas to use (default: the newest embedded)")
@@ -136,6 +143,7 @@ func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *c
 				render.WithNamespace(env.namespace),
 				render.WithSyncWaves(env.syncWaves),
 				render.WithAllowEmpty(env.allowEmpty),
+				render.WithNestedInstances(env.nested),
 				render.WithKubeVersion(env.kubeVersion),
 				render.WithAPIVersions(env.apiVersions),
 				render.WithWarnings(stderr),
@@ -158,6 +166,7 @@ type pluginEnv struct {
 	apiVersions                              []string
 	rgdPaths, crdPaths                       []string
 	syncWaves, allowEmpty                    bool
+	nested                                   render.NestedMode
 }
 
 func (e pluginEnv) describe() string {
@@ -245,6 +254,10 @@ func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 	}
 	if e.allowEmpty, err = boolParameter(lookup, "allow-empty", false); err != nil {
 		return e, err
+	}
+	nested, _ := lookup("nested-instances")
+	if e.nested, err = render.ParseNestedMode(strings.Join(nested, ",")); err != nil {
+		return e, fmt.Errorf("plugin parameter %w", err)
 	}
 	return e, nil
 }

@@ -40,6 +40,7 @@ type options struct {
 	warnings    io.Writer
 	workDir     string
 	allowEmpty  bool
+	nested      NestedMode
 }
 
 // Option configures an Engine.
@@ -77,6 +78,10 @@ func WithWarnings(w io.Writer) Option { return func(o *options) { o.warnings = w
 // parameter allow-empty), for applications that are meant to hold nothing for a while.
 func WithAllowEmpty(on bool) Option { return func(o *options) { o.allowEmpty = on } }
 
+// WithNestedInstances chooses what happens to RGD resources that are instances of other RGDs
+// of the repository (default NestedExpand).
+func WithNestedInstances(m NestedMode) Option { return func(o *options) { o.nested = m } }
+
 // WithWorkDir is the folder relative paths given to Render resolve from (default: the root).
 func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
 
@@ -105,7 +110,7 @@ type rgdSource struct {
 
 // New finds the ResourceGraphDefinitions and CRDs of the repository at root.
 func New(root string, opts ...Option) (*Engine, error) {
-	o := options{syncWaves: true, warnings: io.Discard}
+	o := options{syncWaves: true, warnings: io.Discard, nested: NestedExpand}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -378,13 +383,14 @@ func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) 
 			if err != nil {
 				return fmt.Errorf("%s: %v", d.where(), err)
 			}
-			objs, err := def.Render(ctx, d.where(), d.obj, e.namespace())
+			objs, err := e.renderTree(ctx, d.where(), def, d.obj, e.namespace(), nil, nil)
 			if err != nil {
 				return err
 			}
-			for _, o := range objs {
-				e.decorate(o, def, d.obj.GetName())
-				b, err := yaml.Marshal(o.Object.Object)
+			waves := waveRanks(objs)
+			for i, o := range objs {
+				e.decorateNested(o, d.obj.GetName(), waves[i])
+				b, err := yaml.Marshal(o.Object.Object.Object)
 				if err != nil {
 					return fmt.Errorf("%s: resource %q: %w", d.where(), o.NodeID, err)
 				}
@@ -419,29 +425,6 @@ func (e *Engine) namespace() string {
 		return e.opts.namespace
 	}
 	return "default"
-}
-
-func (e *Engine) decorate(o Object, def *Definition, instance string) {
-	obj := o.Object
-	labels := obj.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[LabelInstance] = labelValue(instance)
-	labels[LabelRGD] = labelValue(def.Name)
-	labels[LabelResource] = labelValue(o.NodeID)
-	obj.SetLabels(labels)
-	if e.opts.syncWaves {
-		ann := obj.GetAnnotations()
-		if _, explicit := ann[SyncWaveAnnotation]; !explicit {
-			if ann == nil {
-				ann = map[string]string{}
-			}
-			ann[SyncWaveAnnotation] = fmt.Sprint(o.Wave)
-			obj.SetAnnotations(ann)
-		}
-	}
-	e.checkServed(fmt.Sprintf("%s %q", obj.GetKind(), obj.GetName()), obj.GetAPIVersion(), obj.GetKind())
 }
 
 // checkServed warns when Argo CD told us (KUBE_API_VERSIONS) the target cluster does not serve

@@ -328,8 +328,8 @@ spec:
 				t.Fatal(err)
 			}
 			objs := decodeStream(t, out)
-			if len(objs) != 1 || objs[0].GetKind() != "Database" || objs[0].GetName() != "shop-db" {
-				t.Fatalf("objects = %v, want the nested Database instance", ids(objs))
+			if len(objs) != 1 || objs[0].GetKind() != "ConfigMap" || objs[0].GetName() != "shop-db" {
+				t.Fatalf("objects = %v, want the nested Database instance expanded into its ConfigMap", ids(objs))
 			}
 			if warnings.Len() > 0 {
 				t.Errorf("a nested RGD kind must not fall back to a permissive schema: %s", warnings.String())

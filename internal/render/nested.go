@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,44 +140,27 @@ func (e *Engine) nestedDefinition(obj *unstructured.Unstructured) (*Definition, 
 // an expanded instance, by the child's, and so on. Dense ranks of those tuples become the sync
 // waves, so a flat RGD keeps its DAG depths and a nested one slots its children in between.
 func waveRanks(objs []nestedObject) []int {
-	keys := make([]string, len(objs))
-	distinct := map[string][]int{}
-	for i, o := range objs {
-		parts := make([]string, len(o.waves))
-		for j, w := range o.waves {
-			parts[j] = fmt.Sprintf("%06d", w)
-		}
-		keys[i] = strings.Join(parts, ".")
-		distinct[keys[i]] = o.waves
+	byKey := map[string][]int{}
+	for _, o := range objs {
+		byKey[waveKey(o.waves)] = o.waves
 	}
-	ordered := make([][]int, 0, len(distinct))
-	for _, w := range distinct {
+	ordered := make([][]int, 0, len(byKey))
+	for _, w := range byKey {
 		ordered = append(ordered, w)
 	}
-	sort.Slice(ordered, func(i, j int) bool { return lessWaves(ordered[i], ordered[j]) })
-	rank := map[string]int{}
+	sort.Slice(ordered, func(i, j int) bool { return slices.Compare(ordered[i], ordered[j]) < 0 })
+	rank := make(map[string]int, len(ordered))
 	for i, w := range ordered {
-		parts := make([]string, len(w))
-		for j, v := range w {
-			parts[j] = fmt.Sprintf("%06d", v)
-		}
-		rank[strings.Join(parts, ".")] = i
+		rank[waveKey(w)] = i
 	}
 	out := make([]int, len(objs))
-	for i := range objs {
-		out[i] = rank[keys[i]]
+	for i, o := range objs {
+		out[i] = rank[waveKey(o.waves)]
 	}
 	return out
 }
 
-func lessWaves(a, b []int) bool {
-	for i := 0; i < len(a) && i < len(b); i++ {
-		if a[i] != b[i] {
-			return a[i] < b[i]
-		}
-	}
-	return len(a) < len(b)
-}
+func waveKey(waves []int) string { return fmt.Sprint(waves) }
 
 // decorateNested labels an object with the top instance, the RGD that created it and its
 // resource path from the top (ids joined with "."), and gives it its sync wave.

@@ -122,8 +122,8 @@ func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *c
 	return &cobra.Command{
 		Use:   "generate",
 		Short: "Argo CD plugin generate command: render the application folder (the working directory)",
-		Long: "Run by argocd-cmp-server in the application's folder. Reads Argo CD's environment:\n" +
-			"ARGOCD_APP_NAME, ARGOCD_APP_NAMESPACE, ARGOCD_APP_SOURCE_PATH, ARGOCD_APP_REVISION,\n" +
+		Long: "Run by argocd-cmp-server in the application's folder. Reads Argo CD's environment (v2.14 and v3):\n" +
+			"ARGOCD_APP_NAME, ARGOCD_APP_PROJECT_NAME, ARGOCD_APP_NAMESPACE, ARGOCD_APP_SOURCE_PATH, ARGOCD_APP_REVISION,\n" +
 			"KUBE_VERSION, KUBE_API_VERSIONS, the plugin parameters (ARGOCD_APP_PARAMETERS, PARAM_*)\n" +
 			"and ARGOCD_ENV_* variables.",
 		Args: cobra.NoArgs,
@@ -160,19 +160,28 @@ func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *c
 }
 
 // pluginEnv is what Argo CD tells a plugin about the application being rendered.
+//
+// Both Argo CD lines are read the same way. v2.14 drops ARGOCD_ENV_* variables whose value is
+// empty; v3 passes them (and adds ARGOCD_APP_PROJECT_NAME). An empty value means "not set" for
+// every variable and parameter here — each one's empty form is its default — so an
+// Application's `plugin.env: [{name: SYNC_WAVES, value: ""}]` renders alike on both lines.
 type pluginEnv struct {
-	appName, namespace, sourcePath, revision string
-	kubeVersion                              string
-	apiVersions                              []string
-	rgdPaths, crdPaths                       []string
-	syncWaves, allowEmpty                    bool
-	nested                                   render.NestedMode
+	appName, project, namespace, sourcePath string
+	revision                                string
+	kubeVersion                             string
+	apiVersions                             []string
+	rgdPaths, crdPaths                      []string
+	syncWaves, allowEmpty                   bool
+	nested                                  render.NestedMode
 }
 
 func (e pluginEnv) describe() string {
 	s := "application"
 	if e.appName != "" {
 		s += " " + e.appName
+	}
+	if e.project != "" {
+		s += " (project " + e.project + ")"
 	}
 	if e.revision != "" {
 		s += " at revision " + e.revision
@@ -212,6 +221,7 @@ type appParameter struct {
 func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 	e := pluginEnv{
 		appName:     getenv("ARGOCD_APP_NAME"),
+		project:     getenv("ARGOCD_APP_PROJECT_NAME"),
 		namespace:   getenv("ARGOCD_APP_NAMESPACE"),
 		sourcePath:  getenv("ARGOCD_APP_SOURCE_PATH"),
 		revision:    getenv("ARGOCD_APP_REVISION"),
@@ -240,7 +250,7 @@ func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 		}
 		envName := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		for _, key := range []string{"PARAM_" + envName, "ARGOCD_ENV_" + envName} {
-			if v := getenv(key); v != "" {
+			if v := getenv(key); strings.TrimSpace(v) != "" { // v3 passes empty ones: unset
 				return splitList(v), true
 			}
 		}

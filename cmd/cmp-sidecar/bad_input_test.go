@@ -266,7 +266,7 @@ func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
 			name: "file over the size limit",
 			files: map[string]string{"rgds/webapp.yaml": "@webapp",
 				"app/instance.yaml": instanceHead + "      image: r/f\n#" + strings.Repeat("x", 1<<20) + "\n"},
-			want: []string{"app/instance.yaml", "larger than the 1024 KiB limit"},
+			want: []string{"app/instance.yaml", "larger than the limit of 1024 KiB"},
 		},
 		{
 			name:  "path outside the repository via ..",

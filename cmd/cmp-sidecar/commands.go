@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -17,8 +18,26 @@ import (
 	"github.com/kropipe/kropipe/internal/version"
 )
 
-// kroVersion is the kro release whose packages render instances; it is pinned in go.mod.
-const kroVersion = "v0.9.4"
+// kroModule is the module whose packages render instances; its version is pinned in go.mod.
+const kroModule = "github.com/kubernetes-sigs/kro"
+
+// kroVersion is the kro release linked into this binary, read from its build information so
+// `version` cannot name another release than the one that renders.
+func kroVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, d := range info.Deps {
+		if d.Path == kroModule {
+			if d.Replace != nil {
+				return d.Replace.Version
+			}
+			return d.Version
+		}
+	}
+	return "unknown"
+}
 
 func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
 	root := &cobra.Command{
@@ -39,7 +58,7 @@ func newVersionCommand(stdout io.Writer) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(stdout, "cmp-sidecar %s (kro %s)\n", version.Version, kroVersion)
+			_, err := fmt.Fprintf(stdout, "cmp-sidecar %s (kro %s)\n", version.Version, kroVersion())
 			return err
 		},
 	}
@@ -233,7 +252,7 @@ func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 	if raw := getenv("ARGOCD_APP_PARAMETERS"); strings.TrimSpace(raw) != "" {
 		var list []appParameter
 		if err := json.Unmarshal([]byte(raw), &list); err != nil {
-			return e, fmt.Errorf("ARGOCD_APP_PARAMETERS is not the JSON list Argo CD sends: %v", err)
+			return e, fmt.Errorf("ARGOCD_APP_PARAMETERS is not the JSON list Argo CD sends: %w", err)
 		}
 		for _, p := range list {
 			switch {

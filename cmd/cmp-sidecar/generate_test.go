@@ -1,7 +1,9 @@
 package main
 
 import (
+	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -115,10 +117,22 @@ func TestGenerate_ErrorNamesTheApplicationAndWritesNothing(t *testing.T) {
 	}
 }
 
-func TestVersion_NamesKro(t *testing.T) {
+// TestVersion_NamesTheKroOfGoMod: the version printed is the kro release go.mod pins, read
+// from go.mod itself, so a kro upgrade cannot leave `version` naming the old one.
+func TestVersion_NamesTheKroOfGoMod(t *testing.T) {
+	data, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The require line of go.mod (a replace of kro would show up as "=>" and fail here).
+	m := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(kroModule) + `\s+(v\S+)`).FindSubmatch(data)
+	if m == nil || regexp.MustCompile(`(?m)^\s*`+regexp.QuoteMeta(kroModule)+`\s.*=>`).Match(data) {
+		t.Fatalf("go.mod does not require %s plainly", kroModule)
+	}
+	pinned := string(m[1])
 	res := run(t, t.TempDir(), nil, "version")
-	if res.code != 0 || !strings.Contains(res.stdout, "kro v0.9.4") {
-		t.Fatalf("version: exit %d, %q", res.code, res.stdout)
+	if res.code != 0 || !strings.Contains(res.stdout, "(kro "+pinned+")") {
+		t.Fatalf("version: exit %d, %q; want kro %s as go.mod pins it", res.code, res.stdout, pinned)
 	}
 }
 

@@ -55,7 +55,7 @@ func decodeRGD(doc document) (*v1alpha1.ResourceGraphDefinition, error) {
 	dec.DisallowUnknownFields()
 	var rgd v1alpha1.ResourceGraphDefinition
 	if err := dec.Decode(&rgd); err != nil {
-		return nil, fmt.Errorf("%s: ResourceGraphDefinition %q: %v", doc.where(), doc.obj.GetName(), err)
+		return nil, fmt.Errorf("%s: ResourceGraphDefinition %q: %w", doc.where(), doc.obj.GetName(), err)
 	}
 	if rgd.Spec.Schema == nil {
 		return nil, fmt.Errorf("%s: ResourceGraphDefinition %q: spec.schema is required", doc.where(), rgd.Name)
@@ -178,11 +178,11 @@ func limitCost(g *graph.Graph, limit uint64) error {
 	compile := func(e *krocel.Expression) error {
 		ast, iss := env.Compile(e.Original)
 		if iss != nil && iss.Err() != nil {
-			return fmt.Errorf("expression %q: %v", e.UserExpression(), iss.Err())
+			return fmt.Errorf("expression %q: %w", e.UserExpression(), iss.Err())
 		}
 		prg, err := env.Program(ast, cel.CostLimit(limit))
 		if err != nil {
-			return fmt.Errorf("expression %q: %v", e.UserExpression(), err)
+			return fmt.Errorf("expression %q: %w", e.UserExpression(), err)
 		}
 		e.Program = prg
 		return nil

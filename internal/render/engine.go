@@ -156,7 +156,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 			case isCRD(d):
 				parsed, err := schemas.ParseCRDs(d.raw)
 				if err != nil {
-					e.skip(fmt.Errorf("%s: %v", d.where(), err))
+					e.skip(fmt.Errorf("%s: %w", d.where(), err))
 					continue
 				}
 				crds = append(crds, parsed...)
@@ -254,18 +254,18 @@ func (e *Engine) definitionLocked(gvk schema.GroupVersionKind, visiting map[sche
 		if len(e.skipped) > 0 {
 			also = "; these definition files could not be read:\n  - " + strings.Join(e.skipped, "\n  - ")
 		}
-		return nil, fmt.Errorf("no ResourceGraphDefinition defines kind %s (apiVersion %s); looked in %s: "+
+		return nil, fmt.Errorf("%w %s (apiVersion %s); looked in %s: "+
 			"add the RGD to the repository or name its folder with the rgd-paths parameter (--rgd)%s",
-			gvk.Kind, gvk.GroupVersion(), e.looked, also)
+			ErrNoRGD, gvk.Kind, gvk.GroupVersion(), e.looked, also)
 	case 1:
 	default:
 		var files []string
 		for _, s := range srcs {
 			files = append(files, fmt.Sprintf("%s (%q)", s.doc.where(), s.doc.obj.GetName()))
 		}
-		return nil, fmt.Errorf("kind %s (apiVersion %s) is defined by more than one ResourceGraphDefinition: %s; "+
+		return nil, fmt.Errorf("kind %s (apiVersion %s) %w: %s; "+
 			"keep one, or narrow the search with the rgd-paths parameter (--rgd)",
-			gvk.Kind, gvk.GroupVersion(), strings.Join(files, " and "))
+			gvk.Kind, gvk.GroupVersion(), ErrDuplicateRGD, strings.Join(files, " and "))
 	}
 	src := srcs[0]
 	visiting[gvk] = true
@@ -334,6 +334,13 @@ func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
+var (
+	// ErrNoRGD is returned (wrapped) when no RGD defines an instance's kind.
+	ErrNoRGD = errors.New("no ResourceGraphDefinition defines kind")
+	// ErrDuplicateRGD is returned (wrapped) when two RGDs define one kind.
+	ErrDuplicateRGD = errors.New("is defined by more than one ResourceGraphDefinition")
+)
+
 // ErrEmptyRender is returned (wrapped) when the paths rendered no object.
 var ErrEmptyRender = errors.New("rendered no Kubernetes object")
 
@@ -381,7 +388,7 @@ func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) 
 		case e.isInstance(gvk, rel):
 			def, err := e.Definition(gvk)
 			if err != nil {
-				return fmt.Errorf("%s: %v", d.where(), err)
+				return fmt.Errorf("%s: %w", d.where(), err)
 			}
 			objs, err := e.renderTree(ctx, d.where(), def, d.obj, e.namespace(), nil, nil)
 			if err != nil {

@@ -220,14 +220,14 @@ func runFixture(t *testing.T, f fixture) result {
 func classify(r result, err error) result {
 	var invalid *InvalidInstanceError
 	var invalidRGD *InvalidRGDError
+	var needsCluster *NeedsClusterError
 	msg := err.Error()
 	switch {
 	case errors.As(err, &invalid):
 		r.outcome = outRejected
 	case errors.As(err, &invalidRGD):
 		r.outcome = outRGDInvalid
-	case strings.Contains(msg, "live cluster") || strings.Contains(msg, "exists only in the cluster") ||
-		strings.Contains(msg, "which the API server sets"):
+	case errors.As(err, &needsCluster):
 		r.outcome = outNeedsCluster
 	default:
 		r.outcome = outRefused

@@ -74,14 +74,14 @@ func (r repoRoot) resolve(base, p string) (abs, rel string, err error) {
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", "", fmt.Errorf("%s: no such file or directory", r.display(p))
+			return "", "", fmt.Errorf("%s: no such file or directory: %w", r.display(p), fs.ErrNotExist)
 		}
 		return "", "", fmt.Errorf("%s: %w", r.display(p), err)
 	}
 	rel, err = filepath.Rel(r.dir, real)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", "", fmt.Errorf("%s resolves to %s, outside the repository root %s: "+
-			"keep instances, RGDs and CRDs inside the repository", r.display(p), real, r.dir)
+		return "", "", fmt.Errorf("%s resolves to %s, %w %s: "+
+			"keep instances, RGDs and CRDs inside the repository", r.display(p), real, ErrOutsideRoot, r.dir)
 	}
 	return real, filepath.ToSlash(rel), nil
 }
@@ -113,8 +113,8 @@ func readFile(abs, rel string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
 	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s: file is larger than the %d KiB limit: split it, or keep large "+
-			"data out of the application folder", rel, MaxFileSize>>10)
+		return nil, fmt.Errorf("%s: %w of %d KiB: split it, or keep large "+
+			"data out of the application folder", rel, ErrFileTooLarge, MaxFileSize>>10)
 	}
 	return data, nil
 }
@@ -139,7 +139,7 @@ func splitDocuments(rel string, data []byte) ([]document, error) {
 		d := document{file: rel, index: i, raw: raw}
 		var m map[string]interface{}
 		if err := yaml.Unmarshal(raw, &m); err != nil {
-			return nil, fmt.Errorf("%s: malformed YAML: %v", d.where(), cleanYAMLError(err))
+			return nil, fmt.Errorf("%s: malformed YAML: %w", d.where(), yamlSyntaxError{err})
 		}
 		if len(m) == 0 {
 			continue // comments or an empty document between separators
@@ -149,6 +149,13 @@ func splitDocuments(rel string, data []byte) ([]document, error) {
 	}
 	return docs, nil
 }
+
+var (
+	// ErrOutsideRoot is returned (wrapped) for a path that leaves the repository root.
+	ErrOutsideRoot = errors.New("outside the repository root")
+	// ErrFileTooLarge is returned (wrapped) for a file over MaxFileSize.
+	ErrFileTooLarge = errors.New("file is larger than the limit")
+)
 
 // ErrDuplicateKey is returned (wrapped) for a YAML mapping that names a key twice.
 var ErrDuplicateKey = errors.New("duplicate key")
@@ -178,11 +185,13 @@ func checkDuplicateKeys(rel string, data []byte) error {
 	}
 }
 
-func cleanYAMLError(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
-	return msg
+// yamlSyntaxError shows a YAML decoding error without the converter's prefix.
+type yamlSyntaxError struct{ err error }
+
+func (e yamlSyntaxError) Error() string {
+	return strings.TrimPrefix(e.err.Error(), "error converting YAML to JSON: ")
 }
+func (e yamlSyntaxError) Unwrap() error { return e.err }
 
 // listAppFiles returns the YAML files a path names: the file itself, or the YAML files
 // directly inside a folder (not its sub-folders, as Argo CD's directory source does by

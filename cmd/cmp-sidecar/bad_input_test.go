@@ -243,7 +243,7 @@ func TestRender_BadInputFailsClearlyWithNothingOnStdout(t *testing.T) {
         spec:
           size: ${schema.spec.size + 20}
 `), "rgds/db.yaml": rgdWithSpec("Db", "      size: integer | maximum=10\n", configMap("cm", "a")), "app/instance.yaml": thingInstance},
-			want: []string{"app/instance.yaml", `Thing "t"`, `resource "db"`, "rgds/db.yaml", `Db "t-db"`, "spec.size", "less than or equal to 10"},
+			want: []string{"app/instance.yaml", `Thing "t"`, `resource "db" of rgds/thing.yaml`, "rgds/db.yaml", `Db "t-db"`, "spec.size", "less than or equal to 10"},
 		},
 		{
 			name: "RGD nesting cycle",

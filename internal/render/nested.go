@@ -90,8 +90,8 @@ func (e *Engine) renderTree(ctx context.Context, where string, def *Definition, 
 			out = append(out, n)
 			continue
 		}
-		childWhere := fmt.Sprintf("%s: %s %q: resource %q (an instance of ResourceGraphDefinition %q in %s)",
-			where, def.InstanceGVK.Kind, inst.GetName(), o.NodeID, child.Name, child.File)
+		childWhere := fmt.Sprintf("%s: %s %q: resource %q of %s (an instance of ResourceGraphDefinition %q in %s)",
+			where, def.InstanceGVK.Kind, inst.GetName(), o.NodeID, def.File, child.Name, child.File)
 		for _, l := range levels {
 			if l.gvk == child.InstanceGVK {
 				return nil, fmt.Errorf("%s: %s %q: %w: %s: an RGD must not nest an instance of itself, directly or "+

@@ -193,7 +193,7 @@ func TestRender_NestedInstanceErrorsNameTheChain(t *testing.T) {
 			name: "nested instance invalid for the child RGD",
 			files: map[string]string{"rgds/database.yaml": databaseRGD, "rgds/shop.yaml": shopRGD("          size: 50\n", ""),
 				"app/instance.yaml": shopInstance},
-			want: []string{"app/instance.yaml", `Shop "shop"`, `resource "db" (an instance of ResourceGraphDefinition "database" in rgds/database.yaml): Database "shop-first-db"`,
+			want: []string{"app/instance.yaml", `Shop "shop"`, `resource "db" of rgds/shop.yaml (an instance of ResourceGraphDefinition "database" in rgds/database.yaml): Database "shop-first-db"`,
 				"rgds/database.yaml", "spec.size", "less than or equal to 10"},
 		},
 		{

@@ -79,7 +79,9 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Render instance files or application folders to standard output",
 		Long: "Render instance files or application folders (their YAML files, not sub-folders) the\n" +
 			"way the Argo CD plugin does. RGDs are searched in --rgd paths, else in the whole\n" +
-			"repository (the Git work tree holding the first PATH, or --root).",
+			"repository: --root, else the Git work tree holding the first PATH, else (no .git) the\n" +
+			"nearest common ancestor of every PATH, --rgd and --crd (the working directory when it\n" +
+			"holds them all).",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			wd, err := os.Getwd()
@@ -115,7 +117,7 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&noWaves, "no-sync-waves", false, "do not add argocd.argoproj.io/sync-wave annotations")
 	f.StringVar(&nested, "nested-instances", string(render.NestedExpand), "expand: render instances of other RGDs into their objects; emit: print them as they are")
 	f.BoolVar(&allowEmpty, "allow-empty", false, "succeed with no output when the paths render no object (default: fail)")
-	f.StringVar(&root, "root", "", "repository root that confines every path (default: the Git work tree of the first PATH)")
+	f.StringVar(&root, "root", "", "repository root that confines every path (default: the Git work tree of the first PATH, else the common ancestor of all paths named)")
 	f.StringVar(&kubeVersion, "kube-version", "", "Kubernetes version whose built-in schemas to use (default: the newest embedded)")
 	return cmd
 }

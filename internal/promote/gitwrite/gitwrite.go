@@ -32,6 +32,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 
+	"github.com/kropipe/kropipe/internal/promote/crashpoint"
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
 )
 
@@ -368,6 +369,7 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		if head == base {
 			return results, joinErrs(results)
 		}
+		crashpoint.Hit(crashpoint.AfterCommit)
 		pack, err := ov.pack(objs)
 		if err != nil {
 			return failAll(results, err), err
@@ -375,8 +377,10 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		if r.beforePush != nil {
 			r.beforePush(attempt)
 		}
+		crashpoint.Hit(crashpoint.BeforePush)
 		err = r.push(ctx, branch, base, head, pack)
 		if err == nil {
+			crashpoint.Hit(crashpoint.AfterPush)
 			r.landed(branch, head, pack, results)
 			return results, joinErrs(results)
 		}

@@ -11,8 +11,9 @@ import (
 )
 
 func main() {
-	// SIGINT/SIGTERM cancel the context: `run` finishes its pass, stops the API and
-	// exits; one-shot commands abandon their request.
+	// SIGINT/SIGTERM cancel the context. `run` starts no new pass, lets the running one
+	// finish for up to --shutdown-grace (then cancels it), stops the API and exits;
+	// one-shot commands abandon their request.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand(os.Stdout, os.Stderr, os.Getenv).ExecuteContext(ctx)
 	stop()

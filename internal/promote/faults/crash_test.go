@@ -57,3 +57,29 @@ func TestCrashPoints_KillAtEveryStepLosesAndDoublesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestDamagedClone_IsClonedAgain leaves the persistent clone as a SIGKILL during a
+// ref update does (the random-kill run found it: the ref file truncated to nothing,
+// every later fetch failing with "ref file is empty"), and requires the next run to
+// promote anyway.
+func TestDamagedClone_IsClonedAgain(t *testing.T) {
+	w := newWorld(t, chains(1, "develop"), "")
+	if err, p := w.once(nil); err != nil {
+		t.Fatalf("%v\n%s", err, p.stderr)
+	}
+	refs, err := filepath.Glob(filepath.Join(w.dataDir, "git", "*", "refs", "remotes", "origin", "main"))
+	if err != nil || len(refs) != 1 {
+		t.Fatalf("the clone's origin/main ref: %v %v", refs, err)
+	}
+	if err := os.Truncate(refs[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	w.push("svc00", "1.1.0")
+	err, p := w.once(nil)
+	if err != nil || w.values()["develop-svc00"] != "1.1.0" {
+		t.Fatalf("run on a damaged clone: %v\n%s\n%s", err, p.stdout, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "the clone is damaged") {
+		t.Errorf("the repair is not logged:\n%s", p.stderr)
+	}
+}

@@ -257,8 +257,10 @@ func (w *world) once(env []string, args ...string) (error, *promoter) {
 // converge runs `run --once` until every stage holds want[stage] (at most rounds times).
 func (w *world) converge(want map[string]string, rounds int) {
 	w.t.Helper()
+	var last *promoter
 	for range rounds {
 		err, p := w.once(nil)
+		last = p
 		got := w.values()
 		if equalMaps(got, want) {
 			return
@@ -267,7 +269,7 @@ func (w *world) converge(want map[string]string, rounds int) {
 			w.t.Fatalf("run --once: %v\n%s", err, p.stderr)
 		}
 	}
-	w.t.Fatalf("not converged: values %v, want %v", w.values(), want)
+	w.t.Fatalf("not converged: values %v, want %v\nlast run:\n%s\n%s", w.values(), want, last.stdout, last.stderr)
 }
 
 func equalMaps(a, b map[string]string) bool {

@@ -58,11 +58,13 @@ func runPass(ctx context.Context, e *stage.Engine, timeout time.Duration) error 
 	pctx, cancel := context.WithTimeoutCause(ctx, timeout, errPassTimeout)
 	defer cancel()
 	err := e.Reconcile(pctx)
+	// The stages' own errors are in their statuses (the table, the API); this one says
+	// why they were cut short.
 	switch cause := context.Cause(pctx); {
 	case errors.Is(cause, errPassTimeout):
-		return fmt.Errorf("%w (%s): a registry or Git server is too slow or hung; the stages it serves failed this pass: %w", errPassTimeout, timeout, errors.Join(err, cause))
+		return fmt.Errorf("%w (%s): a registry or Git server is too slow or hung; the stages still waiting on it failed this pass", errPassTimeout, timeout)
 	case errors.Is(cause, errGraceOver):
-		return fmt.Errorf("%w: %w", errGraceOver, errors.Join(err, cause))
+		return cause
 	}
 	return err
 }

@@ -47,7 +47,7 @@ func TestRandomKills_NothingLostNothingDoubled(t *testing.T) {
 		}
 		p := w.start(nil, "run", "--interval", "50ms", "--addr", "127.0.0.1:0", "--log-level", "debug")
 		select {
-		case <-time.After(time.Duration(rng.IntN(600)) * time.Millisecond):
+		case <-time.After(time.Duration(rng.IntN(1000)) * time.Millisecond):
 		case <-p.done:
 			t.Fatalf("promoter exited by itself: %v\n%s", p.err, p.stderr)
 		}

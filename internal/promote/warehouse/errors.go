@@ -42,7 +42,7 @@ func (w *Warehouse) explain(repo name.Repository, action string, err error) erro
 	}
 	var slow errRequestTimeout
 	if errors.As(err, &slow) {
-		return fmt.Errorf("%s of %s: registry %s did not answer within %s: it is hung or overloaded; its stages wait, the next poll tries again (--registry-timeout sets the limit): %w", action, img, reg, slow.timeout, err)
+		return fmt.Errorf("%s of %s: registry %s did not answer within %s: it is hung or overloaded; its stages wait, the next poll tries again: %w", action, img, reg, slow.timeout, err)
 	}
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError

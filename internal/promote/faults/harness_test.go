@@ -97,11 +97,11 @@ func chains(services int, envs ...string) []stageDef {
 // newWorld seeds a Git repository with one instance file per stage, starts the
 // registry behind the proxy with tag 1.0.0 of every service, and writes promoter.yaml.
 // extra is appended to every stage's YAML (e.g. "    strategy: lexical\n").
-func newWorld(t *testing.T, stages []stageDef, extra string) *world {
+func newWorld(t *testing.T, stages []stageDef, extra string, gitOpts ...gitserver.Option) *world {
 	t.Helper()
 	ctx := context.Background()
 	w := &world{t: t, stages: stages}
-	w.git = gitserver.StartTB(t)
+	w.git = gitserver.StartTB(t, gitOpts...)
 	seed := t.TempDir()
 	for _, s := range stages {
 		p := filepath.Join(seed, filepath.FromSlash(s.file()))

@@ -2,9 +2,12 @@ package faults
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -18,14 +21,78 @@ import (
 // must land.
 func TestConcurrentWriters_AllLand(t *testing.T) {
 	const humanCommits = 30
-	w := newWorld(t, chains(4, "develop", "staging"), "")
+	// The first promoter pushes each meet a human commit that lands just before them, on
+	// another line of a file the promoter edits: the promoter must re-apply on top.
+	var interpose atomic.Pointer[func()]
+	hook := gitserver.WithRequestHook(func(r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-receive-pack") && strings.HasPrefix(r.UserAgent(), "go-git") {
+			if f := interpose.Load(); f != nil {
+				(*f)()
+			}
+		}
+	})
+	w := newWorld(t, chains(4, "develop", "staging"), "", hook)
 	ctx := t.Context()
-	p := w.start(nil, "run", "--interval", "50ms", "--addr", "127.0.0.1:0", "--log-level", "debug")
 
 	dir := t.TempDir()
 	if err := gitserver.Git(ctx, "", "clone", "--quiet", w.git.URL("gitops.git"), dir); err != nil {
 		t.Fatal(err)
 	}
+	other := t.TempDir()
+	if err := gitserver.Git(ctx, "", "clone", "--quiet", w.git.URL("gitops.git"), other); err != nil {
+		t.Fatal(err)
+	}
+	// The two human clones take turns (one team); each still races the promoter.
+	var humans sync.Mutex
+	var interposed atomic.Int64
+	var interposeErr atomic.Pointer[error]
+	before := func() {
+		n := interposed.Add(1)
+		if n > 5 {
+			return
+		}
+		// Runs inside the Git server's handler of the promoter's push, before it is
+		// processed: a plain git push of its own, then the promoter's is refused.
+		humans.Lock()
+		defer humans.Unlock()
+		f := filepath.Join(other, "develop/svc00/instance.yaml")
+		steps := [][]string{{"pull", "--quiet", "--rebase", "origin", "main"}}
+		for _, st := range steps {
+			if err := gitserver.Git(ctx, other, st...); err != nil {
+				interposeErr.Store(&err)
+				return
+			}
+		}
+		b, _ := os.ReadFile(f)
+		lines := strings.Split(string(b), "\n")
+		for j, l := range lines {
+			if strings.HasPrefix(l, "      port: ") {
+				lines[j] = fmt.Sprintf("      port: %d", 8000+n)
+			}
+		}
+		os.WriteFile(f, []byte(strings.Join(lines, "\n")), 0o644)
+		if err := gitserver.Git(ctx, other, "commit", "--quiet", "-am", fmt.Sprintf("Human port edit %d", n)); err != nil {
+			interposeErr.Store(&err)
+			return
+		}
+		// The other human may have pushed meanwhile: rebase and push again.
+		for try := 0; ; try++ {
+			err := gitserver.Git(ctx, other, "push", "--quiet", "origin", "HEAD:main")
+			if err == nil {
+				return
+			}
+			if try > 20 {
+				interposeErr.Store(&err)
+				return
+			}
+			if err := gitserver.Git(ctx, other, "pull", "--quiet", "--rebase", "origin", "main"); err != nil {
+				interposeErr.Store(&err)
+				return
+			}
+		}
+	}
+	interpose.Store(&before)
+	p := w.start(nil, "run", "--interval", "50ms", "--addr", "127.0.0.1:0", "--log-level", "debug")
 	latest := map[string]int{}
 	replicas := map[string]int{} // file → replicas the human wrote last
 	humanRetries := 0
@@ -38,6 +105,7 @@ func TestConcurrentWriters_AllLand(t *testing.T) {
 		}
 		s := w.stages[i%len(w.stages)]
 		subject := fmt.Sprintf("Human edit %d", i)
+		humans.Lock()
 		for try := 0; ; try++ {
 			if try > 50 {
 				t.Fatalf("%s never landed", subject)
@@ -73,6 +141,7 @@ func TestConcurrentWriters_AllLand(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		humans.Unlock()
 		replicas[s.file()] = 10 + i
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -96,12 +165,26 @@ func TestConcurrentWriters_AllLand(t *testing.T) {
 			t.Errorf("human commit %d is lost", i)
 		}
 	}
+	if err := interposeErr.Load(); err != nil {
+		t.Fatalf("the interposed human push: %v", *err)
+	}
+	for n := 1; n <= min(5, int(interposed.Load())); n++ {
+		if !strings.Contains(log, fmt.Sprintf("Human port edit %d\n", n)) {
+			t.Errorf("interposed human commit %d is lost", n)
+		}
+	}
+	if got := w.gitOut("show", "main:develop/svc00/instance.yaml"); !strings.Contains(got, fmt.Sprintf("port: %d\n", 8000+min(5, int(interposed.Load())))) {
+		t.Errorf("develop/svc00 lost the interposed port edit:\n%s", got)
+	}
 	for file, r := range replicas {
 		if got := w.gitOut("show", "main:"+file); !strings.Contains(got, fmt.Sprintf("replicas: %d\n", r)) {
 			t.Errorf("%s lost the human's replicas %d:\n%s", file, r, got)
 		}
 	}
 	pushRetries := strings.Count(p.stderr.String(), "push refused because the branch moved")
+	if pushRetries < min(5, int(interposed.Load())) {
+		t.Errorf("%d promoter push retries, want one per interposed human push (%d)", pushRetries, min(5, int(interposed.Load())))
+	}
 	t.Logf("%d human commits (%d pushes refused and redone), %d promotions, promoter push retries %d, in %s",
 		humanCommits, humanRetries, n, pushRetries, time.Since(start).Round(time.Millisecond))
 }

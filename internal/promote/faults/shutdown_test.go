@@ -92,6 +92,35 @@ func TestShutdown_GraceOverCancelsThePass(t *testing.T) {
 	}
 }
 
+// TestShutdown_SecondSignalEndsAtOnce: an operator pressing Ctrl-C twice does not
+// wait for the grace.
+func TestShutdown_SecondSignalEndsAtOnce(t *testing.T) {
+	w := newWorld(t, chains(1, "develop"), "")
+	w.push("svc00", "1.1.0")
+	seen, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	w.proxy.set(holdList(seen, release))
+	p := w.start(nil, "run", "--interval", "1h", "--addr", "127.0.0.1:0", "--shutdown-grace", "10m")
+	select {
+	case <-seen:
+	case <-time.After(time.Minute):
+		t.Fatalf("the pass never asked the registry\n%s", p.stderr)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	for !strings.Contains(p.stderr.String(), "letting the running pass finish") {
+		select {
+		case <-p.done:
+			t.Fatalf("exited on the first signal: %v\n%s", p.err, p.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	p.wait(t, 10*time.Second)
+	if ws, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+		t.Errorf("after a second SIGINT: %v, want death by SIGINT", p.cmd.ProcessState)
+	}
+}
+
 // TestPassTimeout_OnceExitsWithTheLimitNamed: a pass that outlives --pass-timeout
 // ends `run --once` with an error naming the flag.
 func TestPassTimeout_OnceExitsWithTheLimitNamed(t *testing.T) {

@@ -78,11 +78,16 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 }
 
 func (g *globals) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))
+}
+
+// level is --log-level; a value slog does not know means info.
+func (g *globals) level() slog.Level {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+	return lvl
 }
 
 func (g *globals) token() (string, error) {
@@ -278,9 +283,7 @@ func newRunCommand(g *globals) *cobra.Command {
 			if interval <= 0 {
 				return errors.New("--interval must be positive, e.g. 5m")
 			}
-			hook, err := wf.handler(g, func(_ context.Context, pushes []webhook.Push) ([]string, error) {
-				return notifyEngine(e, pushes), nil
-			}, log)
+			hook, err := wf.handler(g, e, log)
 			if err != nil {
 				return err
 			}

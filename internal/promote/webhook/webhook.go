@@ -44,6 +44,15 @@ type Push struct {
 // ping, a format it does not know).
 var ErrNoPush = errors.New("the notification names no pushed image")
 
+// Repositories are the pushes' repositories, in order, as stage.Engine.Notify takes them.
+func Repositories(pushes []Push) []string {
+	repos := make([]string, len(pushes))
+	for i, p := range pushes {
+		repos[i] = p.Repository
+	}
+	return repos
+}
+
 // payload is the union of the formats Parse reads; each registry fills its own fields.
 type payload struct {
 	// CNCF distribution (docker-registry, GitLab, Harbor 1.x): notifications endpoints.

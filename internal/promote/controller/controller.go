@@ -436,9 +436,8 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		return nil, nil, nil, nil, err
 	}
 	gitDir := filepath.Join(c.f.DataDir, "git")
-	gitLog := slog.New(c.metrics.CountPushRetries(c.log.Handler()))
 	creds := argocd.NewCredentials(c.kube, c.f.ArgoCDNamespace, argocd.WithCredentialsLogger(c.log))
-	repos := &stageRepos{log: gitLog} // reads through the engine's clones, set below
+	repos := &stageRepos{log: c.log} // reads through the engine's clones, set below
 	hg := argocd.NewHealthGate(c.dyn, w,
 		argocd.WithGateLogger(c.log),
 		argocd.WithTimeout(c.f.HealthTimeout),
@@ -448,7 +447,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
-		stage.WithGit(gitDir, gitwrite.WithLogger(gitLog)),
+		stage.WithGit(gitDir, gitwrite.WithLogger(c.log), gitwrite.WithPushRetries(c.metrics.PushRetry)),
 		stage.WithGitOptionsFor(creds.GitOptions),
 		stage.WithStore(c.store),
 		stage.WithVerifier(hg),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path"
 	"strings"
 	"text/template"
@@ -26,6 +27,9 @@ func (k Kind) String() string {
 	}
 	return "promote"
 }
+
+// LogValue logs a Kind in words: JSON logs would otherwise show its number.
+func (k Kind) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // Default subjects. Templates see the Change's fields plus .Old and .New.
 const (

@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -31,16 +30,11 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
 )
-
-// Clock gives commit timestamps; tests pin it.
-type Clock interface{ Now() time.Time }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
 
 // Option configures Open.
 type Option func(*options)
@@ -51,11 +45,10 @@ type options struct {
 	authorName  string
 	authorEmail string
 	logger      *slog.Logger
-	tries       int
-	baseDelay   time.Duration
-	maxDelay    time.Duration
-	clock       Clock
+	retry       wait.Backoff
+	clock       clock.Clock
 	caBundle    []byte
+	pushRetried func(repo string)
 }
 
 // WithAuth uses a ready go-git AuthMethod.
@@ -73,20 +66,27 @@ func WithAuthor(name, email string) Option {
 // WithLogger logs fetches, commits, pushes and retries. URLs are redacted.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithRetry sets how often a push refused because the branch moved is re-applied
-// (default 10 tries) and the first back-off delay (default 100ms, doubling, jittered,
-// capped at 2s: the branch moving means another writer made progress, so waiting
-// long buys nothing).
-func WithRetry(tries int, baseDelay time.Duration) Option {
-	return func(o *options) { o.tries, o.baseDelay = tries, baseDelay }
+// DefaultRetry is how a push refused because the branch moved (or a fetch that failed on
+// the way) is retried: 10 tries, waiting 100ms doubling to at most 2s, jittered so writers
+// that collided do not collide again. The branch moving means another writer made progress,
+// so waiting long buys nothing.
+var DefaultRetry = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 10, Cap: 2 * time.Second}
+
+// WithRetry replaces DefaultRetry: b.Steps is the number of tries (at least one).
+func WithRetry(b wait.Backoff) Option { return func(o *options) { o.retry = b } }
+
+// WithPushRetries calls count with the repository (redacted) each time a push refused
+// because the branch moved is re-applied on the new head; metrics.Metrics.PushRetry fits.
+func WithPushRetries(count func(repo string)) Option {
+	return func(o *options) { o.pushRetried = count }
 }
 
 // WithCABundle trusts these PEM certificates for https, in addition to the system's
 // (a private Git server's CA).
 func WithCABundle(pem []byte) Option { return func(o *options) { o.caBundle = pem } }
 
-// WithClock sets the clock used for commit timestamps.
-func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+// WithClock replaces the wall clock of commit timestamps and retry waits, for tests.
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
 // Repo is the persistent clone of one repository URL. It is safe for concurrent use;
 // writes to the same clone are serialised, also across Repo values opened on the
@@ -128,15 +128,12 @@ func dirLock(dir string) *sync.Mutex {
 func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, error) {
 	o := options{
 		authorName: "kropipe", authorEmail: "kropipe@localhost",
-		tries: 10, baseDelay: 100 * time.Millisecond, maxDelay: 2 * time.Second,
-		clock: realClock{},
+		retry: DefaultRetry, clock: clock.RealClock{},
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.tries < 1 {
-		o.tries = 1
-	}
+	o.retry.Steps = max(o.retry.Steps, 1)
 	clean, fromURL := splitUserinfo(rawURL)
 	creds := o.creds
 	if creds.empty() {
@@ -345,9 +342,10 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 	}
 
 	var lastErr error
-	for attempt := 0; attempt < r.o.tries; attempt++ {
+	backoff := r.o.retry
+	for attempt := 0; attempt < r.o.retry.Steps; attempt++ {
 		if attempt > 0 {
-			if err := r.sleep(ctx, attempt); err != nil {
+			if err := r.sleep(ctx, backoff.Step()); err != nil {
 				return failAll(results, err), err
 			}
 		}
@@ -386,8 +384,11 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 			return failAll(results, err), err
 		}
 		r.log.Info("push refused because the branch moved; re-applying on the new head", "branch", branch, "attempt", attempt+1, "err", err)
+		if r.o.pushRetried != nil && attempt+1 < r.o.retry.Steps {
+			r.o.pushRetried(r.display)
+		}
 	}
-	err := fmt.Errorf("giving up after %d tries: %w", r.o.tries, lastErr)
+	err := fmt.Errorf("giving up after %d tries: %w", r.o.retry.Steps, lastErr)
 	return failAll(results, err), err
 }
 
@@ -476,7 +477,11 @@ func (r *Repo) landed(branch string, head plumbing.Hash, pack []byte, results []
 	}
 	for _, res := range results {
 		if res.Commit != "" {
-			r.log.Info("promoted", "stage", res.Stage, "file", res.File, "old", res.Old, "new", res.New, "commit", res.Commit[:12], "kind", res.Kind)
+			msg := "promoted"
+			if res.Kind == Rollback {
+				msg = "rolled back"
+			}
+			r.log.Info(msg, "stage", res.Stage, "file", res.File, "old", res.Old, "new", res.New, "commit", res.Commit[:12], "kind", res.Kind)
 		}
 	}
 }
@@ -501,19 +506,13 @@ func joinErrs(results []Result) error {
 	return errors.Join(errs...)
 }
 
-func (r *Repo) sleep(ctx context.Context, attempt int) error {
-	d := r.o.baseDelay << (attempt - 1)
-	if d <= 0 || d > r.o.maxDelay {
-		d = r.o.maxDelay
-	}
-	// Full jitter in [d/2, d): concurrent writers that collided do not collide again.
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
+func (r *Repo) sleep(ctx context.Context, d time.Duration) error {
+	t := r.o.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-t.C():
 		return nil
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 )
 
@@ -119,7 +121,7 @@ func pushUnrelated(t testing.TB, bare, name string) string {
 
 func open(t testing.TB, url string, opts ...Option) *Repo {
 	t.Helper()
-	opts = append([]Option{WithAuthor("kropipe", "kropipe@example.com"), WithRetry(10, 5*time.Millisecond)}, opts...)
+	opts = append([]Option{WithAuthor("kropipe", "kropipe@example.com"), WithRetry(wait.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 10, Cap: 2 * time.Second})}, opts...)
 	r, err := Open(context.Background(), t.TempDir(), url, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +226,8 @@ func TestApply_RebasesOnMovedBranch(t *testing.T) {
 			var f *fixture
 			var foreign *string
 			var r *Repo
+			var retried []string // the pushes re-applied, as WithPushRetries reports them
+			counted := WithPushRetries(func(repo string) { retried = append(retried, repo) })
 			if tt.name == "moved while the server holds our pack" {
 				var once sync.Once
 				var fx *fixture
@@ -234,10 +238,10 @@ func TestApply_RebasesOnMovedBranch(t *testing.T) {
 					}
 				}))
 				f, foreign = fx, &got
-				r = open(t, f.url)
+				r = open(t, f.url, counted)
 			} else {
 				f = newFixture(t)
-				r = open(t, f.url)
+				r = open(t, f.url, counted)
 				foreign = tt.race(t, f, r)
 			}
 			res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
@@ -255,6 +259,9 @@ func TestApply_RebasesOnMovedBranch(t *testing.T) {
 			}
 			if n := f.srv.Pushes("gitops.git"); n < 1 {
 				t.Fatalf("pushes = %d", n)
+			}
+			if len(retried) != 1 || retried[0] != Redact(f.url) {
+				t.Errorf("push retries reported %q, want one for %s", retried, Redact(f.url))
 			}
 		})
 	}
@@ -506,7 +513,7 @@ func TestHistory_ReadsPromotionsAndRollbacksBack(t *testing.T) {
 func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
 	f := newFixture(t)
 	var attempts atomic.Int64
-	r := open(t, f.url, WithRetry(40, 5*time.Millisecond))
+	r := open(t, f.url, WithRetry(wait.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 40, Cap: 2 * time.Second}))
 	r.beforePush = func(int) { attempts.Add(1) }
 	ctx := context.Background()
 
@@ -538,7 +545,7 @@ func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
 	}
 	// Two promoters (two clones, as two replicas would have) and two goroutines
 	// sharing one of them all promote at once.
-	r2 := open(t, f.url, WithRetry(40, 5*time.Millisecond))
+	r2 := open(t, f.url, WithRetry(wait.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 40, Cap: 2 * time.Second}))
 	r2.beforePush = func(int) { attempts.Add(1) }
 	var (
 		landed   []string

@@ -235,7 +235,13 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		return pending("waiting: asked %s to sync to %s", u.GetName(), short(commit))
 	}
 	if a.running {
-		return pending("waiting: %s is syncing (%s) at %s", u.GetName(), orUnknown(a.phase, "operation requested"), short(orUnknown(a.opRevision, a.revision)))
+		// Argo CD's phase of a running operation is Running or Terminating; any other phase
+		// belongs to the previous, finished operation while the requested one has not started.
+		phase := a.phase
+		if phase != "Running" && phase != "Terminating" {
+			phase = "operation requested"
+		}
+		return pending("waiting: %s is syncing (%s) at %s", u.GetName(), phase, short(orUnknown(a.opRevision, a.revision)))
 	}
 	return pending("waiting: %s is %s/%s at %s", u.GetName(), orUnknown(a.syncStatus, "Unknown"), orUnknown(a.health, "Unknown"), orUnknown(short(a.revision), "no revision"))
 }

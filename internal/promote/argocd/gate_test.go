@@ -222,8 +222,21 @@ func TestHealthGate_SyncsOnceThenVerifiesWhenSyncedAndHealthy(t *testing.T) {
 		t.Fatalf("Waiting %q", g.Waiting("develop-frontend"))
 	}
 	err = g.Verify(ctx, sp, fr, promoted)
-	if !errors.Is(err, stage.ErrPending) || !strings.HasPrefix(err.Error(), "waiting: develop-frontend is syncing") {
+	if !errors.Is(err, stage.ErrPending) || err.Error() != "waiting: develop-frontend is syncing (operation requested) at 1a2b3c4" {
 		t.Fatalf("second call: %v", err)
+	}
+	// The last operation Argo CD reports finished (Succeeded, at an older commit); ours has not
+	// started: its phase is not this operation's.
+	u, err := f.client.Resource(ApplicationGVR).Namespace("argocd").Get(ctx, "develop-frontend", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Object["status"] = argoStatus("0ld0000000000000000000000000000000000000", "Synced", "Healthy", "Succeeded", "")
+	if _, err := f.client.Resource(ApplicationGVR).Namespace("argocd").Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Verify(ctx, sp, fr, promoted); err == nil || err.Error() != "waiting: develop-frontend is syncing (operation requested) at 1a2b3c4" {
+		t.Fatalf("requested after a finished operation: %v", err)
 	}
 	f.argo("develop-frontend", argoStatus(promoted, "Synced", "Progressing", "Succeeded", ""))
 	if err := g.Verify(ctx, sp, fr, promoted); err == nil || err.Error() != "waiting: develop-frontend is Synced/Progressing at 1a2b3c4" {

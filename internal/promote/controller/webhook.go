@@ -70,6 +70,7 @@ func (c *controller) advertiseWebhook(ctx context.Context) {
 		return
 	}
 	url := "http://" + net.JoinHostPort(host, port) + webhook.Path
+	written := false
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		leases := c.kube.CoordinationV1().Leases(c.f.Namespace)
 		l, err := leases.Get(ctx, leader.DefaultName, metav1.GetOptions{})
@@ -84,11 +85,15 @@ func (c *controller) advertiseWebhook(ctx context.Context) {
 		}
 		l.Annotations[leaseWebhookAnnotation] = url
 		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		written = err == nil
 		return err
 	})
 	if err != nil {
 		c.log.Warn("could not advertise the notification listener in the Lease; a standby answers notifications with 503", "error", err.Error())
 		return
 	}
-	c.log.Info("notification listener advertised", "url", url)
+	// Info only when it changed the Lease: this runs before every pass.
+	if written {
+		c.log.Info("notification listener advertised", "url", url)
+	}
 }

@@ -102,6 +102,9 @@ type Repo struct {
 
 	mu   *sync.Mutex
 	repo *git.Repository
+	// histories is what History learnt per branch (held under mu): a few branches per
+	// repository in practice, at most maxHistories.
+	histories map[string]*branchHistory
 
 	// beforePush, when set by tests, runs between building the commits and pushing
 	// them: the window in which another writer can move the branch.
@@ -548,10 +551,52 @@ func (r *Repo) Read(ctx context.Context, branch, file, key string) (value, commi
 	return v, head.String(), nil
 }
 
+// ReadFetched is Read as of the branch's last fetch, without asking the remote: for a pass
+// that has just fetched the branch (History) and reads every stage's file from there. A
+// branch never fetched is fetched first.
+func (r *Repo) ReadFetched(ctx context.Context, branch, file, key string) (value, commit string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, err := cleanPath(file)
+	if err != nil {
+		return "", "", err
+	}
+	head, err := r.fetchedHead(ctx, branch)
+	if err != nil {
+		return "", "", err
+	}
+	c, err := object.GetCommit(r.repo.Storer, head)
+	if err != nil {
+		return "", "", r.wrap(err)
+	}
+	data, err := readFile(r.repo.Storer, c.TreeHash, p)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := yamledit.Get(data, key)
+	if err != nil {
+		var ke *yamledit.KeyError
+		if errors.As(err, &ke) {
+			ke.File = p
+		}
+		return "", "", err
+	}
+	return v, head.String(), nil
+}
+
+// fetchedHead is the branch's head as last fetched, fetching a branch never fetched. The
+// caller holds r.mu.
+func (r *Repo) fetchedHead(ctx context.Context, branch string) (plumbing.Hash, error) {
+	if ref, err := r.repo.Storer.Reference(plumbing.NewRemoteReferenceName("origin", branch)); err == nil {
+		return ref.Hash(), nil
+	}
+	return r.fetch(ctx, branch)
+}
+
 // History fetches branch and returns the promotions and rollbacks recorded in commit
 // trailers, newest first (by committer time; ties in history order); stage "" returns
-// every stage's. Only the commits new since the last call are read: the records of a
-// clone are kept per branch for the life of the process.
+// every stage's. Only the commits new since the last call are read: the Repo keeps the
+// records of the branches it was asked about (maxHistories at most).
 func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -568,10 +613,8 @@ func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, err
 func (r *Repo) FetchedHistory(ctx context.Context, branch, stage string) ([]Record, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var head plumbing.Hash
-	if ref, err := r.repo.Storer.Reference(plumbing.NewRemoteReferenceName("origin", branch)); err == nil {
-		head = ref.Hash()
-	} else if head, err = r.fetch(ctx, branch); err != nil {
+	head, err := r.fetchedHead(ctx, branch)
+	if err != nil {
 		return nil, err
 	}
 	return r.records(ctx, branch, head, stage)
@@ -599,19 +642,15 @@ type branchHistory struct {
 	records []Record
 }
 
-var (
-	historiesMu sync.Mutex
-	histories   = map[string]*branchHistory{} // by clone directory + branch
-)
+// maxHistories bounds the branches whose history a Repo keeps; past it, another branch's
+// is dropped (and read again in full when asked for).
+const maxHistories = 16
 
 // history brings the branch's records up to head, reading only the commits not seen
 // yet; after a force push (the old head is no longer in the history) it reads all again.
 // The caller holds r.mu.
 func (r *Repo) history(ctx context.Context, branch string, head plumbing.Hash) (*branchHistory, error) {
-	key := r.dir + "\x00" + branch
-	historiesMu.Lock()
-	h := histories[key]
-	historiesMu.Unlock()
+	h := r.histories[branch]
 	if h != nil && h.head == head {
 		return h, nil
 	}
@@ -656,9 +695,16 @@ func (r *Repo) history(ctx context.Context, branch string, head plumbing.Hash) (
 	}
 	sort.SliceStable(added, func(i, j int) bool { return added[i].Time.After(added[j].Time) })
 	next.records = added
-	historiesMu.Lock()
-	histories[key] = next
-	historiesMu.Unlock()
+	if r.histories == nil {
+		r.histories = map[string]*branchHistory{}
+	}
+	if _, ok := r.histories[branch]; !ok && len(r.histories) >= maxHistories {
+		for b := range r.histories {
+			delete(r.histories, b)
+			break
+		}
+	}
+	r.histories[branch] = next
 	return next, nil
 }
 

@@ -832,3 +832,32 @@ func TestFetchedHistory_ReadsTheLastFetchWithoutFetching(t *testing.T) {
 		t.Fatalf("History = %+v, %v; want the other writer's 1.2.3 first", recs, err)
 	}
 }
+
+func TestReadFetched_ReadsTheLastFetchWithoutFetching(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	const file, key = "develop/frontend/instance.yaml", "spec.values.deployment.tag"
+	res, err := r.Apply(ctx, "main", promote("develop-frontend", file, "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := open(t, f.url) // another writer's clone
+	if _, err := other.Apply(ctx, "main", promote("develop-frontend", file, "1.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.srv.Requests())
+	v, commit, err := r.ReadFetched(ctx, "main", file, key)
+	if err != nil || v != "1.2.2" || commit != res[0].Commit {
+		t.Fatalf("ReadFetched = %q at %s, %v; want 1.2.2 at %s, as last fetched", v, commit, err, res[0].Commit)
+	}
+	if n := len(f.srv.Requests()) - before; n != 0 {
+		t.Fatalf("ReadFetched made %d requests to the Git server", n)
+	}
+	if _, _, err := r.ReadFetched(ctx, "main", "develop/nothing/instance.yaml", key); !errors.Is(err, ErrFileNotFound) {
+		t.Errorf("a missing file: %v, want ErrFileNotFound", err)
+	}
+	if v, _, err := r.Read(ctx, "main", file, key); err != nil || v != "1.2.3" {
+		t.Fatalf("Read = %q, %v; want the other writer's 1.2.3", v, err)
+	}
+}

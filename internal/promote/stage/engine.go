@@ -458,7 +458,6 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 	obs := map[string]*observation{}
 	histories := map[string][]gitwrite.Record{}
 	histErr := map[string]error{}
-	snaps := map[string]*snapshot{}
 	for _, s := range e.specs {
 		o := &observation{spec: s, rejected: map[string]bool{}}
 		obs[s.Name] = o
@@ -471,14 +470,6 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 		if _, ok := histories[gk]; !ok && histErr[gk] == nil {
 			recs, err := repo.History(ctx, s.Branch, "")
 			histories[gk], histErr[gk] = recs, err
-			if err == nil {
-				// History just fetched the branch: read every stage's file from there.
-				if snap, err := openSnapshot(repo.Dir(), s.Branch); err == nil {
-					snaps[gk] = snap
-				} else {
-					e.log.Debug("reading through gitwrite", "err", err)
-				}
-			}
 		}
 		if err := histErr[gk]; err != nil {
 			o.err = fmt.Errorf("reading history of branch %s: %w", s.Branch, err)
@@ -493,15 +484,9 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 				o.rejected[r.Rejected] = true
 			}
 		}
-		var v, commit string
-		err = errFallBack
-		if snap := snaps[gk]; snap != nil {
-			v, err = snap.read(s.File, s.Key)
-			commit = snap.commit
-		}
-		if errors.Is(err, errFallBack) {
-			v, commit, err = repo.Read(ctx, s.Branch, s.File, s.Key)
-		}
+		// History just fetched the branch: every stage's file is read from there, with no
+		// round trip to the Git server per stage.
+		v, commit, err := repo.ReadFetched(ctx, s.Branch, s.File, s.Key)
 		if err != nil {
 			o.err = fmt.Errorf("reading %s (key %s): %w", s.File, s.Key, err)
 			continue

@@ -861,3 +861,18 @@ func TestReadFetched_ReadsTheLastFetchWithoutFetching(t *testing.T) {
 		t.Fatalf("Read = %q, %v; want the other writer's 1.2.3", v, err)
 	}
 }
+
+// A commit written by hand that gives Kropipe-Rejected twice is not read as a rollback: which
+// value may never be auto-promoted again cannot be known.
+func TestHistory_RefusesACommitGivingAKropipeTrailerTwice(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	head := f.head(t)
+	msg := "Roll back by hand\n\nKropipe-Stage: develop-frontend\nKropipe-Value: 1.2.1\nKropipe-Rejected: 1.2.2\nKropipe-Rejected: 1.2.3\n"
+	c := f.git(t, "commit-tree", "-p", head, "-m", msg, head+"^{tree}")
+	f.git(t, "update-ref", "refs/heads/main", c)
+	recs, err := r.History(context.Background(), "main", "develop-frontend")
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("History = %+v, %v; want no record from the ambiguous commit", recs, err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/suggest"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -137,7 +138,7 @@ func (p *parser) fields(n *yaml.Node, where string, known ...string) map[string]
 		k, v := n.Content[i], n.Content[i+1]
 		if !contains(known, k.Value) {
 			msg := fmt.Sprintf("%s: unknown field %q", where, k.Value)
-			if s := stage.Suggest(k.Value, known); s != "" {
+			if s := suggest.Closest(k.Value, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			} else {
 				msg += "; known fields are " + strings.Join(known, ", ")

@@ -66,7 +66,6 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 		newPauseCommand(g, true),
 		newPauseCommand(g, false),
 		newHistoryCommand(g),
-		newDemoCommand(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the promoter's version",
@@ -74,8 +73,14 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(stdout, "promoter", version.Version) },
 		},
 	)
+	if newDemoCommand != nil {
+		root.AddCommand(newDemoCommand(g))
+	}
 	return root
 }
+
+// newDemoCommand makes `promoter demo`; nil in a binary built with -tags nodemo (demo.go).
+var newDemoCommand func(g *globals) *cobra.Command
 
 func (g *globals) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))

@@ -3,10 +3,15 @@ GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kropipe/kropipe/internal/version.Version=$(VERSION)
-# Packages with goroutines and locks run under the race detector in `make test`.
-RACE_PKGS ?= ./internal/promote/... ./internal/render/... ./cmd/promoter/...
+# Static analysis and the vulnerability check run pinned tools with `go run module@version`.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
+# The Go vulnerability database, from its Go module (the machines reach no other server): the
+# OSV files of this version, indexed into $(VULNDB_DIR) once.
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kropipe/vulndb-$(VULNDB_VERSION)
 
-.PHONY: all build demo test unit race vet fmt e2e bench generate clean
+.PHONY: all build demo test unit race vet lint vuln fmt e2e bench generate clean
 
 all: build
 
@@ -18,6 +23,7 @@ build:
 demo: build
 	./$(BIN)/promoter demo
 
+# The edit loop: every unit test, without the race detector.
 unit:
 	$(GO) test -count=1 ./...
 
@@ -26,13 +32,25 @@ vet:
 	cd e2e && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+lint:
+	$(GO) run $(STATICCHECK) ./...
+
+vuln: $(VULNDB_DIR)/index/db.json
+	$(GO) run $(GOVULNCHECK) -db file://$(VULNDB_DIR) ./...
+
+$(VULNDB_DIR)/index/db.json:
+	dir=$$(cd / && $(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  test -d "$$dir/data/osv" && rm -rf $(VULNDB_DIR) && \
+	  $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$dir/data/osv" -out $(VULNDB_DIR)
+
+# The unit tests once, under the race detector (make test runs them only here).
 race:
-	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(GO) test -count=1 -race ./...
 
 e2e: build
 	cd e2e && $(GO) test -count=1 -timeout 60m ./...
 
-test: vet unit race e2e
+test: vet lint race e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

@@ -359,7 +359,7 @@ func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Durat
 func isLoopback(addr string) (bool, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return false, fmt.Errorf("--addr %q: %v; write host:port such as 127.0.0.1:8080", addr, err)
+		return false, fmt.Errorf("--addr %q: %w; write host:port such as 127.0.0.1:8080", addr, err)
 	}
 	if host == "localhost" {
 		return true, nil

@@ -150,8 +150,10 @@ func TestFlow_KilledBetweenPushAndSyncPatch(t *testing.T) {
 	// Restarted process: no second commit, the sync is asked for exactly once.
 	f.down.Store(false)
 	e2, gate := f.start()
-	for range 2 {
-		_ = e2.Reconcile(ctx)
+	for i := range 2 {
+		if err := e2.Reconcile(ctx); err != nil {
+			t.Fatalf("pass %d after the restart: %v", i+1, err)
+		}
 	}
 	if got := f.log(); len(got) != 1 {
 		t.Fatalf("commits after restart %q, want still one", got)
@@ -181,10 +183,15 @@ func TestFlow_UnhealthyPromotionRollsBackThroughTakeFailures(t *testing.T) {
 	f := newFlow(t)
 	ctx := context.Background()
 	e, gate := f.start()
-	_ = e.Reconcile(ctx)
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatalf("promoting pass: %v", err)
+	}
 	promo := strings.Fields(f.log()[0])[0]
 	f.gf.argo("develop-frontend", argoStatus(promo, "Synced", "Degraded", "Succeeded", "Back-off restarting failed container"))
-	_ = e.Reconcile(ctx)
+	// Degraded, but not yet for --health-timeout: waiting is no failure.
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatalf("pass within the health timeout: %v", err)
+	}
 	f.clock.advance(DefaultGateTimeout)
 	err := e.Reconcile(ctx)
 	if err == nil || !strings.Contains(err.Error(), "develop-frontend is Degraded at "+promo[:7]+" for 5m0s: Back-off restarting failed container") {

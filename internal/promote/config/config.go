@@ -95,7 +95,7 @@ func Parse(data []byte, file string) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
-		return nil, &Error{File: file, Err: fmt.Errorf("not valid YAML: %v", err)}
+		return nil, &Error{File: file, Err: fmt.Errorf("not valid YAML: %w", err)}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Err: errors.New("expected a mapping with git, registries and stages")}
@@ -289,7 +289,12 @@ func checkGitURL(raw string) error {
 	if strings.Contains(raw, "://") {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return fmt.Errorf("%q is not a URL: %v", gitwrite.Redact(raw), err)
+			// url.Error repeats the URL, password included: keep only the reason.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return fmt.Errorf("%q is not a URL: %w", gitwrite.Redact(raw), err)
 		}
 		switch u.Scheme {
 		case "http", "https", "ssh", "file":

@@ -170,7 +170,7 @@ func (c Change) validate() error {
 	}
 	if c.SubjectTemplate != "" {
 		if _, err := template.New("subject").Option("missingkey=error").Parse(c.SubjectTemplate); err != nil {
-			return fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+			return fmt.Errorf("%w: subject template: %w", ErrInvalidChange, err)
 		}
 	}
 	return nil
@@ -188,7 +188,7 @@ func (c Change) message(old string) (string, error) {
 	}
 	t, err := template.New("subject").Option("missingkey=error").Parse(tmpl)
 	if err != nil {
-		return "", fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+		return "", fmt.Errorf("%w: subject template: %w", ErrInvalidChange, err)
 	}
 	data := struct {
 		Change
@@ -196,7 +196,7 @@ func (c Change) message(old string) (string, error) {
 	}{c, old, c.newValue()}
 	var subj bytes.Buffer
 	if err := t.Execute(&subj, data); err != nil {
-		return "", fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+		return "", fmt.Errorf("%w: subject template: %w", ErrInvalidChange, err)
 	}
 	subject := strings.TrimSpace(strings.ReplaceAll(subj.String(), "\n", " "))
 

@@ -448,7 +448,12 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	}
 	e.passes++
 	e.mu.Unlock()
-	e.log.Info("pass done", "stages", len(e.specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
+	// INFO is for passes that changed something; a quiet pass every few minutes is debug.
+	lvl := slog.LevelDebug
+	if len(due) > 0 || len(errs) > 0 {
+		lvl = slog.LevelInfo
+	}
+	e.log.Log(ctx, lvl, "pass done", "stages", len(e.specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
 	return errors.Join(errs...)
 }
 

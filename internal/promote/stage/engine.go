@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/utils/clock"
 	"log/slog"
 	"maps"
 	"slices"
@@ -19,13 +20,6 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
-
-// Clock is the engine's time source; tests pass a fake one to step through soaks.
-type Clock interface{ Now() time.Time }
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -52,7 +46,7 @@ func WithStore(s Store) Option { return func(e *Engine) { e.store = s } }
 func WithVerifier(v Verifier) Option { return func(e *Engine) { e.verifier = v } }
 
 // WithClock replaces the wall clock, for soak tests and the demo.
-func WithClock(c Clock) Option { return func(e *Engine) { e.clock = c } }
+func WithClock(c clock.PassiveClock) Option { return func(e *Engine) { e.clock = c } }
 
 // WithLogger sets the structured logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
@@ -87,7 +81,7 @@ type Engine struct {
 	gitOptsFor func(ctx context.Context, repoURL string) ([]gitwrite.Option, error)
 	store      Store
 	verifier   Verifier
-	clock      Clock
+	clock      clock.PassiveClock
 	log        *slog.Logger
 	parallel   int
 	// compactAfter: see WithCompactAfter.
@@ -117,7 +111,7 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 		byName:       map[string]Spec{},
 		store:        &MemoryStore{},
 		verifier:     CommandVerifier{},
-		clock:        wallClock{},
+		clock:        clock.RealClock{},
 		log:          slog.Default(),
 		parallel:     8,
 		compactAfter: DefaultCompactAfter,

@@ -11,7 +11,15 @@ GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
 VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
 VULNDB_DIR     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kropipe/vulndb-$(VULNDB_VERSION)
 
-.PHONY: all build demo test unit race vet lint vuln fmt e2e bench generate clean
+# The fault suite builds and kills the real promoter binary: it runs once, in `make faults`.
+FAULTS_PKG := ./internal/promote/faults
+NOT_FAULTS = $(shell $(GO) list $(1) | grep -v '/internal/promote/faults$$')
+# Each fuzz target runs this long in `make fuzz` (a crasher lands in the package's
+# testdata/fuzz and then fails `make unit` until fixed).
+FUZZ_TIME ?= 5s
+FUZZ_TARGETS := argocd:FuzzDerive config:FuzzParse webhook:FuzzParse gitwrite:FuzzTrailers yamledit:FuzzSet
+
+.PHONY: all build demo test unit race vet lint vuln fmt e2e bench generate clean faults fuzz
 
 all: build
 
@@ -25,7 +33,7 @@ demo: build
 
 # The edit loop: every unit test, without the race detector.
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $(call NOT_FAULTS,./...)
 
 vet:
 	$(GO) vet ./...
@@ -45,12 +53,24 @@ $(VULNDB_DIR)/index/db.json:
 
 # The unit tests once, under the race detector (make test runs them only here).
 race:
-	$(GO) test -count=1 -race ./...
+	$(GO) test -count=1 -race $(call NOT_FAULTS,./...)
+
+# Crash points, random SIGKILLs, a concurrent git writer and a fault-injecting registry
+# proxy against the real binary (bench/faults-long.sh runs a longer randomized run).
+faults:
+	$(GO) test -count=1 -timeout 15m $(FAULTS_PKG)
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz $$fn in internal/promote/$$pkg for $(FUZZ_TIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_TIME) ./internal/promote/$$pkg; \
+	done
 
 e2e: build
 	cd e2e && $(GO) test -count=1 -timeout 60m ./...
 
-test: vet lint race e2e
+test: vet lint race faults fuzz e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

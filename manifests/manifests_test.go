@@ -120,6 +120,8 @@ func TestPluginConfig_AnnouncesRGDPathsAndSyncWaves(t *testing.T) {
 	}{
 		{name: "rgd-paths", wantDefault: "", wantItem: "string"},
 		{name: "sync-waves", wantDefault: "true", wantItem: "boolean"},
+		{name: "allow-empty", wantDefault: "false", wantItem: "boolean"},
+		{name: "nested-instances", wantDefault: "expand", wantItem: "string"},
 	}
 	if got := len(cfg.Spec.Parameters.Static); got != len(tests) {
 		t.Errorf("spec.parameters.static has %d announcements, want %d", got, len(tests))

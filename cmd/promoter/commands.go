@@ -31,9 +31,11 @@ type globals struct {
 	dataDir   string
 	tokenFile string
 	logLevel  string
-	stdout    io.Writer
-	stderr    io.Writer
-	getenv    func(string) string
+	// registryTimeout bounds each registry request.
+	registryTimeout time.Duration
+	stdout          io.Writer
+	stderr          io.Writer
+	getenv          func(string) string
 }
 
 func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -56,6 +58,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
 	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
 	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
 	root.AddCommand(
 		newRunCommand(g),
 		newControllerCommand(g),
@@ -150,7 +153,7 @@ func (g *globals) engine(ctx context.Context, log *slog.Logger, extra ...stage.O
 	if err != nil {
 		return nil, nil, err
 	}
-	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log))...)
+	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(g.registryTimeout))...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -247,9 +250,11 @@ func (l localBackend) History(ctx context.Context, name string) (api.History, er
 
 func newRunCommand(g *globals) *cobra.Command {
 	var (
-		interval time.Duration
-		wf       webhookFlags
-		once     bool
+		interval    time.Duration
+		wf          webhookFlags
+		once        bool
+		grace       time.Duration
+		passTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config promoter.yaml",
@@ -268,8 +273,13 @@ func newRunCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if passTimeout <= 0 || grace < 0 {
+				return errors.New("--pass-timeout must be positive and --shutdown-grace not negative, e.g. --pass-timeout 10m --shutdown-grace 25s")
+			}
+			work, stop := outliving(ctx, grace, log)
+			defer stop()
 			if once {
-				err := e.Reconcile(ctx)
+				err := runPass(work, e, passTimeout)
 				printTable(g.stdout, e.Status())
 				var se *stage.StageError
 				if errors.As(err, &se) {
@@ -292,9 +302,11 @@ func newRunCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, e, interval, wf.addr, hook, log)
+			return serve(ctx, work, g, e, interval, passTimeout, wf.addr, hook, log)
 		},
 	}
+	cmd.Flags().DurationVar(&grace, "shutdown-grace", defaultShutdownGrace, "on SIGTERM or SIGINT, how long the running pass may take to finish before it is cancelled (Kubernetes waits 30s before SIGKILL)")
+	cmd.Flags().DurationVar(&passTimeout, "pass-timeout", defaultPassTimeout, "limit for one whole pass; a pass over it is cancelled and its unfinished stages fail (with --once: a non-zero exit naming this limit)")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Minute, "time between passes (the config's interval wins when this flag is not given)")
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "do one pass and exit; non-zero if any stage failed")
@@ -302,8 +314,9 @@ func newRunCommand(g *globals) *cobra.Command {
 }
 
 // serve runs the API (and, when hook is set, the registry notification listener on
-// hookAddr) and the poll loop until ctx is done.
-func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Duration, hookAddr string, hook http.Handler, log *slog.Logger) error {
+// hookAddr) and the poll loop until ctx is done. Passes run under work, which outlives
+// ctx by the shutdown grace: the pass running when the signal comes finishes first.
+func serve(ctx, work context.Context, g *globals, e *stage.Engine, interval, passTimeout time.Duration, hookAddr string, hook http.Handler, log *slog.Logger) error {
 	tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
 	if err != nil {
 		return err
@@ -335,12 +348,12 @@ func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Durat
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		if err := runPass(work, e, passTimeout); err != nil {
 			log.Warn("pass finished with failures", "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down")
+			log.Info("shutting down", "passes", e.Passes())
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var errs []error

@@ -30,5 +30,6 @@
 //     promotions, registry requests and push retries for Prometheus.
 //
 // For tests and the demo: gitserver (git http-backend on 127.0.0.1) and registrytest (an
-// in-memory OCI registry). cmd/promoter holds only flags, wiring and output.
+// in-memory OCI registry); faults is the fault suite against the real binary, which
+// crashpoint kills at named steps. cmd/promoter holds only flags, wiring and output.
 package promote

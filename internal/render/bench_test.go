@@ -2,6 +2,8 @@ package render
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -35,6 +37,42 @@ func BenchmarkRender_ExampleFrontendWarm(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := e.Render(ctx, "develop/frontend"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRender_NestedSaaSWarm renders kro's saas-multi-tenant example, a tenant instance
+// whose resources are instances of two other RGDs, expanded level by level.
+func BenchmarkRender_NestedSaaSWarm(b *testing.B) {
+	ctx := context.Background()
+	dir := filepath.Join(kroExamples(b), "saas-multi-tenant")
+	e, err := New(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Render(ctx, "tenant-instance.yaml"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Render(ctx, "tenant-instance.yaml"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSplitDocuments_WebAppRGD reads the example RGD file as every render reads a file:
+// the duplicate-key check (a second, yaml.v3 parse) and the YAML→JSON decoding.
+func BenchmarkSplitDocuments_WebAppRGD(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(examplesRepo, "rgds", "webapp.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := splitDocuments("webapp.yaml", data); err != nil {
 			b.Fatal(err)
 		}
 	}

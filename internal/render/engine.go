@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -38,6 +39,8 @@ type options struct {
 	apiVersions []string
 	warnings    io.Writer
 	workDir     string
+	allowEmpty  bool
+	nested      NestedMode
 }
 
 // Option configures an Engine.
@@ -71,6 +74,14 @@ func WithAPIVersions(v []string) Option { return func(o *options) { o.apiVersion
 // WithWarnings receives warnings, one per line (default: discarded).
 func WithWarnings(w io.Writer) Option { return func(o *options) { o.warnings = w } }
 
+// WithAllowEmpty lets Render return an empty stream instead of ErrEmptyRender (the plugin
+// parameter allow-empty), for applications that are meant to hold nothing for a while.
+func WithAllowEmpty(on bool) Option { return func(o *options) { o.allowEmpty = on } }
+
+// WithNestedInstances chooses what happens to RGD resources that are instances of other RGDs
+// of the repository (default NestedExpand).
+func WithNestedInstances(m NestedMode) Option { return func(o *options) { o.nested = m } }
+
 // WithWorkDir is the folder relative paths given to Render resolve from (default: the root).
 func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
 
@@ -99,7 +110,7 @@ type rgdSource struct {
 
 // New finds the ResourceGraphDefinitions and CRDs of the repository at root.
 func New(root string, opts ...Option) (*Engine, error) {
-	o := options{syncWaves: true, warnings: io.Discard}
+	o := options{syncWaves: true, warnings: io.Discard, nested: NestedExpand}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -118,11 +129,17 @@ func New(root string, opts ...Option) (*Engine, error) {
 		warned:   map[string]bool{},
 	}
 	var crds []*apiextensionsv1.CustomResourceDefinition
-	// A definition file that cannot be read must not break every application of the
-	// repository: it is reported as a warning, and named again if an instance then finds no RGD.
+	// A definition file found by the repository scan that cannot be read must not break every
+	// application of the repository: it is reported as a warning, and named again if an
+	// instance then finds no RGD. A file named explicitly (--rgd, --crd, rgd-paths, crd-paths)
+	// with a duplicate key fails: which of its two values counts is anyone's guess.
+	explicit := false
 	collect := func(rel string, data []byte) error {
 		docs, err := splitDocuments(rel, data)
 		if err != nil {
+			if explicit && errors.Is(err, ErrDuplicateKey) {
+				return err
+			}
 			e.skip(err)
 			return nil
 		}
@@ -139,7 +156,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 			case isCRD(d):
 				parsed, err := schemas.ParseCRDs(d.raw)
 				if err != nil {
-					e.skip(fmt.Errorf("%s: %v", d.where(), err))
+					e.skip(fmt.Errorf("%s: %w", d.where(), err))
 					continue
 				}
 				crds = append(crds, parsed...)
@@ -148,6 +165,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		return nil
 	}
 	if len(o.rgdPaths) > 0 {
+		explicit = true
 		if err := e.walkPaths(o.rgdPaths, collect); err != nil {
 			return nil, err
 		}
@@ -158,6 +176,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		}
 		e.looked = "the whole repository " + r.dir
 	}
+	explicit = true
 	if err := e.walkPaths(o.crdPaths, collect); err != nil {
 		return nil, err
 	}
@@ -235,18 +254,18 @@ func (e *Engine) definitionLocked(gvk schema.GroupVersionKind, visiting map[sche
 		if len(e.skipped) > 0 {
 			also = "; these definition files could not be read:\n  - " + strings.Join(e.skipped, "\n  - ")
 		}
-		return nil, fmt.Errorf("no ResourceGraphDefinition defines kind %s (apiVersion %s); looked in %s: "+
+		return nil, fmt.Errorf("%w %s (apiVersion %s); looked in %s: "+
 			"add the RGD to the repository or name its folder with the rgd-paths parameter (--rgd)%s",
-			gvk.Kind, gvk.GroupVersion(), e.looked, also)
+			ErrNoRGD, gvk.Kind, gvk.GroupVersion(), e.looked, also)
 	case 1:
 	default:
 		var files []string
 		for _, s := range srcs {
 			files = append(files, fmt.Sprintf("%s (%q)", s.doc.where(), s.doc.obj.GetName()))
 		}
-		return nil, fmt.Errorf("kind %s (apiVersion %s) is defined by more than one ResourceGraphDefinition: %s; "+
+		return nil, fmt.Errorf("kind %s (apiVersion %s) %w: %s; "+
 			"keep one, or narrow the search with the rgd-paths parameter (--rgd)",
-			gvk.Kind, gvk.GroupVersion(), strings.Join(files, " and "))
+			gvk.Kind, gvk.GroupVersion(), ErrDuplicateRGD, strings.Join(files, " and "))
 	}
 	src := srcs[0]
 	visiting[gvk] = true
@@ -291,8 +310,12 @@ func nestedKinds(rgd *v1alpha1.ResourceGraphDefinition) []schema.GroupVersionKin
 // Render renders the instance files and application folders at paths (relative to the work
 // dir) into one YAML stream: each instance becomes its objects, other Kubernetes documents
 // pass through byte for byte, RGDs are left out. Nothing is returned on error.
+//
+// Rendering no object at all is an error (ErrEmptyRender) unless WithAllowEmpty: Argo CD would
+// take an empty stream as "this application has no objects" and prune every one it has.
 func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
 	var out bytes.Buffer
+	var read []string
 	for _, p := range paths {
 		files, err := e.root.listAppFiles(e.opts.workDir, p)
 		if err != nil {
@@ -302,9 +325,44 @@ func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
 			if err := e.renderFile(ctx, f, &out); err != nil {
 				return nil, err
 			}
+			read = append(read, e.root.display(f))
 		}
 	}
+	if out.Len() == 0 && !e.opts.allowEmpty {
+		return nil, e.emptyError(paths, read)
+	}
 	return out.Bytes(), nil
+}
+
+var (
+	// ErrNoRGD is returned (wrapped) when no RGD defines an instance's kind.
+	ErrNoRGD = errors.New("no ResourceGraphDefinition defines kind")
+	// ErrDuplicateRGD is returned (wrapped) when two RGDs define one kind.
+	ErrDuplicateRGD = errors.New("is defined by more than one ResourceGraphDefinition")
+)
+
+// ErrEmptyRender is returned (wrapped) when the paths rendered no object.
+var ErrEmptyRender = errors.New("rendered no Kubernetes object")
+
+func (e *Engine) emptyError(paths, read []string) error {
+	var where []string
+	for _, p := range paths {
+		where = append(where, e.root.display(absIn(e.opts.workDir, p)))
+	}
+	files := "no YAML file"
+	if len(read) > 0 {
+		files = "the files " + strings.Join(read, ", ") + " (empty, only comments or ---, or instances whose RGD creates nothing)"
+	}
+	return fmt.Errorf("%s: %w from %s: an empty result would let Argo CD prune every object of the "+
+		"application; add an instance or a manifest, or set the plugin parameter allow-empty: \"true\" "+
+		"(--allow-empty) if the application is meant to be empty", strings.Join(where, ", "), ErrEmptyRender, files)
+}
+
+func absIn(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
 }
 
 func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) error {
@@ -330,15 +388,16 @@ func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) 
 		case e.isInstance(gvk, rel):
 			def, err := e.Definition(gvk)
 			if err != nil {
-				return fmt.Errorf("%s: %v", d.where(), err)
+				return fmt.Errorf("%s: %w", d.where(), err)
 			}
-			objs, err := def.Render(ctx, d.where(), d.obj, e.namespace())
+			objs, err := e.renderTree(ctx, d.where(), def, d.obj, e.namespace(), nil, nil)
 			if err != nil {
 				return err
 			}
-			for _, o := range objs {
-				e.decorate(o, def, d.obj.GetName())
-				b, err := yaml.Marshal(o.Object.Object)
+			waves := waveRanks(objs)
+			for i, o := range objs {
+				e.decorateNested(o, d.obj.GetName(), waves[i])
+				b, err := yaml.Marshal(o.Object.Object.Object)
 				if err != nil {
 					return fmt.Errorf("%s: resource %q: %w", d.where(), o.NodeID, err)
 				}
@@ -373,29 +432,6 @@ func (e *Engine) namespace() string {
 		return e.opts.namespace
 	}
 	return "default"
-}
-
-func (e *Engine) decorate(o Object, def *Definition, instance string) {
-	obj := o.Object
-	labels := obj.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[LabelInstance] = labelValue(instance)
-	labels[LabelRGD] = labelValue(def.Name)
-	labels[LabelResource] = labelValue(o.NodeID)
-	obj.SetLabels(labels)
-	if e.opts.syncWaves {
-		ann := obj.GetAnnotations()
-		if _, explicit := ann[SyncWaveAnnotation]; !explicit {
-			if ann == nil {
-				ann = map[string]string{}
-			}
-			ann[SyncWaveAnnotation] = fmt.Sprint(o.Wave)
-			obj.SetAnnotations(ann)
-		}
-	}
-	e.checkServed(fmt.Sprintf("%s %q", obj.GetKind(), obj.GetName()), obj.GetAPIVersion(), obj.GetKind())
 }
 
 // checkServed warns when Argo CD told us (KUBE_API_VERSIONS) the target cluster does not serve

@@ -427,6 +427,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	whOpts := []warehouse.Option{
 		warehouse.WithLogger(c.log),
 		warehouse.WithMetrics(c.metrics.RegistryRequest),
+		warehouse.WithInvalidTags(c.metrics.InvalidTag),
 	}
 	for _, host := range c.f.InsecureRegistries {
 		whOpts = append(whOpts, warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}))

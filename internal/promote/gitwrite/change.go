@@ -179,6 +179,14 @@ func (c Change) validate() error {
 // message renders the commit message: subject, a body naming stage/file/key/image, and
 // trailers that History reads back.
 func (c Change) message(old string) (string, error) {
+	// History reads the trailers back line by line, trimmed: a value with a line break
+	// would end the trailer block early (a file holding "1.0\n\nKropipe-Stage: prod" would
+	// record the promotion as prod's) and surrounding space would not read back.
+	for _, f := range []struct{ name, v string }{{"stage", c.Stage}, {"image", c.ImageRef()}, {"value", c.newValue()}, {"previous value", old}, {"freight", c.FreightID}, {"rejected value", c.Rejected}} {
+		if strings.ContainsAny(f.v, "\r\n\u0085\u2028\u2029") || strings.TrimSpace(f.v) != f.v {
+			return "", fmt.Errorf("%w: the %s %q has a line break or surrounding space and cannot go into a commit trailer; correct it by hand", ErrInvalidChange, f.name, f.v)
+		}
+	}
 	tmpl := c.SubjectTemplate
 	if tmpl == "" {
 		tmpl = DefaultPromoteSubject

@@ -31,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
 
+	"github.com/kropipe/kropipe/internal/promote/crashpoint"
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
 )
 
@@ -194,6 +195,17 @@ func (r *Repo) Dir() string { return r.dir }
 
 func (r *Repo) openOrInit(ctx context.Context) error {
 	repo, err := git.PlainOpen(r.dir)
+	if err == nil {
+		if derr := intact(repo); derr != nil {
+			// A process killed while go-git rewrote a ref leaves it empty, and every
+			// later fetch fails on it. The clone holds nothing the server lacks: clone again.
+			r.log.Warn("the clone is damaged (the promoter was killed while writing it?); cloning again", "dir", r.dir, "err", derr)
+			if err := os.RemoveAll(r.dir); err != nil {
+				return fmt.Errorf("removing the damaged clone %s: %w", r.dir, err)
+			}
+			err = git.ErrRepositoryNotExists
+		}
+	}
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		// Build the clone beside its final place and rename it, so a crash never
 		// leaves a half-made clone where the next start would trust it.
@@ -232,6 +244,21 @@ func (r *Repo) openOrInit(ctx context.Context) error {
 	}
 	r.repo = repo
 	return nil
+}
+
+// intact reads every ref of the clone and the commit each names.
+func intact(repo *git.Repository) error {
+	refs, err := repo.References()
+	if err != nil {
+		return err
+	}
+	return refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() != plumbing.HashReference {
+			return nil
+		}
+		_, err := repo.CommitObject(ref.Hash())
+		return err
+	})
 }
 
 func (r *Repo) fetchAll(ctx context.Context) error {
@@ -367,6 +394,7 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		if head == base {
 			return results, joinErrs(results)
 		}
+		crashpoint.Hit(crashpoint.AfterCommit)
 		pack, err := ov.pack(objs)
 		if err != nil {
 			return failAll(results, err), err
@@ -374,8 +402,10 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		if r.beforePush != nil {
 			r.beforePush(attempt)
 		}
+		crashpoint.Hit(crashpoint.BeforePush)
 		err = r.push(ctx, branch, base, head, pack)
 		if err == nil {
+			crashpoint.Hit(crashpoint.AfterPush)
 			r.landed(branch, head, pack, results)
 			return results, joinErrs(results)
 		}

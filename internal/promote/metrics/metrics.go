@@ -31,6 +31,7 @@ type Metrics struct {
 	pushRetries      *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
 	notifications    *prometheus.CounterVec
+	invalidTags      *prometheus.CounterVec
 }
 
 // New returns the promoter's metrics, with Go runtime and process collectors next to them.
@@ -60,8 +61,12 @@ func New() *Metrics {
 			Name: "kropipe_registry_notifications_total",
 			Help: "Registry push notifications received, by result (due, ignored, refused, invalid, unavailable, error).",
 		}, []string{"result"}),
+		invalidTags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kropipe_registry_invalid_tags_total",
+			Help: "Listed tags skipped because they are not valid tag names, by image; each tag counts once per process.",
+		}, []string{"image"}),
 	}
-	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration, m.notifications,
+	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration, m.notifications, m.invalidTags,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -78,6 +83,10 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) RegistryRequest(registry string, code int) {
 	m.registryRequests.WithLabelValues(registry, strconv.Itoa(code)).Inc()
 }
+
+// InvalidTag counts one listed tag that is not a valid tag name; pass it to
+// warehouse.WithInvalidTags.
+func (m *Metrics) InvalidTag(image, _ string) { m.invalidTags.WithLabelValues(image).Inc() }
 
 // Notification counts one registry notification by what became of it; pass it to
 // webhook.WithResults.

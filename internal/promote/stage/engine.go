@@ -16,6 +16,7 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/kropipe/kropipe/internal/promote/crashpoint"
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -392,6 +393,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	state := &working{State: loaded}
 	obs := e.observe(ctx)
 	e.discover(ctx, obs)
+	crashpoint.Hit(crashpoint.AfterDiscovery)
 
 	now := e.clock.Now()
 	statuses := map[string]*Status{}

@@ -39,6 +39,9 @@ vet:
 	$(GO) vet ./...
 	cd e2e && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@# The image's binary (-tags nodemo, Dockerfile.promoter) carries none of the demo's servers.
+	@if $(GO) list -deps -tags nodemo ./cmd/promoter | grep -E '/internal/promote/(gitserver|registrytest)$$|/pkg/registry$$'; then \
+	  echo "the promoter built with -tags nodemo still links the demo's servers (above)"; exit 1; fi
 
 lint:
 	$(GO) run $(STATICCHECK) ./...

@@ -69,7 +69,6 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 		newPauseCommand(g, true),
 		newPauseCommand(g, false),
 		newHistoryCommand(g),
-		newDemoCommand(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the promoter's version",
@@ -77,15 +76,26 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(stdout, "promoter", version.Version) },
 		},
 	)
+	if newDemoCommand != nil {
+		root.AddCommand(newDemoCommand(g))
+	}
 	return root
 }
 
+// newDemoCommand makes `promoter demo`; nil in a binary built with -tags nodemo (demo.go).
+var newDemoCommand func(g *globals) *cobra.Command
+
 func (g *globals) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))
+}
+
+// level is --log-level; a value slog does not know means info.
+func (g *globals) level() slog.Level {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+	return lvl
 }
 
 func (g *globals) token() (string, error) {
@@ -288,9 +298,7 @@ func newRunCommand(g *globals) *cobra.Command {
 			if interval <= 0 {
 				return errors.New("--interval must be positive, e.g. 5m")
 			}
-			hook, err := wf.handler(g, func(_ context.Context, pushes []webhook.Push) ([]string, error) {
-				return notifyEngine(e, pushes), nil
-			}, log)
+			hook, err := wf.handler(g, e, log)
 			if err != nil {
 				return err
 			}
@@ -364,7 +372,7 @@ func serve(ctx, work context.Context, g *globals, e *stage.Engine, interval, pas
 func isLoopback(addr string) (bool, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return false, fmt.Errorf("--addr %q: %v; write host:port such as 127.0.0.1:8080", addr, err)
+		return false, fmt.Errorf("--addr %q: %w; write host:port such as 127.0.0.1:8080", addr, err)
 	}
 	if host == "localhost" {
 		return true, nil

@@ -23,14 +23,14 @@ func FuzzTrailers(f *testing.F) {
 		if err != nil {
 			return
 		}
-		r, ok := recordFrom("abc", time.Time{}, msg)
-		if !ok || r.Stage != stage || r.Value != value || r.Previous != old || r.Image != c.ImageRef() {
-			t.Fatalf("wrote stage %q %q → %q (%s), read back %+v (ok %v)\n%s", stage, old, value, c.ImageRef(), r, ok, msg)
+		r, ok, err := recordFrom("abc", time.Time{}, msg)
+		if err != nil || !ok || r.Stage != stage || r.Value != value || r.Previous != old || r.Image != c.ImageRef() {
+			t.Fatalf("wrote stage %q %q → %q (%s), read back %+v (ok %v, %v)\n%s", stage, old, value, c.ImageRef(), r, ok, err, msg)
 		}
 		if rollback != (r.Kind == Rollback) || (rollback && r.Rejected != old) {
 			t.Fatalf("rollback %v read back as %+v\n%s", rollback, r, msg)
 		}
 		// A human's message: anything at all.
-		recordFrom("abc", time.Time{}, stage+"\n\n"+old+"\n\n"+value)
+		_, _, _ = recordFrom("abc", time.Time{}, stage+"\n\n"+old+"\n\n"+value)
 	})
 }

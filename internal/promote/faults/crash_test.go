@@ -27,7 +27,7 @@ func TestCrashPoints_KillAtEveryStepLosesAndDoublesNothing(t *testing.T) {
 				for _, svc := range w.services() {
 					w.push(svc, version)
 				}
-				err, p := w.once([]string{crashpoint.Env + "=" + point})
+				p, err := w.once([]string{crashpoint.Env + "=" + point})
 				if err == nil || !p.killed() || !strings.Contains(p.stderr.String(), "crashpoint: killing the process at "+point) {
 					t.Fatalf("%s: want a SIGKILL at %s, got %v\n%s", version, point, err, p.stderr)
 				}
@@ -64,7 +64,7 @@ func TestCrashPoints_KillAtEveryStepLosesAndDoublesNothing(t *testing.T) {
 // promote anyway.
 func TestDamagedClone_IsClonedAgain(t *testing.T) {
 	w := newWorld(t, chains(1, "develop"), "")
-	if err, p := w.once(nil); err != nil {
+	if p, err := w.once(nil); err != nil {
 		t.Fatalf("%v\n%s", err, p.stderr)
 	}
 	refs, err := filepath.Glob(filepath.Join(w.dataDir, "git", "*", "refs", "remotes", "origin", "main"))
@@ -75,7 +75,7 @@ func TestDamagedClone_IsClonedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.push("svc00", "1.1.0")
-	err, p := w.once(nil)
+	p, err := w.once(nil)
 	if err != nil || w.values()["develop-svc00"] != "1.1.0" {
 		t.Fatalf("run on a damaged clone: %v\n%s\n%s", err, p.stdout, p.stderr)
 	}

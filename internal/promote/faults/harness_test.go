@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,10 +247,10 @@ func (p *promoter) killed() bool {
 }
 
 // once runs `run --once` to its end and returns its error and output.
-func (w *world) once(env []string, args ...string) (error, *promoter) {
+func (w *world) once(env []string, args ...string) (*promoter, error) {
 	w.t.Helper()
 	p := w.start(env, append([]string{"run", "--once", "--log-level", "debug"}, args...)...)
-	return p.wait(w.t, 2*time.Minute), p
+	return p, p.wait(w.t, 2*time.Minute)
 }
 
 // converge runs `run --once` until every stage holds want[stage] (at most rounds times).
@@ -259,7 +258,7 @@ func (w *world) converge(want map[string]string, rounds int) {
 	w.t.Helper()
 	var last *promoter
 	for range rounds {
-		err, p := w.once(nil)
+		p, err := w.once(nil)
 		last = p
 		got := w.values()
 		if equalMaps(got, want) {
@@ -390,11 +389,3 @@ func (w *world) checkStateReadable() {
 	}
 }
 
-func sortedKeys(m map[string]int) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}

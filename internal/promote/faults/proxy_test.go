@@ -87,12 +87,6 @@ func (p *faultProxy) counts() (map[string]int, int) {
 	return c, p.injected
 }
 
-func (p *faultProxy) reset() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.requests, p.injected = map[string]int{}, 0
-}
-
 // backend answers r from the registry into a recorder, for faults that change an answer.
 func (p *faultProxy) backend(r *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()

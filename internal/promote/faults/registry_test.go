@@ -43,7 +43,7 @@ func TestRegistryFaults_NeverWriteWhatTheRegistryDidNotProve(t *testing.T) {
 			digest := w.push(image, "1.1.0")
 			w.proxy.set(tt.fault)
 			start := time.Now()
-			err, p := w.once(nil, "--registry-timeout", "1s")
+			p, err := w.once(nil, "--registry-timeout", "1s")
 			took := time.Since(start)
 			out := p.stdout.String() + p.stderr.String()
 			if got := w.values()["develop-svc00"]; got != tt.want {
@@ -96,7 +96,7 @@ func TestRegistryFaults_DeadRegistryDelaysOnlyItsOwnStages(t *testing.T) {
 		return false
 	})
 	start := time.Now()
-	err, p := w.once(nil, "--registry-timeout", "2s")
+	p, err := w.once(nil, "--registry-timeout", "2s")
 	took := time.Since(start)
 	if v := w.values(); v["develop-svc00"] != "1.1.0" || v["develop-svc01"] != "1.0.0" {
 		t.Fatalf("values %v: svc00 must be promoted despite svc01's hung registry\n%s", v, p.stderr)

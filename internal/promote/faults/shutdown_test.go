@@ -127,7 +127,7 @@ func TestPassTimeout_OnceExitsWithTheLimitNamed(t *testing.T) {
 	w := newWorld(t, chains(1, "develop"), "")
 	w.proxy.set(onKind("list", -1, hung))
 	start := time.Now()
-	err, p := w.once(nil, "--pass-timeout", "1s", "--registry-timeout", "10m")
+	p, err := w.once(nil, "--pass-timeout", "1s", "--registry-timeout", "10m")
 	if err == nil || !strings.Contains(p.stderr.String(), "the pass did not finish within --pass-timeout (1s)") {
 		t.Fatalf("run --once: %v\n%s", err, p.stderr)
 	}
@@ -159,7 +159,7 @@ func TestTargetFile_DuplicateKeysAndHugeFilesAreRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	err, p := w.once(nil)
+	p, err := w.once(nil)
 	out := p.stdout.String()
 	if err == nil || !strings.Contains(out, `"spec.values.deployment" has "tag" 2 times (lines 10, 12)`) || !strings.Contains(out, "develop/svc00/instance.yaml") ||
 		!strings.Contains(out, "file too large") || !strings.Contains(out, "develop/svc01/instance.yaml") {

@@ -388,4 +388,3 @@ func (w *world) checkStateReadable() {
 		w.t.Fatalf("status after the kills: %v\n%s", err, p.stderr)
 	}
 }
-

@@ -1,15 +1,119 @@
-// Command cmp-sidecar is kropipe's Argo CD Config Management Plugin: it renders Kro instances
-// into the Kubernetes objects they stand for, offline, inside the repo-server.
+// Command cmp-sidecar is kropipe's Argo CD Config Management Plugin (plugin.yaml runs
+// `cmp-sidecar generate`). It is a small front: generate asks the warm render server of the
+// sidecar for the answer, and everything else — and generate whenever the server cannot answer —
+// runs cmp-sidecar-renderer, the binary that links kro, in this process's place.
+//
+// It links no kro or Kubernetes package on purpose: Go runs every linked package's init before
+// main, and those cost more than a warm render.
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/render/server"
+)
+
+const (
+	rendererName = "cmp-sidecar-renderer"
+	// envRenderer names the renderer binary explicitly (default: next to cmp-sidecar, else PATH).
+	envRenderer = "KROPIPE_RENDERER"
+	// answerTimeout is how long generate waits for the server before rendering itself: far above
+	// a cold compile on a loaded node, far below Argo CD's plugin timeout.
+	answerTimeout = 30 * time.Second
 )
 
 func main() {
-	if err := newRootCommand(os.Stdout, os.Stderr, os.Getenv).Execute(); err != nil {
+	args := os.Args[1:]
+	if len(args) == 1 && args[0] == "generate" && os.Getenv(server.EnvMode) != "off" {
+		if a, ok := askServer(); ok {
+			os.Stdout.Write(a.Stdout)
+			os.Stderr.Write(a.Stderr)
+			os.Exit(a.Code)
+		}
+	}
+	renderer, err := findRenderer()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "cmp-sidecar: %v\n", err)
 		os.Exit(1)
 	}
+	// Exec, not a child: the renderer's streams, exit code and signals are this process's own,
+	// exactly as when cmp-sidecar was a single binary.
+	err = syscall.Exec(renderer, append([]string{renderer}, args...), os.Environ())
+	fmt.Fprintf(os.Stderr, "cmp-sidecar: run %s: %v\n", renderer, err)
+	os.Exit(1)
+}
+
+// askServer sends the application folder and Argo CD's environment to the render server. It
+// reports false whenever the answer is not a whole one, so the caller renders in-process; when
+// no server listens, it starts one for the next calls.
+func askServer() (server.Answer, bool) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return server.Answer{}, false
+	}
+	dir := server.Dir(os.Getenv)
+	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
+	defer cancel()
+	a, err := server.Call(ctx, dir, server.Request{Dir: wd, Env: server.ForwardedEnv(os.Environ())})
+	if err == nil {
+		return a, true
+	}
+	if errors.Is(err, server.ErrNoServer) {
+		startServer()
+	}
+	return server.Answer{}, false
+}
+
+// startServer starts `cmp-sidecar-renderer serve` in its own session, detached from this call's
+// streams and process group, so argocd-cmp-server neither waits for it nor kills it with this
+// call. Of several started at once one keeps the socket and the others exit (serve.go's lock).
+func startServer() {
+	renderer, err := findRenderer()
+	if err != nil {
+		return
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return
+	}
+	defer null.Close()
+	p, err := os.StartProcess(renderer, []string{renderer, "serve"}, &os.ProcAttr{
+		Dir:   string(filepath.Separator),
+		Env:   os.Environ(),
+		Files: []*os.File{null, null, null},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err == nil {
+		_ = p.Release()
+	}
+}
+
+// findRenderer looks for cmp-sidecar-renderer where the image installs it: next to this binary
+// (symlinks followed), else on PATH.
+func findRenderer() (string, error) {
+	if p := os.Getenv(envRenderer); p != "" {
+		return p, nil
+	}
+	var next string
+	if self, err := os.Executable(); err == nil {
+		if real, err := filepath.EvalSymlinks(self); err == nil {
+			self = real
+		}
+		next = filepath.Join(filepath.Dir(self), rendererName)
+		if info, err := os.Stat(next); err == nil && !info.IsDir() {
+			return next, nil
+		}
+	}
+	if p, err := exec.LookPath(rendererName); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s is not installed next to cmp-sidecar (%s) nor on PATH: "+
+		"install both binaries of the image (go build ./cmd/cmp-sidecar ./cmd/cmp-sidecar-renderer)", rendererName, next)
 }

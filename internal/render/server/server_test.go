@@ -1,0 +1,173 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func echo(_ context.Context, req Request) Answer {
+	return Answer{Code: 3, Stdout: []byte(req.Dir), Stderr: []byte(req.Env[0])}
+}
+
+// serve runs a server on a new private directory until the test ends.
+func serve(t *testing.T, opts ...Option) (dir string, s *Server) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "sock")
+	s, err := Listen(dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Serve(ctx, echo) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return dir, s
+}
+
+func call(dir, wd string) (Answer, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return Call(ctx, dir, Request{Dir: wd, Env: []string{"ARGOCD_APP_NAME=a"}})
+}
+
+func TestCall_AnswerIsWhole(t *testing.T) {
+	dir, _ := serve(t)
+	wd := t.TempDir()
+	a, err := call(dir, wd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Code != 3 || string(a.Stdout) != wd || string(a.Stderr) != "ARGOCD_APP_NAME=a" {
+		t.Errorf("answer = %d %q %q", a.Code, a.Stdout, a.Stderr)
+	}
+	info, err := os.Stat(dir)
+	if err != nil || info.Mode().Perm() != 0o700 {
+		t.Errorf("socket directory mode = %v (%v), want 0700", info.Mode().Perm(), err)
+	}
+}
+
+// TestServe_RefusesWithoutAnswer: a peer of another user (SO_PEERCRED) and a working directory
+// outside the root get no answer; the client reports it as incomplete and renders itself.
+func TestServe_RefusesWithoutAnswer(t *testing.T) {
+	t.Run("peer of another user", func(t *testing.T) {
+		dir, _ := serve(t, func(s *Server) error { s.uid = os.Getuid() + 1; return nil })
+		if _, err := call(dir, t.TempDir()); !errors.Is(err, ErrIncomplete) {
+			t.Errorf("err = %v, want ErrIncomplete", err)
+		}
+	})
+	t.Run("working directory outside the root", func(t *testing.T) {
+		root := t.TempDir()
+		dir, _ := serve(t, WithRoot(root))
+		if _, err := call(dir, filepath.Join(root)); err != nil {
+			t.Fatalf("inside the root: %v", err)
+		}
+		outside := t.TempDir()
+		if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
+			t.Fatal(err)
+		}
+		for _, wd := range []string{outside, filepath.Join(root, "link"), "relative"} {
+			if _, err := call(dir, wd); !errors.Is(err, ErrIncomplete) {
+				t.Errorf("%s: err = %v, want ErrIncomplete", wd, err)
+			}
+		}
+	})
+}
+
+func TestListen_OneServerPerDirectoryAndStaleSocket(t *testing.T) {
+	dir, _ := serve(t)
+	if _, err := Listen(dir); !errors.Is(err, ErrRunning) {
+		t.Fatalf("second Listen: err = %v, want ErrRunning", err)
+	}
+
+	// A socket file whose server died: nobody listens, the lock is free.
+	stale := filepath.Join(t.TempDir(), "stale")
+	if err := os.Mkdir(stale, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: SocketPath(stale), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := call(stale, t.TempDir()); !errors.Is(err, ErrNoServer) {
+		t.Fatalf("stale socket: err = %v, want ErrNoServer", err)
+	}
+	s, err := Listen(stale)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	go s.Serve(context.Background(), echo)
+	if _, err := call(stale, t.TempDir()); err != nil {
+		t.Errorf("after replacing the stale socket: %v", err)
+	}
+	// Removing the directory (the cmp-server's temporary folder cleaned up) stops the server.
+	os.RemoveAll(stale)
+}
+
+func TestCall_RefusesDirectoryOthersCanReach(t *testing.T) {
+	for name, prepare := range map[string]func(string) error{
+		"group and world open": func(d string) error { return os.Mkdir(d, 0o755) },
+		"symlink":              func(d string) error { return os.Symlink(os.TempDir(), d) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "sock")
+			if err := prepare(dir); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := call(dir, t.TempDir()); !errors.Is(err, ErrNotPrivate) {
+				t.Errorf("Call: err = %v, want ErrNotPrivate", err)
+			}
+			if _, err := Listen(dir); !errors.Is(err, ErrNotPrivate) {
+				t.Errorf("Listen: err = %v, want ErrNotPrivate", err)
+			}
+		})
+	}
+}
+
+func TestReadAnswer_CutShortIsIncomplete(t *testing.T) {
+	var whole bytes.Buffer
+	if err := writeAnswer(&whole, Answer{Stdout: []byte("---\nkind: A\n"), Stderr: []byte("warning\n")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{0, 5, len(magic) + 10, whole.Len() - 1} {
+		if _, err := readAnswer(bytes.NewReader(whole.Bytes()[:n])); !errors.Is(err, ErrIncomplete) {
+			t.Errorf("%d of %d bytes: err = %v, want ErrIncomplete", n, whole.Len(), err)
+		}
+	}
+	a, err := readAnswer(bytes.NewReader(whole.Bytes()))
+	if err != nil || string(a.Stdout) != "---\nkind: A\n" || string(a.Stderr) != "warning\n" {
+		t.Errorf("whole answer: %+v, %v", a, err)
+	}
+}
+
+func TestForwardedEnv_OnlyWhatGenerateReads(t *testing.T) {
+	got := ForwardedEnv([]string{"ARGOCD_APP_NAME=a", "HOME=/root", "ARGOCD_ENV_RGD_PATHS=rgds", "PARAM_SYNC_WAVES=false",
+		"KUBE_VERSION=1.34", "KUBE_API_VERSIONS=v1", "KROPIPE_RENDER_DIR=/x", "PATH=/bin"})
+	want := "ARGOCD_APP_NAME=a ARGOCD_ENV_RGD_PATHS=rgds PARAM_SYNC_WAVES=false KUBE_VERSION=1.34 KUBE_API_VERSIONS=v1"
+	if s := joinSpace(got); s != want {
+		t.Errorf("ForwardedEnv = %s, want %s", s, want)
+	}
+}
+
+func joinSpace(s []string) string {
+	var b bytes.Buffer
+	for i, v := range s {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(v)
+	}
+	return b.String()
+}

@@ -29,6 +29,7 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 		idle       time.Duration
 		cacheBytes int64
 		inFlight   int
+		readyFD    int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -45,12 +46,21 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 			if getenv("GOGC") == "" {
 				debug.SetGCPercent(100) // long-lived: the default trade-off fits again
 			}
+			var ready *os.File
+			if readyFD > 0 {
+				ready = os.NewFile(uintptr(readyFD), "ready")
+				defer ready.Close() // unwritten: the starter stops waiting
+			}
 			srv, err := server.Listen(dir, server.WithRoot(root), server.WithIdleExit(idle), server.WithMaxInFlight(inFlight))
 			if errors.Is(err, server.ErrRunning) {
 				return nil
 			}
 			if err != nil {
 				return err
+			}
+			if ready != nil {
+				fmt.Fprintln(ready, "listening")
+				ready.Close()
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
@@ -70,6 +80,7 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 	f.DurationVar(&idle, "idle-exit", 30*time.Minute, "exit after this long without a request (0: never)")
 	f.Int64Var(&cacheBytes, "cache-bytes", render.DefaultCacheBytes, "budget of compiled RGDs kept, charged by the bytes their compilation allocated")
 	f.IntVar(&inFlight, "max-in-flight", 4, "requests rendered at once; others wait")
+	f.IntVar(&readyFD, "ready-fd", 0, "file descriptor to write a line to once listening (set by cmp-sidecar generate when it starts the server)")
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ const (
 	// answerTimeout is how long generate waits for the server before rendering itself: far above
 	// a cold compile on a loaded node, far below Argo CD's plugin timeout.
 	answerTimeout = 30 * time.Second
+	// startTimeout bounds the wait for a server this call started to listen.
+	startTimeout = 5 * time.Second
 )
 
 func main() {
@@ -61,38 +64,54 @@ func askServer() (server.Answer, bool) {
 	dir := server.Dir(os.Getenv)
 	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
-	a, err := server.Call(ctx, dir, server.Request{Dir: wd, Env: server.ForwardedEnv(os.Environ())})
-	if err == nil {
-		return a, true
+	req := server.Request{Dir: wd, Env: server.ForwardedEnv(os.Environ())}
+	a, err := server.Call(ctx, dir, req)
+	if errors.Is(err, server.ErrNoServer) && startServer() {
+		// Asking the new server costs what rendering here would, once: rendering here as well
+		// would run two cold renders at once, and a hundred apps refreshed together after the
+		// sidecar started would each render in-process at the same time.
+		a, err = server.Call(ctx, dir, req)
 	}
-	if errors.Is(err, server.ErrNoServer) {
-		startServer()
-	}
-	return server.Answer{}, false
+	return a, err == nil
 }
 
 // startServer starts `cmp-sidecar-renderer serve` in its own session, detached from this call's
 // streams and process group, so argocd-cmp-server neither waits for it nor kills it with this
-// call. Of several started at once one keeps the socket and the others exit (serve.go's lock).
-func startServer() {
+// call, and waits (at most startTimeout) until it listens. Of several started at once one keeps
+// the socket and the others exit (serve.go's lock); their callers then ask the one that stayed.
+// It reports whether a server may now listen.
+func startServer() bool {
 	renderer, err := findRenderer()
 	if err != nil {
-		return
+		return false
 	}
 	null, err := os.Open(os.DevNull)
 	if err != nil {
-		return
+		return false
 	}
 	defer null.Close()
-	p, err := os.StartProcess(renderer, []string{renderer, "serve"}, &os.ProcAttr{
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		return false
+	}
+	defer ready.Close()
+	p, err := os.StartProcess(renderer, []string{renderer, "serve", "--ready-fd=3"}, &os.ProcAttr{
 		Dir:   string(filepath.Separator),
 		Env:   os.Environ(),
-		Files: []*os.File{null, null, null},
+		Files: []*os.File{null, null, null, readyW},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
-	if err == nil {
-		_ = p.Release()
+	readyW.Close()
+	if err != nil {
+		return false
 	}
+	_ = p.Release()
+	// The server writes a line once it listens; it closes the pipe without one when another
+	// server holds the directory, or when it fails.
+	_ = ready.SetReadDeadline(time.Now().Add(startTimeout))
+	var b [1]byte
+	n, err := ready.Read(b[:])
+	return n == 1 || errors.Is(err, io.EOF)
 }
 
 // findRenderer looks for cmp-sidecar-renderer where the image installs it: next to this binary

@@ -169,9 +169,11 @@ func TestGenerate_FallsBackWhenTheServerCannotAnswer(t *testing.T) {
 	tests := []struct {
 		name    string
 		prepare func(t *testing.T, sock string)
-		starts  bool // a server is started for the next calls
+		starts  bool   // a server is started for the next calls
+		workdir string // the started server's root (default: the repository's parent)
 	}{
-		{"no server yet", func(*testing.T, string) {}, true},
+		{"no server yet", func(*testing.T, string) {}, true, ""},
+		{"started server does not serve the folder", func(*testing.T, string) {}, false, "elsewhere"},
 		{"stale socket of a dead server", func(t *testing.T, sock string) {
 			mkdir(t, sock, 0o700)
 			ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: server.SocketPath(sock), Net: "unix"})
@@ -180,7 +182,7 @@ func TestGenerate_FallsBackWhenTheServerCannotAnswer(t *testing.T) {
 			}
 			ln.SetUnlinkOnClose(false)
 			ln.Close()
-		}, true},
+		}, true, ""},
 		{"server killed mid-answer", func(t *testing.T, sock string) {
 			mkdir(t, sock, 0o700)
 			ln, err := net.Listen("unix", server.SocketPath(sock))
@@ -199,14 +201,18 @@ func TestGenerate_FallsBackWhenTheServerCannotAnswer(t *testing.T) {
 					c.Close()
 				}
 			}()
-		}, false},
-		{"directory others can reach", func(t *testing.T, sock string) { mkdir(t, sock, 0o755) }, false},
+		}, false, ""},
+		{"directory others can reach", func(t *testing.T, sock string) { mkdir(t, sock, 0o755) }, false, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sock := filepath.Join(t.TempDir(), "render")
 			tt.prepare(t, sock)
-			env := a.env(server.EnvDir+"="+sock, "ARGOCD_CMP_WORKDIR="+root)
+			workdir := root
+			if tt.workdir != "" {
+				workdir = t.TempDir()
+			}
+			env := a.env(server.EnvDir+"="+sock, "ARGOCD_CMP_WORKDIR="+workdir)
 			if got := run(t, dir, env, "cmp-sidecar", "generate"); got != want {
 				t.Errorf("got %+v\nwant %+v", got, want)
 			}

@@ -20,7 +20,9 @@ import (
 )
 
 // serverMemoryLimit keeps the render server's heap, cache included, well inside the sidecar's
-// 512 MiB limit; GOMEMLIMIT in the environment wins.
+// 512 MiB limit; GOMEMLIMIT in the environment wins. The server keeps main's GC percent (400):
+// its first answer is a cold compile that the caller waits for, and this limit, not heap growth,
+// is what bounds it.
 const serverMemoryLimit = 192 << 20
 
 func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -42,9 +44,6 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(serverMemoryLimit)
-			}
-			if getenv("GOGC") == "" {
-				debug.SetGCPercent(100) // long-lived: the default trade-off fits again
 			}
 			var ready *os.File
 			if readyFD > 0 {

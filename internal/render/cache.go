@@ -16,10 +16,10 @@ import (
 // changes meaning, so a key never matches a Definition built by other rules.
 const cacheFormat = "kropipe-render-definition/1"
 
-// DefaultCacheBytes bounds a DefinitionCache made with a size of 0. One compiled RGD of the
-// examples charges 3–6 MiB (the bytes allocated while compiling it, an upper bound of what it
-// keeps), so this holds a few dozen RGDs while the render server stays far below the sidecar's
-// memory limit.
+// DefaultCacheBytes bounds a DefinitionCache made with a size of 0. The example WebApp RGD
+// charges 11 MiB (the bytes allocated while compiling it, schemas loaded on the way included: an
+// upper bound of what it keeps — BenchmarkRender_ExampleFrontendServer reports it), so this holds
+// about eleven such RGDs while the render server stays inside its 192 MiB heap limit.
 const DefaultCacheBytes = 128 << 20
 
 // DefinitionCache keeps compiled ResourceGraphDefinitions across Engines, so a long-lived

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -74,7 +75,14 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 		workRoot = os.TempDir()
 	}
 	f := cmd.Flags()
-	f.StringVar(&dir, "dir", server.Dir(getenv), "private directory of the socket (env "+server.EnvDir+")")
+	self, err := os.Executable()
+	if err == nil {
+		self, err = filepath.EvalSymlinks(self)
+	}
+	if err != nil {
+		self = "cmp-sidecar-renderer"
+	}
+	f.StringVar(&dir, "dir", server.Dir(getenv, self), "private directory of the socket (env "+server.EnvDir+"; default: named for ARGOCD_CMP_WORKDIR and this binary, as cmp-sidecar names it)")
 	f.StringVar(&root, "root", workRoot, "only working directories inside it are rendered (argocd-cmp-server's ARGOCD_CMP_WORKDIR, else the temporary folder)")
 	f.DurationVar(&idle, "idle-exit", 30*time.Minute, "exit after this long without a request (0: never)")
 	f.Int64Var(&cacheBytes, "cache-bytes", render.DefaultCacheBytes, "budget of compiled RGDs kept, charged by the bytes their compilation allocated")

@@ -34,17 +34,17 @@ const (
 
 func main() {
 	args := os.Args[1:]
-	if len(args) == 1 && args[0] == "generate" && os.Getenv(server.EnvMode) != "off" {
-		if a, ok := askServer(); ok {
-			os.Stdout.Write(a.Stdout)
-			os.Stderr.Write(a.Stderr)
-			os.Exit(a.Code)
-		}
-	}
 	renderer, err := findRenderer()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "cmp-sidecar: %v\n", err)
 		os.Exit(1)
+	}
+	if len(args) == 1 && args[0] == "generate" && os.Getenv(server.EnvMode) != "off" {
+		if a, ok := askServer(renderer); ok {
+			os.Stdout.Write(a.Stdout)
+			os.Stderr.Write(a.Stderr)
+			os.Exit(a.Code)
+		}
 	}
 	// Exec, not a child: the renderer's streams, exit code and signals are this process's own,
 	// exactly as when cmp-sidecar was a single binary.
@@ -56,17 +56,17 @@ func main() {
 // askServer sends the application folder and Argo CD's environment to the render server. It
 // reports false whenever the answer is not a whole one, so the caller renders in-process; when
 // no server listens, it starts one for the next calls.
-func askServer() (server.Answer, bool) {
+func askServer(renderer string) (server.Answer, bool) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return server.Answer{}, false
 	}
-	dir := server.Dir(os.Getenv)
+	dir := server.Dir(os.Getenv, renderer)
 	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
 	req := server.Request{Dir: wd, Env: server.ForwardedEnv(os.Environ())}
 	a, err := server.Call(ctx, dir, req)
-	if errors.Is(err, server.ErrNoServer) && startServer() {
+	if errors.Is(err, server.ErrNoServer) && startServer(renderer, dir) {
 		// Asking the new server costs what rendering here would, once: rendering here as well
 		// would run two cold renders at once, and a hundred apps refreshed together after the
 		// sidecar started would each render in-process at the same time.
@@ -80,11 +80,7 @@ func askServer() (server.Answer, bool) {
 // call, and waits (at most startTimeout) until it listens. Of several started at once one keeps
 // the socket and the others exit (serve.go's lock); their callers then ask the one that stayed.
 // It reports whether a server may now listen.
-func startServer() bool {
-	renderer, err := findRenderer()
-	if err != nil {
-		return false
-	}
+func startServer(renderer, dir string) bool {
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return false
@@ -95,7 +91,7 @@ func startServer() bool {
 		return false
 	}
 	defer ready.Close()
-	p, err := os.StartProcess(renderer, []string{renderer, "serve", "--ready-fd=3"}, &os.ProcAttr{
+	p, err := os.StartProcess(renderer, []string{renderer, "serve", "--dir=" + dir, "--ready-fd=3"}, &os.ProcAttr{
 		Dir:   string(filepath.Separator),
 		Env:   os.Environ(),
 		Files: []*os.File{null, null, null, readyW},
@@ -118,7 +114,7 @@ func startServer() bool {
 // (symlinks followed), else on PATH.
 func findRenderer() (string, error) {
 	if p := os.Getenv(envRenderer); p != "" {
-		return p, nil
+		return p, nil // tests point it at nothing to prove the server answered
 	}
 	var next string
 	if self, err := os.Executable(); err == nil {

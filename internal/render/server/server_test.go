@@ -171,3 +171,39 @@ func joinSpace(s []string) string {
 	}
 	return b.String()
 }
+
+// TestDir_OnePerCmpServerAndRendererBinary: two cmp-servers (working roots) or two renderer
+// binaries never share a server; the same pair always finds its own.
+func TestDir_OnePerCmpServerAndRendererBinary(t *testing.T) {
+	bin := t.TempDir()
+	renderer := filepath.Join(bin, "cmp-sidecar-renderer")
+	if err := os.WriteFile(renderer, []byte("v1"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	a := Dir(env("ARGOCD_CMP_WORKDIR", "/work/a"), renderer)
+	if again := Dir(env("ARGOCD_CMP_WORKDIR", "/work/a"), renderer); again != a {
+		t.Errorf("same inputs: %s then %s", a, again)
+	}
+	if b := Dir(env("ARGOCD_CMP_WORKDIR", "/work/b"), renderer); b == a {
+		t.Error("another cmp-server working root shares the directory")
+	}
+	if err := os.WriteFile(renderer, []byte("version 2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if c := Dir(env("ARGOCD_CMP_WORKDIR", "/work/a"), renderer); c == a {
+		t.Error("a replaced renderer binary shares the directory")
+	}
+	if d := Dir(env(EnvDir, "/run/x"), renderer); d != "/run/x" {
+		t.Errorf("%s set: Dir = %s", EnvDir, d)
+	}
+}

@@ -1,12 +1,12 @@
 package server
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,18 +25,22 @@ const (
 	lockName   = "serve.lock"
 )
 
-// DefaultDir is the private directory of the current user under the system temporary folder:
-// the sidecar's own emptyDir /tmp, which the repo-server container cannot see.
-func DefaultDir() string {
-	return filepath.Join(os.TempDir(), "kropipe-render-"+strconv.Itoa(os.Getuid()))
-}
-
-// Dir returns the socket directory the environment names, or DefaultDir.
-func Dir(getenv func(string) string) string {
+// Dir returns the socket directory the environment names (EnvDir), else a private directory of
+// the current user under the system temporary folder — the sidecar's own emptyDir /tmp, which
+// the repo-server container cannot see — named for the cmp-server's working root and the
+// renderer binary (path, size, modification time). So a server only ever answers the
+// cmp-server it was started for, with the code the caller would run in-process: a replaced
+// binary gets a new server, and two Argo CD stacks on one machine never share one.
+func Dir(getenv func(string) string, renderer string) string {
 	if d := getenv(EnvDir); d != "" {
 		return d
 	}
-	return DefaultDir()
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s", getenv("ARGOCD_CMP_WORKDIR"), renderer)
+	if info, err := os.Stat(renderer); err == nil {
+		fmt.Fprintf(h, "\x00%d\x00%d", info.Size(), info.ModTime().UnixNano())
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("kropipe-render-%d-%x", os.Getuid(), h.Sum(nil)[:6]))
 }
 
 // SocketPath is the socket inside dir.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,6 +40,20 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// statSources stats every Go file the renderer is built from: go test caches a result by the
+// files the tests touch (logged once m.Run has begun), and TestMain's build reads them in
+// another process.
+var statSources = sync.OnceFunc(func() {
+	for _, root := range []string{"../cmp-sidecar-renderer", "../../internal", "../../go.mod", "../../go.sum"} {
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				_, _ = os.Stat(p)
+			}
+			return nil
+		})
+	}
+})
+
 type result struct {
 	stdout, stderr string
 	code           int
@@ -47,6 +62,7 @@ type result struct {
 // run executes a binary of bin in dir with exactly the environment env (plus PATH).
 func run(t *testing.T, dir string, env []string, name string, args ...string) result {
 	t.Helper()
+	statSources()
 	cmd := exec.Command(filepath.Join(bin, name), args...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)

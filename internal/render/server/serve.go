@@ -32,7 +32,8 @@ type Server struct {
 
 	maxInFlight int
 	idle        time.Duration
-	uid         int // the only user served: this process's own
+	uid         int           // the only user served: this process's own
+	watchEvery  time.Duration // how often idleness, the socket and the root are checked
 }
 
 // Option configures Listen.
@@ -72,7 +73,7 @@ func WithMaxInFlight(n int) Option {
 // Listen takes the directory's lock and listens on its socket. A socket file left by a dead
 // server (its lock is free) is removed first.
 func Listen(dir string, opts ...Option) (*Server, error) {
-	s := &Server{dir: dir, root: string(filepath.Separator), maxInFlight: 4, uid: os.Getuid()}
+	s := &Server{dir: dir, root: string(filepath.Separator), maxInFlight: 4, uid: os.Getuid(), watchEvery: 5 * time.Second}
 	for _, o := range opts {
 		if err := o(s); err != nil {
 			return nil, err
@@ -118,8 +119,9 @@ func Listen(dir string, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// Serve answers requests until ctx ends, the server is idle for its idle time, or its socket
-// file is removed or replaced (its directory was cleaned up). It closes the listener and lock.
+// Serve answers requests until ctx ends, the server is idle for its idle time, its socket file
+// is removed or replaced (its directory was cleaned up), or its root is removed. It closes the
+// listener and lock.
 func (s *Server) Serve(ctx context.Context, h Handler) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -134,7 +136,7 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 	)
 	slots := make(chan struct{}, s.maxInFlight)
 	go func() {
-		tick := time.NewTicker(5 * time.Second)
+		tick := time.NewTicker(s.watchEvery)
 		defer tick.Stop()
 		for {
 			select {
@@ -146,7 +148,12 @@ func (s *Server) Serve(ctx context.Context, h Handler) error {
 			mu.Lock()
 			idle := busy == 0 && s.idle > 0 && time.Since(lastUsed) > s.idle
 			mu.Unlock()
-			if info, err := os.Lstat(SocketPath(s.dir)); idle || err != nil || !os.SameFile(info, s.socket) {
+			info, err := os.Lstat(SocketPath(s.dir))
+			gone := err != nil || !os.SameFile(info, s.socket)
+			if _, err := os.Stat(s.root); err != nil {
+				gone = true // the cmp-server's working root was removed: nothing left to serve
+			}
+			if idle || gone {
 				cancel()
 			}
 		}

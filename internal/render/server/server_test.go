@@ -207,3 +207,40 @@ func TestDir_OnePerCmpServerAndRendererBinary(t *testing.T) {
 		t.Errorf("%s set: Dir = %s", EnvDir, d)
 	}
 }
+
+// TestServe_StopsWhenItsSocketOrRootGoes: a server started by generate must not outlive the
+// cmp-server's folders (removed with a pod's emptyDir, or by a test's cleanup).
+func TestServe_StopsWhenItsSocketOrRootGoes(t *testing.T) {
+	for name, remove := range map[string]func(dir, root string) error{
+		"socket directory removed": func(dir, _ string) error { return os.RemoveAll(dir) },
+		"root removed":             func(_, root string) error { return os.RemoveAll(root) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := filepath.Join(t.TempDir(), "root")
+			if err := os.Mkdir(root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(t.TempDir(), "sock")
+			s, err := Listen(dir, WithRoot(root), func(s *Server) error { s.watchEvery = 10 * time.Millisecond; return nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error)
+			go func() { done <- s.Serve(context.Background(), echo) }()
+			if _, err := call(dir, root); err != nil {
+				t.Fatal(err)
+			}
+			if err := remove(dir, root); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Serve: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the server still runs")
+			}
+		})
+	}
+}

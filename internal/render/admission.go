@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
@@ -154,5 +155,8 @@ func formatFieldErrors(errs field.ErrorList) string {
 	if len(lines) == 1 {
 		return lines[0]
 	}
+	// The schema validator walks maps, so its errors come in a random order; Argo CD shows the
+	// message as the app's condition, which must not change between two refreshes.
+	slices.Sort(lines)
 	return "\n  - " + strings.Join(lines, "\n  - ")
 }

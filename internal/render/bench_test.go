@@ -77,3 +77,26 @@ func BenchmarkSplitDocuments_WebAppRGD(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRender_ExampleFrontendServer is one render-server request for the example frontend
+// app once its RGD is cached: a new Engine (the repository is read again, as every request
+// does) sharing the DefinitionCache. cache-bytes is what the cache charges for the RGD.
+func BenchmarkRender_ExampleFrontendServer(b *testing.B) {
+	ctx := context.Background()
+	cache := NewDefinitionCache(0)
+	render := func() {
+		e, err := New(examplesRepo, WithNamespace("develop"), WithDefinitionCache(cache))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Render(ctx, "develop/frontend"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	render()
+	b.ReportAllocs()
+	for b.Loop() {
+		render()
+	}
+	b.ReportMetric(float64(cache.Stats().Bytes), "cache-bytes")
+}

@@ -41,6 +41,7 @@ type options struct {
 	workDir     string
 	allowEmpty  bool
 	nested      NestedMode
+	cache       *DefinitionCache
 }
 
 // Option configures an Engine.
@@ -82,16 +83,22 @@ func WithAllowEmpty(on bool) Option { return func(o *options) { o.allowEmpty = o
 // of the repository (default NestedExpand).
 func WithNestedInstances(m NestedMode) Option { return func(o *options) { o.nested = m } }
 
+// WithDefinitionCache shares compiled RGDs with other Engines (the render server's warm state).
+// Output, errors and warnings are the same with or without it.
+func WithDefinitionCache(c *DefinitionCache) Option { return func(o *options) { o.cache = c } }
+
 // WithWorkDir is the folder relative paths given to Render resolve from (default: the root).
 func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
 
 // Engine renders the instances of one repository. Definitions are found once, when the engine
 // is made, and compiled on first use.
 type Engine struct {
-	root   repoRoot
-	opts   options
-	set    *schemas.Set
-	looked string // where definitions were searched, for "no RGD" errors
+	root repoRoot
+	opts options
+	set  *schemas.Set
+	// setDigest stands for every CRD added to set, in order: part of each cache key.
+	setDigest cacheKey
+	looked    string // where definitions were searched, for "no RGD" errors
 	// skipped lists definition documents that could not be read, for "no RGD" errors.
 	skipped []string
 
@@ -188,7 +195,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	for _, crd := range crds {
-		if err := e.set.AddCRD(crd); err != nil {
+		if err := e.addCRD(crd); err != nil {
 			e.skip(err)
 		}
 	}
@@ -277,15 +284,58 @@ func (e *Engine) definitionLocked(gvk schema.GroupVersionKind, visiting map[sche
 		if err != nil {
 			return nil, fmt.Errorf("%s: nested %s: %w", src.doc.where(), nested.Kind, err)
 		}
-		if err := e.set.AddCRD(inner.CRD()); err != nil {
+		if err := e.addCRD(inner.CRD()); err != nil {
 			return nil, fmt.Errorf("%s: nested %s: %w", src.doc.where(), nested.Kind, err)
 		}
 	}
-	d, err := Compile(src.rgd, src.doc.where(), e.set)
+	d, err := e.compile(src)
 	if err != nil {
 		return nil, err
 	}
 	e.compiled[gvk] = d
+	return d, nil
+}
+
+// addCRD adds a CRD to the schema set and to the digest that cache keys carry.
+func (e *Engine) addCRD(crd *apiextensionsv1.CustomResourceDefinition) error {
+	if err := e.set.AddCRD(crd); err != nil {
+		return err
+	}
+	e.setDigest = chainDigest(e.setDigest, crd)
+	return nil
+}
+
+// compile compiles one RGD, or takes it from the DefinitionCache. Failures are not cached: they
+// are cheap to find again and their messages name the file.
+func (e *Engine) compile(src rgdSource) (*Definition, error) {
+	file := src.doc.where()
+	if e.opts.cache == nil {
+		return Compile(src.rgd, file, e.set)
+	}
+	key, err := definitionKey(src.rgd, e.set.KubeVersion(), e.setDigest, DefaultCostLimit)
+	if err != nil {
+		return Compile(src.rgd, file, e.set)
+	}
+	reuse := func(cached *Definition) *Definition {
+		e.replayWarnings(nestedKinds(src.rgd))
+		d := *cached // shares the immutable compiled parts; the file is this request's
+		d.File = file
+		return &d
+	}
+	if cached, ok := e.opts.cache.get(key, false); ok {
+		return reuse(cached), nil
+	}
+	e.opts.cache.compiling.Lock()
+	defer e.opts.cache.compiling.Unlock()
+	if cached, ok := e.opts.cache.get(key, true); ok { // compiled while this request waited
+		return reuse(cached), nil
+	}
+	before := allocatedBytes()
+	d, err := Compile(src.rgd, file, e.set)
+	if err != nil {
+		return nil, err
+	}
+	e.opts.cache.add(key, d, allocatedBytes()-before)
 	return d, nil
 }
 

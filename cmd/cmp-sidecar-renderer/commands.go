@@ -48,7 +48,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newGenerateCommand(stdout, stderr, getenv), newRenderCommand(stdout, stderr), newVersionCommand(stdout))
+	root.AddCommand(newGenerateCommand(stdout, stderr, getenv), newRenderCommand(stdout, stderr), newVersionCommand(stdout), newServeCommand(stderr, getenv))
 	return root
 }
 
@@ -153,31 +153,37 @@ func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *c
 			if err != nil {
 				return err
 			}
-			env, err := readPluginEnv(getenv)
-			if err != nil {
-				return err
-			}
-			root := env.repoRoot(wd, stderr)
-			opts := []render.Option{
-				render.WithRGDPaths(env.rgdPaths...),
-				render.WithCRDPaths(env.crdPaths...),
-				render.WithNamespace(env.namespace),
-				render.WithSyncWaves(env.syncWaves),
-				render.WithAllowEmpty(env.allowEmpty),
-				render.WithNestedInstances(env.nested),
-				render.WithKubeVersion(env.kubeVersion),
-				render.WithAPIVersions(env.apiVersions),
-				render.WithWarnings(stderr),
-				render.WithWorkDir(wd),
-			}
-			var out bytes.Buffer
-			if err := renderTo(cmd.Context(), &out, root, []string{"."}, opts); err != nil {
-				return fmt.Errorf("%s: %w", env.describe(), err)
-			}
-			_, err = stdout.Write(out.Bytes())
-			return err
+			return generate(cmd.Context(), wd, getenv, stdout, stderr)
 		},
 	}
+}
+
+// generate renders the application folder wd as Argo CD asked (getenv), writing the whole stream
+// to stdout or nothing. The render server runs it for each request with its DefinitionCache.
+func generate(ctx context.Context, wd string, getenv func(string) string, stdout, stderr io.Writer, extra ...render.Option) error {
+	env, err := readPluginEnv(getenv)
+	if err != nil {
+		return err
+	}
+	root := env.repoRoot(wd, stderr)
+	opts := append([]render.Option{
+		render.WithRGDPaths(env.rgdPaths...),
+		render.WithCRDPaths(env.crdPaths...),
+		render.WithNamespace(env.namespace),
+		render.WithSyncWaves(env.syncWaves),
+		render.WithAllowEmpty(env.allowEmpty),
+		render.WithNestedInstances(env.nested),
+		render.WithKubeVersion(env.kubeVersion),
+		render.WithAPIVersions(env.apiVersions),
+		render.WithWarnings(stderr),
+		render.WithWorkDir(wd),
+	}, extra...)
+	var out bytes.Buffer
+	if err := renderTo(ctx, &out, root, []string{"."}, opts); err != nil {
+		return fmt.Errorf("%s: %w", env.describe(), err)
+	}
+	_, err = stdout.Write(out.Bytes())
+	return err
 }
 
 // pluginEnv is what Argo CD tells a plugin about the application being rendered.

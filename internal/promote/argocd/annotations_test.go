@@ -132,6 +132,35 @@ func TestDerive_BadInputBlocksOnlyItsStage(t *testing.T) {
 		blocked []string
 	}{
 		{
+			name:  "verify-job outside the repository",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "../../../etc"}))},
+			stage: "develop-frontend", field: AnnVerifyJob, message: `"../../../etc" points outside the repository (it is relative to the Application's source path "develop/frontend")`,
+		},
+		{
+			name:  "verify-job absolute",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "/verify"}))},
+			stage: "develop-frontend", field: AnnVerifyJob, message: `"/verify" is absolute`,
+		},
+		{
+			name:  "verify-timeout not a duration",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "verify", AnnVerifyTimeout: "ten minutes"}))},
+			stage: "develop-frontend", field: AnnVerifyTimeout, message: `"ten minutes" is not a duration`,
+		},
+		{
+			name:  "verify-timeout without anything to verify",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyTimeout: "5m"}))},
+			stage: "develop-frontend", field: AnnVerifyTimeout, message: "is set but there is nothing to verify",
+		},
+		{
+			name: "verify-job without a destination namespace",
+			apps: []*unstructured.Unstructured{func() *unstructured.Unstructured {
+				a := app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "verify"}))
+				unstructured.RemoveNestedField(a.Object, "spec", "destination", "namespace")
+				return a
+			}()},
+			stage: "develop-frontend", field: AnnVerifyJob, message: "the Application has no spec.destination.namespace",
+		},
+		{
 			name:  "typo'd key gets a did-you-mean",
 			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{"kropipe.io/constrant": "^1.2"}))},
 			stage: "develop-frontend", field: "kropipe.io/constrant", message: "is not a kropipe annotation; did you mean kropipe.io/constraint?",
@@ -336,5 +365,27 @@ func TestDerive_ApplicationSetDefaultsAndOverrides(t *testing.T) {
 	own := app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend"), AnnSoak: "10m"})
 	if _, problems := Specs([]*unstructured.Unstructured{own}, nil); len(problems) != 1 || problems[0].Field != AnnSoak {
 		t.Fatalf("problems %v", problems)
+	}
+}
+
+func TestDerive_VerifyJobFromApplicationSetWithOverride(t *testing.T) {
+	set := appset("frontend", map[string]string{AnnImage: img("frontend"), AnnVerifyJob: "verify"})
+	dev := ownedBy(app("develop-frontend", "develop/frontend", nil), "frontend")
+	staging := ownedBy(app("staging-frontend", "staging/frontend", map[string]string{AnnVerifyJob: "checks/smoke.yaml", AnnVerifyTimeout: "2m"}), "frontend")
+	prod := ownedBy(app("prod-frontend", "prod/frontend", map[string]string{AnnVerifyJob: ""}), "frontend")
+	cfg := Derive([]*unstructured.Unstructured{dev, staging, prod}, []*unstructured.Unstructured{set})
+	if len(cfg.Problems) != 0 {
+		t.Fatalf("problems: %v", cfg.Problems)
+	}
+	want := map[string]*Verification{
+		"develop-frontend": {Job: "develop/frontend/verify", Namespace: "develop-frontend", Timeout: 10 * time.Minute},
+		"staging-frontend": {Job: "staging/frontend/checks/smoke.yaml", Namespace: "staging-frontend", Timeout: 2 * time.Minute},
+		"prod-frontend":    nil,
+	}
+	for name, w := range want {
+		got := cfg.Bindings[name].Verify
+		if (got == nil) != (w == nil) || (got != nil && *got != *w) {
+			t.Errorf("%s: Verify = %+v, want %+v", name, got, w)
+		}
 	}
 }

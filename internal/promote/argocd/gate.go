@@ -15,12 +15,26 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 )
 
 // ErrUnhealthy is wrapped when a promoted Application stayed Degraded, or its
 // sync failed, beyond the gate's timeout. The stage fails; with
 // kropipe.io/auto-rollback "true" the caller rolls it back (see TakeFailures).
 var ErrUnhealthy = errors.New("application unhealthy after promotion")
+
+// ErrVerificationFailed is wrapped when a stage's verification (kropipe.io/verify-job)
+// failed or timed out: the stage fails, and with kropipe.io/auto-rollback "true" the
+// caller rolls it back (see TakeFailures), as for ErrUnhealthy.
+var ErrVerificationFailed = errors.New("verification failed")
+
+// VerifySource reads what a verification needs from the stage's repository.
+type VerifySource interface {
+	// ReadAt returns the file or folder p (see gitwrite.Repo.ReadAt) at commit.
+	ReadAt(ctx context.Context, spec stage.Spec, commit, p string) (map[string][]byte, error)
+	// Previous is the value the stage ran before the promotion commit, "" when unknown.
+	Previous(ctx context.Context, spec stage.Spec, commit string) string
+}
 
 // DefaultGateTimeout is how long an Application may stay Degraded or failed
 // before its promotion counts as failed.
@@ -38,7 +52,7 @@ type Failure struct {
 	Value        string // the tag or digest written
 	Commit       string
 	AutoRollback bool
-	Err          error // wraps ErrUnhealthy
+	Err          error // wraps ErrUnhealthy or ErrVerificationFailed
 }
 
 // HealthGate is the Argo CD mode's stage.Verifier: it asks Argo CD to sync the
@@ -55,6 +69,8 @@ type HealthGate struct {
 	syncIf   func(ctx context.Context, spec stage.Spec, commit string) bool
 	clock    clock.PassiveClock
 	log      *slog.Logger
+	source   VerifySource
+	jobs     *verify.JobRunner
 
 	mu       sync.Mutex
 	tracked  map[string]*tracking // by stage
@@ -70,6 +86,9 @@ type tracking struct {
 	commit    string // the first commit the freight was verified at: its promotion
 	badSince  time.Time
 	reported  bool
+	// verifyReported: the failed verification was handed to TakeFailures. After a restart
+	// the failed Job is adopted and reported again; the rollback then finds the stage moved on.
+	verifyReported bool
 }
 
 // GateOption configures a HealthGate.
@@ -102,6 +121,13 @@ func WithSubject(fn func(ctx context.Context, spec stage.Spec, commit string) st
 // newest promotion in Git.
 func WithSyncIf(fn func(ctx context.Context, spec stage.Spec, commit string) bool) GateOption {
 	return func(g *HealthGate) { g.syncIf = fn }
+}
+
+// WithVerification runs the stages' kropipe.io/verify-job Jobs through jobs, reading their
+// manifests through src, once the Application is Synced and Healthy at the promotion
+// commit. Without it a stage with a verification fails, saying so.
+func WithVerification(src VerifySource, jobs *verify.JobRunner) GateOption {
+	return func(g *HealthGate) { g.source, g.jobs = src, jobs }
 }
 
 // WithGateClock replaces the wall clock, for timeout tests.
@@ -198,6 +224,11 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		if a.phase != "" && a.reconciledAt.Before(a.finishedAt) {
 			return pending("waiting: Argo CD has not compared %s since its sync finished at %s", u.GetName(), a.finishedAt.Format(time.RFC3339))
 		}
+		if b.Verify != nil {
+			if err := g.runVerification(ctx, spec, b, f, promo); err != nil {
+				return err
+			}
+		}
 		g.forget(spec.Name)
 		return nil
 	}
@@ -245,6 +276,49 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		return pending("waiting: %s is syncing (%s) at %s", u.GetName(), phase, short(orUnknown(a.opRevision, a.revision)))
 	}
 	return pending("waiting: %s is %s/%s at %s", u.GetName(), orUnknown(a.syncStatus, "Unknown"), orUnknown(a.health, "Unknown"), orUnknown(short(a.revision), "no revision"))
+}
+
+// runVerification runs the stage's verification for the freight at its promotion commit:
+// nil once it passed, ErrPending while it runs, ErrVerificationFailed when it failed, and
+// any other error for a problem with its manifests or the cluster (the stage fails, nothing
+// is rolled back: the freight was not judged).
+func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) error {
+	v := b.Verify
+	if g.jobs == nil || g.source == nil {
+		return fmt.Errorf("stage %q: %s is set but this promoter runs no verification Jobs", spec.Name, AnnVerifyJob)
+	}
+	files, err := g.source.ReadAt(ctx, spec, commit, v.Job)
+	if err != nil {
+		return fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+	}
+	value := f.Value(spec.Strategy)
+	req := verify.Request{
+		Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: value,
+		Previous: g.source.Previous(ctx, spec, commit), Commit: commit, Timeout: v.Timeout,
+	}
+	res, err := g.jobs.Run(ctx, req, files)
+	if err != nil {
+		return fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+	}
+	switch res.Phase {
+	case verify.Running:
+		return pending("verifying: %s", res.Message)
+	case verify.Passed:
+		g.log.Info("verification passed", "stage", spec.Name, "value", value, "result", res.Message)
+		return nil
+	}
+	msg := res.Message
+	if res.Log != "" {
+		msg += "; log: " + res.Log
+	}
+	err = fmt.Errorf("stage %q: %w for %s: %s", spec.Name, ErrVerificationFailed, value, msg)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if tr := g.tracked[spec.Name]; tr != nil && !tr.verifyReported {
+		tr.verifyReported = true
+		g.failures = append(g.failures, Failure{Stage: spec.Name, App: b.App, Value: value, Commit: commit, AutoRollback: b.AutoRollback, Err: err})
+	}
+	return err
 }
 
 // unhealthy starts or checks the timeout of a bad state; past it the promotion fails.

@@ -26,6 +26,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/metrics"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 	"github.com/kropipe/kropipe/internal/promote/webhook"
 	"github.com/kropipe/kropipe/internal/version"
@@ -445,6 +446,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		argocd.WithSyncIf(repos.isNewestPromotion),
 		argocd.WithSubject(repos.subject),
 		argocd.WithContains(repos.contains),
+		argocd.WithVerification(repos, verify.NewJobRunner(c.kube)),
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),

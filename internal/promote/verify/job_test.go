@@ -95,9 +95,11 @@ func TestJobRunner(t *testing.T) {
 		jobsAfter int
 	}{
 		{
-			name:   "PassesWhenTheJobCompletes",
-			finish: func(t *testing.T, c *fake.Clientset, _ *clocktesting.FakeClock) { setCondition(t, c, name, batchv1.JobComplete, "") },
-			phase:  verify.Passed, message: "job " + name + " completed", jobsAfter: 1,
+			name: "PassesWhenTheJobCompletes",
+			finish: func(t *testing.T, c *fake.Clientset, _ *clocktesting.FakeClock) {
+				setCondition(t, c, name, batchv1.JobComplete, "")
+			},
+			phase: verify.Passed, message: "job " + name + " completed", jobsAfter: 1,
 		},
 		{
 			name: "FailsWithTheFailedPodsLogTail",
@@ -111,14 +113,18 @@ func TestJobRunner(t *testing.T) {
 			phase: verify.Failed, message: "job " + name + " failed (BackoffLimitExceeded: the Job says so)", log: "fake logs", jobsAfter: 1,
 		},
 		{
-			name:   "FailsAtTheDeadlineTheAPIServerEnforced",
-			finish: func(t *testing.T, c *fake.Clientset, _ *clocktesting.FakeClock) { setCondition(t, c, name, batchv1.JobFailed, "DeadlineExceeded") },
-			phase:  verify.Failed, message: "did not finish within 10m0s", jobsAfter: 1,
+			name: "FailsAtTheDeadlineTheAPIServerEnforced",
+			finish: func(t *testing.T, c *fake.Clientset, _ *clocktesting.FakeClock) {
+				setCondition(t, c, name, batchv1.JobFailed, "DeadlineExceeded")
+			},
+			phase: verify.Failed, message: "did not finish within 10m0s", jobsAfter: 1,
 		},
 		{
-			name:   "FailsAfterTheTimeoutWhenNothingStopsTheJob",
-			finish: func(_ *testing.T, _ *fake.Clientset, clk *clocktesting.FakeClock) { clk.Step(10*time.Minute + time.Second) },
-			phase:  verify.Failed, message: "did not finish within 10m0s (kropipe.io/verify-timeout)", jobsAfter: 1,
+			name: "FailsAfterTheTimeoutWhenNothingStopsTheJob",
+			finish: func(_ *testing.T, _ *fake.Clientset, clk *clocktesting.FakeClock) {
+				clk.Step(10*time.Minute + time.Second)
+			},
+			phase: verify.Failed, message: "did not finish within 10m0s (kropipe.io/verify-timeout)", jobsAfter: 1,
 		},
 		{
 			name:   "ReportsHowLongItRuns",

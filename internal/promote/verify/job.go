@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +35,10 @@ const (
 	// across restarts and leader changes (a fake or old API server leaves
 	// creationTimestamp unset or coarse).
 	AnnStarted = "kropipe.io/verify-started"
+	// AnnTTL keeps the manifest's ttlSecondsAfterFinished, which the promoter applies itself
+	// (see cleanUp): left to Kubernetes, it would delete the verdict on the freight the stage
+	// still runs, and the next pass would verify it again.
+	AnnTTL = "kropipe.io/ttl-seconds-after-finished"
 )
 
 // DefaultTimeout is how long a verification may run when kropipe.io/verify-timeout is not set.
@@ -244,6 +249,10 @@ func (r *JobRunner) ensure(ctx context.Context, req Request, want *batchv1.Job, 
 	stageLabel := labelValue(req.Stage)
 	job.Labels = merge(job.Labels, map[string]string{LabelStage: stageLabel, LabelFreight: id})
 	job.Annotations = merge(job.Annotations, map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339)})
+	if ttl := job.Spec.TTLSecondsAfterFinished; ttl != nil {
+		job.Annotations[AnnTTL] = strconv.FormatInt(int64(*ttl), 10)
+		job.Spec.TTLSecondsAfterFinished = nil
+	}
 	job.Spec.Template.Labels = merge(job.Spec.Template.Labels, map[string]string{LabelStage: stageLabel, LabelFreight: id})
 	// The API server stops the Job at the deadline even while no promoter runs; the
 	// runner's own check covers clusters whose Job controller does not.
@@ -288,6 +297,10 @@ func adopt(job *batchv1.Job, req Request, id string) (*batchv1.Job, error) {
 
 // outcome reads a Job's conditions; a failed Job's Result carries its pod's log tail.
 func (r *JobRunner) outcome(ctx context.Context, job *batchv1.Job, timeout time.Duration) (Result, error) {
+	if job.DeletionTimestamp != nil {
+		// Deleted to verify again (promoter verify): the new Job comes once this one is gone.
+		return Result{Phase: Running, Message: fmt.Sprintf("job %s (waiting for the previous run to be deleted)", job.Name)}, nil
+	}
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -341,9 +354,10 @@ func (r *JobRunner) logTail(ctx context.Context, job *batchv1.Job) string {
 	return strings.TrimSpace(string(data))
 }
 
-// cleanUp deletes the stage's finished Jobs beyond the newest r.keep. Jobs the manifest
-// gave ttlSecondsAfterFinished are left to Kubernetes. Failures are ignored: the next
-// verification tries again.
+// cleanUp deletes the stage's finished Jobs beyond the newest r.keep, and those whose
+// manifest's ttlSecondsAfterFinished (AnnTTL) has passed. The Jobs of the freight being
+// verified stay: they are its verdict. Failures are ignored: the next verification tries
+// again.
 func (r *JobRunner) cleanUp(ctx context.Context, req Request) {
 	jobs := r.client.BatchV1().Jobs(req.Namespace)
 	list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(req.Stage)})
@@ -352,27 +366,37 @@ func (r *JobRunner) cleanUp(ctx context.Context, req Request) {
 	}
 	var finished []batchv1.Job
 	for _, j := range list.Items {
-		if j.Spec.TTLSecondsAfterFinished == nil && isFinished(&j) {
+		if _, ok := finishedAt(&j); ok && j.Labels[LabelFreight] != req.Freight.ID() {
 			finished = append(finished, j)
 		}
 	}
 	sort.Slice(finished, func(i, j int) bool { return startedAt(&finished[i]).After(startedAt(&finished[j])) })
 	background := metav1.DeletePropagationBackground
-	for i := r.keep; i < len(finished); i++ {
-		if finished[i].Labels[LabelFreight] == req.Freight.ID() {
-			continue // the verdict on the freight being verified stays readable
+	now := r.clock.Now()
+	for i, j := range finished {
+		expired := false
+		if ttl, err := strconv.ParseInt(j.Annotations[AnnTTL], 10, 32); err == nil {
+			at, _ := finishedAt(&j)
+			expired = !now.Before(at.Add(time.Duration(ttl) * time.Second))
 		}
-		_ = jobs.Delete(ctx, finished[i].Name, metav1.DeleteOptions{PropagationPolicy: &background})
+		// The freight being verified counts as one of the r.keep.
+		if i >= r.keep-1 || expired {
+			_ = jobs.Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: &background})
+		}
 	}
 }
 
-func isFinished(j *batchv1.Job) bool {
+// finishedAt is when the Job completed or failed; ok is false while it runs.
+func finishedAt(j *batchv1.Job) (time.Time, bool) {
 	for _, c := range j.Status.Conditions {
 		if c.Status == corev1.ConditionTrue && (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) {
-			return true
+			if c.LastTransitionTime.IsZero() {
+				return startedAt(j), true
+			}
+			return c.LastTransitionTime.Time, true
 		}
 	}
-	return false
+	return time.Time{}, false
 }
 
 func startedAt(j *batchv1.Job) time.Time {

@@ -285,3 +285,67 @@ func TestJobRunner_KeepsTheLastFinishedJobsPerStage(t *testing.T) {
 		t.Errorf("Jobs left = %v, want the newest two %v", left, want)
 	}
 }
+
+func TestJobRunner_HonoursTTLSecondsAfterFinishedExceptForTheCurrentFreight(t *testing.T) {
+	ctx := context.Background()
+	files := map[string][]byte{"verify/smoke.yaml": []byte(`apiVersion: batch/v1
+kind: Job
+metadata:
+  name: smoke
+spec:
+  ttlSecondsAfterFinished: 60
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers:
+        - name: check
+          image: busybox
+`)}
+	c := fake.NewClientset()
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	r := verify.NewJobRunner(c, verify.WithClock(clk))
+	old, cur := request("c1"), request("c2")
+	cur.Freight.Tag, cur.Value = "1.2.3", "1.2.3"
+	for _, req := range []verify.Request{old, cur} {
+		if _, err := r.Run(ctx, req, files); err != nil {
+			t.Fatal(err)
+		}
+		name := verify.JobName(req.Stage, "smoke", req.Freight.ID())
+		j, err := c.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Spec.TTLSecondsAfterFinished != nil || j.Annotations[verify.AnnTTL] != "60" {
+			t.Fatalf("ttl left to Kubernetes: spec %v, annotation %q", j.Spec.TTLSecondsAfterFinished, j.Annotations[verify.AnnTTL])
+		}
+		setCondition(t, c, name, batchv1.JobComplete, "")
+	}
+	clk.Step(2 * time.Minute)
+	if res, err := r.Run(ctx, cur, files); err != nil || res.Phase != verify.Passed {
+		t.Fatalf("Run = %+v, %v", res, err)
+	}
+	list, err := c.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Labels[verify.LabelFreight] != cur.Freight.ID() {
+		t.Fatalf("Jobs left = %d (%v), want only the current freight's", len(list.Items), list.Items)
+	}
+}
+
+func TestJobRunner_WaitsForADeletedRunBeforeVerifyingAgain(t *testing.T) {
+	ctx := context.Background()
+	req := request("c1")
+	now := metav1.NewTime(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	name := verify.JobName(req.Stage, "smoke", req.Freight.ID())
+	deleting := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{
+		Name: name, Namespace: ns, DeletionTimestamp: &now, Finalizers: []string{"foregroundDeletion"},
+		Labels: map[string]string{verify.LabelStage: req.Stage, verify.LabelFreight: req.Freight.ID()},
+	}, Status: batchv1.JobStatus{Conditions: []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}}}
+	c := fake.NewClientset(deleting)
+	files := map[string][]byte{"smoke.yaml": []byte("apiVersion: batch/v1\nkind: Job\nmetadata: {name: smoke}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}\n")}
+	res, err := verify.NewJobRunner(c).Run(ctx, req, files)
+	if err != nil || res.Phase != verify.Running || !strings.Contains(res.Message, "waiting for the previous run to be deleted") {
+		t.Fatalf("Run = %+v, %v; want the old verdict ignored", res, err)
+	}
+}

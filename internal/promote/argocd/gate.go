@@ -73,8 +73,9 @@ type HealthGate struct {
 	jobs     *verify.JobRunner
 
 	mu       sync.Mutex
-	tracked  map[string]*tracking // by stage
-	waiting  map[string]string    // by stage: the last reason to wait
+	tracked  map[string]*tracking             // by stage
+	runs     map[string]stage.VerificationRun // by stage: the last verification seen
+	waiting  map[string]string                // by stage: the last reason to wait
 	failures []Failure
 }
 
@@ -144,6 +145,7 @@ func NewHealthGate(client dynamic.Interface, apps AppLookup, opts ...GateOption)
 		contains: func(_ context.Context, _ stage.Spec, a, d string) bool { return a == d },
 		clock:    clock.RealClock{}, log: slog.Default(),
 		tracked: map[string]*tracking{}, waiting: map[string]string{},
+		runs: map[string]stage.VerificationRun{},
 	}
 	for _, o := range opts {
 		o(g)
@@ -169,6 +171,17 @@ func (g *HealthGate) Waiting(stage string) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.waiting[stage]
+}
+
+// Verification returns the stage's last verification in the cluster, nil when it ran none.
+func (g *HealthGate) Verification(stage string) *stage.VerificationRun {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.runs[stage]
+	if !ok {
+		return nil
+	}
+	return &r
 }
 
 // Awaiting returns the stages whose verification is pending (Waiting is not "").
@@ -283,23 +296,16 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 // any other error for a problem with its manifests or the cluster (the stage fails, nothing
 // is rolled back: the freight was not judged).
 func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) error {
-	v := b.Verify
-	if g.jobs == nil || g.source == nil {
-		return fmt.Errorf("stage %q: %s is set but this promoter runs no verification Jobs", spec.Name, AnnVerifyJob)
-	}
-	files, err := g.source.ReadAt(ctx, spec, commit, v.Job)
-	if err != nil {
-		return fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
-	}
 	value := f.Value(spec.Strategy)
-	req := verify.Request{
-		Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: value,
-		Previous: g.source.Previous(ctx, spec, commit), Commit: commit, Timeout: v.Timeout,
-	}
-	res, err := g.jobs.Run(ctx, req, files)
+	run := stage.VerificationRun{Value: value, Commit: commit}
+	res, err := g.runJobs(ctx, spec, b, f, commit)
 	if err != nil {
-		return fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+		run.Phase, run.Message = "Error", err.Error()
+		g.record(spec.Name, run)
+		return err
 	}
+	run.Phase, run.Message, run.Log = string(res.Phase), res.Message, res.Log
+	g.record(spec.Name, run)
 	switch res.Phase {
 	case verify.Running:
 		return pending("verifying: %s", res.Message)
@@ -319,6 +325,32 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 		g.failures = append(g.failures, Failure{Stage: spec.Name, App: b.App, Value: value, Commit: commit, AutoRollback: b.AutoRollback, Err: err})
 	}
 	return err
+}
+
+func (g *HealthGate) runJobs(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) (verify.Result, error) {
+	v := b.Verify
+	if g.jobs == nil || g.source == nil {
+		return verify.Result{}, fmt.Errorf("stage %q: %s is set but this promoter runs no verification Jobs", spec.Name, AnnVerifyJob)
+	}
+	files, err := g.source.ReadAt(ctx, spec, commit, v.Job)
+	if err != nil {
+		return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+	}
+	req := verify.Request{
+		Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: f.Value(spec.Strategy),
+		Previous: g.source.Previous(ctx, spec, commit), Commit: commit, Timeout: v.Timeout,
+	}
+	res, err := g.jobs.Run(ctx, req, files)
+	if err != nil {
+		return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+	}
+	return res, nil
+}
+
+func (g *HealthGate) record(stage string, run stage.VerificationRun) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.runs[stage] = run
 }
 
 // unhealthy starts or checks the timeout of a bad state; past it the promotion fails.

@@ -124,6 +124,11 @@ func TestHealthGate_VerificationJob(t *testing.T) {
 			if n := f.jobCreates(); n != 1 {
 				t.Errorf("%d Jobs created, want 1", n)
 			}
+			run := g.Verification("develop-frontend")
+			wantPhase := map[batchv1.JobConditionType]string{batchv1.JobComplete: "Passed", batchv1.JobFailed: "Failed"}[tt.outcome]
+			if run == nil || run.Phase != wantPhase || run.Value != "1.2.2" || run.Commit != f.commit {
+				t.Errorf("Verification = %+v, want %s of 1.2.2 at %s", run, wantPhase, f.commit)
+			}
 			fails := g.TakeFailures()
 			if len(fails) != tt.failures {
 				t.Fatalf("failures = %v, want %d", fails, tt.failures)
@@ -159,6 +164,9 @@ func TestHealthGate_VerificationBadInputFailsOnlyThatStage(t *testing.T) {
 			err := g.Verify(context.Background(), spec("develop-frontend"), fr, f.commit)
 			if err == nil || errors.Is(err, stage.ErrPending) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Verify = %v, want %q", err, tt.want)
+			}
+			if run := g.Verification("develop-frontend"); run == nil || run.Phase != "Error" || run.Message != err.Error() {
+				t.Errorf("Verification = %+v, want Error %q", run, err)
 			}
 			if fails := g.TakeFailures(); len(fails) != 0 {
 				t.Fatalf("a bad manifest must not roll back the freight: %v", fails)

@@ -615,6 +615,7 @@ func (g gate) explain(st stage.Status) stage.Status {
 		if w := hg.Waiting(st.Name); w != "" && strings.HasSuffix(st.Reason, "verification pending") {
 			st.Reason += ": " + w
 		}
+		st.Verification = hg.Verification(st.Name)
 	}
 	if w := g.c.watcher.Load(); w != nil {
 		if b, ok := w.App(st.Name); ok {

@@ -313,4 +313,3 @@ func orDefault(s, d string) string {
 	}
 	return s
 }
-

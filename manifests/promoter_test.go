@@ -3,6 +3,7 @@ package manifests_test
 import (
 	"bytes"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,7 +198,7 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 	roles, clusterRoles, bindings, accounts := promoterRBAC(t)
 	// The one ClusterRole is verification's, bound per destination namespace by the user.
 	for _, cr := range clusterRoles {
-		if cr.Name != "kropipe-promoter-verify" {
+		if cr.Name != "kropipe-promoter-verify" && cr.Name != "kropipe-promoter-cluster-analysis" {
 			t.Errorf("ClusterRole %s: the promoter needs nothing outside argocd but verification Jobs", cr.Name)
 		}
 	}
@@ -467,7 +468,7 @@ func TestPromoterWebhookComponent_ExposesTheListenerWithItsSecret(t *testing.T) 
 	}
 }
 
-func TestPromoterManifests_VerifyClusterRoleAllowsOnlyVerificationJobs(t *testing.T) {
+func TestPromoterManifests_VerifyClusterRolesAllowOnlyVerification(t *testing.T) {
 	_, clusterRoles, bindings, _ := promoterRBAC(t)
 	i := slices.IndexFunc(clusterRoles, func(r rbacv1.ClusterRole) bool { return r.Name == "kropipe-promoter-verify" })
 	if i < 0 {
@@ -501,10 +502,33 @@ func TestPromoterManifests_VerifyClusterRoleAllowsOnlyVerificationJobs(t *testin
 		{"", "pods/log", "get", true},
 		{"", "pods/exec", "create", false},
 		{"", "secrets", "get", false},
+		{"argoproj.io", "analysisruns", "create", true},
+		{"argoproj.io", "analysisruns", "get", true},
+		{"argoproj.io", "analysisruns", "list", false},
+		{"argoproj.io", "analysisruns", "delete", false},
+		{"argoproj.io", "analysisruns", "patch", true},
+		{"argoproj.io", "analysisruns", "update", false},
+		{"argoproj.io", "analysistemplates", "get", true},
+		{"argoproj.io", "analysistemplates", "create", false},
+		{"argoproj.io", "analysistemplates", "update", false},
+		{"argoproj.io", "rollouts", "get", false},
+		{"argoproj.io", "applications", "get", false},
 	}
 	for _, tt := range tests {
 		if got := allowed(tt.group, tt.resource, tt.verb); got != tt.want {
 			t.Errorf("kropipe-promoter-verify allows %s %s/%s: %v, want %v", tt.verb, tt.group, tt.resource, got, tt.want)
 		}
+	}
+}
+
+func TestPromoterManifests_ClusterAnalysisRoleOnlyReadsClusterAnalysisTemplates(t *testing.T) {
+	_, clusterRoles, _, _ := promoterRBAC(t)
+	i := slices.IndexFunc(clusterRoles, func(r rbacv1.ClusterRole) bool { return r.Name == "kropipe-promoter-cluster-analysis" })
+	if i < 0 {
+		t.Fatal("no ClusterRole kropipe-promoter-cluster-analysis")
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"clusteranalysistemplates"}, Verbs: []string{"get"}}}
+	if !reflect.DeepEqual(clusterRoles[i].Rules, want) {
+		t.Errorf("rules %+v, want %+v", clusterRoles[i].Rules, want)
 	}
 }

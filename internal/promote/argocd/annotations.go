@@ -42,6 +42,9 @@ const (
 	// AnnVerifyJob is a Job manifest, or a folder of them, relative to the Application's
 	// source path: run for each promotion once the Application is Synced and Healthy.
 	AnnVerifyJob = AnnotationPrefix + "verify-job"
+	// AnnVerifyAnalysis names Argo Rollouts AnalysisTemplates (cluster:NAME for a
+	// ClusterAnalysisTemplate), separated by commas, run as one AnalysisRun after each promotion.
+	AnnVerifyAnalysis = AnnotationPrefix + "verify-analysis"
 	// AnnVerifyTimeout bounds a verification (default verify.DefaultTimeout).
 	AnnVerifyTimeout = AnnotationPrefix + "verify-timeout"
 
@@ -57,7 +60,7 @@ const DefaultInterval = 5 * time.Minute
 var knownKeys = []string{
 	AnnImage, AnnStrategy, AnnConstraint, AnnAllowTags, AnnIgnoreTags, AnnPlatform,
 	AnnFile, AnnKey, AnnStage, AnnUpstream, AnnAutoPromote, AnnSoak, AnnInterval,
-	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyTimeout,
+	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyAnalysis, AnnVerifyTimeout,
 }
 
 // Problem is a configuration mistake that keeps one stage from running. The other
@@ -105,6 +108,8 @@ type Binding struct {
 type Verification struct {
 	// Job is the Job manifest or folder in the repository, the source path joined.
 	Job string `json:"job,omitempty"`
+	// Analysis are the AnalysisTemplates run as one AnalysisRun.
+	Analysis []verify.TemplateRef `json:"analysis,omitempty"`
 	// Namespace is the Application's destination namespace, where the Jobs run.
 	Namespace string        `json:"namespace"`
 	Timeout   time.Duration `json:"timeout"`
@@ -292,7 +297,9 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		}
 	}
 	if v, ok := verification(app.Object, ann, bad); ok && msg == "" {
-		v.Job = path.Join(str(src, "path"), v.Job)
+		if v.Job != "" {
+			v.Job = path.Join(str(src, "path"), v.Job)
+		}
 		if v.Job == ".." || strings.HasPrefix(v.Job, "../") {
 			bad(AnnVerifyJob, "%q points outside the repository (it is relative to the Application's source path %q); give a path inside it", ann[AnnVerifyJob], str(src, "path"))
 		}
@@ -316,25 +323,37 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 // verification reads kropipe.io/verify-*; ok is false when the stage has no verification.
 func verification(obj map[string]any, ann map[string]string, bad func(field, format string, args ...any)) (*Verification, bool) {
 	job := strings.TrimSpace(ann[AnnVerifyJob])
+	analysis := strings.TrimSpace(ann[AnnVerifyAnalysis])
 	v := &Verification{Job: job, Timeout: verify.DefaultTimeout, Namespace: str(obj, "spec", "destination", "namespace")}
 	if t, ok := ann[AnnVerifyTimeout]; ok {
 		d, err := parseDuration(t, true)
 		if err != nil {
 			bad(AnnVerifyTimeout, "%v", err)
 		}
-		if job == "" {
-			bad(AnnVerifyTimeout, "is set but there is nothing to verify; add %s or remove it", AnnVerifyJob)
+		if job == "" && analysis == "" {
+			bad(AnnVerifyTimeout, "is set but there is nothing to verify; add %s or %s, or remove it", AnnVerifyJob, AnnVerifyAnalysis)
 		}
 		v.Timeout = d
 	}
-	if job == "" {
+	if job == "" && analysis == "" {
 		return nil, false
 	}
 	if path.IsAbs(job) {
 		bad(AnnVerifyJob, "%q is absolute; give a path relative to the Application's source path", job)
 	}
+	if analysis != "" {
+		refs, err := verify.ParseTemplates(analysis)
+		if err != nil {
+			bad(AnnVerifyAnalysis, "%v", err)
+		}
+		v.Analysis = refs
+	}
 	if v.Namespace == "" {
-		bad(AnnVerifyJob, "the Application has no spec.destination.namespace: set it, verification Jobs run there")
+		field := AnnVerifyJob
+		if job == "" {
+			field = AnnVerifyAnalysis
+		}
+		bad(field, "the Application has no spec.destination.namespace: set it, verification runs there")
 	}
 	return v, true
 }

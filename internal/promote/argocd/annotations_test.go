@@ -1,6 +1,7 @@
 package argocd
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 )
 
 func TestDerive_SeedLayoutFromApplicationSetAnnotations(t *testing.T) {
@@ -140,6 +142,11 @@ func TestDerive_BadInputBlocksOnlyItsStage(t *testing.T) {
 			name:  "verify-job absolute",
 			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "/verify"}))},
 			stage: "develop-frontend", field: AnnVerifyJob, message: `"/verify" is absolute`,
+		},
+		{
+			name:  "verify-analysis not a template name",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyAnalysis: "http, Smoke_Test"}))},
+			stage: "develop-frontend", field: AnnVerifyAnalysis, message: `"Smoke_Test" is not a template name`,
 		},
 		{
 			name:  "verify-timeout not a duration",
@@ -372,7 +379,7 @@ func TestDerive_VerifyJobFromApplicationSetWithOverride(t *testing.T) {
 	set := appset("frontend", map[string]string{AnnImage: img("frontend"), AnnVerifyJob: "verify"})
 	dev := ownedBy(app("develop-frontend", "develop/frontend", nil), "frontend")
 	staging := ownedBy(app("staging-frontend", "staging/frontend", map[string]string{AnnVerifyJob: "checks/smoke.yaml", AnnVerifyTimeout: "2m"}), "frontend")
-	prod := ownedBy(app("prod-frontend", "prod/frontend", map[string]string{AnnVerifyJob: ""}), "frontend")
+	prod := ownedBy(app("prod-frontend", "prod/frontend", map[string]string{AnnVerifyJob: "", AnnVerifyAnalysis: "error-rate, cluster:smoke"}), "frontend")
 	cfg := Derive([]*unstructured.Unstructured{dev, staging, prod}, []*unstructured.Unstructured{set})
 	if len(cfg.Problems) != 0 {
 		t.Fatalf("problems: %v", cfg.Problems)
@@ -380,11 +387,11 @@ func TestDerive_VerifyJobFromApplicationSetWithOverride(t *testing.T) {
 	want := map[string]*Verification{
 		"develop-frontend": {Job: "develop/frontend/verify", Namespace: "develop-frontend", Timeout: 10 * time.Minute},
 		"staging-frontend": {Job: "staging/frontend/checks/smoke.yaml", Namespace: "staging-frontend", Timeout: 2 * time.Minute},
-		"prod-frontend":    nil,
+		"prod-frontend":    {Analysis: []verify.TemplateRef{{Name: "error-rate"}, {Name: "smoke", Cluster: true}}, Namespace: "prod-frontend", Timeout: 10 * time.Minute},
 	}
 	for name, w := range want {
 		got := cfg.Bindings[name].Verify
-		if (got == nil) != (w == nil) || (got != nil && *got != *w) {
+		if !reflect.DeepEqual(got, w) {
 			t.Errorf("%s: Verify = %+v, want %+v", name, got, w)
 		}
 	}

@@ -71,6 +71,8 @@ type HealthGate struct {
 	log      *slog.Logger
 	source   VerifySource
 	jobs     *verify.JobRunner
+	analysis *verify.AnalysisRunner
+	store    stage.Store // approvals, which pass an inconclusive analysis
 
 	mu       sync.Mutex
 	tracked  map[string]*tracking             // by stage
@@ -129,6 +131,13 @@ func WithSyncIf(fn func(ctx context.Context, spec stage.Spec, commit string) boo
 // commit. Without it a stage with a verification fails, saying so.
 func WithVerification(src VerifySource, jobs *verify.JobRunner) GateOption {
 	return func(g *HealthGate) { g.source, g.jobs = src, jobs }
+}
+
+// WithAnalysis runs the stages' kropipe.io/verify-analysis AnalysisRuns through a. An
+// inconclusive analysis holds the stage until an approval of its value made after the run
+// started is in store (promoter approve), or a rollback replaces it.
+func WithAnalysis(a *verify.AnalysisRunner, store stage.Store) GateOption {
+	return func(g *HealthGate) { g.analysis, g.store = a, store }
 }
 
 // WithGateClock replaces the wall clock, for timeout tests.
@@ -298,7 +307,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) error {
 	value := f.Value(spec.Strategy)
 	run := stage.VerificationRun{Value: value, Commit: commit}
-	res, err := g.runJobs(ctx, spec, b, f, commit)
+	res, err := g.runChecks(ctx, spec, b, f, commit)
 	if err != nil {
 		run.Phase, run.Message = "Error", err.Error()
 		g.record(spec.Name, run)
@@ -312,6 +321,12 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 	case verify.Passed:
 		g.log.Info("verification passed", "stage", spec.Name, "value", value, "result", res.Message)
 		return nil
+	case verify.Inconclusive:
+		if g.approvedSince(ctx, spec.Name, value, res.Started) {
+			g.log.Info("inconclusive verification approved", "stage", spec.Name, "value", value, "result", res.Message)
+			return nil
+		}
+		return pending("verification inconclusive: %s; a human decides: promoter approve %s %s passes it, promoter rollback %s rejects it", res.Message, spec.Name, value, spec.Name)
 	}
 	msg := res.Message
 	if res.Log != "" {
@@ -327,24 +342,95 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 	return err
 }
 
-func (g *HealthGate) runJobs(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) (verify.Result, error) {
+// runChecks runs the stage's Job and analysis verifications side by side and combines
+// them: Failed when one failed, else Running while one runs, else Inconclusive when one
+// is, else Passed.
+func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) (verify.Result, error) {
 	v := b.Verify
-	if g.jobs == nil || g.source == nil {
-		return verify.Result{}, fmt.Errorf("stage %q: %s is set but this promoter runs no verification Jobs", spec.Name, AnnVerifyJob)
+	var results []verify.Result
+	var prev *string
+	previous := func() string {
+		if prev == nil {
+			p := ""
+			if g.source != nil {
+				p = g.source.Previous(ctx, spec, commit)
+			}
+			prev = &p
+		}
+		return *prev
 	}
-	files, err := g.source.ReadAt(ctx, spec, commit, v.Job)
+	request := func() verify.Request {
+		return verify.Request{
+			Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: f.Value(spec.Strategy),
+			Previous: previous(), Commit: commit, Timeout: v.Timeout,
+		}
+	}
+	if v.Job != "" {
+		if g.jobs == nil || g.source == nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s is set but this promoter runs no verification Jobs", spec.Name, AnnVerifyJob)
+		}
+		files, err := g.source.ReadAt(ctx, spec, commit, v.Job)
+		if err != nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+		}
+		res, err := g.jobs.Run(ctx, request(), files)
+		if err != nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+		}
+		results = append(results, res)
+	}
+	if len(v.Analysis) > 0 {
+		if g.analysis == nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s is set but this promoter runs no analysis", spec.Name, AnnVerifyAnalysis)
+		}
+		res, err := g.analysis.Run(ctx, request(), v.Analysis)
+		if err != nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyAnalysis, err)
+		}
+		results = append(results, res)
+	}
+	for _, want := range []verify.Phase{verify.Failed, verify.Running, verify.Inconclusive} {
+		var msgs []string
+		var out verify.Result
+		for _, r := range results {
+			if r.Phase == want {
+				msgs = append(msgs, r.Message)
+				if out.Log == "" {
+					out.Log = r.Log
+				}
+				if out.Started.IsZero() || r.Started.Before(out.Started) {
+					out.Started = r.Started
+				}
+			}
+		}
+		if len(msgs) > 0 {
+			out.Phase, out.Message = want, strings.Join(msgs, "; ")
+			return out, nil
+		}
+	}
+	var msgs []string
+	for _, r := range results {
+		msgs = append(msgs, r.Message)
+	}
+	return verify.Result{Phase: verify.Passed, Message: strings.Join(msgs, "; ")}, nil
+}
+
+// approvedSince reports whether value was approved in stage after t.
+func (g *HealthGate) approvedSince(ctx context.Context, stage, value string, t time.Time) bool {
+	if g.store == nil {
+		return false
+	}
+	st, err := g.store.Load(ctx)
 	if err != nil {
-		return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+		g.log.Warn("reading approvals for an inconclusive verification", "stage", stage, "error", err.Error())
+		return false
 	}
-	req := verify.Request{
-		Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: f.Value(spec.Strategy),
-		Previous: g.source.Previous(ctx, spec, commit), Commit: commit, Timeout: v.Timeout,
+	for _, a := range st.Approvals[stage] {
+		if a.Value == value && !a.ApprovedAt.Before(t) {
+			return true
+		}
 	}
-	res, err := g.jobs.Run(ctx, req, files)
-	if err != nil {
-		return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
-	}
-	return res, nil
+	return false
 }
 
 func (g *HealthGate) record(stage string, run stage.VerificationRun) {

@@ -10,6 +10,11 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
@@ -177,5 +182,62 @@ func TestHealthGate_VerificationBadInputFailsOnlyThatStage(t *testing.T) {
 				t.Fatalf("develop-backend: %v", err)
 			}
 		})
+	}
+}
+
+func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	b := f.apps["develop-frontend"]
+	b.Verify = &Verification{Analysis: []verify.TemplateRef{{Name: "http"}}, Namespace: "develop-frontend", Timeout: 5 * time.Minute}
+	f.apps["develop-frontend"] = b
+	tmpl := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+		"metadata": map[string]any{"name": "http", "namespace": "develop-frontend"},
+		"spec": map[string]any{
+			"args":    []any{map[string]any{"name": "value"}},
+			"metrics": []any{map[string]any{"name": "http", "provider": map[string]any{"web": map[string]any{"url": "http://127.0.0.1/{{args.value}}"}}}},
+		},
+	}}
+	rollouts := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		verify.AnalysisRunGVR: "AnalysisRunList", verify.AnalysisTemplateGVR: "AnalysisTemplateList",
+	}, tmpl)
+	disc := f.kube.Discovery().(*fakediscovery.FakeDiscovery)
+	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "argoproj.io/v1alpha1", APIResources: []metav1.APIResource{{Name: "analysisruns", Namespaced: true}}}}
+	store := &stage.MemoryStore{}
+	ctx := context.Background()
+	g := f.gateFixture.gate(WithAnalysis(verify.NewAnalysisRunner(rollouts, disc, verify.WithClock(f.clock)), store))
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	name := verify.RunName("develop-frontend", fr.ID())
+	run, err := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend").Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Object["status"] = map[string]any{"phase": "Inconclusive", "message": "no data"}
+	if _, err := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend").Update(ctx, run, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	approve := func(at time.Time) {
+		st, _ := store.Load(ctx)
+		st.Approvals["develop-frontend"] = append(st.Approvals["develop-frontend"], stage.Approval{Value: "1.2.2", ApprovedAt: at})
+		if err := store.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An approval from before the run (e.g. of a manual promotion) does not decide it.
+	approve(f.clock.Now().Add(-time.Hour))
+	f.clock.Step(time.Minute)
+	err = g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	want := "verification inconclusive: analysis " + name + " inconclusive: no data; a human decides: promoter approve develop-frontend 1.2.2 passes it, promoter rollback develop-frontend rejects it"
+	if !errors.Is(err, stage.ErrPending) || err.Error() != want {
+		t.Fatalf("Verify = %v, want %q", err, want)
+	}
+	if fails := g.TakeFailures(); len(fails) != 0 {
+		t.Fatalf("inconclusive is not a failure: %v", fails)
+	}
+	approve(f.clock.Now())
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); err != nil {
+		t.Fatalf("Verify after approval = %v", err)
 	}
 }

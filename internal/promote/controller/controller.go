@@ -447,6 +447,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		argocd.WithSubject(repos.subject),
 		argocd.WithContains(repos.contains),
 		argocd.WithVerification(repos, verify.NewJobRunner(c.kube)),
+		argocd.WithAnalysis(verify.NewAnalysisRunner(c.dyn, c.kube.Discovery()), c.store),
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),

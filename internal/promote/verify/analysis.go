@@ -141,25 +141,25 @@ func (r *AnalysisRunner) Run(ctx context.Context, req Request, templates []Templ
 	phase, _, _ := unstructured.NestedString(run.Object, "status", "phase")
 	message, _, _ := unstructured.NestedString(run.Object, "status", "message")
 	what := "analysis " + name
-	switch phase {
-	case "Successful":
-		return Result{Phase: Passed, Message: what + " successful"}, nil
-	case "Failed", "Error":
-		return Result{Phase: Failed, Message: fmt.Sprintf("%s %s", what, strings.ToLower(phase)) + orMessage(message)}, nil
-	case "Inconclusive":
-		return Result{Phase: Inconclusive, Message: what + " inconclusive" + orMessage(message)}, nil
-	}
 	started, err := time.Parse(time.RFC3339, run.GetAnnotations()[AnnStarted])
 	if err != nil {
 		started = run.GetCreationTimestamp().Time
+	}
+	switch phase {
+	case "Successful":
+		return Result{Phase: Passed, Message: what + " successful", Started: started}, nil
+	case "Failed", "Error":
+		return Result{Phase: Failed, Message: fmt.Sprintf("%s %s", what, strings.ToLower(phase)) + orMessage(message), Started: started}, nil
+	case "Inconclusive":
+		return Result{Phase: Inconclusive, Message: what + " inconclusive" + orMessage(message), Started: started}, nil
 	}
 	ran := r.clock.Since(started)
 	if !started.IsZero() && ran >= timeout {
 		// Stop its measurements: nobody waits for them any more.
 		_, _ = runs.Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"terminate":true}}`), metav1.PatchOptions{})
-		return Result{Phase: Failed, Message: fmt.Sprintf("%s did not finish within %s (kropipe.io/verify-timeout)", what, timeout)}, nil
+		return Result{Phase: Failed, Message: fmt.Sprintf("%s did not finish within %s (kropipe.io/verify-timeout)", what, timeout), Started: started}, nil
 	}
-	return Result{Phase: Running, Message: fmt.Sprintf("%s (%s %s)", what, strings.ToLower(orDefault(phase, "pending")), ran.Round(time.Second))}, nil
+	return Result{Phase: Running, Message: fmt.Sprintf("%s (%s %s)", what, strings.ToLower(orDefault(phase, "pending")), ran.Round(time.Second)), Started: started}, nil
 }
 
 // installed reports ErrNoRollouts when the API server does not serve AnalysisRuns.

@@ -83,6 +83,8 @@ type Result struct {
 	Message string
 	// Log is the tail of the failed pod's log.
 	Log string
+	// Started is when the verification was started for the freight, zero when unknown.
+	Started time.Time
 }
 
 // JobRunner creates a stage's verification Jobs and reads their outcome. It keeps no
@@ -126,6 +128,7 @@ func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byt
 		timeout = DefaultTimeout
 	}
 	var running []string
+	var started time.Time
 	for _, want := range jobs {
 		job, err := r.ensure(ctx, req, want, timeout)
 		if err != nil {
@@ -135,6 +138,10 @@ func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byt
 		if err != nil {
 			return Result{}, err
 		}
+		if t := startedAt(job); started.IsZero() || t.Before(started) {
+			started = t
+		}
+		res.Started = started
 		switch res.Phase {
 		case Failed:
 			r.cleanUp(ctx, req)
@@ -144,14 +151,14 @@ func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byt
 		}
 	}
 	if len(running) > 0 {
-		return Result{Phase: Running, Message: strings.Join(running, ", ")}, nil
+		return Result{Phase: Running, Message: strings.Join(running, ", "), Started: started}, nil
 	}
 	r.cleanUp(ctx, req)
 	names := make([]string, len(jobs))
 	for i, j := range jobs {
 		names[i] = "job " + JobName(req.Stage, j.Name, req.Freight.ID())
 	}
-	return Result{Phase: Passed, Message: strings.Join(names, ", ") + " completed"}, nil
+	return Result{Phase: Passed, Message: strings.Join(names, ", ") + " completed", Started: started}, nil
 }
 
 // Jobs parses the verification manifests: every YAML document must be a batch/v1 Job whose

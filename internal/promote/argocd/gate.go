@@ -415,6 +415,33 @@ func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, 
 	return verify.Result{Phase: verify.Passed, Message: strings.Join(msgs, "; ")}, nil
 }
 
+// Reverify deletes the Jobs and AnalysisRun that verified value in the stage, so its
+// next verification starts new ones (promoter verify; the caller then makes the engine
+// forget its verdict). A stage without verification in the cluster has nothing to delete.
+func (g *HealthGate) Reverify(ctx context.Context, stage, value string) error {
+	b, ok := g.apps.App(stage)
+	if !ok || b.Verify == nil {
+		return nil
+	}
+	if b.Verify.Job != "" && g.jobs != nil {
+		if _, err := g.jobs.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+			return fmt.Errorf("stage %q: %w", stage, err)
+		}
+	}
+	if len(b.Verify.Analysis) > 0 && g.analysis != nil {
+		if _, err := g.analysis.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+			return fmt.Errorf("stage %q: %w", stage, err)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if tr := g.tracked[stage]; tr != nil {
+		tr.verifyReported = false
+	}
+	delete(g.runs, stage)
+	return nil
+}
+
 // approvedSince reports whether value was approved in stage after t.
 func (g *HealthGate) approvedSince(ctx context.Context, stage, value string, t time.Time) bool {
 	if g.store == nil {

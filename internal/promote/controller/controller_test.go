@@ -904,3 +904,58 @@ func TestController_FailedVerificationJobRollsBack(t *testing.T) {
 		t.Errorf("Jobs for the failed freight: %v, %v; want the one", n, err)
 	}
 }
+
+// promoter verify STAGE deletes the verification Job of the value the stage runs and forgets
+// the verdict: the next pass creates a new Job, and the stage waits for it.
+func TestController_VerifyRunsTheVerificationAgain(t *testing.T) {
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
+	e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/verify-job": "verify"})
+	c, logs, commit := e.startPromoted(t, configFor(""))
+	e.finishSync(t, "develop-frontend", commit)
+	ctx := context.Background()
+	jobs := e.kube.BatchV1().Jobs("frontend-develop")
+	// waitJob waits for the n-th Job creation and returns the Job.
+	waitJob := func(n int) *batchv1.Job {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			created := 0
+			for _, a := range e.kube.Actions() {
+				if a.GetVerb() == "create" && a.GetResource().Resource == "jobs" {
+					created++
+				}
+			}
+			list, err := jobs.List(ctx, metav1.ListOptions{})
+			if err == nil && created == n && len(list.Items) == 1 {
+				return &list.Items[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Job creation %d never came (%d created): %v\n%s", n, created, err, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	complete := func(j *batchv1.Job) {
+		t.Helper()
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+		if _, err := jobs.UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	complete(waitJob(1))
+	verified := func(st stage.Status) bool {
+		return st.VerifiedFreight != nil && st.VerifiedFreight.Value == "1.2.2" && st.Verification != nil && st.Verification.Phase == "Passed"
+	}
+	waitStage(t, c, logs, "verified", verified)
+	v, err := c.Reverify(ctx, "develop-frontend")
+	if err != nil || v != "1.2.2" {
+		t.Fatalf("Reverify = %q, %v", v, err)
+	}
+	j := waitJob(2)
+	waitStage(t, c, logs, "verifying again", func(st stage.Status) bool {
+		return st.VerifiedFreight == nil && strings.Contains(st.Reason, "verifying: job "+j.Name)
+	})
+	complete(j)
+	waitStage(t, c, logs, "verified again", verified)
+}

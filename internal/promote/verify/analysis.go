@@ -162,6 +162,30 @@ func (r *AnalysisRunner) Run(ctx context.Context, req Request, templates []Templ
 	return Result{Phase: Running, Message: fmt.Sprintf("%s (%s %s)", what, strings.ToLower(orDefault(phase, "pending")), ran.Round(time.Second)), Started: started}, nil
 }
 
+// Forget deletes the stage's AnalysisRuns for value in namespace, so the next Run starts a
+// new one (promoter verify). A cluster without Rollouts has none to delete.
+func (r *AnalysisRunner) Forget(ctx context.Context, namespace, stage, value string) (int, error) {
+	runs := r.client.Resource(AnalysisRunGVR).Namespace(namespace)
+	list, err := runs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(stage)})
+	if apierrors.IsNotFound(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("listing the AnalysisRuns of stage %q in %s: %w", stage, namespace, err)
+	}
+	n := 0
+	for _, u := range list.Items {
+		if u.GetAnnotations()[AnnValue] != value || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		if err := runs.Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			return n, fmt.Errorf("deleting AnalysisRun %s/%s: %w", namespace, u.GetName(), err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // installed reports ErrNoRollouts when the API server does not serve AnalysisRuns.
 func (r *AnalysisRunner) installed() error {
 	list, err := r.discovery.ServerResourcesForGroupVersion(AnalysisRunGVR.GroupVersion().String())
@@ -265,7 +289,7 @@ func (r *AnalysisRunner) build(ctx context.Context, req Request, name string, te
 	u.SetName(name)
 	u.SetNamespace(req.Namespace)
 	u.SetLabels(map[string]string{LabelStage: labelValue(req.Stage), LabelFreight: req.Freight.ID()})
-	u.SetAnnotations(map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339)})
+	u.SetAnnotations(map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339), AnnValue: req.Value})
 	return u, nil
 }
 

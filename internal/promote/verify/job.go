@@ -39,6 +39,9 @@ const (
 	// (see cleanUp): left to Kubernetes, it would delete the verdict on the freight the stage
 	// still runs, and the next pass would verify it again.
 	AnnTTL = "kropipe.io/ttl-seconds-after-finished"
+	// AnnValue is the tag or digest verified, which a label cannot hold: promoter verify
+	// finds the runs of the value a stage runs by it.
+	AnnValue = "kropipe.io/value"
 )
 
 // DefaultTimeout is how long a verification may run when kropipe.io/verify-timeout is not set.
@@ -161,6 +164,28 @@ func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byt
 	return Result{Phase: Passed, Message: strings.Join(names, ", ") + " completed", Started: started}, nil
 }
 
+// Forget deletes the stage's Jobs for value in namespace, so the next Run starts new ones
+// (promoter verify). It returns how many it deleted.
+func (r *JobRunner) Forget(ctx context.Context, namespace, stage, value string) (int, error) {
+	jobs := r.client.BatchV1().Jobs(namespace)
+	list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(stage)})
+	if err != nil {
+		return 0, fmt.Errorf("listing the verification Jobs of stage %q in %s: %w", stage, namespace, err)
+	}
+	background := metav1.DeletePropagationBackground
+	n := 0
+	for _, j := range list.Items {
+		if j.Annotations[AnnValue] != value || j.DeletionTimestamp != nil {
+			continue
+		}
+		if err := jobs.Delete(ctx, j.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil && !apierrors.IsNotFound(err) {
+			return n, fmt.Errorf("deleting verification Job %s/%s: %w", namespace, j.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Jobs parses the verification manifests: every YAML document must be a batch/v1 Job whose
 // pods restart Never or OnFailure. Errors name the file and the document.
 func Jobs(files map[string][]byte) ([]*batchv1.Job, error) {
@@ -255,7 +280,7 @@ func (r *JobRunner) ensure(ctx context.Context, req Request, want *batchv1.Job, 
 	job.Name, job.GenerateName, job.Namespace, job.ResourceVersion, job.UID = name, "", req.Namespace, "", ""
 	stageLabel := labelValue(req.Stage)
 	job.Labels = merge(job.Labels, map[string]string{LabelStage: stageLabel, LabelFreight: id})
-	job.Annotations = merge(job.Annotations, map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339)})
+	job.Annotations = merge(job.Annotations, map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339), AnnValue: req.Value})
 	if ttl := job.Spec.TTLSecondsAfterFinished; ttl != nil {
 		job.Annotations[AnnTTL] = strconv.FormatInt(int64(*ttl), 10)
 		job.Spec.TTLSecondsAfterFinished = nil

@@ -195,6 +195,7 @@ func Jobs(files map[string][]byte) ([]*batchv1.Job, error) {
 	}
 	sort.Strings(paths)
 	var out []*batchv1.Job
+	names := map[string]string{} // Job name → where it was read
 	for _, p := range paths {
 		rd := utilyaml.NewYAMLReader(bufioReader(files[p]))
 		for doc := 1; ; doc++ {
@@ -212,6 +213,11 @@ func Jobs(files map[string][]byte) ([]*batchv1.Job, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s: document %d: %w", p, doc, err)
 			}
+			where := fmt.Sprintf("%s document %d", p, doc)
+			if prev, dup := names[job.Name]; dup {
+				return nil, fmt.Errorf("%s: %w: the Job name %q is also used by %s; give each verification Job its own name", where, ErrBadManifest, job.Name, prev)
+			}
+			names[job.Name] = where
 			out = append(out, job)
 		}
 	}

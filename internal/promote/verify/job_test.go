@@ -212,6 +212,7 @@ func TestJobRunner_BadInput(t *testing.T) {
 		{"RestartPolicyAlways", "apps/develop/bad/always.yaml", `spec.template.spec.restartPolicy is "Always"; write Never or OnFailure`, verify.ErrBadManifest},
 		{"NoName", "apps/develop/bad/noname.yaml", "metadata.name is missing", verify.ErrBadManifest},
 		{"UnknownField", "apps/develop/bad/typo.yaml", `unknown field "backofLimit"`, verify.ErrBadManifest},
+		{"TwoJobsOneName", "apps/develop/twice", `apps/develop/twice/b.yaml document 1: not a usable verification Job: the Job name "smoke" is also used by apps/develop/twice/a.yaml document 1`, verify.ErrBadManifest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,5 +348,35 @@ func TestJobRunner_WaitsForADeletedRunBeforeVerifyingAgain(t *testing.T) {
 	res, err := verify.NewJobRunner(c).Run(ctx, req, files)
 	if err != nil || res.Phase != verify.Running || !strings.Contains(res.Message, "waiting for the previous run to be deleted") {
 		t.Fatalf("Run = %+v, %v; want the old verdict ignored", res, err)
+	}
+}
+
+// BenchmarkJobRunner_RunningJob is the cost of one pass over a stage whose verification Job
+// runs: parse the manifest, read the Job, read its state.
+func BenchmarkJobRunner_RunningJob(b *testing.B) {
+	files := map[string][]byte{"verify/smoke.yaml": []byte(`apiVersion: batch/v1
+kind: Job
+metadata:
+  name: smoke
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: check
+          image: busybox
+          command: ["sh", "-c", "test \"$KROPIPE_VALUE\" != 1.2.3"]
+`)}
+	r := verify.NewJobRunner(fake.NewClientset())
+	req := request("c1")
+	ctx := context.Background()
+	if _, err := r.Run(ctx, req, files); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if res, err := r.Run(ctx, req, files); err != nil || res.Phase != verify.Running {
+			b.Fatal(res, err)
+		}
 	}
 }

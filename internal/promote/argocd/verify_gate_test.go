@@ -185,8 +185,10 @@ func TestHealthGate_VerificationBadInputFailsOnlyThatStage(t *testing.T) {
 	}
 }
 
-func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
-	f := newVerifyFixture(t, "verify")
+// withAnalysis gives develop-frontend the AnalysisTemplate http (declaring the argument
+// value) instead of its Job, in a cluster with Argo Rollouts; it returns the gate, the
+// Rollouts client and the approvals store.
+func (f *verifyFixture) withAnalysis(t *testing.T) (*HealthGate, *dynamicfake.FakeDynamicClient, *stage.MemoryStore) {
 	b := f.apps["develop-frontend"]
 	b.Verify = &Verification{Analysis: []verify.TemplateRef{{Name: "http"}}, Namespace: "develop-frontend", Timeout: 5 * time.Minute}
 	f.apps["develop-frontend"] = b
@@ -204,20 +206,50 @@ func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
 	disc := f.kube.Discovery().(*fakediscovery.FakeDiscovery)
 	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "argoproj.io/v1alpha1", APIResources: []metav1.APIResource{{Name: "analysisruns", Namespaced: true}}}}
 	store := &stage.MemoryStore{}
+	return f.gateFixture.gate(WithAnalysis(verify.NewAnalysisRunner(rollouts, disc, verify.WithClock(f.clock)), store)), rollouts, store
+}
+
+// analysisPhase plays Argo Rollouts: the stage's AnalysisRun reached phase.
+func analysisPhase(t *testing.T, rollouts *dynamicfake.FakeDynamicClient, phase, message string) {
+	t.Helper()
 	ctx := context.Background()
-	g := f.gateFixture.gate(WithAnalysis(verify.NewAnalysisRunner(rollouts, disc, verify.WithClock(f.clock)), store))
+	res := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend")
+	run, err := res.Get(ctx, verify.RunName("develop-frontend", fr.ID()), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Object["status"] = map[string]any{"phase": phase, "message": message}
+	if _, err := res.Update(ctx, run, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHealthGate_AnalysisFailedIsReportedForRollback(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	g, rollouts, _ := f.withAnalysis(t)
+	ctx := context.Background()
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	analysisPhase(t, rollouts, "Failed", `Metric "http" assessed Failed due to failed (1) > failureLimit (0)`)
+	err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	if !errors.Is(err, ErrVerificationFailed) || !strings.Contains(err.Error(), `analysis develop-frontend-analysis-`+fr.ID()+` failed: Metric "http" assessed Failed`) {
+		t.Fatalf("Verify = %v", err)
+	}
+	if fails := g.TakeFailures(); len(fails) != 1 || !fails[0].AutoRollback || !errors.Is(fails[0].Err, ErrVerificationFailed) {
+		t.Fatalf("failures = %v, want one to roll back", fails)
+	}
+}
+
+func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	g, rollouts, store := f.withAnalysis(t)
+	ctx := context.Background()
 	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
 		t.Fatalf("Verify = %v, want pending", err)
 	}
 	name := verify.RunName("develop-frontend", fr.ID())
-	run, err := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend").Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run.Object["status"] = map[string]any{"phase": "Inconclusive", "message": "no data"}
-	if _, err := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend").Update(ctx, run, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	analysisPhase(t, rollouts, "Inconclusive", "no data")
 	approve := func(at time.Time) {
 		st, _ := store.Load(ctx)
 		st.Approvals["develop-frontend"] = append(st.Approvals["develop-frontend"], stage.Approval{Value: "1.2.2", ApprovedAt: at})
@@ -228,7 +260,7 @@ func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
 	// An approval from before the run (e.g. of a manual promotion) does not decide it.
 	approve(f.clock.Now().Add(-time.Hour))
 	f.clock.Step(time.Minute)
-	err = g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
 	want := "verification inconclusive: analysis " + name + " inconclusive: no data; a human decides: promoter approve develop-frontend 1.2.2 passes it, promoter rollback develop-frontend rejects it"
 	if !errors.Is(err, stage.ErrPending) || err.Error() != want {
 		t.Fatalf("Verify = %v, want %q", err, want)

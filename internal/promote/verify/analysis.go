@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -89,15 +90,16 @@ type AnalysisRunner struct {
 	client    dynamic.Interface
 	discovery discovery.DiscoveryInterface
 	clock     clock.PassiveClock
+	keep      int
 }
 
 // NewAnalysisRunner returns a runner using client, asking disc whether Rollouts is installed.
 func NewAnalysisRunner(client dynamic.Interface, disc discovery.DiscoveryInterface, opts ...JobOption) *AnalysisRunner {
-	j := &JobRunner{clock: clock.RealClock{}}
+	j := &JobRunner{clock: clock.RealClock{}, keep: DefaultKeep}
 	for _, o := range opts {
 		o(j)
 	}
-	return &AnalysisRunner{client: client, discovery: disc, clock: j.clock}
+	return &AnalysisRunner{client: client, discovery: disc, clock: j.clock, keep: j.keep}
 }
 
 // RunName is the AnalysisRun made for stage and freight id.
@@ -146,6 +148,10 @@ func (r *AnalysisRunner) Run(ctx context.Context, req Request, templates []Templ
 		started = run.GetCreationTimestamp().Time
 	}
 	switch phase {
+	case "Successful", "Failed", "Error", "Inconclusive":
+		r.cleanUp(ctx, req)
+	}
+	switch phase { // Argo Rollouts' AnalysisPhase values
 	case "Successful":
 		return Result{Phase: Passed, Message: what + " successful", Started: started}, nil
 	case "Failed", "Error":
@@ -184,6 +190,34 @@ func (r *AnalysisRunner) Forget(ctx context.Context, namespace, stage, value str
 		n++
 	}
 	return n, nil
+}
+
+// cleanUp deletes the stage's finished AnalysisRuns of other freight beyond the newest
+// r.keep (the freight being verified counts as one). Failures are ignored: the next
+// verification tries again.
+func (r *AnalysisRunner) cleanUp(ctx context.Context, req Request) {
+	runs := r.client.Resource(AnalysisRunGVR).Namespace(req.Namespace)
+	list, err := runs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(req.Stage)})
+	if err != nil {
+		return
+	}
+	var finished []unstructured.Unstructured
+	for _, u := range list.Items {
+		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
+		if u.GetLabels()[LabelFreight] != req.Freight.ID() && (phase == "Successful" || phase == "Failed" || phase == "Error" || phase == "Inconclusive") {
+			finished = append(finished, u)
+		}
+	}
+	startedOf := func(u *unstructured.Unstructured) time.Time {
+		if t, err := time.Parse(time.RFC3339, u.GetAnnotations()[AnnStarted]); err == nil {
+			return t
+		}
+		return u.GetCreationTimestamp().Time
+	}
+	sort.Slice(finished, func(i, j int) bool { return startedOf(&finished[i]).After(startedOf(&finished[j])) })
+	for i := max(r.keep-1, 0); i < len(finished); i++ {
+		_ = runs.Delete(ctx, finished[i].GetName(), metav1.DeleteOptions{})
+	}
 }
 
 // installed reports ErrNoRollouts when the API server does not serve AnalysisRuns.

@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,5 +235,39 @@ func TestParseTemplates(t *testing.T) {
 		if err != nil || strings.Join(got, ",") != tt.want {
 			t.Errorf("ParseTemplates(%q) = %v, %v; want %s", tt.in, got, err, tt.want)
 		}
+	}
+}
+
+func TestAnalysisRunner_KeepsTheLastFinishedRunsPerStage(t *testing.T) {
+	f := newAnalysisFixture(true, template("AnalysisTemplate", ns, "http", []string{"http"}))
+	refs := []verify.TemplateRef{{Name: "http"}}
+	r := verify.NewAnalysisRunner(f.dyn, f.disc, verify.WithClock(f.clock), verify.WithKeep(2))
+	ctx := context.Background()
+	var names []string
+	for _, tag := range []string{"1.2.1", "1.2.2", "1.2.3", "1.2.4"} {
+		req := request("c1")
+		req.Freight.Tag, req.Value = tag, tag
+		names = append(names, verify.RunName(req.Stage, req.Freight.ID()))
+		if _, err := r.Run(ctx, req, refs); err != nil {
+			t.Fatal(err)
+		}
+		f.setPhase(t, req, "Successful", "")
+		if res, err := r.Run(ctx, req, refs); err != nil || res.Phase != verify.Passed {
+			t.Fatalf("Run(%s) = %+v, %v", tag, res, err)
+		}
+		f.clock.Step(time.Minute)
+	}
+	list, err := f.dyn.Resource(verify.AnalysisRunGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, u := range list.Items {
+		left = append(left, u.GetName())
+	}
+	slices.Sort(left)
+	want := slices.Sorted(slices.Values(names[2:]))
+	if !slices.Equal(left, want) {
+		t.Errorf("AnalysisRuns left = %v, want the newest two %v", left, want)
 	}
 }

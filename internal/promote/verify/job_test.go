@@ -207,6 +207,7 @@ func TestJobRunner_BadInput(t *testing.T) {
 		is               error
 	}{
 		{"PathOutsideTheRepository", "apps/../../etc", "points outside the repository", gitwrite.ErrPathEscapes},
+		{"SymbolicLink", "apps/develop/bad/link.yaml", "apps/develop/bad/link.yaml is a symbolic link", gitwrite.ErrPathEscapes},
 		{"MissingPath", "apps/develop/nope", "apps/develop/nope does not exist", gitwrite.ErrFileNotFound},
 		{"NotAJob", "apps/develop/bad/pod.yaml", "apps/develop/bad/pod.yaml: document 1: not a usable verification Job: it is v1 Pod", verify.ErrBadManifest},
 		{"RestartPolicyAlways", "apps/develop/bad/always.yaml", `spec.template.spec.restartPolicy is "Always"; write Never or OnFailure`, verify.ErrBadManifest},

@@ -3,6 +3,7 @@ package manifests_test
 import (
 	"bytes"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -195,8 +196,11 @@ func TestPromoterManifests_RestrictedPodSecurity(t *testing.T) {
 
 func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 	roles, clusterRoles, bindings, accounts := promoterRBAC(t)
-	if len(clusterRoles) != 0 {
-		t.Errorf("ClusterRoles %v: the promoter needs nothing outside argocd", clusterRoles)
+	// The one ClusterRole is verification's, bound per destination namespace by the user.
+	for _, cr := range clusterRoles {
+		if cr.Name != "kropipe-promoter-verify" && cr.Name != "kropipe-promoter-cluster-analysis" {
+			t.Errorf("ClusterRole %s: the promoter needs nothing outside argocd but verification Jobs", cr.Name)
+		}
 	}
 	if len(roles) != 1 {
 		t.Fatalf("%d Roles, want 1", len(roles))
@@ -461,5 +465,70 @@ func TestPromoterWebhookComponent_ExposesTheListenerWithItsSecret(t *testing.T) 
 	}
 	if !hasPodIP {
 		t.Error("no POD_IP from status.podIP: the leader cannot advertise its listener to the standby")
+	}
+}
+
+func TestPromoterManifests_VerifyClusterRolesAllowOnlyVerification(t *testing.T) {
+	_, clusterRoles, bindings, _ := promoterRBAC(t)
+	i := slices.IndexFunc(clusterRoles, func(r rbacv1.ClusterRole) bool { return r.Name == "kropipe-promoter-verify" })
+	if i < 0 {
+		t.Fatal("no ClusterRole kropipe-promoter-verify")
+	}
+	for _, b := range bindings {
+		if b.RoleRef.Kind == "ClusterRole" {
+			t.Errorf("RoleBinding %s binds ClusterRole %s in argocd; it is bound in destination namespaces only", b.Name, b.RoleRef.Name)
+		}
+	}
+	rules := clusterRoles[i].Rules
+	allowed := func(group, resource, verb string) bool {
+		return slices.ContainsFunc(rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb)
+		})
+	}
+	tests := []struct {
+		group, resource, verb string
+		want                  bool
+	}{
+		{"batch", "jobs", "create", true},
+		{"batch", "jobs", "get", true},
+		{"batch", "jobs", "list", true},
+		{"batch", "jobs", "delete", true},
+		{"batch", "jobs", "update", false},
+		{"batch", "jobs", "patch", false},
+		{"batch", "cronjobs", "create", false},
+		{"", "pods", "list", true},
+		{"", "pods", "get", false},
+		{"", "pods", "delete", false},
+		{"", "pods/log", "get", true},
+		{"", "pods/exec", "create", false},
+		{"", "secrets", "get", false},
+		{"argoproj.io", "analysisruns", "create", true},
+		{"argoproj.io", "analysisruns", "get", true},
+		{"argoproj.io", "analysisruns", "list", true},
+		{"argoproj.io", "analysisruns", "delete", true},
+		{"argoproj.io", "analysisruns", "patch", true},
+		{"argoproj.io", "analysisruns", "update", false},
+		{"argoproj.io", "analysistemplates", "get", true},
+		{"argoproj.io", "analysistemplates", "create", false},
+		{"argoproj.io", "analysistemplates", "update", false},
+		{"argoproj.io", "rollouts", "get", false},
+		{"argoproj.io", "applications", "get", false},
+	}
+	for _, tt := range tests {
+		if got := allowed(tt.group, tt.resource, tt.verb); got != tt.want {
+			t.Errorf("kropipe-promoter-verify allows %s %s/%s: %v, want %v", tt.verb, tt.group, tt.resource, got, tt.want)
+		}
+	}
+}
+
+func TestPromoterManifests_ClusterAnalysisRoleOnlyReadsClusterAnalysisTemplates(t *testing.T) {
+	_, clusterRoles, _, _ := promoterRBAC(t)
+	i := slices.IndexFunc(clusterRoles, func(r rbacv1.ClusterRole) bool { return r.Name == "kropipe-promoter-cluster-analysis" })
+	if i < 0 {
+		t.Fatal("no ClusterRole kropipe-promoter-cluster-analysis")
+	}
+	want := []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"clusteranalysistemplates"}, Verbs: []string{"get"}}}
+	if !reflect.DeepEqual(clusterRoles[i].Rules, want) {
+		t.Errorf("rules %+v, want %+v", clusterRoles[i].Rules, want)
 	}
 }

@@ -66,6 +66,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 		newPromoteCommand(g),
 		newRollbackCommand(g),
 		newApproveCommand(g),
+		newVerifyCommand(g),
 		newPauseCommand(g, true),
 		newPauseCommand(g, false),
 		newHistoryCommand(g),

@@ -4,6 +4,7 @@
 //	config or argocd (the stages) ──┐
 //	registries ──► warehouse ──► stage (decides) ──► gitwrite ──► Git
 //	                                  └──► argocd (health gate) ──► Argo CD: sync, verify
+//	                                              └──► verify ──► Jobs, AnalysisRuns
 //
 // Discovery and decision:
 //   - warehouse lists a repository's tags in OCI registries and ranks them; freight is the
@@ -21,6 +22,9 @@
 //   - config reads promoter.yaml (local mode); argocd derives stages from kropipe.io/*
 //     annotations, finds Argo CD's Git credentials, syncs the promoted Application and
 //     verifies it (the health gate); suggest gives both their "did you mean" hints.
+//   - verify runs a stage's verification in the cluster once the gate saw its Application
+//     Synced and Healthy: Jobs read from Git and Argo Rollouts AnalysisRuns, named by stage
+//     and freight so a new leader adopts them.
 //   - kubestate keeps the engine's state in a ConfigMap; leader elects the one replica
 //     that writes.
 //

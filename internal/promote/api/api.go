@@ -36,6 +36,12 @@ type Controller interface {
 	Passes() int
 }
 
+// Reverifier is implemented by a Controller that can run a stage's verification again
+// (POST /api/v1/stages/{name}/verify); *stage.Engine does.
+type Reverifier interface {
+	Reverify(ctx context.Context, stage string) (string, error)
+}
+
 // ErrUnavailable is wrapped by a Controller's errors when this process cannot act
 // at all right now (a standby replica): the API answers 503 with the error, which
 // should say where to go instead.
@@ -98,6 +104,7 @@ func New(c Controller, opts ...Option) *Server {
 	s.Handle("POST /api/v1/stages/{name}/promote", http.HandlerFunc(s.promote))
 	s.Handle("POST /api/v1/stages/{name}/rollback", http.HandlerFunc(s.rollback))
 	s.Handle("POST /api/v1/stages/{name}/approve", http.HandlerFunc(s.approve))
+	s.Handle("POST /api/v1/stages/{name}/verify", http.HandlerFunc(s.reverify))
 	s.Handle("POST /api/v1/stages/{name}/pause", http.HandlerFunc(s.pause(true)))
 	s.Handle("POST /api/v1/stages/{name}/resume", http.HandlerFunc(s.pause(false)))
 	return s
@@ -183,6 +190,13 @@ type History struct {
 
 // Approved is the body answered by approve.
 type Approved struct {
+	Stage string `json:"stage"`
+	Value string `json:"value"`
+}
+
+// Reverified is the body answered by verify: the value whose verification runs again on
+// the next pass.
+type Reverified struct {
 	Stage string `json:"stage"`
 	Value string `json:"value"`
 }
@@ -280,6 +294,21 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, Approved{Stage: name, Value: v})
+}
+
+func (s *Server) reverify(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	rv, ok := s.c.(Reverifier)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("stage %q: this promoter cannot run verification again", name))
+		return
+	}
+	v, err := rv.Reverify(r.Context(), name)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, Reverified{Stage: name, Value: v})
 }
 
 func (s *Server) pause(paused bool) http.HandlerFunc {

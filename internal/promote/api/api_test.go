@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,6 +24,12 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 // registry holding frontend 1.2.1 and 1.2.2, with the first pass done.
 func newEngine(t *testing.T, extra ...stage.Spec) *stage.Engine {
 	t.Helper()
+	return newEngineWith(t, nil, extra...)
+}
+
+// newEngineWith is newEngine with develop-frontend's spec changed by edit.
+func newEngineWith(t *testing.T, edit func(*stage.Spec), extra ...stage.Spec) *stage.Engine {
+	t.Helper()
 	srv := gitserver.StartTB(t)
 	if _, err := srv.NewBareRepo(context.Background(), "gitops.git", "testdata/seed"); err != nil {
 		t.Fatal(err)
@@ -36,6 +44,9 @@ func newEngine(t *testing.T, extra ...stage.Spec) *stage.Engine {
 		Name: "develop-frontend", Image: host + "/team/frontend", Constraint: "^1.2",
 		RepoURL: srv.URL("gitops.git"), File: "develop/frontend/instance.yaml", AutoPromote: false,
 	}}, extra...)
+	if edit != nil {
+		edit(&specs[0])
+	}
 	e, err := stage.New(specs, stage.WithWarehouse(wh), stage.WithGit(t.TempDir()), stage.WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
@@ -205,4 +216,49 @@ func get(t *testing.T, url string, v any) int {
 		}
 	}
 	return resp.StatusCode
+}
+
+// POST /api/v1/stages/{name}/verify makes the next pass run the stage's verify command again
+// for the tag it runs, and only then.
+func TestAPI_VerifyRunsTheVerificationAgain(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "verified")
+	e := newEngineWith(t, func(s *stage.Spec) {
+		s.Verify = &stage.VerifySpec{Command: []string{"sh", "-c", `echo "$KROPIPE_TAG" >> "$0"`, log}}
+	})
+	ts := httptest.NewServer(New(e, WithLogger(quiet())))
+	defer ts.Close()
+	ctx := context.Background()
+	c := NewClient(strings.TrimPrefix(ts.URL, "http://"), "", nil)
+	runs := func() string {
+		data, _ := os.ReadFile(log)
+		return strings.TrimSpace(string(data))
+	}
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Approve(ctx, "develop-frontend", "1.2.2"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := e.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := runs(); got != "1.2.2" {
+		t.Fatalf("verify command ran for %q, want once for 1.2.2", got)
+	}
+	if v, err := c.Reverify(ctx, "develop-frontend"); err != nil || v != "1.2.2" {
+		t.Fatalf("Reverify = %q, %v", v, err)
+	}
+	for range 2 {
+		if err := e.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := runs(); got != "1.2.2\n1.2.2" {
+		t.Fatalf("verify command ran for %q, want twice for 1.2.2", got)
+	}
+	if _, err := c.Reverify(ctx, "nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("Reverify of an unknown stage: %v", err)
+	}
 }

@@ -74,6 +74,13 @@ func (c *Client) Approve(ctx context.Context, name, tag string) (string, error) 
 	return out.Value, err
 }
 
+// Reverify runs the verification of the value the stage runs again; it returns that value.
+func (c *Client) Reverify(ctx context.Context, name string) (string, error) {
+	var out Reverified
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/verify", nil, &out)
+	return out.Value, err
+}
+
 // Pause pauses (or with paused false, resumes) automatic promotions to the stage.
 func (c *Client) Pause(ctx context.Context, name string, paused bool) error {
 	verb := "resume"

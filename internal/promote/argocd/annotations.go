@@ -14,6 +14,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/suggest"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 )
 
 // Annotation keys. Their names are the kebab-cased stage.Spec fields.
@@ -38,6 +39,14 @@ const (
 	// AnnPullSecrets names image pull Secrets (comma-separated) in the promoter's
 	// namespace with the credentials of the stage's registry.
 	AnnPullSecrets = AnnotationPrefix + "pull-secrets"
+	// AnnVerifyJob is a Job manifest, or a folder of them, relative to the Application's
+	// source path: run for each promotion once the Application is Synced and Healthy.
+	AnnVerifyJob = AnnotationPrefix + "verify-job"
+	// AnnVerifyAnalysis names Argo Rollouts AnalysisTemplates (cluster:NAME for a
+	// ClusterAnalysisTemplate), separated by commas, run as one AnalysisRun after each promotion.
+	AnnVerifyAnalysis = AnnotationPrefix + "verify-analysis"
+	// AnnVerifyTimeout bounds a verification (default verify.DefaultTimeout).
+	AnnVerifyTimeout = AnnotationPrefix + "verify-timeout"
 
 	// ManifestGeneratePaths limits which commits make Argo CD regenerate an
 	// Application's manifests; without it one promotion commit refreshes every
@@ -51,7 +60,7 @@ const DefaultInterval = 5 * time.Minute
 var knownKeys = []string{
 	AnnImage, AnnStrategy, AnnConstraint, AnnAllowTags, AnnIgnoreTags, AnnPlatform,
 	AnnFile, AnnKey, AnnStage, AnnUpstream, AnnAutoPromote, AnnSoak, AnnInterval,
-	AnnAutoRollback, AnnSource, AnnPullSecrets,
+	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyAnalysis, AnnVerifyTimeout,
 }
 
 // Problem is a configuration mistake that keeps one stage from running. The other
@@ -91,6 +100,19 @@ type Binding struct {
 	// PullSecrets is kropipe.io/pull-secrets: Secrets in the promoter's namespace
 	// holding registry credentials, used with those of --pull-secrets.
 	PullSecrets []string `json:"pullSecrets,omitempty"`
+	// Verify is the stage's verification in the cluster, nil when it has none.
+	Verify *Verification `json:"verify,omitempty"`
+}
+
+// Verification is what kropipe.io/verify-* ask to run after each promotion.
+type Verification struct {
+	// Job is the Job manifest or folder in the repository, the source path joined.
+	Job string `json:"job,omitempty"`
+	// Analysis are the AnalysisTemplates run as one AnalysisRun.
+	Analysis []verify.TemplateRef `json:"analysis,omitempty"`
+	// Namespace is the Application's destination namespace, where the Jobs run.
+	Namespace string        `json:"namespace"`
+	Timeout   time.Duration `json:"timeout"`
 }
 
 // Config is what the annotations describe: runnable stages, the Applications
@@ -274,6 +296,15 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 			spec.File = path.Join(str(src, "path"), stage.DefaultFile)
 		}
 	}
+	if v, ok := verification(app.Object, ann, bad); ok && msg == "" {
+		if v.Job != "" {
+			v.Job = path.Join(str(src, "path"), v.Job)
+		}
+		if v.Job == ".." || strings.HasPrefix(v.Job, "../") {
+			bad(AnnVerifyJob, "%q points outside the repository (it is relative to the Application's source path %q); give a path inside it", ann[AnnVerifyJob], str(src, "path"))
+		}
+		b.Verify = v
+	}
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		for _, fe := range fieldErrors(err) {
@@ -287,6 +318,44 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		warnings = append(warnings, Problem{Stage: name, App: ref.String(), Field: ManifestGeneratePaths, Message: w})
 	}
 	return &candidate{spec: spec, binding: b, app: ref.String()}, problems, warnings
+}
+
+// verification reads kropipe.io/verify-*; ok is false when the stage has no verification.
+func verification(obj map[string]any, ann map[string]string, bad func(field, format string, args ...any)) (*Verification, bool) {
+	job := strings.TrimSpace(ann[AnnVerifyJob])
+	analysis := strings.TrimSpace(ann[AnnVerifyAnalysis])
+	v := &Verification{Job: job, Timeout: verify.DefaultTimeout, Namespace: str(obj, "spec", "destination", "namespace")}
+	if t, ok := ann[AnnVerifyTimeout]; ok {
+		d, err := parseDuration(t, true)
+		if err != nil {
+			bad(AnnVerifyTimeout, "%v", err)
+		}
+		if job == "" && analysis == "" {
+			bad(AnnVerifyTimeout, "is set but there is nothing to verify; add %s or %s, or remove it", AnnVerifyJob, AnnVerifyAnalysis)
+		}
+		v.Timeout = d
+	}
+	if job == "" && analysis == "" {
+		return nil, false
+	}
+	if path.IsAbs(job) {
+		bad(AnnVerifyJob, "%q is absolute; give a path relative to the Application's source path", job)
+	}
+	if analysis != "" {
+		refs, err := verify.ParseTemplates(analysis)
+		if err != nil {
+			bad(AnnVerifyAnalysis, "%v", err)
+		}
+		v.Analysis = refs
+	}
+	if v.Namespace == "" {
+		field := AnnVerifyJob
+		if job == "" {
+			field = AnnVerifyAnalysis
+		}
+		bad(field, "the Application has no spec.destination.namespace: set it, verification runs there")
+	}
+	return v, true
 }
 
 // gitSource picks the source holding the stage's file. It returns the field to

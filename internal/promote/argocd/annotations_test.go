@@ -1,6 +1,7 @@
 package argocd
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 )
 
 func TestDerive_SeedLayoutFromApplicationSetAnnotations(t *testing.T) {
@@ -131,6 +133,40 @@ func TestDerive_BadInputBlocksOnlyItsStage(t *testing.T) {
 		message string // substring
 		blocked []string
 	}{
+		{
+			name:  "verify-job outside the repository",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "../../../etc"}))},
+			stage: "develop-frontend", field: AnnVerifyJob, message: `"../../../etc" points outside the repository (it is relative to the Application's source path "develop/frontend")`,
+		},
+		{
+			name:  "verify-job absolute",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "/verify"}))},
+			stage: "develop-frontend", field: AnnVerifyJob, message: `"/verify" is absolute`,
+		},
+		{
+			name:  "verify-analysis not a template name",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyAnalysis: "http, Smoke_Test"}))},
+			stage: "develop-frontend", field: AnnVerifyAnalysis, message: `"Smoke_Test" is not a template name`,
+		},
+		{
+			name:  "verify-timeout not a duration",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "verify", AnnVerifyTimeout: "ten minutes"}))},
+			stage: "develop-frontend", field: AnnVerifyTimeout, message: `"ten minutes" is not a duration`,
+		},
+		{
+			name:  "verify-timeout without anything to verify",
+			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyTimeout: "5m"}))},
+			stage: "develop-frontend", field: AnnVerifyTimeout, message: "is set but there is nothing to verify",
+		},
+		{
+			name: "verify-job without a destination namespace",
+			apps: []*unstructured.Unstructured{func() *unstructured.Unstructured {
+				a := app("develop-frontend", "develop/frontend", fe(map[string]string{AnnVerifyJob: "verify"}))
+				unstructured.RemoveNestedField(a.Object, "spec", "destination", "namespace")
+				return a
+			}()},
+			stage: "develop-frontend", field: AnnVerifyJob, message: "the Application has no spec.destination.namespace",
+		},
 		{
 			name:  "typo'd key gets a did-you-mean",
 			apps:  []*unstructured.Unstructured{app("develop-frontend", "develop/frontend", fe(map[string]string{"kropipe.io/constrant": "^1.2"}))},
@@ -336,5 +372,27 @@ func TestDerive_ApplicationSetDefaultsAndOverrides(t *testing.T) {
 	own := app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend"), AnnSoak: "10m"})
 	if _, problems := Specs([]*unstructured.Unstructured{own}, nil); len(problems) != 1 || problems[0].Field != AnnSoak {
 		t.Fatalf("problems %v", problems)
+	}
+}
+
+func TestDerive_VerifyJobFromApplicationSetWithOverride(t *testing.T) {
+	set := appset("frontend", map[string]string{AnnImage: img("frontend"), AnnVerifyJob: "verify"})
+	dev := ownedBy(app("develop-frontend", "develop/frontend", nil), "frontend")
+	staging := ownedBy(app("staging-frontend", "staging/frontend", map[string]string{AnnVerifyJob: "checks/smoke.yaml", AnnVerifyTimeout: "2m"}), "frontend")
+	prod := ownedBy(app("prod-frontend", "prod/frontend", map[string]string{AnnVerifyJob: "", AnnVerifyAnalysis: "error-rate, cluster:smoke"}), "frontend")
+	cfg := Derive([]*unstructured.Unstructured{dev, staging, prod}, []*unstructured.Unstructured{set})
+	if len(cfg.Problems) != 0 {
+		t.Fatalf("problems: %v", cfg.Problems)
+	}
+	want := map[string]*Verification{
+		"develop-frontend": {Job: "develop/frontend/verify", Namespace: "develop-frontend", Timeout: 10 * time.Minute},
+		"staging-frontend": {Job: "staging/frontend/checks/smoke.yaml", Namespace: "staging-frontend", Timeout: 2 * time.Minute},
+		"prod-frontend":    {Analysis: []verify.TemplateRef{{Name: "error-rate"}, {Name: "smoke", Cluster: true}}, Namespace: "prod-frontend", Timeout: 10 * time.Minute},
+	}
+	for name, w := range want {
+		got := cfg.Bindings[name].Verify
+		if !reflect.DeepEqual(got, w) {
+			t.Errorf("%s: Verify = %+v, want %+v", name, got, w)
+		}
 	}
 }

@@ -15,12 +15,26 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 )
 
 // ErrUnhealthy is wrapped when a promoted Application stayed Degraded, or its
 // sync failed, beyond the gate's timeout. The stage fails; with
 // kropipe.io/auto-rollback "true" the caller rolls it back (see TakeFailures).
 var ErrUnhealthy = errors.New("application unhealthy after promotion")
+
+// ErrVerificationFailed is wrapped when a stage's verification (kropipe.io/verify-job)
+// failed or timed out: the stage fails, and with kropipe.io/auto-rollback "true" the
+// caller rolls it back (see TakeFailures), as for ErrUnhealthy.
+var ErrVerificationFailed = errors.New("verification failed")
+
+// VerifySource reads what a verification needs from the stage's repository.
+type VerifySource interface {
+	// ReadAt returns the file or folder p (see gitwrite.Repo.ReadAt) at commit.
+	ReadAt(ctx context.Context, spec stage.Spec, commit, p string) (map[string][]byte, error)
+	// Previous is the value the stage ran before the promotion commit, "" when unknown.
+	Previous(ctx context.Context, spec stage.Spec, commit string) string
+}
 
 // DefaultGateTimeout is how long an Application may stay Degraded or failed
 // before its promotion counts as failed.
@@ -38,7 +52,7 @@ type Failure struct {
 	Value        string // the tag or digest written
 	Commit       string
 	AutoRollback bool
-	Err          error // wraps ErrUnhealthy
+	Err          error // wraps ErrUnhealthy or ErrVerificationFailed
 }
 
 // HealthGate is the Argo CD mode's stage.Verifier: it asks Argo CD to sync the
@@ -55,10 +69,15 @@ type HealthGate struct {
 	syncIf   func(ctx context.Context, spec stage.Spec, commit string) bool
 	clock    clock.PassiveClock
 	log      *slog.Logger
+	source   VerifySource
+	jobs     *verify.JobRunner
+	analysis *verify.AnalysisRunner
+	store    stage.Store // approvals, which pass an inconclusive analysis
 
 	mu       sync.Mutex
-	tracked  map[string]*tracking // by stage
-	waiting  map[string]string    // by stage: the last reason to wait
+	tracked  map[string]*tracking             // by stage
+	runs     map[string]stage.VerificationRun // by stage: the last verification seen
+	waiting  map[string]string                // by stage: the last reason to wait
 	failures []Failure
 }
 
@@ -70,6 +89,9 @@ type tracking struct {
 	commit    string // the first commit the freight was verified at: its promotion
 	badSince  time.Time
 	reported  bool
+	// verifyReported: the failed verification was handed to TakeFailures. After a restart
+	// the failed Job is adopted and reported again; the rollback then finds the stage moved on.
+	verifyReported bool
 }
 
 // GateOption configures a HealthGate.
@@ -104,6 +126,20 @@ func WithSyncIf(fn func(ctx context.Context, spec stage.Spec, commit string) boo
 	return func(g *HealthGate) { g.syncIf = fn }
 }
 
+// WithVerification runs the stages' kropipe.io/verify-job Jobs through jobs, reading their
+// manifests through src, once the Application is Synced and Healthy at the promotion
+// commit. Without it a stage with a verification fails, saying so.
+func WithVerification(src VerifySource, jobs *verify.JobRunner) GateOption {
+	return func(g *HealthGate) { g.source, g.jobs = src, jobs }
+}
+
+// WithAnalysis runs the stages' kropipe.io/verify-analysis AnalysisRuns through a. An
+// inconclusive analysis holds the stage until an approval of its value made after the run
+// started is in store (promoter approve), or a rollback replaces it.
+func WithAnalysis(a *verify.AnalysisRunner, store stage.Store) GateOption {
+	return func(g *HealthGate) { g.analysis, g.store = a, store }
+}
+
 // WithGateClock replaces the wall clock, for timeout tests.
 func WithGateClock(c clock.PassiveClock) GateOption { return func(g *HealthGate) { g.clock = c } }
 
@@ -118,6 +154,7 @@ func NewHealthGate(client dynamic.Interface, apps AppLookup, opts ...GateOption)
 		contains: func(_ context.Context, _ stage.Spec, a, d string) bool { return a == d },
 		clock:    clock.RealClock{}, log: slog.Default(),
 		tracked: map[string]*tracking{}, waiting: map[string]string{},
+		runs: map[string]stage.VerificationRun{},
 	}
 	for _, o := range opts {
 		o(g)
@@ -143,6 +180,17 @@ func (g *HealthGate) Waiting(stage string) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.waiting[stage]
+}
+
+// Verification returns the stage's last verification in the cluster, nil when it ran none.
+func (g *HealthGate) Verification(stage string) *stage.VerificationRun {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.runs[stage]
+	if !ok {
+		return nil
+	}
+	return &r
 }
 
 // Awaiting returns the stages whose verification is pending (Waiting is not "").
@@ -198,6 +246,11 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		if a.phase != "" && a.reconciledAt.Before(a.finishedAt) {
 			return pending("waiting: Argo CD has not compared %s since its sync finished at %s", u.GetName(), a.finishedAt.Format(time.RFC3339))
 		}
+		if b.Verify != nil {
+			if err := g.runVerification(ctx, spec, b, f, promo); err != nil {
+				return err
+			}
+		}
 		g.forget(spec.Name)
 		return nil
 	}
@@ -245,6 +298,172 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		return pending("waiting: %s is syncing (%s) at %s", u.GetName(), phase, short(orUnknown(a.opRevision, a.revision)))
 	}
 	return pending("waiting: %s is %s/%s at %s", u.GetName(), orUnknown(a.syncStatus, "Unknown"), orUnknown(a.health, "Unknown"), orUnknown(short(a.revision), "no revision"))
+}
+
+// runVerification runs the stage's verification for the freight at its promotion commit:
+// nil once it passed, ErrPending while it runs, ErrVerificationFailed when it failed, and
+// any other error for a problem with its manifests or the cluster (the stage fails, nothing
+// is rolled back: the freight was not judged).
+func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) error {
+	value := f.Value(spec.Strategy)
+	run := stage.VerificationRun{Value: value, Commit: commit}
+	res, err := g.runChecks(ctx, spec, b, f, commit)
+	if err != nil {
+		run.Phase, run.Message = "Error", err.Error()
+		g.record(spec.Name, run)
+		return err
+	}
+	run.Phase, run.Message, run.Log = string(res.Phase), res.Message, res.Log
+	g.record(spec.Name, run)
+	switch res.Phase {
+	case verify.Running:
+		return pending("verifying: %s", res.Message)
+	case verify.Passed:
+		g.log.Info("verification passed", "stage", spec.Name, "value", value, "result", res.Message)
+		return nil
+	case verify.Inconclusive:
+		if g.approvedSince(ctx, spec.Name, value, res.Started) {
+			g.log.Info("inconclusive verification approved", "stage", spec.Name, "value", value, "result", res.Message)
+			return nil
+		}
+		return pending("verification inconclusive: %s; a human decides: promoter approve %s %s passes it, promoter rollback %s rejects it", res.Message, spec.Name, value, spec.Name)
+	}
+	msg := res.Message
+	if res.Log != "" {
+		msg += "; log: " + res.Log
+	}
+	err = fmt.Errorf("stage %q: %w for %s: %s", spec.Name, ErrVerificationFailed, value, msg)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if tr := g.tracked[spec.Name]; tr != nil && !tr.verifyReported {
+		tr.verifyReported = true
+		g.failures = append(g.failures, Failure{Stage: spec.Name, App: b.App, Value: value, Commit: commit, AutoRollback: b.AutoRollback, Err: err})
+	}
+	return err
+}
+
+// runChecks runs the stage's Job and analysis verifications side by side and combines
+// them: Failed when one failed, else Running while one runs, else Inconclusive when one
+// is, else Passed.
+func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) (verify.Result, error) {
+	v := b.Verify
+	var results []verify.Result
+	var prev *string
+	previous := func() string {
+		if prev == nil {
+			p := ""
+			if g.source != nil {
+				p = g.source.Previous(ctx, spec, commit)
+			}
+			prev = &p
+		}
+		return *prev
+	}
+	request := func() verify.Request {
+		return verify.Request{
+			Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: f.Value(spec.Strategy),
+			Previous: previous(), Commit: commit, Timeout: v.Timeout,
+		}
+	}
+	if v.Job != "" {
+		if g.jobs == nil || g.source == nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s is set but this promoter runs no verification Jobs", spec.Name, AnnVerifyJob)
+		}
+		files, err := g.source.ReadAt(ctx, spec, commit, v.Job)
+		if err != nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+		}
+		res, err := g.jobs.Run(ctx, request(), files)
+		if err != nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+		}
+		results = append(results, res)
+	}
+	if len(v.Analysis) > 0 {
+		if g.analysis == nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s is set but this promoter runs no analysis", spec.Name, AnnVerifyAnalysis)
+		}
+		res, err := g.analysis.Run(ctx, request(), v.Analysis)
+		if err != nil {
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyAnalysis, err)
+		}
+		results = append(results, res)
+	}
+	for _, want := range []verify.Phase{verify.Failed, verify.Running, verify.Inconclusive} {
+		var msgs []string
+		var out verify.Result
+		for _, r := range results {
+			if r.Phase == want {
+				msgs = append(msgs, r.Message)
+				if out.Log == "" {
+					out.Log = r.Log
+				}
+				if out.Started.IsZero() || r.Started.Before(out.Started) {
+					out.Started = r.Started
+				}
+			}
+		}
+		if len(msgs) > 0 {
+			out.Phase, out.Message = want, strings.Join(msgs, "; ")
+			return out, nil
+		}
+	}
+	var msgs []string
+	for _, r := range results {
+		msgs = append(msgs, r.Message)
+	}
+	return verify.Result{Phase: verify.Passed, Message: strings.Join(msgs, "; ")}, nil
+}
+
+// Reverify deletes the Jobs and AnalysisRun that verified value in the stage, so its
+// next verification starts new ones (promoter verify; the caller then makes the engine
+// forget its verdict). A stage without verification in the cluster has nothing to delete.
+func (g *HealthGate) Reverify(ctx context.Context, stage, value string) error {
+	b, ok := g.apps.App(stage)
+	if !ok || b.Verify == nil {
+		return nil
+	}
+	if b.Verify.Job != "" && g.jobs != nil {
+		if _, err := g.jobs.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+			return fmt.Errorf("stage %q: %w", stage, err)
+		}
+	}
+	if len(b.Verify.Analysis) > 0 && g.analysis != nil {
+		if _, err := g.analysis.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+			return fmt.Errorf("stage %q: %w", stage, err)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if tr := g.tracked[stage]; tr != nil {
+		tr.verifyReported = false
+	}
+	delete(g.runs, stage)
+	return nil
+}
+
+// approvedSince reports whether value was approved in stage after t.
+func (g *HealthGate) approvedSince(ctx context.Context, stage, value string, t time.Time) bool {
+	if g.store == nil {
+		return false
+	}
+	st, err := g.store.Load(ctx)
+	if err != nil {
+		g.log.Warn("reading approvals for an inconclusive verification", "stage", stage, "error", err.Error())
+		return false
+	}
+	for _, a := range st.Approvals[stage] {
+		if a.Value == value && !a.ApprovedAt.Before(t) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *HealthGate) record(stage string, run stage.VerificationRun) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.runs[stage] = run
 }
 
 // unhealthy starts or checks the timeout of a bad state; past it the promotion fails.

@@ -26,6 +26,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/metrics"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 	"github.com/kropipe/kropipe/internal/promote/webhook"
 	"github.com/kropipe/kropipe/internal/version"
@@ -445,6 +446,8 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		argocd.WithSyncIf(repos.isNewestPromotion),
 		argocd.WithSubject(repos.subject),
 		argocd.WithContains(repos.contains),
+		argocd.WithVerification(repos, verify.NewJobRunner(c.kube)),
+		argocd.WithAnalysis(verify.NewAnalysisRunner(c.dyn, c.kube.Discovery()), c.store),
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
@@ -613,6 +616,7 @@ func (g gate) explain(st stage.Status) stage.Status {
 		if w := hg.Waiting(st.Name); w != "" && strings.HasSuffix(st.Reason, "verification pending") {
 			st.Reason += ": " + w
 		}
+		st.Verification = hg.Verification(st.Name)
 	}
 	if w := g.c.watcher.Load(); w != nil {
 		if b, ok := w.App(st.Name); ok {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -33,6 +34,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/registrytest"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
 )
 
 // syncBuffer is a bytes.Buffer safe for the controller's goroutines to log into.
@@ -95,7 +97,8 @@ func newClusterEnvFor(t *testing.T, host string, annotations map[string]any, obj
 			},
 		},
 		"spec": map[string]any{
-			"source": map[string]any{"repoURL": srv.URL("gitops.git"), "targetRevision": "main", "path": "develop/frontend"},
+			"source":      map[string]any{"repoURL": srv.URL("gitops.git"), "targetRevision": "main", "path": "develop/frontend"},
+			"destination": map[string]any{"namespace": "frontend-develop"},
 		},
 	}}
 	for k, v := range annotations {
@@ -843,4 +846,116 @@ func TestController_DegradedPastTheHealthTimeoutRollsBack(t *testing.T) {
 		t.Fatalf("last commit %q, %v; want the rollback rejecting 1.2.2", subject, err)
 	}
 	t.Logf("Degraded → rollback commit in %s (--health-timeout %s)", time.Since(degraded).Round(time.Millisecond), f.HealthTimeout)
+}
+
+// A verification Job that fails after the Application is Synced and Healthy fails the stage
+// with the pod's log, raises an Event, and with kropipe.io/auto-rollback the promoter commits
+// the rollback rejecting the value.
+func TestController_FailedVerificationJobRollsBack(t *testing.T) {
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
+	e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/auto-rollback": "true", "kropipe.io/verify-job": "verify"})
+	f := configFor("")
+	c, logs, commit := e.startPromoted(t, f)
+	e.finishSync(t, "develop-frontend", commit)
+	ctx := context.Background()
+	jobs := e.kube.BatchV1().Jobs("frontend-develop")
+	var job *batchv1.Job
+	deadline := time.Now().Add(30 * time.Second)
+	for job == nil {
+		list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: verify.LabelStage + "=develop-frontend"})
+		if err == nil && len(list.Items) == 1 {
+			job = &list.Items[0]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("no verification Job: %v %v\n%s", list, err, logs.String())
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if env := job.Spec.Template.Spec.Containers[0].Env; !slices.Contains(env, corev1.EnvVar{Name: "KROPIPE_VALUE", Value: "1.2.2"}) || !slices.Contains(env, corev1.EnvVar{Name: "KROPIPE_COMMIT", Value: commit}) || !slices.Contains(env, corev1.EnvVar{Name: "KROPIPE_PREVIOUS", Value: "1.2.1"}) {
+		t.Errorf("Job env %v", env)
+	}
+	waitStage(t, c, logs, "verifying", func(st stage.Status) bool {
+		return st.Verification != nil && st.Verification.Phase == "Running" && strings.Contains(st.Reason, "verifying: job "+job.Name+" (running")
+	})
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-abcde", Namespace: "frontend-develop", Labels: map[string]string{"job-name": job.Name}}, Status: corev1.PodStatus{Phase: corev1.PodFailed}}
+	if _, err := e.kube.CoreV1().Pods("frontend-develop").Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	job.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded", Message: "Job has reached the specified backoff limit"}}
+	if _, err := jobs.UpdateStatus(ctx, job, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStage(t, c, logs, "rolled back", func(st stage.Status) bool { return st.CurrentTag == "1.2.1" })
+	subject, err := gitserver.GitOutput(ctx, e.bare, "log", "-1", "--format=%s%n%(trailers:key=Kropipe-Rejected,valueonly)", "main")
+	if err != nil || strings.TrimSpace(subject) != "Roll back image from 1.2.2 to 1.2.1\n1.2.2" {
+		t.Fatalf("last commit %q, %v; want the rollback rejecting 1.2.2", subject, err)
+	}
+	events, err := e.kube.CoreV1().Events("argocd").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(events.Items, func(ev corev1.Event) bool {
+		return strings.Contains(ev.Message, "verification failed for 1.2.2: job "+job.Name+" failed (BackoffLimitExceeded: Job has reached the specified backoff limit); log: fake logs")
+	}) {
+		t.Errorf("no Event with the failed verification and its log: %v", events.Items)
+	}
+	if n, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: verify.LabelFreight + "=" + job.Labels[verify.LabelFreight]}); err != nil || len(n.Items) != 1 {
+		t.Errorf("Jobs for the failed freight: %v, %v; want the one", n, err)
+	}
+}
+
+// promoter verify STAGE deletes the verification Job of the value the stage runs and forgets
+// the verdict: the next pass creates a new Job, and the stage waits for it.
+func TestController_VerifyRunsTheVerificationAgain(t *testing.T) {
+	host := registrytest.Start(t)
+	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
+	e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/verify-job": "verify"})
+	c, logs, commit := e.startPromoted(t, configFor(""))
+	e.finishSync(t, "develop-frontend", commit)
+	ctx := context.Background()
+	jobs := e.kube.BatchV1().Jobs("frontend-develop")
+	// waitJob waits for the n-th Job creation and returns the Job.
+	waitJob := func(n int) *batchv1.Job {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			created := 0
+			for _, a := range e.kube.Actions() {
+				if a.GetVerb() == "create" && a.GetResource().Resource == "jobs" {
+					created++
+				}
+			}
+			list, err := jobs.List(ctx, metav1.ListOptions{})
+			if err == nil && created == n && len(list.Items) == 1 {
+				return &list.Items[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Job creation %d never came (%d created): %v\n%s", n, created, err, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	complete := func(j *batchv1.Job) {
+		t.Helper()
+		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}}
+		if _, err := jobs.UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	complete(waitJob(1))
+	verified := func(st stage.Status) bool {
+		return st.VerifiedFreight != nil && st.VerifiedFreight.Value == "1.2.2" && st.Verification != nil && st.Verification.Phase == "Passed"
+	}
+	waitStage(t, c, logs, "verified", verified)
+	v, err := c.Reverify(ctx, "develop-frontend")
+	if err != nil || v != "1.2.2" {
+		t.Fatalf("Reverify = %q, %v", v, err)
+	}
+	j := waitJob(2)
+	waitStage(t, c, logs, "verifying again", func(st stage.Status) bool {
+		return st.VerifiedFreight == nil && strings.Contains(st.Reason, "verifying: job "+j.Name)
+	})
+	complete(j)
+	waitStage(t, c, logs, "verified again", verified)
 }

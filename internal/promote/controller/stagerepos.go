@@ -134,3 +134,32 @@ func (p *stageRepos) defaultBranch(ctx context.Context, url string) string {
 	p.mu.Unlock()
 	return name
 }
+
+// ReadAt reads a stage's verification manifests at its promotion commit from the engine's
+// clone (argocd.VerifySource).
+func (p *stageRepos) ReadAt(ctx context.Context, spec stage.Spec, commit, path string) (map[string][]byte, error) {
+	repo, err := p.open(ctx, spec.RepoURL)
+	if err != nil {
+		return nil, err
+	}
+	return repo.ReadAt(ctx, commit, path)
+}
+
+// Previous is the value the stage ran before commit, from the commit's own trailers
+// (argocd.VerifySource).
+func (p *stageRepos) Previous(ctx context.Context, spec stage.Spec, commit string) string {
+	repo, err := p.open(ctx, spec.RepoURL)
+	if err != nil {
+		return ""
+	}
+	recs, err := repo.FetchedHistory(ctx, spec.Branch, spec.Name)
+	if err != nil {
+		return ""
+	}
+	for _, r := range recs {
+		if r.Commit == commit {
+			return r.Previous
+		}
+	}
+	return ""
+}

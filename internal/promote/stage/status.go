@@ -52,6 +52,22 @@ type Status struct {
 	// Sync is what the deployment tool reports about the stage's target when the
 	// promoter drives one (in the Argo CD mode, its Application).
 	Sync *SyncStatus `json:"sync,omitempty"`
+	// Verification is the last verification run in the cluster for the stage (in the Argo
+	// CD mode, kropipe.io/verify-job), nil when it has none.
+	Verification *VerificationRun `json:"verification,omitempty"`
+}
+
+// VerificationRun is where a stage's verification in the cluster stands.
+type VerificationRun struct {
+	Value  string `json:"value"`  // the freight's tag or digest
+	Commit string `json:"commit"` // the promotion commit verified
+	// Phase is Running, Passed, Failed (the freight failed) or Error (the verification
+	// could not run: a bad manifest, a cluster error).
+	Phase string `json:"phase"`
+	// Message says what runs or what failed, e.g. "job develop-smoke-1a2b (running 1m20s)".
+	Message string `json:"message"`
+	// Log is the tail of a failed pod's log.
+	Log string `json:"log,omitempty"`
 }
 
 // SyncStatus is the deployed side of a stage: where its target was last synced

@@ -1,0 +1,275 @@
+package argocd
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kropipe/kropipe/internal/promote/gitserver"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/verify"
+)
+
+// repoSource reads verification manifests from a clone, as the controller's does from the
+// engine's.
+type repoSource struct{ repo *gitwrite.Repo }
+
+func (s repoSource) ReadAt(ctx context.Context, _ stage.Spec, commit, p string) (map[string][]byte, error) {
+	return s.repo.ReadAt(ctx, commit, p)
+}
+
+func (repoSource) Previous(context.Context, stage.Spec, string) string { return "1.2.1" }
+
+type verifyFixture struct {
+	*gateFixture
+	kube   *fake.Clientset
+	source repoSource
+	commit string
+}
+
+// newVerifyFixture serves testdata/verify-seed and makes develop-frontend's Application
+// Synced and Healthy at its commit, with kropipe.io/verify-job set to dir.
+func newVerifyFixture(t *testing.T, dir string) *verifyFixture {
+	ctx := context.Background()
+	srv := gitserver.StartTB(t)
+	if _, err := srv.NewBareRepo(ctx, "gitops.git", "testdata/verify-seed"); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := gitwrite.Open(ctx, t.TempDir(), srv.URL("gitops.git"), gitwrite.WithLogger(quiet()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, commit, err := repo.Read(ctx, "main", "develop/frontend/instance.yaml", "spec.values.deployment.tag")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &verifyFixture{gateFixture: newGateFixture(t), kube: fake.NewClientset(), source: repoSource{repo}, commit: commit}
+	b := f.apps["develop-frontend"]
+	b.Verify = &Verification{Job: "develop/frontend/" + dir, Namespace: "develop-frontend", Timeout: 5 * time.Minute}
+	f.apps["develop-frontend"] = b
+	f.argo("develop-frontend", argoStatus(commit, "Synced", "Healthy", "Succeeded", ""))
+	return f
+}
+
+func (f *verifyFixture) gate() *HealthGate {
+	return f.gateFixture.gate(WithVerification(f.source, verify.NewJobRunner(f.kube, verify.WithClock(f.clock))))
+}
+
+func (f *verifyFixture) jobName() string {
+	return verify.JobName("develop-frontend", "smoke", fr.ID())
+}
+
+func (f *verifyFixture) finish(typ batchv1.JobConditionType) {
+	f.t.Helper()
+	ctx := context.Background()
+	j, err := f.kube.BatchV1().Jobs("develop-frontend").Get(ctx, f.jobName(), metav1.GetOptions{})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	j.Status.Conditions = []batchv1.JobCondition{{Type: typ, Status: corev1.ConditionTrue, Reason: "BackoffLimitExceeded"}}
+	if _, err := f.kube.BatchV1().Jobs("develop-frontend").UpdateStatus(ctx, j, metav1.UpdateOptions{}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *verifyFixture) jobCreates() int {
+	n := 0
+	for _, a := range f.kube.Actions() {
+		if a.GetVerb() == "create" && a.GetResource().Resource == "jobs" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestHealthGate_VerificationJob(t *testing.T) {
+	tests := []struct {
+		name     string
+		outcome  batchv1.JobConditionType
+		wantErr  string // "" when the freight is verified
+		failures int
+	}{
+		{name: "PassesWhenTheJobCompletes", outcome: batchv1.JobComplete},
+		{name: "FailsAndIsReportedOnceForRollback", outcome: batchv1.JobFailed, wantErr: "verification failed for 1.2.2: job " + verify.JobName("develop-frontend", "smoke", fr.ID()) + " failed (BackoffLimitExceeded)", failures: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newVerifyFixture(t, "verify")
+			ctx := context.Background()
+			g := f.gate()
+			err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+			if !errors.Is(err, stage.ErrPending) || g.Waiting("develop-frontend") != "verifying: job "+f.jobName()+" (running 0s)" {
+				t.Fatalf("Verify = %v, Waiting %q; want verifying", err, g.Waiting("develop-frontend"))
+			}
+			f.finish(tt.outcome)
+			// A new gate is a restarted promoter or a new leader: it adopts the Job.
+			g = f.gate()
+			for range 2 {
+				err = g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+			}
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("Verify = %v, want verified", err)
+			}
+			if tt.wantErr != "" && (err == nil || !errors.Is(err, ErrVerificationFailed) || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("Verify = %v, want %q", err, tt.wantErr)
+			}
+			if n := f.jobCreates(); n != 1 {
+				t.Errorf("%d Jobs created, want 1", n)
+			}
+			run := g.Verification("develop-frontend")
+			wantPhase := map[batchv1.JobConditionType]string{batchv1.JobComplete: "Passed", batchv1.JobFailed: "Failed"}[tt.outcome]
+			if run == nil || run.Phase != wantPhase || run.Value != "1.2.2" || run.Commit != f.commit {
+				t.Errorf("Verification = %+v, want %s of 1.2.2 at %s", run, wantPhase, f.commit)
+			}
+			fails := g.TakeFailures()
+			if len(fails) != tt.failures {
+				t.Fatalf("failures = %v, want %d", fails, tt.failures)
+			}
+			if tt.failures > 0 && (!fails[0].AutoRollback || fails[0].Value != "1.2.2" || !errors.Is(fails[0].Err, ErrVerificationFailed)) {
+				t.Errorf("failure = %+v", fails[0])
+			}
+		})
+	}
+}
+
+func TestHealthGate_VerificationWaitsForSyncedAndHealthy(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	f.argo("develop-frontend", argoStatus(f.commit, "Synced", "Progressing", "Succeeded", ""))
+	err := f.gate().Verify(context.Background(), spec("develop-frontend"), fr, f.commit)
+	if !errors.Is(err, stage.ErrPending) || strings.HasPrefix(err.Error(), "verifying") {
+		t.Fatalf("Verify = %v, want waiting for Argo CD", err)
+	}
+	if n := f.jobCreates(); n != 0 {
+		t.Fatalf("%d Jobs created before the Application was Healthy", n)
+	}
+}
+
+func TestHealthGate_VerificationBadInputFailsOnlyThatStage(t *testing.T) {
+	tests := []struct{ name, dir, want string }{
+		{"NotAJob", "notajob", `stage "develop-frontend": kropipe.io/verify-job: develop/frontend/notajob/cm.yaml: document 1: not a usable verification Job: it is v1 ConfigMap`},
+		{"Missing", "nope", `stage "develop-frontend": kropipe.io/verify-job: ` + gitwrite.ErrFileNotFound.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newVerifyFixture(t, tt.dir)
+			g := f.gate()
+			err := g.Verify(context.Background(), spec("develop-frontend"), fr, f.commit)
+			if err == nil || errors.Is(err, stage.ErrPending) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Verify = %v, want %q", err, tt.want)
+			}
+			if run := g.Verification("develop-frontend"); run == nil || run.Phase != "Error" || run.Message != err.Error() {
+				t.Errorf("Verification = %+v, want Error %q", run, err)
+			}
+			if fails := g.TakeFailures(); len(fails) != 0 {
+				t.Fatalf("a bad manifest must not roll back the freight: %v", fails)
+			}
+			// Another stage of the same gate is not affected.
+			f.argo("develop-backend", argoStatus(f.commit, "Synced", "Healthy", "Succeeded", ""))
+			if err := g.Verify(context.Background(), spec("develop-backend"), fr, f.commit); err != nil {
+				t.Fatalf("develop-backend: %v", err)
+			}
+		})
+	}
+}
+
+// withAnalysis gives develop-frontend the AnalysisTemplate http (declaring the argument
+// value) instead of its Job, in a cluster with Argo Rollouts; it returns the gate, the
+// Rollouts client and the approvals store.
+func (f *verifyFixture) withAnalysis(t *testing.T) (*HealthGate, *dynamicfake.FakeDynamicClient, *stage.MemoryStore) {
+	b := f.apps["develop-frontend"]
+	b.Verify = &Verification{Analysis: []verify.TemplateRef{{Name: "http"}}, Namespace: "develop-frontend", Timeout: 5 * time.Minute}
+	f.apps["develop-frontend"] = b
+	tmpl := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate",
+		"metadata": map[string]any{"name": "http", "namespace": "develop-frontend"},
+		"spec": map[string]any{
+			"args":    []any{map[string]any{"name": "value"}},
+			"metrics": []any{map[string]any{"name": "http", "provider": map[string]any{"web": map[string]any{"url": "http://127.0.0.1/{{args.value}}"}}}},
+		},
+	}}
+	rollouts := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
+		verify.AnalysisRunGVR: "AnalysisRunList", verify.AnalysisTemplateGVR: "AnalysisTemplateList",
+	}, tmpl)
+	disc := f.kube.Discovery().(*fakediscovery.FakeDiscovery)
+	disc.Resources = []*metav1.APIResourceList{{GroupVersion: "argoproj.io/v1alpha1", APIResources: []metav1.APIResource{{Name: "analysisruns", Namespaced: true}}}}
+	store := &stage.MemoryStore{}
+	return f.gateFixture.gate(WithAnalysis(verify.NewAnalysisRunner(rollouts, disc, verify.WithClock(f.clock)), store)), rollouts, store
+}
+
+// analysisPhase plays Argo Rollouts: the stage's AnalysisRun reached phase.
+func analysisPhase(t *testing.T, rollouts *dynamicfake.FakeDynamicClient, phase, message string) {
+	t.Helper()
+	ctx := context.Background()
+	res := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend")
+	run, err := res.Get(ctx, verify.RunName("develop-frontend", fr.ID()), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run.Object["status"] = map[string]any{"phase": phase, "message": message}
+	if _, err := res.Update(ctx, run, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHealthGate_AnalysisFailedIsReportedForRollback(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	g, rollouts, _ := f.withAnalysis(t)
+	ctx := context.Background()
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	analysisPhase(t, rollouts, "Failed", `Metric "http" assessed Failed due to failed (1) > failureLimit (0)`)
+	err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	if !errors.Is(err, ErrVerificationFailed) || !strings.Contains(err.Error(), `analysis develop-frontend-analysis-`+fr.ID()+` failed: Metric "http" assessed Failed`) {
+		t.Fatalf("Verify = %v", err)
+	}
+	if fails := g.TakeFailures(); len(fails) != 1 || !fails[0].AutoRollback || !errors.Is(fails[0].Err, ErrVerificationFailed) {
+		t.Fatalf("failures = %v, want one to roll back", fails)
+	}
+}
+
+func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	g, rollouts, store := f.withAnalysis(t)
+	ctx := context.Background()
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	name := verify.RunName("develop-frontend", fr.ID())
+	analysisPhase(t, rollouts, "Inconclusive", "no data")
+	approve := func(at time.Time) {
+		st, _ := store.Load(ctx)
+		st.Approvals["develop-frontend"] = append(st.Approvals["develop-frontend"], stage.Approval{Value: "1.2.2", ApprovedAt: at})
+		if err := store.Save(ctx, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An approval from before the run (e.g. of a manual promotion) does not decide it.
+	approve(f.clock.Now().Add(-time.Hour))
+	f.clock.Step(time.Minute)
+	err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	want := "verification inconclusive: analysis " + name + " inconclusive: no data; a human decides: promoter approve develop-frontend 1.2.2 passes it, promoter rollback develop-frontend rejects it"
+	if !errors.Is(err, stage.ErrPending) || err.Error() != want {
+		t.Fatalf("Verify = %v, want %q", err, want)
+	}
+	if fails := g.TakeFailures(); len(fails) != 0 {
+		t.Fatalf("inconclusive is not a failure: %v", fails)
+	}
+	approve(f.clock.Now())
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); err != nil {
+		t.Fatalf("Verify after approval = %v", err)
+	}
+}

@@ -99,8 +99,8 @@ func TestController_LeaderKilledAtSyncRequest_StandbySyncsThePromotionOnce(t *te
 	c.waitStage(b, "crash-frontend", "two more passes", func(s stageStatus) bool {
 		return s.CheckedAt.After(v.CheckedAt.Add(2 * crashInterval))
 	})
-	if got := strings.TrimSpace(c.log(seed)); len(strings.Split(got, "\n")) != 1 {
-		t.Errorf("commits since the seed:\n%s\nwant only crash-frontend's promotion", got)
+	if head := c.head(); head != promotion || strings.Count(strings.TrimSpace(c.log(seed)), "\n") != 0 {
+		t.Errorf("commits since the seed:\n%s\nwant only crash-frontend's promotion %.8s", c.log(seed), promotion)
 	}
 	// Only the promoted Application was synced.
 	now := c.app("crash-backend")

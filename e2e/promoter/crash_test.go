@@ -30,6 +30,11 @@ func TestController_LeaderKilledAtSyncRequest_StandbySyncsThePromotionOnce(t *te
 	defer cancel()
 	c := newCrashPipeline(t, ctx)
 	seed := c.seed()
+	// Both Applications deploy into one namespace: with CreateNamespace=true, two first syncs at
+	// once race to create it and the loser fails ("namespaces \"crash\" already exists").
+	if err := st.EnsureNamespace(ctx, crashNamespace); err != nil {
+		t.Fatal(err)
+	}
 	for _, app := range c.apps {
 		c.syncByHand(app, seed)
 	}

@@ -153,7 +153,10 @@ func argoCDCRDDir(ctx context.Context, e2eDir string) (string, error) {
 
 // argoEnv is the environment every Argo CD component shares: its own HOME and TMPDIR under the
 // run folder (repo-server clones there), the admin kubeconfig with argocd as namespace, and the
-// plugin socket folder that repo-server and argocd-cmp-server meet in.
+// plugin socket folder that repo-server and argocd-cmp-server meet in. repo-server's Git
+// credentials socket is in the run folder too: at Argo CD's default, /tmp/reposerver-ask-pass.sock,
+// the last stack started on the machine takes it over and every other stack's fetches of a
+// private repository fail with "unknown nonce".
 func (s *Stack) argoEnv(name string, extraPath ...string) ([]string, error) {
 	home := filepath.Join(s.Dir, "home", name)
 	tmp := filepath.Join(s.Dir, "tmp", name)
@@ -168,6 +171,7 @@ func (s *Stack) argoEnv(name string, extraPath ...string) ([]string, error) {
 		"KUBECONFIG=" + s.argoKubeconfig,
 		"ARGOCD_BINARY_NAME=" + name,
 		"ARGOCD_PLUGINSOCKFILEPATH=" + s.PluginSockDir,
+		"ARGOCD_ASK_PASS_SOCK=" + filepath.Join(s.Dir, "reposerver-ask-pass.sock"),
 		"ARGOCD_GPG_ENABLED=false",
 		"ARGOCD_CONTROLLER_REPLICAS=1",
 	}, nil

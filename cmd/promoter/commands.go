@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/config"
-	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/local"
+	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
-	"github.com/kropipe/kropipe/internal/promote/webhook"
 	"github.com/kropipe/kropipe/internal/version"
 )
 
@@ -52,13 +53,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	f := root.PersistentFlags()
-	f.StringVarP(&g.config, "config", "c", "", "promoter.yaml to work from directly (local mode)")
-	f.StringVar(&g.addr, "addr", api.DefaultAddr, "API address: where run listens, and which promoter the other commands talk to without --config")
-	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
-	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
-	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
+	g.register(root.PersistentFlags())
 	root.AddCommand(
 		newRunCommand(g),
 		newControllerCommand(g),
@@ -80,6 +75,16 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 		root.AddCommand(newDemoCommand(g))
 	}
 	return root
+}
+
+// register adds the flags every command shares.
+func (g *globals) register(f *pflag.FlagSet) {
+	f.StringVarP(&g.config, "config", "c", "", "promoter.yaml to work from directly (local mode)")
+	f.StringVar(&g.addr, "addr", api.DefaultAddr, "API address: where run listens, and which promoter the other commands talk to without --config")
+	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
+	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
+	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
 }
 
 // newDemoCommand makes `promoter demo`; nil in a binary built with -tags nodemo (demo.go).
@@ -144,34 +149,12 @@ func (g *globals) stateDir() (string, error) {
 }
 
 // engine builds the local-mode engine from --config.
-func (g *globals) engine(ctx context.Context, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
-	cfg, err := config.Load(g.config)
-	if err != nil {
-		return nil, nil, err
-	}
+func (g *globals) engine(log *slog.Logger) (*stage.Engine, *config.Config, error) {
 	dir, err := g.stateDir()
 	if err != nil {
 		return nil, nil, err
 	}
-	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(g.registryTimeout))...)
-	if err != nil {
-		return nil, nil, err
-	}
-	gitOpts, err := cfg.GitOptions()
-	if err != nil {
-		return nil, nil, err
-	}
-	opts := []stage.Option{
-		stage.WithWarehouse(wh),
-		stage.WithGit(filepath.Join(dir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),
-		stage.WithStore(stage.NewFileStore(filepath.Join(dir, "state.json"))),
-		stage.WithLogger(log),
-	}
-	e, err := stage.New(cfg.Stages, append(opts, extra...)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", cfg.Path, err)
-	}
-	return e, cfg, nil
+	return local.Open(g.config, dir, g.registryTimeout, log)
 }
 
 // backend is what the stage commands act on: the repository itself or a running promoter.
@@ -186,11 +169,11 @@ type backend interface {
 
 func (g *globals) backend(ctx context.Context) (backend, error) {
 	if g.config != "" {
-		e, _, err := g.engine(ctx, g.logger())
+		e, _, err := g.engine(g.logger())
 		if err != nil {
 			return nil, err
 		}
-		return localBackend{e}, nil
+		return local.Backend{E: e}, nil
 	}
 	tok, err := g.token()
 	if err != nil {
@@ -199,62 +182,12 @@ func (g *globals) backend(ctx context.Context) (backend, error) {
 	return api.NewClient(g.addr, tok, &http.Client{Timeout: 2 * time.Minute}), nil
 }
 
-// localBackend runs the engine in this process on the repository itself.
-type localBackend struct{ e *stage.Engine }
-
-func (l localBackend) Stages(ctx context.Context) ([]stage.Status, error) {
-	err := l.e.Refresh(ctx)
-	var se *stage.StageError
-	if err != nil && !errors.As(err, &se) {
-		return nil, err
-	}
-	return l.e.Status(), nil
-}
-
-func (l localBackend) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return l.e.Promote(ctx, name, tag)
-}
-
-func (l localBackend) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return l.e.Rollback(ctx, name, to)
-}
-
-func (l localBackend) Approve(ctx context.Context, name, tag string) (string, error) {
-	if tag == "" {
-		// The candidate is only known after a look at the registry.
-		if _, err := l.Stages(ctx); err != nil {
-			return "", err
-		}
-	}
-	return l.e.Approve(ctx, name, tag)
-}
-
-func (l localBackend) Pause(ctx context.Context, name string, paused bool) error {
-	if paused {
-		return l.e.Pause(ctx, name)
-	}
-	return l.e.Resume(ctx, name)
-}
-
-func (l localBackend) History(ctx context.Context, name string) (api.History, error) {
-	recs, err := l.e.History(ctx, name)
-	if err != nil {
-		return api.History{}, err
-	}
-	h := api.History{Stage: name}
-	for _, r := range recs {
-		h.Entries = append(h.Entries, api.HistoryEntry{Commit: r.Commit, Time: r.Time, Subject: r.Subject, Kind: r.Kind.String(), Image: r.Image, Value: r.Value, Previous: r.Previous, Freight: r.Freight, Rejected: r.Rejected})
-	}
-	return h, nil
-}
-
 func newRunCommand(g *globals) *cobra.Command {
 	var (
-		interval    time.Duration
-		wf          webhookFlags
-		once        bool
-		grace       time.Duration
-		passTimeout time.Duration
+		interval time.Duration
+		wf       webhookFlags
+		limits   passFlags
+		once     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config promoter.yaml",
@@ -269,17 +202,17 @@ func newRunCommand(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			log := g.logger()
-			e, cfg, err := g.engine(ctx, log)
+			e, cfg, err := g.engine(log)
 			if err != nil {
 				return err
 			}
-			if passTimeout <= 0 || grace < 0 {
-				return errors.New("--pass-timeout must be positive and --shutdown-grace not negative, e.g. --pass-timeout 10m --shutdown-grace 25s")
+			if err := limits.check(); err != nil {
+				return err
 			}
-			work, stop := outliving(ctx, grace, log)
+			work, stop := pass.Outliving(ctx, limits.grace, log)
 			defer stop()
 			if once {
-				err := runPass(work, e, passTimeout)
+				err := pass.Run(work, limits.timeout, e.Reconcile)
 				printTable(g.stdout, e.Status())
 				var se *stage.StageError
 				if errors.As(err, &se) {
@@ -298,75 +231,26 @@ func newRunCommand(g *globals) *cobra.Command {
 			if interval <= 0 {
 				return errors.New("--interval must be positive, e.g. 5m")
 			}
-			hook, err := wf.handler(g, e, log)
+			secret, err := wf.readSecret(g)
 			if err != nil {
 				return err
 			}
-			return serve(ctx, work, g, e, interval, passTimeout, wf.addr, hook, log)
+			tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
+			if err != nil {
+				return err
+			}
+			return local.Serve(ctx, work, e, local.ServeConfig{
+				Addr: g.addr, Token: tok, RequireToken: !loopback,
+				Interval: interval, PassTimeout: limits.timeout,
+				WebhookAddr: wf.addr, WebhookSecret: secret, Logger: log,
+			})
 		},
 	}
-	cmd.Flags().DurationVar(&grace, "shutdown-grace", defaultShutdownGrace, "on SIGTERM or SIGINT, how long the running pass may take to finish before it is cancelled (Kubernetes waits 30s before SIGKILL)")
-	cmd.Flags().DurationVar(&passTimeout, "pass-timeout", defaultPassTimeout, "limit for one whole pass; a pass over it is cancelled and its unfinished stages fail (with --once: a non-zero exit naming this limit)")
+	limits.register(cmd.Flags())
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Minute, "time between passes (the config's interval wins when this flag is not given)")
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "do one pass and exit; non-zero if any stage failed")
 	return cmd
-}
-
-// serve runs the API (and, when hook is set, the registry notification listener on
-// hookAddr) and the poll loop until ctx is done. Passes run under work, which outlives
-// ctx by the shutdown grace: the pass running when the signal comes finishes first.
-func serve(ctx, work context.Context, g *globals, e *stage.Engine, interval, passTimeout time.Duration, hookAddr string, hook http.Handler, log *slog.Logger) error {
-	tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", g.addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w (another promoter running? pick another port with --addr)", g.addr, err)
-	}
-	srv := &http.Server{
-		Handler:           api.New(e, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithLogger(log)),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(ln) }()
-	servers := []*http.Server{srv}
-	if hook != nil {
-		hln, err := net.Listen("tcp", hookAddr)
-		if err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("listening on %s for registry notifications (--webhook-addr): %w", hookAddr, err)
-		}
-		hs := &http.Server{Handler: hook, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, hs)
-		go func() { served <- hs.Serve(hln) }()
-		log.Info("receiving registry notifications", "addr", hln.Addr().String(), "path", webhook.Path)
-	}
-	log.Info("promoter running", "addr", ln.Addr().String(), "interval", interval.String(), "stages", len(e.Specs()), "version", version.Version)
-
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		if err := runPass(work, e, passTimeout); err != nil {
-			log.Warn("pass finished with failures", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			log.Info("shutting down", "passes", e.Passes())
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var errs []error
-			for _, s := range servers {
-				errs = append(errs, s.Shutdown(sctx))
-			}
-			return errors.Join(errs...)
-		case err := <-served:
-			return fmt.Errorf("HTTP server stopped: %w", err)
-		case <-tick.C:
-		case <-e.Kicks():
-		}
-	}
 }
 
 func isLoopback(addr string) (bool, error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/config"
 	"github.com/kropipe/kropipe/internal/promote/local"
 	"github.com/kropipe/kropipe/internal/promote/pass"
+	"github.com/kropipe/kropipe/internal/promote/printers"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 	"github.com/kropipe/kropipe/internal/version"
@@ -213,7 +214,7 @@ func newRunCommand(g *globals) *cobra.Command {
 			defer stop()
 			if once {
 				err := pass.Run(work, limits.timeout, e.Reconcile)
-				printTable(g.stdout, e.Status())
+				printers.Table(g.stdout, e.Status())
 				var se *stage.StageError
 				if errors.As(err, &se) {
 					return fmt.Errorf("%d stage(s) failed; see REASON above", countFailed(e.Status()))
@@ -301,7 +302,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 				}
 				sts = one
 			}
-			printTable(g.stdout, sts)
+			printers.Table(g.stdout, sts)
 			return nil
 		},
 	}
@@ -322,7 +323,7 @@ func newPromoteCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printOutcome(g.stdout, out)
+			printers.Outcome(g.stdout, out)
 			return nil
 		},
 	}
@@ -353,7 +354,7 @@ func newRollbackCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printOutcome(g.stdout, out)
+			printers.Outcome(g.stdout, out)
 			return nil
 		},
 	}
@@ -422,7 +423,7 @@ func newHistoryCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printHistory(g.stdout, h)
+			printers.History(g.stdout, h)
 			return nil
 		},
 	}

@@ -168,6 +168,17 @@ type backend interface {
 	History(ctx context.Context, name string) (api.History, error)
 }
 
+// onBackend is a stage command's RunE: run with the backend --config or --addr names.
+func (g *globals) onBackend(run func(ctx context.Context, b backend, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		b, err := g.backend(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), b, args)
+	}
+}
+
 func (g *globals) backend(ctx context.Context) (backend, error) {
 	if g.config != "" {
 		e, _, err := g.engine(g.logger())
@@ -215,21 +226,9 @@ func newRunCommand(g *globals) *cobra.Command {
 			if once {
 				err := pass.Run(work, limits.timeout, e.Reconcile)
 				printers.Table(g.stdout, e.Status())
-				var se *stage.StageError
-				if errors.As(err, &se) {
-					return fmt.Errorf("%d stage(s) failed; see REASON above", countFailed(e.Status()))
-				}
-				return err
+				return local.OnceError(err, e.Status())
 			}
-			if !cmd.Flags().Changed("interval") && cfg.Interval > 0 {
-				interval = cfg.Interval
-			}
-			for _, s := range cfg.Stages {
-				if s.Interval > 0 && s.Interval < interval {
-					interval = s.Interval
-				}
-			}
-			if interval <= 0 {
+			if interval = local.Interval(cfg, interval, cmd.Flags().Changed("interval")); interval <= 0 {
 				return errors.New("--interval must be positive, e.g. 5m")
 			}
 			secret, err := wf.readSecret(g)
@@ -266,27 +265,13 @@ func isLoopback(addr string) (bool, error) {
 	return ip != nil && ip.IsLoopback(), nil
 }
 
-func countFailed(sts []stage.Status) int {
-	n := 0
-	for _, s := range sts {
-		if s.Failed() {
-			n++
-		}
-	}
-	return n
-}
-
 func newStatusCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status [STAGE]",
 		Short: "Show every stage (or one): current tag, candidate, decision and why",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			sts, err := b.Stages(cmd.Context())
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			sts, err := b.Stages(ctx)
 			if err != nil {
 				return err
 			}
@@ -304,7 +289,7 @@ func newStatusCommand(g *globals) *cobra.Command {
 			}
 			printers.Table(g.stdout, sts)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -314,18 +299,14 @@ func newPromoteCommand(g *globals) *cobra.Command {
 		Short: "Promote TAG (default: the stage's candidate) to STAGE now",
 		Long:  "promote commits TAG to the stage at once, past soak, approval and pause. The tag must exist in the registry.",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out, err := b.Promote(cmd.Context(), args[0], optionalArg(args, 1))
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			out, err := b.Promote(ctx, args[0], optionalArg(args, 1))
 			if err != nil {
 				return err
 			}
 			printers.Outcome(g.stdout, out)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -345,18 +326,14 @@ func newRollbackCommand(g *globals) *cobra.Command {
 		Long: "rollback commits `Roll back image from X to Y` with a Kropipe-Rejected: X trailer; X is then\n" +
 			"never promoted to the stage automatically again, newer tags are.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			out, err := b.Rollback(cmd.Context(), args[0], to)
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			out, err := b.Rollback(ctx, args[0], to)
 			if err != nil {
 				return err
 			}
 			printers.Outcome(g.stdout, out)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&to, "to", "", "tag to roll back to (default: the one before the current, from Git history)")
 	return cmd
@@ -367,18 +344,14 @@ func newApproveCommand(g *globals) *cobra.Command {
 		Use:   "approve STAGE [TAG]",
 		Short: "Let a stage with autoPromote: false take TAG (default: its candidate)",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			v, err := b.Approve(cmd.Context(), args[0], optionalArg(args, 1))
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			v, err := b.Approve(ctx, args[0], optionalArg(args, 1))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "approved %s for %s; it is promoted on the next pass\n", v, args[0])
 			return nil
-		},
+		}),
 	}
 }
 
@@ -391,12 +364,8 @@ func newPauseCommand(g *globals, pause bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if err := b.Pause(cmd.Context(), args[0], pause); err != nil {
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			if err := b.Pause(ctx, args[0], pause); err != nil {
 				return err
 			}
 			word := "resumed"
@@ -405,7 +374,7 @@ func newPauseCommand(g *globals, pause bool) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "%s %s\n", args[0], word)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -414,17 +383,13 @@ func newHistoryCommand(g *globals) *cobra.Command {
 		Use:   "history STAGE",
 		Short: "List a stage's promotions and rollbacks from Git",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			h, err := b.History(cmd.Context(), args[0])
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			h, err := b.History(ctx, args[0])
 			if err != nil {
 				return err
 			}
 			printers.History(g.stdout, h)
 			return nil
-		},
+		}),
 	}
 }

@@ -97,3 +97,34 @@ func (l Backend) History(ctx context.Context, name string) (api.History, error) 
 	}
 	return h, nil
 }
+
+// Interval is the time between run's passes: the --interval flag when given, else the file's
+// interval:, shortened by any stage's interval:.
+func Interval(cfg *config.Config, flag time.Duration, flagGiven bool) time.Duration {
+	interval := flag
+	if !flagGiven && cfg.Interval > 0 {
+		interval = cfg.Interval
+	}
+	for _, s := range cfg.Stages {
+		if s.Interval > 0 && s.Interval < interval {
+			interval = s.Interval
+		}
+	}
+	return interval
+}
+
+// OnceError is `run --once`'s verdict on a pass that returned err: how many stages failed
+// (their reasons are in the status table), or why the pass itself did not finish.
+func OnceError(err error, sts []stage.Status) error {
+	var se *stage.StageError
+	if !errors.As(err, &se) {
+		return err
+	}
+	n := 0
+	for _, s := range sts {
+		if s.Failed() {
+			n++
+		}
+	}
+	return fmt.Errorf("%d stage(s) failed; see REASON above", n)
+}

@@ -150,12 +150,12 @@ func (g *globals) stateDir() (string, error) {
 }
 
 // engine builds the local-mode engine from --config.
-func (g *globals) engine(log *slog.Logger) (*stage.Engine, *config.Config, error) {
+func (g *globals) engine(_ context.Context, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
 	dir, err := g.stateDir()
 	if err != nil {
 		return nil, nil, err
 	}
-	return local.Open(g.config, dir, g.registryTimeout, log)
+	return local.Open(g.config, dir, g.registryTimeout, log, extra...)
 }
 
 // backend is what the stage commands act on: the repository itself or a running promoter.
@@ -181,7 +181,7 @@ func (g *globals) onBackend(run func(ctx context.Context, b backend, args []stri
 
 func (g *globals) backend(ctx context.Context) (backend, error) {
 	if g.config != "" {
-		e, _, err := g.engine(g.logger())
+		e, _, err := g.engine(ctx, g.logger())
 		if err != nil {
 			return nil, err
 		}
@@ -214,7 +214,7 @@ func newRunCommand(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			log := g.logger()
-			e, cfg, err := g.engine(log)
+			e, cfg, err := g.engine(ctx, log)
 			if err != nil {
 				return err
 			}

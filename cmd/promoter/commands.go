@@ -14,13 +14,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/config"
-	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/local"
+	"github.com/kropipe/kropipe/internal/promote/pass"
+	"github.com/kropipe/kropipe/internal/promote/printers"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
-	"github.com/kropipe/kropipe/internal/promote/webhook"
 	"github.com/kropipe/kropipe/internal/version"
 )
 
@@ -52,13 +54,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	f := root.PersistentFlags()
-	f.StringVarP(&g.config, "config", "c", "", "promoter.yaml to work from directly (local mode)")
-	f.StringVar(&g.addr, "addr", api.DefaultAddr, "API address: where run listens, and which promoter the other commands talk to without --config")
-	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
-	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
-	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
-	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
+	g.register(root.PersistentFlags())
 	root.AddCommand(
 		newRunCommand(g),
 		newControllerCommand(g),
@@ -81,6 +77,16 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 		root.AddCommand(newDemoCommand(g))
 	}
 	return root
+}
+
+// register adds the flags every command shares.
+func (g *globals) register(f *pflag.FlagSet) {
+	f.StringVarP(&g.config, "config", "c", "", "promoter.yaml to work from directly (local mode)")
+	f.StringVar(&g.addr, "addr", api.DefaultAddr, "API address: where run listens, and which promoter the other commands talk to without --config")
+	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
+	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
+	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
 }
 
 // newDemoCommand makes `promoter demo`; nil in a binary built with -tags nodemo (demo.go).
@@ -145,34 +151,12 @@ func (g *globals) stateDir() (string, error) {
 }
 
 // engine builds the local-mode engine from --config.
-func (g *globals) engine(ctx context.Context, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
-	cfg, err := config.Load(g.config)
-	if err != nil {
-		return nil, nil, err
-	}
+func (g *globals) engine(_ context.Context, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
 	dir, err := g.stateDir()
 	if err != nil {
 		return nil, nil, err
 	}
-	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(g.registryTimeout))...)
-	if err != nil {
-		return nil, nil, err
-	}
-	gitOpts, err := cfg.GitOptions()
-	if err != nil {
-		return nil, nil, err
-	}
-	opts := []stage.Option{
-		stage.WithWarehouse(wh),
-		stage.WithGit(filepath.Join(dir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),
-		stage.WithStore(stage.NewFileStore(filepath.Join(dir, "state.json"))),
-		stage.WithLogger(log),
-	}
-	e, err := stage.New(cfg.Stages, append(opts, extra...)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", cfg.Path, err)
-	}
-	return e, cfg, nil
+	return local.Open(g.config, dir, g.registryTimeout, log, extra...)
 }
 
 // backend is what the stage commands act on: the repository itself or a running promoter.
@@ -185,13 +169,24 @@ type backend interface {
 	History(ctx context.Context, name string) (api.History, error)
 }
 
+// onBackend is a stage command's RunE: run with the backend --config or --addr names.
+func (g *globals) onBackend(run func(ctx context.Context, b backend, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		b, err := g.backend(cmd.Context())
+		if err != nil {
+			return err
+		}
+		return run(cmd.Context(), b, args)
+	}
+}
+
 func (g *globals) backend(ctx context.Context) (backend, error) {
 	if g.config != "" {
 		e, _, err := g.engine(ctx, g.logger())
 		if err != nil {
 			return nil, err
 		}
-		return localBackend{e}, nil
+		return local.Backend{E: e}, nil
 	}
 	tok, err := g.token()
 	if err != nil {
@@ -200,62 +195,12 @@ func (g *globals) backend(ctx context.Context) (backend, error) {
 	return api.NewClient(g.addr, tok, &http.Client{Timeout: 2 * time.Minute}), nil
 }
 
-// localBackend runs the engine in this process on the repository itself.
-type localBackend struct{ e *stage.Engine }
-
-func (l localBackend) Stages(ctx context.Context) ([]stage.Status, error) {
-	err := l.e.Refresh(ctx)
-	var se *stage.StageError
-	if err != nil && !errors.As(err, &se) {
-		return nil, err
-	}
-	return l.e.Status(), nil
-}
-
-func (l localBackend) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return l.e.Promote(ctx, name, tag)
-}
-
-func (l localBackend) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return l.e.Rollback(ctx, name, to)
-}
-
-func (l localBackend) Approve(ctx context.Context, name, tag string) (string, error) {
-	if tag == "" {
-		// The candidate is only known after a look at the registry.
-		if _, err := l.Stages(ctx); err != nil {
-			return "", err
-		}
-	}
-	return l.e.Approve(ctx, name, tag)
-}
-
-func (l localBackend) Pause(ctx context.Context, name string, paused bool) error {
-	if paused {
-		return l.e.Pause(ctx, name)
-	}
-	return l.e.Resume(ctx, name)
-}
-
-func (l localBackend) History(ctx context.Context, name string) (api.History, error) {
-	recs, err := l.e.History(ctx, name)
-	if err != nil {
-		return api.History{}, err
-	}
-	h := api.History{Stage: name}
-	for _, r := range recs {
-		h.Entries = append(h.Entries, api.HistoryEntry{Commit: r.Commit, Time: r.Time, Subject: r.Subject, Kind: r.Kind.String(), Image: r.Image, Value: r.Value, Previous: r.Previous, Freight: r.Freight, Rejected: r.Rejected})
-	}
-	return h, nil
-}
-
 func newRunCommand(g *globals) *cobra.Command {
 	var (
-		interval    time.Duration
-		wf          webhookFlags
-		once        bool
-		grace       time.Duration
-		passTimeout time.Duration
+		interval time.Duration
+		wf       webhookFlags
+		limits   passFlags
+		once     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config promoter.yaml",
@@ -274,100 +219,39 @@ func newRunCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if passTimeout <= 0 || grace < 0 {
-				return errors.New("--pass-timeout must be positive and --shutdown-grace not negative, e.g. --pass-timeout 10m --shutdown-grace 25s")
-			}
-			work, stop := outliving(ctx, grace, log)
-			defer stop()
-			if once {
-				err := runPass(work, e, passTimeout)
-				printTable(g.stdout, e.Status())
-				var se *stage.StageError
-				if errors.As(err, &se) {
-					return fmt.Errorf("%d stage(s) failed; see REASON above", countFailed(e.Status()))
-				}
+			if err := limits.check(); err != nil {
 				return err
 			}
-			if !cmd.Flags().Changed("interval") && cfg.Interval > 0 {
-				interval = cfg.Interval
+			work, stop := pass.Outliving(ctx, limits.grace, log)
+			defer stop()
+			if once {
+				err := pass.Run(work, limits.timeout, e.Reconcile)
+				printers.Table(g.stdout, e.Status())
+				return local.OnceError(err, e.Status())
 			}
-			for _, s := range cfg.Stages {
-				if s.Interval > 0 && s.Interval < interval {
-					interval = s.Interval
-				}
-			}
-			if interval <= 0 {
+			if interval = local.Interval(cfg, interval, cmd.Flags().Changed("interval")); interval <= 0 {
 				return errors.New("--interval must be positive, e.g. 5m")
 			}
-			hook, err := wf.handler(g, e, log)
+			secret, err := wf.readSecret(g)
 			if err != nil {
 				return err
 			}
-			return serve(ctx, work, g, e, interval, passTimeout, wf.addr, hook, log)
+			tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
+			if err != nil {
+				return err
+			}
+			return local.Serve(ctx, work, e, local.ServeConfig{
+				Addr: g.addr, Token: tok, RequireToken: !loopback,
+				Interval: interval, PassTimeout: limits.timeout,
+				WebhookAddr: wf.addr, WebhookSecret: secret, Logger: log,
+			})
 		},
 	}
-	cmd.Flags().DurationVar(&grace, "shutdown-grace", defaultShutdownGrace, "on SIGTERM or SIGINT, how long the running pass may take to finish before it is cancelled (Kubernetes waits 30s before SIGKILL)")
-	cmd.Flags().DurationVar(&passTimeout, "pass-timeout", defaultPassTimeout, "limit for one whole pass; a pass over it is cancelled and its unfinished stages fail (with --once: a non-zero exit naming this limit)")
+	limits.register(cmd.Flags())
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Minute, "time between passes (the config's interval wins when this flag is not given)")
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "do one pass and exit; non-zero if any stage failed")
 	return cmd
-}
-
-// serve runs the API (and, when hook is set, the registry notification listener on
-// hookAddr) and the poll loop until ctx is done. Passes run under work, which outlives
-// ctx by the shutdown grace: the pass running when the signal comes finishes first.
-func serve(ctx, work context.Context, g *globals, e *stage.Engine, interval, passTimeout time.Duration, hookAddr string, hook http.Handler, log *slog.Logger) error {
-	tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", g.addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w (another promoter running? pick another port with --addr)", g.addr, err)
-	}
-	srv := &http.Server{
-		Handler:           api.New(e, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithLogger(log)),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
-	served := make(chan error, 2)
-	go func() { served <- srv.Serve(ln) }()
-	servers := []*http.Server{srv}
-	if hook != nil {
-		hln, err := net.Listen("tcp", hookAddr)
-		if err != nil {
-			_ = srv.Close()
-			return fmt.Errorf("listening on %s for registry notifications (--webhook-addr): %w", hookAddr, err)
-		}
-		hs := &http.Server{Handler: hook, ReadHeaderTimeout: 10 * time.Second}
-		servers = append(servers, hs)
-		go func() { served <- hs.Serve(hln) }()
-		log.Info("receiving registry notifications", "addr", hln.Addr().String(), "path", webhook.Path)
-	}
-	log.Info("promoter running", "addr", ln.Addr().String(), "interval", interval.String(), "stages", len(e.Specs()), "version", version.Version)
-
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		if err := runPass(work, e, passTimeout); err != nil {
-			log.Warn("pass finished with failures", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			log.Info("shutting down", "passes", e.Passes())
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var errs []error
-			for _, s := range servers {
-				errs = append(errs, s.Shutdown(sctx))
-			}
-			return errors.Join(errs...)
-		case err := <-served:
-			return fmt.Errorf("HTTP server stopped: %w", err)
-		case <-tick.C:
-		case <-e.Kicks():
-		}
-	}
 }
 
 func isLoopback(addr string) (bool, error) {
@@ -382,27 +266,13 @@ func isLoopback(addr string) (bool, error) {
 	return ip != nil && ip.IsLoopback(), nil
 }
 
-func countFailed(sts []stage.Status) int {
-	n := 0
-	for _, s := range sts {
-		if s.Failed() {
-			n++
-		}
-	}
-	return n
-}
-
 func newStatusCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status [STAGE]",
 		Short: "Show every stage (or one): current tag, candidate, decision and why",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			sts, err := b.Stages(cmd.Context())
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			sts, err := b.Stages(ctx)
 			if err != nil {
 				return err
 			}
@@ -418,9 +288,9 @@ func newStatusCommand(g *globals) *cobra.Command {
 				}
 				sts = one
 			}
-			printTable(g.stdout, sts)
+			printers.Table(g.stdout, sts)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -430,18 +300,14 @@ func newPromoteCommand(g *globals) *cobra.Command {
 		Short: "Promote TAG (default: the stage's candidate) to STAGE now",
 		Long:  "promote commits TAG to the stage at once, past soak, approval and pause. The tag must exist in the registry.",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			out, err := b.Promote(ctx, args[0], optionalArg(args, 1))
 			if err != nil {
 				return err
 			}
-			out, err := b.Promote(cmd.Context(), args[0], optionalArg(args, 1))
-			if err != nil {
-				return err
-			}
-			printOutcome(g.stdout, out)
+			printers.Outcome(g.stdout, out)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -461,18 +327,14 @@ func newRollbackCommand(g *globals) *cobra.Command {
 		Long: "rollback commits `Roll back image from X to Y` with a Kropipe-Rejected: X trailer; X is then\n" +
 			"never promoted to the stage automatically again, newer tags are.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			out, err := b.Rollback(ctx, args[0], to)
 			if err != nil {
 				return err
 			}
-			out, err := b.Rollback(cmd.Context(), args[0], to)
-			if err != nil {
-				return err
-			}
-			printOutcome(g.stdout, out)
+			printers.Outcome(g.stdout, out)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&to, "to", "", "tag to roll back to (default: the one before the current, from Git history)")
 	return cmd
@@ -483,18 +345,14 @@ func newApproveCommand(g *globals) *cobra.Command {
 		Use:   "approve STAGE [TAG]",
 		Short: "Let a stage with autoPromote: false take TAG (default: its candidate)",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			v, err := b.Approve(cmd.Context(), args[0], optionalArg(args, 1))
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			v, err := b.Approve(ctx, args[0], optionalArg(args, 1))
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(g.stdout, "approved %s for %s; it is promoted on the next pass\n", v, args[0])
 			return nil
-		},
+		}),
 	}
 }
 
@@ -507,12 +365,8 @@ func newPauseCommand(g *globals, pause bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if err := b.Pause(cmd.Context(), args[0], pause); err != nil {
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			if err := b.Pause(ctx, args[0], pause); err != nil {
 				return err
 			}
 			word := "resumed"
@@ -521,7 +375,7 @@ func newPauseCommand(g *globals, pause bool) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "%s %s\n", args[0], word)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -530,17 +384,13 @@ func newHistoryCommand(g *globals) *cobra.Command {
 		Use:   "history STAGE",
 		Short: "List a stage's promotions and rollbacks from Git",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			b, err := g.backend(cmd.Context())
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			h, err := b.History(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			h, err := b.History(cmd.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			printHistory(g.stdout, h)
+			printers.History(g.stdout, h)
 			return nil
-		},
+		}),
 	}
 }

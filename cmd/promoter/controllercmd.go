@@ -1,13 +1,13 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -32,6 +32,7 @@ type controllerFlags struct {
 	interval           time.Duration
 	healthTimeout      time.Duration
 	webhook            webhookFlags
+	limits             passFlags
 	leaderElect        bool
 	stateConfigMap     string
 	healthAddr         string
@@ -62,10 +63,18 @@ func newControllerCommand(g *globals) *cobra.Command {
 			if f.namespace == "" {
 				f.namespace = ns
 			}
-			return runController(cmd.Context(), g, f, kube, dyn, log)
+			cfg, err := f.config(g, kube, dyn, log)
+			if err != nil {
+				return err
+			}
+			return controller.Run(cmd.Context(), cfg)
 		},
 	}
-	fl := cmd.Flags()
+	f.register(cmd.Flags())
+	return cmd
+}
+
+func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster service account)")
 	fl.StringVar(&f.namespace, "namespace", "", "the promoter's namespace: its Lease, state ConfigMap and pull secrets (default $POD_NAMESPACE, else the kubeconfig's or the pod's namespace)")
 	fl.StringVar(&f.argocdNamespace, "argocd-namespace", "argocd", "Argo CD's own namespace: its repository Secrets give the Git credentials")
@@ -78,7 +87,7 @@ func newControllerCommand(g *globals) *cobra.Command {
 	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses")
 	f.webhook.register(fl)
 	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
-	return cmd
+	f.limits.register(fl)
 }
 
 // connect builds the Kubernetes clients from --kubeconfig, the usual kubeconfig places or the
@@ -114,33 +123,37 @@ func (g *globals) jsonLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))
 }
 
-// runController checks the flags, naming them in its errors, and runs the replica.
-func runController(ctx context.Context, g *globals, f *controllerFlags, kube kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) error {
+// config checks the flags, naming them in its errors, and makes the replica's configuration.
+func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) (controller.Config, error) {
+	none := controller.Config{}
 	if f.namespace == "" {
-		return errors.New("no namespace for the Lease and the state ConfigMap: pass --namespace (in a pod, set POD_NAMESPACE from the downward API)")
+		return none, errors.New("no namespace for the Lease and the state ConfigMap: pass --namespace (in a pod, set POD_NAMESPACE from the downward API)")
 	}
 	if f.interval <= 0 {
-		return errors.New("--interval must be positive, e.g. 5m")
+		return none, errors.New("--interval must be positive, e.g. 5m")
 	}
 	if f.healthTimeout <= 0 {
-		return errors.New("--health-timeout must be positive, e.g. 5m")
+		return none, errors.New("--health-timeout must be positive, e.g. 5m")
 	}
 	if len(f.watchNamespaces) == 0 {
-		return errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
+		return none, errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
+	}
+	if err := f.limits.check(); err != nil {
+		return none, err
 	}
 	tok, loopback, err := g.apiAuth("other pods", "give --token-file (mount it from a Secret) so only holders of the token can promote, or keep 127.0.0.1 and use kubectl port-forward")
 	if err != nil {
-		return err
+		return none, err
 	}
 	secret, err := f.webhook.readSecret(g)
 	if err != nil {
-		return err
+		return none, err
 	}
 	dir, err := g.stateDir()
 	if err != nil {
-		return err
+		return none, err
 	}
-	return controller.Run(ctx, controller.Config{
+	return controller.Config{
 		Kube: kube, Dynamic: dyn, Logger: log,
 		Namespace: f.namespace, ArgoCDNamespace: f.argocdNamespace, WatchNamespaces: f.watchNamespaces,
 		PullSecrets: f.pullSecrets, InsecureRegistries: f.insecureRegistries,
@@ -148,5 +161,6 @@ func runController(ctx context.Context, g *globals, f *controllerFlags, kube kub
 		LeaderElect: f.leaderElect, StateConfigMap: f.stateConfigMap, DataDir: dir,
 		Addr: g.addr, Token: tok, RequireToken: !loopback, HealthAddr: f.healthAddr,
 		WebhookAddr: f.webhook.addr, WebhookSecret: secret, PodIP: g.getenv("POD_IP"),
-	})
+		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
+	}, nil
 }

@@ -2,17 +2,19 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kropipe/kropipe/internal/promote/argocd"
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
+	"github.com/kropipe/kropipe/internal/promote/pass"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
 // controllerFlagsFor are `promoter controller`'s default flags.
@@ -21,6 +23,39 @@ func controllerFlagsFor(healthAddr string) *controllerFlags {
 		namespace: "argocd", argocdNamespace: "argocd", watchNamespaces: []string{"argocd"},
 		interval: 200 * time.Millisecond, healthTimeout: argocd.DefaultGateTimeout,
 		leaderElect: true, stateConfigMap: kubestate.DefaultName, healthAddr: healthAddr,
+		limits: passFlags{grace: pass.DefaultShutdownGrace, timeout: pass.DefaultTimeout},
+	}
+}
+
+// The time limits run has reach the controller: one definition of the flags for both.
+func TestController_TimeLimitFlagsReachTheReplica(t *testing.T) {
+	fl := pflag.NewFlagSet("controller", pflag.ContinueOnError)
+	g := &globals{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	f := &controllerFlags{}
+	g.register(fl)
+	f.register(fl)
+	if err := fl.Parse([]string{"--namespace", "kropipe", "--data-dir", t.TempDir(), "--shutdown-grace", "7s", "--pass-timeout", "3m", "--registry-timeout", "9s"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := f.config(g, kubefake.NewClientset(), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ShutdownGrace != 7*time.Second || cfg.PassTimeout != 3*time.Minute || cfg.RegistryTimeout != 9*time.Second {
+		t.Errorf("grace %s, pass timeout %s, registry timeout %s; want 7s, 3m, 9s", cfg.ShutdownGrace, cfg.PassTimeout, cfg.RegistryTimeout)
+	}
+	// Defaults as run's.
+	f, fl = &controllerFlags{}, pflag.NewFlagSet("controller", pflag.ContinueOnError)
+	g.register(fl)
+	f.register(fl)
+	if err := fl.Parse([]string{"--namespace", "kropipe", "--data-dir", t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err = f.config(g, kubefake.NewClientset(), nil, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ShutdownGrace != pass.DefaultShutdownGrace || cfg.PassTimeout != pass.DefaultTimeout || cfg.RegistryTimeout != warehouse.DefaultRequestTimeout {
+		t.Errorf("defaults: grace %s, pass timeout %s, registry timeout %s", cfg.ShutdownGrace, cfg.PassTimeout, cfg.RegistryTimeout)
 	}
 }
 
@@ -40,13 +75,15 @@ func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
 		{name: "unreadable webhook secret", addr: "127.0.0.1:0", change: func(f *controllerFlags) {
 			f.webhook = webhookFlags{addr: "127.0.0.1:0", secretFile: "/nonexistent/secret"}
 		}, wantErr: "--webhook-secret-file: open /nonexistent/secret"},
+		{name: "zero pass timeout", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.limits.timeout = 0 }, wantErr: "--pass-timeout must be positive"},
+		{name: "negative shutdown grace", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.limits.grace = -time.Second }, wantErr: "--shutdown-grace not negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := controllerFlagsFor("")
 			tt.change(f)
 			g := &globals{addr: tt.addr, dataDir: t.TempDir(), logLevel: "error", stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
-			err := runController(context.Background(), g, f, kubefake.NewClientset(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			_, err := f.config(g, kubefake.NewClientset(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("error = %v, want it to name %s", err, tt.wantErr)
 			}
@@ -61,7 +98,7 @@ func TestController_IsARootSubcommandWithItsFlags(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry"} {
+	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry", "--shutdown-grace", "--pass-timeout", "--registry-timeout"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("controller --help lacks %s", flag)
 		}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/printers"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 	"github.com/kropipe/kropipe/internal/render"
@@ -168,7 +169,7 @@ func runDemo(ctx context.Context, out io.Writer, examples string) (res demoResul
 	pass := func(what string) error {
 		step("%s", what)
 		err := e.Reconcile(ctx)
-		printTable(out, e.Status())
+		printers.Table(out, e.Status())
 		return err
 	}
 
@@ -218,7 +219,7 @@ func runDemo(ctx context.Context, out io.Writer, examples string) (res demoResul
 	if err != nil {
 		return res, err
 	}
-	printOutcome(out, o)
+	printers.Outcome(out, o)
 	if err := printLog(out, bare, 1); err != nil {
 		return res, err
 	}

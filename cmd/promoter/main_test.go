@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/kropipe/kropipe/internal/promote/addrtest"
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/registrytest"
@@ -114,7 +113,7 @@ func TestRun_ServesTheAPIAndStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb bytes.Buffer
 	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
-	addr := freeAddr(t)
+	addr := addrtest.Free(t)
 	cmd.SetArgs([]string{"run", "--config", e.config, "--data-dir", e.dataDir, "--addr", addr, "--interval", "1h"})
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
@@ -172,26 +171,3 @@ func TestVersion_Prints(t *testing.T) {
 		t.Fatalf("%q %v", out, err)
 	}
 }
-
-// freeAddr returns a loopback address free a moment ago, never one it returned before in
-// this process: the kernel may hand a just-closed port out again at once, and a test that
-// asks for several (API, probes, notifications) would then get two the same.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	handedOutMu.Lock()
-	defer handedOutMu.Unlock()
-	for {
-		srv := httptest.NewServer(nil)
-		addr := strings.TrimPrefix(srv.URL, "http://")
-		srv.Close()
-		if !handedOut[addr] {
-			handedOut[addr] = true
-			return addr
-		}
-	}
-}
-
-var (
-	handedOutMu sync.Mutex
-	handedOut   = map[string]bool{}
-)

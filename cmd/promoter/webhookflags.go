@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
 
-	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/webhook"
 )
 
@@ -41,22 +37,4 @@ func (w *webhookFlags) readSecret(g *globals) (string, error) {
 		return "", fmt.Errorf("--webhook-addr %s needs a secret the registry sends with each notification: give --webhook-secret-file (mount it from a Secret) or KROPIPE_WEBHOOK_SECRET", w.addr)
 	}
 	return secret, nil
-}
-
-// handler returns run's notification listener, which makes e's stages reading the pushed
-// repositories due at once; nil when --webhook-addr is not set.
-func (w *webhookFlags) handler(g *globals, e *stage.Engine, log *slog.Logger) (http.Handler, error) {
-	secret, err := w.readSecret(g)
-	if err != nil || secret == "" {
-		return nil, err
-	}
-	h, err := webhook.NewHandler(secret, func(_ context.Context, pushes []webhook.Push) ([]string, error) {
-		return e.Notify(webhook.Repositories(pushes)...), nil
-	}, log)
-	if err != nil {
-		return nil, err
-	}
-	mux := http.NewServeMux()
-	h.Register(mux)
-	return mux, nil
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/metrics"
+	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/verify"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -58,6 +59,10 @@ type Config struct {
 	WebhookAddr   string // registry notifications; "" for none (--webhook-addr)
 	WebhookSecret string // the secret every notification carries (--webhook-secret-file)
 	PodIP         string // advertised to standbys when WebhookAddr has no host ($POD_IP)
+
+	ShutdownGrace   time.Duration // after ctx ends, how long the running pass may finish; 0 cancels it at once (--shutdown-grace)
+	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
+	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
 }
 
 func (cfg *Config) check() error {
@@ -72,6 +77,11 @@ func (cfg *Config) check() error {
 		return errors.New("controller: no namespaces to watch for Argo CD Applications")
 	case cfg.WebhookAddr != "" && strings.TrimSpace(cfg.WebhookSecret) == "":
 		return errors.New("controller: registry notifications need a secret")
+	case cfg.ShutdownGrace < 0 || cfg.PassTimeout < 0 || cfg.RegistryTimeout < 0:
+		return errors.New("controller: the shutdown grace, pass timeout and registry timeout must not be negative")
+	}
+	if cfg.PassTimeout == 0 {
+		cfg.PassTimeout = pass.DefaultTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -99,6 +109,9 @@ type controller struct {
 	leader  atomic.Value                      // string: the identity of the replica that leads
 	// progress is when the leader last finished a pass (or started leading), in Unix nanoseconds.
 	progress atomic.Int64
+	// stopping ends with the stop signal: no pass starts after it (shutdown.go).
+	stopping context.Context
+	leading  atomic.Bool
 }
 
 // Run runs one replica until ctx ends: the listeners at once, the promotion loop while it leads.
@@ -135,13 +148,16 @@ func Run(ctx context.Context, cfg Config) error {
 	log.Info("promoter controller starting", "version", version.Version, "addr", f.Addr, "healthAddr", f.HealthAddr,
 		"namespace", f.Namespace, "watchNamespaces", f.WatchNamespaces, "leaderElect", f.LeaderElect, "stateConfigMap", f.Namespace+"/"+f.StateConfigMap)
 
+	// The work outlives ctx by the shutdown grace (shutdown.go).
+	work, stopWork := c.outliving(ctx)
+	defer stopWork()
 	if f.LeaderElect {
-		err = leader.Run(ctx, leader.Config{
+		err = leader.Run(work, leader.Config{
 			Client: c.kube, Namespace: f.Namespace, Logger: log,
 			OnNewLeader: func(id string) { c.leader.Store(id) },
-		}, c.lead, nil)
+		}, c.leadUntilStopped(stopWork), nil)
 	} else {
-		c.lead(ctx)
+		c.leadUntilStopped(stopWork)(work)
 	}
 	log.Info("shutting down")
 	if serr := servers.shutdown(); err == nil {
@@ -251,7 +267,7 @@ func (c *controller) leaderName() string {
 // would keep the Lease with nobody promoting.
 func (c *controller) lead(ctx context.Context) {
 	wait := 5 * time.Second
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && c.stopping.Err() == nil {
 		err := c.term(ctx)
 		if err == nil || ctx.Err() != nil {
 			return
@@ -259,6 +275,8 @@ func (c *controller) lead(ctx context.Context) {
 		c.log.Error("promotion loop failed; starting it again", "error", err.Error(), "retryIn", wait.String())
 		select {
 		case <-ctx.Done():
+			return
+		case <-c.stopping.Done():
 			return
 		case <-time.After(wait):
 		}
@@ -292,6 +310,8 @@ func (c *controller) term(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 		return nil
+	case <-c.stopping.Done():
+		return nil
 	case <-watching:
 		return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.WatchNamespaces, watchErr)
 	case <-w.Changes():
@@ -315,7 +335,7 @@ func (c *controller) term(ctx context.Context) error {
 		c.advertiseWebhook(ctx)
 		before := e.Status()
 		start := time.Now()
-		err := e.Reconcile(ctx)
+		err := pass.Run(ctx, c.f.PassTimeout, e.Reconcile)
 		after := e.Status()
 		c.progress.Store(time.Now().UnixNano())
 		c.metrics.Pass(before, after, time.Since(start))
@@ -332,6 +352,8 @@ func (c *controller) term(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
+				return nil
+			case <-c.stopping.Done():
 				return nil
 			case <-watching:
 				return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.WatchNamespaces, watchErr)
@@ -429,6 +451,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		warehouse.WithLogger(c.log),
 		warehouse.WithMetrics(c.metrics.RegistryRequest),
 		warehouse.WithInvalidTags(c.metrics.InvalidTag),
+		warehouse.WithRequestTimeout(c.f.RegistryTimeout),
 	}
 	for _, host := range c.f.InsecureRegistries {
 		whOpts = append(whOpts, warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}))

@@ -27,6 +27,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/kropipe/kropipe/internal/promote/addrtest"
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/argocd"
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
@@ -216,7 +217,7 @@ func (e clusterEnv) start(t *testing.T, f *Config) (addr string, logs *syncBuffe
 	logs = &syncBuffer{}
 	cfg := *f
 	cfg.Kube, cfg.Dynamic = e.kube, e.dyn
-	cfg.Addr, cfg.DataDir = freeAddr(t), t.TempDir()
+	cfg.Addr, cfg.DataDir = addrtest.Free(t), t.TempDir()
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -268,29 +269,6 @@ func configFor(healthAddr string) *Config {
 	}
 }
 
-// freeAddr returns a loopback address free a moment ago, never one it returned before in
-// this process: the kernel may hand a just-closed port out again at once, and a test that
-// asks for several (API, probes, notifications) would then get two the same.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	handedOutMu.Lock()
-	defer handedOutMu.Unlock()
-	for {
-		srv := httptest.NewServer(nil)
-		addr := strings.TrimPrefix(srv.URL, "http://")
-		srv.Close()
-		if !handedOut[addr] {
-			handedOut[addr] = true
-			return addr
-		}
-	}
-}
-
-var (
-	handedOutMu sync.Mutex
-	handedOut   = map[string]bool{}
-)
-
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -317,7 +295,7 @@ func tryPost(url, body string) (int, string) { return tryPostWith(url, body, "")
 
 func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluster(t *testing.T) {
 	e := newClusterEnv(t)
-	health := freeAddr(t)
+	health := addrtest.Free(t)
 	addr, logs, stop := e.start(t, configFor(health))
 
 	ctx := context.Background()
@@ -514,7 +492,7 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 	waitStage(t, api.NewClient(firstAddr, "", nil), firstLogs, "promoted by the first replica", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
 	commit := head(t, e.bare)
 
-	health := freeAddr(t)
+	health := addrtest.Free(t)
 	secondAddr, logs, _ := e.start(t, configFor(health))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -719,7 +697,7 @@ func TestController_RegistryNotificationTriggersThePass(t *testing.T) {
 	e := newClusterEnvFor(t, host, nil)
 	f := configFor("")
 	f.Interval = time.Hour
-	f.WebhookAddr, f.WebhookSecret = freeAddr(t), "hook-secret\n"
+	f.WebhookAddr, f.WebhookSecret = addrtest.Free(t), "hook-secret\n"
 	addr, logs, _ := e.start(t, f)
 	c := api.NewClient(addr, "", nil)
 	waitStage(t, c, logs, "first pass done at 1.2.1", func(st stage.Status) bool { return st.CurrentTag == "1.2.1" && !st.CheckedAt.IsZero() })
@@ -774,8 +752,8 @@ func TestController_StandbyPassesNotificationsOnToTheLeader(t *testing.T) {
 	// Short passes: the leader re-advertises its listener before each, and the fake API server
 	// lets a Lease renewal overwrite the annotation (a real one refuses the stale write).
 	flags := func() *Config {
-		f := configFor(freeAddr(t))
-		f.WebhookAddr, f.WebhookSecret = freeAddr(t), "hook-secret"
+		f := configFor(addrtest.Free(t))
+		f.WebhookAddr, f.WebhookSecret = addrtest.Free(t), "hook-secret"
 		return f
 	}
 	first := flags()

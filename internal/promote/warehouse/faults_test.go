@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 )
 
 // onTagList answers the tag list request with f for the first n requests
@@ -86,7 +87,7 @@ func TestDiscover_RegistryFaults(t *testing.T) {
 			name:      "ServerErrorThatPersistsGivesUpAfterBoundedTries",
 			fault:     onTagList(-1, status(http.StatusServiceUnavailable)),
 			wantErr:   []string{"failed (503 Service Unavailable) and kept failing on retry", "the next poll tries again"},
-			wantLists: defaultAttempts,
+			wantLists: DefaultRetry.Steps + 1,
 		},
 		{
 			name:      "UnauthorizedNamesTheCredentials",
@@ -363,13 +364,12 @@ type stallingClock struct {
 	stalled chan struct{}
 }
 
-func (c *stallingClock) Sleep(ctx context.Context, d time.Duration) error {
+func (c *stallingClock) NewTimer(d time.Duration) clock.Timer {
 	if d >= 30*time.Second {
 		c.stalled <- struct{}{}
-		<-ctx.Done()
-		return ctx.Err()
+		return firedTimer(make(chan time.Time)) // never fires
 	}
-	return c.fakeClock.Sleep(ctx, d)
+	return c.fakeClock.NewTimer(d)
 }
 
 func TestDiscover_FailingRegistryDelaysOnlyItsOwnStages(t *testing.T) {

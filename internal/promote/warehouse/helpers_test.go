@@ -1,7 +1,6 @@
 package warehouse
 
 import (
-	"context"
 	"io"
 	"log"
 	"log/slog"
@@ -22,6 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"k8s.io/utils/clock"
 )
 
 // t0 is the build time tests count from.
@@ -145,12 +145,16 @@ func (tr *testRegistry) pushIndex(tb testing.TB, repo, tag string, builds map[st
 	return d.String()
 }
 
-// fakeClock records every wait instead of sleeping; time moves only by waits.
+// fakeClock is a k8s.io/utils clock whose timers fire at once: it records every wait
+// instead of sleeping, and time moves only by waits. (clocktesting.FakeClock would need a
+// test to step it past each of many concurrent waits.)
 type fakeClock struct {
 	mu     sync.Mutex
 	now    time.Time
 	sleeps []time.Duration
 }
+
+var _ clock.Clock = (*fakeClock)(nil)
 
 func newFakeClock() *fakeClock { return &fakeClock{now: t0} }
 
@@ -160,16 +164,28 @@ func (c *fakeClock) Now() time.Time {
 	return c.now
 }
 
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+func (c *fakeClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// NewTimer records d, moves the time by it and returns a timer that has fired.
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sleeps = append(c.sleeps, d)
 	c.now = c.now.Add(d)
-	return nil
+	fired := make(chan time.Time, 1)
+	fired <- c.now
+	return firedTimer(fired)
 }
+
+func (c *fakeClock) After(d time.Duration) <-chan time.Time { return c.NewTimer(d).C() }
+func (c *fakeClock) Sleep(d time.Duration)                  { <-c.After(d) }
+func (c *fakeClock) Tick(d time.Duration) <-chan time.Time  { return c.After(d) }
+
+type firedTimer chan time.Time
+
+func (t firedTimer) C() <-chan time.Time      { return t }
+func (t firedTimer) Stop() bool               { return false }
+func (t firedTimer) Reset(time.Duration) bool { return false }
 
 func (c *fakeClock) waits() []time.Duration {
 	c.mu.Lock()

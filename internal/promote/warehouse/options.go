@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/utils/clock"
 )
 
 // DefaultRateLimit is the requests per second allowed to one registry host when
@@ -37,7 +38,7 @@ type options struct {
 	transport      http.RoundTripper
 	registries     map[string]RegistryConfig
 	log            *slog.Logger
-	clock          Clock
+	clock          clock.Clock
 	observe        func(registry string, code int)
 	pageSize       int
 	requestTimeout time.Duration
@@ -94,7 +95,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithClock replaces the wall clock; tests use it to observe retry and rate-limit
 // waits without sleeping.
-func WithClock(c Clock) Option {
+func WithClock(c clock.Clock) Option {
 	return func(o *options) { o.clock = c }
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -14,32 +13,31 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 )
 
-// Retry policy for one registry request. Five tries with a 500ms base back-off
-// wait about 7.5s in all before giving up, short enough that one poll of a broken
-// registry does not hold up its stage for long, and the next poll tries again.
-const (
-	defaultAttempts = 5
-	defaultBackoff  = 500 * time.Millisecond
-	maxBackoff      = 30 * time.Second
-	// maxRetryAfter caps how long a 429/503 Retry-After is honoured inside one
-	// request; a registry asking for longer is reported as rate limiting instead
-	// of blocking the poll.
-	maxRetryAfter = 2 * time.Minute
-)
+// DefaultRetry is the back-off of one registry request: five tries (four retries), waiting
+// 250ms-500ms, then 500ms-1s, 1s-2s and 2s-4s (Jitter 1 spreads each wait over [d, 2d), so
+// stages that failed together do not retry together): about 7.5s in all before giving up,
+// short enough that one poll of a broken registry does not hold up its stage for long, and
+// the next poll tries again. A Retry-After the registry sends replaces the wait, not the count.
+var DefaultRetry = wait.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 1, Steps: 4, Cap: 30 * time.Second}
+
+// maxRetryAfter caps how long a 429/503 Retry-After is honoured inside one request; a
+// registry asking for longer is reported as rate limiting instead of blocking the poll.
+const maxRetryAfter = 2 * time.Minute
 
 // registryTransport routes each request to the hostTransport of its host, so the
 // rate limit and the back-off of one registry never delay another's requests.
 type registryTransport struct {
-	inner    http.RoundTripper
-	clock    Clock
-	log      *slog.Logger
-	observe  func(registry string, code int)
-	configs  map[string]RegistryConfig
-	attempts int
-	backoff  time.Duration
-	timeout  time.Duration
+	inner   http.RoundTripper
+	clock   clock.Clock
+	log     *slog.Logger
+	observe func(registry string, code int)
+	configs map[string]RegistryConfig
+	retry   wait.Backoff
+	timeout time.Duration
 
 	mu    sync.Mutex
 	hosts map[string]*hostTransport
@@ -68,15 +66,14 @@ func (t *registryTransport) forHost(host string) *hostTransport {
 		burst = 1
 	}
 	h := &hostTransport{
-		host:     host,
-		inner:    t.inner,
-		clock:    t.clock,
-		log:      t.log,
-		observe:  t.observe,
-		limiter:  rate.NewLimiter(limit, burst),
-		attempts: t.attempts,
-		backoff:  t.backoff,
-		timeout:  t.timeout,
+		host:    host,
+		inner:   t.inner,
+		clock:   t.clock,
+		log:     t.log,
+		observe: t.observe,
+		limiter: rate.NewLimiter(limit, burst),
+		retry:   t.retry,
+		timeout: t.timeout,
 	}
 	t.hosts[host] = h
 	return h
@@ -84,20 +81,20 @@ func (t *registryTransport) forHost(host string) *hostTransport {
 
 // hostTransport is one registry host's rate limit and retry policy.
 type hostTransport struct {
-	host     string
-	inner    http.RoundTripper
-	clock    Clock
-	log      *slog.Logger
-	observe  func(registry string, code int)
-	limiter  *rate.Limiter
-	attempts int
-	backoff  time.Duration
+	host    string
+	inner   http.RoundTripper
+	clock   clock.Clock
+	log     *slog.Logger
+	observe func(registry string, code int)
+	limiter *rate.Limiter
+	retry   wait.Backoff
 	// timeout bounds each try, body included (0: none).
 	timeout time.Duration
 }
 
 func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	backoff := h.retry // a copy: each request steps its own
 	for attempt := 1; ; attempt++ {
 		if err := h.wait(ctx); err != nil {
 			return nil, err
@@ -121,13 +118,13 @@ func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			h.observe(h.host, code)
 		}
 		// A request whose body cannot be replayed gets one try.
-		last := attempt >= h.attempts || (req.Body != nil && req.GetBody == nil)
+		last := backoff.Steps <= 0 || (req.Body != nil && req.GetBody == nil)
 		if err != nil {
 			if last || ctx.Err() != nil || !transientNetError(err) {
 				return nil, err
 			}
 			h.log.DebugContext(ctx, "registry request failed, retrying", "registry", h.host, "path", req.URL.Path, "attempt", attempt, "error", err)
-			if err := h.clock.Sleep(ctx, h.delay(attempt)); err != nil {
+			if err := h.sleep(ctx, backoff.Step()); err != nil {
 				return nil, err
 			}
 			continue
@@ -135,7 +132,7 @@ func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if !retryableStatus(resp.StatusCode) || last {
 			return resp, nil
 		}
-		wait := h.delay(attempt)
+		wait := backoff.Step()
 		if ra, ok := retryAfter(resp.Header.Get("Retry-After"), h.clock.Now()); ok {
 			if ra > maxRetryAfter {
 				// Hand the 429/503 to the caller: waiting minutes inside one request
@@ -148,9 +145,24 @@ func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// Drain so the connection is reused.
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		if err := h.clock.Sleep(ctx, wait); err != nil {
+		if err := h.sleep(ctx, wait); err != nil {
 			return nil, err
 		}
+	}
+}
+
+// sleep waits d on the clock, or returns ctx.Err() as soon as ctx is done.
+func (h *hostTransport) sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil || d <= 0 {
+		return err
+	}
+	t := h.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C():
+		return nil
 	}
 }
 
@@ -222,21 +234,11 @@ func (h *hostTransport) wait(ctx context.Context) error {
 	if d <= 0 {
 		return nil
 	}
-	if err := h.clock.Sleep(ctx, d); err != nil {
+	if err := h.sleep(ctx, d); err != nil {
 		r.CancelAt(h.clock.Now())
 		return err
 	}
 	return nil
-}
-
-// delay is exponential back-off with jitter in [b/2, b): concurrent stages that
-// failed together do not retry together.
-func (h *hostTransport) delay(attempt int) time.Duration {
-	b := h.backoff << (attempt - 1)
-	if b > maxBackoff || b <= 0 {
-		b = maxBackoff
-	}
-	return b/2 + rand.N(b/2+1)
 }
 
 func retryableStatus(code int) bool {

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/freight"
 )
@@ -32,7 +33,7 @@ type Warehouse struct {
 	puller     atomic.Pointer[remote.Puller]
 	rt         *registryTransport
 	pageSize   int
-	clock      Clock
+	clock      clock.PassiveClock
 	log        *slog.Logger
 	registries map[string]RegistryConfig
 
@@ -56,7 +57,7 @@ func New(opts ...Option) (*Warehouse, error) {
 		transport:      remote.DefaultTransport,
 		registries:     map[string]RegistryConfig{},
 		log:            slog.Default(),
-		clock:          realClock{},
+		clock:          clock.RealClock{},
 		pageSize:       defaultPageSize,
 		requestTimeout: DefaultRequestTimeout,
 	}
@@ -64,15 +65,14 @@ func New(opts ...Option) (*Warehouse, error) {
 		opt(o)
 	}
 	rt := &registryTransport{
-		inner:    o.transport,
-		clock:    o.clock,
-		log:      o.log,
-		observe:  o.observe,
-		configs:  o.registries,
-		attempts: defaultAttempts,
-		backoff:  defaultBackoff,
-		timeout:  o.requestTimeout,
-		hosts:    map[string]*hostTransport{},
+		inner:   o.transport,
+		clock:   o.clock,
+		log:     o.log,
+		observe: o.observe,
+		configs: o.registries,
+		retry:   DefaultRetry,
+		timeout: o.requestTimeout,
+		hosts:   map[string]*hostTransport{},
 	}
 	w := &Warehouse{
 		rt:           rt,

@@ -1,4 +1,6 @@
-package main
+// Package printers writes what the promoter's commands print: the status table, an outcome,
+// a stage's history.
+package printers
 
 import (
 	"fmt"
@@ -10,8 +12,8 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
-// printTable writes the status table users read first when debugging.
-func printTable(w io.Writer, sts []stage.Status) {
+// Table writes the status table users read first when debugging.
+func Table(w io.Writer, sts []stage.Status) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	// SYNC only when a deployment tool reports (the Argo CD mode): local mode has none.
 	withSync := false
@@ -59,7 +61,8 @@ func syncCell(s *stage.SyncStatus) string {
 	return cell
 }
 
-func printOutcome(w io.Writer, o stage.Outcome) {
+// Outcome writes one promotion or rollback.
+func Outcome(w io.Writer, o stage.Outcome) {
 	verb := "promoted"
 	if o.Kind == "rollback" {
 		verb = "rolled back"
@@ -71,7 +74,8 @@ func printOutcome(w io.Writer, o stage.Outcome) {
 	fmt.Fprintf(w, "%s %s: %s → %s in %s\n", verb, o.Stage, dash(o.Old), o.New, short(o.Commit))
 }
 
-func printHistory(w io.Writer, h api.History) {
+// History writes a stage's promotions and rollbacks, newest first.
+func History(w io.Writer, h api.History) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "COMMIT\tTIME\tKIND\tFROM\tTO\tREJECTED")
 	for _, e := range h.Entries {

@@ -1,0 +1,130 @@
+// Package local is the promoter without a cluster: the engine built from promoter.yaml with
+// clones and state on disk, the commands acting on it, and `run`'s poll loop and listeners.
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/config"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+)
+
+// Open builds the engine of the promoter.yaml at path, with persistent clones under
+// dataDir/git and the state in dataDir/state.json; each registry request is bounded by
+// registryTimeout (0 or less: warehouse.DefaultRequestTimeout).
+func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(registryTimeout))...)
+	if err != nil {
+		return nil, nil, err
+	}
+	gitOpts, err := cfg.GitOptions()
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []stage.Option{
+		stage.WithWarehouse(wh),
+		stage.WithGit(filepath.Join(dataDir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),
+		stage.WithStore(stage.NewFileStore(filepath.Join(dataDir, "state.json"))),
+		stage.WithLogger(log),
+	}
+	e, err := stage.New(cfg.Stages, append(opts, extra...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	return e, cfg, nil
+}
+
+// Backend runs the stage commands (status, promote, rollback, ...) with the engine in this
+// process, on the repository itself; api.Client does the same against a running promoter.
+type Backend struct{ E *stage.Engine }
+
+// Stages looks at the registries and Git, then returns every stage's status; a stage that
+// failed is in its status, not an error.
+func (l Backend) Stages(ctx context.Context) ([]stage.Status, error) {
+	err := l.E.Refresh(ctx)
+	var se *stage.StageError
+	if err != nil && !errors.As(err, &se) {
+		return nil, err
+	}
+	return l.E.Status(), nil
+}
+
+func (l Backend) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	return l.E.Promote(ctx, name, tag)
+}
+
+func (l Backend) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
+	return l.E.Rollback(ctx, name, to)
+}
+
+func (l Backend) Approve(ctx context.Context, name, tag string) (string, error) {
+	if tag == "" {
+		// The candidate is only known after a look at the registry.
+		if _, err := l.Stages(ctx); err != nil {
+			return "", err
+		}
+	}
+	return l.E.Approve(ctx, name, tag)
+}
+
+func (l Backend) Pause(ctx context.Context, name string, paused bool) error {
+	if paused {
+		return l.E.Pause(ctx, name)
+	}
+	return l.E.Resume(ctx, name)
+}
+
+func (l Backend) History(ctx context.Context, name string) (api.History, error) {
+	recs, err := l.E.History(ctx, name)
+	if err != nil {
+		return api.History{}, err
+	}
+	h := api.History{Stage: name}
+	for _, r := range recs {
+		h.Entries = append(h.Entries, api.HistoryEntry{Commit: r.Commit, Time: r.Time, Subject: r.Subject, Kind: r.Kind.String(), Image: r.Image, Value: r.Value, Previous: r.Previous, Freight: r.Freight, Rejected: r.Rejected})
+	}
+	return h, nil
+}
+
+// Interval is the time between run's passes: the --interval flag when given, else the file's
+// interval:, shortened by any stage's interval:.
+func Interval(cfg *config.Config, flag time.Duration, flagGiven bool) time.Duration {
+	interval := flag
+	if !flagGiven && cfg.Interval > 0 {
+		interval = cfg.Interval
+	}
+	for _, s := range cfg.Stages {
+		if s.Interval > 0 && s.Interval < interval {
+			interval = s.Interval
+		}
+	}
+	return interval
+}
+
+// OnceError is `run --once`'s verdict on a pass that returned err: how many stages failed
+// (their reasons are in the status table), or why the pass itself did not finish.
+func OnceError(err error, sts []stage.Status) error {
+	var se *stage.StageError
+	if !errors.As(err, &se) {
+		return err
+	}
+	n := 0
+	for _, s := range sts {
+		if s.Failed() {
+			n++
+		}
+	}
+	return fmt.Errorf("%d stage(s) failed; see REASON above", n)
+}

@@ -1,0 +1,114 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/pass"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/webhook"
+	"github.com/kropipe/kropipe/internal/version"
+)
+
+// ServeConfig is `promoter run`'s settings (flags in brackets); cmd/promoter checks them
+// first, so its errors can name the flags.
+type ServeConfig struct {
+	Addr         string // the API listener (--addr)
+	Token        string // the API's bearer token; "" for none (--token-file)
+	RequireToken bool   // refuse API calls without Token: Addr is reachable from other machines
+
+	Interval    time.Duration // time between passes (--interval)
+	PassTimeout time.Duration // limit of one pass (--pass-timeout)
+
+	WebhookAddr   string // registry notifications; "" for none (--webhook-addr)
+	WebhookSecret string // the secret every notification carries (--webhook-secret-file)
+
+	Logger *slog.Logger
+}
+
+// Serve runs the API (and, with cfg.WebhookAddr, the registry notification listener) and
+// the poll loop until ctx is done. Passes run under work, which outlives ctx by the
+// shutdown grace (pass.Outliving): the pass running when the signal comes finishes first.
+func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Interval <= 0 || cfg.PassTimeout <= 0 {
+		return errors.New("run: the interval and the pass timeout must be positive")
+	}
+	var hook http.Handler
+	if cfg.WebhookAddr != "" {
+		h, err := NotificationHandler(cfg.WebhookSecret, e, log)
+		if err != nil {
+			return err
+		}
+		hook = h
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w (another promoter running? pick another port with --addr)", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           api.New(e, api.WithToken(cfg.Token), api.WithRequireToken(cfg.RequireToken), api.WithLogger(log)),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	served := make(chan error, 2)
+	go func() { served <- srv.Serve(ln) }()
+	servers := []*http.Server{srv}
+	if hook != nil {
+		hln, err := net.Listen("tcp", cfg.WebhookAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listening on %s for registry notifications (--webhook-addr): %w", cfg.WebhookAddr, err)
+		}
+		hs := &http.Server{Handler: hook, ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, hs)
+		go func() { served <- hs.Serve(hln) }()
+		log.Info("receiving registry notifications", "addr", hln.Addr().String(), "path", webhook.Path)
+	}
+	log.Info("promoter running", "addr", ln.Addr().String(), "interval", cfg.Interval.String(), "stages", len(e.Specs()), "version", version.Version)
+
+	tick := time.NewTicker(cfg.Interval)
+	defer tick.Stop()
+	for {
+		if err := pass.Run(work, cfg.PassTimeout, e.Reconcile); err != nil {
+			log.Warn("pass finished with failures", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			log.Info("shutting down", "passes", e.Passes())
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			var errs []error
+			for _, s := range servers {
+				errs = append(errs, s.Shutdown(sctx))
+			}
+			return errors.Join(errs...)
+		case err := <-served:
+			return fmt.Errorf("HTTP server stopped: %w", err)
+		case <-tick.C:
+		case <-e.Kicks():
+		}
+	}
+}
+
+// NotificationHandler is run's registry notification listener: a push makes e's stages
+// reading the pushed repositories due at once.
+func NotificationHandler(secret string, e *stage.Engine, log *slog.Logger) (http.Handler, error) {
+	h, err := webhook.NewHandler(secret, func(_ context.Context, pushes []webhook.Push) ([]string, error) {
+		return e.Notify(webhook.Repositories(pushes)...), nil
+	}, log)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	h.Register(mux)
+	return mux, nil
+}

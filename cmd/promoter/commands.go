@@ -167,6 +167,7 @@ type backend interface {
 	Approve(ctx context.Context, name, tag string) (string, error)
 	Pause(ctx context.Context, name string, paused bool) error
 	History(ctx context.Context, name string) (api.History, error)
+	Reverify(ctx context.Context, name string) (string, error)
 }
 
 // onBackend is a stage command's RunE: run with the backend --config or --addr names.

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"net/http"
-	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/kropipe/kropipe/internal/promote/api"
-	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
 func newVerifyCommand(g *globals) *cobra.Command {
@@ -21,33 +16,13 @@ func newVerifyCommand(g *globals) *cobra.Command {
 			"wait for the new verdict. Locally (--config) the next pass of `promoter run` runs the\n" +
 			"stage's verify command again.",
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			var v string
-			if g.config != "" {
-				e, _, err := g.engine(ctx, g.logger())
-				if err != nil {
-					return err
-				}
-				// The tag the stage runs is known after a look at Git.
-				var se *stage.StageError
-				if err := e.Refresh(ctx); err != nil && !errors.As(err, &se) {
-					return err
-				}
-				if v, err = e.Reverify(ctx, args[0]); err != nil {
-					return err
-				}
-			} else {
-				tok, err := g.token()
-				if err != nil {
-					return err
-				}
-				if v, err = api.NewClient(g.addr, tok, &http.Client{Timeout: 2 * time.Minute}).Reverify(ctx, args[0]); err != nil {
-					return err
-				}
+		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
+			v, err := b.Reverify(ctx, args[0])
+			if err != nil {
+				return err
 			}
 			fmt.Fprintf(g.stdout, "verifying %s in %s again on the next pass\n", v, args[0])
 			return nil
-		},
+		}),
 	}
 }

@@ -128,3 +128,13 @@ func OnceError(err error, sts []stage.Status) error {
 	}
 	return fmt.Errorf("%d stage(s) failed; see REASON above", n)
 }
+
+// Reverify forgets the stage's verdict on the tag it runs; the next pass of `promoter run`
+// runs its verify command again.
+func (l Backend) Reverify(ctx context.Context, name string) (string, error) {
+	// The tag the stage runs is known after a look at Git.
+	if _, err := l.Stages(ctx); err != nil {
+		return "", err
+	}
+	return l.E.Reverify(ctx, name)
+}

@@ -72,17 +72,21 @@ func TestPlugin_RollsDeploymentWhenTagChangesInGit(t *testing.T) {
 	})
 }
 
+// TestPlugin_BrokenInstanceShowsSidecarError: the Application's condition carries cmp-sidecar's
+// error as the local run with that line's variables prints it. On v3 that run is given
+// ARGOCD_APP_PROJECT_NAME, so when cmp-sidecar names the project in its error the condition
+// proves argocd-cmp-server v3 passed it.
 func TestPlugin_BrokenInstanceShowsSidecarError(t *testing.T) {
 	t.Parallel()
 	eachArgoCD(t, true, func(t *testing.T, argo *stack.ArgoCDInstall) {
 		ns := destNamespace(argo, "broken")
-		want := sidecarError(t, argo, "broken/frontend", ns)
+		subject, want := sidecarError(t, argo, "broken/frontend", ns)
 
 		createApp(t, argo, "broken-frontend", "broken/frontend", ns)
 		var msg string
 		waitApp(t, argo, "broken-frontend", "a condition carrying cmp-sidecar's error", func(a *v1alpha1.Application) bool {
 			for _, c := range a.Status.Conditions {
-				if strings.Contains(c.Message, "cmp-sidecar: application broken-frontend") && strings.Contains(c.Message, want) {
+				if strings.Contains(c.Message, "cmp-sidecar: "+subject) && strings.Contains(c.Message, want) {
 					msg = c.Message
 					return true
 				}
@@ -116,9 +120,11 @@ func destNamespace(argo *stack.ArgoCDInstall, ns string) string {
 }
 
 // sidecarError runs the freshly built cmp-sidecar the way argo's argocd-cmp-server does (in the
-// source folder of a checkout, with the variables that line sets) and returns the line of its
-// error that names the problem, which the Application's condition must carry.
-func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, path, ns string) string {
+// source folder of a checkout, with the variables that line sets) and returns what the
+// Application's condition must carry: the subject its error starts with ("application <name>",
+// with whatever it makes of v3's project name) and the part of its last line that names the
+// problem.
+func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, path, ns string) (subject, problem string) {
 	t.Helper()
 	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
 	cmd.Dir = filepath.Join(checkout.Dir, path)
@@ -137,11 +143,12 @@ func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, path, ns string) stri
 		line = line[i+1:]
 	}
 	line = strings.TrimPrefix(line, "cmp-sidecar: ")
-	// The error starts with "application <name>[ at revision <sha>]: "; the revision Argo CD
-	// renders differs from the local run, so compare what follows.
+	// The error starts with "application <name>[ ...]: " (the local run has no revision, which
+	// Argo CD's message adds after the subject); the problem is what follows.
+	subject = "application broken-frontend"
 	if strings.HasPrefix(line, "application ") {
 		if i := strings.Index(line, ": "); i >= 0 {
-			line = line[i+2:]
+			subject, line = line[:i], line[i+2:]
 		}
 	}
 	// Paths of the local checkout differ from the cmp-server's extraction folder; keep the part
@@ -152,8 +159,8 @@ func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, path, ns string) stri
 	if line == "" {
 		t.Fatalf("cmp-sidecar generate in %s failed without an error message", path)
 	}
-	t.Logf("cmp-sidecar generate says: %s", line)
-	return line
+	t.Logf("cmp-sidecar generate says: %s: %s", subject, line)
+	return subject, line
 }
 
 func createApp(t *testing.T, argo *stack.ArgoCDInstall, name, path, namespace string) {

@@ -369,7 +369,8 @@ http:
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	p, err := s.start("registry", s.Binaries.Registry, []string{"serve", cfg}, nil)
+	// distribution v3 exports OpenTelemetry traces to https://localhost:4318 unless told not to.
+	p, err := s.start("registry", s.Binaries.Registry, []string{"serve", cfg}, []string{"OTEL_TRACES_EXPORTER=none"})
 	if err != nil {
 		return err
 	}

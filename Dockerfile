@@ -22,11 +22,14 @@ ARG VERSION=dev
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/kropipe/kropipe/internal/version.Version=${VERSION}" \
-      -o /out/cmp-sidecar ./cmd/cmp-sidecar
+      -o /out/ ./cmd/cmp-sidecar ./cmd/cmp-sidecar-renderer
 
 FROM gcr.io/distroless/static-debian12:nonroot
-# argocd-cmp-server finds `cmp-sidecar` (plugin.yaml's generate command) through PATH.
-COPY --from=build /out/cmp-sidecar /usr/local/bin/cmp-sidecar
+# argocd-cmp-server finds `cmp-sidecar` (plugin.yaml's generate command) through PATH. It is a
+# small front that asks the warm render server (`cmp-sidecar-renderer serve`, which the first
+# generate starts, on a socket in a private folder of the sidecar's own /tmp) and otherwise runs
+# cmp-sidecar-renderer in its place; the two must sit side by side.
+COPY --from=build /out/cmp-sidecar /out/cmp-sidecar-renderer /usr/local/bin/
 # A baked-in plugin.yaml makes the image usable without the ConfigMap; the kustomize component
 # mounts the ConfigMap over it with subPath, so the ConfigMap wins when both exist.
 COPY plugin.yaml /home/argocd/cmp-server/config/plugin.yaml

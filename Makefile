@@ -3,10 +3,23 @@ GO        ?= go
 BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/kropipe/kropipe/internal/version.Version=$(VERSION)
-# Packages with goroutines and locks run under the race detector in `make test`.
-RACE_PKGS ?= ./internal/promote/... ./internal/render/... ./cmd/promoter/...
+# Static analysis and the vulnerability check run pinned tools with `go run module@version`.
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.9.0
+# The Go vulnerability database, from its Go module (the machines reach no other server): the
+# OSV files of this version, indexed into $(VULNDB_DIR) once.
+VULNDB_VERSION := v0.0.0-20261105234957-e22db6528018
+VULNDB_DIR     ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kropipe/vulndb-$(VULNDB_VERSION)
 
-.PHONY: all build demo test unit race vet fmt e2e bench generate clean
+# The fault suite builds and kills the real promoter binary: it runs once, in `make faults`.
+FAULTS_PKG := ./internal/promote/faults
+NOT_FAULTS = $(shell $(GO) list $(1) | grep -v '/internal/promote/faults$$')
+# Each fuzz target runs this long in `make fuzz` (a crasher lands in the package's
+# testdata/fuzz and then fails `make unit` until fixed).
+FUZZ_TIME ?= 5s
+FUZZ_TARGETS := argocd:FuzzDerive config:FuzzParse webhook:FuzzParse gitwrite:FuzzTrailers yamledit:FuzzSet
+
+.PHONY: all build demo test unit race vet lint vuln fmt e2e bench generate clean faults fuzz
 
 all: build
 
@@ -18,21 +31,49 @@ build:
 demo: build
 	./$(BIN)/promoter demo
 
+# The edit loop: every unit test, without the race detector.
 unit:
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 $(call NOT_FAULTS,./...)
 
 vet:
 	$(GO) vet ./...
 	cd e2e && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@# The image's binary (-tags nodemo, Dockerfile.promoter) carries none of the demo's servers.
+	@if $(GO) list -deps -tags nodemo ./cmd/promoter | grep -E '/internal/promote/(gitserver|registrytest)$$|/pkg/registry$$'; then \
+	  echo "the promoter built with -tags nodemo still links the demo's servers (above)"; exit 1; fi
 
+lint:
+	$(GO) run $(STATICCHECK) ./...
+
+vuln: $(VULNDB_DIR)/index/db.json
+	$(GO) run $(GOVULNCHECK) -db file://$(VULNDB_DIR) ./...
+
+$(VULNDB_DIR)/index/db.json:
+	dir=$$(cd / && $(GO) mod download -json golang.org/x/vulndb@$(VULNDB_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p'); \
+	  test -d "$$dir/data/osv" && rm -rf $(VULNDB_DIR) && \
+	  $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB_VERSION) -vulns "$$dir/data/osv" -out $(VULNDB_DIR)
+
+# The unit tests once, under the race detector (make test runs them only here).
 race:
-	$(GO) test -count=1 -race $(RACE_PKGS)
+	$(GO) test -count=1 -race $(call NOT_FAULTS,./...)
+
+# Crash points, random SIGKILLs, a concurrent git writer and a fault-injecting registry
+# proxy against the real binary (bench/faults-long.sh runs a longer randomized run).
+faults:
+	$(GO) test -count=1 -timeout 15m $(FAULTS_PKG)
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		echo "fuzz $$fn in internal/promote/$$pkg for $(FUZZ_TIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_TIME) ./internal/promote/$$pkg; \
+	done
 
 e2e: build
 	cd e2e && $(GO) test -count=1 -timeout 60m ./...
 
-test: vet unit race e2e
+test: vet lint race faults fuzz e2e
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...

@@ -1,37 +1,112 @@
 #!/usr/bin/env bash
-# Times the whole `cmp-sidecar render` process on the example frontend app against
-# `kubectl kustomize` on a kustomization holding the same rendered objects: what a plugin app
-# costs the repo-server next to a plain kustomize app. Usage: bench/render-vs-kustomize.sh [RUNS]
+# Times whole processes, side by side in one run, on the example frontend app:
+#   - `cmp-sidecar generate` with a warm render server (steady state: the RGD seen before),
+#   - `cmp-sidecar generate` in-process (KROPIPE_RENDER_SERVER=off: the fallback path),
+#   - the first `generate` of a sidecar: no server yet, so it starts one and asks it,
+#   - `kubectl kustomize` of a kustomization holding the same rendered objects,
+# and prints each median as a ratio to kustomize's. Usage: bench/render-vs-kustomize.sh [RUNS]
+# (default 25). kustomize comes from kubectl, else is built from its module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-30}
-command -v kubectl >/dev/null || { echo "kubectl is needed for the comparison" >&2; exit 1; }
+runs=${1:-25}
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-go build -o "$work/cmp-sidecar" ./cmd/cmp-sidecar
-render=("$work/cmp-sidecar" render --root examples/gitops -n develop examples/gitops/develop/frontend)
-"${render[@]}" > "$work/rendered.yaml"
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/bin/" ./cmd/cmp-sidecar ./cmd/cmp-sidecar-renderer
+if command -v kubectl >/dev/null; then
+  kustomize=(kubectl kustomize)
+else
+  GOBIN="$work/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
+  kustomize=("$work/bin/kustomize" build)
+fi
+
+# The repository as argocd-cmp-server extracts it: under its working root, the app's folder as
+# working directory, Argo CD's environment.
+export ARGOCD_CMP_WORKDIR="$work/cmp"
+mkdir -p "$ARGOCD_CMP_WORKDIR/repo"
+cp -r examples/gitops/. "$ARGOCD_CMP_WORKDIR/repo/"
+app="$ARGOCD_CMP_WORKDIR/repo/develop/frontend"
+export ARGOCD_APP_NAME=develop-frontend ARGOCD_APP_NAMESPACE=develop ARGOCD_APP_SOURCE_PATH=develop/frontend
+export KROPIPE_RENDER_DIR="$work/render"
+generate=("$work/bin/cmp-sidecar" generate)
+
+(cd "$app" && KROPIPE_RENDER_SERVER=off "${generate[@]}") > "$work/rendered.yaml"
 mkdir -p "$work/kustomize"
 cp "$work/rendered.yaml" "$work/kustomize/objects.yaml"
 printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [objects.yaml]\n' > "$work/kustomize/kustomization.yaml"
 
-# time_runs NAME CMD...: prints the median and mean wall time of RUNS runs, in milliseconds.
-time_runs() {
-  local name=$1; shift
-  local samples=()
-  "$@" >/dev/null # warm the page cache
-  for _ in $(seq "$runs"); do
-    local start end
-    start=$(date +%s%N)
-    "$@" >/dev/null
-    end=$(date +%s%N)
-    samples+=($(( (end - start) / 1000 )))
-  done
-  printf '%s\n' "${samples[@]}" | sort -n | awk -v name="$name" -v n="$runs" '
-    { v[NR] = $1; sum += $1 }
-    END { printf "%-28s median %7.1f ms   mean %7.1f ms   (%d runs)\n", name, v[int((n+1)/2)] / 1000, sum / n / 1000, n }'
+"$work/bin/cmp-sidecar-renderer" serve --dir "$KROPIPE_RENDER_DIR" --root "$ARGOCD_CMP_WORKDIR" &
+server_pid=$!
+until [ -S "$KROPIPE_RENDER_DIR/render.sock" ]; do sleep 0.05; done
+(cd "$app" && "${generate[@]}") | cmp - "$work/rendered.yaml" # warms the server, checks the bytes
+
+# time_us CMD...: wall time of one run of CMD in the app folder, in microseconds.
+time_us() {
+  local start end
+  start=$(date +%s%N)
+  (cd "$app" && "$@" >/dev/null)
+  end=$(date +%s%N)
+  echo $(( (end - start) / 1000 ))
 }
 
-time_runs "cmp-sidecar render" "${render[@]}"
-time_runs "kubectl kustomize" kubectl kustomize "$work/kustomize"
+median() { sort -n | awk '{ v[NR] = $1 } END { printf "%.1f", v[int((NR+1)/2)] / 1000 }'; }
+
+# first_call_us: one first generate of a sidecar: no server in a fresh directory, so the call
+# starts one. Only the call is timed; the started server is then stopped by removing its
+# directory (it exits when its socket goes).
+first=0
+first_call_us() {
+  first=$((first + 1))
+  local dir="$work/first-$first"
+  KROPIPE_RENDER_DIR="$dir" time_us "${generate[@]}"
+  rm -rf "$dir"
+}
+
+# The single-binary cmp-sidecar before the render server (BASELINE, a git revision; default
+# r9), for "no slower than today".
+baseline_rev=${BASELINE:-r9}
+baseline=()
+if git rev-parse -q --verify "$baseline_rev^{commit}" >/dev/null; then
+  mkdir -p "$work/baseline"
+  git archive "$baseline_rev" | tar -x -C "$work/baseline"
+  (cd "$work/baseline" && go build -o "$work/bin/cmp-sidecar-baseline" ./cmd/cmp-sidecar)
+  baseline=("$work/bin/cmp-sidecar-baseline" generate)
+fi
+
+# The candidates run interleaved, one sample of each per round, so the load other processes put
+# on the machine weighs on all of them alike.
+names=(kustomize warm fallback gogc100 first)
+cmds_kustomize=("${kustomize[@]}" "$work/kustomize")
+cmds_warm=("${generate[@]}")
+cmds_fallback=(env KROPIPE_RENDER_SERVER=off "${generate[@]}")
+cmds_gogc100=(env KROPIPE_RENDER_SERVER=off GOGC=100 "${generate[@]}")
+if [ ${#baseline[@]} -gt 0 ]; then names+=(today); cmds_today=("${baseline[@]}"); fi
+echo "load before: $(uptime)"
+for n in "${names[@]}"; do
+  declare -n c="cmds_$n"
+  [ "$n" = first ] || (cd "$app" && "${c[@]}" >/dev/null) # page cache
+  : > "$work/samples-$n"
+done
+for _ in $(seq "$runs"); do
+  for n in "${names[@]}"; do
+    declare -n c="cmds_$n"
+    if [ "$n" = first ]; then first_call_us; else time_us "${c[@]}"; fi >> "$work/samples-$n"
+  done
+done
+for n in "${names[@]}"; do declare "ms_$n=$(median < "$work/samples-$n")"; done
+echo "load after:  $(uptime)"
+printf '%-52s %8s %8s\n' "whole process, median of $runs runs" "ms" "ratio"
+row() { awk -v name="$1" -v ms="$2" -v k="$3" 'BEGIN { printf "%-52s %8.1f %8.2f\n", name, ms, ms / k }'; }
+k=$ms_kustomize
+row "kustomize build of the same objects" "$k" "$k"
+row "generate, warm render server (steady state)" "$ms_warm" "$k"
+row "generate, in-process (KROPIPE_RENDER_SERVER=off)" "$ms_fallback" "$k"
+row "generate, in-process with GOGC=100" "$ms_gogc100" "$k"
+[ -n "${ms_today:-}" ] && row "generate of $baseline_rev (single binary, today)" "$ms_today" "$k"
+row "generate, first call (starts the server, asks it)" "$ms_first" "$k"

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	extv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
@@ -119,6 +120,8 @@ func TestPluginConfig_AnnouncesRGDPathsAndSyncWaves(t *testing.T) {
 	}{
 		{name: "rgd-paths", wantDefault: "", wantItem: "string"},
 		{name: "sync-waves", wantDefault: "true", wantItem: "boolean"},
+		{name: "allow-empty", wantDefault: "false", wantItem: "boolean"},
+		{name: "nested-instances", wantDefault: "expand", wantItem: "string"},
 	}
 	if got := len(cfg.Spec.Parameters.Static); got != len(tests) {
 		t.Errorf("spec.parameters.static has %d announcements, want %d", got, len(tests))
@@ -193,20 +196,17 @@ func TestPluginConfig_ComponentCopyMatchesRoot(t *testing.T) {
 	}
 }
 
-// kustomizeBuild runs `kubectl kustomize dir` and decodes its objects by kind.
-// kustomizeDocs runs kubectl kustomize dir and returns the YAML documents it prints.
+// kustomizeDocs builds dir with kustomize's own library (krusty, what `kubectl kustomize`
+// runs) and returns the YAML documents it prints.
 func kustomizeDocs(t *testing.T, dir string) [][]byte {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
-		t.Skip("kubectl is not on PATH; install it to check that the kustomize manifests build")
+		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(kubectl, "kustomize", dir)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := resMap.AsYaml()
 	if err != nil {
-		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
+		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
 	var docs [][]byte
 	dec := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(out)))
@@ -216,7 +216,7 @@ func kustomizeDocs(t *testing.T, dir string) [][]byte {
 			return docs
 		}
 		if err != nil {
-			t.Fatalf("kubectl kustomize %s output: %v", dir, err)
+			t.Fatalf("kustomize build %s output: %v", dir, err)
 		}
 		docs = append(docs, doc)
 	}
@@ -231,19 +231,19 @@ func kustomizeBuild(t *testing.T, dir string) (deployments map[string]appsv1.Dep
 			Kind string `json:"kind"`
 		}
 		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			t.Fatalf("kubectl kustomize %s output: %v", dir, err)
+			t.Fatalf("kustomize build %s output: %v", dir, err)
 		}
 		switch meta.Kind {
 		case "Deployment":
 			var d appsv1.Deployment
 			if err := yaml.UnmarshalStrict(doc, &d); err != nil {
-				t.Fatalf("kubectl kustomize %s: Deployment: %v", dir, err)
+				t.Fatalf("kustomize build %s: Deployment: %v", dir, err)
 			}
 			deployments[d.Name] = d
 		case "ConfigMap":
 			var c corev1.ConfigMap
 			if err := yaml.UnmarshalStrict(doc, &c); err != nil {
-				t.Fatalf("kubectl kustomize %s: ConfigMap: %v", dir, err)
+				t.Fatalf("kustomize build %s: ConfigMap: %v", dir, err)
 			}
 			configMaps[c.Name] = c
 		}
@@ -256,7 +256,7 @@ func TestInstallOverlay_AddsSidecarAsArgoCDPrescribes(t *testing.T) {
 
 	repoServer, ok := deployments["argocd-repo-server"]
 	if !ok {
-		t.Fatalf("kubectl kustomize install: no argocd-repo-server Deployment among %v", slices.Collect(maps.Keys(deployments)))
+		t.Fatalf("kustomize build install: no argocd-repo-server Deployment among %v", slices.Collect(maps.Keys(deployments)))
 	}
 	if repoServer.Namespace != "argocd" {
 		t.Errorf("argocd-repo-server namespace = %q, want argocd", repoServer.Namespace)

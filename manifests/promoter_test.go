@@ -67,7 +67,7 @@ func promoterDeployment(t *testing.T) (appsv1.Deployment, corev1.Container) {
 	deployments, _ := kustomizeBuild(t, "promoter")
 	d, ok := deployments["kropipe-promoter"]
 	if !ok {
-		t.Fatalf("kubectl kustomize promoter: no kropipe-promoter Deployment")
+		t.Fatalf("kustomize build promoter: no kropipe-promoter Deployment")
 	}
 	cs := d.Spec.Template.Spec.Containers
 	i := slices.IndexFunc(cs, func(c corev1.Container) bool { return c.Name == "promoter" })

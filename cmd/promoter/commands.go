@@ -31,9 +31,11 @@ type globals struct {
 	dataDir   string
 	tokenFile string
 	logLevel  string
-	stdout    io.Writer
-	stderr    io.Writer
-	getenv    func(string) string
+	// registryTimeout bounds each registry request.
+	registryTimeout time.Duration
+	stdout          io.Writer
+	stderr          io.Writer
+	getenv          func(string) string
 }
 
 func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -56,6 +58,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
 	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
 	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
 	root.AddCommand(
 		newRunCommand(g),
 		newControllerCommand(g),
@@ -66,7 +69,6 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 		newPauseCommand(g, true),
 		newPauseCommand(g, false),
 		newHistoryCommand(g),
-		newDemoCommand(g),
 		&cobra.Command{
 			Use:   "version",
 			Short: "Print the promoter's version",
@@ -74,15 +76,26 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 			Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(stdout, "promoter", version.Version) },
 		},
 	)
+	if newDemoCommand != nil {
+		root.AddCommand(newDemoCommand(g))
+	}
 	return root
 }
 
+// newDemoCommand makes `promoter demo`; nil in a binary built with -tags nodemo (demo.go).
+var newDemoCommand func(g *globals) *cobra.Command
+
 func (g *globals) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))
+}
+
+// level is --log-level; a value slog does not know means info.
+func (g *globals) level() slog.Level {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
 		lvl = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+	return lvl
 }
 
 func (g *globals) token() (string, error) {
@@ -140,7 +153,7 @@ func (g *globals) engine(ctx context.Context, log *slog.Logger, extra ...stage.O
 	if err != nil {
 		return nil, nil, err
 	}
-	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log))...)
+	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(g.registryTimeout))...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -237,9 +250,11 @@ func (l localBackend) History(ctx context.Context, name string) (api.History, er
 
 func newRunCommand(g *globals) *cobra.Command {
 	var (
-		interval time.Duration
-		wf       webhookFlags
-		once     bool
+		interval    time.Duration
+		wf          webhookFlags
+		once        bool
+		grace       time.Duration
+		passTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "run --config promoter.yaml",
@@ -258,8 +273,13 @@ func newRunCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if passTimeout <= 0 || grace < 0 {
+				return errors.New("--pass-timeout must be positive and --shutdown-grace not negative, e.g. --pass-timeout 10m --shutdown-grace 25s")
+			}
+			work, stop := outliving(ctx, grace, log)
+			defer stop()
 			if once {
-				err := e.Reconcile(ctx)
+				err := runPass(work, e, passTimeout)
 				printTable(g.stdout, e.Status())
 				var se *stage.StageError
 				if errors.As(err, &se) {
@@ -278,15 +298,15 @@ func newRunCommand(g *globals) *cobra.Command {
 			if interval <= 0 {
 				return errors.New("--interval must be positive, e.g. 5m")
 			}
-			hook, err := wf.handler(g, func(_ context.Context, pushes []webhook.Push) ([]string, error) {
-				return notifyEngine(e, pushes), nil
-			}, log)
+			hook, err := wf.handler(g, e, log)
 			if err != nil {
 				return err
 			}
-			return serve(ctx, g, e, interval, wf.addr, hook, log)
+			return serve(ctx, work, g, e, interval, passTimeout, wf.addr, hook, log)
 		},
 	}
+	cmd.Flags().DurationVar(&grace, "shutdown-grace", defaultShutdownGrace, "on SIGTERM or SIGINT, how long the running pass may take to finish before it is cancelled (Kubernetes waits 30s before SIGKILL)")
+	cmd.Flags().DurationVar(&passTimeout, "pass-timeout", defaultPassTimeout, "limit for one whole pass; a pass over it is cancelled and its unfinished stages fail (with --once: a non-zero exit naming this limit)")
 	cmd.Flags().DurationVar(&interval, "interval", 5*time.Minute, "time between passes (the config's interval wins when this flag is not given)")
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "do one pass and exit; non-zero if any stage failed")
@@ -294,8 +314,9 @@ func newRunCommand(g *globals) *cobra.Command {
 }
 
 // serve runs the API (and, when hook is set, the registry notification listener on
-// hookAddr) and the poll loop until ctx is done.
-func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Duration, hookAddr string, hook http.Handler, log *slog.Logger) error {
+// hookAddr) and the poll loop until ctx is done. Passes run under work, which outlives
+// ctx by the shutdown grace: the pass running when the signal comes finishes first.
+func serve(ctx, work context.Context, g *globals, e *stage.Engine, interval, passTimeout time.Duration, hookAddr string, hook http.Handler, log *slog.Logger) error {
 	tok, loopback, err := g.apiAuth("other machines", "give --token-file (or KROPIPE_TOKEN) so only holders of the token can promote, or listen on 127.0.0.1")
 	if err != nil {
 		return err
@@ -327,12 +348,12 @@ func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Durat
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		if err := runPass(work, e, passTimeout); err != nil {
 			log.Warn("pass finished with failures", "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down")
+			log.Info("shutting down", "passes", e.Passes())
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			var errs []error
@@ -351,7 +372,7 @@ func serve(ctx context.Context, g *globals, e *stage.Engine, interval time.Durat
 func isLoopback(addr string) (bool, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return false, fmt.Errorf("--addr %q: %v; write host:port such as 127.0.0.1:8080", addr, err)
+		return false, fmt.Errorf("--addr %q: %w; write host:port such as 127.0.0.1:8080", addr, err)
 	}
 	if host == "localhost" {
 		return true, nil

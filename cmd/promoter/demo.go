@@ -1,3 +1,8 @@
+//go:build !nodemo
+
+// The demo starts its own registry and Git server in the process. The image's binary is built
+// with -tags nodemo (Dockerfile.promoter), so those servers stay out of the product.
+
 package main
 
 import (
@@ -32,7 +37,9 @@ import (
 	"github.com/kropipe/kropipe/internal/render"
 )
 
-func newDemoCommand(g *globals) *cobra.Command {
+func init() { newDemoCommand = demoCommand }
+
+func demoCommand(g *globals) *cobra.Command {
 	var examples string
 	cmd := &cobra.Command{
 		Use:   "demo",

@@ -1,14 +1,35 @@
-// Package promote is the root of kropipe's promotion engine; the work is done in its
-// sub-packages, in the order data flows through them:
+// Package promote is the root of kropipe's promotion engine. The work is done in its
+// sub-packages; data flows one way, discovery → decision → write → sync:
 //
-//   - warehouse discovers image versions in registries and returns freight,
-//   - freight is the immutable record of one version (image, tag, digest),
-//   - stage decides, per stage, what to promote (upstream, soak, approval, pause,
-//     rejected tags) and records verifications,
-//   - gitwrite commits the decisions into the GitOps repository (yamledit changes
-//     only the scalar), one push per repository and branch,
-//   - config reads promoter.yaml for local mode; api serves the debug HTTP API.
+//	config or argocd (the stages) ──┐
+//	registries ──► warehouse ──► stage (decides) ──► gitwrite ──► Git
+//	                                  └──► argocd (health gate) ──► Argo CD: sync, verify
 //
-// cmd/promoter wires them together; gitserver serves Git over HTTP for tests and
-// the demo.
+// Discovery and decision:
+//   - warehouse lists a repository's tags in OCI registries and ranks them; freight is the
+//     immutable record of one version (image, tag, digest).
+//   - stage is the engine: per stage it decides what to promote (upstream, soak, approval,
+//     pause, rejected values), keeps the state through a Store and records verifications.
+//
+// Writing to Git:
+//   - gitwrite keeps one persistent clone per repository, commits each change (yamledit
+//     changes only the scalar's bytes) and pushes once per branch; it reads the files and
+//     the history back from its clones. trailer is the format of the Kropipe-* trailers
+//     those commits carry, read by Git's rules.
+//
+// Where stages come from, and where state lives:
+//   - config reads promoter.yaml (local mode); argocd derives stages from kropipe.io/*
+//     annotations, finds Argo CD's Git credentials, syncs the promoted Application and
+//     verifies it (the health gate); suggest gives both their "did you mean" hints.
+//   - kubestate keeps the engine's state in a ConfigMap; leader elects the one replica
+//     that writes.
+//
+// Serving:
+//   - controller is `promoter controller`: a replica's loop, probes, events and problems;
+//     api serves the HTTP API; webhook receives registry notifications; metrics counts
+//     promotions, registry requests and push retries for Prometheus.
+//
+// For tests and the demo: gitserver (git http-backend on 127.0.0.1) and registrytest (an
+// in-memory OCI registry); faults is the fault suite against the real binary, which
+// crashpoint kills at named steps. cmd/promoter holds only flags, wiring and output.
 package promote

@@ -2,6 +2,8 @@ package render
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -38,4 +40,63 @@ func BenchmarkRender_ExampleFrontendWarm(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkRender_NestedSaaSWarm renders kro's saas-multi-tenant example, a tenant instance
+// whose resources are instances of two other RGDs, expanded level by level.
+func BenchmarkRender_NestedSaaSWarm(b *testing.B) {
+	ctx := context.Background()
+	dir := filepath.Join(kroExamples(b), "saas-multi-tenant")
+	e, err := New(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.Render(ctx, "tenant-instance.yaml"); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.Render(ctx, "tenant-instance.yaml"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSplitDocuments_WebAppRGD reads the example RGD file as every render reads a file:
+// the duplicate-key check (a second, yaml.v3 parse) and the YAML→JSON decoding.
+func BenchmarkSplitDocuments_WebAppRGD(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join(examplesRepo, "rgds", "webapp.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := splitDocuments("webapp.yaml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRender_ExampleFrontendServer is one render-server request for the example frontend
+// app once its RGD is cached: a new Engine (the repository is read again, as every request
+// does) sharing the DefinitionCache. cache-bytes is what the cache charges for the RGD.
+func BenchmarkRender_ExampleFrontendServer(b *testing.B) {
+	ctx := context.Background()
+	cache := NewDefinitionCache(0)
+	render := func() {
+		e, err := New(examplesRepo, WithNamespace("develop"), WithDefinitionCache(cache))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := e.Render(ctx, "develop/frontend"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	render()
+	b.ReportAllocs()
+	for b.Loop() {
+		render()
+	}
+	b.ReportMetric(float64(cache.Stats().Bytes), "cache-bytes")
 }

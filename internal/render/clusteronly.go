@@ -26,11 +26,18 @@ type clusterRef struct {
 	Why       string
 }
 
+// NeedsClusterError is a render that needs data only a live cluster has: another resource's
+// status, server-set metadata, externalRef data, or a field kro would wait for.
+type NeedsClusterError struct{ Err error }
+
+func (e *NeedsClusterError) Error() string { return e.Err.Error() }
+func (e *NeedsClusterError) Unwrap() error { return e.Err }
+
 func (r clusterRef) error(where, nodeID string) error {
-	return fmt.Errorf("%s: resource %q field %s: expression %s reads %s, %s. cmp-sidecar renders "+
+	return &NeedsClusterError{Err: fmt.Errorf("%s: resource %q field %s: expression %s reads %s, %s. cmp-sidecar renders "+
 		"offline and never emits a manifest with this field missing: compute the value from the "+
 		"instance spec or from another resource's spec or metadata instead",
-		where, nodeID, r.Field, r.Expr, r.Reference, r.Why)
+		where, nodeID, r.Field, r.Expr, r.Reference, r.Why)}
 }
 
 // findClusterOnly inspects every expression of every resource node and records the ones that
@@ -56,7 +63,7 @@ func findClusterOnly(g *graph.Graph) (map[string][]clusterRef, error) {
 		check := func(field string, e *krocel.Expression) error {
 			insp, err := inspector.Inspect(e.Original)
 			if err != nil {
-				return fmt.Errorf("resource %q field %s: %v", id, field, err)
+				return fmt.Errorf("resource %q field %s: %w", id, field, err)
 			}
 			for _, dep := range insp.ResourceDependencies {
 				if why := clusterOnlyReason(g, id, dep.ID, dep.Path); why != "" {

@@ -82,7 +82,7 @@ func TestConformance_KroExamples(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.example, func(t *testing.T) {
 			root := filepath.Join(dir, tt.example)
-			e, err := New(root)
+			e, err := New(root, WithAllowEmpty(tt.want == nil))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -55,7 +55,7 @@ func decodeRGD(doc document) (*v1alpha1.ResourceGraphDefinition, error) {
 	dec.DisallowUnknownFields()
 	var rgd v1alpha1.ResourceGraphDefinition
 	if err := dec.Decode(&rgd); err != nil {
-		return nil, fmt.Errorf("%s: ResourceGraphDefinition %q: %v", doc.where(), doc.obj.GetName(), err)
+		return nil, fmt.Errorf("%s: ResourceGraphDefinition %q: %w", doc.where(), doc.obj.GetName(), err)
 	}
 	if rgd.Spec.Schema == nil {
 		return nil, fmt.Errorf("%s: ResourceGraphDefinition %q: spec.schema is required", doc.where(), rgd.Name)
@@ -94,11 +94,11 @@ func compile(rgd *v1alpha1.ResourceGraphDefinition, file string, set *schemas.Se
 	where := fmt.Sprintf("%s: ResourceGraphDefinition %q", file, rgd.Name)
 	g, err := builder.NewResourceGraphDefinition(rgd, kroConfig)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", where, err)
+		return nil, &InvalidRGDError{Where: where, Err: err}
 	}
 	adm, err := newAdmission(g.CRD)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", where, err)
+		return nil, &InvalidRGDError{Where: where, Err: err}
 	}
 	d := &Definition{
 		Name:        rgd.Name,
@@ -110,7 +110,7 @@ func compile(rgd *v1alpha1.ResourceGraphDefinition, file string, set *schemas.Se
 		waves:       dagDepths(g),
 	}
 	if d.clusterOnly, err = findClusterOnly(g); err != nil {
-		return nil, fmt.Errorf("%s: %v", where, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	// Offline, every rendered dependency counts as observed in its desired state, so readiness
 	// gates (which read live status) are dropped; status and externalRef reads are refused
@@ -120,11 +120,21 @@ func compile(rgd *v1alpha1.ResourceGraphDefinition, file string, set *schemas.Se
 	}
 	if costLimit > 0 {
 		if err := limitCost(g, costLimit); err != nil {
-			return nil, fmt.Errorf("%s: %v", where, err)
+			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
 	return d, nil
 }
+
+// InvalidRGDError is an RGD kro's graph builder refuses (the kro controller would mark it
+// Inactive), or whose synthesized instance CRD the API server would refuse.
+type InvalidRGDError struct {
+	Where string // file and RGD name
+	Err   error
+}
+
+func (e *InvalidRGDError) Error() string { return e.Where + ": " + e.Err.Error() }
+func (e *InvalidRGDError) Unwrap() error { return e.Err }
 
 // CRD is the instance CustomResourceDefinition kro synthesizes for the RGD.
 func (d *Definition) CRD() *apiextensionsv1.CustomResourceDefinition { return d.graph.CRD }
@@ -168,11 +178,11 @@ func limitCost(g *graph.Graph, limit uint64) error {
 	compile := func(e *krocel.Expression) error {
 		ast, iss := env.Compile(e.Original)
 		if iss != nil && iss.Err() != nil {
-			return fmt.Errorf("expression %q: %v", e.UserExpression(), iss.Err())
+			return fmt.Errorf("expression %q: %w", e.UserExpression(), iss.Err())
 		}
 		prg, err := env.Program(ast, cel.CostLimit(limit))
 		if err != nil {
-			return fmt.Errorf("expression %q: %v", e.UserExpression(), err)
+			return fmt.Errorf("expression %q: %w", e.UserExpression(), err)
 		}
 		e.Program = prg
 		return nil

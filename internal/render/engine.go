@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -38,6 +39,9 @@ type options struct {
 	apiVersions []string
 	warnings    io.Writer
 	workDir     string
+	allowEmpty  bool
+	nested      NestedMode
+	cache       *DefinitionCache
 }
 
 // Option configures an Engine.
@@ -71,16 +75,30 @@ func WithAPIVersions(v []string) Option { return func(o *options) { o.apiVersion
 // WithWarnings receives warnings, one per line (default: discarded).
 func WithWarnings(w io.Writer) Option { return func(o *options) { o.warnings = w } }
 
+// WithAllowEmpty lets Render return an empty stream instead of ErrEmptyRender (the plugin
+// parameter allow-empty), for applications that are meant to hold nothing for a while.
+func WithAllowEmpty(on bool) Option { return func(o *options) { o.allowEmpty = on } }
+
+// WithNestedInstances chooses what happens to RGD resources that are instances of other RGDs
+// of the repository (default NestedExpand).
+func WithNestedInstances(m NestedMode) Option { return func(o *options) { o.nested = m } }
+
+// WithDefinitionCache shares compiled RGDs with other Engines (the render server's warm state).
+// Output, errors and warnings are the same with or without it.
+func WithDefinitionCache(c *DefinitionCache) Option { return func(o *options) { o.cache = c } }
+
 // WithWorkDir is the folder relative paths given to Render resolve from (default: the root).
 func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
 
 // Engine renders the instances of one repository. Definitions are found once, when the engine
 // is made, and compiled on first use.
 type Engine struct {
-	root   repoRoot
-	opts   options
-	set    *schemas.Set
-	looked string // where definitions were searched, for "no RGD" errors
+	root repoRoot
+	opts options
+	set  *schemas.Set
+	// setDigest stands for every CRD added to set, in order: part of each cache key.
+	setDigest cacheKey
+	looked    string // where definitions were searched, for "no RGD" errors
 	// skipped lists definition documents that could not be read, for "no RGD" errors.
 	skipped []string
 
@@ -99,7 +117,7 @@ type rgdSource struct {
 
 // New finds the ResourceGraphDefinitions and CRDs of the repository at root.
 func New(root string, opts ...Option) (*Engine, error) {
-	o := options{syncWaves: true, warnings: io.Discard}
+	o := options{syncWaves: true, warnings: io.Discard, nested: NestedExpand}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -118,11 +136,17 @@ func New(root string, opts ...Option) (*Engine, error) {
 		warned:   map[string]bool{},
 	}
 	var crds []*apiextensionsv1.CustomResourceDefinition
-	// A definition file that cannot be read must not break every application of the
-	// repository: it is reported as a warning, and named again if an instance then finds no RGD.
+	// A definition file found by the repository scan that cannot be read must not break every
+	// application of the repository: it is reported as a warning, and named again if an
+	// instance then finds no RGD. A file named explicitly (--rgd, --crd, rgd-paths, crd-paths)
+	// with a duplicate key fails: which of its two values counts is anyone's guess.
+	explicit := false
 	collect := func(rel string, data []byte) error {
 		docs, err := splitDocuments(rel, data)
 		if err != nil {
+			if explicit && errors.Is(err, ErrDuplicateKey) {
+				return err
+			}
 			e.skip(err)
 			return nil
 		}
@@ -139,7 +163,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 			case isCRD(d):
 				parsed, err := schemas.ParseCRDs(d.raw)
 				if err != nil {
-					e.skip(fmt.Errorf("%s: %v", d.where(), err))
+					e.skip(fmt.Errorf("%s: %w", d.where(), err))
 					continue
 				}
 				crds = append(crds, parsed...)
@@ -148,6 +172,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		return nil
 	}
 	if len(o.rgdPaths) > 0 {
+		explicit = true
 		if err := e.walkPaths(o.rgdPaths, collect); err != nil {
 			return nil, err
 		}
@@ -158,6 +183,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		}
 		e.looked = "the whole repository " + r.dir
 	}
+	explicit = true
 	if err := e.walkPaths(o.crdPaths, collect); err != nil {
 		return nil, err
 	}
@@ -169,7 +195,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	for _, crd := range crds {
-		if err := e.set.AddCRD(crd); err != nil {
+		if err := e.addCRD(crd); err != nil {
 			e.skip(err)
 		}
 	}
@@ -235,18 +261,18 @@ func (e *Engine) definitionLocked(gvk schema.GroupVersionKind, visiting map[sche
 		if len(e.skipped) > 0 {
 			also = "; these definition files could not be read:\n  - " + strings.Join(e.skipped, "\n  - ")
 		}
-		return nil, fmt.Errorf("no ResourceGraphDefinition defines kind %s (apiVersion %s); looked in %s: "+
+		return nil, fmt.Errorf("%w %s (apiVersion %s); looked in %s: "+
 			"add the RGD to the repository or name its folder with the rgd-paths parameter (--rgd)%s",
-			gvk.Kind, gvk.GroupVersion(), e.looked, also)
+			ErrNoRGD, gvk.Kind, gvk.GroupVersion(), e.looked, also)
 	case 1:
 	default:
 		var files []string
 		for _, s := range srcs {
 			files = append(files, fmt.Sprintf("%s (%q)", s.doc.where(), s.doc.obj.GetName()))
 		}
-		return nil, fmt.Errorf("kind %s (apiVersion %s) is defined by more than one ResourceGraphDefinition: %s; "+
+		return nil, fmt.Errorf("kind %s (apiVersion %s) %w: %s; "+
 			"keep one, or narrow the search with the rgd-paths parameter (--rgd)",
-			gvk.Kind, gvk.GroupVersion(), strings.Join(files, " and "))
+			gvk.Kind, gvk.GroupVersion(), ErrDuplicateRGD, strings.Join(files, " and "))
 	}
 	src := srcs[0]
 	visiting[gvk] = true
@@ -258,15 +284,58 @@ func (e *Engine) definitionLocked(gvk schema.GroupVersionKind, visiting map[sche
 		if err != nil {
 			return nil, fmt.Errorf("%s: nested %s: %w", src.doc.where(), nested.Kind, err)
 		}
-		if err := e.set.AddCRD(inner.CRD()); err != nil {
+		if err := e.addCRD(inner.CRD()); err != nil {
 			return nil, fmt.Errorf("%s: nested %s: %w", src.doc.where(), nested.Kind, err)
 		}
 	}
-	d, err := Compile(src.rgd, src.doc.where(), e.set)
+	d, err := e.compile(src)
 	if err != nil {
 		return nil, err
 	}
 	e.compiled[gvk] = d
+	return d, nil
+}
+
+// addCRD adds a CRD to the schema set and to the digest that cache keys carry.
+func (e *Engine) addCRD(crd *apiextensionsv1.CustomResourceDefinition) error {
+	if err := e.set.AddCRD(crd); err != nil {
+		return err
+	}
+	e.setDigest = chainDigest(e.setDigest, crd)
+	return nil
+}
+
+// compile compiles one RGD, or takes it from the DefinitionCache. Failures are not cached: they
+// are cheap to find again and their messages name the file.
+func (e *Engine) compile(src rgdSource) (*Definition, error) {
+	file := src.doc.where()
+	if e.opts.cache == nil {
+		return Compile(src.rgd, file, e.set)
+	}
+	key, err := definitionKey(src.rgd, e.set.KubeVersion(), e.setDigest, DefaultCostLimit)
+	if err != nil {
+		return Compile(src.rgd, file, e.set)
+	}
+	reuse := func(cached *Definition) *Definition {
+		e.replayWarnings(nestedKinds(src.rgd))
+		d := *cached // shares the immutable compiled parts; the file is this request's
+		d.File = file
+		return &d
+	}
+	if cached, ok := e.opts.cache.get(key, false); ok {
+		return reuse(cached), nil
+	}
+	e.opts.cache.compiling.Lock()
+	defer e.opts.cache.compiling.Unlock()
+	if cached, ok := e.opts.cache.get(key, true); ok { // compiled while this request waited
+		return reuse(cached), nil
+	}
+	before := allocatedBytes()
+	d, err := Compile(src.rgd, file, e.set)
+	if err != nil {
+		return nil, err
+	}
+	e.opts.cache.add(key, d, allocatedBytes()-before)
 	return d, nil
 }
 
@@ -291,8 +360,12 @@ func nestedKinds(rgd *v1alpha1.ResourceGraphDefinition) []schema.GroupVersionKin
 // Render renders the instance files and application folders at paths (relative to the work
 // dir) into one YAML stream: each instance becomes its objects, other Kubernetes documents
 // pass through byte for byte, RGDs are left out. Nothing is returned on error.
+//
+// Rendering no object at all is an error (ErrEmptyRender) unless WithAllowEmpty: Argo CD would
+// take an empty stream as "this application has no objects" and prune every one it has.
 func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
 	var out bytes.Buffer
+	var read []string
 	for _, p := range paths {
 		files, err := e.root.listAppFiles(e.opts.workDir, p)
 		if err != nil {
@@ -302,9 +375,44 @@ func (e *Engine) Render(ctx context.Context, paths ...string) ([]byte, error) {
 			if err := e.renderFile(ctx, f, &out); err != nil {
 				return nil, err
 			}
+			read = append(read, e.root.display(f))
 		}
 	}
+	if out.Len() == 0 && !e.opts.allowEmpty {
+		return nil, e.emptyError(paths, read)
+	}
 	return out.Bytes(), nil
+}
+
+var (
+	// ErrNoRGD is returned (wrapped) when no RGD defines an instance's kind.
+	ErrNoRGD = errors.New("no ResourceGraphDefinition defines kind")
+	// ErrDuplicateRGD is returned (wrapped) when two RGDs define one kind.
+	ErrDuplicateRGD = errors.New("is defined by more than one ResourceGraphDefinition")
+)
+
+// ErrEmptyRender is returned (wrapped) when the paths rendered no object.
+var ErrEmptyRender = errors.New("rendered no Kubernetes object")
+
+func (e *Engine) emptyError(paths, read []string) error {
+	var where []string
+	for _, p := range paths {
+		where = append(where, e.root.display(absIn(e.opts.workDir, p)))
+	}
+	files := "no YAML file"
+	if len(read) > 0 {
+		files = "the files " + strings.Join(read, ", ") + " (empty, only comments or ---, or instances whose RGD creates nothing)"
+	}
+	return fmt.Errorf("%s: %w from %s: an empty result would let Argo CD prune every object of the "+
+		"application; add an instance or a manifest, or set the plugin parameter allow-empty: \"true\" "+
+		"(--allow-empty) if the application is meant to be empty", strings.Join(where, ", "), ErrEmptyRender, files)
+}
+
+func absIn(base, p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(base, p)
 }
 
 func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) error {
@@ -330,15 +438,16 @@ func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) 
 		case e.isInstance(gvk, rel):
 			def, err := e.Definition(gvk)
 			if err != nil {
-				return fmt.Errorf("%s: %v", d.where(), err)
+				return fmt.Errorf("%s: %w", d.where(), err)
 			}
-			objs, err := def.Render(ctx, d.where(), d.obj, e.namespace())
+			objs, err := e.renderTree(ctx, d.where(), def, d.obj, e.namespace(), nil, nil)
 			if err != nil {
 				return err
 			}
-			for _, o := range objs {
-				e.decorate(o, def, d.obj.GetName())
-				b, err := yaml.Marshal(o.Object.Object)
+			waves := waveRanks(objs)
+			for i, o := range objs {
+				e.decorateNested(o, d.obj.GetName(), waves[i])
+				b, err := yaml.Marshal(o.Object.Object.Object)
 				if err != nil {
 					return fmt.Errorf("%s: resource %q: %w", d.where(), o.NodeID, err)
 				}
@@ -373,29 +482,6 @@ func (e *Engine) namespace() string {
 		return e.opts.namespace
 	}
 	return "default"
-}
-
-func (e *Engine) decorate(o Object, def *Definition, instance string) {
-	obj := o.Object
-	labels := obj.GetLabels()
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[LabelInstance] = labelValue(instance)
-	labels[LabelRGD] = labelValue(def.Name)
-	labels[LabelResource] = labelValue(o.NodeID)
-	obj.SetLabels(labels)
-	if e.opts.syncWaves {
-		ann := obj.GetAnnotations()
-		if _, explicit := ann[SyncWaveAnnotation]; !explicit {
-			if ann == nil {
-				ann = map[string]string{}
-			}
-			ann[SyncWaveAnnotation] = fmt.Sprint(o.Wave)
-			obj.SetAnnotations(ann)
-		}
-	}
-	e.checkServed(fmt.Sprintf("%s %q", obj.GetKind(), obj.GetName()), obj.GetAPIVersion(), obj.GetKind())
 }
 
 // checkServed warns when Argo CD told us (KUBE_API_VERSIONS) the target cluster does not serve

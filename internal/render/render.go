@@ -28,16 +28,20 @@ func (d *Definition) Render(ctx context.Context, where string, instance *unstruc
 		return nil, fmt.Errorf("%s: apiVersion/kind %s is not %s of ResourceGraphDefinition %q (%s)",
 			where, gvk, d.InstanceGVK, d.Name, d.File)
 	}
-	if err := d.admission.admit(ctx, inst); err != nil {
-		return nil, fmt.Errorf("%s: %v", where, err)
-	}
-	if d.Namespaced && inst.GetNamespace() == "" {
+	// As the API server does on create (rest.BeforeCreate): a namespaced object without a
+	// namespace gets the request's, a cluster-scoped one loses any it names.
+	if !d.Namespaced {
+		inst.SetNamespace("")
+	} else if inst.GetNamespace() == "" {
 		inst.SetNamespace(namespace)
+	}
+	if err := d.admission.admit(ctx, inst); err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 
 	rt, err := kroruntime.FromGraph(d.graph, kroConfig, kroruntime.WithInstance(inst))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", where, err)
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	var out []Object
 	for _, node := range rt.Nodes() {
@@ -80,10 +84,10 @@ func (d *Definition) Render(ctx context.Context, where string, instance *unstruc
 func (d *Definition) evalError(where, id string, err error) error {
 	if strings.Contains(err.Error(), "cost limit exceeded") {
 		return fmt.Errorf("%s: resource %q: a CEL expression exceeds the cost limit of %d (the Kubernetes "+
-			"per-call limit for CEL rules): simplify it or bound its loops: %v", where, id, DefaultCostLimit, err)
+			"per-call limit for CEL rules): simplify it or bound its loops: %w", where, id, DefaultCostLimit, err)
 	}
 	if kroruntime.IsDataPending(err) {
-		return fmt.Errorf("%s: resource %q needs data only a live cluster can provide: %v", where, id, err)
+		return &NeedsClusterError{Err: fmt.Errorf("%s: resource %q needs data only a live cluster can provide: %w", where, id, err)}
 	}
-	return fmt.Errorf("%s: resource %q: %v", where, id, err)
+	return fmt.Errorf("%s: resource %q: %w", where, id, err)
 }

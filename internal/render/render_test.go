@@ -3,6 +3,7 @@ package render
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -201,6 +202,7 @@ func TestAdmission_AppliesKroDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	inst.SetNamespace("default")
 	if err := def.admission.admit(context.Background(), inst); err != nil {
 		t.Fatal(err)
 	}
@@ -326,12 +328,33 @@ spec:
 				t.Fatal(err)
 			}
 			objs := decodeStream(t, out)
-			if len(objs) != 1 || objs[0].GetKind() != "Database" || objs[0].GetName() != "shop-db" {
-				t.Fatalf("objects = %v, want the nested Database instance", ids(objs))
+			if len(objs) != 1 || objs[0].GetKind() != "ConfigMap" || objs[0].GetName() != "shop-db" {
+				t.Fatalf("objects = %v, want the nested Database instance expanded into its ConfigMap", ids(objs))
 			}
 			if warnings.Len() > 0 {
 				t.Errorf("a nested RGD kind must not fall back to a permissive schema: %s", warnings.String())
 			}
 		})
+	}
+}
+
+func TestRender_EmptyResultIsErrEmptyRenderUnlessAllowed(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{"app/instance.yaml": "# soon\n---\n", "app/notes.yml": ""})
+	e, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Render(context.Background(), "app")
+	if !errors.Is(err, ErrEmptyRender) {
+		t.Fatalf("error = %v, want ErrEmptyRender", err)
+	}
+	for _, w := range []string{"app:", "app/instance.yaml, app/notes.yml", "allow-empty"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	if out := renderRaw(t, root, []Option{WithAllowEmpty(true)}, "app"); len(out) != 0 {
+		t.Errorf("allow-empty: output %q, want none", out)
 	}
 }

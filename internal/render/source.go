@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
@@ -73,14 +74,14 @@ func (r repoRoot) resolve(base, p string) (abs, rel string, err error) {
 	real, err := filepath.EvalSymlinks(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", "", fmt.Errorf("%s: no such file or directory", r.display(p))
+			return "", "", fmt.Errorf("%s: no such file or directory: %w", r.display(p), fs.ErrNotExist)
 		}
 		return "", "", fmt.Errorf("%s: %w", r.display(p), err)
 	}
 	rel, err = filepath.Rel(r.dir, real)
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", "", fmt.Errorf("%s resolves to %s, outside the repository root %s: "+
-			"keep instances, RGDs and CRDs inside the repository", r.display(p), real, r.dir)
+		return "", "", fmt.Errorf("%s resolves to %s, %w %s: "+
+			"keep instances, RGDs and CRDs inside the repository", r.display(p), real, ErrOutsideRoot, r.dir)
 	}
 	return real, filepath.ToSlash(rel), nil
 }
@@ -112,8 +113,8 @@ func readFile(abs, rel string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %w", rel, err)
 	}
 	if len(data) > MaxFileSize {
-		return nil, fmt.Errorf("%s: file is larger than the %d KiB limit: split it, or keep large "+
-			"data out of the application folder", rel, MaxFileSize>>10)
+		return nil, fmt.Errorf("%s: %w of %d KiB: split it, or keep large "+
+			"data out of the application folder", rel, ErrFileTooLarge, MaxFileSize>>10)
 	}
 	return data, nil
 }
@@ -122,6 +123,9 @@ func readFile(abs, rel string) ([]byte, error) {
 // expanded by the decoder with its own bound, so an alias bomb fails here with a clear error
 // instead of exhausting memory.
 func splitDocuments(rel string, data []byte) ([]document, error) {
+	if err := checkDuplicateKeys(rel, data); err != nil {
+		return nil, err
+	}
 	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	var docs []document
 	for i := 1; ; i++ {
@@ -135,7 +139,7 @@ func splitDocuments(rel string, data []byte) ([]document, error) {
 		d := document{file: rel, index: i, raw: raw}
 		var m map[string]interface{}
 		if err := yaml.Unmarshal(raw, &m); err != nil {
-			return nil, fmt.Errorf("%s: malformed YAML: %v", d.where(), cleanYAMLError(err))
+			return nil, fmt.Errorf("%s: malformed YAML: %w", d.where(), yamlSyntaxError{err})
 		}
 		if len(m) == 0 {
 			continue // comments or an empty document between separators
@@ -146,11 +150,48 @@ func splitDocuments(rel string, data []byte) ([]document, error) {
 	return docs, nil
 }
 
-func cleanYAMLError(err error) string {
-	msg := err.Error()
-	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
-	return msg
+var (
+	// ErrOutsideRoot is returned (wrapped) for a path that leaves the repository root.
+	ErrOutsideRoot = errors.New("outside the repository root")
+	// ErrFileTooLarge is returned (wrapped) for a file over MaxFileSize.
+	ErrFileTooLarge = errors.New("file is larger than the limit")
+)
+
+// ErrDuplicateKey is returned (wrapped) for a YAML mapping that names a key twice.
+var ErrDuplicateKey = errors.New("duplicate key")
+
+// checkDuplicateKeys refuses a mapping with the same key twice, at any depth of any document.
+// The YAML→JSON step would keep the last value silently, while the promoter edits the first
+// one: Git would say one tag was promoted while another runs. yaml.v3's decoder reports the
+// duplicate with lines counted from the start of the file, not of the document.
+func checkDuplicateKeys(rel string, data []byte) error {
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	for {
+		var v interface{}
+		err := dec.Decode(&v)
+		if err == nil {
+			continue
+		}
+		var typeErr *yamlv3.TypeError
+		if !errors.As(err, &typeErr) {
+			return nil // end of the stream, or a syntax error the YAML→JSON step reports in its words
+		}
+		for _, msg := range typeErr.Errors {
+			if strings.Contains(msg, "already defined") {
+				return fmt.Errorf("%s: %w: %s: keep one of them (kubectl and the API server refuse such a "+
+					"document, and tools disagree on which value wins)", rel, ErrDuplicateKey, msg)
+			}
+		}
+	}
 }
+
+// yamlSyntaxError shows a YAML decoding error without the converter's prefix.
+type yamlSyntaxError struct{ err error }
+
+func (e yamlSyntaxError) Error() string {
+	return strings.TrimPrefix(e.err.Error(), "error converting YAML to JSON: ")
+}
+func (e yamlSyntaxError) Unwrap() error { return e.err }
 
 // listAppFiles returns the YAML files a path names: the file itself, or the YAML files
 // directly inside a folder (not its sub-folders, as Argo CD's directory source does by

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -73,11 +74,12 @@ type Server struct {
 	requireToken bool
 	readyz       http.Handler
 	log          *slog.Logger
+	allowedHosts map[string]bool
 }
 
 // New returns the API for c.
 func New(c Controller, opts ...Option) *Server {
-	s := &Server{c: c, mux: http.NewServeMux(), log: slog.Default()}
+	s := &Server{c: c, mux: http.NewServeMux(), log: slog.Default(), allowedHosts: map[string]bool{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -102,7 +104,7 @@ func New(c Controller, opts ...Option) *Server {
 }
 
 // Handle adds a route (a Go 1.22 ServeMux pattern); routes whose method changes
-// state get the token check. The Argo CD mode adds its routes this way.
+// state get the same-site and token checks. The Argo CD mode adds its routes this way.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	method, _, _ := strings.Cut(pattern, " ")
 	switch method {
@@ -138,6 +140,11 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (s *Server) authorize(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.sameSite(r); err != nil {
+			s.log.Warn("refused a state-changing request from another site", "method", r.Method, "path", r.URL.Path, "reason", err)
+			writeError(w, http.StatusForbidden, fmt.Errorf("refused: %w: only the promoter command and pages served by this promoter may change stages", err))
+			return
+		}
 		if s.requireToken || s.token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !ok || s.token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {

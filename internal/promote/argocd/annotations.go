@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/suggest"
 )
 
 // Annotation keys. Their names are the kebab-cased stage.Spec fields.
@@ -194,7 +195,7 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 	sort.Strings(keys)
 	for _, k := range keys {
 		if !known(k) {
-			bad(k, "is not a kropipe annotation; %s", suggest(k))
+			bad(k, "is not a kropipe annotation; %s", didYouMean(k))
 		}
 	}
 	image := strings.TrimSpace(ann[AnnImage])
@@ -396,9 +397,9 @@ func known(k string) bool {
 	return false
 }
 
-// suggest names the known key closest to k, or lists them all.
-func suggest(k string) string {
-	if best := stage.Suggest(k, knownKeys); best != "" {
+// didYouMean names the known key closest to k, or lists them all.
+func didYouMean(k string) string {
+	if best := suggest.Closest(k, knownKeys); best != "" {
 		return fmt.Sprintf("did you mean %s?", best)
 	}
 	short := make([]string, len(knownKeys))

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 )
 
 // Event reasons, as `kubectl describe application` and `kubectl get events` show them.
@@ -29,7 +29,7 @@ type Recorder struct {
 	client    kubernetes.Interface
 	component string
 	instance  string
-	now       func() time.Time
+	clock     clock.PassiveClock
 	seq       atomic.Uint64
 }
 
@@ -40,13 +40,13 @@ type RecorderOption func(*Recorder)
 func WithComponent(name string) RecorderOption { return func(r *Recorder) { r.component = name } }
 
 // WithRecorderClock replaces the wall clock.
-func WithRecorderClock(now func() time.Time) RecorderOption { return func(r *Recorder) { r.now = now } }
+func WithRecorderClock(c clock.PassiveClock) RecorderOption { return func(r *Recorder) { r.clock = c } }
 
 // NewRecorder returns a Recorder creating Events through client. The reporting
 // instance is the host name: the pod name, which tells two replicas apart.
 func NewRecorder(client kubernetes.Interface, opts ...RecorderOption) *Recorder {
 	host, _ := os.Hostname()
-	r := &Recorder{client: client, component: "kropipe-promoter", instance: host, now: time.Now}
+	r := &Recorder{client: client, component: "kropipe-promoter", instance: host, clock: clock.RealClock{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -75,7 +75,7 @@ func (r *Recorder) Misconfigured(ctx context.Context, app AppRef, message string
 
 // Event creates one Event on app.
 func (r *Recorder) Event(ctx context.Context, app AppRef, eventType, reason, message string) error {
-	now := r.now()
+	now := r.clock.Now()
 	if len(message) > maxEventMessage {
 		message = message[:maxEventMessage-3] + "..."
 	}

@@ -5,16 +5,16 @@ import (
 	"sort"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubefake "k8s.io/client-go/kubernetes/fake"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestRecorder_EventsOnTheApplication(t *testing.T) {
 	client := kubefake.NewClientset()
-	r := NewRecorder(client, WithRecorderClock(func() time.Time { return tStart }))
+	r := NewRecorder(client, WithRecorderClock(clocktesting.NewFakePassiveClock(tStart)))
 	ctx := context.Background()
 	fe := AppRef{Namespace: "argocd", Name: "develop-frontend", UID: "uid-develop-frontend"}
 	steps := []struct {

@@ -6,12 +6,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	clienttesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
@@ -19,8 +19,6 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
-
-func (c *testClock) Now() time.Time { return c.now() }
 
 // flow is the in-cluster promotion chain on real Git and registry servers on
 // 127.0.0.1, with Argo CD played by the test through a fake dynamic client.
@@ -33,7 +31,7 @@ type flow struct {
 	store   stage.Store
 	client  *dynamicfake.FakeDynamicClient
 	cfg     Config
-	clock   *testClock
+	clock   *clocktesting.FakeClock
 	gf      *gateFixture
 	down    atomic.Bool // the API server refuses patches
 }
@@ -62,7 +60,7 @@ func newFlow(t *testing.T) *flow {
 		a.Object["status"] = argoStatus(seed, "Synced", "Healthy", "Succeeded", "")
 		objs, apps = append(objs, a), append(apps, a)
 	}
-	f := &flow{t: t, bare: bare, seed: seed, regHost: host, dataDir: t.TempDir(), store: &stage.MemoryStore{}, clock: &testClock{t: tStart}}
+	f := &flow{t: t, bare: bare, seed: seed, regHost: host, dataDir: t.TempDir(), store: &stage.MemoryStore{}, clock: clocktesting.NewFakeClock(tStart)}
 	f.client = dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), ListKinds, objs...)
 	f.client.PrependReactor("patch", "applications", func(clienttesting.Action) (bool, runtime.Object, error) {
 		if f.down.Load() {
@@ -86,7 +84,7 @@ func (f *flow) start() (*stage.Engine, *HealthGate) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	gate := NewHealthGate(f.client, f.cfg, WithGateClock(f.clock.now), WithGateLogger(quiet()))
+	gate := NewHealthGate(f.client, f.cfg, WithGateClock(f.clock), WithGateLogger(quiet()))
 	e, err := stage.New(f.cfg.Specs, stage.WithWarehouse(wh), stage.WithGit(f.dataDir, gitwrite.WithLogger(quiet())),
 		stage.WithStore(f.store), stage.WithVerifier(gate), stage.WithClock(f.clock), stage.WithLogger(quiet()))
 	if err != nil {
@@ -150,8 +148,10 @@ func TestFlow_KilledBetweenPushAndSyncPatch(t *testing.T) {
 	// Restarted process: no second commit, the sync is asked for exactly once.
 	f.down.Store(false)
 	e2, gate := f.start()
-	for range 2 {
-		_ = e2.Reconcile(ctx)
+	for i := range 2 {
+		if err := e2.Reconcile(ctx); err != nil {
+			t.Fatalf("pass %d after the restart: %v", i+1, err)
+		}
 	}
 	if got := f.log(); len(got) != 1 {
 		t.Fatalf("commits after restart %q, want still one", got)
@@ -181,11 +181,16 @@ func TestFlow_UnhealthyPromotionRollsBackThroughTakeFailures(t *testing.T) {
 	f := newFlow(t)
 	ctx := context.Background()
 	e, gate := f.start()
-	_ = e.Reconcile(ctx)
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatalf("promoting pass: %v", err)
+	}
 	promo := strings.Fields(f.log()[0])[0]
 	f.gf.argo("develop-frontend", argoStatus(promo, "Synced", "Degraded", "Succeeded", "Back-off restarting failed container"))
-	_ = e.Reconcile(ctx)
-	f.clock.advance(DefaultGateTimeout)
+	// Degraded, but not yet for --health-timeout: waiting is no failure.
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatalf("pass within the health timeout: %v", err)
+	}
+	f.clock.Step(DefaultGateTimeout)
 	err := e.Reconcile(ctx)
 	if err == nil || !strings.Contains(err.Error(), "develop-frontend is Degraded at "+promo[:7]+" for 5m0s: Back-off restarting failed container") {
 		t.Fatalf("pass after the timeout: %v", err)

@@ -11,6 +11,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -52,7 +53,7 @@ type HealthGate struct {
 	contains func(ctx context.Context, spec stage.Spec, ancestor, descendant string) bool
 	subject  func(ctx context.Context, spec stage.Spec, commit string) string
 	syncIf   func(ctx context.Context, spec stage.Spec, commit string) bool
-	now      func() time.Time
+	clock    clock.PassiveClock
 	log      *slog.Logger
 
 	mu       sync.Mutex
@@ -104,7 +105,7 @@ func WithSyncIf(fn func(ctx context.Context, spec stage.Spec, commit string) boo
 }
 
 // WithGateClock replaces the wall clock, for timeout tests.
-func WithGateClock(now func() time.Time) GateOption { return func(g *HealthGate) { g.now = now } }
+func WithGateClock(c clock.PassiveClock) GateOption { return func(g *HealthGate) { g.clock = c } }
 
 // WithGateLogger sets the logger (default slog.Default()).
 func WithGateLogger(l *slog.Logger) GateOption { return func(g *HealthGate) { g.log = l } }
@@ -115,7 +116,7 @@ func NewHealthGate(client dynamic.Interface, apps AppLookup, opts ...GateOption)
 		client: client, apps: apps, syncer: NewSyncer(client),
 		timeout:  DefaultGateTimeout,
 		contains: func(_ context.Context, _ stage.Spec, a, d string) bool { return a == d },
-		now:      time.Now, log: slog.Default(),
+		clock:    clock.RealClock{}, log: slog.Default(),
 		tracked: map[string]*tracking{}, waiting: map[string]string{},
 	}
 	for _, o := range opts {
@@ -235,7 +236,13 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		return pending("waiting: asked %s to sync to %s", u.GetName(), short(commit))
 	}
 	if a.running {
-		return pending("waiting: %s is syncing (%s) at %s", u.GetName(), orUnknown(a.phase, "operation requested"), short(orUnknown(a.opRevision, a.revision)))
+		// Argo CD's phase of a running operation is Running or Terminating; any other phase
+		// belongs to the previous, finished operation while the requested one has not started.
+		phase := a.phase
+		if phase != "Running" && phase != "Terminating" {
+			phase = "operation requested"
+		}
+		return pending("waiting: %s is syncing (%s) at %s", u.GetName(), phase, short(orUnknown(a.opRevision, a.revision)))
 	}
 	return pending("waiting: %s is %s/%s at %s", u.GetName(), orUnknown(a.syncStatus, "Unknown"), orUnknown(a.health, "Unknown"), orUnknown(short(a.revision), "no revision"))
 }
@@ -249,7 +256,7 @@ func (g *HealthGate) unhealthy(spec stage.Spec, b Binding, value, commit, app, b
 		tr = &tracking{commit: commit}
 		g.tracked[spec.Name] = tr
 	}
-	now := g.now()
+	now := g.clock.Now()
 	if tr.badSince.IsZero() {
 		tr.badSince = now
 	}

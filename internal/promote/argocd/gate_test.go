@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	clienttesting "k8s.io/client-go/testing"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -27,18 +27,6 @@ const (
 )
 
 var tStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // staticApps maps every stage to the Application of the same name in argocd.
 type staticApps map[string]Binding
@@ -81,7 +69,7 @@ func argoStatus(rev, sync, health, phase, msg string) map[string]any {
 type gateFixture struct {
 	t      *testing.T
 	client *dynamicfake.FakeDynamicClient
-	clock  *testClock
+	clock  *clocktesting.FakeClock
 	apps   staticApps
 }
 
@@ -91,11 +79,11 @@ func newGateFixture(t *testing.T) *gateFixture {
 	for _, n := range []string{"develop-frontend", "develop-backend", "staging-frontend", "staging-backend"} {
 		apps[n] = Binding{Stage: n, App: AppRef{Namespace: "argocd", Name: n, UID: types.UID("uid-" + n)}, SourceIndex: -1, AutoRollback: n == "develop-frontend"}
 	}
-	return &gateFixture{t: t, client: client, clock: &testClock{t: tStart}, apps: apps}
+	return &gateFixture{t: t, client: client, clock: clocktesting.NewFakeClock(tStart), apps: apps}
 }
 
 func (f *gateFixture) gate(opts ...GateOption) *HealthGate {
-	return NewHealthGate(f.client, f.apps, append([]GateOption{WithGateClock(f.clock.now), WithGateLogger(quiet())}, opts...)...)
+	return NewHealthGate(f.client, f.apps, append([]GateOption{WithGateClock(f.clock), WithGateLogger(quiet())}, opts...)...)
 }
 
 // argo plays Argo CD: the requested operation is done, the status is status.
@@ -222,8 +210,21 @@ func TestHealthGate_SyncsOnceThenVerifiesWhenSyncedAndHealthy(t *testing.T) {
 		t.Fatalf("Waiting %q", g.Waiting("develop-frontend"))
 	}
 	err = g.Verify(ctx, sp, fr, promoted)
-	if !errors.Is(err, stage.ErrPending) || !strings.HasPrefix(err.Error(), "waiting: develop-frontend is syncing") {
+	if !errors.Is(err, stage.ErrPending) || err.Error() != "waiting: develop-frontend is syncing (operation requested) at 1a2b3c4" {
 		t.Fatalf("second call: %v", err)
+	}
+	// The last operation Argo CD reports finished (Succeeded, at an older commit); ours has not
+	// started: its phase is not this operation's.
+	u, err := f.client.Resource(ApplicationGVR).Namespace("argocd").Get(ctx, "develop-frontend", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Object["status"] = argoStatus("0ld0000000000000000000000000000000000000", "Synced", "Healthy", "Succeeded", "")
+	if _, err := f.client.Resource(ApplicationGVR).Namespace("argocd").Update(ctx, u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Verify(ctx, sp, fr, promoted); err == nil || err.Error() != "waiting: develop-frontend is syncing (operation requested) at 1a2b3c4" {
+		t.Fatalf("requested after a finished operation: %v", err)
 	}
 	f.argo("develop-frontend", argoStatus(promoted, "Synced", "Progressing", "Succeeded", ""))
 	if err := g.Verify(ctx, sp, fr, promoted); err == nil || err.Error() != "waiting: develop-frontend is Synced/Progressing at 1a2b3c4" {
@@ -327,7 +328,7 @@ func TestHealthGate_UnhealthyBeyondTimeoutFails(t *testing.T) {
 			if !errors.Is(err, stage.ErrPending) || !strings.Contains(err.Error(), "failing in 5m0s unless it recovers") {
 				t.Fatalf("first bad sight: %v", err)
 			}
-			f.clock.advance(5 * time.Minute)
+			f.clock.Step(5 * time.Minute)
 			err = g.Verify(ctx, sp, fr, promoted)
 			if !errors.Is(err, ErrUnhealthy) || err.Error() != tt.want {
 				t.Fatalf("after the timeout: %v\nwant %s", err, tt.want)
@@ -355,11 +356,11 @@ func TestHealthGate_RecoveryResetsTheTimeout(t *testing.T) {
 	_ = g.Verify(ctx, sp, fr, promoted)
 	f.argo("develop-frontend", argoStatus(promoted, "Synced", "Degraded", "Succeeded", "crash"))
 	_ = g.Verify(ctx, sp, fr, promoted)
-	f.clock.advance(4 * time.Minute)
+	f.clock.Step(4 * time.Minute)
 	f.argo("develop-frontend", argoStatus(promoted, "Synced", "Progressing", "Succeeded", ""))
 	_ = g.Verify(ctx, sp, fr, promoted)
 	f.argo("develop-frontend", argoStatus(promoted, "Synced", "Degraded", "Succeeded", "crash"))
-	f.clock.advance(4 * time.Minute)
+	f.clock.Step(4 * time.Minute)
 	if err := g.Verify(ctx, sp, fr, promoted); !errors.Is(err, stage.ErrPending) {
 		t.Fatalf("timeout not reset by recovery: %v", err)
 	}

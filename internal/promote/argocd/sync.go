@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/kropipe/kropipe/internal/promote/crashpoint"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
@@ -115,6 +116,7 @@ func (s *Syncer) sync(ctx context.Context, u *unstructured.Unstructured, index i
 	if err != nil {
 		return err
 	}
+	crashpoint.Hit(crashpoint.DuringSync)
 	_, err = s.client.Resource(ApplicationGVR).Namespace(ref.Namespace).Patch(ctx, ref.Name, types.MergePatchType, data, metav1.PatchOptions{FieldManager: s.user})
 	switch {
 	case apierrors.IsNotFound(err):

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/suggest"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -94,7 +95,7 @@ func Parse(data []byte, file string) (*Config, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
-		return nil, &Error{File: file, Err: fmt.Errorf("not valid YAML: %v", err)}
+		return nil, &Error{File: file, Err: fmt.Errorf("not valid YAML: %w", err)}
 	}
 	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
 		return nil, &Error{File: file, Err: errors.New("expected a mapping with git, registries and stages")}
@@ -137,7 +138,7 @@ func (p *parser) fields(n *yaml.Node, where string, known ...string) map[string]
 		k, v := n.Content[i], n.Content[i+1]
 		if !contains(known, k.Value) {
 			msg := fmt.Sprintf("%s: unknown field %q", where, k.Value)
-			if s := stage.Suggest(k.Value, known); s != "" {
+			if s := suggest.Closest(k.Value, known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			} else {
 				msg += "; known fields are " + strings.Join(known, ", ")
@@ -288,7 +289,12 @@ func checkGitURL(raw string) error {
 	if strings.Contains(raw, "://") {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return fmt.Errorf("%q is not a URL: %v", gitwrite.Redact(raw), err)
+			// url.Error repeats the URL, password included: keep only the reason.
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return fmt.Errorf("%q is not a URL: %w", gitwrite.Redact(raw), err)
 		}
 		switch u.Scheme {
 		case "http", "https", "ssh", "file":

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path"
 	"strings"
 	"text/template"
-	"time"
 
+	"github.com/kropipe/kropipe/internal/promote/trailer"
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
 )
 
@@ -26,6 +27,9 @@ func (k Kind) String() string {
 	}
 	return "promote"
 }
+
+// LogValue logs a Kind in words: JSON logs would otherwise show its number.
+func (k Kind) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // Default subjects. Templates see the Change's fields plus .Old and .New.
 const (
@@ -166,25 +170,23 @@ func (c Change) validate() error {
 	}
 	if c.SubjectTemplate != "" {
 		if _, err := template.New("subject").Option("missingkey=error").Parse(c.SubjectTemplate); err != nil {
-			return fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+			return fmt.Errorf("%w: subject template: %w", ErrInvalidChange, err)
 		}
 	}
 	return nil
 }
 
-// Trailer names written into every commit.
-const (
-	TrailerStage    = "Kropipe-Stage"
-	TrailerImage    = "Kropipe-Image"
-	TrailerValue    = "Kropipe-Value"
-	TrailerPrevious = "Kropipe-Previous"
-	TrailerFreight  = "Kropipe-Freight"
-	TrailerRejected = "Kropipe-Rejected"
-)
-
 // message renders the commit message: subject, a body naming stage/file/key/image, and
 // trailers that History reads back.
 func (c Change) message(old string) (string, error) {
+	// History reads the trailers back line by line, trimmed: a value with a line break
+	// would end the trailer block early (a file holding "1.0\n\nKropipe-Stage: prod" would
+	// record the promotion as prod's) and surrounding space would not read back.
+	for _, f := range []struct{ name, v string }{{"stage", c.Stage}, {"image", c.ImageRef()}, {"value", c.newValue()}, {"previous value", old}, {"freight", c.FreightID}, {"rejected value", c.Rejected}} {
+		if strings.ContainsAny(f.v, "\r\n\u0085\u2028\u2029") || strings.TrimSpace(f.v) != f.v {
+			return "", fmt.Errorf("%w: the %s %q has a line break or surrounding space and cannot go into a commit trailer; correct it by hand", ErrInvalidChange, f.name, f.v)
+		}
+	}
 	tmpl := c.SubjectTemplate
 	if tmpl == "" {
 		tmpl = DefaultPromoteSubject
@@ -194,7 +196,7 @@ func (c Change) message(old string) (string, error) {
 	}
 	t, err := template.New("subject").Option("missingkey=error").Parse(tmpl)
 	if err != nil {
-		return "", fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+		return "", fmt.Errorf("%w: subject template: %w", ErrInvalidChange, err)
 	}
 	data := struct {
 		Change
@@ -202,7 +204,7 @@ func (c Change) message(old string) (string, error) {
 	}{c, old, c.newValue()}
 	var subj bytes.Buffer
 	if err := t.Execute(&subj, data); err != nil {
-		return "", fmt.Errorf("%w: subject template: %v", ErrInvalidChange, err)
+		return "", fmt.Errorf("%w: subject template: %w", ErrInvalidChange, err)
 	}
 	subject := strings.TrimSpace(strings.ReplaceAll(subj.String(), "\n", " "))
 
@@ -214,71 +216,21 @@ func (c Change) message(old string) (string, error) {
 		verb = "rolls back"
 	}
 	fmt.Fprintf(&b, "Stage %s %s %s: %s in %s is set to %q.\n\n", c.Stage, verb, c.ImageRef(), c.Key, c.File, c.newValue())
-	fmt.Fprintf(&b, "%s: %s\n", TrailerStage, c.Stage)
+	fmt.Fprintf(&b, "%s: %s\n", trailer.Stage, c.Stage)
 	if ref := c.ImageRef(); ref != "" {
-		fmt.Fprintf(&b, "%s: %s\n", TrailerImage, ref)
+		fmt.Fprintf(&b, "%s: %s\n", trailer.Image, ref)
 	}
-	fmt.Fprintf(&b, "%s: %s\n", TrailerValue, c.newValue())
-	fmt.Fprintf(&b, "%s: %s\n", TrailerPrevious, old)
+	fmt.Fprintf(&b, "%s: %s\n", trailer.Value, c.newValue())
+	fmt.Fprintf(&b, "%s: %s\n", trailer.Previous, old)
 	if c.FreightID != "" {
-		fmt.Fprintf(&b, "%s: %s\n", TrailerFreight, c.FreightID)
+		fmt.Fprintf(&b, "%s: %s\n", trailer.Freight, c.FreightID)
 	}
 	if c.Kind == Rollback {
 		rejected := c.Rejected
 		if rejected == "" {
 			rejected = old
 		}
-		fmt.Fprintf(&b, "%s: %s\n", TrailerRejected, rejected)
+		fmt.Fprintf(&b, "%s: %s\n", trailer.Rejected, rejected)
 	}
 	return b.String(), nil
-}
-
-// Record is one promotion or rollback read back from a commit's trailers.
-type Record struct {
-	Commit   string
-	Time     time.Time // committer time
-	Subject  string
-	Kind     Kind
-	Stage    string
-	Image    string // repo:tag@digest as written
-	Value    string // the value written
-	Previous string // the value before
-	Freight  string
-	Rejected string // rollbacks only
-}
-
-// parseTrailers reads "Key: value" lines from the last paragraph of a commit message.
-func parseTrailers(msg string) map[string]string {
-	msg = strings.TrimRight(msg, "\n")
-	i := strings.LastIndex(msg, "\n\n")
-	if i < 0 {
-		return nil
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(msg[i+2:], "\n") {
-		k, v, ok := strings.Cut(line, ": ")
-		if !ok {
-			continue
-		}
-		out[k] = strings.TrimSpace(v)
-	}
-	return out
-}
-
-func recordFrom(hash string, when time.Time, msg string) (Record, bool) {
-	tr := parseTrailers(msg)
-	stage := tr[TrailerStage]
-	if stage == "" {
-		return Record{}, false
-	}
-	subject, _, _ := strings.Cut(msg, "\n")
-	r := Record{
-		Commit: hash, Time: when, Subject: subject, Stage: stage,
-		Image: tr[TrailerImage], Value: tr[TrailerValue], Previous: tr[TrailerPrevious],
-		Freight: tr[TrailerFreight], Rejected: tr[TrailerRejected],
-	}
-	if _, ok := tr[TrailerRejected]; ok {
-		r.Kind = Rollback
-	}
-	return r, true
 }

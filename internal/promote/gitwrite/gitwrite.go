@@ -15,12 +15,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -31,16 +28,12 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/clock"
 
+	"github.com/kropipe/kropipe/internal/promote/crashpoint"
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
 )
-
-// Clock gives commit timestamps; tests pin it.
-type Clock interface{ Now() time.Time }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
 
 // Option configures Open.
 type Option func(*options)
@@ -51,11 +44,10 @@ type options struct {
 	authorName  string
 	authorEmail string
 	logger      *slog.Logger
-	tries       int
-	baseDelay   time.Duration
-	maxDelay    time.Duration
-	clock       Clock
+	retry       wait.Backoff
+	clock       clock.Clock
 	caBundle    []byte
+	pushRetried func(repo string)
 }
 
 // WithAuth uses a ready go-git AuthMethod.
@@ -73,20 +65,27 @@ func WithAuthor(name, email string) Option {
 // WithLogger logs fetches, commits, pushes and retries. URLs are redacted.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithRetry sets how often a push refused because the branch moved is re-applied
-// (default 10 tries) and the first back-off delay (default 100ms, doubling, jittered,
-// capped at 2s: the branch moving means another writer made progress, so waiting
-// long buys nothing).
-func WithRetry(tries int, baseDelay time.Duration) Option {
-	return func(o *options) { o.tries, o.baseDelay = tries, baseDelay }
+// DefaultRetry is how a push refused because the branch moved (or a fetch that failed on
+// the way) is retried: 10 tries, waiting 100ms doubling to at most 2s, jittered so writers
+// that collided do not collide again. The branch moving means another writer made progress,
+// so waiting long buys nothing.
+var DefaultRetry = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 10, Cap: 2 * time.Second}
+
+// WithRetry replaces DefaultRetry: b.Steps is the number of tries (at least one).
+func WithRetry(b wait.Backoff) Option { return func(o *options) { o.retry = b } }
+
+// WithPushRetries calls count with the repository (redacted) each time a push refused
+// because the branch moved is re-applied on the new head; metrics.Metrics.PushRetry fits.
+func WithPushRetries(count func(repo string)) Option {
+	return func(o *options) { o.pushRetried = count }
 }
 
 // WithCABundle trusts these PEM certificates for https, in addition to the system's
 // (a private Git server's CA).
 func WithCABundle(pem []byte) Option { return func(o *options) { o.caBundle = pem } }
 
-// WithClock sets the clock used for commit timestamps.
-func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+// WithClock replaces the wall clock of commit timestamps and retry waits, for tests.
+func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
 // Repo is the persistent clone of one repository URL. It is safe for concurrent use;
 // writes to the same clone are serialised, also across Repo values opened on the
@@ -102,6 +101,9 @@ type Repo struct {
 
 	mu   *sync.Mutex
 	repo *git.Repository
+	// histories is what History learnt per branch (held under mu): a few branches per
+	// repository in practice, at most maxHistories.
+	histories map[string]*branchHistory
 
 	// beforePush, when set by tests, runs between building the commits and pushing
 	// them: the window in which another writer can move the branch.
@@ -128,15 +130,12 @@ func dirLock(dir string) *sync.Mutex {
 func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, error) {
 	o := options{
 		authorName: "kropipe", authorEmail: "kropipe@localhost",
-		tries: 10, baseDelay: 100 * time.Millisecond, maxDelay: 2 * time.Second,
-		clock: realClock{},
+		retry: DefaultRetry, clock: clock.RealClock{},
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.tries < 1 {
-		o.tries = 1
-	}
+	o.retry.Steps = max(o.retry.Steps, 1)
 	clean, fromURL := splitUserinfo(rawURL)
 	creds := o.creds
 	if creds.empty() {
@@ -196,6 +195,17 @@ func (r *Repo) Dir() string { return r.dir }
 
 func (r *Repo) openOrInit(ctx context.Context) error {
 	repo, err := git.PlainOpen(r.dir)
+	if err == nil {
+		if derr := intact(repo); derr != nil {
+			// A process killed while go-git rewrote a ref leaves it empty, and every
+			// later fetch fails on it. The clone holds nothing the server lacks: clone again.
+			r.log.Warn("the clone is damaged (the promoter was killed while writing it?); cloning again", "dir", r.dir, "err", derr)
+			if err := os.RemoveAll(r.dir); err != nil {
+				return fmt.Errorf("removing the damaged clone %s: %w", r.dir, err)
+			}
+			err = git.ErrRepositoryNotExists
+		}
+	}
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		// Build the clone beside its final place and rename it, so a crash never
 		// leaves a half-made clone where the next start would trust it.
@@ -234,6 +244,21 @@ func (r *Repo) openOrInit(ctx context.Context) error {
 	}
 	r.repo = repo
 	return nil
+}
+
+// intact reads every ref of the clone and the commit each names.
+func intact(repo *git.Repository) error {
+	refs, err := repo.References()
+	if err != nil {
+		return err
+	}
+	return refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Type() != plumbing.HashReference {
+			return nil
+		}
+		_, err := repo.CommitObject(ref.Hash())
+		return err
+	})
 }
 
 func (r *Repo) fetchAll(ctx context.Context) error {
@@ -345,9 +370,10 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 	}
 
 	var lastErr error
-	for attempt := 0; attempt < r.o.tries; attempt++ {
+	backoff := r.o.retry
+	for attempt := 0; attempt < r.o.retry.Steps; attempt++ {
 		if attempt > 0 {
-			if err := r.sleep(ctx, attempt); err != nil {
+			if err := r.sleep(ctx, backoff.Step()); err != nil {
 				return failAll(results, err), err
 			}
 		}
@@ -368,6 +394,7 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		if head == base {
 			return results, joinErrs(results)
 		}
+		crashpoint.Hit(crashpoint.AfterCommit)
 		pack, err := ov.pack(objs)
 		if err != nil {
 			return failAll(results, err), err
@@ -375,8 +402,10 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		if r.beforePush != nil {
 			r.beforePush(attempt)
 		}
+		crashpoint.Hit(crashpoint.BeforePush)
 		err = r.push(ctx, branch, base, head, pack)
 		if err == nil {
+			crashpoint.Hit(crashpoint.AfterPush)
 			r.landed(branch, head, pack, results)
 			return results, joinErrs(results)
 		}
@@ -386,8 +415,11 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 			return failAll(results, err), err
 		}
 		r.log.Info("push refused because the branch moved; re-applying on the new head", "branch", branch, "attempt", attempt+1, "err", err)
+		if r.o.pushRetried != nil && attempt+1 < r.o.retry.Steps {
+			r.o.pushRetried(r.display)
+		}
 	}
-	err := fmt.Errorf("giving up after %d tries: %w", r.o.tries, lastErr)
+	err := fmt.Errorf("giving up after %d tries: %w", r.o.retry.Steps, lastErr)
 	return failAll(results, err), err
 }
 
@@ -476,7 +508,11 @@ func (r *Repo) landed(branch string, head plumbing.Hash, pack []byte, results []
 	}
 	for _, res := range results {
 		if res.Commit != "" {
-			r.log.Info("promoted", "stage", res.Stage, "file", res.File, "old", res.Old, "new", res.New, "commit", res.Commit[:12], "kind", res.Kind)
+			msg := "promoted"
+			if res.Kind == Rollback {
+				msg = "rolled back"
+			}
+			r.log.Info(msg, "stage", res.Stage, "file", res.File, "old", res.Old, "new", res.New, "commit", res.Commit[:12], "kind", res.Kind)
 		}
 	}
 }
@@ -501,19 +537,13 @@ func joinErrs(results []Result) error {
 	return errors.Join(errs...)
 }
 
-func (r *Repo) sleep(ctx context.Context, attempt int) error {
-	d := r.o.baseDelay << (attempt - 1)
-	if d <= 0 || d > r.o.maxDelay {
-		d = r.o.maxDelay
-	}
-	// Full jitter in [d/2, d): concurrent writers that collided do not collide again.
-	d = d/2 + rand.N(d/2+1)
-	t := time.NewTimer(d)
+func (r *Repo) sleep(ctx context.Context, d time.Duration) error {
+	t := r.o.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-t.C():
 		return nil
 	}
 }
@@ -549,118 +579,46 @@ func (r *Repo) Read(ctx context.Context, branch, file, key string) (value, commi
 	return v, head.String(), nil
 }
 
-// History fetches branch and returns the promotions and rollbacks recorded in commit
-// trailers, newest first (by committer time; ties in history order); stage "" returns
-// every stage's. Only the commits new since the last call are read: the records of a
-// clone are kept per branch for the life of the process.
-func (r *Repo) History(ctx context.Context, branch, stage string) ([]Record, error) {
+// ReadFetched is Read as of the branch's last fetch, without asking the remote: for a pass
+// that has just fetched the branch (History) and reads every stage's file from there. A
+// branch never fetched is fetched first.
+func (r *Repo) ReadFetched(ctx context.Context, branch, file, key string) (value, commit string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	head, err := r.fetch(ctx, branch)
+	p, err := cleanPath(file)
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
-	return r.records(ctx, branch, head, stage)
-}
-
-// FetchedHistory is History as of the branch's last fetch, without asking the remote: for a
-// reader inside a pass that has just fetched (the health gate). A branch never fetched is
-// fetched first.
-func (r *Repo) FetchedHistory(ctx context.Context, branch, stage string) ([]Record, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var head plumbing.Hash
-	if ref, err := r.repo.Storer.Reference(plumbing.NewRemoteReferenceName("origin", branch)); err == nil {
-		head = ref.Hash()
-	} else if head, err = r.fetch(ctx, branch); err != nil {
-		return nil, err
-	}
-	return r.records(ctx, branch, head, stage)
-}
-
-// records filters the branch's history up to head by stage ("" for all). The caller holds r.mu.
-func (r *Repo) records(ctx context.Context, branch string, head plumbing.Hash, stage string) ([]Record, error) {
-	h, err := r.history(ctx, branch, head)
+	head, err := r.fetchedHead(ctx, branch)
 	if err != nil {
-		return nil, err
-	}
-	var out []Record
-	for _, rec := range h.records {
-		if stage == "" || rec.Stage == stage {
-			out = append(out, rec)
-		}
-	}
-	return out, nil
-}
-
-// branchHistory is what History learnt about a branch up to head.
-type branchHistory struct {
-	head    plumbing.Hash
-	seen    map[plumbing.Hash]bool // every commit read
-	records []Record
-}
-
-var (
-	historiesMu sync.Mutex
-	histories   = map[string]*branchHistory{} // by clone directory + branch
-)
-
-// history brings the branch's records up to head, reading only the commits not seen
-// yet; after a force push (the old head is no longer in the history) it reads all again.
-// The caller holds r.mu.
-func (r *Repo) history(ctx context.Context, branch string, head plumbing.Hash) (*branchHistory, error) {
-	key := r.dir + "\x00" + branch
-	historiesMu.Lock()
-	h := histories[key]
-	historiesMu.Unlock()
-	if h != nil && h.head == head {
-		return h, nil
+		return "", "", err
 	}
 	c, err := object.GetCommit(r.repo.Storer, head)
 	if err != nil {
-		return nil, err
+		return "", "", r.wrap(err)
 	}
-	next := &branchHistory{head: head, seen: map[plumbing.Hash]bool{}}
-	if h != nil {
-		if old, err := object.GetCommit(r.repo.Storer, h.head); err == nil {
-			if ok, err := old.IsAncestor(c); err == nil && ok {
-				next.seen = h.seen
-			}
-		}
-	}
-	var added []Record
-	var visited []plumbing.Hash
-	// Pre-order from the head: newest first along each line of history.
-	err = object.NewCommitPreorderIter(c, next.seen, nil).ForEach(func(c *object.Commit) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		visited = append(visited, c.Hash)
-		if !strings.Contains(c.Message, TrailerStage+": ") {
-			return nil
-		}
-		if rec, ok := recordFrom(c.Hash.String(), c.Committer.When, c.Message); ok {
-			added = append(added, rec)
-		}
-		return nil
-	})
+	data, err := readFile(r.repo.Storer, c.TreeHash, p)
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
-	if len(next.seen) > 0 {
-		// Extends the previous history: a copy, so a reader of the old one is not disturbed.
-		next.seen = maps.Clone(next.seen)
-		added = append(added, h.records...)
+	v, err := yamledit.Get(data, key)
+	if err != nil {
+		var ke *yamledit.KeyError
+		if errors.As(err, &ke) {
+			ke.File = p
+		}
+		return "", "", err
 	}
-	for _, v := range visited {
-		next.seen[v] = true
+	return v, head.String(), nil
+}
+
+// fetchedHead is the branch's head as last fetched, fetching a branch never fetched. The
+// caller holds r.mu.
+func (r *Repo) fetchedHead(ctx context.Context, branch string) (plumbing.Hash, error) {
+	if ref, err := r.repo.Storer.Reference(plumbing.NewRemoteReferenceName("origin", branch)); err == nil {
+		return ref.Hash(), nil
 	}
-	sort.SliceStable(added, func(i, j int) bool { return added[i].Time.After(added[j].Time) })
-	next.records = added
-	historiesMu.Lock()
-	histories[key] = next
-	historiesMu.Unlock()
-	return next, nil
+	return r.fetch(ctx, branch)
 }
 
 // DefaultBranch asks the remote which branch its HEAD points at: what Argo CD
@@ -708,35 +666,6 @@ func (r *Repo) Contains(ancestor, descendant string) (bool, error) {
 		return false, err
 	}
 	return a.IsAncestor(d)
-}
-
-// Rejected returns the values rolled back from in stage (Kropipe-Rejected trailers):
-// values the stage must not auto-promote again. It is read from history, so it
-// survives restarts.
-func (r *Repo) Rejected(ctx context.Context, branch, stage string) (map[string]bool, error) {
-	recs, err := r.History(ctx, branch, stage)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]bool{}
-	for _, rec := range recs {
-		if rec.Rejected != "" {
-			out[rec.Rejected] = true
-		}
-	}
-	return out, nil
-}
-
-// PreviousPromotion returns the value stage held before its current one, as recorded
-// by the newest record that wrote current — what a rollback without --to goes back to.
-// ok is false when history has no such record.
-func PreviousPromotion(records []Record, current string) (previous string, ok bool) {
-	for _, rec := range records {
-		if rec.Value == current && rec.Kind == Promote {
-			return rec.Previous, rec.Previous != ""
-		}
-	}
-	return "", false
 }
 
 // PackCount is the number of pack files in the clone. Every fetch that brings

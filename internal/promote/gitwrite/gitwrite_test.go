@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 )
 
@@ -119,7 +121,7 @@ func pushUnrelated(t testing.TB, bare, name string) string {
 
 func open(t testing.TB, url string, opts ...Option) *Repo {
 	t.Helper()
-	opts = append([]Option{WithAuthor("kropipe", "kropipe@example.com"), WithRetry(10, 5*time.Millisecond)}, opts...)
+	opts = append([]Option{WithAuthor("kropipe", "kropipe@example.com"), WithRetry(wait.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 10, Cap: 2 * time.Second})}, opts...)
 	r, err := Open(context.Background(), t.TempDir(), url, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -224,6 +226,8 @@ func TestApply_RebasesOnMovedBranch(t *testing.T) {
 			var f *fixture
 			var foreign *string
 			var r *Repo
+			var retried []string // the pushes re-applied, as WithPushRetries reports them
+			counted := WithPushRetries(func(repo string) { retried = append(retried, repo) })
 			if tt.name == "moved while the server holds our pack" {
 				var once sync.Once
 				var fx *fixture
@@ -234,10 +238,10 @@ func TestApply_RebasesOnMovedBranch(t *testing.T) {
 					}
 				}))
 				f, foreign = fx, &got
-				r = open(t, f.url)
+				r = open(t, f.url, counted)
 			} else {
 				f = newFixture(t)
-				r = open(t, f.url)
+				r = open(t, f.url, counted)
 				foreign = tt.race(t, f, r)
 			}
 			res, err := r.Apply(context.Background(), "main", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
@@ -255,6 +259,9 @@ func TestApply_RebasesOnMovedBranch(t *testing.T) {
 			}
 			if n := f.srv.Pushes("gitops.git"); n < 1 {
 				t.Fatalf("pushes = %d", n)
+			}
+			if len(retried) != 1 || retried[0] != Redact(f.url) {
+				t.Errorf("push retries reported %q, want one for %s", retried, Redact(f.url))
 			}
 		})
 	}
@@ -506,7 +513,7 @@ func TestHistory_ReadsPromotionsAndRollbacksBack(t *testing.T) {
 func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
 	f := newFixture(t)
 	var attempts atomic.Int64
-	r := open(t, f.url, WithRetry(40, 5*time.Millisecond))
+	r := open(t, f.url, WithRetry(wait.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 40, Cap: 2 * time.Second}))
 	r.beforePush = func(int) { attempts.Add(1) }
 	ctx := context.Background()
 
@@ -538,7 +545,7 @@ func TestApply_ConcurrentPushersLoseNothing(t *testing.T) {
 	}
 	// Two promoters (two clones, as two replicas would have) and two goroutines
 	// sharing one of them all promote at once.
-	r2 := open(t, f.url, WithRetry(40, 5*time.Millisecond))
+	r2 := open(t, f.url, WithRetry(wait.Backoff{Duration: 5 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 40, Cap: 2 * time.Second}))
 	r2.beforePush = func(int) { attempts.Add(1) }
 	var (
 		landed   []string
@@ -823,5 +830,49 @@ func TestFetchedHistory_ReadsTheLastFetchWithoutFetching(t *testing.T) {
 	}
 	if recs, err := r.History(ctx, "main", "develop-frontend"); err != nil || len(recs) != 2 || recs[0].Value != "1.2.3" {
 		t.Fatalf("History = %+v, %v; want the other writer's 1.2.3 first", recs, err)
+	}
+}
+
+func TestReadFetched_ReadsTheLastFetchWithoutFetching(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	const file, key = "develop/frontend/instance.yaml", "spec.values.deployment.tag"
+	res, err := r.Apply(ctx, "main", promote("develop-frontend", file, "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := open(t, f.url) // another writer's clone
+	if _, err := other.Apply(ctx, "main", promote("develop-frontend", file, "1.2.3")); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.srv.Requests())
+	v, commit, err := r.ReadFetched(ctx, "main", file, key)
+	if err != nil || v != "1.2.2" || commit != res[0].Commit {
+		t.Fatalf("ReadFetched = %q at %s, %v; want 1.2.2 at %s, as last fetched", v, commit, err, res[0].Commit)
+	}
+	if n := len(f.srv.Requests()) - before; n != 0 {
+		t.Fatalf("ReadFetched made %d requests to the Git server", n)
+	}
+	if _, _, err := r.ReadFetched(ctx, "main", "develop/nothing/instance.yaml", key); !errors.Is(err, ErrFileNotFound) {
+		t.Errorf("a missing file: %v, want ErrFileNotFound", err)
+	}
+	if v, _, err := r.Read(ctx, "main", file, key); err != nil || v != "1.2.3" {
+		t.Fatalf("Read = %q, %v; want the other writer's 1.2.3", v, err)
+	}
+}
+
+// A commit written by hand that gives Kropipe-Rejected twice is not read as a rollback: which
+// value may never be auto-promoted again cannot be known.
+func TestHistory_RefusesACommitGivingAKropipeTrailerTwice(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	head := f.head(t)
+	msg := "Roll back by hand\n\nKropipe-Stage: develop-frontend\nKropipe-Value: 1.2.1\nKropipe-Rejected: 1.2.2\nKropipe-Rejected: 1.2.3\n"
+	c := f.git(t, "commit-tree", "-p", head, "-m", msg, head+"^{tree}")
+	f.git(t, "update-ref", "refs/heads/main", c)
+	recs, err := r.History(context.Background(), "main", "develop-frontend")
+	if err != nil || len(recs) != 0 {
+		t.Fatalf("History = %+v, %v; want no record from the ambiguous commit", recs, err)
 	}
 }

@@ -8,14 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"math"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
@@ -42,10 +45,9 @@ type Store struct {
 	name      string
 	log       *slog.Logger
 	maxBytes  int
-	// backoff is the first wait after a failed request; it doubles up to maxBackoff.
-	backoff    time.Duration
-	maxBackoff time.Duration
-	sleep      func(ctx context.Context, d time.Duration) error
+	// backoff spaces the retries of a request the API server could not answer.
+	backoff wait.Backoff
+	clock   clock.Clock
 
 	mu sync.Mutex
 	// base is the state (as JSON: the caller owns and changes the maps it was given) as this
@@ -63,11 +65,20 @@ func WithName(name string) Option { return func(s *Store) { s.name = name } }
 // WithLogger sets the logger for retries (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
-// WithBackoff sets the first and the longest wait between retries of a failed request
-// (default 200ms doubling to 10s). Retries go on until the context is done.
-func WithBackoff(first, max time.Duration) Option {
-	return func(s *Store) { s.backoff, s.maxBackoff = first, max }
-}
+// DefaultBackoff spaces the retries of a request the API server could not answer: 200ms
+// doubling to 10s, jittered so two replicas coming back from an outage do not retry in lock
+// step. Its Steps only bound the doubling: retries go on until the context is done.
+var DefaultBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: math.MaxInt32, Cap: 10 * time.Second}
+
+// ConflictRetry spaces the retries of a save that met another writer's change (read again,
+// merge, write): client-go's retry.DefaultRetry, five tries, then the conflict is the error.
+var ConflictRetry = retry.DefaultRetry
+
+// WithBackoff replaces DefaultBackoff.
+func WithBackoff(b wait.Backoff) Option { return func(s *Store) { s.backoff = b } }
+
+// WithClock replaces the wall clock the retries wait on, for tests.
+func WithClock(c clock.Clock) Option { return func(s *Store) { s.clock = c } }
 
 // WithMaxBytes sets the largest state Save writes (default DefaultMaxBytes).
 func WithMaxBytes(n int) Option { return func(s *Store) { s.maxBytes = n } }
@@ -75,14 +86,13 @@ func WithMaxBytes(n int) Option { return func(s *Store) { s.maxBytes = n } }
 // New returns a store for the ConfigMap in namespace (the promoter's own namespace).
 func New(client kubernetes.Interface, namespace string, opts ...Option) *Store {
 	s := &Store{
-		client:     client,
-		namespace:  namespace,
-		name:       DefaultName,
-		maxBytes:   DefaultMaxBytes,
-		log:        slog.Default(),
-		backoff:    200 * time.Millisecond,
-		maxBackoff: 10 * time.Second,
-		sleep:      sleepCtx,
+		client:    client,
+		namespace: namespace,
+		name:      DefaultName,
+		maxBytes:  DefaultMaxBytes,
+		log:       slog.Default(),
+		backoff:   DefaultBackoff,
+		clock:     clock.RealClock{},
 	}
 	for _, o := range opts {
 		o(s)
@@ -298,9 +308,10 @@ type permanent struct{ error }
 func (p permanent) Unwrap() error { return p.error }
 
 // retry runs op until it succeeds, fails permanently or ctx is done. Conflicts and
-// AlreadyExists (two writers racing) retry at once; other API errors back off.
+// AlreadyExists (two writers racing) retry after a moment, ConflictRetry's Steps times at
+// most; other API errors back off (DefaultBackoff) for as long as ctx lasts.
 func (s *Store) retry(ctx context.Context, what string, op func() error) error {
-	wait := s.backoff
+	outage, conflicts := s.backoff, ConflictRetry
 	for attempt := 1; ; attempt++ {
 		err := op()
 		if err == nil {
@@ -310,20 +321,20 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 		if errors.As(err, &p) || !retriable(err) {
 			return s.wrap(what, err)
 		}
+		var d time.Duration
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-			s.log.Debug("state ConfigMap changed meanwhile; reading it again", "configmap", s.namespace+"/"+s.name, "attempt", attempt)
-			if ctx.Err() != nil {
-				return s.wrap(what, err)
+			if conflicts.Steps < 1 {
+				return s.wrap(what, fmt.Errorf("%w (another writer changed it %d times in a row: is a second promoter using the same ConfigMap?)", err, ConflictRetry.Steps))
 			}
-			continue
+			d = conflicts.Step()
+			s.log.Debug("state ConfigMap changed meanwhile; reading it again", "configmap", s.namespace+"/"+s.name, "attempt", attempt)
+		} else {
+			d = outage.Step()
+			s.log.Warn("state ConfigMap unavailable; retrying", "configmap", s.namespace+"/"+s.name, "op", what, "attempt", attempt, "retryIn", d.Round(time.Millisecond).String(), "error", err.Error())
 		}
-		s.log.Warn("state ConfigMap unavailable; retrying", "configmap", s.namespace+"/"+s.name, "op", what, "attempt", attempt, "retryIn", wait.String(), "error", err.Error())
-		// Jitter so two replicas coming back from an outage do not retry in lock step.
-		d := wait/2 + rand.N(wait/2+1)
 		if serr := s.sleep(ctx, d); serr != nil {
-			return s.wrap(what, fmt.Errorf("%w (gave up: %v)", err, serr))
+			return s.wrap(what, fmt.Errorf("%w (gave up: %w)", err, serr))
 		}
-		wait = min(2*wait, s.maxBackoff)
 	}
 }
 
@@ -349,13 +360,13 @@ func (s *Store) wrap(what string, err error) error {
 	return fmt.Errorf("%s promoter state in ConfigMap %s/%s: %w%s", what, s.namespace, s.name, err, hint)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
+func (s *Store) sleep(ctx context.Context, d time.Duration) error {
+	t := s.clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-t.C():
 		return nil
 	}
 }

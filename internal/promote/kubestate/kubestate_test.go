@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
@@ -31,7 +32,7 @@ const ns = "argocd"
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newStore(c *fake.Clientset, opts ...kubestate.Option) *kubestate.Store {
-	return kubestate.New(c, ns, append([]kubestate.Option{kubestate.WithLogger(quiet), kubestate.WithBackoff(time.Millisecond, 4*time.Millisecond)}, opts...)...)
+	return kubestate.New(c, ns, append([]kubestate.Option{kubestate.WithLogger(quiet), kubestate.WithBackoff(wait.Backoff{Duration: time.Millisecond, Factor: 2, Steps: 10, Cap: 4 * time.Millisecond})}, opts...)...)
 }
 
 func sampleState() stage.State {
@@ -107,6 +108,29 @@ func TestSave_KeepsKeysItDoesNotOwn(t *testing.T) {
 	}
 	if got := configMap(t, c, kubestate.DefaultName).Data["note"]; got != "left by an admin" {
 		t.Errorf("data[note] = %q after Save, want it kept", got)
+	}
+}
+
+// A writer that conflicts on every save (a second promoter on the same ConfigMap) makes Save
+// fail after ConflictRetry's tries, saying so, instead of spinning for ever.
+func TestSave_EndlessConflictsGiveUp(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	s := newStore(c)
+	if err := s.Save(ctx, stage.State{}); err != nil {
+		t.Fatal(err)
+	}
+	var updates atomic.Int32
+	c.PrependReactor("update", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		updates.Add(1)
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "configmaps"}, kubestate.DefaultName, errors.New("the object has been modified"))
+	})
+	err := s.Save(ctx, sampleState())
+	if !apierrors.IsConflict(err) || !strings.Contains(err.Error(), "second promoter") {
+		t.Fatalf("Save = %v, want the conflict, naming the likely cause", err)
+	}
+	if n, want := updates.Load(), int32(kubestate.ConflictRetry.Steps+1); n != want {
+		t.Errorf("%d updates, want %d (the first and ConflictRetry.Steps retries)", n, want)
 	}
 }
 

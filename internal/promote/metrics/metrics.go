@@ -3,11 +3,8 @@
 package metrics
 
 import (
-	"context"
-	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +31,7 @@ type Metrics struct {
 	pushRetries      *prometheus.CounterVec
 	duration         *prometheus.HistogramVec
 	notifications    *prometheus.CounterVec
+	invalidTags      *prometheus.CounterVec
 }
 
 // New returns the promoter's metrics, with Go runtime and process collectors next to them.
@@ -63,8 +61,12 @@ func New() *Metrics {
 			Name: "kropipe_registry_notifications_total",
 			Help: "Registry push notifications received, by result (due, ignored, refused, invalid, unavailable, error).",
 		}, []string{"result"}),
+		invalidTags: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kropipe_registry_invalid_tags_total",
+			Help: "Listed tags skipped because they are not valid tag names, by image; each tag counts once per process.",
+		}, []string{"image"}),
 	}
-	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration, m.notifications,
+	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration, m.notifications, m.invalidTags,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -82,11 +84,16 @@ func (m *Metrics) RegistryRequest(registry string, code int) {
 	m.registryRequests.WithLabelValues(registry, strconv.Itoa(code)).Inc()
 }
 
+// InvalidTag counts one listed tag that is not a valid tag name; pass it to
+// warehouse.WithInvalidTags.
+func (m *Metrics) InvalidTag(image, _ string) { m.invalidTags.WithLabelValues(image).Inc() }
+
 // Notification counts one registry notification by what became of it; pass it to
 // webhook.WithResults.
 func (m *Metrics) Notification(result string) { m.notifications.WithLabelValues(result).Inc() }
 
-// PushRetry counts one push re-applied because the branch moved.
+// PushRetry counts one push re-applied because the branch moved; pass it to
+// gitwrite.WithPushRetries.
 func (m *Metrics) PushRetry(repo string) { m.pushRetries.WithLabelValues(repo).Inc() }
 
 // Promotion counts one promotion (result promoted or rolled-back, with the time it took) or
@@ -135,62 +142,4 @@ func (m *Metrics) Outcome(o stage.Outcome, err error, took time.Duration) {
 	if err != nil {
 		m.Promotion(o.Stage, ResultFailed, 0)
 	}
-}
-
-// pushRetryMessage is how gitwrite logs a push it re-applies (gitwrite.go, Repo.Apply).
-// gitwrite has no metrics hook, so the handler below counts these log records; if that
-// message changes, kropipe_git_push_retries_total stays at zero and TestCountPushRetries
-// in this package fails against the real gitwrite.
-const pushRetryMessage = "push refused because the branch moved"
-
-// CountPushRetries wraps a log handler so that every push retry gitwrite logs through it is
-// also counted by repository (the redacted URL gitwrite puts in its "repo" attribute). Give
-// gitwrite.WithLogger a logger built on it.
-func (m *Metrics) CountPushRetries(next slog.Handler) slog.Handler {
-	return &retryHandler{next: next, m: m}
-}
-
-type retryHandler struct {
-	next slog.Handler
-	m    *Metrics
-	repo string // from WithAttrs, which is how gitwrite attaches it
-}
-
-func (h *retryHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	// Counting must not depend on the log level the user chose; Handle asks next itself.
-	return true
-}
-
-func (h *retryHandler) Handle(ctx context.Context, r slog.Record) error {
-	if strings.HasPrefix(r.Message, pushRetryMessage) {
-		repo := h.repo
-		r.Attrs(func(a slog.Attr) bool {
-			if a.Key == "repo" {
-				repo = a.Value.String()
-			}
-			return true
-		})
-		h.m.PushRetry(repo)
-	}
-	if !h.next.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.next.Handle(ctx, r)
-}
-
-func (h *retryHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	c := *h
-	c.next = h.next.WithAttrs(attrs)
-	for _, a := range attrs {
-		if a.Key == "repo" {
-			c.repo = a.Value.String()
-		}
-	}
-	return &c
-}
-
-func (h *retryHandler) WithGroup(name string) slog.Handler {
-	c := *h
-	c.next = h.next.WithGroup(name)
-	return &c
 }

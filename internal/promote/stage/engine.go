@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/google/go-containerregistry/pkg/name"
+	"k8s.io/utils/clock"
 	"log/slog"
 	"maps"
 	"slices"
@@ -15,17 +16,11 @@ import (
 
 	"github.com/Masterminds/semver/v3"
 
+	"github.com/kropipe/kropipe/internal/promote/crashpoint"
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
-
-// Clock is the engine's time source; tests pass a fake one to step through soaks.
-type Clock interface{ Now() time.Time }
-
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
 
 // Option configures an Engine.
 type Option func(*Engine)
@@ -52,7 +47,7 @@ func WithStore(s Store) Option { return func(e *Engine) { e.store = s } }
 func WithVerifier(v Verifier) Option { return func(e *Engine) { e.verifier = v } }
 
 // WithClock replaces the wall clock, for soak tests and the demo.
-func WithClock(c Clock) Option { return func(e *Engine) { e.clock = c } }
+func WithClock(c clock.PassiveClock) Option { return func(e *Engine) { e.clock = c } }
 
 // WithLogger sets the structured logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(e *Engine) { e.log = l } }
@@ -87,7 +82,7 @@ type Engine struct {
 	gitOptsFor func(ctx context.Context, repoURL string) ([]gitwrite.Option, error)
 	store      Store
 	verifier   Verifier
-	clock      Clock
+	clock      clock.PassiveClock
 	log        *slog.Logger
 	parallel   int
 	// compactAfter: see WithCompactAfter.
@@ -117,7 +112,7 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 		byName:       map[string]Spec{},
 		store:        &MemoryStore{},
 		verifier:     CommandVerifier{},
-		clock:        wallClock{},
+		clock:        clock.RealClock{},
 		log:          slog.Default(),
 		parallel:     8,
 		compactAfter: DefaultCompactAfter,
@@ -398,6 +393,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	state := &working{State: loaded}
 	obs := e.observe(ctx)
 	e.discover(ctx, obs)
+	crashpoint.Hit(crashpoint.AfterDiscovery)
 
 	now := e.clock.Now()
 	statuses := map[string]*Status{}
@@ -448,7 +444,12 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	}
 	e.passes++
 	e.mu.Unlock()
-	e.log.Info("pass done", "stages", len(e.specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
+	// INFO is for passes that changed something; a quiet pass every few minutes is debug.
+	lvl := slog.LevelDebug
+	if len(due) > 0 || len(errs) > 0 {
+		lvl = slog.LevelInfo
+	}
+	e.log.Log(ctx, lvl, "pass done", "stages", len(e.specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
 	return errors.Join(errs...)
 }
 
@@ -458,7 +459,6 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 	obs := map[string]*observation{}
 	histories := map[string][]gitwrite.Record{}
 	histErr := map[string]error{}
-	snaps := map[string]*snapshot{}
 	for _, s := range e.specs {
 		o := &observation{spec: s, rejected: map[string]bool{}}
 		obs[s.Name] = o
@@ -471,14 +471,6 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 		if _, ok := histories[gk]; !ok && histErr[gk] == nil {
 			recs, err := repo.History(ctx, s.Branch, "")
 			histories[gk], histErr[gk] = recs, err
-			if err == nil {
-				// History just fetched the branch: read every stage's file from there.
-				if snap, err := openSnapshot(repo.Dir(), s.Branch); err == nil {
-					snaps[gk] = snap
-				} else {
-					e.log.Debug("reading through gitwrite", "err", err)
-				}
-			}
 		}
 		if err := histErr[gk]; err != nil {
 			o.err = fmt.Errorf("reading history of branch %s: %w", s.Branch, err)
@@ -493,15 +485,9 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 				o.rejected[r.Rejected] = true
 			}
 		}
-		var v, commit string
-		err = errFallBack
-		if snap := snaps[gk]; snap != nil {
-			v, err = snap.read(s.File, s.Key)
-			commit = snap.commit
-		}
-		if errors.Is(err, errFallBack) {
-			v, commit, err = repo.Read(ctx, s.Branch, s.File, s.Key)
-		}
+		// History just fetched the branch: every stage's file is read from there, with no
+		// round trip to the Git server per stage.
+		v, commit, err := repo.ReadFetched(ctx, s.Branch, s.File, s.Key)
 		if err != nil {
 			o.err = fmt.Errorf("reading %s (key %s): %w", s.File, s.Key, err)
 			continue

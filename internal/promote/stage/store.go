@@ -76,7 +76,7 @@ func (f *FileStore) Load(ctx context.Context) (State, error) {
 	}
 	var s State
 	if err := json.Unmarshal(data, &s); err != nil {
-		return State{}, fmt.Errorf("promoter state %s is damaged (%v): move it away to start over; approvals and pauses will be lost, Git history is not", f.path, err)
+		return State{}, fmt.Errorf("promoter state %s is damaged (%w): move it away to start over; approvals and pauses will be lost, Git history is not", f.path, err)
 	}
 	return s, nil
 }

@@ -75,5 +75,5 @@ func (v CommandVerifier) Verify(ctx context.Context, spec Spec, f freight.Freigh
 	if text != "" {
 		return fmt.Errorf("verify command %s failed: %v: %s", spec.Verify.Command[0], err, text)
 	}
-	return fmt.Errorf("verify command %s failed: %v", spec.Verify.Command[0], err)
+	return fmt.Errorf("verify command %s failed: %w", spec.Verify.Command[0], err)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -386,7 +387,7 @@ func TestDiscover_ReportCountsFilteredAndCandidates(t *testing.T) {
 	}
 	// 6 listed; 1.1.0-debug ignored and 1.1.0 skipped; of 1.0.0, 1.2.0-rc.1, 2.0.0, latest only 1.0.0 fits ^1.
 	want := Report{Image: reg.host + "/team/app", Strategy: "semver", Constraint: "^1", Tags: 6, Filtered: 2, Candidates: 1, Highest: "2.0.0"}
-	if rep != want {
+	if !reflect.DeepEqual(rep, want) {
 		t.Errorf("report\n%+v\nwant\n%+v", rep, want)
 	}
 }

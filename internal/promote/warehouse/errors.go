@@ -40,6 +40,10 @@ func (w *Warehouse) explain(repo name.Repository, action string, err error) erro
 			return fmt.Errorf("%s of %s: registry %s answered %s: %w", action, img, reg, status, err)
 		}
 	}
+	var slow errRequestTimeout
+	if errors.As(err, &slow) {
+		return fmt.Errorf("%s of %s: registry %s did not answer within %s: it is hung or overloaded; its stages wait, the next poll tries again: %w", action, img, reg, slow.timeout, err)
+	}
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &syntax) || errors.As(err, &typ) || errors.Is(err, io.ErrUnexpectedEOF) {

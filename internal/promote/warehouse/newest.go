@@ -72,8 +72,19 @@ func (w *Warehouse) pickNewest(ctx context.Context, repo name.Repository, c *com
 			}
 			return "", "", w.explain(repo, "read tag "+best, err)
 		}
-		if cur.Digest.String() == digest || try >= maxVerify {
-			return best, cur.Digest.String(), nil
+		// digest is the hash of the manifest bytes read into the cache; the HEAD only
+		// says whether the tag still points there.
+		if cur.Digest.String() == digest {
+			return best, digest, nil
+		}
+		if try >= maxVerify {
+			// The registry keeps reporting another digest than it serves: take the
+			// hash of what it serves now.
+			proven, err := w.provenDigest(ctx, repo, best, cur.Digest.String())
+			if err != nil {
+				return "", "", w.explain(repo, "read tag "+best, err)
+			}
+			return best, proven, nil
 		}
 		// The tag was pushed again since it was cached: read it anew and re-rank.
 		bc.forget(best)
@@ -104,7 +115,9 @@ func (w *Warehouse) readBuilds(ctx context.Context, repo name.Repository, p v1.P
 				}
 				return w.explain(repo, "read tag "+tag, err)
 			}
-			digest := desc.Digest.String()
+			// Hashed here rather than taken from the library, which trusts a schema 1
+			// registry's Docker-Content-Digest: this digest may be written to Git.
+			digest := manifestDigest(desc.Manifest)
 			bc.mu.Lock()
 			_, known := bc.built[digest]
 			bc.mu.Unlock()

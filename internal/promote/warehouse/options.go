@@ -3,6 +3,7 @@ package warehouse
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -32,13 +33,37 @@ type RegistryConfig struct {
 type Option func(*options)
 
 type options struct {
-	keychain   authn.Keychain
-	transport  http.RoundTripper
-	registries map[string]RegistryConfig
-	log        *slog.Logger
-	clock      Clock
-	observe    func(registry string, code int)
-	pageSize   int
+	keychain       authn.Keychain
+	transport      http.RoundTripper
+	registries     map[string]RegistryConfig
+	log            *slog.Logger
+	clock          Clock
+	observe        func(registry string, code int)
+	pageSize       int
+	requestTimeout time.Duration
+	onInvalidTag   func(image, tag string)
+}
+
+// DefaultRequestTimeout bounds one registry request (each try of it), body
+// included: a registry that accepts the connection and never answers fails the
+// request after it, not the promoter for ever.
+const DefaultRequestTimeout = 30 * time.Second
+
+// WithRequestTimeout bounds each registry request, headers and body, each retry
+// on its own (default DefaultRequestTimeout; 0 or less keeps the default). A timed
+// out request is not retried: the next poll asks again.
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.requestTimeout = d
+		}
+	}
+}
+
+// WithInvalidTags calls observe once for every listed tag that is not a valid tag
+// name, per image (the warehouse logs it once too), e.g. to count them.
+func WithInvalidTags(observe func(image, tag string)) Option {
+	return func(o *options) { o.onInvalidTag = observe }
 }
 
 // WithKeychain sets where registry credentials come from (default

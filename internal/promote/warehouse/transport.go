@@ -3,6 +3,7 @@ package warehouse
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -38,6 +39,7 @@ type registryTransport struct {
 	configs  map[string]RegistryConfig
 	attempts int
 	backoff  time.Duration
+	timeout  time.Duration
 
 	mu    sync.Mutex
 	hosts map[string]*hostTransport
@@ -74,6 +76,7 @@ func (t *registryTransport) forHost(host string) *hostTransport {
 		limiter:  rate.NewLimiter(limit, burst),
 		attempts: t.attempts,
 		backoff:  t.backoff,
+		timeout:  t.timeout,
 	}
 	t.hosts[host] = h
 	return h
@@ -89,6 +92,8 @@ type hostTransport struct {
 	limiter  *rate.Limiter
 	attempts int
 	backoff  time.Duration
+	// timeout bounds each try, body included (0: none).
+	timeout time.Duration
 }
 
 func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -107,7 +112,7 @@ func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			try = req.Clone(ctx)
 			try.Body = body
 		}
-		resp, err := h.inner.RoundTrip(try)
+		resp, err := h.try(try)
 		code := 0
 		if resp != nil {
 			code = resp.StatusCode
@@ -147,6 +152,62 @@ func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// try sends one request under the per-request timeout. The timeout stays armed
+// until the body is closed, so a registry that sends headers and then stalls the
+// body is cut off too.
+func (h *hostTransport) try(req *http.Request) (*http.Response, error) {
+	if h.timeout <= 0 {
+		return h.inner.RoundTrip(req)
+	}
+	ctx, cancel := context.WithTimeoutCause(req.Context(), h.timeout, errRequestTimeout{h.host, h.timeout})
+	resp, err := h.inner.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		timedOut := ctx.Err() != nil && req.Context().Err() == nil
+		cancel()
+		if timedOut {
+			return nil, context.Cause(ctx)
+		}
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, ctx: ctx, parent: req.Context(), cancel: cancel}
+	return resp, nil
+}
+
+// errRequestTimeout is a registry request that took longer than the warehouse's
+// request timeout. It is a net.Error with Timeout() true, like the transport's own.
+type errRequestTimeout struct {
+	host    string
+	timeout time.Duration
+}
+
+func (e errRequestTimeout) Error() string {
+	return fmt.Sprintf("registry %s did not answer within %s (request timeout)", e.host, e.timeout)
+}
+func (errRequestTimeout) Timeout() bool   { return true }
+func (errRequestTimeout) Temporary() bool { return false }
+
+// cancelOnClose releases a request's timeout when its body is closed, and names the
+// timeout when reading the body hit it.
+type cancelOnClose struct {
+	io.ReadCloser
+	ctx, parent context.Context
+	cancel      context.CancelFunc
+}
+
+func (b *cancelOnClose) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.ctx.Err() != nil && b.parent.Err() == nil {
+		err = context.Cause(b.ctx)
+	}
+	return n, err
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // wait takes a token from the host's rate limiter, sleeping on the Clock so tests

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -35,6 +36,14 @@ type Warehouse struct {
 	log        *slog.Logger
 	registries map[string]RegistryConfig
 
+	// proofs holds the digests the warehouse hashed itself; see provenDigest.
+	proofs proofs
+	// warned holds the keys of warnings already logged (warnOnce), so a bad tag a
+	// registry keeps listing is reported once, not every poll.
+	warned sync.Map
+	// onInvalidTag is WithInvalidTags' callback.
+	onInvalidTag func(image, tag string)
+
 	// builds caches what the newest strategy learned per repository and platform.
 	buildsMu sync.Mutex
 	builds   map[buildsKey]*buildCache
@@ -43,12 +52,13 @@ type Warehouse struct {
 // New returns a Warehouse configured by opts.
 func New(opts ...Option) (*Warehouse, error) {
 	o := &options{
-		keychain:   authn.DefaultKeychain,
-		transport:  remote.DefaultTransport,
-		registries: map[string]RegistryConfig{},
-		log:        slog.Default(),
-		clock:      realClock{},
-		pageSize:   defaultPageSize,
+		keychain:       authn.DefaultKeychain,
+		transport:      remote.DefaultTransport,
+		registries:     map[string]RegistryConfig{},
+		log:            slog.Default(),
+		clock:          realClock{},
+		pageSize:       defaultPageSize,
+		requestTimeout: DefaultRequestTimeout,
 	}
 	for _, opt := range opts {
 		opt(o)
@@ -61,15 +71,17 @@ func New(opts ...Option) (*Warehouse, error) {
 		configs:  o.registries,
 		attempts: defaultAttempts,
 		backoff:  defaultBackoff,
+		timeout:  o.requestTimeout,
 		hosts:    map[string]*hostTransport{},
 	}
 	w := &Warehouse{
-		rt:         rt,
-		pageSize:   o.pageSize,
-		clock:      o.clock,
-		log:        o.log,
-		registries: o.registries,
-		builds:     map[buildsKey]*buildCache{},
+		rt:           rt,
+		pageSize:     o.pageSize,
+		clock:        o.clock,
+		log:          o.log,
+		registries:   o.registries,
+		builds:       map[buildsKey]*buildCache{},
+		onInvalidTag: o.onInvalidTag,
 	}
 	if err := w.SetKeychain(o.keychain); err != nil {
 		return nil, err
@@ -107,6 +119,12 @@ type Report struct {
 	Strategy, Constraint string
 	// Tags is how many tags the registry listed.
 	Tags int
+	// Invalid lists the listed tags that are not valid tag names
+	// ([A-Za-z0-9_][A-Za-z0-9._-]{0,127}): never candidates, never written.
+	Invalid []string
+	// Missing lists the tags that were listed and selected but whose manifest the
+	// registry did not have; the next candidate was taken instead.
+	Missing []string
 	// Filtered is how many of them allowTags, ignoreTags or the skip list removed.
 	Filtered int
 	// Candidates is how many of the rest the strategy could rank and accepted
@@ -120,6 +138,9 @@ type Report struct {
 // String is the report as one sentence.
 func (r Report) String() string {
 	s := fmt.Sprintf("%d tags in %s", r.Tags, r.Image)
+	if len(r.Invalid) > 0 {
+		s += fmt.Sprintf(", %d not valid tag names (skipped)", len(r.Invalid))
+	}
 	if r.Filtered > 0 {
 		s += fmt.Sprintf(", %d filtered out by allowTags/ignoreTags/rejected", r.Filtered)
 	}
@@ -130,6 +151,9 @@ func (r Report) String() string {
 	s += fmt.Sprintf(", %d match %s", r.Candidates, what)
 	if r.Highest != "" {
 		s += fmt.Sprintf(" (highest seen %s)", r.Highest)
+	}
+	if len(r.Missing) > 0 {
+		s += fmt.Sprintf("; listed without a manifest, skipped: %s", strings.Join(r.Missing, ", "))
 	}
 	return s
 }
@@ -177,6 +201,7 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 		return freight.Freight{}, rep, err
 	}
 	rep.Tags = len(tags)
+	tags = w.validTags(ctx, image, tags, &rep)
 	admitted := tags[:0:0]
 	for _, t := range tags {
 		if c.admits(t) && !skipped[t] {
@@ -185,29 +210,74 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 	}
 	rep.Filtered = len(tags) - len(admitted)
 
-	var best string
-	var digest string
-	switch c.strategy {
-	case StrategySemver:
-		best = pickSemver(c, admitted, &rep)
-	case StrategyLexical:
-		best = pickLexical(admitted, &rep)
-	case StrategyNewest:
-		best, digest, err = w.pickNewest(ctx, repo, c, tags, admitted, &rep)
+	if c.strategy == StrategyNewest {
+		best, digest, err := w.pickNewest(ctx, repo, c, tags, admitted, &rep)
 		if err != nil {
 			return freight.Freight{}, rep, err
 		}
-	}
-	if best == "" {
-		return freight.Freight{}, rep, fmt.Errorf("%w: %s", ErrNoMatch, noMatchSentence(rep))
-	}
-	if digest != "" {
+		if best == "" {
+			return freight.Freight{}, rep, fmt.Errorf("%w: %s", ErrNoMatch, noMatchSentence(rep))
+		}
 		return freight.Freight{Image: image, Tag: best, Digest: digest, DiscoveredAt: w.clock.Now()}, rep, nil
 	}
-	// The digest is read now rather than at write time: the freight names exactly
-	// what was found, and a tag deleted since listing is caught here.
-	f, err := w.resolve(ctx, image, repo, best)
-	return f, rep, err
+	for {
+		var best string
+		if c.strategy == StrategySemver {
+			best = pickSemver(c, admitted, &rep)
+		} else {
+			best = pickLexical(admitted, &rep)
+		}
+		if best == "" {
+			return freight.Freight{}, rep, fmt.Errorf("%w: %s", ErrNoMatch, noMatchSentence(rep))
+		}
+		// The digest is read now rather than at write time: the freight names exactly
+		// what was found, and a tag deleted since listing is caught here.
+		f, err := w.resolve(ctx, image, repo, best)
+		if !errors.Is(err, ErrTagNotFound) {
+			return f, rep, err
+		}
+		// Listed but without a manifest (deleted since, or a broken registry): the
+		// next candidate is promoted instead of the stage failing on every poll.
+		rep.Missing = append(rep.Missing, best)
+		w.warnOnce(ctx, "missing\x00"+image+"\x00"+best, "tag is listed but has no manifest; skipped for the next candidate", "image", image, "tag", best)
+		if len(rep.Missing) >= maxMissing {
+			return freight.Freight{}, rep, fmt.Errorf("%d listed tags of %s have no manifest (%s): the registry's tag list does not match its content; check the registry", len(rep.Missing), image, strings.Join(rep.Missing, ", "))
+		}
+		admitted = without(admitted, best)
+		rep.Candidates = 0
+	}
+}
+
+// maxMissing bounds how many listed-but-missing tags one Discover skips before it
+// gives up: each costs a request, and that many means the registry is broken.
+const maxMissing = 10
+
+// validTags drops the listed tags that are not valid tag names, counting them in the
+// report; each is logged once and passed to WithInvalidTags' callback once. Such a
+// tag cannot be pulled, and written into YAML it could be anything (a comment, a
+// flow mapping, a quote).
+func (w *Warehouse) validTags(ctx context.Context, image string, tags []string, rep *Report) []string {
+	ok := tags[:0:0]
+	for _, t := range tags {
+		if validTag.MatchString(t) {
+			ok = append(ok, t)
+			continue
+		}
+		rep.Invalid = append(rep.Invalid, t)
+		if w.warnOnce(ctx, "invalid\x00"+image+"\x00"+t, "registry lists a tag that is not a valid tag name; skipped", "image", image, "tag", fmt.Sprintf("%q", t)) && w.onInvalidTag != nil {
+			w.onInvalidTag(image, t)
+		}
+	}
+	return ok
+}
+
+// warnOnce logs msg the first time key is seen and reports whether it did.
+func (w *Warehouse) warnOnce(ctx context.Context, key, msg string, args ...any) bool {
+	if _, seen := w.warned.LoadOrStore(key, struct{}{}); seen {
+		return false
+	}
+	w.log.WarnContext(ctx, msg, args...)
+	return true
 }
 
 func noMatchSentence(r Report) string {
@@ -241,13 +311,17 @@ func (w *Warehouse) Resolve(ctx context.Context, image, tag string) (freight.Fre
 
 func (w *Warehouse) resolve(ctx context.Context, image string, repo name.Repository, tag string) (freight.Freight, error) {
 	desc, err := w.puller.Load().Head(ctx, repo.Tag(tag))
-	if err != nil {
-		if isNotFound(err) {
-			return freight.Freight{}, fmt.Errorf("%w: tag %s not found in %s: push it first, or check the image name", ErrTagNotFound, tag, image)
+	if err == nil {
+		var digest string
+		digest, err = w.provenDigest(ctx, repo, tag, desc.Digest.String())
+		if err == nil {
+			return freight.Freight{Image: image, Tag: tag, Digest: digest, DiscoveredAt: w.clock.Now()}, nil
 		}
-		return freight.Freight{}, w.explain(repo, "read tag "+tag, err)
 	}
-	return freight.Freight{Image: image, Tag: tag, Digest: desc.Digest.String(), DiscoveredAt: w.clock.Now()}, nil
+	if isNotFound(err) {
+		return freight.Freight{}, fmt.Errorf("%w: tag %s not found in %s: push it first, or check the image name", ErrTagNotFound, tag, image)
+	}
+	return freight.Freight{}, w.explain(repo, "read tag "+tag, err)
 }
 
 // listTags reads every page of the repository's tag list.

@@ -44,6 +44,15 @@ type Push struct {
 // ping, a format it does not know).
 var ErrNoPush = errors.New("the notification names no pushed image")
 
+// Repositories are the pushes' repositories, in order, as stage.Engine.Notify takes them.
+func Repositories(pushes []Push) []string {
+	repos := make([]string, len(pushes))
+	for i, p := range pushes {
+		repos[i] = p.Repository
+	}
+	return repos
+}
+
 // payload is the union of the formats Parse reads; each registry fills its own fields.
 type payload struct {
 	// CNCF distribution (docker-registry, GitLab, Harbor 1.x): notifications endpoints.
@@ -103,7 +112,7 @@ type githubPackage struct {
 func Parse(body []byte) ([]Push, error) {
 	var p payload
 	if err := json.Unmarshal(body, &p); err != nil {
-		return nil, fmt.Errorf("the notification is not JSON: %v", err)
+		return nil, fmt.Errorf("the notification is not JSON: %w", err)
 	}
 	var out []Push
 	add := func(host, repo, tag, digest string) error {
@@ -113,7 +122,7 @@ func Parse(body []byte) ([]Push, error) {
 		}
 		r, err := name.NewRepository(ref, name.WeakValidation)
 		if err != nil {
-			return fmt.Errorf("repository %q: %v", ref, err)
+			return fmt.Errorf("repository %q: %w", ref, err)
 		}
 		out = append(out, Push{Repository: r.Name(), Tag: tag, Digest: digest})
 		return nil
@@ -122,7 +131,7 @@ func Parse(body []byte) ([]Push, error) {
 		s = strings.TrimSuffix(strings.TrimSpace(s), ":")
 		ref, err := name.ParseReference(s, name.WeakValidation)
 		if err != nil {
-			return fmt.Errorf("image %q: %v", s, err)
+			return fmt.Errorf("image %q: %w", s, err)
 		}
 		push := Push{Repository: ref.Context().Name()}
 		switch r := ref.(type) {
@@ -289,7 +298,7 @@ func Forward(ctx context.Context, client *http.Client, url, secret string, pushe
 	}
 	var a Answer
 	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, fmt.Errorf("passing the notification on to %s: %v", url, err)
+		return nil, fmt.Errorf("passing the notification on to %s: %w", url, err)
 	}
 	return a.Stages, nil
 }

@@ -20,12 +20,19 @@ import (
 // Errors a caller can test with errors.Is. They are always wrapped in a *KeyError
 // that says which key and which part of it failed.
 var (
-	ErrInvalidYAML = errors.New("not valid YAML")
-	ErrKeyNotFound = errors.New("key not found")
-	ErrNotScalar   = errors.New("not a scalar")
-	ErrAmbiguous   = errors.New("key found in several documents")
-	ErrUnsupported = errors.New("unsupported scalar form")
+	ErrInvalidYAML  = errors.New("not valid YAML")
+	ErrKeyNotFound  = errors.New("key not found")
+	ErrNotScalar    = errors.New("not a scalar")
+	ErrAmbiguous    = errors.New("key found in several documents")
+	ErrUnsupported  = errors.New("unsupported scalar form")
+	ErrDuplicateKey = errors.New("duplicate key")
+	ErrTooLarge     = errors.New("file too large")
 )
+
+// MaxFileSize is the largest file Get and Set read (1 MiB, the limit cmp-sidecar
+// renders with): an instance file is a few hundred bytes, and parsing a huge one
+// costs hundreds of megabytes.
+const MaxFileSize = 1 << 20
 
 // KeyError reports why a key could not be read or written. File is empty unless the
 // caller went through GetFile/SetFile or filled it in.
@@ -173,6 +180,10 @@ func parseDocs(data []byte) ([]*yaml.Node, error) {
 }
 
 func locate(data []byte, key string) (location, error) {
+	if len(data) > MaxFileSize {
+		return location{}, &KeyError{Key: key, Err: ErrTooLarge,
+			Detail: fmt.Sprintf("it is %d bytes and the promoter edits files of at most %d (1 MiB, as cmp-sidecar renders): move the rest out of the file", len(data), MaxFileSize)}
+	}
 	parts := SplitKey(key)
 	for _, p := range parts {
 		if p == "" {
@@ -233,6 +244,9 @@ func walk(root *yaml.Node, key string, parts []string) (location, error) {
 			return location{}, &KeyError{Key: key, Err: ErrKeyNotFound,
 				Detail: fmt.Sprintf("%q is a scalar, not a map", strings.Join(parts[:i], "."))}
 		}
+		if err := duplicates(y, key, parts[:i], part); err != nil {
+			return location{}, err
+		}
 		next, err := cur.Pipe(yaml.Lookup(part))
 		if err != nil || next == nil {
 			parent := strings.Join(parts[:i], ".")
@@ -260,6 +274,31 @@ func walk(root *yaml.Node, key string, parts []string) (location, error) {
 		return location{}, &KeyError{Key: key, Err: ErrNotScalar,
 			Detail: fmt.Sprintf("the value is a %s", kindName(n.Kind))}
 	}
+}
+
+// duplicates refuses a mapping on the key's path that has the next part more than
+// once. YAML parsers disagree on which one counts: kyaml's lookup finds the first,
+// kubectl, kro and cmp-sidecar keep the last; an edit of either would make Git say one
+// value and the cluster run another.
+func duplicates(m *yaml.Node, key string, parent []string, part string) error {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	var lines []string
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if k := m.Content[i]; k.Kind == yaml.ScalarNode && k.Value == part {
+			lines = append(lines, fmt.Sprint(k.Line))
+		}
+	}
+	if len(lines) < 2 {
+		return nil
+	}
+	where := "the document root"
+	if len(parent) > 0 {
+		where = fmt.Sprintf("%q", strings.Join(parent, "."))
+	}
+	return &KeyError{Key: key, Err: ErrDuplicateKey,
+		Detail: fmt.Sprintf("%s has %q %d times (lines %s); tools disagree on which counts: keep one", where, part, len(lines), strings.Join(lines, ", "))}
 }
 
 func kindName(k yaml.Kind) string {

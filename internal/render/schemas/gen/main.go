@@ -81,10 +81,10 @@ func downloadKubernetes(v string) (string, error) {
 		Error string
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil {
-		return "", fmt.Errorf("go mod download k8s.io/kubernetes@%s: %v (output %q)", v, runErr, stdout.String())
+		return "", fmt.Errorf("go mod download k8s.io/kubernetes@%s: %w (output %q)", v, runErr, stdout.String())
 	}
 	if info.Error != "" || runErr != nil {
-		return "", fmt.Errorf("go mod download k8s.io/kubernetes@%s: %s %v", v, info.Error, runErr)
+		return "", fmt.Errorf("go mod download k8s.io/kubernetes@%s: %s %w", v, info.Error, runErr)
 	}
 	return info.Dir, nil
 }

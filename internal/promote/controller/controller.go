@@ -1,4 +1,6 @@
-package main
+// Package controller is the promoter in the cluster: stages from Argo CD annotations, one leader
+// promoting under a Lease, state in a ConfigMap, the API, probes, metrics and notifications.
+package controller
 
 import (
 	"context"
@@ -13,12 +15,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/klog/v2"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/argocd"
@@ -32,108 +31,60 @@ import (
 	"github.com/kropipe/kropipe/internal/version"
 )
 
-// controllerFlags are `promoter controller`'s own flags; --addr, --data-dir, --token-file and
-// --log-level are the root command's.
-type controllerFlags struct {
-	kubeconfig         string
-	namespace          string
-	argocdNamespace    string
-	watchNamespaces    []string
-	pullSecrets        []string
-	insecureRegistries []string
-	interval           time.Duration
-	healthTimeout      time.Duration
-	webhook            webhookFlags
-	leaderElect        bool
-	stateConfigMap     string
-	healthAddr         string
+// Config is one replica's settings; cmd/promoter fills it from `promoter controller`'s flags
+// (named in brackets) and checks them first, so its errors can name the flags.
+type Config struct {
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+	Logger  *slog.Logger
+
+	Namespace          string        // the Lease, the state ConfigMap and pull secrets live here (--namespace)
+	ArgoCDNamespace    string        // Argo CD's repository Secrets (--argocd-namespace)
+	WatchNamespaces    []string      // where Applications and ApplicationSets are read (--watch-namespaces)
+	PullSecrets        []string      // dockerconfigjson Secrets in Namespace (--pull-secrets)
+	InsecureRegistries []string      // hosts reached over plain HTTP (--insecure-registry)
+	Interval           time.Duration // longest time between passes (--interval)
+	HealthTimeout      time.Duration // how long a promoted Application may stay Degraded (--health-timeout)
+	LeaderElect        bool          // campaign for the Lease; false is safe only with one replica (--leader-elect)
+	StateConfigMap     string        // the ConfigMap in Namespace keeping approvals and verifications (--state-configmap)
+	DataDir            string        // persistent clones live under DataDir/git (--data-dir)
+
+	Addr         string // the API listener (--addr)
+	Token        string // the API's bearer token; "" for none (--token-file)
+	RequireToken bool   // refuse API calls without Token: Addr is reachable from other pods
+	HealthAddr   string // probes and metrics only; "" for none (--health-addr)
+
+	WebhookAddr   string // registry notifications; "" for none (--webhook-addr)
+	WebhookSecret string // the secret every notification carries (--webhook-secret-file)
+	PodIP         string // advertised to standbys when WebhookAddr has no host ($POD_IP)
 }
 
-func newControllerCommand(g *globals) *cobra.Command {
-	f := &controllerFlags{}
-	cmd := &cobra.Command{
-		Use:   "controller",
-		Short: "Run in the cluster: stages from Argo CD annotations, one leader, state in a ConfigMap",
-		Long: "controller reads the stages from kropipe.io/* annotations on Argo CD Applications and\n" +
-			"ApplicationSets in --watch-namespaces, promotes new tags by committing them to Git, and keeps\n" +
-			"approvals, verifications and pauses in the ConfigMap --state-configmap. With --leader-elect\n" +
-			"(the default) replicas campaign for a Lease and only the leader promotes; every replica serves\n" +
-			"the API on --addr (loopback: use kubectl port-forward) and probes and metrics on --health-addr.\n" +
-			"Logs are JSON on stderr.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := g.jsonLogger()
-			// client-go logs (leader election, informers) through klog: send them to the same
-			// JSON stream.
-			klog.SetSlogLogger(log)
-			kube, dyn, ns, err := f.connect(g)
-			if err != nil {
-				return err
-			}
-			if f.namespace == "" {
-				f.namespace = ns
-			}
-			return runController(cmd.Context(), g, f, kube, dyn, log)
-		},
+func (cfg *Config) check() error {
+	switch {
+	case cfg.Kube == nil:
+		return errors.New("controller: no Kubernetes client")
+	case cfg.Namespace == "":
+		return errors.New("controller: no namespace for the Lease and the state ConfigMap")
+	case cfg.Interval <= 0 || cfg.HealthTimeout <= 0:
+		return errors.New("controller: the interval and the health timeout must be positive")
+	case len(cfg.WatchNamespaces) == 0:
+		return errors.New("controller: no namespaces to watch for Argo CD Applications")
+	case cfg.WebhookAddr != "" && strings.TrimSpace(cfg.WebhookSecret) == "":
+		return errors.New("controller: registry notifications need a secret")
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, else the in-cluster service account)")
-	fl.StringVar(&f.namespace, "namespace", "", "the promoter's namespace: its Lease, state ConfigMap and pull secrets (default $POD_NAMESPACE, else the kubeconfig's or the pod's namespace)")
-	fl.StringVar(&f.argocdNamespace, "argocd-namespace", "argocd", "Argo CD's own namespace: its repository Secrets give the Git credentials")
-	fl.StringSliceVar(&f.watchNamespaces, "watch-namespaces", []string{"argocd"}, "namespaces whose Argo CD Applications and ApplicationSets to read (comma-separated)")
-	fl.StringSliceVar(&f.pullSecrets, "pull-secrets", nil, "names of kubernetes.io/dockerconfigjson Secrets in --namespace holding registry credentials (comma-separated)")
-	fl.StringSliceVar(&f.insecureRegistries, "insecure-registry", nil, "registry hosts (host:port) reached over plain HTTP, e.g. an in-cluster registry (repeatable)")
-	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "longest time between passes; a stage's kropipe.io/interval may shorten it")
-	fl.DurationVar(&f.healthTimeout, "health-timeout", argocd.DefaultGateTimeout, "how long a promoted Application may stay Degraded or its sync failed before the promotion fails (and, with kropipe.io/auto-rollback, is rolled back)")
-	fl.BoolVar(&f.leaderElect, "leader-elect", true, "campaign for the Lease "+leader.DefaultName+" so only one replica promotes; false only for a single replica")
-	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses")
-	f.webhook.register(fl)
-	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
-	return cmd
-}
-
-// connect builds the Kubernetes clients from --kubeconfig, the usual kubeconfig places or the
-// in-cluster service account, and finds the namespace to default --namespace to.
-func (f *controllerFlags) connect(g *globals) (kubernetes.Interface, dynamic.Interface, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = f.kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("no Kubernetes connection: %w; pass --kubeconfig, or run in a pod with a service account", err)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	cfg.UserAgent = "kropipe-promoter/" + version.Version
-	// Informers do the reading; writes are a few patches per promotion.
-	cfg.QPS, cfg.Burst = 20, 40
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
+	if cfg.StateConfigMap == "" {
+		cfg.StateConfigMap = kubestate.DefaultName
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	ns := g.getenv("POD_NAMESPACE")
-	if ns == "" {
-		ns, _, _ = cc.Namespace()
-	}
-	return kube, dyn, ns, nil
-}
-
-// jsonLogger is the controller's logger: structured JSON for the cluster's log pipeline.
-func (g *globals) jsonLogger() *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
-		lvl = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: lvl}))
+	return nil
 }
 
 // controller is one replica: it always serves the API and health endpoints, and runs the
 // promotion loop while it leads.
 type controller struct {
-	g       *globals
-	f       *controllerFlags
+	f       *Config
 	log     *slog.Logger
 	kube    kubernetes.Interface
 	dyn     dynamic.Interface
@@ -149,48 +100,43 @@ type controller struct {
 	progress atomic.Int64
 }
 
-func runController(ctx context.Context, g *globals, f *controllerFlags, kube kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) error {
-	if f.namespace == "" {
-		return errors.New("no namespace for the Lease and the state ConfigMap: pass --namespace (in a pod, set POD_NAMESPACE from the downward API)")
-	}
-	if f.interval <= 0 {
-		return errors.New("--interval must be positive, e.g. 5m")
-	}
-	if f.healthTimeout <= 0 {
-		return errors.New("--health-timeout must be positive, e.g. 5m")
-	}
-	if len(f.watchNamespaces) == 0 {
-		return errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
-	}
-	tok, loopback, err := g.apiAuth("other pods", "give --token-file (mount it from a Secret) so only holders of the token can promote, or keep 127.0.0.1 and use kubectl port-forward")
-	if err != nil {
+// Run runs one replica until ctx ends: the listeners at once, the promotion loop while it leads.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.check(); err != nil {
 		return err
 	}
+	f, log := &cfg, cfg.Logger
 	c := &controller{
-		g: g, f: f, log: log, kube: kube, dyn: dyn,
+		f: f, log: log, kube: cfg.Kube, dyn: cfg.Dynamic,
 		metrics: metrics.New(),
-		store:   kubestate.New(kube, f.namespace, kubestate.WithName(f.stateConfigMap), kubestate.WithLogger(log)),
-		events:  argocd.NewRecorder(kube),
+		store:   kubestate.New(cfg.Kube, f.Namespace, kubestate.WithName(f.StateConfigMap), kubestate.WithLogger(log)),
+		events:  argocd.NewRecorder(cfg.Kube),
 	}
 	c.leader.Store("")
 
-	srv := api.New(gate{c}, api.WithToken(tok), api.WithRequireToken(!loopback), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
+	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
-	hook, err := f.webhook.handler(g, gate{c}.notify, log, webhook.WithResults(c.metrics.Notification))
-	if err != nil {
-		return err
+	var hook http.Handler
+	if f.WebhookAddr != "" {
+		h, err := webhook.NewHandler(f.WebhookSecret, gate{c}.notify, log, webhook.WithResults(c.metrics.Notification))
+		if err != nil {
+			return err
+		}
+		mux := http.NewServeMux()
+		h.Register(mux)
+		hook = mux
 	}
 	servers, err := c.listen(ctx, srv, hook)
 	if err != nil {
 		return err
 	}
-	log.Info("promoter controller starting", "version", version.Version, "addr", g.addr, "healthAddr", f.healthAddr,
-		"namespace", f.namespace, "watchNamespaces", f.watchNamespaces, "leaderElect", f.leaderElect, "stateConfigMap", f.namespace+"/"+f.stateConfigMap)
+	log.Info("promoter controller starting", "version", version.Version, "addr", f.Addr, "healthAddr", f.HealthAddr,
+		"namespace", f.Namespace, "watchNamespaces", f.WatchNamespaces, "leaderElect", f.LeaderElect, "stateConfigMap", f.Namespace+"/"+f.StateConfigMap)
 
-	if f.leaderElect {
+	if f.LeaderElect {
 		err = leader.Run(ctx, leader.Config{
-			Client: kube, Namespace: f.namespace, Logger: log,
+			Client: c.kube, Namespace: f.Namespace, Logger: log,
 			OnNewLeader: func(id string) { c.leader.Store(id) },
 		}, c.lead, nil)
 	} else {
@@ -222,21 +168,21 @@ func (c *controller) listen(ctx context.Context, apiHandler, hook http.Handler) 
 		}()
 		return nil
 	}
-	if err := start(c.g.addr, apiHandler, "API (--addr)"); err != nil {
+	if err := start(c.f.Addr, apiHandler, "API (--addr)"); err != nil {
 		return nil, err
 	}
-	if c.f.healthAddr != "" {
+	if c.f.HealthAddr != "" {
 		mux := http.NewServeMux()
 		mux.HandleFunc("GET /healthz", c.healthy)
 		mux.HandleFunc("GET /readyz", c.ready)
 		mux.Handle("GET /metrics", c.metrics.Handler())
-		if err := start(c.f.healthAddr, mux, "probes (--health-addr)"); err != nil {
+		if err := start(c.f.HealthAddr, mux, "probes (--health-addr)"); err != nil {
 			_ = s.shutdown()
 			return nil, err
 		}
 	}
 	if hook != nil {
-		if err := start(c.f.webhook.addr, hook, "registry notifications (--webhook-addr)"); err != nil {
+		if err := start(c.f.WebhookAddr, hook, "registry notifications (--webhook-addr)"); err != nil {
 			_ = s.shutdown()
 			return nil, err
 		}
@@ -271,7 +217,7 @@ func (c *controller) healthy(w http.ResponseWriter, r *http.Request) {
 // stuckAfter is how long a leader may go without finishing a pass: three intervals, and never
 // less than 15 minutes, since one slow pass (a rate-limited registry, a large fetch) is normal.
 func (c *controller) stuckAfter() time.Duration {
-	return max(3*c.f.interval, 15*time.Minute)
+	return max(3*c.f.Interval, 15*time.Minute)
 }
 
 // ready answers the kubelet's readiness probe. A standby is ready: it serves the API and would
@@ -284,7 +230,7 @@ func (c *controller) ready(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ready: leading")
 	case e != nil:
 		http.Error(w, "leading, first pass not finished", http.StatusServiceUnavailable)
-	case c.f.leaderElect:
+	case c.f.LeaderElect:
 		fmt.Fprintf(w, "ready: standing by (leader %s)\n", c.leaderName())
 	default:
 		http.Error(w, "starting", http.StatusServiceUnavailable)
@@ -322,7 +268,7 @@ func (c *controller) lead(ctx context.Context) {
 // term is one leadership term: a fresh warehouse, engine and watcher, and passes until ctx
 // ends. Before each pass the pull secrets are brought up to date (rotations need no restart).
 func (c *controller) term(ctx context.Context) error {
-	w := argocd.NewWatcher(c.dyn, c.f.watchNamespaces, argocd.WithWatcherLogger(c.log))
+	w := argocd.NewWatcher(c.dyn, c.f.WatchNamespaces, argocd.WithWatcherLogger(c.log))
 	e, hg, pulls, repos, err := c.newEngine(ctx, w)
 	if err != nil {
 		return err
@@ -346,7 +292,7 @@ func (c *controller) term(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	case <-watching:
-		return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.watchNamespaces, watchErr)
+		return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.WatchNamespaces, watchErr)
 	case <-w.Changes():
 	}
 	c.progress.Store(time.Now().UnixNano())
@@ -387,7 +333,7 @@ func (c *controller) term(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-watching:
-				return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.watchNamespaces, watchErr)
+				return fmt.Errorf("watching Argo CD Applications in %v: %w", c.f.WatchNamespaces, watchErr)
 			case <-timer.C:
 				break wait
 			case <-e.Kicks():
@@ -462,7 +408,7 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 		// Derive only returns sets that validate; this is a bug, so keep the old set.
 		c.log.Error("stages from annotations rejected; keeping the previous set", "error", err.Error())
 	}
-	interval := c.f.interval
+	interval := c.f.Interval
 	for _, s := range cfg.Specs {
 		if s.Interval > 0 && s.Interval < interval {
 			interval = s.Interval
@@ -481,32 +427,28 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	whOpts := []warehouse.Option{
 		warehouse.WithLogger(c.log),
 		warehouse.WithMetrics(c.metrics.RegistryRequest),
+		warehouse.WithInvalidTags(c.metrics.InvalidTag),
 	}
-	for _, host := range c.f.insecureRegistries {
+	for _, host := range c.f.InsecureRegistries {
 		whOpts = append(whOpts, warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}))
 	}
 	wh, err := warehouse.New(whOpts...)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	dir, err := c.g.stateDir()
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	gitDir := filepath.Join(dir, "git")
-	gitLog := slog.New(c.metrics.CountPushRetries(c.log.Handler()))
-	creds := argocd.NewCredentials(c.kube, c.f.argocdNamespace, argocd.WithCredentialsLogger(c.log))
-	repos := &stageRepos{log: gitLog} // reads through the engine's clones, set below
+	gitDir := filepath.Join(c.f.DataDir, "git")
+	creds := argocd.NewCredentials(c.kube, c.f.ArgoCDNamespace, argocd.WithCredentialsLogger(c.log))
+	repos := &stageRepos{log: c.log} // reads through the engine's clones, set below
 	hg := argocd.NewHealthGate(c.dyn, w,
 		argocd.WithGateLogger(c.log),
-		argocd.WithTimeout(c.f.healthTimeout),
+		argocd.WithTimeout(c.f.HealthTimeout),
 		argocd.WithSyncIf(repos.isNewestPromotion),
 		argocd.WithSubject(repos.subject),
 		argocd.WithContains(repos.contains),
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
-		stage.WithGit(gitDir, gitwrite.WithLogger(gitLog)),
+		stage.WithGit(gitDir, gitwrite.WithLogger(c.log), gitwrite.WithPushRetries(c.metrics.PushRetry)),
 		stage.WithGitOptionsFor(creds.GitOptions),
 		stage.WithStore(c.store),
 		stage.WithVerifier(hg),
@@ -516,7 +458,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		return nil, nil, nil, nil, err
 	}
 	repos.open = e.Repo
-	return e, hg, newPullSecrets(c.kube, c.f.namespace, c.f.pullSecrets, wh, c.log), repos, nil
+	return e, hg, newPullSecrets(c.kube, c.f.Namespace, c.f.PullSecrets, wh, c.log), repos, nil
 }
 
 // rollBackFailures handles the promotions the health gate gave up on since the last pass:

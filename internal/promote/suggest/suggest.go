@@ -1,14 +1,16 @@
-package stage
+// Package suggest finds the name a user probably meant ("did you mean ...?") for the
+// configuration readers: promoter.yaml (config) and kropipe.io/* annotations (argocd).
+package suggest
 
 import (
 	"sort"
 	"strings"
 )
 
-// Suggest returns the known name closest to a misspelt one (edit distance at most 2,
+// Closest returns the known name closest to a misspelt one (edit distance at most 2,
 // case-insensitive), or "". Both ways of configuring stages — promoter.yaml and kropipe.io/*
 // annotations — use it for their "did you mean" hints.
-func Suggest(s string, known []string) string {
+func Closest(s string, known []string) string {
 	best, bestD := "", 3
 	sorted := append([]string(nil), known...)
 	sort.Strings(sorted)

@@ -1,4 +1,4 @@
-package main
+package controller
 
 import (
 	"bufio"
@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -191,7 +189,7 @@ func (e clusterEnv) finishSyncAt(t *testing.T, name, revision, syncRevision stri
 // startPromoted starts a controller with f and waits until develop-frontend is promoted to
 // 1.2.2 and the sync of that commit is requested; it returns the API client, the controller's
 // logs and the promotion commit.
-func (e clusterEnv) startPromoted(t *testing.T, f *controllerFlags) (*api.Client, *syncBuffer, string) {
+func (e clusterEnv) startPromoted(t *testing.T, f *Config) (*api.Client, *syncBuffer, string) {
 	t.Helper()
 	addr, logs, _ := e.start(t, f)
 	c := api.NewClient(addr, "", nil)
@@ -210,23 +208,31 @@ func head(t *testing.T, bare string) string {
 	return strings.TrimSpace(out)
 }
 
-func (e clusterEnv) start(t *testing.T, f *controllerFlags) (addr string, logs *syncBuffer, stop func() error) {
+func (e clusterEnv) start(t *testing.T, f *Config) (addr string, logs *syncBuffer, stop func() error) {
 	t.Helper()
 	logs = &syncBuffer{}
-	g := &globals{addr: freeAddr(t), dataDir: t.TempDir(), logLevel: "info", stdout: io.Discard, stderr: logs, getenv: func(string) string { return "" }}
+	cfg := *f
+	cfg.Kube, cfg.Dynamic = e.kube, e.dyn
+	cfg.Addr, cfg.DataDir = freeAddr(t), t.TempDir()
+	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runController(ctx, g, f, e.kube, e.dyn, g.jsonLogger()) }()
+	go func() { done <- Run(ctx, cfg) }()
 	// Fail at once, with the reason, when the controller does not even start.
-	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case err := <-done:
 			cancel()
 			t.Fatalf("controller stopped at start: %v\n%s", err, logs.String())
 		default:
 		}
-		if code, _ := tryGet("http://" + g.addr + "/healthz"); code == http.StatusOK || time.Since(start) > 10*time.Second {
+		code, body := tryGet("http://" + cfg.Addr + "/healthz")
+		if code == http.StatusOK {
 			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("controller not serving /healthz on %s after 10s: %d %s\n%s", cfg.Addr, code, body, logs.String())
 		}
 	}
 	stopped := false
@@ -245,17 +251,42 @@ func (e clusterEnv) start(t *testing.T, f *controllerFlags) (addr string, logs *
 		}
 	}
 	t.Cleanup(func() { _ = stop() })
-	return g.addr, logs, stop
+	return cfg.Addr, logs, stop
 }
 
-func controllerFlagsFor(healthAddr string) *controllerFlags {
-	return &controllerFlags{
-		namespace: "argocd", argocdNamespace: "argocd", watchNamespaces: []string{"argocd"},
+// configFor is a replica's configuration as `promoter controller` makes it from its default
+// flags; start fills in the clients, addresses and logger.
+func configFor(healthAddr string) *Config {
+	return &Config{
+		Namespace: "argocd", ArgoCDNamespace: "argocd", WatchNamespaces: []string{"argocd"},
 		// Short, so the health gate sees the simulated Argo CD quickly.
-		interval: 200 * time.Millisecond, healthTimeout: argocd.DefaultGateTimeout,
-		leaderElect: true, stateConfigMap: kubestate.DefaultName, healthAddr: healthAddr,
+		Interval: 200 * time.Millisecond, HealthTimeout: argocd.DefaultGateTimeout,
+		LeaderElect: true, StateConfigMap: kubestate.DefaultName, HealthAddr: healthAddr,
 	}
 }
+
+// freeAddr returns a loopback address free a moment ago, never one it returned before in
+// this process: the kernel may hand a just-closed port out again at once, and a test that
+// asks for several (API, probes, notifications) would then get two the same.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	handedOutMu.Lock()
+	defer handedOutMu.Unlock()
+	for {
+		srv := httptest.NewServer(nil)
+		addr := strings.TrimPrefix(srv.URL, "http://")
+		srv.Close()
+		if !handedOut[addr] {
+			handedOut[addr] = true
+			return addr
+		}
+	}
+}
+
+var (
+	handedOutMu sync.Mutex
+	handedOut   = map[string]bool{}
+)
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -284,7 +315,7 @@ func tryPost(url, body string) (int, string) { return tryPostWith(url, body, "")
 func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluster(t *testing.T) {
 	e := newClusterEnv(t)
 	health := freeAddr(t)
-	addr, logs, stop := e.start(t, controllerFlagsFor(health))
+	addr, logs, stop := e.start(t, configFor(health))
 
 	ctx := context.Background()
 	c := api.NewClient(addr, "", nil)
@@ -392,12 +423,15 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		if err != nil {
 			t.Fatal(err)
 		}
-		var table strings.Builder
-		printTable(&table, all)
-		for _, want := range []string{"SYNC", "Synced/Healthy at " + commit[:7], "develop-typo", "not run, fix its annotations"} {
-			if !strings.Contains(table.String(), want) {
-				t.Errorf("status table lacks %q:\n%s", want, table.String())
-			}
+		listed := map[string]stage.Status{}
+		for _, st := range all {
+			listed[st.Name] = st
+		}
+		if s := listed["develop-frontend"].Sync; s == nil || s.Revision != commit {
+			t.Errorf("the list's develop-frontend sync = %+v, want at %s", s, commit)
+		}
+		if typo := listed["develop-typo"]; !strings.Contains(typo.Reason, "not run, fix its annotations") {
+			t.Errorf("the list's develop-typo = %+v, want it not run for its annotations", typo)
 		}
 	})
 	t.Run("rollback through the API", func(t *testing.T) {
@@ -473,12 +507,12 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSync(t *testing.T) {
 	e := newClusterEnv(t)
 	e.blockPatches.Store(true)
-	firstAddr, firstLogs, stopFirst := e.start(t, controllerFlagsFor(""))
+	firstAddr, firstLogs, stopFirst := e.start(t, configFor(""))
 	waitStage(t, api.NewClient(firstAddr, "", nil), firstLogs, "promoted by the first replica", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
 	commit := head(t, e.bare)
 
 	health := freeAddr(t)
-	secondAddr, logs, _ := e.start(t, controllerFlagsFor(health))
+	secondAddr, logs, _ := e.start(t, configFor(health))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, body := tryGet("http://" + health + "/readyz")
@@ -550,50 +584,6 @@ func waitStage(t *testing.T, c *api.Client, logs *syncBuffer, what string, ok fu
 	}
 }
 
-func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
-	tests := []struct {
-		name    string
-		addr    string
-		change  func(f *controllerFlags)
-		wantErr string
-	}{
-		{name: "no namespace", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.namespace = "" }, wantErr: "--namespace"},
-		{name: "reachable API without a token", addr: "0.0.0.0:0", change: func(*controllerFlags) {}, wantErr: "--token-file"},
-		{name: "zero interval", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.interval = 0 }, wantErr: "--interval"},
-		{name: "zero health timeout", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.healthTimeout = 0 }, wantErr: "--health-timeout"},
-		{name: "no watch namespaces", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.watchNamespaces = nil }, wantErr: "--watch-namespaces"},
-		{name: "notifications without a secret", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.webhook.addr = "127.0.0.1:0" }, wantErr: "--webhook-secret-file"},
-		{name: "unreadable webhook secret", addr: "127.0.0.1:0", change: func(f *controllerFlags) {
-			f.webhook = webhookFlags{addr: "127.0.0.1:0", secretFile: "/nonexistent/secret"}
-		}, wantErr: "--webhook-secret-file: open /nonexistent/secret"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			f := controllerFlagsFor("")
-			tt.change(f)
-			g := &globals{addr: tt.addr, dataDir: t.TempDir(), logLevel: "error", stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
-			err := runController(context.Background(), g, f, kubefake.NewClientset(), nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("error = %v, want it to name %s", err, tt.wantErr)
-			}
-		})
-	}
-}
-
-func TestController_IsARootSubcommandWithItsFlags(t *testing.T) {
-	var out bytes.Buffer
-	cmd := newRootCommand(&out, &out, func(string) string { return "" })
-	cmd.SetArgs([]string{"controller", "--help"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
-	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry"} {
-		if !strings.Contains(out.String(), flag) {
-			t.Errorf("controller --help lacks %s", flag)
-		}
-	}
-}
-
 func TestController_ProbesTellAWedgedLeaderFromAStandby(t *testing.T) {
 	e, err := stage.New(nil, stage.WithGit(t.TempDir()))
 	if err != nil {
@@ -611,8 +601,8 @@ func TestController_ProbesTellAWedgedLeaderFromAStandby(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &controller{f: controllerFlagsFor("")}
-			c.f.interval = time.Minute
+			c := &controller{f: configFor("")}
+			c.f.Interval = time.Minute
 			c.leader.Store("promoter-0_abcd")
 			if tt.leading {
 				c.engine.Store(e)
@@ -647,7 +637,7 @@ func TestController_PullSecretFromAnnotationAndItsRotation(t *testing.T) {
 	refresh := pullSecretRefresh
 	pullSecretRefresh = 50 * time.Millisecond
 	t.Cleanup(func() { pullSecretRefresh = refresh })
-	addr, logs, _ := e.start(t, controllerFlagsFor(""))
+	addr, logs, _ := e.start(t, configFor(""))
 	c := api.NewClient(addr, "", nil)
 	ctx := context.Background()
 	waitStage(t, c, logs, "promoted through the private registry", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
@@ -674,7 +664,7 @@ func TestController_PullSecretFromAnnotationAndItsRotation(t *testing.T) {
 // freight is verified (and not left waiting for a revision Argo CD will never report again).
 func TestController_VerifiesAtALaterCommitThatContainsThePromotion(t *testing.T) {
 	e := newClusterEnv(t)
-	c, logs, commit := e.startPromoted(t, controllerFlagsFor(""))
+	c, logs, commit := e.startPromoted(t, configFor(""))
 
 	ctx := context.Background()
 	later, err := gitserver.GitOutput(ctx, e.bare, "commit-tree", "-p", commit, "-m", "Unrelated change", commit+"^{tree}")
@@ -707,7 +697,7 @@ func TestController_TargetRevisionHEADIsTheRemoteDefaultBranch(t *testing.T) {
 		t.Fatal(err)
 	}
 	mainBefore := head(t, e.bare)
-	addr, logs, _ := e.start(t, controllerFlagsFor(""))
+	addr, logs, _ := e.start(t, configFor(""))
 	waitStage(t, api.NewClient(addr, "", nil), logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
 	subject, err := gitserver.GitOutput(ctx, e.bare, "log", "-1", "--format=%s", "trunk")
 	if err != nil || strings.TrimSpace(subject) != "Promote image from 1.2.1 to 1.2.2" {
@@ -724,25 +714,22 @@ func TestController_RegistryNotificationTriggersThePass(t *testing.T) {
 	host := registrytest.Start(t)
 	registrytest.Push(t, host, "team/frontend", "1.2.1")
 	e := newClusterEnvFor(t, host, nil)
-	f := controllerFlagsFor("")
-	f.interval = time.Hour
-	f.webhook = webhookFlags{addr: freeAddr(t), secretFile: filepath.Join(t.TempDir(), "secret")}
-	if err := os.WriteFile(f.webhook.secretFile, []byte("hook-secret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	f := configFor("")
+	f.Interval = time.Hour
+	f.WebhookAddr, f.WebhookSecret = freeAddr(t), "hook-secret\n"
 	addr, logs, _ := e.start(t, f)
 	c := api.NewClient(addr, "", nil)
 	waitStage(t, c, logs, "first pass done at 1.2.1", func(st stage.Status) bool { return st.CurrentTag == "1.2.1" && !st.CheckedAt.IsZero() })
 
 	registrytest.Push(t, host, "team/frontend", "1.2.2")
 	body := fmt.Sprintf(`{"events":[{"action":"push","target":{"repository":"team/frontend","tag":"1.2.2"},"request":{"host":%q}}]}`, host)
-	url := "http://" + f.webhook.addr + "/webhook/registry"
+	url := "http://" + f.WebhookAddr + "/webhook/registry"
 	if code, answer := tryPostWith(url, body, "Bearer wrong"); code != http.StatusUnauthorized {
 		t.Fatalf("notification without the secret: %d %s", code, answer)
 	}
-	time.Sleep(500 * time.Millisecond)
-	if st, _ := c.Stage(context.Background(), "develop-frontend"); st.CurrentTag != "1.2.1" {
-		t.Fatalf("promoted without a valid notification: %+v", st)
+	// The handler counts a notification before it answers: a refused one has made nothing due.
+	if _, m := get(t, "http://"+addr+"/metrics"); !strings.Contains(m, `kropipe_registry_notifications_total{result="refused"} 1`) || strings.Contains(m, `result="due"`) {
+		t.Fatalf("after a notification without the secret, /metrics should count it refused and nothing due:\n%s", m)
 	}
 	sent := time.Now()
 	code, answer := tryPostWith(url, body, "Bearer hook-secret")
@@ -750,7 +737,7 @@ func TestController_RegistryNotificationTriggersThePass(t *testing.T) {
 		t.Fatalf("notification: %d %s", code, answer)
 	}
 	waitStage(t, c, logs, "promoted after the notification", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
-	t.Logf("notification → promotion commit %s (poll interval %s)", time.Since(sent).Round(time.Millisecond), f.interval)
+	t.Logf("notification → promotion commit %s (poll interval %s)", time.Since(sent).Round(time.Millisecond), f.Interval)
 	_, metrics := get(t, "http://"+addr+"/metrics")
 	for _, want := range []string{`kropipe_registry_notifications_total{result="due"} 1`, `kropipe_registry_notifications_total{result="refused"} 1`} {
 		if !strings.Contains(metrics, want) {
@@ -781,15 +768,11 @@ func TestController_StandbyPassesNotificationsOnToTheLeader(t *testing.T) {
 	host := registrytest.Start(t)
 	registrytest.Push(t, host, "team/frontend", "1.2.1")
 	e := newClusterEnvFor(t, host, nil)
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	if err := os.WriteFile(secretFile, []byte("hook-secret"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	// Short passes: the leader re-advertises its listener before each, and the fake API server
 	// lets a Lease renewal overwrite the annotation (a real one refuses the stale write).
-	flags := func() *controllerFlags {
-		f := controllerFlagsFor(freeAddr(t))
-		f.webhook = webhookFlags{addr: freeAddr(t), secretFile: secretFile}
+	flags := func() *Config {
+		f := configFor(freeAddr(t))
+		f.WebhookAddr, f.WebhookSecret = freeAddr(t), "hook-secret"
 		return f
 	}
 	first := flags()
@@ -800,7 +783,7 @@ func TestController_StandbyPassesNotificationsOnToTheLeader(t *testing.T) {
 	_, secondLogs, _ := e.start(t, second)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if code, body := tryGet("http://" + second.healthAddr + "/readyz"); code == http.StatusOK && strings.Contains(body, "standing by") {
+		if code, body := tryGet("http://" + second.HealthAddr + "/readyz"); code == http.StatusOK && strings.Contains(body, "standing by") {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -812,7 +795,7 @@ func TestController_StandbyPassesNotificationsOnToTheLeader(t *testing.T) {
 	registrytest.Push(t, host, "team/frontend", "1.2.2")
 	// Retried on 503 as registries do: the leader may not have advertised its listener yet.
 	for {
-		code, answer := tryPostWith("http://"+second.webhook.addr+"/webhook/registry", `{"image": "`+host+`/team/frontend:1.2.2"}`, "Bearer hook-secret")
+		code, answer := tryPostWith("http://"+second.WebhookAddr+"/webhook/registry", `{"image": "`+host+`/team/frontend:1.2.2"}`, "Bearer hook-secret")
 		if code == http.StatusAccepted && strings.Contains(answer, `"develop-frontend"`) {
 			break
 		}
@@ -828,13 +811,13 @@ func TestController_StandbyPassesNotificationsOnToTheLeader(t *testing.T) {
 // not at the next scheduled pass (an hour away here).
 func TestController_VerifiesWhenTheAwaitedApplicationChanges(t *testing.T) {
 	e := newClusterEnv(t)
-	f := controllerFlagsFor("")
-	f.interval = time.Hour
+	f := configFor("")
+	f.Interval = time.Hour
 	c, logs, commit := e.startPromoted(t, f)
 	finished := time.Now()
 	e.finishSync(t, "develop-frontend", commit)
 	waitStage(t, c, logs, "verified", func(st stage.Status) bool { return st.VerifiedFreight != nil && st.VerifiedFreight.Commit == commit })
-	t.Logf("Argo CD reports the sync done → verified in %s (poll interval %s)", time.Since(finished).Round(time.Millisecond), f.interval)
+	t.Logf("Argo CD reports the sync done → verified in %s (poll interval %s)", time.Since(finished).Round(time.Millisecond), f.Interval)
 }
 
 // A promotion whose Application stays Degraded past --health-timeout fails, and with
@@ -843,8 +826,8 @@ func TestController_DegradedPastTheHealthTimeoutRollsBack(t *testing.T) {
 	host := registrytest.Start(t)
 	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
 	e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/auto-rollback": "true"})
-	f := controllerFlagsFor("")
-	f.healthTimeout = time.Second
+	f := configFor("")
+	f.HealthTimeout = time.Second
 	c, logs, commit := e.startPromoted(t, f)
 	e.finishSync(t, "develop-frontend", commit)
 	u := e.app(t, "develop-frontend")
@@ -859,5 +842,5 @@ func TestController_DegradedPastTheHealthTimeoutRollsBack(t *testing.T) {
 	if err != nil || strings.TrimSpace(subject) != "Roll back image from 1.2.2 to 1.2.1\n1.2.2" {
 		t.Fatalf("last commit %q, %v; want the rollback rejecting 1.2.2", subject, err)
 	}
-	t.Logf("Degraded → rollback commit in %s (--health-timeout %s)", time.Since(degraded).Round(time.Millisecond), f.healthTimeout)
+	t.Logf("Degraded → rollback commit in %s (--health-timeout %s)", time.Since(degraded).Round(time.Millisecond), f.HealthTimeout)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 
@@ -17,8 +18,26 @@ import (
 	"github.com/kropipe/kropipe/internal/version"
 )
 
-// kroVersion is the kro release whose packages render instances; it is pinned in go.mod.
-const kroVersion = "v0.9.4"
+// kroModule is the module whose packages render instances; its version is pinned in go.mod.
+const kroModule = "github.com/kubernetes-sigs/kro"
+
+// kroVersion is the kro release linked into this binary, read from its build information so
+// `version` cannot name another release than the one that renders.
+func kroVersion() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	for _, d := range info.Deps {
+		if d.Path == kroModule {
+			if d.Replace != nil {
+				return d.Replace.Version
+			}
+			return d.Version
+		}
+	}
+	return "unknown"
+}
 
 func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
 	root := &cobra.Command{
@@ -29,7 +48,7 @@ func newRootCommand(stdout, stderr io.Writer, getenv func(string) string) *cobra
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newGenerateCommand(stdout, stderr, getenv), newRenderCommand(stdout, stderr), newVersionCommand(stdout))
+	root.AddCommand(newGenerateCommand(stdout, stderr, getenv), newRenderCommand(stdout, stderr), newVersionCommand(stdout), newServeCommand(stderr, getenv))
 	return root
 }
 
@@ -39,7 +58,7 @@ func newVersionCommand(stdout io.Writer) *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			_, err := fmt.Fprintf(stdout, "cmp-sidecar %s (kro %s)\n", version.Version, kroVersion)
+			_, err := fmt.Fprintf(stdout, "cmp-sidecar %s (kro %s)\n", version.Version, kroVersion())
 			return err
 		},
 	}
@@ -50,6 +69,8 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 		rgds, crds  []string
 		namespace   string
 		noWaves     bool
+		allowEmpty  bool
+		nested      string
 		root        string
 		kubeVersion string
 	)
@@ -58,7 +79,9 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Render instance files or application folders to standard output",
 		Long: "Render instance files or application folders (their YAML files, not sub-folders) the\n" +
 			"way the Argo CD plugin does. RGDs are searched in --rgd paths, else in the whole\n" +
-			"repository (the Git work tree holding the first PATH, or --root).",
+			"repository: --root, else the Git work tree holding the first PATH, else (no .git) the\n" +
+			"nearest common ancestor of every PATH, --rgd and --crd (the working directory when it\n" +
+			"holds them all).",
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, paths []string) error {
 			wd, err := os.Getwd()
@@ -66,13 +89,20 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			if root == "" {
-				root = findRepoRoot(wd, absPath(wd, paths[0]))
+				named := append(append(absPaths(wd, paths), absPaths(wd, rgds)...), absPaths(wd, crds)...)
+				root = findRepoRoot(wd, named)
+			}
+			mode, err := render.ParseNestedMode(nested)
+			if err != nil {
+				return fmt.Errorf("--%w", err)
 			}
 			opts := []render.Option{
+				render.WithNestedInstances(mode),
 				render.WithRGDPaths(absPaths(wd, rgds)...),
 				render.WithCRDPaths(absPaths(wd, crds)...),
 				render.WithNamespace(namespace),
 				render.WithSyncWaves(!noWaves),
+				render.WithAllowEmpty(allowEmpty),
 				render.WithKubeVersion(kubeVersion),
 				render.WithWarnings(stderr),
 				render.WithWorkDir(wd),
@@ -85,7 +115,9 @@ func newRenderCommand(stdout, stderr io.Writer) *cobra.Command {
 	f.StringArrayVar(&crds, "crd", nil, "file or folder holding CustomResourceDefinitions for type checking (repeatable)")
 	f.StringVarP(&namespace, "namespace", "n", "", "namespace for instances that have none (default \"default\")")
 	f.BoolVar(&noWaves, "no-sync-waves", false, "do not add argocd.argoproj.io/sync-wave annotations")
-	f.StringVar(&root, "root", "", "repository root that confines every path (default: the Git work tree of the first PATH)")
+	f.StringVar(&nested, "nested-instances", string(render.NestedExpand), "expand: render instances of other RGDs into their objects; emit: print them as they are")
+	f.BoolVar(&allowEmpty, "allow-empty", false, "succeed with no output when the paths render no object (default: fail)")
+	f.StringVar(&root, "root", "", "repository root that confines every path (default: the Git work tree of the first PATH, else the common ancestor of all paths named)")
 	f.StringVar(&kubeVersion, "kube-version", "", "Kubernetes version whose built-in schemas to use (default: the newest embedded)")
 	return cmd
 }
@@ -111,8 +143,8 @@ func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *c
 	return &cobra.Command{
 		Use:   "generate",
 		Short: "Argo CD plugin generate command: render the application folder (the working directory)",
-		Long: "Run by argocd-cmp-server in the application's folder. Reads Argo CD's environment:\n" +
-			"ARGOCD_APP_NAME, ARGOCD_APP_NAMESPACE, ARGOCD_APP_SOURCE_PATH, ARGOCD_APP_REVISION,\n" +
+		Long: "Run by argocd-cmp-server in the application's folder. Reads Argo CD's environment (v2.14 and v3):\n" +
+			"ARGOCD_APP_NAME, ARGOCD_APP_PROJECT_NAME, ARGOCD_APP_NAMESPACE, ARGOCD_APP_SOURCE_PATH, ARGOCD_APP_REVISION,\n" +
 			"KUBE_VERSION, KUBE_API_VERSIONS, the plugin parameters (ARGOCD_APP_PARAMETERS, PARAM_*)\n" +
 			"and ARGOCD_ENV_* variables.",
 		Args: cobra.NoArgs,
@@ -121,44 +153,62 @@ func newGenerateCommand(stdout, stderr io.Writer, getenv func(string) string) *c
 			if err != nil {
 				return err
 			}
-			env, err := readPluginEnv(getenv)
-			if err != nil {
-				return err
-			}
-			root := env.repoRoot(wd, stderr)
-			opts := []render.Option{
-				render.WithRGDPaths(env.rgdPaths...),
-				render.WithCRDPaths(env.crdPaths...),
-				render.WithNamespace(env.namespace),
-				render.WithSyncWaves(env.syncWaves),
-				render.WithKubeVersion(env.kubeVersion),
-				render.WithAPIVersions(env.apiVersions),
-				render.WithWarnings(stderr),
-				render.WithWorkDir(wd),
-			}
-			var out bytes.Buffer
-			if err := renderTo(cmd.Context(), &out, root, []string{"."}, opts); err != nil {
-				return fmt.Errorf("%s: %w", env.describe(), err)
-			}
-			_, err = stdout.Write(out.Bytes())
-			return err
+			return generate(cmd.Context(), wd, getenv, stdout, stderr)
 		},
 	}
 }
 
+// generate renders the application folder wd as Argo CD asked (getenv), writing the whole stream
+// to stdout or nothing. The render server runs it for each request with its DefinitionCache.
+func generate(ctx context.Context, wd string, getenv func(string) string, stdout, stderr io.Writer, extra ...render.Option) error {
+	env, err := readPluginEnv(getenv)
+	if err != nil {
+		return err
+	}
+	root := env.repoRoot(wd, stderr)
+	opts := append([]render.Option{
+		render.WithRGDPaths(env.rgdPaths...),
+		render.WithCRDPaths(env.crdPaths...),
+		render.WithNamespace(env.namespace),
+		render.WithSyncWaves(env.syncWaves),
+		render.WithAllowEmpty(env.allowEmpty),
+		render.WithNestedInstances(env.nested),
+		render.WithKubeVersion(env.kubeVersion),
+		render.WithAPIVersions(env.apiVersions),
+		render.WithWarnings(stderr),
+		render.WithWorkDir(wd),
+	}, extra...)
+	var out bytes.Buffer
+	if err := renderTo(ctx, &out, root, []string{"."}, opts); err != nil {
+		return fmt.Errorf("%s: %w", env.describe(), err)
+	}
+	_, err = stdout.Write(out.Bytes())
+	return err
+}
+
 // pluginEnv is what Argo CD tells a plugin about the application being rendered.
+//
+// Both Argo CD lines are read the same way. v2.14 drops ARGOCD_ENV_* variables whose value is
+// empty; v3 passes them (and adds ARGOCD_APP_PROJECT_NAME). An empty value means "not set" for
+// every variable and parameter here — each one's empty form is its default — so an
+// Application's `plugin.env: [{name: SYNC_WAVES, value: ""}]` renders alike on both lines.
 type pluginEnv struct {
-	appName, namespace, sourcePath, revision string
-	kubeVersion                              string
-	apiVersions                              []string
-	rgdPaths, crdPaths                       []string
-	syncWaves                                bool
+	appName, project, namespace, sourcePath string
+	revision                                string
+	kubeVersion                             string
+	apiVersions                             []string
+	rgdPaths, crdPaths                      []string
+	syncWaves, allowEmpty                   bool
+	nested                                  render.NestedMode
 }
 
 func (e pluginEnv) describe() string {
 	s := "application"
 	if e.appName != "" {
 		s += " " + e.appName
+	}
+	if e.project != "" {
+		s += " (project " + e.project + ")"
 	}
 	if e.revision != "" {
 		s += " at revision " + e.revision
@@ -198,6 +248,7 @@ type appParameter struct {
 func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 	e := pluginEnv{
 		appName:     getenv("ARGOCD_APP_NAME"),
+		project:     getenv("ARGOCD_APP_PROJECT_NAME"),
 		namespace:   getenv("ARGOCD_APP_NAMESPACE"),
 		sourcePath:  getenv("ARGOCD_APP_SOURCE_PATH"),
 		revision:    getenv("ARGOCD_APP_REVISION"),
@@ -209,7 +260,7 @@ func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 	if raw := getenv("ARGOCD_APP_PARAMETERS"); strings.TrimSpace(raw) != "" {
 		var list []appParameter
 		if err := json.Unmarshal([]byte(raw), &list); err != nil {
-			return e, fmt.Errorf("ARGOCD_APP_PARAMETERS is not the JSON list Argo CD sends: %v", err)
+			return e, fmt.Errorf("ARGOCD_APP_PARAMETERS is not the JSON list Argo CD sends: %w", err)
 		}
 		for _, p := range list {
 			switch {
@@ -226,7 +277,7 @@ func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 		}
 		envName := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		for _, key := range []string{"PARAM_" + envName, "ARGOCD_ENV_" + envName} {
-			if v := getenv(key); v != "" {
+			if v := getenv(key); strings.TrimSpace(v) != "" { // v3 passes empty ones: unset
 				return splitList(v), true
 			}
 		}
@@ -234,14 +285,31 @@ func readPluginEnv(getenv func(string) string) (pluginEnv, error) {
 	}
 	e.rgdPaths, _ = lookup("rgd-paths")
 	e.crdPaths, _ = lookup("crd-paths")
-	if v, ok := lookup("sync-waves"); ok && len(v) > 0 {
-		on, err := strconv.ParseBool(v[0])
-		if err != nil {
-			return e, fmt.Errorf("plugin parameter sync-waves: %q is not a boolean: use \"true\" or \"false\"", v[0])
-		}
-		e.syncWaves = on
+	var err error
+	if e.syncWaves, err = boolParameter(lookup, "sync-waves", true); err != nil {
+		return e, err
+	}
+	if e.allowEmpty, err = boolParameter(lookup, "allow-empty", false); err != nil {
+		return e, err
+	}
+	nested, _ := lookup("nested-instances")
+	if e.nested, err = render.ParseNestedMode(strings.Join(nested, ",")); err != nil {
+		return e, fmt.Errorf("plugin parameter %w", err)
 	}
 	return e, nil
+}
+
+// boolParameter reads a "true"/"false" plugin parameter; unset or empty keeps the default.
+func boolParameter(lookup func(string) ([]string, bool), name string, def bool) (bool, error) {
+	v, ok := lookup(name)
+	if !ok || len(v) == 0 {
+		return def, nil
+	}
+	on, err := strconv.ParseBool(v[0])
+	if err != nil {
+		return def, fmt.Errorf("plugin parameter %s: %q is not a boolean: use \"true\" or \"false\"", name, v[0])
+	}
+	return on, nil
 }
 
 func splitList(s string) []string {
@@ -269,25 +337,44 @@ func absPaths(wd string, ps []string) []string {
 	return out
 }
 
-// findRepoRoot returns the nearest folder at or above p holding .git; without one (an
-// extracted tarball, as Argo CD hands plugins) the working directory, or p's folder when p is
-// outside it.
-func findRepoRoot(wd, p string) string {
-	dir := p
-	if info, err := os.Stat(p); err == nil && !info.IsDir() {
-		dir = filepath.Dir(p)
+// findRepoRoot returns the Git work tree holding the first path (the nearest folder at or
+// above it with .git). Outside Git (an extracted tarball, a scratch folder) it is the nearest
+// common ancestor of every path named on the command line, so each of them is inside it —
+// widened to the working directory when they all lie inside it, so that
+// `cd repo && cmp-sidecar render develop/frontend` still scans the whole of repo for RGDs.
+// generate does not use this: Argo CD tells it the root (ARGOCD_APP_SOURCE_PATH).
+func findRepoRoot(wd string, paths []string) string {
+	dirs := make([]string, len(paths))
+	for i, p := range paths {
+		dirs[i] = filepath.Clean(p)
+		if info, err := os.Stat(p); err == nil && !info.IsDir() {
+			dirs[i] = filepath.Dir(dirs[i])
+		}
 	}
-	for d := dir; ; {
+	for d := dirs[0]; ; {
 		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
 			return d
 		}
 		parent := filepath.Dir(d)
 		if parent == d {
-			if rel, err := filepath.Rel(wd, dir); err == nil && !strings.HasPrefix(rel, "..") {
-				return wd
-			}
-			return dir
+			break
 		}
 		d = parent
 	}
+	common := dirs[0]
+	for _, d := range dirs[1:] {
+		for !within(common, d) {
+			common = filepath.Dir(common)
+		}
+	}
+	if within(wd, common) {
+		return wd
+	}
+	return common
+}
+
+// within reports whether dir is base or inside it.
+func within(base, dir string) bool {
+	rel, err := filepath.Rel(base, dir)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

@@ -1,0 +1,193 @@
+package plugin_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
+	"github.com/argoproj/argo-cd/v2/reposerver/apiclient"
+	"golang.org/x/sync/errgroup"
+	"sigs.k8s.io/yaml"
+)
+
+// refreshApps is the size of the ApplicationSet the refresh benchmark emulates.
+const refreshApps = 100
+
+var refreshOnce sync.Once
+
+// BenchmarkRefresh100Apps emulates an ApplicationSet of 100 kro applications sharing one RGD,
+// refreshed together after a commit that changes the RGD: every iteration commits a new RGD
+// revision, then asks argocd-repo-server for all 100 applications' manifests at once (manifest
+// cache off). "directory" does the same for 100 directory apps holding the very same objects.
+// It reports the wall time of one refresh and the peak RSS (VmHWM) of argocd-cmp-server and of
+// the render server, the processes of the sidecar container that outlive a call.
+func BenchmarkRefresh100Apps(b *testing.B) {
+	ctx := context.Background()
+	closer, client, err := apiclient.NewRepoServerClientset(st.RepoServerAddr, 300, apiclient.TLSConfiguration{DisableTLS: true}).NewRepoServerClient()
+	if err != nil {
+		b.Fatalf("repo-server client: %v", err)
+	}
+	defer closer.Close()
+	var setupErr error
+	refreshOnce.Do(func() { setupErr = seedRefreshApps(ctx, client) })
+	if setupErr != nil {
+		b.Fatal(setupErr)
+	}
+	revision := 0
+	for _, kind := range []string{"plugin", "directory"} {
+		b.Run(kind, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				revision++
+				if err := commitRGDRevision(ctx, revision); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				g, gctx := errgroup.WithContext(ctx)
+				for i := range refreshApps {
+					g.Go(func() error {
+						req := manifestRequest(refreshSource(kind, i))
+						req.AppName = fmt.Sprintf("refresh-%d", i)
+						resp, err := client.GenerateManifest(gctx, req)
+						if err != nil {
+							return fmt.Errorf("GenerateManifest (%s app %d): %w", kind, i, err)
+						}
+						if len(resp.Manifests) != 2 {
+							return fmt.Errorf("GenerateManifest (%s app %d): %d manifests, want a Deployment and a Service", kind, i, len(resp.Manifests))
+						}
+						return nil
+					})
+				}
+				if err := g.Wait(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if kind == "plugin" { // VmHWM is a peak since process start: measured after the plugin run
+				b.ReportMetric(float64(peakRSS(b, "argocd-cmp-server"))/(1<<20), "cmp-server-MiB")
+				b.ReportMetric(float64(peakRSS(b, "cmp-sidecar-renderer"))/(1<<20), "render-server-MiB")
+			}
+		})
+	}
+}
+
+func refreshSource(kind string, i int) *v1alpha1.ApplicationSource {
+	src := &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), TargetRevision: "main"}
+	if kind == "plugin" {
+		src.Path = fmt.Sprintf("refresh/apps/app-%d", i)
+		src.Plugin = &v1alpha1.ApplicationSourcePlugin{Name: "kro"}
+	} else {
+		src.Path = fmt.Sprintf("refresh/plain/app-%d", i)
+	}
+	return src
+}
+
+// seedRefreshApps commits 100 instances of the example WebApp (each its own name and tag),
+// renders each once through the plugin and commits the objects as the matching directory app.
+func seedRefreshApps(ctx context.Context, client apiclient.RepoServerServiceClient) error {
+	gitMu.Lock()
+	defer gitMu.Unlock()
+	inst, err := os.ReadFile(filepath.Join(examplesDir, "develop", "frontend", "instance.yaml"))
+	if err != nil {
+		return err
+	}
+	for i := range refreshApps {
+		body := strings.Replace(strings.Replace(string(inst), "name: frontend", fmt.Sprintf("name: app-%d", i), 1), `"1.2.1"`, fmt.Sprintf(`"1.2.%d"`, i), 1)
+		if err := checkout.WriteFile(path.Join("refresh", "apps", fmt.Sprintf("app-%d", i), "instance.yaml"), []byte(body)); err != nil {
+			return err
+		}
+	}
+	if _, err := checkout.CommitAndPush(ctx, "bench: 100 kro applications"); err != nil {
+		return err
+	}
+	for i := range refreshApps {
+		resp, err := client.GenerateManifest(ctx, manifestRequest(refreshSource("plugin", i)))
+		if err != nil {
+			return fmt.Errorf("GenerateManifest for plugin app %d: %w", i, err)
+		}
+		for j, m := range resp.Manifests {
+			y, err := yaml.JSONToYAML([]byte(m))
+			if err != nil {
+				return err
+			}
+			if err := checkout.WriteFile(path.Join("refresh", "plain", fmt.Sprintf("app-%d", i), fmt.Sprintf("%02d.yaml", j)), y); err != nil {
+				return err
+			}
+		}
+	}
+	_, err = checkout.CommitAndPush(ctx, "bench: the same objects as directory apps")
+	return err
+}
+
+// commitRGDRevision changes the RGD as a platform team's commit would (an annotation, so the
+// rendered objects stay the same): the render server has never compiled the new revision.
+func commitRGDRevision(ctx context.Context, revision int) error {
+	gitMu.Lock()
+	defer gitMu.Unlock()
+	const rgd = "rgds/webapp.yaml"
+	data, err := checkout.ReadFile(rgd)
+	if err != nil {
+		return err
+	}
+	var out bytes.Buffer
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "  annotations: {bench-revision:") {
+			continue
+		}
+		out.WriteString(line + "\n")
+		if line == "metadata:" {
+			out.WriteString("  annotations: {bench-revision: \"" + strconv.Itoa(revision) + "\"}\n")
+		}
+	}
+	if err := checkout.WriteFile(rgd, out.Bytes()); err != nil {
+		return err
+	}
+	_, err = checkout.CommitAndPush(ctx, fmt.Sprintf("bench: RGD revision %d", revision))
+	return err
+}
+
+// peakRSS is the largest VmHWM of this machine's processes started as name (argv[0]) that
+// belong to this stack (their environment names its folder), in bytes.
+func peakRSS(b *testing.B, name string) int64 {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var peak int64
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+		if err != nil || filepath.Base(string(argv0)) != name { // argv[0]: Argo CD's are symlinks
+			continue
+		}
+		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
+		if err != nil || !bytes.Contains(env, []byte(st.Dir)) {
+			continue
+		}
+		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
+				if kb, err := strconv.ParseInt(f[1], 10, 64); err == nil && kb*1024 > peak {
+					peak = kb * 1024
+				}
+			}
+		}
+	}
+	return peak
+}

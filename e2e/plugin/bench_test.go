@@ -59,9 +59,10 @@ func BenchmarkGenerateManifest(b *testing.B) {
 // repoServer is a gRPC client of argo's argocd-repo-server, closed when tb ends. Argo CD v2.14's
 // client serves for v3 too: repository.proto keeps the service, methods and field numbers, only
 // the Go and proto package names of the messages moved to v3, which the wire does not carry.
+// Calls time out after 300 s: BenchmarkRefresh100Apps asks for 100 apps at once.
 func repoServer(tb testing.TB, argo *stack.ArgoCDInstall) apiclient.RepoServerServiceClient {
 	tb.Helper()
-	closer, client, err := apiclient.NewRepoServerClientset(argo.RepoServerAddr, 120, apiclient.TLSConfiguration{DisableTLS: true}).NewRepoServerClient()
+	closer, client, err := apiclient.NewRepoServerClientset(argo.RepoServerAddr, 300, apiclient.TLSConfiguration{DisableTLS: true}).NewRepoServerClient()
 	if err != nil {
 		tb.Fatalf("Argo CD %s repo-server client: %v", argo.Version, err)
 	}

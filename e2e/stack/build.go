@@ -45,8 +45,9 @@ type Binaries struct {
 	// Registry is the CNCF distribution registry (`registry serve <config>`).
 	Registry string
 	// CmpSidecar and Promoter are built fresh from the repository on every run: they are the
-	// code under test.
-	CmpSidecar, Promoter string
+	// code under test. CmpSidecarRenderer (the warm render server cmp-sidecar generate starts)
+	// is built next to CmpSidecar, where generate looks for it first, as in the sidecar image.
+	CmpSidecar, CmpSidecarRenderer, Promoter string
 	// BuildTimes says how long each component took to build in this run (zero when it came
 	// from the cache).
 	BuildTimes map[string]time.Duration
@@ -162,6 +163,13 @@ func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log i
 		return nil, fmt.Errorf("build cmp-sidecar from %s: %w", repoRoot, err)
 	}
 	b.BuildTimes["cmp-sidecar"] = time.Since(start)
+
+	start = time.Now()
+	b.CmpSidecarRenderer = filepath.Join(binDir, "cmp-sidecar-renderer")
+	if err := goBuild(ctx, repoRoot, "./cmd/cmp-sidecar-renderer", b.CmpSidecarRenderer, ""); err != nil {
+		return nil, fmt.Errorf("build cmp-sidecar-renderer from %s: %w", repoRoot, err)
+	}
+	b.BuildTimes["cmp-sidecar-renderer"] = time.Since(start)
 
 	start = time.Now()
 	b.Promoter = filepath.Join(binDir, "promoter")

@@ -1,6 +1,7 @@
-// Package plugin_test proves the kro Config Management Plugin through real Argo CD: the
-// repository's plugin.yaml in argocd-cmp-server, the freshly built cmp-sidecar, Applications
-// synced by argocd-application-controller into a real kube-apiserver with kwok nodes.
+// Package plugin_test proves the kro Config Management Plugin through real Argo CD, v2.14 and
+// v3 side by side: the repository's plugin.yaml in each line's argocd-cmp-server, the freshly
+// built cmp-sidecar, Applications synced by each line's argocd-application-controller into a
+// real kube-apiserver with kwok nodes.
 package plugin_test
 
 import (
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) {
 	os.Exit(stack.RunTests(m, func(ctx context.Context, s *stack.Stack) error {
 		st = s
 		return seedRepo(ctx)
-	}))
+	}, stack.WithArgoCDV3()))
 }
 
 // seedRepo serves examples/gitops as repository "gitops", plus a broken copy of the frontend

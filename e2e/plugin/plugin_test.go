@@ -26,70 +26,113 @@ const syncTimeout = 4 * time.Minute
 
 func TestPlugin_SyncsInstanceIntoHealthyDeploymentAndService(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	image, tag := instanceImage(t, filepath.Join(examplesDir, "develop/frontend/instance.yaml"))
+	eachArgoCD(t, true, func(t *testing.T, argo *stack.ArgoCDInstall) {
+		ctx := context.Background()
+		image, tag := instanceImage(t, filepath.Join(examplesDir, "develop/frontend/instance.yaml"))
+		ns := destNamespace(argo, "develop")
 
-	createApp(t, "develop-frontend", "develop/frontend", "develop")
-	waitApp(t, "develop-frontend", "Synced and Healthy", syncedHealthy(""))
+		createApp(t, argo, "develop-frontend", "develop/frontend", ns)
+		waitApp(t, argo, "develop-frontend", "Synced and Healthy", syncedHealthy(""))
 
-	dep, err := st.Kube.AppsV1().Deployments("develop").Get(ctx, "frontend", metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("Deployment develop/frontend after sync: %v", err)
-	}
-	if got, want := dep.Spec.Template.Spec.Containers[0].Image, image+":"+tag; got != want {
-		t.Errorf("Deployment develop/frontend image = %q, want %q (from develop/frontend/instance.yaml)", got, want)
-	}
-	if dep.Status.ReadyReplicas != *dep.Spec.Replicas {
-		t.Errorf("Deployment develop/frontend ready replicas = %d, want %d (kwok pods)", dep.Status.ReadyReplicas, *dep.Spec.Replicas)
-	}
-	if _, err := st.Kube.CoreV1().Services("develop").Get(ctx, "frontend", metav1.GetOptions{}); err != nil {
-		t.Errorf("Service develop/frontend after sync: %v", err)
-	}
+		dep, err := st.Kube.AppsV1().Deployments(ns).Get(ctx, "frontend", metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("Deployment %s/frontend after sync: %v", ns, err)
+		}
+		if got, want := dep.Spec.Template.Spec.Containers[0].Image, image+":"+tag; got != want {
+			t.Errorf("Deployment %s/frontend image = %q, want %q (from develop/frontend/instance.yaml)", ns, got, want)
+		}
+		if dep.Status.ReadyReplicas != *dep.Spec.Replicas {
+			t.Errorf("Deployment %s/frontend ready replicas = %d, want %d (kwok pods)", ns, dep.Status.ReadyReplicas, *dep.Spec.Replicas)
+		}
+		if _, err := st.Kube.CoreV1().Services(ns).Get(ctx, "frontend", metav1.GetOptions{}); err != nil {
+			t.Errorf("Service %s/frontend after sync: %v", ns, err)
+		}
+	})
 }
 
 func TestPlugin_RollsDeploymentWhenTagChangesInGit(t *testing.T) {
 	t.Parallel()
-	const path, ns, app = "develop/backend", "rollout", "rollout-backend"
-	image, oldTag := instanceImage(t, filepath.Join(examplesDir, path, "instance.yaml"))
-	name := instanceName(t, filepath.Join(examplesDir, path, "instance.yaml"))
+	// One line after the other: both watch the same instance file, and each pushes a new tag.
+	eachArgoCD(t, false, func(t *testing.T, argo *stack.ArgoCDInstall) {
+		const path, app = "develop/backend", "rollout-backend"
+		ns := destNamespace(argo, "rollout")
+		file := filepath.Join(checkout.Dir, path, "instance.yaml")
+		image, oldTag := instanceImage(t, file)
+		name := instanceName(t, file)
 
-	createApp(t, app, path, ns)
-	waitApp(t, app, "Synced and Healthy at the seeded tag", syncedHealthy(""))
-	assertImage(t, ns, name, image+":"+oldTag)
+		createApp(t, argo, app, path, ns)
+		waitApp(t, argo, app, "Synced and Healthy at the current tag", syncedHealthy(""))
+		assertImage(t, ns, name, image+":"+oldTag)
 
-	newTag := oldTag + "-e2e"
-	sha := pushTag(t, filepath.Join(path, "instance.yaml"), newTag)
-	refresh(t, app)
-	waitApp(t, app, "Synced and Healthy at "+sha[:8], syncedHealthy(sha))
-	assertImage(t, ns, name, image+":"+newTag)
+		newTag := oldTag + "-e2e"
+		sha := pushTag(t, filepath.Join(path, "instance.yaml"), newTag)
+		refresh(t, argo, app)
+		waitApp(t, argo, app, "Synced and Healthy at "+sha[:8], syncedHealthy(sha))
+		assertImage(t, ns, name, image+":"+newTag)
+	})
 }
 
+// TestPlugin_BrokenInstanceShowsSidecarError: the Application's condition carries cmp-sidecar's
+// error as the local run with that line's variables prints it. On v3 that run is given
+// ARGOCD_APP_PROJECT_NAME, so when cmp-sidecar names the project in its error the condition
+// proves argocd-cmp-server v3 passed it.
 func TestPlugin_BrokenInstanceShowsSidecarError(t *testing.T) {
 	t.Parallel()
-	want := sidecarError(t, "broken/frontend")
+	eachArgoCD(t, true, func(t *testing.T, argo *stack.ArgoCDInstall) {
+		ns := destNamespace(argo, "broken")
+		subject, want := sidecarError(t, argo, "broken/frontend", ns)
 
-	createApp(t, "broken-frontend", "broken/frontend", "broken")
-	var msg string
-	waitApp(t, "broken-frontend", "a condition carrying cmp-sidecar's error", func(a *v1alpha1.Application) bool {
-		for _, c := range a.Status.Conditions {
-			if strings.Contains(c.Message, "cmp-sidecar: application broken-frontend") && strings.Contains(c.Message, want) {
-				msg = c.Message
-				return true
+		createApp(t, argo, "broken-frontend", "broken/frontend", ns)
+		var msg string
+		waitApp(t, argo, "broken-frontend", "a condition carrying cmp-sidecar's error", func(a *v1alpha1.Application) bool {
+			for _, c := range a.Status.Conditions {
+				if strings.Contains(c.Message, "cmp-sidecar: "+subject) && strings.Contains(c.Message, want) {
+					msg = c.Message
+					return true
+				}
 			}
-		}
-		return false
+			return false
+		})
+		t.Logf("Application condition: %s", msg)
 	})
-	t.Logf("Application condition: %s", msg)
 }
 
-// sidecarError runs the freshly built cmp-sidecar the way argocd-cmp-server does (in the source
-// folder of a checkout, with Argo CD's variables) and returns the line of its error that names
-// the problem, which the Application's condition must carry.
-func sidecarError(t *testing.T, path string) string {
+// eachArgoCD runs test once for every Argo CD line of the stack (v2.14, v3), as subtests named
+// by version, in parallel when parallel is set.
+func eachArgoCD(t *testing.T, parallel bool, test func(*testing.T, *stack.ArgoCDInstall)) {
+	for _, argo := range st.ArgoCDInstalls {
+		t.Run(argo.Version, func(t *testing.T) {
+			if parallel {
+				t.Parallel()
+			}
+			test(t, argo)
+		})
+	}
+}
+
+// destNamespace keeps each line's Applications out of the other's namespaces: both deploy the
+// same instances, and a resource must belong to one Application only.
+func destNamespace(argo *stack.ArgoCDInstall, ns string) string {
+	if argo == st.ArgoCDV2() {
+		return ns
+	}
+	return ns + "-v3"
+}
+
+// sidecarError runs the freshly built cmp-sidecar the way argo's argocd-cmp-server does (in the
+// source folder of a checkout, with the variables that line sets) and returns what the
+// Application's condition must carry: the subject its error starts with ("application <name>",
+// with whatever it makes of v3's project name) and the part of its last line that names the
+// problem.
+func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, path, ns string) (subject, problem string) {
 	t.Helper()
 	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
 	cmd.Dir = filepath.Join(checkout.Dir, path)
-	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME=broken-frontend", "ARGOCD_APP_NAMESPACE=broken", "ARGOCD_APP_SOURCE_PATH="+path)
+	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME=broken-frontend", "ARGOCD_APP_NAMESPACE="+ns, "ARGOCD_APP_SOURCE_PATH="+path)
+	if argo != st.ArgoCDV2() {
+		// Argo CD v3 also tells the plugin the Application's project.
+		cmd.Env = append(cmd.Env, "ARGOCD_APP_PROJECT_NAME=default")
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err == nil {
@@ -100,11 +143,12 @@ func sidecarError(t *testing.T, path string) string {
 		line = line[i+1:]
 	}
 	line = strings.TrimPrefix(line, "cmp-sidecar: ")
-	// The error starts with "application <name>[ at revision <sha>]: "; the revision Argo CD
-	// renders differs from the local run, so compare what follows.
+	// The error starts with "application <name>[ ...]: " (the local run has no revision, which
+	// Argo CD's message adds after the subject); the problem is what follows.
+	subject = "application broken-frontend"
 	if strings.HasPrefix(line, "application ") {
 		if i := strings.Index(line, ": "); i >= 0 {
-			line = line[i+2:]
+			subject, line = line[:i], line[i+2:]
 		}
 	}
 	// Paths of the local checkout differ from the cmp-server's extraction folder; keep the part
@@ -115,14 +159,14 @@ func sidecarError(t *testing.T, path string) string {
 	if line == "" {
 		t.Fatalf("cmp-sidecar generate in %s failed without an error message", path)
 	}
-	t.Logf("cmp-sidecar generate says: %s", line)
-	return line
+	t.Logf("cmp-sidecar generate says: %s: %s", subject, line)
+	return subject, line
 }
 
-func createApp(t *testing.T, name, path, namespace string) {
+func createApp(t *testing.T, argo *stack.ArgoCDInstall, name, path, namespace string) {
 	t.Helper()
 	app := &v1alpha1.Application{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: stack.ArgoCDNamespace},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: argo.Namespace},
 		Spec: v1alpha1.ApplicationSpec{
 			Project: "default",
 			Source: &v1alpha1.ApplicationSource{
@@ -139,17 +183,18 @@ func createApp(t *testing.T, name, path, namespace string) {
 			},
 		},
 	}
-	if _, err := apps(t).Create(context.Background(), app, metav1.CreateOptions{}); err != nil {
-		t.Fatalf("create Application %s: %v", name, err)
+	if _, err := apps(argo).Create(context.Background(), app, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create Application %s/%s: %v", argo.Namespace, name, err)
 	}
 }
 
-func apps(t *testing.T) interface {
+// apps are the Applications of Argo CD installation argo.
+func apps(argo *stack.ArgoCDInstall) interface {
 	Create(context.Context, *v1alpha1.Application, metav1.CreateOptions) (*v1alpha1.Application, error)
 	Get(context.Context, string, metav1.GetOptions) (*v1alpha1.Application, error)
 	Patch(context.Context, string, types.PatchType, []byte, metav1.PatchOptions, ...string) (*v1alpha1.Application, error)
 } {
-	return st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace)
+	return st.ArgoCD.ArgoprojV1alpha1().Applications(argo.Namespace)
 }
 
 // syncedHealthy is met when the Application is Synced (at revision, when given) and Healthy.
@@ -165,37 +210,37 @@ func syncedHealthy(revision string) func(*v1alpha1.Application) bool {
 
 // waitApp polls Application name until cond holds; on timeout it fails with the Application's
 // status and the tail of the Argo CD logs.
-func waitApp(t *testing.T, name, what string, cond func(*v1alpha1.Application) bool) {
+func waitApp(t *testing.T, argo *stack.ArgoCDInstall, name, what string, cond func(*v1alpha1.Application) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 	defer cancel()
 	start := time.Now()
 	var last *v1alpha1.Application
 	for {
-		a, err := apps(t).Get(ctx, name, metav1.GetOptions{})
+		a, err := apps(argo).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			last = a
 			if cond(a) {
-				t.Logf("Application %s: %s after %s", name, what, time.Since(start).Round(10*time.Millisecond))
+				t.Logf("Application %s/%s: %s after %s", argo.Namespace, name, what, time.Since(start).Round(10*time.Millisecond))
 				return
 			}
 		} else if !apierrors.IsNotFound(err) && ctx.Err() == nil {
-			t.Logf("get Application %s: %v", name, err)
+			t.Logf("get Application %s/%s: %v", argo.Namespace, name, err)
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("Application %s: not %s after %s; status: %s", name, what, syncTimeout, stack.DescribeApplication(last))
+			t.Fatalf("Application %s/%s (Argo CD %s): not %s after %s; status: %s", argo.Namespace, name, argo.Version, what, syncTimeout, stack.DescribeApplication(last))
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
 
 // refresh asks Argo CD to re-read Git now instead of at the next reconciliation.
-func refresh(t *testing.T, name string) {
+func refresh(t *testing.T, argo *stack.ArgoCDInstall, name string) {
 	t.Helper()
 	patch := []byte(`{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"hard"}}}`)
-	if _, err := apps(t).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Fatalf("refresh Application %s: %v", name, err)
+	if _, err := apps(argo).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("refresh Application %s/%s: %v", argo.Namespace, name, err)
 	}
 }
 

@@ -32,11 +32,7 @@ var refreshOnce sync.Once
 // the render server, the processes of the sidecar container that outlive a call.
 func BenchmarkRefresh100Apps(b *testing.B) {
 	ctx := context.Background()
-	closer, client, err := apiclient.NewRepoServerClientset(st.RepoServerAddr, 300, apiclient.TLSConfiguration{DisableTLS: true}).NewRepoServerClient()
-	if err != nil {
-		b.Fatalf("repo-server client: %v", err)
-	}
-	defer closer.Close()
+	client := repoServer(b, st.ArgoCDV2())
 	var setupErr error
 	refreshOnce.Do(func() { setupErr = seedRefreshApps(ctx, client) })
 	if setupErr != nil {

@@ -89,8 +89,8 @@ stages:
 	return cfgPath
 }
 
-// Debian's docker-registry notifies the promoter of every push (notifications endpoint with
-// the shared secret); with an hour between polls, the pushed tag is still committed at once.
+// The distribution registry notifies the promoter of every push (notifications endpoint with the
+// shared secret); with an hour between polls, the pushed tag is still committed at once.
 func TestPromoterRun_RegistryNotificationPromotesAtOnce(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

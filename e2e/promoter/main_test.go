@@ -1,5 +1,5 @@
 // Package promoter_test runs the freshly built promoter against the stack's real servers: local
-// mode against Debian's docker-registry and git http-backend, and the controller in front of
+// mode against the CNCF distribution registry and git http-backend, and the controller in front of
 // real Argo CD and kube-apiserver, driving an ApplicationSet's pipeline.
 package promoter_test
 

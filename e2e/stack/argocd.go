@@ -32,24 +32,83 @@ const ClusterName = "e2e"
 // ApplicationGVR is Argo CD's Application resource.
 var ApplicationGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applications"}
 
-func (s *Stack) startRedis() error {
+// ArgoCDV3Namespace is where the Argo CD v3 installation (WithArgoCDV3) keeps its settings and
+// Applications: each application controller reconciles only the Applications of its own
+// namespace, so the two lines share the cluster without touching each other's.
+const ArgoCDV3Namespace = "argocd-v3"
+
+// ArgoCDInstall is one Argo CD installation of the stack.
+type ArgoCDInstall struct {
+	Version string
+	// Namespace holds its argocd-cm, argocd-secret, default AppProject, cluster Secret and
+	// Applications.
+	Namespace string
+	// RepoServerAddr is host:port of its argocd-repo-server's plaintext gRPC API.
+	RepoServerAddr string
+	// PluginSockDir is where its argocd-cmp-server puts the plugin socket for its repo-server.
+	PluginSockDir string
+
+	// prefix names its processes and logs: argocd-repo-server, argocd3-repo-server, ...
+	prefix         string
+	binDir         string
+	crdModule      string // module whose manifests/crds hold its CRDs
+	crdModDir      string // folder, relative to the e2e module, whose go.mod pins crdModule
+	kubeconfig     string
+	redis          *miniredis.Miniredis
+	applicationSet bool
+}
+
+func (a *ArgoCDInstall) process(component string) string {
+	return a.prefix + strings.TrimPrefix(component, "argocd")
+}
+
+func (s *Stack) newArgoCDInstalls(v3 bool) {
+	s.ArgoCDInstalls = []*ArgoCDInstall{{
+		Version: ArgoCDVersion, Namespace: ArgoCDNamespace, PluginSockDir: filepath.Join(s.Dir, "plugins"),
+		prefix: "argocd", binDir: s.Binaries.ArgoCDDir, crdModule: "github.com/argoproj/argo-cd/v2", crdModDir: ".",
+		applicationSet: true,
+	}}
+	if v3 {
+		// No applicationset controller: the plugin tests need none, and it would only cost CPU.
+		s.ArgoCDInstalls = append(s.ArgoCDInstalls, &ArgoCDInstall{
+			Version: ArgoCDV3Version, Namespace: ArgoCDV3Namespace, PluginSockDir: filepath.Join(s.Dir, "plugins3"),
+			prefix: "argocd3", binDir: s.Binaries.ArgoCDV3Dir, crdModule: "github.com/argoproj/argo-cd/v3", crdModDir: "tools/argocd3",
+		})
+	}
+}
+
+// ArgoCDV2 is the Argo CD v2.14 installation (namespace argocd), which every stack with Argo CD has.
+func (s *Stack) ArgoCDV2() *ArgoCDInstall { return s.ArgoCDInstalls[0] }
+
+// ArgoCDV3 is the Argo CD v3 installation (namespace argocd-v3), nil unless Start was given
+// WithArgoCDV3.
+func (s *Stack) ArgoCDV3() *ArgoCDInstall {
+	if len(s.ArgoCDInstalls) < 2 {
+		return nil
+	}
+	return s.ArgoCDInstalls[1]
+}
+
+func (s *Stack) startRedis(a *ArgoCDInstall) error {
 	// Argo CD's controllers and repo-server insist on a Redis cache. miniredis is the in-process
 	// Redis Argo CD itself uses for `argocd --core`; it speaks enough of the protocol for both.
+	// One per installation: the two lines' cache entries share key names but not formats.
 	r, err := miniredis.Run()
 	if err != nil {
-		return fmt.Errorf("start redis (miniredis): %w", err)
+		return fmt.Errorf("start redis (miniredis) for Argo CD %s: %w", a.Version, err)
 	}
-	s.redis = r
-	s.RedisAddr = r.Addr()
+	a.redis = r
 	return nil
 }
 
-// bootstrapArgoCD creates what Argo CD's components expect to find before they start: the CRDs,
-// the namespace, argocd-cm (application-controller exits without it), argocd-secret, the default
-// AppProject and a cluster Secret for the local API server (in-cluster kubernetes.default.svc does
-// not resolve here).
+// bootstrapArgoCD creates what Argo CD's components expect to find before they start: the CRDs
+// (of the newest installation: v3.2's are a superset of v2.14's, which v2.14 runs against as it
+// would in the middle of an upgrade), then for each installation its namespace, argocd-cm
+// (application-controller exits without it), argocd-secret, the default AppProject and a cluster
+// Secret for the local API server (in-cluster kubernetes.default.svc does not resolve here).
 func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
-	crdDir, err := argoCDCRDDir(ctx, s.e2eDir)
+	newest := s.ArgoCDInstalls[len(s.ArgoCDInstalls)-1]
+	crdDir, err := argoCDCRDDir(ctx, filepath.Join(s.e2eDir, newest.crdModDir), newest.crdModule)
 	if err != nil {
 		return err
 	}
@@ -58,8 +117,10 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 			return fmt.Errorf("install Argo CD CRD %s: %w", f, err)
 		}
 	}
-	if err := s.EnsureNamespace(ctx, ArgoCDNamespace); err != nil {
-		return err
+	for _, a := range s.ArgoCDInstalls {
+		if err := s.EnsureNamespace(ctx, a.Namespace); err != nil {
+			return err
+		}
 	}
 	// A CRD serves only once Established; polling a list is the check that needs nothing else.
 	for _, res := range []string{"applications", "appprojects", "applicationsets"} {
@@ -71,7 +132,16 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 			return fmt.Errorf("Argo CD CRD %s not served: %w", res, err)
 		}
 	}
+	for _, a := range s.ArgoCDInstalls {
+		if err := s.bootstrapArgoCDNamespace(ctx, a); err != nil {
+			return fmt.Errorf("Argo CD %s bootstrap in namespace %s: %w", a.Version, a.Namespace, err)
+		}
+	}
+	return nil
+}
 
+func (s *Stack) bootstrapArgoCDNamespace(ctx context.Context, a *ArgoCDInstall) error {
+	ns := a.Namespace
 	secretKey := make([]byte, 32)
 	_, _ = rand.Read(secretKey)
 	partOf := map[string]string{"app.kubernetes.io/part-of": "argocd"}
@@ -82,7 +152,7 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 	objs := []any{
 		&corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-			ObjectMeta: metav1.ObjectMeta{Name: "argocd-cm", Namespace: ArgoCDNamespace, Labels: withName(partOf, "argocd-cm")},
+			ObjectMeta: metav1.ObjectMeta{Name: "argocd-cm", Namespace: ns, Labels: withName(partOf, "argocd-cm")},
 			Data: map[string]string{
 				// Only the cluster Secret below exists; in-cluster would point at nothing.
 				"cluster.inClusterEnabled": "false",
@@ -91,22 +161,22 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 		},
 		&corev1.ConfigMap{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-			ObjectMeta: metav1.ObjectMeta{Name: "argocd-rbac-cm", Namespace: ArgoCDNamespace, Labels: withName(partOf, "argocd-rbac-cm")},
+			ObjectMeta: metav1.ObjectMeta{Name: "argocd-rbac-cm", Namespace: ns, Labels: withName(partOf, "argocd-rbac-cm")},
 		},
 		&corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Name: "argocd-secret", Namespace: ArgoCDNamespace, Labels: withName(partOf, "argocd-secret")},
+			ObjectMeta: metav1.ObjectMeta{Name: "argocd-secret", Namespace: ns, Labels: withName(partOf, "argocd-secret")},
 			StringData: map[string]string{"server.secretkey": hex.EncodeToString(secretKey)},
 		},
 		&corev1.Secret{
 			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
-			ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + ClusterName, Namespace: ArgoCDNamespace,
+			ObjectMeta: metav1.ObjectMeta{Name: "cluster-" + ClusterName, Namespace: ns,
 				Labels: map[string]string{"argocd.argoproj.io/secret-type": "cluster"}},
 			StringData: map[string]string{"name": ClusterName, "server": s.APIServerURL, "config": string(clusterConfig)},
 		},
 		map[string]any{
 			"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
-			"metadata": map[string]any{"name": "default", "namespace": ArgoCDNamespace},
+			"metadata": map[string]any{"name": "default", "namespace": ns},
 			"spec": map[string]any{
 				"sourceRepos":              []any{"*"},
 				"destinations":             []any{map[string]any{"server": "*", "namespace": "*"}},
@@ -116,11 +186,11 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 	}
 	for _, o := range objs {
 		if err := s.ApplyObject(ctx, o); err != nil {
-			return fmt.Errorf("Argo CD bootstrap: %w", err)
+			return err
 		}
 	}
-	s.argoKubeconfig = filepath.Join(s.Dir, "argocd.kubeconfig")
-	return os.WriteFile(s.argoKubeconfig, []byte(s.kubeconfigYAML(ArgoCDNamespace)), 0o600)
+	a.kubeconfig = filepath.Join(s.Dir, a.prefix+".kubeconfig")
+	return os.WriteFile(a.kubeconfig, []byte(s.kubeconfigYAML(ns)), 0o600)
 }
 
 func withName(labels map[string]string, name string) map[string]string {
@@ -131,99 +201,105 @@ func withName(labels map[string]string, name string) map[string]string {
 	return out
 }
 
-// argoCDCRDDir is manifests/crds of the Argo CD module the e2e module pins.
-func argoCDCRDDir(ctx context.Context, e2eDir string) (string, error) {
+// argoCDCRDDir is manifests/crds of Argo CD module mod as pinned by the go.mod in modDir.
+func argoCDCRDDir(ctx context.Context, modDir, mod string) (string, error) {
 	// `go mod download` (unlike `go list -m`) also fetches the module into an empty cache.
-	cmd := exec.CommandContext(ctx, goTool(), "mod", "download", "-json", "github.com/argoproj/argo-cd/v2")
-	cmd.Dir = e2eDir
+	cmd := exec.CommandContext(ctx, goTool(), "mod", "download", "-json", mod)
+	cmd.Dir = modDir
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("locate Argo CD module (go mod download in %s): %w", e2eDir, err)
+		return "", fmt.Errorf("locate Argo CD module %s (go mod download in %s): %w", mod, modDir, err)
 	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		return "", fmt.Errorf("locate Argo CD module: unexpected `go mod download -json` output: %s", out)
+	var m struct{ Dir string }
+	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
+		return "", fmt.Errorf("locate Argo CD module %s: unexpected `go mod download -json` output: %s", mod, out)
 	}
-	dir := filepath.Join(mod.Dir, "manifests", "crds")
+	dir := filepath.Join(m.Dir, "manifests", "crds")
 	if !fileOK(filepath.Join(dir, "application-crd.yaml")) {
-		return "", fmt.Errorf("Argo CD CRDs missing in %s: run `go mod download` in e2e/", dir)
+		return "", fmt.Errorf("Argo CD CRDs missing in %s: run `go mod download` in %s", dir, modDir)
 	}
 	return dir, nil
 }
 
-// argoEnv is the environment every Argo CD component shares: its own HOME and TMPDIR under the
-// run folder (repo-server clones there), the admin kubeconfig with argocd as namespace, and the
-// plugin socket folder that repo-server and argocd-cmp-server meet in. repo-server's Git
-// credentials socket is in the run folder too: at Argo CD's default, /tmp/reposerver-ask-pass.sock,
-// the last stack started on the machine takes it over and every other stack's fetches of a
-// private repository fail with "unknown nonce".
-func (s *Stack) argoEnv(name string, extraPath ...string) ([]string, error) {
-	home := filepath.Join(s.Dir, "home", name)
-	tmp := filepath.Join(s.Dir, "tmp", name)
-	for _, d := range []string{home, tmp, s.PluginSockDir} {
+// argoEnv is the environment of Argo CD component (argocd-repo-server, ...) of installation a:
+// its own HOME and TMPDIR under the run folder (repo-server clones there), the admin kubeconfig
+// with the installation's namespace, and the plugin socket folder that repo-server and
+// argocd-cmp-server meet in. repo-server's Git credentials socket is in the run folder too: at
+// Argo CD's default, /tmp/reposerver-ask-pass.sock, the last repo-server started on the machine
+// takes it over and every other one's fetches of a private repository fail with "unknown nonce".
+func (s *Stack) argoEnv(a *ArgoCDInstall, component string, extraPath ...string) ([]string, error) {
+	home := filepath.Join(s.Dir, "home", a.process(component))
+	tmp := filepath.Join(s.Dir, "tmp", a.process(component))
+	for _, d := range []string{home, tmp, a.PluginSockDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
-	path := strings.Join(append(extraPath, s.Binaries.ArgoCDDir, os.Getenv("PATH")), string(os.PathListSeparator))
+	path := strings.Join(append(extraPath, a.binDir, os.Getenv("PATH")), string(os.PathListSeparator))
 	return []string{
 		"HOME=" + home, "TMPDIR=" + tmp, "PATH=" + path,
-		"KUBECONFIG=" + s.argoKubeconfig,
-		"ARGOCD_BINARY_NAME=" + name,
-		"ARGOCD_PLUGINSOCKFILEPATH=" + s.PluginSockDir,
-		"ARGOCD_ASK_PASS_SOCK=" + filepath.Join(s.Dir, "reposerver-ask-pass.sock"),
+		"KUBECONFIG=" + a.kubeconfig,
+		"ARGOCD_BINARY_NAME=" + component,
+		"ARGOCD_PLUGINSOCKFILEPATH=" + a.PluginSockDir,
+		"ARGOCD_ASK_PASS_SOCK=" + filepath.Join(s.Dir, a.process("-reposerver-ask-pass.sock")),
 		"ARGOCD_GPG_ENABLED=false",
 		"ARGOCD_CONTROLLER_REPLICAS=1",
 	}, nil
 }
 
-func (s *Stack) startArgoCD(ctx context.Context) error {
+// startArgoCD starts installation a: argocd-cmp-server with the repository's plugin.yaml,
+// argocd-repo-server, argocd-application-controller and (v2.14 only) the applicationset
+// controller.
+func (s *Stack) startArgoCD(ctx context.Context, a *ArgoCDInstall) error {
+	if err := s.startRedis(a); err != nil {
+		return err
+	}
 	ports, err := FreePorts(6)
 	if err != nil {
 		return err
 	}
 	repoPort, repoMetrics, ctrlMetrics, appsetMetrics, appsetProbe, appsetWebhook := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
+	run := func(component string, args, env []string) (*Process, error) {
+		return s.start(a.process(component), filepath.Join(a.binDir, component), args, env)
+	}
 
 	// argocd-cmp-server: the repository's own plugin.yaml (read from --config-dir-path) and the
 	// freshly built cmp-sidecar first on PATH, exactly what the plugin's sidecar container holds.
-	env, err := s.argoEnv("argocd-cmp-server", filepath.Dir(s.Binaries.CmpSidecar))
+	env, err := s.argoEnv(a, "argocd-cmp-server", filepath.Dir(s.Binaries.CmpSidecar))
 	if err != nil {
 		return err
 	}
-	env = append(env, "ARGOCD_CMP_WORKDIR="+filepath.Join(s.Dir, "cmp-work"))
-	cmp, err := s.start("argocd-cmp-server", filepath.Join(s.Binaries.ArgoCDDir, "argocd-cmp-server"),
-		[]string{"--config-dir-path=" + s.PluginConfigDir, "--loglevel=info"}, env)
+	env = append(env, "ARGOCD_CMP_WORKDIR="+filepath.Join(s.Dir, a.process("argocd-cmp-work")))
+	cmp, err := run("argocd-cmp-server", []string{"--config-dir-path=" + s.PluginConfigDir, "--loglevel=info"}, env)
 	if err != nil {
 		return err
 	}
-	if err := cmp.waitReady(ctx, 60*time.Second, fileExists(filepath.Join(s.PluginSockDir, s.PluginSocketName))); err != nil {
+	if err := cmp.waitReady(ctx, 60*time.Second, fileExists(filepath.Join(a.PluginSockDir, s.PluginSocketName))); err != nil {
 		return err
 	}
 
-	env, err = s.argoEnv("argocd-repo-server")
-	if err != nil {
+	if env, err = s.argoEnv(a, "argocd-repo-server"); err != nil {
 		return err
 	}
-	repo, err := s.start("argocd-repo-server", filepath.Join(s.Binaries.ArgoCDDir, "argocd-repo-server"), []string{
+	repo, err := run("argocd-repo-server", []string{
 		"--address=127.0.0.1", "--port=" + strconv.Itoa(repoPort),
 		"--metrics-address=127.0.0.1", "--metrics-port=" + strconv.Itoa(repoMetrics),
-		"--disable-tls", "--redis=" + s.RedisAddr, "--loglevel=info",
+		"--disable-tls", "--redis=" + a.redis.Addr(), "--loglevel=info",
 	}, env)
 	if err != nil {
 		return err
 	}
-	s.RepoServerAddr = "127.0.0.1:" + strconv.Itoa(repoPort)
+	a.RepoServerAddr = "127.0.0.1:" + strconv.Itoa(repoPort)
 	if err := repo.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(repoMetrics)+"/healthz", "")); err != nil {
 		return err
 	}
 
-	env, err = s.argoEnv("argocd-application-controller")
-	if err != nil {
+	if env, err = s.argoEnv(a, "argocd-application-controller"); err != nil {
 		return err
 	}
-	ctrl, err := s.start("argocd-application-controller", filepath.Join(s.Binaries.ArgoCDDir, "argocd-application-controller"), []string{
-		"--repo-server=" + s.RepoServerAddr, "--repo-server-plaintext",
-		"--redis=" + s.RedisAddr,
+	ctrl, err := run("argocd-application-controller", []string{
+		"--repo-server=" + a.RepoServerAddr, "--repo-server-plaintext",
+		"--redis=" + a.redis.Addr(),
 		// No address flag exists for the controller's metrics: it binds all interfaces.
 		"--metrics-port=" + strconv.Itoa(ctrlMetrics),
 		"--status-processors=4", "--operation-processors=2",
@@ -234,37 +310,36 @@ func (s *Stack) startArgoCD(ctx context.Context) error {
 		return err
 	}
 
-	env, err = s.argoEnv("argocd-applicationset-controller")
-	if err != nil {
-		return err
-	}
-	appset, err := s.start("argocd-applicationset-controller", filepath.Join(s.Binaries.ArgoCDDir, "argocd-applicationset-controller"), []string{
-		"--metrics-addr=127.0.0.1:" + strconv.Itoa(appsetMetrics),
-		"--probe-addr=127.0.0.1:" + strconv.Itoa(appsetProbe),
-		"--webhook-addr=127.0.0.1:" + strconv.Itoa(appsetWebhook),
-		"--argocd-repo-server=" + s.RepoServerAddr, "--repo-server-plaintext",
-		"--enable-leader-election=false", "--loglevel=info",
-	}, env)
-	if err != nil {
-		return err
+	var appset *Process
+	if a.applicationSet {
+		if env, err = s.argoEnv(a, "argocd-applicationset-controller"); err != nil {
+			return err
+		}
+		appset, err = run("argocd-applicationset-controller", []string{
+			"--metrics-addr=127.0.0.1:" + strconv.Itoa(appsetMetrics),
+			"--probe-addr=127.0.0.1:" + strconv.Itoa(appsetProbe),
+			"--webhook-addr=127.0.0.1:" + strconv.Itoa(appsetWebhook),
+			"--argocd-repo-server=" + a.RepoServerAddr, "--repo-server-plaintext",
+			"--enable-leader-election=false", "--loglevel=info",
+		}, env)
+		if err != nil {
+			return err
+		}
 	}
 	if err := ctrl.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(ctrlMetrics)+"/healthz", "")); err != nil {
 		return err
+	}
+	if appset == nil {
+		return nil
 	}
 	// The applicationset controller registers no health checks; its metrics answer once its
 	// manager runs.
 	return appset.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(appsetMetrics)+"/metrics", ""))
 }
 
-// startRegistry runs Debian's docker-registry (the CNCF distribution registry) on loopback.
+// startRegistry runs the CNCF distribution registry (built from its module, see
+// e2e/tools/registry) on loopback.
 func (s *Stack) startRegistry(ctx context.Context, notify, notifyAuth string) error {
-	bin := os.Getenv("KROPIPE_E2E_REGISTRY_BIN")
-	if bin == "" {
-		bin = "/usr/bin/docker-registry"
-	}
-	if !fileOK(bin) {
-		return fmt.Errorf("registry: %s missing: `apt-get install docker-registry` (.ci/run does)", bin)
-	}
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -297,7 +372,8 @@ http:
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return err
 	}
-	p, err := s.start("docker-registry", bin, []string{"serve", cfg}, nil)
+	// distribution v3 exports OpenTelemetry traces to https://localhost:4318 unless told not to.
+	p, err := s.start("registry", s.Binaries.Registry, []string{"serve", cfg}, []string{"OTEL_TRACES_EXPORTER=none"})
 	if err != nil {
 		return err
 	}

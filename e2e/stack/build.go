@@ -25,6 +25,13 @@ const (
 	KubernetesVersion = "v1.34.4"
 	KwokVersion       = "v0.7.0"
 	ArgoCDVersion     = "v2.14.21"
+	// ArgoCDV3Version is the second Argo CD line the plugin is proven on. v3.2.11 is the newest
+	// v3 that builds from the module proxy: v3.2.12 fails to compile (undefined
+	// settings.ValidateExternalURL), v3.3+ need an in-tree gitops-engine copy the proxy does not
+	// serve, v3.4+ a module it refuses.
+	ArgoCDV3Version = "v3.2.11"
+	// RegistryVersion is the CNCF distribution registry (Debian's docker-registry is v2.8).
+	RegistryVersion = "v3.1.2"
 )
 
 // Binaries are the paths of everything the stack runs.
@@ -33,9 +40,14 @@ type Binaries struct {
 	// ArgoCD is the multi-call argocd binary; ArgoCDDir also holds symlinks named
 	// argocd-repo-server, argocd-cmp-server, ... so each component runs under its own name.
 	ArgoCD, ArgoCDDir string
+	// ArgoCDV3 and ArgoCDV3Dir are the same for Argo CD v3.
+	ArgoCDV3, ArgoCDV3Dir string
+	// Registry is the CNCF distribution registry (`registry serve <config>`).
+	Registry string
 	// CmpSidecar and Promoter are built fresh from the repository on every run: they are the
-	// code under test.
-	CmpSidecar, Promoter string
+	// code under test. CmpSidecarRenderer (the warm render server cmp-sidecar generate starts)
+	// is built next to CmpSidecar, where generate looks for it first, as in the sidecar image.
+	CmpSidecar, CmpSidecarRenderer, Promoter string
 	// BuildTimes says how long each component took to build in this run (zero when it came
 	// from the cache).
 	BuildTimes map[string]time.Duration
@@ -47,6 +59,8 @@ type component struct {
 	modDir  string            // relative to the e2e module
 	pkgs    map[string]string // output binary name -> package
 	ldflags string
+	// links are names the binary is also linked as in its folder (multi-call binaries).
+	links []string
 }
 
 func components() []component {
@@ -69,7 +83,11 @@ func components() []component {
 		{name: "kwok", version: KwokVersion, modDir: "tools/kwok", pkgs: map[string]string{"kwok": "sigs.k8s.io/kwok/cmd/kwok"},
 			ldflags: "-s -w"},
 		{name: "argocd", version: ArgoCDVersion, modDir: "tools/argocd", pkgs: map[string]string{"argocd": "github.com/argoproj/argo-cd/v2/cmd"},
-			ldflags: "-s -w -X github.com/argoproj/argo-cd/v2/common.version=" + strings.TrimPrefix(ArgoCDVersion, "v")},
+			ldflags: "-s -w -X github.com/argoproj/argo-cd/v2/common.version=" + strings.TrimPrefix(ArgoCDVersion, "v"), links: argoCDNames},
+		{name: "argocd3", version: ArgoCDV3Version, modDir: "tools/argocd3", pkgs: map[string]string{"argocd": "github.com/argoproj/argo-cd/v3/cmd"},
+			ldflags: "-s -w -X github.com/argoproj/argo-cd/v3/common.version=" + strings.TrimPrefix(ArgoCDV3Version, "v"), links: argoCDNames},
+		{name: "registry", version: RegistryVersion, modDir: "tools/registry", pkgs: map[string]string{"registry": "."},
+			ldflags: "-s -w -X github.com/distribution/distribution/v3/version.version=" + RegistryVersion},
 	}
 }
 
@@ -97,6 +115,7 @@ func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log i
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 
 	b := &Binaries{BuildTimes: map[string]time.Duration{}}
+	// paths is keyed by component and binary name: both Argo CD lines build a binary "argocd".
 	paths := map[string]string{}
 	for _, c := range components() {
 		dir, err := c.cacheDir(e2eDir, cacheDir)
@@ -105,35 +124,38 @@ func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log i
 		}
 		for out, pkg := range c.pkgs {
 			dst := filepath.Join(dir, out)
-			paths[out] = dst
-			if _, err := os.Stat(dst); err == nil {
-				continue
+			paths[c.name+"/"+out] = dst
+			if _, err := os.Stat(dst); err != nil {
+				start := time.Now()
+				fmt.Fprintf(log, "e2e: building %s %s (%s) into %s\n", out, c.version, pkg, dir)
+				if err := goBuild(ctx, filepath.Join(e2eDir, c.modDir), pkg, dst, c.ldflags); err != nil {
+					return nil, fmt.Errorf("build %s %s: %w", out, c.version, err)
+				}
+				key := c.name + "/" + out
+				b.BuildTimes[key] = time.Since(start)
+				fmt.Fprintf(log, "e2e: built %s in %s\n", key, b.BuildTimes[key].Round(time.Second))
 			}
-			start := time.Now()
-			fmt.Fprintf(log, "e2e: building %s %s (%s) into %s\n", out, c.version, pkg, dir)
-			if err := goBuild(ctx, filepath.Join(e2eDir, c.modDir), pkg, dst, c.ldflags); err != nil {
-				return nil, fmt.Errorf("build %s %s: %w", out, c.version, err)
+			for _, n := range c.links {
+				link := filepath.Join(dir, n)
+				if _, err := os.Lstat(link); err == nil {
+					continue
+				}
+				if err := os.Symlink(out, link); err != nil {
+					return nil, fmt.Errorf("link %s: %w", link, err)
+				}
 			}
-			b.BuildTimes[out] = time.Since(start)
-			fmt.Fprintf(log, "e2e: built %s in %s\n", out, b.BuildTimes[out].Round(time.Second))
 		}
 	}
-	b.Etcd = paths["etcd"]
-	b.KubeAPIServer = paths["kube-apiserver"]
-	b.KubeControllerManager = paths["kube-controller-manager"]
-	b.KubeScheduler = paths["kube-scheduler"]
-	b.Kwok = paths["kwok"]
-	b.ArgoCD = paths["argocd"]
+	b.Etcd = paths["etcd/etcd"]
+	b.KubeAPIServer = paths["kubernetes/kube-apiserver"]
+	b.KubeControllerManager = paths["kubernetes/kube-controller-manager"]
+	b.KubeScheduler = paths["kubernetes/kube-scheduler"]
+	b.Kwok = paths["kwok/kwok"]
+	b.ArgoCD = paths["argocd/argocd"]
 	b.ArgoCDDir = filepath.Dir(b.ArgoCD)
-	for _, n := range argoCDNames {
-		link := filepath.Join(b.ArgoCDDir, n)
-		if _, err := os.Lstat(link); err == nil {
-			continue
-		}
-		if err := os.Symlink("argocd", link); err != nil {
-			return nil, fmt.Errorf("link %s: %w", link, err)
-		}
-	}
+	b.ArgoCDV3 = paths["argocd3/argocd"]
+	b.ArgoCDV3Dir = filepath.Dir(b.ArgoCDV3)
+	b.Registry = paths["registry/registry"]
 
 	start := time.Now()
 	b.CmpSidecar = filepath.Join(binDir, "cmp-sidecar")
@@ -141,6 +163,13 @@ func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log i
 		return nil, fmt.Errorf("build cmp-sidecar from %s: %w", repoRoot, err)
 	}
 	b.BuildTimes["cmp-sidecar"] = time.Since(start)
+
+	start = time.Now()
+	b.CmpSidecarRenderer = filepath.Join(binDir, "cmp-sidecar-renderer")
+	if err := goBuild(ctx, repoRoot, "./cmd/cmp-sidecar-renderer", b.CmpSidecarRenderer, ""); err != nil {
+		return nil, fmt.Errorf("build cmp-sidecar-renderer from %s: %w", repoRoot, err)
+	}
+	b.BuildTimes["cmp-sidecar-renderer"] = time.Since(start)
 
 	start = time.Now()
 	b.Promoter = filepath.Join(binDir, "promoter")

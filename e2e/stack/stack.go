@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	appclient "github.com/argoproj/argo-cd/v2/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -43,24 +42,24 @@ type Stack struct {
 	Dynamic      dynamic.Interface
 	ArgoCD       appclient.Interface // Argo CD's typed clients (Applications, ApplicationSets)
 
-	Git            *GitServer
-	RegistryAddr   string // host:port of the OCI registry
-	RepoServerAddr string // host:port of argocd-repo-server's plaintext gRPC API
-	RedisAddr      string
+	Git          *GitServer
+	RegistryAddr string // host:port of the OCI registry
 
-	// PluginConfigDir is the folder argocd-cmp-server reads plugin.yaml from (the repository
-	// root); PluginSockDir is where it puts PluginSocketName for repo-server to find.
-	PluginConfigDir, PluginSockDir, PluginSocketName string
+	// ArgoCDInstalls are the running Argo CD installations: v2.14 first (ArgoCDV2), then v3
+	// (ArgoCDV3) when Start was given WithArgoCDV3. Empty WithoutArgoCD.
+	ArgoCDInstalls []*ArgoCDInstall
+
+	// PluginConfigDir is the folder every argocd-cmp-server reads plugin.yaml from (the
+	// repository root); each puts PluginSocketName in its installation's PluginSockDir.
+	PluginConfigDir, PluginSocketName string
 
 	Binaries *Binaries
 
-	e2eDir         string
-	etcdURL        string
-	pki            *pki
-	argoKubeconfig string
-	redis          *miniredis.Miniredis
-	mapper         meta.RESTMapper
-	log            io.Writer
+	e2eDir  string
+	etcdURL string
+	pki     *pki
+	mapper  meta.RESTMapper
+	log     io.Writer
 
 	mu    sync.Mutex
 	procs []*Process
@@ -72,6 +71,7 @@ type options struct {
 	log        io.Writer
 	pluginName string
 	noArgoCD   bool
+	argoCDV3   bool
 	noRegistry bool
 	// notify, when set, is where the registry sends its push notifications, with notifyAuth
 	// as the Authorization header.
@@ -96,6 +96,11 @@ func WithPluginName(name string) Option { return func(o *options) { o.pluginName
 
 // WithoutArgoCD starts only Kubernetes, Git and the registry.
 func WithoutArgoCD() Option { return func(o *options) { o.noArgoCD = true } }
+
+// WithArgoCDV3 also starts Argo CD v3 (ArgoCDV3Version) in namespace ArgoCDV3Namespace: its own
+// argocd-cmp-server (the same plugin.yaml and cmp-sidecar), argocd-repo-server and
+// argocd-application-controller, and installs v3's CRDs.
+func WithArgoCDV3() Option { return func(o *options) { o.argoCDV3 = true } }
 
 // WithRegistryNotifications makes the registry send a notification to url for every push and
 // pull, carrying authorization as its Authorization header, as a registry configured for
@@ -141,7 +146,6 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 		Dir:              o.workDir,
 		Token:            hex.EncodeToString(token),
 		PluginConfigDir:  repoRoot,
-		PluginSockDir:    filepath.Join(o.workDir, "plugins"),
 		PluginSocketName: o.pluginName + ".sock",
 		e2eDir:           e2eDir,
 		log:              o.log,
@@ -200,14 +204,14 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 		}
 	}
 	if !o.noArgoCD {
-		if err := step("redis", s.startRedis); err != nil {
-			return nil, err
-		}
+		s.newArgoCDInstalls(o.argoCDV3)
 		if err := step("Argo CD bootstrap", func() error { return s.bootstrapArgoCD(ctx) }); err != nil {
 			return nil, err
 		}
-		if err := step("Argo CD", func() error { return s.startArgoCD(ctx) }); err != nil {
-			return nil, err
+		for _, a := range s.ArgoCDInstalls {
+			if err := step("Argo CD "+a.Version, func() error { return s.startArgoCD(ctx, a) }); err != nil {
+				return nil, err
+			}
 		}
 	}
 	fmt.Fprintf(o.log, "e2e: stack up in %s (logs in %s)\n", time.Since(begin).Round(10*time.Millisecond), filepath.Join(s.Dir, "logs"))
@@ -271,7 +275,9 @@ func (s *Stack) Stop() {
 	// together, then the API server, then etcd: a client that outlives its server only logs
 	// noise.
 	groups := [][]string{
-		{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server", "docker-registry", "kwok", "kube-scheduler", "kube-controller-manager"},
+		{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server",
+			"argocd3-application-controller", "argocd3-repo-server", "argocd3-cmp-server",
+			"registry", "kwok", "kube-scheduler", "kube-controller-manager"},
 		{"kube-apiserver"},
 		{"etcd"},
 	}
@@ -298,8 +304,10 @@ func (s *Stack) Stop() {
 	if s.Git != nil {
 		_ = s.Git.Close()
 	}
-	if s.redis != nil {
-		s.redis.Close()
+	for _, a := range s.ArgoCDInstalls {
+		if a.redis != nil {
+			a.redis.Close()
+		}
 	}
 }
 

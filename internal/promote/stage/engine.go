@@ -197,7 +197,10 @@ func (e *Engine) Kicks() <-chan struct{} { return e.kick }
 // Notify says images were pushed to repositories (registry included, e.g. from a registry's
 // webhook). The stages that read one of them from the registry are returned, and when there
 // are any a pass is due at once (Kicks). Nothing else is taken from the notification: the
-// pass reads the tags from the registry itself.
+// pass reads the tags from the registry itself. Passes are asked for again after each of
+// NotifyRechecks: a registry may announce a push before its tag list shows it (the CNCF
+// distribution registry notifies from the manifest PUT before it links the tag), and the
+// pass right after the notification would then wait a whole interval for the next look.
 func (e *Engine) Notify(repositories ...string) []string {
 	pushed := map[string]bool{}
 	for _, r := range repositories {
@@ -214,9 +217,17 @@ func (e *Engine) Notify(repositories ...string) []string {
 	}
 	if len(stages) > 0 {
 		e.poke()
+		for _, d := range NotifyRechecks {
+			// A poke after the engine stopped finds nobody reading Kicks and is dropped.
+			time.AfterFunc(d, e.poke)
+		}
 	}
 	return stages
 }
+
+// NotifyRechecks are the delays after a registry notification at which a pass is asked for
+// again (see Notify); bursts of notifications are gathered by Kicks' single slot.
+var NotifyRechecks = []time.Duration{500 * time.Millisecond, 2 * time.Second}
 
 // normalRepository is the repository as go-containerregistry names it (docker.io/x → index.docker.io/library/x).
 func normalRepository(image string) string {

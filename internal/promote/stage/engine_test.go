@@ -479,6 +479,25 @@ func TestReconcile_CompactsACloneThatGatheredTooManyPacks(t *testing.T) {
 	}
 }
 
+// A registry may notify before its tag list shows the pushed tag (the CNCF distribution
+// registry does): the pass is asked for again shortly after, not only at the next interval.
+func TestNotify_AsksForAnotherPassForRegistriesThatNotifyBeforeListing(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.1")
+	e := f.engine([]Spec{f.spec("develop-frontend", "develop/frontend", "frontend")})
+	e.Notify(f.reg.host + "/team/frontend")
+	select {
+	case <-e.Kicks():
+	default:
+		t.Fatal("no pass asked for at once after a push to a watched repository")
+	}
+	select {
+	case <-e.Kicks():
+	case <-time.After(NotifyRechecks[0] + 10*time.Second):
+		t.Fatalf("no second pass asked for within %s of the notification", NotifyRechecks[0]+10*time.Second)
+	}
+}
+
 // A registry's push notification names repositories; the stages reading one of them from the
 // registry are due at once, the others (and stages fed by an upstream) are not.
 func TestNotify_PushedRepositoryMakesItsStagesDue(t *testing.T) {

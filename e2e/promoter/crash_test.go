@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -48,12 +47,12 @@ func TestController_LeaderKilledAtSyncRequest_StandbySyncsThePromotionOnce(t *te
 	c.waitDeployment(crashNamespace, "frontend", c.crashImage("frontend", "1.2.1"))
 	c.waitDeployment(crashNamespace, "backend", c.crashImage("backend", "2.0.0"))
 
-	a := c.startReplica("promoter-crash-a", "KROPIPE_CRASH_AT=during-sync")
+	a := c.startPromoter("promoter-crash-a", "KROPIPE_CRASH_AT=during-sync")
 	c.waitLeader("promoter-crash-a")
 	c.waitStage(a, "crash-frontend", "verified 1.2.1 (running before kropipe started)", func(s stageStatus) bool {
 		return s.Decision == "up-to-date" && s.VerifiedFreight != nil && s.VerifiedFreight.Value == "1.2.1"
 	})
-	b := c.startReplica("promoter-crash-b")
+	b := c.startPromoter("promoter-crash-b")
 	if head := c.head(); head != seed {
 		t.Fatalf("the promoter committed with nothing new in the registry:\n%s", c.log(seed))
 	}
@@ -232,31 +231,6 @@ func (c *crashPipeline) createApp(service string) {
 	if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Create(c.ctx, app, metav1.CreateOptions{}); err != nil {
 		c.t.Fatalf("create Application %s: %v", app.Name, err)
 	}
-}
-
-// startReplica runs one replica as startPromoter does, with env added (the crash point).
-func (c *crashPipeline) startReplica(name string, env ...string) *promoter {
-	t := c.t
-	ports, err := stack.FreePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	proc, err := st.Run(name, st.Binaries.Promoter, []string{
-		"controller",
-		"--kubeconfig=" + c.kubeconfig,
-		"--leader-elect", "--namespace=" + stack.ArgoCDNamespace, "--watch-namespaces=" + stack.ArgoCDNamespace,
-		"--insecure-registry=" + st.RegistryAddr,
-		"--data-dir=" + filepath.Join(st.Dir, name),
-		"--addr=" + addr, "--health-addr=127.0.0.1:" + strconv.Itoa(ports[1]),
-	}, append([]string{"POD_NAME=" + name}, env...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proc.Stop)
-	pr := &promoter{Process: proc, addr: addr}
-	c.waitHTTP(pr, "/healthz")
-	return pr
 }
 
 func (c *crashPipeline) crashImage(service, tag string) string {

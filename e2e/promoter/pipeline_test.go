@@ -394,7 +394,8 @@ func (p *pipeline) installPromoterRBAC() {
 }
 
 // startPromoter runs one replica as the install's Deployment does, on loopback ports.
-func (p *pipeline) startPromoter(name string) *promoter {
+// env is added to its environment (a crash point).
+func (p *pipeline) startPromoter(name string, env ...string) *promoter {
 	t := p.t
 	ports, err := stack.FreePorts(2)
 	if err != nil {
@@ -408,7 +409,7 @@ func (p *pipeline) startPromoter(name string) *promoter {
 		"--insecure-registry=" + st.RegistryAddr,
 		"--data-dir=" + filepath.Join(st.Dir, name),
 		"--addr=" + addr, "--health-addr=127.0.0.1:" + strconv.Itoa(ports[1]),
-	}, []string{"POD_NAME=" + name})
+	}, append([]string{"POD_NAME=" + name}, env...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -560,23 +560,7 @@ func (r *Repo) Read(ctx context.Context, branch, file, key string) (value, commi
 	if err != nil {
 		return "", "", err
 	}
-	c, err := object.GetCommit(r.repo.Storer, head)
-	if err != nil {
-		return "", "", err
-	}
-	data, err := readFile(r.repo.Storer, c.TreeHash, p)
-	if err != nil {
-		return "", "", fmt.Errorf("%s: %w", p, err)
-	}
-	v, err := yamledit.Get(data, key)
-	if err != nil {
-		var ke *yamledit.KeyError
-		if errors.As(err, &ke) {
-			ke.File = p
-		}
-		return "", "", err
-	}
-	return v, head.String(), nil
+	return r.readKey(head, p, key)
 }
 
 // ReadFetched is Read as of the branch's last fetch, without asking the remote: for a pass
@@ -593,13 +577,18 @@ func (r *Repo) ReadFetched(ctx context.Context, branch, file, key string) (value
 	if err != nil {
 		return "", "", err
 	}
+	return r.readKey(head, p, key)
+}
+
+// readKey reads key from file p at commit head; a missing key names the file.
+func (r *Repo) readKey(head plumbing.Hash, p, key string) (value, commit string, err error) {
 	c, err := object.GetCommit(r.repo.Storer, head)
 	if err != nil {
 		return "", "", r.wrap(err)
 	}
 	data, err := readFile(r.repo.Storer, c.TreeHash, p)
 	if err != nil {
-		return "", "", err
+		return "", "", err // readFile names p
 	}
 	v, err := yamledit.Get(data, key)
 	if err != nil {

@@ -6,11 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -105,29 +101,14 @@ func (g *globals) level() slog.Level {
 	return lvl
 }
 
-func (g *globals) token() (string, error) {
-	if g.tokenFile != "" {
-		b, err := os.ReadFile(g.tokenFile)
-		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
-		}
-		t := strings.TrimSpace(string(b))
-		if t == "" {
-			return "", fmt.Errorf("--token-file %s is empty", g.tokenFile)
-		}
-		return t, nil
-	}
-	return strings.TrimSpace(g.getenv("KROPIPE_TOKEN")), nil
-}
-
 // apiAuth reads the API token and refuses to serve a listener others can reach without one;
 // instead says what to do about it ("give --token-file ... or ...").
 func (g *globals) apiAuth(reachableBy, instead string) (token string, loopback bool, err error) {
-	token, err = g.token()
+	token, err = api.ReadToken(g.tokenFile, g.getenv)
 	if err != nil {
 		return "", false, err
 	}
-	if loopback, err = isLoopback(g.addr); err != nil {
+	if loopback, err = api.IsLoopback(g.addr); err != nil {
 		return "", false, err
 	}
 	if !loopback && token == "" {
@@ -136,19 +117,7 @@ func (g *globals) apiAuth(reachableBy, instead string) (token string, loopback b
 	return token, loopback, nil
 }
 
-func (g *globals) stateDir() (string, error) {
-	if g.dataDir != "" {
-		return filepath.Abs(g.dataDir)
-	}
-	if d := g.getenv("XDG_STATE_HOME"); d != "" {
-		return filepath.Join(d, "kropipe"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", errors.New("no --data-dir and no home directory: pass --data-dir DIR")
-	}
-	return filepath.Join(home, ".local", "state", "kropipe"), nil
-}
+func (g *globals) stateDir() (string, error) { return local.StateDir(g.dataDir, g.getenv) }
 
 // engine builds the local-mode engine from --config.
 func (g *globals) engine(_ context.Context, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
@@ -189,7 +158,7 @@ func (g *globals) backend(ctx context.Context) (backend, error) {
 		}
 		return local.Backend{E: e}, nil
 	}
-	tok, err := g.token()
+	tok, err := api.ReadToken(g.tokenFile, g.getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -253,18 +222,6 @@ func newRunCommand(g *globals) *cobra.Command {
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "do one pass and exit; non-zero if any stage failed")
 	return cmd
-}
-
-func isLoopback(addr string) (bool, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false, fmt.Errorf("--addr %q: %w; write host:port such as 127.0.0.1:8080", addr, err)
-	}
-	if host == "localhost" {
-		return true, nil
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback(), nil
 }
 
 func newStatusCommand(g *globals) *cobra.Command {

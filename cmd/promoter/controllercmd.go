@@ -1,8 +1,7 @@
 package main
 
 import (
-	"errors"
-	"fmt"
+	"cmp"
 	"log/slog"
 	"time"
 
@@ -10,14 +9,12 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"github.com/kropipe/kropipe/internal/promote/argocd"
 	"github.com/kropipe/kropipe/internal/promote/controller"
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/leader"
-	"github.com/kropipe/kropipe/internal/version"
 )
 
 // controllerFlags are `promoter controller`'s own flags; --addr, --data-dir, --token-file and
@@ -56,12 +53,12 @@ func newControllerCommand(g *globals) *cobra.Command {
 			// client-go logs (leader election, informers) through klog: send them to the same
 			// JSON stream.
 			klog.SetSlogLogger(log)
-			kube, dyn, ns, err := f.connect(g)
+			kube, dyn, ns, err := controller.Connect(f.kubeconfig)
 			if err != nil {
 				return err
 			}
 			if f.namespace == "" {
-				f.namespace = ns
+				f.namespace = cmp.Or(g.getenv("POD_NAMESPACE"), ns)
 			}
 			cfg, err := f.config(g, kube, dyn, log)
 			if err != nil {
@@ -90,34 +87,6 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	f.limits.register(fl)
 }
 
-// connect builds the Kubernetes clients from --kubeconfig, the usual kubeconfig places or the
-// in-cluster service account, and finds the namespace to default --namespace to.
-func (f *controllerFlags) connect(g *globals) (kubernetes.Interface, dynamic.Interface, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = f.kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		return nil, nil, "", fmt.Errorf("no Kubernetes connection: %w; pass --kubeconfig, or run in a pod with a service account", err)
-	}
-	cfg.UserAgent = "kropipe-promoter/" + version.Version
-	// Informers do the reading; writes are a few patches per promotion.
-	cfg.QPS, cfg.Burst = 20, 40
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
-	}
-	ns := g.getenv("POD_NAMESPACE")
-	if ns == "" {
-		ns, _, _ = cc.Namespace()
-	}
-	return kube, dyn, ns, nil
-}
-
 // jsonLogger is the controller's logger: structured JSON for the cluster's log pipeline.
 func (g *globals) jsonLogger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(g.stderr, &slog.HandlerOptions{Level: g.level()}))
@@ -126,18 +95,6 @@ func (g *globals) jsonLogger() *slog.Logger {
 // config checks the flags, naming them in its errors, and makes the replica's configuration.
 func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dynamic.Interface, log *slog.Logger) (controller.Config, error) {
 	none := controller.Config{}
-	if f.namespace == "" {
-		return none, errors.New("no namespace for the Lease and the state ConfigMap: pass --namespace (in a pod, set POD_NAMESPACE from the downward API)")
-	}
-	if f.interval <= 0 {
-		return none, errors.New("--interval must be positive, e.g. 5m")
-	}
-	if f.healthTimeout <= 0 {
-		return none, errors.New("--health-timeout must be positive, e.g. 5m")
-	}
-	if len(f.watchNamespaces) == 0 {
-		return none, errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
-	}
 	if err := f.limits.check(); err != nil {
 		return none, err
 	}
@@ -153,7 +110,7 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 	if err != nil {
 		return none, err
 	}
-	return controller.Config{
+	cfg := controller.Config{
 		Kube: kube, Dynamic: dyn, Logger: log,
 		Namespace: f.namespace, ArgoCDNamespace: f.argocdNamespace, WatchNamespaces: f.watchNamespaces,
 		PullSecrets: f.pullSecrets, InsecureRegistries: f.insecureRegistries,
@@ -162,5 +119,6 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 		Addr: g.addr, Token: tok, RequireToken: !loopback, HealthAddr: f.healthAddr,
 		WebhookAddr: f.webhook.addr, WebhookSecret: secret, PodIP: g.getenv("POD_IP"),
 		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
-	}, nil
+	}
+	return cfg, cfg.Validate()
 }

@@ -65,20 +65,24 @@ type Config struct {
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
 }
 
-func (cfg *Config) check() error {
+// Validate checks the configuration and fills in defaults. Its errors name the
+// `promoter controller` flag to change, since that is where a Config comes from.
+func (cfg *Config) Validate() error {
 	switch {
 	case cfg.Kube == nil:
 		return errors.New("controller: no Kubernetes client")
 	case cfg.Namespace == "":
-		return errors.New("controller: no namespace for the Lease and the state ConfigMap")
-	case cfg.Interval <= 0 || cfg.HealthTimeout <= 0:
-		return errors.New("controller: the interval and the health timeout must be positive")
+		return errors.New("no namespace for the Lease and the state ConfigMap: pass --namespace (in a pod, set POD_NAMESPACE from the downward API)")
+	case cfg.Interval <= 0:
+		return errors.New("--interval must be positive, e.g. 5m")
+	case cfg.HealthTimeout <= 0:
+		return errors.New("--health-timeout must be positive, e.g. 5m")
 	case len(cfg.WatchNamespaces) == 0:
-		return errors.New("controller: no namespaces to watch for Argo CD Applications")
+		return errors.New("--watch-namespaces is empty: name the namespaces of the Argo CD Applications, e.g. argocd")
 	case cfg.WebhookAddr != "" && strings.TrimSpace(cfg.WebhookSecret) == "":
-		return errors.New("controller: registry notifications need a secret")
+		return errors.New("registry notifications need a secret: pass --webhook-secret-file")
 	case cfg.ShutdownGrace < 0 || cfg.PassTimeout < 0 || cfg.RegistryTimeout < 0:
-		return errors.New("controller: the shutdown grace, pass timeout and registry timeout must not be negative")
+		return errors.New("--shutdown-grace, --pass-timeout and --registry-timeout must not be negative")
 	}
 	if cfg.PassTimeout == 0 {
 		cfg.PassTimeout = pass.DefaultTimeout
@@ -116,7 +120,7 @@ type controller struct {
 
 // Run runs one replica until ctx ends: the listeners at once, the promotion loop while it leads.
 func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.check(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	f, log := &cfg, cfg.Logger

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -137,4 +138,20 @@ func (l Backend) Reverify(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	return l.E.Reverify(ctx, name)
+}
+
+// StateDir is where local mode keeps its clones and state: dataDir (--data-dir) when given,
+// else $XDG_STATE_HOME/kropipe, else ~/.local/state/kropipe.
+func StateDir(dataDir string, getenv func(string) string) (string, error) {
+	if dataDir != "" {
+		return filepath.Abs(dataDir)
+	}
+	if d := getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "kropipe"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", errors.New("no --data-dir and no home directory: pass --data-dir DIR")
+	}
+	return filepath.Join(home, ".local", "state", "kropipe"), nil
 }

@@ -31,10 +31,11 @@
 // Serving:
 //   - controller is `promoter controller`: a replica's loop, probes, events and problems;
 //     local is `promoter run` and the stage commands on promoter.yaml without a cluster;
-//     pass bounds both's passes (--pass-timeout, --shutdown-grace); api serves the HTTP API; webhook receives registry notifications; metrics counts
-//     promotions, registry requests and push retries for Prometheus.
+//     pass bounds both's passes (--pass-timeout, --shutdown-grace); api serves the HTTP
+//     API; webhook receives registry notifications; metrics counts promotions, registry
+//     requests and push retries for Prometheus; printers writes what the commands print.
 //
 // For tests and the demo: gitserver (git http-backend on 127.0.0.1) and registrytest (an
 // in-memory OCI registry); faults is the fault suite against the real binary, which
-// crashpoint kills at named steps. cmd/promoter holds only flags, wiring and output.
+// crashpoint kills at named steps; addrtest hands tests loopback addresses. cmd/promoter holds only flags, wiring and output.
 package promote

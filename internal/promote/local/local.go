@@ -38,6 +38,7 @@ func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger,
 		stage.WithGit(filepath.Join(dataDir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),
 		stage.WithStore(stage.NewFileStore(filepath.Join(dataDir, "state.json"))),
 		stage.WithLogger(log),
+		stage.WithGroups(cfg.Groups...),
 	}
 	e, err := stage.New(cfg.Stages, append(opts, extra...)...)
 	if err != nil {

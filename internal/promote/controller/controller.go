@@ -756,4 +756,34 @@ func withStage(o stage.Outcome, name string) stage.Outcome {
 	return o
 }
 
-var _ api.Controller = gate{}
+func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	e, err := g.engine()
+	if err != nil {
+		return stage.Outcome{}, err
+	}
+	start := time.Now()
+	out, err := e.PromoteMember(ctx, name, tag)
+	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
+	return out, err
+}
+
+func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
+	e, err := g.engine()
+	if err != nil {
+		return stage.Outcome{}, err
+	}
+	start := time.Now()
+	out, err := e.RollbackMember(ctx, name, to)
+	if out.Kind == "" {
+		out.Kind = gitwrite.Rollback.String()
+	}
+	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
+	return out, err
+}
+
+var (
+	_ api.Controller  = gate{}
+	_ api.MemberActor = gate{}
+)

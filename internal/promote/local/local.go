@@ -66,6 +66,14 @@ func (l Backend) Promote(ctx context.Context, name, tag string) (stage.Outcome, 
 	return l.E.Promote(ctx, name, tag)
 }
 
+func (l Backend) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	return l.E.PromoteMember(ctx, name, tag)
+}
+
+func (l Backend) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
+	return l.E.RollbackMember(ctx, name, to)
+}
+
 func (l Backend) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
 	return l.E.Rollback(ctx, name, to)
 }

@@ -62,6 +62,10 @@ func memberStatus(m Spec, g *group, o *observation, state *working) *Status {
 func (e *Engine) decideGroup(ctx context.Context, g *group, obs map[string]*observation, state *working, now time.Time, write bool, statuses map[string]*Status) *pendingSet {
 	st := e.groupStatus(g, obs, state)
 	statuses[g.Name] = st
+	recs := e.groupRecords(ctx, g)
+	if len(recs) > 0 {
+		st.LastCommit, st.LastPromotion = recs[0].Commit, recs[0].Time
+	}
 	members := map[string]*Status{}
 	for _, m := range g.members {
 		members[m.Name] = memberStatus(m, g, obs[m.Name], state)
@@ -153,7 +157,11 @@ func (e *Engine) decideGroup(ctx context.Context, g *group, obs map[string]*obse
 	if sameValues(cand, cur) {
 		st.Decision, st.Reason = DecisionUpToDate, "up to date at "+e.displaySet(g, cand)
 		if write {
-			commit, placedAt := e.setPlaced(ctx, g, cand, obs)
+			commit, placedAt := obs[g.members[0].Name].commit, time.Time{}
+			if len(recs) > 0 && recs[0].Value == cand.Value() {
+				// The group's newest commit put this set in place.
+				commit, placedAt = recs[0].Commit, recs[0].Time
+			}
 			e.verifySet(ctx, g, cand, commit, placedAt, state, now, st, members)
 		}
 		if st.Paused && st.Decision != DecisionFailed {
@@ -235,20 +243,22 @@ func (e *Engine) runningFreight(m Spec, o *observation, state *working) freight.
 	return f
 }
 
-// setPlaced finds the commit that put the set in place (the group's newest commit, when
-// it wrote this set) and when; else the commit the members were read at, and zero.
-func (e *Engine) setPlaced(ctx context.Context, g *group, set freight.Set, obs map[string]*observation) (string, time.Time) {
+// groupRecords are the group's commits as of the pass's fetch, newest first; nil when
+// they cannot be read (the members' observation reports that).
+func (e *Engine) groupRecords(ctx context.Context, g *group) []gitwrite.Record {
+	if len(g.members) == 0 {
+		return nil
+	}
 	first := g.members[0]
-	commit := obs[first.Name].commit
 	repo, err := e.Repo(ctx, first.RepoURL)
 	if err != nil {
-		return commit, time.Time{}
+		return nil
 	}
 	recs, err := repo.FetchedHistory(ctx, first.Branch, g.Name)
-	if err != nil || len(recs) == 0 || recs[0].Value != set.Value() {
-		return commit, time.Time{}
+	if err != nil {
+		return nil
 	}
-	return recs[0].Commit, recs[0].Time
+	return recs
 }
 
 // verifySet verifies every member at the set's commit; the set is verified when all

@@ -31,6 +31,8 @@ type Record struct {
 	// list every member in order.
 	Group   string
 	Members []MemberRecord
+	// Kept marks a member's record of a group commit that left its value as it was.
+	Kept bool
 }
 
 // MemberRecord is one member's part of a group commit.
@@ -201,7 +203,7 @@ func (r *Repo) Rejected(ctx context.Context, branch, stage string) (map[string]b
 // ok is false when history has no such record.
 func PreviousPromotion(records []Record, current string) (previous string, ok bool) {
 	for _, rec := range records {
-		if rec.Value == current && rec.Kind == Promote {
+		if rec.Value == current && rec.Kind == Promote && !rec.Kept {
 			return rec.Previous, rec.Previous != ""
 		}
 	}

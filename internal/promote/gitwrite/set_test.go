@@ -117,7 +117,11 @@ func TestApply_GroupRollbackRejectsTheChangedMembers(t *testing.T) {
 	if err != nil || len(recs) != 1 || recs[0].Kind != Rollback || recs[0].Rejected != "1.2.1" {
 		t.Fatalf("records %+v, %v", recs, err)
 	}
-	if recs, _ := r.History(context.Background(), "main", "develop-backend"); len(recs) != 0 {
-		t.Fatalf("the member that kept its value has records %+v", recs)
+	kept, _ := r.History(context.Background(), "main", "develop-backend")
+	if len(kept) != 1 || !kept[0].Kept || kept[0].Rejected != "" {
+		t.Fatalf("the member that kept its value: records %+v", kept)
+	}
+	if _, ok := PreviousPromotion(kept, "1.2.1"); ok {
+		t.Fatal("a kept value counts as a promotion")
 	}
 }

@@ -10,7 +10,9 @@ import (
 
 // recordsFrom reads a commit's kropipe trailers: none for a commit that has none, one
 // Record for a stage's commit, and for a group's commit (Kropipe-Group) a Record per
-// member it changed plus one for the group.
+// member plus one for the group. A member the commit left at its value gets a Kept
+// record: the commit is still where its set was placed, which the health gate syncs
+// and verifies it at.
 func recordsFrom(hash string, when time.Time, msg string) ([]Record, error) {
 	if !strings.Contains(msg, trailer.Group) {
 		rec, ok, err := recordFrom(hash, when, msg)
@@ -78,16 +80,13 @@ func recordsFrom(hash string, when time.Time, msg string) ([]Record, error) {
 	out := make([]Record, 0, len(members)+1)
 	for i, m := range members {
 		values[i], previous[i] = m.Stage+"="+m.Value, m.Stage+"="+m.Previous
-		if m.Value == m.Previous {
-			continue // kept its value: no promotion of this member
-		}
 		if m.Rejected != "" {
 			rejected = append(rejected, m.Stage+"="+m.Rejected)
 		}
 		out = append(out, Record{
 			Commit: hash, Time: when, Subject: subject, Kind: kind, Stage: m.Stage,
 			Image: m.Image, Value: m.Value, Previous: m.Previous, Freight: freight,
-			Rejected: m.Rejected, Group: group,
+			Rejected: m.Rejected, Group: group, Kept: m.Value == m.Previous,
 		})
 	}
 	out = append(out, Record{

@@ -340,6 +340,9 @@ func (e *Engine) isGroup(name string) bool {
 // approveGroup lets a group without autoPromote take a set: "" is its candidate set,
 // else "member=tag,…" changing those members from the candidate set.
 func (e *Engine) approveGroup(ctx context.Context, g *group, tags string) (string, error) {
+	if g.problem != nil {
+		return "", g.problem
+	}
 	e.mu.Lock()
 	cand, ok := e.groupCand[g.Name]
 	e.mu.Unlock()

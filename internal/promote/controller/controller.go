@@ -427,7 +427,7 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 		})
 	}
 	cfg.Specs = repos.resolveHEAD(ctx, cfg.Specs)
-	if err := e.SetSpecs(cfg.Specs); err != nil {
+	if err := e.SetSpecs(cfg.Specs, cfg.Groups...); err != nil {
 		// Derive only returns sets that validate; this is a bug, so keep the old set.
 		c.log.Error("stages from annotations rejected; keeping the previous set", "error", err.Error())
 	}

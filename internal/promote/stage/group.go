@@ -31,6 +31,9 @@ type GroupSpec struct {
 	// Subject is the commit subject template (gitwrite.SetSubjectData); "" is
 	// gitwrite.DefaultSetSubject.
 	Subject string
+	// Problem, when set, is what the group's source found wrong (members' annotations
+	// that disagree): the group is held with it.
+	Problem string
 }
 
 // ErrGroupMember is wrapped when an action names a member of a release group alone.
@@ -101,6 +104,9 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 			if g.problem == nil {
 				g.problem = &GroupError{Group: gs.Name, Msg: fmt.Sprintf(format, args...)}
 			}
+		}
+		if gs.Problem != "" {
+			bad("%s", gs.Problem)
 		}
 		switch {
 		case gs.Name == "" || strings.ContainsAny(gs.Name, " \t\n,=") || path.Clean(gs.Name) != gs.Name || strings.HasPrefix(gs.Name, "/"):

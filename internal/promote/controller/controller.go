@@ -546,11 +546,15 @@ func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *
 			c.log.Warn("not rolling back: the stage moved on", "stage", f.Stage, "failed", f.Value)
 			continue
 		}
+		target := f.Stage
+		if st, _ := e.StatusOf(f.Stage); st.Group != "" {
+			target = st.Group // a member moves with its release group: the set is rolled back
+		}
 		start := time.Now()
-		out, err := e.Rollback(ctx, f.Stage, "")
-		c.metrics.Outcome(withStage(out, f.Stage), err, time.Since(start))
+		out, err := e.Rollback(ctx, target, "")
+		c.metrics.Outcome(withStage(out, target), err, time.Since(start))
 		if err != nil {
-			c.log.Error("automatic rollback failed", "stage", f.Stage, "error", err.Error())
+			c.log.Error("automatic rollback failed", "stage", target, "error", err.Error())
 			continue
 		}
 		c.log.Info("rolled back automatically", "stage", f.Stage, "from", out.Old, "to", out.New, "commit", out.Commit)

@@ -3,10 +3,12 @@ package controller
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
@@ -22,7 +24,7 @@ import (
 
 // newShopEnv is a cluster whose develop-frontend and develop-backend Applications form the
 // release group develop/shop, beside develop-cart, a kropipe stage outside the group.
-func newShopEnv(t *testing.T) clusterEnv {
+func newShopEnv(t *testing.T, memberAnnotations map[string]any) clusterEnv {
 	t.Helper()
 	host := registrytest.Start(t)
 	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
@@ -53,6 +55,9 @@ func newShopEnv(t *testing.T) clusterEnv {
 		}}
 	}
 	group := map[string]any{"kropipe.io/group": "develop/shop"}
+	for k, v := range memberAnnotations {
+		group[k] = v
+	}
 	e := clusterEnv{
 		bare: bare, regHost: host, kube: kubefake.NewClientset(),
 		dyn: dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), argocd.ListKinds,
@@ -87,7 +92,7 @@ func waitGroup(t *testing.T, c *api.Client, logs *syncBuffer, what string, ok fu
 const shopCommit = "Promote shop: backend 2.0.0 → 2.1.0, frontend 1.2.1 → 1.2.2\nSeed repository\n"
 
 func TestController_ReleaseGroupSyncsEveryMemberAndVerifiesTheSetTogether(t *testing.T) {
-	e := newShopEnv(t)
+	e := newShopEnv(t, nil)
 	addr, logs, _ := e.start(t, configFor(""))
 	c := api.NewClient(addr, "", nil)
 	waitGroup(t, c, logs, "promoted", func(st stage.Status) bool {
@@ -118,7 +123,7 @@ func TestController_ReleaseGroupSyncsEveryMemberAndVerifiesTheSetTogether(t *tes
 }
 
 func TestController_ReleaseGroupKilledBetweenCommitAndSyncIsSyncedByTheNextLeaderWithoutASecondCommit(t *testing.T) {
-	e := newShopEnv(t)
+	e := newShopEnv(t, nil)
 	e.blockPatches.Store(true)
 	firstAddr, firstLogs, stopFirst := e.start(t, configFor(""))
 	waitGroup(t, api.NewClient(firstAddr, "", nil), firstLogs, "promoted by the first replica", func(st stage.Status) bool {
@@ -134,5 +139,38 @@ func TestController_ReleaseGroupKilledBetweenCommitAndSyncIsSyncedByTheNextLeade
 	e.waitSyncRequested(t, "develop-backend", commit, logs)
 	if got := gitLog(t, e.bare); got != shopCommit {
 		t.Fatalf("git log after the takeover:\n%s\nwant exactly one commit for the set", got)
+	}
+}
+
+// A member Degraded past the health timeout, with kropipe.io/auto-rollback, rolls the whole
+// set back in one commit that rejects it; the set is not promoted again.
+func TestController_ReleaseGroupMemberDegradedRollsTheSetBack(t *testing.T) {
+	e := newShopEnv(t, map[string]any{"kropipe.io/auto-rollback": "true"})
+	f := configFor("")
+	f.HealthTimeout = time.Second
+	addr, logs, _ := e.start(t, f)
+	c := api.NewClient(addr, "", nil)
+	waitGroup(t, c, logs, "promoted", func(st stage.Status) bool {
+		return st.CurrentTag == "develop-backend=2.1.0, develop-frontend=1.2.2"
+	})
+	commit := head(t, e.bare)
+	e.waitSyncRequested(t, "develop-backend", commit, logs)
+	e.waitSyncRequested(t, "develop-frontend", commit, logs)
+	e.finishSync(t, "develop-frontend", commit)
+	e.finishSync(t, "develop-backend", commit)
+	u := e.app(t, "develop-backend")
+	_ = unstructured.SetNestedField(u.Object, "Degraded", "status", "health", "status")
+	if _, err := e.dyn.Resource(argocd.ApplicationGVR).Namespace("argocd").Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitGroup(t, c, logs, "rolled back and settled", func(st stage.Status) bool {
+		return st.CurrentTag == "develop-backend=2.0.0, develop-frontend=1.2.1" && st.Decision != stage.DecisionPromote
+	})
+	last, err := gitserver.GitOutput(context.Background(), e.bare, "log", "-1", "--format=%s%n%(trailers:key=Kropipe-Rejected,valueonly,separator=%x2C)", "main")
+	if err != nil || strings.TrimSpace(last) != "Roll back shop: backend 2.1.0 → 2.0.0, frontend 1.2.2 → 1.2.1\n2.1.0,1.2.2" {
+		t.Fatalf("last commit %q, %v; want the set rolled back and rejected", last, err)
+	}
+	if got := gitLog(t, e.bare); strings.Count(got, "\n") != 3 {
+		t.Fatalf("git log:\n%s\nwant the set and its rollback only", got)
 	}
 }

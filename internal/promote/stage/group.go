@@ -170,14 +170,14 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 				bad("members %q and %q disagree on soak (%s, %s); the group soaks as one, give them the same", first.Name, m.Name, first.Soak, m.Soak)
 			}
 		}
-		g.resolveUpstream(t, byName, bad)
+		g.resolveUpstream(t, bad)
 	}
 	return t
 }
 
 // resolveUpstream finds the group whose members the members follow: every member's
 // upstream must be a different member of one same group with as many members.
-func (g *group) resolveUpstream(t *groupTable, byName map[string]Spec, bad func(string, ...any)) {
+func (g *group) resolveUpstream(t *groupTable, bad func(string, ...any)) {
 	var withUp, without []string
 	for _, m := range g.members {
 		if m.Upstream == "" {
@@ -226,7 +226,6 @@ func (g *group) resolveUpstream(t *groupTable, byName map[string]Spec, bad func(
 		return
 	}
 	g.upstream = up
-	_ = byName
 }
 
 func quoteOthers(groups []string, self string) string {

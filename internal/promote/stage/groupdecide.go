@@ -29,7 +29,7 @@ type MemberStatus struct {
 
 // groupStatus starts a group's status from what the pass observed.
 func (e *Engine) groupStatus(g *group, obs map[string]*observation, state *working) *Status {
-	st := &Status{Name: g.Name, Upstream: g.upstream, Image: "group of " + fmt.Sprint(len(g.members))}
+	st := &Status{Name: g.Name, Upstream: g.upstream}
 	_, st.Paused = state.Paused[g.Name]
 	var cur freight.Set
 	for _, m := range g.members {

@@ -335,3 +335,39 @@ func TestGroup_BadGroupsAreNamedAndHoldOnlyThemselves(t *testing.T) {
 		})
 	}
 }
+
+func TestGroup_ApprovalAndPauseApplyToTheSet(t *testing.T) {
+	f := newGroupFixture(t)
+	specs, groups := f.shop()
+	specs[3].AutoPromote, specs[4].AutoPromote = false, false // staging members
+	specs[3].Soak, specs[4].Soak = 0, 0
+	f.reg.push(t, "team/frontend", "1.2.2")
+	f.reg.push(t, "team/backend", "2.1.0")
+	f.reg.push(t, "team/cart", "0.9.0")
+	e := f.engine(specs, WithGroups(groups...))
+	ctx := context.Background()
+	reconcile(t, e)
+	reconcile(t, e)
+	st := mustStatus(t, e, "staging/shop")
+	if st.Decision != DecisionWait || st.Reason != "waiting for approval of frontend 1.2.0 → 1.2.2, backend 2.0.0 → 2.1.0" {
+		t.Fatalf("staging/shop %+v", st)
+	}
+	if err := e.Pause(ctx, "staging/shop"); err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.Approve(ctx, "staging/shop", "")
+	if err != nil || v != "staging-frontend=1.2.2, staging-backend=2.1.0" {
+		t.Fatalf("approve: %q %v", v, err)
+	}
+	reconcile(t, e)
+	if st := mustStatus(t, e, "staging/shop"); st.Decision != DecisionHold || len(f.subjects()) != 1 {
+		t.Fatalf("paused staging/shop %+v, commits %q", st, f.subjects())
+	}
+	if err := e.Resume(ctx, "staging/shop"); err != nil {
+		t.Fatal(err)
+	}
+	reconcile(t, e)
+	if got := f.subjects(); len(got) != 2 || got[0] != "Promote shop: frontend 1.2.0 → 1.2.2, backend 2.0.0 → 2.1.0" {
+		t.Fatalf("commits %q", got)
+	}
+}

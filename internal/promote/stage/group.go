@@ -289,10 +289,13 @@ func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 		}
 		e.status[g.Name] = st
 	}
-	for m, g := range t.of {
-		st := e.status[m]
-		st.Group = g.Name
-		e.status[m] = st
+	for _, s := range e.specs {
+		st := e.status[s.Name]
+		st.Group = ""
+		if g, ok := t.of[s.Name]; ok {
+			st.Group = g.Name
+		}
+		e.status[s.Name] = st
 	}
 	for name := range e.groupCand {
 		if _, ok := t.byName[name]; !ok {

@@ -138,7 +138,7 @@ func TestGroup_SetMovesAsOneCommitThenDownstreamAfterSoak(t *testing.T) {
 // failOn fails the verification of one stage and passes the others.
 type failOn struct{ stage string }
 
-func (v failOn) Verify(_ context.Context, s Spec, _ freight.Freight, _ string) error {
+func (v *failOn) Verify(_ context.Context, s Spec, _ freight.Freight, _ string) error {
 	if s.Name == v.stage {
 		return errors.New("smoke test failed")
 	}
@@ -148,10 +148,11 @@ func (v failOn) Verify(_ context.Context, s Spec, _ freight.Freight, _ string) e
 func TestGroup_FailingMemberBlocksTheSet(t *testing.T) {
 	f := newGroupFixture(t)
 	specs, groups := f.shop()
-	f.reg.push(t, "team/frontend", "1.2.2")
-	f.reg.push(t, "team/backend", "2.1.0")
+	f.reg.push(t, "team/frontend", "1.2.1", "1.2.2")
+	f.reg.push(t, "team/backend", "2.0.0", "2.1.0")
 	f.reg.push(t, "team/cart", "0.9.0")
-	e := f.engine(specs, WithGroups(groups...), WithVerifier(failOn{"develop-backend"}))
+	fail := &failOn{"develop-backend"}
+	e := f.engine(specs, WithGroups(groups...), WithVerifier(fail))
 
 	err := e.Reconcile(context.Background())
 	var se *StageError
@@ -178,6 +179,22 @@ func TestGroup_FailingMemberBlocksTheSet(t *testing.T) {
 	}
 	if st := mustStatus(t, e, "develop-cart"); st.Decision != DecisionUpToDate {
 		t.Fatalf("the stage outside the group was held: %+v", st)
+	}
+
+	// The set is rolled back by hand; the previous set verifies and the group is well again.
+	fail.stage = ""
+	out, err := e.Rollback(context.Background(), "develop/shop", "")
+	if err != nil || out.New != "develop-frontend=1.2.1, develop-backend=2.0.0" {
+		t.Fatalf("rollback: %+v %v", out, err)
+	}
+	dev = mustStatus(t, e, "develop/shop")
+	if dev.Decision != DecisionPromote || dev.VerifiedFreight == nil || dev.VerifiedFreight.Value != out.New {
+		t.Fatalf("develop/shop after the rollback %+v", dev)
+	}
+	for _, m := range []string{"develop-frontend", "develop-backend"} {
+		if st := mustStatus(t, e, m); st.Decision != DecisionPromote || st.Error != "" {
+			t.Fatalf("%s after the rollback %+v", m, st)
+		}
 	}
 }
 

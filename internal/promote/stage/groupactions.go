@@ -218,13 +218,14 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet) (Outcome, error) {
 	state := &working{State: loaded}
 	statuses := map[string]*Status{}
 	members := map[string]*Status{}
+	// A human asked for it: what the last pass decided no longer holds.
 	gs, _ := e.StatusOf(p.g.Name)
-	gs.Error = ""
+	gs.Decision, gs.Error = DecisionPromote, ""
 	_, gs.Paused = state.Paused[p.g.Name]
 	statuses[p.g.Name] = &gs
 	for _, m := range p.g.members {
 		ms, _ := e.StatusOf(m.Name)
-		ms.Error = ""
+		ms.Decision, ms.Error = DecisionPromote, ""
 		members[m.Name], statuses[m.Name] = &ms, &ms
 	}
 	gs.Members = nil

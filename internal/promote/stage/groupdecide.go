@@ -363,9 +363,11 @@ func (e *Engine) landedSet(ctx context.Context, p *pendingSet, rs []gitwrite.Res
 		st.Reason = st.Error
 		return
 	}
-	commit := ""
+	commit, failed := "", false
 	for i, r := range rs {
-		if r.Err != nil && !errors.Is(r.Err, gitwrite.ErrSetIncomplete) {
+		var ce *gitwrite.ChangeError
+		if r.Err != nil && errors.As(r.Err, &ce) && !errors.Is(r.Err, gitwrite.ErrSetIncomplete) {
+			// This member's own edit failed (a missing key, someone else's edit).
 			e.failMember(st, members, g.members[i].Name, r.Err)
 			st.Error = fmt.Sprintf("the set was not written: %s", st.Error)
 			st.Reason = st.Error
@@ -374,13 +376,13 @@ func (e *Engine) landedSet(ctx context.Context, p *pendingSet, rs []gitwrite.Res
 		}
 		if r.Err != nil {
 			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: g.Name, Err: r.Err}).Error()
-			st.Reason = st.Error
+			st.Reason, failed = st.Error, true
 		}
 		if r.Commit != "" {
 			commit = r.Commit
 		}
 	}
-	if st.Decision == DecisionFailed {
+	if failed {
 		return
 	}
 	verb := "promoted"

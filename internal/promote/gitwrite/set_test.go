@@ -125,3 +125,22 @@ func TestApply_GroupRollbackRejectsTheChangedMembers(t *testing.T) {
 		t.Fatal("a kept value counts as a promotion")
 	}
 }
+
+func TestApply_GroupSubjectTemplate(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	fe, be := member("develop-frontend", "frontend", "1.2.2", "1.2.1"), member("develop-backend", "backend", "1.2.1", "1.2.1")
+	fe.SubjectTemplate = "Release {{.Group}} ({{len .Members}} services): {{.Changes}}"
+	if _, err := r.Apply(context.Background(), "main", fe, be); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.git(t, "log", "-1", "--format=%s", "main"); got != "Release develop/shop (2 services): frontend 1.2.1 → 1.2.2" {
+		t.Fatalf("subject %q", got)
+	}
+	bad := member("develop-frontend", "frontend", "1.2.3", "1.2.2")
+	bad.SubjectTemplate = "{{.Nope}}"
+	res, err := r.Apply(context.Background(), "main", bad, be)
+	if err == nil || !errors.Is(res[0].Err, ErrInvalidChange) {
+		t.Fatalf("a template naming no field: %v %+v", err, res)
+	}
+}

@@ -133,6 +133,8 @@ type backend interface {
 	Stages(ctx context.Context) ([]stage.Status, error)
 	Promote(ctx context.Context, name, tag string) (stage.Outcome, error)
 	Rollback(ctx context.Context, name, to string) (stage.Outcome, error)
+	PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error)
+	RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error)
 	Approve(ctx context.Context, name, tag string) (string, error)
 	Pause(ctx context.Context, name string, paused bool) error
 	History(ctx context.Context, name string) (api.History, error)
@@ -253,13 +255,20 @@ func newStatusCommand(g *globals) *cobra.Command {
 }
 
 func newPromoteCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var member bool
+	cmd := &cobra.Command{
 		Use:   "promote STAGE [TAG]",
 		Short: "Promote TAG (default: the stage's candidate) to STAGE now",
-		Long:  "promote commits TAG to the stage at once, past soak, approval and pause. The tag must exist in the registry.",
-		Args:  cobra.RangeArgs(1, 2),
+		Long: "promote commits TAG to the stage at once, past soak, approval and pause. The tag must exist in the registry.\n" +
+			"For a release group (STAGE is the group, e.g. develop/shop) TAG is member=tag pairs, e.g.\n" +
+			"frontend=1.2.3,backend=2.1.0, written in one commit; a member of a group moves alone only with --member.",
+		Args: cobra.RangeArgs(1, 2),
 		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
-			out, err := b.Promote(ctx, args[0], optionalArg(args, 1))
+			promote := b.Promote
+			if member {
+				promote = b.PromoteMember
+			}
+			out, err := promote(ctx, args[0], optionalArg(args, 1))
 			if err != nil {
 				return err
 			}
@@ -267,6 +276,8 @@ func newPromoteCommand(g *globals) *cobra.Command {
 			return nil
 		}),
 	}
+	cmd.Flags().BoolVar(&member, "member", false, "promote a member of a release group alone (its group's set then differs from what was verified together)")
+	return cmd
 }
 
 // optionalArg is args[i], or "" when it was not given.
@@ -278,7 +289,10 @@ func optionalArg(args []string, i int) string {
 }
 
 func newRollbackCommand(g *globals) *cobra.Command {
-	var to string
+	var (
+		to     string
+		member bool
+	)
 	cmd := &cobra.Command{
 		Use:   "rollback STAGE [--to TAG]",
 		Short: "Roll STAGE back to its previous tag (from Git history) or to --to",
@@ -286,7 +300,11 @@ func newRollbackCommand(g *globals) *cobra.Command {
 			"never promoted to the stage automatically again, newer tags are.",
 		Args: cobra.ExactArgs(1),
 		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
-			out, err := b.Rollback(ctx, args[0], to)
+			rollback := b.Rollback
+			if member {
+				rollback = b.RollbackMember
+			}
+			out, err := rollback(ctx, args[0], to)
 			if err != nil {
 				return err
 			}
@@ -294,7 +312,8 @@ func newRollbackCommand(g *globals) *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.Flags().StringVar(&to, "to", "", "tag to roll back to (default: the one before the current, from Git history)")
+	cmd.Flags().StringVar(&to, "to", "", "tag to roll back to (default: the one before the current, from Git history); for a release group member=tag pairs")
+	cmd.Flags().BoolVar(&member, "member", false, "roll a member of a release group back alone")
 	return cmd
 }
 

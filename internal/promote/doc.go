@@ -11,6 +11,8 @@
 //     immutable record of one version (image, tag, digest).
 //   - stage is the engine: per stage it decides what to promote (upstream, soak, approval,
 //     pause, rejected values), keeps the state through a Store and records verifications.
+//     A release group (group.go) is a stage whose freight is a set of member values
+//     (freight.Set), written as one commit (gitwrite set.go) and verified together.
 //
 // Writing to Git:
 //   - gitwrite keeps one persistent clone per repository, commits each change (yamledit

@@ -249,11 +249,30 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 // PromoteRequest is the optional body of promote and approve.
 type PromoteRequest struct {
 	Tag string `json:"tag,omitempty"`
+	// Member forces a member of a release group alone (promoter promote --member).
+	Member bool `json:"member,omitempty"`
 }
 
 // RollbackRequest is the optional body of rollback.
 type RollbackRequest struct {
 	To string `json:"to,omitempty"`
+	// Member forces a member of a release group alone (promoter rollback --member).
+	Member bool `json:"member,omitempty"`
+}
+
+// MemberActor is implemented by a Controller that can act on a member of a release group
+// alone (a request with member: true); *stage.Engine does.
+type MemberActor interface {
+	PromoteMember(ctx context.Context, stage, tag string) (stage.Outcome, error)
+	RollbackMember(ctx context.Context, stage, to string) (stage.Outcome, error)
+}
+
+// memberActor is the Controller as a MemberActor, or an error saying it is none.
+func (s *Server) memberActor() (MemberActor, error) {
+	if m, ok := s.c.(MemberActor); ok {
+		return m, nil
+	}
+	return nil, errors.New("this promoter cannot act on a member of a release group alone")
 }
 
 func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
@@ -261,7 +280,16 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	out, err := s.c.Promote(r.Context(), r.PathValue("name"), req.Tag)
+	promote := s.c.Promote
+	if req.Member {
+		m, err := s.memberActor()
+		if err != nil {
+			writeError(w, http.StatusNotImplemented, err)
+			return
+		}
+		promote = m.PromoteMember
+	}
+	out, err := promote(r.Context(), r.PathValue("name"), req.Tag)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -274,7 +302,16 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	out, err := s.c.Rollback(r.Context(), r.PathValue("name"), req.To)
+	rollback := s.c.Rollback
+	if req.Member {
+		m, err := s.memberActor()
+		if err != nil {
+			writeError(w, http.StatusNotImplemented, err)
+			return
+		}
+		rollback = m.RollbackMember
+	}
+	out, err := rollback(r.Context(), r.PathValue("name"), req.To)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -355,7 +392,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, warehouse.ErrTagNotFound):
 		return http.StatusUnprocessableEntity
-	case errors.Is(err, stage.ErrNothingToDo), errors.Is(err, gitwrite.ErrConflict):
+	case errors.Is(err, stage.ErrNothingToDo), errors.Is(err, gitwrite.ErrConflict), errors.Is(err, stage.ErrGroupMember):
 		return http.StatusConflict
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable

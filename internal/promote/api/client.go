@@ -60,6 +60,20 @@ func (c *Client) Promote(ctx context.Context, name, tag string) (stage.Outcome, 
 	return out, err
 }
 
+// PromoteMember promotes tag to a member of a release group alone.
+func (c *Client) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	var out stage.Outcome
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/promote", PromoteRequest{Tag: tag, Member: true}, &out)
+	return out, err
+}
+
+// RollbackMember rolls a member of a release group back alone.
+func (c *Client) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
+	var out stage.Outcome
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/rollback", RollbackRequest{To: to, Member: true}, &out)
+	return out, err
+}
+
 // Rollback rolls the stage back to its previous value, or to to.
 func (c *Client) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
 	var out stage.Outcome

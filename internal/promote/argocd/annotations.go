@@ -47,6 +47,14 @@ const (
 	AnnVerifyAnalysis = AnnotationPrefix + "verify-analysis"
 	// AnnVerifyTimeout bounds a verification (default verify.DefaultTimeout).
 	AnnVerifyTimeout = AnnotationPrefix + "verify-timeout"
+	// AnnGroup names the release group the stage moves with (e.g. develop/shop): the
+	// stages sharing it are promoted as one set, in one commit (stage.GroupSpec).
+	AnnGroup = AnnotationPrefix + "group"
+	// AnnGroupRequireAll "true" makes the group wait until every member has a new
+	// candidate; every member must say the same.
+	AnnGroupRequireAll = AnnotationPrefix + "group-require-all"
+	// AnnGroupSubject is the group's commit subject template; every member must say the same.
+	AnnGroupSubject = AnnotationPrefix + "group-subject"
 
 	// ManifestGeneratePaths limits which commits make Argo CD regenerate an
 	// Application's manifests; without it one promotion commit refreshes every
@@ -61,6 +69,7 @@ var knownKeys = []string{
 	AnnImage, AnnStrategy, AnnConstraint, AnnAllowTags, AnnIgnoreTags, AnnPlatform,
 	AnnFile, AnnKey, AnnStage, AnnUpstream, AnnAutoPromote, AnnSoak, AnnInterval,
 	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyAnalysis, AnnVerifyTimeout,
+	AnnGroup, AnnGroupRequireAll, AnnGroupSubject,
 }
 
 // Problem is a configuration mistake that keeps one stage from running. The other
@@ -125,6 +134,10 @@ type Config struct {
 	Warnings []Problem
 	// Bindings maps every stage in Specs to its Application.
 	Bindings map[string]Binding
+	// Groups are the release groups of kropipe.io/group; a group whose members'
+	// annotations disagree, or one of whose members cannot run, carries its Problem and
+	// is held by the engine alone.
+	Groups []stage.GroupSpec
 }
 
 // Specs reads the stages from the Applications' annotations (see Derive).
@@ -168,6 +181,9 @@ func Derive(apps, appsets []*unstructured.Unstructured) Config {
 		cfg.Specs = append(cfg.Specs, c.spec)
 		cfg.Bindings[c.spec.Name] = c.binding
 	}
+	var warnings []Problem
+	cfg.Groups, warnings = groups(sorted, sets, cfg.Specs, cfg.Problems)
+	cfg.Warnings = append(cfg.Warnings, warnings...)
 	return cfg
 }
 

@@ -33,6 +33,9 @@ type Config struct {
 	Stages []stage.Spec
 	// Interval is the poll interval the file asks for (0: the command line's).
 	Interval time.Duration
+	// Groups are the release groups: stages that move together as one set. How they
+	// relate to the stages is the engine's to check, so a bad group holds only itself.
+	Groups []stage.GroupSpec
 }
 
 // Git is the repository the stages write to.
@@ -219,7 +222,7 @@ func (p *parser) list(m map[string]*yaml.Node, key, where string) []*yaml.Node {
 
 func (p *parser) config(root *yaml.Node) *Config {
 	cfg := &Config{}
-	top := p.fields(root, "top level", "git", "registries", "stages", "interval")
+	top := p.fields(root, "top level", "git", "registries", "stages", "groups", "interval")
 	cfg.Interval = p.duration(top, "interval", "top level")
 	if n, ok := top["git"]; ok {
 		cfg.Git = p.git(n)
@@ -242,6 +245,9 @@ func (p *parser) config(root *yaml.Node) *Config {
 	}
 	for i, n := range stages {
 		cfg.Stages = append(cfg.Stages, p.stage(n, i, cfg.Git))
+	}
+	for i, n := range p.list(top, "groups", "top level") {
+		cfg.Groups = append(cfg.Groups, p.group(n, i))
 	}
 	return cfg
 }
@@ -419,4 +425,37 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// group reads one groups: entry: name, members (a list of stage names), requireAll and
+// subject.
+func (p *parser) group(n *yaml.Node, i int) stage.GroupSpec {
+	where := fmt.Sprintf("group %d", i+1)
+	if n.Kind == yaml.MappingNode {
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == "name" && n.Content[j+1].Value != "" {
+				where = fmt.Sprintf("group %q", n.Content[j+1].Value)
+			}
+		}
+	}
+	m := p.fields(n, where, "name", "members", "requireAll", "subject")
+	g := stage.GroupSpec{
+		Name:       p.str(m, "name", where),
+		RequireAll: p.boolean(m, "requireAll", where, false),
+		Subject:    p.str(m, "subject", where),
+	}
+	if g.Name == "" {
+		p.fail(n, "%s: name is missing; name the group after its environment and what it ships, e.g. develop/shop", where)
+	}
+	for _, mn := range p.list(m, "members", where) {
+		if mn.Kind != yaml.ScalarNode || mn.Value == "" {
+			p.fail(mn, "%s: members must be a list of stage names, e.g. [develop-frontend, develop-backend]", where)
+			continue
+		}
+		g.Members = append(g.Members, mn.Value)
+	}
+	if _, ok := m["members"]; !ok {
+		p.fail(n, "%s: members is missing; list the stages that move together, e.g. [develop-frontend, develop-backend]", where)
+	}
+	return g
 }

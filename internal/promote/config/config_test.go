@@ -131,3 +131,25 @@ func TestCredentials_FilesWinOverEnvironment(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+func TestParse_Groups(t *testing.T) {
+	stages := head + "  - {name: develop-frontend, image: r.example.com/frontend, file: f.yaml}\n  - {name: develop-backend, image: r.example.com/backend, file: b.yaml}\n"
+	cfg, err := Parse([]byte(stages+"groups:\n  - {name: develop/shop, members: [develop-frontend, develop-backend], requireAll: true, subject: 'Ship {{.Name}}'}\n"), "promoter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := stage.GroupSpec{Name: "develop/shop", Members: []string{"develop-frontend", "develop-backend"}, RequireAll: true, Subject: "Ship {{.Name}}"}
+	if len(cfg.Groups) != 1 || cfg.Groups[0].Name != want.Name || strings.Join(cfg.Groups[0].Members, ",") != "develop-frontend,develop-backend" || !cfg.Groups[0].RequireAll || cfg.Groups[0].Subject != want.Subject {
+		t.Fatalf("groups %+v", cfg.Groups)
+	}
+	for _, tt := range []struct{ yaml, want string }{
+		{"groups:\n  - {name: develop/shop, member: [develop-frontend]}\n", `group "develop/shop": unknown field "member"; did you mean "members"?`},
+		{"groups:\n  - {name: develop/shop}\n", `group "develop/shop": members is missing`},
+		{"groups:\n  - {members: [develop-frontend]}\n", "group 1: name is missing"},
+	} {
+		_, err := Parse([]byte(stages+tt.yaml), "promoter.yaml")
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "promoter.yaml:") {
+			t.Errorf("%q: error %v, want %q with the file and line", tt.yaml, err, tt.want)
+		}
+	}
+}

@@ -431,7 +431,7 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 		})
 	}
 	cfg.Specs = repos.resolveHEAD(ctx, cfg.Specs)
-	if err := e.SetSpecs(cfg.Specs); err != nil {
+	if err := e.SetSpecs(cfg.Specs, cfg.Groups...); err != nil {
 		// Derive only returns sets that validate; this is a bug, so keep the old set.
 		c.log.Error("stages from annotations rejected; keeping the previous set", "error", err.Error())
 	}
@@ -550,11 +550,15 @@ func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *
 			c.log.Warn("not rolling back: the stage moved on", "stage", f.Stage, "failed", f.Value)
 			continue
 		}
+		target := f.Stage
+		if st, _ := e.StatusOf(f.Stage); st.Group != "" {
+			target = st.Group // a member moves with its release group: the set is rolled back
+		}
 		start := time.Now()
-		out, err := e.Rollback(ctx, f.Stage, "")
-		c.metrics.Outcome(withStage(out, f.Stage), err, time.Since(start))
+		out, err := e.Rollback(ctx, target, "")
+		c.metrics.Outcome(withStage(out, target), err, time.Since(start))
 		if err != nil {
-			c.log.Error("automatic rollback failed", "stage", f.Stage, "error", err.Error())
+			c.log.Error("automatic rollback failed", "stage", target, "error", err.Error())
 			continue
 		}
 		c.log.Info("rolled back automatically", "stage", f.Stage, "from", out.Old, "to", out.New, "commit", out.Commit)
@@ -760,4 +764,34 @@ func withStage(o stage.Outcome, name string) stage.Outcome {
 	return o
 }
 
-var _ api.Controller = gate{}
+func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	e, err := g.engine()
+	if err != nil {
+		return stage.Outcome{}, err
+	}
+	start := time.Now()
+	out, err := e.PromoteMember(ctx, name, tag)
+	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
+	return out, err
+}
+
+func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
+	e, err := g.engine()
+	if err != nil {
+		return stage.Outcome{}, err
+	}
+	start := time.Now()
+	out, err := e.RollbackMember(ctx, name, to)
+	if out.Kind == "" {
+		out.Kind = gitwrite.Rollback.String()
+	}
+	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
+	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
+	return out, err
+}
+
+var (
+	_ api.Controller  = gate{}
+	_ api.MemberActor = gate{}
+)

@@ -15,6 +15,12 @@ func (g gate) Reverify(ctx context.Context, name string) (string, error) {
 			if err := hg.Reverify(ctx, name, st.CurrentTag); err != nil {
 				return "", err
 			}
+			// A release group is verified through its members: their Jobs and analyses go too.
+			for _, m := range st.Members {
+				if err := hg.Reverify(ctx, m.Stage, m.Current); err != nil {
+					return "", err
+				}
+			}
 		}
 	}
 	return e.Reverify(ctx, name)

@@ -55,3 +55,24 @@ func TestRefAndValue(t *testing.T) {
 		t.Error("IsZero wrong")
 	}
 }
+
+func TestSetID_CoversEveryMembersStageImageAndValue(t *testing.T) {
+	fe := Member{Stage: "develop-frontend", Freight: Freight{Image: "r/frontend", Tag: "1.2.2", Digest: "sha256:aa"}, Value: "1.2.2"}
+	be := Member{Stage: "develop-backend", Freight: Freight{Image: "r/backend", Tag: "2.1.0"}, Value: "2.1.0"}
+	a := Set{fe, be}
+	again := Set{fe, be}
+	again[0].Freight.DiscoveredAt = time.Unix(5, 0)
+	if a.ID() != again.ID() {
+		t.Error("the same set has two ids")
+	}
+	newer := Set{fe, be}
+	newer[0].Value = "1.2.3"
+	for _, other := range []Set{newer, {be, fe}, {fe}} {
+		if other.ID() == a.ID() {
+			t.Errorf("%s and %s share id %s", other.Value(), a.Value(), a.ID())
+		}
+	}
+	if got := a.Value(); got != "develop-frontend=1.2.2, develop-backend=2.1.0" {
+		t.Errorf("Value() = %q", got)
+	}
+}

@@ -59,8 +59,17 @@ type Change struct {
 	// file holds Expect (or already holds Value). A human's edit that landed meanwhile
 	// then fails the change (ErrConflict) instead of being overwritten.
 	Expect string
-	// SubjectTemplate overrides the commit subject (Go text/template).
+	// SubjectTemplate overrides the commit subject (Go text/template); for a group's
+	// set, the first member's is used and sees SetSubjectData.
 	SubjectTemplate string
+
+	// Group, when set, names the release group the change is a member of: consecutive
+	// changes with the same Group are written as one commit (see set.go).
+	Group string
+	// GroupFreight is the set's id, the commit's one Kropipe-Freight trailer.
+	GroupFreight string
+	// Label is the member's name in the set's subject (frontend); empty means Stage.
+	Label string
 }
 
 // newValue is what the change writes.
@@ -163,7 +172,7 @@ func (c Change) validate() error {
 	if c.newValue() == "" {
 		return fmt.Errorf("%w: neither a value nor a tag to write", ErrInvalidChange)
 	}
-	for name, v := range map[string]string{"stage": c.Stage, "image": c.ImageRef(), "value": c.newValue(), "freight": c.FreightID, "rejected": c.Rejected} {
+	for name, v := range map[string]string{"stage": c.Stage, "image": c.ImageRef(), "value": c.newValue(), "freight": c.FreightID, "rejected": c.Rejected, "group": c.Group, "group freight": c.GroupFreight} {
 		if strings.ContainsAny(v, "\r\n") {
 			return fmt.Errorf("%w: the %s contains a line break", ErrInvalidChange, name)
 		}

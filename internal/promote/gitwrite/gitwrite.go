@@ -434,8 +434,19 @@ func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []
 		return base, nil, err
 	}
 	tree := commit.TreeHash
-	for i := range results {
+	for i := 0; i < len(results); i++ {
 		res := &results[i]
+		if res.Group != "" {
+			// A release group's members: one commit for the set (set.go).
+			j := setEnd(results, i)
+			h, t, created, err := r.buildSet(s, head, tree, results[i:j], static[i:j])
+			if err != nil {
+				return base, nil, err
+			}
+			objs = append(objs, created...)
+			head, tree, i = h, t, j-1
+			continue
+		}
 		if static[i] {
 			continue
 		}

@@ -25,6 +25,19 @@ type Record struct {
 	Previous string // the value before
 	Freight  string
 	Rejected string // rollbacks only
+	// Group is the release group of a commit that changed a set (Kropipe-Group). Such a
+	// commit gives a Record per member whose value it changed, and one for the group itself
+	// (Stage is the group), whose Value and Previous are SetValue strings and whose Members
+	// list every member in order.
+	Group   string
+	Members []MemberRecord
+	// Kept marks a member's record of a group commit that left its value as it was.
+	Kept bool
+}
+
+// MemberRecord is one member's part of a group commit.
+type MemberRecord struct {
+	Stage, Image, Value, Previous, Rejected string
 }
 
 // recordFrom reads a commit's kropipe trailers; ok is false for a commit that has none. A
@@ -135,13 +148,11 @@ func (r *Repo) history(ctx context.Context, branch string, head plumbing.Hash) (
 		if !strings.Contains(c.Message, trailer.Stage) {
 			return nil
 		}
-		rec, ok, err := recordFrom(c.Hash.String(), c.Committer.When, c.Message)
-		switch {
-		case err != nil:
+		recs, err := recordsFrom(c.Hash.String(), c.Committer.When, c.Message)
+		if err != nil {
 			r.log.Warn("commit not read as a promotion or rollback", "commit", c.Hash.String(), "error", err.Error())
-		case ok:
-			added = append(added, rec)
 		}
+		added = append(added, recs...)
 		return nil
 	})
 	if err != nil {
@@ -192,7 +203,7 @@ func (r *Repo) Rejected(ctx context.Context, branch, stage string) (map[string]b
 // ok is false when history has no such record.
 func PreviousPromotion(records []Record, current string) (previous string, ok bool) {
 	for _, rec := range records {
-		if rec.Value == current && rec.Kind == Promote {
+		if rec.Value == current && rec.Kind == Promote && !rec.Kept {
 			return rec.Previous, rec.Previous != ""
 		}
 	}

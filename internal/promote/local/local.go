@@ -39,6 +39,7 @@ func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger,
 		stage.WithGit(filepath.Join(dataDir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),
 		stage.WithStore(stage.NewFileStore(filepath.Join(dataDir, "state.json"))),
 		stage.WithLogger(log),
+		stage.WithGroups(cfg.Groups...),
 	}
 	e, err := stage.New(cfg.Stages, append(opts, extra...)...)
 	if err != nil {
@@ -64,6 +65,14 @@ func (l Backend) Stages(ctx context.Context) ([]stage.Status, error) {
 
 func (l Backend) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
 	return l.E.Promote(ctx, name, tag)
+}
+
+func (l Backend) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	return l.E.PromoteMember(ctx, name, tag)
+}
+
+func (l Backend) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
+	return l.E.RollbackMember(ctx, name, to)
 }
 
 func (l Backend) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {

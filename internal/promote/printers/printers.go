@@ -34,11 +34,23 @@ func Table(w io.Writer, sts []stage.Status) {
 		for _, w := range s.Warnings {
 			reason += " (warning: " + w + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s", s.Name, dash(s.CurrentTag), cand, s.Decision, reason, dash(short(s.LastCommit)))
+		current := s.CurrentTag
+		if len(s.Members) > 0 {
+			// A release group: its set is listed member by member below.
+			current, cand = fmt.Sprintf("set of %d", len(s.Members)), "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s", s.Name, dash(current), cand, s.Decision, reason, dash(short(s.LastCommit)))
 		if withSync {
 			fmt.Fprintf(tw, "\t%s", syncCell(s.Sync))
 		}
 		fmt.Fprintln(tw)
+		for _, m := range s.Members {
+			fmt.Fprintf(tw, "  member %s\t%s\t%s\t\t\t", m.Stage, dash(m.Current), dash(m.Candidate))
+			if withSync {
+				fmt.Fprint(tw, "\t")
+			}
+			fmt.Fprintln(tw)
+		}
 	}
 	tw.Flush()
 }

@@ -27,7 +27,7 @@ var ErrNothingToDo = errors.New("nothing to do")
 // Promote writes tag to the stage now, bypassing soak, approval, pause and the
 // rejected list: a human asked for it. tag "" means the stage's current candidate.
 // The tag must exist in the registry.
-func (e *Engine) Promote(ctx context.Context, stage, tag string) (Outcome, error) {
+func (e *Engine) promote(ctx context.Context, stage, tag string) (Outcome, error) {
 	e.work.Lock()
 	defer e.work.Unlock()
 	s, err := e.spec(stage)
@@ -57,7 +57,7 @@ func (e *Engine) Promote(ctx context.Context, stage, tag string) (Outcome, error
 // Rollback writes the value the stage held before its current one (from the
 // Kropipe-* trailers in Git history), or toTag when given, with a Kropipe-Rejected
 // trailer naming the current value, which is then never auto-promoted there again.
-func (e *Engine) Rollback(ctx context.Context, stage, toTag string) (Outcome, error) {
+func (e *Engine) rollback(ctx context.Context, stage, toTag string) (Outcome, error) {
 	e.work.Lock()
 	defer e.work.Unlock()
 	s, err := e.spec(stage)
@@ -147,6 +147,9 @@ func (e *Engine) applyOne(ctx context.Context, s Spec, f freight.Freight, c gitw
 // Approve lets a stage without autoPromote take tag; "" means its current candidate.
 // It returns the approved value.
 func (e *Engine) Approve(ctx context.Context, stage, tag string) (string, error) {
+	if g, ok := e.groupNamed(stage); ok {
+		return e.approveGroup(ctx, g, tag)
+	}
 	s, err := e.spec(stage)
 	if err != nil {
 		return "", err
@@ -184,7 +187,7 @@ func (e *Engine) Resume(ctx context.Context, stage string) error {
 }
 
 func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error {
-	if _, err := e.spec(stage); err != nil {
+	if _, err := e.spec(stage); err != nil && !e.isGroup(stage) {
 		return err
 	}
 	now := e.clock.Now()
@@ -232,6 +235,9 @@ func (e *Engine) update(ctx context.Context, fn func(*State)) error {
 
 // History returns the stage's promotions and rollbacks from Git, newest first.
 func (e *Engine) History(ctx context.Context, stage string) ([]gitwrite.Record, error) {
+	if g, ok := e.groupNamed(stage); ok {
+		return e.groupHistory(ctx, g)
+	}
 	s, err := e.spec(stage)
 	if err != nil {
 		return nil, err

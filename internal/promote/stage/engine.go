@@ -96,6 +96,12 @@ type Engine struct {
 	status map[string]Status
 	passes int
 	kick   chan struct{}
+
+	// Release groups (group.go): as configured, as checked against the stages, and each
+	// group's candidate set from the last pass.
+	groupSpecs []GroupSpec
+	groups     *groupTable
+	groupCand  map[string]freight.Set
 }
 
 // New validates specs (after filling their defaults) and returns an engine for them.
@@ -119,6 +125,7 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 		repos:        map[string]*gitwrite.Repo{},
 		status:       map[string]Status{},
 		kick:         make(chan struct{}, 1),
+		groupCand:    map[string]freight.Set{},
 	}
 	for _, o := range opts {
 		o(e)
@@ -137,6 +144,7 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 		e.byName[s.Name] = s
 		e.status[s.Name] = Status{Name: s.Name, Image: s.Image, Upstream: s.Upstream, File: s.File, Key: s.Key, Decision: DecisionWait, Reason: "not checked yet"}
 	}
+	e.setGroupsLocked(e.groupSpecs, nil)
 	return e, nil
 }
 
@@ -155,7 +163,10 @@ func (e *Engine) Specs() []Spec {
 // name, so they are kept too (and come back if a removed stage returns).
 // Clones of repositories no stage uses any more are forgotten, so a repository
 // that comes back is opened with fresh credentials.
-func (e *Engine) SetSpecs(specs []Spec) error {
+//
+// groups are the release groups among them (see GroupSpec); they are replaced with the
+// stages, so no pass sees the members without their group.
+func (e *Engine) SetSpecs(specs []Spec, groups ...GroupSpec) error {
 	filled := make([]Spec, len(specs))
 	for i, s := range specs {
 		filled[i] = s.WithDefaults()
@@ -186,7 +197,9 @@ func (e *Engine) SetSpecs(specs []Spec) error {
 			delete(e.repos, u)
 		}
 	}
+	prev := e.status
 	e.specs, e.byName, e.status = ordered, byName, status
+	e.setGroupsLocked(groups, prev)
 	return nil
 }
 
@@ -258,8 +271,9 @@ func (e *Engine) Status() []Status {
 	out := make([]Status, 0, len(e.specs))
 	for _, s := range e.specs {
 		out = append(out, e.status[s.Name])
+		out = append(out, e.groupStatusesAfter(s.Name)...)
 	}
-	return out
+	return append(out, e.groupStatusesAfter("")...)
 }
 
 // StatusOf returns one stage's status.
@@ -409,13 +423,27 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	now := e.clock.Now()
 	statuses := map[string]*Status{}
 	var due []*observation
+	var dueSets []*pendingSet
 	for _, s := range e.specs {
 		o := obs[s.Name]
+		if _, ok := e.groups.groupOf(s.Name); ok {
+			// A member is decided with its group, once its last member is observed.
+			for _, g := range e.groups.lastAt[s.Name] {
+				if p := e.decideGroup(ctx, g, obs, state, now, write, statuses); p != nil {
+					dueSets = append(dueSets, p)
+				}
+			}
+			continue
+		}
 		st := e.decide(ctx, o, obs, state, now, write)
 		statuses[s.Name] = st
 		if st.Decision == DecisionPromote {
 			due = append(due, o)
 		}
+	}
+	if write && len(dueSets) > 0 {
+		e.writeGroups(ctx, dueSets, statuses, state)
+		e.groupsJustTook(statuses)
 	}
 	if write && len(due) > 0 {
 		e.write(ctx, due, statuses, state)
@@ -424,8 +452,8 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 		for _, s := range e.specs {
 			up, ok := statuses[s.Upstream]
 			st := statuses[s.Name]
-			if !ok || up.Decision != DecisionPromote || st.Decision == DecisionFailed || st.Decision == DecisionPromote {
-				continue
+			if !ok || up.Decision != DecisionPromote || st.Decision == DecisionFailed || st.Decision == DecisionPromote || st.Group != "" {
+				continue // a group's member: groupsJustTook says it for the group
 			}
 			msg := fmt.Sprintf("%s just took %s", s.Upstream, up.CurrentTag)
 			if s.Soak > 0 {
@@ -453,11 +481,12 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 			errs = append(errs, &StageError{Stage: s.Name, Err: errors.New(st.Error)})
 		}
 	}
+	errs = append(errs, e.keepGroupStatuses(statuses, now)...)
 	e.passes++
 	e.mu.Unlock()
 	// INFO is for passes that changed something; a quiet pass every few minutes is debug.
 	lvl := slog.LevelDebug
-	if len(due) > 0 || len(errs) > 0 {
+	if len(due) > 0 || len(dueSets) > 0 || len(errs) > 0 {
 		lvl = slog.LevelInfo
 	}
 	e.log.Log(ctx, lvl, "pass done", "stages", len(e.specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())

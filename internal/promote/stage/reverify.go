@@ -10,6 +10,9 @@ import (
 // for the new verdict. It returns the value. Whatever the verifier keeps of the old run
 // (a Job in the cluster) is the caller's to remove first.
 func (e *Engine) Reverify(ctx context.Context, stage string) (string, error) {
+	if g, ok := e.groupNamed(stage); ok {
+		return e.reverifyGroup(ctx, g)
+	}
 	if _, err := e.spec(stage); err != nil {
 		return "", err
 	}

@@ -55,6 +55,13 @@ type Status struct {
 	// Verification is the last verification run in the cluster for the stage (in the Argo
 	// CD mode, kropipe.io/verify-job), nil when it has none.
 	Verification *VerificationRun `json:"verification,omitempty"`
+	// Group is, for a member of a release group, the group it moves with.
+	Group string `json:"group,omitempty"`
+	// Members are, for a release group, its stages in order with their values; the
+	// group's CurrentTag is the set they run.
+	Members []MemberStatus `json:"members,omitempty"`
+	// candidateSet is a group's candidate set, for its members' Candidate.
+	candidateSet freight.Set
 }
 
 // VerificationRun is where a stage's verification in the cluster stands.

@@ -17,6 +17,10 @@ const (
 	Previous = "Kropipe-Previous"
 	Freight  = "Kropipe-Freight"
 	Rejected = "Kropipe-Rejected" // rollbacks only: the value never auto-promoted again
+	// Group names the release group of a commit that changes a set of stages at once; its
+	// Stage, Image, Value, Previous (and Rejected) trailers then repeat once per member,
+	// in member order, and Freight, given once, is the set's.
+	Group = "Kropipe-Group"
 )
 
 // Trailer is one "Key: value" line of a message's trailer block.

@@ -1,0 +1,335 @@
+package stage
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+)
+
+// A release group is a set of stages of one environment that move together
+// (develop-frontend and develop-backend form develop/shop). The group is a stage of its
+// own in the engine: its freight is the set of member values (freight.Set), a promotion
+// is one commit changing every member's file, it is verified only when every member is
+// verified at that commit, and a group downstream takes only sets its upstream group
+// verified together. Members keep their own observation (file, history, discovery);
+// only the decision and the write are the group's.
+
+// GroupSpec is one release group as configured: promoter.yaml's groups: entries, or
+// the kropipe.io/group annotations of Applications.
+type GroupSpec struct {
+	// Name is the group stage's name, e.g. develop/shop; the part after the last slash
+	// (shop) names it in commit subjects.
+	Name string
+	// Members are the stages moving together, in the order commits list them.
+	Members []string
+	// RequireAll makes a new set wait until every member has a new candidate; by
+	// default a member without one keeps its current value in the set.
+	RequireAll bool
+	// Subject is the commit subject template (gitwrite.SetSubjectData); "" is
+	// gitwrite.DefaultSetSubject.
+	Subject string
+	// Problem, when set, is what the group's source found wrong (members' annotations
+	// that disagree): the group is held with it.
+	Problem string
+}
+
+// ErrGroupMember is wrapped when an action names a member of a release group alone.
+var ErrGroupMember = errors.New("member of a release group")
+
+// group is a GroupSpec checked against the stages.
+type group struct {
+	GroupSpec
+	members []Spec // in member order
+	// upstream is the group whose verified sets this one takes ("" for none);
+	// upMember maps a member to the member of upstream it follows.
+	upstream string
+	upMember map[string]string
+	// problem keeps the group (and its members) from running; the other stages run.
+	problem error
+	// last is the member at which a pass decides the group.
+	last string
+}
+
+// groupTable is the engine's groups and who belongs where.
+type groupTable struct {
+	list   []*group // in configuration order
+	byName map[string]*group
+	// of maps a member stage to its group (its first, when a stage is listed twice:
+	// both groups then have a problem).
+	of map[string]*group
+	// lastAt maps a stage to the groups decided once it is (see setGroupsLocked).
+	lastAt map[string][]*group
+}
+
+func (t *groupTable) named(name string) (*group, bool) {
+	if t == nil {
+		return nil, false
+	}
+	g, ok := t.byName[name]
+	return g, ok
+}
+
+func (t *groupTable) groupOf(stage string) (*group, bool) {
+	if t == nil {
+		return nil, false
+	}
+	g, ok := t.of[stage]
+	return g, ok
+}
+
+// GroupError is a problem with one release group's configuration; only that group
+// (and its members) is held.
+type GroupError struct {
+	Group string
+	Msg   string
+}
+
+func (e *GroupError) Error() string { return fmt.Sprintf("group %q: %s", e.Group, e.Msg) }
+
+// resolveGroups checks groups against specs (already validated). Problems do not fail
+// the whole: each becomes its group's problem.
+func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
+	t := &groupTable{byName: map[string]*group{}, of: map[string]*group{}}
+	byName := map[string]Spec{}
+	for _, s := range specs {
+		byName[s.Name] = s
+	}
+	listed := map[string][]string{} // member → groups listing it
+	for _, gs := range groups {
+		g := &group{GroupSpec: gs, upMember: map[string]string{}}
+		bad := func(format string, args ...any) {
+			if g.problem == nil {
+				g.problem = &GroupError{Group: gs.Name, Msg: fmt.Sprintf(format, args...)}
+			}
+		}
+		if gs.Problem != "" {
+			bad("%s", gs.Problem)
+		}
+		switch {
+		case gs.Name == "" || strings.ContainsAny(gs.Name, " \t\n,=") || path.Clean(gs.Name) != gs.Name || strings.HasPrefix(gs.Name, "/"):
+			bad("name %q is not a group name; use letters, digits, dots and dashes, optionally after an environment and a slash, e.g. develop/shop", gs.Name)
+		case byName[gs.Name].Name != "":
+			bad("name is also a stage's name; give the group its own, e.g. develop/shop")
+		case t.byName[gs.Name] != nil:
+			bad("is defined twice; give each group its own name")
+		}
+		if len(gs.Members) == 0 {
+			bad("has no members; list the stages that move together")
+		}
+		seen := map[string]bool{}
+		for _, m := range gs.Members {
+			s, ok := byName[m]
+			switch {
+			case !ok:
+				bad("member %q is not a stage; use one of %s", m, names(byName))
+				continue
+			case seen[m]:
+				bad("lists member %q twice", m)
+				continue
+			}
+			seen[m] = true
+			listed[m] = append(listed[m], gs.Name)
+			g.members = append(g.members, s)
+		}
+		if _, dup := t.byName[gs.Name]; !dup {
+			t.byName[gs.Name] = g
+		}
+		t.list = append(t.list, g)
+		for _, m := range g.members {
+			if _, ok := t.of[m.Name]; !ok {
+				t.of[m.Name] = g
+			}
+		}
+	}
+	for _, g := range t.list {
+		bad := func(format string, args ...any) {
+			if g.problem == nil {
+				g.problem = &GroupError{Group: g.Name, Msg: fmt.Sprintf(format, args...)}
+			}
+		}
+		for _, m := range g.members {
+			if gs := listed[m.Name]; len(gs) > 1 {
+				bad("member %q is also in group(s) %s; a stage can move with one group only", m.Name, quoteOthers(gs, g.Name))
+			}
+		}
+		if g.problem != nil || len(g.members) == 0 {
+			continue
+		}
+		first := g.members[0]
+		for _, m := range g.members[1:] {
+			if m.RepoURL != first.RepoURL || m.Branch != first.Branch {
+				bad("members %q and %q write to different repositories or branches (%s %s, %s %s); a set must land in one commit, so every member's file must be in one repository and branch", first.Name, m.Name, first.RepoURL, first.Branch, m.RepoURL, m.Branch)
+			}
+			if m.AutoPromote != first.AutoPromote {
+				bad("members %q and %q disagree on autoPromote; the group promotes as one, give them the same", first.Name, m.Name)
+			}
+			if m.Soak != first.Soak {
+				bad("members %q and %q disagree on soak (%s, %s); the group soaks as one, give them the same", first.Name, m.Name, first.Soak, m.Soak)
+			}
+		}
+		g.resolveUpstream(t, bad)
+	}
+	return t
+}
+
+// resolveUpstream finds the group whose members the members follow: every member's
+// upstream must be a different member of one same group with as many members.
+func (g *group) resolveUpstream(t *groupTable, bad func(string, ...any)) {
+	var withUp, without []string
+	for _, m := range g.members {
+		if m.Upstream == "" {
+			without = append(without, m.Name)
+		} else {
+			withUp = append(withUp, m.Name)
+		}
+	}
+	if len(withUp) == 0 {
+		return
+	}
+	if len(without) > 0 {
+		bad("members %s have an upstream and %s have none; a group follows one upstream group with all its members, or none", strings.Join(withUp, ", "), strings.Join(without, ", "))
+		return
+	}
+	up := ""
+	taken := map[string]string{}
+	for _, m := range g.members {
+		ug, ok := t.of[m.Upstream]
+		if !ok {
+			bad("member %q follows %q, which is in no group; a group's upstream must be a group with the same members (give %q a group)", m.Name, m.Upstream, m.Upstream)
+			return
+		}
+		if up == "" {
+			up = ug.Name
+		} else if ug.Name != up {
+			bad("members follow stages of different groups (%s, %s); a group's upstream must be one group with the same members", up, ug.Name)
+			return
+		}
+		if other, dup := taken[m.Upstream]; dup {
+			bad("members %q and %q both follow %q; each member must follow its own member of the upstream group", other, m.Name, m.Upstream)
+			return
+		}
+		taken[m.Upstream] = m.Name
+		g.upMember[m.Name] = m.Upstream
+	}
+	ug := t.byName[up]
+	if len(ug.members) != len(g.members) {
+		var missing []string
+		for _, um := range ug.members {
+			if _, ok := taken[um.Name]; !ok {
+				missing = append(missing, um.Name)
+			}
+		}
+		bad("upstream group %q has different members: nothing here follows %s; give this group a member for each of %q's", up, strings.Join(missing, ", "), up)
+		return
+	}
+	g.upstream = up
+}
+
+func quoteOthers(groups []string, self string) string {
+	var out []string
+	for _, g := range groups {
+		if g != self {
+			out = append(out, fmt.Sprintf("%q", g))
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, ", ")
+}
+
+// label is a member's name in commit subjects: the image's last path part (frontend),
+// or the stage's name when two members share it.
+func (g *group) label(s Spec) string {
+	base := path.Base(s.Image)
+	for _, m := range g.members {
+		if m.Name != s.Name && path.Base(m.Image) == base {
+			return s.Name
+		}
+	}
+	return base
+}
+
+// soak and autoPromote are the members' (resolveGroups checked they agree).
+func (g *group) soak() time.Duration { return g.members[0].Soak }
+func (g *group) autoPromote() bool   { return g.members[0].AutoPromote }
+
+// setGroupsLocked checks groups against e.specs and gives each group a status (prev's,
+// when it had one). The caller holds e.mu, or is New.
+func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
+	e.groupSpecs = groups
+	t := resolveGroups(e.specs, groups)
+	// A group is decided at its last member in e.specs' order (upstreams first): by then
+	// every member and every upstream member has been observed and decided.
+	t.lastAt = map[string][]*group{}
+	pos := map[string]int{}
+	for i, s := range e.specs {
+		pos[s.Name] = i
+	}
+	for _, g := range t.list {
+		last := ""
+		for _, m := range g.members {
+			if last == "" || pos[m.Name] > pos[last] {
+				last = m.Name
+			}
+		}
+		g.last = last
+		t.lastAt[last] = append(t.lastAt[last], g)
+	}
+	e.groups = t
+	for _, g := range t.list {
+		st, ok := prev[g.Name]
+		if !ok {
+			st = Status{Name: g.Name, Decision: DecisionWait, Reason: "not checked yet"}
+		}
+		st.Upstream, st.Members = g.upstream, nil
+		for _, m := range g.members {
+			st.Members = append(st.Members, MemberStatus{Stage: m.Name, Current: e.status[m.Name].CurrentTag})
+		}
+		e.status[g.Name] = st
+	}
+	for _, s := range e.specs {
+		st := e.status[s.Name]
+		st.Group = ""
+		if g, ok := t.of[s.Name]; ok {
+			st.Group = g.Name
+		}
+		e.status[s.Name] = st
+	}
+	for name := range e.groupCand {
+		if _, ok := t.byName[name]; !ok {
+			delete(e.groupCand, name)
+		}
+	}
+}
+
+// groupStatusesAfter are the statuses of the groups decided at stage (listed after it),
+// or with "" of the groups without members. The caller holds e.mu.
+func (e *Engine) groupStatusesAfter(stage string) []Status {
+	var out []Status
+	for _, g := range e.groups.lastAt[stage] {
+		if st, ok := e.status[g.Name]; ok && e.groups.byName[g.Name] == g {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// keepGroupStatuses stores the groups' statuses of a pass and returns their failures.
+// The caller holds e.mu.
+func (e *Engine) keepGroupStatuses(statuses map[string]*Status, now time.Time) []error {
+	var errs []error
+	for _, g := range e.groups.list {
+		st, ok := statuses[g.Name]
+		if !ok || e.groups.byName[g.Name] != g {
+			continue
+		}
+		st.CheckedAt = now
+		e.status[g.Name] = *st
+		if st.Decision == DecisionFailed {
+			errs = append(errs, &StageError{Stage: g.Name, Err: errors.New(st.Error)})
+		}
+	}
+	return errs
+}

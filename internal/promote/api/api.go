@@ -147,14 +147,13 @@ func (w *statusWriter) WriteHeader(code int) {
 
 func (s *Server) authorize(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.sameSite(r); err != nil {
-			s.log.Warn("refused a state-changing request from another site", "method", r.Method, "path", r.URL.Path, "reason", err)
-			writeError(w, http.StatusForbidden, fmt.Errorf("refused: %w: only the promoter command and pages served by this promoter may change stages", err))
+		if err := s.SameSite(r); err != nil {
+			writeError(w, http.StatusForbidden, err)
 			return
 		}
-		if s.requireToken || s.token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || s.token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+		if s.TokenNeeded() {
+			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !s.TokenValid(got) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="kropipe-promoter"`)
 				writeError(w, http.StatusUnauthorized, errors.New("this call changes state and needs the API token: pass --token-file (or KROPIPE_TOKEN) to the promoter command, or send Authorization: Bearer <token>"))
 				return
@@ -163,6 +162,54 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// SameSite refuses (and logs) a state-changing request a web page of another site could
+// have made: the check every POST of the API and of the pipeline page passes first.
+func (s *Server) SameSite(r *http.Request) error {
+	if err := s.sameSite(r); err != nil {
+		s.log.Warn("refused a state-changing request from another site", "method", r.Method, "path", r.URL.Path, "reason", err)
+		return fmt.Errorf("refused: %w: only the promoter command and pages served by this promoter may change stages", err)
+	}
+	return nil
+}
+
+// CheckHost refuses a request that names a Host other than this server's, localhost or an
+// allowed name: the pipeline page applies it to reading too, so a rebound name cannot read
+// the page (and its form token).
+func (s *Server) CheckHost(r *http.Request) error { return s.checkHost(r) }
+
+// TokenNeeded says whether state-changing requests must carry the API token.
+func (s *Server) TokenNeeded() bool { return s.requireToken || s.token != "" }
+
+// TokenValid reports whether got is the API token (compared in constant time). With the
+// token required but none configured, nothing is valid.
+func (s *Server) TokenValid(got string) bool {
+	return s.token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
+}
+
+// HandleWith adds a state-changing route that passes the same-site check and then check
+// instead of the bearer token: the pipeline page's forms carry the token in a session
+// cookie and a per-page form token, which the page checks itself. check answers the
+// request itself when it returns false.
+func (s *Server) HandleWith(pattern string, check func(http.ResponseWriter, *http.Request) bool, h http.Handler) {
+	if check == nil {
+		panic("api: HandleWith " + pattern + " without a credential check")
+	}
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.SameSite(r); err != nil {
+			writeError(w, http.StatusForbidden, err)
+			return
+		}
+		if !check(w, r) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// ErrorStatus is the HTTP status the API answers an engine error with (404 for an unknown
+// stage, 409 when there is nothing to do, ...); the pipeline page answers the same.
+func ErrorStatus(err error) int { return statusOf(err) }
 
 // StageList is the body of GET /api/v1/stages.
 type StageList struct {

@@ -208,6 +208,7 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	}
 	e.status[stage] = st
 	e.mu.Unlock()
+	e.announce()
 	e.log.Info("pause changed", "stage", stage, "paused", paused)
 	if !paused {
 		e.poke()
@@ -227,7 +228,12 @@ func (e *Engine) update(ctx context.Context, fn func(*State)) error {
 	}
 	st = st.clone()
 	fn(&st)
-	return e.store.Save(ctx, st)
+	if err := e.store.Save(ctx, st); err != nil {
+		return err
+	}
+	// An approval or a pause shows on the pipeline page before the pass it asks for.
+	e.announce()
+	return nil
 }
 
 // History returns the stage's promotions and rollbacks from Git, newest first.

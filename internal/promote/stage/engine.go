@@ -96,6 +96,8 @@ type Engine struct {
 	status map[string]Status
 	passes int
 	kick   chan struct{}
+
+	changes changes // Subscribe's subscribers
 }
 
 // New validates specs (after filling their defaults) and returns an engine for them.
@@ -272,8 +274,9 @@ func (e *Engine) StatusOf(name string) (Status, bool) {
 
 func (e *Engine) setStatus(st Status) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.status[st.Name] = st
+	e.mu.Unlock()
+	e.announce()
 }
 
 // ErrUnknownStage is wrapped when an action names a stage that is not configured.
@@ -455,6 +458,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	}
 	e.passes++
 	e.mu.Unlock()
+	e.announce()
 	// INFO is for passes that changed something; a quiet pass every few minutes is debug.
 	lvl := slog.LevelDebug
 	if len(due) > 0 || len(errs) > 0 {

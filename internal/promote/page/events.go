@@ -31,8 +31,8 @@ func version(cs []card) string {
 // page "stage" when its card changed: the script then fetches the page again.
 func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	sub, ok := p.c.(Subscriber)
-	flusher, canFlush := w.(http.Flusher)
-	if !ok || !canFlush {
+	rc := http.NewResponseController(w)
+	if !ok {
 		// 204 tells EventSource not to reconnect: this promoter has no live updates.
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -54,7 +54,10 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	// retry: a dropped stream (a restart, a new leader) reconnects after 3 s.
 	fmt.Fprint(w, "retry: 3000\n\n")
-	flusher.Flush()
+	if err := rc.Flush(); err != nil {
+		p.log.Error("the event stream cannot be flushed", "err", err)
+		return
+	}
 
 	sent := map[string]string{} // card id → HTML last sent (or rendered in the page)
 	var names []string          // the stages last seen, in order
@@ -94,12 +97,11 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 			data, _ := json.Marshal(diff)
 			writeErr = event(w, "cards", string(data))
 		}
-		if writeErr != nil {
+		if writeErr != nil || rc.Flush() != nil {
 			return
 		}
-		flusher.Flush()
 		names, first = current, false
-		if !p.wait(w, r, flusher, changed, tick.C) {
+		if !p.wait(w, r, rc, changed, tick.C) {
 			return
 		}
 	}
@@ -107,16 +109,15 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 
 // wait returns true when the stages changed, false when the stream should end; meanwhile
 // it sends a keep-alive comment now and then.
-func (p *Page) wait(w http.ResponseWriter, r *http.Request, f http.Flusher, changed <-chan struct{}, tick <-chan time.Time) bool {
+func (p *Page) wait(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, changed <-chan struct{}, tick <-chan time.Time) bool {
 	for {
 		select {
 		case <-changed:
 			return true
 		case <-tick:
-			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil {
+			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
 				return false
 			}
-			f.Flush()
 		case <-r.Context().Done():
 			return false
 		case <-p.stop:

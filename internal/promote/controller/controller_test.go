@@ -524,6 +524,14 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 			t.Fatalf("standby %s = %d %s, want 503 naming the leader's pod", path, code, body)
 		}
 	}
+	// The pipeline page: the standby's says which pod leads and how to reach it; the leader's
+	// shows the stage.
+	if code, body := tryGet("http://" + secondAddr + "/"); code != http.StatusOK || !strings.Contains(body, "Standby replica.") || !strings.Contains(body, "kubectl port-forward pod/") {
+		t.Errorf("standby pipeline page = %d, want the leader's pod named:\n%s", code, body)
+	}
+	if code, body := tryGet("http://" + firstAddr + "/"); code != http.StatusOK || !strings.Contains(body, `id="stage-develop-frontend"`) {
+		t.Errorf("leader pipeline page = %d, want develop-frontend's card:\n%s", code, body)
+	}
 	if _, ok := e.app(t, "develop-frontend").Object["operation"]; ok {
 		t.Fatal("the Application got an operation while patches were failing")
 	}

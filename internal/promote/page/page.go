@@ -205,13 +205,14 @@ func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 
 type detailView struct {
 	Common
-	Card     card
-	History  []historyRow
-	Tags     []warehouse.TagVerdict
-	TagsErr  string
-	Done     string // what the last action did, from the redirect after it
-	DoneURL  string
-	Rollback string // the value a rollback without a choice goes back to
+	Card       card
+	History    []historyRow
+	HistoryErr string
+	Tags       []warehouse.TagVerdict
+	TagsErr    string
+	Done       string // what the last action did, from the redirect after it
+	DoneURL    string
+	Rollback   string // the value a rollback without a choice goes back to
 }
 
 type historyRow struct {
@@ -257,8 +258,9 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 	}
 	recs, err := p.c.History(r.Context(), name)
 	if err != nil {
-		p.fail(w, r, api.ErrorStatus(err), err)
-		return
+		// A stage whose annotations are wrong has no history to read, and its page should
+		// still say what is wrong.
+		v.HistoryErr = gitwrite.Redact(err.Error())
 	}
 	repo := p.repoURL(name)
 	for _, rec := range recs {

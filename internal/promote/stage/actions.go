@@ -208,7 +208,7 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	}
 	e.status[stage] = st
 	e.mu.Unlock()
-	e.announce()
+	e.Announce()
 	e.log.Info("pause changed", "stage", stage, "paused", paused)
 	if !paused {
 		e.poke()
@@ -232,7 +232,7 @@ func (e *Engine) update(ctx context.Context, fn func(*State)) error {
 		return err
 	}
 	// An approval or a pause shows on the pipeline page before the pass it asks for.
-	e.announce()
+	e.Announce()
 	return nil
 }
 

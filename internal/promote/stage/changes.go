@@ -46,8 +46,10 @@ func (e *Engine) Subscribe() (<-chan struct{}, func(), error) {
 	}, nil
 }
 
-// announce wakes every subscriber that is not already due to wake.
-func (e *Engine) announce() {
+// Announce wakes every subscriber that is not already due to wake. The engine calls it
+// after passes and actions; the cluster's controller also calls it when an Argo CD
+// Application changed, which Status shows (sync, health) without a pass.
+func (e *Engine) Announce() {
 	c := &e.changes
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -276,7 +276,7 @@ func (e *Engine) setStatus(st Status) {
 	e.mu.Lock()
 	e.status[st.Name] = st
 	e.mu.Unlock()
-	e.announce()
+	e.Announce()
 }
 
 // ErrUnknownStage is wrapped when an action names a stage that is not configured.
@@ -458,7 +458,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	}
 	e.passes++
 	e.mu.Unlock()
-	e.announce()
+	e.Announce()
 	// INFO is for passes that changed something; a quiet pass every few minutes is debug.
 	lvl := slog.LevelDebug
 	if len(due) > 0 || len(errs) > 0 {

@@ -147,16 +147,6 @@ func TestBrowser_PipelinePage(t *testing.T) {
 	waitJS(t, ctx, "staging-frontend offering 1.2.3 for approval",
 		`!!document.querySelector('#stage-staging-frontend a[href$="action=approve&value=1.2.3"]')`)
 
-	png := run(t, ctx, "taking a screenshot", chromedp.FullScreenshot(100))
-	shot := filepath.Join(t.TempDir(), "pipeline-page.png")
-	if dst := os.Getenv("KROPIPE_PAGE_SCREENSHOT"); dst != "" {
-		shot = dst
-	}
-	if err := os.WriteFile(shot, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", shot)
-
 	// Approve on the card: the confirmation names the change, the pass commits it, and the
 	// stage's page shows the commit in its history.
 	click(t, ctx, `#stage-staging-frontend a[href*="action=approve"]`)
@@ -206,11 +196,12 @@ func TestBrowser_PipelinePage(t *testing.T) {
 		t.Fatal("a refused POST paused the stage")
 	}
 
-	// Readable at 320 px: nothing wider than the screen.
-	do(t, ctx, "narrowing to 320 px", chromedp.EmulateViewport(320, 640), chromedp.Navigate(p.url+"/"), chromedp.WaitVisible(chromedp.CSS(`#stage-develop-frontend`)))
-	if w := run(t, ctx, "measuring", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 320 {
-		t.Errorf("at 320 px the page is %d px wide", w)
-	}
+	// A pass later prod-frontend soaks the 1.2.3 staging took: a live countdown.
+	p.engine.Notify(p.registry + "/team/frontend")
+	do(t, ctx, "opening the pipeline", chromedp.Navigate(p.url+"/"), chromedp.WaitVisible(chromedp.CSS(`#stage-prod-frontend`)))
+	waitJS(t, ctx, "prod-frontend's soak countdown",
+		`/^in (9|10)m[0-9]{2}s$/.test((document.querySelector("#stage-prod-frontend time.countdown") || {}).textContent)`)
+	screenshot(t, ctx, "pipeline-page.png")
 	// Dark mode follows the system.
 	do(t, ctx, "preferring dark", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
@@ -221,9 +212,32 @@ func TestBrowser_PipelinePage(t *testing.T) {
 	if bg := run(t, ctx, "reading the background", chromedp.Evaluate[string](`getComputedStyle(document.body).backgroundColor`)); bg != "rgb(13, 17, 23)" {
 		t.Errorf("dark mode background %s", bg)
 	}
+	screenshot(t, ctx, "pipeline-page-dark.png")
+
+	// Readable at 320 px: nothing wider than the screen.
+	do(t, ctx, "narrowing to 320 px", chromedp.EmulateViewport(320, 640), chromedp.Navigate(p.url+"/"), chromedp.WaitVisible(chromedp.CSS(`#stage-develop-frontend`)))
+	if w := run(t, ctx, "measuring", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 320 {
+		t.Errorf("at 320 px the page is %d px wide", w)
+	}
+	screenshot(t, ctx, "pipeline-page-320.png")
 	// Keyboard: Tab reaches the skip link first, then the stages' links and actions.
 	do(t, ctx, "tabbing", chromedp.KeyEvent("\t"))
 	if f := run(t, ctx, "reading the focus", chromedp.Evaluate[string](`document.activeElement.textContent`)); f != "Skip to content" {
 		t.Errorf("the first Tab focuses %q, want the skip link", f)
 	}
+}
+
+// screenshot saves the whole page as name into the test's directory, or into
+// $KROPIPE_PAGE_SCREENSHOTS when set (the README's pictures come from there).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png := run(t, ctx, "taking a screenshot", chromedp.FullScreenshot(100))
+	dir := os.Getenv("KROPIPE_PAGE_SCREENSHOTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", filepath.Join(dir, name))
 }

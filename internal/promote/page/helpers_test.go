@@ -32,8 +32,10 @@ type promoter struct {
 	url      string // http://127.0.0.1:PORT
 }
 
-// startPromoter serves develop-frontend (automatic) → staging-frontend (approval needed)
-// on team/frontend 1.2.1 and 1.2.2, both files at 1.2.1, and waits for the first pass.
+// startPromoter serves develop-frontend (automatic) → staging-frontend (approval needed) →
+// prod-frontend (10m soak) on team/frontend 1.2.1 and 1.2.2, every file at 1.2.1, and
+// develop-backend → staging-backend on team/backend 2.0.0 and 2.1.0; it returns once
+// staging-frontend waits for the approval of 1.2.2.
 func startPromoter(t *testing.T, token string) *promoter {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -43,6 +45,7 @@ func startPromoter(t *testing.T, token string) *promoter {
 	}
 	host := registrytest.Start(t)
 	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
+	registrytest.Push(t, host, "team/backend", "2.0.0", "2.1.0")
 	wh, err := warehouse.New(warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}), warehouse.WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +54,9 @@ func startPromoter(t *testing.T, token string) *promoter {
 	e, err := stage.New([]stage.Spec{
 		{Name: "develop-frontend", Image: image, Constraint: "^1.2", RepoURL: srv.URL("gitops.git"), File: "develop/frontend/instance.yaml", AutoPromote: true},
 		{Name: "staging-frontend", Image: image, Upstream: "develop-frontend", RepoURL: srv.URL("gitops.git"), File: "staging/frontend/instance.yaml", AutoPromote: false},
+		{Name: "prod-frontend", Image: image, Upstream: "staging-frontend", Soak: 10 * time.Minute, RepoURL: srv.URL("gitops.git"), File: "prod/frontend/instance.yaml", AutoPromote: true},
+		{Name: "develop-backend", Image: host + "/team/backend", Constraint: "^2", RepoURL: srv.URL("gitops.git"), File: "develop/backend/instance.yaml", AutoPromote: true},
+		{Name: "staging-backend", Image: host + "/team/backend", Upstream: "develop-backend", RepoURL: srv.URL("gitops.git"), File: "staging/backend/instance.yaml", AutoPromote: true},
 	}, stage.WithWarehouse(wh), stage.WithGit(t.TempDir()), stage.WithLogger(quiet()))
 	if err != nil {
 		t.Fatal(err)

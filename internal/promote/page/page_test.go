@@ -175,7 +175,25 @@ func TestPage_ConfirmationNamesTheExactChange(t *testing.T) {
 		t.Fatalf("rollback: %d, last commit %q", code, p.lastSubject(t))
 	}
 	_, html = v.get(h.Get("Location"))
-	if !strings.Contains(html, "Rolled back to 1.2.1: commit ") {
-		t.Fatalf("the stage page after the rollback does not show its commit:\n%s", html)
+	if !strings.Contains(html, "Rolled back to 1.2.1: commit ") || !strings.Contains(html, `<span class="rejected">rejected 1.2.2</span>`) {
+		t.Fatalf("the stage page after the rollback does not show its commit and the rejected value:\n%s", html)
+	}
+	// Promote a chosen tag: the rejected 1.2.2, by hand.
+	_, html = v.get("/stages/develop-frontend/confirm?action=promote&value=1.2.2")
+	if !strings.Contains(html, "Promote develop-frontend: 1.2.1 → 1.2.2") {
+		t.Fatalf("promote confirmation:\n%s", html)
+	}
+	form = url.Values{"csrf": {formToken(t, html)}, "value": {"1.2.2"}, "expect": {"1.2.1"}}
+	if code, _, _ := v.post("/stages/develop-frontend/promote", form, nil); code != http.StatusSeeOther || p.lastSubject(t) != "Promote image from 1.2.1 to 1.2.2" {
+		t.Fatalf("promote: %d, last commit %q", code, p.lastSubject(t))
+	}
+	// A tag the registry does not have is refused with the API's answer, and nothing is written.
+	form.Set("value", "9.9.9")
+	form.Set("expect", "1.2.2")
+	if code, body, _ := v.post("/stages/develop-frontend/promote", form, nil); code != http.StatusUnprocessableEntity || !strings.Contains(body, "tag 9.9.9 not found") {
+		t.Fatalf("promoting a missing tag: %d\n%s", code, body)
+	}
+	if got := p.lastSubject(t); got != "Promote image from 1.2.1 to 1.2.2" {
+		t.Fatalf("a refused promotion committed %q", got)
 	}
 }

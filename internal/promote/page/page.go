@@ -326,7 +326,10 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 	action, value := r.URL.Query().Get("action"), strings.TrimSpace(r.URL.Query().Get("value"))
 	v := confirmView{Common: cm, Card: c, Action: action}
 	from := orNothing(c.Current)
-	change := fmt.Sprintf("one commit changes %s in %s from %s to %%s", st.Key, st.File, from)
+	// change is the commit an action makes, in words: the exact line it changes.
+	change := func(to string) string {
+		return fmt.Sprintf("one commit changes %s in %s from %s to %s", st.Key, st.File, from, to)
+	}
 	switch action {
 	case "promote", "approve":
 		if value == "" {
@@ -338,11 +341,11 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 		}
 		if action == "promote" {
 			v.Title = fmt.Sprintf("Promote %s: %s → %s", name, from, value)
-			v.Effect = "Now, bypassing soak, approval and pause: " + fmt.Sprintf(change, value) + "."
+			v.Effect = "Now, bypassing soak, approval and pause: " + change(value) + "."
 			v.Button = "Promote " + value
 		} else {
 			v.Title = fmt.Sprintf("Approve %s: %s → %s", name, from, value)
-			v.Effect = "No commit now: the next pass promotes it (after its soak, if any), and " + fmt.Sprintf(change, value) + "."
+			v.Effect = "No commit now: the next pass promotes it (after its soak, if any), and " + change(value) + "."
 			v.Button = "Approve " + value
 		}
 	case "rollback":
@@ -360,7 +363,7 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 			value = prev
 		}
 		v.Title = fmt.Sprintf("Roll back %s: %s → %s", name, from, value)
-		v.Effect = strings.ToUpper(change[:1]) + fmt.Sprintf(change[1:], value) + fmt.Sprintf("; %s is then never promoted here automatically again.", from)
+		v.Effect = fmt.Sprintf("Now: %s; %s is then never promoted here automatically again.", change(value), from)
 		v.Button = "Roll back to " + value
 	case "pause":
 		v.Title, v.Effect, v.Button = "Pause "+name, "No commit: automatic promotions to "+name+" stop until it is resumed; manual ones still work.", "Pause"

@@ -153,7 +153,7 @@ func TestPage_ConfirmationNamesTheExactChange(t *testing.T) {
 	v := newVisitor(t, p.url)
 	code, html := v.get("/stages/develop-frontend/confirm?action=rollback")
 	if code != http.StatusOK || !strings.Contains(html, "Roll back develop-frontend: 1.2.2 → 1.2.1") ||
-		!strings.Contains(html, "One commit changes spec.values.deployment.tag in develop/frontend/instance.yaml from 1.2.2 to 1.2.1") {
+		!strings.Contains(html, "Now: one commit changes spec.values.deployment.tag in develop/frontend/instance.yaml from 1.2.2 to 1.2.1") {
 		t.Fatalf("rollback confirmation: %d\n%s", code, html)
 	}
 	_, html = v.get("/stages/staging-frontend/confirm?action=approve")

@@ -8,9 +8,21 @@
 
   function pad(n) { return n < 10 ? "0" + n : "" + n; }
 
-  // Soak countdowns: <time class="countdown" datetime="...">.
+  function ago(seconds) {
+    if (seconds < 60) { return seconds + "s ago"; }
+    if (seconds < 3600) { return Math.floor(seconds / 60) + "m ago"; }
+    if (seconds < 86400) { return Math.floor(seconds / 3600) + "h ago"; }
+    return Math.floor(seconds / 86400) + "d ago";
+  }
+
+  // Soak countdowns (<time class="countdown">) count down; other times read as "5m ago",
+  // with the absolute time the server wrote kept as the tooltip.
   function tick() {
     var now = Date.now();
+    document.querySelectorAll("time:not(.countdown)").forEach(function (t) {
+      if (!t.title) { t.title = t.textContent; }
+      t.textContent = ago(Math.max(0, Math.round((now - Date.parse(t.getAttribute("datetime"))) / 1000)));
+    });
     document.querySelectorAll("time.countdown").forEach(function (t) {
       var left = Math.max(0, Math.round((Date.parse(t.getAttribute("datetime")) - now) / 1000));
       var h = Math.floor(left / 3600), m = Math.floor(left / 60) % 60, s = left % 60;

@@ -155,6 +155,10 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 			writeError(w, http.StatusForbidden, err)
 			return
 		}
+		if err := notAForm(r); err != nil {
+			writeError(w, http.StatusUnsupportedMediaType, err)
+			return
+		}
 		if s.TokenNeeded() {
 			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 			if !s.TokenValid(got) {

@@ -107,13 +107,22 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// minGap is the least time between two renders of one stream: a sync's burst of Argo CD
+// updates then costs each open page a few renders a second, not one per update.
+const minGap = 300 * time.Millisecond
+
 // wait returns true when the stages changed, false when the stream should end; meanwhile
-// it sends a keep-alive comment now and then.
+// it sends a keep-alive comment now and then. It returns no sooner than minGap after it
+// was called: changes arriving meanwhile make one render.
 func (p *Page) wait(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, changed <-chan struct{}, tick <-chan time.Time) bool {
+	gap := time.After(minGap)
+	dirty, gapped := false, false
 	for {
 		select {
 		case <-changed:
-			return true
+			dirty = true
+		case <-gap:
+			gapped, gap = true, nil
 		case <-tick:
 			if _, err := fmt.Fprint(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
 				return false
@@ -122,6 +131,9 @@ func (p *Page) wait(w http.ResponseWriter, r *http.Request, rc *http.ResponseCon
 			return false
 		case <-p.stop:
 			return false
+		}
+		if dirty && gapped {
+			return true
 		}
 	}
 }

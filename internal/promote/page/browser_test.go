@@ -97,6 +97,16 @@ func click(t *testing.T, ctx context.Context, sel string) int64 {
 	return resp.Status
 }
 
+// press sends keys to the focused element and waits for the page they navigate to.
+func press(t *testing.T, ctx context.Context, keys string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := chromedp.RunResponse(ctx, chromedp.KeyEvent(keys)); err != nil {
+		t.Fatalf("pressing %q: %v", keys, err)
+	}
+}
+
 // waitJS waits until the JavaScript expression is true in the page.
 func waitJS(t *testing.T, ctx context.Context, what, expr string) {
 	t.Helper()
@@ -160,13 +170,18 @@ func TestBrowser_PipelinePage(t *testing.T) {
 		t.Fatalf("newest commit on the Git server after approving: %q", got)
 	}
 
-	// Roll back develop from its card.
+	// Roll back develop from its card, by keyboard: Enter on the focused link, then Enter on
+	// the confirmation, whose button has the focus.
 	do(t, ctx, "opening the pipeline", chromedp.Navigate(p.url+"/"), chromedp.WaitVisible(chromedp.CSS(`#stage-develop-frontend`)))
-	click(t, ctx, `#stage-develop-frontend a[href*="action=rollback"]`)
+	do(t, ctx, "focusing Roll back", chromedp.Focus(chromedp.CSS(`#stage-develop-frontend a[href*="action=rollback"]`)))
+	press(t, ctx, "\r")
 	if h := run(t, ctx, "reading the confirmation", chromedp.Text(chromedp.CSS(`.confirm h2`))); h != "Roll back develop-frontend: 1.2.3 → 1.2.2" {
 		t.Fatalf("rollback confirmation %q", h)
 	}
-	click(t, ctx, `.confirm button[type=submit]`)
+	if f := run(t, ctx, "reading the focus", chromedp.Evaluate[string](`document.activeElement.textContent`)); f != "Roll back to 1.2.2" {
+		t.Fatalf("the confirmation focuses %q, want its button", f)
+	}
+	press(t, ctx, "\r")
 	if got := p.lastSubject(t); got != "Roll back image from 1.2.3 to 1.2.2" {
 		t.Fatalf("newest commit on the Git server after the rollback: %q", got)
 	}

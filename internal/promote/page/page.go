@@ -14,6 +14,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"html/template"
 	"io/fs"
 	"log/slog"
@@ -66,6 +67,10 @@ type Page struct {
 	key   []byte // signs form tokens; new per process
 	tmpl  *template.Template
 
+	// assetVersion fingerprints the embedded assets: their URLs carry it, so a browser
+	// never runs an older promoter's script against a newer page.
+	assetVersion string
+
 	stop     chan struct{} // closed by Close: event streams end
 	stopOnce sync.Once
 }
@@ -80,6 +85,7 @@ func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
 		o(p)
 	}
 	p.tmpl = template.Must(template.New("page").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
+	p.assetVersion = assetVersion()
 	srv.Handle("GET /{$}", p.read(p.index))
 	srv.Handle("GET /stages/{name}", p.read(p.detail))
 	srv.Handle("GET /stages/{name}/confirm", p.read(p.confirm))
@@ -88,7 +94,8 @@ func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
 	files := http.StripPrefix("/assets/", http.FileServer(http.FS(assets)))
 	srv.Handle("GET /assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secureHeaders(w)
-		w.Header().Set("Cache-Control", "public, max-age=3600")
+		// The URLs carry the assets' version (Common.Assets): a new promoter's are new URLs.
+		w.Header().Set("Cache-Control", "public, max-age=86400")
 		files.ServeHTTP(w, r)
 	}))
 	srv.HandleWith("POST /stages/{name}/{action}", p.checkForm(true), http.HandlerFunc(p.act))
@@ -119,10 +126,23 @@ type Common struct {
 	Standby string // why this promoter cannot serve the stages (a standby replica: where the leader is)
 	Events  string // the event stream's URL; "" for none
 	Path    string // this page's path, for the login form's return
+	Assets  string // the assets' version, appended to their URLs
+}
+
+func assetVersion() string {
+	h := fnv.New64a()
+	_ = fs.WalkDir(assetFS, "assets", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := assetFS.ReadFile(path)
+			h.Write(b)
+		}
+		return nil
+	})
+	return fmt.Sprintf("%x", h.Sum64())
 }
 
 func (p *Page) common(w http.ResponseWriter, r *http.Request) Common {
-	cm := Common{Title: p.title, Form: p.formToken(w, r), Path: r.URL.Path}
+	cm := Common{Title: p.title, Form: p.formToken(w, r), Path: r.URL.Path, Assets: p.assetVersion}
 	if p.api.TokenNeeded() {
 		cm.Logout = p.loggedIn(r)
 		cm.Login = !cm.Logout

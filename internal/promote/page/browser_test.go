@@ -147,7 +147,7 @@ func TestBrowser_PipelinePage(t *testing.T) {
 
 	// A new tag: the develop card changes without a reload (the marker survives).
 	do(t, ctx, "marking the page", chromedp.Evaluate[chromedp.Void](`window.kropipeMarker = 1`))
-	waitJS(t, ctx, "the event stream", `document.getElementById("live").textContent === "live"`)
+	waitJS(t, ctx, "the event stream", `document.body.getAttribute("data-live") === "open"`)
 	registrytest.Push(t, p.registry, "team/frontend", "1.2.3")
 	p.engine.Notify(p.registry + "/team/frontend")
 	waitJS(t, ctx, "develop-frontend at 1.2.3", `document.querySelector("#stage-develop-frontend .current").textContent === "1.2.3"`)

@@ -46,8 +46,8 @@
 
   function connect(url) {
     var es = new EventSource(url);
-    es.addEventListener("open", function () { say("live"); });
-    es.addEventListener("error", function () { say("reconnecting…"); });
+    es.addEventListener("open", function () { document.body.setAttribute("data-live", "open"); say("live"); });
+    es.addEventListener("error", function () { document.body.setAttribute("data-live", "closed"); say("reconnecting…"); });
     es.addEventListener("cards", function (e) {
       var cards = JSON.parse(e.data);
       Object.keys(cards).forEach(function (id) {

@@ -94,6 +94,10 @@ func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
 	files := http.StripPrefix("/assets/", http.FileServer(http.FS(assets)))
 	srv.Handle("GET /assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		secureHeaders(w)
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
 		// The URLs carry the assets' version (Common.Assets): a new promoter's are new URLs.
 		w.Header().Set("Cache-Control", "public, max-age=86400")
 		files.ServeHTTP(w, r)

@@ -166,6 +166,8 @@ func (e *Engine) SetSpecs(specs []Spec) error {
 		return err
 	}
 	ordered := order(filled)
+	// Runs last, after the locks are released: the pipeline page redraws its lanes.
+	defer e.Announce()
 	e.work.Lock()
 	defer e.work.Unlock()
 	e.mu.Lock()

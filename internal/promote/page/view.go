@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
@@ -62,7 +63,7 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 			Name: st.Name, Image: st.Image, Upstream: st.Upstream, Current: st.CurrentTag,
 			Decision: string(st.Decision), Reason: st.Reason, Paused: st.Paused,
 			Verification: st.Verification, Sync: st.Sync, Commit: short(st.LastCommit),
-			LastPromotion: st.LastPromotion, Warnings: st.Warnings, CanAct: canAct,
+			LastPromotion: st.LastPromotion, CanAct: canAct,
 			WaitingApproval: st.Decision == stage.DecisionWait && strings.HasPrefix(st.Reason, "waiting for approval of "),
 		}
 		spec := byName[st.Name]
@@ -72,8 +73,13 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 		if st.VerifiedFreight != nil {
 			c.Verified = st.VerifiedFreight.Value
 		}
+		// Redacted like the API's errors: a Git URL with credentials never reaches the page.
+		c.Reason = gitwrite.Redact(c.Reason)
 		if st.Error != "" {
-			c.Problems = append(c.Problems, st.Error)
+			c.Problems = append(c.Problems, gitwrite.Redact(st.Error))
+		}
+		for _, w := range st.Warnings {
+			c.Warnings = append(c.Warnings, gitwrite.Redact(w))
 		}
 		if st.LastCommit != "" {
 			c.CommitURL = commitURL(spec.RepoURL, st.LastCommit)

@@ -1,6 +1,7 @@
 package page
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -63,5 +64,14 @@ func TestLanes_FollowTheUpstreamGraph(t *testing.T) {
 	}
 	if c := ls[2].Columns[0][0]; len(c.Problems) != 1 {
 		t.Fatalf("the broken stage's card does not show its problem: %+v", c)
+	}
+	leaky := []stage.Status{{Name: "develop-frontend", Decision: stage.DecisionFailed,
+		Reason: "fetching https://bot:hunter2@git.example.com/gitops.git: 403", Error: "fetching https://bot:hunter2@git.example.com/gitops.git: 403",
+		Warnings: []string{"pushing to https://ghp_token@github.com/acme/gitops.git was slow"}}}
+	c := cards(leaky, nil, false)[0]
+	for _, text := range append(append([]string{c.Reason}, c.Problems...), c.Warnings...) {
+		if strings.Contains(text, "hunter2") || strings.Contains(text, "ghp_token") {
+			t.Errorf("a credential reaches the card: %s", text)
+		}
 	}
 }

@@ -42,6 +42,13 @@ type Reverifier interface {
 	Reverify(ctx context.Context, stage string) (string, error)
 }
 
+// Tagger is implemented by a Controller that can list the tags a stage's warehouse sees,
+// each with why it is or is not a candidate (GET /api/v1/stages/{name}/tags; the pipeline
+// page's tag table); *stage.Engine does.
+type Tagger interface {
+	Tags(ctx context.Context, stage string) ([]warehouse.TagVerdict, error)
+}
+
 // ErrUnavailable is wrapped by a Controller's errors when this process cannot act
 // at all right now (a standby replica): the API answers 503 with the error, which
 // should say where to go instead.
@@ -101,6 +108,7 @@ func New(c Controller, opts ...Option) *Server {
 	})
 	s.mux.HandleFunc("GET /api/v1/stages/{name}", s.stage)
 	s.mux.HandleFunc("GET /api/v1/stages/{name}/history", s.history)
+	s.mux.HandleFunc("GET /api/v1/stages/{name}/tags", s.tags)
 	s.Handle("POST /api/v1/stages/{name}/promote", http.HandlerFunc(s.promote))
 	s.Handle("POST /api/v1/stages/{name}/rollback", http.HandlerFunc(s.rollback))
 	s.Handle("POST /api/v1/stages/{name}/approve", http.HandlerFunc(s.approve))
@@ -299,6 +307,34 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// Tags is the body of GET /api/v1/stages/{name}/tags. A stage with an upstream has no tags
+// of its own (it takes the upstream's verified freight): Tags is empty and Upstream says so.
+type Tags struct {
+	Stage    string                 `json:"stage"`
+	Upstream string                 `json:"upstream,omitempty"`
+	Tags     []warehouse.TagVerdict `json:"tags"`
+}
+
+func (s *Server) tags(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	tg, ok := s.c.(Tagger)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("stage %q: this promoter cannot list tags", name))
+		return
+	}
+	st, ok := s.c.StatusOf(name)
+	if !ok {
+		writeError(w, http.StatusNotFound, errors.New("unknown stage "+quote(name)))
+		return
+	}
+	vs, err := tg.Tags(r.Context(), name)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Tags{Stage: name, Upstream: st.Upstream, Tags: append([]warehouse.TagVerdict{}, vs...)})
 }
 
 // PromoteRequest is the optional body of promote and approve.

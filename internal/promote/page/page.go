@@ -9,7 +9,6 @@
 package page
 
 import (
-	"context"
 	"crypto/rand"
 	"embed"
 	"errors"
@@ -36,12 +35,6 @@ var templateFS embed.FS
 
 //go:embed assets
 var assetFS embed.FS
-
-// Tagger is implemented by a Controller that can list the tags a stage's warehouse sees
-// with why each is or is not a candidate (*stage.Engine).
-type Tagger interface {
-	Tags(ctx context.Context, stage string) ([]warehouse.TagVerdict, error)
-}
 
 // Subscriber is implemented by a Controller that announces changes (*stage.Engine): the
 // page's event stream waits on it instead of polling.
@@ -291,7 +284,7 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 		v.History = append(v.History, historyRow{Record: rec, Short: short(rec.Commit), URL: commitURL(repo, rec.Commit)})
 	}
 	v.Rollback, _ = gitwrite.PreviousPromotion(recs, c.Current)
-	if t, ok := p.c.(Tagger); ok {
+	if t, ok := p.c.(api.Tagger); ok {
 		tags, err := t.Tags(r.Context(), name)
 		if err != nil {
 			v.TagsErr = gitwrite.Redact(err.Error())

@@ -206,6 +206,33 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 		t.Errorf("promoter status --addr %s: %v\n%s", b.addr, err, table)
 	}
 	t.Logf("promoter status:\n%s", table)
+
+	// The pipeline page at the same address: a card per stage with its Argo CD sync state.
+	code, page := p.get(b, "/")
+	if code != http.StatusOK {
+		t.Fatalf("GET / on the leader's API address: %d\n%s", code, page)
+	}
+	for _, app := range p.apps {
+		card, ok := cardOf(page, app)
+		if !ok {
+			t.Errorf("the pipeline page has no card for %s", app)
+			continue
+		}
+		sync := p.app(app).Status.Sync.Status
+		if want := fmt.Sprintf(`<dt>Argo CD</dt><dd><span class="sync s-%s">%s</span>`, strings.ToLower(string(sync)), sync); !strings.Contains(card, want) {
+			t.Errorf("the card of %s does not show its Application %s:\n%s", app, sync, card)
+		}
+	}
+}
+
+// cardOf is the HTML of stage's card on the pipeline page.
+func cardOf(page, stage string) (string, bool) {
+	_, rest, ok := strings.Cut(page, `id="stage-`+stage+`"`)
+	if !ok {
+		return "", false
+	}
+	card, _, _ := strings.Cut(rest, "</article>")
+	return card, true
 }
 
 // pipeline is one run of the example ApplicationSet on the stack.

@@ -34,8 +34,9 @@
 //   - controller is `promoter controller`: a replica's loop, probes, events and problems;
 //     local is `promoter run` and the stage commands on promoter.yaml without a cluster;
 //     pass bounds both's passes (--pass-timeout, --shutdown-grace); api serves the HTTP
-//     API; webhook receives registry notifications; metrics counts promotions, registry
-//     requests and push retries for Prometheus; printers writes what the commands print.
+//     API and page the pipeline page at / on its address; webhook receives registry
+//     notifications; metrics counts promotions, registry requests and push retries for
+//     Prometheus; printers writes what the commands print.
 //
 // For tests and the demo: gitserver (git http-backend on 127.0.0.1) and registrytest (an
 // in-memory OCI registry); faults is the fault suite against the real binary, which

@@ -42,6 +42,13 @@ type Reverifier interface {
 	Reverify(ctx context.Context, stage string) (string, error)
 }
 
+// Tagger is implemented by a Controller that can list the tags a stage's warehouse sees,
+// each with why it is or is not a candidate (GET /api/v1/stages/{name}/tags; the pipeline
+// page's tag table); *stage.Engine does.
+type Tagger interface {
+	Tags(ctx context.Context, stage string) ([]warehouse.TagVerdict, error)
+}
+
 // ErrUnavailable is wrapped by a Controller's errors when this process cannot act
 // at all right now (a standby replica): the API answers 503 with the error, which
 // should say where to go instead.
@@ -101,6 +108,7 @@ func New(c Controller, opts ...Option) *Server {
 	})
 	s.mux.HandleFunc("GET /api/v1/stages/{name}", s.stage)
 	s.mux.HandleFunc("GET /api/v1/stages/{name}/history", s.history)
+	s.mux.HandleFunc("GET /api/v1/stages/{name}/tags", s.tags)
 	s.Handle("POST /api/v1/stages/{name}/promote", http.HandlerFunc(s.promote))
 	s.Handle("POST /api/v1/stages/{name}/rollback", http.HandlerFunc(s.rollback))
 	s.Handle("POST /api/v1/stages/{name}/approve", http.HandlerFunc(s.approve))
@@ -145,16 +153,23 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection's writer: the pipeline page's
+// event stream flushes through it.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (s *Server) authorize(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.sameSite(r); err != nil {
-			s.log.Warn("refused a state-changing request from another site", "method", r.Method, "path", r.URL.Path, "reason", err)
-			writeError(w, http.StatusForbidden, fmt.Errorf("refused: %w: only the promoter command and pages served by this promoter may change stages", err))
+		if err := s.SameSite(r); err != nil {
+			writeError(w, http.StatusForbidden, err)
 			return
 		}
-		if s.requireToken || s.token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || s.token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+		if err := notAForm(r); err != nil {
+			writeError(w, http.StatusUnsupportedMediaType, err)
+			return
+		}
+		if s.TokenNeeded() {
+			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !s.TokenValid(got) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="kropipe-promoter"`)
 				writeError(w, http.StatusUnauthorized, errors.New("this call changes state and needs the API token: pass --token-file (or KROPIPE_TOKEN) to the promoter command, or send Authorization: Bearer <token>"))
 				return
@@ -163,6 +178,54 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// SameSite refuses (and logs) a state-changing request a web page of another site could
+// have made: the check every POST of the API and of the pipeline page passes first.
+func (s *Server) SameSite(r *http.Request) error {
+	if err := s.sameSite(r); err != nil {
+		s.log.Warn("refused a state-changing request from another site", "method", r.Method, "path", r.URL.Path, "reason", err)
+		return fmt.Errorf("refused: %w: only the promoter command and pages served by this promoter may change stages", err)
+	}
+	return nil
+}
+
+// CheckHost refuses a request that names a Host other than this server's, localhost or an
+// allowed name: the pipeline page applies it to reading too, so a rebound name cannot read
+// the page (and its form token).
+func (s *Server) CheckHost(r *http.Request) error { return s.checkHost(r) }
+
+// TokenNeeded says whether state-changing requests must carry the API token.
+func (s *Server) TokenNeeded() bool { return s.requireToken || s.token != "" }
+
+// TokenValid reports whether got is the API token (compared in constant time). With the
+// token required but none configured, nothing is valid.
+func (s *Server) TokenValid(got string) bool {
+	return s.token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
+}
+
+// HandleWith adds a state-changing route that passes the same-site check and then check
+// instead of the bearer token: the pipeline page's forms carry the token in a session
+// cookie and a per-page form token, which the page checks itself. check answers the
+// request itself when it returns false.
+func (s *Server) HandleWith(pattern string, check func(http.ResponseWriter, *http.Request) bool, h http.Handler) {
+	if check == nil {
+		panic("api: HandleWith " + pattern + " without a credential check")
+	}
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.SameSite(r); err != nil {
+			writeError(w, http.StatusForbidden, err)
+			return
+		}
+		if !check(w, r) {
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}
+
+// ErrorStatus is the HTTP status the API answers an engine error with (404 for an unknown
+// stage, 409 when there is nothing to do, ...); the pipeline page answers the same.
+func ErrorStatus(err error) int { return statusOf(err) }
 
 // StageList is the body of GET /api/v1/stages.
 type StageList struct {
@@ -244,6 +307,34 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// Tags is the body of GET /api/v1/stages/{name}/tags. A stage with an upstream has no tags
+// of its own (it takes the upstream's verified freight): Tags is empty and Upstream says so.
+type Tags struct {
+	Stage    string                 `json:"stage"`
+	Upstream string                 `json:"upstream,omitempty"`
+	Tags     []warehouse.TagVerdict `json:"tags"`
+}
+
+func (s *Server) tags(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	tg, ok := s.c.(Tagger)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("stage %q: this promoter cannot list tags", name))
+		return
+	}
+	st, ok := s.c.StatusOf(name)
+	if !ok {
+		writeError(w, http.StatusNotFound, errors.New("unknown stage "+quote(name)))
+		return
+	}
+	vs, err := tg.Tags(r.Context(), name)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Tags{Stage: name, Upstream: st.Upstream, Tags: append([]warehouse.TagVerdict{}, vs...)})
 }
 
 // PromoteRequest is the optional body of promote and approve.

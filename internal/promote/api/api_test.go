@@ -262,3 +262,22 @@ func TestAPI_VerifyRunsTheVerificationAgain(t *testing.T) {
 		t.Fatalf("Reverify of an unknown stage: %v", err)
 	}
 }
+
+func TestAPI_TagsSayWhyEachIsOrIsNotACandidate(t *testing.T) {
+	e := newEngine(t)
+	ts := httptest.NewServer(New(e, WithLogger(quiet())))
+	defer ts.Close()
+	if err := e.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var tags Tags
+	if code := get(t, ts.URL+"/api/v1/stages/develop-frontend/tags", &tags); code != http.StatusOK {
+		t.Fatalf("tags: %d", code)
+	}
+	if len(tags.Tags) != 2 || tags.Tags[0] != (warehouse.TagVerdict{Tag: "1.2.2", Candidate: true, Reason: "within ^1.2; the highest is taken"}) {
+		t.Fatalf("tags %+v", tags)
+	}
+	if code := get(t, ts.URL+"/api/v1/stages/nope/tags", nil); code != http.StatusNotFound {
+		t.Fatalf("tags of an unknown stage: %d", code)
+	}
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"fmt"
+	"mime"
 	"net"
 	"net/http"
 	"strings"
@@ -66,4 +67,24 @@ func (s *Server) checkHost(r *http.Request) error {
 		}
 	}
 	return fmt.Errorf("the request addresses this server as %s, which is not the address it listens on", r.Host)
+}
+
+// notAForm refuses the content types an HTML form of any site can send without the
+// browser asking first (the CORS "simple" ones): the API reads JSON, and a browser old
+// enough to send neither Origin nor Sec-Fetch-Site would otherwise let a foreign page's
+// form through. The promoter command sends JSON, or no body and no type.
+func notAForm(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return fmt.Errorf("refused: Content-Type %q: %w; send application/json", ct, err)
+	}
+	switch mt {
+	case "application/x-www-form-urlencoded", "multipart/form-data", "text/plain":
+		return fmt.Errorf("refused: Content-Type %s is what a web form sends; the API takes application/json (the pipeline page at / has forms of its own)", mt)
+	}
+	return nil
 }

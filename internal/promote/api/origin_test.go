@@ -43,6 +43,9 @@ func TestAPI_RefusesForgedRequests(t *testing.T) {
 				{"origin of another port", map[string]string{"Origin": "http://127.0.0.1:1"}, "another origin"},
 				{"DNS rebinding", map[string]string{"Host": "evil.example:" + port}, `as "evil.example:` + port + `"`},
 				{"rebinding with matching origin", map[string]string{"Host": "evil.example:" + port, "Origin": "http://evil.example:" + port, "Sec-Fetch-Site": "same-origin"}, "DNS rebinding"},
+				// A browser too old to send Origin or Sec-Fetch-Site still marks a form's body.
+				{"form from an old browser", map[string]string{"Content-Type": "text/plain"}, "what a web form sends"},
+				{"urlencoded form", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, "what a web form sends"},
 			}
 			for _, f := range forged {
 				t.Run(f.name, func(t *testing.T) {
@@ -67,8 +70,12 @@ func TestAPI_RefusesForgedRequests(t *testing.T) {
 					var body Error
 					_ = json.NewDecoder(resp.Body).Decode(&body)
 					resp.Body.Close()
-					if resp.StatusCode != http.StatusForbidden || !strings.Contains(body.Error, f.want) {
-						t.Errorf("%d %q, want 403 naming %q", resp.StatusCode, body.Error, f.want)
+					code := http.StatusForbidden
+					if strings.HasPrefix(f.header["Content-Type"], "text/") || strings.HasPrefix(f.header["Content-Type"], "application/x-www") {
+						code = http.StatusUnsupportedMediaType
+					}
+					if resp.StatusCode != code || !strings.Contains(body.Error, f.want) {
+						t.Errorf("%d %q, want %d naming %q", resp.StatusCode, body.Error, code, f.want)
 					}
 				})
 			}

@@ -25,6 +25,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/metrics"
+	"github.com/kropipe/kropipe/internal/promote/page"
 	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/verify"
@@ -135,6 +136,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
+	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
 	if f.WebhookAddr != "" {
 		h, err := webhook.NewHandler(f.WebhookSecret, gate{c}.notify, log, webhook.WithResults(c.metrics.Notification))
@@ -164,6 +166,8 @@ func Run(ctx context.Context, cfg Config) error {
 		c.leadUntilStopped(stopWork)(work)
 	}
 	log.Info("shutting down")
+	// The pipeline page's event streams never go idle: end them, or shutdown waits for them.
+	pipeline.Close()
 	if serr := servers.shutdown(); err == nil {
 		err = serr
 	}
@@ -369,6 +373,8 @@ func (c *controller) term(ctx context.Context) error {
 				interval = c.applySpecs(ctx, e, w, repos, reported)
 				break wait
 			case <-w.Updated():
+				// The pipeline page shows the Applications' sync and health: tell it.
+				e.Announce()
 				if soon == nil && awaited(w, hg, w.TakeUpdated()) {
 					soon = time.After(verifySoon)
 				}
@@ -789,6 +795,34 @@ func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcom
 	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
 	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
 	return out, err
+}
+
+// Subscribe lets the pipeline page wait for the leader's passes and Application updates.
+// A stream opened during one term of leadership stays with that term's engine; the page
+// reconnects after a new leader restarts it.
+func (g gate) Subscribe() (<-chan struct{}, func(), error) {
+	e, err := g.engine()
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.Subscribe()
+}
+
+// Specs gives the pipeline page the stages' settings (soak countdowns, commit links).
+func (g gate) Specs() []stage.Spec {
+	if e := g.c.engine.Load(); e != nil {
+		return e.Specs()
+	}
+	return nil
+}
+
+// Tags lists the tags a stage's warehouse sees, for the pipeline page.
+func (g gate) Tags(ctx context.Context, name string) ([]warehouse.TagVerdict, error) {
+	e, err := g.engine()
+	if err != nil {
+		return nil, err
+	}
+	return e.Tags(ctx, name)
 }
 
 var (

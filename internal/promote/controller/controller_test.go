@@ -384,6 +384,23 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 			t.Errorf("/api/v1/problems = %d %s, want develop-typo's misspelt annotation", code, body)
 		}
 	})
+	t.Run("pipeline page: sync, health and revision on the card, a bad annotation on its stage", func(t *testing.T) {
+		code, body := tryGet("http://" + addr + "/")
+		if code != http.StatusOK {
+			t.Fatalf("GET / = %d", code)
+		}
+		card := func(name string) string {
+			_, rest, _ := strings.Cut(body, `id="stage-`+name+`"`)
+			card, _, _ := strings.Cut(rest, "</article>")
+			return card
+		}
+		if want := `<span class="sync s-synced">Synced</span> <span class="health h-healthy">Healthy</span> at <code>` + commit[:7] + `</code>`; !strings.Contains(card("develop-frontend"), want) {
+			t.Errorf("develop-frontend's card lacks %s:\n%s", want, card("develop-frontend"))
+		}
+		if typo := card("develop-typo"); !strings.Contains(typo, `<p class="problem">`) || !strings.Contains(typo, "kropipe.io/constrant") {
+			t.Errorf("develop-typo's card does not show the misspelt annotation:\n%s", typo)
+		}
+	})
 	t.Run("stage status: the Application's sync and health, warnings, stages not run", func(t *testing.T) {
 		st, err := c.Stage(ctx, "develop-frontend")
 		if err != nil {
@@ -523,6 +540,14 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 		if code != http.StatusServiceUnavailable || !strings.Contains(body, "kubectl port-forward pod/") {
 			t.Fatalf("standby %s = %d %s, want 503 naming the leader's pod", path, code, body)
 		}
+	}
+	// The pipeline page: the standby's says which pod leads and how to reach it; the leader's
+	// shows the stage.
+	if code, body := tryGet("http://" + secondAddr + "/"); code != http.StatusOK || !strings.Contains(body, "Standby replica.") || !strings.Contains(body, "kubectl port-forward pod/") {
+		t.Errorf("standby pipeline page = %d, want the leader's pod named:\n%s", code, body)
+	}
+	if code, body := tryGet("http://" + firstAddr + "/"); code != http.StatusOK || !strings.Contains(body, `id="stage-develop-frontend"`) {
+		t.Errorf("leader pipeline page = %d, want develop-frontend's card:\n%s", code, body)
 	}
 	if _, ok := e.app(t, "develop-frontend").Object["operation"]; ok {
 		t.Fatal("the Application got an operation while patches were failing")

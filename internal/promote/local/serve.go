@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/page"
 	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/webhook"
@@ -55,10 +56,11 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w (another promoter running? pick another port with --addr)", cfg.Addr, err)
 	}
-	srv := &http.Server{
-		Handler:           api.New(e, api.WithToken(cfg.Token), api.WithRequireToken(cfg.RequireToken), api.WithLogger(log)),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	handler := api.New(e, api.WithToken(cfg.Token), api.WithRequireToken(cfg.RequireToken), api.WithLogger(log))
+	pipeline := page.Mount(handler, e, page.WithLogger(log))
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// The pipeline page's event streams never go idle: Shutdown would wait for them.
+	srv.RegisterOnShutdown(pipeline.Close)
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
 	servers := []*http.Server{srv}

@@ -211,6 +211,7 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	}
 	e.status[stage] = st
 	e.mu.Unlock()
+	e.Announce()
 	e.log.Info("pause changed", "stage", stage, "paused", paused)
 	if !paused {
 		e.poke()
@@ -230,7 +231,12 @@ func (e *Engine) update(ctx context.Context, fn func(*State)) error {
 	}
 	st = st.clone()
 	fn(&st)
-	return e.store.Save(ctx, st)
+	if err := e.store.Save(ctx, st); err != nil {
+		return err
+	}
+	// An approval or a pause shows on the pipeline page before the pass it asks for.
+	e.Announce()
+	return nil
 }
 
 // History returns the stage's promotions and rollbacks from Git, newest first.

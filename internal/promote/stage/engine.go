@@ -102,6 +102,8 @@ type Engine struct {
 	groupSpecs []GroupSpec
 	groups     *groupTable
 	groupCand  map[string]freight.Set
+
+	changes changes // Subscribe's subscribers
 }
 
 // New validates specs (after filling their defaults) and returns an engine for them.
@@ -175,6 +177,8 @@ func (e *Engine) SetSpecs(specs []Spec, groups ...GroupSpec) error {
 		return err
 	}
 	ordered := order(filled)
+	// Runs last, after the locks are released: the pipeline page redraws its lanes.
+	defer e.Announce()
 	e.work.Lock()
 	defer e.work.Unlock()
 	e.mu.Lock()
@@ -286,8 +290,9 @@ func (e *Engine) StatusOf(name string) (Status, bool) {
 
 func (e *Engine) setStatus(st Status) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.status[st.Name] = st
+	e.mu.Unlock()
+	e.Announce()
 }
 
 // ErrUnknownStage is wrapped when an action names a stage that is not configured.
@@ -484,6 +489,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	errs = append(errs, e.keepGroupStatuses(statuses, now)...)
 	e.passes++
 	e.mu.Unlock()
+	e.Announce()
 	// INFO is for passes that changed something; a quiet pass every few minutes is debug.
 	lvl := slog.LevelDebug
 	if len(due) > 0 || len(dueSets) > 0 || len(errs) > 0 {

@@ -1,0 +1,514 @@
+// Package page is the promoter's pipeline page: server-rendered HTML at / on the API's
+// address, showing every stage as a card in its lane, with history, tags and the actions.
+//
+// Reading works without JavaScript; a small script (assets/page.js) only applies live
+// updates from the event stream and counts soaks down. Actions are POST forms behind a
+// confirmation page that names the exact change; each passes the API's same-site check,
+// a per-page form token and, when the API has a token, a session cookie set by a login
+// form. Assets are embedded: the page works offline, with a strict Content-Security-Policy.
+package page
+
+import (
+	"crypto/rand"
+	"embed"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/warehouse"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed assets
+var assetFS embed.FS
+
+// Subscriber is implemented by a Controller that announces changes (*stage.Engine): the
+// page's event stream waits on it instead of polling.
+type Subscriber interface {
+	Subscribe() (<-chan struct{}, func(), error)
+}
+
+// Option configures a Page.
+type Option func(*Page)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(p *Page) { p.log = l } }
+
+// WithTitle sets the page's title (default "kropipe pipeline").
+func WithTitle(t string) Option { return func(p *Page) { p.title = t } }
+
+// Page serves the pipeline page.
+type Page struct {
+	c     api.Controller
+	api   *api.Server
+	log   *slog.Logger
+	title string
+	key   []byte // signs form tokens; new per process
+	tmpl  *template.Template
+
+	// assetVersion fingerprints the embedded assets: their URLs carry it, so a browser
+	// never runs an older promoter's script against a newer page.
+	assetVersion string
+
+	stop     chan struct{} // closed by Close: event streams end
+	stopOnce sync.Once
+}
+
+// Mount serves the page for c on srv's routes: / and /stages/... to read, POST
+// /stages/{name}/{action}, /login and /logout to act, /events for live updates and
+// /assets/ for the page's style and script.
+func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
+	p := &Page{c: c, api: srv, log: slog.Default(), title: "kropipe pipeline", key: make([]byte, 32), stop: make(chan struct{})}
+	_, _ = rand.Read(p.key)
+	for _, o := range opts {
+		o(p)
+	}
+	p.tmpl = template.Must(template.New("page").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
+	p.assetVersion = assetVersion()
+	srv.Handle("GET /{$}", p.read(p.index))
+	srv.Handle("GET /stages/{name}", p.read(p.detail))
+	srv.Handle("GET /stages/{name}/confirm", p.read(p.confirm))
+	srv.Handle("GET /events", p.read(p.events))
+	assets, _ := fs.Sub(assetFS, "assets")
+	files := http.StripPrefix("/assets/", http.FileServer(http.FS(assets)))
+	srv.Handle("GET /assets/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secureHeaders(w)
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
+		// The URLs carry the assets' version (Common.Assets): a new promoter's are new URLs.
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		files.ServeHTTP(w, r)
+	}))
+	srv.HandleWith("POST /stages/{name}/{action}", p.checkForm(true), http.HandlerFunc(p.act))
+	srv.HandleWith("POST /login", p.checkForm(false), http.HandlerFunc(p.login))
+	srv.HandleWith("POST /logout", p.checkForm(false), http.HandlerFunc(p.logout))
+	return p
+}
+
+// Close ends the open event streams; call it when the server shuts down (an event stream
+// never goes idle by itself, and http.Server.Shutdown waits for idle connections).
+func (p *Page) Close() { p.stopOnce.Do(func() { close(p.stop) }) }
+
+var funcs = template.FuncMap{
+	// Times are absolute (UTC) in the HTML, so a card renders the same until its stage
+	// changes; the script shows them relative and counts soaks down.
+	"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+	"lower":   strings.ToLower,
+	"short":   short,
+}
+
+// Common is what every page's frame shows.
+type Common struct {
+	Title   string
+	Form    string // the page's form token
+	Login   bool   // a token is needed and the viewer has not logged in
+	Logout  bool   // the viewer logged in with the token
+	Standby string // why this promoter cannot serve the stages (a standby replica: where the leader is)
+	Events  string // the event stream's URL; "" for none
+	Path    string // this page's path, for the login form's return
+	Assets  string // the assets' version, appended to their URLs
+}
+
+func assetVersion() string {
+	h := fnv.New64a()
+	_ = fs.WalkDir(assetFS, "assets", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := assetFS.ReadFile(path)
+			h.Write(b)
+		}
+		return nil
+	})
+	return fmt.Sprintf("%x", h.Sum64())
+}
+
+func (p *Page) common(w http.ResponseWriter, r *http.Request) Common {
+	cm := Common{Title: p.title, Form: p.formToken(w, r), Path: r.URL.Path, Assets: p.assetVersion}
+	if p.api.TokenNeeded() {
+		cm.Logout = p.loggedIn(r)
+		cm.Login = !cm.Logout
+	}
+	if a, ok := p.c.(api.Availability); ok {
+		if err := a.Available(); err != nil {
+			cm.Standby = err.Error()
+		}
+	}
+	return cm
+}
+
+// read wraps the pages that only read: the Host check (a name rebound to this address
+// cannot read the page and its form token) and the security headers.
+func (p *Page) read(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secureHeaders(w)
+		if err := p.api.CheckHost(r); err != nil {
+			p.fail(w, r, http.StatusMisdirectedRequest, err)
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (p *Page) render(w http.ResponseWriter, code int, name string, data any) {
+	var b strings.Builder
+	if err := p.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		p.log.Error("rendering the pipeline page failed", "template", name, "err", err)
+		http.Error(w, "rendering the page failed: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(b.String()))
+}
+
+type errorView struct {
+	Common
+	Code    int
+	Message string
+}
+
+// fail answers with an error page; the message goes through gitwrite.Redact like the API's.
+func (p *Page) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
+	secureHeaders(w)
+	p.render(w, code, "error", errorView{Common: p.common(w, r), Code: code, Message: gitwrite.Redact(err.Error())})
+}
+
+func (p *Page) specs() []stage.Spec {
+	if s, ok := p.c.(Specs); ok {
+		return s.Specs()
+	}
+	return nil
+}
+
+type indexView struct {
+	Common
+	Lanes   []lane
+	Version string
+}
+
+func (p *Page) pipeline(r *http.Request) ([]lane, string) {
+	cs := cards(p.c.Status(), p.specs(), p.canAct(r))
+	return lanes(cs), version(cs)
+}
+
+func (p *Page) index(w http.ResponseWriter, r *http.Request) {
+	cm := p.common(w, r)
+	v := indexView{Common: cm}
+	if cm.Standby == "" {
+		v.Lanes, v.Version = p.pipeline(r)
+		if _, ok := p.c.(Subscriber); ok {
+			v.Events = "/events?v=" + url.QueryEscape(v.Version)
+		}
+	}
+	p.render(w, http.StatusOK, "index", v)
+}
+
+type detailView struct {
+	Common
+	Card       card
+	History    []historyRow
+	HistoryErr string
+	Tags       []warehouse.TagVerdict
+	TagsErr    string
+	Done       string // what the last action did, from the redirect after it
+	DoneURL    string
+	Rollback   string // the value a rollback without a choice goes back to
+}
+
+type historyRow struct {
+	gitwrite.Record
+	Short string
+	URL   string
+}
+
+func (p *Page) card(r *http.Request, name string) (card, bool) {
+	sts := p.c.Status()
+	for i, c := range cards(sts, p.specs(), p.canAct(r)) {
+		if sts[i].Name == name {
+			return c, true
+		}
+	}
+	return card{}, false
+}
+
+func (p *Page) repoURL(name string) string {
+	for _, s := range p.specs() {
+		if s.Name == name {
+			return s.RepoURL
+		}
+	}
+	return ""
+}
+
+func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	cm := p.common(w, r)
+	if cm.Standby != "" {
+		p.render(w, http.StatusServiceUnavailable, "index", indexView{Common: cm})
+		return
+	}
+	c, ok := p.card(r, name)
+	if !ok {
+		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here; the pipeline at / lists them", name))
+		return
+	}
+	v := detailView{Common: cm, Card: c}
+	if _, ok := p.c.(Subscriber); ok {
+		v.Events = "/events?stage=" + url.QueryEscape(name) + "&v=" + url.QueryEscape(version([]card{c}))
+	}
+	recs, err := p.c.History(r.Context(), name)
+	if err != nil {
+		// A stage whose annotations are wrong has no history to read, and its page should
+		// still say what is wrong.
+		v.HistoryErr = gitwrite.Redact(err.Error())
+	}
+	repo := p.repoURL(name)
+	for _, rec := range recs {
+		v.History = append(v.History, historyRow{Record: rec, Short: short(rec.Commit), URL: commitURL(repo, rec.Commit)})
+	}
+	v.Rollback, _ = gitwrite.PreviousPromotion(recs, c.Current)
+	if t, ok := p.c.(api.Tagger); ok {
+		tags, err := t.Tags(r.Context(), name)
+		if err != nil {
+			v.TagsErr = gitwrite.Redact(err.Error())
+		}
+		v.Tags = tags
+	}
+	q := r.URL.Query()
+	if did := q.Get("did"); doneWords[did] != "" {
+		v.Done = doneWords[did]
+		if val := q.Get("value"); validValue.MatchString(val) {
+			v.Done += " " + val
+		}
+		if commit := q.Get("commit"); hexCommit.MatchString(commit) {
+			v.Done += ": commit " + short(commit)
+			v.DoneURL = commitURL(repo, commit)
+		} else if did == "approve" {
+			v.Done += "; the next pass promotes it (after its soak, if any)"
+		}
+	}
+	p.render(w, http.StatusOK, "stage", v)
+}
+
+var doneWords = map[string]string{
+	"promote": "Promoted", "rollback": "Rolled back to", "approve": "Approved",
+	"pause": "Paused", "resume": "Resumed",
+}
+
+// validValue is what a tag or digest value may look like when the page repeats it.
+var validValue = regexp.MustCompile(`^[\w][\w.:+-]{0,127}$`)
+
+// confirmView is the confirmation of one action: Title names the exact change
+// ("Roll back develop-frontend: 1.2.2 → 1.2.1"), Effect what it writes.
+type confirmView struct {
+	Common
+	Card   card
+	Action string
+	Value  string
+	Title  string
+	Effect string
+	Button string
+}
+
+func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	cm := p.common(w, r)
+	if cm.Standby != "" {
+		p.render(w, http.StatusServiceUnavailable, "index", indexView{Common: cm})
+		return
+	}
+	c, ok := p.card(r, name)
+	if !ok {
+		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here; the pipeline at / lists them", name))
+		return
+	}
+	st, _ := p.c.StatusOf(name)
+	action, value := r.URL.Query().Get("action"), strings.TrimSpace(r.URL.Query().Get("value"))
+	v := confirmView{Common: cm, Card: c, Action: action}
+	from := orNothing(c.Current)
+	// change is the commit an action makes, in words: the exact line it changes.
+	change := func(to string) string {
+		return fmt.Sprintf("one commit changes %s in %s from %s to %s", st.Key, st.File, from, to)
+	}
+	switch action {
+	case "promote", "approve":
+		if value == "" {
+			value = c.Candidate
+		}
+		if value == "" {
+			p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q has no candidate to %s; name a tag", name, action))
+			return
+		}
+		if action == "promote" {
+			v.Title = fmt.Sprintf("Promote %s: %s → %s", name, from, value)
+			v.Effect = "Now, bypassing soak, approval and pause: " + change(value) + "."
+			v.Button = "Promote " + value
+		} else {
+			v.Title = fmt.Sprintf("Approve %s: %s → %s", name, from, value)
+			v.Effect = "No commit now: the next pass promotes it (after its soak, if any), and " + change(value) + "."
+			v.Button = "Approve " + value
+		}
+	case "rollback":
+		if value == "" {
+			recs, err := p.c.History(r.Context(), name)
+			if err != nil {
+				p.fail(w, r, api.ErrorStatus(err), err)
+				return
+			}
+			prev, ok := gitwrite.PreviousPromotion(recs, c.Current)
+			if !ok {
+				p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q: Git history has no promotion to %s here, so there is no previous value; choose one on the stage's page", name, from))
+				return
+			}
+			value = prev
+		}
+		v.Title = fmt.Sprintf("Roll back %s: %s → %s", name, from, value)
+		v.Effect = fmt.Sprintf("Now: %s; %s is then never promoted here automatically again.", change(value), from)
+		v.Button = "Roll back to " + value
+	case "pause":
+		v.Title, v.Effect, v.Button = "Pause "+name, "No commit: automatic promotions to "+name+" stop until it is resumed; manual ones still work.", "Pause"
+	case "resume":
+		v.Title, v.Effect, v.Button = "Resume "+name, "No commit: automatic promotions to "+name+" start again with the next pass.", "Resume"
+	default:
+		p.fail(w, r, http.StatusBadRequest, fmt.Errorf("unknown action %q: promote, approve, rollback, pause or resume", action))
+		return
+	}
+	if value != "" && !validValue.MatchString(value) {
+		p.fail(w, r, http.StatusBadRequest, fmt.Errorf("%q is not a tag or digest", value))
+		return
+	}
+	v.Value = value
+	p.render(w, http.StatusOK, "confirm", v)
+}
+
+func orNothing(v string) string {
+	if v == "" {
+		return "(nothing)"
+	}
+	return v
+}
+
+// maxForm bounds a form's body; the largest legitimate one holds a tag and two tokens.
+const maxForm = 16 << 10
+
+// checkForm is the page's credential check, after the API's same-site check: the form
+// token, and with actions the API token from the session cookie when one is needed.
+func (p *Page) checkForm(action bool) func(http.ResponseWriter, *http.Request) bool {
+	return func(w http.ResponseWriter, r *http.Request) bool {
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		if err := r.ParseForm(); err != nil {
+			p.fail(w, r, http.StatusBadRequest, fmt.Errorf("reading the form: %w", err))
+			return false
+		}
+		if err := p.checkFormToken(r); err != nil {
+			p.log.Warn("refused a form without a valid form token", "path", r.URL.Path, "reason", err)
+			p.fail(w, r, http.StatusForbidden, err)
+			return false
+		}
+		if action && !p.canAct(r) {
+			p.fail(w, r, http.StatusUnauthorized, errors.New("this promoter needs its API token to change stages: log in with it above"))
+			return false
+		}
+		return true
+	}
+}
+
+// act runs a confirmed action. The form names the value the stage ran when the
+// confirmation was shown (expect): if it moved since, nothing is done.
+func (p *Page) act(w http.ResponseWriter, r *http.Request) {
+	secureHeaders(w)
+	name, action := r.PathValue("name"), r.PathValue("action")
+	value, expect := r.PostFormValue("value"), r.PostFormValue("expect")
+	st, ok := p.c.StatusOf(name)
+	if !ok {
+		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here", name))
+		return
+	}
+	if r.PostForm.Has("expect") && expect != st.CurrentTag {
+		p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q changed since you confirmed: it runs %s now, not %s; nothing was done, look again", name, orNothing(st.CurrentTag), orNothing(expect)))
+		return
+	}
+	ctx := r.Context()
+	var (
+		commit string
+		err    error
+	)
+	switch action {
+	case "promote":
+		var out stage.Outcome
+		out, err = p.c.Promote(ctx, name, value)
+		commit, value = out.Commit, out.New
+	case "rollback":
+		var out stage.Outcome
+		out, err = p.c.Rollback(ctx, name, value)
+		commit, value = out.Commit, out.New
+	case "approve":
+		value, err = p.c.Approve(ctx, name, value)
+	case "pause":
+		value, err = "", p.c.Pause(ctx, name)
+	case "resume":
+		value, err = "", p.c.Resume(ctx, name)
+	default:
+		p.fail(w, r, http.StatusNotFound, fmt.Errorf("unknown action %q: promote, approve, rollback, pause or resume", action))
+		return
+	}
+	if err != nil {
+		p.fail(w, r, api.ErrorStatus(err), err)
+		return
+	}
+	p.log.Info("pipeline page action", "stage", name, "action", action, "value", value, "commit", commit)
+	q := url.Values{"did": {action}}
+	if value != "" {
+		q.Set("value", value)
+	}
+	if commit != "" {
+		q.Set("commit", commit)
+	}
+	http.Redirect(w, r, "/stages/"+url.PathEscape(name)+"?"+q.Encode(), http.StatusSeeOther)
+}
+
+func (p *Page) login(w http.ResponseWriter, r *http.Request) {
+	secureHeaders(w)
+	if !p.api.TokenNeeded() {
+		http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
+		return
+	}
+	if !p.api.TokenValid(r.PostFormValue("token")) {
+		p.log.Warn("pipeline page login with a wrong token")
+		p.fail(w, r, http.StatusUnauthorized, errors.New("that is not this promoter's API token (the content of its --token-file or KROPIPE_TOKEN)"))
+		return
+	}
+	http.SetCookie(w, cookie(r, sessionCookie, r.PostFormValue("token"), 0))
+	http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
+}
+
+func (p *Page) logout(w http.ResponseWriter, r *http.Request) {
+	secureHeaders(w)
+	http.SetCookie(w, cookie(r, sessionCookie, "", -1))
+	http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
+}
+
+// localPath keeps a redirect on this server: a path, never another host ("//evil").
+func localPath(p string) string {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+		return "/"
+	}
+	return p
+}

@@ -112,6 +112,9 @@ var funcs = template.FuncMap{
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"lower":   strings.ToLower,
 	"short":   short,
+	// A release group's name holds a slash ("develop/shop"): escaped, it stays one path
+	// segment, which the routes' {name} matches and gives back unescaped.
+	"stagePath": url.PathEscape,
 }
 
 // Common is what every page's frame shows.

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
 func TestPage_ReadsWithoutJavaScript(t *testing.T) {
@@ -195,5 +197,28 @@ func TestPage_ConfirmationNamesTheExactChange(t *testing.T) {
 	}
 	if got := p.lastSubject(t); got != "Promote image from 1.2.1 to 1.2.2" {
 		t.Fatalf("a refused promotion committed %q", got)
+	}
+}
+
+// A release group's name holds a slash; its card's links must still reach its page.
+func TestPage_ReleaseGroupCardLinksToItsPage(t *testing.T) {
+	p := startPromoter(t, "")
+	group := stage.GroupSpec{Name: "develop/shop", Members: []string{"develop-frontend", "develop-backend"}}
+	if err := p.engine.SetSpecs(p.engine.Specs(), group); err != nil {
+		t.Fatal(err)
+	}
+	p.engine.Notify(p.registry + "/team/frontend")
+	p.waitFor(t, "the group's status", func() bool {
+		_, ok := p.engine.StatusOf(group.Name)
+		return ok
+	})
+	v := newVisitor(t, p.url)
+	code, html := v.get("/")
+	if code != http.StatusOK || !strings.Contains(html, `href="/stages/develop%2fshop"`) && !strings.Contains(html, `href="/stages/develop%2Fshop"`) {
+		t.Fatalf("GET /: %d; the group's card does not link to /stages/develop%%2Fshop", code)
+	}
+	code, html = v.get("/stages/develop%2Fshop")
+	if code != http.StatusOK || !strings.Contains(html, "develop/shop") {
+		t.Fatalf("GET /stages/develop%%2Fshop: %d, want the group's page", code)
 	}
 }

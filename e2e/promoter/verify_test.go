@@ -215,22 +215,25 @@ func (v *verifyPipeline) seed() string {
 		t.Fatal(err)
 	}
 	pushImage(t, st.RegistryAddr, "verify/frontend", "1.2.1")
-	v.createApp(verifyDevelop, "develop/frontend", map[string]string{
+	v.createAppIn(verifyRepo, verifyDevelop, "develop/frontend", "verify/frontend", map[string]string{
 		"kropipe.io/verify-job":     "verify",
 		"kropipe.io/verify-timeout": "5m",
 		"kropipe.io/auto-rollback":  "true",
 	})
-	v.createApp(verifyStaging, "staging/frontend", map[string]string{
+	v.createAppIn(verifyRepo, verifyStaging, "staging/frontend", "verify/frontend", map[string]string{
 		"kropipe.io/upstream": verifyDevelop,
 		"kropipe.io/soak":     v.soak.String(),
 	})
 	return seed
 }
 
-func (v *verifyPipeline) createApp(name, path string, extra map[string]string) {
+// createAppIn creates Application name deploying path of Git repository repo into the
+// namespace of its name, a stage taking image (under the stack's registry) with the
+// annotations extra added.
+func (v *verifyPipeline) createAppIn(repo, name, path, image string, extra map[string]string) {
 	ann := map[string]string{
 		"argocd.argoproj.io/manifest-generate-paths": ".;/rgds",
-		"kropipe.io/image":                           st.RegistryAddr + "/verify/frontend",
+		"kropipe.io/image":                           st.RegistryAddr + "/" + image,
 		"kropipe.io/strategy":                        "semver",
 		"kropipe.io/constraint":                      "^1.2",
 		"kropipe.io/auto-promote":                    "true",
@@ -244,7 +247,7 @@ func (v *verifyPipeline) createApp(name, path string, extra map[string]string) {
 		Spec: v1alpha1.ApplicationSpec{
 			Project: "default",
 			Source: &v1alpha1.ApplicationSource{
-				RepoURL: v.srv.RepoURL(verifyRepo), Path: path, TargetRevision: "main",
+				RepoURL: v.srv.RepoURL(repo), Path: path, TargetRevision: "main",
 				Plugin: &v1alpha1.ApplicationSourcePlugin{Name: "kro", Parameters: v1alpha1.ApplicationSourcePluginParameters{{Name: "rgd-paths", String_: ptr.To("rgds")}}},
 			},
 			Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: name},

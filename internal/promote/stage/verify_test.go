@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"sync"
 	"testing"
@@ -242,5 +243,54 @@ func TestReconcile_FailedVerificationRunIsKeptAndExplainsTheRollback(t *testing.
 	}
 	if st, _ := f.store.Load(ctx); len(st.Runs["develop-frontend"]) != 1 || st.Runs["develop-frontend"][0].Value != "1.2.2" {
 		t.Fatalf("runs after promoter verify: %+v, want only 1.2.2's", st.Runs["develop-frontend"])
+	}
+}
+
+// countingStore counts saves.
+type countingStore struct {
+	MemoryStore
+	saves int
+}
+
+func (c *countingStore) Save(ctx context.Context, s State) error {
+	c.saves++
+	return c.MemoryStore.Save(ctx, s)
+}
+
+// runningVerifier reports a verification still running, its elapsed time growing each pass.
+type runningVerifier struct {
+	passes int
+	id     string
+}
+
+func (r *runningVerifier) Verify(_ context.Context, _ Spec, f freight.Freight, _ string) error {
+	r.passes++
+	r.id = f.ID()
+	return ErrPending
+}
+
+func (r *runningVerifier) LastRun(string) (VerificationRun, bool) {
+	return VerificationRun{Value: "1.2.1", Freight: r.id, Phase: "Running", Message: fmt.Sprintf("job smoke (running %ds)", r.passes)}, true
+}
+
+// A run still going is kept once, not rewritten every pass because its elapsed time changed:
+// in the cluster each save is a ConfigMap update.
+func TestReconcile_RunningVerificationIsSavedOnce(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.1")
+	store := &countingStore{}
+	v := &runningVerifier{}
+	e := f.engine([]Spec{f.spec("develop-frontend", "develop/frontend", "frontend")}, WithVerifier(v), WithStore(store))
+	ctx := context.Background()
+	for range 3 {
+		if err := e.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v.passes != 3 || store.saves != 1 {
+		t.Fatalf("%d verifications, %d saves; want 3 and 1", v.passes, store.saves)
+	}
+	if got := mustStatus(t, e, "develop-frontend").Verification; got == nil || got.Phase != "Running" {
+		t.Fatalf("Verification = %+v, want the running one", got)
 	}
 }

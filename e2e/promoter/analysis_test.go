@@ -140,7 +140,7 @@ func (e *smokeEndpoint) asked(value string) bool {
 type analysisPipeline struct{ *verifyPipeline }
 
 func newAnalysisPipeline(t *testing.T, ctx context.Context) *analysisPipeline {
-	p := &pipeline{t: t, ctx: ctx, srv: st.Git, soak: 10 * time.Second, apps: []string{analysisDevelop, analysisStaging}}
+	p := &pipeline{t: t, ctx: ctx, srv: st.Git, soak: 5 * time.Second, apps: []string{analysisDevelop, analysisStaging}}
 	p.installPromoterRBAC()
 	t.Cleanup(func() { removeCrashObjects(t, p.apps) })
 	return &analysisPipeline{&verifyPipeline{p}}

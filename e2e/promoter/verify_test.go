@@ -169,7 +169,7 @@ spec:
 type verifyPipeline struct{ *pipeline }
 
 func newVerifyPipeline(t *testing.T, ctx context.Context) *verifyPipeline {
-	p := &pipeline{t: t, ctx: ctx, srv: st.Git, soak: 10 * time.Second, apps: []string{verifyDevelop, verifyStaging}}
+	p := &pipeline{t: t, ctx: ctx, srv: st.Git, soak: 5 * time.Second, apps: []string{verifyDevelop, verifyStaging}}
 	p.installPromoterRBAC()
 	// Registered before the replicas start, so it runs after they stopped.
 	t.Cleanup(func() { removeCrashObjects(t, p.apps) })

@@ -738,6 +738,11 @@ func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit s
 			state.ranNow(s.Name, run)
 		}
 	}
+	if errors.Is(err, ErrPending) {
+		// Every pass while Argo CD syncs or a Job runs: the status says so, the log need not.
+		e.log.Debug("verification pending", "stage", s.Name, "freight", f.Ref(), "err", err)
+		return err
+	}
 	if err != nil {
 		e.log.Warn("verification not passed", "stage", s.Name, "freight", f.Ref(), "err", err)
 		return err

@@ -469,6 +469,9 @@ type stageStatus struct {
 		Commit     string    `json:"commit"`
 		VerifiedAt time.Time `json:"verifiedAt"`
 	} `json:"verifiedFreight"`
+	Verification *struct {
+		Value, Phase, Message, Log string
+	} `json:"verification"`
 }
 
 func (p *pipeline) waitStage(pr *promoter, name, what string, cond func(stageStatus) bool) stageStatus {

@@ -32,6 +32,9 @@ const (
 	ArgoCDV3Version = "v3.2.11"
 	// RegistryVersion is the CNCF distribution registry (Debian's docker-registry is v2.8).
 	RegistryVersion = "v3.1.2"
+	// RolloutsVersion is Argo Rollouts, whose analysis controller runs the AnalysisRuns of
+	// kropipe.io/verify-analysis (v1.8.5: built against Kubernetes v0.29 libraries).
+	RolloutsVersion = "v1.8.5"
 )
 
 // Binaries are the paths of everything the stack runs.
@@ -44,6 +47,8 @@ type Binaries struct {
 	ArgoCDV3, ArgoCDV3Dir string
 	// Registry is the CNCF distribution registry (`registry serve <config>`).
 	Registry string
+	// RolloutsAnalysis is Argo Rollouts' analysis controller alone (e2e/tools/rollouts).
+	RolloutsAnalysis string
 	// CmpSidecar and Promoter are built fresh from the repository on every run: they are the
 	// code under test. CmpSidecarRenderer (the warm render server cmp-sidecar generate starts)
 	// is built next to CmpSidecar, where generate looks for it first, as in the sidecar image.
@@ -88,6 +93,8 @@ func components() []component {
 			ldflags: "-s -w -X github.com/argoproj/argo-cd/v3/common.version=" + strings.TrimPrefix(ArgoCDV3Version, "v"), links: argoCDNames},
 		{name: "registry", version: RegistryVersion, modDir: "tools/registry", pkgs: map[string]string{"registry": "."},
 			ldflags: "-s -w -X github.com/distribution/distribution/v3/version.version=" + RegistryVersion},
+		{name: "rollouts", version: RolloutsVersion, modDir: "tools/rollouts", pkgs: map[string]string{"rollouts-analysis": "."},
+			ldflags: "-s -w"},
 	}
 }
 
@@ -156,6 +163,7 @@ func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log i
 	b.ArgoCDV3 = paths["argocd3/argocd"]
 	b.ArgoCDV3Dir = filepath.Dir(b.ArgoCDV3)
 	b.Registry = paths["registry/registry"]
+	b.RolloutsAnalysis = paths["rollouts/rollouts-analysis"]
 
 	start := time.Now()
 	b.CmpSidecar = filepath.Join(binDir, "cmp-sidecar")

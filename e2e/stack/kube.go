@@ -156,8 +156,13 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stages, err := s.writeKwokStages(ctx)
+	if err != nil {
+		return err
+	}
 	kwok, err := s.start("kwok", s.Binaries.Kwok, []string{
 		"--kubeconfig=" + s.Kubeconfig,
+		"--config=" + stages,
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--server-address=127.0.0.1:" + strconv.Itoa(ports[2]),

@@ -73,6 +73,7 @@ type options struct {
 	noArgoCD   bool
 	argoCDV3   bool
 	noRegistry bool
+	rollouts   bool
 	// notify, when set, is where the registry sends its push notifications, with notifyAuth
 	// as the Authorization header.
 	notify, notifyAuth string
@@ -108,6 +109,10 @@ func WithArgoCDV3() Option { return func(o *options) { o.argoCDV3 = true } }
 func WithRegistryNotifications(url, authorization string) Option {
 	return func(o *options) { o.notify, o.notifyAuth = url, authorization }
 }
+
+// WithArgoRollouts installs Argo Rollouts' CRDs (from the pinned module's manifests/crds) and
+// runs its analysis controller (RolloutsVersion), which runs AnalysisRuns in every namespace.
+func WithArgoRollouts() Option { return func(o *options) { o.rollouts = true } }
 
 // WithoutRegistry skips the OCI registry.
 func WithoutRegistry() Option { return func(o *options) { o.noRegistry = true } }
@@ -212,6 +217,11 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 			if err := step("Argo CD "+a.Version, func() error { return s.startArgoCD(ctx, a) }); err != nil {
 				return nil, err
 			}
+		}
+	}
+	if o.rollouts {
+		if err := step("Argo Rollouts analysis controller", func() error { return s.startRollouts(ctx) }); err != nil {
+			return nil, err
 		}
 	}
 	fmt.Fprintf(o.log, "e2e: stack up in %s (logs in %s)\n", time.Since(begin).Round(10*time.Millisecond), filepath.Join(s.Dir, "logs"))

@@ -72,7 +72,7 @@ type HealthGate struct {
 	source   VerifySource
 	jobs     *verify.JobRunner
 	analysis *verify.AnalysisRunner
-	store    stage.Store // approvals, which pass an inconclusive analysis
+	store    stage.Store // approvals (which pass an inconclusive analysis) and the runs the engine keeps
 
 	mu       sync.Mutex
 	tracked  map[string]*tracking             // by stage
@@ -140,6 +140,12 @@ func WithAnalysis(a *verify.AnalysisRunner, store stage.Store) GateOption {
 	return func(g *HealthGate) { g.analysis, g.store = a, store }
 }
 
+// WithRecords reads the verification runs the engine keeps in store (stage.State.Runs): a
+// stage's freight that failed verification, or whose analysis was inconclusive, keeps that
+// verdict after a restart or a leader change even when its Job or AnalysisRun is gone, and is
+// verified again only by promoter verify. WithAnalysis sets the same store.
+func WithRecords(store stage.Store) GateOption { return func(g *HealthGate) { g.store = store } }
+
 // WithGateClock replaces the wall clock, for timeout tests.
 func WithGateClock(c clock.PassiveClock) GateOption { return func(g *HealthGate) { g.clock = c } }
 
@@ -191,6 +197,15 @@ func (g *HealthGate) Verification(stage string) *stage.VerificationRun {
 		return nil
 	}
 	return &r
+}
+
+// LastRun implements stage.RunReporter: the engine keeps what the gate last saw of the stage's
+// verification in its State.
+func (g *HealthGate) LastRun(stage string) (stage.VerificationRun, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r, ok := g.runs[stage]
+	return r, ok
 }
 
 // Awaiting returns the stages whose verification is pending (Waiting is not "").
@@ -306,14 +321,18 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 // is rolled back: the freight was not judged).
 func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) error {
 	value := f.Value(spec.Strategy)
-	run := stage.VerificationRun{Value: value, Commit: commit}
-	res, err := g.runChecks(ctx, spec, b, f, commit)
-	if err != nil {
-		run.Phase, run.Message = "Error", err.Error()
-		g.record(spec.Name, run)
-		return err
+	run := stage.VerificationRun{Value: value, Freight: f.ID(), Commit: commit}
+	res, settled := g.settled(ctx, spec.Name, f.ID())
+	if !settled {
+		var err error
+		res, err = g.runChecks(ctx, spec, b, f, commit)
+		if err != nil {
+			run.Phase, run.Message = "Error", err.Error()
+			g.record(spec.Name, run)
+			return err
+		}
 	}
-	run.Phase, run.Message, run.Log = string(res.Phase), res.Message, res.Log
+	run.Phase, run.Message, run.Log, run.Started = string(res.Phase), res.Message, res.Log, res.Started
 	g.record(spec.Name, run)
 	switch res.Phase {
 	case verify.Running:
@@ -324,6 +343,8 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 	case verify.Inconclusive:
 		if g.approvedSince(ctx, spec.Name, value, res.Started) {
 			g.log.Info("inconclusive verification approved", "stage", spec.Name, "value", value, "result", res.Message)
+			run.Phase, run.Message = string(verify.Passed), res.Message+"; approved by promoter approve"
+			g.record(spec.Name, run)
 			return nil
 		}
 		return pending("verification inconclusive: %s; a human decides: promoter approve %s %s passes it, promoter rollback %s rejects it", res.Message, spec.Name, value, spec.Name)
@@ -332,7 +353,7 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 	if res.Log != "" {
 		msg += "; log: " + res.Log
 	}
-	err = fmt.Errorf("stage %q: %w for %s: %s", spec.Name, ErrVerificationFailed, value, msg)
+	err := fmt.Errorf("stage %q: %w for %s: %s", spec.Name, ErrVerificationFailed, value, msg)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if tr := g.tracked[spec.Name]; tr != nil && !tr.verifyReported {
@@ -340,6 +361,33 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 		g.failures = append(g.failures, Failure{Stage: spec.Name, App: b.App, Value: value, Commit: commit, AutoRollback: b.AutoRollback, Err: err})
 	}
 	return err
+}
+
+// settled returns the verdict already reached on the stage's freight — Failed, or
+// Inconclusive waiting for a human — from this gate's memory, else (after a restart or a leader
+// change) from the runs the engine keeps in the store. A verdict is not asked of the cluster
+// again: its Job or AnalysisRun may be gone, and a new one could judge differently.
+func (g *HealthGate) settled(ctx context.Context, stage, id string) (verify.Result, bool) {
+	g.mu.Lock()
+	r, ok := g.runs[stage]
+	g.mu.Unlock()
+	if !ok || r.Freight != id {
+		if g.store == nil {
+			return verify.Result{}, false
+		}
+		st, err := g.store.Load(ctx)
+		if err != nil {
+			g.log.Warn("reading the verification runs kept in the promoter's state", "stage", stage, "error", err.Error())
+			return verify.Result{}, false
+		}
+		if r, ok = st.SettledRun(stage, id); !ok {
+			return verify.Result{}, false
+		}
+	}
+	if r.Phase != string(verify.Failed) && r.Phase != string(verify.Inconclusive) {
+		return verify.Result{}, false
+	}
+	return verify.Result{Phase: verify.Phase(r.Phase), Message: r.Message, Log: r.Log, Started: r.Started}, true
 }
 
 // runChecks runs the stage's Job and analysis verifications side by side and combines

@@ -273,3 +273,117 @@ func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
 		t.Fatalf("Verify after approval = %v", err)
 	}
 }
+
+// keep plays the engine: it saves the gate's last run of the stage in store, as the engine
+// does after each Verify (stage.RunReporter).
+func keep(t *testing.T, g *HealthGate, store stage.Store) {
+	t.Helper()
+	ctx := context.Background()
+	run, ok := g.LastRun("develop-frontend")
+	if !ok {
+		t.Fatal("the gate reported no run")
+	}
+	st, err := store.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Runs["develop-frontend"] = append(st.Runs["develop-frontend"], run)
+	if err := store.Save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A failed verification is a verdict kept in the promoter's state: a restarted promoter or a
+// new leader reports the same failure (for the rollback) from there, even when the Job is
+// gone, and starts no second Job.
+func TestHealthGate_FailedVerificationSurvivesRestartWithoutItsJob(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	ctx := context.Background()
+	store := &stage.MemoryStore{}
+	gate := func() *HealthGate {
+		return f.gateFixture.gate(WithVerification(f.source, verify.NewJobRunner(f.kube, verify.WithClock(f.clock))), WithRecords(store))
+	}
+	g := gate()
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	f.finish(batchv1.JobFailed)
+	first := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	if !errors.Is(first, ErrVerificationFailed) {
+		t.Fatalf("Verify = %v, want failed", first)
+	}
+	keep(t, g, store)
+	if err := f.kube.BatchV1().Jobs("develop-frontend").Delete(ctx, f.jobName(), metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	g = gate()
+	err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	if err == nil || err.Error() != first.Error() {
+		t.Fatalf("Verify after a restart = %v, want the kept failure %q", err, first)
+	}
+	if n := f.jobCreates(); n != 1 {
+		t.Errorf("%d Jobs created, want 1: a verdict is not asked again", n)
+	}
+	if fails := g.TakeFailures(); len(fails) != 1 || !fails[0].AutoRollback {
+		t.Fatalf("failures = %v, want the failure handed over once for the rollback", fails)
+	}
+	// promoter verify forgets the verdict; the engine then drops its runs of the value.
+	if err := g.Reverify(ctx, "develop-frontend", "1.2.2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Save(ctx, stage.State{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify after promoter verify = %v, want a new Job running", err)
+	}
+	if n := f.jobCreates(); n != 2 {
+		t.Errorf("%d Jobs created, want 2 after promoter verify", n)
+	}
+}
+
+// An inconclusive analysis holds the stage across a restart even when its AnalysisRun is gone,
+// and an approval made after the run started still passes it.
+func TestHealthGate_InconclusiveHoldSurvivesRestart(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	g, rollouts, store := f.withAnalysis(t)
+	ctx := context.Background()
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	analysisPhase(t, rollouts, "Inconclusive", "no data")
+	held := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+	keep(t, g, store)
+	name := verify.RunName("develop-frontend", fr.ID())
+	if err := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	disc := f.kube.Discovery()
+	g = f.gateFixture.gate(WithAnalysis(verify.NewAnalysisRunner(rollouts, disc, verify.WithClock(f.clock)), store))
+	f.clock.Step(time.Minute)
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) || err.Error() != held.Error() {
+		t.Fatalf("Verify after a restart = %v, want still held: %v", err, held)
+	}
+	creates := 0
+	for _, a := range rollouts.Actions() {
+		if a.GetVerb() == "create" {
+			creates++
+		}
+	}
+	if creates != 1 {
+		t.Fatalf("%d AnalysisRuns created, want 1", creates)
+	}
+	st, _ := store.Load(ctx)
+	st.Approvals["develop-frontend"] = []stage.Approval{{Value: "1.2.2", ApprovedAt: f.clock.Now()}}
+	if err := store.Save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); err != nil {
+		t.Fatalf("Verify after approval = %v", err)
+	}
+	if run, _ := g.LastRun("develop-frontend"); run.Phase != "Passed" || !strings.HasSuffix(run.Message, "approved by promoter approve") {
+		t.Fatalf("run after approval %+v", run)
+	}
+}

@@ -481,6 +481,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		argocd.WithContains(repos.contains),
 		argocd.WithVerification(repos, verify.NewJobRunner(c.kube)),
 		argocd.WithAnalysis(verify.NewAnalysisRunner(c.dyn, c.kube.Discovery()), c.store),
+		argocd.WithRecords(c.store),
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
@@ -653,7 +654,11 @@ func (g gate) explain(st stage.Status) stage.Status {
 		if w := hg.Waiting(st.Name); w != "" && strings.HasSuffix(st.Reason, "verification pending") {
 			st.Reason += ": " + w
 		}
-		st.Verification = hg.Verification(st.Name)
+		// The gate's run is newer (a running Job's elapsed time); the engine's is the one kept
+		// in the state, shown until this leader's gate has seen the stage.
+		if r := hg.Verification(st.Name); r != nil {
+			st.Verification = r
+		}
 	}
 	if w := g.c.watcher.Load(); w != nil {
 		if b, ok := w.App(st.Name); ok {

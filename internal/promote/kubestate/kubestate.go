@@ -1,5 +1,5 @@
-// Package kubestate keeps the promoter's approvals, verifications and pauses in one
-// ConfigMap it owns, so a restarted or newly elected promoter forgets nothing.
+// Package kubestate keeps the promoter's approvals, verifications (and their runs) and pauses
+// in one ConfigMap it owns, so a restarted or newly elected promoter forgets nothing.
 package kubestate
 
 import (
@@ -136,9 +136,9 @@ func (s *Store) remember(raw []byte, cm *corev1.ConfigMap) {
 // Store); on other API errors it backs off and retries until ctx is done, so a short API
 // server outage delays a save but loses nothing.
 //
-// A state larger than the ConfigMap can hold loses its oldest verifications first (every
-// stage keeps as many), never a stage's newest one (what downstream stages and the API read),
-// nor approvals or pauses.
+// A state larger than the ConfigMap can hold loses its oldest verifications and verification
+// runs first (every stage keeps as many), never a stage's newest one (what downstream stages
+// and the API read), nor approvals or pauses.
 func (s *Store) Save(ctx context.Context, st stage.State) error {
 	return s.retry(ctx, "write", func() error {
 		cm, err := s.get(ctx)
@@ -202,6 +202,7 @@ func merge(base, ours, theirs stage.State) stage.State {
 		Approvals:     mergeMap(base.Approvals, ours.Approvals, theirs.Approvals),
 		Verifications: mergeMap(base.Verifications, ours.Verifications, theirs.Verifications),
 		Paused:        mergeMap(base.Paused, ours.Paused, theirs.Paused),
+		Runs:          mergeMap(base.Runs, ours.Runs, theirs.Runs),
 	}
 }
 
@@ -251,11 +252,18 @@ func (s *Store) encode(st stage.State) ([]byte, error) {
 	for _, v := range st.Verifications {
 		longest = max(longest, len(v))
 	}
+	for _, r := range st.Runs {
+		longest = max(longest, len(r))
+	}
 	capped := func(k int) ([]byte, error) {
-		c := st // the caller's state is the engine's: trim a copy of the map
+		c := st // the caller's state is the engine's: trim copies of the maps
 		c.Verifications = make(map[string][]stage.Verification, len(st.Verifications))
 		for name, v := range st.Verifications {
 			c.Verifications[name] = v[max(0, len(v)-k):]
+		}
+		c.Runs = make(map[string][]stage.VerificationRun, len(st.Runs))
+		for name, r := range st.Runs {
+			c.Runs[name] = r[max(0, len(r)-k):]
 		}
 		return json.Marshal(c)
 	}
@@ -277,7 +285,7 @@ func (s *Store) encode(st stage.State) ([]byte, error) {
 		one, _ := capped(1)
 		return nil, permanent{fmt.Errorf("ConfigMap %s/%s: the promoter's state is %d bytes with only each stage's newest verification, more than the %d a ConfigMap can take; split the stages between two promoters (each with its own --state-configmap)", s.namespace, s.name, len(one), s.maxBytes)}
 	}
-	s.log.Warn("state too large for its ConfigMap; keeping only the newest verifications of each stage", "configmap", s.namespace+"/"+s.name, "kept", bestK, "bytes", len(best))
+	s.log.Warn("state too large for its ConfigMap; keeping only the newest verifications and runs of each stage", "configmap", s.namespace+"/"+s.name, "kept", bestK, "bytes", len(best))
 	return best, nil
 }
 

@@ -134,7 +134,7 @@ func (e *Engine) applyOne(ctx context.Context, s Spec, f freight.Freight, c gitw
 	e.landed(ctx, s, f, r, &st, state)
 	st.CheckedAt = e.clock.Now()
 	e.setStatus(st)
-	if err := e.saveVerifications(ctx, state.added); err != nil {
+	if err := e.saveVerifications(ctx, state.added, state.runs); err != nil {
 		return Outcome{}, err
 	}
 	out := Outcome{Stage: s.Name, Kind: r.Kind.String(), Old: r.Old, New: r.New, Commit: r.Commit, Skipped: r.Skipped}

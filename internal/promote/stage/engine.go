@@ -472,7 +472,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 			}
 		}
 	}
-	if err := e.saveVerifications(ctx, state.added); err != nil {
+	if err := e.saveVerifications(ctx, state.added, state.runs); err != nil {
 		e.log.Error("saving promoter state failed", "err", err)
 		return err
 	}
@@ -621,6 +621,11 @@ func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*obs
 	if v, ok := state.latestVerified(s.Name); ok {
 		st.VerifiedFreight = &v
 	}
+	defer func() {
+		if r, ok := state.latestRun(s.Name); ok {
+			st.Verification = &r
+		}
+	}()
 	if len(o.records) > 0 {
 		st.LastCommit, st.LastPromotion = o.records[0].Commit, o.records[0].Time
 	}
@@ -669,6 +674,12 @@ func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*obs
 		st.Decision, st.Reason = DecisionUpToDate, "up to date at "+value
 		if rej := rejectedList(o.rejected); rej != "" {
 			st.Reason += "; " + rej + " rolled back here"
+			if r, ok := state.failedRejected(s.Name, o.rejected); ok {
+				st.Reason += fmt.Sprintf(" (%s failed verification: %s)", r.Value, r.Message)
+				if r.Log != "" {
+					st.Reason += "; log: " + r.Log
+				}
+			}
 		}
 		if write {
 			commit, placedAt := o.commit, time.Time{}
@@ -729,13 +740,16 @@ func (e *Engine) loadState(ctx context.Context) (State, error) {
 
 // saveVerifications adds verifications to the stored state, re-reading it first so
 // approvals and pauses made during the pass are kept.
-func (e *Engine) saveVerifications(ctx context.Context, added []addedVerification) error {
-	if len(added) == 0 {
+func (e *Engine) saveVerifications(ctx context.Context, added []addedVerification, runs []addedRun) error {
+	if len(added) == 0 && len(runs) == 0 {
 		return nil
 	}
 	return e.update(ctx, func(st *State) {
 		for _, a := range added {
 			st.addVerification(a.stage, a.v)
+		}
+		for _, r := range runs {
+			st.addRun(r.stage, r.run)
 		}
 	})
 }
@@ -753,7 +767,18 @@ func (e *Engine) verifyCurrent(ctx context.Context, s Spec, f freight.Freight, c
 }
 
 func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit string, state *working, now time.Time) error {
-	if err := e.verifier.Verify(ctx, s, f, commit); err != nil {
+	err := e.verifier.Verify(ctx, s, f, commit)
+	if rr, ok := e.verifier.(RunReporter); ok {
+		if run, ok := rr.LastRun(s.Name); ok && run.Freight == f.ID() {
+			state.ranNow(s.Name, run)
+		}
+	}
+	if errors.Is(err, ErrPending) {
+		// Every pass while Argo CD syncs or a Job runs: the status says so, the log need not.
+		e.log.Debug("verification pending", "stage", s.Name, "freight", f.Ref(), "err", err)
+		return err
+	}
+	if err != nil {
 		e.log.Warn("verification not passed", "stage", s.Name, "freight", f.Ref(), "err", err)
 		return err
 	}
@@ -841,6 +866,9 @@ func (e *Engine) landed(ctx context.Context, s Spec, f freight.Freight, r gitwri
 	}
 	if v, ok := state.latestVerified(s.Name); ok {
 		st.VerifiedFreight = &v
+	}
+	if r, ok := state.latestRun(s.Name); ok {
+		st.Verification = &r
 	}
 }
 

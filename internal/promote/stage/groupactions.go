@@ -241,7 +241,7 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet) (Outcome, error) {
 		e.status[name] = *st
 	}
 	e.mu.Unlock()
-	if err := e.saveVerifications(ctx, state.added); err != nil {
+	if err := e.saveVerifications(ctx, state.added, state.runs); err != nil {
 		return Outcome{}, err
 	}
 	out := Outcome{Stage: p.g.Name, Kind: p.kind.String(), Old: setOf(p.g, p.current).Value(), New: p.set.Value(), Commit: gs.LastCommit, Skipped: gs.Decision == DecisionUpToDate}
@@ -267,36 +267,6 @@ func (e *Engine) groupHistory(ctx context.Context, g *group) ([]gitwrite.Record,
 		return nil, &StageError{Stage: g.Name, Err: err}
 	}
 	return recs, nil
-}
-
-// reverifyGroup forgets the verifications of the set the group runs and of its members'
-// values, so the next pass verifies the set again.
-func (e *Engine) reverifyGroup(ctx context.Context, g *group) (string, error) {
-	st, _ := e.StatusOf(g.Name)
-	if st.CurrentTag == "" {
-		return "", fmt.Errorf("group %q: %w: it runs nothing known yet (%s); wait for its first pass", g.Name, ErrNothingToDo, st.Reason)
-	}
-	err := e.update(ctx, func(s *State) {
-		forget := map[string]string{g.Name: st.CurrentTag}
-		for _, m := range st.Members {
-			forget[m.Stage] = m.Current
-		}
-		for stage, value := range forget {
-			var kept []Verification
-			for _, v := range s.Verifications[stage] {
-				if v.Value != value {
-					kept = append(kept, v)
-				}
-			}
-			s.Verifications[stage] = kept
-		}
-	})
-	if err != nil {
-		return "", err
-	}
-	e.log.Info("verification to run again", "group", g.Name, "set", st.CurrentTag)
-	e.poke()
-	return st.CurrentTag, nil
 }
 
 // Promote writes tag to the stage now, bypassing soak, approval, pause and the

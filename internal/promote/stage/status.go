@@ -53,7 +53,8 @@ type Status struct {
 	// promoter drives one (in the Argo CD mode, its Application).
 	Sync *SyncStatus `json:"sync,omitempty"`
 	// Verification is the last verification run in the cluster for the stage (in the Argo
-	// CD mode, kropipe.io/verify-job), nil when it has none.
+	// CD mode, kropipe.io/verify-job or verify-analysis), nil when it has none. It is kept
+	// in the State, so it survives restarts and leader changes.
 	Verification *VerificationRun `json:"verification,omitempty"`
 	// Group is, for a member of a release group, the group it moves with.
 	Group string `json:"group,omitempty"`
@@ -66,8 +67,9 @@ type Status struct {
 
 // VerificationRun is where a stage's verification in the cluster stands.
 type VerificationRun struct {
-	Value  string `json:"value"`  // the freight's tag or digest
-	Commit string `json:"commit"` // the promotion commit verified
+	Value   string `json:"value"`             // the freight's tag or digest
+	Freight string `json:"freight,omitempty"` // the freight's ID: runs are named by it
+	Commit  string `json:"commit"`            // the promotion commit verified
 	// Phase is Running, Passed, Failed (the freight failed) or Error (the verification
 	// could not run: a bad manifest, a cluster error).
 	Phase string `json:"phase"`
@@ -75,7 +77,15 @@ type VerificationRun struct {
 	Message string `json:"message"`
 	// Log is the tail of a failed pod's log.
 	Log string `json:"log,omitempty"`
+	// Started is when the run was started for the freight (a timeout and an approval of
+	// an inconclusive run count from it); zero when unknown.
+	Started time.Time `json:"started,omitzero"`
 }
+
+// settled reports whether the run is a verdict a restart must not run again: the freight
+// failed, or a human must decide (Inconclusive). Passed freight is a Verification; Error
+// (a bad manifest, a cluster problem) is tried again.
+func (r VerificationRun) settled() bool { return r.Phase == "Failed" || r.Phase == "Inconclusive" }
 
 // SyncStatus is the deployed side of a stage: where its target was last synced
 // to, and how healthy it is.

@@ -23,6 +23,11 @@ type State struct {
 	Verifications map[string][]Verification `json:"verifications,omitempty"`
 	// Paused maps a stage to when it was paused.
 	Paused map[string]time.Time `json:"paused,omitempty"`
+	// Runs maps a stage to its last verification runs in the cluster, newest last: a
+	// failure's reason and log, an inconclusive analysis waiting for a human. Failed and
+	// Inconclusive runs are verdicts the Verifier reads back after a restart instead of
+	// verifying again (see RunReporter).
+	Runs map[string][]VerificationRun `json:"runs,omitempty"`
 }
 
 // Approval lets a stage without autoPromote take one value.
@@ -42,6 +47,10 @@ type Verification struct {
 
 // maxVerifications bounds the verifications kept per stage; only recent ones matter.
 const maxVerifications = 50
+
+// maxRuns bounds the verification runs kept per stage: each may carry a log tail, and the
+// newest few are what status and a restarted Verifier read.
+const maxRuns = 5
 
 // Store keeps State durably. Load on a store that was never saved returns an
 // empty State. Implementations must make Save atomic: a crash leaves either the
@@ -143,6 +152,7 @@ func (s State) clone() State {
 		Approvals:     map[string][]Approval{},
 		Verifications: map[string][]Verification{},
 		Paused:        map[string]time.Time{},
+		Runs:          map[string][]VerificationRun{},
 	}
 	for k, v := range s.Approvals {
 		out.Approvals[k] = append([]Approval(nil), v...)
@@ -152,6 +162,9 @@ func (s State) clone() State {
 	}
 	for k, v := range s.Paused {
 		out.Paused[k] = v
+	}
+	for k, v := range s.Runs {
+		out.Runs[k] = append([]VerificationRun(nil), v...)
 	}
 	return out
 }
@@ -193,12 +206,65 @@ func (s *State) addVerification(stage string, v Verification) {
 	s.Verifications[stage] = vs
 }
 
+// latestRun is the stage's newest verification run in the cluster.
+func (s State) latestRun(stage string) (VerificationRun, bool) {
+	rs := s.Runs[stage]
+	if len(rs) == 0 {
+		return VerificationRun{}, false
+	}
+	return rs[len(rs)-1], true
+}
+
+// SettledRun returns the stage's newest Failed or Inconclusive run for freight id: a
+// verdict a restarted or newly elected Verifier keeps instead of verifying again.
+func (s State) SettledRun(stage, id string) (VerificationRun, bool) {
+	rs := s.Runs[stage]
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].Freight == id {
+			return rs[i], rs[i].settled()
+		}
+	}
+	return VerificationRun{}, false
+}
+
+// failedRejected is the newest failed run of a value rolled back in the stage: why it was.
+func (s State) failedRejected(stage string, rejected map[string]bool) (VerificationRun, bool) {
+	rs := s.Runs[stage]
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].Phase == "Failed" && rejected[rs[i].Value] {
+			return rs[i], true
+		}
+	}
+	return VerificationRun{}, false
+}
+
+// addRun records a run: it replaces the newest when that is the same run (one freight at one
+// commit: Running, then Failed), else it is appended.
+func (s *State) addRun(stage string, r VerificationRun) {
+	rs := s.Runs[stage]
+	if n := len(rs); n > 0 && rs[n-1].Freight == r.Freight && rs[n-1].Commit == r.Commit {
+		rs = append(rs[:n-1:n-1], r)
+	} else {
+		rs = append(rs, r)
+	}
+	if len(rs) > maxRuns {
+		rs = rs[len(rs)-maxRuns:]
+	}
+	s.Runs[stage] = rs
+}
+
 // working is a pass's copy of the state: decisions read it, and verifications made
 // during the pass are added to it (so stages downstream see them at once) and kept
 // in added, which is all the pass writes back.
 type working struct {
 	State
 	added []addedVerification
+	runs  []addedRun
+}
+
+type addedRun struct {
+	stage string
+	run   VerificationRun
 }
 
 type addedVerification struct {
@@ -209,4 +275,15 @@ type addedVerification struct {
 func (w *working) verifiedNow(stage string, v Verification) {
 	w.addVerification(stage, v)
 	w.added = append(w.added, addedVerification{stage, v})
+}
+
+// ranNow records a verification run unless the state holds it already: a run still going
+// is written once (its message's elapsed time changes every pass), a verdict once.
+func (w *working) ranNow(stage string, r VerificationRun) {
+	if last, ok := w.latestRun(stage); ok && last.Freight == r.Freight && last.Commit == r.Commit && last.Phase == r.Phase &&
+		(r.Phase == "Running" || last.Message == r.Message && last.Log == r.Log) {
+		return
+	}
+	w.addRun(stage, r)
+	w.runs = append(w.runs, addedRun{stage, r})
 }

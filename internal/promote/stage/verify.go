@@ -23,6 +23,15 @@ type Verifier interface {
 	Verify(ctx context.Context, spec Spec, f freight.Freight, commit string) error
 }
 
+// RunReporter is implemented by a Verifier whose verification runs outside the engine (Jobs
+// and AnalysisRuns in the cluster). After each Verify the engine keeps the stage's last run
+// in its State, so a failure's reason and log and an inconclusive hold survive restarts and
+// leader changes; the Verifier reads them back through State.SettledRun instead of trusting
+// the cluster objects, which cleanup or a human may delete.
+type RunReporter interface {
+	LastRun(stage string) (VerificationRun, bool)
+}
+
 // ErrPending means verification has not finished; the engine asks again next pass.
 var ErrPending = errors.New("verification pending")
 

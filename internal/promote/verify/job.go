@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -365,8 +366,9 @@ func (r *JobRunner) outcome(ctx context.Context, job *batchv1.Job, timeout time.
 	return Result{Phase: Running, Message: fmt.Sprintf("job %s (running %s)", job.Name, ran.Round(time.Second))}, nil
 }
 
-// logTail is the end of the log of the Job's newest failed pod (else its newest pod). A
-// log that cannot be read is said so: the verdict stands without it.
+// logTail is what the Job's newest failed pod (else its newest pod) said: the termination
+// message of a container that failed, else the end of its log. A log that cannot be read is
+// said so: the verdict stands without it.
 func (r *JobRunner) logTail(ctx context.Context, job *batchv1.Job) string {
 	pods, err := r.client.CoreV1().Pods(job.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "job-name=" + job.Name})
 	if err != nil {
@@ -383,6 +385,14 @@ func (r *JobRunner) logTail(ctx context.Context, job *batchv1.Job) string {
 		return a.CreationTimestamp.After(b.CreationTimestamp.Time)
 	})
 	pod := pods.Items[0]
+	// What a failed container said about its failure — its terminationMessagePath, or with
+	// terminationMessagePolicy FallbackToLogsOnError the end of its log, which the kubelet
+	// copies there — is in the pod's status: no connection to the kubelet needed.
+	for _, cs := range append(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses...) {
+		if t := cs.State.Terminated; t != nil && t.ExitCode != 0 && strings.TrimSpace(t.Message) != "" {
+			return lastBytes(strings.TrimSpace(t.Message), maxLogBytes)
+		}
+	}
 	tail := int64(logTailLines)
 	limit := int64(maxLogBytes)
 	data, err := r.client.CoreV1().Pods(pod.Namespace).GetLogs(pod.Name, &corev1.PodLogOptions{TailLines: &tail, LimitBytes: &limit}).DoRaw(ctx)
@@ -500,6 +510,18 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// lastBytes keeps the end of s, at most n bytes, on a rune boundary.
+func lastBytes(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := len(s) - n
+	for i < len(s) && !utf8.RuneStart(s[i]) {
+		i++
+	}
+	return "…" + s[i:]
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }

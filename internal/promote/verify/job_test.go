@@ -113,6 +113,22 @@ func TestJobRunner(t *testing.T) {
 			phase: verify.Failed, message: "job " + name + " failed (BackoffLimitExceeded: the Job says so)", log: "fake logs", jobsAfter: 1,
 		},
 		{
+			name: "FailsWithWhatTheFailedContainerSaid",
+			finish: func(t *testing.T, c *fake.Clientset, _ *clocktesting.FakeClock) {
+				pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-x7k2p", Namespace: ns, Labels: map[string]string{"job-name": name}}, Status: corev1.PodStatus{
+					Phase: corev1.PodFailed,
+					ContainerStatuses: []corev1.ContainerStatus{{Name: "smoke", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+						ExitCode: 1, Reason: "Error", Message: "GET http://frontend/healthz: 500\n",
+					}}}},
+				}}
+				if _, err := c.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				setCondition(t, c, name, batchv1.JobFailed, "BackoffLimitExceeded")
+			},
+			phase: verify.Failed, message: "job " + name + " failed (BackoffLimitExceeded: the Job says so)", log: "GET http://frontend/healthz: 500", jobsAfter: 1,
+		},
+		{
 			name: "FailsAtTheDeadlineTheAPIServerEnforced",
 			finish: func(t *testing.T, c *fake.Clientset, _ *clocktesting.FakeClock) {
 				setCondition(t, c, name, batchv1.JobFailed, "DeadlineExceeded")

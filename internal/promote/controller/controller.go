@@ -716,26 +716,32 @@ func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, erro
 }
 
 func (g gate) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	e, err := g.engine()
-	if err != nil {
-		return stage.Outcome{}, err
-	}
-	start := time.Now()
-	out, err := e.Promote(ctx, name, tag)
-	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
-	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
-	return out, err
+	return g.act(ctx, name, gitwrite.Promote, func(e *stage.Engine) (stage.Outcome, error) { return e.Promote(ctx, name, tag) })
 }
 
 func (g gate) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
+	return g.act(ctx, name, gitwrite.Rollback, func(e *stage.Engine) (stage.Outcome, error) { return e.Rollback(ctx, name, to) })
+}
+
+func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
+	return g.act(ctx, name, gitwrite.Promote, func(e *stage.Engine) (stage.Outcome, error) { return e.PromoteMember(ctx, name, tag) })
+}
+
+func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
+	return g.act(ctx, name, gitwrite.Rollback, func(e *stage.Engine) (stage.Outcome, error) { return e.RollbackMember(ctx, name, to) })
+}
+
+// act runs a human's promotion or rollback on the leader's engine, counts it under the stage
+// asked for and raises its Event.
+func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(*stage.Engine) (stage.Outcome, error)) (stage.Outcome, error) {
 	e, err := g.engine()
 	if err != nil {
 		return stage.Outcome{}, err
 	}
 	start := time.Now()
-	out, err := e.Rollback(ctx, name, to)
+	out, err := do(e)
 	if out.Kind == "" {
-		out.Kind = gitwrite.Rollback.String()
+		out.Kind = kind.String()
 	}
 	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
 	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
@@ -773,33 +779,6 @@ func withStage(o stage.Outcome, name string) stage.Outcome {
 		o.Stage = name
 	}
 	return o
-}
-
-func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	e, err := g.engine()
-	if err != nil {
-		return stage.Outcome{}, err
-	}
-	start := time.Now()
-	out, err := e.PromoteMember(ctx, name, tag)
-	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
-	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
-	return out, err
-}
-
-func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
-	e, err := g.engine()
-	if err != nil {
-		return stage.Outcome{}, err
-	}
-	start := time.Now()
-	out, err := e.RollbackMember(ctx, name, to)
-	if out.Kind == "" {
-		out.Kind = gitwrite.Rollback.String()
-	}
-	g.c.metrics.Outcome(withStage(out, name), err, time.Since(start))
-	g.c.outcomeEvent(ctx, g.c.watcher.Load(), out)
-	return out, err
 }
 
 // Subscribe lets the pipeline page wait for the leader's passes and Application updates.

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -147,35 +145,7 @@ func newAnalysisPipeline(t *testing.T, ctx context.Context) *analysisPipeline {
 }
 
 func (v *analysisPipeline) seed() string {
-	t := v.t
-	if err := v.srv.CreateRepo(v.ctx, analysisRepo); err != nil {
-		t.Fatal(err)
-	}
-	co, err := v.srv.Clone(v.ctx, analysisRepo, filepath.Join(t.TempDir(), analysisRepo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.co = co
-	examples := filepath.Join(repoRoot, "examples", "gitops")
-	if err := co.CopyTree(filepath.Join(examples, "rgds"), "rgds"); err != nil {
-		t.Fatal(err)
-	}
-	instance, err := os.ReadFile(filepath.Join(examples, "develop", "frontend", "instance.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := strings.ReplaceAll(string(instance), "registry.example.com/team/", st.RegistryAddr+"/analysis/")
-	s = tagLine.ReplaceAllString(s, `${1}"1.2.1"`)
-	for _, path := range []string{"develop/frontend/instance.yaml", "staging/frontend/instance.yaml"} {
-		if err := co.WriteFile(path, []byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seed, err := co.CommitAndPush(v.ctx, "Seed from examples/gitops")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pushImage(t, st.RegistryAddr, "analysis/frontend", "1.2.1")
+	seed := v.seedRepo(analysisRepo, "analysis", nil)
 	v.createAppIn(analysisRepo, analysisDevelop, "develop/frontend", "analysis/frontend", map[string]string{
 		"kropipe.io/verify-analysis": "smoke",
 		"kropipe.io/verify-timeout":  "5m",

@@ -3,6 +3,7 @@ package promoter_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,11 +180,28 @@ func newVerifyPipeline(t *testing.T, ctx context.Context) *verifyPipeline {
 // seed serves examples/gitops's RGDs and develop frontend (also as staging's) with images under
 // verify/ and the smoke Job, pushes 1.2.1 and creates the two Applications.
 func (v *verifyPipeline) seed() string {
+	seed := v.seedRepo(verifyRepo, "verify", map[string]string{"develop/frontend/verify/smoke.yaml": smokeJob})
+	v.createAppIn(verifyRepo, verifyDevelop, "develop/frontend", "verify/frontend", map[string]string{
+		"kropipe.io/verify-job":     "verify",
+		"kropipe.io/verify-timeout": "5m",
+		"kropipe.io/auto-rollback":  "true",
+	})
+	v.createAppIn(verifyRepo, verifyStaging, "staging/frontend", "verify/frontend", map[string]string{
+		"kropipe.io/upstream": verifyDevelop,
+		"kropipe.io/soak":     v.soak.String(),
+	})
+	return seed
+}
+
+// seedRepo creates Git repository repo holding examples/gitops's RGDs and its develop frontend
+// (also as staging's) at 1.2.1 with the image under prefix/ of the stack's registry, plus the
+// files extra; it pushes prefix/frontend:1.2.1 and returns the seed commit.
+func (v *verifyPipeline) seedRepo(repo, prefix string, extra map[string]string) string {
 	t := v.t
-	if err := v.srv.CreateRepo(v.ctx, verifyRepo); err != nil {
+	if err := v.srv.CreateRepo(v.ctx, repo); err != nil {
 		t.Fatal(err)
 	}
-	co, err := v.srv.Clone(v.ctx, verifyRepo, filepath.Join(t.TempDir(), verifyRepo))
+	co, err := v.srv.Clone(v.ctx, repo, filepath.Join(t.TempDir(), repo))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,16 +214,14 @@ func (v *verifyPipeline) seed() string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := strings.ReplaceAll(string(instance), "registry.example.com/team/", st.RegistryAddr+"/verify/")
+	s := strings.ReplaceAll(string(instance), "registry.example.com/team/", st.RegistryAddr+"/"+prefix+"/")
 	if !tagLine.MatchString(s) {
 		t.Fatal("examples/gitops/develop/frontend/instance.yaml: no deployment tag line")
 	}
 	s = tagLine.ReplaceAllString(s, `${1}"1.2.1"`)
-	for path, data := range map[string]string{
-		"develop/frontend/instance.yaml":     s,
-		"staging/frontend/instance.yaml":     s,
-		"develop/frontend/verify/smoke.yaml": smokeJob,
-	} {
+	files := map[string]string{"develop/frontend/instance.yaml": s, "staging/frontend/instance.yaml": s}
+	maps.Copy(files, extra)
+	for path, data := range files {
 		if err := co.WriteFile(path, []byte(data)); err != nil {
 			t.Fatal(err)
 		}
@@ -214,16 +230,7 @@ func (v *verifyPipeline) seed() string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pushImage(t, st.RegistryAddr, "verify/frontend", "1.2.1")
-	v.createAppIn(verifyRepo, verifyDevelop, "develop/frontend", "verify/frontend", map[string]string{
-		"kropipe.io/verify-job":     "verify",
-		"kropipe.io/verify-timeout": "5m",
-		"kropipe.io/auto-rollback":  "true",
-	})
-	v.createAppIn(verifyRepo, verifyStaging, "staging/frontend", "verify/frontend", map[string]string{
-		"kropipe.io/upstream": verifyDevelop,
-		"kropipe.io/soak":     v.soak.String(),
-	})
+	pushImage(t, st.RegistryAddr, prefix+"/frontend", "1.2.1")
 	return seed
 }
 

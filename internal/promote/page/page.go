@@ -260,16 +260,25 @@ func (p *Page) repoURL(name string) string {
 	return ""
 }
 
-func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
+// stagePage is what a page about one stage starts from; when it answers false it has
+// written the answer (a standby's page, or no such stage).
+func (p *Page) stagePage(w http.ResponseWriter, r *http.Request, name string) (Common, card, bool) {
 	cm := p.common(w, r)
 	if cm.Standby != "" {
 		p.render(w, http.StatusServiceUnavailable, "index", indexView{Common: cm})
-		return
+		return cm, card{}, false
 	}
 	c, ok := p.card(r, name)
 	if !ok {
 		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here; the pipeline at / lists them", name))
+	}
+	return cm, c, ok
+}
+
+func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	cm, c, ok := p.stagePage(w, r, name)
+	if !ok {
 		return
 	}
 	v := detailView{Common: cm, Card: c}
@@ -332,14 +341,8 @@ type confirmView struct {
 
 func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	cm := p.common(w, r)
-	if cm.Standby != "" {
-		p.render(w, http.StatusServiceUnavailable, "index", indexView{Common: cm})
-		return
-	}
-	c, ok := p.card(r, name)
+	cm, c, ok := p.stagePage(w, r, name)
 	if !ok {
-		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here; the pipeline at / lists them", name))
 		return
 	}
 	st, _ := p.c.StatusOf(name)

@@ -21,10 +21,14 @@ import (
 )
 
 // serverMemoryLimit keeps the render server's heap, cache included, well inside the sidecar's
-// 512 MiB limit; GOMEMLIMIT in the environment wins. The server keeps main's GC percent (400):
-// its first answer is a cold compile that the caller waits for, and this limit, not heap growth,
-// is what bounds it.
-const serverMemoryLimit = 192 << 20
+// 512 MiB limit; GOMEMLIMIT in the environment wins. The server lives long, so unlike a one-shot
+// command it collects garbage, at 400 % heap growth (GOGC in the environment wins): its first
+// answer is a cold compile that the caller waits for, and this limit, not heap growth, is what
+// bounds it.
+const (
+	serverMemoryLimit = 192 << 20
+	serverGCPercent   = 400
+)
 
 func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Command {
 	var (
@@ -43,6 +47,9 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 			"this one exits at once, successfully.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if getenv("GOGC") == "" {
+				debug.SetGCPercent(serverGCPercent)
+			}
 			if getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(serverMemoryLimit)
 			}

@@ -306,3 +306,35 @@ func TestClient_LinksNoKroNorKubernetes(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderer_OneShotRunsWithoutGCUnlessTheUserSaysOtherwise: a renderer exec'd for one
+// command starts with the collector off and a memory limit (package init included); the
+// render server keeps its own settings, and GOGC or GOMEMLIMIT set by the user win.
+func TestRenderer_OneShotRunsWithoutGCUnlessTheUserSaysOtherwise(t *testing.T) {
+	// A stand-in renderer that prints what the real one would read.
+	fake := filepath.Join(t.TempDir(), "renderer")
+	script := "#!/bin/sh\necho \"$1 GOGC=$GOGC GOMEMLIMIT=$GOMEMLIMIT\"\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		env  []string
+		want string
+	}{
+		{[]string{"generate"}, nil, "generate GOGC=off GOMEMLIMIT=128MiB"},
+		{[]string{"render", "x"}, nil, "render GOGC=off GOMEMLIMIT=128MiB"},
+		{[]string{"serve"}, nil, "serve GOGC= GOMEMLIMIT="},
+		{[]string{"generate"}, []string{"GOGC=200"}, "generate GOGC=200 GOMEMLIMIT=128MiB"},
+		{[]string{"generate"}, []string{"GOMEMLIMIT=1GiB"}, "generate GOGC=off GOMEMLIMIT=1GiB"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append(tt.args, tt.env...), " "), func(t *testing.T) {
+			env := append([]string{"KROPIPE_RENDERER=" + fake, server.EnvMode + "=off"}, tt.env...)
+			got := run(t, t.TempDir(), env, "cmp-sidecar", tt.args...)
+			if strings.TrimSpace(got.stdout) != tt.want || got.code != 0 {
+				t.Errorf("renderer saw %+v, want %q", got, tt.want)
+			}
+		})
+	}
+}

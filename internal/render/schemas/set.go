@@ -74,14 +74,14 @@ func New(opts ...Option) (*Set, error) {
 		return nil, err
 	}
 	dir := path.Join("data", snap.name)
-	kubeVersion, builtins, err := loadIndex(dir)
+	idx, err := cachedIndex(dir)
 	if err != nil {
 		return nil, err
 	}
 	s := &Set{
-		kubeVersion: kubeVersion,
+		kubeVersion: idx.kubeVersion,
 		dir:         dir,
-		builtins:    builtins,
+		builtins:    idx.builtins, // shared by every Set of the snapshot: only read
 		warn:        o.warn,
 		resolved:    make(map[schema.GroupVersionKind]*spec.Schema),
 		crds:        make(map[schema.GroupVersionKind]*crdKind),

@@ -7,6 +7,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
@@ -123,6 +124,28 @@ func snapshotNames(all []snapshot) string {
 		names[i] = s.name
 	}
 	return strings.Join(names, ", ")
+}
+
+// indexes keeps each snapshot's decoded index (an *index) for the life of the process: a render
+// server makes a Set per request, and an embedded snapshot never changes. Sets only read it.
+var indexes sync.Map
+
+type index struct {
+	kubeVersion string
+	builtins    map[schema.GroupVersionKind]builtinKind
+}
+
+// cachedIndex is loadIndex, decoded once per process and snapshot.
+func cachedIndex(dir string) (*index, error) {
+	if idx, ok := indexes.Load(dir); ok {
+		return idx.(*index), nil
+	}
+	kubeVersion, builtins, err := loadIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	idx, _ := indexes.LoadOrStore(dir, &index{kubeVersion: kubeVersion, builtins: builtins})
+	return idx.(*index), nil
 }
 
 // loadIndex reads the snapshot's index into kind and group-version lookups.

@@ -21,14 +21,9 @@ import (
 )
 
 // serverMemoryLimit keeps the render server's heap, cache included, well inside the sidecar's
-// 512 MiB limit; GOMEMLIMIT in the environment wins. The server lives long, so unlike a one-shot
-// command it collects garbage, at 400 % heap growth (GOGC in the environment wins): its first
-// answer is a cold compile that the caller waits for, and this limit, not heap growth, is what
-// bounds it.
-const (
-	serverMemoryLimit = 192 << 20
-	serverGCPercent   = 400
-)
+// 512 MiB limit; GOMEMLIMIT in the environment wins. Unlike a one-shot command the server
+// collects garbage, at server.GCPercent (GOGC in the environment wins).
+const serverMemoryLimit = 192 << 20
 
 func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Command {
 	var (
@@ -48,7 +43,7 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if getenv("GOGC") == "" {
-				debug.SetGCPercent(serverGCPercent)
+				debug.SetGCPercent(server.GCPercent)
 			}
 			if getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(serverMemoryLimit)

@@ -107,9 +107,13 @@ func startServer(renderer, dir string) bool {
 		return false
 	}
 	defer ready.Close()
+	env := os.Environ()
+	if os.Getenv("GOGC") == "" {
+		env = append(env, fmt.Sprintf("GOGC=%d", server.GCPercent)) // from init on; see GCPercent
+	}
 	p, err := os.StartProcess(renderer, []string{renderer, "serve", "--dir=" + dir, "--ready-fd=3"}, &os.ProcAttr{
 		Dir:   string(filepath.Separator),
-		Env:   os.Environ(),
+		Env:   env,
 		Files: []*os.File{null, null, null, readyW},
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})

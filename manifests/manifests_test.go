@@ -149,36 +149,15 @@ func TestPluginConfig_AnnouncesRGDPathsAndSyncWaves(t *testing.T) {
 	}
 }
 
-// TestPluginConfig_DiscoversFoldersWithInstanceYAML applies the discover rule the way
-// argocd-cmp-server does (cmpserver/plugin/plugin.go: filepath.Glob of fileName joined to the
-// Application's path) to the example repository.
-func TestPluginConfig_DiscoversFoldersWithInstanceYAML(t *testing.T) {
-	cfg := readPluginConfig(t)
-	d := cfg.Spec.Discover
-	if d.FileName == "" || d.Find.Glob != "" || len(d.Find.Command) != 0 {
-		t.Fatalf("spec.discover = %+v, want only fileName (Argo CD evaluates just the first of fileName, find.glob, find.command)", d)
-	}
-
-	tests := []struct {
-		appPath string
-		want    bool
-	}{
-		{appPath: "examples/gitops/develop/frontend", want: true},
-		{appPath: "examples/gitops/staging/backend", want: true},
-		{appPath: "examples/gitops/rgds", want: false},
-		{appPath: "examples/gitops/appsets", want: false},
-		{appPath: "examples/gitops/develop", want: false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.appPath, func(t *testing.T) {
-			matches, err := filepath.Glob(filepath.Join(repoRoot, tt.appPath, d.FileName))
-			if err != nil {
-				t.Fatalf("discover.fileName %q: %v", d.FileName, err)
-			}
-			if got := len(matches) > 0; got != tt.want {
-				t.Errorf("discover.fileName %q on %s matched %v, want %v", d.FileName, tt.appPath, got, tt.want)
-			}
-		})
+// TestPluginConfig_HasNoDiscovery: with a discover rule, argocd-repo-server streams the
+// repository to the sidecar for a match check before every manifest generation of every
+// Application that does not name its source type, and of kro apps even when they name the
+// plugin (util/app/discovery: cmpSupports calls MatchRepository whenever discovery is
+// configured), which slows every app of the Argo CD instance. Applications name the plugin.
+func TestPluginConfig_HasNoDiscovery(t *testing.T) {
+	d := readPluginConfig(t).Spec.Discover
+	if d.FileName != "" || d.Find.Glob != "" || len(d.Find.Command) != 0 || len(d.Find.Args) != 0 {
+		t.Errorf("spec.discover = %+v, want none: Applications name the plugin (plugin.name: kro)", d)
 	}
 }
 

@@ -11,12 +11,19 @@ import (
 	"runtime/debug"
 )
 
+// oneShotMemoryLimit is where a one-shot command starts collecting garbage: it collects none
+// below it (GC off), since a render is a short burst of allocation in a process that then
+// exits. cmp-sidecar sets the same in the environment before it execs this binary
+// (cmp-sidecar's oneShotGC), so that package init runs without collections too. The render
+// server sets its own (serve.go). GOGC and GOMEMLIMIT in the environment win.
+const oneShotMemoryLimit = 128 << 20
+
 func main() {
-	// A render is a short burst of allocation in a process that then exits: collecting garbage
-	// at 100 % heap growth spends a quarter of the CPU on memory nobody will reuse. The server
-	// sets its own memory limit instead (serve.go). GOGC in the environment still wins.
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(-1)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(oneShotMemoryLimit)
 	}
 	if err := newRootCommand(os.Stdout, os.Stderr, os.Getenv).Execute(); err != nil {
 		fmt.Fprintf(os.Stderr, "cmp-sidecar: %v\n", err)

@@ -21,9 +21,8 @@ import (
 )
 
 // serverMemoryLimit keeps the render server's heap, cache included, well inside the sidecar's
-// 512 MiB limit; GOMEMLIMIT in the environment wins. The server keeps main's GC percent (400):
-// its first answer is a cold compile that the caller waits for, and this limit, not heap growth,
-// is what bounds it.
+// 512 MiB limit; GOMEMLIMIT in the environment wins. Unlike a one-shot command the server
+// collects garbage, at server.GCPercent (GOGC in the environment wins).
 const serverMemoryLimit = 192 << 20
 
 func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Command {
@@ -43,6 +42,9 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 			"this one exits at once, successfully.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if getenv("GOGC") == "" {
+				debug.SetGCPercent(server.GCPercent)
+			}
 			if getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(serverMemoryLimit)
 			}

@@ -306,3 +306,47 @@ func TestClient_LinksNoKroNorKubernetes(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderer_GCSettingsFromProcessStart: a renderer exec'd for one command starts with the
+// collector off and a memory limit, and a render server started by generate with GOGC 400,
+// package init included (so they are in the environment, not set by main); GOGC or GOMEMLIMIT
+// set by the user win.
+func TestRenderer_GCSettingsFromProcessStart(t *testing.T) {
+	// A stand-in renderer that reports what the real one would run with: a server writes it to
+	// $FAKE_SERVE_OUT and exits without listening, so generate then renders "in-process".
+	fake := filepath.Join(t.TempDir(), "renderer")
+	script := "#!/bin/sh\nline=\"$1 GOGC=$GOGC GOMEMLIMIT=$GOMEMLIMIT\"\n" +
+		"if [ \"$1\" = serve ]; then echo \"$line\" > \"$FAKE_SERVE_OUT\"; else echo \"$line\"; fi\n"
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args      []string
+		env       []string
+		want      string
+		wantServe string // "": no server started
+	}{
+		{[]string{"generate"}, []string{server.EnvMode + "=off"}, "generate GOGC=off GOMEMLIMIT=128MiB", ""},
+		{[]string{"render", "x"}, nil, "render GOGC=off GOMEMLIMIT=128MiB", ""},
+		{[]string{"serve"}, nil, "", "serve GOGC= GOMEMLIMIT="}, // run directly: its own settings
+		{[]string{"generate"}, nil, "generate GOGC=off GOMEMLIMIT=128MiB", "serve GOGC=400 GOMEMLIMIT="},
+		{[]string{"generate"}, []string{"GOGC=200"}, "generate GOGC=200 GOMEMLIMIT=128MiB", "serve GOGC=200 GOMEMLIMIT="},
+		{[]string{"generate"}, []string{server.EnvMode + "=off", "GOMEMLIMIT=1GiB"}, "generate GOGC=off GOMEMLIMIT=1GiB", ""},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(append(tt.args, tt.env...), " "), func(t *testing.T) {
+			tmp := t.TempDir()
+			serveOut := filepath.Join(tmp, "serve")
+			env := append([]string{"KROPIPE_RENDERER=" + fake, "FAKE_SERVE_OUT=" + serveOut,
+				server.EnvDir + "=" + filepath.Join(tmp, "render")}, tt.env...)
+			got := run(t, tmp, env, "cmp-sidecar", tt.args...)
+			if strings.TrimSpace(got.stdout) != tt.want || got.code != 0 {
+				t.Errorf("renderer saw %+v, want %q", got, tt.want)
+			}
+			served, _ := os.ReadFile(serveOut)
+			if strings.TrimSpace(string(served)) != tt.wantServe {
+				t.Errorf("server saw %q, want %q", served, tt.wantServe)
+			}
+		})
+	}
+}

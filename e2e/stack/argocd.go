@@ -281,6 +281,9 @@ func (s *Stack) startArgoCD(ctx context.Context, a *ArgoCDInstall) error {
 	if env, err = s.argoEnv(a, "argocd-repo-server"); err != nil {
 		return err
 	}
+	// As the README's install prescribes (manifests/install/argocd-cmd-params-cm.yaml): the
+	// repository's Git history is not streamed to the plugin with every call.
+	env = append(env, "ARGOCD_REPO_SERVER_PLUGIN_TAR_EXCLUSIONS=.git/*")
 	repo, err := run("argocd-repo-server", []string{
 		"--address=127.0.0.1", "--port=" + strconv.Itoa(repoPort),
 		"--metrics-address=127.0.0.1", "--metrics-port=" + strconv.Itoa(repoMetrics),

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/kubernetes-sigs/kro/api/v1alpha1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -17,9 +18,9 @@ import (
 const cacheFormat = "kropipe-render-definition/1"
 
 // DefaultCacheBytes bounds a DefinitionCache made with a size of 0. The example WebApp RGD
-// charges 11 MiB (the bytes allocated while compiling it, schemas loaded on the way included: an
+// charges 9 MiB (the bytes allocated while compiling it, schemas loaded on the way included: an
 // upper bound of what it keeps — BenchmarkRender_ExampleFrontendServer reports it), so this holds
-// about eleven such RGDs while the render server stays inside its 192 MiB heap limit.
+// about thirteen such RGDs while the render server stays inside its 192 MiB heap limit.
 const DefaultCacheBytes = 128 << 20
 
 // DefinitionCache keeps compiled ResourceGraphDefinitions across Engines, so a long-lived
@@ -46,6 +47,21 @@ type DefinitionCache struct {
 	// commit to rgds/ compile their shared RGD once (the others wait and then hit), memory peaks
 	// at one compilation, and the bytes charged for it are not inflated by others.
 	compiling sync.Mutex
+
+	// files memoizes splitDocuments by a file's bytes (see splitDocuments below).
+	filesMu   sync.Mutex
+	files     map[cacheKey][]memoDocument
+	filesUsed int64
+}
+
+// filesMemoBytes bounds the memo of decoded files. The files of one repository are a few dozen
+// KiB; when the bound is reached the memo starts afresh, simpler than an LRU for this size.
+const filesMemoBytes = 16 << 20
+
+// memoDocument is one decoded document of a memoized file: its YAML and its object as JSON.
+type memoDocument struct {
+	index     int
+	raw, json []byte
 }
 
 type cacheKey [sha256.Size]byte
@@ -114,6 +130,58 @@ func (c *DefinitionCache) add(k cacheKey, d *Definition, size int64) {
 		delete(c.entries, e.key)
 		c.used -= e.size
 	}
+}
+
+// splitDocuments is the package's splitDocuments memoized by the file's bytes: a render server
+// reads the same RGD and instance files on every request, and their duplicate-key check and
+// YAML→JSON conversion cost more than rendering the instance. Each call still decodes its own
+// objects, from the JSON kept, so no request holds an object another one can change; the file's
+// name comes from the caller. Files that fail are not kept: their error is made afresh.
+func (c *DefinitionCache) splitDocuments(rel string, data []byte) ([]document, error) {
+	if c == nil {
+		return splitDocuments(rel, data)
+	}
+	k := cacheKey(sha256.Sum256(data))
+	c.filesMu.Lock()
+	memo, ok := c.files[k]
+	c.filesMu.Unlock()
+	if ok {
+		docs := make([]document, len(memo))
+		for i, m := range memo {
+			var obj map[string]interface{}
+			if err := json.Unmarshal(m.json, &obj); err != nil {
+				return splitDocuments(rel, data) // unreachable: the JSON was marshalled from such a map
+			}
+			docs[i] = document{file: rel, index: m.index, raw: m.raw, obj: &unstructured.Unstructured{Object: obj}}
+		}
+		return docs, nil
+	}
+	docs, err := splitDocuments(rel, data)
+	if err != nil {
+		return nil, err
+	}
+	memo = make([]memoDocument, len(docs))
+	size := int64(len(data))
+	for i, d := range docs {
+		// JSON round-trips what YAML decoding gives (strings, float64, bools, nil, maps, slices)
+		// exactly: the same decoding sigs.k8s.io/yaml ends with.
+		j, err := json.Marshal(d.obj.Object)
+		if err != nil {
+			return docs, nil
+		}
+		memo[i] = memoDocument{index: d.index, raw: d.raw, json: j}
+		size += int64(len(d.raw) + len(j))
+	}
+	c.filesMu.Lock()
+	defer c.filesMu.Unlock()
+	if c.files == nil || c.filesUsed+size > filesMemoBytes {
+		c.files, c.filesUsed = map[cacheKey][]memoDocument{}, 0
+	}
+	if size <= filesMemoBytes {
+		c.files[k] = memo
+		c.filesUsed += size
+	}
+	return docs, nil
 }
 
 // definitionKey hashes the inputs of one compilation. setDigest stands for the CRDs of the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -237,5 +238,55 @@ func TestDefinitionKey_ChangesWithEveryInput(t *testing.T) {
 		if got == base {
 			t.Errorf("%s: same key as the original", name)
 		}
+	}
+}
+
+// TestDefinitionCache_MemoizedFilesDecodeAlike: a file decoded again from the memo gives the very
+// documents a fresh decoding gives (under the requesting name), each call its own objects, and
+// a file that fails keeps failing.
+func TestDefinitionCache_MemoizedFilesDecodeAlike(t *testing.T) {
+	files := map[string]string{
+		"numbers.yaml": "a: 1\nb: 1.5\nc: -2e3\nd: 0x1F\ne: ~\nf: [yes, no, 'on']\ng: {h: \"007\"}\n---\n# only a comment\n---\nx: &anchor {y: 1}\nz: *anchor\n",
+		"dup.yaml":     "a: 1\na: 2\n",
+	}
+	err := filepath.WalkDir(examplesRepo, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		files[p] = string(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := NewDefinitionCache(0)
+	for name, content := range files {
+		want, wantErr := splitDocuments(name, []byte(content))
+		for _, pass := range []string{"first", "memoized"} {
+			got, err := cache.splitDocuments("other/"+name, []byte(content))
+			if wantErr != nil {
+				if err == nil || !strings.Contains(err.Error(), "other/"+name) {
+					t.Errorf("%s, %s: error %v, want one naming other/%s like %v", name, pass, err, name, wantErr)
+				}
+				continue
+			}
+			if err != nil || len(got) != len(want) {
+				t.Fatalf("%s, %s: %d documents, %v; want %d", name, pass, len(got), err, len(want))
+			}
+			for i := range want {
+				w := want[i]
+				w.file = "other/" + name
+				if !reflect.DeepEqual(got[i], w) {
+					t.Errorf("%s, %s, document %d:\n got %#v\nwant %#v", name, pass, i, got[i], w)
+				}
+			}
+			if len(got) > 0 {
+				got[0].obj.Object["changed"] = true // must not reach the next call
+			}
+		}
+	}
+	if len(cache.files) == 0 {
+		t.Error("nothing was memoized")
 	}
 }

@@ -142,7 +142,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 	// with a duplicate key fails: which of its two values counts is anyone's guess.
 	explicit := false
 	collect := func(rel string, data []byte) error {
-		docs, err := splitDocuments(rel, data)
+		docs, err := o.cache.splitDocuments(rel, data)
 		if err != nil {
 			if explicit && errors.Is(err, ErrDuplicateKey) {
 				return err
@@ -424,7 +424,7 @@ func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) 
 	if err != nil {
 		return err
 	}
-	docs, err := splitDocuments(rel, data)
+	docs, err := e.opts.cache.splitDocuments(rel, data)
 	if err != nil {
 		return err
 	}

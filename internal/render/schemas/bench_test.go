@@ -2,8 +2,9 @@ package schemas
 
 import "testing"
 
-// BenchmarkNewResolveDeploymentService is the cost the cmp-sidecar pays per render: it is a fresh
-// process each time, so every iteration starts from a new Set with nothing parsed.
+// BenchmarkNewResolveDeploymentService is the cost a render pays for the schemas of an RGD of
+// a Deployment and a Service: every iteration starts from a new Set with no schema decoded (the
+// snapshot's index, decoded once per process, is not part of it).
 func BenchmarkNewResolveDeploymentService(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
@@ -19,7 +20,8 @@ func BenchmarkNewResolveDeploymentService(b *testing.B) {
 	}
 }
 
-// BenchmarkNew is the part of the above that every render pays even for an RGD of CRD kinds only.
+// BenchmarkNew is the part of the above that every render pays even for an RGD of CRD kinds
+// only: in the render server, once per request.
 func BenchmarkNew(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {

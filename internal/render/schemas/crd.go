@@ -17,6 +17,8 @@ import (
 
 	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	"github.com/kropipe/kropipe/internal/render/schemas/packed"
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
 )
 
@@ -161,7 +163,7 @@ func (s *Set) objectMetaLocked() (*spec.Schema, error) {
 	if !ok {
 		return nil, fmt.Errorf("embedded schema data %s has no core/v1", s.dir)
 	}
-	return s.builtinSchemaLocked(builtinKind{file: b.file, schema: "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"})
+	return s.packedSchemaLocked(packed.ComponentKey(b.file, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"))
 }
 
 var stringSchema = spec.Schema{SchemaProps: spec.SchemaProps{Type: spec.StringOrArray{"string"}}}

@@ -13,6 +13,8 @@ import (
 	"k8s.io/kube-openapi/pkg/validation/spec"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+
+	"github.com/kropipe/kropipe/internal/render/schemas/packed"
 )
 
 // Set resolves schemas and REST mappings for one Kubernetes version plus the CRDs added to it.
@@ -25,7 +27,7 @@ type Set struct {
 	warn        func(msg string)
 
 	mu       sync.Mutex
-	files    map[string]*componentFile // by file name, loaded on first use
+	kinds    *packed.Archive // packed built-in schemas, opened on first use
 	resolved map[schema.GroupVersionKind]*spec.Schema
 	crds     map[schema.GroupVersionKind]*crdKind
 	warned   map[schema.GroupVersionKind]bool
@@ -72,16 +74,15 @@ func New(opts ...Option) (*Set, error) {
 		return nil, err
 	}
 	dir := path.Join("data", snap.name)
-	kubeVersion, builtins, err := loadIndex(dir)
+	idx, err := cachedIndex(dir)
 	if err != nil {
 		return nil, err
 	}
 	s := &Set{
-		kubeVersion: kubeVersion,
+		kubeVersion: idx.kubeVersion,
 		dir:         dir,
-		builtins:    builtins,
+		builtins:    idx.builtins, // shared by every Set of the snapshot: only read
 		warn:        o.warn,
-		files:       make(map[string]*componentFile),
 		resolved:    make(map[schema.GroupVersionKind]*spec.Schema),
 		crds:        make(map[schema.GroupVersionKind]*crdKind),
 		warned:      make(map[schema.GroupVersionKind]bool),
@@ -139,7 +140,7 @@ func (s *Set) resolveLocked(gvk schema.GroupVersionKind) (*spec.Schema, string, 
 	if crd, ok := s.crds[gvk]; ok {
 		sch, err = s.crdSchemaLocked(crd)
 	} else if b, ok := s.builtins[gvk]; ok {
-		sch, err = s.builtinSchemaLocked(b)
+		sch, err = s.builtinSchemaLocked(gvk, b)
 	} else {
 		sch, msg = permissiveSchema(), s.unknownKindLocked(gvk)
 	}
@@ -150,31 +151,28 @@ func (s *Set) resolveLocked(gvk schema.GroupVersionKind) (*spec.Schema, string, 
 	return sch, msg, nil
 }
 
-func (s *Set) componentFileLocked(file string) (*componentFile, error) {
-	if cf, ok := s.files[file]; ok {
-		return cf, nil
-	}
-	cf, err := loadComponentFile(s.dir, file)
-	if err != nil {
-		return nil, err
-	}
-	s.files[file] = cf
-	return cf, nil
+// builtinSchemaLocked decodes the schema ./gen resolved for a built-in kind with the API
+// server's own resolver (resolver.PopulateRefs: allOf-wrapped refs unwrapped, reference cycles
+// such as JSONSchemaProps broken with a plain object).
+func (s *Set) builtinSchemaLocked(gvk schema.GroupVersionKind, b builtinKind) (*spec.Schema, error) {
+	return s.packedSchemaLocked(packed.KindKey(b.file, gvk.Kind))
 }
 
-func (s *Set) builtinSchemaLocked(b builtinKind) (*spec.Schema, error) {
-	cf, err := s.componentFileLocked(b.file)
-	if err != nil {
-		return nil, err
-	}
-	// PopulateRefs is what the apiserver's own ClientDiscoveryResolver uses on the same documents:
-	// it unwraps allOf-wrapped refs and breaks reference cycles (JSONSchemaProps) with an object.
-	sch, err := resolver.PopulateRefs(cf.schemaOf, b.schema)
-	if err != nil {
-		if cf.err != nil {
-			return nil, cf.err
+// packedSchemaLocked decodes the schema stored under key in the snapshot's archive.
+func (s *Set) packedSchemaLocked(key string) (*spec.Schema, error) {
+	if s.kinds == nil {
+		a, err := loadKinds(s.dir)
+		if err != nil {
+			return nil, err
 		}
-		return nil, err
+		s.kinds = a
+	}
+	sch, ok, err := s.kinds.Schema(key)
+	if err != nil {
+		return nil, fmt.Errorf("embedded schema data %s: %w", s.dir, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("embedded schema data %s has no schema %s: run go generate in internal/render/schemas", s.dir, key)
 	}
 	return sch, nil
 }

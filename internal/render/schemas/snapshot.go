@@ -1,29 +1,27 @@
 package schemas
 
 import (
-	"bytes"
-	"compress/gzip"
 	"embed"
-	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"path"
 	"sort"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
-	"k8s.io/kube-openapi/pkg/validation/spec"
+
+	"github.com/kropipe/kropipe/internal/render/schemas/packed"
 )
 
 //go:generate go run ./gen -out data v1.34.4 v1.35.4 v1.36.3 v1.37.2
 
-// data holds one directory per pinned Kubernetes release, written by ./gen: index.json plus a
-// gzipped components.schemas map per GA group-version.
+// data holds one directory per pinned Kubernetes release, written by ./gen: index.json and the
+// packed, resolved schema of every kind (kinds.kpa). The gzipped components.schemas files next
+// to them are ./gen's source and stay out of the binary.
 //
-//go:embed data
+//go:embed data/*/index.json data/*/kinds.kpa
 var data embed.FS
 
 // snapshotIndex mirrors the index.json written by ./gen.
@@ -44,7 +42,7 @@ type snapshotIndex struct {
 
 // builtinKind says where the schema of a built-in kind lives and which resource serves it.
 type builtinKind struct {
-	file       string // gzipped components file in the snapshot directory
+	file       string // gzipped components file in the snapshot directory: names the group-version
 	schema     string // component name, e.g. io.k8s.api.apps.v1.Deployment
 	resource   string // plural; empty for kinds no resource serves (lists, options, reviews of subresources)
 	namespaced bool
@@ -128,6 +126,28 @@ func snapshotNames(all []snapshot) string {
 	return strings.Join(names, ", ")
 }
 
+// indexes keeps each snapshot's decoded index (an *index) for the life of the process: a render
+// server makes a Set per request, and an embedded snapshot never changes. Sets only read it.
+var indexes sync.Map
+
+type index struct {
+	kubeVersion string
+	builtins    map[schema.GroupVersionKind]builtinKind
+}
+
+// cachedIndex is loadIndex, decoded once per process and snapshot.
+func cachedIndex(dir string) (*index, error) {
+	if idx, ok := indexes.Load(dir); ok {
+		return idx.(*index), nil
+	}
+	kubeVersion, builtins, err := loadIndex(dir)
+	if err != nil {
+		return nil, err
+	}
+	idx, _ := indexes.LoadOrStore(dir, &index{kubeVersion: kubeVersion, builtins: builtins})
+	return idx.(*index), nil
+}
+
 // loadIndex reads the snapshot's index into kind and group-version lookups.
 func loadIndex(dir string) (kubeVersion string, kinds map[schema.GroupVersionKind]builtinKind, err error) {
 	raw, err := data.ReadFile(path.Join(dir, "index.json"))
@@ -152,71 +172,16 @@ func loadIndex(dir string) (kubeVersion string, kinds map[schema.GroupVersionKin
 	return idx.KubeVersion, kinds, nil
 }
 
-// componentFile is one group-version's components.schemas, parsed one component at a time:
-// a render needs a few dozen of the hundreds of schemas core/v1 carries.
-type componentFile struct {
-	raw    map[string]json.RawMessage
-	parsed map[string]*spec.Schema
-	err    error // first component that failed to parse; PopulateRefs' callback cannot return it
-}
-
-func loadComponentFile(dir, file string) (*componentFile, error) {
-	gz, err := data.ReadFile(path.Join(dir, file))
+// loadKinds opens the snapshot's archive of packed kind schemas: written by ./gen with every
+// $ref already inlined, so a render decodes the schemas it needs and resolves nothing.
+func loadKinds(dir string) (*packed.Archive, error) {
+	raw, err := data.ReadFile(path.Join(dir, packed.KindsFile))
 	if err != nil {
 		return nil, fmt.Errorf("embedded schema data: %w", err)
 	}
-	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	a, err := packed.OpenArchive(raw)
 	if err != nil {
-		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
+		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, packed.KindsFile, err)
 	}
-	// The gzip trailer holds the uncompressed size: read into one buffer instead of growing one.
-	raw := make([]byte, 0, int(binary.LittleEndian.Uint32(gz[len(gz)-4:]))+1)
-	raw, err = readAll(zr, raw)
-	if err != nil {
-		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
-	}
-	cf := &componentFile{parsed: make(map[string]*spec.Schema)}
-	if err := json.Unmarshal(raw, &cf.raw); err != nil {
-		return nil, fmt.Errorf("embedded schema data %s/%s: %w", dir, file, err)
-	}
-	return cf, nil
-}
-
-func readAll(r io.Reader, buf []byte) ([]byte, error) {
-	for {
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if errors.Is(err, io.EOF) {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-	}
-}
-
-const refPrefix = "#/components/schemas/"
-
-// schemaOf is the lookup PopulateRefs needs; it accepts both component names and $ref strings.
-func (cf *componentFile) schemaOf(ref string) (*spec.Schema, bool) {
-	name := strings.TrimPrefix(ref, refPrefix)
-	if s, ok := cf.parsed[name]; ok {
-		return s, true
-	}
-	raw, ok := cf.raw[name]
-	if !ok {
-		return nil, false
-	}
-	s := new(spec.Schema)
-	if err := json.Unmarshal(raw, s); err != nil {
-		if cf.err == nil {
-			cf.err = fmt.Errorf("schema %s: %w", name, err)
-		}
-		return nil, false
-	}
-	cf.parsed[name] = s
-	return s, true
+	return a, nil
 }

@@ -20,6 +20,13 @@ const (
 	EnvMode = "KROPIPE_RENDER_SERVER"
 )
 
+// GCPercent is the render server's garbage collector setting (GOGC) unless its environment sets
+// one: it lives long, so it collects, but at 400 % heap growth, since its first answer is a cold
+// compile the caller waits for and its memory limit, not heap growth, is what bounds it. The
+// client that starts a server puts it in the server's environment, so package init runs with it
+// too.
+const GCPercent = 400
+
 const (
 	socketName = "render.sock"
 	lockName   = "serve.lock"

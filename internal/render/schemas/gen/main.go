@@ -12,7 +12,14 @@
 //   - one GROUP_VERSION.json.gz per group-version: its components.schemas map, with the
 //     documentation ("description") removed from every schema, minified and gzipped;
 //   - index.json: per group-version, the file, and per kind the schema component that declares
-//     it (x-kubernetes-group-version-kind) plus the REST resource and scope read from the paths.
+//     it (x-kubernetes-group-version-kind) plus the REST resource and scope read from the paths;
+//   - kinds.kpa: every kind's schema with each $ref inlined, as the API server's own resolver
+//     (k8s.io/apiserver's resolver.PopulateRefs) inlines them, in the binary form of package
+//     packed. With index.json it is all a render reads: the components files are the source,
+//     kept for regenerating and for the test that proves the two agree.
+//
+// -kinds-only rewrites only kinds.kpa, from the components files already in OUT, without
+// downloading Kubernetes.
 //
 // The output is deterministic (sorted keys, no gzip timestamp), so regenerating is a no-op diff.
 package main
@@ -33,6 +40,7 @@ import (
 
 func main() {
 	out := flag.String("out", "data", "directory to write one snapshot per version into (replaced)")
+	kindsOnly := flag.Bool("kinds-only", false, "only rewrite OUT/VERSION/kinds.kpa from the components files already there")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: gen -out DIR VERSION...\n")
 		flag.PrintDefaults()
@@ -42,7 +50,11 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*out, flag.Args()); err != nil {
+	do := run
+	if *kindsOnly {
+		do = writeAllKinds
+	}
+	if err := do(*out, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
@@ -61,6 +73,11 @@ func run(out string, versions []string) error {
 		if err != nil {
 			return fmt.Errorf("k8s.io/kubernetes@%s: %w", v, err)
 		}
+		n, err := writeKinds(filepath.Join(out, v))
+		if err != nil {
+			return fmt.Errorf("k8s.io/kubernetes@%s: %w", v, err)
+		}
+		total += n
 		fmt.Fprintf(os.Stderr, "gen: %s: %d bytes\n", v, total)
 	}
 	return nil

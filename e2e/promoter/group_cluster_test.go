@@ -3,6 +3,7 @@ package promoter_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -23,12 +27,13 @@ import (
 
 // The release group of the README in the cluster: develop/shop and staging/shop, each the
 // backend and frontend Applications annotated kropipe.io/group, with a develop-cart sibling
-// outside the group. The tags backend:2.1.0 and frontend:1.2.2 are in the registry when the
-// controller starts; it makes one develop commit for the set and is SIGKILLed at its first sync
-// request (KROPIPE_CRASH_AT=during-sync). The restarted controller makes no second commit, syncs
-// both members (and not the sibling) to that commit, verifies the set once both are Synced and
-// Healthy, and after the soak moves staging as one commit. frontend:1.2.3 alone then gives the
-// set {1.2.3, 2.1.0}; a rollback of the group through the API is one commit, synced.
+// outside the group. backend:2.1.0 and frontend:1.2.2 are pushed while the group is paused;
+// resumed, the controller makes one develop commit for the set and is SIGKILLed at its first
+// sync request (KROPIPE_CRASH_AT=during-sync). The restarted controller makes no second commit,
+// syncs both members (never the sibling) to that commit, verifies the set once both are Synced
+// and Healthy, and after the soak moves staging as one commit. frontend:1.2.3 alone then gives
+// the set {1.2.3, 2.1.0}; a rollback of the group through the API is one commit, synced; a
+// member whose sync the cluster refuses fails the set, and staging does not take it.
 func TestPromoterController_ReleaseGroupMovesAsOneSet(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -52,11 +57,26 @@ func TestPromoterController_ReleaseGroupMovesAsOneSet(t *testing.T) {
 		before[app] = g.app(app)
 	}
 
-	// A release: CI pushed the backend and the frontend that needs it.
-	pushImage(t, st.RegistryAddr, "shop/backend", "2.1.0")
-	pushImage(t, st.RegistryAddr, "shop/frontend", "1.2.2")
-	started := time.Now()
 	a := g.startPromoter("promoter-shop-a", "KROPIPE_CRASH_AT=during-sync")
+	g.waitLeader("promoter-shop-a")
+	g.waitStage(a, developShop, "up to date (the seed set running before kropipe started)", func(s stageStatus) bool {
+		return s.Decision == "up-to-date" && s.CurrentTag == "shop-develop-backend=2.0.0, shop-develop-frontend=1.2.1"
+	})
+	if head := g.head(); head != seed {
+		t.Fatalf("the promoter committed with nothing new in the registry:\n%s", g.log(seed))
+	}
+	// A release: CI pushes the backend and the frontend that needs it while the group is paused,
+	// so one pass sees both.
+	for _, action := range []string{"pause", "resume"} {
+		if action == "resume" {
+			pushImage(t, st.RegistryAddr, "shop/backend", "2.1.0")
+			pushImage(t, st.RegistryAddr, "shop/frontend", "1.2.2")
+		}
+		if code, body := g.post(a, "/api/v1/stages/"+developShop+"/"+action, map[string]string{}); code != http.StatusOK {
+			t.Fatalf("POST %s develop/shop: %d %s", action, code, body)
+		}
+	}
+	started := time.Now()
 	g.poll("promoter-shop-a killed at its first sync request", syncTimeout, func() (bool, string) {
 		exited, _ := a.Exited()
 		return exited, "still running"
@@ -93,7 +113,7 @@ func TestPromoterController_ReleaseGroupMovesAsOneSet(t *testing.T) {
 			t.Fatalf("%s got an operation before the restart: %s", app, stack.DescribeApplication(now))
 		}
 	}
-	t.Logf("start → set committed (%.8s) and leader dead at its sync request in %s", develop, died.Sub(started).Round(10*time.Millisecond))
+	t.Logf("resume → set committed (%.8s) and leader dead at its sync request in %s", develop, died.Sub(started).Round(10*time.Millisecond))
 
 	// The restarted controller syncs both members to the commit on the server, no second commit.
 	b := g.startPromoter("promoter-shop-b")
@@ -180,6 +200,31 @@ func TestPromoterController_ReleaseGroupMovesAsOneSet(t *testing.T) {
 		t.Errorf("after the rollback the promoter committed again:\n%s", g.log(rolledBack))
 	}
 
+	// A failing member blocks the set: the cluster's admission policy refuses backend:2.2.0, so
+	// its sync fails; past --health-timeout the group fails naming that member, the frontend is
+	// blocked, and staging never takes the set.
+	g.denyImage(shopDevelop, g.shopImage("backend", "2.2.0"))
+	pushImage(t, st.RegistryAddr, "shop/backend", "2.2.0")
+	bad := g.waitCommit("develop/backend/instance.yaml", "Promote shop: backend 2.1.0 → 2.2.0", rolledBack)
+	g.waitApp("shop-develop-backend", "sync to the set's commit refused by the policy", func(app *v1alpha1.Application) bool {
+		op := app.Status.OperationState
+		return app.Operation == nil && syncedBy(app, "kropipe", bad) && op.Phase == "Failed" && strings.Contains(op.Message, "banned by the e2e policy")
+	})
+	failed := g.waitStage(b, developShop, "failed naming shop-develop-backend", func(s stageStatus) bool {
+		return s.Decision == "failed" && strings.Contains(s.Error, "shop-develop-backend") && strings.Contains(s.Error, "sync Failed")
+	})
+	g.waitStage(b, "shop-develop-frontend", "blocked by its group", func(s stageStatus) bool {
+		return s.Decision == "blocked" && strings.Contains(s.Reason, "develop/shop")
+	})
+	g.waitDeployment(shopDevelop, "backend", g.shopImage("backend", "2.1.0"))
+	g.waitStage(b, stagingShop, "a soak and two passes past develop's failure", func(s stageStatus) bool {
+		return s.CheckedAt.After(failed.CheckedAt.Add(shopSoak + 2*shopInterval))
+	})
+	if head := g.head(); head != bad {
+		t.Errorf("after develop/shop failed, commits:\n%s\nwant none: staging must not take a set that was not verified", g.log(bad))
+	}
+	t.Logf("develop/shop failed: %s", failed.Error)
+
 	// The sibling outside the group was never asked to sync.
 	if now := g.app("shop-develop-cart"); now.Operation != nil || !sameOperation(before["shop-develop-cart"], now) {
 		t.Errorf("shop-develop-cart, outside the group, got an operation: %s", stack.DescribeApplication(now))
@@ -194,10 +239,12 @@ const (
 	shopStaging  = "shop-staging"
 	shopInterval = 3 * time.Second
 	shopSoak     = 5 * time.Second
+	// shopHealthTimeout is how long a failed member sync holds before the set fails.
+	shopHealthTimeout = 10 * time.Second
 )
 
-// developShop is the group's name as a path segment of the API.
-var developShop = url.PathEscape("develop/shop")
+// The groups' names as a path segment of the API.
+var developShop, stagingShop = url.PathEscape("develop/shop"), url.PathEscape("staging/shop")
 
 // shopPipeline is TestPipeline's machinery on names of its own: repository shop-gitops on the
 // stack's anonymous Git server, images under shop/, Applications shop-*, namespaces shop-*.
@@ -206,7 +253,7 @@ type shopPipeline struct {
 }
 
 func newShopPipeline(t *testing.T, ctx context.Context) *shopPipeline {
-	p := &pipeline{t: t, ctx: ctx, srv: st.Git, soak: shopSoak, apps: []string{
+	p := &pipeline{t: t, ctx: ctx, srv: st.Git, soak: shopSoak, promoterArgs: []string{"--health-timeout=" + shopHealthTimeout.String()}, apps: []string{
 		"shop-develop-backend", "shop-develop-cart", "shop-develop-frontend", "shop-staging-backend", "shop-staging-frontend",
 	}}
 	p.installPromoterRBAC()
@@ -301,6 +348,67 @@ func (g *shopPipeline) createApp(name, path, image, ns, constraint string, extra
 	if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Create(g.ctx, app, metav1.CreateOptions{}); err != nil {
 		g.t.Fatalf("create Application %s: %v", name, err)
 	}
+}
+
+// denyImage makes the cluster refuse Deployments running image in namespace ns, as a policy
+// banning a release would: a ValidatingAdmissionPolicy and its binding, removed when the test
+// ends. It returns once the API server enforces it (a dry-run create is refused).
+func (g *shopPipeline) denyImage(ns, image string) {
+	t := g.t
+	const name = "e2e-shop-banned-image"
+	adm := st.Kube.AdmissionregistrationV1()
+	policy := &admissionregistrationv1.ValidatingAdmissionPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicySpec{
+			FailurePolicy: ptr.To(admissionregistrationv1.Fail),
+			MatchConstraints: &admissionregistrationv1.MatchResources{ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{
+				RuleWithOperations: admissionregistrationv1.RuleWithOperations{
+					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
+					Rule:       admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
+				},
+			}}},
+			Validations: []admissionregistrationv1.Validation{{
+				Expression: fmt.Sprintf("!object.spec.template.spec.containers.exists(c, c.image == %q)", image),
+				Message:    image + " is banned by the e2e policy",
+			}},
+		},
+	}
+	binding := &admissionregistrationv1.ValidatingAdmissionPolicyBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: admissionregistrationv1.ValidatingAdmissionPolicyBindingSpec{
+			PolicyName:        name,
+			ValidationActions: []admissionregistrationv1.ValidationAction{admissionregistrationv1.Deny},
+			MatchResources: &admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{
+				MatchLabels: map[string]string{"kubernetes.io/metadata.name": ns},
+			}},
+		},
+	}
+	if _, err := adm.ValidatingAdmissionPolicies().Create(g.ctx, policy, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = adm.ValidatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	if _, err := adm.ValidatingAdmissionPolicyBindings().Create(g.ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = adm.ValidatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	probe := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "policy-probe", Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "policy-probe"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "policy-probe"}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: image}}},
+			},
+		},
+	}
+	g.poll("the API server refusing "+image+" in "+ns, time.Minute, func() (bool, string) {
+		_, err := st.Kube.AppsV1().Deployments(ns).Create(g.ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err != nil && strings.Contains(err.Error(), "banned by the e2e policy"), fmt.Sprintf("dry-run create: %v", err)
+	})
 }
 
 func (g *shopPipeline) shopImage(service, tag string) string {

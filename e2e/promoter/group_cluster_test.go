@@ -129,6 +129,12 @@ func TestPromoterController_ReleaseGroupMovesAsOneSet(t *testing.T) {
 	dv := g.waitStage(b, developShop, "verified the set", func(s stageStatus) bool {
 		return s.VerifiedFreight != nil && s.VerifiedFreight.Commit == develop
 	}).VerifiedFreight
+	// Verified together: not before the last member's sync finished.
+	for _, app := range []string{"shop-develop-backend", "shop-develop-frontend"} {
+		if op := g.app(app).Status.OperationState; op.FinishedAt == nil || op.FinishedAt.After(dv.VerifiedAt) {
+			t.Errorf("develop/shop verified at %s, before %s finished its sync (%v)", dv.VerifiedAt, app, op.FinishedAt)
+		}
+	}
 	t.Logf("restart leads and syncs; develop/shop verified %s after the takeover", dv.VerifiedAt.Sub(tookOver).Round(10*time.Millisecond))
 
 	// Staging takes the set verified together, after the soak, as one commit.

@@ -206,23 +206,27 @@ func TestPromoterController_ReleaseGroupMovesAsOneSet(t *testing.T) {
 		t.Errorf("after the rollback the promoter committed again:\n%s", g.log(rolledBack))
 	}
 
-	// A failing member blocks the set: the cluster's admission policy refuses backend:2.2.0, so
-	// its sync fails; past --health-timeout the group fails naming that member, the frontend is
-	// blocked, and staging never takes the set.
-	g.denyImage(shopDevelop, g.shopImage("backend", "2.2.0"))
-	pushImage(t, st.RegistryAddr, "shop/backend", "2.2.0")
-	bad := g.waitCommit("develop/backend/instance.yaml", "Promote shop: backend 2.1.0 → 2.2.0", rolledBack)
-	g.waitApp("shop-develop-backend", "sync to the set's commit refused by the policy", func(app *v1alpha1.Application) bool {
+	// A failing member blocks the set: the cluster's admission policy refuses frontend:1.2.4, so
+	// its sync fails while the backend's succeeds; past --health-timeout the group fails naming
+	// the frontend, the backend is blocked, and staging never takes the set. (The failing member
+	// is the last one: a set verified on its first member alone would reach staging.)
+	g.denyImage(shopDevelop, g.shopImage("frontend", "1.2.4"))
+	pushImage(t, st.RegistryAddr, "shop/frontend", "1.2.4")
+	bad := g.waitCommit("develop/frontend/instance.yaml", "Promote shop: frontend 1.2.2 → 1.2.4", rolledBack)
+	g.waitApp("shop-develop-frontend", "sync to the set's commit refused by the policy", func(app *v1alpha1.Application) bool {
 		op := app.Status.OperationState
 		return app.Operation == nil && syncedBy(app, "kropipe", bad) && op.Phase == "Failed" && strings.Contains(op.Message, "banned by the e2e policy")
 	})
-	failed := g.waitStage(b, developShop, "failed naming shop-develop-backend", func(s stageStatus) bool {
-		return s.Decision == "failed" && strings.Contains(s.Error, "shop-develop-backend") && strings.Contains(s.Error, "sync Failed")
+	g.waitApp("shop-develop-backend", "Synced and Healthy at the set's commit", func(app *v1alpha1.Application) bool {
+		return syncedHealthyAt(bad)(app) && syncedBy(app, "kropipe", bad)
 	})
-	g.waitStage(b, "shop-develop-frontend", "blocked by its group", func(s stageStatus) bool {
+	failed := g.waitStage(b, developShop, "failed naming shop-develop-frontend", func(s stageStatus) bool {
+		return s.Decision == "failed" && strings.Contains(s.Error, "shop-develop-frontend") && strings.Contains(s.Error, "sync Failed")
+	})
+	g.waitStage(b, "shop-develop-backend", "blocked by its group", func(s stageStatus) bool {
 		return s.Decision == "blocked" && strings.Contains(s.Reason, "develop/shop")
 	})
-	g.waitDeployment(shopDevelop, "backend", g.shopImage("backend", "2.1.0"))
+	g.waitDeployment(shopDevelop, "frontend", g.shopImage("frontend", "1.2.2"))
 	g.waitStage(b, stagingShop, "a soak and two passes past develop's failure", func(s stageStatus) bool {
 		return s.CheckedAt.After(failed.CheckedAt.Add(shopSoak + 2*shopInterval))
 	})

@@ -246,6 +246,8 @@ type pipeline struct {
 
 	kubeconfig string
 	password   string // of the private Git server
+	// promoterArgs are added to every replica's command line (e.g. a shorter --health-timeout).
+	promoterArgs []string
 }
 
 // promoter is one running `promoter controller` replica.
@@ -429,14 +431,14 @@ func (p *pipeline) startPromoter(name string, env ...string) *promoter {
 		t.Fatal(err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
-	proc, err := st.Run(name, st.Binaries.Promoter, []string{
+	proc, err := st.Run(name, st.Binaries.Promoter, append([]string{
 		"controller",
 		"--kubeconfig=" + p.kubeconfig,
 		"--leader-elect", "--namespace=" + stack.ArgoCDNamespace, "--watch-namespaces=" + stack.ArgoCDNamespace,
 		"--insecure-registry=" + st.RegistryAddr,
 		"--data-dir=" + filepath.Join(st.Dir, name),
 		"--addr=" + addr, "--health-addr=127.0.0.1:" + strconv.Itoa(ports[1]),
-	}, append([]string{"POD_NAME=" + name}, env...))
+	}, p.promoterArgs...), append([]string{"POD_NAME=" + name}, env...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,6 +464,7 @@ func (p *pipeline) waitLeader(name string) {
 type stageStatus struct {
 	Decision        string    `json:"decision"`
 	Reason          string    `json:"reason"`
+	Error           string    `json:"error"`
 	CurrentTag      string    `json:"currentTag"`
 	CheckedAt       time.Time `json:"checkedAt"`
 	VerifiedFreight *struct {

@@ -523,20 +523,32 @@ func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, 
 	}
 }
 
-// outcomeEvent records a promotion or rollback made through the API or by auto-rollback.
+// outcomeEvent records a promotion or rollback made through the API or by auto-rollback, on
+// the stage's Application or, for a release group, on every member's.
 func (c *controller) outcomeEvent(ctx context.Context, w *argocd.Watcher, o stage.Outcome) {
 	if w == nil || o.Commit == "" || o.Skipped {
 		return
 	}
-	b, ok := w.App(o.Stage)
-	if !ok {
-		return
+	stages := []string{o.Stage}
+	if e := c.engine.Load(); e != nil {
+		if st, ok := e.StatusOf(o.Stage); ok && len(st.Members) > 0 {
+			stages = stages[:0]
+			for _, m := range st.Members {
+				stages = append(stages, m.Stage)
+			}
+		}
 	}
-	if o.Kind == gitwrite.Rollback.String() {
-		c.event(c.events.RolledBack(ctx, b.App, fmt.Sprintf("Roll back image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
-		return
+	for _, name := range stages {
+		b, ok := w.App(name)
+		if !ok {
+			continue
+		}
+		if o.Kind == gitwrite.Rollback.String() {
+			c.event(c.events.RolledBack(ctx, b.App, fmt.Sprintf("Roll back image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
+			continue
+		}
+		c.event(c.events.Promoted(ctx, b.App, fmt.Sprintf("Promote image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
 	}
-	c.event(c.events.Promoted(ctx, b.App, fmt.Sprintf("Promote image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
 }
 
 // event logs a failure to record an Event: Events are for humans, never a reason to stop.

@@ -3,11 +3,13 @@ package controller
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -172,5 +174,17 @@ func TestController_ReleaseGroupMemberDegradedRollsTheSetBack(t *testing.T) {
 	}
 	if got := gitLog(t, e.bare); strings.Count(got, "\n") != 3 {
 		t.Fatalf("git log:\n%s\nwant the set and its rollback only", got)
+	}
+	// The set's rollback is told on every member's Application: each moved.
+	evs, err := e.kube.CoreV1().Events("argocd").List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, app := range []string{"develop-backend", "develop-frontend"} {
+		if !slices.ContainsFunc(evs.Items, func(ev corev1.Event) bool {
+			return ev.InvolvedObject.Name == app && ev.Reason == argocd.ReasonRolledBack
+		}) {
+			t.Errorf("no RolledBack Event on %s", app)
+		}
 	}
 }

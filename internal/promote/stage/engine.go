@@ -574,6 +574,8 @@ func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
 		queries[k] = query{s.Image, sel, skip}
 	}
 	answers := make(map[string]answer, len(queries))
+	// One look at the registries for the whole pass: each repository is listed once.
+	look := e.wh.NewPass()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, e.parallel)
@@ -590,7 +592,7 @@ func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
 				return
 			}
 			defer func() { <-sem }()
-			f, rep, err := e.wh.Discover(ctx, q.image, q.sel, q.skip...)
+			f, rep, err := look.Discover(ctx, q.image, q.sel, q.skip...)
 			mu.Lock()
 			answers[k] = answer{f, rep, err}
 			mu.Unlock()
@@ -800,7 +802,10 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 		groups[k] = append(groups[k], o)
 	}
 	for _, k := range keys {
-		g := groups[k]
+		g := e.recheck(ctx, groups[k], statuses)
+		if len(g) == 0 {
+			continue
+		}
 		changes := make([]gitwrite.Change, len(g))
 		for i, o := range g {
 			changes[i] = promoteChange(o.spec, o.candidate, o.current)
@@ -820,6 +825,31 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 			e.landed(ctx, o.spec, o.candidate, results[i], st, state)
 		}
 	}
+}
+
+// recheck reads the digest of each due candidate's tag anew (one HEAD; the manifest only
+// when the registry reports a digest not proven before) and returns the stages still due.
+// Discovery may have taken a digest proven in an earlier pass (warehouse.Pass), and a tag
+// pushed again since must not be written with its old digest. The digest strategy's
+// candidate is its digest, read in this pass: it needs no second look.
+func (e *Engine) recheck(ctx context.Context, due []*observation, statuses map[string]*Status) []*observation {
+	out := due[:0:0]
+	for _, o := range due {
+		if o.spec.Strategy == warehouse.StrategyDigest {
+			out = append(out, o)
+			continue
+		}
+		f, err := e.wh.Resolve(ctx, o.candidate.Image, o.candidate.Tag)
+		if err != nil {
+			st := statuses[o.spec.Name]
+			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()
+			st.Reason = st.Error
+			continue
+		}
+		o.candidate.Digest = f.Digest
+		out = append(out, o)
+	}
+	return out
 }
 
 func promoteChange(s Spec, f freight.Freight, current string) gitwrite.Change {

@@ -37,8 +37,32 @@ type testRegistry struct {
 	fail     atomic.Pointer[string]
 	tagLists atomic.Int64 // tag-list requests, to see discovery deduplicated
 
-	reqMu sync.Mutex
-	reqs  map[string]int // requests by kind (requestKind), for the request-economy tests
+	reqMu  sync.Mutex
+	reqs   map[string]int // requests by kind (requestKind), for the request-economy tests
+	byRepo map[string]int // requests by repository (team/frontend), pings left out
+}
+
+// repositoryRequests returns the requests per repository since the last call and starts over.
+func (tr *testRegistry) repositoryRequests() map[string]int {
+	tr.reqMu.Lock()
+	defer tr.reqMu.Unlock()
+	out := tr.byRepo
+	tr.byRepo = map[string]int{}
+	return out
+}
+
+// repositoryOf is the repository a registry API path names: /v2/team/frontend/tags/list → team/frontend.
+func repositoryOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return ""
+	}
+	for _, sep := range []string{"/tags/", "/manifests/", "/blobs/"} {
+		if i := strings.LastIndex(rest, sep); i > 0 {
+			return rest[:i]
+		}
+	}
+	return ""
 }
 
 // requestKind names a registry request the way the request-economy goal counts them.
@@ -66,13 +90,16 @@ func (tr *testRegistry) requests() map[string]int {
 func newTestRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	tr := &testRegistry{reqs: map[string]int{}}
+	tr := &testRegistry{reqs: map[string]int{}, byRepo: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/tags/list") {
 			tr.tagLists.Add(1)
 		}
 		tr.reqMu.Lock()
 		tr.reqs[requestKind(r)]++
+		if repo := repositoryOf(r.URL.Path); repo != "" {
+			tr.byRepo[repo]++
+		}
 		tr.reqMu.Unlock()
 		if p := tr.fail.Load(); p != nil && strings.HasPrefix(r.URL.Path, *p) {
 			http.Error(w, "broken on purpose", http.StatusInternalServerError)

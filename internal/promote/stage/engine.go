@@ -456,7 +456,7 @@ type observation struct {
 }
 
 // Reconcile runs one pass: read every stage's file and history from Git, discover
-// candidates (one registry query per distinct image, selection and rejected set),
+// candidates (one warehouse.Pass: each repository listed once, whatever its stages),
 // decide, write every due promotion with one Apply (one push) per repository and
 // branch, and verify what landed. A stage's failure is recorded in its Status and
 // does not stop the others; the returned error joins the failures (*StageError).

@@ -338,12 +338,19 @@ func (c *controller) term(ctx context.Context) error {
 
 	timer := time.NewTimer(interval)
 	defer timer.Stop()
+	// kicked: the pass was asked for through Kicks (see stage.Engine.ReconcileKicked).
+	kicked := false
 	for {
 		pulls.update(ctx, annotatedPullSecrets(w.Config()))
 		c.advertiseWebhook(ctx)
 		before := e.Status()
 		start := time.Now()
-		err := pass.Run(ctx, c.f.PassTimeout, e.Reconcile)
+		run := e.Reconcile
+		if kicked {
+			run = e.ReconcileKicked // a notification runs only its stages
+		}
+		kicked = false
+		err := pass.Run(ctx, c.f.PassTimeout, run)
 		after := e.Status()
 		c.progress.Store(time.Now().UnixNano())
 		c.metrics.Pass(before, after, time.Since(start))
@@ -368,6 +375,7 @@ func (c *controller) term(ctx context.Context) error {
 			case <-timer.C:
 				break wait
 			case <-e.Kicks():
+				kicked = true
 				break wait
 			case <-w.Changes():
 				interval = c.applySpecs(ctx, e, w, repos, reported)

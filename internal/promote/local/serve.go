@@ -79,8 +79,15 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 
 	tick := time.NewTicker(cfg.Interval)
 	defer tick.Stop()
+	// kicked: the pass was asked for through Kicks (a notification runs only its stages).
+	kicked := false
 	for {
-		if err := pass.Run(work, cfg.PassTimeout, e.Reconcile); err != nil {
+		run := e.Reconcile
+		if kicked {
+			run = e.ReconcileKicked
+		}
+		kicked = false
+		if err := pass.Run(work, cfg.PassTimeout, run); err != nil {
 			log.Warn("pass finished with failures", "err", err)
 		}
 		select {
@@ -97,6 +104,7 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 			return fmt.Errorf("HTTP server stopped: %w", err)
 		case <-tick.C:
 		case <-e.Kicks():
+			kicked = true
 		}
 	}
 }

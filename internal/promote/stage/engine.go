@@ -96,6 +96,10 @@ type Engine struct {
 	status map[string]Status
 	passes int
 	kick   chan struct{}
+	// targets are the stages registry notifications asked a pass for (ReconcileKicked);
+	// kickFull says something else (an approval, a resume) asked for a whole pass.
+	targets  map[string]bool
+	kickFull bool
 
 	// Release groups (group.go): as configured, as checked against the stages, and each
 	// group's candidate set from the last pass.
@@ -213,7 +217,8 @@ func (e *Engine) Kicks() <-chan struct{} { return e.kick }
 
 // Notify says images were pushed to repositories (registry included, e.g. from a registry's
 // webhook). The stages that read one of them from the registry are returned, and when there
-// are any a pass is due at once (Kicks). Nothing else is taken from the notification: the
+// are any a pass over them and their downstream is due at once (Kicks, ReconcileKicked).
+// Nothing else is taken from the notification: the
 // pass reads the tags from the registry itself. Passes are asked for again after each of
 // NotifyRechecks: a registry may announce a push before its tag list shows it (the CNCF
 // distribution registry notifies from the manifest PUT before it links the tag), and the
@@ -233,13 +238,86 @@ func (e *Engine) Notify(repositories ...string) []string {
 		}
 	}
 	if len(stages) > 0 {
-		e.poke()
+		e.target(stages)
 		for _, d := range NotifyRechecks {
 			// A poke after the engine stopped finds nobody reading Kicks and is dropped.
-			time.AfterFunc(d, e.poke)
+			time.AfterFunc(d, func() { e.target(stages) })
 		}
 	}
 	return stages
+}
+
+// target asks for a pass over stages (and their downstream) soon.
+func (e *Engine) target(stages []string) {
+	e.mu.Lock()
+	if e.targets == nil {
+		e.targets = map[string]bool{}
+	}
+	for _, s := range stages {
+		e.targets[s] = true
+	}
+	e.mu.Unlock()
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// ReconcileKicked runs the pass Kicks asked for: when only registry notifications asked,
+// a pass over the notified stages, their downstream and what those need (their upstreams,
+// the rest of their release groups); otherwise a whole pass (Reconcile). With 1,000 other
+// stages configured a push costs the promoter the notified repository's requests only.
+func (e *Engine) ReconcileKicked(ctx context.Context) error {
+	e.mu.Lock()
+	full, targets := e.kickFull, e.targets
+	e.kickFull, e.targets = false, nil
+	e.mu.Unlock()
+	if full || len(targets) == 0 {
+		return e.Reconcile(ctx)
+	}
+	e.work.Lock()
+	defer e.work.Unlock()
+	err := e.passOver(ctx, true, e.around(targets))
+	e.compact(ctx)
+	return err
+}
+
+// around is targets with their downstream, their upstreams and the other members of their
+// release groups, as far as that reaches: what a pass must observe to decide them.
+func (e *Engine) around(targets map[string]bool) map[string]bool {
+	in := map[string]bool{}
+	for t := range targets {
+		if _, ok := e.byName[t]; ok {
+			in[t] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		add := func(name string) {
+			if name != "" && !in[name] {
+				in[name], changed = true, true
+			}
+		}
+		for _, s := range e.specs {
+			if in[s.Upstream] {
+				add(s.Name)
+			}
+			if in[s.Name] {
+				add(s.Upstream)
+			}
+		}
+		for _, g := range e.groups.list {
+			for _, m := range g.members {
+				if in[m.Name] {
+					for _, other := range g.members {
+						add(other.Name)
+					}
+					break
+				}
+			}
+		}
+	}
+	return in
 }
 
 // NotifyRechecks are the delays after a registry notification at which a pass is asked for
@@ -254,7 +332,11 @@ func normalRepository(image string) string {
 	return image
 }
 
+// poke asks for a whole pass soon.
 func (e *Engine) poke() {
+	e.mu.Lock()
+	e.kickFull = true
+	e.mu.Unlock()
 	select {
 	case e.kick <- struct{}{}:
 	default:
@@ -374,7 +456,7 @@ type observation struct {
 }
 
 // Reconcile runs one pass: read every stage's file and history from Git, discover
-// candidates (one registry query per distinct image, selection and rejected set),
+// candidates (one warehouse.Pass: each repository listed once, whatever its stages),
 // decide, write every due promotion with one Apply (one push) per repository and
 // branch, and verify what landed. A stage's failure is recorded in its Status and
 // does not stop the others; the returned error joins the failures (*StageError).
@@ -415,21 +497,36 @@ func (e *Engine) Refresh(ctx context.Context) error {
 }
 
 func (e *Engine) pass(ctx context.Context, write bool) error {
+	return e.passOver(ctx, write, nil)
+}
+
+// passOver is a pass over the stages only holds (all when only is nil). only must hold
+// what deciding them needs (see around): their upstreams and their groups' members.
+func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool) error {
 	start := e.clock.Now()
+	specs := e.specs
+	if only != nil {
+		specs = make([]Spec, 0, len(only))
+		for _, s := range e.specs {
+			if only[s.Name] {
+				specs = append(specs, s)
+			}
+		}
+	}
 	loaded, err := e.loadState(ctx)
 	if err != nil {
 		return err
 	}
 	state := &working{State: loaded}
-	obs := e.observe(ctx)
-	e.discover(ctx, obs)
+	obs := e.observe(ctx, specs)
+	e.discover(ctx, specs, obs)
 	crashpoint.Hit(crashpoint.AfterDiscovery)
 
 	now := e.clock.Now()
 	statuses := map[string]*Status{}
 	var due []*observation
 	var dueSets []*pendingSet
-	for _, s := range e.specs {
+	for _, s := range specs {
 		o := obs[s.Name]
 		if _, ok := e.groups.groupOf(s.Name); ok {
 			// A member is decided with its group, once its last member is observed.
@@ -454,7 +551,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 		e.write(ctx, due, statuses, state)
 		// Stages downstream decided before their upstream moved; say so, or the
 		// table reads as if they ignored the new freight.
-		for _, s := range e.specs {
+		for _, s := range specs {
 			up, ok := statuses[s.Upstream]
 			st := statuses[s.Name]
 			if !ok || up.Decision != DecisionPromote || st.Decision == DecisionFailed || st.Decision == DecisionPromote || st.Group != "" {
@@ -478,7 +575,7 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	}
 	var errs []error
 	e.mu.Lock()
-	for _, s := range e.specs {
+	for _, s := range specs {
 		st := statuses[s.Name]
 		st.CheckedAt = now
 		e.status[s.Name] = *st
@@ -495,17 +592,17 @@ func (e *Engine) pass(ctx context.Context, write bool) error {
 	if len(due) > 0 || len(dueSets) > 0 || len(errs) > 0 {
 		lvl = slog.LevelInfo
 	}
-	e.log.Log(ctx, lvl, "pass done", "stages", len(e.specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
+	e.log.Log(ctx, lvl, "pass done", "stages", len(specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
 	return errors.Join(errs...)
 }
 
 // observe reads every stage's current value and its repository's history. History is
 // read once per repository and branch and shared by its stages.
-func (e *Engine) observe(ctx context.Context) map[string]*observation {
+func (e *Engine) observe(ctx context.Context, specs []Spec) map[string]*observation {
 	obs := map[string]*observation{}
 	histories := map[string][]gitwrite.Record{}
 	histErr := map[string]error{}
-	for _, s := range e.specs {
+	for _, s := range specs {
 		o := &observation{spec: s, rejected: map[string]bool{}}
 		obs[s.Name] = o
 		repo, err := e.Repo(ctx, s.RepoURL)
@@ -545,7 +642,7 @@ func (e *Engine) observe(ctx context.Context) map[string]*observation {
 
 // discover queries the registry for every stage without an upstream, once per
 // distinct image, selection and rejected set, in parallel.
-func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
+func (e *Engine) discover(ctx context.Context, specs []Spec, obs map[string]*observation) {
 	type query struct {
 		image string
 		sel   warehouse.Selection
@@ -558,7 +655,7 @@ func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
 	}
 	queries := map[string]query{}
 	keyOf := map[string]string{}
-	for _, s := range e.specs {
+	for _, s := range specs {
 		o := obs[s.Name]
 		if s.Upstream != "" || o.err != nil {
 			continue
@@ -574,6 +671,8 @@ func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
 		queries[k] = query{s.Image, sel, skip}
 	}
 	answers := make(map[string]answer, len(queries))
+	// One look at the registries for the whole pass: each repository is listed once.
+	look := e.wh.NewPass()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, e.parallel)
@@ -590,7 +689,7 @@ func (e *Engine) discover(ctx context.Context, obs map[string]*observation) {
 				return
 			}
 			defer func() { <-sem }()
-			f, rep, err := e.wh.Discover(ctx, q.image, q.sel, q.skip...)
+			f, rep, err := look.Discover(ctx, q.image, q.sel, q.skip...)
 			mu.Lock()
 			answers[k] = answer{f, rep, err}
 			mu.Unlock()
@@ -800,7 +899,10 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 		groups[k] = append(groups[k], o)
 	}
 	for _, k := range keys {
-		g := groups[k]
+		g := e.recheck(ctx, groups[k], statuses)
+		if len(g) == 0 {
+			continue
+		}
 		changes := make([]gitwrite.Change, len(g))
 		for i, o := range g {
 			changes[i] = promoteChange(o.spec, o.candidate, o.current)
@@ -820,6 +922,31 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 			e.landed(ctx, o.spec, o.candidate, results[i], st, state)
 		}
 	}
+}
+
+// recheck reads the digest of each due candidate's tag anew (one HEAD; the manifest only
+// when the registry reports a digest not proven before) and returns the stages still due.
+// Discovery may have taken a digest proven in an earlier pass (warehouse.Pass), and a tag
+// pushed again since must not be written with its old digest. The digest strategy's
+// candidate is its digest, read in this pass: it needs no second look.
+func (e *Engine) recheck(ctx context.Context, due []*observation, statuses map[string]*Status) []*observation {
+	out := due[:0:0]
+	for _, o := range due {
+		if o.spec.Strategy == warehouse.StrategyDigest {
+			out = append(out, o)
+			continue
+		}
+		f, err := e.wh.Resolve(ctx, o.candidate.Image, o.candidate.Tag)
+		if err != nil {
+			st := statuses[o.spec.Name]
+			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()
+			st.Reason = st.Error
+			continue
+		}
+		o.candidate.Digest = f.Digest
+		out = append(out, o)
+	}
+	return out
 }
 
 func promoteChange(s Spec, f freight.Freight, current string) gitwrite.Change {

@@ -300,6 +300,12 @@ func (e *Engine) writeGroups(ctx context.Context, due []*pendingSet, statuses ma
 	byRepo := map[string][]*pendingSet{}
 	var keys []string
 	for _, p := range due {
+		if err := e.recheckSet(ctx, p); err != nil {
+			st := statuses[p.g.Name]
+			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: p.g.Name, Err: err}).Error()
+			st.Reason = st.Error
+			continue
+		}
 		k := p.g.members[0].RepoURL + "\x00" + p.g.members[0].Branch
 		if _, ok := byRepo[k]; !ok {
 			keys = append(keys, k)
@@ -334,6 +340,31 @@ func (e *Engine) writeGroups(ctx context.Context, due []*pendingSet, statuses ma
 			e.mirror(p.g, statuses[p.g.Name], members)
 		}
 	}
+}
+
+// recheckSet reads anew the digest of each member value the group found in the registry
+// itself, for the reason recheck gives. Values taken from an upstream group are what the
+// upstream verified and stay as they are; so do rollbacks, which go back to a value
+// already in Git.
+func (e *Engine) recheckSet(ctx context.Context, p *pendingSet) error {
+	if p.kind != gitwrite.Promote {
+		return nil
+	}
+	for i, m := range p.g.members {
+		if m.Upstream != "" || m.Strategy == warehouse.StrategyDigest || i >= len(p.set) {
+			continue
+		}
+		f := p.set[i].Freight
+		if f.Tag == "" {
+			continue
+		}
+		cur, err := e.wh.Resolve(ctx, f.Image, f.Tag)
+		if err != nil {
+			return fmt.Errorf("member %s: %w", m.Name, err)
+		}
+		p.set[i].Freight.Digest = cur.Digest
+	}
+	return nil
 }
 
 // changes are the set's member changes, in member order, for one commit.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,16 +36,71 @@ type testRegistry struct {
 	host     string
 	fail     atomic.Pointer[string]
 	tagLists atomic.Int64 // tag-list requests, to see discovery deduplicated
+
+	reqMu  sync.Mutex
+	reqs   map[string]int // requests by kind (requestKind), for the request-economy tests
+	byRepo map[string]int // requests by repository (team/frontend), pings left out
+}
+
+// repositoryRequests returns the requests per repository since the last call and starts over.
+func (tr *testRegistry) repositoryRequests() map[string]int {
+	tr.reqMu.Lock()
+	defer tr.reqMu.Unlock()
+	out := tr.byRepo
+	tr.byRepo = map[string]int{}
+	return out
+}
+
+// repositoryOf is the repository a registry API path names: /v2/team/frontend/tags/list → team/frontend.
+func repositoryOf(path string) string {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		return ""
+	}
+	for _, sep := range []string{"/tags/", "/manifests/", "/blobs/"} {
+		if i := strings.LastIndex(rest, sep); i > 0 {
+			return rest[:i]
+		}
+	}
+	return ""
+}
+
+// requestKind names a registry request the way the request-economy goal counts them.
+func requestKind(r *http.Request) string {
+	switch {
+	case r.URL.Path == "/v2/" || r.URL.Path == "/v2":
+		return "ping"
+	case strings.HasSuffix(r.URL.Path, "/tags/list"):
+		return "tags/list"
+	case strings.Contains(r.URL.Path, "/manifests/"):
+		return "manifest " + r.Method
+	}
+	return r.Method + " other"
+}
+
+// requests returns the requests counted since the last call, by kind, and starts over.
+func (tr *testRegistry) requests() map[string]int {
+	tr.reqMu.Lock()
+	defer tr.reqMu.Unlock()
+	out := tr.reqs
+	tr.reqs = map[string]int{}
+	return out
 }
 
 func newTestRegistry(t testing.TB) *testRegistry {
 	t.Helper()
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	tr := &testRegistry{}
+	tr := &testRegistry{reqs: map[string]int{}, byRepo: map[string]int{}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/tags/list") {
 			tr.tagLists.Add(1)
 		}
+		tr.reqMu.Lock()
+		tr.reqs[requestKind(r)]++
+		if repo := repositoryOf(r.URL.Path); repo != "" {
+			tr.byRepo[repo]++
+		}
+		tr.reqMu.Unlock()
 		if p := tr.fail.Load(); p != nil && strings.HasPrefix(r.URL.Path, *p) {
 			http.Error(w, "broken on purpose", http.StatusInternalServerError)
 			return

@@ -25,8 +25,9 @@ type RegistryConfig struct {
 	Insecure bool
 	// RateLimit is the requests per second to this host, with bursts of as many:
 	// 0 means DefaultRateLimit, a negative value means no limit. Every request
-	// counts: a semver or lexical poll costs one tag-list page per 1,000 tags and
-	// one HEAD, so stages sharing an image are best discovered once per poll.
+	// counts: within a Pass a repository costs one tag-list page per 1,000 tags
+	// whatever its stages, and a tag a HEAD (and a manifest GET) only the first time
+	// it wins; the host's auth challenge is asked once.
 	RateLimit float64
 }
 

@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/clock"
@@ -44,7 +46,23 @@ type registryTransport struct {
 }
 
 func (t *registryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return t.forHost(req.URL.Host).RoundTrip(req)
+	h := t.forHost(req.URL.Host)
+	if isPing(req) {
+		return h.ping(req)
+	}
+	return h.RoundTrip(req)
+}
+
+// forgetPings drops every host's remembered ping answer, so the next session learns
+// the registry's auth challenge anew (new credentials may meet a changed registry).
+func (t *registryTransport) forgetPings() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, h := range t.hosts {
+		h.pingMu.Lock()
+		h.pings = nil
+		h.pingMu.Unlock()
+	}
 }
 
 func (t *registryTransport) forHost(host string) *hostTransport {
@@ -90,6 +108,92 @@ type hostTransport struct {
 	retry   wait.Backoff
 	// timeout bounds each try, body included (0: none).
 	timeout time.Duration
+
+	// pings remembers the answer to GET /v2/ per scheme: see ping.
+	pingMu sync.Mutex
+	pings  map[string]*pingAnswer
+	// pinging makes repositories opened together wait for one ping.
+	pinging singleflight.Group
+}
+
+// pingAnswer is a remembered answer to GET /v2/ (the auth challenge).
+type pingAnswer struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// maxPingBody bounds the remembered body of a ping answer; the challenge is in the headers.
+const maxPingBody = 4 << 10
+
+// isPing reports whether req is go-containerregistry's ping: an unauthenticated GET /v2/
+// that asks the registry how it wants to be authenticated.
+func isPing(req *http.Request) bool {
+	return req.Method == http.MethodGet && req.URL.Path == "/v2/" && req.Header.Get("Authorization") == ""
+}
+
+// ping answers GET /v2/ from the host's remembered answer, asking the registry only the
+// first time. go-containerregistry pings once per repository it opens a session for, so
+// a promoter watching many repositories of one registry would otherwise ping it once per
+// repository; the challenge belongs to the host, not the repository. Only the answers
+// that state a challenge (200: none needed, 401: this one) are kept; any other answer
+// or a failure is passed on and asked again next time.
+func (h *hostTransport) ping(req *http.Request) (*http.Response, error) {
+	h.pingMu.Lock()
+	a, ok := h.pings[req.URL.Scheme]
+	h.pingMu.Unlock()
+	if ok {
+		return a.response(req), nil
+	}
+	var passOn *http.Response
+	v, err, _ := h.pinging.Do(req.URL.Scheme, func() (any, error) {
+		resp, err := h.RoundTrip(req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusUnauthorized {
+			passOn = resp
+			return nil, nil
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(io.LimitReader(resp.Body, maxPingBody))
+		if err != nil {
+			return nil, err
+		}
+		a := &pingAnswer{status: resp.StatusCode, header: resp.Header.Clone(), body: body}
+		h.pingMu.Lock()
+		if h.pings == nil {
+			h.pings = map[string]*pingAnswer{}
+		}
+		h.pings[req.URL.Scheme] = a
+		h.pingMu.Unlock()
+		return a, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		if passOn != nil { // this request was the one sent
+			return passOn, nil
+		}
+		// Another repository's ping got an answer that is not kept: ask on our own.
+		return h.RoundTrip(req)
+	}
+	return v.(*pingAnswer).response(req), nil
+}
+
+func (a *pingAnswer) response(req *http.Request) *http.Response {
+	return &http.Response{
+		Status:        fmt.Sprintf("%d %s", a.status, http.StatusText(a.status)),
+		StatusCode:    a.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        a.header.Clone(),
+		Body:          io.NopCloser(bytes.NewReader(a.body)),
+		ContentLength: int64(len(a.body)),
+		Request:       req,
+	}
 }
 
 func (h *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {

@@ -39,6 +39,8 @@ type Warehouse struct {
 
 	// proofs holds the digests the warehouse hashed itself; see provenDigest.
 	proofs proofs
+	// known holds each listed tag's digest as last proven, for Pass.
+	known knownDigests
 	// warned holds the keys of warnings already logged (warnOnce), so a bad tag a
 	// registry keeps listing is reported once, not every poll.
 	warned sync.Map
@@ -106,6 +108,7 @@ func (w *Warehouse) SetKeychain(kc authn.Keychain) error {
 	if err != nil {
 		return fmt.Errorf("registry client: %w", err)
 	}
+	w.rt.forgetPings()
 	w.puller.Store(puller)
 	return nil
 }
@@ -166,7 +169,19 @@ func (r Report) String() string {
 //
 // When the registry answers but nothing qualifies, the error wraps ErrNoMatch and
 // the report says what was seen. Other errors name the registry and what to do.
+//
+// Discover asks the registry anew each time; a pass over many stages shares its
+// requests through a Pass instead.
 func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, skip ...string) (freight.Freight, Report, error) {
+	p := w.NewPass()
+	p.trustKnown = false
+	return p.Discover(ctx, image, sel, skip...)
+}
+
+// Discover is Warehouse.Discover sharing the pass's requests: see Pass for which
+// digests may be older than the pass.
+func (p *Pass) Discover(ctx context.Context, image string, sel Selection, skip ...string) (freight.Freight, Report, error) {
+	w := p.w
 	c, err := sel.compile()
 	if err != nil {
 		return freight.Freight{}, Report{}, err
@@ -183,7 +198,7 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 
 	if c.strategy == StrategyDigest {
 		rep.Constraint = c.digestTag
-		f, err := w.resolve(ctx, image, repo, c.digestTag)
+		f, err := p.resolve(ctx, image, repo, c.digestTag)
 		if err != nil {
 			return freight.Freight{}, rep, err
 		}
@@ -196,7 +211,7 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 		return f, rep, nil
 	}
 
-	tags, err := w.listTags(ctx, repo)
+	tags, err := p.listTags(ctx, repo)
 	if err != nil {
 		return freight.Freight{}, rep, err
 	}
@@ -232,7 +247,7 @@ func (w *Warehouse) Discover(ctx context.Context, image string, sel Selection, s
 		}
 		// The digest is read now rather than at write time: the freight names exactly
 		// what was found, and a tag deleted since listing is caught here.
-		f, err := w.resolve(ctx, image, repo, best)
+		f, err := p.resolveListed(ctx, image, repo, best)
 		if !errors.Is(err, ErrTagNotFound) {
 			return f, rep, err
 		}

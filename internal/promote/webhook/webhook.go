@@ -44,11 +44,18 @@ type Push struct {
 // ping, a format it does not know).
 var ErrNoPush = errors.New("the notification names no pushed image")
 
-// Repositories are the pushes' repositories, in order, as stage.Engine.Notify takes them.
+// Repositories are the repositories of the pushes that may have moved a tag, in order, as
+// stage.Engine.Notify takes them. A push naming a digest and no tag (a layer blob, or a
+// manifest pushed by digest) moved none: the CNCF distribution registry sends one such
+// notification per blob before the manifest's, and a pass for each would look before
+// the tag exists. A push naming neither (a CI job's {"image": "host/repo"}) counts.
 func Repositories(pushes []Push) []string {
-	repos := make([]string, len(pushes))
-	for i, p := range pushes {
-		repos[i] = p.Repository
+	repos := make([]string, 0, len(pushes))
+	for _, p := range pushes {
+		if p.Tag == "" && p.Digest != "" {
+			continue
+		}
+		repos = append(repos, p.Repository)
 	}
 	return repos
 }

@@ -203,3 +203,18 @@ func TestForward_PassesPushesOnMarkedAsForwarded(t *testing.T) {
 		t.Fatalf("Forward with a wrong secret: %v", err)
 	}
 }
+
+// The CNCF distribution registry notifies each layer blob (a digest, no tag) before the
+// manifest (with its tag): only pushes that may move a tag name a repository to check.
+func TestRepositories_LeavesOutPushesThatMoveNoTag(t *testing.T) {
+	pushes := []Push{
+		{Repository: "r.example.com/team/frontend", Digest: "sha256:" + strings.Repeat("1", 64)},
+		{Repository: "r.example.com/team/frontend", Tag: "1.2.2", Digest: "sha256:" + strings.Repeat("2", 64)},
+		{Repository: "r.example.com/team/backend"},
+	}
+	got := Repositories(pushes)
+	want := []string{"r.example.com/team/frontend", "r.example.com/team/backend"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Repositories = %q, want %q", got, want)
+	}
+}

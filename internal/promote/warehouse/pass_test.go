@@ -1,0 +1,95 @@
+package warehouse
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/kropipe/kropipe/internal/promote/registrytest"
+)
+
+// go-containerregistry asks for the auth challenge (GET /v2/) once per repository it
+// opens; the warehouse asks each registry host once, however many repositories it reads.
+func TestDiscover_PingsEachRegistryHostOnce(t *testing.T) {
+	tr := newTestRegistry(t)
+	for _, repo := range []string{"team/a", "team/b", "team/c"} {
+		tr.push(t, repo, testImage(t, t0), "1.0.0")
+	}
+	w, _ := newTestWarehouse(t, WithRegistry(tr.host, RegistryConfig{Insecure: true, RateLimit: -1}))
+	tr.resetCount()
+	for _, repo := range []string{"team/a", "team/b", "team/c"} {
+		if _, _, err := w.Discover(context.Background(), tr.host+"/"+repo, Selection{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pings := 0
+	for _, p := range tr.requestPaths() {
+		if p == "GET /v2/" {
+			pings++
+		}
+	}
+	if pings != 1 {
+		t.Fatalf("%d pings for three repositories of one registry, want 1: %q", pings, tr.requestPaths())
+	}
+}
+
+// The remembered challenge still leads to authenticated requests: a private registry's
+// repositories are all read with the credentials.
+func TestDiscover_RememberedChallengeAuthenticatesEveryRepository(t *testing.T) {
+	reg := registrytest.StartPrivate(t, "robot", "secret")
+	reg.Push(t, "team/a", "1.0.0")
+	reg.Push(t, "team/b", "2.0.0")
+	cfg := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(cfg, reg.DockerConfigJSON(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kc, err := KeychainFromDockerConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := newTestWarehouse(t, WithKeychain(kc), WithRegistry(reg.Host, RegistryConfig{Insecure: true, RateLimit: -1}))
+	look := w.NewPass()
+	for repo, want := range map[string]string{"team/a": "1.0.0", "team/b": "2.0.0"} {
+		f, _, err := look.Discover(context.Background(), reg.Host+"/"+repo, Selection{})
+		if err != nil {
+			t.Fatalf("%s: %v", repo, err)
+		}
+		if f.Tag != want {
+			t.Fatalf("%s: tag %s, want %s", repo, f.Tag, want)
+		}
+	}
+}
+
+// Within a pass a repository is listed once and a tag resolved once, whatever the
+// selections; the next pass lists again but takes the digest it proved before.
+func TestPass_SharesTagListsAndKnownDigests(t *testing.T) {
+	tr := newTestRegistry(t)
+	digest := tr.push(t, "team/a", testImage(t, t0), "1.2.0")
+	w, _ := newTestWarehouse(t, WithRegistry(tr.host, RegistryConfig{Insecure: true, RateLimit: -1}))
+	image := tr.host + "/team/a"
+	sels := []Selection{{}, {Constraint: "^1.2"}, {Strategy: StrategyLexical}}
+	var perPass [][]string
+	for range 2 {
+		tr.resetCount()
+		look := w.NewPass()
+		for _, sel := range sels {
+			f, _, err := look.Discover(context.Background(), image, sel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Tag != "1.2.0" || f.Digest != digest {
+				t.Fatalf("%+v: got %s@%s, want 1.2.0@%s", sel, f.Tag, f.Digest, digest)
+			}
+		}
+		perPass = append(perPass, tr.requestPaths())
+	}
+	first := []string{"GET /v2/", "GET /v2/team/a/tags/list", "HEAD /v2/team/a/manifests/1.2.0", "GET /v2/team/a/manifests/1.2.0"}
+	if !slices.Equal(perPass[0], first) {
+		t.Errorf("first pass: %q, want %q", perPass[0], first)
+	}
+	if want := []string{"GET /v2/team/a/tags/list"}; !slices.Equal(perPass[1], want) {
+		t.Errorf("second pass: %q, want %q", perPass[1], want)
+	}
+}

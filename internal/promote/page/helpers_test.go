@@ -35,7 +35,7 @@ type promoter struct {
 // startPromoter serves develop-frontend (automatic) → staging-frontend (approval needed) →
 // prod-frontend (10m soak) on team/frontend 1.2.1 and 1.2.2, every file at 1.2.1, and
 // develop-backend → staging-backend on team/backend 2.0.0 and 2.1.0; it returns once
-// staging-frontend waits for the approval of 1.2.2.
+// staging-frontend waits for the approval of 1.2.2 and staging-backend runs 2.1.0.
 func startPromoter(t *testing.T, token string) *promoter {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,6 +83,13 @@ func startPromoter(t *testing.T, token string) *promoter {
 	p.waitFor(t, "staging waiting for approval", func() bool {
 		st, _ := e.StatusOf("staging-frontend")
 		return st.Reason == "waiting for approval of 1.2.2"
+	})
+	// A notification passes over its repository's stages only: staging-backend takes 2.1.0
+	// when told about team/backend, so no later pass commits it in the middle of a test.
+	p.engine.Notify(host + "/team/backend")
+	p.waitFor(t, "staging-backend at 2.1.0", func() bool {
+		st, _ := e.StatusOf("staging-backend")
+		return st.CurrentTag == "2.1.0"
 	})
 	return p
 }

@@ -33,7 +33,7 @@ var plainOnce sync.Once
 func BenchmarkGenerateManifest(b *testing.B) {
 	ctx := context.Background()
 	pluginSrc := &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), Path: "develop/frontend", TargetRevision: "main",
-		Plugin: &v1alpha1.ApplicationSourcePlugin{Name: "kro"}}
+		Plugin: examplePlugin()}
 	dirSrc := &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), Path: plainPath, TargetRevision: "main"}
 
 	var setupErr error
@@ -74,6 +74,17 @@ func BenchmarkGenerateManifest(b *testing.B) {
 		})
 	}
 }
+
+// examplePlugin is the plugin source of examples/gitops/appsets/services.yaml: the benchmarks
+// measure the configuration users are shown. Without rgd-paths the sidecar reads every YAML
+// file of the repository looking for RGDs (see BenchmarkRender_WholeRepositoryScan).
+func examplePlugin() *v1alpha1.ApplicationSourcePlugin {
+	return &v1alpha1.ApplicationSourcePlugin{Name: "kro", Parameters: v1alpha1.ApplicationSourcePluginParameters{
+		{Name: "rgd-paths", String_: ptr("rgds")},
+	}}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 func median(ds []time.Duration) time.Duration {
 	s := slices.Clone(ds)

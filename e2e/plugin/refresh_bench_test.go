@@ -17,6 +17,8 @@ import (
 	"github.com/argoproj/argo-cd/v2/reposerver/apiclient"
 	"golang.org/x/sync/errgroup"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kropipe/kropipe/e2e/stack"
 )
 
 // refreshApps is the size of the ApplicationSet the refresh benchmark emulates.
@@ -27,7 +29,10 @@ var refreshOnce sync.Once
 // BenchmarkRefresh100Apps emulates an ApplicationSet of 100 kro applications sharing one RGD,
 // refreshed together after a commit that changes the RGD: every iteration commits a new RGD
 // revision, then asks argocd-repo-server for all 100 applications' manifests at once (manifest
-// cache off). "directory" does the same for 100 directory apps holding the very same objects.
+// cache off). "directory" does the same for 100 directory apps holding the very same objects,
+// in a repository of their own (plainRepoName) that gets a new commit before each iteration
+// too: Argo CD streams a plugin app's whole repository to the sidecar on every call, so plain
+// copies sharing the kro repository would bill the plugin for files no kro user has.
 // It reports the wall time of one refresh and the peak RSS (VmHWM) of argocd-cmp-server and of
 // the render server, the processes of the sidecar container that outlive a call.
 func BenchmarkRefresh100Apps(b *testing.B) {
@@ -44,7 +49,7 @@ func BenchmarkRefresh100Apps(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				revision++
-				if err := commitRGDRevision(ctx, revision); err != nil {
+				if err := commitRevision(ctx, kind, revision); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()
@@ -75,22 +80,37 @@ func BenchmarkRefresh100Apps(b *testing.B) {
 	}
 }
 
+// plainRepoName holds the refresh benchmark's directory apps.
+const plainRepoName = "gitops-plain"
+
+// plain is the harness's clone of plainRepoName (under gitMu).
+var plain *stack.Checkout
+
 func refreshSource(kind string, i int) *v1alpha1.ApplicationSource {
-	src := &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), TargetRevision: "main"}
 	if kind == "plugin" {
-		src.Path = fmt.Sprintf("refresh/apps/app-%d", i)
-		src.Plugin = &v1alpha1.ApplicationSourcePlugin{Name: "kro"}
-	} else {
-		src.Path = fmt.Sprintf("refresh/plain/app-%d", i)
+		return &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), TargetRevision: "main",
+			Path: fmt.Sprintf("refresh/apps/app-%d", i), Plugin: examplePlugin()}
 	}
-	return src
+	return &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(plainRepoName), TargetRevision: "main",
+		Path: fmt.Sprintf("apps/app-%d", i)}
 }
 
 // seedRefreshApps commits 100 instances of the example WebApp (each its own name and tag),
-// renders each once through the plugin and commits the objects as the matching directory app.
+// renders each once through the plugin and commits the objects as the matching directory app
+// in plainRepoName.
 func seedRefreshApps(ctx context.Context, client apiclient.RepoServerServiceClient) error {
 	gitMu.Lock()
 	defer gitMu.Unlock()
+	if err := st.Git.CreateRepo(ctx, plainRepoName); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp(st.Dir, "checkout-")
+	if err != nil {
+		return err
+	}
+	if plain, err = st.Git.Clone(ctx, plainRepoName, filepath.Join(dir, plainRepoName)); err != nil {
+		return err
+	}
 	inst, err := os.ReadFile(filepath.Join(examplesDir, "develop", "frontend", "instance.yaml"))
 	if err != nil {
 		return err
@@ -114,20 +134,29 @@ func seedRefreshApps(ctx context.Context, client apiclient.RepoServerServiceClie
 			if err != nil {
 				return err
 			}
-			if err := checkout.WriteFile(path.Join("refresh", "plain", fmt.Sprintf("app-%d", i), fmt.Sprintf("%02d.yaml", j)), y); err != nil {
+			if err := plain.WriteFile(path.Join("apps", fmt.Sprintf("app-%d", i), fmt.Sprintf("%02d.yaml", j)), y); err != nil {
 				return err
 			}
 		}
 	}
-	_, err = checkout.CommitAndPush(ctx, "bench: the same objects as directory apps")
+	_, err = plain.CommitAndPush(ctx, "bench: the same objects as directory apps")
 	return err
 }
 
-// commitRGDRevision changes the RGD as a platform team's commit would (an annotation, so the
-// rendered objects stay the same): the render server has never compiled the new revision.
-func commitRGDRevision(ctx context.Context, revision int) error {
+// commitRevision gives the repository of kind's apps a new revision, so repo-server fetches
+// it. For the plugin it changes the RGD as a platform team's commit would (an annotation, so
+// the rendered objects stay the same): the render server has never compiled the new
+// revision. For directory apps it changes a file outside the apps.
+func commitRevision(ctx context.Context, kind string, revision int) error {
 	gitMu.Lock()
 	defer gitMu.Unlock()
+	if kind != "plugin" {
+		if err := plain.WriteFile("REVISION", []byte(strconv.Itoa(revision)+"\n")); err != nil {
+			return err
+		}
+		_, err := plain.CommitAndPush(ctx, fmt.Sprintf("bench: revision %d", revision))
+		return err
+	}
 	const rgd = "rgds/webapp.yaml"
 	data, err := checkout.ReadFile(rgd)
 	if err != nil {

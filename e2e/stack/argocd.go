@@ -230,6 +230,9 @@ func argoCDCRDDir(ctx context.Context, modDir, mod string) (string, error) {
 func (s *Stack) argoEnv(a *ArgoCDInstall, component string, extraPath ...string) ([]string, error) {
 	home := filepath.Join(s.Dir, "home", a.process(component))
 	tmp := filepath.Join(s.Dir, "tmp", a.process(component))
+	if component == "argocd-cmp-server" {
+		tmp = filepath.Join(s.memDir, "tmp", a.process(component))
+	}
 	for _, d := range []string{home, tmp, a.PluginSockDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -269,7 +272,9 @@ func (s *Stack) startArgoCD(ctx context.Context, a *ArgoCDInstall) error {
 	if err != nil {
 		return err
 	}
-	env = append(env, "ARGOCD_CMP_WORKDIR="+filepath.Join(s.Dir, a.process("argocd-cmp-work")))
+	// The sidecar's /tmp, where argocd-cmp-server extracts each call's repository, is a
+	// memory-backed emptyDir in manifests/cmp-sidecar: so is it here.
+	env = append(env, "ARGOCD_CMP_WORKDIR="+filepath.Join(s.memDir, a.process("argocd-cmp-work")))
 	cmp, err := run("argocd-cmp-server", []string{"--config-dir-path=" + s.PluginConfigDir, "--loglevel=info"}, env)
 	if err != nil {
 		return err

@@ -55,6 +55,10 @@ type Stack struct {
 
 	Binaries *Binaries
 
+	// memDir holds the plugin sidecar's scratch space (its TMPDIR and argocd-cmp-server's work
+	// folder) on tmpfs when the machine has one, as manifests/cmp-sidecar mounts it (an
+	// emptyDir with medium Memory); else it is Dir.
+	memDir  string
 	e2eDir  string
 	etcdURL string
 	pki     *pki
@@ -155,6 +159,7 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 		e2eDir:           e2eDir,
 		log:              o.log,
 	}
+	s.memDir = memoryDir(s.Dir, o.log)
 	for _, d := range []string{"logs", "home", "bin"} {
 		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
 			return nil, err
@@ -318,6 +323,9 @@ func (s *Stack) Stop() {
 		if a.redis != nil {
 			a.redis.Close()
 		}
+	}
+	if s.memDir != s.Dir { // only extracted repositories and sockets: nothing to keep
+		_ = os.RemoveAll(s.memDir)
 	}
 }
 

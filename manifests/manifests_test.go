@@ -321,6 +321,14 @@ func TestInstallOverlay_AddsSidecarAsArgoCDPrescribes(t *testing.T) {
 			if v.EmptyDir == nil {
 				return "is not an emptyDir"
 			}
+			// argocd-cmp-server extracts the repository here on every call: on tmpfs, and
+			// bounded so a full /tmp fails a generation instead of the sidecar's memory limit.
+			if v.EmptyDir.Medium != corev1.StorageMediumMemory || v.EmptyDir.SizeLimit == nil {
+				return "is not a memory-backed emptyDir with a sizeLimit"
+			}
+			if limit := sidecar.Resources.Limits.Memory(); limit.Cmp(*v.EmptyDir.SizeLimit) <= 0 {
+				return "sizeLimit " + v.EmptyDir.SizeLimit.String() + " leaves no room under the container's memory limit " + limit.String()
+			}
 			// Argo CD (since v2.4): the plugin must not share the repo-server's /tmp.
 			for _, m := range own.VolumeMounts {
 				if m.Name == v.Name {

@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -99,4 +100,51 @@ func BenchmarkRender_ExampleFrontendServer(b *testing.B) {
 		render()
 	}
 	b.ReportMetric(float64(cache.Stats().Bytes), "cache-bytes")
+}
+
+// BenchmarkRender_WholeRepositoryScan renders one app of an ApplicationSet-sized repository (the
+// example plus 300 instance folders) with a warm definition cache, as the render server does per
+// call: "scan" without rgd-paths (every YAML file read to find the RGDs), "rgd-paths" with the
+// example's rgd-paths: rgds. The difference is what naming the RGD folders saves per generation.
+func BenchmarkRender_WholeRepositoryScan(b *testing.B) {
+	ctx := context.Background()
+	repo := b.TempDir()
+	if err := os.CopyFS(repo, os.DirFS(examplesRepo)); err != nil {
+		b.Fatal(err)
+	}
+	inst, err := os.ReadFile(filepath.Join(repo, "develop", "frontend", "instance.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 300 {
+		dir := filepath.Join(repo, "apps", fmt.Sprintf("app-%d", i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "instance.yaml"), inst, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		opts []Option
+	}{{"scan", nil}, {"rgd-paths", []Option{WithRGDPaths("rgds")}}} {
+		b.Run(c.name, func(b *testing.B) {
+			cache := NewDefinitionCache(0)
+			render := func() {
+				e, err := New(repo, append([]Option{WithNamespace("develop"), WithDefinitionCache(cache)}, c.opts...)...)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := e.Render(ctx, "apps/app-7"); err != nil {
+					b.Fatal(err)
+				}
+			}
+			render()
+			b.ReportAllocs()
+			for b.Loop() {
+				render()
+			}
+		})
+	}
 }

@@ -228,6 +228,9 @@ func (r repoRoot) listAppFiles(base, p string) ([]string, error) {
 // skipped without parsing: most of a repository is neither.
 func (r repoRoot) walkDefinitions(dir string, visit func(rel string, data []byte) error) error {
 	count := 0
+	// Most files of a scanned repository are not definitions: they are read into one reused
+	// buffer, and only a candidate's bytes are copied out for visit.
+	var buf bytes.Buffer
 	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.display(path), err)
@@ -246,17 +249,23 @@ func (r repoRoot) walkDefinitions(dir string, visit func(rel string, data []byte
 			return fmt.Errorf("more than %d YAML files under %s: name the RGD folders with the "+
 				"rgd-paths parameter (or --rgd) instead of scanning the whole repository", maxScanFiles, r.display(dir))
 		}
-		info, err := d.Info()
-		if err != nil || info.Size() > MaxFileSize {
-			return nil
-		}
-		data, err := os.ReadFile(path)
+		f, err := os.Open(path)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.display(path), err)
+		}
+		buf.Reset()
+		_, err = buf.ReadFrom(io.LimitReader(f, MaxFileSize+1))
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", r.display(path), err)
+		}
+		data := buf.Bytes()
+		if len(data) > MaxFileSize { // the scan skips what it could not use anyway
+			return nil
 		}
 		if !bytes.Contains(data, []byte("ResourceGraphDefinition")) && !bytes.Contains(data, []byte("CustomResourceDefinition")) {
 			return nil
 		}
-		return visit(r.display(path), data)
+		return visit(r.display(path), bytes.Clone(data))
 	})
 }

@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,9 +23,11 @@ import (
 )
 
 // serverMemoryLimit keeps the render server's heap, cache included, well inside the sidecar's
-// 512 MiB limit; GOMEMLIMIT in the environment wins. Unlike a one-shot command the server
-// collects garbage, at server.GCPercent (GOGC in the environment wins).
-const serverMemoryLimit = 192 << 20
+// memory limit, which argocd-cmp-server and the extracted repositories in /tmp share; GOMEMLIMIT
+// in the environment wins. Unlike a one-shot command the server collects garbage: at
+// server.GCPercent until its first answer (a cold compile the caller waits for), then at
+// --steady-gogc, which cmp-sidecar passes when GOGC was its choice and not the user's.
+const serverMemoryLimit = 128 << 20
 
 func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Command {
 	var (
@@ -32,6 +36,7 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 		cacheBytes int64
 		inFlight   int
 		readyFD    int
+		steadyGOGC int
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -67,7 +72,13 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			cache := render.NewDefinitionCache(cacheBytes)
+			var steady sync.Once
 			return srv.Serve(ctx, func(ctx context.Context, req server.Request) server.Answer {
+				defer steady.Do(func() {
+					if steadyGOGC > 0 {
+						debug.SetGCPercent(steadyGOGC)
+					}
+				})
 				return answer(ctx, req, cache)
 			})
 		},
@@ -87,6 +98,8 @@ func newServeCommand(stderr io.Writer, getenv func(string) string) *cobra.Comman
 	f.StringVar(&dir, "dir", server.Dir(getenv, self), "private directory of the socket (env "+server.EnvDir+"; default: named for ARGOCD_CMP_WORKDIR and this binary, as cmp-sidecar names it)")
 	f.StringVar(&root, "root", workRoot, "only working directories inside it are rendered (argocd-cmp-server's ARGOCD_CMP_WORKDIR, else the temporary folder)")
 	f.DurationVar(&idle, "idle-exit", 30*time.Minute, "exit after this long without a request (0: never)")
+	f.IntVar(&steadyGOGC, "steady-gogc", 0, "GOGC from the first answer on (0: keep the start's); cmp-sidecar passes "+
+		strconv.Itoa(server.SteadyGCPercent)+" when GOGC is unset")
 	f.Int64Var(&cacheBytes, "cache-bytes", render.DefaultCacheBytes, "budget of compiled RGDs kept, charged by the bytes their compilation allocated")
 	f.IntVar(&inFlight, "max-in-flight", 4, "requests rendered at once; others wait")
 	f.IntVar(&readyFD, "ready-fd", 0, "file descriptor to write a line to once listening (set by cmp-sidecar generate when it starts the server)")

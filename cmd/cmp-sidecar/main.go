@@ -108,10 +108,12 @@ func startServer(renderer, dir string) bool {
 	}
 	defer ready.Close()
 	env := os.Environ()
+	args := []string{renderer, "serve", "--dir=" + dir, "--ready-fd=3"}
 	if os.Getenv("GOGC") == "" {
 		env = append(env, fmt.Sprintf("GOGC=%d", server.GCPercent)) // from init on; see GCPercent
+		args = append(args, fmt.Sprintf("--steady-gogc=%d", server.SteadyGCPercent))
 	}
-	p, err := os.StartProcess(renderer, []string{renderer, "serve", "--dir=" + dir, "--ready-fd=3"}, &os.ProcAttr{
+	p, err := os.StartProcess(renderer, args, &os.ProcAttr{
 		Dir:   string(filepath.Separator),
 		Env:   env,
 		Files: []*os.File{null, null, null, readyW},

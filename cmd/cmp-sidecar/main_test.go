@@ -309,13 +309,14 @@ func TestClient_LinksNoKroNorKubernetes(t *testing.T) {
 
 // TestRenderer_GCSettingsFromProcessStart: a renderer exec'd for one command starts with the
 // collector off and a memory limit, and a render server started by generate with GOGC 400,
-// package init included (so they are in the environment, not set by main); GOGC or GOMEMLIMIT
-// set by the user win.
+// package init included (so they are in the environment, not set by main), told to collect at
+// server.SteadyGCPercent after its first answer; GOGC or GOMEMLIMIT set by the user win.
 func TestRenderer_GCSettingsFromProcessStart(t *testing.T) {
 	// A stand-in renderer that reports what the real one would run with: a server writes it to
 	// $FAKE_SERVE_OUT and exits without listening, so generate then renders "in-process".
 	fake := filepath.Join(t.TempDir(), "renderer")
-	script := "#!/bin/sh\nline=\"$1 GOGC=$GOGC GOMEMLIMIT=$GOMEMLIMIT\"\n" +
+	script := "#!/bin/sh\nsteady=\nfor a in \"$@\"; do case $a in --steady-gogc=*) steady=${a#--steady-gogc=};; esac; done\n" +
+		"line=\"$1 GOGC=$GOGC GOMEMLIMIT=$GOMEMLIMIT steady=$steady\"\n" +
 		"if [ \"$1\" = serve ]; then echo \"$line\" > \"$FAKE_SERVE_OUT\"; else echo \"$line\"; fi\n"
 	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -326,12 +327,12 @@ func TestRenderer_GCSettingsFromProcessStart(t *testing.T) {
 		want      string
 		wantServe string // "": no server started
 	}{
-		{[]string{"generate"}, []string{server.EnvMode + "=off"}, "generate GOGC=off GOMEMLIMIT=128MiB", ""},
-		{[]string{"render", "x"}, nil, "render GOGC=off GOMEMLIMIT=128MiB", ""},
-		{[]string{"serve"}, nil, "", "serve GOGC= GOMEMLIMIT="}, // run directly: its own settings
-		{[]string{"generate"}, nil, "generate GOGC=off GOMEMLIMIT=128MiB", "serve GOGC=400 GOMEMLIMIT="},
-		{[]string{"generate"}, []string{"GOGC=200"}, "generate GOGC=200 GOMEMLIMIT=128MiB", "serve GOGC=200 GOMEMLIMIT="},
-		{[]string{"generate"}, []string{server.EnvMode + "=off", "GOMEMLIMIT=1GiB"}, "generate GOGC=off GOMEMLIMIT=1GiB", ""},
+		{[]string{"generate"}, []string{server.EnvMode + "=off"}, "generate GOGC=off GOMEMLIMIT=128MiB steady=", ""},
+		{[]string{"render", "x"}, nil, "render GOGC=off GOMEMLIMIT=128MiB steady=", ""},
+		{[]string{"serve"}, nil, "", "serve GOGC= GOMEMLIMIT= steady="}, // run directly: its own settings
+		{[]string{"generate"}, nil, "generate GOGC=off GOMEMLIMIT=128MiB steady=", "serve GOGC=400 GOMEMLIMIT= steady=100"},
+		{[]string{"generate"}, []string{"GOGC=200"}, "generate GOGC=200 GOMEMLIMIT=128MiB steady=", "serve GOGC=200 GOMEMLIMIT= steady="},
+		{[]string{"generate"}, []string{server.EnvMode + "=off", "GOMEMLIMIT=1GiB"}, "generate GOGC=off GOMEMLIMIT=1GiB steady=", ""},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(append(tt.args, tt.env...), " "), func(t *testing.T) {

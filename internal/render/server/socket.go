@@ -27,6 +27,11 @@ const (
 // too.
 const GCPercent = 400
 
+// SteadyGCPercent is the render server's GOGC after its first answer, when cmp-sidecar chose
+// GCPercent: renders allocate little and keep less (a compiled RGD retains ~2 MiB), so heap
+// growth of 400 % only fattened the sidecar's memory (BenchmarkRefresh100Apps).
+const SteadyGCPercent = 100
+
 const (
 	socketName = "render.sock"
 	lockName   = "serve.lock"

@@ -6,22 +6,14 @@
 #   - generate through a render server that has never seen the RGD (the commit changed it),
 #   - the same again, now warm,
 #   - generate in-process (KROPIPE_RENDER_SERVER=off),
-#   - kubectl kustomize of the same objects, one kustomization per application,
+#   - kustomize of the same objects, one kustomization per application,
 # with the render server's peak RSS (VmHWM). Usage: bench/refresh-100-apps.sh [APPS] [PARALLEL]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 apps=${1:-100}
 parallel=${2:-10}
 
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-go build -o "$work/bin/" ./cmd/cmp-sidecar ./cmd/cmp-sidecar-renderer
-command -v kubectl >/dev/null || { echo "kubectl is needed for the comparison" >&2; exit 1; }
+source bench/sidecar-setup.sh
 
 export ARGOCD_CMP_WORKDIR="$work/cmp" KROPIPE_RENDER_DIR="$work/render"
 for i in $(seq "$apps"); do
@@ -41,7 +33,7 @@ mkdir -p "$work/kustomize"
 for i in $(seq "$apps"); do
   mkdir -p "$work/kustomize/$i"
   KROPIPE_RENDER_SERVER=off "$work/generate-one" "$i" > "$work/kustomize/$i/objects.yaml"
-  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [objects.yaml]\n' > "$work/kustomize/$i/kustomization.yaml"
+  kustomization_of "$work/kustomize/$i"
 done
 
 # wall_ms CMD...: total wall time of running CMD for every app, PARALLEL at a time.
@@ -62,11 +54,11 @@ warm=$(wall_ms "$work/generate-one" {})
 rss=$(awk '/VmHWM/ { print $2 / 1024 }' "/proc/$server_pid/status")
 kill "$server_pid"; server_pid=
 inproc=$(KROPIPE_RENDER_SERVER=off wall_ms "$work/generate-one" {})
-kust=$(wall_ms kubectl kustomize "$work/kustomize/{}")
+kust=$(wall_ms "${kustomize[@]}" "$work/kustomize/{}")
 echo "load after:  $(uptime)"
 printf '%-58s %8s %7s\n' "$apps apps, $parallel at a time, total wall time" "ms" "ratio"
 row() { awk -v name="$1" -v ms="$2" -v k="$kust" 'BEGIN { printf "%-58s %8d %7.2f\n", name, ms, ms / k }'; }
-row "kubectl kustomize of the same objects" "$kust"
+row "kustomize of the same objects" "$kust"
 row "generate, render server new to the RGD" "$cold"
 row "generate, render server warm" "$warm"
 row "generate, in-process (KROPIPE_RENDER_SERVER=off)" "$inproc"

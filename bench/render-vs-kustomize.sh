@@ -10,21 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-25}
 
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-go build -o "$work/bin/" ./cmd/cmp-sidecar ./cmd/cmp-sidecar-renderer
-if command -v kubectl >/dev/null; then
-  kustomize=(kubectl kustomize)
-else
-  GOBIN="$work/bin" go install sigs.k8s.io/kustomize/kustomize/v5@v5.7.1
-  kustomize=("$work/bin/kustomize" build)
-fi
+source bench/sidecar-setup.sh
 
 # The repository as argocd-cmp-server extracts it: under its working root, the app's folder as
 # working directory, Argo CD's environment.
@@ -39,7 +25,7 @@ generate=("$work/bin/cmp-sidecar" generate)
 (cd "$app" && KROPIPE_RENDER_SERVER=off "${generate[@]}") > "$work/rendered.yaml"
 mkdir -p "$work/kustomize"
 cp "$work/rendered.yaml" "$work/kustomize/objects.yaml"
-printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [objects.yaml]\n' > "$work/kustomize/kustomization.yaml"
+kustomization_of "$work/kustomize"
 
 "$work/bin/cmp-sidecar-renderer" serve --dir "$KROPIPE_RENDER_DIR" --root "$ARGOCD_CMP_WORKDIR" &
 server_pid=$!

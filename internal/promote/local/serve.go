@@ -24,7 +24,8 @@ type ServeConfig struct {
 	Token        string // the API's bearer token; "" for none (--token-file)
 	RequireToken bool   // refuse API calls without Token: Addr is reachable from other machines
 
-	Interval    time.Duration // time between passes (--interval)
+	Interval    time.Duration // time between passes (--interval); 0: only on notifications and actions
+
 	PassTimeout time.Duration // limit of one pass (--pass-timeout)
 
 	WebhookAddr   string // registry notifications; "" for none (--webhook-addr)
@@ -41,8 +42,11 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Interval <= 0 || cfg.PassTimeout <= 0 {
+	if cfg.Interval < 0 || cfg.PassTimeout <= 0 {
 		return errors.New("run: the interval and the pass timeout must be positive")
+	}
+	if cfg.Interval == 0 && cfg.WebhookAddr == "" {
+		return errors.New("run: an interval of 0 (passes on notifications only) needs the notification listener")
 	}
 	var hook http.Handler
 	if cfg.WebhookAddr != "" {
@@ -77,8 +81,17 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 	}
 	log.Info("promoter running", "addr", ln.Addr().String(), "interval", cfg.Interval.String(), "stages", len(e.Specs()), "version", version.Version)
 
-	tick := time.NewTicker(cfg.Interval)
-	defer tick.Stop()
+	// With no interval, passes run only when asked for (a notification, an approval).
+	var ticks <-chan time.Time
+	if cfg.Interval > 0 {
+		tick := time.NewTicker(cfg.Interval)
+		defer tick.Stop()
+		ticks = tick.C
+	}
+	// idle: housekeeping (clone compaction) runs a while after a pass, unless another one
+	// is asked for first; the pass a notification asks for never waits for it.
+	idle := time.NewTimer(HousekeepAfter)
+	defer idle.Stop()
 	// kicked: the pass was asked for through Kicks (a notification runs only its stages).
 	kicked := false
 	for {
@@ -90,6 +103,8 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 		if err := pass.Run(work, cfg.PassTimeout, run); err != nil {
 			log.Warn("pass finished with failures", "err", err)
 		}
+		idle.Reset(HousekeepAfter)
+	wait:
 		select {
 		case <-ctx.Done():
 			log.Info("shutting down", "passes", e.Passes())
@@ -102,12 +117,19 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 			return errors.Join(errs...)
 		case err := <-served:
 			return fmt.Errorf("HTTP server stopped: %w", err)
-		case <-tick.C:
+		case <-ticks:
 		case <-e.Kicks():
 			kicked = true
+		case <-idle.C:
+			e.Housekeep(work)
+			goto wait
 		}
 	}
 }
+
+// HousekeepAfter is how long run waits after a pass, with no other asked for, before it
+// compacts clones (stage.Engine.Housekeep).
+const HousekeepAfter = time.Second
 
 // NotificationHandler is run's registry notification listener: a push makes e's stages
 // reading the pushed repositories due at once.

@@ -168,13 +168,19 @@ func TestReconcileKicked_NotificationRunsOnlyTheNotifiedRepositorysStages(t *tes
 		t.Errorf("develop-svc007 was rechecked by svc000's notification")
 	}
 
-	// Anything else that kicks (an approval, a resume) still asks for a whole pass.
-	e.poke()
-	<-e.Kicks()
-	if err := e.ReconcileKicked(context.Background()); err != nil {
+	// An action (here a resume) asks for a pass over its stage and what it reaches only.
+	ctx := context.Background()
+	if err := e.Pause(ctx, "develop-svc003"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.reg.repositoryRequests(); len(got) != 20 {
-		t.Errorf("a whole pass asked %d repositories, want 20", len(got))
+	if err := e.Resume(ctx, "develop-svc003"); err != nil {
+		t.Fatal(err)
+	}
+	<-e.Kicks()
+	if err := e.ReconcileKicked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.reg.repositoryRequests(); len(got) != 1 || got["team/svc003"] == 0 {
+		t.Errorf("after a resume, requests by repository: %v, want team/svc003's only", got)
 	}
 }

@@ -96,10 +96,10 @@ type Engine struct {
 	status map[string]Status
 	passes int
 	kick   chan struct{}
-	// targets are the stages registry notifications asked a pass for (ReconcileKicked);
-	// kickFull says something else (an approval, a resume) asked for a whole pass.
-	targets  map[string]bool
-	kickFull bool
+	// targets are the stages notifications and actions asked a pass for (ReconcileKicked).
+	targets map[string]bool
+	// stopHousekeeping cancels a running Housekeep: a pass was asked for.
+	stopHousekeeping context.CancelFunc
 
 	// Release groups (group.go): as configured, as checked against the stages, and each
 	// group's candidate set from the last pass.
@@ -256,6 +256,9 @@ func (e *Engine) target(stages []string) {
 	for _, s := range stages {
 		e.targets[s] = true
 	}
+	if e.stopHousekeeping != nil {
+		e.stopHousekeeping()
+	}
 	e.mu.Unlock()
 	select {
 	case e.kick <- struct{}{}:
@@ -269,17 +272,17 @@ func (e *Engine) target(stages []string) {
 // stages configured a push costs the promoter the notified repository's requests only.
 func (e *Engine) ReconcileKicked(ctx context.Context) error {
 	e.mu.Lock()
-	full, targets := e.kickFull, e.targets
-	e.kickFull, e.targets = false, nil
+	targets := e.targets
+	e.targets = nil
 	e.mu.Unlock()
-	if full || len(targets) == 0 {
+	if len(targets) == 0 {
 		return e.Reconcile(ctx)
 	}
 	e.work.Lock()
 	defer e.work.Unlock()
-	err := e.passOver(ctx, true, e.around(targets))
-	e.compact(ctx)
-	return err
+	// No housekeeping here: a notification's pass answers as fast as it can; the clone is
+	// compacted by the next whole pass or by Housekeep when the loop is idle.
+	return e.passOver(ctx, true, e.around(targets))
 }
 
 // around is targets with their downstream, their upstreams and the other members of their
@@ -332,15 +335,19 @@ func normalRepository(image string) string {
 	return image
 }
 
-// poke asks for a whole pass soon.
-func (e *Engine) poke() {
-	e.mu.Lock()
-	e.kickFull = true
-	e.mu.Unlock()
-	select {
-	case e.kick <- struct{}{}:
-	default:
+// targetStage asks for a pass over a stage, or a release group's members, and what they
+// reach (see around): an approval, a resume, a manual promotion or a reverify concerns
+// them and their downstream only.
+func (e *Engine) targetStage(name string) {
+	if g, ok := e.groupNamed(name); ok {
+		names := make([]string, 0, len(g.members))
+		for _, m := range g.members {
+			names = append(names, m.Name)
+		}
+		e.target(names)
+		return
 	}
+	e.target([]string{name})
 }
 
 // Passes is how many passes have completed; a readiness probe wants one.
@@ -468,21 +475,47 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	return err
 }
 
+// Housekeep compacts the clones that gathered more than WithCompactAfter packs (see
+// compact). A run loop calls it when idle, e.g. a while after a notification's pass, which
+// does no housekeeping itself. It stops early, leaving the clone it was compacting as it
+// was, when ctx ends or a pass is asked for (Notify, an approval): that pass must not wait.
+func (e *Engine) Housekeep(ctx context.Context) {
+	e.work.Lock()
+	defer e.work.Unlock()
+	e.compact(ctx)
+}
+
 // compact gives the clones that gathered too many packs a fresh single-pack clone. It
-// runs between passes, while nothing else writes; a failure only costs speed.
+// runs between passes, while nothing else writes; a failure only costs speed. A pass asked
+// for meanwhile (target, poke) cancels it: a clone cut short stays as it was.
 func (e *Engine) compact(ctx context.Context) {
 	if e.compactAfter <= 0 {
 		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	e.mu.Lock()
 	repos := slices.Collect(maps.Values(e.repos))
+	e.stopHousekeeping = cancel
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.stopHousekeeping = nil
+		e.mu.Unlock()
+	}()
 	for _, r := range repos {
+		if ctx.Err() != nil || len(e.kick) > 0 {
+			return // a pass is due
+		}
 		n, err := r.PackCount()
 		if err != nil || n <= e.compactAfter {
 			continue
 		}
 		if err := r.Compact(ctx); err != nil {
+			if ctx.Err() != nil {
+				e.log.Debug("compacting a clone stopped: a pass was asked for", "dir", r.Dir())
+				return
+			}
 			e.log.Warn("compacting a clone failed; it keeps working as it is", "dir", r.Dir(), "packs", n, "err", gitwrite.Redact(err.Error()))
 		}
 	}

@@ -25,7 +25,6 @@ type ServeConfig struct {
 	RequireToken bool   // refuse API calls without Token: Addr is reachable from other machines
 
 	Interval    time.Duration // time between passes (--interval); 0: only on notifications and actions
-
 	PassTimeout time.Duration // limit of one pass (--pass-timeout)
 
 	WebhookAddr   string // registry notifications; "" for none (--webhook-addr)
@@ -104,25 +103,39 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 			log.Warn("pass finished with failures", "err", err)
 		}
 		idle.Reset(HousekeepAfter)
-	wait:
+		if kicked, err = waitForPass(ctx, e, ticks, idle.C, served); err != nil || ctx.Err() != nil {
+			break
+		}
+	}
+	log.Info("shutting down", "passes", e.Passes())
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for _, s := range servers {
+		errs = append(errs, s.Shutdown(sctx))
+	}
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// waitForPass waits until a pass is due: a tick, or a kick (kicked, a targeted pass). When
+// idle fires first it does the engine's housekeeping and goes on waiting. It returns when
+// ctx is done, or with the error of a server that stopped.
+func waitForPass(ctx context.Context, e *stage.Engine, ticks, idle <-chan time.Time, served <-chan error) (kicked bool, err error) {
+	for {
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down", "passes", e.Passes())
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var errs []error
-			for _, s := range servers {
-				errs = append(errs, s.Shutdown(sctx))
-			}
-			return errors.Join(errs...)
+			return false, nil
 		case err := <-served:
-			return fmt.Errorf("HTTP server stopped: %w", err)
+			return false, fmt.Errorf("HTTP server stopped: %w", err)
 		case <-ticks:
+			return false, nil
 		case <-e.Kicks():
-			kicked = true
-		case <-idle.C:
-			e.Housekeep(work)
-			goto wait
+			return true, nil
+		case <-idle:
+			e.Housekeep(ctx) // a signal stops it at once, unlike a pass
 		}
 	}
 }

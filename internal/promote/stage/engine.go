@@ -551,8 +551,23 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		return err
 	}
 	state := &working{State: loaded}
+	// One look at the registries for the whole pass: each repository is listed once. The
+	// lists are asked for while Git is fetched (~90 ms against ~8 ms for a list on loopback).
+	look := e.wh.NewPass()
+	var images []string
+	for _, s := range specs {
+		if s.Upstream == "" && s.Strategy != warehouse.StrategyDigest {
+			images = append(images, s.Image)
+		}
+	}
+	prefetched := make(chan struct{})
+	go func() {
+		defer close(prefetched)
+		look.Prefetch(ctx, e.parallel, images...)
+	}()
 	obs := e.observe(ctx, specs)
-	e.discover(ctx, specs, obs)
+	e.discover(ctx, look, specs, obs)
+	<-prefetched
 	crashpoint.Hit(crashpoint.AfterDiscovery)
 
 	now := e.clock.Now()
@@ -581,7 +596,7 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		e.groupsJustTook(statuses)
 	}
 	if write && len(due) > 0 {
-		e.write(ctx, due, statuses, state)
+		e.write(ctx, look, due, statuses, state)
 		// Stages downstream decided before their upstream moved; say so, or the
 		// table reads as if they ignored the new freight.
 		for _, s := range specs {
@@ -675,7 +690,7 @@ func (e *Engine) observe(ctx context.Context, specs []Spec) map[string]*observat
 
 // discover queries the registry for every stage without an upstream, once per
 // distinct image, selection and rejected set, in parallel.
-func (e *Engine) discover(ctx context.Context, specs []Spec, obs map[string]*observation) {
+func (e *Engine) discover(ctx context.Context, look *warehouse.Pass, specs []Spec, obs map[string]*observation) {
 	type query struct {
 		image string
 		sel   warehouse.Selection
@@ -704,8 +719,6 @@ func (e *Engine) discover(ctx context.Context, specs []Spec, obs map[string]*obs
 		queries[k] = query{s.Image, sel, skip}
 	}
 	answers := make(map[string]answer, len(queries))
-	// One look at the registries for the whole pass: each repository is listed once.
-	look := e.wh.NewPass()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, e.parallel)
@@ -921,7 +934,7 @@ func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit s
 
 // write applies the due promotions, one Apply per repository and branch, then
 // verifies what landed.
-func (e *Engine) write(ctx context.Context, due []*observation, statuses map[string]*Status, state *working) {
+func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*observation, statuses map[string]*Status, state *working) {
 	groups := map[string][]*observation{}
 	var keys []string
 	for _, o := range due {
@@ -932,7 +945,7 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 		groups[k] = append(groups[k], o)
 	}
 	for _, k := range keys {
-		g := e.recheck(ctx, groups[k], statuses)
+		g := e.recheck(ctx, look, groups[k], statuses)
 		if len(g) == 0 {
 			continue
 		}
@@ -960,16 +973,17 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 // recheck reads the digest of each due candidate's tag anew (one HEAD; the manifest only
 // when the registry reports a digest not proven before) and returns the stages still due.
 // Discovery may have taken a digest proven in an earlier pass (warehouse.Pass), and a tag
-// pushed again since must not be written with its old digest. The digest strategy's
-// candidate is its digest, read in this pass: it needs no second look.
-func (e *Engine) recheck(ctx context.Context, due []*observation, statuses map[string]*Status) []*observation {
+// pushed again since must not be written with its old digest. A tag this pass read from
+// the registry itself (a new tag) is not read again: look answers it from that read. The
+// digest strategy's candidate is its digest, read in this pass: it needs no second look.
+func (e *Engine) recheck(ctx context.Context, look *warehouse.Pass, due []*observation, statuses map[string]*Status) []*observation {
 	out := due[:0:0]
 	for _, o := range due {
 		if o.spec.Strategy == warehouse.StrategyDigest {
 			out = append(out, o)
 			continue
 		}
-		f, err := e.wh.Resolve(ctx, o.candidate.Image, o.candidate.Tag)
+		f, err := look.Resolve(ctx, o.candidate.Image, o.candidate.Tag)
 		if err != nil {
 			st := statuses[o.spec.Name]
 			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()

@@ -9,9 +9,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
-// maxProofs bounds the proof cache; past it the cache starts over, which costs one
-// manifest read per tag on the next poll and nothing else.
-const maxProofs = 10_000
+// maxProofs bounds the proof cache (an entry is ~200 bytes); past it the cache starts
+// over, which costs one manifest read per tag on the next poll and nothing else. It holds
+// a pass over 10,000 repositories (issue 16's scale) several times over.
+const maxProofs = 100_000
 
 // proofs remembers, per repository and tag, the digest a registry reported for it and
 // the sha256 of the manifest bytes the warehouse read when it saw that report. A digest

@@ -48,6 +48,7 @@ type options struct {
 	clock       clock.Clock
 	caBundle    []byte
 	pushRetried func(repo string)
+	fetchReuse  time.Duration
 }
 
 // WithAuth uses a ready go-git AuthMethod.
@@ -84,6 +85,15 @@ func WithPushRetries(count func(repo string)) Option {
 // (a private Git server's CA).
 func WithCABundle(pem []byte) Option { return func(o *options) { o.caBundle = pem } }
 
+// DefaultFetchReuse is how old a branch's last fetch (or push) may be for Apply to build
+// on it without fetching again: a pass reads the branch and writes moments later. The
+// push still finds out if the branch moved meanwhile (the server advertises its head
+// before any pack is sent) and Apply then fetches and builds again at once.
+const DefaultFetchReuse = 10 * time.Second
+
+// WithFetchReuse replaces DefaultFetchReuse; 0 fetches before every Apply.
+func WithFetchReuse(d time.Duration) Option { return func(o *options) { o.fetchReuse = max(d, 0) } }
+
 // WithClock replaces the wall clock of commit timestamps and retry waits, for tests.
 func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
@@ -104,6 +114,9 @@ type Repo struct {
 	// histories is what History learnt per branch (held under mu): a few branches per
 	// repository in practice, at most maxHistories.
 	histories map[string]*branchHistory
+	// fetched is when each branch's remote-tracking ref was last brought up to date, by a
+	// fetch or by our own push (held under mu).
+	fetched map[string]time.Time
 
 	// beforePush, when set by tests, runs between building the commits and pushing
 	// them: the window in which another writer can move the branch.
@@ -130,7 +143,7 @@ func dirLock(dir string) *sync.Mutex {
 func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, error) {
 	o := options{
 		authorName: "kropipe", authorEmail: "kropipe@localhost",
-		retry: DefaultRetry, clock: clock.RealClock{},
+		retry: DefaultRetry, clock: clock.RealClock{}, fetchReuse: DefaultFetchReuse,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -144,7 +157,8 @@ func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, e
 	secrets := append(creds.secrets(), fromURL.secrets()...)
 	r := &Repo{
 		url: clean, display: Redact(rawURL), secrets: secrets, o: o,
-		dir: filepath.Join(dataDir, CloneDirName(rawURL)),
+		dir:     filepath.Join(dataDir, CloneDirName(rawURL)),
+		fetched: map[string]time.Time{},
 	}
 	r.log = o.logger
 	if r.log == nil {
@@ -298,7 +312,22 @@ func (r *Repo) fetch(ctx context.Context, branch string) (plumbing.Hash, error) 
 	if err != nil {
 		return plumbing.ZeroHash, r.wrap(fmt.Errorf("%w: %s has no branch %q", ErrBranchMissing, r.display, branch))
 	}
+	r.fetched[branch] = r.o.clock.Now()
 	return ref.Hash(), nil
+}
+
+// recentHead is the branch's head as fetched (or pushed) less than fetchReuse ago, so
+// Apply need not ask the server again; ok is false when it must.
+func (r *Repo) recentHead(branch string) (head plumbing.Hash, ok bool) {
+	at, seen := r.fetched[branch]
+	if !seen || r.o.fetchReuse <= 0 || r.o.clock.Since(at) >= r.o.fetchReuse {
+		return plumbing.ZeroHash, false
+	}
+	ref, err := r.repo.Storer.Reference(plumbing.NewRemoteReferenceName("origin", branch))
+	if err != nil {
+		return plumbing.ZeroHash, false
+	}
+	return ref.Hash(), true
 }
 
 func isNoMatchingRef(err error) bool {
@@ -371,13 +400,21 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 
 	var lastErr error
 	backoff := r.o.retry
+	// reused: this attempt builds on the head fetched moments ago instead of fetching.
+	// When that head turns out stale, the next attempt fetches at once, without waiting:
+	// nobody raced us, we only did not look.
+	base, reused := r.recentHead(branch)
 	for attempt := 0; attempt < r.o.retry.Steps; attempt++ {
-		if attempt > 0 {
+		if attempt > 0 && !reused {
 			if err := r.sleep(ctx, backoff.Step()); err != nil {
 				return failAll(results, err), err
 			}
 		}
-		base, err := r.fetch(ctx, branch)
+		var err error
+		if attempt > 0 || !reused {
+			reused = false
+			base, err = r.fetch(ctx, branch)
+		}
 		if err != nil {
 			lastErr = err
 			if retryable(err) {
@@ -512,10 +549,18 @@ func (r *Repo) landed(branch string, head plumbing.Hash, pack []byte, results []
 		r.log.Warn("keeping the pushed objects in the clone", "err", err)
 		return
 	}
+	fresh := true
 	for _, name := range []plumbing.ReferenceName{plumbing.NewRemoteReferenceName("origin", branch), plumbing.NewBranchReferenceName(branch)} {
 		if err := r.repo.Storer.SetReference(plumbing.NewHashReference(name, head)); err != nil {
 			r.log.Warn("updating the clone's ref after a push", "ref", name, "err", err)
+			fresh = false
 		}
+	}
+	// The server took head just now: as good as a fetch.
+	if fresh {
+		r.fetched[branch] = r.o.clock.Now()
+	} else {
+		delete(r.fetched, branch)
 	}
 	for _, res := range results {
 		if res.Commit != "" {

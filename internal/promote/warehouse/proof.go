@@ -69,6 +69,20 @@ func (w *Warehouse) provenDigest(ctx context.Context, repo name.Repository, tag,
 	return digest, nil
 }
 
+// readDigest reads the manifest tag points to and returns its sha256, remembered as the
+// proof of that digest: a later HEAD reporting it costs no manifest read. A registry that
+// reports another digest for the same bytes fails to match this proof and pays a manifest
+// read per look, as in provenDigest.
+func (w *Warehouse) readDigest(ctx context.Context, repo name.Repository, tag string) (string, error) {
+	desc, err := w.puller.Load().Get(ctx, repo.Tag(tag))
+	if err != nil {
+		return "", err
+	}
+	digest := manifestDigest(desc.Manifest)
+	w.proofs.put(proofKey{repo.Name(), tag, digest}, digest)
+	return digest, nil
+}
+
 // manifestDigest is the sha256 of the manifest bytes desc was read from.
 func manifestDigest(manifest []byte) string {
 	sum := sha256.Sum256(manifest)

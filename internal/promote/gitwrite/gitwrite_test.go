@@ -937,3 +937,31 @@ func TestApply_BuildsOnAFetchMadeMomentsAgo(t *testing.T) {
 		})
 	}
 }
+
+// A batch whose objects outgrow WithMaxPack goes out in several pushes, each built on the
+// one before, and every change lands in order.
+func TestApply_SplitsALargeBatchIntoSeveralPushes(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url, WithMaxPack(1)) // full after every commit
+	before, pushes := f.head(t), f.srv.Pushes("gitops.git")
+	res, err := r.Apply(context.Background(), "main",
+		promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"),
+		promote("develop-backend", "develop/backend/instance.yaml", "2.0.0"),
+		promote("staging-frontend", "staging/frontend/instance.yaml", "1.2.2"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.srv.Pushes("gitops.git") - pushes; got != 3 {
+		t.Errorf("pushes = %d, want 3", got)
+	}
+	commits := strings.Fields(f.git(t, "rev-list", "--reverse", before+"..main"))
+	if len(commits) != 3 {
+		t.Fatalf("commits = %d, want 3", len(commits))
+	}
+	for i, c := range commits {
+		if res[i].Commit != c {
+			t.Errorf("result %d (%s) commit %s, want %s", i, res[i].Stage, res[i].Commit, c)
+		}
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ import (
 type flags struct {
 	stages, perTeam, notifications, pushers int
 	mode, promoter, registryBin, rate       string
+	cpuProfile, memProfile                  string
 	keep                                    bool
 }
 
@@ -75,6 +77,8 @@ func main() {
 	flag.StringVar(&f.registryBin, "registry", "auto", "distribution registry binary; auto: the e2e cache's, else go-containerregistry's in this process")
 	flag.StringVar(&f.rate, "rate-limit", "", "registries[].rateLimit in promoter.yaml (default: none, the promoter's default)")
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory")
+	flag.StringVar(&f.cpuProfile, "cpuprofile", "", "controller mode: CPU profile of the pass with new tags")
+	flag.StringVar(&f.memProfile, "memprofile", "", "controller mode: allocation profile after the pass with new tags")
 	flag.Parse()
 	if err := run(f); err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
@@ -503,8 +507,30 @@ func (b *bench) controller(ctx context.Context) error {
 	if err := b.pushAll(ctx, "1.0.1"); err != nil {
 		return err
 	}
+	if b.f.cpuProfile != "" {
+		out, err := os.Create(b.f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return err
+		}
+	}
+	runtime.MemProfileRate = 64 << 10
 	if err := pass("controller all new tags"); err != nil {
 		return err
+	}
+	pprof.StopCPUProfile()
+	if b.f.memProfile != "" {
+		out, err := os.Create(b.f.memProfile)
+		if err != nil {
+			return err
+		}
+		defer out.Close()
+		if err := pprof.Lookup("allocs").WriteTo(out, 0); err != nil {
+			return err
+		}
 	}
 	return pass("controller idle pass")
 }

@@ -239,12 +239,31 @@ func (e *Engine) Notify(repositories ...string) []string {
 	}
 	if len(stages) > 0 {
 		e.target(stages)
+		at := e.clock.Now()
 		for _, d := range NotifyRechecks {
 			// A poke after the engine stopped finds nobody reading Kicks and is dropped.
-			time.AfterFunc(d, func() { e.target(stages) })
+			time.AfterFunc(d, func() {
+				// Once every notified stage took something since, the push was seen: a
+				// recheck would only hold up the next notification's pass.
+				if !e.promotedSince(stages, at) {
+					e.target(stages)
+				}
+			})
 		}
 	}
 	return stages
+}
+
+// promotedSince reports whether every one of stages was promoted at or after at.
+func (e *Engine) promotedSince(stages []string, at time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range stages {
+		if st := e.status[s]; st.LastPromotion.Before(at) {
+			return false
+		}
+	}
+	return true
 }
 
 // target asks for a pass over stages (and their downstream) soon.

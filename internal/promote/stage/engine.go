@@ -573,6 +573,7 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 	// One look at the registries for the whole pass: each repository is listed once. The
 	// lists are asked for while Git is fetched (~90 ms against ~8 ms for a list on loopback).
 	look := e.wh.NewPass()
+	defer look.Done()
 	var images []string
 	for _, s := range specs {
 		if s.Upstream == "" && s.Strategy != warehouse.StrategyDigest {

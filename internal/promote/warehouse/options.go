@@ -49,6 +49,7 @@ type options struct {
 	pageSize       int
 	requestTimeout time.Duration
 	onInvalidTag   func(image, tag string)
+	digestFile     string
 }
 
 // DefaultRequestTimeout bounds one registry request (each try of it), body
@@ -65,6 +66,15 @@ func WithRequestTimeout(d time.Duration) Option {
 			o.requestTimeout = d
 		}
 	}
+}
+
+// WithDigestFile keeps the digests the warehouse proved (each listed tag's sha256, hashed
+// from the manifest it read) in path across restarts, written after each pass
+// (Pass.Done): `promoter run --once` from cron then costs one tag list per repository
+// when nothing is new, instead of reading every manifest again. A missing or unreadable
+// file only costs those reads once.
+func WithDigestFile(path string) Option {
+	return func(o *options) { o.digestFile = path }
 }
 
 // WithInvalidTags calls observe once for every listed tag that is not a valid tag

@@ -146,8 +146,9 @@ func (p *Pass) resolveListed(ctx context.Context, image string, repo name.Reposi
 // knownDigests is, per repository, the digest each listed tag was last proven to point
 // to. It holds only tags the registry listed last time, so it is as small as the tag lists.
 type knownDigests struct {
-	mu sync.Mutex
-	m  map[string]map[string]string
+	mu    sync.Mutex
+	m     map[string]map[string]string
+	dirty bool // changed since the last save
 }
 
 func (k *knownDigests) get(repo, tag string) (string, bool) {
@@ -166,7 +167,9 @@ func (k *knownDigests) put(repo, tag, digest string) {
 	if k.m[repo] == nil {
 		k.m[repo] = map[string]string{}
 	}
-	k.m[repo][tag] = digest
+	if k.m[repo][tag] != digest {
+		k.m[repo][tag], k.dirty = digest, true
+	}
 }
 
 // keep forgets the tags of repo that are not in listed: a tag deleted and pushed again
@@ -185,6 +188,7 @@ func (k *knownDigests) keep(repo string, listed []string) {
 	for t := range tags {
 		if !in[t] {
 			delete(tags, t)
+			k.dirty = true
 		}
 	}
 }

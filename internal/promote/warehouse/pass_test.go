@@ -118,3 +118,38 @@ func TestPass_SharesTagListsAndKnownDigests(t *testing.T) {
 		}
 	}
 }
+
+// With WithDigestFile the digests proven by one process serve the next: a restarted
+// promoter (run --once from cron) lists the tags and reads no manifest it proved before,
+// and a file it cannot read only costs those reads.
+func TestWithDigestFile_ProvenDigestsOutliveTheProcess(t *testing.T) {
+	tr := newTestRegistry(t)
+	digest := tr.push(t, "team/a", testImage(t, t0), "1.2.0")
+	image := tr.host + "/team/a"
+	file := filepath.Join(t.TempDir(), "digests.json")
+	pass := func() []string {
+		t.Helper()
+		w, _ := newTestWarehouse(t, WithRegistry(tr.host, RegistryConfig{Insecure: true, RateLimit: -1}), WithDigestFile(file))
+		tr.resetCount()
+		look := w.NewPass()
+		f, _, err := look.Discover(context.Background(), image, Selection{})
+		if err != nil || f.Digest != digest {
+			t.Fatalf("discover: %+v, %v; want 1.2.0@%s", f, err, digest)
+		}
+		look.Done()
+		return tr.requestPaths()
+	}
+	withManifest := []string{"GET /v2/", "GET /v2/team/a/tags/list", "GET /v2/team/a/manifests/1.2.0"}
+	if got := pass(); !slices.Equal(got, withManifest) {
+		t.Errorf("first process: %q, want %q", got, withManifest)
+	}
+	if got, want := pass(), []string{"GET /v2/", "GET /v2/team/a/tags/list"}; !slices.Equal(got, want) {
+		t.Errorf("next process: %q, want %q", got, want)
+	}
+	if err := os.WriteFile(file, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := pass(); !slices.Equal(got, withManifest) {
+		t.Errorf("after a corrupt file: %q, want %q", got, withManifest)
+	}
+}

@@ -40,8 +40,10 @@ type Warehouse struct {
 
 	// proofs holds the digests the warehouse hashed itself; see provenDigest.
 	proofs proofs
-	// known holds each listed tag's digest as last proven, for Pass.
-	known knownDigests
+	// known holds each listed tag's digest as last proven, for Pass; digestFile keeps
+	// it across restarts (WithDigestFile).
+	known      knownDigests
+	digestFile string
 	// warned holds the keys of warnings already logged (warnOnce), so a bad tag a
 	// registry keeps listing is reported once, not every poll.
 	warned sync.Map
@@ -85,7 +87,9 @@ func New(opts ...Option) (*Warehouse, error) {
 		registries:   o.registries,
 		builds:       map[buildsKey]*buildCache{},
 		onInvalidTag: o.onInvalidTag,
+		digestFile:   o.digestFile,
 	}
+	w.loadDigests()
 	if err := w.SetKeychain(o.keychain); err != nil {
 		return nil, err
 	}

@@ -28,6 +28,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -64,6 +65,7 @@ type flags struct {
 	mode, promoter, registryBin, rate       string
 	cpuProfile, memProfile                  string
 	keep                                    bool
+	notifyGap                               time.Duration
 }
 
 func main() {
@@ -77,6 +79,7 @@ func main() {
 	flag.StringVar(&f.registryBin, "registry", "auto", "distribution registry binary; auto: the e2e cache's, else go-containerregistry's in this process")
 	flag.StringVar(&f.rate, "rate-limit", "", "registries[].rateLimit in promoter.yaml (default: none, the promoter's default)")
 	flag.BoolVar(&f.keep, "keep", false, "keep the work directory")
+	flag.DurationVar(&f.notifyGap, "notify-gap", 0, "pause between timed notifications (the promoter housekeeps after 1s idle)")
 	flag.StringVar(&f.cpuProfile, "cpuprofile", "", "controller mode: CPU profile of the pass with new tags")
 	flag.StringVar(&f.memProfile, "memprofile", "", "controller mode: allocation profile after the pass with new tags")
 	flag.Parse()
@@ -100,7 +103,8 @@ type bench struct {
 }
 
 func run(f flags) error {
-	ctx, cancel := context.WithCancel(context.Background())
+	// Interrupted, it still stops its servers and removes its files.
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "kropipe-scale-")
 	if err != nil {
@@ -168,6 +172,7 @@ func (b *bench) startRegistry(ctx context.Context) error {
 			return err
 		}
 		cmd := exec.CommandContext(ctx, bin, "serve", cfg)
+		cmd.SysProcAttr = dieWithUs
 		cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 		// It logs every 404 (the pushes' existence checks) as an error: keep that out of the figures.
 		logf, err := os.Create(filepath.Join(b.dir, "registry.log"))
@@ -318,6 +323,7 @@ func (b *bench) local(ctx context.Context) error {
 		b.count.reset()
 		start := time.Now()
 		cmd := exec.CommandContext(ctx, bin, "run", "--once", "--config", cfg, "--data-dir", data, "--log-level", "warn")
+		cmd.SysProcAttr = dieWithUs
 		cmd.Env = append(os.Environ(), "KROPIPE_BENCH=1")
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -367,6 +373,7 @@ func (b *bench) notifications(ctx context.Context, bin, cfg, data string) error 
 	cmd := exec.CommandContext(ctx, bin, "run", "--config", cfg, "--data-dir", data, "--log-level", "warn",
 		"--addr", "127.0.0.1:"+strconv.Itoa(apiPort), "--webhook-addr", "127.0.0.1:"+strconv.Itoa(hookPort), "--interval", "0")
 	cmd.Env = append(os.Environ(), "KROPIPE_WEBHOOK_SECRET="+secret)
+	cmd.SysProcAttr = dieWithUs
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -381,6 +388,9 @@ func (b *bench) notifications(ctx context.Context, bin, cfg, data string) error 
 	hook := fmt.Sprintf("http://127.0.0.1:%d/webhook/registry", hookPort)
 	took := make([]time.Duration, 0, b.f.notifications)
 	for n := range b.f.notifications {
+		if n > 0 {
+			time.Sleep(b.f.notifyGap)
+		}
 		i := n % b.f.stages
 		tag := fmt.Sprintf("1.1.%d", n)
 		if err := b.push(ctx, i, tag); err != nil {
@@ -534,6 +544,9 @@ func (b *bench) controller(ctx context.Context) error {
 	}
 	return pass("controller idle pass")
 }
+
+// dieWithUs ends a child process (the registry, the promoter) when the harness ends, however.
+var dieWithUs = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
 // counter counts the registry requests by kind.
 type counter struct {

@@ -211,8 +211,8 @@ func (e *Engine) SetSpecs(specs []Spec, groups ...GroupSpec) error {
 	return nil
 }
 
-// Kicks delivers a value when an action (approve, resume) wants a pass soon; the
-// run loop selects on it next to its ticker.
+// Kicks delivers a value when a notification or an action (approve, resume) wants a pass
+// soon; the run loop selects on it next to its ticker and runs ReconcileKicked.
 func (e *Engine) Kicks() <-chan struct{} { return e.kick }
 
 // Notify says images were pushed to repositories (registry included, e.g. from a registry's
@@ -285,10 +285,12 @@ func (e *Engine) target(stages []string) {
 	}
 }
 
-// ReconcileKicked runs the pass Kicks asked for: when only registry notifications asked,
-// a pass over the notified stages, their downstream and what those need (their upstreams,
-// the rest of their release groups); otherwise a whole pass (Reconcile). With 1,000 other
-// stages configured a push costs the promoter the notified repository's requests only.
+// ReconcileKicked runs the pass Kicks asked for: a pass over the stages that registry
+// notifications and actions (approve, resume, reverify, a manual promotion) named, their
+// downstream and what those need (their upstreams, the rest of their release groups); a
+// whole pass (Reconcile) when none is named. With 1,000 other stages configured a push
+// costs the promoter the notified repository's requests only. It does no housekeeping
+// (see Housekeep): the pass answers first.
 func (e *Engine) ReconcileKicked(ctx context.Context) error {
 	e.mu.Lock()
 	targets := e.targets

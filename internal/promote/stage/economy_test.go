@@ -172,8 +172,18 @@ func TestReconcileKicked_NotificationRunsOnlyTheNotifiedRepositorysStages(t *tes
 		t.Errorf("develop-svc007 was rechecked by svc000's notification")
 	}
 
-	// An action (here a resume) asks for a pass over its stage and what it reaches only.
+	// The promotion asks for a pass over what it reaches downstream (decided before it
+	// landed), again on svc000's repository only.
 	ctx := context.Background()
+	<-e.Kicks()
+	if err := e.ReconcileKicked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.reg.repositoryRequests(); len(got) != 1 || got["team/svc000"] == 0 {
+		t.Errorf("the follow-up pass: requests by repository: %v, want team/svc000's only", got)
+	}
+
+	// An action (here a resume) asks for a pass over its stage and what it reaches only.
 	if err := e.Pause(ctx, "develop-svc003"); err != nil {
 		t.Fatal(err)
 	}

@@ -663,6 +663,19 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		lvl = slog.LevelInfo
 	}
 	e.log.Log(ctx, lvl, "pass done", "stages", len(specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
+	if only != nil && write {
+		// The stages downstream of a promotion were decided before it landed ("just
+		// took"): a targeted pass over them follows at once, as the next whole pass would.
+		var next []string
+		for _, s := range specs {
+			if up, ok := statuses[s.Upstream]; ok && up.Decision == DecisionPromote {
+				next = append(next, s.Name)
+			}
+		}
+		if len(next) > 0 {
+			e.target(next)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -201,8 +201,8 @@ func newRunCommand(g *globals) *cobra.Command {
 				printers.Table(g.stdout, e.Status())
 				return local.OnceError(err, e.Status())
 			}
-			if interval = local.Interval(cfg, interval, cmd.Flags().Changed("interval")); interval <= 0 {
-				return errors.New("--interval must be positive, e.g. 5m")
+			if interval = local.Interval(cfg, interval, cmd.Flags().Changed("interval")); interval < 0 || interval == 0 && wf.addr == "" {
+				return errors.New("--interval must be positive, e.g. 5m (0, passes on registry notifications only, needs --webhook-addr)")
 			}
 			secret, err := wf.readSecret(g)
 			if err != nil {
@@ -220,7 +220,7 @@ func newRunCommand(g *globals) *cobra.Command {
 		},
 	}
 	limits.register(cmd.Flags())
-	cmd.Flags().DurationVar(&interval, "interval", 5*time.Minute, "time between passes (the config's interval wins when this flag is not given)")
+	cmd.Flags().DurationVar(&interval, "interval", 5*time.Minute, "time between passes (the config's interval wins when this flag is not given); 0 with --webhook-addr: no polling, passes on notifications, approvals and resumes only")
 	wf.register(cmd.Flags())
 	cmd.Flags().BoolVar(&once, "once", false, "do one pass and exit; non-zero if any stage failed")
 	return cmd

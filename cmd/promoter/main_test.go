@@ -157,6 +157,16 @@ func TestRun_RefusesAReachableAddressWithoutAToken(t *testing.T) {
 	}
 }
 
+// --interval 0 means "no polling, passes on notifications only": without the listener
+// nothing would ever start a pass, so it is refused, naming the flag to add.
+func TestRun_IntervalZeroNeedsTheNotificationListener(t *testing.T) {
+	e := newEnv(t, devStage)
+	_, err := run(t, "run", "--config", e.config, "--data-dir", e.dataDir, "--addr", "127.0.0.1:0", "--interval", "0", "--log-level", "error")
+	if err == nil || !strings.Contains(err.Error(), "--webhook-addr") {
+		t.Fatalf("run --interval 0 without --webhook-addr: %v", err)
+	}
+}
+
 func TestCommands_BadConfigNamesTheFileAndStage(t *testing.T) {
 	e := newEnv(t, "  - {name: dev, image: REGISTRY/team/frontend, strategy: newest-first}\n")
 	_, err := run(t, "status", "--config", e.config, "--data-dir", e.dataDir)

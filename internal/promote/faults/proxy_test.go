@@ -167,7 +167,7 @@ func addTags(tags ...string) func(*faultProxy, http.ResponseWriter, *http.Reques
 	}
 }
 
-// wrongDigest answers manifest HEADs with a digest the registry does not serve.
+// wrongDigest answers manifest HEADs and GETs with a digest the registry does not serve.
 func wrongDigest(p *faultProxy, w http.ResponseWriter, r *http.Request) {
 	rec := p.backend(r)
 	for k, v := range rec.Header() {
@@ -175,6 +175,7 @@ func wrongDigest(p *faultProxy, w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Docker-Content-Digest", "sha256:"+strings.Repeat("e", 64))
 	w.WriteHeader(rec.Code)
+	_, _ = w.Write(rec.Body.Bytes())
 }
 
 // hung accepts the request and never answers (until the test ends).

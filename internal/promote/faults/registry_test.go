@@ -31,9 +31,12 @@ func TestRegistryFaults_NeverWriteWhatTheRegistryDidNotProve(t *testing.T) {
 		{name: "tag list not JSON", fault: onKind("list", -1, notJSON), want: "1.0.0", wantErr: "sent a malformed response"},
 		{name: "invalid tags listed", fault: onKind("list", -1, addTags("1.99.0+evil", `9.9.9"; replicas: 99`, "zz: [1, 2]", "zzz #comment")), want: "1.1.0", wantLog: "not a valid tag name"},
 		{name: "listed tag without manifest", fault: onKind("list", -1, addTags("1.5.0")), want: "1.1.0", wantLog: "tag is listed but has no manifest"},
-		{name: "wrong digest", fault: onKind("head", -1, wrongDigest), want: "1.1.0", wantLog: "registry reported a digest its manifest does not have"},
+		// A tag seen for the first time is read with a GET and its digest hashed from the bytes:
+		// the registry's header is never taken (a HEAD's wrong header for a tag proven before:
+		// warehouse's TestDiscover_DigestIsTheHashOfTheFetchedManifest).
+		{name: "wrong digest", fault: onKind("get", -1, wrongDigest), want: "1.1.0", minFaults: 1},
 		{name: "hung connection", fault: onKind("list", -1, hung), want: "1.0.0", wantErr: "did not answer within 1s", maxTook: 20 * time.Second},
-		{name: "hung after the tag list", fault: onKind("head", -1, hung), want: "1.0.0", wantErr: "did not answer within 1s", maxTook: 20 * time.Second},
+		{name: "hung after the tag list", fault: onKind("get", -1, hung), want: "1.0.0", wantErr: "did not answer within 1s", maxTook: 20 * time.Second},
 		{name: "slow answers", fault: onKind("list", -1, slow(300*time.Millisecond)), want: "1.1.0"},
 	}
 	for _, tt := range tests {

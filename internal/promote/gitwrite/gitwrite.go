@@ -48,6 +48,8 @@ type options struct {
 	clock       clock.Clock
 	caBundle    []byte
 	pushRetried func(repo string)
+	fetchReuse  time.Duration
+	maxPack     int64
 }
 
 // WithAuth uses a ready go-git AuthMethod.
@@ -84,6 +86,24 @@ func WithPushRetries(count func(repo string)) Option {
 // (a private Git server's CA).
 func WithCABundle(pem []byte) Option { return func(o *options) { o.caBundle = pem } }
 
+// DefaultFetchReuse is how old a branch's last fetch (or push) may be for Apply to build
+// on it without fetching again: a pass reads the branch and writes moments later. The
+// push still finds out if the branch moved meanwhile (the server advertises its head
+// before any pack is sent) and Apply then fetches and builds again at once.
+const DefaultFetchReuse = 10 * time.Second
+
+// WithFetchReuse replaces DefaultFetchReuse; 0 fetches before every Apply.
+func WithFetchReuse(d time.Duration) Option { return func(o *options) { o.fetchReuse = max(d, 0) } }
+
+// DefaultMaxPack is the size of the objects (uncompressed) past which Apply pushes what
+// it built so far and builds the rest on top, in another push: a batch of 10,000
+// promotions is held in memory a part at a time. 1,000 promotions in folders of 100
+// files make ~8 MB.
+const DefaultMaxPack = 32 << 20
+
+// WithMaxPack replaces DefaultMaxPack; 0 or less: one push per Apply, however large.
+func WithMaxPack(bytes int64) Option { return func(o *options) { o.maxPack = max(bytes, 0) } }
+
 // WithClock replaces the wall clock of commit timestamps and retry waits, for tests.
 func WithClock(c clock.Clock) Option { return func(o *options) { o.clock = c } }
 
@@ -104,6 +124,9 @@ type Repo struct {
 	// histories is what History learnt per branch (held under mu): a few branches per
 	// repository in practice, at most maxHistories.
 	histories map[string]*branchHistory
+	// fetched is when each branch's remote-tracking ref was last brought up to date, by a
+	// fetch or by our own push (held under mu).
+	fetched map[string]time.Time
 
 	// beforePush, when set by tests, runs between building the commits and pushing
 	// them: the window in which another writer can move the branch.
@@ -130,7 +153,7 @@ func dirLock(dir string) *sync.Mutex {
 func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, error) {
 	o := options{
 		authorName: "kropipe", authorEmail: "kropipe@localhost",
-		retry: DefaultRetry, clock: clock.RealClock{},
+		retry: DefaultRetry, clock: clock.RealClock{}, fetchReuse: DefaultFetchReuse, maxPack: DefaultMaxPack,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -144,7 +167,8 @@ func Open(ctx context.Context, dataDir, rawURL string, opts ...Option) (*Repo, e
 	secrets := append(creds.secrets(), fromURL.secrets()...)
 	r := &Repo{
 		url: clean, display: Redact(rawURL), secrets: secrets, o: o,
-		dir: filepath.Join(dataDir, CloneDirName(rawURL)),
+		dir:     filepath.Join(dataDir, CloneDirName(rawURL)),
+		fetched: map[string]time.Time{},
 	}
 	r.log = o.logger
 	if r.log == nil {
@@ -298,7 +322,22 @@ func (r *Repo) fetch(ctx context.Context, branch string) (plumbing.Hash, error) 
 	if err != nil {
 		return plumbing.ZeroHash, r.wrap(fmt.Errorf("%w: %s has no branch %q", ErrBranchMissing, r.display, branch))
 	}
+	r.fetched[branch] = r.o.clock.Now()
 	return ref.Hash(), nil
+}
+
+// recentHead is the branch's head as fetched (or pushed) less than fetchReuse ago, so
+// Apply need not ask the server again; ok is false when it must.
+func (r *Repo) recentHead(branch string) (head plumbing.Hash, ok bool) {
+	at, seen := r.fetched[branch]
+	if !seen || r.o.fetchReuse <= 0 || r.o.clock.Since(at) >= r.o.fetchReuse {
+		return plumbing.ZeroHash, false
+	}
+	ref, err := r.repo.Storer.Reference(plumbing.NewRemoteReferenceName("origin", branch))
+	if err != nil {
+		return plumbing.ZeroHash, false
+	}
+	return ref.Hash(), true
 }
 
 func isNoMatchingRef(err error) bool {
@@ -329,10 +368,11 @@ func (e *scrubbedError) Is(target error) bool { return errors.Is(e.err, target) 
 // the user's own nouns, never from URLs.
 func (e *scrubbedError) As(target any) bool { return errors.As(e.err, target) }
 
-// Apply writes the changes to branch: fetch, one commit per change, one push. When
-// the branch moved meanwhile, it fetches, re-applies the same edits on the new head
-// and pushes again, with jittered back-off, up to the configured tries; it never
-// force-pushes.
+// Apply writes the changes to branch: fetch (unless the branch was fetched moments ago,
+// see WithFetchReuse), one commit per change, one push — several pushes, one after the
+// other, when the commits' objects outgrow WithMaxPack. When the branch moved meanwhile,
+// it fetches, re-applies the same edits on the new head and pushes again, with jittered
+// back-off, up to the configured tries; it never force-pushes.
 //
 // A change that cannot be applied (bad path, missing key, invalid YAML, …) gets its
 // Result.Err and is left out; the others still land. Two changes may edit the same
@@ -340,8 +380,9 @@ func (e *scrubbedError) As(target any) bool { return errors.As(e.err, target) }
 // same key of the same file is a configuration error: the second gets ErrConflict.
 //
 // The error is non-nil when any change failed or the push failed; Results say which
-// changes landed (Commit is set) and which were already in place (Skipped). On any
-// push failure nothing is left half-written: the clone's refs stay at the remote's
+// changes landed (Commit is set) and which were already in place (Skipped). A push lands
+// whole or not at all; when one of several fails, the changes of the pushes before it
+// have landed and say so, the others have not. The clone's refs stay at the remote's
 // last known state.
 func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]Result, error) {
 	r.mu.Lock()
@@ -369,35 +410,60 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		owner[k] = c.Stage
 	}
 
+	// A large batch goes out in several pushes, each pack at most about maxPack bytes of
+	// objects: what the clone holds in memory until the push lands stays bounded.
+	for done := 0; done < len(results); {
+		n, err := r.applyFrom(ctx, branch, results[done:], static[done:])
+		if err != nil {
+			failAll(results[done:], err)
+			return results, err
+		}
+		done += n
+	}
+	return results, joinErrs(results)
+}
+
+// applyFrom builds the changes of results from the start, as many as fit one pack of
+// maxPack bytes, and pushes them, re-applying on a moved branch; it returns how many of
+// results it took. The caller holds r.mu.
+func (r *Repo) applyFrom(ctx context.Context, branch string, results []Result, static []bool) (int, error) {
 	var lastErr error
 	backoff := r.o.retry
+	// reused: this attempt builds on the head fetched moments ago (or our previous push)
+	// instead of fetching. When that head turns out stale, the next attempt fetches at
+	// once, without waiting: nobody raced us, we only did not look.
+	base, reused := r.recentHead(branch)
 	for attempt := 0; attempt < r.o.retry.Steps; attempt++ {
-		if attempt > 0 {
+		if attempt > 0 && !reused {
 			if err := r.sleep(ctx, backoff.Step()); err != nil {
-				return failAll(results, err), err
+				return 0, err
 			}
 		}
-		base, err := r.fetch(ctx, branch)
+		var err error
+		if attempt > 0 || !reused {
+			reused = false
+			base, err = r.fetch(ctx, branch)
+		}
 		if err != nil {
 			lastErr = err
 			if retryable(err) {
 				r.log.Warn("fetch failed, will retry", "branch", branch, "attempt", attempt+1, "err", err)
 				continue
 			}
-			return failAll(results, err), err
+			return 0, err
 		}
 		ov := newOverlay(r.repo.Storer)
-		head, objs, err := r.build(ov, base, results, static)
+		head, objs, n, err := r.build(ov, base, results, static, r.o.maxPack)
 		if err != nil {
-			return failAll(results, err), err
+			return 0, err
 		}
 		if head == base {
-			return results, joinErrs(results)
+			return n, nil
 		}
 		crashpoint.Hit(crashpoint.AfterCommit)
 		pack, err := ov.pack(objs)
 		if err != nil {
-			return failAll(results, err), err
+			return 0, err
 		}
 		if r.beforePush != nil {
 			r.beforePush(attempt)
@@ -406,42 +472,50 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		err = r.push(ctx, branch, base, head, pack)
 		if err == nil {
 			crashpoint.Hit(crashpoint.AfterPush)
-			r.landed(branch, head, pack, results)
-			return results, joinErrs(results)
+			r.landed(branch, head, pack, results[:n])
+			if n < len(results) {
+				r.log.Info("pushed part of a large batch", "branch", branch, "changes", n, "left", len(results)-n, "pack_bytes", len(pack))
+			}
+			return n, nil
 		}
 		err = r.wrap(fmt.Errorf("pushing %s to %s: %w", branch, r.display, err))
 		lastErr = err
 		if !retryable(err) {
-			return failAll(results, err), err
+			return 0, err
 		}
 		r.log.Info("push refused because the branch moved; re-applying on the new head", "branch", branch, "attempt", attempt+1, "err", err)
 		if r.o.pushRetried != nil && attempt+1 < r.o.retry.Steps {
 			r.o.pushRetried(r.display)
 		}
 	}
-	err := fmt.Errorf("giving up after %d tries: %w", r.o.retry.Steps, lastErr)
-	return failAll(results, err), err
+	return 0, fmt.Errorf("giving up after %d tries: %w", r.o.retry.Steps, lastErr)
 }
 
 // build makes one commit per applicable change on top of base. It fills Old, Skipped
-// and Err in results (clearing what a previous attempt wrote) and returns the new head
-// and every object it created.
-func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []bool) (plumbing.Hash, []plumbing.Hash, error) {
+// and Err in results (clearing what a previous attempt wrote) and returns the new head,
+// every object it created and how many of results it took: it stops before a change
+// once the objects created reach maxPack bytes (0: no limit), never inside a release
+// group's set.
+func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []bool, maxPack int64) (plumbing.Hash, []plumbing.Hash, int, error) {
 	head := base
 	var objs []plumbing.Hash
 	commit, err := object.GetCommit(s, base)
 	if err != nil {
-		return base, nil, err
+		return base, nil, 0, err
 	}
 	tree := commit.TreeHash
 	for i := 0; i < len(results); i++ {
+		if maxPack > 0 && s.size >= maxPack && head != base {
+			// Full: the rest goes in the next push, built on this one's head.
+			return head, objs, i, nil
+		}
 		res := &results[i]
 		if res.Group != "" {
 			// A release group's members: one commit for the set (set.go).
 			j := setEnd(results, i)
 			h, t, created, err := r.buildSet(s, head, tree, results[i:j], static[i:j])
 			if err != nil {
-				return base, nil, err
+				return base, nil, 0, err
 			}
 			objs = append(objs, created...)
 			head, tree, i = h, t, j-1
@@ -483,16 +557,16 @@ func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []
 		}
 		blob, err := writeBlob(s, out)
 		if err != nil {
-			return base, nil, err
+			return base, nil, 0, err
 		}
 		var created []plumbing.Hash
 		newTree, err := replaceBlob(s, tree, strings.Split(c.File, "/"), blob, &created)
 		if err != nil {
-			return base, nil, err
+			return base, nil, 0, err
 		}
 		h, err := writeCommit(s, head, newTree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()))
 		if err != nil {
-			return base, nil, err
+			return base, nil, 0, err
 		}
 		objs = append(objs, blob)
 		objs = append(objs, created...)
@@ -500,7 +574,7 @@ func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []
 		head, tree = h, newTree
 		res.Commit = h.String() // provisional until the push lands
 	}
-	return head, objs, nil
+	return head, objs, len(results), nil
 }
 
 // landed records a successful push in the clone: the remote-tracking ref and the local
@@ -512,10 +586,18 @@ func (r *Repo) landed(branch string, head plumbing.Hash, pack []byte, results []
 		r.log.Warn("keeping the pushed objects in the clone", "err", err)
 		return
 	}
+	fresh := true
 	for _, name := range []plumbing.ReferenceName{plumbing.NewRemoteReferenceName("origin", branch), plumbing.NewBranchReferenceName(branch)} {
 		if err := r.repo.Storer.SetReference(plumbing.NewHashReference(name, head)); err != nil {
 			r.log.Warn("updating the clone's ref after a push", "ref", name, "err", err)
+			fresh = false
 		}
+	}
+	// The server took head just now: as good as a fetch.
+	if fresh {
+		r.fetched[branch] = r.o.clock.Now()
+	} else {
+		delete(r.fetched, branch)
 	}
 	for _, res := range results {
 		if res.Commit != "" {

@@ -876,3 +876,92 @@ func TestHistory_RefusesACommitGivingAKropipeTrailerTwice(t *testing.T) {
 		t.Fatalf("History = %+v, %v; want no record from the ambiguous commit", recs, err)
 	}
 }
+
+// A pass reads the branch and writes moments later: Apply builds on that fetch instead of
+// asking the server again, and when the branch moved meanwhile the push finds out before
+// sending anything and Apply builds again on the new head.
+func TestApply_BuildsOnAFetchMadeMomentsAgo(t *testing.T) {
+	const file = "develop/frontend/instance.yaml"
+	// A fetch asks for the server's refs first (GET info/refs?service=git-upload-pack), with
+	// or without something to download after.
+	fetches := func(f *fixture) int {
+		n := 0
+		for _, r := range f.srv.Requests() {
+			if r.Method == http.MethodGet && r.Service == "git-upload-pack" {
+				n++
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name        string
+		opts        []Option
+		moved       bool
+		wantFetches int
+	}{
+		{"fresh fetch is reused", nil, false, 0},
+		{"branch moved since the fetch", nil, true, 1},
+		{"reuse off", []Option{WithFetchReuse(0)}, false, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			var retried int
+			r := open(t, f.url, append(tt.opts, WithPushRetries(func(string) { retried++ }))...)
+			if _, err := r.History(ctx, "main", ""); err != nil {
+				t.Fatal(err)
+			}
+			var foreign string
+			if tt.moved {
+				foreign = pushUnrelated(t, f.bare, "moved.txt")
+			}
+			before := fetches(f)
+			res, err := r.Apply(ctx, "main", promote("develop-frontend", file, "1.2.2"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := fetches(f) - before; n != tt.wantFetches {
+				t.Errorf("Apply fetched %d times, want %d", n, tt.wantFetches)
+			}
+			if f.head(t) != res[0].Commit {
+				t.Fatal("the promotion is not the head")
+			}
+			if tt.moved {
+				if parent := f.git(t, "rev-parse", "main~1"); parent != foreign {
+					t.Fatalf("promotion's parent = %s, want the foreign commit %s kept", parent, foreign)
+				}
+				if retried != 1 {
+					t.Errorf("push retries = %d, want 1", retried)
+				}
+			}
+		})
+	}
+}
+
+// A batch whose objects outgrow WithMaxPack goes out in several pushes, each built on the
+// one before, and every change lands in order.
+func TestApply_SplitsALargeBatchIntoSeveralPushes(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url, WithMaxPack(1)) // full after every commit
+	before, pushes := f.head(t), f.srv.Pushes("gitops.git")
+	res, err := r.Apply(context.Background(), "main",
+		promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"),
+		promote("develop-backend", "develop/backend/instance.yaml", "2.0.0"),
+		promote("staging-frontend", "staging/frontend/instance.yaml", "1.2.2"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.srv.Pushes("gitops.git") - pushes; got != 3 {
+		t.Errorf("pushes = %d, want 3", got)
+	}
+	commits := strings.Fields(f.git(t, "rev-list", "--reverse", before+"..main"))
+	if len(commits) != 3 {
+		t.Fatalf("commits = %d, want 3", len(commits))
+	}
+	for i, c := range commits {
+		if res[i].Commit != c {
+			t.Errorf("result %d (%s) commit %s, want %s", i, res[i].Stage, res[i].Commit, c)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 type overlay struct {
 	storer.EncodedObjectStorer // the clone's store
 	mem                        *memory.ObjectStorage
+	size                       int64 // bytes of the objects in mem, uncompressed
 }
 
 func newOverlay(base storer.EncodedObjectStorer) *overlay {
@@ -27,6 +28,7 @@ func newOverlay(base storer.EncodedObjectStorer) *overlay {
 func (o *overlay) NewEncodedObject() plumbing.EncodedObject { return &plumbing.MemoryObject{} }
 
 func (o *overlay) SetEncodedObject(obj plumbing.EncodedObject) (plumbing.Hash, error) {
+	o.size += obj.Size()
 	return o.mem.SetEncodedObject(obj)
 }
 

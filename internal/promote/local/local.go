@@ -19,14 +19,17 @@ import (
 )
 
 // Open builds the engine of the promoter.yaml at path, with persistent clones under
-// dataDir/git and the state in dataDir/state.json; each registry request is bounded by
+// dataDir/git, the state in dataDir/state.json and the proven digests in dataDir/digests.json; each registry request is bounded by
 // registryTimeout (0 or less: warehouse.DefaultRequestTimeout).
 func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(registryTimeout))...)
+	// The proven digests outlive the process: `run --once` from cron then costs one tag
+	// list per repository when nothing is new.
+	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(registryTimeout),
+		warehouse.WithDigestFile(filepath.Join(dataDir, "digests.json")))...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -24,7 +24,7 @@ type ServeConfig struct {
 	Token        string // the API's bearer token; "" for none (--token-file)
 	RequireToken bool   // refuse API calls without Token: Addr is reachable from other machines
 
-	Interval    time.Duration // time between passes (--interval)
+	Interval    time.Duration // time between passes (--interval); 0: only on notifications and actions
 	PassTimeout time.Duration // limit of one pass (--pass-timeout)
 
 	WebhookAddr   string // registry notifications; "" for none (--webhook-addr)
@@ -41,8 +41,11 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Interval <= 0 || cfg.PassTimeout <= 0 {
+	if cfg.Interval < 0 || cfg.PassTimeout <= 0 {
 		return errors.New("run: the interval and the pass timeout must be positive")
+	}
+	if cfg.Interval == 0 && cfg.WebhookAddr == "" {
+		return errors.New("run: an interval of 0 (passes on notifications only) needs the notification listener")
 	}
 	var hook http.Handler
 	if cfg.WebhookAddr != "" {
@@ -77,8 +80,17 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 	}
 	log.Info("promoter running", "addr", ln.Addr().String(), "interval", cfg.Interval.String(), "stages", len(e.Specs()), "version", version.Version)
 
-	tick := time.NewTicker(cfg.Interval)
-	defer tick.Stop()
+	// With no interval, passes run only when asked for (a notification, an approval).
+	var ticks <-chan time.Time
+	if cfg.Interval > 0 {
+		tick := time.NewTicker(cfg.Interval)
+		defer tick.Stop()
+		ticks = tick.C
+	}
+	// idle: housekeeping (clone compaction) runs a while after a pass, unless another one
+	// is asked for first; the pass a notification asks for never waits for it.
+	idle := time.NewTimer(HousekeepAfter)
+	defer idle.Stop()
 	// kicked: the pass was asked for through Kicks (a notification runs only its stages).
 	kicked := false
 	for {
@@ -90,24 +102,47 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 		if err := pass.Run(work, cfg.PassTimeout, run); err != nil {
 			log.Warn("pass finished with failures", "err", err)
 		}
+		idle.Reset(HousekeepAfter)
+		if kicked, err = waitForPass(ctx, e, ticks, idle.C, served); err != nil || ctx.Err() != nil {
+			break
+		}
+	}
+	log.Info("shutting down", "passes", e.Passes())
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var errs []error
+	for _, s := range servers {
+		errs = append(errs, s.Shutdown(sctx))
+	}
+	if err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// waitForPass waits until a pass is due: a tick, or a kick (kicked, a targeted pass). When
+// idle fires first it does the engine's housekeeping and goes on waiting. It returns when
+// ctx is done, or with the error of a server that stopped.
+func waitForPass(ctx context.Context, e *stage.Engine, ticks, idle <-chan time.Time, served <-chan error) (kicked bool, err error) {
+	for {
 		select {
 		case <-ctx.Done():
-			log.Info("shutting down", "passes", e.Passes())
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			var errs []error
-			for _, s := range servers {
-				errs = append(errs, s.Shutdown(sctx))
-			}
-			return errors.Join(errs...)
+			return false, nil
 		case err := <-served:
-			return fmt.Errorf("HTTP server stopped: %w", err)
-		case <-tick.C:
+			return false, fmt.Errorf("HTTP server stopped: %w", err)
+		case <-ticks:
+			return false, nil
 		case <-e.Kicks():
-			kicked = true
+			return true, nil
+		case <-idle:
+			e.Housekeep(ctx) // a signal stops it at once, unlike a pass
 		}
 	}
 }
+
+// HousekeepAfter is how long run waits after a pass, with no other asked for, before it
+// compacts clones (stage.Engine.Housekeep).
+const HousekeepAfter = time.Second
 
 // NotificationHandler is run's registry notification listener: a push makes e's stages
 // reading the pushed repositories due at once.

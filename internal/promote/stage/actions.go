@@ -141,6 +141,8 @@ func (e *Engine) applyOne(ctx context.Context, s Spec, f freight.Freight, c gitw
 	if st.Decision == DecisionFailed {
 		return out, errors.New(st.Error)
 	}
+	// The stages downstream may take it now: a pass over them soon, not at the next poll.
+	e.targetStage(s.Name)
 	return out, nil
 }
 
@@ -172,7 +174,7 @@ func (e *Engine) Approve(ctx context.Context, stage, tag string) (string, error)
 		return "", err
 	}
 	e.log.Info("approved", "stage", stage, "value", tag)
-	e.poke()
+	e.targetStage(stage)
 	return tag, nil
 }
 
@@ -214,7 +216,7 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	e.Announce()
 	e.log.Info("pause changed", "stage", stage, "paused", paused)
 	if !paused {
-		e.poke()
+		e.targetStage(stage)
 	}
 	return nil
 }

@@ -96,10 +96,10 @@ type Engine struct {
 	status map[string]Status
 	passes int
 	kick   chan struct{}
-	// targets are the stages registry notifications asked a pass for (ReconcileKicked);
-	// kickFull says something else (an approval, a resume) asked for a whole pass.
-	targets  map[string]bool
-	kickFull bool
+	// targets are the stages notifications and actions asked a pass for (ReconcileKicked).
+	targets map[string]bool
+	// stopHousekeeping cancels a running Housekeep: a pass was asked for.
+	stopHousekeeping context.CancelFunc
 
 	// Release groups (group.go): as configured, as checked against the stages, and each
 	// group's candidate set from the last pass.
@@ -211,8 +211,8 @@ func (e *Engine) SetSpecs(specs []Spec, groups ...GroupSpec) error {
 	return nil
 }
 
-// Kicks delivers a value when an action (approve, resume) wants a pass soon; the
-// run loop selects on it next to its ticker.
+// Kicks delivers a value when a notification or an action (approve, resume) wants a pass
+// soon; the run loop selects on it next to its ticker and runs ReconcileKicked.
 func (e *Engine) Kicks() <-chan struct{} { return e.kick }
 
 // Notify says images were pushed to repositories (registry included, e.g. from a registry's
@@ -239,12 +239,31 @@ func (e *Engine) Notify(repositories ...string) []string {
 	}
 	if len(stages) > 0 {
 		e.target(stages)
+		at := e.clock.Now()
 		for _, d := range NotifyRechecks {
 			// A poke after the engine stopped finds nobody reading Kicks and is dropped.
-			time.AfterFunc(d, func() { e.target(stages) })
+			time.AfterFunc(d, func() {
+				// Once every notified stage took something since, the push was seen: a
+				// recheck would only hold up the next notification's pass.
+				if !e.promotedSince(stages, at) {
+					e.target(stages)
+				}
+			})
 		}
 	}
 	return stages
+}
+
+// promotedSince reports whether every one of stages was promoted at or after at.
+func (e *Engine) promotedSince(stages []string, at time.Time) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range stages {
+		if st := e.status[s]; st.LastPromotion.Before(at) {
+			return false
+		}
+	}
+	return true
 }
 
 // target asks for a pass over stages (and their downstream) soon.
@@ -256,6 +275,9 @@ func (e *Engine) target(stages []string) {
 	for _, s := range stages {
 		e.targets[s] = true
 	}
+	if e.stopHousekeeping != nil {
+		e.stopHousekeeping()
+	}
 	e.mu.Unlock()
 	select {
 	case e.kick <- struct{}{}:
@@ -263,23 +285,25 @@ func (e *Engine) target(stages []string) {
 	}
 }
 
-// ReconcileKicked runs the pass Kicks asked for: when only registry notifications asked,
-// a pass over the notified stages, their downstream and what those need (their upstreams,
-// the rest of their release groups); otherwise a whole pass (Reconcile). With 1,000 other
-// stages configured a push costs the promoter the notified repository's requests only.
+// ReconcileKicked runs the pass Kicks asked for: a pass over the stages that registry
+// notifications and actions (approve, resume, reverify, a manual promotion) named, their
+// downstream and what those need (their upstreams, the rest of their release groups); a
+// whole pass (Reconcile) when none is named. With 1,000 other stages configured a push
+// costs the promoter the notified repository's requests only. It does no housekeeping
+// (see Housekeep): the pass answers first.
 func (e *Engine) ReconcileKicked(ctx context.Context) error {
 	e.mu.Lock()
-	full, targets := e.kickFull, e.targets
-	e.kickFull, e.targets = false, nil
+	targets := e.targets
+	e.targets = nil
 	e.mu.Unlock()
-	if full || len(targets) == 0 {
+	if len(targets) == 0 {
 		return e.Reconcile(ctx)
 	}
 	e.work.Lock()
 	defer e.work.Unlock()
-	err := e.passOver(ctx, true, e.around(targets))
-	e.compact(ctx)
-	return err
+	// No housekeeping here: a notification's pass answers as fast as it can; the clone is
+	// compacted by the next whole pass or by Housekeep when the loop is idle.
+	return e.passOver(ctx, true, e.around(targets))
 }
 
 // around is targets with their downstream, their upstreams and the other members of their
@@ -332,15 +356,19 @@ func normalRepository(image string) string {
 	return image
 }
 
-// poke asks for a whole pass soon.
-func (e *Engine) poke() {
-	e.mu.Lock()
-	e.kickFull = true
-	e.mu.Unlock()
-	select {
-	case e.kick <- struct{}{}:
-	default:
+// targetStage asks for a pass over a stage, or a release group's members, and what they
+// reach (see around): an approval, a resume, a manual promotion or a reverify concerns
+// them and their downstream only.
+func (e *Engine) targetStage(name string) {
+	if g, ok := e.groupNamed(name); ok {
+		names := make([]string, 0, len(g.members))
+		for _, m := range g.members {
+			names = append(names, m.Name)
+		}
+		e.target(names)
+		return
 	}
+	e.target([]string{name})
 }
 
 // Passes is how many passes have completed; a readiness probe wants one.
@@ -468,21 +496,47 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	return err
 }
 
+// Housekeep compacts the clones that gathered more than WithCompactAfter packs (see
+// compact). A run loop calls it when idle, e.g. a while after a notification's pass, which
+// does no housekeeping itself. It stops early, leaving the clone it was compacting as it
+// was, when ctx ends or a pass is asked for (Notify, an approval): that pass must not wait.
+func (e *Engine) Housekeep(ctx context.Context) {
+	e.work.Lock()
+	defer e.work.Unlock()
+	e.compact(ctx)
+}
+
 // compact gives the clones that gathered too many packs a fresh single-pack clone. It
-// runs between passes, while nothing else writes; a failure only costs speed.
+// runs between passes, while nothing else writes; a failure only costs speed. A pass asked
+// for meanwhile (target, poke) cancels it: a clone cut short stays as it was.
 func (e *Engine) compact(ctx context.Context) {
 	if e.compactAfter <= 0 {
 		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	e.mu.Lock()
 	repos := slices.Collect(maps.Values(e.repos))
+	e.stopHousekeeping = cancel
 	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.stopHousekeeping = nil
+		e.mu.Unlock()
+	}()
 	for _, r := range repos {
+		if ctx.Err() != nil || len(e.kick) > 0 {
+			return // a pass is due
+		}
 		n, err := r.PackCount()
 		if err != nil || n <= e.compactAfter {
 			continue
 		}
 		if err := r.Compact(ctx); err != nil {
+			if ctx.Err() != nil {
+				e.log.Debug("compacting a clone stopped: a pass was asked for", "dir", r.Dir())
+				return
+			}
 			e.log.Warn("compacting a clone failed; it keeps working as it is", "dir", r.Dir(), "packs", n, "err", gitwrite.Redact(err.Error()))
 		}
 	}
@@ -518,8 +572,24 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		return err
 	}
 	state := &working{State: loaded}
+	// One look at the registries for the whole pass: each repository is listed once. The
+	// lists are asked for while Git is fetched (~90 ms against ~8 ms for a list on loopback).
+	look := e.wh.NewPass()
+	defer look.Done()
+	var images []string
+	for _, s := range specs {
+		if s.Upstream == "" && s.Strategy != warehouse.StrategyDigest {
+			images = append(images, s.Image)
+		}
+	}
+	prefetched := make(chan struct{})
+	go func() {
+		defer close(prefetched)
+		look.Prefetch(ctx, e.parallel, images...)
+	}()
 	obs := e.observe(ctx, specs)
-	e.discover(ctx, specs, obs)
+	e.discover(ctx, look, specs, obs)
+	<-prefetched
 	crashpoint.Hit(crashpoint.AfterDiscovery)
 
 	now := e.clock.Now()
@@ -548,7 +618,7 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		e.groupsJustTook(statuses)
 	}
 	if write && len(due) > 0 {
-		e.write(ctx, due, statuses, state)
+		e.write(ctx, look, due, statuses, state)
 		// Stages downstream decided before their upstream moved; say so, or the
 		// table reads as if they ignored the new freight.
 		for _, s := range specs {
@@ -593,6 +663,19 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		lvl = slog.LevelInfo
 	}
 	e.log.Log(ctx, lvl, "pass done", "stages", len(specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
+	if only != nil && write {
+		// The stages downstream of a promotion were decided before it landed ("just
+		// took"): a targeted pass over them follows at once, as the next whole pass would.
+		var next []string
+		for _, s := range specs {
+			if up, ok := statuses[s.Upstream]; ok && up.Decision == DecisionPromote {
+				next = append(next, s.Name)
+			}
+		}
+		if len(next) > 0 {
+			e.target(next)
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -642,7 +725,7 @@ func (e *Engine) observe(ctx context.Context, specs []Spec) map[string]*observat
 
 // discover queries the registry for every stage without an upstream, once per
 // distinct image, selection and rejected set, in parallel.
-func (e *Engine) discover(ctx context.Context, specs []Spec, obs map[string]*observation) {
+func (e *Engine) discover(ctx context.Context, look *warehouse.Pass, specs []Spec, obs map[string]*observation) {
 	type query struct {
 		image string
 		sel   warehouse.Selection
@@ -671,8 +754,6 @@ func (e *Engine) discover(ctx context.Context, specs []Spec, obs map[string]*obs
 		queries[k] = query{s.Image, sel, skip}
 	}
 	answers := make(map[string]answer, len(queries))
-	// One look at the registries for the whole pass: each repository is listed once.
-	look := e.wh.NewPass()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, e.parallel)
@@ -888,7 +969,7 @@ func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit s
 
 // write applies the due promotions, one Apply per repository and branch, then
 // verifies what landed.
-func (e *Engine) write(ctx context.Context, due []*observation, statuses map[string]*Status, state *working) {
+func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*observation, statuses map[string]*Status, state *working) {
 	groups := map[string][]*observation{}
 	var keys []string
 	for _, o := range due {
@@ -899,7 +980,7 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 		groups[k] = append(groups[k], o)
 	}
 	for _, k := range keys {
-		g := e.recheck(ctx, groups[k], statuses)
+		g := e.recheck(ctx, look, groups[k], statuses)
 		if len(g) == 0 {
 			continue
 		}
@@ -927,16 +1008,17 @@ func (e *Engine) write(ctx context.Context, due []*observation, statuses map[str
 // recheck reads the digest of each due candidate's tag anew (one HEAD; the manifest only
 // when the registry reports a digest not proven before) and returns the stages still due.
 // Discovery may have taken a digest proven in an earlier pass (warehouse.Pass), and a tag
-// pushed again since must not be written with its old digest. The digest strategy's
-// candidate is its digest, read in this pass: it needs no second look.
-func (e *Engine) recheck(ctx context.Context, due []*observation, statuses map[string]*Status) []*observation {
+// pushed again since must not be written with its old digest. A tag this pass read from
+// the registry itself (a new tag) is not read again: look answers it from that read. The
+// digest strategy's candidate is its digest, read in this pass: it needs no second look.
+func (e *Engine) recheck(ctx context.Context, look *warehouse.Pass, due []*observation, statuses map[string]*Status) []*observation {
 	out := due[:0:0]
 	for _, o := range due {
 		if o.spec.Strategy == warehouse.StrategyDigest {
 			out = append(out, o)
 			continue
 		}
-		f, err := e.wh.Resolve(ctx, o.candidate.Image, o.candidate.Tag)
+		f, err := look.Resolve(ctx, o.candidate.Image, o.candidate.Tag)
 		if err != nil {
 			st := statuses[o.spec.Name]
 			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()

@@ -479,6 +479,59 @@ func TestReconcile_CompactsACloneThatGatheredTooManyPacks(t *testing.T) {
 	}
 }
 
+// A notification's pass answers first and leaves the compaction to Housekeep, which the
+// run loops call when idle; a pass asked for meanwhile stops Housekeep before it starts.
+func TestReconcileKicked_LeavesCompactionToHousekeep(t *testing.T) {
+	f := newFixture(t)
+	f.reg.push(t, "team/frontend", "1.2.1")
+	specs := []Spec{f.spec("develop-frontend", "develop/frontend", "frontend")}
+	e := f.engine(specs, WithCompactAfter(2))
+	ctx := context.Background()
+	if err := e.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	repo, err := e.Repo(ctx, specs[0].RepoURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	image := f.reg.image("team/frontend")
+	for _, tag := range []string{"1.2.2", "1.2.3", "1.2.4"} {
+		f.reg.push(t, "team/frontend", tag)
+		e.Notify(image)
+		<-e.Kicks()
+		if err := e.ReconcileKicked(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	packs := func() int {
+		n, err := repo.PackCount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := packs(); n <= 2 {
+		t.Fatalf("%d packs after three notified promotions; the test needs more than the limit", n)
+	}
+	e.Notify(image) // a pass is due: housekeeping waits for it
+	before := packs()
+	e.Housekeep(ctx)
+	if n := packs(); n != before {
+		t.Errorf("Housekeep with a pass due compacted %d packs to %d", before, n)
+	}
+	<-e.Kicks()
+	if err := e.ReconcileKicked(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.Housekeep(ctx)
+	if n := packs(); n > 2 {
+		t.Errorf("%d packs after Housekeep; the limit is 2", n)
+	}
+	if st, _ := e.StatusOf("develop-frontend"); st.CurrentTag != "1.2.4" {
+		t.Errorf("develop-frontend at %s after compaction, want 1.2.4", st.CurrentTag)
+	}
+}
+
 // A registry may notify before its tag list shows the pushed tag (the CNCF distribution
 // registry does): the pass is asked for again shortly after, not only at the next interval.
 func TestNotify_AsksForAnotherPassForRegistriesThatNotifyBeforeListing(t *testing.T) {

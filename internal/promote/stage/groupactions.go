@@ -348,6 +348,6 @@ func (e *Engine) approveGroup(ctx context.Context, g *group, tags string) (strin
 		return "", err
 	}
 	e.log.Info("approved", "group", g.Name, "set", value)
-	e.poke()
+	e.targetStage(g.Name)
 	return value, nil
 }

@@ -73,6 +73,6 @@ func (e *Engine) ReverifyWith(ctx context.Context, stage string, forget func(ctx
 	} else {
 		e.log.Info("verification to run again", "stage", stage, "value", st.CurrentTag)
 	}
-	e.poke()
+	e.targetStage(stage)
 	return st.CurrentTag, nil
 }

@@ -88,3 +88,30 @@ func TestFileStore_RoundTripsAndReplacesAtomically(t *testing.T) {
 		t.Fatalf("damaged file: %v", err)
 	}
 }
+
+// FileStore answers from what it last read or wrote while the file is unchanged, but a
+// save by another process (a new file renamed in) is read, and a caller changing what
+// Load returned changes nothing stored.
+func TestFileStore_ReadsWhatAnotherProcessSaved(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, other := NewFileStore(path), NewFileStore(path)
+	if err := s.Save(ctx, State{Paused: map[string]time.Time{"dev": t0}}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(st.Paused, "dev") // the caller's copy
+	if again, _ := s.Load(ctx); !again.Paused["dev"].Equal(t0) {
+		t.Fatalf("a change to the loaded state reached the store: %+v", again)
+	}
+	if err := other.Save(ctx, State{Approvals: map[string][]Approval{"prod": {{Value: "1.2.2", ApprovedAt: t0}}}}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Load(ctx)
+	if err != nil || !got.approved("prod", "1.2.2") || len(got.Paused) != 0 {
+		t.Fatalf("after another process saved: %+v, %v", got, err)
+	}
+}

@@ -64,6 +64,11 @@ type Store interface {
 type FileStore struct {
 	path string
 	mu   sync.Mutex
+	// cached is the state as last read or written while the file is still that one (same
+	// inode, size and time; a save renames a new file in): a pass loads the state twice,
+	// and with 1,000 stages the file is a megabyte a notification's pass should not parse.
+	cached   State
+	cachedAt os.FileInfo
 }
 
 // NewFileStore returns a store writing path (created with its directory on first save).
@@ -76,6 +81,10 @@ func (f *FileStore) Path() string { return f.path }
 func (f *FileStore) Load(ctx context.Context) (State, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	fi, err := os.Stat(f.path)
+	if err == nil && f.unchanged(fi) {
+		return f.cached.clone(), nil
+	}
 	data, err := os.ReadFile(f.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return State{}, nil
@@ -87,7 +96,16 @@ func (f *FileStore) Load(ctx context.Context) (State, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return State{}, fmt.Errorf("promoter state %s is damaged (%w): move it away to start over; approvals and pauses will be lost, Git history is not", f.path, err)
 	}
+	if fi != nil {
+		f.cached, f.cachedAt = s.clone(), fi
+	}
 	return s, nil
+}
+
+// unchanged reports whether the file is still the one cached was read from or written to.
+func (f *FileStore) unchanged(fi os.FileInfo) bool {
+	c := f.cachedAt
+	return c != nil && os.SameFile(c, fi) && c.Size() == fi.Size() && c.ModTime().Equal(fi.ModTime())
 }
 
 // Save writes the state to a temporary file in the same directory, syncs it and
@@ -120,7 +138,12 @@ func (f *FileStore) Save(ctx context.Context, s State) error {
 		return fmt.Errorf("saving promoter state: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), f.path); err != nil {
+		f.cachedAt = nil
 		return fmt.Errorf("saving promoter state: %w", err)
+	}
+	f.cachedAt = nil
+	if fi, err := os.Stat(f.path); err == nil {
+		f.cached, f.cachedAt = s.clone(), fi
 	}
 	return nil
 }

@@ -11,8 +11,13 @@ import (
 )
 
 // DefaultRateLimit is the requests per second allowed to one registry host when
-// RegistryConfig.RateLimit is zero.
-const DefaultRateLimit = 20
+// RegistryConfig.RateLimit is zero, in bursts of as many. It is below the per-second
+// request quotas registries publish (ECR's per-API quotas run to hundreds a second;
+// Docker Hub and GHCR publish no per-second figure: Docker Hub counts manifest GETs
+// per hour, which the warehouse makes only for tags it has not proven) and lets one
+// replica pass over 10,000 repositories with a new tag each in under 5 minutes (a tag
+// list and a manifest GET each). A 429 or 503 is honoured (Retry-After) either way.
+const DefaultRateLimit = 100
 
 // defaultPageSize asks for up to 1,000 tags a page: ECR rejects more.
 const defaultPageSize = 1000
@@ -44,6 +49,7 @@ type options struct {
 	pageSize       int
 	requestTimeout time.Duration
 	onInvalidTag   func(image, tag string)
+	digestFile     string
 }
 
 // DefaultRequestTimeout bounds one registry request (each try of it), body
@@ -60,6 +66,15 @@ func WithRequestTimeout(d time.Duration) Option {
 			o.requestTimeout = d
 		}
 	}
+}
+
+// WithDigestFile keeps the digests the warehouse proved (each listed tag's sha256, hashed
+// from the manifest it read) in path across restarts, written after each pass
+// (Pass.Done): `promoter run --once` from cron then costs one tag list per repository
+// when nothing is new, instead of reading every manifest again. A missing or unreadable
+// file only costs those reads once.
+func WithDigestFile(path string) Option {
+	return func(o *options) { o.digestFile = path }
 }
 
 // WithInvalidTags calls observe once for every listed tag that is not a valid tag

@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -86,6 +87,51 @@ func (p *Pass) resolve(ctx context.Context, image string, repo name.Repository, 
 	return f, err
 }
 
+// Resolve is Warehouse.Resolve sharing the pass's requests: a tag this pass already read
+// from the registry (its HEAD, and its manifest when unproven) is answered from that read,
+// made moments ago; any other tag, including one whose digest only an earlier pass proved,
+// is read now. The engine re-checks a candidate with it right before writing.
+func (p *Pass) Resolve(ctx context.Context, image, tag string) (freight.Freight, error) {
+	repo, err := p.w.repository(image)
+	if err != nil {
+		return freight.Freight{}, err
+	}
+	if !validTag.MatchString(tag) {
+		return freight.Freight{}, fmt.Errorf("tag %q is not a valid tag name (letters, digits, '_', '.', '-'; at most 128)", tag)
+	}
+	return p.resolve(ctx, image, repo, tag)
+}
+
+// Prefetch lists the tags of images' repositories (each once, at most parallel at a
+// time) so that the pass's discoveries find them listed: the engine runs it while it
+// fetches from Git. Errors are kept for the discoveries that need the list; Prefetch
+// returns when every list is in or ctx is done.
+func (p *Pass) Prefetch(ctx context.Context, parallel int, images ...string) {
+	sem := make(chan struct{}, max(parallel, 1))
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, image := range images {
+		repo, err := p.w.repository(image)
+		if err != nil || seen[repo.Name()] {
+			continue
+		}
+		seen[repo.Name()] = true
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, _ = p.listTags(ctx, repo)
+		}()
+	}
+	wg.Wait()
+}
+
 // resolveListed is resolve for a tag the pass's tag list holds: a digest proven by an
 // earlier pass is taken without a request (see Pass).
 func (p *Pass) resolveListed(ctx context.Context, image string, repo name.Repository, tag string) (freight.Freight, error) {
@@ -100,8 +146,9 @@ func (p *Pass) resolveListed(ctx context.Context, image string, repo name.Reposi
 // knownDigests is, per repository, the digest each listed tag was last proven to point
 // to. It holds only tags the registry listed last time, so it is as small as the tag lists.
 type knownDigests struct {
-	mu sync.Mutex
-	m  map[string]map[string]string
+	mu    sync.Mutex
+	m     map[string]map[string]string
+	dirty bool // changed since the last save
 }
 
 func (k *knownDigests) get(repo, tag string) (string, bool) {
@@ -120,7 +167,9 @@ func (k *knownDigests) put(repo, tag, digest string) {
 	if k.m[repo] == nil {
 		k.m[repo] = map[string]string{}
 	}
-	k.m[repo][tag] = digest
+	if k.m[repo][tag] != digest {
+		k.m[repo][tag], k.dirty = digest, true
+	}
 }
 
 // keep forgets the tags of repo that are not in listed: a tag deleted and pushed again
@@ -139,6 +188,7 @@ func (k *knownDigests) keep(repo string, listed []string) {
 	for t := range tags {
 		if !in[t] {
 			delete(tags, t)
+			k.dirty = true
 		}
 	}
 }

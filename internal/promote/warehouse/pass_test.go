@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/kropipe/kropipe/internal/promote/registrytest"
 )
@@ -85,11 +86,70 @@ func TestPass_SharesTagListsAndKnownDigests(t *testing.T) {
 		}
 		perPass = append(perPass, tr.requestPaths())
 	}
-	first := []string{"GET /v2/", "GET /v2/team/a/tags/list", "HEAD /v2/team/a/manifests/1.2.0", "GET /v2/team/a/manifests/1.2.0"}
+	// A tag never proven is read once, its manifest straight away (no HEAD first).
+	first := []string{"GET /v2/", "GET /v2/team/a/tags/list", "GET /v2/team/a/manifests/1.2.0"}
 	if !slices.Equal(perPass[0], first) {
 		t.Errorf("first pass: %q, want %q", perPass[0], first)
 	}
 	if want := []string{"GET /v2/team/a/tags/list"}; !slices.Equal(perPass[1], want) {
 		t.Errorf("second pass: %q, want %q", perPass[1], want)
+	}
+
+	// Right before writing the engine re-checks its candidate with Pass.Resolve: a digest
+	// only an earlier pass proved costs a HEAD, a tag this pass read costs nothing more.
+	newer := tr.push(t, "team/a", testImage(t, t0.Add(time.Hour)), "1.3.0")
+	for _, tt := range []struct {
+		tag  string
+		want []string
+	}{
+		{"1.3.0", []string{"GET /v2/team/a/tags/list", "GET /v2/team/a/manifests/1.3.0"}},  // new: read by this pass
+		{"1.3.0", []string{"GET /v2/team/a/tags/list", "HEAD /v2/team/a/manifests/1.3.0"}}, // proven by the pass before
+	} {
+		tr.resetCount()
+		look := w.NewPass()
+		if f, _, err := look.Discover(context.Background(), image, Selection{}); err != nil || f.Digest != newer {
+			t.Fatalf("discover: %+v, %v; want 1.3.0@%s", f, err, newer)
+		}
+		if _, err := look.Resolve(context.Background(), image, tt.tag); err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.requestPaths(); !slices.Equal(got, tt.want) {
+			t.Errorf("discover, then re-check %s: %q, want %q", tt.tag, got, tt.want)
+		}
+	}
+}
+
+// With WithDigestFile the digests proven by one process serve the next: a restarted
+// promoter (run --once from cron) lists the tags and reads no manifest it proved before,
+// and a file it cannot read only costs those reads.
+func TestWithDigestFile_ProvenDigestsOutliveTheProcess(t *testing.T) {
+	tr := newTestRegistry(t)
+	digest := tr.push(t, "team/a", testImage(t, t0), "1.2.0")
+	image := tr.host + "/team/a"
+	file := filepath.Join(t.TempDir(), "digests.json")
+	pass := func() []string {
+		t.Helper()
+		w, _ := newTestWarehouse(t, WithRegistry(tr.host, RegistryConfig{Insecure: true, RateLimit: -1}), WithDigestFile(file))
+		tr.resetCount()
+		look := w.NewPass()
+		f, _, err := look.Discover(context.Background(), image, Selection{})
+		if err != nil || f.Digest != digest {
+			t.Fatalf("discover: %+v, %v; want 1.2.0@%s", f, err, digest)
+		}
+		look.Done()
+		return tr.requestPaths()
+	}
+	withManifest := []string{"GET /v2/", "GET /v2/team/a/tags/list", "GET /v2/team/a/manifests/1.2.0"}
+	if got := pass(); !slices.Equal(got, withManifest) {
+		t.Errorf("first process: %q, want %q", got, withManifest)
+	}
+	if got, want := pass(), []string{"GET /v2/", "GET /v2/team/a/tags/list"}; !slices.Equal(got, want) {
+		t.Errorf("next process: %q, want %q", got, want)
+	}
+	if err := os.WriteFile(file, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := pass(); !slices.Equal(got, withManifest) {
+		t.Errorf("after a corrupt file: %q, want %q", got, withManifest)
 	}
 }

@@ -9,9 +9,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 )
 
-// maxProofs bounds the proof cache; past it the cache starts over, which costs one
-// manifest read per tag on the next poll and nothing else.
-const maxProofs = 10_000
+// maxProofs bounds the proof cache (an entry is ~200 bytes); past it the cache starts
+// over, which costs one manifest read per tag on the next poll and nothing else. It holds
+// a pass over 10,000 repositories (issue 16's scale) several times over.
+const maxProofs = 100_000
 
 // proofs remembers, per repository and tag, the digest a registry reported for it and
 // the sha256 of the manifest bytes the warehouse read when it saw that report. A digest
@@ -65,6 +66,20 @@ func (w *Warehouse) provenDigest(ctx context.Context, repo name.Repository, tag,
 		return digest, nil
 	}
 	w.proofs.put(k, digest)
+	return digest, nil
+}
+
+// readDigest reads the manifest tag points to and returns its sha256, remembered as the
+// proof of that digest: a later HEAD reporting it costs no manifest read. A registry that
+// reports another digest for the same bytes fails to match this proof and pays a manifest
+// read per look, as in provenDigest.
+func (w *Warehouse) readDigest(ctx context.Context, repo name.Repository, tag string) (string, error) {
+	desc, err := w.puller.Load().Get(ctx, repo.Tag(tag))
+	if err != nil {
+		return "", err
+	}
+	digest := manifestDigest(desc.Manifest)
+	w.proofs.put(proofKey{repo.Name(), tag, digest}, digest)
 	return digest, nil
 }
 

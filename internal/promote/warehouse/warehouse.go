@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"k8s.io/utils/clock"
 
@@ -39,8 +40,10 @@ type Warehouse struct {
 
 	// proofs holds the digests the warehouse hashed itself; see provenDigest.
 	proofs proofs
-	// known holds each listed tag's digest as last proven, for Pass.
-	known knownDigests
+	// known holds each listed tag's digest as last proven, for Pass; digestFile keeps
+	// it across restarts (WithDigestFile).
+	known      knownDigests
+	digestFile string
 	// warned holds the keys of warnings already logged (warnOnce), so a bad tag a
 	// registry keeps listing is reported once, not every poll.
 	warned sync.Map
@@ -84,7 +87,9 @@ func New(opts ...Option) (*Warehouse, error) {
 		registries:   o.registries,
 		builds:       map[buildsKey]*buildCache{},
 		onInvalidTag: o.onInvalidTag,
+		digestFile:   o.digestFile,
 	}
+	w.loadDigests()
 	if err := w.SetKeychain(o.keychain); err != nil {
 		return nil, err
 	}
@@ -325,13 +330,22 @@ func (w *Warehouse) Resolve(ctx context.Context, image, tag string) (freight.Fre
 }
 
 func (w *Warehouse) resolve(ctx context.Context, image string, repo name.Repository, tag string) (freight.Freight, error) {
-	desc, err := w.puller.Load().Head(ctx, repo.Tag(tag))
-	if err == nil {
-		var digest string
-		digest, err = w.provenDigest(ctx, repo, tag, desc.Digest.String())
-		if err == nil {
-			return freight.Freight{Image: image, Tag: tag, Digest: digest, DiscoveredAt: w.clock.Now()}, nil
+	var digest string
+	var err error
+	if _, proven := w.known.get(repo.Name(), tag); proven {
+		// Seen before: a HEAD says whether it still points where it did, and the manifest
+		// is read only when it moved.
+		var desc *v1.Descriptor
+		if desc, err = w.puller.Load().Head(ctx, repo.Tag(tag)); err == nil {
+			digest, err = w.provenDigest(ctx, repo, tag, desc.Digest.String())
 		}
+	} else {
+		// A tag never proven needs its manifest read anyway: read it straight away, one
+		// request instead of a HEAD and then a GET.
+		digest, err = w.readDigest(ctx, repo, tag)
+	}
+	if err == nil {
+		return freight.Freight{Image: image, Tag: tag, Digest: digest, DiscoveredAt: w.clock.Now()}, nil
 	}
 	if isNotFound(err) {
 		return freight.Freight{}, fmt.Errorf("%w: tag %s not found in %s: push it first, or check the image name", ErrTagNotFound, tag, image)

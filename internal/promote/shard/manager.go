@@ -326,14 +326,14 @@ func (m *Manager) newLease(name, kind string) *coordinationv1.Lease {
 	}}
 }
 
-// write creates l (no resourceVersion) or updates it (a compare-and-swap on the version
+// write creates l (when it was not listed) or updates it (a compare-and-swap on the version
 // listed: a replica that raced this one wins, this one tries again next round).
-func (m *Manager) write(ctx context.Context, l *coordinationv1.Lease) error {
+func (m *Manager) write(ctx context.Context, l *coordinationv1.Lease, exists bool) error {
 	cctx, cancel := context.WithTimeout(ctx, m.cfg.RenewDeadline)
 	defer cancel()
 	leases := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace)
 	var err error
-	if l.ResourceVersion == "" {
+	if !exists {
 		_, err = leases.Create(cctx, l, metav1.CreateOptions{})
 	} else {
 		_, err = leases.Update(cctx, l, metav1.UpdateOptions{})
@@ -363,7 +363,7 @@ func (m *Manager) register(ctx context.Context, cur *coordinationv1.Lease, now t
 	}
 	l.Annotations[AddressAnnotation] = m.cfg.Address
 	m.stamp(l, m.cfg.Identity, now)
-	if err := m.write(ctx, l); err != nil {
+	if err := m.write(ctx, l, cur != nil); err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("renewing this replica's membership Lease failed", "lease", l.Name, "error", err.Error())
 		}
@@ -392,7 +392,7 @@ func (m *Manager) acquire(ctx context.Context, n int, cur *coordinationv1.Lease)
 	acq := metav1.NewMicroTime(at)
 	l.Spec.AcquireTime = &acq
 	l.Spec.LeaseTransitions = &transitions
-	if err := m.write(ctx, l); err != nil {
+	if err := m.write(ctx, l, cur != nil); err != nil {
 		if !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) && ctx.Err() == nil {
 			m.log.Warn("acquiring a shard Lease failed", "shard", n, "lease", l.Name, "error", err.Error())
 		}
@@ -433,7 +433,7 @@ func (m *Manager) renew(ctx context.Context, n int, h *hold, cur *coordinationv1
 	l := cur.DeepCopy()
 	at := time.Now()
 	m.stamp(l, m.cfg.Identity, at)
-	if err := m.write(ctx, l); err != nil {
+	if err := m.write(ctx, l, true); err != nil {
 		if ctx.Err() == nil {
 			m.log.Warn("renewing a shard Lease failed", "shard", n, "error", err.Error())
 		}
@@ -456,7 +456,7 @@ func (m *Manager) release(n int, cur *coordinationv1.Lease) {
 	defer cancel()
 	l := cur.DeepCopy()
 	m.stamp(l, "", time.Now())
-	if err := m.write(ctx, l); err != nil {
+	if err := m.write(ctx, l, true); err != nil {
 		m.log.Warn("shard Lease not released; the next owner takes it when it expires", "shard", n, "error", err.Error())
 		return
 	}

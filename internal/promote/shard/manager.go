@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +24,8 @@ const (
 	KindLabel = "kropipe.io/lease-kind"
 	// AddressAnnotation is where a member's API is reached by the other replicas.
 	AddressAnnotation = "kropipe.io/api-address"
+	// PodAnnotation names the pod holding a member slot, for humans.
+	PodAnnotation = "kropipe.io/pod"
 )
 
 // Defaults, as leader's: a holder that cannot renew for RenewDeadline stops its work, and
@@ -40,13 +40,15 @@ const (
 type Config struct {
 	Client    kubernetes.Interface
 	Namespace string
-	// Prefix names the Leases: <Prefix>-member-<Member> and <Prefix>-shard-<n>.
+	// Prefix names the Leases: <Prefix>-member-<slot> and <Prefix>-shard-<n>, each for 0 to
+	// Shards-1: fixed names, so the Role can grant exactly them.
 	Prefix string
 	// Shards is how many shards the stages are spread over (>= 1); every replica must agree.
+	// There are as many member slots: replicas beyond them stand by until a slot frees up.
 	Shards int
 	// Identity is this process's holder identity (leader.Identity(): unique per process).
 	Identity string
-	// Member names this replica's membership Lease (the pod's name).
+	// Member is the pod's name, written next to the identity for humans.
 	Member string
 	// Address is the URL the other replicas reach this replica's API at ("" for none).
 	Address string
@@ -75,6 +77,7 @@ type Manager struct {
 	holders map[int]string    // shard → identity of its live holder, as last listed
 	held    map[int]*hold
 	works   sync.WaitGroup
+	full    bool // every member slot was taken at the last look (logged once)
 }
 
 // hold is a shard this replica holds.
@@ -84,8 +87,6 @@ type hold struct {
 	watchdog  *time.Timer
 	lastRenew time.Time
 }
-
-var memberName = regexp.MustCompile(`[^a-z0-9-]+`)
 
 // New checks cfg and returns a Manager; Run starts it.
 func New(cfg Config) (*Manager, error) {
@@ -113,7 +114,6 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cfg.Member = strings.Trim(memberName.ReplaceAllString(strings.ToLower(cfg.Member), "-"), "-")
 	return &Manager{
 		cfg: cfg, log: cfg.Logger.With("identity", cfg.Identity),
 		members: map[string]Member{}, holders: map[int]string{}, held: map[int]*hold{},
@@ -121,8 +121,8 @@ func New(cfg Config) (*Manager, error) {
 }
 
 // MemberLease and ShardLease are the Leases' names.
-func (m *Manager) MemberLease() string     { return m.cfg.Prefix + "-member-" + m.cfg.Member }
-func (m *Manager) ShardLease(n int) string { return ShardLeaseName(m.cfg.Prefix, n) }
+func (m *Manager) MemberLease(slot int) string { return m.cfg.Prefix + "-member-" + strconv.Itoa(slot) }
+func (m *Manager) ShardLease(n int) string     { return ShardLeaseName(m.cfg.Prefix, n) }
 
 // ShardLeaseName is the name of shard n's Lease.
 func ShardLeaseName(prefix string, n int) string { return prefix + "-shard-" + strconv.Itoa(n) }
@@ -191,7 +191,7 @@ func (m *Manager) tick(ctx context.Context) {
 		return
 	}
 	now := time.Now()
-	registered := m.register(ctx, leases[m.MemberLease()], now)
+	registered := m.register(ctx, leases, now)
 
 	live := map[string]Member{}
 	for _, l := range leases {
@@ -349,12 +349,36 @@ func (m *Manager) stamp(l *coordinationv1.Lease, holder string, at time.Time) {
 	l.Spec.RenewTime = &t
 }
 
-// register writes this replica's membership Lease with a fresh renew time.
-func (m *Manager) register(ctx context.Context, cur *coordinationv1.Lease, now time.Time) bool {
+// register renews this replica's member slot, or claims a free one (the lowest whose Lease
+// is free or expired). It says whether this replica is a member now.
+func (m *Manager) register(ctx context.Context, leases map[string]*coordinationv1.Lease, now time.Time) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	l := m.newLease(m.MemberLease(), "member")
+	free := -1
+	for k := 0; k < m.cfg.Shards; k++ {
+		l := leases[m.MemberLease(k)]
+		if l != nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.Identity {
+			return m.claim(ctx, k, l, now)
+		}
+		if free < 0 && (l == nil || !alive(l, now)) {
+			free = k
+		}
+	}
+	if free < 0 {
+		if !m.full {
+			m.log.Warn("every member slot is taken (as many as --shards): this replica stands by until one frees up", "slots", m.cfg.Shards)
+			m.full = true
+		}
+		return false
+	}
+	m.full = false
+	return m.claim(ctx, free, leases[m.MemberLease(free)], now)
+}
+
+// claim writes member slot k with this replica's identity, address and a fresh renew time.
+func (m *Manager) claim(ctx context.Context, k int, cur *coordinationv1.Lease, now time.Time) bool {
+	l := m.newLease(m.MemberLease(k), "member")
 	if cur != nil {
 		l = cur.DeepCopy()
 	}
@@ -362,10 +386,11 @@ func (m *Manager) register(ctx context.Context, cur *coordinationv1.Lease, now t
 		l.Annotations = map[string]string{}
 	}
 	l.Annotations[AddressAnnotation] = m.cfg.Address
+	l.Annotations[PodAnnotation] = m.cfg.Member
 	m.stamp(l, m.cfg.Identity, now)
 	if err := m.write(ctx, l, cur != nil); err != nil {
-		if ctx.Err() == nil {
-			m.log.Warn("renewing this replica's membership Lease failed", "lease", l.Name, "error", err.Error())
+		if ctx.Err() == nil && !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {
+			m.log.Warn("renewing this replica's member Lease failed", "lease", l.Name, "error", err.Error())
 		}
 		return false
 	}
@@ -488,7 +513,17 @@ func (m *Manager) stop() {
 			m.release(n, leases[m.ShardLease(n)])
 		}
 	}
-	if err := m.cfg.Client.CoordinationV1().Leases(m.cfg.Namespace).Delete(ctx, m.MemberLease(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		m.log.Warn("membership Lease not deleted; the others notice when it expires", "error", err.Error())
+	if err != nil {
+		return
+	}
+	// Leave the member slot, so the others see this replica gone at once.
+	for k := 0; k < m.cfg.Shards; k++ {
+		if l := leases[m.MemberLease(k)]; l != nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.Identity {
+			l = l.DeepCopy()
+			m.stamp(l, "", time.Now())
+			if err := m.write(ctx, l, true); err != nil {
+				m.log.Warn("member Lease not released; the others notice when it expires", "error", err.Error())
+			}
+		}
 	}
 }

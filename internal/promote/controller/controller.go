@@ -893,7 +893,8 @@ func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(
 		return stage.Outcome{}, err
 	}
 	if peer != nil {
-		return remote(ctx, peer) // the owner counts it and raises its Event
+		out, err := remote(ctx, peer.Client) // the owner counts it and raises its Event
+		return out, peer.explain(err)
 	}
 	defer leave()
 	e, err := g.engine()
@@ -916,7 +917,8 @@ func (g gate) Approve(ctx context.Context, name, tag string) (string, error) {
 		return "", err
 	}
 	if peer != nil {
-		return peer.Approve(ctx, name, tag)
+		v, err := peer.Approve(ctx, name, tag)
+		return v, peer.explain(err)
 	}
 	defer leave()
 	e, err := g.engine()
@@ -935,7 +937,7 @@ func (g gate) pause(ctx context.Context, name string, paused bool) error {
 		return err
 	}
 	if peer != nil {
-		return peer.Pause(ctx, name, paused)
+		return peer.explain(peer.Pause(ctx, name, paused))
 	}
 	defer leave()
 	e, err := g.engine()

@@ -14,7 +14,8 @@ func (g gate) Reverify(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	if peer != nil {
-		return peer.Reverify(ctx, name)
+		v, err := peer.Reverify(ctx, name)
+		return v, peer.explain(err)
 	}
 	defer leave()
 	e, err := g.engine()

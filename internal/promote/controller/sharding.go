@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -154,7 +155,7 @@ func markForwarded(h http.Handler) http.Handler {
 // route says where a request about a stage runs: here (peer nil) inside the fence of the
 // stage's shard, with ctx ending when the shard is lost and leave to call when done; or on
 // the replica holding the shard (peer set).
-func (g gate) route(ctx context.Context, name string) (peer *api.Client, fctx context.Context, leave func(), err error) {
+func (g gate) route(ctx context.Context, name string) (peer *remote, fctx context.Context, leave func(), err error) {
 	s := g.c.shards
 	if s == nil {
 		return nil, ctx, func() {}, nil
@@ -175,8 +176,27 @@ func (g gate) route(ctx context.Context, name string) (peer *api.Client, fctx co
 	return c, nil, nil, nil
 }
 
+// remote is the replica holding a shard, through its API.
+type remote struct {
+	*api.Client
+	member shard.Member
+}
+
+// explain adds what to do to a refusal of a passed-on action: the replicas share no token.
+func (r *remote) explain(err error) error {
+	var se *api.StatusError
+	if errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden) {
+		pod := r.member.Identity
+		if i := lastUnderscore(pod); i > 0 {
+			pod = pod[:i]
+		}
+		return &api.StatusError{Code: se.Code, Msg: fmt.Sprintf("the stage runs on replica %s, which refused the action passed on to it (%s): give every replica the same --token-file, or act there: kubectl port-forward pod/%s 8080", r.member.Identity, se.Msg, pod)}
+	}
+	return err
+}
+
 // peer is a client for the replica holding shard n.
-func (s *sharding) peer(n int) (*api.Client, error) {
+func (s *sharding) peer(n int) (*remote, error) {
 	m, ok := s.mgr.Holder(n)
 	switch {
 	case !ok:
@@ -186,7 +206,7 @@ func (s *sharding) peer(n int) (*api.Client, error) {
 	case m.Address == "":
 		return nil, fmt.Errorf("%w: shard %d is held by %s, which advertises no address: give every replica --peer-addr (or a non-loopback --addr)", api.ErrUnavailable, n, m.Identity)
 	}
-	return api.NewClient(m.Address, s.token, s.hc).Forwarding(), nil
+	return &remote{Client: api.NewClient(m.Address, s.token, s.hc).Forwarding(), member: m}, nil
 }
 
 // others returns every stage the other live replicas run, asked concurrently; a replica that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -373,9 +374,8 @@ func (p *pipeline) callWithToken(method string, pr *promoter, path, token string
 		return 0, err.Error()
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	_, _ = fmt.Fprint(&b, resp.Status)
-	return resp.StatusCode, b.String()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // pushRetries sums kropipe_git_push_retries_total over the replicas' metrics.

@@ -173,7 +173,7 @@ func (g gate) route(ctx context.Context, name string) (peer *remote, fctx contex
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return c, nil, nil, nil
+	return c, ctx, func() {}, nil
 }
 
 // remote is the replica holding a shard, through its API.

@@ -221,19 +221,28 @@ func (m *Manager) tick(ctx context.Context) {
 	if ctx.Err() != nil || !registered {
 		return
 	}
+	owners := Assign(m.cfg.Shards, ids)
+	// Taken concurrently: a dead member's shards all expire at once, and one request after
+	// another would add their round trips to the takeover.
+	var wg sync.WaitGroup
 	for n := 0; n < m.cfg.Shards; n++ {
 		m.mu.Lock()
 		_, mine := m.held[n]
 		m.mu.Unlock()
-		if mine || Owner(n, ids) != m.cfg.Identity {
+		if mine || owners[n] != m.cfg.Identity {
 			continue
 		}
 		l := leases[m.ShardLease(n)]
 		if l != nil && alive(l, now) && *l.Spec.HolderIdentity != m.cfg.Identity {
 			continue // its holder still runs; it lets go when it sees this member (or dies)
 		}
-		m.acquire(ctx, n, l)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.acquire(ctx, n, l)
+		}()
 	}
+	wg.Wait()
 }
 
 // renewHeld renews every held shard still owned, stops those that moved, and releases those
@@ -252,6 +261,7 @@ func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordination
 			ids = append(ids, m.cfg.Identity)
 		}
 	}
+	owners := Assign(m.cfg.Shards, ids)
 	m.mu.Lock()
 	shards := make([]int, 0, len(m.held))
 	for n := range m.held {
@@ -278,7 +288,7 @@ func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordination
 		if leases == nil {
 			continue
 		}
-		if ctx.Err() != nil || Owner(n, ids) != m.cfg.Identity {
+		if ctx.Err() != nil || n >= len(owners) || owners[n] != m.cfg.Identity {
 			// Moved to a new member (or stopping): end the work; it is released once done.
 			m.log.Info("shard moves to another replica; stopping its work", "shard", n)
 			h.cancel()

@@ -8,6 +8,7 @@ package shard
 
 import (
 	"hash/fnv"
+	"slices"
 	"strconv"
 )
 
@@ -23,19 +24,42 @@ func Of(key string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// Owner picks the member owning shard by rendezvous (highest random weight) hashing: each
-// member scores hash(member, shard) and the highest wins. When a member leaves, only its
-// shards move, spread over the others; when one joins, it takes about 1/len(members) of
-// every other's. It returns "" for no members.
-func Owner(shard int, members []string) string {
-	best, bestScore := "", uint64(0)
-	for _, m := range members {
-		s := score(m, shard)
-		if best == "" || s > bestScore || (s == bestScore && m < best) {
-			best, bestScore = m, s
+// Assign gives every shard an owner among members: rendezvous (highest random weight)
+// hashing, each shard going to the member scoring highest for it, with the load bounded: a
+// member already owning its fair share (shards/members, rounded up) is passed over. Every
+// replica computes the same assignment from the same live members. When a member leaves,
+// its shards spread over the others and few else move; when one joins, it takes about
+// 1/len(members) of the shards. It returns nil for no members.
+func Assign(shards int, members []string) []string {
+	if len(members) == 0 {
+		return nil
+	}
+	sorted := append([]string(nil), members...)
+	slices.Sort(sorted)
+	limit := (shards + len(sorted) - 1) / len(sorted)
+	load := map[string]int{}
+	out := make([]string, shards)
+	for n := range out {
+		ranked := append([]string(nil), sorted...)
+		slices.SortStableFunc(ranked, func(a, b string) int {
+			sa, sb := score(a, n), score(b, n)
+			switch {
+			case sa > sb:
+				return -1
+			case sa < sb:
+				return 1
+			}
+			return 0
+		})
+		for _, m := range ranked {
+			if load[m] < limit {
+				out[n] = m
+				load[m]++
+				break
+			}
 		}
 	}
-	return best
+	return out
 }
 
 func score(member string, shard int) uint64 {

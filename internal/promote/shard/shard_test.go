@@ -2,36 +2,46 @@ package shard_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/kropipe/kropipe/internal/promote/shard"
 )
 
-func TestOwner_SpreadsEvenlyAndMovesOnlyTheLeaversShards(t *testing.T) {
+func TestAssign_BalancedAndMovesFewShardsWhenAMemberLeaves(t *testing.T) {
 	members := []string{"promoter-0_a1", "promoter-1_b2", "promoter-2_c3", "promoter-3_d4"}
-	const n = 64
-	per := map[string]int{}
-	before := map[int]string{}
-	for s := 0; s < n; s++ {
-		o := shard.Owner(s, members)
-		per[o]++
-		before[s] = o
-	}
-	for _, m := range members {
-		// 16 each on average; rendezvous hashing keeps each within a factor of two.
-		if per[m] < n/len(members)/2 || per[m] > 2*n/len(members) {
-			t.Errorf("%s owns %d of %d shards: %v", m, per[m], n, per)
+	for _, n := range []int{16, 64} {
+		before := shard.Assign(n, members)
+		per := map[string]int{}
+		for _, o := range before {
+			per[o]++
+		}
+		for _, m := range members {
+			if per[m] != n/len(members) {
+				t.Errorf("%d shards: %s owns %d: %v", n, m, per[m], per)
+			}
+		}
+		// The order members are given in does not matter: every replica agrees.
+		if again := shard.Assign(n, []string{members[2], members[0], members[3], members[1]}); !slices.Equal(again, before) {
+			t.Errorf("%d shards: the assignment depends on the members' order", n)
+		}
+		// promoter-3 leaves: its shards go to the others; of theirs, few move.
+		after := shard.Assign(n, members[:3])
+		moved := 0
+		for s := range after {
+			if after[s] == members[3] {
+				t.Fatalf("shard %d still on the member that left", s)
+			}
+			if before[s] != members[3] && after[s] != before[s] {
+				moved++
+			}
+		}
+		if moved > n/8 {
+			t.Errorf("%d shards: %d of the staying members' shards moved when one member left", n, moved)
 		}
 	}
-	left := members[:3]
-	for s := 0; s < n; s++ {
-		o := shard.Owner(s, left)
-		if before[s] != members[3] && o != before[s] {
-			t.Errorf("shard %d moved from %s to %s though %s stayed", s, before[s], o, before[s])
-		}
-	}
-	if shard.Owner(0, nil) != "" {
-		t.Error("a shard has an owner among no members")
+	if shard.Assign(4, nil) != nil {
+		t.Error("shards have owners among no members")
 	}
 }
 

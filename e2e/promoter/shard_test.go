@@ -26,9 +26,9 @@ import (
 
 // Sharding on the real kube-apiserver: 40 stages (Applications in a namespace Argo CD does not
 // reconcile, so nothing but the promoter touches them) spread over 16 shards and four
-// `promoter controller --shards=16` replicas with the install's Role. New tags for every image
-// are pushed and, at the first promotion commit, the two replicas holding the most shards are
-// SIGKILLed. The survivors take their shards over once the Leases expire (measured on the
+// `promoter controller --shards=16` replicas with the install's Role. New tags for half the
+// images are pushed and, at the first promotion commit, the two replicas holding the most
+// shards are SIGKILLed; then the other half. The survivors take their shards over once the Leases expire (measured on the
 // Leases' own timestamps), every stage gets exactly one promotion commit (none lost, none
 // twice), and a survivor's API answers for every stage, passing a pause on to the other
 // survivor when that one runs the stage.
@@ -63,7 +63,9 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 	byLoad := append([]*promoter(nil), reps...)
 	sort.SliceStable(byLoad, func(i, j int) bool { return count(holders)[byLoad[i].Name] > count(holders)[byLoad[j].Name] })
 	victims, survivors := byLoad[:2], byLoad[2:]
-	for img := range shardImages {
+	// Half the images first; the other half once the victims are dead, so their stages are
+	// promoted by whoever took their shards over.
+	for img := range shardImages / 2 {
 		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
 	}
 	p.poll("a first promotion commit", syncTimeout, func() (bool, string) {
@@ -87,6 +89,9 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 		}
 	}
 	t.Logf("killed %s and %s (%d shards) after %d commits", victims[0].Name, victims[1].Name, len(lastRenew), strings.Count(p.log(seed), "\n"))
+	for img := shardImages / 2; img < shardImages; img++ {
+		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
+	}
 
 	// Takeover: every shard the victims held is held by a survivor.
 	p.poll("the victims' shards held by the survivors", syncTimeout, func() (bool, string) {

@@ -62,7 +62,8 @@ func newSharding(c *controller) (*sharding, error) {
 	for n := range stores {
 		stores[n] = kubestate.New(c.kube, f.Namespace, kubestate.WithName(fmt.Sprintf("%s-%d", f.StateConfigMap, n)), kubestate.WithLogger(c.log))
 	}
-	c.store = shard.NewStore(stores, s.fence, s.of)
+	// A promoter upgraded to shards starts each shard from the one ConfigMap it kept before.
+	c.store = shard.NewStore(stores, s.fence, s.of).WithLegacy(kubestate.New(c.kube, f.Namespace, kubestate.WithName(f.StateConfigMap), kubestate.WithLogger(c.log)))
 	return s, nil
 }
 

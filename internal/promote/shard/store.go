@@ -24,6 +24,7 @@ type Store struct {
 	stores []ShardStore
 	fence  *Fence
 	of     func(name string) int
+	legacy stage.Store
 
 	mu   sync.Mutex
 	last map[int]string // each shard's part as last loaded or saved, as JSON
@@ -35,15 +36,39 @@ func NewStore(stores []ShardStore, fence *Fence, of func(name string) int) *Stor
 	return &Store{stores: stores, fence: fence, of: of, last: map[int]string{}}
 }
 
+// WithLegacy makes the state one store kept for every stage (a promoter before --shards) the
+// starting point of each shard whose own store was never written: an upgrade keeps its
+// approvals, verifications and pauses. The first save of a shard writes its part to the
+// shard's store, which is read from then on.
+func (s *Store) WithLegacy(legacy stage.Store) *Store {
+	s.legacy = legacy
+	return s
+}
+
 // Load reads and joins the held shards' states.
 func (s *Store) Load(ctx context.Context) (stage.State, error) {
-	var out stage.State
+	var (
+		out    stage.State
+		legacy map[int]stage.State
+	)
 	for _, n := range s.fence.Held() {
 		st, err := s.stores[n].Load(ctx)
 		if err != nil {
 			return stage.State{}, fmt.Errorf("shard %d: %w", n, err)
 		}
 		part := s.split(st)[n] // a stage that moved shards stays where it was written
+		if f, ok := s.stores[n].(interface{ Found() bool }); ok && !f.Found() && s.legacy != nil {
+			if legacy == nil {
+				old, err := s.legacy.Load(ctx)
+				if err != nil {
+					return stage.State{}, fmt.Errorf("the state before sharding: %w", err)
+				}
+				legacy = s.split(old)
+			}
+			// Not remembered: the next Save writes it to the shard's own store.
+			out = join(out, legacy[n])
+			continue
+		}
 		s.remember(n, part)
 		out = join(out, part)
 	}

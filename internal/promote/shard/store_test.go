@@ -146,3 +146,43 @@ func TestFence_ALostShardEndsItsWorkAndWaitsForIt(t *testing.T) {
 		t.Error("shard 3 still held after it was lost")
 	}
 }
+
+func TestStore_AnUpgradeStartsEachShardFromTheStateBeforeSharding(t *testing.T) {
+	ctx := context.Background()
+	client := fake.NewClientset()
+	legacy := kubestate.New(client, ns, kubestate.WithName("state"), kubestate.WithLogger(quiet))
+	if err := legacy.Save(ctx, stateOf("develop", "web")); err != nil {
+		t.Fatal(err)
+	}
+	stores := make([]shard.ShardStore, 2)
+	for n := range stores {
+		stores[n] = kubestate.New(client, ns, kubestate.WithName(fmt.Sprintf("state-%d", n)), kubestate.WithLogger(quiet))
+	}
+	where := map[string]int{"develop": 0, "web": 1}
+	f := shard.NewFence()
+	holding(t, f, 0, 1)
+	s := shard.NewStore(stores, f, func(name string) int { return where[name] }).WithLegacy(legacy)
+
+	got, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Verifications) != 2 || got.Paused["develop"].IsZero() {
+		t.Fatalf("after the upgrade: verifications of %v, paused %v; want develop and web as before, develop paused", keys(got.Verifications), got.Paused)
+	}
+	// The first save moves each shard's part into its own ConfigMap; the old one is not read
+	// again.
+	if err := s.Save(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := legacy.Save(ctx, stateOf("other")); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again.Verifications) != 2 || again.Verifications["other"] != nil || again.Paused["develop"].IsZero() {
+		t.Errorf("after the first save: verifications of %v, paused %v; want develop and web from the shards' own ConfigMaps", keys(again.Verifications), again.Paused)
+	}
+}

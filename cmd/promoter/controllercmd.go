@@ -62,7 +62,7 @@ func newControllerCommand(g *globals) *cobra.Command {
 			// client-go logs (leader election, informers) through klog: send them to the same
 			// JSON stream.
 			klog.SetSlogLogger(log)
-			kube, dyn, ns, err := controller.Connect(f.kubeconfig)
+			kube, dyn, leases, ns, err := controller.Connect(f.kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -70,6 +70,7 @@ func newControllerCommand(g *globals) *cobra.Command {
 				f.namespace = cmp.Or(g.getenv("POD_NAMESPACE"), ns)
 			}
 			cfg, err := f.config(g, kube, dyn, log)
+			cfg.Leases = leases
 			if err != nil {
 				return err
 			}

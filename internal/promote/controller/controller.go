@@ -40,6 +40,8 @@ import (
 type Config struct {
 	Kube    kubernetes.Interface
 	Dynamic dynamic.Interface
+	// Leases, when set, is the client for the Leases (a rate limit of its own); default Kube.
+	Leases kubernetes.Interface
 	Logger  *slog.Logger
 
 	Namespace          string        // the Lease, the state ConfigMap and pull secrets live here (--namespace)
@@ -77,6 +79,13 @@ type Config struct {
 	ShutdownGrace   time.Duration // after ctx ends, how long the running pass may finish; 0 cancels it at once (--shutdown-grace)
 	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
+}
+
+func (cfg *Config) leases() kubernetes.Interface {
+	if cfg.Leases != nil {
+		return cfg.Leases
+	}
+	return cfg.Kube
 }
 
 // Validate checks the configuration and fills in defaults. Its errors name the
@@ -213,7 +222,7 @@ func Run(ctx context.Context, cfg Config) error {
 		err = <-managed
 	case f.LeaderElect:
 		err = leader.Run(work, leader.Config{
-			Client: c.kube, Namespace: f.Namespace, Name: f.LeaseName, Logger: log,
+			Client: f.leases(), Namespace: f.Namespace, Name: f.LeaseName, Logger: log,
 			LeaseDuration: f.LeaseDuration, RenewDeadline: f.RenewDeadline, RetryPeriod: f.RetryPeriod,
 			OnNewLeader: func(id string) { c.leader.Store(id) },
 		}, c.leadUntilStopped(stopWork), nil)

@@ -49,7 +49,7 @@ func newSharding(c *controller) (*sharding, error) {
 		member = id[:i]
 	}
 	mgr, err := shard.New(shard.Config{
-		Client: c.kube, Namespace: f.Namespace, Prefix: f.LeaseName, Shards: f.Shards,
+		Client: f.leases(), Namespace: f.Namespace, Prefix: f.LeaseName, Shards: f.Shards,
 		Identity: id, Member: member, Address: f.advertised(),
 		LeaseDuration: f.LeaseDuration, RenewDeadline: f.RenewDeadline, RetryPeriod: f.RetryPeriod,
 		Logger: c.log, Work: s.fence.Hold,

@@ -179,17 +179,7 @@ func (s *shardRun) seed() string {
 			t.Fatal(err)
 		}
 	}
-	if err := st.ApplyFile(ctx, filepath.Join(repoRoot, "manifests", "promoter", "role.yaml"), shardAppNS); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "kropipe-promoter", Namespace: shardAppNS},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kropipe-promoter"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "kropipe-promoter", Namespace: stack.ArgoCDNamespace}},
-	}
-	if _, err := st.Kube.RbacV1().RoleBindings(shardAppNS).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	s.bindRole(shardAppNS)
 	if err := s.srv.CreateRepo(ctx, shardRepo); err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +225,23 @@ func (s *shardRun) seed() string {
 		}
 	}
 	return seed
+}
+
+// bindRole lets the promoter's ServiceAccount read and patch the Applications in ns: the
+// install's Role, bound there as the manifests' comment says.
+func (s *shardRun) bindRole(ns string) {
+	t, ctx := s.t, s.ctx
+	if err := st.ApplyFile(ctx, filepath.Join(repoRoot, "manifests", "promoter", "role.yaml"), ns); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "kropipe-promoter", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kropipe-promoter"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "kropipe-promoter", Namespace: stack.ArgoCDNamespace}},
+	}
+	if _, err := st.Kube.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
 }
 
 // startReplica runs one sharded replica as the install's Deployment does, on loopback ports,

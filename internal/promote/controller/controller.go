@@ -42,7 +42,7 @@ type Config struct {
 	Dynamic dynamic.Interface
 	// Leases, when set, is the client for the Leases (a rate limit of its own); default Kube.
 	Leases kubernetes.Interface
-	Logger  *slog.Logger
+	Logger *slog.Logger
 
 	Namespace          string        // the Lease, the state ConfigMap and pull secrets live here (--namespace)
 	ArgoCDNamespace    string        // Argo CD's repository Secrets (--argocd-namespace)

@@ -50,7 +50,7 @@ func newSharding(c *controller) (*sharding, error) {
 	}
 	mgr, err := shard.New(shard.Config{
 		Client: f.leases(), Namespace: f.Namespace, Prefix: f.LeaseName, Shards: f.Shards,
-		Identity: id, Member: member, Address: f.advertised(),
+		Identity: id, Member: member, Address: f.advertised(), Webhook: f.webhookURL(),
 		LeaseDuration: f.LeaseDuration, RenewDeadline: f.RenewDeadline, RetryPeriod: f.RetryPeriod,
 		Logger: c.log, Work: s.fence.Hold,
 	})

@@ -26,6 +26,8 @@ const (
 	AddressAnnotation = "kropipe.io/api-address"
 	// PodAnnotation names the pod holding a member slot, for humans.
 	PodAnnotation = "kropipe.io/pod"
+	// WebhookAnnotation is where a member receives registry notifications.
+	WebhookAnnotation = "kropipe.io/webhook"
 )
 
 // Defaults, as leader's: a holder that cannot renew for RenewDeadline stops its work, and
@@ -52,6 +54,8 @@ type Config struct {
 	Member string
 	// Address is the URL the other replicas reach this replica's API at ("" for none).
 	Address string
+	// Webhook is the URL of this replica's registry notification listener ("" for none).
+	Webhook string
 	// Durations; zero means the default.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	Logger                                    *slog.Logger
@@ -63,7 +67,7 @@ type Config struct {
 
 // Member is a live replica.
 type Member struct {
-	Identity, Address string
+	Identity, Address, Webhook string
 }
 
 // Manager registers this replica, campaigns for the shards rendezvous hashing gives it and
@@ -197,11 +201,11 @@ func (m *Manager) tick(ctx context.Context) {
 	for _, l := range leases {
 		if l.Labels[KindLabel] == "member" && alive(l, now) {
 			id := *l.Spec.HolderIdentity
-			live[id] = Member{Identity: id, Address: l.Annotations[AddressAnnotation]}
+			live[id] = Member{Identity: id, Address: l.Annotations[AddressAnnotation], Webhook: l.Annotations[WebhookAnnotation]}
 		}
 	}
 	if registered && ctx.Err() == nil {
-		live[m.cfg.Identity] = Member{Identity: m.cfg.Identity, Address: m.cfg.Address}
+		live[m.cfg.Identity] = Member{Identity: m.cfg.Identity, Address: m.cfg.Address, Webhook: m.cfg.Webhook}
 	}
 	ids := make([]string, 0, len(live))
 	for id := range live {
@@ -397,6 +401,7 @@ func (m *Manager) claim(ctx context.Context, k int, cur *coordinationv1.Lease, n
 	}
 	l.Annotations[AddressAnnotation] = m.cfg.Address
 	l.Annotations[PodAnnotation] = m.cfg.Member
+	l.Annotations[WebhookAnnotation] = m.cfg.Webhook
 	m.stamp(l, m.cfg.Identity, now)
 	if err := m.write(ctx, l, cur != nil); err != nil {
 		if ctx.Err() == nil && !apierrors.IsConflict(err) && !apierrors.IsAlreadyExists(err) {

@@ -107,8 +107,8 @@ func TestPromoterManifests_RunTwoControllersWithLeaderElection(t *testing.T) {
 	if v, _ := flagValue(c.Args, "shards"); v != "16" {
 		t.Errorf("--shards = %q, want 16 (the Role names the Leases and ConfigMaps of 16 shards)", v)
 	}
-	if v, _ := flagValue(c.Args, "peer-addr"); v != ":8082" {
-		t.Errorf("--peer-addr = %q, want :8082 (the replicas pass requests on to each other)", v)
+	if v, _ := flagValue(c.Args, "peer-addr"); v != ":8083" {
+		t.Errorf("--peer-addr = %q, want :8083 (the replicas pass requests on to each other)", v)
 	}
 	if len(c.Args) == 0 || c.Args[0] != "controller" {
 		t.Errorf("args = %v, want the controller subcommand first", c.Args)

@@ -270,9 +270,15 @@ func (g gate) local() []stage.Status {
 	if e == nil {
 		return nil
 	}
-	sts := e.Status()
-	for i := range sts {
-		sts[i] = g.explain(sts[i])
+	all := e.Status()
+	sts := all[:0]
+	for _, st := range all {
+		// A shard just lost stays in the engine until the loop cuts the stages again; its
+		// new owner lists it.
+		if s := g.c.shards; s != nil && !s.fence.Holds(s.of(st.Name)) {
+			continue
+		}
+		sts = append(sts, g.explain(st))
 	}
 	return sts
 }

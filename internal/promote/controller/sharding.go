@@ -271,7 +271,7 @@ func (g gate) local() []stage.Status {
 		return nil
 	}
 	all := e.Status()
-	sts := all[:0]
+	sts := make([]stage.Status, 0, len(all))
 	for _, st := range all {
 		// A shard just lost stays in the engine until the loop cuts the stages again; its
 		// new owner lists it.

@@ -90,6 +90,7 @@ type hold struct {
 	done      chan struct{}
 	watchdog  *time.Timer
 	lastRenew time.Time
+	moving    bool // given up for another member: renewed until its work returned
 }
 
 // New checks cfg and returns a Manager; Run starts it.
@@ -293,10 +294,14 @@ func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordination
 			continue
 		}
 		if ctx.Err() != nil || n >= len(owners) || owners[n] != m.cfg.Identity {
-			// Moved to a new member (or stopping): end the work; it is released once done.
-			m.log.Info("shard moves to another replica; stopping its work", "shard", n)
-			h.cancel()
-			continue
+			// Moved to a new member (or stopping): end the work, and keep renewing until it
+			// has returned (a pass may take a while to stop), so the new owner never starts
+			// while it runs; the Lease is released once it is done.
+			if !h.moving {
+				m.log.Info("shard moves to another replica; stopping its work", "shard", n)
+				h.moving = true
+				h.cancel()
+			}
 		}
 		m.renew(ctx, n, h, leases[m.ShardLease(n)])
 	}

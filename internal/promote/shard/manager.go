@@ -192,7 +192,7 @@ func (m *Manager) tick(ctx context.Context) {
 		if ctx.Err() == nil {
 			m.log.Warn("listing the shard Leases failed; holding what is held until the renew deadline", "error", err.Error())
 		}
-		m.renewHeld(ctx, nil)
+		m.renewHeld(ctx, nil, false)
 		return
 	}
 	now := time.Now()
@@ -222,7 +222,7 @@ func (m *Manager) tick(ctx context.Context) {
 	m.members, m.holders = live, holders
 	m.mu.Unlock()
 
-	m.renewHeld(ctx, leases)
+	m.renewHeld(ctx, leases, false)
 	if ctx.Err() != nil || !registered {
 		return
 	}
@@ -253,7 +253,10 @@ func (m *Manager) tick(ctx context.Context) {
 // renewHeld renews every held shard still owned, stops those that moved, and releases those
 // whose work has ended. leases is nil when the list failed: nothing is renewed then, and the
 // watchdogs stop the work when the renew deadline passes.
-func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordinationv1.Lease) {
+//
+// stopping (the Manager's Run ended; ctx is a fresh one for the last renewals) gives every
+// shard up.
+func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordinationv1.Lease, stopping bool) {
 	var ids []string
 	if leases != nil {
 		now := time.Now()
@@ -262,7 +265,7 @@ func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordination
 				ids = append(ids, *l.Spec.HolderIdentity)
 			}
 		}
-		if ctx.Err() == nil && !contains(ids, m.cfg.Identity) {
+		if !stopping && !contains(ids, m.cfg.Identity) {
 			ids = append(ids, m.cfg.Identity)
 		}
 	}
@@ -281,6 +284,7 @@ func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordination
 		select {
 		case <-h.done:
 			// The work returned: lost, moved or stopping. Let the Lease go if still ours.
+			h.watchdog.Stop()
 			m.mu.Lock()
 			delete(m.held, n)
 			m.mu.Unlock()
@@ -293,7 +297,7 @@ func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordination
 		if leases == nil {
 			continue
 		}
-		if ctx.Err() != nil || n >= len(owners) || owners[n] != m.cfg.Identity {
+		if stopping || n >= len(owners) || owners[n] != m.cfg.Identity {
 			// Moved to a new member (or stopping): end the work, and keep renewing until it
 			// has returned (a pass may take a while to stop), so the new owner never starts
 			// while it runs; the Lease is released once it is done.
@@ -513,30 +517,46 @@ func (m *Manager) release(n int, cur *coordinationv1.Lease) {
 func (m *Manager) stop() {
 	m.mu.Lock()
 	for _, h := range m.held {
+		h.moving = true
 		h.cancel()
 	}
 	m.mu.Unlock()
-	m.works.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.RenewDeadline)
-	defer cancel()
-	leases, err := m.list(ctx)
-	if err == nil {
+	done := make(chan struct{})
+	go func() {
+		m.works.Wait()
+		close(done)
+	}()
+	// Until every work has returned its shards stay renewed: nobody else starts on them while
+	// a pass is still stopping. renewHeld releases each once its work is done.
+	ctx := context.Background()
+	t := time.NewTicker(m.cfg.RetryPeriod)
+	defer t.Stop()
+	for finished := false; ; {
+		select {
+		case <-done:
+			finished = true
+		case <-t.C:
+		}
+		leases, err := m.list(ctx)
+		if err != nil {
+			if finished {
+				return // the Leases expire; the watchdogs stopped nothing that still ran
+			}
+			continue
+		}
+		m.renewHeld(ctx, leases, true)
 		m.mu.Lock()
-		shards := make([]int, 0, len(m.held))
-		for n, h := range m.held {
-			h.watchdog.Stop()
-			shards = append(shards, n)
-		}
-		m.held = map[int]*hold{}
+		left := len(m.held)
 		m.mu.Unlock()
-		for _, n := range shards {
-			m.release(n, leases[m.ShardLease(n)])
+		if finished && left == 0 {
+			m.leave(ctx, leases)
+			return
 		}
 	}
-	if err != nil {
-		return
-	}
-	// Leave the member slot, so the others see this replica gone at once.
+}
+
+// leave frees this replica's member slot, so the others see it gone at once.
+func (m *Manager) leave(ctx context.Context, leases map[string]*coordinationv1.Lease) {
 	for k := 0; k < m.cfg.Shards; k++ {
 		if l := leases[m.MemberLease(k)]; l != nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.Identity {
 			l = l.DeepCopy()

@@ -87,7 +87,9 @@ func (c *cluster) cut(id string) {
 // book records which replica works on which shard, and fails the test when two work on one
 // shard at once.
 type book struct {
-	t      *testing.T
+	t *testing.T
+	// linger is how long a work keeps running after its context ended (a pass stopping).
+	linger time.Duration
 	mu     sync.Mutex
 	active map[int]string
 	starts []start
@@ -110,6 +112,9 @@ func (b *book) work(id string) func(context.Context, int) {
 		b.starts = append(b.starts, start{id, n, time.Now()})
 		b.mu.Unlock()
 		<-ctx.Done()
+		if b.linger > 0 {
+			time.Sleep(b.linger) // the work under test: a pass that takes a while to stop
+		}
 		b.mu.Lock()
 		delete(b.active, n)
 		if b.stops == nil {
@@ -295,6 +300,20 @@ func TestManager_CutOffReplicaStopsBeforeItsShardsAreTakenOver(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestManager_HandsOverOnlyOnceTheWorkStopped is a pass that takes longer to stop than the
+// lease lasts: the replica giving shards to a new member keeps renewing them until its work
+// returned, so the new member never starts while it runs (book fails the test on overlap).
+func TestManager_HandsOverOnlyOnceTheWorkStopped(t *testing.T) {
+	c := newCluster(t)
+	c.book.linger = leaseDuration + 500*time.Millisecond
+	c.start(t, "promoter-a")
+	waitFor(t, "every shard on a", 10*time.Second, func() bool { return spread(c.book.holders(), "promoter-a") })
+	c.start(t, "promoter-b")
+	waitFor(t, "shards shared with b", 4*leaseDuration, func() bool {
+		return spread(c.book.holders(), "promoter-a", "promoter-b")
+	})
 }
 
 func TestManager_HolderNamesTheOwnersAddress(t *testing.T) {

@@ -22,7 +22,7 @@ import (
 
 // BenchmarkShards is the large-N figure of sharding: N stages (KROPIPE_SHARD_BENCH_STAGES,
 // default 1000; the issue's goal is 10000) as Applications on the real kube-apiserver, one
-// folder each in one repository, over 50 images, run by four `promoter controller --shards=16`
+// folder each in one repository (stageDir), over 50 images, run by four `promoter controller --shards=16`
 // replicas with the default Lease timing. It measures the time from pushing a new tag of every
 // image to all N promotion commits on the server, each replica's peak RSS (sampled every
 // second from its /metrics), then SIGKILLs the busiest replica and measures the takeover
@@ -70,7 +70,7 @@ func runShardBench(b *testing.B, n, images int) {
 	for i := range n {
 		s := strings.ReplaceAll(string(example), "registry.example.com/team/frontend", st.RegistryAddr+"/"+image(i))
 		s = tagLine.ReplaceAllString(s, `${1}"1.0.0"`)
-		if err := co.WriteFile(fmt.Sprintf("s%05d/instance.yaml", i), []byte(s)); err != nil {
+		if err := co.WriteFile(stageDir(i)+"/instance.yaml", []byte(s)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -114,7 +114,7 @@ func runShardBench(b *testing.B, n, images int) {
 					}},
 					Spec: v1alpha1.ApplicationSpec{
 						Project:     "default",
-						Source:      &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), Path: fmt.Sprintf("s%05d", i), TargetRevision: "main"},
+						Source:      &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), Path: stageDir(i), TargetRevision: "main"},
 						Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: ns},
 					},
 				}
@@ -257,7 +257,7 @@ func runShardBench(b *testing.B, n, images int) {
 	}
 	bad := 0
 	for i := range n {
-		f := fmt.Sprintf("s%05d/instance.yaml", i)
+		f := stageDir(i)+"/instance.yaml"
 		if per[f]["Promote image from 1.0.0 to 1.1.0"] != 1 || per[f]["Promote image from 1.1.0 to 1.2.0"] != 1 || len(per[f]) != 2 {
 			if bad < 5 {
 				b.Errorf("%s: commits %v, want one per tag", f, per[f])
@@ -293,6 +293,11 @@ func benchReplica(b *testing.B, ctx context.Context, name, kubeconfig, ns string
 	})
 	return pr
 }
+
+// stageDir is stage i's folder: a hundred folders of a hundred, as teams nest them by
+// team or service (a flat root of 10,000 folders makes every commit rewrite a 10,000-entry
+// tree: gitwrite's cost, not sharding's).
+func stageDir(i int) string { return fmt.Sprintf("t%02d/s%05d", i%100, i) }
 
 // rssSampler keeps each replica's highest process_resident_memory_bytes, read every second.
 type rssSampler struct {

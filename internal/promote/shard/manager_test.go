@@ -44,11 +44,8 @@ func newCluster(t *testing.T) *cluster {
 	gvr := schema.GroupVersionResource{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"}
 	c.client.PrependReactor("*", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		var l *coordinationv1.Lease
-		switch a := a.(type) {
-		case k8stesting.UpdateAction:
-			l, _ = a.GetObject().(*coordinationv1.Lease)
-		case k8stesting.CreateAction:
-			l, _ = a.GetObject().(*coordinationv1.Lease)
+		if w, ok := a.(k8stesting.CreateAction); ok { // creates and updates alike
+			l, _ = w.GetObject().(*coordinationv1.Lease)
 		}
 		if l == nil {
 			return false, nil, nil

@@ -288,8 +288,8 @@ func (s *shardRun) shardLeases() map[string]coordinationv1.Lease {
 	return out
 }
 
-// waitSpread waits until every shard is held and every replica holds some (rendezvous
-// hashing over four members); it returns shard → replica.
+// waitSpread waits until every shard is held and every replica holds its fair share (the
+// bounded-load rendezvous assignment over four members); it returns shard → replica.
 func (s *shardRun) waitSpread(reps []*promoter) map[string]string {
 	holders := map[string]string{}
 	s.poll("16 shards spread over the 4 replicas", syncTimeout, func() (bool, string) {
@@ -301,6 +301,11 @@ func (s *shardRun) waitSpread(reps []*promoter) map[string]string {
 			}
 		}
 		per := count(holders)
+		for _, n := range per {
+			if n > shardCount/len(reps) {
+				return false, fmt.Sprint(per) // still handing shards over to a newer replica
+			}
+		}
 		return len(holders) == shardCount && len(per) == len(reps), fmt.Sprint(per)
 	})
 	return holders

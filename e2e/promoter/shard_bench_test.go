@@ -257,7 +257,7 @@ func runShardBench(b *testing.B, n, images int) {
 	}
 	bad := 0
 	for i := range n {
-		f := stageDir(i)+"/instance.yaml"
+		f := stageDir(i) + "/instance.yaml"
 		if per[f]["Promote image from 1.0.0 to 1.1.0"] != 1 || per[f]["Promote image from 1.1.0 to 1.2.0"] != 1 || len(per[f]) != 2 {
 			if bad < 5 {
 				b.Errorf("%s: commits %v, want one per tag", f, per[f])

@@ -100,7 +100,15 @@ func TestPromoterManifests_RunTwoControllersWithLeaderElection(t *testing.T) {
 		t.Errorf("namespace = %q, want argocd (next to the Applications it reads)", d.Namespace)
 	}
 	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
-		t.Errorf("replicas = %v, want 2 (one leads, one stands by)", d.Spec.Replicas)
+		t.Errorf("replicas = %v, want 2 (sharing the shards, each taking the other's over)", d.Spec.Replicas)
+	}
+	// Sharded, so that changing replicas alone spreads the work: the Role names every Lease
+	// and state ConfigMap of up to 16 shards.
+	if v, _ := flagValue(c.Args, "shards"); v != "16" {
+		t.Errorf("--shards = %q, want 16 (the Role names the Leases and ConfigMaps of 16 shards)", v)
+	}
+	if v, _ := flagValue(c.Args, "peer-addr"); v != ":8083" {
+		t.Errorf("--peer-addr = %q, want :8083 (the replicas pass requests on to each other)", v)
 	}
 	if len(c.Args) == 0 || c.Args[0] != "controller" {
 		t.Errorf("args = %v, want the controller subcommand first", c.Args)
@@ -259,13 +267,23 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 		{"", "events", "create", "", true},
 		{"", "events", "patch", "", true},
 		{"coordination.k8s.io", "leases", "create", "", true},
+		{"coordination.k8s.io", "leases", "list", "", true},
 		{"coordination.k8s.io", "leases", "get", "kropipe-promoter", true},
 		{"coordination.k8s.io", "leases", "update", "kropipe-promoter", true},
+		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-shard-0", true},
+		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-shard-15", true},
+		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-shard-16", false},
+		{"coordination.k8s.io", "leases", "get", "kropipe-promoter-member-15", true},
+		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-member-0", true},
+		{"coordination.k8s.io", "leases", "delete", "kropipe-promoter-member-0", false},
 		{"coordination.k8s.io", "leases", "update", "someone-elses-lease", false},
 		{"coordination.k8s.io", "leases", "delete", "kropipe-promoter", false},
 		{"", "configmaps", "create", "", true},
 		{"", "configmaps", "get", "kropipe-promoter-state", true},
 		{"", "configmaps", "update", "kropipe-promoter-state", true},
+		{"", "configmaps", "update", "kropipe-promoter-state-0", true},
+		{"", "configmaps", "update", "kropipe-promoter-state-15", true},
+		{"", "configmaps", "update", "kropipe-promoter-state-16", false},
 		{"", "configmaps", "get", "argocd-tls-certs-cm", true},
 		{"", "configmaps", "get", "argocd-ssh-known-hosts-cm", true},
 		{"", "configmaps", "update", "argocd-tls-certs-cm", false},

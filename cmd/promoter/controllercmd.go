@@ -33,6 +33,11 @@ type controllerFlags struct {
 	leaderElect        bool
 	stateConfigMap     string
 	healthAddr         string
+	shards             int
+	leaseDuration      time.Duration
+	renewDeadline      time.Duration
+	retryPeriod        time.Duration
+	peerAddr           string
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -46,14 +51,18 @@ func newControllerCommand(g *globals) *cobra.Command {
 			"(the default) replicas campaign for a Lease and only the leader promotes; every replica serves\n" +
 			"the API on --addr (loopback: use kubectl port-forward) and probes and metrics on --health-addr.\n" +
 			"--leader-elect=false starts promoting at once, without waiting for a Lease: for a single\n" +
-			"replica only (two replicas without it would both write to Git). Logs are JSON on stderr.",
+			"replica only (two replicas without it would both write to Git). With --shards N (N > 1) the\n" +
+			"stages are spread over the replicas: each pipeline belongs to one of N shards, every shard has\n" +
+			"a Lease held by one replica at a time and its own state ConfigMap (--state-configmap-<n>), and\n" +
+			"any replica answers for every stage, passing actions on to the owner over --peer-addr.\n" +
+			"Logs are JSON on stderr.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := g.jsonLogger()
 			// client-go logs (leader election, informers) through klog: send them to the same
 			// JSON stream.
 			klog.SetSlogLogger(log)
-			kube, dyn, ns, err := controller.Connect(f.kubeconfig)
+			kube, dyn, leases, ns, err := controller.Connect(f.kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -61,6 +70,7 @@ func newControllerCommand(g *globals) *cobra.Command {
 				f.namespace = cmp.Or(g.getenv("POD_NAMESPACE"), ns)
 			}
 			cfg, err := f.config(g, kube, dyn, log)
+			cfg.Leases = leases
 			if err != nil {
 				return err
 			}
@@ -81,7 +91,12 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "longest time between passes; a stage's kropipe.io/interval may shorten it")
 	fl.DurationVar(&f.healthTimeout, "health-timeout", argocd.DefaultGateTimeout, "how long a promoted Application may stay Degraded or its sync failed before the promotion fails (and, with kropipe.io/auto-rollback, is rolled back)")
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "campaign for the Lease "+leader.DefaultName+" so only one replica promotes; false promotes at once without a Lease, safe only with a single replica")
-	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses")
+	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses (with --shards, its name prefix: <name>-<shard>)")
+	fl.IntVar(&f.shards, "shards", 1, "spread the stages over the replicas in this many shards, each fenced by its own Lease; every replica must be given the same number; 1 is one leader doing all the work")
+	fl.DurationVar(&f.leaseDuration, "lease-duration", leader.DefaultLeaseDuration, "how long a Lease (the leader's, or a shard's) holds without renewal: a dead replica's work is taken over after it")
+	fl.DurationVar(&f.renewDeadline, "renew-deadline", leader.DefaultRenewDeadline, "a replica that could not renew its Lease for this long stops its work; shorter than --lease-duration")
+	fl.DurationVar(&f.retryPeriod, "retry-period", leader.DefaultRetryPeriod, "how often Leases are renewed and tried for; shorter than --renew-deadline")
+	fl.StringVar(&f.peerAddr, "peer-addr", "", "with --shards: where the other replicas reach this one's API (e.g. :8083, advertised with $POD_IP); actions there need --token-file. Default: --addr")
 	f.webhook.register(fl)
 	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
 	f.limits.register(fl)
@@ -118,6 +133,7 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 		LeaderElect: f.leaderElect, StateConfigMap: f.stateConfigMap, DataDir: dir,
 		Addr: g.addr, Token: tok, RequireToken: !loopback, HealthAddr: f.healthAddr,
 		WebhookAddr: f.webhook.addr, WebhookSecret: secret, PodIP: g.getenv("POD_IP"),
+		Shards: f.shards, LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod, PeerAddr: f.peerAddr,
 		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
 	}
 	return cfg, cfg.Validate()

@@ -161,7 +161,7 @@ func lastSubject(t *testing.T, co *stack.Checkout) string {
 
 // pushImage uploads a minimal image (an empty config and one tiny layer) with the OCI
 // distribution API, as a CI pipeline's push would.
-func pushImage(t *testing.T, registry, repo, tag string) {
+func pushImage(t testing.TB, registry, repo, tag string) {
 	t.Helper()
 	config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","created":"2026-01-01T00:00:00Z","config":{"Labels":{"tag":%q}},"rootfs":{"type":"layers","diff_ids":[]}}`, tag))
 	cfgDigest := uploadBlob(t, registry, repo, config)
@@ -183,7 +183,7 @@ func pushImage(t *testing.T, registry, repo, tag string) {
 	}
 }
 
-func uploadBlob(t *testing.T, registry, repo string, data []byte) string {
+func uploadBlob(t testing.TB, registry, repo string, data []byte) string {
 	t.Helper()
 	sum := sha256.Sum256(data)
 	digest := "sha256:" + hex.EncodeToString(sum[:])

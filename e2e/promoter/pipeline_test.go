@@ -237,7 +237,7 @@ func cardOf(page, stage string) (string, bool) {
 
 // pipeline is one run of the example ApplicationSet on the stack.
 type pipeline struct {
-	t    *testing.T
+	t    testing.TB
 	ctx  context.Context
 	srv  *stack.GitServer
 	co   *stack.Checkout

@@ -28,7 +28,8 @@
 //     Synced and Healthy: Jobs read from Git and Argo Rollouts AnalysisRuns, named by stage
 //     and freight so a new leader adopts them.
 //   - kubestate keeps the engine's state in a ConfigMap; leader elects the one replica
-//     that writes.
+//     that writes; shard (--shards) instead spreads the pipelines over the replicas: member
+//     Leases, a fenced Lease and a state ConfigMap per shard, the owner by rendezvous hashing.
 //
 // Serving:
 //   - controller is `promoter controller`: a replica's loop, probes, events and problems;

@@ -54,6 +54,15 @@ type Tagger interface {
 // should say where to go instead.
 var ErrUnavailable = errors.New("this promoter cannot serve the stages now")
 
+// StatusError is an answer another promoter replica gave (a request passed on to the replica
+// that owns the stage): the API answers with the same status and message.
+type StatusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
 // Availability is implemented by a Controller that cannot always serve (a standby
 // replica has no stages). While Available returns an error, every /api/v1 call is
 // answered 503 with it, instead of an empty list or an "unknown stage".
@@ -478,7 +487,10 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 
 // statusOf maps engine errors to HTTP statuses.
 func statusOf(err error) int {
+	var se *StatusError
 	switch {
+	case errors.As(err, &se):
+		return se.Code
 	case errors.Is(err, stage.ErrUnknownStage):
 		return http.StatusNotFound
 	case errors.Is(err, warehouse.ErrTagNotFound):

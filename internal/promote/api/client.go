@@ -15,9 +15,10 @@ import (
 
 // Client calls a running promoter's API; the promoter command uses it with --addr.
 type Client struct {
-	base  string
-	token string
-	http  *http.Client
+	base   string
+	token  string
+	http   *http.Client
+	header http.Header
 }
 
 // NewClient returns a client for addr (host:port or a URL). token may be empty.
@@ -29,7 +30,44 @@ func NewClient(addr, token string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc}
+	return &Client{base: strings.TrimRight(base, "/"), token: token, http: hc, header: http.Header{}}
+}
+
+// ForwardedHeader marks a request one promoter replica passed on to the replica owning the
+// stage: the receiver answers it itself and never passes it on again.
+const ForwardedHeader = "X-Kropipe-Forwarded"
+
+// Forwarding returns a copy of c whose requests carry ForwardedHeader.
+func (c *Client) Forwarding() *Client {
+	cp := *c
+	cp.header = c.header.Clone()
+	cp.header.Set(ForwardedHeader, "1")
+	return &cp
+}
+
+// ShardPath is the root of the routes a sharded replica serves to the others: the stages of
+// the shards it holds, and nothing else.
+const ShardPath = "/api/v1/shard/stages"
+
+// OwnStages returns the statuses of the stages the replica at c runs itself (ShardPath).
+func (c *Client) OwnStages(ctx context.Context) ([]stage.Status, error) {
+	var out StageList
+	err := c.do(ctx, http.MethodGet, ShardPath, nil, &out)
+	return out.Stages, err
+}
+
+// OwnStage returns the status of a stage the replica at c runs itself.
+func (c *Client) OwnStage(ctx context.Context, name string) (stage.Status, error) {
+	var out stage.Status
+	err := c.do(ctx, http.MethodGet, ShardPath+"/"+url.PathEscape(name), nil, &out)
+	return out, err
+}
+
+// Tags lists the tags the stage's warehouse sees.
+func (c *Client) Tags(ctx context.Context, name string) (Tags, error) {
+	var out Tags
+	err := c.do(ctx, http.MethodGet, "/api/v1/stages/"+url.PathEscape(name)+"/tags", nil, &out)
+	return out, err
 }
 
 // Stages returns every stage's status.
@@ -120,6 +158,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
@@ -135,9 +176,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode/100 != 2 {
 		var e Error
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s", e.Error)
+			return &StatusError{Code: resp.StatusCode, Msg: e.Error}
 		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return &StatusError{Code: resp.StatusCode, Msg: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
 	}
 	return json.Unmarshal(data, out)
 }

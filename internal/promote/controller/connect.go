@@ -12,25 +12,29 @@ import (
 
 // Connect builds the Kubernetes clients from kubeconfig (empty: $KUBECONFIG, ~/.kube/config,
 // else the in-cluster service account) and says which namespace that configuration is in.
-func Connect(kubeconfig string) (kubernetes.Interface, dynamic.Interface, string, error) {
+// leases is a client of its own for the Leases: its rate limit is not shared with the
+// promotions' patches and Events, so a burst of thousands of promotions never delays a
+// renewal past the renew deadline.
+func Connect(kubeconfig string) (kube kubernetes.Interface, dyn dynamic.Interface, leases kubernetes.Interface, ns string, err error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
 	cfg, err := cc.ClientConfig()
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("no Kubernetes connection: %w; pass --kubeconfig, or run in a pod with a service account", err)
+		return nil, nil, nil, "", fmt.Errorf("no Kubernetes connection: %w; pass --kubeconfig, or run in a pod with a service account", err)
 	}
 	cfg.UserAgent = "kropipe-promoter/" + version.Version
 	// Informers do the reading; writes are a few patches per promotion.
 	cfg.QPS, cfg.Burst = 20, 40
-	kube, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
+	if kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, nil, "", err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, "", err
+	if dyn, err = dynamic.NewForConfig(cfg); err != nil {
+		return nil, nil, nil, "", err
 	}
-	ns, _, _ := cc.Namespace()
-	return kube, dyn, ns, nil
+	if leases, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, nil, "", err
+	}
+	ns, _, _ = cc.Namespace()
+	return kube, dyn, leases, ns, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,7 +40,9 @@ import (
 type Config struct {
 	Kube    kubernetes.Interface
 	Dynamic dynamic.Interface
-	Logger  *slog.Logger
+	// Leases, when set, is the client for the Leases (a rate limit of its own); default Kube.
+	Leases kubernetes.Interface
+	Logger *slog.Logger
 
 	Namespace          string        // the Lease, the state ConfigMap and pull secrets live here (--namespace)
 	ArgoCDNamespace    string        // Argo CD's repository Secrets (--argocd-namespace)
@@ -51,6 +54,18 @@ type Config struct {
 	LeaderElect        bool          // campaign for the Lease; false is safe only with one replica (--leader-elect)
 	StateConfigMap     string        // the ConfigMap in Namespace keeping approvals and verifications (--state-configmap)
 	DataDir            string        // persistent clones live under DataDir/git (--data-dir)
+
+	// Shards spreads the stages over the replicas (--shards): 1 is one Lease and one leader
+	// doing all the work; more are that many shard Leases, each fencing the replica that runs
+	// its stages, and as many state ConfigMaps (<StateConfigMap>-<n>).
+	Shards int
+	// LeaseName is the Lease (or with shards, the Leases' prefix) (--lease-name).
+	LeaseName string
+	// Lease timing (--lease-duration, --renew-deadline, --retry-period); zero is leader's default.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
+	// PeerAddr serves the API to the other replicas, which pass on requests for the stages this
+	// one runs; "" advertises Addr instead (--peer-addr).
+	PeerAddr string
 
 	Addr         string // the API listener (--addr)
 	Token        string // the API's bearer token; "" for none (--token-file)
@@ -64,6 +79,13 @@ type Config struct {
 	ShutdownGrace   time.Duration // after ctx ends, how long the running pass may finish; 0 cancels it at once (--shutdown-grace)
 	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
+}
+
+func (cfg *Config) leases() kubernetes.Interface {
+	if cfg.Leases != nil {
+		return cfg.Leases
+	}
+	return cfg.Kube
 }
 
 // Validate checks the configuration and fills in defaults. Its errors name the
@@ -94,6 +116,17 @@ func (cfg *Config) Validate() error {
 	if cfg.StateConfigMap == "" {
 		cfg.StateConfigMap = kubestate.DefaultName
 	}
+	if cfg.LeaseName == "" {
+		cfg.LeaseName = leader.DefaultName
+	}
+	switch {
+	case cfg.Shards == 0:
+		cfg.Shards = 1
+	case cfg.Shards < 0:
+		return errors.New("--shards must be at least 1")
+	case cfg.Shards > 1 && !cfg.LeaderElect:
+		return errors.New("--shards above 1 spreads stages over replicas by Leases: it needs --leader-elect")
+	}
 	return nil
 }
 
@@ -105,8 +138,10 @@ type controller struct {
 	kube    kubernetes.Interface
 	dyn     dynamic.Interface
 	metrics *metrics.Metrics
-	store   *kubestate.Store
-	events  *argocd.Recorder
+	store   stage.Store
+	// shards is this replica's part of the shards; nil with one shard (one leader).
+	shards *sharding
+	events *argocd.Recorder
 
 	engine  atomic.Pointer[stage.Engine]      // the leader's engine; nil while standing by
 	watcher atomic.Pointer[argocd.Watcher]    // the leader's watcher; nil while standing by
@@ -132,10 +167,21 @@ func Run(ctx context.Context, cfg Config) error {
 		events:  argocd.NewRecorder(cfg.Kube),
 	}
 	c.leader.Store("")
+	if f.Shards > 1 {
+		s, err := newSharding(c)
+		if err != nil {
+			return err
+		}
+		c.shards = s
+	}
 
 	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
+	if c.shards != nil {
+		srv.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
+		srv.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
+	}
 	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
 	if f.WebhookAddr != "" {
@@ -147,22 +193,40 @@ func Run(ctx context.Context, cfg Config) error {
 		h.Register(mux)
 		hook = mux
 	}
-	servers, err := c.listen(ctx, srv, hook)
+	// The other replicas pass requests on through --peer-addr: reachable from other pods, so
+	// actions there always need the token.
+	var peer http.Handler
+	if c.shards != nil && f.PeerAddr != "" {
+		ps := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(true), api.WithLogger(log))
+		ps.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
+		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
+		peer = markForwarded(ps)
+	}
+	servers, err := c.listen(ctx, markForwarded(srv), peer, hook)
 	if err != nil {
 		return err
 	}
 	log.Info("promoter controller starting", "version", version.Version, "addr", f.Addr, "healthAddr", f.HealthAddr,
-		"namespace", f.Namespace, "watchNamespaces", f.WatchNamespaces, "leaderElect", f.LeaderElect, "stateConfigMap", f.Namespace+"/"+f.StateConfigMap)
+		"namespace", f.Namespace, "watchNamespaces", f.WatchNamespaces, "leaderElect", f.LeaderElect, "stateConfigMap", f.Namespace+"/"+f.StateConfigMap, "shards", f.Shards)
 
 	// The work outlives ctx by the shutdown grace (shutdown.go).
 	work, stopWork := c.outliving(ctx)
 	defer stopWork()
-	if f.LeaderElect {
+	switch {
+	case c.shards != nil:
+		// Every replica runs the loop; the engine runs the stages of the shards it holds.
+		managed := make(chan error, 1)
+		go func() { managed <- c.shards.mgr.Run(work) }()
+		c.leadUntilStopped(stopWork)(work)
+		stopWork()
+		err = <-managed
+	case f.LeaderElect:
 		err = leader.Run(work, leader.Config{
-			Client: c.kube, Namespace: f.Namespace, Logger: log,
+			Client: f.leases(), Namespace: f.Namespace, Name: f.LeaseName, Logger: log,
+			LeaseDuration: f.LeaseDuration, RenewDeadline: f.RenewDeadline, RetryPeriod: f.RetryPeriod,
 			OnNewLeader: func(id string) { c.leader.Store(id) },
 		}, c.leadUntilStopped(stopWork), nil)
-	} else {
+	default:
 		c.leadUntilStopped(stopWork)(work)
 	}
 	log.Info("shutting down")
@@ -177,7 +241,7 @@ func Run(ctx context.Context, cfg Config) error {
 // servers are the HTTP listeners of one replica.
 type servers struct{ list []*http.Server }
 
-func (c *controller) listen(ctx context.Context, apiHandler, hook http.Handler) (*servers, error) {
+func (c *controller) listen(ctx context.Context, apiHandler, peerHandler, hook http.Handler) (*servers, error) {
 	s := &servers{}
 	start := func(addr string, h http.Handler, what string) error {
 		ln, err := net.Listen("tcp", addr)
@@ -202,6 +266,12 @@ func (c *controller) listen(ctx context.Context, apiHandler, hook http.Handler) 
 		mux.HandleFunc("GET /readyz", c.ready)
 		mux.Handle("GET /metrics", c.metrics.Handler())
 		if err := start(c.f.HealthAddr, mux, "probes (--health-addr)"); err != nil {
+			_ = s.shutdown()
+			return nil, err
+		}
+	}
+	if peerHandler != nil {
+		if err := start(c.f.PeerAddr, peerHandler, "other replicas (--peer-addr)"); err != nil {
 			_ = s.shutdown()
 			return nil, err
 		}
@@ -340,7 +410,26 @@ func (c *controller) term(ctx context.Context) error {
 	defer timer.Stop()
 	// kicked: the pass was asked for through Kicks (see stage.Engine.ReconcileKicked).
 	kicked := false
+	// fenced receives when a shard was gained or lost (nil without shards).
+	var fenced <-chan struct{}
+	if c.shards != nil {
+		fenced = c.shards.fence.Changed()
+	}
 	for {
+		// The pass runs inside the fence of the shards its stages belong to: it is cancelled
+		// when one is lost, and the shard's Lease is let go only after it returned.
+		passCtx, leave := ctx, func() {}
+		if s := c.shards; s != nil {
+			if !slices.Equal(s.fence.Held(), s.applied) {
+				interval = c.applySpecs(ctx, e, w, repos, reported)
+			}
+			held, fctx, l := s.fence.Enter(ctx, s.applied)
+			if len(held) != len(s.applied) {
+				l() // lost one meanwhile: cut the stages again
+				continue
+			}
+			passCtx, leave = fctx, l
+		}
 		pulls.update(ctx, annotatedPullSecrets(w.Config()))
 		c.advertiseWebhook(ctx)
 		before := e.Status()
@@ -350,15 +439,16 @@ func (c *controller) term(ctx context.Context) error {
 			run = e.ReconcileKicked // a notification runs only its stages
 		}
 		kicked = false
-		err := pass.Run(ctx, c.f.PassTimeout, run)
+		err := pass.Run(passCtx, c.f.PassTimeout, run)
 		after := e.Status()
 		c.progress.Store(time.Now().UnixNano())
 		c.metrics.Pass(before, after, time.Since(start))
 		c.recordPass(ctx, w, before, after)
-		if err != nil && ctx.Err() == nil {
+		if err != nil && passCtx.Err() == nil {
 			c.log.Warn("pass finished with failures", "error", err.Error())
 		}
-		c.rollBackFailures(ctx, e, hg, w)
+		c.rollBackFailures(passCtx, e, hg, w)
+		leave()
 		// An Application a stage waits for (to sync, to become healthy) changed: a pass soon
 		// verifies it, instead of at the next scheduled one; the delay gathers a sync's burst
 		// of status updates into one pass.
@@ -387,6 +477,8 @@ func (c *controller) term(ctx context.Context) error {
 					soon = time.After(verifySoon)
 				}
 			case <-soon:
+				break wait
+			case <-fenced:
 				break wait
 			}
 		}
@@ -444,6 +536,14 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 			return c.events.Event(ctx, app, corev1.EventTypeWarning, "ConfigurationWarning", msg)
 		})
 	}
+	total := len(cfg.Specs)
+	var held []int
+	if c.shards != nil {
+		// Only the held shards' stages, cut before resolving HEADs: the rest is other replicas'.
+		held = c.shards.fence.Held()
+		cfg.Specs, cfg.Groups = c.shards.cut(cfg.Specs, cfg.Groups, held)
+		c.shards.applied = held
+	}
 	cfg.Specs = repos.resolveHEAD(ctx, cfg.Specs)
 	if err := e.SetSpecs(cfg.Specs, cfg.Groups...); err != nil {
 		// Derive only returns sets that validate; this is a bug, so keep the old set.
@@ -454,6 +554,10 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 		if s.Interval > 0 && s.Interval < interval {
 			interval = s.Interval
 		}
+	}
+	if c.shards != nil {
+		c.log.Info("stages from annotations", "stages", total, "here", len(cfg.Specs), "shards", held, "problems", len(cfg.Problems), "interval", interval.String())
+		return interval
 	}
 	c.log.Info("stages from annotations", "stages", len(cfg.Specs), "problems", len(cfg.Problems), "interval", interval.String())
 	return interval
@@ -625,7 +729,8 @@ func standbyError(leaderID string) error {
 	return fmt.Errorf("%w: this replica is standing by; the leader is %s: kubectl port-forward pod/%s 8080", api.ErrUnavailable, leaderID, pod)
 }
 
-// Available implements api.Availability: a standby's API sends callers to the leader.
+// Available implements api.Availability: a standby's API sends callers to the leader. With
+// shards every replica answers for every stage, once its watcher has synced.
 func (g gate) Available() error {
 	_, err := g.engine()
 	return err
@@ -635,17 +740,21 @@ func (g gate) engine() (*stage.Engine, error) {
 	if e := g.c.engine.Load(); e != nil {
 		return e, nil
 	}
+	if g.c.shards != nil {
+		return nil, errNoEngine
+	}
 	return nil, standbyError(g.c.leaderName())
 }
 
+// Status is every stage's: this replica's own and, with shards, the other replicas'.
 func (g gate) Status() []stage.Status {
-	e := g.c.engine.Load()
-	if e == nil {
+	if g.c.engine.Load() == nil {
 		return nil
 	}
-	sts := e.Status()
-	for i := range sts {
-		sts[i] = g.explain(sts[i])
+	sts := g.local()
+	if s := g.c.shards; s != nil {
+		sts = append(sts, g.others()...)
+		s.sortByPipeline(sts)
 	}
 	return append(sts, g.misconfigured()...)
 }
@@ -655,8 +764,16 @@ func (g gate) StatusOf(name string) (stage.Status, bool) {
 	if e == nil {
 		return stage.Status{}, false
 	}
-	if st, ok := e.StatusOf(name); ok {
-		return g.explain(st), true
+	if s := g.c.shards; s == nil || s.fence.Holds(s.of(name)) {
+		if st, ok := e.StatusOf(name); ok {
+			return g.explain(st), true
+		}
+	} else if p, err := s.peer(s.of(name)); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+		defer cancel()
+		if st, err := p.OwnStage(ctx, name); err == nil {
+			return st, true
+		}
 	}
 	for _, st := range g.misconfigured() {
 		if st.Name == name {
@@ -728,6 +845,15 @@ func (g gate) Passes() int {
 }
 
 func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if peer != nil {
+		h, err := peer.History(ctx, name)
+		return history(h), err
+	}
+	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return nil, err
@@ -736,30 +862,56 @@ func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, erro
 }
 
 func (g gate) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote, func(e *stage.Engine) (stage.Outcome, error) { return e.Promote(ctx, name, tag) })
+	return g.act(ctx, name, gitwrite.Promote,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Promote(ctx, name, tag) },
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Promote(ctx, name, tag) })
 }
 
 func (g gate) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback, func(e *stage.Engine) (stage.Outcome, error) { return e.Rollback(ctx, name, to) })
+	return g.act(ctx, name, gitwrite.Rollback,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Rollback(ctx, name, to) },
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Rollback(ctx, name, to) })
 }
 
 func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote, func(e *stage.Engine) (stage.Outcome, error) { return e.PromoteMember(ctx, name, tag) })
+	return g.act(ctx, name, gitwrite.Promote,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.PromoteMember(ctx, name, tag)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.PromoteMember(ctx, name, tag)
+		})
 }
 
 func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback, func(e *stage.Engine) (stage.Outcome, error) { return e.RollbackMember(ctx, name, to) })
+	return g.act(ctx, name, gitwrite.Rollback,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.RollbackMember(ctx, name, to)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.RollbackMember(ctx, name, to)
+		})
 }
 
-// act runs a human's promotion or rollback on the leader's engine, counts it under the stage
-// asked for and raises its Event.
-func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(*stage.Engine) (stage.Outcome, error)) (stage.Outcome, error) {
+// act runs a human's promotion or rollback on the engine holding the stage (this replica's,
+// inside its shard's fence, or the owner's through its API), counts it under the stage asked
+// for and raises its Event.
+func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(context.Context, *stage.Engine) (stage.Outcome, error), remote func(context.Context, *api.Client) (stage.Outcome, error)) (stage.Outcome, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return stage.Outcome{}, err
+	}
+	if peer != nil {
+		out, err := remote(ctx, peer.Client) // the owner counts it and raises its Event
+		return out, peer.explain(err)
+	}
+	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return stage.Outcome{}, err
 	}
 	start := time.Now()
-	out, err := do(e)
+	out, err := do(ctx, e)
 	if out.Kind == "" {
 		out.Kind = kind.String()
 	}
@@ -769,6 +921,15 @@ func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(
 }
 
 func (g gate) Approve(ctx context.Context, name, tag string) (string, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	if peer != nil {
+		v, err := peer.Approve(ctx, name, tag)
+		return v, peer.explain(err)
+	}
+	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return "", err
@@ -776,18 +937,24 @@ func (g gate) Approve(ctx context.Context, name, tag string) (string, error) {
 	return e.Approve(ctx, name, tag)
 }
 
-func (g gate) Pause(ctx context.Context, name string) error {
+func (g gate) Pause(ctx context.Context, name string) error  { return g.pause(ctx, name, true) }
+func (g gate) Resume(ctx context.Context, name string) error { return g.pause(ctx, name, false) }
+
+func (g gate) pause(ctx context.Context, name string, paused bool) error {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return err
+	}
+	if peer != nil {
+		return peer.explain(peer.Pause(ctx, name, paused))
+	}
+	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return err
 	}
-	return e.Pause(ctx, name)
-}
-
-func (g gate) Resume(ctx context.Context, name string) error {
-	e, err := g.engine()
-	if err != nil {
-		return err
+	if paused {
+		return e.Pause(ctx, name)
 	}
 	return e.Resume(ctx, name)
 }
@@ -814,6 +981,9 @@ func (g gate) Subscribe() (<-chan struct{}, func(), error) {
 
 // Specs gives the pipeline page the stages' settings (soak countdowns, commit links).
 func (g gate) Specs() []stage.Spec {
+	if w := g.c.watcher.Load(); g.c.shards != nil && w != nil {
+		return w.Config().Specs // every replica reads every stage's settings
+	}
 	if e := g.c.engine.Load(); e != nil {
 		return e.Specs()
 	}
@@ -822,6 +992,15 @@ func (g gate) Specs() []stage.Spec {
 
 // Tags lists the tags a stage's warehouse sees, for the pipeline page.
 func (g gate) Tags(ctx context.Context, name string) ([]warehouse.TagVerdict, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if peer != nil {
+		t, err := peer.Tags(ctx, name)
+		return t.Tags, err
+	}
+	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return nil, err

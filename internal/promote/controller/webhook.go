@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +22,25 @@ func notifyEngine(e *stage.Engine, pushes []webhook.Push) []string {
 	return e.Notify(webhook.Repositories(pushes)...)
 }
 
+// webhookURL is where the other replicas reach this one's notification listener: the host is
+// --webhook-addr's, else $POD_IP; "" when neither gives one.
+func (cfg *Config) webhookURL() string {
+	if cfg.WebhookAddr == "" {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(cfg.WebhookAddr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = cfg.PodIP
+	}
+	if host == "" {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(host, port) + webhook.Path
+}
+
 // leaseWebhookAnnotation on the promoter's Lease holds the leader's notification URL.
 const leaseWebhookAnnotation = "kropipe.io/webhook"
 
@@ -29,6 +49,9 @@ const leaseWebhookAnnotation = "kropipe.io/webhook"
 // retry deliver the notification again; polling remains).
 func (g gate) notify(ctx context.Context, pushes []webhook.Push) ([]string, error) {
 	e, err := g.engine()
+	if err == nil && g.c.shards != nil {
+		return g.notifyAll(ctx, e, pushes), nil
+	}
 	if err == nil {
 		return notifyEngine(e, pushes), nil
 	}
@@ -55,23 +78,16 @@ func (g gate) notify(ctx context.Context, pushes []webhook.Push) ([]string, erro
 // before every pass (one GET when the annotation is there): a Lease written without it, by
 // anyone, gets it back.
 func (c *controller) advertiseWebhook(ctx context.Context) {
-	if c.f.WebhookAddr == "" || !c.f.LeaderElect {
-		return
+	if c.f.WebhookAddr == "" || !c.f.LeaderElect || c.shards != nil {
+		return // with shards, each member Lease carries its replica's URL (newSharding)
 	}
-	host, port, err := net.SplitHostPort(c.f.WebhookAddr)
-	if err != nil {
-		return
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = c.f.PodIP
-	}
-	if host == "" {
+	url := c.f.webhookURL()
+	if url == "" {
 		c.log.Warn("not advertising the notification listener: --webhook-addr has no host and $POD_IP is unset; a standby answers notifications with 503")
 		return
 	}
-	url := "http://" + net.JoinHostPort(host, port) + webhook.Path
 	written := false
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		leases := c.kube.CoordinationV1().Leases(c.f.Namespace)
 		l, err := leases.Get(ctx, leader.DefaultName, metav1.GetOptions{})
 		if err != nil {
@@ -96,4 +112,39 @@ func (c *controller) advertiseWebhook(ctx context.Context) {
 	if written {
 		c.log.Info("notification listener advertised", "url", url)
 	}
+}
+
+// notifyAll is notify with shards: this replica's engine runs its own stages of the pushed
+// repositories, and the notification goes on to every other live replica for theirs (a
+// registry sends it to one of them). A replica that cannot be reached is logged: its stages
+// see the tag at their next scheduled pass.
+func (g gate) notifyAll(ctx context.Context, e *stage.Engine, pushes []webhook.Push) []string {
+	stages := notifyEngine(e, pushes)
+	if webhook.Forwarded(ctx) {
+		return stages
+	}
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	hc := &http.Client{Timeout: 10 * time.Second}
+	for _, m := range g.c.shards.mgr.Members() {
+		if m.Webhook == "" {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			theirs, err := webhook.Forward(ctx, hc, m.Webhook, g.c.f.WebhookSecret, pushes)
+			if err != nil {
+				g.c.log.Warn("registry notification not passed on to another replica; its stages see the tag at their next pass", "replica", m.Identity, "error", err.Error())
+				return
+			}
+			mu.Lock()
+			stages = append(stages, theirs...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return stages
 }

@@ -54,6 +54,8 @@ type Store struct {
 	// store last read or wrote it, at baseRV: what the caller's next Save is a change of.
 	base   []byte
 	baseRV string
+	// found: the ConfigMap existed at the last Load, or Save wrote it.
+	found bool
 }
 
 // Option configures a Store.
@@ -122,10 +124,18 @@ func (s *Store) Load(ctx context.Context) (stage.State, error) {
 	return st, err
 }
 
+// Found says whether the last Load or Save found (or made) the ConfigMap: false for a store
+// never written, whose empty State means "nothing yet" rather than "nothing left".
+func (s *Store) Found() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.found
+}
+
 func (s *Store) remember(raw []byte, cm *corev1.ConfigMap) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.base, s.baseRV = raw, ""
+	s.base, s.baseRV, s.found = raw, "", cm != nil
 	if cm != nil {
 		s.baseRV = cm.ResourceVersion
 	}

@@ -1,0 +1,438 @@
+package promoter_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/kropipe/kropipe/e2e/stack"
+)
+
+// Sharding on the real kube-apiserver: 40 stages (Applications in a namespace Argo CD does not
+// reconcile, so nothing but the promoter touches them) spread over 16 shards and four
+// `promoter controller --shards=16` replicas with the install's Role. New tags for half the
+// images are pushed and, at the first promotion commit, the two replicas holding the most
+// shards are SIGKILLed; then the other half. The survivors take their shards over once the Leases expire (measured on the
+// Leases' own timestamps), every stage gets exactly one promotion commit (none lost, none
+// twice), and a survivor's API answers for every stage, passing a pause on to the other
+// survivor when that one runs the stage.
+func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p := &pipeline{t: t, ctx: ctx, srv: st.Git}
+	p.installPromoterRBAC()
+	s := &shardRun{pipeline: p}
+	t.Cleanup(s.cleanup)
+	seed := s.seed()
+
+	token := randomHex(16)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var reps []*promoter
+	for i := range 4 {
+		reps = append(reps, s.startReplica(fmt.Sprintf("promoter-shard-%d", i), tokenFile))
+	}
+	holders := s.waitSpread(reps)
+	t.Logf("shards per replica: %v", count(holders))
+
+	// Every replica answers for every stage, before anything moves.
+	s.waitAll(reps[0], "up to date at 1.0.0", func(x listedStage) bool { return x.CurrentTag == "1.0.0" && x.Decision == "up-to-date" })
+	if head := p.head(); head != seed {
+		t.Fatalf("commits with nothing new in the registry:\n%s", p.log(seed))
+	}
+
+	// The two replicas running the most shards die at the first promotion commit.
+	byLoad := append([]*promoter(nil), reps...)
+	sort.SliceStable(byLoad, func(i, j int) bool { return count(holders)[byLoad[i].Name] > count(holders)[byLoad[j].Name] })
+	victims, survivors := byLoad[:2], byLoad[2:]
+	// Half the images first; the other half once the victims are dead, so their stages are
+	// promoted by whoever took their shards over.
+	for img := range shardImages / 2 {
+		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
+	}
+	p.poll("a first promotion commit", syncTimeout, func() (bool, string) {
+		if err := p.co.Pull(ctx); err != nil {
+			return false, err.Error()
+		}
+		return p.head() != seed, "none yet"
+	})
+	for _, v := range victims {
+		v.Kill()
+	}
+	killed := time.Now()
+	// The victims' last renewals, read after they died: nobody may take their shards before
+	// these plus the lease duration.
+	lastRenew := map[string]time.Time{}
+	for name, l := range s.shardLeases() {
+		for _, v := range victims {
+			if strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), v.Name+"_") {
+				lastRenew[name] = l.Spec.RenewTime.Time
+			}
+		}
+	}
+	t.Logf("killed %s and %s (%d shards) after %d commits", victims[0].Name, victims[1].Name, len(lastRenew), strings.Count(p.log(seed), "\n"))
+	for img := shardImages / 2; img < shardImages; img++ {
+		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
+	}
+
+	// Takeover: every shard the victims held is held by a survivor.
+	p.poll("the victims' shards held by the survivors", syncTimeout, func() (bool, string) {
+		for name, l := range s.shardLeases() {
+			holder := ptr.Deref(l.Spec.HolderIdentity, "")
+			if !strings.HasPrefix(holder, survivors[0].Name+"_") && !strings.HasPrefix(holder, survivors[1].Name+"_") {
+				return false, name + " held by " + holder
+			}
+		}
+		return true, ""
+	})
+	t.Logf("survivors hold every shard %s after the kill", time.Since(killed).Round(10*time.Millisecond))
+	var longest time.Duration
+	for name, l := range s.shardLeases() {
+		renewed, ok := lastRenew[name]
+		if !ok {
+			continue
+		}
+		took := l.Spec.AcquireTime.Sub(renewed)
+		longest = max(longest, took)
+		// Fenced: not before the Lease expired; within one lease duration of it (a retry period
+		// to notice, and a second for a loaded machine).
+		if took < shardLease {
+			t.Errorf("%s taken over %s after the victim's last renewal, before the lease (%s) expired", name, took, shardLease)
+		}
+		if took > shardLease+shardRetry+time.Second {
+			t.Errorf("%s taken over %s after the victim's last renewal; want within the lease duration %s (+ a retry period)", name, took, shardLease)
+		}
+	}
+	t.Logf("takeover: %s at most from a victim's last renewal to a survivor's acquisition (lease %s, retry %s)", longest.Round(time.Millisecond), shardLease, shardRetry)
+
+	// Every stage promoted exactly once, whoever ran it.
+	s.waitAll(survivors[0], "at 1.1.0", func(x listedStage) bool { return x.CurrentTag == "1.1.0" })
+	s.wantOneCommitEach(seed)
+	// A few more passes on the survivors: still one commit each.
+	settled := time.Now()
+	s.waitAll(survivors[1], "checked twice more", func(x listedStage) bool { return x.CheckedAt.After(settled.Add(2 * shardInterval)) })
+	s.wantOneCommitEach(seed)
+
+	// A survivor answers for a stage the other survivor runs, and passes an action on to it.
+	other := s.stageOn(survivors[1])
+	if code, body := p.get(survivors[0], "/api/v1/stages/"+other); code != http.StatusOK {
+		t.Fatalf("GET %s on %s (it runs on %s): %d %s", other, survivors[0].Name, survivors[1].Name, code, body)
+	}
+	if code, body := p.callWithToken(http.MethodPost, survivors[0], "/api/v1/stages/"+other+"/pause", token); code != http.StatusOK {
+		t.Fatalf("pause %s through %s: %d %s", other, survivors[0].Name, code, body)
+	}
+	s.waitAll(survivors[1], "with "+other+" paused", func(x listedStage) bool { return x.Name != other || x.Paused })
+	if code, body := p.callWithToken(http.MethodPost, survivors[0], "/api/v1/stages/"+other+"/resume", token); code != http.StatusOK {
+		t.Fatalf("resume %s through %s: %d %s", other, survivors[0].Name, code, body)
+	}
+	t.Logf("git push retries on the survivors (stages of one branch on several replicas): %s", s.pushRetries(survivors))
+}
+
+const (
+	shardStages    = 40
+	shardImages    = 8
+	shardCount     = 16
+	shardRepo      = "shards-gitops"
+	shardAppNS     = "kropipe-shards"
+	shardDestNS    = "kropipe-shards-dest"
+	shardInterval  = 2 * time.Second
+	shardLease     = 3 * time.Second
+	shardRenew     = 2 * time.Second
+	shardRetry     = 500 * time.Millisecond
+	shardStateName = "kropipe-promoter-state"
+)
+
+type shardRun struct {
+	*pipeline
+	reps []*promoter
+}
+
+func shardImage(i int) string { return fmt.Sprintf("shards/img%d", i) }
+
+func shardStage(i int) string { return fmt.Sprintf("shard-s%02d", i) }
+
+// seed writes one folder per stage, pushes the images' first tag, lets the promoter's
+// ServiceAccount read and patch Applications in their namespace (the install's Role, bound
+// there as the manifests' comment says), and creates the Applications.
+func (s *shardRun) seed() string {
+	t, ctx := s.t, s.ctx
+	for _, ns := range []string{shardAppNS, shardDestNS} {
+		if err := st.EnsureNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.bindRole(shardAppNS)
+	if err := s.srv.CreateRepo(ctx, shardRepo); err != nil {
+		t.Fatal(err)
+	}
+	co, err := s.srv.Clone(ctx, shardRepo, filepath.Join(t.TempDir(), shardRepo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.co = co
+	example, err := os.ReadFile(filepath.Join(repoRoot, "examples", "gitops", "develop", "frontend", "instance.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range shardStages {
+		b := strings.ReplaceAll(string(example), "registry.example.com/team/frontend", st.RegistryAddr+"/"+shardImage(i%shardImages))
+		b = tagLine.ReplaceAllString(b, `${1}"1.0.0"`)
+		if err := co.WriteFile(fmt.Sprintf("s%02d/instance.yaml", i), []byte(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed, err := co.CommitAndPush(ctx, "Seed 40 stages")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for img := range shardImages {
+		pushImage(t, st.RegistryAddr, shardImage(img), "1.0.0")
+	}
+	for i := range shardStages {
+		app := &v1alpha1.Application{
+			ObjectMeta: metav1.ObjectMeta{Name: shardStage(i), Namespace: shardAppNS, Annotations: map[string]string{
+				"kropipe.io/image":        st.RegistryAddr + "/" + shardImage(i%shardImages),
+				"kropipe.io/strategy":     "semver",
+				"kropipe.io/auto-promote": "true",
+				"kropipe.io/interval":     shardInterval.String(),
+			}},
+			Spec: v1alpha1.ApplicationSpec{
+				Project:     "default",
+				Source:      &v1alpha1.ApplicationSource{RepoURL: s.srv.RepoURL(shardRepo), Path: fmt.Sprintf("s%02d", i), TargetRevision: "main"},
+				Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: shardDestNS},
+			},
+		}
+		if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(shardAppNS).Create(ctx, app, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create Application %s: %v", app.Name, err)
+		}
+	}
+	return seed
+}
+
+// bindRole lets the promoter's ServiceAccount read and patch the Applications in ns: the
+// install's Role, bound there as the manifests' comment says.
+func (s *shardRun) bindRole(ns string) {
+	t, ctx := s.t, s.ctx
+	if err := st.ApplyFile(ctx, filepath.Join(repoRoot, "manifests", "promoter", "role.yaml"), ns); err != nil {
+		t.Fatal(err)
+	}
+	rb := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "kropipe-promoter", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "kropipe-promoter"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "kropipe-promoter", Namespace: stack.ArgoCDNamespace}},
+	}
+	if _, err := st.Kube.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// startReplica runs one sharded replica as the install's Deployment does, on loopback ports,
+// with short Leases.
+func (s *shardRun) startReplica(name, tokenFile string) *promoter {
+	t := s.t
+	ports, err := stack.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	proc, err := st.Run(name, st.Binaries.Promoter, []string{
+		"controller",
+		"--kubeconfig=" + s.kubeconfig,
+		"--leader-elect", "--namespace=" + stack.ArgoCDNamespace, "--watch-namespaces=" + shardAppNS,
+		"--insecure-registry=" + st.RegistryAddr,
+		"--data-dir=" + filepath.Join(st.Dir, name),
+		"--addr=" + addr, "--health-addr=127.0.0.1:" + strconv.Itoa(ports[1]),
+		"--token-file=" + tokenFile,
+		"--shards=" + strconv.Itoa(shardCount),
+		"--lease-duration=" + shardLease.String(), "--renew-deadline=" + shardRenew.String(), "--retry-period=" + shardRetry.String(),
+		"--health-timeout=10m",
+	}, []string{"POD_NAME=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proc.Stop)
+	pr := &promoter{Process: proc, addr: addr}
+	s.waitHTTP(pr, "/healthz")
+	s.reps = append(s.reps, pr)
+	return pr
+}
+
+// shardLeases returns the shard Leases by name.
+func (s *shardRun) shardLeases() map[string]coordinationv1.Lease {
+	ls, err := st.Kube.CoordinationV1().Leases(stack.ArgoCDNamespace).List(s.ctx, metav1.ListOptions{LabelSelector: "kropipe.io/lease-kind=shard"})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out := map[string]coordinationv1.Lease{}
+	for _, l := range ls.Items {
+		out[l.Name] = l
+	}
+	return out
+}
+
+// waitSpread waits until every shard is held and every replica holds its fair share (the
+// bounded-load rendezvous assignment over four members); it returns shard → replica.
+func (s *shardRun) waitSpread(reps []*promoter) map[string]string {
+	holders := map[string]string{}
+	s.poll("16 shards spread over the 4 replicas", syncTimeout, func() (bool, string) {
+		holders = map[string]string{}
+		for name, l := range s.shardLeases() {
+			id := ptr.Deref(l.Spec.HolderIdentity, "")
+			if i := strings.LastIndex(id, "_"); i > 0 {
+				holders[name] = id[:i]
+			}
+		}
+		per := count(holders)
+		for _, n := range per {
+			if n > shardCount/len(reps) {
+				return false, fmt.Sprint(per) // still handing shards over to a newer replica
+			}
+		}
+		return len(holders) == shardCount && len(per) == len(reps), fmt.Sprint(per)
+	})
+	return holders
+}
+
+func count(holders map[string]string) map[string]int {
+	per := map[string]int{}
+	for _, r := range holders {
+		per[r]++
+	}
+	return per
+}
+
+type listedStage struct {
+	Name string `json:"name"`
+	stageStatus
+	Paused bool `json:"paused"`
+}
+
+// waitAll waits until pr's API lists every stage and each meets cond.
+func (s *shardRun) waitAll(pr *promoter, what string, cond func(listedStage) bool) {
+	s.poll(fmt.Sprintf("%s lists all %d stages %s", pr.Name, shardStages, what), syncTimeout, func() (bool, string) {
+		code, body := s.get(pr, "/api/v1/stages")
+		if code != http.StatusOK {
+			return false, fmt.Sprintf("%d %s", code, body)
+		}
+		var list struct {
+			Stages []listedStage `json:"stages"`
+		}
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			return false, err.Error()
+		}
+		seen := map[string]bool{}
+		for _, st := range list.Stages {
+			if !cond(st) {
+				return false, fmt.Sprintf("%s: %s (%s)", st.Name, st.CurrentTag, st.Reason)
+			}
+			seen[st.Name] = true
+		}
+		return len(seen) == shardStages, fmt.Sprintf("%d stages listed", len(seen))
+	})
+}
+
+// wantOneCommitEach checks that every stage's file has exactly one commit since seed, the
+// promotion to 1.1.0, and that there are no others.
+func (s *shardRun) wantOneCommitEach(seed string) {
+	t := s.t
+	if err := s.co.Pull(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range shardStages {
+		path := fmt.Sprintf("s%02d/instance.yaml", i)
+		out := strings.TrimSpace(s.git("log", "--format=%s", seed+"..HEAD", "--", path))
+		if out != "Promote image from 1.0.0 to 1.1.0" {
+			t.Errorf("%s: commits since the seed:\n%s\nwant exactly one promotion to 1.1.0", path, out)
+		}
+	}
+	if n := len(strings.Split(strings.TrimSpace(s.log(seed)), "\n")); n != shardStages {
+		t.Errorf("%d commits since the seed, want %d (one per stage):\n%s", n, shardStages, s.log(seed))
+	}
+}
+
+// stageOn returns a stage pr runs itself.
+func (s *shardRun) stageOn(pr *promoter) string {
+	code, body := s.get(pr, "/api/v1/shard/stages")
+	var list struct {
+		Stages []listedStage `json:"stages"`
+	}
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &list) != nil || len(list.Stages) == 0 {
+		s.t.Fatalf("%s runs no stage: %d %s", pr.Name, code, body)
+	}
+	return list.Stages[0].Name
+}
+
+func (p *pipeline) callWithToken(method string, pr *promoter, path, token string) (int, string) {
+	req, err := http.NewRequestWithContext(p.ctx, method, "http://"+pr.addr+path, nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// pushRetries sums kropipe_git_push_retries_total over the replicas' metrics.
+func (s *shardRun) pushRetries(reps []*promoter) string {
+	var parts []string
+	for _, pr := range reps {
+		_, body := s.get(pr, "/metrics")
+		total := 0.0
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "kropipe_git_push_retries_total") {
+				f := strings.Fields(line)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				total += v
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f", pr.Name, total))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// cleanup removes what the test made in the shared namespaces, after its replicas stopped.
+func (s *shardRun) cleanup() {
+	for _, pr := range s.reps {
+		pr.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, ns := range []string{shardAppNS, shardDestNS} {
+		if err := st.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			s.t.Errorf("cleanup: delete namespace %s: %v", ns, err)
+		}
+	}
+	leases := st.Kube.CoordinationV1().Leases(stack.ArgoCDNamespace)
+	ls, err := leases.List(ctx, metav1.ListOptions{LabelSelector: "kropipe.io/shard-set"})
+	if err == nil {
+		for _, l := range ls.Items {
+			_ = leases.Delete(ctx, l.Name, metav1.DeleteOptions{})
+		}
+	}
+	for n := range shardCount {
+		_ = st.Kube.CoreV1().ConfigMaps(stack.ArgoCDNamespace).Delete(ctx, fmt.Sprintf("%s-%d", shardStateName, n), metav1.DeleteOptions{})
+	}
+}

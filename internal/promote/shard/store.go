@@ -1,0 +1,167 @@
+package shard
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/stage"
+)
+
+// ShardStore is the durable state of one shard (kubestate.Store: one ConfigMap).
+type ShardStore interface {
+	stage.Store
+}
+
+// Store is the engine's stage.Store over the shards: the state of a shard's stages lives in
+// that shard's own store (one ConfigMap each, so 10,000 stages' state stays under the 1 MiB a
+// ConfigMap holds, and no two replicas write the same object). Load reads the shards this
+// replica holds; Save writes each held shard's part, and only when it changed. A stage of a
+// shard this replica no longer holds is neither read nor written: its new owner has it.
+type Store struct {
+	stores []ShardStore
+	fence  *Fence
+	of     func(name string) int
+	legacy stage.Store
+
+	mu   sync.Mutex
+	last map[int]string // each shard's part as last loaded or saved, as JSON
+}
+
+// NewStore routes state by of (a stage's or group's name → its shard) to stores[shard];
+// fence says which shards are held.
+func NewStore(stores []ShardStore, fence *Fence, of func(name string) int) *Store {
+	return &Store{stores: stores, fence: fence, of: of, last: map[int]string{}}
+}
+
+// WithLegacy makes the state one store kept for every stage (a promoter before --shards) the
+// starting point of each shard whose own store was never written: an upgrade keeps its
+// approvals, verifications and pauses. The first save of a shard writes its part to the
+// shard's store, which is read from then on.
+func (s *Store) WithLegacy(legacy stage.Store) *Store {
+	s.legacy = legacy
+	return s
+}
+
+// Load reads and joins the held shards' states.
+func (s *Store) Load(ctx context.Context) (stage.State, error) {
+	var (
+		out    stage.State
+		legacy map[int]stage.State
+	)
+	for _, n := range s.fence.Held() {
+		st, err := s.stores[n].Load(ctx)
+		if err != nil {
+			return stage.State{}, fmt.Errorf("shard %d: %w", n, err)
+		}
+		part := s.split(st)[n] // a stage that moved shards stays where it was written
+		if f, ok := s.stores[n].(interface{ Found() bool }); ok && !f.Found() && s.legacy != nil {
+			if legacy == nil {
+				old, err := s.legacy.Load(ctx)
+				if err != nil {
+					return stage.State{}, fmt.Errorf("the state before sharding: %w", err)
+				}
+				legacy = s.split(old)
+			}
+			// Not remembered: the next Save writes it to the shard's own store.
+			out = join(out, legacy[n])
+			continue
+		}
+		s.remember(n, part)
+		out = join(out, part)
+	}
+	return out, nil
+}
+
+// Save writes the held shards' parts of st that changed.
+func (s *Store) Save(ctx context.Context, st stage.State) error {
+	parts := s.split(st)
+	for _, n := range s.fence.Held() {
+		part := parts[n]
+		raw, _ := json.Marshal(part)
+		s.mu.Lock()
+		same := s.last[n] == string(raw)
+		s.mu.Unlock()
+		if same {
+			continue
+		}
+		if err := s.stores[n].Save(ctx, part); err != nil {
+			return fmt.Errorf("shard %d: %w", n, err)
+		}
+		s.remember(n, part)
+	}
+	return nil
+}
+
+func (s *Store) remember(n int, part stage.State) {
+	raw, _ := json.Marshal(part)
+	s.mu.Lock()
+	s.last[n] = string(raw)
+	s.mu.Unlock()
+}
+
+// split cuts st by the shard of each entry's stage.
+func (s *Store) split(st stage.State) map[int]stage.State {
+	parts := map[int]stage.State{}
+	get := func(name string) (int, stage.State) {
+		n := s.of(name)
+		return n, parts[n]
+	}
+	for name, v := range st.Approvals {
+		n, p := get(name)
+		if p.Approvals == nil {
+			p.Approvals = map[string][]stage.Approval{}
+		}
+		p.Approvals[name] = v
+		parts[n] = p
+	}
+	for name, v := range st.Verifications {
+		n, p := get(name)
+		if p.Verifications == nil {
+			p.Verifications = map[string][]stage.Verification{}
+		}
+		p.Verifications[name] = v
+		parts[n] = p
+	}
+	for name, v := range st.Paused {
+		n, p := get(name)
+		if p.Paused == nil {
+			p.Paused = map[string]time.Time{}
+		}
+		p.Paused[name] = v
+		parts[n] = p
+	}
+	for name, v := range st.Runs {
+		n, p := get(name)
+		if p.Runs == nil {
+			p.Runs = map[string][]stage.VerificationRun{}
+		}
+		p.Runs[name] = v
+		parts[n] = p
+	}
+	return parts
+}
+
+// join adds b's entries to a (their stages are disjoint: each lives in one shard).
+func join(a, b stage.State) stage.State {
+	a.Approvals = joinMap(a.Approvals, b.Approvals)
+	a.Verifications = joinMap(a.Verifications, b.Verifications)
+	a.Paused = joinMap(a.Paused, b.Paused)
+	a.Runs = joinMap(a.Runs, b.Runs)
+	return a
+}
+
+func joinMap[V any](a, b map[string]V) map[string]V {
+	if len(b) == 0 {
+		return a
+	}
+	if a == nil {
+		a = make(map[string]V, len(b))
+	}
+	for k, v := range b {
+		a[k] = v
+	}
+	return a
+}

@@ -453,6 +453,8 @@ func (c *controller) term(ctx context.Context) error {
 		// verifies it, instead of at the next scheduled one; the delay gathers a sync's burst
 		// of status updates into one pass.
 		var soon <-chan time.Time
+		// Clone compaction waits for a quiet moment, out of the passes a notification asks for.
+		housekeep := time.After(stage.HousekeepAfter)
 	wait:
 		for {
 			select {
@@ -480,6 +482,9 @@ func (c *controller) term(ctx context.Context) error {
 				break wait
 			case <-fenced:
 				break wait
+			case <-housekeep:
+				housekeep = nil
+				e.Housekeep(ctx) // cut short when a pass is asked for
 			}
 		}
 		if !timer.Stop() {

@@ -89,7 +89,7 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 	}
 	// idle: housekeeping (clone compaction) runs a while after a pass, unless another one
 	// is asked for first; the pass a notification asks for never waits for it.
-	idle := time.NewTimer(HousekeepAfter)
+	idle := time.NewTimer(stage.HousekeepAfter)
 	defer idle.Stop()
 	// kicked: the pass was asked for through Kicks (a notification runs only its stages).
 	kicked := false
@@ -102,7 +102,7 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 		if err := pass.Run(work, cfg.PassTimeout, run); err != nil {
 			log.Warn("pass finished with failures", "err", err)
 		}
-		idle.Reset(HousekeepAfter)
+		idle.Reset(stage.HousekeepAfter)
 		if kicked, err = waitForPass(ctx, e, ticks, idle.C, served); err != nil || ctx.Err() != nil {
 			break
 		}
@@ -140,9 +140,6 @@ func waitForPass(ctx context.Context, e *stage.Engine, ticks, idle <-chan time.T
 	}
 }
 
-// HousekeepAfter is how long run waits after a pass, with no other asked for, before it
-// compacts clones (stage.Engine.Housekeep).
-const HousekeepAfter = time.Second
 
 // NotificationHandler is run's registry notification listener: a push makes e's stages
 // reading the pushed repositories due at once.

@@ -496,6 +496,10 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	return err
 }
 
+// HousekeepAfter is how long a loop (promoter run, the controller) waits after a pass, with no
+// other asked for, before it calls Housekeep.
+const HousekeepAfter = time.Second
+
 // Housekeep compacts the clones that gathered more than WithCompactAfter packs (see
 // compact). A run loop calls it when idle, e.g. a while after a notification's pass, which
 // does no housekeeping itself. It stops early, leaving the clone it was compacting as it

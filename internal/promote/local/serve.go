@@ -140,7 +140,6 @@ func waitForPass(ctx context.Context, e *stage.Engine, ticks, idle <-chan time.T
 	}
 }
 
-
 // NotificationHandler is run's registry notification listener: a push makes e's stages
 // reading the pushed repositories due at once.
 func NotificationHandler(secret string, e *stage.Engine, log *slog.Logger) (http.Handler, error) {

@@ -181,3 +181,18 @@ func TestVersion_Prints(t *testing.T) {
 		t.Fatalf("%q %v", out, err)
 	}
 }
+
+// The controller takes --interval 0 the same way: refused without the notification listener,
+// which is the only thing that would start a pass for a new tag.
+func TestController_IntervalZeroNeedsTheNotificationListener(t *testing.T) {
+	// A kubeconfig naming a server nobody listens at: the flags are refused before any request.
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]\n"+
+		"users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := run(t, "controller", "--interval", "0", "--namespace", "kropipe", "--kubeconfig", kubeconfig, "--log-level", "error")
+	if err == nil || !strings.Contains(err.Error(), "--webhook-addr") {
+		t.Fatalf("controller --interval 0 without --webhook-addr: %v", err)
+	}
+}

@@ -96,8 +96,8 @@ func (cfg *Config) Validate() error {
 		return errors.New("controller: no Kubernetes client")
 	case cfg.Namespace == "":
 		return errors.New("no namespace for the Lease and the state ConfigMap: pass --namespace (in a pod, set POD_NAMESPACE from the downward API)")
-	case cfg.Interval <= 0:
-		return errors.New("--interval must be positive, e.g. 5m")
+	case cfg.Interval < 0 || cfg.Interval == 0 && cfg.WebhookAddr == "":
+		return errors.New("--interval must be positive, e.g. 5m (0, passes on registry notifications, Application changes and actions only, needs --webhook-addr)")
 	case cfg.HealthTimeout <= 0:
 		return errors.New("--health-timeout must be positive, e.g. 5m")
 	case len(cfg.WatchNamespaces) == 0:
@@ -301,7 +301,7 @@ func (s *servers) shutdown() error {
 func (c *controller) healthy(w http.ResponseWriter, r *http.Request) {
 	if c.engine.Load() != nil {
 		last := time.Unix(0, c.progress.Load())
-		if stuck := time.Since(last); stuck > c.stuckAfter() {
+		if after, stuck := c.stuckAfter(), time.Since(last); after > 0 && stuck > after {
 			http.Error(w, fmt.Sprintf("no pass has finished for %s", stuck.Round(time.Second)), http.StatusServiceUnavailable)
 			return
 		}
@@ -312,6 +312,9 @@ func (c *controller) healthy(w http.ResponseWriter, r *http.Request) {
 // stuckAfter is how long a leader may go without finishing a pass: three intervals, and never
 // less than 15 minutes, since one slow pass (a rate-limited registry, a large fetch) is normal.
 func (c *controller) stuckAfter() time.Duration {
+	if c.f.Interval == 0 {
+		return 0 // no scheduled passes: a quiet registry is not a stuck leader
+	}
 	return max(3*c.f.Interval, 15*time.Minute)
 }
 
@@ -407,6 +410,9 @@ func (c *controller) term(ctx context.Context) error {
 	interval := c.applySpecs(ctx, e, w, repos, reported)
 
 	timer := time.NewTimer(interval)
+	if interval == 0 { // --interval 0: notifications only
+		timer.Stop()
+	}
 	defer timer.Stop()
 	// kicked: the pass was asked for through Kicks (see stage.Engine.ReconcileKicked).
 	kicked := false
@@ -493,7 +499,11 @@ func (c *controller) term(ctx context.Context) error {
 			default:
 			}
 		}
-		timer.Reset(interval)
+		// The next scheduled pass, or sooner when a soak ends first; none at all with
+		// --interval 0 and no soak running (passes on notifications and changes only).
+		if d := e.WakeAfter(interval); d > 0 {
+			timer.Reset(d)
+		}
 	}
 }
 
@@ -556,7 +566,7 @@ func (c *controller) applySpecs(ctx context.Context, e *stage.Engine, w *argocd.
 	}
 	interval := c.f.Interval
 	for _, s := range cfg.Specs {
-		if s.Interval > 0 && s.Interval < interval {
+		if s.Interval > 0 && (interval == 0 || s.Interval < interval) {
 			interval = s.Interval
 		}
 	}

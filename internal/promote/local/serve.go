@@ -103,7 +103,12 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 			log.Warn("pass finished with failures", "err", err)
 		}
 		idle.Reset(stage.HousekeepAfter)
-		if kicked, err = waitForPass(ctx, e, ticks, idle.C, served); err != nil || ctx.Err() != nil {
+		// A soak ending before the next tick (or with no ticks at all) gets its pass then.
+		var wake <-chan time.Time
+		if d := e.WakeAfter(0); d > 0 {
+			wake = time.After(d)
+		}
+		if kicked, err = waitForPass(ctx, e, ticks, wake, idle.C, served); err != nil || ctx.Err() != nil {
 			break
 		}
 	}
@@ -120,10 +125,10 @@ func Serve(ctx, work context.Context, e *stage.Engine, cfg ServeConfig) error {
 	return errors.Join(errs...)
 }
 
-// waitForPass waits until a pass is due: a tick, or a kick (kicked, a targeted pass). When
-// idle fires first it does the engine's housekeeping and goes on waiting. It returns when
-// ctx is done, or with the error of a server that stopped.
-func waitForPass(ctx context.Context, e *stage.Engine, ticks, idle <-chan time.Time, served <-chan error) (kicked bool, err error) {
+// waitForPass waits until a pass is due: a tick, a soak's end (wake), or a kick (kicked, a
+// targeted pass). When idle fires first it does the engine's housekeeping and goes on
+// waiting. It returns when ctx is done, or with the error of a server that stopped.
+func waitForPass(ctx context.Context, e *stage.Engine, ticks, wake, idle <-chan time.Time, served <-chan error) (kicked bool, err error) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -131,6 +136,8 @@ func waitForPass(ctx context.Context, e *stage.Engine, ticks, idle <-chan time.T
 		case err := <-served:
 			return false, fmt.Errorf("HTTP server stopped: %w", err)
 		case <-ticks:
+			return false, nil
+		case <-wake:
 			return false, nil
 		case <-e.Kicks():
 			return true, nil

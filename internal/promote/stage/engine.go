@@ -73,6 +73,10 @@ func WithCompactAfter(n int) Option { return func(e *Engine) { e.compactAfter = 
 // Engine runs the pipeline of a set of stages. It is safe for concurrent use:
 // passes and actions that write to Git are serialised.
 type Engine struct {
+	// wakeMu guards soakEnds: stage → when the soak it waits for ends (wake.go).
+	wakeMu   sync.Mutex
+	soakEnds map[string]time.Time
+
 	specs   []Spec // upstreams first
 	byName  map[string]Spec
 	wh      *warehouse.Warehouse
@@ -898,6 +902,7 @@ func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*obs
 	}
 	if verified != nil && s.Soak > 0 {
 		if left := verified.VerifiedAt.Add(s.Soak).Sub(now); left > 0 {
+			e.soakEnd(s.Name, now.Add(left))
 			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: %s soak, %s left", s.Upstream, left.Round(time.Second))
 			return st
 		}

@@ -86,12 +86,29 @@ func TestReconcile_UpstreamPromotesOnlyAfterSoak(t *testing.T) {
 	if got := f.subjects(); len(got) != 1 {
 		t.Fatalf("staging promoted before the soak ended: %q", got)
 	}
+	// A loop wakes for the soak's end whatever its interval: with none (notifications only),
+	// or a longer one; a shorter interval comes first.
+	if got, want := e.NextWake(), f.clock.Now().Add(4*time.Minute+12*time.Second); !got.Equal(want) {
+		t.Errorf("NextWake during the soak = %s, want its end %s", got, want)
+	}
+	if got, want := e.WakeAfter(0), 4*time.Minute+12*time.Second+wakeSlack; got != want {
+		t.Errorf("WakeAfter(no interval) = %s, want %s", got, want)
+	}
+	if got := e.WakeAfter(time.Hour); got != 4*time.Minute+12*time.Second+wakeSlack {
+		t.Errorf("WakeAfter(1h) = %s, want the soak's end first", got)
+	}
+	if got := e.WakeAfter(time.Minute); got != time.Minute {
+		t.Errorf("WakeAfter(1m) = %s, want the interval first", got)
+	}
 	f.clock.Step(4*time.Minute + 12*time.Second)
 	if err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := f.subjects(), []string{"Promote image from 1.2.0 to 1.2.2", "Promote image from 1.2.1 to 1.2.2"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("commits %q, want %q", got, want)
+	}
+	if got := e.NextWake(); !got.IsZero() {
+		t.Errorf("NextWake after the soak ended = %s, want none", got)
 	}
 
 	// develop is rolled back to 1.2.1 and verifies it again: staging, at 1.2.2, holds at once

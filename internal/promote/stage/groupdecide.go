@@ -183,6 +183,7 @@ func (e *Engine) decideGroup(ctx context.Context, g *group, obs map[string]*obse
 	}
 	if verified != nil && g.soak() > 0 {
 		if left := verified.VerifiedAt.Add(g.soak()).Sub(now); left > 0 {
+			e.soakEnd(g.Name, now.Add(left))
 			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: %s soak, %s left", g.upstream, left.Round(time.Second))
 			return nil
 		}

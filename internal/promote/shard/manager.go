@@ -14,6 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kropipe/kropipe/internal/promote/leader"
 )
 
 // Labels and annotations of the Leases a Manager writes.
@@ -30,12 +32,12 @@ const (
 	WebhookAnnotation = "kropipe.io/webhook"
 )
 
-// Defaults, as leader's: a holder that cannot renew for RenewDeadline stops its work, and
+// Defaults are leader's: a holder that cannot renew for RenewDeadline stops its work, and
 // nobody takes its shard before LeaseDuration has passed since its last renewal.
 const (
-	DefaultLeaseDuration = 15 * time.Second
-	DefaultRenewDeadline = 10 * time.Second
-	DefaultRetryPeriod   = 2 * time.Second
+	DefaultLeaseDuration = leader.DefaultLeaseDuration
+	DefaultRenewDeadline = leader.DefaultRenewDeadline
+	DefaultRetryPeriod   = leader.DefaultRetryPeriod
 )
 
 // Config says which shards there are and who this replica is.

@@ -24,8 +24,11 @@ func Connect(kubeconfig string) (kube kubernetes.Interface, dyn dynamic.Interfac
 		return nil, nil, nil, "", fmt.Errorf("no Kubernetes connection: %w; pass --kubeconfig, or run in a pod with a service account", err)
 	}
 	cfg.UserAgent = "kropipe-promoter/" + version.Version
-	// Informers do the reading; writes are a few patches per promotion.
-	cfg.QPS, cfg.Burst = 20, 40
+	// Informers do the reading; writes are a few patches and an Event per promotion. Argo CD's
+	// application-controller defaults (ARGOCD_K8S_CLIENT_QPS 50, burst 100): at 20/s a replica
+	// synced ~10 promotions/s, the tail of a large round (BenchmarkShards); the API server's
+	// priority and fairness still protects itself.
+	cfg.QPS, cfg.Burst = 50, 100
 	if kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, nil, nil, "", err
 	}

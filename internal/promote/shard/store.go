@@ -69,7 +69,8 @@ func (s *Store) Load(ctx context.Context) (stage.State, error) {
 			out = join(out, legacy[n])
 			continue
 		}
-		s.remember(n, part)
+		raw, _ := json.Marshal(part)
+		s.remember(n, raw)
 		out = join(out, part)
 	}
 	return out, nil
@@ -90,13 +91,13 @@ func (s *Store) Save(ctx context.Context, st stage.State) error {
 		if err := s.stores[n].Save(ctx, part); err != nil {
 			return fmt.Errorf("shard %d: %w", n, err)
 		}
-		s.remember(n, part)
+		s.remember(n, raw)
 	}
 	return nil
 }
 
-func (s *Store) remember(n int, part stage.State) {
-	raw, _ := json.Marshal(part)
+// remember records raw, a shard's part as JSON, as last loaded or saved.
+func (s *Store) remember(n int, raw []byte) {
 	s.mu.Lock()
 	s.last[n] = string(raw)
 	s.mu.Unlock()
@@ -105,43 +106,25 @@ func (s *Store) remember(n int, part stage.State) {
 // split cuts st by the shard of each entry's stage.
 func (s *Store) split(st stage.State) map[int]stage.State {
 	parts := map[int]stage.State{}
-	get := func(name string) (int, stage.State) {
-		n := s.of(name)
-		return n, parts[n]
-	}
-	for name, v := range st.Approvals {
-		n, p := get(name)
-		if p.Approvals == nil {
-			p.Approvals = map[string][]stage.Approval{}
-		}
-		p.Approvals[name] = v
-		parts[n] = p
-	}
-	for name, v := range st.Verifications {
-		n, p := get(name)
-		if p.Verifications == nil {
-			p.Verifications = map[string][]stage.Verification{}
-		}
-		p.Verifications[name] = v
-		parts[n] = p
-	}
-	for name, v := range st.Paused {
-		n, p := get(name)
-		if p.Paused == nil {
-			p.Paused = map[string]time.Time{}
-		}
-		p.Paused[name] = v
-		parts[n] = p
-	}
-	for name, v := range st.Runs {
-		n, p := get(name)
-		if p.Runs == nil {
-			p.Runs = map[string][]stage.VerificationRun{}
-		}
-		p.Runs[name] = v
-		parts[n] = p
-	}
+	splitMap(parts, s.of, st.Approvals, func(p *stage.State) *map[string][]stage.Approval { return &p.Approvals })
+	splitMap(parts, s.of, st.Verifications, func(p *stage.State) *map[string][]stage.Verification { return &p.Verifications })
+	splitMap(parts, s.of, st.Paused, func(p *stage.State) *map[string]time.Time { return &p.Paused })
+	splitMap(parts, s.of, st.Runs, func(p *stage.State) *map[string][]stage.VerificationRun { return &p.Runs })
 	return parts
+}
+
+// splitMap puts each entry of m into the field of its stage's shard's part (joinMap's inverse).
+func splitMap[V any](parts map[int]stage.State, of func(name string) int, m map[string]V, field func(*stage.State) *map[string]V) {
+	for name, v := range m {
+		n := of(name)
+		p := parts[n]
+		f := field(&p)
+		if *f == nil {
+			*f = map[string]V{}
+		}
+		(*f)[name] = v
+		parts[n] = p
+	}
 }
 
 // join adds b's entries to a (their stages are disjoint: each lives in one shard).

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/renameio/v2"
+
 	"github.com/kropipe/kropipe/internal/promote/freight"
 )
 
@@ -109,7 +111,7 @@ func (f *FileStore) unchanged(fi os.FileInfo) bool {
 }
 
 // Save writes the state to a temporary file in the same directory, syncs it and
-// renames it over the old one, so a crash never leaves a torn file.
+// renames it over the old one (renameio), so a crash never leaves a torn file.
 func (f *FileStore) Save(ctx context.Context, s State) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -121,23 +123,7 @@ func (f *FileStore) Save(ctx context.Context, s State) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("saving promoter state: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".state-*.json")
-	if err != nil {
-		return fmt.Errorf("saving promoter state: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving promoter state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("saving promoter state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("saving promoter state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), f.path); err != nil {
+	if err := renameio.WriteFile(f.path, append(data, '\n'), 0o600); err != nil {
 		f.cachedAt = nil
 		return fmt.Errorf("saving promoter state: %w", err)
 	}

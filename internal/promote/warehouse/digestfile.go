@@ -6,7 +6,8 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
+
+	"github.com/google/renameio/v2"
 )
 
 // digestFileVersion is the format of WithDigestFile's file; another version is ignored.
@@ -74,33 +75,16 @@ func (w *Warehouse) saveDigests() error {
 	}
 	w.known.dirty = false
 	w.known.mu.Unlock()
-	err := writeFileAtomic(w.digestFile, c)
+	b, err := json.Marshal(c)
+	if err == nil {
+		err = renameio.WriteFile(w.digestFile, b, 0o600)
+	}
 	if err != nil {
 		w.known.mu.Lock()
 		w.known.dirty = true // try again after the next pass
 		w.known.mu.Unlock()
 	}
 	return err
-}
-
-func writeFileAtomic(path string, c digestFileContent) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".digests-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // isDigest reports whether d is a sha256 digest as the warehouse writes them.

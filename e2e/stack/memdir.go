@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
-)
 
-// tmpfsMagic is TMPFS_MAGIC from linux/magic.h.
-const tmpfsMagic = 0x01021994
+	"golang.org/x/sys/unix"
+)
 
 // memoryDir makes the stack's tmpfs folder under /dev/shm, mirroring the plugin sidecar's
 // memory-backed emptyDir (manifests/cmp-sidecar). argocd-cmp-server extracts the whole
@@ -17,8 +15,8 @@ const tmpfsMagic = 0x01021994
 // inodes, on tmpfs ~10 ms. Without a tmpfs of at least 1 GiB free it falls back to dir, and
 // says so: the plugin's figures are then a disk's.
 func memoryDir(dir string, log io.Writer) string {
-	var fs syscall.Statfs_t
-	if err := syscall.Statfs("/dev/shm", &fs); err != nil || fs.Type != tmpfsMagic || fs.Bavail*uint64(fs.Bsize) < 1<<30 {
+	var fs unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &fs); err != nil || fs.Type != unix.TMPFS_MAGIC || fs.Bavail*uint64(fs.Bsize) < 1<<30 {
 		fmt.Fprintf(log, "e2e: no tmpfs with 1 GiB free at /dev/shm: the plugin sidecar's scratch space is on disk in %s\n", dir)
 		return dir
 	}

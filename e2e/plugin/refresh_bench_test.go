@@ -34,7 +34,9 @@ var refreshOnce sync.Once
 // too: Argo CD streams a plugin app's whole repository to the sidecar on every call, so plain
 // copies sharing the kro repository would bill the plugin for files no kro user has.
 // It reports the wall time of one refresh and the peak RSS (VmHWM) of argocd-cmp-server and of
-// the render server, the processes of the sidecar container that outlive a call.
+// the render server, the processes of the sidecar container that outlive a call. "floor" asks
+// a plugin that does no work (floorPluginName) for the same 100 applications of the same
+// repository: the least any plugin can cost.
 func BenchmarkRefresh100Apps(b *testing.B) {
 	ctx := context.Background()
 	client := repoServer(b, st.ArgoCDV2())
@@ -44,7 +46,7 @@ func BenchmarkRefresh100Apps(b *testing.B) {
 		b.Fatal(setupErr)
 	}
 	revision := 0
-	for _, kind := range []string{"plugin", "directory"} {
+	for _, kind := range []string{"plugin", "directory", "floor"} {
 		b.Run(kind, func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
@@ -57,7 +59,7 @@ func BenchmarkRefresh100Apps(b *testing.B) {
 				for i := range refreshApps {
 					g.Go(func() error {
 						req := manifestRequest(refreshSource(kind, i))
-						req.AppName = fmt.Sprintf("refresh-%d", i)
+						req.AppName = refreshAppName(i)
 						resp, err := client.GenerateManifest(gctx, req)
 						if err != nil {
 							return fmt.Errorf("GenerateManifest (%s app %d): %w", kind, i, err)
@@ -72,13 +74,20 @@ func BenchmarkRefresh100Apps(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			if kind == "plugin" { // VmHWM is a peak since process start: measured after the plugin run
-				b.ReportMetric(float64(peakRSS(b, "argocd-cmp-server"))/(1<<20), "cmp-server-MiB")
-				b.ReportMetric(float64(peakRSS(b, "cmp-sidecar-renderer"))/(1<<20), "render-server-MiB")
+			// VmHWM is a peak since process start: measured right after the kind's run.
+			switch kind {
+			case "plugin":
+				b.ReportMetric(float64(peakRSS(b, "argocd-cmp-server", false))/(1<<20), "cmp-server-MiB")
+				b.ReportMetric(float64(peakRSS(b, "cmp-sidecar-renderer", false))/(1<<20), "render-server-MiB")
+			case "floor":
+				b.ReportMetric(float64(peakRSS(b, "argocd-cmp-server", true))/(1<<20), "cmp-server-MiB")
 			}
 		})
 	}
 }
+
+// refreshAppName is the name of the refresh benchmark's application i.
+func refreshAppName(i int) string { return fmt.Sprintf("refresh-%d", i) }
 
 // plainRepoName holds the refresh benchmark's directory apps.
 const plainRepoName = "gitops-plain"
@@ -87,9 +96,12 @@ const plainRepoName = "gitops-plain"
 var plain *stack.Checkout
 
 func refreshSource(kind string, i int) *v1alpha1.ApplicationSource {
-	if kind == "plugin" {
+	switch kind {
+	case "plugin":
 		return &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), TargetRevision: "main",
 			Path: fmt.Sprintf("refresh/apps/app-%d", i), Plugin: examplePlugin()}
+	case "floor":
+		return floorSource(refreshSource("plugin", i))
 	}
 	return &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(plainRepoName), TargetRevision: "main",
 		Path: fmt.Sprintf("apps/app-%d", i)}
@@ -124,10 +136,16 @@ func seedRefreshApps(ctx context.Context, client apiclient.RepoServerServiceClie
 	if _, err := checkout.CommitAndPush(ctx, "bench: 100 kro applications"); err != nil {
 		return err
 	}
+	if err := startFloorPlugin(ctx); err != nil {
+		return err
+	}
 	for i := range refreshApps {
 		resp, err := client.GenerateManifest(ctx, manifestRequest(refreshSource("plugin", i)))
 		if err != nil {
 			return fmt.Errorf("GenerateManifest for plugin app %d: %w", i, err)
+		}
+		if err := writeFloorOutput(refreshAppName(i), resp.Manifests); err != nil {
+			return err
 		}
 		for j, m := range resp.Manifests {
 			y, err := yaml.JSONToYAML([]byte(m))
@@ -146,11 +164,12 @@ func seedRefreshApps(ctx context.Context, client apiclient.RepoServerServiceClie
 // commitRevision gives the repository of kind's apps a new revision, so repo-server fetches
 // it. For the plugin it changes the RGD as a platform team's commit would (an annotation, so
 // the rendered objects stay the same): the render server has never compiled the new
-// revision. For directory apps it changes a file outside the apps.
+// revision (the floor plugin's apps live in the same repository and get the same commit). For
+// directory apps it changes a file outside the apps.
 func commitRevision(ctx context.Context, kind string, revision int) error {
 	gitMu.Lock()
 	defer gitMu.Unlock()
-	if kind != "plugin" {
+	if kind == "directory" {
 		if err := plain.WriteFile("REVISION", []byte(strconv.Itoa(revision)+"\n")); err != nil {
 			return err
 		}
@@ -182,8 +201,9 @@ func commitRevision(ctx context.Context, kind string, revision int) error {
 }
 
 // peakRSS is the largest VmHWM of this machine's processes started as name (argv[0]) that
-// belong to this stack (their environment names its folder), in bytes.
-func peakRSS(b *testing.B, name string) int64 {
+// belong to this stack (their environment names its folder) and to the floor plugin or not, in
+// bytes.
+func peakRSS(b *testing.B, name string, floor bool) int64 {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		b.Fatal(err)
@@ -199,7 +219,7 @@ func peakRSS(b *testing.B, name string) int64 {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err != nil || !bytes.Contains(env, []byte(st.Dir)) {
+		if err != nil || !bytes.Contains(env, []byte(st.Dir)) || bytes.Contains(env, []byte(floorEnv+"=")) != floor {
 			continue
 		}
 		status, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))

@@ -250,6 +250,24 @@ func (s *Stack) argoEnv(a *ArgoCDInstall, component string, extraPath ...string)
 	}, nil
 }
 
+// StartPlugin starts one more argocd-cmp-server for installation a, as a second plugin sidecar
+// of its repo-server would be: it serves the plugin.yaml in configDir, whose metadata.name is
+// name, with env added to its environment. The plugin benchmarks start a plugin that does no
+// work, to measure what Argo CD's plugin protocol costs by itself.
+func (s *Stack) StartPlugin(ctx context.Context, a *ArgoCDInstall, name, configDir string, env ...string) error {
+	base, err := s.argoEnv(a, "argocd-cmp-server")
+	if err != nil {
+		return err
+	}
+	base = append(base, "ARGOCD_CMP_WORKDIR="+filepath.Join(s.memDir, a.process("argocd-cmp-work-"+name)))
+	p, err := s.start(a.process("argocd-cmp-server-"+name), filepath.Join(a.binDir, "argocd-cmp-server"),
+		[]string{"--config-dir-path=" + configDir, "--loglevel=info"}, append(base, env...))
+	if err != nil {
+		return err
+	}
+	return p.waitReady(ctx, 60*time.Second, fileExists(filepath.Join(a.PluginSockDir, name+".sock")))
+}
+
 // startArgoCD starts installation a: argocd-cmp-server with the repository's plugin.yaml,
 // argocd-repo-server, argocd-application-controller and (v2.14 only) the applicationset
 // controller.

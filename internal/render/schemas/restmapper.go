@@ -21,7 +21,24 @@ var _ meta.RESTMapper = (*restMapper)(nil)
 
 // rebuildMapper recreates the mapper from the built-ins and CRDs; DefaultRESTMapper fixes its
 // preferred group-versions at construction. Called with mu held (or before the Set is shared).
+// A Set without CRDs, as a render server builds for most requests, shares the snapshot's
+// built-ins mapper: building it allocated ~170 KB and took a tenth of a warm render.
 func (s *Set) rebuildMapper() {
+	if len(s.crds) == 0 {
+		s.mapper = s.index.builtinMapper()
+		return
+	}
+	s.mapper = newMapper(s.builtins, s.crds)
+}
+
+// builtinMapper is the mapper of the snapshot's built-ins alone, built once per process. A
+// DefaultRESTMapper is only read once built, so Sets share it.
+func (idx *index) builtinMapper() *meta.DefaultRESTMapper {
+	idx.mapperOnce.Do(func() { idx.mapper = newMapper(idx.builtins, nil) })
+	return idx.mapper
+}
+
+func newMapper(builtins map[schema.GroupVersionKind]builtinKind, crds map[schema.GroupVersionKind]*crdKind) *meta.DefaultRESTMapper {
 	seen := make(map[schema.GroupVersion]bool)
 	var gvs []schema.GroupVersion
 	type entry struct {
@@ -30,13 +47,13 @@ func (s *Set) rebuildMapper() {
 		namespaced       bool
 	}
 	var entries []entry
-	for gvk, b := range s.builtins {
+	for gvk, b := range builtins {
 		if b.resource == "" {
 			continue
 		}
 		entries = append(entries, entry{gvk: gvk, plural: b.resource, namespaced: b.namespaced})
 	}
-	for gvk, k := range s.crds {
+	for gvk, k := range crds {
 		entries = append(entries, entry{gvk: gvk, plural: k.plural, singular: k.singular, namespaced: k.namespaced})
 	}
 	// Preferred versions first within a group, as discovery would order them (v2 > v1 > v1beta1).
@@ -69,7 +86,7 @@ func (s *Set) rebuildMapper() {
 		gv := e.gvk.GroupVersion()
 		m.AddSpecific(e.gvk, gv.WithResource(e.plural), gv.WithResource(singular), scope)
 	}
-	s.mapper = m
+	return m
 }
 
 func (r *restMapper) RESTMapping(gk schema.GroupKind, versions ...string) (*meta.RESTMapping, error) {

@@ -24,6 +24,7 @@ type Set struct {
 	kubeVersion string
 	dir         string // embedded snapshot directory
 	builtins    map[schema.GroupVersionKind]builtinKind
+	index       *index // the snapshot's, shared by its Sets
 	warn        func(msg string)
 
 	mu       sync.Mutex
@@ -82,6 +83,7 @@ func New(opts ...Option) (*Set, error) {
 		kubeVersion: idx.kubeVersion,
 		dir:         dir,
 		builtins:    idx.builtins, // shared by every Set of the snapshot: only read
+		index:       idx,
 		warn:        o.warn,
 		resolved:    make(map[schema.GroupVersionKind]*spec.Schema),
 		crds:        make(map[schema.GroupVersionKind]*crdKind),

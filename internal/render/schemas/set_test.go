@@ -291,6 +291,37 @@ func TestCRD_ResolvesAndMaps(t *testing.T) {
 	}
 }
 
+// A Set without CRDs shares its snapshot's built-ins mapper: CRDs added to one Set must never
+// reach another, before or after it, nor the shared mapper.
+func TestRESTMapper_CRDsStayInTheirSet(t *testing.T) {
+	raw, err := os.ReadFile("testdata/crds.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds, err := ParseCRDs(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	widgets := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	before := newSet(t)
+	with := newSet(t)
+	if err := with.AddCRD(crds[0]); err != nil {
+		t.Fatal(err)
+	}
+	after := newSet(t)
+	if got, err := with.RESTMapper().KindFor(widgets); err != nil || got.Kind != "Widget" {
+		t.Fatalf("the Set with the Widget CRD: KindFor(widgets) = %v, %v", got, err)
+	}
+	for name, s := range map[string]*Set{"made before": before, "made after": after} {
+		if got, err := s.RESTMapper().KindFor(widgets); err == nil {
+			t.Errorf("a Set %s the CRD was added elsewhere maps widgets to %v", name, got)
+		}
+		if _, err := s.RESTMapper().KindFor(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}); err != nil {
+			t.Errorf("a Set %s: KindFor(deployments): %v", name, err)
+		}
+	}
+}
+
 func TestCRD_Errors(t *testing.T) {
 	tests := []struct {
 		file    string

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilversion "k8s.io/apimachinery/pkg/util/version"
 
@@ -133,6 +134,9 @@ var indexes sync.Map
 type index struct {
 	kubeVersion string
 	builtins    map[schema.GroupVersionKind]builtinKind
+
+	mapperOnce sync.Once
+	mapper     *meta.DefaultRESTMapper // see builtinMapper
 }
 
 // cachedIndex is loadIndex, decoded once per process and snapshot.

@@ -15,7 +15,6 @@ import (
 	"github.com/kubernetes-sigs/kro/api/v1alpha1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kropipe/kropipe/internal/render/schemas"
 )
@@ -447,7 +446,7 @@ func (e *Engine) renderFile(ctx context.Context, abs string, out *bytes.Buffer) 
 			waves := waveRanks(objs)
 			for i, o := range objs {
 				e.decorateNested(o, d.obj.GetName(), waves[i])
-				b, err := yaml.Marshal(o.Object.Object.Object)
+				b, err := marshalYAML(o.Object.Object.Object)
 				if err != nil {
 					return fmt.Errorf("%s: resource %q: %w", d.where(), o.NodeID, err)
 				}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/kube-openapi/pkg/validation/spec"
@@ -216,7 +217,9 @@ func TestResolveSchema_EveryServedKindInEverySnapshot(t *testing.T) {
 	}
 }
 
-func TestCRD_ResolvesAndMaps(t *testing.T) {
+// testCRDs are the CRDs of testdata/crds.yaml: Widget (example.com/v1) and GadgetClass.
+func testCRDs(t *testing.T) []*apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
 	raw, err := os.ReadFile("testdata/crds.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -225,6 +228,11 @@ func TestCRD_ResolvesAndMaps(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ParseCRDs: %v", err)
 	}
+	return crds
+}
+
+func TestCRD_ResolvesAndMaps(t *testing.T) {
+	crds := testCRDs(t)
 	if len(crds) != 2 {
 		t.Fatalf("ParseCRDs found %d CRDs, want 2 (the ConfigMap is skipped)", len(crds))
 	}
@@ -294,14 +302,7 @@ func TestCRD_ResolvesAndMaps(t *testing.T) {
 // A Set without CRDs shares its snapshot's built-ins mapper: CRDs added to one Set must never
 // reach another, before or after it, nor the shared mapper.
 func TestRESTMapper_CRDsStayInTheirSet(t *testing.T) {
-	raw, err := os.ReadFile("testdata/crds.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	crds, err := ParseCRDs(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	crds := testCRDs(t)
 	widgets := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
 	before := newSet(t)
 	with := newSet(t)
@@ -425,11 +426,7 @@ func TestAddCRD_ReplacesPermissiveSchema(t *testing.T) {
 	if sch, _ := s.ResolveSchema(widget); len(sch.Properties) != 0 {
 		t.Fatalf("before AddCRD: properties %v, want the permissive schema", keys(sch.Properties))
 	}
-	raw, _ := os.ReadFile("testdata/crds.yaml")
-	crds, err := ParseCRDs(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
+	crds := testCRDs(t)
 	if err := s.AddCRD(crds[0]); err != nil {
 		t.Fatal(err)
 	}

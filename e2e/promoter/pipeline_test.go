@@ -46,6 +46,14 @@ func TestPipeline_PushedTagFlowsThroughDevelopThenStaging(t *testing.T) {
 	// already running what develop runs, the registry holding nothing newer. Every operation and
 	// commit after this point is the promoter's.
 	seed := p.seed()
+	// develop and staging each hold two Applications: with CreateNamespace=true, two first syncs
+	// at once race to create the namespace and the loser fails ("namespaces \"develop\" already
+	// exists"), as crash_test.go found; the namespaces exist before anything is synced.
+	for _, ns := range []string{"develop", "staging", "prod"} {
+		if err := st.EnsureNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, app := range p.apps {
 		p.syncByHand(app, seed)
 	}

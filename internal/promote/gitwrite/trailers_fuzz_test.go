@@ -19,6 +19,11 @@ func FuzzTrailers(f *testing.F) {
 		if rollback {
 			c.Kind = Rollback
 		}
+		// As the write path does (gitwrite.go): every change is validated before its message is
+		// made, so an empty stage name is refused there, not by message.
+		if err := c.validate(); err != nil {
+			return
+		}
 		msg, err := c.message(old)
 		if err != nil {
 			return

@@ -79,10 +79,15 @@ func lastUnderscore(s string) int {
 // advertised is the URL the other replicas reach this one's API at: --peer-addr's, else
 // --addr's, with $POD_IP for an unspecified host.
 func (cfg *Config) advertised() string {
-	addr := cfg.PeerAddr
-	if addr == "" {
-		addr = cfg.Addr
+	if cfg.PeerAddr != "" {
+		return cfg.reachableURL(cfg.PeerAddr)
 	}
+	return cfg.reachableURL(cfg.Addr)
+}
+
+// reachableURL is "http://host:port" for a listen address as another pod reaches it: an
+// unspecified or empty host is $POD_IP. "" when addr is not host:port or no host is known.
+func (cfg *Config) reachableURL(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return ""

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -25,20 +24,11 @@ func notifyEngine(e *stage.Engine, pushes []webhook.Push) []string {
 // webhookURL is where the other replicas reach this one's notification listener: the host is
 // --webhook-addr's, else $POD_IP; "" when neither gives one.
 func (cfg *Config) webhookURL() string {
-	if cfg.WebhookAddr == "" {
+	u := cfg.reachableURL(cfg.WebhookAddr)
+	if u == "" {
 		return ""
 	}
-	host, port, err := net.SplitHostPort(cfg.WebhookAddr)
-	if err != nil {
-		return ""
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = cfg.PodIP
-	}
-	if host == "" {
-		return ""
-	}
-	return "http://" + net.JoinHostPort(host, port) + webhook.Path
+	return u + webhook.Path
 }
 
 // leaseWebhookAnnotation on the promoter's Lease holds the leader's notification URL.

@@ -520,6 +520,12 @@ func (p *pipeline) post(pr *promoter, path string, body any) (int, string) {
 }
 
 func (p *pipeline) call(method string, pr *promoter, path string, body any) (int, string) {
+	return p.do(method, pr, path, body, "")
+}
+
+// do sends body as JSON (none when nil) with a bearer token (none when ""), and returns the
+// status and body; a request that never got an answer is status 0 with the error.
+func (p *pipeline) do(method string, pr *promoter, path string, body any, token string) (int, string) {
 	var r io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -530,6 +536,9 @@ func (p *pipeline) call(method string, pr *promoter, path string, body any) (int
 		p.t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err.Error()

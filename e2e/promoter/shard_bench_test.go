@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
 	argoclient "github.com/argoproj/argo-cd/v2/pkg/client/clientset/versioned"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -62,25 +61,8 @@ func runShardBench(b *testing.B, n, images int) {
 		b.Fatal(err)
 	}
 	s.co = co
-	example, err := os.ReadFile(filepath.Join(repoRoot, "examples", "gitops", "develop", "frontend", "instance.yaml"))
-	if err != nil {
-		b.Fatal(err)
-	}
 	image := func(i int) string { return fmt.Sprintf("bench/img%d", i%images) }
-	for i := range n {
-		s := strings.ReplaceAll(string(example), "registry.example.com/team/frontend", st.RegistryAddr+"/"+image(i))
-		s = tagLine.ReplaceAllString(s, `${1}"1.0.0"`)
-		if err := co.WriteFile(stageDir(i)+"/instance.yaml", []byte(s)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	seed, err := co.CommitAndPush(ctx, fmt.Sprintf("Seed %d stages", n))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for i := range images {
-		pushImage(b, st.RegistryAddr, image(i), "1.0.0")
-	}
+	seed := seedStageFolders(b, ctx, co, n, images, stageDir, image)
 
 	// The Applications, in a namespace Argo CD does not reconcile, with the install's Role.
 	ns := fmt.Sprintf("bench-shards-%d", time.Now().Unix())
@@ -104,20 +86,8 @@ func runShardBench(b *testing.B, n, images int) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				app := &v1alpha1.Application{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("s%05d", i), Namespace: ns, Annotations: map[string]string{
-						"argocd.argoproj.io/manifest-generate-paths": ".",
-						"kropipe.io/image":                           st.RegistryAddr + "/" + image(i),
-						"kropipe.io/strategy":                        "semver",
-						"kropipe.io/auto-promote":                    "true",
-						"kropipe.io/interval":                        "10s",
-					}},
-					Spec: v1alpha1.ApplicationSpec{
-						Project:     "default",
-						Source:      &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), Path: stageDir(i), TargetRevision: "main"},
-						Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: ns},
-					},
-				}
+				app := stageApplication(fmt.Sprintf("s%05d", i), ns, st.Git.RepoURL(repoName), stageDir(i), image(i), "10s", ns)
+				app.Annotations["argocd.argoproj.io/manifest-generate-paths"] = "."
 				if _, err := argo.ArgoprojV1alpha1().Applications(ns).Create(ctx, app, metav1.CreateOptions{}); err != nil {
 					b.Errorf("create Application %s: %v", app.Name, err)
 				}
@@ -222,20 +192,7 @@ func runShardBench(b *testing.B, n, images int) {
 	took2 := round("1.2.0", 2*n)
 	log("round 2 (3 replicas, after the kill): %d more commits %s after the pushes", n, took2.Round(time.Millisecond))
 	log("peak RSS: %s", rss.report())
-	var retries []string
-	for _, r := range reps[1:] {
-		_, body := s.get(r, "/metrics")
-		total := 0.0
-		for _, line := range strings.Split(body, "\n") {
-			if strings.HasPrefix(line, "kropipe_git_push_retries_total") {
-				f := strings.Fields(line)
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				total += v
-			}
-		}
-		retries = append(retries, fmt.Sprintf("%s %.0f", r.Name, total))
-	}
-	log("git push retries: %s", strings.Join(retries, ", "))
+	log("git push retries: %s", s.pushRetries(reps[1:]))
 
 	// Exactly one commit per stage per tag.
 	out, err := co.Git(ctx, "log", "--format=C %s", "--name-only", seed+"..HEAD")

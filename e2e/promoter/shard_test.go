@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -136,11 +135,11 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 	if code, body := p.get(survivors[0], "/api/v1/stages/"+other); code != http.StatusOK {
 		t.Fatalf("GET %s on %s (it runs on %s): %d %s", other, survivors[0].Name, survivors[1].Name, code, body)
 	}
-	if code, body := p.callWithToken(http.MethodPost, survivors[0], "/api/v1/stages/"+other+"/pause", token); code != http.StatusOK {
+	if code, body := p.do(http.MethodPost, survivors[0], "/api/v1/stages/"+other+"/pause", nil, token); code != http.StatusOK {
 		t.Fatalf("pause %s through %s: %d %s", other, survivors[0].Name, code, body)
 	}
 	s.waitAll(survivors[1], "with "+other+" paused", func(x listedStage) bool { return x.Name != other || x.Paused })
-	if code, body := p.callWithToken(http.MethodPost, survivors[0], "/api/v1/stages/"+other+"/resume", token); code != http.StatusOK {
+	if code, body := p.do(http.MethodPost, survivors[0], "/api/v1/stages/"+other+"/resume", nil, token); code != http.StatusOK {
 		t.Fatalf("resume %s through %s: %d %s", other, survivors[0].Name, code, body)
 	}
 	t.Logf("git push retries on the survivors (stages of one branch on several replicas): %s", s.pushRetries(survivors))
@@ -188,43 +187,59 @@ func (s *shardRun) seed() string {
 		t.Fatal(err)
 	}
 	s.co = co
-	example, err := os.ReadFile(filepath.Join(repoRoot, "examples", "gitops", "develop", "frontend", "instance.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	image := func(i int) string { return shardImage(i % shardImages) }
+	seed := seedStageFolders(t, ctx, co, shardStages, shardImages, func(i int) string { return fmt.Sprintf("s%02d", i) }, image)
 	for i := range shardStages {
-		b := strings.ReplaceAll(string(example), "registry.example.com/team/frontend", st.RegistryAddr+"/"+shardImage(i%shardImages))
-		b = tagLine.ReplaceAllString(b, `${1}"1.0.0"`)
-		if err := co.WriteFile(fmt.Sprintf("s%02d/instance.yaml", i), []byte(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	seed, err := co.CommitAndPush(ctx, "Seed 40 stages")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for img := range shardImages {
-		pushImage(t, st.RegistryAddr, shardImage(img), "1.0.0")
-	}
-	for i := range shardStages {
-		app := &v1alpha1.Application{
-			ObjectMeta: metav1.ObjectMeta{Name: shardStage(i), Namespace: shardAppNS, Annotations: map[string]string{
-				"kropipe.io/image":        st.RegistryAddr + "/" + shardImage(i%shardImages),
-				"kropipe.io/strategy":     "semver",
-				"kropipe.io/auto-promote": "true",
-				"kropipe.io/interval":     shardInterval.String(),
-			}},
-			Spec: v1alpha1.ApplicationSpec{
-				Project:     "default",
-				Source:      &v1alpha1.ApplicationSource{RepoURL: s.srv.RepoURL(shardRepo), Path: fmt.Sprintf("s%02d", i), TargetRevision: "main"},
-				Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: shardDestNS},
-			},
-		}
+		app := stageApplication(shardStage(i), shardAppNS, s.srv.RepoURL(shardRepo), fmt.Sprintf("s%02d", i), image(i), shardInterval.String(), shardDestNS)
 		if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(shardAppNS).Create(ctx, app, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create Application %s: %v", app.Name, err)
 		}
 	}
 	return seed
+}
+
+// seedStageFolders writes n stage folders (dir(i)/instance.yaml) into co, each the example
+// frontend app at image(i) tag 1.0.0, commits and pushes them, and pushes 1.0.0 of the first
+// images images to the registry. It returns the seed commit.
+func seedStageFolders(tb testing.TB, ctx context.Context, co *stack.Checkout, n, images int, dir, image func(int) string) string {
+	tb.Helper()
+	example, err := os.ReadFile(filepath.Join(repoRoot, "examples", "gitops", "develop", "frontend", "instance.yaml"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range n {
+		b := strings.ReplaceAll(string(example), "registry.example.com/team/frontend", st.RegistryAddr+"/"+image(i))
+		b = tagLine.ReplaceAllString(b, `${1}"1.0.0"`)
+		if err := co.WriteFile(dir(i)+"/instance.yaml", []byte(b)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	seed, err := co.CommitAndPush(ctx, fmt.Sprintf("Seed %d stages", n))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for i := range images {
+		pushImage(tb, st.RegistryAddr, image(i), "1.0.0")
+	}
+	return seed
+}
+
+// stageApplication is a stage's Application in ns: path of repoURL deployed to destNS, its
+// image promoted by kropipe by SemVer, automatically, checked every interval.
+func stageApplication(name, ns, repoURL, path, image, interval, destNS string) *v1alpha1.Application {
+	return &v1alpha1.Application{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Annotations: map[string]string{
+			"kropipe.io/image":        st.RegistryAddr + "/" + image,
+			"kropipe.io/strategy":     "semver",
+			"kropipe.io/auto-promote": "true",
+			"kropipe.io/interval":     interval,
+		}},
+		Spec: v1alpha1.ApplicationSpec{
+			Project:     "default",
+			Source:      &v1alpha1.ApplicationSource{RepoURL: repoURL, Path: path, TargetRevision: "main"},
+			Destination: v1alpha1.ApplicationDestination{Server: st.APIServerURL, Namespace: destNS},
+		},
+	}
 }
 
 // bindRole lets the promoter's ServiceAccount read and patch the Applications in ns: the
@@ -378,21 +393,6 @@ func (s *shardRun) stageOn(pr *promoter) string {
 		s.t.Fatalf("%s runs no stage: %d %s", pr.Name, code, body)
 	}
 	return list.Stages[0].Name
-}
-
-func (p *pipeline) callWithToken(method string, pr *promoter, path, token string) (int, string) {
-	req, err := http.NewRequestWithContext(p.ctx, method, "http://"+pr.addr+path, nil)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // pushRetries sums kropipe_git_push_retries_total over the replicas' metrics.

@@ -516,7 +516,7 @@ func (e *Engine) Housekeep(ctx context.Context) {
 
 // compact gives the clones that gathered too many packs a fresh single-pack clone. It
 // runs between passes, while nothing else writes; a failure only costs speed. A pass asked
-// for meanwhile (target, poke) cancels it: a clone cut short stays as it was.
+// for meanwhile (target) cancels it: a clone cut short stays as it was.
 func (e *Engine) compact(ctx context.Context) {
 	if e.compactAfter <= 0 {
 		return

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/renameio/v2"
 )
 
@@ -89,13 +90,6 @@ func (w *Warehouse) saveDigests() error {
 
 // isDigest reports whether d is a sha256 digest as the warehouse writes them.
 func isDigest(d string) bool {
-	if len(d) != len("sha256:")+64 || d[:7] != "sha256:" {
-		return false
-	}
-	for _, c := range d[7:] {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
+	h, err := v1.NewHash(d)
+	return err == nil && h.Algorithm == "sha256"
 }

@@ -2,7 +2,6 @@ package warehouse
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -92,12 +91,9 @@ func (p *Pass) resolve(ctx context.Context, image string, repo name.Repository, 
 // made moments ago; any other tag, including one whose digest only an earlier pass proved,
 // is read now. The engine re-checks a candidate with it right before writing.
 func (p *Pass) Resolve(ctx context.Context, image, tag string) (freight.Freight, error) {
-	repo, err := p.w.repository(image)
+	repo, err := p.w.tagRepository(image, tag)
 	if err != nil {
 		return freight.Freight{}, err
-	}
-	if !validTag.MatchString(tag) {
-		return freight.Freight{}, fmt.Errorf("tag %q is not a valid tag name (letters, digits, '_', '.', '-'; at most 128)", tag)
 	}
 	return p.resolve(ctx, image, repo, tag)
 }

@@ -319,14 +319,23 @@ func noMatchSentence(r Report) string {
 // error wrapping ErrTagNotFound, so nothing that is not in the registry is ever
 // written to Git.
 func (w *Warehouse) Resolve(ctx context.Context, image, tag string) (freight.Freight, error) {
-	repo, err := w.repository(image)
+	repo, err := w.tagRepository(image, tag)
 	if err != nil {
 		return freight.Freight{}, err
 	}
-	if !validTag.MatchString(tag) {
-		return freight.Freight{}, fmt.Errorf("tag %q is not a valid tag name (letters, digits, '_', '.', '-'; at most 128)", tag)
-	}
 	return w.resolve(ctx, image, repo, tag)
+}
+
+// tagRepository is image's repository, once tag is known to be a valid tag name.
+func (w *Warehouse) tagRepository(image, tag string) (name.Repository, error) {
+	repo, err := w.repository(image)
+	if err != nil {
+		return name.Repository{}, err
+	}
+	if !validTag.MatchString(tag) {
+		return name.Repository{}, fmt.Errorf("tag %q is not a valid tag name (letters, digits, '_', '.', '-'; at most 128)", tag)
+	}
+	return repo, nil
 }
 
 func (w *Warehouse) resolve(ctx context.Context, image string, repo name.Repository, tag string) (freight.Freight, error) {

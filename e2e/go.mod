@@ -2,6 +2,8 @@ module github.com/kropipe/kropipe/e2e
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require (
 	github.com/alicebob/miniredis/v2 v2.33.0
 	github.com/argoproj/argo-cd/v2 v2.14.21

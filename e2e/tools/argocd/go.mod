@@ -2,6 +2,8 @@ module github.com/kropipe/kropipe/e2e/tools/argocd
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require github.com/argoproj/argo-cd/v2 v2.14.21
 
 require (

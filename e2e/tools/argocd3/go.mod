@@ -2,6 +2,8 @@ module github.com/kropipe/kropipe/e2e/tools/argocd3
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require github.com/argoproj/argo-cd/v3 v3.2.11
 
 require (

@@ -2,6 +2,8 @@ module github.com/kropipe/kropipe/e2e/tools/kube
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require k8s.io/kubernetes v1.34.4
 
 require (

@@ -2,6 +2,8 @@ module github.com/kropipe/kropipe/e2e/tools/kwok
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require sigs.k8s.io/kwok v0.7.0
 
 require (

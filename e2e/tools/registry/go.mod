@@ -2,6 +2,8 @@ module github.com/kropipe/kropipe/e2e/tools/registry
 
 go 1.26.0
 
+toolchain go1.27.3
+
 require github.com/distribution/distribution/v3 v3.1.2
 
 require (

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kropipe/kropipe/internal/promote/argocd"
+	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
@@ -243,10 +244,11 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 				(len(r.ResourceNames) == 0 || slices.Contains(r.ResourceNames, name))
 		})
 	}
-	tests := []struct {
+	type check struct {
 		group, resource, verb, name string
 		want                        bool
-	}{
+	}
+	tests := []check{
 		{"argoproj.io", "applications", "get", "", true},
 		{"argoproj.io", "applications", "list", "", true},
 		{"argoproj.io", "applications", "watch", "", true},
@@ -279,11 +281,16 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 		{"coordination.k8s.io", "leases", "update", "someone-elses-lease", false},
 		{"coordination.k8s.io", "leases", "delete", "kropipe-promoter", false},
 		{"", "configmaps", "create", "", true},
+		{"", "configmaps", "get", "kropipe-promoter-state-stages-0", true},
+		{"", "configmaps", "update", "kropipe-promoter-state-stages-0", true},
+		{"", "configmaps", "update", "kropipe-promoter-state-stages-63", true},
+		{"", "configmaps", "update", "kropipe-promoter-state-stages-64", false},
+		// An older promoter's state, read once on an upgrade, never written.
 		{"", "configmaps", "get", "kropipe-promoter-state", true},
-		{"", "configmaps", "update", "kropipe-promoter-state", true},
-		{"", "configmaps", "update", "kropipe-promoter-state-0", true},
-		{"", "configmaps", "update", "kropipe-promoter-state-15", true},
-		{"", "configmaps", "update", "kropipe-promoter-state-16", false},
+		{"", "configmaps", "get", "kropipe-promoter-state-15", true},
+		{"", "configmaps", "update", "kropipe-promoter-state", false},
+		{"", "configmaps", "update", "kropipe-promoter-state-0", false},
+		{"", "configmaps", "get", "kropipe-promoter-state-16", false},
 		{"", "configmaps", "get", "argocd-tls-certs-cm", true},
 		{"", "configmaps", "get", "argocd-ssh-known-hosts-cm", true},
 		{"", "configmaps", "update", "argocd-tls-certs-cm", false},
@@ -292,6 +299,11 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 		{"", "configmaps", "list", "", false},
 		{"apps", "deployments", "get", "", false},
 		{"", "pods", "list", "", false},
+	}
+	// Every bucket a stage's state may live in.
+	for b := range kubestate.Buckets {
+		name := kubestate.BucketName(kubestate.DefaultName, b)
+		tests = append(tests, check{"", "configmaps", "get", name, true}, check{"", "configmaps", "update", name, true})
 	}
 	for _, tt := range tests {
 		if got := allowed(tt.group, tt.resource, tt.verb, tt.name); got != tt.want {

@@ -47,13 +47,14 @@ func newControllerCommand(g *globals) *cobra.Command {
 		Short: "Run in the cluster: stages from Argo CD annotations, one leader, state in a ConfigMap",
 		Long: "controller reads the stages from kropipe.io/* annotations on Argo CD Applications and\n" +
 			"ApplicationSets in --watch-namespaces, promotes new tags by committing them to Git, and keeps\n" +
-			"approvals, verifications and pauses in the ConfigMap --state-configmap. With --leader-elect\n" +
+			"approvals, verifications and pauses in ConfigMaps named after --state-configmap, each stage's\n" +
+			"in the one its name hashes to, whatever runs it. With --leader-elect\n" +
 			"(the default) replicas campaign for a Lease and only the leader promotes; every replica serves\n" +
 			"the API on --addr (loopback: use kubectl port-forward) and probes and metrics on --health-addr.\n" +
 			"--leader-elect=false starts promoting at once, without waiting for a Lease: for a single\n" +
 			"replica only (two replicas without it would both write to Git). With --shards N (N > 1) the\n" +
 			"stages are spread over the replicas: each pipeline belongs to one of N shards, every shard has\n" +
-			"a Lease held by one replica at a time and its own state ConfigMap (--state-configmap-<n>), and\n" +
+			"a Lease held by one replica at a time, and\n" +
 			"any replica answers for every stage, passing actions on to the owner over --peer-addr.\n" +
 			"Logs are JSON on stderr.",
 		Args: cobra.NoArgs,
@@ -91,7 +92,7 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.interval, "interval", 5*time.Minute, "longest time between passes; a stage's kropipe.io/interval may shorten it; 0 with --webhook-addr: no polling, passes on notifications, Application changes, actions and soak ends only")
 	fl.DurationVar(&f.healthTimeout, "health-timeout", argocd.DefaultGateTimeout, "how long a promoted Application may stay Degraded or its sync failed before the promotion fails (and, with kropipe.io/auto-rollback, is rolled back)")
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "campaign for the Lease "+leader.DefaultName+" so only one replica promotes; false promotes at once without a Lease, safe only with a single replica")
-	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "ConfigMap in --namespace keeping approvals, verifications and pauses (with --shards, its name prefix: <name>-<shard>)")
+	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "name of the ConfigMaps in --namespace keeping approvals, verifications and pauses: each stage's in <name>-stages-<0..63> by its name (an upgrade reads <name> and <name>-<shard> once)")
 	fl.IntVar(&f.shards, "shards", 1, "spread the stages over the replicas in this many shards, each fenced by its own Lease; every replica must be given the same number; 1 is one leader doing all the work")
 	fl.DurationVar(&f.leaseDuration, "lease-duration", leader.DefaultLeaseDuration, "how long a Lease (the leader's, or a shard's) holds without renewal: a dead replica's work is taken over after it")
 	fl.DurationVar(&f.renewDeadline, "renew-deadline", leader.DefaultRenewDeadline, "a replica that could not renew its Lease for this long stops its work; shorter than --lease-duration")

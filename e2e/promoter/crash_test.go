@@ -154,6 +154,8 @@ func removeCrashObjects(t *testing.T, apps []string) {
 		ignoreNotFound("Application "+app, st.ArgoCD.ArgoprojV1alpha1().Applications(stack.ArgoCDNamespace).Delete(ctx, app, metav1.DeleteOptions{}))
 	}
 	ignoreNotFound("ConfigMap kropipe-promoter-state", st.Kube.CoreV1().ConfigMaps(stack.ArgoCDNamespace).Delete(ctx, "kropipe-promoter-state", metav1.DeleteOptions{}))
+	// The stages' state: one ConfigMap per bucket of stage names.
+	ignoreNotFound("state ConfigMaps", st.Kube.CoreV1().ConfigMaps(stack.ArgoCDNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "kropipe.io/state-set=kropipe-promoter-state"}))
 	ignoreNotFound("Lease kropipe-promoter", st.Kube.CoordinationV1().Leases(stack.ArgoCDNamespace).Delete(ctx, "kropipe-promoter", metav1.DeleteOptions{}))
 }
 

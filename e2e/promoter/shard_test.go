@@ -432,7 +432,6 @@ func (s *shardRun) cleanup() {
 			_ = leases.Delete(ctx, l.Name, metav1.DeleteOptions{})
 		}
 	}
-	for n := range shardCount {
-		_ = st.Kube.CoreV1().ConfigMaps(stack.ArgoCDNamespace).Delete(ctx, fmt.Sprintf("%s-%d", shardStateName, n), metav1.DeleteOptions{})
-	}
+	// The stages' state: one ConfigMap per bucket of stage names.
+	_ = st.Kube.CoreV1().ConfigMaps(stack.ArgoCDNamespace).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: "kropipe.io/state-set=" + shardStateName})
 }

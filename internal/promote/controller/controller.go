@@ -52,12 +52,12 @@ type Config struct {
 	Interval           time.Duration // longest time between passes (--interval)
 	HealthTimeout      time.Duration // how long a promoted Application may stay Degraded (--health-timeout)
 	LeaderElect        bool          // campaign for the Lease; false is safe only with one replica (--leader-elect)
-	StateConfigMap     string        // the ConfigMap in Namespace keeping approvals and verifications (--state-configmap)
+	StateConfigMap     string        // the name of the ConfigMaps in Namespace keeping the stages' state (--state-configmap; kubestate.Stages)
 	DataDir            string        // persistent clones live under DataDir/git (--data-dir)
 
 	// Shards spreads the stages over the replicas (--shards): 1 is one Lease and one leader
 	// doing all the work; more are that many shard Leases, each fencing the replica that runs
-	// its stages, and as many state ConfigMaps (<StateConfigMap>-<n>).
+	// its stages; the state stays where it is, by stage name.
 	Shards int
 	// LeaseName is the Lease (or with shards, the Leases' prefix) (--lease-name).
 	LeaseName string
@@ -138,7 +138,9 @@ type controller struct {
 	kube    kubernetes.Interface
 	dyn     dynamic.Interface
 	metrics *metrics.Metrics
-	store   stage.Store
+	// store keeps the stages' state by stage name (kubestate.Stages): this replica reads and
+	// writes the stages it runs, whichever shard they are on.
+	store *kubestate.Stages
 	// shards is this replica's part of the shards; nil with one shard (one leader).
 	shards *sharding
 	events *argocd.Recorder
@@ -163,16 +165,24 @@ func Run(ctx context.Context, cfg Config) error {
 	c := &controller{
 		f: f, log: log, kube: cfg.Kube, dyn: cfg.Dynamic,
 		metrics: metrics.New(),
-		store:   kubestate.New(cfg.Kube, f.Namespace, kubestate.WithName(f.StateConfigMap), kubestate.WithLogger(log)),
 		events:  argocd.NewRecorder(cfg.Kube),
 	}
 	c.leader.Store("")
+	// One leader runs every stage.
+	owns := func(string) bool { return true }
 	if f.Shards > 1 {
 		s, err := newSharding(c)
 		if err != nil {
 			return err
 		}
 		c.shards = s
+		owns = s.owns
+	}
+	c.store = kubestate.NewStages(cfg.Kube, f.Namespace, f.StateConfigMap, owns, []kubestate.Option{kubestate.WithLogger(log)})
+	if c.shards != nil {
+		// A shard gained or lost changes the stages this replica runs: read theirs afresh.
+		c.shards.fence.OnChange(c.store.Forget)
+		c.shards.moved = c.store.Forget
 	}
 
 	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
@@ -368,6 +378,8 @@ func (c *controller) lead(ctx context.Context) {
 // term is one leadership term: a fresh warehouse, engine and watcher, and passes until ctx
 // ends. Before each pass the pull secrets are brought up to date (rotations need no restart).
 func (c *controller) term(ctx context.Context) error {
+	// Another replica may have led (and written) since this one last read the state.
+	c.store.Forget()
 	w := argocd.NewWatcher(c.dyn, c.f.WatchNamespaces, argocd.WithWatcherLogger(c.log))
 	e, hg, pulls, repos, err := c.newEngine(ctx, w)
 	if err != nil {

@@ -343,8 +343,8 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 			t.Fatalf("Lease argocd/%s: %v %+v", leader.DefaultName, err, l)
 		}
 	})
-	t.Run("verification in the state ConfigMap", func(t *testing.T) {
-		st, err := kubestate.New(e.kube, "argocd").Load(ctx)
+	t.Run("verification in the state ConfigMaps", func(t *testing.T) {
+		st, err := kubestate.NewStages(e.kube, "argocd", kubestate.DefaultName, func(string) bool { return true }, nil).Load(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}

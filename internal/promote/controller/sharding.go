@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
-	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/shard"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -31,8 +31,11 @@ type sharding struct {
 	keys  atomic.Pointer[map[string]string]
 	// applied are the held shards the engine's stages were last cut for.
 	applied []int
-	hc      *http.Client
-	token   string
+	// moved is told when the keys changed: stages may have changed shard (the state store's
+	// Forget).
+	moved func()
+	hc    *http.Client
+	token string
 }
 
 // peerTimeout bounds a request to another replica: a dead one must not hang the API.
@@ -58,14 +61,12 @@ func newSharding(c *controller) (*sharding, error) {
 		return nil, err
 	}
 	s.mgr = mgr
-	stores := make([]shard.ShardStore, f.Shards)
-	for n := range stores {
-		stores[n] = kubestate.New(c.kube, f.Namespace, kubestate.WithName(fmt.Sprintf("%s-%d", f.StateConfigMap, n)), kubestate.WithLogger(c.log))
-	}
-	// A promoter upgraded to shards starts each shard from the one ConfigMap it kept before.
-	c.store = shard.NewStore(stores, s.fence, s.of).WithLegacy(kubestate.New(c.kube, f.Namespace, kubestate.WithName(f.StateConfigMap), kubestate.WithLogger(c.log)))
 	return s, nil
 }
+
+// owns says whether this replica runs a stage or release group now: it holds its shard. The
+// state store reads and writes only these.
+func (s *sharding) owns(name string) bool { return s.fence.Holds(s.of(name)) }
 
 func lastUnderscore(s string) int {
 	for i := len(s) - 1; i >= 0; i-- {
@@ -127,7 +128,11 @@ func (s *sharding) cut(specs []stage.Spec, groups []stage.GroupSpec, held []int)
 		in = append(in, shard.Spec{Name: "group:" + g.Name, Group: g.Name})
 	}
 	keys := shard.Keys(in)
-	s.keys.Store(&keys)
+	if old := s.keys.Swap(&keys); !maps.Equal(*old, keys) && s.moved != nil {
+		// A pipeline's key changed (a stage added, removed or renamed upstream): its stages
+		// may now be on a shard held here, their state written by their last owner.
+		s.moved()
+	}
 	var outSpecs []stage.Spec
 	for _, sp := range specs {
 		if slices.Contains(held, s.of(sp.Name)) {

@@ -28,6 +28,9 @@ const (
 	DefaultName = "kropipe-promoter-state"
 	// DataKey is the ConfigMap key holding the state as JSON.
 	DataKey = "state.json"
+	// SetLabel names the state ConfigMaps a ConfigMap is one of (Stages' buckets carry the
+	// --state-configmap name): `kubectl delete cm -l kropipe.io/state-set=<name>` forgets it all.
+	SetLabel = "kropipe.io/state-set"
 	// DefaultMaxBytes bounds the JSON Save writes. A ConfigMap holds at most 1 MiB, and a
 	// verification takes about 350 bytes: the engine's 50 per stage fill it at about 60
 	// stages, so older verifications are dropped first (see Save).
@@ -56,6 +59,8 @@ type Store struct {
 	baseRV string
 	// found: the ConfigMap existed at the last Load, or Save wrote it.
 	found bool
+	// set is the SetLabel value of the ConfigMap (Stages' buckets), "" for none.
+	set string
 }
 
 // Option configures a Store.
@@ -124,6 +129,75 @@ func (s *Store) Load(ctx context.Context) (stage.State, error) {
 	return st, err
 }
 
+// Read returns the state and whether the ConfigMap exists, retrying a failing API server
+// until ctx is done. Unlike Load it leaves what Save merges against alone: Read and Update
+// are the store's other use, one writer per stage (see Stages).
+func (s *Store) Read(ctx context.Context) (st stage.State, found bool, err error) {
+	err = s.retry(ctx, "read", func() error {
+		cm, err := s.get(ctx)
+		if err != nil {
+			return err
+		}
+		found = cm != nil
+		st, err = s.decode(cm)
+		return err
+	})
+	return st, found, err
+}
+
+// Update changes the state in the ConfigMap by fn: fn is given the state as read now (found
+// false when the ConfigMap does not exist yet) and changes it in place. The write is a
+// compare-and-swap on the resourceVersion read (a create when there was none); when another
+// writer came first, the ConfigMap is read again and fn called again (ConflictRetry), so fn
+// must set only what its caller changed. Other API errors are retried as Save's are.
+func (s *Store) Update(ctx context.Context, fn func(st *stage.State, found bool)) error {
+	return s.retry(ctx, "write", func() error {
+		cm, err := s.get(ctx)
+		if err != nil {
+			return err
+		}
+		st, err := s.decode(cm)
+		if err != nil {
+			return err
+		}
+		fn(&st, cm != nil)
+		raw, err := s.encode(st)
+		if err != nil {
+			return err
+		}
+		return s.put(ctx, cm, raw)
+	})
+}
+
+// put creates the ConfigMap holding raw (cm nil) or updates cm to hold it. The update carries
+// cm's resourceVersion: the API server refuses it with a conflict if the ConfigMap changed
+// since it was read.
+func (s *Store) put(ctx context.Context, cm *corev1.ConfigMap, raw []byte) error {
+	if cm == nil {
+		_, err := s.client.CoreV1().ConfigMaps(s.namespace).Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: s.labels()},
+			Data:       map[string]string{DataKey: string(raw)},
+		}, metav1.CreateOptions{})
+		return err
+	}
+	cm = cm.DeepCopy()
+	if cm.Data == nil {
+		cm.Data = map[string]string{}
+	}
+	cm.Data[DataKey] = string(raw)
+	_, err := s.client.CoreV1().ConfigMaps(s.namespace).Update(ctx, cm, metav1.UpdateOptions{})
+	return err
+}
+
+// labels are the ConfigMap's labels: the promoter's, and the state set it belongs to.
+func (s *Store) labels() map[string]string {
+	l := map[string]string{"app.kubernetes.io/managed-by": "kropipe-promoter"}
+	if s.set != "" {
+		l[SetLabel] = s.set
+	}
+	return l
+}
+
 // Found says whether the last Load or Save found (or made) the ConfigMap: false for a store
 // never written, whose empty State means "nothing yet" rather than "nothing left".
 func (s *Store) Found() bool {
@@ -169,7 +243,9 @@ func (s *Store) Save(ctx context.Context, st stage.State) error {
 			if len(baseRaw) > 0 {
 				_ = json.Unmarshal(baseRaw, &base) // it was written or read by this store
 			}
-			write = merge(base, st, theirs)
+			if write, err = mergeStates(base, st, theirs); err != nil {
+				return permanent{err}
+			}
 		}
 		raw, err := s.encode(write)
 		if err != nil {
@@ -180,7 +256,7 @@ func (s *Store) Save(ctx context.Context, st stage.State) error {
 				ObjectMeta: metav1.ObjectMeta{
 					Name:      s.name,
 					Namespace: s.namespace,
-					Labels:    map[string]string{"app.kubernetes.io/managed-by": "kropipe-promoter"},
+					Labels:    s.labels(),
 				},
 				Data: map[string]string{DataKey: string(raw)},
 			}, metav1.CreateOptions{})
@@ -204,47 +280,16 @@ func (s *Store) Save(ctx context.Context, st stage.State) error {
 	})
 }
 
-// merge is a three-way merge by stage: for every stage of every map, the entry ours holds if
-// ours changed it from base (adding, changing or removing it), else the entry theirs holds.
-// Entries compare by their JSON, as stored.
-func merge(base, ours, theirs stage.State) stage.State {
-	return stage.State{
-		Approvals:     mergeMap(base.Approvals, ours.Approvals, theirs.Approvals),
-		Verifications: mergeMap(base.Verifications, ours.Verifications, theirs.Verifications),
-		Paused:        mergeMap(base.Paused, ours.Paused, theirs.Paused),
-		Runs:          mergeMap(base.Runs, ours.Runs, theirs.Runs),
-	}
-}
-
-func mergeMap[V any](base, ours, theirs map[string]V) map[string]V {
-	out := map[string]V{}
-	keys := map[string]bool{}
-	for _, m := range []map[string]V{base, ours, theirs} {
-		for k := range m {
-			keys[k] = true
+// mergeStates is merge on states: per stage, what ours changed from base wins.
+func mergeStates(base, ours, theirs stage.State) (stage.State, error) {
+	var e [3]entries
+	for i, st := range []stage.State{base, ours, theirs} {
+		var err error
+		if e[i], err = entriesOf(st); err != nil {
+			return stage.State{}, err
 		}
 	}
-	for k := range keys {
-		b, inBase := base[k]
-		o, inOurs := ours[k]
-		src := theirs
-		if inBase != inOurs || (inOurs && !sameJSON(b, o)) {
-			src = ours
-		}
-		if v, ok := src[k]; ok {
-			out[k] = v
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
-}
-
-func sameJSON(a, b any) bool {
-	x, err1 := json.Marshal(a)
-	y, err2 := json.Marshal(b)
-	return err1 == nil && err2 == nil && string(x) == string(y)
+	return merge(e[0], e[1], e[2]).state()
 }
 
 // encode marshals st. When that is more than maxBytes it keeps only the newest k

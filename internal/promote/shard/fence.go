@@ -17,6 +17,8 @@ type Fence struct {
 	held    map[int]context.Context
 	users   map[int]int
 	changed chan struct{}
+	// onChange are told, before Changed, that a shard was gained or lost.
+	onChange []func()
 }
 
 // NewFence returns a Fence holding nothing.
@@ -43,7 +45,21 @@ func (f *Fence) Hold(ctx context.Context, n int) {
 	f.signal()
 }
 
+// OnChange calls fn each time a shard is gained or lost, as it happens (before Changed
+// receives): fn must return at once.
+func (f *Fence) OnChange(fn func()) {
+	f.mu.Lock()
+	f.onChange = append(f.onChange, fn)
+	f.mu.Unlock()
+}
+
 func (f *Fence) signal() {
+	f.mu.Lock()
+	fns := f.onChange
+	f.mu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 	select {
 	case f.changed <- struct{}{}:
 	default:

@@ -1,8 +1,9 @@
 // Package controller is the promoter in the cluster: stages from Argo CD annotations, one leader
-// promoting under a Lease, state in a ConfigMap, the API, probes, metrics and notifications.
+// promoting under a Lease (or replicas sharing shards), state in ConfigMaps by stage, the API, probes, metrics and notifications.
 package controller
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/metrics"
 	"github.com/kropipe/kropipe/internal/promote/page"
 	"github.com/kropipe/kropipe/internal/promote/pass"
+	"github.com/kropipe/kropipe/internal/promote/shard"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/verify"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -235,7 +237,15 @@ func Run(ctx context.Context, cfg Config) error {
 			Client: f.leases(), Namespace: f.Namespace, Name: f.LeaseName, Logger: log,
 			LeaseDuration: f.LeaseDuration, RenewDeadline: f.RenewDeadline, RetryPeriod: f.RetryPeriod,
 			OnNewLeader: func(id string) { c.leader.Store(id) },
-		}, c.leadUntilStopped(stopWork), nil)
+		}, func(ctx context.Context) {
+			// Replicas of a --shards above 1 (a rolling update to one leader) may still act on
+			// the stages: this leader starts once none is alive. It stays ready meanwhile.
+			retry := cmp.Or(f.RetryPeriod, leader.DefaultRetryPeriod)
+			if shard.NewOthers(f.leases(), f.Namespace, f.LeaseName, nil).Await(ctx, retry, log) != nil {
+				return
+			}
+			c.leadUntilStopped(stopWork)(ctx)
+		}, nil)
 	default:
 		c.leadUntilStopped(stopWork)(work)
 	}

@@ -64,6 +64,23 @@ func Identity() string {
 	return name + "_" + hex.EncodeToString(b)
 }
 
+// CheckDurations refuses Lease timings that cannot fence. A Lease stores its duration in whole
+// seconds and the other replicas time its expiry from that (from when they saw it renewed): a
+// lease duration of 1500ms would be written as 1s, and a renew deadline of 1200ms would let
+// another replica start while this one still works. The errors name the flags.
+func CheckDurations(leaseDuration, renewDeadline, retryPeriod time.Duration) error {
+	switch {
+	case leaseDuration < time.Second || leaseDuration%time.Second != 0:
+		return fmt.Errorf("--lease-duration %s: a Lease keeps whole seconds (the other replicas read it from there); give at least 1s in whole seconds, e.g. %s", leaseDuration, max(time.Second, leaseDuration.Round(time.Second)))
+	case renewDeadline <= 0 || renewDeadline >= leaseDuration:
+		return fmt.Errorf("--renew-deadline %s must be positive and shorter than --lease-duration %s: a replica that could not renew stops its work then, before another may take its Lease", renewDeadline, leaseDuration)
+	case retryPeriod <= 0 || retryPeriod*6/5 >= renewDeadline:
+		// client-go's elector jitters the retry period by up to 1.2.
+		return fmt.Errorf("--retry-period %s must be positive and, with 20%% jitter, shorter than --renew-deadline %s", retryPeriod, renewDeadline)
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
 		c.Name = DefaultName
@@ -100,9 +117,8 @@ func Run(ctx context.Context, cfg Config, onStartedLeading func(ctx context.Cont
 	if cfg.Client == nil || cfg.Namespace == "" {
 		return errors.New("leader election needs a Kubernetes client and the promoter's namespace (--namespace)")
 	}
-	// The Lease stores its duration in whole seconds and the other replicas read it from there.
-	if cfg.LeaseDuration < time.Second || cfg.RenewDeadline >= cfg.LeaseDuration {
-		return fmt.Errorf("lease %s/%s: lease duration %s must be at least 1s and longer than the renew deadline %s", cfg.Namespace, cfg.Name, cfg.LeaseDuration, cfg.RenewDeadline)
+	if err := CheckDurations(cfg.LeaseDuration, cfg.RenewDeadline, cfg.RetryPeriod); err != nil {
+		return fmt.Errorf("lease %s/%s: %w", cfg.Namespace, cfg.Name, err)
 	}
 	log := cfg.Logger.With("lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity)
 	lock := &resourcelock.LeaseLock{

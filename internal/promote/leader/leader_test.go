@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,5 +247,26 @@ func TestRun_RefusesConfigurationsThatCannotElect(t *testing.T) {
 				t.Errorf("Run = %v (led: %v), want an error before campaigning", err, called)
 			}
 		})
+	}
+}
+
+// TestRun_RefusesDurationsALeaseCannotKeep: a Lease stores whole seconds, and the other
+// replicas time its expiry from that; 1500ms would be written as 1s, under the renew deadline.
+func TestRun_RefusesDurationsALeaseCannotKeep(t *testing.T) {
+	for _, tc := range []struct {
+		lease, renew, retry time.Duration
+		want                string
+	}{
+		{1500 * time.Millisecond, 1200 * time.Millisecond, 200 * time.Millisecond, "--lease-duration 1.5s"},
+		{2 * time.Second, 2 * time.Second, 200 * time.Millisecond, "--renew-deadline 2s"},
+		{2 * time.Second, time.Second, time.Second, "--retry-period 1s"},
+	} {
+		err := leader.Run(context.Background(), leader.Config{
+			Client: fake.NewClientset(), Namespace: "argocd", Logger: quiet,
+			LeaseDuration: tc.lease, RenewDeadline: tc.renew, RetryPeriod: tc.retry,
+		}, func(context.Context) { t.Error("led with durations it should refuse") }, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Run with lease %s, renew %s, retry %s = %v; want an error naming %s", tc.lease, tc.renew, tc.retry, err, tc.want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kropipe/kropipe/internal/promote/leader"
+	"k8s.io/utils/clock"
 )
 
 // Labels and annotations of the Leases a Manager writes.
@@ -30,6 +31,9 @@ const (
 	PodAnnotation = "kropipe.io/pod"
 	// WebhookAnnotation is where a member receives registry notifications.
 	WebhookAnnotation = "kropipe.io/webhook"
+	// ShardsAnnotation is the --shards of the replica that wrote a Lease: replicas counting
+	// differently map stages to other shards, so they never act at once (see Manager).
+	ShardsAnnotation = "kropipe.io/shards"
 )
 
 // Defaults are leader's: a holder that cannot renew for RenewDeadline stops its work, and
@@ -61,6 +65,8 @@ type Config struct {
 	// Durations; zero means the default.
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	Logger                                    *slog.Logger
+	// Clock is the time Leases are renewed and observed by (default the wall clock).
+	Clock clock.WithTickerAndDelayedExecution
 	// Work runs while this replica holds shard n; its context ends when the shard is lost
 	// (not renewed within RenewDeadline), moves to another member, or the Manager stops.
 	// It must return soon after: the Lease is released only after it returned.
@@ -84,13 +90,21 @@ type Manager struct {
 	held    map[int]*hold
 	works   sync.WaitGroup
 	full    bool // every member slot was taken at the last look (logged once)
+
+	clock clock.WithTickerAndDelayedExecution
+	// seen is when each Lease's renewal was first observed here: a Lease expires its
+	// duration after that, on this replica's clock, whatever its holder's clock wrote (as
+	// client-go's leader election times it).
+	seen seen
+	// waiting is why this replica does not act, as last logged ("" while it acts).
+	waiting string
 }
 
 // hold is a shard this replica holds.
 type hold struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
-	watchdog  *time.Timer
+	watchdog  clock.Timer
 	lastRenew time.Time
 	moving    bool // given up for another member: renewed until its work returned
 }
@@ -115,17 +129,27 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.RetryPeriod == 0 {
 		cfg.RetryPeriod = DefaultRetryPeriod
 	}
-	if cfg.LeaseDuration < time.Second || cfg.RenewDeadline >= cfg.LeaseDuration || cfg.RetryPeriod >= cfg.RenewDeadline {
-		return nil, fmt.Errorf("shard leases: need retry period %s < renew deadline %s < lease duration %s, and the lease duration at least 1s", cfg.RetryPeriod, cfg.RenewDeadline, cfg.LeaseDuration)
+	if err := leader.CheckDurations(cfg.LeaseDuration, cfg.RenewDeadline, cfg.RetryPeriod); err != nil {
+		return nil, fmt.Errorf("shard Leases: %w", err)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
 	return &Manager{
 		cfg: cfg, log: cfg.Logger.With("identity", cfg.Identity),
 		members: map[string]Member{}, holders: map[int]string{}, held: map[int]*hold{},
+		clock: cfg.Clock, seen: seen{},
 	}, nil
 }
+
+// TopologyLease is the Lease recording which --shards acts now.
+func (m *Manager) TopologyLease() string { return TopologyLeaseName(m.cfg.Prefix) }
+
+// TopologyLeaseName is the name of the Lease recording which --shards acts now.
+func TopologyLeaseName(prefix string) string { return prefix + "-topology" }
 
 // MemberLease and ShardLease are the Leases' names.
 func (m *Manager) MemberLease(slot int) string { return m.cfg.Prefix + "-member-" + strconv.Itoa(slot) }
@@ -173,7 +197,7 @@ func (m *Manager) Members() []Member {
 // Run registers and campaigns until ctx ends; then it stops every Work, waits for them,
 // releases their Leases and leaves, so the other replicas take the shards over at once.
 func (m *Manager) Run(ctx context.Context) error {
-	t := time.NewTicker(m.cfg.RetryPeriod)
+	t := m.clock.NewTicker(m.cfg.RetryPeriod)
 	defer t.Stop()
 	for {
 		m.tick(ctx)
@@ -181,7 +205,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			m.stop()
 			return nil
-		case <-t.C:
+		case <-t.C():
 		}
 	}
 }
@@ -197,12 +221,13 @@ func (m *Manager) tick(ctx context.Context) {
 		m.renewHeld(ctx, nil, false)
 		return
 	}
-	now := time.Now()
+	now := m.clock.Now()
 	registered := m.register(ctx, leases, now)
 
+	// The members counting as this one does: the others map stages to other shards.
 	live := map[string]Member{}
 	for _, l := range leases {
-		if l.Labels[KindLabel] == "member" && alive(l, now) {
+		if l.Labels[KindLabel] == "member" && m.seen.alive(l, now) && m.counts(l) {
 			id := *l.Spec.HolderIdentity
 			live[id] = Member{Identity: id, Address: l.Annotations[AddressAnnotation], Webhook: l.Annotations[WebhookAnnotation]}
 		}
@@ -216,7 +241,7 @@ func (m *Manager) tick(ctx context.Context) {
 	}
 	holders := map[int]string{}
 	for n := 0; n < m.cfg.Shards; n++ {
-		if l := leases[m.ShardLease(n)]; l != nil && alive(l, now) {
+		if l := leases[m.ShardLease(n)]; l != nil && m.seen.alive(l, now) {
 			holders[n] = *l.Spec.HolderIdentity
 		}
 	}
@@ -226,6 +251,11 @@ func (m *Manager) tick(ctx context.Context) {
 
 	m.renewHeld(ctx, leases, false)
 	if ctx.Err() != nil || !registered {
+		return
+	}
+	// After the shards' renewals: the topology Lease is renewed no earlier than they are, so
+	// once it expired theirs have too.
+	if !m.topology(ctx, leases, now) {
 		return
 	}
 	owners := Assign(m.cfg.Shards, ids)
@@ -240,7 +270,7 @@ func (m *Manager) tick(ctx context.Context) {
 			continue
 		}
 		l := leases[m.ShardLease(n)]
-		if l != nil && alive(l, now) && *l.Spec.HolderIdentity != m.cfg.Identity {
+		if l != nil && m.seen.alive(l, now) && *l.Spec.HolderIdentity != m.cfg.Identity {
 			continue // its holder still runs; it lets go when it sees this member (or dies)
 		}
 		wg.Add(1)
@@ -261,9 +291,9 @@ func (m *Manager) tick(ctx context.Context) {
 func (m *Manager) renewHeld(ctx context.Context, leases map[string]*coordinationv1.Lease, stopping bool) {
 	var ids []string
 	if leases != nil {
-		now := time.Now()
+		now := m.clock.Now()
 		for _, l := range leases {
-			if l.Labels[KindLabel] == "member" && alive(l, now) {
+			if l.Labels[KindLabel] == "member" && m.seen.alive(l, now) && m.counts(l) {
 				ids = append(ids, *l.Spec.HolderIdentity)
 			}
 		}
@@ -322,12 +352,9 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// alive says whether a Lease was renewed within its duration, on this replica's clock.
-func alive(l *coordinationv1.Lease, now time.Time) bool {
-	if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" || l.Spec.RenewTime == nil || l.Spec.LeaseDurationSeconds == nil {
-		return false
-	}
-	return now.Before(l.Spec.RenewTime.Add(time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second))
+// counts says whether l was written by a replica with this one's --shards.
+func (m *Manager) counts(l *coordinationv1.Lease) bool {
+	return l.Annotations[ShardsAnnotation] == strconv.Itoa(m.cfg.Shards)
 }
 
 func (m *Manager) list(ctx context.Context) (map[string]*coordinationv1.Lease, error) {
@@ -367,8 +394,12 @@ func (m *Manager) write(ctx context.Context, l *coordinationv1.Lease, exists boo
 }
 
 func (m *Manager) stamp(l *coordinationv1.Lease, holder string, at time.Time) {
-	secs := int32(m.cfg.LeaseDuration / time.Second)
+	secs := int32(m.cfg.LeaseDuration / time.Second) // whole seconds: New checked
 	t := metav1.NewMicroTime(at)
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[ShardsAnnotation] = strconv.Itoa(m.cfg.Shards)
 	l.Spec.HolderIdentity = &holder
 	l.Spec.LeaseDurationSeconds = &secs
 	l.Spec.RenewTime = &t
@@ -386,7 +417,7 @@ func (m *Manager) register(ctx context.Context, leases map[string]*coordinationv
 		if l != nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.Identity {
 			return m.claim(ctx, k, l, now)
 		}
-		if free < 0 && (l == nil || !alive(l, now)) {
+		if free < 0 && (l == nil || !m.seen.alive(l, now)) {
 			free = k
 		}
 	}
@@ -438,7 +469,7 @@ func (m *Manager) acquire(ctx context.Context, n int, cur *coordinationv1.Lease)
 	}
 	// The renew time is taken before the request: the work's deadline counts from it, so
 	// it ends before anyone else may see the Lease expired.
-	at := time.Now()
+	at := m.clock.Now()
 	m.stamp(l, m.cfg.Identity, at)
 	acq := metav1.NewMicroTime(at)
 	l.Spec.AcquireTime = &acq
@@ -451,7 +482,7 @@ func (m *Manager) acquire(ctx context.Context, n int, cur *coordinationv1.Lease)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	h := &hold{cancel: cancel, done: make(chan struct{}), lastRenew: at}
-	h.watchdog = time.AfterFunc(m.cfg.RenewDeadline-time.Since(at), m.fenced(n, cancel))
+	h.watchdog = m.clock.AfterFunc(m.cfg.RenewDeadline-m.clock.Since(at), m.fenced(n, cancel))
 	m.mu.Lock()
 	m.held[n] = h
 	m.holders[n] = m.cfg.Identity
@@ -482,7 +513,7 @@ func (m *Manager) renew(ctx context.Context, n int, h *hold, cur *coordinationv1
 		return
 	}
 	l := cur.DeepCopy()
-	at := time.Now()
+	at := m.clock.Now()
 	m.stamp(l, m.cfg.Identity, at)
 	if err := m.write(ctx, l, true); err != nil {
 		if ctx.Err() == nil {
@@ -494,7 +525,7 @@ func (m *Manager) renew(ctx context.Context, n int, h *hold, cur *coordinationv1
 	h.lastRenew = at
 	m.mu.Unlock()
 	// A watchdog that already fired has cancelled the work for good: Reset does not undo it.
-	h.watchdog.Reset(m.cfg.RenewDeadline - time.Since(at))
+	h.watchdog.Reset(m.cfg.RenewDeadline - m.clock.Since(at))
 }
 
 // release lets a shard's Lease go after its work returned, so the next owner need not wait
@@ -506,7 +537,7 @@ func (m *Manager) release(n int, cur *coordinationv1.Lease) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.RenewDeadline)
 	defer cancel()
 	l := cur.DeepCopy()
-	m.stamp(l, "", time.Now())
+	m.stamp(l, "", m.clock.Now())
 	if err := m.write(ctx, l, true); err != nil {
 		m.log.Warn("shard Lease not released; the next owner takes it when it expires", "shard", n, "error", err.Error())
 		return
@@ -531,13 +562,13 @@ func (m *Manager) stop() {
 	// Until every work has returned its shards stay renewed: nobody else starts on them while
 	// a pass is still stopping. renewHeld releases each once its work is done.
 	ctx := context.Background()
-	t := time.NewTicker(m.cfg.RetryPeriod)
+	t := m.clock.NewTicker(m.cfg.RetryPeriod)
 	defer t.Stop()
 	for finished := false; ; {
 		select {
 		case <-done:
 			finished = true
-		case <-t.C:
+		case <-t.C():
 		}
 		leases, err := m.list(ctx)
 		if err != nil {
@@ -557,15 +588,34 @@ func (m *Manager) stop() {
 	}
 }
 
-// leave frees this replica's member slot, so the others see it gone at once.
+// leave frees this replica's member slot, so the others see it gone at once, and, when no
+// other replica of its --shards is left, the topology Lease, so replicas of another --shards
+// (a rolling update) start at once.
 func (m *Manager) leave(ctx context.Context, leases map[string]*coordinationv1.Lease) {
+	now := m.clock.Now()
+	last := true
 	for k := 0; k < m.cfg.Shards; k++ {
-		if l := leases[m.MemberLease(k)]; l != nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.Identity {
-			l = l.DeepCopy()
-			m.stamp(l, "", time.Now())
-			if err := m.write(ctx, l, true); err != nil {
-				m.log.Warn("member Lease not released; the others notice when it expires", "error", err.Error())
+		l := leases[m.MemberLease(k)]
+		if l == nil || l.Spec.HolderIdentity == nil {
+			continue
+		}
+		if *l.Spec.HolderIdentity != m.cfg.Identity {
+			if m.seen.alive(l, now) && m.counts(l) {
+				last = false
 			}
+			continue
+		}
+		l = l.DeepCopy()
+		m.stamp(l, "", now)
+		if err := m.write(ctx, l, true); err != nil {
+			m.log.Warn("member Lease not released; the others notice when it expires", "error", err.Error())
+		}
+	}
+	if t := leases[m.TopologyLease()]; last && t != nil && m.counts(t) {
+		t = t.DeepCopy()
+		m.stamp(t, "", now)
+		if err := m.write(ctx, t, true); err != nil && !apierrors.IsConflict(err) {
+			m.log.Warn("topology Lease not released; replicas of another --shards start when it expires", "error", err.Error())
 		}
 	}
 }

@@ -272,6 +272,7 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 		{"coordination.k8s.io", "leases", "list", "", true},
 		{"coordination.k8s.io", "leases", "get", "kropipe-promoter", true},
 		{"coordination.k8s.io", "leases", "update", "kropipe-promoter", true},
+		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-topology", true},
 		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-shard-0", true},
 		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-shard-15", true},
 		{"coordination.k8s.io", "leases", "update", "kropipe-promoter-shard-16", false},

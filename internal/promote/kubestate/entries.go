@@ -40,9 +40,6 @@ func (e entries) state() (stage.State, error) {
 	return st, nil
 }
 
-// get returns the entry of field for stage, nil when there is none.
-func (e entries) get(field, stage string) json.RawMessage { return e[field][stage] }
-
 // set puts the entry of field for stage; a nil one removes it.
 func (e entries) set(field, stage string, v json.RawMessage) {
 	if v == nil {
@@ -56,17 +53,6 @@ func (e entries) set(field, stage string, v json.RawMessage) {
 		e[field] = map[string]json.RawMessage{}
 	}
 	e[field][stage] = v
-}
-
-// stages returns every stage with an entry, whatever the field.
-func (e entries) stages() map[string]bool {
-	out := map[string]bool{}
-	for _, m := range e {
-		for name := range m {
-			out[name] = true
-		}
-	}
-	return out
 }
 
 // only returns the entries of the stages keep says yes to.

@@ -1,5 +1,6 @@
 // Package kubestate keeps the promoter's approvals, verifications (and their runs) and pauses
-// in one ConfigMap it owns, so a restarted or newly elected promoter forgets nothing.
+// in ConfigMaps it owns, so a restarted or newly elected promoter forgets nothing: Stages keeps
+// each stage's in the ConfigMap its name hashes to; Store is one ConfigMap.
 package kubestate
 
 import (

@@ -61,8 +61,9 @@ func BucketName(name string, b int) string { return name + "-stages-" + strconv.
 //
 // The first write of a bucket that does not exist yet starts it from the state older
 // promoters left (the one ConfigMap of a promoter without shards, <name>; the per-shard
-// ConfigMaps <name>-<n> of one with shards), read once; a bucket that exists never reads them
-// again, so nothing changed since is brought back.
+// ConfigMaps <name>-<n> of one with shards), read with the view; a bucket that exists never
+// reads them again, so nothing changed since is brought back. (Older promoters have stopped
+// by the time this replica owns a stage: see shard's topology.)
 type Stages struct {
 	name    string
 	buckets []*Store
@@ -203,6 +204,9 @@ func (s *Stages) fresh(ctx context.Context) error {
 	}
 	// Cleared before reading: a Forget during the reading is one more to come.
 	s.stale.Store(false)
+	// Older promoters' state is read again too: one may still have been writing it (a rolling
+	// update) when this replica, owning nothing yet, last read.
+	s.old, s.oldRead = nil, false
 	at := s.clock.Now()
 	view := make([]entries, Buckets)
 	found := make([]bool, Buckets)
@@ -239,7 +243,7 @@ func (s *Stages) fresh(ctx context.Context) error {
 	return nil
 }
 
-// readOld reads, once, the state older promoters kept, by bucket: the one ConfigMap of a
+// readOld reads, once per reading of the view, the state older promoters kept, by bucket: the one ConfigMap of a
 // promoter without shards first, then the per-shard ones (a stage in two of them, possible
 // only if it moved between shards, takes the later shard's entry).
 func (s *Stages) readOld(ctx context.Context) error {

@@ -331,3 +331,35 @@ func TestStages_TenThousandStagesFit(t *testing.T) {
 		t.Errorf("read back %d stages' runs, %d verifications; want 10,000", len(got.Runs), len(got.Verifications))
 	}
 }
+
+// TestStages_UpgradeStartsFromTheOlderStateAsLastWritten: a new replica read the older
+// promoter's state while that one still ran (a rolling update) and resumed prod; once it owns
+// the stages it starts from the state as the older one left it.
+func TestStages_UpgradeStartsFromTheOlderStateAsLastWritten(t *testing.T) {
+	ctx := context.Background()
+	c := casClient()
+	older := kubestate.New(c, ns, kubestate.WithName("state"), kubestate.WithLogger(quiet))
+	if err := older.Save(ctx, stage.State{Paused: map[string]time.Time{"prod": at}}); err != nil {
+		t.Fatal(err)
+	}
+	s := stagesOf(c, func(string) bool { return true })
+	if st, _ := s.Load(ctx); st.Paused["prod"].IsZero() {
+		t.Fatal("the older state's pause not read")
+	}
+	if err := older.Save(ctx, stage.State{}); err != nil { // the older promoter resumes prod
+		t.Fatal(err)
+	}
+	s.Forget() // this replica now owns the stages
+	st, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Approvals = map[string][]stage.Approval{"prod": {{Value: "1.2.3", ApprovedAt: at}}}
+	if err := s.Save(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := stagesOf(c, func(string) bool { return true }).Load(ctx)
+	if _, paused := got.Paused["prod"]; paused || len(got.Approvals["prod"]) != 1 {
+		t.Errorf("after the older promoter resumed prod and this one approved: %+v; want prod resumed and approved", got)
+	}
+}

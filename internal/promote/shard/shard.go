@@ -14,7 +14,7 @@ import (
 
 // Of returns the shard of key among n shards (n >= 1): FNV-1a of the key, modulo n. The
 // key is the stage's pipeline (see Keys), never the replica count: a shard's stages stay
-// the same when replicas come and go, so its Lease and its state follow it as a whole.
+// the same when replicas come and go, so its Lease follows it as a whole.
 func Of(key string, n int) int {
 	if n <= 1 {
 		return 0
@@ -84,7 +84,9 @@ type Spec struct {
 }
 
 // Keys maps every stage (and every release group) to the key its shard is computed from:
-// the name of its pipeline's first stage. A stage, its upstreams and downstreams, and the
+// the alphabetically smallest name in its pipeline (a release group counts as
+// "group:<name>"), whatever the order of its stages: adding a stage with a smaller name moves
+// the whole pipeline (its state does not move: kubestate.Stages keeps it by stage name). A stage, its upstreams and downstreams, and the
 // members of its release groups (with their upstream groups) share a key, so a pipeline
 // lives on one shard: the engine decides a downstream right after its upstream verified,
 // in the same pass, and a release group's set is written as one commit.

@@ -137,13 +137,6 @@ func (m *Manager) acting() bool {
 	return true
 }
 
-// holding is how many shards this replica holds.
-func (m *Manager) holding() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return len(m.held)
-}
-
 // Others watches, for a promoter without shards (--shards 1), the Leases of replicas with
 // shards sharing its Lease name as their prefix: after winning its Lease it waits (Await)
 // until none is alive, so a rolling update from --shards N to 1 never has both acting. Leases

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
@@ -27,7 +28,8 @@ func entriesOf(st stage.State) (entries, error) {
 	return e, nil
 }
 
-// state turns the entries back into a stage.State.
+// state turns the entries back into a stage.State, every map made (empty when it has no
+// entries), as the engine expects of a loaded state.
 func (e entries) state() (stage.State, error) {
 	var st stage.State
 	raw, err := json.Marshal(e)
@@ -36,6 +38,12 @@ func (e entries) state() (stage.State, error) {
 	}
 	if err := json.Unmarshal(raw, &st); err != nil {
 		return st, fmt.Errorf("decode state: %w", err)
+	}
+	v := reflect.ValueOf(&st).Elem()
+	for i := range v.NumField() {
+		if f := v.Field(i); f.Kind() == reflect.Map && f.IsNil() {
+			f.Set(reflect.MakeMap(f.Type()))
+		}
 	}
 	return st, nil
 }

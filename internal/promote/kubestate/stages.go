@@ -132,6 +132,11 @@ func (s *Stages) Load(ctx context.Context) (stage.State, error) {
 	if err := s.fresh(ctx); err != nil {
 		return stage.State{}, err
 	}
+	return s.owned()
+}
+
+// owned is the owned stages' state as the view has it.
+func (s *Stages) owned() (stage.State, error) {
 	all := entries{}
 	for _, e := range s.view {
 		for field, m := range e {
@@ -146,17 +151,51 @@ func (s *Stages) Load(ctx context.Context) (stage.State, error) {
 	return all.state()
 }
 
-// Save writes the owned stages' entries that changed since they were last read or written.
+// Save writes the owned stages' entries that differ from what this store last read or wrote:
+// what its caller changed since its Load. It does not read again first, even after Forget: a
+// stage that became owned since the caller's Load is missing from the caller's state and must
+// not be taken as removed. A Load by someone else between the caller's Load and Save may read
+// again, though: a caller that changes the state should use Update.
 func (s *Stages) Save(ctx context.Context, st stage.State) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.fresh(ctx); err != nil {
-		return err
+	if s.view == nil {
+		if err := s.fresh(ctx); err != nil {
+			return err
+		}
 	}
 	next, err := entriesOf(st)
 	if err != nil {
 		return err
 	}
+	return s.write(ctx, next)
+}
+
+// Update changes the owned stages' state by fn and writes what fn changed, as one step for
+// this store's callers: fn is given the state as Load would return it (every map made), and
+// nothing reads or writes between. The engine uses it instead of Load and Save when its store
+// has it.
+func (s *Stages) Update(ctx context.Context, fn func(*stage.State)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fresh(ctx); err != nil {
+		return err
+	}
+	st, err := s.owned()
+	if err != nil {
+		return err
+	}
+	fn(&st)
+	next, err := entriesOf(st)
+	if err != nil {
+		return err
+	}
+	return s.write(ctx, next)
+}
+
+// write sends the owned stages' entries of next that differ from the view, per bucket, and
+// keeps them in the view.
+func (s *Stages) write(ctx context.Context, next entries) error {
 	byBucket := make([]entries, Buckets)
 	for field, m := range next {
 		for name, v := range m {

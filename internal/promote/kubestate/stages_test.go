@@ -363,3 +363,63 @@ func TestStages_UpgradeStartsFromTheOlderStateAsLastWritten(t *testing.T) {
 		t.Errorf("after the older promoter resumed prod and this one approved: %+v; want prod resumed and approved", got)
 	}
 }
+
+// TestStages_AStageGainedBetweenLoadAndSaveIsNotRemoved: prod's shard comes to this replica
+// between a caller's Load (without prod) and its Save: prod's pause, written by its last owner,
+// stays. Update does the same in one step, whatever other callers read meanwhile.
+func TestStages_AStageGainedBetweenLoadAndSaveIsNotRemoved(t *testing.T) {
+	for _, how := range []string{"Load then Save", "Update"} {
+		t.Run(how, func(t *testing.T) {
+			ctx := context.Background()
+			c := casClient()
+			if err := stagesOf(c, only("prod")).Save(ctx, stage.State{Paused: map[string]time.Time{"prod": at}}); err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			gained := false
+			s := stagesOf(c, func(name string) bool {
+				mu.Lock()
+				defer mu.Unlock()
+				return name != "prod" || gained
+			})
+			approve := func(st *stage.State) {
+				st.Approvals = map[string][]stage.Approval{"develop": {{Value: "1.2.3", ApprovedAt: at}}}
+			}
+			gain := func() {
+				mu.Lock()
+				gained = true
+				mu.Unlock()
+				s.Forget()
+			}
+			switch how {
+			case "Load then Save":
+				st, err := s.Load(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gain()
+				approve(&st)
+				if err := s.Save(ctx, st); err != nil {
+					t.Fatal(err)
+				}
+			case "Update":
+				gain()
+				if _, err := s.Load(ctx); err != nil { // another caller reads again
+					t.Fatal(err)
+				}
+				if err := s.Update(ctx, func(st *stage.State) {
+					if st.Paused == nil || st.Approvals == nil || st.Verifications == nil || st.Runs == nil {
+						t.Errorf("Update gave a state with a nil map: %+v", st)
+					}
+					approve(st)
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, _ := stagesOf(c, func(string) bool { return true }).Load(ctx)
+			if got.Paused["prod"].IsZero() || len(got.Approvals["develop"]) != 1 {
+				t.Errorf("after %s: %+v; want prod still paused and develop approved", how, got)
+			}
+		})
+	}
+}

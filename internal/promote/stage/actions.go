@@ -221,12 +221,27 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	return nil
 }
 
+// updater is a Store that changes the state by a function, with nothing read or written
+// between its read and its write (kubestate.Stages: a state read again between a Load and a
+// Save could hold stages the Load did not, which the Save would take as removed).
+type updater interface {
+	Update(ctx context.Context, fn func(*State)) error
+}
+
 // update changes the stored state. It does not wait for a running pass (which may
 // be running a long verify command): passes write back only the verifications they
 // add, so neither overwrites the other.
 func (e *Engine) update(ctx context.Context, fn func(*State)) error {
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
+	if u, ok := e.store.(updater); ok {
+		// A store shared with other readers (kubestate.Stages) changes the state in one step.
+		if err := u.Update(ctx, fn); err != nil {
+			return err
+		}
+		e.Announce()
+		return nil
+	}
 	st, err := e.store.Load(ctx)
 	if err != nil {
 		return err

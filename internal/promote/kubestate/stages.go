@@ -9,11 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )

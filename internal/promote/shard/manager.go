@@ -14,9 +14,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/leader"
-	"k8s.io/utils/clock"
 )
 
 // Labels and annotations of the Leases a Manager writes.

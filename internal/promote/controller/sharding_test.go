@@ -3,9 +3,18 @@ package controller
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kropipe/kropipe/internal/promote/addrtest"
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/shard"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
@@ -191,5 +200,63 @@ func TestSharding_OwnsTheStagesOfTheShardsHeldNow(t *testing.T) {
 	<-done
 	if s.owns("prod") {
 		t.Error("prod still owned after its shard was lost")
+	}
+}
+
+// TestController_AnotherShardCountIsReadyAndWaits is the new pod of a rolling update of
+// --shards 16 → 8: while the old count acts (its topology Lease renewed), the new replica is
+// Ready (a Deployment waits for that before it stops an old pod) yet runs and promotes
+// nothing; once the old count's last replica released the Lease, it takes over and promotes.
+func TestController_AnotherShardCountIsReadyAndWaits(t *testing.T) {
+	e := newClusterEnv(t)
+	ctx := context.Background()
+	leases := e.kube.CoordinationV1().Leases("argocd")
+	holder, secs, now := "old-pod_1", int32(3600), metav1.NewMicroTime(time.Now())
+	topology := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: shard.TopologyLeaseName(leader.DefaultName), Namespace: "argocd",
+			Labels:      map[string]string{shard.SetLabel: leader.DefaultName, shard.KindLabel: "topology"},
+			Annotations: map[string]string{shard.ShardsAnnotation: "16"}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &now},
+	}
+	if _, err := leases.Create(ctx, topology, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	seed := head(t, e.bare)
+	f := configFor(addrtest.Free(t))
+	f.Shards, f.LeaseDuration, f.RenewDeadline, f.RetryPeriod = 8, 2*time.Second, time.Second, 200*time.Millisecond
+	addr, logs, _ := e.start(t, f)
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		// Ready after its first pass (over no stage): the loop runs, holding no shard.
+		code, body := tryGet("http://" + f.HealthAddr + "/readyz")
+		if code == http.StatusOK && strings.Contains(body, "leading") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica of the new count never became ready: %d %s\n%s", code, body, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling the probe, as the kubelet does
+	}
+	if code, body := get(t, "http://"+addr+"/api/v1/shard/stages"); code != http.StatusOK || strings.Contains(body, "develop-frontend") {
+		t.Errorf("while --shards 16 acts, the --shards 8 replica runs: %d %s", code, body)
+	}
+	if ls, _ := leases.List(ctx, metav1.ListOptions{LabelSelector: shard.KindLabel + "=shard"}); len(ls.Items) != 0 {
+		t.Errorf("while --shards 16 acts, the --shards 8 replica took %d shard Leases", len(ls.Items))
+	}
+	if h := head(t, e.bare); h != seed {
+		t.Errorf("while --shards 16 acts, the --shards 8 replica committed %s", h)
+	}
+
+	// The old count's last replica leaves: it releases the topology Lease.
+	topology, _ = leases.Get(ctx, topology.Name, metav1.GetOptions{})
+	released := ""
+	topology.Spec.HolderIdentity = &released
+	if _, err := leases.Update(ctx, topology, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStage(t, api.NewClient(addr, "", nil), logs, "promoted once the new count acts", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+	if l, err := leases.Get(ctx, topology.Name, metav1.GetOptions{}); err != nil || l.Annotations[shard.ShardsAnnotation] != "8" {
+		t.Errorf("topology Lease: %v %v, want --shards 8 recorded", err, l.Annotations)
 	}
 }

@@ -62,6 +62,9 @@ type Store struct {
 	found bool
 	// set is the SetLabel value of the ConfigMap (Stages' buckets), "" for none.
 	set string
+	// conflicts spaces the retries after another writer's change: ConflictRetry, or
+	// SharedConflictRetry for a ConfigMap several replicas write.
+	conflicts wait.Backoff
 }
 
 // Option configures a Store.
@@ -82,6 +85,11 @@ var DefaultBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, J
 // merge, write): client-go's retry.DefaultRetry, five tries, then the conflict is the error.
 var ConflictRetry = retry.DefaultRetry
 
+// SharedConflictRetry is ConflictRetry for a ConfigMap the replicas share by design (Stages'
+// buckets: each writes its own stages' entries): their passes end together, so conflicts come
+// in bursts; 20 tries spread over up to a few seconds.
+var SharedConflictRetry = wait.Backoff{Steps: 20, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: time.Second}
+
 // WithBackoff replaces DefaultBackoff.
 func WithBackoff(b wait.Backoff) Option { return func(s *Store) { s.backoff = b } }
 
@@ -100,6 +108,7 @@ func New(client kubernetes.Interface, namespace string, opts ...Option) *Store {
 		maxBytes:  DefaultMaxBytes,
 		log:       slog.Default(),
 		backoff:   DefaultBackoff,
+		conflicts: ConflictRetry,
 		clock:     clock.RealClock{},
 	}
 	for _, o := range opts {
@@ -375,7 +384,7 @@ func (p permanent) Unwrap() error { return p.error }
 // AlreadyExists (two writers racing) retry after a moment, ConflictRetry's Steps times at
 // most; other API errors back off (DefaultBackoff) for as long as ctx lasts.
 func (s *Store) retry(ctx context.Context, what string, op func() error) error {
-	outage, conflicts := s.backoff, ConflictRetry
+	outage, conflicts := s.backoff, s.conflicts
 	for attempt := 1; ; attempt++ {
 		err := op()
 		if err == nil {
@@ -388,7 +397,7 @@ func (s *Store) retry(ctx context.Context, what string, op func() error) error {
 		var d time.Duration
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			if conflicts.Steps < 1 {
-				return s.wrap(what, fmt.Errorf("%w (another writer changed it %d times in a row: is a second promoter using the same ConfigMap?)", err, ConflictRetry.Steps))
+				return s.wrap(what, fmt.Errorf("%w (another writer changed it %d times in a row: is a second promoter using the same ConfigMap?)", err, s.conflicts.Steps))
 			}
 			d = conflicts.Step()
 			s.log.Debug("state ConfigMap changed meanwhile; reading it again", "configmap", s.namespace+"/"+s.name, "attempt", attempt)

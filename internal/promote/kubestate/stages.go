@@ -102,7 +102,7 @@ func NewStages(client kubernetes.Interface, namespace, name string, owns func(st
 	s := &Stages{name: name, owns: owns, refresh: DefaultRefresh, clock: clock.RealClock{}}
 	store := func(cm string) *Store {
 		st := New(client, namespace, append(append([]Option(nil), opts...), WithName(cm))...)
-		st.set = name
+		st.set, st.conflicts = name, SharedConflictRetry
 		return st
 	}
 	for b := range Buckets {

@@ -423,3 +423,44 @@ func TestStages_AStageGainedBetweenLoadAndSaveIsNotRemoved(t *testing.T) {
 		})
 	}
 }
+
+// TestStages_ManyReplicasWritingOneBucketAtOnceLoseNothing: eight replicas end their passes
+// together, each writing its stage's verification into one shared bucket, five times: every
+// save succeeds and every entry is there.
+func TestStages_ManyReplicasWritingOneBucketAtOnceLoseNothing(t *testing.T) {
+	ctx := context.Background()
+	c := casClient()
+	var names []string
+	for i := 0; len(names) < 8; i++ {
+		if n := fmt.Sprintf("stage-%d", i); kubestate.Bucket(n) == 0 {
+			names = append(names, n)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(names)*5)
+	for _, name := range names {
+		s := stagesOf(c, only(name))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 5 {
+				errs <- s.Update(ctx, func(st *stage.State) {
+					st.Verifications[name] = append(st.Verifications[name], stage.Verification{Value: fmt.Sprintf("1.0.%d", i), VerifiedAt: at})
+				})
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	got, _ := stagesOf(c, func(string) bool { return true }).Load(ctx)
+	for _, name := range names {
+		if len(got.Verifications[name]) != 5 {
+			t.Errorf("%s has %d verifications, want 5", name, len(got.Verifications[name]))
+		}
+	}
+}

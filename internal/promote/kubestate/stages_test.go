@@ -308,9 +308,11 @@ func TestStages_TenThousandStagesFit(t *testing.T) {
 		st.Approvals[name] = []stage.Approval{{Value: "1.2.4", ApprovedAt: at}}
 		st.Paused[name] = at
 	}
+	start := time.Now()
 	if err := s.Save(ctx, st); err != nil {
 		t.Fatal(err)
 	}
+	saved := time.Since(start)
 	largest := 0
 	for b := range kubestate.Buckets {
 		cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, kubestate.BucketName("state", b), metav1.GetOptions{})
@@ -323,10 +325,12 @@ func TestStages_TenThousandStagesFit(t *testing.T) {
 	if largest > kubestate.DefaultMaxBytes {
 		t.Errorf("largest bucket %d bytes, over %d", largest, kubestate.DefaultMaxBytes)
 	}
+	start = time.Now()
 	got, err := stagesOf(c, func(string) bool { return true }).Load(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("10,000 stages: first save %s, a new replica's first load (every bucket read) %s", saved.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	if len(got.Runs) != 10000 || len(got.Verifications) != 10000 {
 		t.Errorf("read back %d stages' runs, %d verifications; want 10,000", len(got.Runs), len(got.Verifications))
 	}

@@ -48,8 +48,8 @@ func BucketName(name string, b int) string { return name + "-stages-" + strconv.
 // --shards and replicas with nothing to migrate.
 //
 // A replica reads and writes the entries of the stages it owns (owns: the stages of the shards
-// it holds) and nothing else. Save writes per entry: it sends only the entries that changed
-// since this replica last read or wrote them, into the bucket as read now (a compare-and-swap
+// it holds) and nothing else. Update (and Save) write per entry: only the entries that changed
+// since this replica last read or wrote them are sent, into the bucket as read now (a compare-and-swap
 // on its resourceVersion, read again on conflict), so replicas sharing a bucket never undo
 // each other's entries, and a stage on its way from one replica to another keeps what either
 // wrote.
@@ -64,7 +64,6 @@ func BucketName(name string, b int) string { return name + "-stages-" + strconv.
 // reads them again, so nothing changed since is brought back. (Older promoters have stopped
 // by the time this replica owns a stage: see shard's topology.)
 type Stages struct {
-	name    string
 	buckets []*Store
 	legacy  []*Store
 	owns    func(stage string) bool
@@ -77,7 +76,7 @@ type Stages struct {
 	// read (again).
 	view   []entries
 	readAt time.Time
-	// stale: Forget was called; the next Load or Save reads again.
+	// stale: Forget was called; the next Load or Update reads again.
 	stale atomic.Bool
 	// old is the older promoters' state by bucket, once read (oldRead).
 	old     []entries
@@ -90,16 +89,11 @@ type StagesOption func(*Stages)
 // WithRefresh replaces DefaultRefresh.
 func WithRefresh(d time.Duration) StagesOption { return func(s *Stages) { s.refresh = d } }
 
-// WithLegacyShards replaces LegacyShards (0: no per-shard ConfigMaps to read).
-func WithLegacyShards(n int) StagesOption {
-	return func(s *Stages) { s.legacy = s.legacy[:min(len(s.legacy), 1+n)] }
-}
-
 // NewStages returns the state of the stages owns says this replica runs, kept in namespace
 // under name (--state-configmap). opts configure every ConfigMap's store (WithName is name);
 // sopts the whole.
 func NewStages(client kubernetes.Interface, namespace, name string, owns func(stage string) bool, opts []Option, sopts ...StagesOption) *Stages {
-	s := &Stages{name: name, owns: owns, refresh: DefaultRefresh, clock: clock.RealClock{}}
+	s := &Stages{owns: owns, refresh: DefaultRefresh, clock: clock.RealClock{}}
 	store := func(cm string) *Store {
 		st := New(client, namespace, append(append([]Option(nil), opts...), WithName(cm))...)
 		st.set, st.conflicts = name, SharedConflictRetry
@@ -119,9 +113,9 @@ func NewStages(client kubernetes.Interface, namespace, name string, owns func(st
 	return s
 }
 
-// Forget makes the next Load read the stages' state from the cluster again: call it when the
-// stages this replica owns changed.
-// It does not wait for a Load or Save under way (a Fence calls it as a shard changes hands).
+// Forget makes the next Load or Update read the stages' state from the cluster again: call it
+// when the stages this replica owns changed. It does not wait for a Load or Save under way (a
+// Fence calls it as a shard changes hands).
 func (s *Stages) Forget() { s.stale.Store(true) }
 
 // Load returns the owned stages' state.

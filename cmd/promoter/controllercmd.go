@@ -94,7 +94,7 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.leaderElect, "leader-elect", true, "campaign for the Lease "+leader.DefaultName+" so only one replica promotes; false promotes at once without a Lease, safe only with a single replica")
 	fl.StringVar(&f.stateConfigMap, "state-configmap", kubestate.DefaultName, "name of the ConfigMaps in --namespace keeping approvals, verifications and pauses: each stage's in <name>-stages-<0..63> by its name (an upgrade reads <name> and <name>-<shard> once)")
 	fl.IntVar(&f.shards, "shards", 1, "spread the stages over the replicas in this many shards, each fenced by its own Lease; every replica must be given the same number; 1 is one leader doing all the work")
-	fl.DurationVar(&f.leaseDuration, "lease-duration", leader.DefaultLeaseDuration, "how long a Lease (the leader's, or a shard's) holds without renewal: a dead replica's work is taken over after it")
+	fl.DurationVar(&f.leaseDuration, "lease-duration", leader.DefaultLeaseDuration, "how long a Lease (the leader's, or a shard's) holds without renewal, in whole seconds (a Lease stores seconds): a dead replica's work is taken over after it, counted from when the others saw its last renewal")
 	fl.DurationVar(&f.renewDeadline, "renew-deadline", leader.DefaultRenewDeadline, "a replica that could not renew its Lease for this long stops its work; shorter than --lease-duration")
 	fl.DurationVar(&f.retryPeriod, "retry-period", leader.DefaultRetryPeriod, "how often Leases are renewed and tried for; shorter than --renew-deadline")
 	fl.StringVar(&f.peerAddr, "peer-addr", "", "with --shards: where the other replicas reach this one's API (e.g. :8083, advertised with $POD_IP); actions there need --token-file. Default: --addr")

@@ -32,7 +32,7 @@ type sharding struct {
 	// applied are the held shards the engine's stages were last cut for.
 	applied []int
 	hc      *http.Client
-	token   string
+	token   string // the replicas' credential (peer.go), sent to the others as a bearer token
 }
 
 // peerTimeout bounds a request to another replica: a dead one must not hang the API.
@@ -40,7 +40,7 @@ const peerTimeout = 5 * time.Second
 
 func newSharding(c *controller) (*sharding, error) {
 	f := c.f
-	s := &sharding{n: f.Shards, fence: shard.NewFence(), hc: &http.Client{Timeout: peerTimeout}, token: f.Token}
+	s := &sharding{n: f.Shards, fence: shard.NewFence(), hc: &http.Client{Timeout: peerTimeout}, token: c.peerToken}
 	keys := map[string]string{}
 	s.keys.Store(&keys)
 	id := leader.Identity()

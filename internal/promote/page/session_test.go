@@ -193,3 +193,19 @@ func TestSession_HostPrefixOverTLS(t *testing.T) {
 		t.Error("after logging in over TLS the page offers no logout")
 	}
 }
+
+// A browser that logged in to an older promoter still holds the raw token in kropipe_token:
+// the first page it loads makes it forget the cookie.
+func TestSession_ForgetsTheOldTokenCookie(t *testing.T) {
+	const token = "s3cret-t0ken-0123456789"
+	srv := sessionPromoter(t, token, clocktesting.NewFakeClock(time.Now()))
+	v := newVisitor(t, srv.URL)
+	u, _ := url.Parse(srv.URL)
+	v.c.Jar.SetCookies(u, []*http.Cookie{{Name: "kropipe_token", Value: token, Path: "/"}})
+	v.get("/")
+	for _, c := range v.c.Jar.Cookies(u) {
+		if c.Name == "kropipe_token" || strings.Contains(c.Value, token) {
+			t.Fatalf("after a page load the browser still keeps %s=%s", c.Name, c.Value)
+		}
+	}
+}

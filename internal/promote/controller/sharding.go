@@ -188,7 +188,7 @@ type remote struct {
 	member shard.Member
 }
 
-// explain adds what to do to a refusal of a passed-on action: the replicas share no token.
+// explain adds what to do to a refusal of a passed-on request: the replicas share no credential.
 func (r *remote) explain(err error) error {
 	var se *api.StatusError
 	if errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden) {
@@ -196,7 +196,7 @@ func (r *remote) explain(err error) error {
 		if i := lastUnderscore(pod); i > 0 {
 			pod = pod[:i]
 		}
-		return &api.StatusError{Code: se.Code, Msg: fmt.Sprintf("the stage runs on replica %s, which refused the action passed on to it (%s): give every replica the same --token-file, or act there: kubectl port-forward pod/%s 8080", r.member.Identity, se.Msg, pod)}
+		return &api.StatusError{Code: se.Code, Msg: fmt.Sprintf("the stage runs on replica %s, which refused the request passed on to it (%s): give every replica the same --peer-secret (else --token-file), or act there: kubectl port-forward pod/%s 8080", r.member.Identity, se.Msg, pod)}
 	}
 	return err
 }

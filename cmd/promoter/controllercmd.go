@@ -38,6 +38,7 @@ type controllerFlags struct {
 	renewDeadline      time.Duration
 	retryPeriod        time.Duration
 	peerAddr           string
+	peerSecret         string
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -96,7 +97,8 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.leaseDuration, "lease-duration", leader.DefaultLeaseDuration, "how long a Lease (the leader's, or a shard's) holds without renewal: a dead replica's work is taken over after it")
 	fl.DurationVar(&f.renewDeadline, "renew-deadline", leader.DefaultRenewDeadline, "a replica that could not renew its Lease for this long stops its work; shorter than --lease-duration")
 	fl.DurationVar(&f.retryPeriod, "retry-period", leader.DefaultRetryPeriod, "how often Leases are renewed and tried for; shorter than --renew-deadline")
-	fl.StringVar(&f.peerAddr, "peer-addr", "", "with --shards: where the other replicas reach this one's API (e.g. :8083, advertised with $POD_IP); actions there need --token-file. Default: --addr")
+	fl.StringVar(&f.peerAddr, "peer-addr", "", "with --shards: where the other replicas reach this one's API (e.g. :8083, advertised with $POD_IP); every request there needs the replicas' credential (--peer-secret, else --token-file). Default: --addr")
+	fl.StringVar(&f.peerSecret, "peer-secret", "", "with --peer-addr: the Secret in --namespace whose \"token\" the replicas authenticate to each other with; an empty one is filled with a random token by the first replica (manifests/promoter ships kropipe-promoter-peer). Default: the API token of --token-file")
 	f.webhook.register(fl)
 	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
 	f.limits.register(fl)
@@ -133,7 +135,7 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 		LeaderElect: f.leaderElect, StateConfigMap: f.stateConfigMap, DataDir: dir,
 		Addr: g.addr, Token: tok, RequireToken: !loopback, HealthAddr: f.healthAddr,
 		WebhookAddr: f.webhook.addr, WebhookSecret: secret, PodIP: g.getenv("POD_IP"),
-		Shards: f.shards, LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod, PeerAddr: f.peerAddr,
+		Shards: f.shards, LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod, PeerAddr: f.peerAddr, PeerSecret: f.peerSecret,
 		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
 	}
 	return cfg, cfg.Validate()

@@ -77,6 +77,8 @@ func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
 		}, wantErr: "--webhook-secret-file: open /nonexistent/secret"},
 		{name: "zero pass timeout", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.limits.timeout = 0 }, wantErr: "--pass-timeout must be positive"},
 		{name: "negative shutdown grace", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.limits.grace = -time.Second }, wantErr: "--shutdown-grace not negative"},
+		{name: "peer listener without a credential", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.shards, f.peerAddr = 4, ":0" }, wantErr: "--peer-secret"},
+		{name: "peer Secret without a peer listener", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.shards, f.peerSecret = 4, "kropipe-promoter-peer" }, wantErr: "--peer-addr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,7 +100,7 @@ func TestController_IsARootSubcommandWithItsFlags(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry", "--shutdown-grace", "--pass-timeout", "--registry-timeout"} {
+	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry", "--shutdown-grace", "--pass-timeout", "--registry-timeout", "--peer-addr", "--peer-secret"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("controller --help lacks %s", flag)
 		}

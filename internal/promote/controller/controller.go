@@ -66,6 +66,10 @@ type Config struct {
 	// PeerAddr serves the API to the other replicas, which pass on requests for the stages this
 	// one runs; "" advertises Addr instead (--peer-addr).
 	PeerAddr string
+	// PeerSecret names the Secret in Namespace whose "token" the replicas send each other over
+	// PeerAddr; the promoter fills it with a random one when it is empty. "" authenticates the
+	// replicas with Token instead (--peer-secret).
+	PeerSecret string
 
 	Addr         string // the API listener (--addr)
 	Token        string // the API's bearer token; "" for none (--token-file)
@@ -126,6 +130,10 @@ func (cfg *Config) Validate() error {
 		return errors.New("--shards must be at least 1")
 	case cfg.Shards > 1 && !cfg.LeaderElect:
 		return errors.New("--shards above 1 spreads stages over replicas by Leases: it needs --leader-elect")
+	case cfg.PeerSecret != "" && cfg.PeerAddr == "":
+		return errors.New("--peer-secret is the credential of --peer-addr: give --peer-addr too (without it the replicas reach each other on --addr, with --token-file)")
+	case cfg.Shards > 1 && cfg.PeerAddr != "" && cfg.PeerSecret == "" && cfg.Token == "":
+		return errors.New("--peer-addr is reachable from other pods and needs a credential the replicas share: pass --peer-secret=<Secret in --namespace> (the promoter fills it; manifests/promoter ships kropipe-promoter-peer) or --token-file")
 	}
 	return nil
 }
@@ -141,7 +149,9 @@ type controller struct {
 	store   stage.Store
 	// shards is this replica's part of the shards; nil with one shard (one leader).
 	shards *sharding
-	events *argocd.Recorder
+	// peerToken is the credential the replicas send each other (peer.go); with shards only.
+	peerToken string
+	events    *argocd.Recorder
 
 	engine  atomic.Pointer[stage.Engine]      // the leader's engine; nil while standing by
 	watcher atomic.Pointer[argocd.Watcher]    // the leader's watcher; nil while standing by
@@ -168,6 +178,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	c.leader.Store("")
 	if f.Shards > 1 {
+		tok, err := c.peerCredential(ctx)
+		if err != nil {
+			return err
+		}
+		c.peerToken = tok
 		s, err := newSharding(c)
 		if err != nil {
 			return err
@@ -178,9 +193,15 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
-	if c.shards != nil {
-		srv.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
-		srv.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
+	if c.shards != nil && f.PeerAddr == "" {
+		// Without --peer-addr the other replicas ask --addr for the stages this one runs, with
+		// the API token: they send it, so nobody else reads them here when there is one.
+		own, ownOne := http.Handler(http.HandlerFunc(c.own)), http.Handler(http.HandlerFunc(c.ownOne))
+		if srv.TokenNeeded() {
+			own, ownOne = peerOnly(c.peerToken, own), peerOnly(c.peerToken, ownOne)
+		}
+		srv.Handle("GET "+api.ShardPath, own)
+		srv.Handle("GET "+api.ShardPath+"/{name}", ownOne)
 	}
 	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
@@ -194,13 +215,15 @@ func Run(ctx context.Context, cfg Config) error {
 		hook = mux
 	}
 	// The other replicas pass requests on through --peer-addr: reachable from other pods, so
-	// actions there always need the token.
+	// every request there, reads too, needs the replicas' credential (peer.go); with
+	// --peer-secret the API token is not it. manifests/promoter's NetworkPolicy also keeps
+	// other pods from reaching the port at all.
 	var peer http.Handler
 	if c.shards != nil && f.PeerAddr != "" {
-		ps := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(true), api.WithLogger(log))
+		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log))
 		ps.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
 		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
-		peer = markForwarded(ps)
+		peer = peerOnly(c.peerToken, markForwarded(ps))
 	}
 	servers, err := c.listen(ctx, markForwarded(srv), peer, hook)
 	if err != nil {

@@ -32,7 +32,7 @@ type sharding struct {
 	// applied are the held shards the engine's stages were last cut for.
 	applied []int
 	hc      *http.Client
-	token   string
+	token   string // the replicas' credential (peer.go), sent to the others as a bearer token
 }
 
 // peerTimeout bounds a request to another replica: a dead one must not hang the API.
@@ -40,7 +40,7 @@ const peerTimeout = 5 * time.Second
 
 func newSharding(c *controller) (*sharding, error) {
 	f := c.f
-	s := &sharding{n: f.Shards, fence: shard.NewFence(), hc: &http.Client{Timeout: peerTimeout}, token: f.Token}
+	s := &sharding{n: f.Shards, fence: shard.NewFence(), hc: &http.Client{Timeout: peerTimeout}, token: c.peerToken}
 	keys := map[string]string{}
 	s.keys.Store(&keys)
 	id := leader.Identity()
@@ -188,7 +188,7 @@ type remote struct {
 	member shard.Member
 }
 
-// explain adds what to do to a refusal of a passed-on action: the replicas share no token.
+// explain adds what to do to a refusal of a passed-on request: the replicas share no credential.
 func (r *remote) explain(err error) error {
 	var se *api.StatusError
 	if errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden) {
@@ -196,7 +196,7 @@ func (r *remote) explain(err error) error {
 		if i := lastUnderscore(pod); i > 0 {
 			pod = pod[:i]
 		}
-		return &api.StatusError{Code: se.Code, Msg: fmt.Sprintf("the stage runs on replica %s, which refused the action passed on to it (%s): give every replica the same --token-file, or act there: kubectl port-forward pod/%s 8080", r.member.Identity, se.Msg, pod)}
+		return &api.StatusError{Code: se.Code, Msg: fmt.Sprintf("the stage runs on replica %s, which refused the request passed on to it (%s): give every replica the same --peer-secret (else --token-file), or act there: kubectl port-forward pod/%s 8080", r.member.Identity, se.Msg, pod)}
 	}
 	return err
 }

@@ -94,7 +94,10 @@ func TestPage_ActionsNeedTheFormTokenAndTheLogin(t *testing.T) {
 		t.Fatalf("login: %d", code)
 	}
 	set := h.Get("Set-Cookie")
-	for _, want := range []string{"kropipe_token=", "HttpOnly", "SameSite=Strict", "Path=/"} {
+	if strings.Contains(set, token) {
+		t.Errorf("the session cookie holds the API token: %q", set)
+	}
+	for _, want := range []string{"kropipe_session=", "HttpOnly", "SameSite=Strict", "Path=/"} {
 		if !strings.Contains(set, want) {
 			t.Errorf("session cookie %q lacks %s", set, want)
 		}

@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/clock"
 	"log/slog"
 	"maps"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -622,7 +623,7 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		}
 	}
 	if write && len(dueSets) > 0 {
-		e.writeGroups(ctx, dueSets, statuses, state)
+		e.writeGroups(ctx, look, dueSets, statuses, state)
 		e.groupsJustTook(statuses)
 	}
 	if write && len(due) > 0 {
@@ -1014,6 +1015,16 @@ func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*observa
 	}
 }
 
+// repushed says why a stage holds when its candidate's tag, taken from its upstream's
+// verification, now names other bytes (now) than the upstream verified; "" when it does not.
+// A stage without an upstream takes what the tag names now: it verifies it itself.
+func repushed(s Spec, cand, now freight.Freight) string {
+	if s.Upstream == "" || cand.Digest == "" || cand.Digest == now.Digest {
+		return ""
+	}
+	return fmt.Sprintf("held: %s:%s was re-pushed: the registry now has %s, %s verified %s", path.Base(s.Image), cand.Tag, shortDigest(now.Digest), s.Upstream, shortDigest(cand.Digest))
+}
+
 // recheck reads the digest of each due candidate's tag anew (one HEAD; the manifest only
 // when the registry reports a digest not proven before) and returns the stages still due.
 // Discovery may have taken a digest proven in an earlier pass (warehouse.Pass), and a tag
@@ -1032,6 +1043,11 @@ func (e *Engine) recheck(ctx context.Context, look *warehouse.Pass, due []*obser
 			st := statuses[o.spec.Name]
 			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()
 			st.Reason = st.Error
+			continue
+		}
+		if held := repushed(o.spec, o.candidate, f); held != "" {
+			st := statuses[o.spec.Name]
+			st.Decision, st.Reason = DecisionHold, held
 			continue
 		}
 		o.candidate.Digest = f.Digest
@@ -1161,4 +1177,12 @@ func short(commit string) string {
 		return commit[:7]
 	}
 	return commit
+}
+
+// shortDigest is a digest as a person compares it: the algorithm and 12 hex digits.
+func shortDigest(d string) string {
+	if algo, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return algo + ":" + hex[:12] + "…"
+	}
+	return d
 }

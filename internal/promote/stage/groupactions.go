@@ -233,7 +233,9 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet) (Outcome, error) {
 		gs.Members = append(gs.Members, MemberStatus{Stage: m.Name, Current: p.current[i]})
 	}
 	gs.setCandidate(p.set)
-	e.writeGroups(ctx, []*pendingSet{p}, statuses, state)
+	look := e.wh.NewPass()
+	defer look.Done()
+	e.writeGroups(ctx, look, []*pendingSet{p}, statuses, state)
 	now := e.clock.Now()
 	e.mu.Lock()
 	for name, st := range statuses {
@@ -245,9 +247,12 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet) (Outcome, error) {
 		return Outcome{}, err
 	}
 	out := Outcome{Stage: p.g.Name, Kind: p.kind.String(), Old: setOf(p.g, p.current).Value(), New: p.set.Value(), Commit: gs.LastCommit, Skipped: gs.Decision == DecisionUpToDate}
-	if gs.Decision == DecisionFailed {
+	switch gs.Decision {
+	case DecisionFailed:
 		out.Commit = ""
 		return out, fmt.Errorf("%s", gs.Error)
+	case DecisionHold: // a member's tag was re-pushed since its upstream verified it
+		return Outcome{}, fmt.Errorf("group %q: %w: %s; name the tags to take what they are now", p.g.Name, ErrNothingToDo, gs.Reason)
 	}
 	return out, nil
 }

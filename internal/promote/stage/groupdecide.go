@@ -265,9 +265,6 @@ func (e *Engine) groupRecords(ctx context.Context, g *group) []gitwrite.Record {
 // verifySet verifies every member at the set's commit; the set is verified when all
 // are. A member whose verification fails fails the group: nothing downstream takes it.
 func (e *Engine) verifySet(ctx context.Context, g *group, set freight.Set, commit string, placedAt time.Time, state *working, now time.Time, st *Status, members map[string]*Status) {
-	if v, ok := state.verified(g.Name, set.ID()); ok && (v.Commit == commit || placedAt.IsZero() || v.VerifiedAt.After(placedAt.Add(time.Second))) {
-		return
-	}
 	var pending []string
 	for i, m := range g.members {
 		err := e.verifyCurrent(ctx, m, set[i].Freight, commit, placedAt, state, now)
@@ -289,22 +286,36 @@ func (e *Engine) verifySet(ctx context.Context, g *group, set freight.Set, commi
 		st.Reason += fmt.Sprintf("; verification pending (%s)", strings.Join(pending, ", "))
 		return
 	}
-	state.verifiedNow(g.Name, Verification{FreightID: set.ID(), Value: set.Value(), Commit: commit, VerifiedAt: now})
+	// Every member is verified with its freight (its bytes included: a member re-pushed and
+	// verified again counts); the set's own record is made once per commit.
+	if v, ok := state.verified(g.Name, set.ID()); !ok || !(v.Commit == commit || placedAt.IsZero() || v.VerifiedAt.After(placedAt.Add(time.Second))) {
+		state.verifiedNow(g.Name, Verification{FreightID: set.ID(), Value: set.Value(), Commit: commit, VerifiedAt: now})
+		e.log.Info("set verified", "group", g.Name, "set", set.Value(), "commit", commit)
+	}
 	v, _ := state.latestVerified(g.Name)
 	st.VerifiedFreight = &v
-	e.log.Info("set verified", "group", g.Name, "set", set.Value(), "commit", commit)
 }
 
 // writeGroups writes the due sets, one Apply (one push) per repository and branch, and
 // verifies what landed.
-func (e *Engine) writeGroups(ctx context.Context, due []*pendingSet, statuses map[string]*Status, state *working) {
+func (e *Engine) writeGroups(ctx context.Context, look *warehouse.Pass, due []*pendingSet, statuses map[string]*Status, state *working) {
 	byRepo := map[string][]*pendingSet{}
 	var keys []string
 	for _, p := range due {
-		if err := e.recheckSet(ctx, p); err != nil {
+		held, err := e.recheckSet(ctx, look, p)
+		if err != nil || held != "" {
 			st := statuses[p.g.Name]
-			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: p.g.Name, Err: err}).Error()
-			st.Reason = st.Error
+			if err != nil {
+				st.Decision, st.Error = DecisionFailed, (&StageError{Stage: p.g.Name, Err: err}).Error()
+				st.Reason = st.Error
+			} else {
+				st.Decision, st.Reason = DecisionHold, held
+			}
+			members := map[string]*Status{}
+			for _, m := range p.g.members {
+				members[m.Name] = statuses[m.Name]
+			}
+			e.mirror(p.g, st, members)
 			continue
 		}
 		k := p.g.members[0].RepoURL + "\x00" + p.g.members[0].Branch
@@ -347,25 +358,28 @@ func (e *Engine) writeGroups(ctx context.Context, due []*pendingSet, statuses ma
 // itself, for the reason recheck gives. Values taken from an upstream group are what the
 // upstream verified and stay as they are; so do rollbacks, which go back to a value
 // already in Git.
-func (e *Engine) recheckSet(ctx context.Context, p *pendingSet) error {
+func (e *Engine) recheckSet(ctx context.Context, look *warehouse.Pass, p *pendingSet) (string, error) {
 	if p.kind != gitwrite.Promote {
-		return nil
+		return "", nil
 	}
 	for i, m := range p.g.members {
-		if m.Upstream != "" || m.Strategy == warehouse.StrategyDigest || i >= len(p.set) {
+		if m.Strategy == warehouse.StrategyDigest || i >= len(p.set) || p.set[i].Value == p.current[i] {
 			continue
 		}
 		f := p.set[i].Freight
 		if f.Tag == "" {
 			continue
 		}
-		cur, err := e.wh.Resolve(ctx, f.Image, f.Tag)
+		cur, err := look.Resolve(ctx, f.Image, f.Tag)
 		if err != nil {
-			return fmt.Errorf("member %s: %w", m.Name, err)
+			return "", fmt.Errorf("member %s: %w", m.Name, err)
+		}
+		if held := repushed(m, f, cur); held != "" {
+			return held, nil
 		}
 		p.set[i].Freight.Digest = cur.Digest
 	}
-	return nil
+	return "", nil
 }
 
 // changes are the set's member changes, in member order, for one commit.

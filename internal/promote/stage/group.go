@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/freight"
 )
 
 // A release group is a set of stages of one environment that move together
@@ -47,10 +49,42 @@ type group struct {
 	// upMember maps a member to the member of upstream it follows.
 	upstream string
 	upMember map[string]string
+	// up is the unit upstream: the group upstream, or for a stage alone a view of its
+	// upstream stage alone (its verifications are the stage's, group member or not).
+	up *group
 	// problem keeps the group (and its members) from running; the other stages run.
 	problem error
 	// last is the member at which a pass decides the group.
 	last string
+	// lone marks a stage outside every group, decided and written as a set of one: its
+	// status, state and commits are the stage's own.
+	lone bool
+}
+
+// loneUnit is stage s alone, as a set of one.
+func loneUnit(s Spec) *group {
+	g := &group{GroupSpec: GroupSpec{Name: s.Name, Members: []string{s.Name}}, members: []Spec{s}, upstream: s.Upstream, upMember: map[string]string{}, last: s.Name, lone: true}
+	if s.Upstream != "" {
+		g.upMember[s.Name] = s.Upstream
+	}
+	return g
+}
+
+// value is what the unit runs or is offered as one string: a stage's tag (or digest), a
+// group's "stage=value, …". Verifications and approvals are recorded with it.
+func (g *group) value(set freight.Set) string {
+	if g.lone {
+		return set[0].Value
+	}
+	return set.Value()
+}
+
+// id identifies the freight set in verifications: a stage's freight, a group's set.
+func (g *group) id(set freight.Set) string {
+	if g.lone {
+		return set[0].Freight.ID()
+	}
+	return set.ID()
 }
 
 // groupTable is the engine's groups and who belongs where.
@@ -60,8 +94,11 @@ type groupTable struct {
 	// of maps a member stage to its group (its first, when a stage is listed twice:
 	// both groups then have a problem).
 	of map[string]*group
-	// lastAt maps a stage to the groups decided once it is (see setGroupsLocked).
+	// lastAt maps a stage to the units decided once it is (see setGroupsLocked): its own
+	// when it is alone, the groups whose last member it is.
 	lastAt map[string][]*group
+	// alone maps a stage outside every group to its unit.
+	alone map[string]*group
 }
 
 func (t *groupTable) named(name string) (*group, bool) {
@@ -69,6 +106,18 @@ func (t *groupTable) named(name string) (*group, bool) {
 		return nil, false
 	}
 	g, ok := t.byName[name]
+	return g, ok
+}
+
+// unit is the unit named name: a release group, or a stage alone.
+func (t *groupTable) unit(name string) (*group, bool) {
+	if g, ok := t.named(name); ok {
+		return g, true
+	}
+	if t == nil {
+		return nil, false
+	}
+	g, ok := t.alone[name]
 	return g, ok
 }
 
@@ -172,6 +221,23 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 		}
 		g.resolveUpstream(t, bad)
 	}
+	t.alone = map[string]*group{}
+	for _, s := range specs {
+		if _, ok := t.of[s.Name]; !ok {
+			t.alone[s.Name] = loneUnit(s)
+		}
+	}
+	for _, g := range t.list {
+		if g.upstream != "" {
+			g.up = t.byName[g.upstream]
+		}
+	}
+	for _, g := range t.alone {
+		if up, ok := byName[g.upstream]; ok {
+			// Its upstream's verifications are kept under the upstream's name, alone or in a group.
+			g.up = loneUnit(up)
+		}
+	}
 	return t
 }
 
@@ -267,6 +333,11 @@ func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 	for i, s := range e.specs {
 		pos[s.Name] = i
 	}
+	for _, s := range e.specs {
+		if g, ok := t.alone[s.Name]; ok {
+			t.lastAt[s.Name] = append(t.lastAt[s.Name], g)
+		}
+	}
 	for _, g := range t.list {
 		last := ""
 		for _, m := range g.members {
@@ -298,7 +369,7 @@ func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 		e.status[s.Name] = st
 	}
 	for name := range e.groupCand {
-		if _, ok := t.byName[name]; !ok {
+		if _, ok := t.unit(name); !ok {
 			delete(e.groupCand, name)
 		}
 	}
@@ -309,7 +380,7 @@ func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 func (e *Engine) groupStatusesAfter(stage string) []Status {
 	var out []Status
 	for _, g := range e.groups.lastAt[stage] {
-		if st, ok := e.status[g.Name]; ok && e.groups.byName[g.Name] == g {
+		if st, ok := e.status[g.Name]; ok && !g.lone && e.groups.byName[g.Name] == g {
 			out = append(out, st)
 		}
 	}
@@ -332,4 +403,52 @@ func (e *Engine) keepGroupStatuses(statuses map[string]*Status, now time.Time) [
 		}
 	}
 	return errs
+}
+
+// display is a set as people read it: "frontend 1.2.1 → 1.2.2, backend 2.1.0"; for a stage
+// alone "1.2.1 → 1.2.2".
+func (g *group) display(set freight.Set, cur []string) string {
+	parts := make([]string, len(set))
+	for i, m := range g.members {
+		label := g.label(m) + " "
+		if g.lone {
+			label = ""
+		}
+		if set[i].Value == cur[i] {
+			parts[i] = label + orNothing(set[i].Value)
+		} else {
+			parts[i] = fmt.Sprintf("%s%s → %s", label, orNothing(cur[i]), set[i].Value)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// displaySet is the values of a set as people read them: "frontend 1.2.2, backend 2.1.0";
+// for a stage alone its value.
+func (g *group) displaySet(set freight.Set) string {
+	if g.lone {
+		return set[0].Value
+	}
+	parts := make([]string, len(set))
+	for i, m := range g.members {
+		parts[i] = fmt.Sprintf("%s %s", g.label(m), orNothing(set[i].Value))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// noun is what errors call the unit.
+func (g *group) noun() string {
+	if g.lone {
+		return "stage"
+	}
+	return "group"
+}
+
+func sameValues(set freight.Set, cur []string) bool {
+	for i := range set {
+		if set[i].Value != cur[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -73,10 +73,6 @@ func WithCompactAfter(n int) Option { return func(e *Engine) { e.compactAfter = 
 // Engine runs the pipeline of a set of stages. It is safe for concurrent use:
 // passes and actions that write to Git are serialised.
 type Engine struct {
-	// wakeMu guards soakEnds: stage → when the soak it waits for ends (wake.go).
-	wakeMu   sync.Mutex
-	soakEnds map[string]time.Time
-
 	specs   []Spec // upstreams first
 	byName  map[string]Spec
 	wh      *warehouse.Warehouse
@@ -104,6 +100,8 @@ type Engine struct {
 	targets map[string]bool
 	// stopHousekeeping cancels a running Housekeep: a pass was asked for.
 	stopHousekeeping context.CancelFunc
+	// soakEnds maps a unit to when the soak it waits for ends (wake.go).
+	soakEnds map[string]time.Time
 
 	// Release groups (group.go): as configured, as checked against the stages, and each
 	// group's candidate set from the last pass.
@@ -619,15 +617,26 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 	}
 	var errs []error
 	e.mu.Lock()
-	for _, s := range specs {
-		st := statuses[s.Name]
-		st.CheckedAt = now
-		e.status[s.Name] = *st
-		if st.Decision == DecisionFailed {
-			errs = append(errs, &StageError{Stage: s.Name, Err: errors.New(st.Error)})
+	for _, u := range units {
+		var names []string
+		for _, m := range u.members {
+			names = append(names, m.Name)
+		}
+		if !u.lone {
+			if e.groups.byName[u.Name] != u {
+				continue // a second group of that name: its problem is the first's status
+			}
+			names = append(names, u.Name)
+		}
+		for _, name := range names {
+			st := statuses[name]
+			st.CheckedAt = now
+			e.status[name] = *st
+			if st.Decision == DecisionFailed {
+				errs = append(errs, &StageError{Stage: name, Err: errors.New(st.Error)})
+			}
 		}
 	}
-	errs = append(errs, e.keepGroupStatuses(statuses, now)...)
 	e.passes++
 	e.mu.Unlock()
 	e.Announce()

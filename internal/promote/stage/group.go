@@ -54,8 +54,6 @@ type group struct {
 	up *group
 	// problem keeps the group (and its members) from running; the other stages run.
 	problem error
-	// last is the member at which a pass decides the group.
-	last string
 	// lone marks a stage outside every group, decided and written as a set of one: its
 	// status, state and commits are the stage's own.
 	lone bool
@@ -63,7 +61,7 @@ type group struct {
 
 // loneUnit is stage s alone, as a set of one.
 func loneUnit(s Spec) *group {
-	g := &group{GroupSpec: GroupSpec{Name: s.Name, Members: []string{s.Name}}, members: []Spec{s}, upstream: s.Upstream, upMember: map[string]string{}, last: s.Name, lone: true}
+	g := &group{GroupSpec: GroupSpec{Name: s.Name, Members: []string{s.Name}}, members: []Spec{s}, upstream: s.Upstream, upMember: map[string]string{}, lone: true}
 	if s.Upstream != "" {
 		g.upMember[s.Name] = s.Upstream
 	}
@@ -345,7 +343,6 @@ func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 				last = m.Name
 			}
 		}
-		g.last = last
 		t.lastAt[last] = append(t.lastAt[last], g)
 	}
 	e.groups = t
@@ -385,24 +382,6 @@ func (e *Engine) groupStatusesAfter(stage string) []Status {
 		}
 	}
 	return out
-}
-
-// keepGroupStatuses stores the groups' statuses of a pass and returns their failures.
-// The caller holds e.mu.
-func (e *Engine) keepGroupStatuses(statuses map[string]*Status, now time.Time) []error {
-	var errs []error
-	for _, g := range e.groups.list {
-		st, ok := statuses[g.Name]
-		if !ok || e.groups.byName[g.Name] != g {
-			continue
-		}
-		st.CheckedAt = now
-		e.status[g.Name] = *st
-		if st.Decision == DecisionFailed {
-			errs = append(errs, &StageError{Stage: g.Name, Err: errors.New(st.Error)})
-		}
-	}
-	return errs
 }
 
 // display is a set as people read it: "frontend 1.2.1 → 1.2.2, backend 2.1.0"; for a stage

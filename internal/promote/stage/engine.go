@@ -362,15 +362,18 @@ func normalRepository(image string) string {
 // reach (see around): an approval, a resume, a manual promotion or a reverify concerns
 // them and their downstream only.
 func (e *Engine) targetStage(name string) {
-	if g, ok := e.groupNamed(name); ok {
-		names := make([]string, 0, len(g.members))
-		for _, m := range g.members {
-			names = append(names, m.Name)
-		}
-		e.target(names)
+	e.mu.Lock()
+	u, ok := e.groups.unit(name)
+	e.mu.Unlock()
+	if !ok {
+		e.target([]string{name}) // a member forced alone
 		return
 	}
-	e.target([]string{name})
+	names := make([]string, 0, len(u.members))
+	for _, m := range u.members {
+		names = append(names, m.Name)
+	}
+	e.target(names)
 }
 
 // Passes is how many passes have completed; a readiness probe wants one.

@@ -136,8 +136,9 @@ type GroupError struct {
 
 func (e *GroupError) Error() string { return fmt.Sprintf("group %q: %s", e.Group, e.Msg) }
 
-// resolveGroups checks groups against specs (already validated). Problems do not fail
-// the whole: each becomes its group's problem.
+// resolveGroups checks groups against specs (already validated, upstreams first) and
+// makes every stage outside them a unit alone. Problems do not fail the whole: each
+// becomes its group's problem.
 func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 	t := &groupTable{byName: map[string]*group{}, of: map[string]*group{}}
 	byName := map[string]Spec{}
@@ -219,11 +220,26 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 		}
 		g.resolveUpstream(t, bad)
 	}
-	t.alone = map[string]*group{}
-	for _, s := range specs {
+	// Every other stage is a unit alone. A unit is decided at its last member in specs'
+	// order (upstreams first): by then every member and every upstream member has been
+	// observed and decided.
+	t.alone, t.lastAt = map[string]*group{}, map[string][]*group{}
+	pos := map[string]int{}
+	for i, s := range specs {
+		pos[s.Name] = i
 		if _, ok := t.of[s.Name]; !ok {
 			t.alone[s.Name] = loneUnit(s)
+			t.lastAt[s.Name] = []*group{t.alone[s.Name]}
 		}
+	}
+	for _, g := range t.list {
+		last := ""
+		for _, m := range g.members {
+			if last == "" || pos[m.Name] > pos[last] {
+				last = m.Name
+			}
+		}
+		t.lastAt[last] = append(t.lastAt[last], g)
 	}
 	for _, g := range t.list {
 		if g.upstream != "" {
@@ -324,27 +340,6 @@ func (g *group) autoPromote() bool   { return g.members[0].AutoPromote }
 func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 	e.groupSpecs = groups
 	t := resolveGroups(e.specs, groups)
-	// A group is decided at its last member in e.specs' order (upstreams first): by then
-	// every member and every upstream member has been observed and decided.
-	t.lastAt = map[string][]*group{}
-	pos := map[string]int{}
-	for i, s := range e.specs {
-		pos[s.Name] = i
-	}
-	for _, s := range e.specs {
-		if g, ok := t.alone[s.Name]; ok {
-			t.lastAt[s.Name] = append(t.lastAt[s.Name], g)
-		}
-	}
-	for _, g := range t.list {
-		last := ""
-		for _, m := range g.members {
-			if last == "" || pos[m.Name] > pos[last] {
-				last = m.Name
-			}
-		}
-		t.lastAt[last] = append(t.lastAt[last], g)
-	}
 	e.groups = t
 	for _, g := range t.list {
 		st, ok := prev[g.Name]

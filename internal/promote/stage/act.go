@@ -78,7 +78,7 @@ func (e *Engine) settle(u *group, d decision, statuses map[string]*Status) {
 	st.Decision, st.Reason = d.Decision, d.Reason
 	if d.Cand != nil {
 		st.setCandidate(u, d.Cand)
-		if d.Decision != DecisionBlocked {
+		if d.Decision != DecisionBlocked && !u.lone { // a stage alone's is its status' Candidate
 			e.mu.Lock()
 			e.groupCand[u.Name] = d.Cand
 			e.mu.Unlock()

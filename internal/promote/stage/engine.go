@@ -114,16 +114,7 @@ type Engine struct {
 
 // New validates specs (after filling their defaults) and returns an engine for them.
 func New(specs []Spec, opts ...Option) (*Engine, error) {
-	filled := make([]Spec, len(specs))
-	for i, s := range specs {
-		filled[i] = s.WithDefaults()
-	}
-	if err := ValidateAll(filled); err != nil {
-		return nil, err
-	}
 	e := &Engine{
-		specs:        order(filled),
-		byName:       map[string]Spec{},
 		store:        &MemoryStore{},
 		verifier:     CommandVerifier{},
 		clock:        clock.RealClock{},
@@ -138,6 +129,9 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 	for _, o := range opts {
 		o(e)
 	}
+	if err := e.SetSpecs(specs, e.groupSpecs...); err != nil {
+		return nil, err
+	}
 	if e.wh == nil {
 		w, err := warehouse.New(warehouse.WithLogger(e.log))
 		if err != nil {
@@ -148,11 +142,6 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 	if e.dataDir == "" {
 		return nil, errors.New("stage: no Git data directory; pass WithGit(dataDir)")
 	}
-	for _, s := range e.specs {
-		e.byName[s.Name] = s
-		e.status[s.Name] = Status{Name: s.Name, Image: s.Image, Upstream: s.Upstream, File: s.File, Key: s.Key, Decision: DecisionWait, Reason: "not checked yet"}
-	}
-	e.setGroupsLocked(e.groupSpecs, nil)
 	return e, nil
 }
 
@@ -164,7 +153,7 @@ func (e *Engine) Specs() []Spec {
 }
 
 // SetSpecs replaces the stage set (in the cluster it follows the Applications'
-// annotations). specs get their defaults and are validated as a whole; on error
+// annotations; New starts with it). specs get their defaults and are validated as a whole; on error
 // nothing changes. It waits for a running pass or Git-writing action to finish,
 // so a pass never sees half of each set. Stages that remain keep their status;
 // their approvals, verifications and pauses live in the Store under the stage

@@ -336,7 +336,7 @@ func (g *group) soak() time.Duration { return g.members[0].Soak }
 func (g *group) autoPromote() bool   { return g.members[0].AutoPromote }
 
 // setGroupsLocked checks groups against e.specs and gives each group a status (prev's,
-// when it had one). The caller holds e.mu, or is New.
+// when it had one). The caller holds e.mu.
 func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 	e.groupSpecs = groups
 	t := resolveGroups(e.specs, groups)

@@ -72,7 +72,7 @@ func unitStatuses(u *group, obs map[string]*observation, recs []gitwrite.Record,
 func (e *Engine) settle(u *group, d decision, statuses map[string]*Status) {
 	st := statuses[u.Name]
 	if d.Decision == DecisionFailed {
-		e.fail(u, statuses, d.Member, d.Err, "")
+		fail(u, statuses, d.Member, d.Err, "")
 		return
 	}
 	st.Decision, st.Reason = d.Decision, d.Reason
@@ -91,13 +91,13 @@ func (e *Engine) settle(u *group, d decision, statuses map[string]*Status) {
 
 // fail fails a unit: because of one member (its own error kept on it, the group's message
 // led by prefix), or as a whole (member "").
-func (e *Engine) fail(u *group, statuses map[string]*Status, member string, err error, prefix string) {
+func fail(u *group, statuses map[string]*Status, member string, err error, prefix string) {
 	st := statuses[u.Name]
 	switch {
 	case member == "" && !u.lone:
-		st.Decision, st.Error = DecisionFailed, err.Error()
-		if _, ok := err.(*GroupError); !ok {
-			st.Error = (&StageError{Stage: u.Name, Err: err}).Error()
+		st.Decision, st.Error = DecisionFailed, (&StageError{Stage: u.Name, Err: err}).Error()
+		if ge := (*GroupError)(nil); errors.As(err, &ge) {
+			st.Error = ge.Error() // it names the group itself
 		}
 	case u.lone:
 		st.Decision, st.Error = DecisionFailed, (&StageError{Stage: u.Name, Err: err}).Error()
@@ -191,7 +191,7 @@ func (e *Engine) verifySet(ctx context.Context, u *group, set freight.Set, commi
 			} else {
 				err = fmt.Errorf("verification of %s failed: %w", set[i].Value, err)
 			}
-			e.fail(u, statuses, m.Name, err, "the set is not verified: ")
+			fail(u, statuses, m.Name, err, "the set is not verified: ")
 			return err
 		}
 	}
@@ -258,7 +258,7 @@ func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*pending
 		if err != nil || held != "" {
 			p.err = err
 			if err != nil {
-				e.fail(p.g, statuses, "", err, "")
+				fail(p.g, statuses, "", err, "")
 			} else {
 				st := statuses[p.g.Name]
 				st.Decision, st.Reason = DecisionHold, held
@@ -360,7 +360,7 @@ func (e *Engine) landed(ctx context.Context, p *pendingSet, rs []gitwrite.Result
 	now := e.clock.Now()
 	if applyErr != nil {
 		p.err = applyErr
-		e.fail(u, statuses, "", applyErr, "")
+		fail(u, statuses, "", applyErr, "")
 		return
 	}
 	commit := ""
@@ -369,13 +369,13 @@ func (e *Engine) landed(ctx context.Context, p *pendingSet, rs []gitwrite.Result
 		if r.Err != nil && errors.As(r.Err, &ce) && !errors.Is(r.Err, gitwrite.ErrSetIncomplete) {
 			// This member's own edit failed (a missing key, someone else's edit).
 			p.err = r.Err
-			e.fail(u, statuses, u.members[i].Name, r.Err, "the set was not written: ")
+			fail(u, statuses, u.members[i].Name, r.Err, "the set was not written: ")
 			e.log.Error("promotion failed", "stage", u.Name, "err", r.Err)
 			return
 		}
 		if r.Err != nil && p.err == nil {
 			p.err = r.Err
-			e.fail(u, statuses, "", r.Err, "")
+			fail(u, statuses, "", r.Err, "")
 		}
 		if r.Commit != "" {
 			commit = r.Commit

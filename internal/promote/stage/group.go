@@ -18,6 +18,10 @@ import (
 // verified at that commit, and a group downstream takes only sets its upstream group
 // verified together. Members keep their own observation (file, history, discovery);
 // only the decision and the write are the group's.
+//
+// A stage outside every group is a unit of one (group.lone) decided and written by the
+// same code (decide.go, act.go): every step exists once, and only the sentences of a
+// stage alone differ (its status, state and commits are the stage's own).
 
 // GroupSpec is one release group as configured: promoter.yaml's groups: entries, or
 // the kropipe.io/group annotations of Applications.
@@ -41,12 +45,14 @@ type GroupSpec struct {
 // ErrGroupMember is wrapped when an action names a member of a release group alone.
 var ErrGroupMember = errors.New("member of a release group")
 
-// group is a GroupSpec checked against the stages.
+// group is a GroupSpec checked against the stages, or a stage alone (lone): a unit that
+// passes decide and write as one.
 type group struct {
 	GroupSpec
 	members []Spec // in member order
-	// upstream is the group whose verified sets this one takes ("" for none);
-	// upMember maps a member to the member of upstream it follows.
+	// upstream is the unit whose verified sets this one takes ("" for none): a group, or
+	// for a stage alone its upstream stage; upMember maps a member to the member of
+	// upstream it follows.
 	upstream string
 	upMember map[string]string
 	// up is the unit upstream: the group upstream, or for a stage alone a view of its

@@ -876,49 +876,66 @@ func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, erro
 	return e.History(ctx, name)
 }
 
-func (g gate) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote,
-		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Promote(ctx, name, tag) },
-		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Promote(ctx, name, tag) })
-}
+// The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
+// engine or to the owner's API: the owner's Git write checks it, wherever the call came in.
 
-func (g gate) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback,
-		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Rollback(ctx, name, to) },
-		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Rollback(ctx, name, to) })
-}
-
-func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote,
+func (g gate) Promote(ctx context.Context, name, tag string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Promote,
 		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
-			return e.PromoteMember(ctx, name, tag)
+			return e.Promote(ctx, name, tag, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.PromoteMember(ctx, name, tag)
+			return p.Promote(ctx, name, tag, expect)
 		})
 }
 
-func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback,
+func (g gate) Rollback(ctx context.Context, name, to string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Rollback,
 		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
-			return e.RollbackMember(ctx, name, to)
+			return e.Rollback(ctx, name, to, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.RollbackMember(ctx, name, to)
+			return p.Rollback(ctx, name, to, expect)
+		})
+}
+
+func (g gate) PromoteMember(ctx context.Context, name, tag string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Promote,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.PromoteMember(ctx, name, tag, opts...)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.PromoteMember(ctx, name, tag, expect)
+		})
+}
+
+func (g gate) RollbackMember(ctx context.Context, name, to string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Rollback,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.RollbackMember(ctx, name, to, opts...)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.RollbackMember(ctx, name, to, expect)
 		})
 }
 
 // act runs a human's promotion or rollback on the engine holding the stage (this replica's,
 // inside its shard's fence, or the owner's through its API), counts it under the stage asked
 // for and raises its Event.
-func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(context.Context, *stage.Engine) (stage.Outcome, error), remote func(context.Context, *api.Client) (stage.Outcome, error)) (stage.Outcome, error) {
+func (g gate) act(ctx context.Context, name, expect string, kind gitwrite.Kind, do func(context.Context, *stage.Engine) (stage.Outcome, error), remote func(context.Context, *api.Client) (stage.Outcome, error)) (stage.Outcome, error) {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return stage.Outcome{}, err
 	}
 	if peer != nil {
-		out, err := remote(ctx, peer.Client) // the owner counts it and raises its Event
-		return out, peer.explain(err)
+		ctx, cancel := g.c.shards.actWait(ctx)
+		defer cancel()
+		out, err := remote(ctx, peer.acting()) // the owner counts it and raises its Event
+		return out, peer.explainAction(name, expect, err)
 	}
 	defer leave()
 	e, err := g.engine()
@@ -935,21 +952,24 @@ func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(
 	return out, err
 }
 
-func (g gate) Approve(ctx context.Context, name, tag string) (string, error) {
+func (g gate) Approve(ctx context.Context, name, tag string, opts ...stage.ActionOption) (string, error) {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return "", err
 	}
+	expect := stage.Expected(opts...)
 	if peer != nil {
-		v, err := peer.Approve(ctx, name, tag)
-		return v, peer.explain(err)
+		ctx, cancel := g.c.shards.actWait(ctx)
+		defer cancel()
+		v, err := peer.acting().Approve(ctx, name, tag, expect)
+		return v, peer.explainAction(name, expect, err)
 	}
 	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return "", err
 	}
-	return e.Approve(ctx, name, tag)
+	return e.Approve(ctx, name, tag, opts...)
 }
 
 func (g gate) Pause(ctx context.Context, name string) error  { return g.pause(ctx, name, true) }

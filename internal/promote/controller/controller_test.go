@@ -433,7 +433,7 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		}
 	})
 	t.Run("rollback through the API", func(t *testing.T) {
-		out, err := c.Rollback(ctx, "develop-frontend", "")
+		out, err := c.Rollback(ctx, "develop-frontend", "", "1.2.2")
 		if err != nil || out.New != "1.2.1" {
 			t.Fatalf("rollback: %+v %v", out, err)
 		}
@@ -523,7 +523,7 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 		time.Sleep(50 * time.Millisecond)
 	}
 	second := api.NewClient(secondAddr, "", nil)
-	_, err := second.Rollback(context.Background(), "develop-frontend", "")
+	_, err := second.Rollback(context.Background(), "develop-frontend", "", "")
 	if err == nil || !strings.Contains(err.Error(), "standing by") || !strings.Contains(err.Error(), "kubectl port-forward pod/") {
 		t.Fatalf("rollback on the standby: %v, want a refusal naming the leader's pod", err)
 	}

@@ -27,9 +27,12 @@ var ErrNothingToDo = errors.New("nothing to do")
 // Promote writes tag to the stage now, bypassing soak, approval, pause and the
 // rejected list: a human asked for it. tag "" means the stage's current candidate.
 // The tag must exist in the registry.
-func (e *Engine) promote(ctx context.Context, stage, tag string) (Outcome, error) {
+func (e *Engine) promote(ctx context.Context, stage, tag, expect string) (Outcome, error) {
 	e.work.Lock()
 	defer e.work.Unlock()
+	if err := notStarted(ctx, stage); err != nil {
+		return Outcome{}, err
+	}
 	s, err := e.spec(stage)
 	if err != nil {
 		return Outcome{}, err
@@ -50,16 +53,19 @@ func (e *Engine) promote(ctx context.Context, stage, tag string) (Outcome, error
 	if err != nil {
 		return Outcome{}, &StageError{Stage: stage, Err: err}
 	}
-	c := promoteChange(s, f, "")
+	c := promoteChange(s, f, expect)
 	return e.applyOne(ctx, s, f, c)
 }
 
 // Rollback writes the value the stage held before its current one (from the
 // Kropipe-* trailers in Git history), or toTag when given, with a Kropipe-Rejected
 // trailer naming the current value, which is then never auto-promoted there again.
-func (e *Engine) rollback(ctx context.Context, stage, toTag string) (Outcome, error) {
+func (e *Engine) rollback(ctx context.Context, stage, toTag, expect string) (Outcome, error) {
 	e.work.Lock()
 	defer e.work.Unlock()
+	if err := notStarted(ctx, stage); err != nil {
+		return Outcome{}, err
+	}
 	s, err := e.spec(stage)
 	if err != nil {
 		return Outcome{}, err
@@ -71,6 +77,9 @@ func (e *Engine) rollback(ctx context.Context, stage, toTag string) (Outcome, er
 	current, _, err := repo.Read(ctx, s.Branch, s.File, s.Key)
 	if err != nil {
 		return Outcome{}, &StageError{Stage: stage, Err: fmt.Errorf("reading %s (key %s): %w", s.File, s.Key, err)}
+	}
+	if expect != "" && current != expect {
+		return Outcome{}, moved(stage, current, expect)
 	}
 	records, err := repo.History(ctx, s.Branch, s.Name)
 	if err != nil {
@@ -119,6 +128,9 @@ func (e *Engine) applyOne(ctx context.Context, s Spec, f freight.Freight, c gitw
 		return Outcome{}, &StageError{Stage: s.Name, Err: err}
 	}
 	r := results[0]
+	if r.Err != nil && c.Expect != "" && errors.Is(r.Err, gitwrite.ErrConflict) {
+		return Outcome{}, moved(s.Name, r.Old, c.Expect) // the compare-and-swap refused it
+	}
 	if r.Err != nil {
 		return Outcome{}, &StageError{Stage: s.Name, Err: r.Err}
 	}
@@ -147,14 +159,20 @@ func (e *Engine) applyOne(ctx context.Context, s Spec, f freight.Freight, c gitw
 }
 
 // Approve lets a stage without autoPromote take tag; "" means its current candidate.
-// It returns the approved value.
-func (e *Engine) Approve(ctx context.Context, stage, tag string) (string, error) {
+// It returns the approved value. With Expect, the stage must still run that value in Git.
+func (e *Engine) Approve(ctx context.Context, stage, tag string, opts ...ActionOption) (string, error) {
+	expect := actionOf(opts).expect
 	if g, ok := e.groupNamed(stage); ok {
-		return e.approveGroup(ctx, g, tag)
+		return e.approveGroup(ctx, g, tag, expect)
 	}
 	s, err := e.spec(stage)
 	if err != nil {
 		return "", err
+	}
+	if expect != "" {
+		if err := e.stillRuns(ctx, s, expect); err != nil {
+			return "", err
+		}
 	}
 	if tag == "" {
 		st, _ := e.StatusOf(stage)
@@ -259,4 +277,31 @@ func (e *Engine) History(ctx context.Context, stage string) ([]gitwrite.Record, 
 		return nil, &StageError{Stage: stage, Err: err}
 	}
 	return recs, nil
+}
+
+// stillRuns checks that the stage's file in Git holds expect: an approval writes no commit
+// to compare and swap, so it reads the branch as it is now.
+func (e *Engine) stillRuns(ctx context.Context, s Spec, expect string) error {
+	repo, err := e.Repo(ctx, s.RepoURL)
+	if err != nil {
+		return &StageError{Stage: s.Name, Err: err}
+	}
+	current, _, err := repo.Read(ctx, s.Branch, s.File, s.Key)
+	if err != nil {
+		return &StageError{Stage: s.Name, Err: fmt.Errorf("reading %s (key %s): %w", s.File, s.Key, err)}
+	}
+	if current != expect {
+		return moved(s.Name, current, expect)
+	}
+	return nil
+}
+
+// notStarted refuses an action whose caller gave up while it waited for the engine (a pass
+// holds it): nothing was done, and the caller is told so instead of the action running
+// unseen.
+func notStarted(ctx context.Context, stage string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stage %q: not done: the request ended (%w) before the running pass let it start; nothing was written", stage, err)
+	}
+	return nil
 }

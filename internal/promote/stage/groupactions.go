@@ -38,13 +38,13 @@ func (e *Engine) refuseMember(stage, verb string) error {
 
 // PromoteMember is Promote for a member of a release group, alone: its group's set
 // then no longer holds what was verified together.
-func (e *Engine) PromoteMember(ctx context.Context, stage, tag string) (Outcome, error) {
-	return e.promote(ctx, stage, tag)
+func (e *Engine) PromoteMember(ctx context.Context, stage, tag string, opts ...ActionOption) (Outcome, error) {
+	return e.promote(ctx, stage, tag, actionOf(opts).expect)
 }
 
 // RollbackMember is Rollback for a member of a release group, alone.
-func (e *Engine) RollbackMember(ctx context.Context, stage, toTag string) (Outcome, error) {
-	return e.rollback(ctx, stage, toTag)
+func (e *Engine) RollbackMember(ctx context.Context, stage, toTag string, opts ...ActionOption) (Outcome, error) {
+	return e.rollback(ctx, stage, toTag, actionOf(opts).expect)
 }
 
 // parseSetValues reads "stage=value, stage=value" (or "label=value") into a value per
@@ -103,13 +103,16 @@ func (e *Engine) readSet(ctx context.Context, g *group) (*gitwrite.Repo, []strin
 // promoteGroup writes a set now, bypassing soak, approval and pause: tags "" is the
 // group's candidate set, else "member=tag" pairs changing those members from their
 // current value. Every tag must exist in the registry.
-func (e *Engine) promoteGroup(ctx context.Context, g *group, tags string) (Outcome, error) {
+func (e *Engine) promoteGroup(ctx context.Context, g *group, tags, expect string) (Outcome, error) {
 	if g.problem != nil {
 		return Outcome{}, g.problem
 	}
 	_, cur, err := e.readSet(ctx, g)
 	if err != nil {
 		return Outcome{}, err
+	}
+	if now := setOf(g, cur).Value(); expect != "" && now != expect {
+		return Outcome{}, moved(g.Name, now, expect)
 	}
 	var set freight.Set
 	if tags == "" {
@@ -148,13 +151,16 @@ func (e *Engine) promoteGroup(ctx context.Context, g *group, tags string) (Outco
 // rollbackGroup writes the set the group ran before its current one (from its newest
 // commit that wrote the current set), or the members named "member=tag", in one commit
 // that rejects each changed member's current value there.
-func (e *Engine) rollbackGroup(ctx context.Context, g *group, to string) (Outcome, error) {
+func (e *Engine) rollbackGroup(ctx context.Context, g *group, to, expect string) (Outcome, error) {
 	if g.problem != nil {
 		return Outcome{}, g.problem
 	}
 	repo, cur, err := e.readSet(ctx, g)
 	if err != nil {
 		return Outcome{}, err
+	}
+	if now := setOf(g, cur).Value(); expect != "" && now != expect {
+		return Outcome{}, moved(g.Name, now, expect)
 	}
 	values := make([]string, len(cur))
 	if to != "" {
@@ -273,34 +279,45 @@ func (e *Engine) groupHistory(ctx context.Context, g *group) ([]gitwrite.Record,
 // rejected list: a human asked for it. tag "" means the stage's current candidate.
 // The tag must exist in the registry. For a release group, tag "" is its candidate
 // set and "member=tag,…" names members' tags; a member of a group is refused
-// (ErrGroupMember): PromoteMember forces it alone.
-func (e *Engine) Promote(ctx context.Context, stage, tag string) (Outcome, error) {
+// (ErrGroupMember): PromoteMember forces it alone. With Expect it is done only while
+// the stage (the group's set) runs that value, else it fails with ErrMoved.
+func (e *Engine) Promote(ctx context.Context, stage, tag string, opts ...ActionOption) (Outcome, error) {
+	expect := actionOf(opts).expect
 	if g, ok := e.groupNamed(stage); ok {
 		e.work.Lock()
 		defer e.work.Unlock()
-		return e.promoteGroup(ctx, g, tag)
+		if err := notStarted(ctx, stage); err != nil {
+			return Outcome{}, err
+		}
+		return e.promoteGroup(ctx, g, tag, expect)
 	}
 	if err := e.refuseMember(stage, "promote"); err != nil {
 		return Outcome{}, err
 	}
-	return e.promote(ctx, stage, tag)
+	return e.promote(ctx, stage, tag, expect)
 }
 
 // Rollback writes the value the stage held before its current one (from the
 // Kropipe-* trailers in Git history), or toTag when given, with a Kropipe-Rejected
 // trailer naming the current value, which is then never auto-promoted there again.
 // For a release group it writes the previous set (or "member=tag,…") in one commit; a
-// member of a group is refused (ErrGroupMember): RollbackMember forces it alone.
-func (e *Engine) Rollback(ctx context.Context, stage, toTag string) (Outcome, error) {
+// member of a group is refused (ErrGroupMember): RollbackMember forces it alone. With
+// Expect it is done only while the stage (the group's set) runs that value, else it fails
+// with ErrMoved: a retried rollback never rolls back twice.
+func (e *Engine) Rollback(ctx context.Context, stage, toTag string, opts ...ActionOption) (Outcome, error) {
+	expect := actionOf(opts).expect
 	if g, ok := e.groupNamed(stage); ok {
 		e.work.Lock()
 		defer e.work.Unlock()
-		return e.rollbackGroup(ctx, g, toTag)
+		if err := notStarted(ctx, stage); err != nil {
+			return Outcome{}, err
+		}
+		return e.rollbackGroup(ctx, g, toTag, expect)
 	}
 	if err := e.refuseMember(stage, "rollback"); err != nil {
 		return Outcome{}, err
 	}
-	return e.rollback(ctx, stage, toTag)
+	return e.rollback(ctx, stage, toTag, expect)
 }
 
 func (e *Engine) isGroup(name string) bool {
@@ -310,9 +327,18 @@ func (e *Engine) isGroup(name string) bool {
 
 // approveGroup lets a group without autoPromote take a set: "" is its candidate set,
 // else "member=tag,…" changing those members from the candidate set.
-func (e *Engine) approveGroup(ctx context.Context, g *group, tags string) (string, error) {
+func (e *Engine) approveGroup(ctx context.Context, g *group, tags, expect string) (string, error) {
 	if g.problem != nil {
 		return "", g.problem
+	}
+	if expect != "" {
+		_, cur, err := e.readSet(ctx, g)
+		if err != nil {
+			return "", err
+		}
+		if now := setOf(g, cur).Value(); now != expect {
+			return "", moved(g.Name, now, expect)
+		}
 	}
 	e.mu.Lock()
 	cand, ok := e.groupCand[g.Name]

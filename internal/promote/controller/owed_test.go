@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,12 +48,26 @@ func acceptPushes(t *testing.T, srv *gitserver.Server) {
 	}
 }
 
+// refusingStore is a MemoryStore whose saves fail while refuse is set, as the shard store's do
+// once the pass lost its shard.
+type refusingStore struct {
+	stage.MemoryStore
+	refuse atomic.Bool
+}
+
+func (s *refusingStore) Save(ctx context.Context, st stage.State) error {
+	if s.refuse.Load() {
+		return errors.New("shard 3 is no longer held here")
+	}
+	return s.MemoryStore.Save(ctx, st)
+}
+
 // owedEnv is a real engine running develop-frontend at 1.2.2 (promoted from 1.2.1), its Git
 // server, and the state store a restarted engine would read.
 type owedEnv struct {
 	srv       *gitserver.Server
 	bare      string
-	store     stage.Store
+	store     *refusingStore
 	newEngine func() *stage.Engine
 }
 
@@ -66,7 +81,7 @@ func newOwedEnv(t *testing.T) owedEnv {
 	}
 	host := registrytest.Start(t)
 	registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
-	store := &stage.MemoryStore{}
+	store := &refusingStore{}
 	newEngine := func() *stage.Engine {
 		wh, err := warehouse.New(warehouse.WithRegistry(host, warehouse.RegistryConfig{Insecure: true}), warehouse.WithLogger(slog.New(slog.DiscardHandler)))
 		if err != nil {
@@ -177,5 +192,34 @@ func TestRollbacks_FailedAutomaticRollbackIsOwedUntilItLandsOnce(t *testing.T) {
 	}
 	if got := env.rollbackCommits(t); len(got) != 1 {
 		t.Fatalf("rollback commits %q; want still exactly one", got)
+	}
+}
+
+// A failure whose owed rollback cannot be recorded (the pass lost its shard) goes back to the
+// health gate, which hands it over again after the next pass: it is never dropped.
+func TestRollbacks_UnrecordedFailureGoesBackToTheGate(t *testing.T) {
+	ctx := context.Background()
+	env := newOwedEnv(t)
+	e := env.newEngine()
+	r := &rollbacks{clock: clocktesting.NewFakeClock(time.Now()), backoff: OwedBackoff, log: slog.New(slog.DiscardHandler)}
+	hg := argocd.NewHealthGate(nil, nil)
+	failed := argocd.Failure{Stage: "develop-frontend", Value: "1.2.2", AutoRollback: true, Err: errors.New("application unhealthy after promotion")}
+
+	env.store.refuse.Store(true)
+	left := r.owe(ctx, e, []argocd.Failure{failed})
+	if len(left) != 1 {
+		t.Fatalf("unrecorded failures %v; want the one", left)
+	}
+	hg.ReturnFailures(left...)
+	env.store.refuse.Store(false)
+	again := hg.TakeFailures()
+	if len(again) != 1 || again[0].Stage != "develop-frontend" {
+		t.Fatalf("the gate hands over %v after the failure went back; want it again", again)
+	}
+	if left := r.owe(ctx, e, again); len(left) != 0 {
+		t.Fatalf("still unrecorded: %v", left)
+	}
+	if owed, _ := e.Owed(ctx); len(owed["develop-frontend"]) != 1 {
+		t.Fatalf("owed %v; want the rollback from 1.2.2", owed)
 	}
 }

@@ -71,10 +71,10 @@ type owedEnv struct {
 	newEngine func() *stage.Engine
 }
 
-func newOwedEnv(t *testing.T) owedEnv {
+func newOwedEnv(t *testing.T, opts ...gitserver.Option) owedEnv {
 	t.Helper()
 	ctx := context.Background()
-	srv := gitserver.StartTB(t)
+	srv := gitserver.StartTB(t, opts...)
 	bare, err := srv.NewBareRepo(ctx, "gitops.git", "testdata/seed")
 	if err != nil {
 		t.Fatal(err)

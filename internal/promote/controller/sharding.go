@@ -25,8 +25,13 @@ import (
 // the Manager holds shard Leases, the Fence says which are held now, and keys map each stage
 // to its pipeline (a pipeline lives on one shard, see shard.Keys).
 type sharding struct {
-	n     int
-	mgr   *shard.Manager
+	n   int
+	mgr *shard.Manager
+	// holders says who holds a shard (mgr, from the Leases): where actions are passed on to.
+	holders interface {
+		Holder(n int) (shard.Member, bool)
+		Identity() string
+	}
 	fence *shard.Fence
 	keys  atomic.Pointer[map[string]string]
 	// applied are the held shards the engine's stages were last cut for.
@@ -63,7 +68,7 @@ func newSharding(c *controller) (*sharding, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mgr = mgr
+	s.mgr, s.holders = mgr, mgr
 	stores := make([]shard.ShardStore, f.Shards)
 	for n := range stores {
 		stores[n] = kubestate.New(c.kube, f.Namespace, kubestate.WithName(fmt.Sprintf("%s-%d", f.StateConfigMap, n)), kubestate.WithLogger(c.log))
@@ -236,11 +241,11 @@ func (r *remote) explain(err error) error {
 
 // peer is a client for the replica holding shard n.
 func (s *sharding) peer(n int) (*remote, error) {
-	m, ok := s.mgr.Holder(n)
+	m, ok := s.holders.Holder(n)
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: shard %d has no live owner right now (a replica stopped; another takes its shards over within the lease duration); try again in a few seconds", api.ErrUnavailable, n)
-	case m.Identity == s.mgr.Identity():
+	case m.Identity == s.holders.Identity():
 		return nil, fmt.Errorf("%w: shard %d is being taken over by this replica; try again in a few seconds", api.ErrUnavailable, n)
 	case m.Address == "":
 		return nil, fmt.Errorf("%w: shard %d is held by %s, which advertises no address: give every replica --peer-addr (or a non-loopback --addr)", api.ErrUnavailable, n, m.Identity)

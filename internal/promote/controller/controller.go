@@ -17,8 +17,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/argocd"
@@ -83,6 +85,9 @@ type Config struct {
 	ShutdownGrace   time.Duration // after ctx ends, how long the running pass may finish; 0 cancels it at once (--shutdown-grace)
 	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
+
+	// owedBackoff replaces OwedBackoff (tests: attempts a few milliseconds apart).
+	owedBackoff *wait.Backoff
 }
 
 func (cfg *Config) leases() kubernetes.Interface {
@@ -162,6 +167,10 @@ type controller struct {
 	// stopping ends with the stop signal: no pass starts after it (shutdown.go).
 	stopping context.Context
 	leading  atomic.Bool
+	// rollbacks are the automatic rollbacks owed; owed what the last pass left owed, by stage,
+	// for the stages' status.
+	rollbacks *rollbacks
+	owed      atomic.Pointer[map[string][]stage.OwedAction]
 }
 
 // Run runs one replica until ctx ends: the listeners at once, the promotion loop while it leads.
@@ -177,6 +186,15 @@ func Run(ctx context.Context, cfg Config) error {
 		events:  argocd.NewRecorder(cfg.Kube),
 	}
 	c.leader.Store("")
+	backoff := OwedBackoff
+	if f.owedBackoff != nil {
+		backoff = *f.owedBackoff
+	}
+	c.rollbacks = &rollbacks{clock: clock.RealClock{}, backoff: backoff, log: log,
+		done: func(ctx context.Context, out stage.Outcome, err error, took time.Duration) {
+			c.metrics.Outcome(out, err, took)
+			c.outcomeEvent(ctx, c.watcher.Load(), out)
+		}}
 	if f.Shards > 1 {
 		tok, err := c.peerCredential(ctx)
 		if err != nil {
@@ -476,7 +494,7 @@ func (c *controller) term(ctx context.Context) error {
 		if err != nil && passCtx.Err() == nil {
 			c.log.Warn("pass finished with failures", "error", err.Error())
 		}
-		c.rollBackFailures(passCtx, e, hg, w)
+		owedDue := c.rollBackFailures(passCtx, e, hg)
 		leave()
 		// An Application a stage waits for (to sync, to become healthy) changed: a pass soon
 		// verifies it, instead of at the next scheduled one; the delay gathers a sync's burst
@@ -524,7 +542,14 @@ func (c *controller) term(ctx context.Context) error {
 		}
 		// The next scheduled pass, or sooner when a soak ends first; none at all with
 		// --interval 0 and no soak running (passes on notifications and changes only).
-		if d := e.WakeAfter(interval); d > 0 {
+		d := e.WakeAfter(interval)
+		if !owedDue.IsZero() {
+			// An owed rollback's next attempt runs after the pass that comes by then.
+			if due := max(time.Until(owedDue), time.Millisecond); d == 0 || due < d {
+				d = due
+			}
+		}
+		if d > 0 {
 			timer.Reset(d)
 		}
 	}
@@ -649,8 +674,27 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 }
 
 // rollBackFailures handles the promotions the health gate gave up on since the last pass:
-// each is logged, and with kropipe.io/auto-rollback "true" rolled back by a commit that
-// rejects the bad value. It runs after the pass, never inside it (the engine is locked then).
+// each is logged, and with kropipe.io/auto-rollback "true" recorded as an owed rollback; then
+// every owed rollback that is due is attempted (see rollbacks). It runs after the pass, never
+// inside it (the engine is locked then), and returns when the next owed attempt is due.
+func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *argocd.HealthGate) time.Time {
+	var auto []argocd.Failure
+	for _, f := range hg.TakeFailures() {
+		c.log.Error("promotion failed in the cluster", "stage", f.Stage, "application", f.App.String(), "value", f.Value, "commit", f.Commit, "error", f.Err.Error())
+		if f.AutoRollback {
+			auto = append(auto, f)
+		}
+	}
+	if left := c.rollbacks.owe(ctx, e, auto); len(left) > 0 {
+		hg.ReturnFailures(left...)
+	}
+	owed, next := c.rollbacks.settle(ctx, e)
+	if owed != nil {
+		c.owed.Store(&owed)
+	}
+	return next
+}
+
 // recordPass writes an Event on the Application of every stage the pass promoted or newly
 // failed; the same comparison as the metrics, so each is reported once.
 func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, after []stage.Status) {
@@ -705,33 +749,6 @@ func (c *controller) outcomeEvent(ctx context.Context, w *argocd.Watcher, o stag
 func (c *controller) event(err error) {
 	if err != nil {
 		c.log.Warn("could not record an Event", "error", err.Error())
-	}
-}
-
-func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *argocd.HealthGate, w *argocd.Watcher) {
-	for _, f := range hg.TakeFailures() {
-		c.log.Error("promotion failed in the cluster", "stage", f.Stage, "application", f.App.String(), "value", f.Value, "commit", f.Commit, "error", f.Err.Error())
-		if !f.AutoRollback {
-			continue
-		}
-		// Roll back only what failed: a human may have promoted something else meanwhile.
-		if st, ok := e.StatusOf(f.Stage); !ok || st.CurrentTag != f.Value {
-			c.log.Warn("not rolling back: the stage moved on", "stage", f.Stage, "failed", f.Value)
-			continue
-		}
-		target := f.Stage
-		if st, _ := e.StatusOf(f.Stage); st.Group != "" {
-			target = st.Group // a member moves with its release group: the set is rolled back
-		}
-		start := time.Now()
-		out, err := e.Rollback(ctx, target, "")
-		c.metrics.Outcome(withStage(out, target), err, time.Since(start))
-		if err != nil {
-			c.log.Error("automatic rollback failed", "stage", target, "error", err.Error())
-			continue
-		}
-		c.log.Info("rolled back automatically", "stage", f.Stage, "from", out.Old, "to", out.New, "commit", out.Commit)
-		c.outcomeEvent(ctx, w, out)
 	}
 }
 
@@ -825,6 +842,9 @@ func (g gate) StatusOf(name string) (stage.Status, bool) {
 // "operation Running") to a reason that only says "verification pending", the Application's
 // last sync and health, and the warnings about its annotations.
 func (g gate) explain(st stage.Status) stage.Status {
+	if owed := g.c.owed.Load(); owed != nil {
+		st.Owed = (*owed)[st.Name]
+	}
 	if hg := g.c.health.Load(); hg != nil {
 		if w := hg.Waiting(st.Name); w != "" && strings.HasSuffix(st.Reason, "verification pending") {
 			st.Reason += ": " + w
@@ -899,49 +919,66 @@ func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, erro
 	return e.History(ctx, name)
 }
 
-func (g gate) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote,
-		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Promote(ctx, name, tag) },
-		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Promote(ctx, name, tag) })
-}
+// The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
+// engine or to the owner's API: the owner's Git write checks it, wherever the call came in.
 
-func (g gate) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback,
-		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Rollback(ctx, name, to) },
-		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Rollback(ctx, name, to) })
-}
-
-func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote,
+func (g gate) Promote(ctx context.Context, name, tag string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Promote,
 		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
-			return e.PromoteMember(ctx, name, tag)
+			return e.Promote(ctx, name, tag, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.PromoteMember(ctx, name, tag)
+			return p.Promote(ctx, name, tag, expect)
 		})
 }
 
-func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback,
+func (g gate) Rollback(ctx context.Context, name, to string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Rollback,
 		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
-			return e.RollbackMember(ctx, name, to)
+			return e.Rollback(ctx, name, to, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.RollbackMember(ctx, name, to)
+			return p.Rollback(ctx, name, to, expect)
+		})
+}
+
+func (g gate) PromoteMember(ctx context.Context, name, tag string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Promote,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.PromoteMember(ctx, name, tag, opts...)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.PromoteMember(ctx, name, tag, expect)
+		})
+}
+
+func (g gate) RollbackMember(ctx context.Context, name, to string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Rollback,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.RollbackMember(ctx, name, to, opts...)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.RollbackMember(ctx, name, to, expect)
 		})
 }
 
 // act runs a human's promotion or rollback on the engine holding the stage (this replica's,
 // inside its shard's fence, or the owner's through its API), counts it under the stage asked
 // for and raises its Event.
-func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(context.Context, *stage.Engine) (stage.Outcome, error), remote func(context.Context, *api.Client) (stage.Outcome, error)) (stage.Outcome, error) {
+func (g gate) act(ctx context.Context, name, expect string, kind gitwrite.Kind, do func(context.Context, *stage.Engine) (stage.Outcome, error), remote func(context.Context, *api.Client) (stage.Outcome, error)) (stage.Outcome, error) {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return stage.Outcome{}, err
 	}
 	if peer != nil {
-		out, err := remote(ctx, peer.Client) // the owner counts it and raises its Event
-		return out, peer.explain(err)
+		ctx, cancel := g.c.shards.actWait(ctx)
+		defer cancel()
+		out, err := remote(ctx, peer.acting()) // the owner counts it and raises its Event
+		return out, peer.explainAction(name, expect, err)
 	}
 	defer leave()
 	e, err := g.engine()
@@ -958,21 +995,24 @@ func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(
 	return out, err
 }
 
-func (g gate) Approve(ctx context.Context, name, tag string) (string, error) {
+func (g gate) Approve(ctx context.Context, name, tag string, opts ...stage.ActionOption) (string, error) {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return "", err
 	}
+	expect := stage.Expected(opts...)
 	if peer != nil {
-		v, err := peer.Approve(ctx, name, tag)
-		return v, peer.explain(err)
+		ctx, cancel := g.c.shards.actWait(ctx)
+		defer cancel()
+		v, err := peer.acting().Approve(ctx, name, tag, expect)
+		return v, peer.explainAction(name, expect, err)
 	}
 	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return "", err
 	}
-	return e.Approve(ctx, name, tag)
+	return e.Approve(ctx, name, tag, opts...)
 }
 
 func (g gate) Pause(ctx context.Context, name string) error  { return g.pause(ctx, name, true) }

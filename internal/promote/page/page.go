@@ -450,19 +450,19 @@ func (p *Page) checkForm(action bool) func(http.ResponseWriter, *http.Request) b
 }
 
 // act runs a confirmed action. The form names the value the stage ran when the
-// confirmation was shown (expect): if it moved since, nothing is done.
+// confirmation was shown (expect); the action carries it (stage.Expect), so the Git write
+// itself checks it: if the stage moved since, nothing is done and the answer is 409.
 func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 	secureHeaders(w)
 	name, action := r.PathValue("name"), r.PathValue("action")
 	value, expect := r.PostFormValue("value"), r.PostFormValue("expect")
-	st, ok := p.c.StatusOf(name)
-	if !ok {
+	if _, ok := p.c.StatusOf(name); !ok {
 		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here", name))
 		return
 	}
-	if r.PostForm.Has("expect") && expect != st.CurrentTag {
-		p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q changed since you confirmed: it runs %s now, not %s; nothing was done, look again", name, orNothing(st.CurrentTag), orNothing(expect)))
-		return
+	var opts []stage.ActionOption
+	if expect != "" {
+		opts = append(opts, stage.Expect(expect))
 	}
 	ctx := r.Context()
 	var (
@@ -472,14 +472,14 @@ func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 	switch action {
 	case "promote":
 		var out stage.Outcome
-		out, err = p.c.Promote(ctx, name, value)
+		out, err = p.c.Promote(ctx, name, value, opts...)
 		commit, value = out.Commit, out.New
 	case "rollback":
 		var out stage.Outcome
-		out, err = p.c.Rollback(ctx, name, value)
+		out, err = p.c.Rollback(ctx, name, value, opts...)
 		commit, value = out.Commit, out.New
 	case "approve":
-		value, err = p.c.Approve(ctx, name, value)
+		value, err = p.c.Approve(ctx, name, value, opts...)
 	case "pause":
 		value, err = "", p.c.Pause(ctx, name)
 	case "resume":

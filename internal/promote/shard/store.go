@@ -110,6 +110,7 @@ func (s *Store) split(st stage.State) map[int]stage.State {
 	splitMap(parts, s.of, st.Verifications, func(p *stage.State) *map[string][]stage.Verification { return &p.Verifications })
 	splitMap(parts, s.of, st.Paused, func(p *stage.State) *map[string]time.Time { return &p.Paused })
 	splitMap(parts, s.of, st.Runs, func(p *stage.State) *map[string][]stage.VerificationRun { return &p.Runs })
+	splitMap(parts, s.of, st.Owed, func(p *stage.State) *map[string][]stage.OwedAction { return &p.Owed })
 	return parts
 }
 
@@ -133,6 +134,7 @@ func join(a, b stage.State) stage.State {
 	a.Verifications = joinMap(a.Verifications, b.Verifications)
 	a.Paused = joinMap(a.Paused, b.Paused)
 	a.Runs = joinMap(a.Runs, b.Runs)
+	a.Owed = joinMap(a.Owed, b.Owed)
 	return a
 }
 

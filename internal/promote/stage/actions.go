@@ -77,8 +77,9 @@ func (e *Engine) refuseMember(stage, verb string) error {
 // rejected list: a human asked for it. tag "" means the stage's current candidate.
 // The tag must exist in the registry. For a release group, tag "" is its candidate
 // set and "member=tag,…" names members' tags; a member of a group is refused
-// (ErrGroupMember): PromoteMember forces it alone.
-func (e *Engine) Promote(ctx context.Context, stage, tag string) (Outcome, error) {
+// (ErrGroupMember): PromoteMember forces it alone. With Expect it is done only while
+// the stage (the group's set) runs that value, else it fails with ErrMoved.
+func (e *Engine) Promote(ctx context.Context, stage, tag string, opts ...ActionOption) (Outcome, error) {
 	if err := e.refuseMember(stage, "promote"); err != nil {
 		return Outcome{}, err
 	}
@@ -86,25 +87,27 @@ func (e *Engine) Promote(ctx context.Context, stage, tag string) (Outcome, error
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.promote(ctx, u, tag)
+	return e.promote(ctx, u, tag, actionOf(opts).expect)
 }
 
 // PromoteMember is Promote for a member of a release group, alone: its group's set
 // then no longer holds what was verified together.
-func (e *Engine) PromoteMember(ctx context.Context, stage, tag string) (Outcome, error) {
+func (e *Engine) PromoteMember(ctx context.Context, stage, tag string, opts ...ActionOption) (Outcome, error) {
 	u, err := e.stageAlone(stage)
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.promote(ctx, u, tag)
+	return e.promote(ctx, u, tag, actionOf(opts).expect)
 }
 
 // Rollback writes the value the stage held before its current one (from the
 // Kropipe-* trailers in Git history), or toTag when given, with a Kropipe-Rejected
 // trailer naming the current value, which is then never auto-promoted there again.
 // For a release group it writes the previous set (or "member=tag,…") in one commit; a
-// member of a group is refused (ErrGroupMember): RollbackMember forces it alone.
-func (e *Engine) Rollback(ctx context.Context, stage, toTag string) (Outcome, error) {
+// member of a group is refused (ErrGroupMember): RollbackMember forces it alone. With
+// Expect it is done only while the stage (the group's set) runs that value, else it fails
+// with ErrMoved: a retried rollback never rolls back twice.
+func (e *Engine) Rollback(ctx context.Context, stage, toTag string, opts ...ActionOption) (Outcome, error) {
 	if err := e.refuseMember(stage, "rollback"); err != nil {
 		return Outcome{}, err
 	}
@@ -112,16 +115,16 @@ func (e *Engine) Rollback(ctx context.Context, stage, toTag string) (Outcome, er
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.rollback(ctx, u, toTag)
+	return e.rollback(ctx, u, toTag, actionOf(opts).expect)
 }
 
 // RollbackMember is Rollback for a member of a release group, alone.
-func (e *Engine) RollbackMember(ctx context.Context, stage, toTag string) (Outcome, error) {
+func (e *Engine) RollbackMember(ctx context.Context, stage, toTag string, opts ...ActionOption) (Outcome, error) {
 	u, err := e.stageAlone(stage)
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.rollback(ctx, u, toTag)
+	return e.rollback(ctx, u, toTag, actionOf(opts).expect)
 }
 
 // parseSetValues reads "stage=value, stage=value" (or "label=value") into a value per
@@ -216,15 +219,22 @@ func (e *Engine) freightOf(ctx context.Context, m Spec, value string) (freight.F
 
 // promote writes a set now, bypassing soak, approval and pause: tags "" is the unit's
 // candidate, else the tag (for a group, "member=tag" pairs changing those members from
-// their current value). Every tag must exist in the registry.
-func (e *Engine) promote(ctx context.Context, u *group, tags string) (Outcome, error) {
+// their current value). Every tag must exist in the registry. expect, when set, is what
+// the unit must run (its value, for a group its set) for the write to happen.
+func (e *Engine) promote(ctx context.Context, u *group, tags, expect string) (Outcome, error) {
 	e.work.Lock()
 	defer e.work.Unlock()
+	if err := notStarted(ctx, u.Name); err != nil {
+		return Outcome{}, err
+	}
 	if u.problem != nil {
 		return Outcome{}, u.problem
 	}
 	_, cur, err := e.readSet(ctx, u)
 	if err != nil {
+		return Outcome{}, err
+	}
+	if err := stillRuns(u, cur, expect); err != nil {
 		return Outcome{}, err
 	}
 	values, err := e.candidateValues(ctx, u, tags, cur)
@@ -235,7 +245,7 @@ func (e *Engine) promote(ctx context.Context, u *group, tags string) (Outcome, e
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Promote})
+	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Promote}, expect)
 }
 
 // candidateValues are the values a promotion writes: tags as given, or the unit's
@@ -281,14 +291,20 @@ func (e *Engine) candidateSet(u *group) (freight.Set, bool) {
 // rollback writes the set the unit ran before its current one (from its newest commit
 // that wrote the current one), or the values named (for a group "member=tag"), in one
 // commit that rejects each changed member's current value there.
-func (e *Engine) rollback(ctx context.Context, u *group, to string) (Outcome, error) {
+func (e *Engine) rollback(ctx context.Context, u *group, to, expect string) (Outcome, error) {
 	e.work.Lock()
 	defer e.work.Unlock()
+	if err := notStarted(ctx, u.Name); err != nil {
+		return Outcome{}, err
+	}
 	if u.problem != nil {
 		return Outcome{}, u.problem
 	}
 	repo, cur, err := e.readSet(ctx, u)
 	if err != nil {
+		return Outcome{}, err
+	}
+	if err := stillRuns(u, cur, expect); err != nil {
 		return Outcome{}, err
 	}
 	values := cur
@@ -312,7 +328,7 @@ func (e *Engine) rollback(ctx context.Context, u *group, to string) (Outcome, er
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Rollback})
+	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Rollback}, expect)
 }
 
 // previous is what the unit ran before cur, from its newest promotion of cur in recs.
@@ -349,7 +365,9 @@ func valueSet(g *group, values []string) freight.Set {
 }
 
 // applySet writes one set, verifies it and updates the statuses of the unit and its members.
-func (e *Engine) applySet(ctx context.Context, p *pendingSet) (Outcome, error) {
+// The write expects the files to hold p.current (gitwrite.Change.Expect): when a caller
+// named what it expects (expect), a file changed since the read is ErrMoved.
+func (e *Engine) applySet(ctx context.Context, p *pendingSet, expect string) (Outcome, error) {
 	u := p.g
 	loaded, err := e.loadState(ctx)
 	if err != nil {
@@ -391,6 +409,14 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet) (Outcome, error) {
 		return Outcome{}, err
 	}
 	out := Outcome{Stage: u.Name, Kind: p.kind.String(), Old: u.value(valueSet(u, p.current)), New: u.value(p.set), Commit: p.commit, Skipped: p.written && p.commit == ""}
+	if p.err != nil && expect != "" && errors.Is(p.err, gitwrite.ErrConflict) {
+		// The compare-and-swap refused it: say what the unit runs now.
+		now := "a value changed since it was read"
+		if _, cur, err := e.readSet(ctx, u); err == nil {
+			now = u.value(valueSet(u, cur))
+		}
+		return Outcome{}, moved(u.Name, now, expect)
+	}
 	if p.err != nil {
 		if !p.written {
 			return Outcome{}, &StageError{Stage: u.Name, Err: p.err}
@@ -404,14 +430,25 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet) (Outcome, error) {
 
 // Approve lets a stage without autoPromote take tag; "" means its current candidate.
 // For a release group, "" is its candidate set and "member=tag,…" changes those members
-// from the candidate set. It returns the approved value.
-func (e *Engine) Approve(ctx context.Context, stage, tag string) (string, error) {
+// from the candidate set. It returns the approved value. With Expect, the stage (the
+// group's set) must still run that value in Git: an approval writes no commit to compare
+// and swap, so the branch is read as it is now.
+func (e *Engine) Approve(ctx context.Context, stage, tag string, opts ...ActionOption) (string, error) {
 	u, err := e.actionUnit(stage)
 	if err != nil {
 		return "", err
 	}
 	if u.problem != nil {
 		return "", u.problem
+	}
+	if expect := actionOf(opts).expect; expect != "" {
+		_, cur, err := e.readSet(ctx, u)
+		if err != nil {
+			return "", err
+		}
+		if err := stillRuns(u, cur, expect); err != nil {
+			return "", err
+		}
 	}
 	value := tag
 	switch {
@@ -536,4 +573,22 @@ func (e *Engine) History(ctx context.Context, stage string) ([]gitwrite.Record, 
 		return nil, &StageError{Stage: stage, Err: err}
 	}
 	return recs, nil
+}
+
+// stillRuns refuses an action that expected the unit to run expect when Git holds cur.
+func stillRuns(u *group, cur []string, expect string) error {
+	if now := u.value(valueSet(u, cur)); expect != "" && now != expect {
+		return moved(u.Name, now, expect)
+	}
+	return nil
+}
+
+// notStarted refuses an action whose caller gave up while it waited for the engine (a pass
+// holds it): nothing was done, and the caller is told so instead of the action running
+// unseen.
+func notStarted(ctx context.Context, stage string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("stage %q: not done: the request ended (%w) before the running pass let it start; nothing was written", stage, err)
+	}
+	return nil
 }

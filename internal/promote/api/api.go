@@ -179,8 +179,8 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 			return
 		}
 		if s.TokenNeeded() {
-			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !s.TokenValid(got) {
+			got, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !bearer || !s.TokenValid(got) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="kropipe-promoter"`)
 				writeError(w, http.StatusUnauthorized, errors.New("this call changes state and needs the API token: pass --token-file (or KROPIPE_TOKEN) to the promoter command, or send Authorization: Bearer <token>"))
 				return

@@ -156,6 +156,18 @@ func TestAPI_MutatingCallsNeedTheTokenWhenRequired(t *testing.T) {
 			}
 		})
 	}
+	// The token counts only as a bearer token, the scheme the API answers with.
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/api/v1/stages/develop-frontend/pause", strings.NewReader(`{"paused":true}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "t0ken")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the token without \"Bearer \": %d, want 401", resp.StatusCode)
+	}
 	// Reading needs no token.
 	if _, err := NewClient(addr, "", nil).Stages(ctx); err != nil {
 		t.Fatal(err)

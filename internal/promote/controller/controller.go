@@ -17,7 +17,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
@@ -86,8 +85,9 @@ type Config struct {
 	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
 
-	// owedBackoff replaces OwedBackoff (tests: attempts a few milliseconds apart).
-	owedBackoff *wait.Backoff
+	// OwedBackoff is the wait after an owed automatic rollback's first failed attempt, doubling
+	// up to 5 minutes (or itself, if longer); 0 for OwedBackoff's 10 s (--owed-backoff).
+	OwedBackoff time.Duration
 }
 
 func (cfg *Config) leases() kubernetes.Interface {
@@ -115,6 +115,8 @@ func (cfg *Config) Validate() error {
 		return errors.New("registry notifications need a secret: pass --webhook-secret-file")
 	case cfg.ShutdownGrace < 0 || cfg.PassTimeout < 0 || cfg.RegistryTimeout < 0:
 		return errors.New("--shutdown-grace, --pass-timeout and --registry-timeout must not be negative")
+	case cfg.OwedBackoff < 0:
+		return errors.New("--owed-backoff must not be negative, e.g. 10s (0 is the default 10s)")
 	}
 	if cfg.PassTimeout == 0 {
 		cfg.PassTimeout = pass.DefaultTimeout
@@ -187,8 +189,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	c.leader.Store("")
 	backoff := OwedBackoff
-	if f.owedBackoff != nil {
-		backoff = *f.owedBackoff
+	if f.OwedBackoff > 0 {
+		backoff.Duration, backoff.Cap = f.OwedBackoff, max(backoff.Cap, f.OwedBackoff)
 	}
 	c.rollbacks = &rollbacks{clock: clock.RealClock{}, backoff: backoff, log: log,
 		done: func(ctx context.Context, out stage.Outcome, err error, took time.Duration) {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -24,7 +23,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
@@ -877,7 +875,7 @@ func TestController_AutomaticRollbackRefusedByGitLandsLaterOnce(t *testing.T) {
 			e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/auto-rollback": "true"})
 			f := configFor("")
 			f.HealthTimeout = time.Second
-			f.owedBackoff = &wait.Backoff{Duration: 100 * time.Millisecond, Factor: 1, Steps: math.MaxInt32}
+			f.OwedBackoff = 100 * time.Millisecond
 			addr, logs, stop := e.start(t, f)
 			c := api.NewClient(addr, "", nil)
 			waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })

@@ -11,7 +11,7 @@
 # no package manager, ~2 MB instead of the ~400 MB quay.io/argoproj/argocd image, and nothing for
 # an instance file to exploit. The sidecar runs as user 999, as Argo CD requires.
 
-FROM golang:1.26 AS build
+FROM golang:1.27.3 AS build
 WORKDIR /src
 # Dependencies first, so source edits reuse the module download layer.
 COPY go.mod go.sum ./

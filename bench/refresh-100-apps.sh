@@ -10,6 +10,8 @@
 # with the render server's peak RSS (VmHWM). Usage: bench/refresh-100-apps.sh [APPS] [PARALLEL]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Go go.mod names (toolchain line), as the Makefile uses: the machine's own Go only starts it.
+export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
 apps=${1:-100}
 parallel=${2:-10}
 

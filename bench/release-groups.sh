@@ -5,5 +5,7 @@
 # Usage: bench/release-groups.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Go go.mod names (toolchain line), as the Makefile uses: the machine's own Go only starts it.
+export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
 KROPIPE_BENCH_LARGE=1 go test -count=1 -run '^$' -bench 'BenchmarkReconcile_ReleaseGroups' -benchtime 1x -timeout 30m ./internal/promote/stage |
 	grep -E 'Benchmark|ok|FAIL'

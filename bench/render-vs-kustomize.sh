@@ -8,6 +8,8 @@
 # (default 25). kustomize comes from kubectl, else is built from its module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Go go.mod names (toolchain line), as the Makefile uses: the machine's own Go only starts it.
+export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
 runs=${1:-25}
 
 source bench/sidecar-setup.sh

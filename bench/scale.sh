@@ -8,6 +8,8 @@
 # Usage: bench/scale.sh [1000|10000 ...]   (default: 1000 10000); extra flags via SCALE_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The Go go.mod names (toolchain line), as the Makefile uses: the machine's own Go only starts it.
+export GOTOOLCHAIN=$(sed -n 's/^toolchain //p' go.mod)
 bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 go build -o "$bin/promoter" ./cmd/promoter

@@ -13,9 +13,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kropipe/kropipe/internal/promote/argocd"
@@ -264,6 +267,9 @@ func TestPromoterManifests_RBACIsLeastPrivilege(t *testing.T) {
 		{"", "secrets", "watch", "", true},
 		{"", "secrets", "create", "", false},
 		{"", "secrets", "update", "", false},
+		{"", "secrets", "update", "kropipe-promoter-peer", true},
+		{"", "secrets", "update", "argocd-secret", false},
+		{"", "secrets", "delete", "kropipe-promoter-peer", false},
 		{"", "secrets", "patch", "", false},
 		{"", "secrets", "delete", "", false},
 		{"", "events", "create", "", true},
@@ -561,5 +567,184 @@ func TestPromoterManifests_ClusterAnalysisRoleOnlyReadsClusterAnalysisTemplates(
 	want := []rbacv1.PolicyRule{{APIGroups: []string{"argoproj.io"}, Resources: []string{"clusteranalysistemplates"}, Verbs: []string{"get"}}}
 	if !reflect.DeepEqual(clusterRoles[i].Rules, want) {
 		t.Errorf("rules %+v, want %+v", clusterRoles[i].Rules, want)
+	}
+}
+
+// promoterNetworkPolicies builds dir and returns its NetworkPolicies and Secrets.
+func promoterNetworkPolicies(t *testing.T, dir string) ([]networkingv1.NetworkPolicy, map[string]corev1.Secret) {
+	t.Helper()
+	var nps []networkingv1.NetworkPolicy
+	secrets := map[string]corev1.Secret{}
+	for _, doc := range kustomizeDocs(t, dir) {
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			t.Fatal(err)
+		}
+		switch meta.Kind {
+		case "NetworkPolicy":
+			var np networkingv1.NetworkPolicy
+			if err := yaml.UnmarshalStrict(doc, &np); err != nil {
+				t.Fatalf("NetworkPolicy: %v", err)
+			}
+			nps = append(nps, np)
+		case "Secret":
+			var s corev1.Secret
+			if err := yaml.UnmarshalStrict(doc, &s); err != nil {
+				t.Fatalf("Secret: %v", err)
+			}
+			secrets[s.Name] = s
+		}
+	}
+	return nps, secrets
+}
+
+// ingressAllowed says whether the NetworkPolicies let a connection from a pod in the policy's
+// namespace labelled from (nil: an address outside the cluster's pods) reach the pod labelled
+// to on its container port number port, as a NetworkPolicy implementation decides: a pod no
+// policy selects for ingress takes everything; a selected one only what a rule allows.
+func ingressAllowed(t *testing.T, nps []networkingv1.NetworkPolicy, from, to map[string]string, ports []corev1.ContainerPort, port int32) bool {
+	t.Helper()
+	matches := func(sel *metav1.LabelSelector, l map[string]string) bool {
+		s, err := metav1.LabelSelectorAsSelector(sel)
+		if err != nil {
+			t.Fatalf("selector %v: %v", sel, err)
+		}
+		return s.Matches(labels.Set(l))
+	}
+	portMatches := func(p networkingv1.NetworkPolicyPort) bool {
+		switch {
+		case p.Protocol != nil && *p.Protocol != corev1.ProtocolTCP:
+			return false
+		case p.Port == nil:
+			return true
+		case p.Port.Type == intstr.Int:
+			return p.Port.IntVal == port
+		}
+		i := slices.IndexFunc(ports, func(c corev1.ContainerPort) bool { return c.Name == p.Port.StrVal })
+		return i >= 0 && ports[i].ContainerPort == port
+	}
+	selected := false
+	for _, np := range nps {
+		if !matches(&np.Spec.PodSelector, to) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			continue
+		}
+		selected = true
+		for _, rule := range np.Spec.Ingress {
+			if len(rule.Ports) > 0 && !slices.ContainsFunc(rule.Ports, portMatches) {
+				continue
+			}
+			if len(rule.From) == 0 {
+				return true
+			}
+			for _, peer := range rule.From {
+				switch {
+				case peer.IPBlock != nil:
+					if from == nil {
+						return true
+					}
+				case peer.NamespaceSelector != nil:
+					t.Errorf("NetworkPolicy %s allows whole namespaces (%v): the promoter's pods are in its own", np.Name, peer.NamespaceSelector)
+				case peer.PodSelector != nil && from != nil && matches(peer.PodSelector, from):
+					return true
+				}
+			}
+		}
+	}
+	return !selected
+}
+
+// TestPromoterManifests_OnlyPromoterPodsReachThePeerPort: --peer-addr is on the pod IP, so a
+// NetworkPolicy keeps every other pod off it, while the probes, the metrics and registry
+// notifications still arrive from anywhere.
+func TestPromoterManifests_OnlyPromoterPodsReachThePeerPort(t *testing.T) {
+	for _, dir := range []string{"promoter", "testdata/promoter-webhook"} {
+		t.Run(dir, func(t *testing.T) {
+			deployments, _ := kustomizeBuild(t, dir)
+			d := deployments["kropipe-promoter"]
+			c := d.Spec.Template.Spec.Containers[0]
+			pod := d.Spec.Template.Labels
+			nps, _ := promoterNetworkPolicies(t, dir)
+			if len(nps) != 1 {
+				t.Fatalf("%d NetworkPolicies, want 1", len(nps))
+			}
+			np := nps[0]
+			if np.Namespace != d.Namespace {
+				t.Errorf("NetworkPolicy in %q, the promoter in %q", np.Namespace, d.Namespace)
+			}
+			if sel, _ := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector); sel.Empty() || !sel.Matches(labels.Set(pod)) {
+				t.Errorf("NetworkPolicy selects %v, want the promoter's pods %v (and only them)", np.Spec.PodSelector, pod)
+			}
+			if slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
+				t.Errorf("NetworkPolicy restricts egress: the promoter reaches Git, registries and the API server")
+			}
+			portOf := func(flag string) int32 {
+				v, ok := flagValue(c.Args, flag)
+				_, p, _ := strings.Cut(v, ":")
+				n, err := strconv.Atoi(p)
+				if !ok || err != nil {
+					t.Fatalf("--%s = %q: no port", flag, v)
+				}
+				return int32(n)
+			}
+			peer := portOf("peer-addr")
+			if i := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "peer" }); i < 0 || c.Ports[i].ContainerPort != peer {
+				t.Errorf("container ports %v, want peer = --peer-addr's %d", c.Ports, peer)
+			}
+			argocdServer := map[string]string{"app.kubernetes.io/name": "argocd-server", "app.kubernetes.io/part-of": "argocd"}
+			sameSet := map[string]string{"app.kubernetes.io/part-of": "kropipe"} // another kropipe part, not the promoter
+			tests := []struct {
+				what string
+				from map[string]string
+				port int32
+				want bool
+			}{
+				{"another promoter replica → peer", pod, peer, true},
+				{"Argo CD's server → peer", argocdServer, peer, false},
+				{"another kropipe pod → peer", sameSet, peer, false},
+				{"outside the cluster → peer", nil, peer, false},
+				{"the kubelet or Prometheus → health", nil, portOf("health-addr"), true},
+				{"any pod → health", argocdServer, portOf("health-addr"), true},
+			}
+			if _, ok := flagValue(c.Args, "webhook-addr"); ok {
+				tests = append(tests, struct {
+					what string
+					from map[string]string
+					port int32
+					want bool
+				}{"the registry → webhook", nil, portOf("webhook-addr"), true})
+			}
+			for _, tt := range tests {
+				if got := ingressAllowed(t, nps, tt.from, pod, c.Ports, tt.port); got != tt.want {
+					t.Errorf("%s (%d): allowed %v, want %v", tt.what, tt.port, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestPromoterManifests_PeerCredentialNeverInGit: the replicas authenticate to each other
+// with the token of a Secret the manifests ship empty and the promoter fills.
+func TestPromoterManifests_PeerCredentialNeverInGit(t *testing.T) {
+	_, c := promoterDeployment(t)
+	name, ok := flagValue(c.Args, "peer-secret")
+	if !ok || name == "" {
+		t.Fatal("no --peer-secret: requests on --peer-addr would carry no credential the replicas share")
+	}
+	_, secrets := promoterNetworkPolicies(t, "promoter")
+	s, ok := secrets[name]
+	if !ok {
+		t.Fatalf("--peer-secret=%s, but the manifests ship no such Secret", name)
+	}
+	if len(s.Data) != 0 || len(s.StringData) != 0 {
+		t.Errorf("Secret %s ships with content: the promoter fills it, no credential lives in Git", name)
+	}
+	roles, _, _, _ := promoterRBAC(t)
+	updates := slices.ContainsFunc(roles[0].Rules, func(r rbacv1.PolicyRule) bool {
+		return slices.Contains(r.Resources, "secrets") && slices.Contains(r.Verbs, "update") && slices.Equal(r.ResourceNames, []string{name})
+	})
+	if !updates {
+		t.Errorf("the Role does not allow update on Secret %s (and only it): the first replica cannot fill it", name)
 	}
 }

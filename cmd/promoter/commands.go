@@ -131,11 +131,12 @@ func (g *globals) engine(_ context.Context, log *slog.Logger, extra ...stage.Opt
 // backend is what the stage commands act on: the repository itself or a running promoter.
 type backend interface {
 	Stages(ctx context.Context) ([]stage.Status, error)
-	Promote(ctx context.Context, name, tag string) (stage.Outcome, error)
-	Rollback(ctx context.Context, name, to string) (stage.Outcome, error)
-	PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error)
-	RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error)
-	Approve(ctx context.Context, name, tag string) (string, error)
+	// The actions take the value the stage is expected to run (see stage.Expect).
+	Promote(ctx context.Context, name, tag, expect string) (stage.Outcome, error)
+	Rollback(ctx context.Context, name, to, expect string) (stage.Outcome, error)
+	PromoteMember(ctx context.Context, name, tag, expect string) (stage.Outcome, error)
+	RollbackMember(ctx context.Context, name, to, expect string) (stage.Outcome, error)
+	Approve(ctx context.Context, name, tag, expect string) (string, error)
 	Pause(ctx context.Context, name string, paused bool) error
 	History(ctx context.Context, name string) (api.History, error)
 	Reverify(ctx context.Context, name string) (string, error)
@@ -254,8 +255,52 @@ func newStatusCommand(g *globals) *cobra.Command {
 	}
 }
 
+// expectFlag is --expect: the value an action expects the stage to run. Without it the
+// command reads the stage's status first and expects what it shows, so an action retried
+// after an unknown outcome (a timeout) is refused instead of done twice.
+type expectFlag struct{ value string }
+
+func (f *expectFlag) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.value, "expect", "", "the value the stage must still run (a release group: its set, e.g. \"develop-frontend=1.2.2, develop-backend=2.1.0\") or nothing is done (default: what promoter status shows now)")
+}
+
+// of is the expected value for the stage: --expect, else the status's current value.
+func (f *expectFlag) of(ctx context.Context, b backend, name string) (string, error) {
+	if f.value != "" {
+		return f.value, nil
+	}
+	sts, err := b.Stages(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, st := range sts {
+		if st.Name == name {
+			return st.CurrentTag, nil
+		}
+	}
+	return "", nil // the promoter names the unknown stage
+}
+
+// unanswered adds to an action's error, when the promoter gave no answer at all (a timeout, a
+// dropped connection), that its outcome is unknown and how to act again safely: with the same
+// expected value, which the promoter refuses if the stage moved meanwhile.
+func unanswered(err error, verb, name, want string) error {
+	var se *api.StatusError
+	if err == nil || errors.As(err, &se) || want == "" {
+		return err
+	}
+	var sterr *stage.StageError
+	if errors.As(err, &sterr) || errors.Is(err, stage.ErrMoved) || errors.Is(err, stage.ErrNothingToDo) {
+		return err // the engine's own answer (local mode)
+	}
+	return fmt.Errorf("%w\nwhether %s was done is not known: promoter status %s shows what it runs; to act again only if it still runs %s: promoter %s %s --expect %q", err, verb, name, want, verb, name, want)
+}
+
 func newPromoteCommand(g *globals) *cobra.Command {
-	var member bool
+	var (
+		member bool
+		expect expectFlag
+	)
 	cmd := &cobra.Command{
 		Use:   "promote STAGE [TAG]",
 		Short: "Promote TAG (default: the stage's candidate) to STAGE now",
@@ -268,15 +313,20 @@ func newPromoteCommand(g *globals) *cobra.Command {
 			if member {
 				promote = b.PromoteMember
 			}
-			out, err := promote(ctx, args[0], optionalArg(args, 1))
+			want, err := expect.of(ctx, b, args[0])
 			if err != nil {
 				return err
+			}
+			out, err := promote(ctx, args[0], optionalArg(args, 1), want)
+			if err != nil {
+				return unanswered(err, "promote", args[0], want)
 			}
 			printers.Outcome(g.stdout, out)
 			return nil
 		}),
 	}
 	cmd.Flags().BoolVar(&member, "member", false, "promote a member of a release group alone (its group's set then differs from what was verified together)")
+	expect.register(cmd.Flags())
 	return cmd
 }
 
@@ -292,6 +342,7 @@ func newRollbackCommand(g *globals) *cobra.Command {
 	var (
 		to     string
 		member bool
+		expect expectFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "rollback STAGE [--to TAG]",
@@ -304,9 +355,13 @@ func newRollbackCommand(g *globals) *cobra.Command {
 			if member {
 				rollback = b.RollbackMember
 			}
-			out, err := rollback(ctx, args[0], to)
+			want, err := expect.of(ctx, b, args[0])
 			if err != nil {
 				return err
+			}
+			out, err := rollback(ctx, args[0], to, want)
+			if err != nil {
+				return unanswered(err, "rollback", args[0], want)
 			}
 			printers.Outcome(g.stdout, out)
 			return nil
@@ -314,23 +369,31 @@ func newRollbackCommand(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&to, "to", "", "tag to roll back to (default: the one before the current, from Git history); for a release group member=tag pairs")
 	cmd.Flags().BoolVar(&member, "member", false, "roll a member of a release group back alone")
+	expect.register(cmd.Flags())
 	return cmd
 }
 
 func newApproveCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var expect expectFlag
+	cmd := &cobra.Command{
 		Use:   "approve STAGE [TAG]",
 		Short: "Let a stage with autoPromote: false take TAG (default: its candidate)",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: g.onBackend(func(ctx context.Context, b backend, args []string) error {
-			v, err := b.Approve(ctx, args[0], optionalArg(args, 1))
+			want, err := expect.of(ctx, b, args[0])
 			if err != nil {
 				return err
+			}
+			v, err := b.Approve(ctx, args[0], optionalArg(args, 1), want)
+			if err != nil {
+				return unanswered(err, "approve", args[0], want)
 			}
 			fmt.Fprintf(g.stdout, "approved %s for %s; it is promoted on the next pass\n", v, args[0])
 			return nil
 		}),
 	}
+	expect.register(cmd.Flags())
+	return cmd
 }
 
 func newPauseCommand(g *globals, pause bool) *cobra.Command {

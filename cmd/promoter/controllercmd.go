@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -38,6 +39,8 @@ type controllerFlags struct {
 	renewDeadline      time.Duration
 	retryPeriod        time.Duration
 	peerAddr           string
+	peerSecret         string
+	owedBackoff        time.Duration
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -97,8 +100,10 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.leaseDuration, "lease-duration", leader.DefaultLeaseDuration, "how long a Lease (the leader's, or a shard's) holds without renewal, in whole seconds (a Lease stores seconds): a dead replica's work is taken over after it, counted from when the others saw its last renewal")
 	fl.DurationVar(&f.renewDeadline, "renew-deadline", leader.DefaultRenewDeadline, "a replica that could not renew its Lease for this long stops its work; shorter than --lease-duration")
 	fl.DurationVar(&f.retryPeriod, "retry-period", leader.DefaultRetryPeriod, "how often Leases are renewed and tried for; shorter than --renew-deadline")
-	fl.StringVar(&f.peerAddr, "peer-addr", "", "with --shards: where the other replicas reach this one's API (e.g. :8083, advertised with $POD_IP); actions there need --token-file. Default: --addr")
+	fl.StringVar(&f.peerAddr, "peer-addr", "", "with --shards: where the other replicas reach this one's API (e.g. :8083, advertised with $POD_IP); every request there needs the replicas' credential (--peer-secret, else --token-file). Default: --addr")
+	fl.StringVar(&f.peerSecret, "peer-secret", "", "with --peer-addr: the Secret in --namespace whose \"token\" the replicas authenticate to each other with; an empty one is filled with a random token by the first replica (manifests/promoter ships kropipe-promoter-peer). Default: the API token of --token-file")
 	f.webhook.register(fl)
+	fl.DurationVar(&f.owedBackoff, "owed-backoff", controller.OwedBackoff.Duration, "after an automatic rollback's failed attempt (Git refused the push), how long until it is tried again; doubles on every failure up to 5m, and it is tried for as long as it is owed")
 	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
 	f.limits.register(fl)
 }
@@ -113,6 +118,9 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 	none := controller.Config{}
 	if err := f.limits.check(); err != nil {
 		return none, err
+	}
+	if f.owedBackoff <= 0 {
+		return none, errors.New("--owed-backoff must be positive, e.g. 10s: an automatic rollback Git refused is tried again after it")
 	}
 	tok, loopback, err := g.apiAuth("other pods", "give --token-file (mount it from a Secret) so only holders of the token can promote, or keep 127.0.0.1 and use kubectl port-forward")
 	if err != nil {
@@ -134,8 +142,9 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 		LeaderElect: f.leaderElect, StateConfigMap: f.stateConfigMap, DataDir: dir,
 		Addr: g.addr, Token: tok, RequireToken: !loopback, HealthAddr: f.healthAddr,
 		WebhookAddr: f.webhook.addr, WebhookSecret: secret, PodIP: g.getenv("POD_IP"),
-		Shards: f.shards, LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod, PeerAddr: f.peerAddr,
+		Shards: f.shards, LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod, PeerAddr: f.peerAddr, PeerSecret: f.peerSecret,
 		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
+		OwedBackoff: f.owedBackoff,
 	}
 	return cfg, cfg.Validate()
 }

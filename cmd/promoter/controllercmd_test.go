@@ -12,6 +12,7 @@ import (
 	kubefake "k8s.io/client-go/kubernetes/fake"
 
 	"github.com/kropipe/kropipe/internal/promote/argocd"
+	"github.com/kropipe/kropipe/internal/promote/controller"
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -23,7 +24,8 @@ func controllerFlagsFor(healthAddr string) *controllerFlags {
 		namespace: "argocd", argocdNamespace: "argocd", watchNamespaces: []string{"argocd"},
 		interval: 200 * time.Millisecond, healthTimeout: argocd.DefaultGateTimeout,
 		leaderElect: true, stateConfigMap: kubestate.DefaultName, healthAddr: healthAddr,
-		limits: passFlags{grace: pass.DefaultShutdownGrace, timeout: pass.DefaultTimeout},
+		limits:      passFlags{grace: pass.DefaultShutdownGrace, timeout: pass.DefaultTimeout},
+		owedBackoff: controller.OwedBackoff.Duration,
 	}
 }
 
@@ -59,6 +61,47 @@ func TestController_TimeLimitFlagsReachTheReplica(t *testing.T) {
 	}
 }
 
+// --owed-backoff sets when an automatic rollback Git refused is tried again: 10 s unless given,
+// and never zero (a refused rollback would be retried in a busy loop).
+func TestController_OwedBackoffFlagReachesTheReplica(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    time.Duration
+		wantErr string
+	}{
+		{name: "default", want: 10 * time.Second},
+		{name: "given", args: []string{"--owed-backoff", "2s"}, want: 2 * time.Second},
+		{name: "zero", args: []string{"--owed-backoff", "0"}, wantErr: "--owed-backoff must be positive"},
+		{name: "negative", args: []string{"--owed-backoff=-1s"}, wantErr: "--owed-backoff must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fl := pflag.NewFlagSet("controller", pflag.ContinueOnError)
+			g := &globals{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+			f := &controllerFlags{}
+			g.register(fl)
+			f.register(fl)
+			if err := fl.Parse(append([]string{"--namespace", "kropipe", "--data-dir", t.TempDir()}, tt.args...)); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := f.config(g, kubefake.NewClientset(), nil, slog.New(slog.DiscardHandler))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.OwedBackoff != tt.want {
+				t.Errorf("owed back-off %s, want %s", cfg.OwedBackoff, tt.want)
+			}
+		})
+	}
+}
+
 func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -77,6 +120,9 @@ func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
 		}, wantErr: "--webhook-secret-file: open /nonexistent/secret"},
 		{name: "zero pass timeout", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.limits.timeout = 0 }, wantErr: "--pass-timeout must be positive"},
 		{name: "negative shutdown grace", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.limits.grace = -time.Second }, wantErr: "--shutdown-grace not negative"},
+		{name: "peer listener without a credential", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.shards, f.peerAddr = 4, ":0" }, wantErr: "--peer-secret"},
+		{name: "zero owed back-off", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.owedBackoff = 0 }, wantErr: "--owed-backoff must be positive"},
+		{name: "peer Secret without a peer listener", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.shards, f.peerSecret = 4, "kropipe-promoter-peer" }, wantErr: "--peer-addr"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,7 +144,7 @@ func TestController_IsARootSubcommandWithItsFlags(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry", "--shutdown-grace", "--pass-timeout", "--registry-timeout"} {
+	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry", "--shutdown-grace", "--pass-timeout", "--registry-timeout", "--peer-addr", "--peer-secret", "--owed-backoff"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("controller --help lacks %s", flag)
 		}

@@ -94,6 +94,34 @@ func TestCommands_LocalModeStatusRunRollbackPromote(t *testing.T) {
 	}
 }
 
+// An action names the value it expects the stage to run (--expect, else what status shows):
+// when Git holds another, nothing is committed and the error says what the stage runs now.
+func TestCommands_ActionsOnAMovedStageDoNothing(t *testing.T) {
+	e := newEnv(t, devStage)
+	flags := []string{"--config", e.config, "--data-dir", e.dataDir, "--log-level", "error"}
+	if out, err := run(t, append([]string{"run", "--once"}, flags...)...); err != nil {
+		t.Fatalf("run --once: %v\n%s", err, out)
+	}
+	before, err := gitserver.GitOutput(context.Background(), e.bare, "rev-parse", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"rollback", "develop-frontend", "--expect", "1.2.1"},
+		{"promote", "develop-frontend", "1.2.1", "--expect", "1.2.1"},
+		{"approve", "develop-frontend", "1.2.1", "--expect", "1.2.1"},
+	} {
+		_, err := run(t, append(args, flags...)...)
+		if err == nil || !strings.Contains(err.Error(), `stage "develop-frontend" now runs 1.2.2, you expected 1.2.1`) || !strings.Contains(err.Error(), "nothing was done") {
+			t.Errorf("%v: %v; want the stage moved, nothing done", args, err)
+		}
+	}
+	after, err := gitserver.GitOutput(context.Background(), e.bare, "rev-parse", "main")
+	if err != nil || after != before {
+		t.Errorf("Git moved from %s to %s (%v)", before, after, err)
+	}
+}
+
 func TestRunOnce_ExitsNonZeroWhenAStageFails(t *testing.T) {
 	e := newEnv(t, devStage+`  - name: qa-frontend
     image: REGISTRY/team/frontend

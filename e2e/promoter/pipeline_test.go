@@ -483,6 +483,11 @@ type stageStatus struct {
 	Verification *struct {
 		Value, Phase, Message, Log string
 	} `json:"verification"`
+	// Owed are the automatic rollbacks the promoter owes the stage.
+	Owed []struct {
+		Kind, From, Reason, LastError string
+		Attempts                      int
+	} `json:"owed"`
 }
 
 func (p *pipeline) waitStage(pr *promoter, name, what string, cond func(stageStatus) bool) stageStatus {

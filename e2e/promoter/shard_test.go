@@ -132,7 +132,7 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 	s.wantOneCommitEach(seed)
 
 	// A survivor answers for a stage the other survivor runs, and passes an action on to it.
-	other := s.stageOn(survivors[1])
+	other := s.stageOn(survivors[1], token)
 	if code, body := p.get(survivors[0], "/api/v1/stages/"+other); code != http.StatusOK {
 		t.Fatalf("GET %s on %s (it runs on %s): %d %s", other, survivors[0].Name, survivors[1].Name, code, body)
 	}
@@ -384,9 +384,9 @@ func (s *shardRun) wantOneCommitEach(seed string) {
 	}
 }
 
-// stageOn returns a stage pr runs itself.
-func (s *shardRun) stageOn(pr *promoter) string {
-	code, body := s.get(pr, "/api/v1/shard/stages")
+// stageOn returns a stage pr runs itself, asked as another replica asks: with the token.
+func (s *shardRun) stageOn(pr *promoter, token string) string {
+	code, body := s.do(http.MethodGet, pr, "/api/v1/shard/stages", nil, token)
 	var list struct {
 		Stages []listedStage `json:"stages"`
 	}

@@ -116,6 +116,35 @@ func (g *GitServer) CreateRepo(ctx context.Context, name string) error {
 	return err
 }
 
+// RefusePushes makes repository name decline every push, as a Git host does for a frozen or
+// protected branch: its pre-receive hook prints message and fails, so a client sees what git
+// reports for a declined push ("pre-receive hook declined", "remote: <message>"). Fetches
+// and clones still work. AcceptPushes ends it.
+func (g *GitServer) RefusePushes(name, message string) error {
+	if strings.Contains(message, "\n") {
+		return fmt.Errorf("git server: the refusal of %s must be one line, got %q", name, message)
+	}
+	hook := "#!/bin/sh\ncat >/dev/null\ncat >&2 <<'KROPIPE_E2E_EOF'\n" + message + "\nKROPIPE_E2E_EOF\nexit 1\n"
+	path := g.preReceive(name)
+	// Written beside the hook and renamed over it: git never runs a half-written script.
+	if err := os.WriteFile(path+".new", []byte(hook), 0o755); err != nil {
+		return fmt.Errorf("git server: refuse pushes to %s: %w", name, err)
+	}
+	return os.Rename(path+".new", path)
+}
+
+// AcceptPushes lets repository name accept pushes again after RefusePushes.
+func (g *GitServer) AcceptPushes(name string) error {
+	if err := os.Remove(g.preReceive(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("git server: accept pushes to %s: %w", name, err)
+	}
+	return nil
+}
+
+func (g *GitServer) preReceive(name string) string {
+	return filepath.Join(g.Root, name+".git", "hooks", "pre-receive")
+}
+
 // Checkout is a working clone of a served repository.
 type Checkout struct {
 	Dir string

@@ -28,9 +28,11 @@ type Controller interface {
 	Status() []stage.Status
 	StatusOf(name string) (stage.Status, bool)
 	History(ctx context.Context, stage string) ([]gitwrite.Record, error)
-	Promote(ctx context.Context, stage, tag string) (stage.Outcome, error)
-	Rollback(ctx context.Context, stage, to string) (stage.Outcome, error)
-	Approve(ctx context.Context, stage, tag string) (string, error)
+	// Promote, Rollback and Approve take stage.Expect: the value the caller saw the stage
+	// run; the action is then refused (stage.ErrMoved, 409) when Git holds another.
+	Promote(ctx context.Context, stage, tag string, opts ...stage.ActionOption) (stage.Outcome, error)
+	Rollback(ctx context.Context, stage, to string, opts ...stage.ActionOption) (stage.Outcome, error)
+	Approve(ctx context.Context, stage, tag string, opts ...stage.ActionOption) (string, error)
 	Pause(ctx context.Context, stage string) error
 	Resume(ctx context.Context, stage string) error
 	Passes() int
@@ -177,8 +179,8 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 			return
 		}
 		if s.TokenNeeded() {
-			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !s.TokenValid(got) {
+			got, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !bearer || !s.TokenValid(got) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="kropipe-promoter"`)
 				writeError(w, http.StatusUnauthorized, errors.New("this call changes state and needs the API token: pass --token-file (or KROPIPE_TOKEN) to the promoter command, or send Authorization: Bearer <token>"))
 				return
@@ -349,6 +351,11 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request) {
 // PromoteRequest is the optional body of promote and approve.
 type PromoteRequest struct {
 	Tag string `json:"tag,omitempty"`
+	// Expect is the value the caller saw the stage run (a release group: its set as its
+	// status's currentTag shows it): the action is done only while Git still holds it, and
+	// answered 409 with nothing done otherwise. The promoter command always sends it; a
+	// call without it acts on whatever the stage runs, so retrying it is not safe.
+	Expect string `json:"expect,omitempty"`
 	// Member forces a member of a release group alone (promoter promote --member).
 	Member bool `json:"member,omitempty"`
 }
@@ -356,6 +363,8 @@ type PromoteRequest struct {
 // RollbackRequest is the optional body of rollback.
 type RollbackRequest struct {
 	To string `json:"to,omitempty"`
+	// Expect is as PromoteRequest's: a rollback retried with it never rolls back twice.
+	Expect string `json:"expect,omitempty"`
 	// Member forces a member of a release group alone (promoter rollback --member).
 	Member bool `json:"member,omitempty"`
 }
@@ -363,8 +372,8 @@ type RollbackRequest struct {
 // MemberActor is implemented by a Controller that can act on a member of a release group
 // alone (a request with member: true); *stage.Engine does.
 type MemberActor interface {
-	PromoteMember(ctx context.Context, stage, tag string) (stage.Outcome, error)
-	RollbackMember(ctx context.Context, stage, to string) (stage.Outcome, error)
+	PromoteMember(ctx context.Context, stage, tag string, opts ...stage.ActionOption) (stage.Outcome, error)
+	RollbackMember(ctx context.Context, stage, to string, opts ...stage.ActionOption) (stage.Outcome, error)
 }
 
 // memberActor is the Controller as a MemberActor, or an error saying it is none.
@@ -389,7 +398,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 		}
 		promote = m.PromoteMember
 	}
-	out, err := promote(r.Context(), r.PathValue("name"), req.Tag)
+	out, err := promote(r.Context(), r.PathValue("name"), req.Tag, expecting(req.Expect)...)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -411,7 +420,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 		}
 		rollback = m.RollbackMember
 	}
-	out, err := rollback(r.Context(), r.PathValue("name"), req.To)
+	out, err := rollback(r.Context(), r.PathValue("name"), req.To, expecting(req.Expect)...)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -425,7 +434,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	v, err := s.c.Approve(r.Context(), name, req.Tag)
+	v, err := s.c.Approve(r.Context(), name, req.Tag, expecting(req.Expect)...)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -463,6 +472,14 @@ func (s *Server) pause(paused bool) http.HandlerFunc {
 	}
 }
 
+// expecting is the action option for a request's expected value; none without one.
+func expecting(v string) []stage.ActionOption {
+	if v == "" {
+		return nil
+	}
+	return []stage.ActionOption{stage.Expect(v)}
+}
+
 // maxBody bounds request bodies; the largest legitimate one is a tag name.
 const maxBody = 64 << 10
 
@@ -479,7 +496,7 @@ func readBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		writeError(w, http.StatusBadRequest, errors.New("request body: "+err.Error()+`; send {"tag": "1.2.2"} (promote, approve) or {"to": "1.2.1"} (rollback)`))
+		writeError(w, http.StatusBadRequest, errors.New("request body: "+err.Error()+`; send {"tag": "1.2.2", "expect": "1.2.1"} (promote, approve) or {"to": "1.2.1", "expect": "1.2.2"} (rollback)`))
 		return false
 	}
 	return true
@@ -495,7 +512,7 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, warehouse.ErrTagNotFound):
 		return http.StatusUnprocessableEntity
-	case errors.Is(err, stage.ErrNothingToDo), errors.Is(err, gitwrite.ErrConflict), errors.Is(err, stage.ErrGroupMember):
+	case errors.Is(err, stage.ErrNothingToDo), errors.Is(err, gitwrite.ErrConflict), errors.Is(err, stage.ErrGroupMember), errors.Is(err, stage.ErrMoved):
 		return http.StatusConflict
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable

@@ -102,21 +102,21 @@ func TestAPI_ActionsThroughTheClient(t *testing.T) {
 	if err := c.Pause(ctx, "develop-frontend", false); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := c.Approve(ctx, "develop-frontend", ""); err != nil || v != "1.2.2" {
+	if v, err := c.Approve(ctx, "develop-frontend", "", "1.2.1"); err != nil || v != "1.2.2" {
 		t.Fatalf("approve: %q, %v", v, err)
 	}
 	if err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.Rollback(ctx, "develop-frontend", "")
+	out, err := c.Rollback(ctx, "develop-frontend", "", "1.2.2")
 	if err != nil || out.Old != "1.2.2" || out.New != "1.2.1" || out.Kind != "rollback" {
 		t.Fatalf("rollback: %+v, %v", out, err)
 	}
-	out, err = c.Promote(ctx, "develop-frontend", "1.2.2")
+	out, err = c.Promote(ctx, "develop-frontend", "1.2.2", "1.2.1")
 	if err != nil || out.New != "1.2.2" || out.Commit == "" {
 		t.Fatalf("promote: %+v, %v", out, err)
 	}
-	if _, err := c.Promote(ctx, "develop-frontend", "1.9.9"); err == nil || !strings.Contains(err.Error(), "1.9.9") {
+	if _, err := c.Promote(ctx, "develop-frontend", "1.9.9", ""); err == nil || !strings.Contains(err.Error(), "1.9.9") {
 		t.Fatalf("promote of a missing tag: %v", err)
 	}
 	h, err := c.History(ctx, "develop-frontend")
@@ -155,6 +155,18 @@ func TestAPI_MutatingCallsNeedTheTokenWhenRequired(t *testing.T) {
 				t.Fatalf("error leaks the token: %v", err)
 			}
 		})
+	}
+	// The token counts only as a bearer token, the scheme the API answers with.
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/api/v1/stages/develop-frontend/pause", strings.NewReader(`{"paused":true}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "t0ken")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the token without \"Bearer \": %d, want 401", resp.StatusCode)
 	}
 	// Reading needs no token.
 	if _, err := NewClient(addr, "", nil).Stages(ctx); err != nil {
@@ -198,7 +210,7 @@ func TestAPI_BadBodyIsRefusedWithAnExample(t *testing.T) {
 	var e400 Error
 	_ = json.NewDecoder(resp.Body).Decode(&e400)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(e400.Error, `{"tag": "1.2.2"}`) {
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(e400.Error, `{"tag": "1.2.2", "expect": "1.2.1"}`) {
 		t.Fatalf("%d %+v", resp.StatusCode, e400)
 	}
 }
@@ -236,7 +248,7 @@ func TestAPI_VerifyRunsTheVerificationAgain(t *testing.T) {
 	if err := e.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Approve(ctx, "develop-frontend", "1.2.2"); err != nil {
+	if _, err := c.Approve(ctx, "develop-frontend", "1.2.2", ""); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {

@@ -91,38 +91,41 @@ func (c *Client) History(ctx context.Context, name string) (History, error) {
 	return out, err
 }
 
-// Promote promotes tag ("" for the candidate) to the stage.
-func (c *Client) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
+// Promote promotes tag ("" for the candidate) to the stage, if it still runs expect (""
+// expects nothing; see PromoteRequest.Expect).
+func (c *Client) Promote(ctx context.Context, name, tag, expect string) (stage.Outcome, error) {
 	var out stage.Outcome
-	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/promote", PromoteRequest{Tag: tag}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/promote", PromoteRequest{Tag: tag, Expect: expect}, &out)
 	return out, err
 }
 
-// PromoteMember promotes tag to a member of a release group alone.
-func (c *Client) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
+// PromoteMember promotes tag to a member of a release group alone, if it still runs expect.
+func (c *Client) PromoteMember(ctx context.Context, name, tag, expect string) (stage.Outcome, error) {
 	var out stage.Outcome
-	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/promote", PromoteRequest{Tag: tag, Member: true}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/promote", PromoteRequest{Tag: tag, Member: true, Expect: expect}, &out)
 	return out, err
 }
 
-// RollbackMember rolls a member of a release group back alone.
-func (c *Client) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
+// RollbackMember rolls a member of a release group back alone, if it still runs expect.
+func (c *Client) RollbackMember(ctx context.Context, name, to, expect string) (stage.Outcome, error) {
 	var out stage.Outcome
-	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/rollback", RollbackRequest{To: to, Member: true}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/rollback", RollbackRequest{To: to, Member: true, Expect: expect}, &out)
 	return out, err
 }
 
-// Rollback rolls the stage back to its previous value, or to to.
-func (c *Client) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
+// Rollback rolls the stage back to its previous value, or to to, if it still runs expect:
+// retried with the same expect, it never rolls back twice.
+func (c *Client) Rollback(ctx context.Context, name, to, expect string) (stage.Outcome, error) {
 	var out stage.Outcome
-	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/rollback", RollbackRequest{To: to}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/rollback", RollbackRequest{To: to, Expect: expect}, &out)
 	return out, err
 }
 
-// Approve approves tag ("" for the candidate) for the stage and returns the value approved.
-func (c *Client) Approve(ctx context.Context, name, tag string) (string, error) {
+// Approve approves tag ("" for the candidate) for the stage, if it still runs expect, and
+// returns the value approved.
+func (c *Client) Approve(ctx context.Context, name, tag, expect string) (string, error) {
 	var out Approved
-	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/approve", PromoteRequest{Tag: tag}, &out)
+	err := c.do(ctx, http.MethodPost, "/api/v1/stages/"+url.PathEscape(name)+"/approve", PromoteRequest{Tag: tag, Expect: expect}, &out)
 	return out.Value, err
 }
 

@@ -24,7 +24,7 @@ func TestAPI_RefusesForgedRequests(t *testing.T) {
 			}
 			addr := strings.TrimPrefix(ts.URL, "http://")
 			_, port, _ := strings.Cut(addr, ":")
-			if _, err := NewClient(addr, token, nil).Approve(ctx, "develop-frontend", ""); err != nil {
+			if _, err := NewClient(addr, token, nil).Approve(ctx, "develop-frontend", "", ""); err != nil {
 				t.Fatal(err)
 			}
 			if err := e.Reconcile(ctx); err != nil {
@@ -110,7 +110,7 @@ func TestAPI_RefusesForgedRequests(t *testing.T) {
 					t.Errorf("legitimate request %v: %d", h, resp.StatusCode)
 				}
 			}
-			out, err := NewClient("localhost:"+port, token, nil).Rollback(ctx, "develop-frontend", "")
+			out, err := NewClient("localhost:"+port, token, nil).Rollback(ctx, "develop-frontend", "", "")
 			if err != nil || out.New != "1.2.1" {
 				t.Fatalf("the promoter command's rollback: %+v, %v", out, err)
 			}

@@ -180,6 +180,15 @@ func (g *HealthGate) TakeFailures() []Failure {
 	return out
 }
 
+// ReturnFailures gives back failures taken with TakeFailures that the caller could not hand
+// over durably (its pass was cancelled before it recorded them as owed): the next
+// TakeFailures returns them again, instead of their rollback being lost.
+func (g *HealthGate) ReturnFailures(fs ...Failure) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.failures = append(append([]Failure(nil), fs...), g.failures...)
+}
+
 // Waiting returns the last reason the stage's verification is pending, "" when
 // it is not: the engine's status says only "verification pending".
 func (g *HealthGate) Waiting(stage string) string {

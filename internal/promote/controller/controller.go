@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/argocd"
@@ -68,6 +69,10 @@ type Config struct {
 	// PeerAddr serves the API to the other replicas, which pass on requests for the stages this
 	// one runs; "" advertises Addr instead (--peer-addr).
 	PeerAddr string
+	// PeerSecret names the Secret in Namespace whose "token" the replicas send each other over
+	// PeerAddr; the promoter fills it with a random one when it is empty. "" authenticates the
+	// replicas with Token instead (--peer-secret).
+	PeerSecret string
 
 	Addr         string // the API listener (--addr)
 	Token        string // the API's bearer token; "" for none (--token-file)
@@ -81,6 +86,10 @@ type Config struct {
 	ShutdownGrace   time.Duration // after ctx ends, how long the running pass may finish; 0 cancels it at once (--shutdown-grace)
 	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
+
+	// OwedBackoff is the wait after an owed automatic rollback's first failed attempt, doubling
+	// up to 5 minutes (or itself, if longer); 0 for OwedBackoff's 10 s (--owed-backoff).
+	OwedBackoff time.Duration
 }
 
 func (cfg *Config) leases() kubernetes.Interface {
@@ -108,6 +117,8 @@ func (cfg *Config) Validate() error {
 		return errors.New("registry notifications need a secret: pass --webhook-secret-file")
 	case cfg.ShutdownGrace < 0 || cfg.PassTimeout < 0 || cfg.RegistryTimeout < 0:
 		return errors.New("--shutdown-grace, --pass-timeout and --registry-timeout must not be negative")
+	case cfg.OwedBackoff < 0:
+		return errors.New("--owed-backoff must not be negative, e.g. 10s (0 is the default 10s)")
 	}
 	if cfg.PassTimeout == 0 {
 		cfg.PassTimeout = pass.DefaultTimeout
@@ -128,6 +139,10 @@ func (cfg *Config) Validate() error {
 		return errors.New("--shards must be at least 1")
 	case cfg.Shards > 1 && !cfg.LeaderElect:
 		return errors.New("--shards above 1 spreads stages over replicas by Leases: it needs --leader-elect")
+	case cfg.PeerSecret != "" && cfg.PeerAddr == "":
+		return errors.New("--peer-secret is the credential of --peer-addr: give --peer-addr too (without it the replicas reach each other on --addr, with --token-file)")
+	case cfg.Shards > 1 && cfg.PeerAddr != "" && cfg.PeerSecret == "" && cfg.Token == "":
+		return errors.New("--peer-addr is reachable from other pods and needs a credential the replicas share: pass --peer-secret=<Secret in --namespace> (the promoter fills it; manifests/promoter ships kropipe-promoter-peer) or --token-file")
 	}
 	return nil
 }
@@ -145,7 +160,9 @@ type controller struct {
 	store *kubestate.Stages
 	// shards is this replica's part of the shards; nil with one shard (one leader).
 	shards *sharding
-	events *argocd.Recorder
+	// peerToken is the credential the replicas send each other (peer.go); with shards only.
+	peerToken string
+	events    *argocd.Recorder
 
 	engine  atomic.Pointer[stage.Engine]      // the leader's engine; nil while standing by
 	watcher atomic.Pointer[argocd.Watcher]    // the leader's watcher; nil while standing by
@@ -156,6 +173,10 @@ type controller struct {
 	// stopping ends with the stop signal: no pass starts after it (shutdown.go).
 	stopping context.Context
 	leading  atomic.Bool
+	// rollbacks are the automatic rollbacks owed; owed what the last pass left owed, by stage,
+	// for the stages' status.
+	rollbacks *rollbacks
+	owed      atomic.Pointer[map[string][]stage.OwedAction]
 }
 
 // Run runs one replica until ctx ends: the listeners at once, the promotion loop while it leads.
@@ -172,7 +193,21 @@ func Run(ctx context.Context, cfg Config) error {
 	c.leader.Store("")
 	// One leader runs every stage.
 	owns := func(string) bool { return true }
+	backoff := OwedBackoff
+	if f.OwedBackoff > 0 {
+		backoff.Duration, backoff.Cap = f.OwedBackoff, max(backoff.Cap, f.OwedBackoff)
+	}
+	c.rollbacks = &rollbacks{clock: clock.RealClock{}, backoff: backoff, log: log,
+		done: func(ctx context.Context, out stage.Outcome, err error, took time.Duration) {
+			c.metrics.Outcome(out, err, took)
+			c.outcomeEvent(ctx, c.watcher.Load(), out)
+		}}
 	if f.Shards > 1 {
+		tok, err := c.peerCredential(ctx)
+		if err != nil {
+			return err
+		}
+		c.peerToken = tok
 		s, err := newSharding(c)
 		if err != nil {
 			return err
@@ -190,9 +225,15 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
-	if c.shards != nil {
-		srv.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
-		srv.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
+	if c.shards != nil && f.PeerAddr == "" {
+		// Without --peer-addr the other replicas ask --addr for the stages this one runs, with
+		// the API token: they send it, so nobody else reads them here when there is one.
+		own, ownOne := http.Handler(http.HandlerFunc(c.own)), http.Handler(http.HandlerFunc(c.ownOne))
+		if srv.TokenNeeded() {
+			own, ownOne = peerOnly(c.peerToken, own), peerOnly(c.peerToken, ownOne)
+		}
+		srv.Handle("GET "+api.ShardPath, own)
+		srv.Handle("GET "+api.ShardPath+"/{name}", ownOne)
 	}
 	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
@@ -206,13 +247,15 @@ func Run(ctx context.Context, cfg Config) error {
 		hook = mux
 	}
 	// The other replicas pass requests on through --peer-addr: reachable from other pods, so
-	// actions there always need the token.
+	// every request there, reads too, needs the replicas' credential (peer.go); with
+	// --peer-secret the API token is not it. manifests/promoter's NetworkPolicy also keeps
+	// other pods from reaching the port at all.
 	var peer http.Handler
 	if c.shards != nil && f.PeerAddr != "" {
-		ps := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(true), api.WithLogger(log))
+		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log))
 		ps.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
 		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
-		peer = markForwarded(ps)
+		peer = peerOnly(c.peerToken, markForwarded(ps))
 	}
 	servers, err := c.listen(ctx, markForwarded(srv), peer, hook)
 	if err != nil {
@@ -475,7 +518,7 @@ func (c *controller) term(ctx context.Context) error {
 		if err != nil && passCtx.Err() == nil {
 			c.log.Warn("pass finished with failures", "error", err.Error())
 		}
-		c.rollBackFailures(passCtx, e, hg, w)
+		owedDue := c.rollBackFailures(passCtx, e, hg)
 		leave()
 		// An Application a stage waits for (to sync, to become healthy) changed: a pass soon
 		// verifies it, instead of at the next scheduled one; the delay gathers a sync's burst
@@ -523,7 +566,14 @@ func (c *controller) term(ctx context.Context) error {
 		}
 		// The next scheduled pass, or sooner when a soak ends first; none at all with
 		// --interval 0 and no soak running (passes on notifications and changes only).
-		if d := e.WakeAfter(interval); d > 0 {
+		d := e.WakeAfter(interval)
+		if !owedDue.IsZero() {
+			// An owed rollback's next attempt runs after the pass that comes by then.
+			if due := max(time.Until(owedDue), time.Millisecond); d == 0 || due < d {
+				d = due
+			}
+		}
+		if d > 0 {
 			timer.Reset(d)
 		}
 	}
@@ -648,8 +698,27 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 }
 
 // rollBackFailures handles the promotions the health gate gave up on since the last pass:
-// each is logged, and with kropipe.io/auto-rollback "true" rolled back by a commit that
-// rejects the bad value. It runs after the pass, never inside it (the engine is locked then).
+// each is logged, and with kropipe.io/auto-rollback "true" recorded as an owed rollback; then
+// every owed rollback that is due is attempted (see rollbacks). It runs after the pass, never
+// inside it (the engine is locked then), and returns when the next owed attempt is due.
+func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *argocd.HealthGate) time.Time {
+	var auto []argocd.Failure
+	for _, f := range hg.TakeFailures() {
+		c.log.Error("promotion failed in the cluster", "stage", f.Stage, "application", f.App.String(), "value", f.Value, "commit", f.Commit, "error", f.Err.Error())
+		if f.AutoRollback {
+			auto = append(auto, f)
+		}
+	}
+	if left := c.rollbacks.owe(ctx, e, auto); len(left) > 0 {
+		hg.ReturnFailures(left...)
+	}
+	owed, next := c.rollbacks.settle(ctx, e)
+	if owed != nil {
+		c.owed.Store(&owed)
+	}
+	return next
+}
+
 // recordPass writes an Event on the Application of every stage the pass promoted or newly
 // failed; the same comparison as the metrics, so each is reported once.
 func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, after []stage.Status) {
@@ -704,33 +773,6 @@ func (c *controller) outcomeEvent(ctx context.Context, w *argocd.Watcher, o stag
 func (c *controller) event(err error) {
 	if err != nil {
 		c.log.Warn("could not record an Event", "error", err.Error())
-	}
-}
-
-func (c *controller) rollBackFailures(ctx context.Context, e *stage.Engine, hg *argocd.HealthGate, w *argocd.Watcher) {
-	for _, f := range hg.TakeFailures() {
-		c.log.Error("promotion failed in the cluster", "stage", f.Stage, "application", f.App.String(), "value", f.Value, "commit", f.Commit, "error", f.Err.Error())
-		if !f.AutoRollback {
-			continue
-		}
-		// Roll back only what failed: a human may have promoted something else meanwhile.
-		if st, ok := e.StatusOf(f.Stage); !ok || st.CurrentTag != f.Value {
-			c.log.Warn("not rolling back: the stage moved on", "stage", f.Stage, "failed", f.Value)
-			continue
-		}
-		target := f.Stage
-		if st, _ := e.StatusOf(f.Stage); st.Group != "" {
-			target = st.Group // a member moves with its release group: the set is rolled back
-		}
-		start := time.Now()
-		out, err := e.Rollback(ctx, target, "")
-		c.metrics.Outcome(withStage(out, target), err, time.Since(start))
-		if err != nil {
-			c.log.Error("automatic rollback failed", "stage", target, "error", err.Error())
-			continue
-		}
-		c.log.Info("rolled back automatically", "stage", f.Stage, "from", out.Old, "to", out.New, "commit", out.Commit)
-		c.outcomeEvent(ctx, w, out)
 	}
 }
 
@@ -824,6 +866,9 @@ func (g gate) StatusOf(name string) (stage.Status, bool) {
 // "operation Running") to a reason that only says "verification pending", the Application's
 // last sync and health, and the warnings about its annotations.
 func (g gate) explain(st stage.Status) stage.Status {
+	if owed := g.c.owed.Load(); owed != nil {
+		st.Owed = (*owed)[st.Name]
+	}
 	if hg := g.c.health.Load(); hg != nil {
 		if w := hg.Waiting(st.Name); w != "" && strings.HasSuffix(st.Reason, "verification pending") {
 			st.Reason += ": " + w
@@ -898,49 +943,66 @@ func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, erro
 	return e.History(ctx, name)
 }
 
-func (g gate) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote,
-		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Promote(ctx, name, tag) },
-		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Promote(ctx, name, tag) })
-}
+// The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
+// engine or to the owner's API: the owner's Git write checks it, wherever the call came in.
 
-func (g gate) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback,
-		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) { return e.Rollback(ctx, name, to) },
-		func(ctx context.Context, p *api.Client) (stage.Outcome, error) { return p.Rollback(ctx, name, to) })
-}
-
-func (g gate) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Promote,
+func (g gate) Promote(ctx context.Context, name, tag string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Promote,
 		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
-			return e.PromoteMember(ctx, name, tag)
+			return e.Promote(ctx, name, tag, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.PromoteMember(ctx, name, tag)
+			return p.Promote(ctx, name, tag, expect)
 		})
 }
 
-func (g gate) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return g.act(ctx, name, gitwrite.Rollback,
+func (g gate) Rollback(ctx context.Context, name, to string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Rollback,
 		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
-			return e.RollbackMember(ctx, name, to)
+			return e.Rollback(ctx, name, to, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.RollbackMember(ctx, name, to)
+			return p.Rollback(ctx, name, to, expect)
+		})
+}
+
+func (g gate) PromoteMember(ctx context.Context, name, tag string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Promote,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.PromoteMember(ctx, name, tag, opts...)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.PromoteMember(ctx, name, tag, expect)
+		})
+}
+
+func (g gate) RollbackMember(ctx context.Context, name, to string, opts ...stage.ActionOption) (stage.Outcome, error) {
+	expect := stage.Expected(opts...)
+	return g.act(ctx, name, expect, gitwrite.Rollback,
+		func(ctx context.Context, e *stage.Engine) (stage.Outcome, error) {
+			return e.RollbackMember(ctx, name, to, opts...)
+		},
+		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
+			return p.RollbackMember(ctx, name, to, expect)
 		})
 }
 
 // act runs a human's promotion or rollback on the engine holding the stage (this replica's,
 // inside its shard's fence, or the owner's through its API), counts it under the stage asked
 // for and raises its Event.
-func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(context.Context, *stage.Engine) (stage.Outcome, error), remote func(context.Context, *api.Client) (stage.Outcome, error)) (stage.Outcome, error) {
+func (g gate) act(ctx context.Context, name, expect string, kind gitwrite.Kind, do func(context.Context, *stage.Engine) (stage.Outcome, error), remote func(context.Context, *api.Client) (stage.Outcome, error)) (stage.Outcome, error) {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return stage.Outcome{}, err
 	}
 	if peer != nil {
-		out, err := remote(ctx, peer.Client) // the owner counts it and raises its Event
-		return out, peer.explain(err)
+		ctx, cancel := g.c.shards.actWait(ctx)
+		defer cancel()
+		out, err := remote(ctx, peer.acting()) // the owner counts it and raises its Event
+		return out, peer.explainAction(name, expect, err)
 	}
 	defer leave()
 	e, err := g.engine()
@@ -957,21 +1019,24 @@ func (g gate) act(ctx context.Context, name string, kind gitwrite.Kind, do func(
 	return out, err
 }
 
-func (g gate) Approve(ctx context.Context, name, tag string) (string, error) {
+func (g gate) Approve(ctx context.Context, name, tag string, opts ...stage.ActionOption) (string, error) {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return "", err
 	}
+	expect := stage.Expected(opts...)
 	if peer != nil {
-		v, err := peer.Approve(ctx, name, tag)
-		return v, peer.explain(err)
+		ctx, cancel := g.c.shards.actWait(ctx)
+		defer cancel()
+		v, err := peer.acting().Approve(ctx, name, tag, expect)
+		return v, peer.explainAction(name, expect, err)
 	}
 	defer leave()
 	e, err := g.engine()
 	if err != nil {
 		return "", err
 	}
-	return e.Approve(ctx, name, tag)
+	return e.Approve(ctx, name, tag, opts...)
 }
 
 func (g gate) Pause(ctx context.Context, name string) error  { return g.pause(ctx, name, true) }

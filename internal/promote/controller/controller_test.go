@@ -60,6 +60,7 @@ func (s *syncBuffer) String() string {
 // an Argo CD Application annotated for kropipe (develop-frontend), a sibling that is not
 // (develop-backend) and one with a misspelt annotation (develop-typo).
 type clusterEnv struct {
+	git     *gitserver.Server
 	bare    string
 	regHost string
 	kube    *kubefake.Clientset
@@ -120,6 +121,7 @@ func newClusterEnvFor(t *testing.T, host string, annotations map[string]any, obj
 	noPaths.SetAnnotations(map[string]string{"kropipe.io/image": host + "/team/nopaths"})
 	_ = unstructured.SetNestedField(noPaths.Object, "develop/nopaths", "spec", "source", "path")
 	e := clusterEnv{
+		git:          srv,
 		bare:         bare,
 		regHost:      host,
 		kube:         kubefake.NewClientset(objects...),
@@ -433,7 +435,7 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		}
 	})
 	t.Run("rollback through the API", func(t *testing.T) {
-		out, err := c.Rollback(ctx, "develop-frontend", "")
+		out, err := c.Rollback(ctx, "develop-frontend", "", "1.2.2")
 		if err != nil || out.New != "1.2.1" {
 			t.Fatalf("rollback: %+v %v", out, err)
 		}
@@ -523,7 +525,7 @@ func TestController_StandbyRefusesToWriteAndTakesOverAPromotionKilledBeforeItsSy
 		time.Sleep(50 * time.Millisecond)
 	}
 	second := api.NewClient(secondAddr, "", nil)
-	_, err := second.Rollback(context.Background(), "develop-frontend", "")
+	_, err := second.Rollback(context.Background(), "develop-frontend", "", "")
 	if err == nil || !strings.Contains(err.Error(), "standing by") || !strings.Contains(err.Error(), "kubectl port-forward pod/") {
 		t.Fatalf("rollback on the standby: %v, want a refusal naming the leader's pod", err)
 	}
@@ -849,6 +851,71 @@ func TestController_DegradedPastTheHealthTimeoutRollsBack(t *testing.T) {
 		t.Fatalf("last commit %q, %v; want the rollback rejecting 1.2.2", subject, err)
 	}
 	t.Logf("Degraded → rollback commit in %s (--health-timeout %s)", time.Since(degraded).Round(time.Millisecond), f.HealthTimeout)
+}
+
+// degrade plays Argo CD reporting the Application Degraded.
+func (e clusterEnv) degrade(t *testing.T, name string) {
+	t.Helper()
+	u := e.app(t, name)
+	_ = unstructured.SetNestedField(u.Object, "Degraded", "status", "health", "status")
+	_ = unstructured.SetNestedField(u.Object, "Deployment frontend exceeded its progress deadline", "status", "health", "message")
+	if _, err := e.dyn.Resource(argocd.ApplicationGVR).Namespace("argocd").Update(context.Background(), u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An automatic rollback whose first attempt fails (Git refuses pushes for a while) is not
+// forgotten: the stage's status shows it owed, with the refusal, and it lands once Git accepts
+// pushes again — in the same process, or in the next one after a restart — exactly once.
+func TestController_AutomaticRollbackRefusedByGitLandsLaterOnce(t *testing.T) {
+	for _, restart := range []bool{false, true} {
+		t.Run(map[bool]string{false: "same process", true: "after a restart"}[restart], func(t *testing.T) {
+			host := registrytest.Start(t)
+			registrytest.Push(t, host, "team/frontend", "1.2.1", "1.2.2")
+			e := newClusterEnvFor(t, host, map[string]any{"kropipe.io/auto-rollback": "true"})
+			f := configFor("")
+			f.HealthTimeout = time.Second
+			f.OwedBackoff = 100 * time.Millisecond
+			addr, logs, stop := e.start(t, f)
+			c := api.NewClient(addr, "", nil)
+			waitStage(t, c, logs, "promoted", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
+			commit := head(t, e.bare)
+			e.waitSyncRequested(t, "develop-frontend", commit, logs)
+			e.finishSync(t, "develop-frontend", commit)
+			refusePushes(t, e.git)
+			e.degrade(t, "develop-frontend")
+			waitStage(t, c, logs, "owing the rollback", func(st stage.Status) bool {
+				return len(st.Owed) == 1 && st.Owed[0].From == "1.2.2" && st.Owed[0].Attempts >= 2 && strings.Contains(st.Owed[0].LastError, "pushes to main are frozen")
+			})
+			if restart {
+				if err := stop(); err != nil {
+					t.Fatal(err)
+				}
+				addr, logs, _ = e.start(t, f)
+				c = api.NewClient(addr, "", nil)
+			}
+			acceptPushes(t, e.git)
+			waitStage(t, c, logs, "rolled back", func(st stage.Status) bool { return st.CurrentTag == "1.2.1" && len(st.Owed) == 0 })
+			if got := rollbackSubjects(t, e.bare); len(got) != 1 || got[0] != "Roll back image from 1.2.2 to 1.2.1" {
+				t.Fatalf("rollback commits %q; want exactly one", got)
+			}
+		})
+	}
+}
+
+func rollbackSubjects(t *testing.T, bare string) []string {
+	t.Helper()
+	out, err := gitserver.GitOutput(context.Background(), bare, "log", "--format=%s", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rs []string
+	for _, s := range strings.Split(out, "\n") {
+		if strings.HasPrefix(s, "Roll back") {
+			rs = append(rs, s)
+		}
+	}
+	return rs
 }
 
 // A verification Job that fails after the Application is Synced and Healthy fails the stage

@@ -25,8 +25,13 @@ import (
 // the Manager holds shard Leases, the Fence says which are held now, and keys map each stage
 // to its pipeline (a pipeline lives on one shard, see shard.Keys).
 type sharding struct {
-	n     int
-	mgr   *shard.Manager
+	n   int
+	mgr *shard.Manager
+	// holders says who holds a shard (mgr, from the Leases): where actions are passed on to.
+	holders interface {
+		Holder(n int) (shard.Member, bool)
+		Identity() string
+	}
 	fence *shard.Fence
 	keys  atomic.Pointer[map[string]string]
 	// applied are the held shards the engine's stages were last cut for.
@@ -35,15 +40,21 @@ type sharding struct {
 	// Forget).
 	moved func()
 	hc    *http.Client
-	token string
+	// act passes actions on: no timeout of its own, the action's context bounds it (actWait).
+	act   *http.Client
+	token string // the replicas' credential (peer.go), sent to the others as a bearer token
+	// passTimeout is --pass-timeout: how long the owner's running pass may hold its engine.
+	passTimeout time.Duration
 }
 
-// peerTimeout bounds a request to another replica: a dead one must not hang the API.
+// peerTimeout bounds a read from another replica (a status, a list): a dead one must not hang
+// the API. An action passed on waits longer (actWait): the owner runs it only after its
+// running pass.
 const peerTimeout = 5 * time.Second
 
 func newSharding(c *controller) (*sharding, error) {
 	f := c.f
-	s := &sharding{n: f.Shards, fence: shard.NewFence(), hc: &http.Client{Timeout: peerTimeout}, token: f.Token}
+	s := &sharding{n: f.Shards, fence: shard.NewFence(), hc: &http.Client{Timeout: peerTimeout}, act: &http.Client{}, token: c.peerToken, passTimeout: f.PassTimeout}
 	keys := map[string]string{}
 	s.keys.Store(&keys)
 	id := leader.Identity()
@@ -60,7 +71,7 @@ func newSharding(c *controller) (*sharding, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.mgr = mgr
+	s.mgr, s.holders = mgr, mgr
 	return s, nil
 }
 
@@ -190,10 +201,37 @@ func (g gate) route(ctx context.Context, name string) (peer *remote, fctx contex
 // remote is the replica holding a shard, through its API.
 type remote struct {
 	*api.Client
-	member shard.Member
+	actions *api.Client // Client without the read timeout, for actions
+	member  shard.Member
 }
 
-// explain adds what to do to a refusal of a passed-on action: the replicas share no token.
+// actWait bounds an action passed on to the stage's owner by the longest it can take there:
+// the owner's running pass (up to --pass-timeout) and then the action itself (a fetch and a
+// push, bounded the same way), never the 5 s of a read. The caller's own deadline, when
+// shorter, still holds: the owner then refuses to start it (nothing is done), or, already
+// writing, finishes, and a retry with the same expected value is refused as moved.
+func (s *sharding) actWait(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, 2*s.passTimeout+peerTimeout)
+}
+
+// acting is the client for an action on the owner: without the read timeout.
+func (r *remote) acting() *api.Client { return r.actions }
+
+// explainAction is explain for an action passed on: when the owner gave no answer, the caller
+// learns exactly that, and how to find out and retry safely.
+func (r *remote) explainAction(stage, expect string, err error) error {
+	var se *api.StatusError
+	if err == nil || errors.As(err, &se) {
+		return r.explain(err) // the owner's own answer: its result, 409 moved, or "not done"
+	}
+	retry := "the action carried no expected value, so look at the stage before acting again"
+	if expect != "" {
+		retry = fmt.Sprintf("acting again with the same expected value (%s) is safe: it is refused if the stage moved", expect)
+	}
+	return &api.StatusError{Code: http.StatusGatewayTimeout, Msg: fmt.Sprintf("stage %q runs on replica %s, which gave no answer (%v): if it wrote, its status shows the new value within a pass; %s", stage, r.member.Identity, err, retry)}
+}
+
+// explain adds what to do to a refusal of a passed-on request: the replicas share no credential.
 func (r *remote) explain(err error) error {
 	var se *api.StatusError
 	if errors.As(err, &se) && (se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden) {
@@ -201,23 +239,23 @@ func (r *remote) explain(err error) error {
 		if i := lastUnderscore(pod); i > 0 {
 			pod = pod[:i]
 		}
-		return &api.StatusError{Code: se.Code, Msg: fmt.Sprintf("the stage runs on replica %s, which refused the action passed on to it (%s): give every replica the same --token-file, or act there: kubectl port-forward pod/%s 8080", r.member.Identity, se.Msg, pod)}
+		return &api.StatusError{Code: se.Code, Msg: fmt.Sprintf("the stage runs on replica %s, which refused the request passed on to it (%s): give every replica the same --peer-secret (else --token-file), or act there: kubectl port-forward pod/%s 8080", r.member.Identity, se.Msg, pod)}
 	}
 	return err
 }
 
 // peer is a client for the replica holding shard n.
 func (s *sharding) peer(n int) (*remote, error) {
-	m, ok := s.mgr.Holder(n)
+	m, ok := s.holders.Holder(n)
 	switch {
 	case !ok:
 		return nil, fmt.Errorf("%w: shard %d has no live owner right now (a replica stopped; another takes its shards over within the lease duration); try again in a few seconds", api.ErrUnavailable, n)
-	case m.Identity == s.mgr.Identity():
+	case m.Identity == s.holders.Identity():
 		return nil, fmt.Errorf("%w: shard %d is being taken over by this replica; try again in a few seconds", api.ErrUnavailable, n)
 	case m.Address == "":
 		return nil, fmt.Errorf("%w: shard %d is held by %s, which advertises no address: give every replica --peer-addr (or a non-loopback --addr)", api.ErrUnavailable, n, m.Identity)
 	}
-	return &remote{Client: api.NewClient(m.Address, s.token, s.hc).Forwarding(), member: m}, nil
+	return &remote{Client: api.NewClient(m.Address, s.token, s.hc).Forwarding(), actions: api.NewClient(m.Address, s.token, s.act).Forwarding(), member: m}, nil
 }
 
 // others returns every stage the other live replicas run, asked concurrently; a replica that

@@ -468,3 +468,35 @@ func TestStages_ManyReplicasWritingOneBucketAtOnceLoseNothing(t *testing.T) {
 		}
 	}
 }
+
+// An owed automatic rollback is state of its stage like a pause: kept by the stage's name, it
+// goes to whichever replica runs the stage next, which retries it.
+func TestStages_AnOwedRollbackFollowsItsStage(t *testing.T) {
+	ctx := context.Background()
+	c := casClient()
+	var mu sync.Mutex
+	owner := "old"
+	owns := func(who string) func(string) bool {
+		return func(s string) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return s != "web" || owner == who
+		}
+	}
+	old, next := stagesOf(c, owns("old")), stagesOf(c, owns("next"))
+	owed := stage.OwedAction{Kind: "rollback", From: "1.2.2", Since: at, Attempts: 1}
+	if err := old.Save(ctx, stage.State{Owed: map[string][]stage.OwedAction{"web": {owed}}}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	owner = "next"
+	mu.Unlock()
+	next.Forget()
+	st, err := next.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := st.Owed["web"]; len(a) != 1 || a[0].From != "1.2.2" || a[0].Attempts != 1 {
+		t.Fatalf("web's new owner loads owed %+v; want the rollback from 1.2.2", st.Owed)
+	}
+}

@@ -66,30 +66,33 @@ func (l Backend) Stages(ctx context.Context) ([]stage.Status, error) {
 	return l.E.Status(), nil
 }
 
-func (l Backend) Promote(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return l.E.Promote(ctx, name, tag)
+// The actions take the value the caller expects the stage to run, "" for none (see
+// stage.Expect), as api.Client's do.
+
+func (l Backend) Promote(ctx context.Context, name, tag, expect string) (stage.Outcome, error) {
+	return l.E.Promote(ctx, name, tag, stage.Expect(expect))
 }
 
-func (l Backend) PromoteMember(ctx context.Context, name, tag string) (stage.Outcome, error) {
-	return l.E.PromoteMember(ctx, name, tag)
+func (l Backend) PromoteMember(ctx context.Context, name, tag, expect string) (stage.Outcome, error) {
+	return l.E.PromoteMember(ctx, name, tag, stage.Expect(expect))
 }
 
-func (l Backend) RollbackMember(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return l.E.RollbackMember(ctx, name, to)
+func (l Backend) RollbackMember(ctx context.Context, name, to, expect string) (stage.Outcome, error) {
+	return l.E.RollbackMember(ctx, name, to, stage.Expect(expect))
 }
 
-func (l Backend) Rollback(ctx context.Context, name, to string) (stage.Outcome, error) {
-	return l.E.Rollback(ctx, name, to)
+func (l Backend) Rollback(ctx context.Context, name, to, expect string) (stage.Outcome, error) {
+	return l.E.Rollback(ctx, name, to, stage.Expect(expect))
 }
 
-func (l Backend) Approve(ctx context.Context, name, tag string) (string, error) {
+func (l Backend) Approve(ctx context.Context, name, tag, expect string) (string, error) {
 	if tag == "" {
 		// The candidate is only known after a look at the registry.
 		if _, err := l.Stages(ctx); err != nil {
 			return "", err
 		}
 	}
-	return l.E.Approve(ctx, name, tag)
+	return l.E.Approve(ctx, name, tag, stage.Expect(expect))
 }
 
 func (l Backend) Pause(ctx context.Context, name string, paused bool) error {

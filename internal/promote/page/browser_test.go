@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
 	"github.com/kropipe/kropipe/internal/promote/registrytest"
@@ -144,6 +145,17 @@ func TestBrowser_PipelinePage(t *testing.T) {
 		t.Fatalf("logging in ended on %d", code)
 	}
 	do(t, ctx, "waiting for the actions", chromedp.WaitVisible(chromedp.CSS(`#stage-staging-frontend a[href*="action=approve"]`)))
+	// The browser keeps a session, never the token: every other server on this host sees
+	// the cookies (they ignore ports).
+	jar := cookies(t, ctx, p.url)
+	if jar["kropipe_session"] == "" {
+		t.Fatalf("logged in, the browser keeps no session cookie: %v", jar)
+	}
+	for name, value := range jar {
+		if strings.Contains(value, token) {
+			t.Fatalf("the browser's cookie %s holds the API token", name)
+		}
+	}
 
 	// A new tag: the develop card changes without a reload (the marker survives).
 	do(t, ctx, "marking the page", chromedp.Evaluate[chromedp.Void](`window.kropipeMarker = 1`))
@@ -185,10 +197,9 @@ func TestBrowser_PipelinePage(t *testing.T) {
 	if got := p.lastSubject(t); got != "Roll back image from 1.2.3 to 1.2.2" {
 		t.Fatalf("newest commit on the Git server after the rollback: %q", got)
 	}
-	done := run(t, ctx, "reading the result", chromedp.Text(chromedp.CSS(`.done`)))
-	if !strings.HasPrefix(done, "Rolled back to 1.2.2: commit ") {
-		t.Fatalf("the page after the rollback says %q", done)
-	}
+	// The commit lands before the browser has the answer's page: wait for that page, not for
+	// whatever .done the page being replaced still shows.
+	waitJS(t, ctx, "the rollback's result", `(document.querySelector(".done") || {}).textContent?.startsWith("Rolled back to 1.2.2: commit ")`)
 
 	// A POST without the form token is refused, even from the logged-in page itself.
 	status := run(t, ctx, "posting without the form token", chromedp.Evaluate[int](
@@ -240,6 +251,46 @@ func TestBrowser_PipelinePage(t *testing.T) {
 	if f := run(t, ctx, "reading the focus", chromedp.Evaluate[string](`document.activeElement.textContent`)); f != "Skip to content" {
 		t.Errorf("the first Tab focuses %q, want the skip link", f)
 	}
+
+	// Log out: the actions are gone, the cookie too, and a form posted with the old session
+	// (a copy another server on this host kept) is refused.
+	session := jar["kropipe_session"]
+	do(t, ctx, "widening", chromedp.EmulateViewport(1100, 700), chromedp.Navigate(p.url+"/"), chromedp.WaitVisible(chromedp.CSS(`#stage-develop-frontend`)))
+	if code := click(t, ctx, `form.login button`); code != 200 {
+		t.Fatalf("logging out ended on %d", code)
+	}
+	do(t, ctx, "waiting for the login form", chromedp.WaitVisible(chromedp.CSS(`#token`)))
+	if n := run(t, ctx, "counting actions", chromedp.Evaluate[int](`document.querySelectorAll(".actions a").length`)); n != 0 {
+		t.Errorf("%d actions offered after logging out", n)
+	}
+	if v := cookies(t, ctx, p.url)["kropipe_session"]; v != "" {
+		t.Errorf("after logging out the browser still keeps a session cookie")
+	}
+	do(t, ctx, "restoring the old session", chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, network.SetCookie, network.SetCookieParams{Name: "kropipe_session", Value: session, URL: p.url, Path: "/"})
+		return err
+	}))
+	do(t, ctx, "opening a confirmation with the old session", chromedp.Navigate(p.url+"/stages/develop-frontend/confirm?action=pause"))
+	if code := click(t, ctx, `.confirm button[type=submit]`); code != 401 {
+		t.Errorf("a confirmed form with a logged-out session: %d, want 401", code)
+	}
+	if st, _ := p.engine.StatusOf("develop-frontend"); st.Paused {
+		t.Fatal("a logged-out session paused the stage")
+	}
+}
+
+// cookies returns the browser's cookies for url by name.
+func cookies(t *testing.T, ctx context.Context, url string) map[string]string {
+	t.Helper()
+	got := run(t, ctx, "reading the cookies", chromedp.Action[*network.GetCookiesResult](func(ctx context.Context, tg *chromedp.Target) (*network.GetCookiesResult, error) {
+		res, err := cdp.Call(ctx, tg, network.GetCookies, network.GetCookiesParams{URLs: []string{url}})
+		return &res, err
+	}))
+	out := map[string]string{}
+	for _, c := range got.Cookies {
+		out[c.Name] = c.Value
+	}
+	return out
 }
 
 // screenshot saves the whole page as name into the test's directory, or into

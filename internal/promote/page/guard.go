@@ -9,11 +9,14 @@ import (
 	"net/http"
 )
 
-// Cookies the page sets. Both are HttpOnly and SameSite=Strict: no script reads them and
-// no other site's request carries them.
+// Cookies the page sets. Both are HttpOnly and SameSite=Strict, for the whole site (Path=/)
+// and, over TLS, Secure with the __Host- prefix (cookieName): no script reads them and no
+// other site's request carries them.
 const (
-	// sessionCookie holds the API token after the login form accepted it.
-	sessionCookie = "kropipe_token"
+	// sessionCookie holds a login: a signed, expiring session (session.go), never the token.
+	sessionCookie = "kropipe_session"
+	// legacyTokenCookie is where older promoters kept the raw API token; the page expires it.
+	legacyTokenCookie = "kropipe_token"
 	// formCookie is the browser's random half of the form tokens (see formToken).
 	formCookie = "kropipe_form"
 	// formField is the form field that carries a page's form token.
@@ -35,11 +38,21 @@ func secureHeaders(w http.ResponseWriter) {
 	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 }
 
+// cookie is the page's cookie name (cookieName adds __Host- over TLS); maxAge 0 lasts the
+// browser's session, a negative one deletes the cookie.
 func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
-		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		Name: cookieName(r, name), Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	}
+}
+
+// cookieValue is the value of the page's cookie name in r ("" for none).
+func cookieValue(r *http.Request, name string) string {
+	if c, err := r.Cookie(cookieName(r, name)); err == nil {
+		return c.Value
+	}
+	return ""
 }
 
 // formToken returns a fresh token for one page's forms, creating the browser's form cookie
@@ -48,10 +61,8 @@ func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
 // promoter for this browser (a page of another site can neither read the page nor set the
 // cookie). The Origin and Sec-Fetch-Site checks come first; this is the second lock.
 func (p *Page) formToken(w http.ResponseWriter, r *http.Request) string {
-	seed := ""
-	if c, err := r.Cookie(formCookie); err == nil && len(c.Value) >= 16 {
-		seed = c.Value
-	} else {
+	seed := cookieValue(r, formCookie)
+	if len(seed) < 16 {
 		seed = random(18)
 		http.SetCookie(w, cookie(r, formCookie, seed, 0))
 	}
@@ -75,24 +86,24 @@ var (
 
 // checkFormToken accepts a form whose token formToken issued for the browser's cookie.
 func (p *Page) checkFormToken(r *http.Request) error {
-	c, err := r.Cookie(formCookie)
-	if err != nil || c.Value == "" {
+	seed := cookieValue(r, formCookie)
+	if seed == "" {
 		return errNoFormCookie
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(r.PostFormValue(formField))
 	if err != nil || len(raw) != 12+16 {
 		return errFormToken
 	}
-	if !hmac.Equal(raw[12:], p.mac(c.Value, raw[:12])) {
+	if !hmac.Equal(raw[12:], p.mac(seed, raw[:12])) {
 		return errFormToken
 	}
 	return nil
 }
 
-// loggedIn reports whether the request carries the API token in its session cookie.
+// loggedIn reports whether the request carries a live session of this process.
 func (p *Page) loggedIn(r *http.Request) bool {
-	c, err := r.Cookie(sessionCookie)
-	return err == nil && p.api.TokenValid(c.Value)
+	v := cookieValue(r, sessionCookie)
+	return v != "" && p.sessions.valid(v)
 }
 
 // canAct reports whether the viewer may act: no token is needed, or it is logged in.

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -48,6 +50,9 @@ type Option func(*Page)
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(p *Page) { p.log = l } }
 
+// WithClock sets the clock sessions expire by (default the real one).
+func WithClock(c clock.PassiveClock) Option { return func(p *Page) { p.clock = c } }
+
 // WithTitle sets the page's title (default "kropipe pipeline").
 func WithTitle(t string) Option { return func(p *Page) { p.title = t } }
 
@@ -58,7 +63,10 @@ type Page struct {
 	log   *slog.Logger
 	title string
 	key   []byte // signs form tokens; new per process
-	tmpl  *template.Template
+	clock clock.PassiveClock
+	// sessions are the logins (session.go); made once the options are applied.
+	sessions *sessions
+	tmpl     *template.Template
 
 	// assetVersion fingerprints the embedded assets: their URLs carry it, so a browser
 	// never runs an older promoter's script against a newer page.
@@ -72,11 +80,12 @@ type Page struct {
 // /stages/{name}/{action}, /login and /logout to act, /events for live updates and
 // /assets/ for the page's style and script.
 func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
-	p := &Page{c: c, api: srv, log: slog.Default(), title: "kropipe pipeline", key: make([]byte, 32), stop: make(chan struct{})}
+	p := &Page{c: c, api: srv, log: slog.Default(), title: "kropipe pipeline", key: make([]byte, 32), clock: clock.RealClock{}, stop: make(chan struct{})}
 	_, _ = rand.Read(p.key)
 	for _, o := range opts {
 		o(p)
 	}
+	p.sessions = newSessions(p.clock)
 	p.tmpl = template.Must(template.New("page").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
 	p.assetVersion = assetVersion()
 	srv.Handle("GET /{$}", p.read(p.index))
@@ -143,6 +152,10 @@ func assetVersion() string {
 
 func (p *Page) common(w http.ResponseWriter, r *http.Request) Common {
 	cm := Common{Title: p.title, Form: p.formToken(w, r), Path: r.URL.Path, Assets: p.assetVersion}
+	if _, err := r.Cookie(legacyTokenCookie); err == nil {
+		// An older promoter kept the raw API token there: the browser forgets it.
+		http.SetCookie(w, &http.Cookie{Name: legacyTokenCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	}
 	if p.api.TokenNeeded() {
 		cm.Logout = p.loggedIn(r)
 		cm.Login = !cm.Logout
@@ -437,19 +450,19 @@ func (p *Page) checkForm(action bool) func(http.ResponseWriter, *http.Request) b
 }
 
 // act runs a confirmed action. The form names the value the stage ran when the
-// confirmation was shown (expect): if it moved since, nothing is done.
+// confirmation was shown (expect); the action carries it (stage.Expect), so the Git write
+// itself checks it: if the stage moved since, nothing is done and the answer is 409.
 func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 	secureHeaders(w)
 	name, action := r.PathValue("name"), r.PathValue("action")
 	value, expect := r.PostFormValue("value"), r.PostFormValue("expect")
-	st, ok := p.c.StatusOf(name)
-	if !ok {
+	if _, ok := p.c.StatusOf(name); !ok {
 		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here", name))
 		return
 	}
-	if r.PostForm.Has("expect") && expect != st.CurrentTag {
-		p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q changed since you confirmed: it runs %s now, not %s; nothing was done, look again", name, orNothing(st.CurrentTag), orNothing(expect)))
-		return
+	var opts []stage.ActionOption
+	if expect != "" {
+		opts = append(opts, stage.Expect(expect))
 	}
 	ctx := r.Context()
 	var (
@@ -459,14 +472,14 @@ func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 	switch action {
 	case "promote":
 		var out stage.Outcome
-		out, err = p.c.Promote(ctx, name, value)
+		out, err = p.c.Promote(ctx, name, value, opts...)
 		commit, value = out.Commit, out.New
 	case "rollback":
 		var out stage.Outcome
-		out, err = p.c.Rollback(ctx, name, value)
+		out, err = p.c.Rollback(ctx, name, value, opts...)
 		commit, value = out.Commit, out.New
 	case "approve":
-		value, err = p.c.Approve(ctx, name, value)
+		value, err = p.c.Approve(ctx, name, value, opts...)
 	case "pause":
 		value, err = "", p.c.Pause(ctx, name)
 	case "resume":
@@ -501,12 +514,20 @@ func (p *Page) login(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, http.StatusUnauthorized, errors.New("that is not this promoter's API token (the content of its --token-file or KROPIPE_TOKEN)"))
 		return
 	}
-	http.SetCookie(w, cookie(r, sessionCookie, r.PostFormValue("token"), 0))
+	// The cookie holds a session of this process, never the token (session.go says why).
+	value, expires := p.sessions.issue()
+	c := cookie(r, sessionCookie, value, int(sessionTTL/time.Second))
+	c.Expires = expires
+	http.SetCookie(w, c)
 	http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
 }
 
+// logout ends the session here, so a copy of the cookie is refused too, and deletes it.
 func (p *Page) logout(w http.ResponseWriter, r *http.Request) {
 	secureHeaders(w)
+	if v := cookieValue(r, sessionCookie); v != "" {
+		p.sessions.end(v)
+	}
 	http.SetCookie(w, cookie(r, sessionCookie, "", -1))
 	http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
 }

@@ -94,7 +94,10 @@ func TestPage_ActionsNeedTheFormTokenAndTheLogin(t *testing.T) {
 		t.Fatalf("login: %d", code)
 	}
 	set := h.Get("Set-Cookie")
-	for _, want := range []string{"kropipe_token=", "HttpOnly", "SameSite=Strict", "Path=/"} {
+	if strings.Contains(set, token) {
+		t.Errorf("the session cookie holds the API token: %q", set)
+	}
+	for _, want := range []string{"kropipe_session=", "HttpOnly", "SameSite=Strict", "Path=/"} {
 		if !strings.Contains(set, want) {
 			t.Errorf("session cookie %q lacks %s", set, want)
 		}
@@ -165,7 +168,7 @@ func TestPage_ConfirmationNamesTheExactChange(t *testing.T) {
 	// Confirmed against 1.2.1, but the stage runs 1.2.2 now: nothing is written.
 	before := p.lastSubject(t)
 	form := url.Values{"csrf": {formToken(t, html)}, "value": {"1.2.1"}, "expect": {"1.2.1"}}
-	if code, body, _ := v.post("/stages/develop-frontend/rollback", form, nil); code != http.StatusConflict || !strings.Contains(body, "changed since you confirmed") {
+	if code, body, _ := v.post("/stages/develop-frontend/rollback", form, nil); code != http.StatusConflict || !strings.Contains(body, "now runs 1.2.2, you expected 1.2.1") || !strings.Contains(body, "nothing was done") {
 		t.Fatalf("stale confirmation: %d", code)
 	}
 	if after := p.lastSubject(t); after != before {

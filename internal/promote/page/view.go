@@ -31,7 +31,8 @@ type card struct {
 	LastPromotion   time.Time
 	Problems        []string // what fails the stage (bad annotations included)
 	Warnings        []string
-	CanAct          bool // the viewer may act (no token needed, or logged in)
+	Owed            []string // automatic actions owed and not done yet (an automatic rollback Git refused)
+	CanAct          bool     // the viewer may act (no token needed, or logged in)
 }
 
 // lane is one group of stages joined by upstream links (in practice one image), in
@@ -80,6 +81,9 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 		}
 		for _, w := range st.Warnings {
 			c.Warnings = append(c.Warnings, gitwrite.Redact(w))
+		}
+		for _, o := range st.Owed {
+			c.Owed = append(c.Owed, gitwrite.Redact(o.String()))
 		}
 		if st.LastCommit != "" {
 			c.CommitURL = commitURL(spec.RepoURL, st.LastCommit)

@@ -67,9 +67,13 @@ func TestLanes_FollowTheUpstreamGraph(t *testing.T) {
 	}
 	leaky := []stage.Status{{Name: "develop-frontend", Decision: stage.DecisionFailed,
 		Reason: "fetching https://bot:hunter2@git.example.com/gitops.git: 403", Error: "fetching https://bot:hunter2@git.example.com/gitops.git: 403",
-		Warnings: []string{"pushing to https://ghp_token@github.com/acme/gitops.git was slow"}}}
+		Warnings: []string{"pushing to https://ghp_token@github.com/acme/gitops.git was slow"},
+		Owed:     []stage.OwedAction{{Kind: "rollback", From: "1.2.2", Attempts: 1, LastError: "pushing main to https://bot:hunter2@git.example.com/gitops.git: pre-receive hook declined"}}}}
 	c := cards(leaky, nil, false)[0]
-	for _, text := range append(append([]string{c.Reason}, c.Problems...), c.Warnings...) {
+	if len(c.Owed) != 1 || !strings.Contains(c.Owed[0], "rollback from 1.2.2 owed") || !strings.Contains(c.Owed[0], "pre-receive hook declined") {
+		t.Errorf("the card does not show the owed rollback: %q", c.Owed)
+	}
+	for _, text := range append(append(append([]string{c.Reason}, c.Problems...), c.Warnings...), c.Owed...) {
 		if strings.Contains(text, "hunter2") || strings.Contains(text, "ghp_token") {
 			t.Errorf("a credential reaches the card: %s", text)
 		}

@@ -34,6 +34,9 @@ func Table(w io.Writer, sts []stage.Status) {
 		for _, w := range s.Warnings {
 			reason += " (warning: " + w + ")"
 		}
+		for _, o := range s.Owed {
+			reason += " (" + o.String() + ")"
+		}
 		current := s.CurrentTag
 		if len(s.Members) > 0 {
 			// A release group: its set is listed member by member below.

@@ -73,10 +73,6 @@ func WithCompactAfter(n int) Option { return func(e *Engine) { e.compactAfter = 
 // Engine runs the pipeline of a set of stages. It is safe for concurrent use:
 // passes and actions that write to Git are serialised.
 type Engine struct {
-	// wakeMu guards soakEnds: stage → when the soak it waits for ends (wake.go).
-	wakeMu   sync.Mutex
-	soakEnds map[string]time.Time
-
 	specs   []Spec // upstreams first
 	byName  map[string]Spec
 	wh      *warehouse.Warehouse
@@ -104,6 +100,8 @@ type Engine struct {
 	targets map[string]bool
 	// stopHousekeeping cancels a running Housekeep: a pass was asked for.
 	stopHousekeeping context.CancelFunc
+	// soakEnds maps a unit to when the soak it waits for ends (wake.go).
+	soakEnds map[string]time.Time
 
 	// Release groups (group.go): as configured, as checked against the stages, and each
 	// group's candidate set from the last pass.
@@ -116,16 +114,7 @@ type Engine struct {
 
 // New validates specs (after filling their defaults) and returns an engine for them.
 func New(specs []Spec, opts ...Option) (*Engine, error) {
-	filled := make([]Spec, len(specs))
-	for i, s := range specs {
-		filled[i] = s.WithDefaults()
-	}
-	if err := ValidateAll(filled); err != nil {
-		return nil, err
-	}
 	e := &Engine{
-		specs:        order(filled),
-		byName:       map[string]Spec{},
 		store:        &MemoryStore{},
 		verifier:     CommandVerifier{},
 		clock:        clock.RealClock{},
@@ -140,6 +129,9 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 	for _, o := range opts {
 		o(e)
 	}
+	if err := e.SetSpecs(specs, e.groupSpecs...); err != nil {
+		return nil, err
+	}
 	if e.wh == nil {
 		w, err := warehouse.New(warehouse.WithLogger(e.log))
 		if err != nil {
@@ -150,11 +142,6 @@ func New(specs []Spec, opts ...Option) (*Engine, error) {
 	if e.dataDir == "" {
 		return nil, errors.New("stage: no Git data directory; pass WithGit(dataDir)")
 	}
-	for _, s := range e.specs {
-		e.byName[s.Name] = s
-		e.status[s.Name] = Status{Name: s.Name, Image: s.Image, Upstream: s.Upstream, File: s.File, Key: s.Key, Decision: DecisionWait, Reason: "not checked yet"}
-	}
-	e.setGroupsLocked(e.groupSpecs, nil)
 	return e, nil
 }
 
@@ -166,7 +153,7 @@ func (e *Engine) Specs() []Spec {
 }
 
 // SetSpecs replaces the stage set (in the cluster it follows the Applications'
-// annotations). specs get their defaults and are validated as a whole; on error
+// annotations; New starts with it). specs get their defaults and are validated as a whole; on error
 // nothing changes. It waits for a running pass or Git-writing action to finish,
 // so a pass never sees half of each set. Stages that remain keep their status;
 // their approvals, verifications and pauses live in the Store under the stage
@@ -364,15 +351,18 @@ func normalRepository(image string) string {
 // reach (see around): an approval, a resume, a manual promotion or a reverify concerns
 // them and their downstream only.
 func (e *Engine) targetStage(name string) {
-	if g, ok := e.groupNamed(name); ok {
-		names := make([]string, 0, len(g.members))
-		for _, m := range g.members {
-			names = append(names, m.Name)
-		}
-		e.target(names)
+	e.mu.Lock()
+	u, ok := e.groups.unit(name)
+	e.mu.Unlock()
+	if !ok {
+		e.target([]string{name}) // a member forced alone
 		return
 	}
-	e.target([]string{name})
+	names := make([]string, 0, len(u.members))
+	for _, m := range u.members {
+		names = append(names, m.Name)
+	}
+	e.target(names)
 }
 
 // Passes is how many passes have completed; a readiness probe wants one.
@@ -400,13 +390,6 @@ func (e *Engine) StatusOf(name string) (Status, bool) {
 	defer e.mu.Unlock()
 	st, ok := e.status[name]
 	return st, ok
-}
-
-func (e *Engine) setStatus(st Status) {
-	e.mu.Lock()
-	e.status[st.Name] = st
-	e.mu.Unlock()
-	e.Announce()
 }
 
 // ErrUnknownStage is wrapped when an action names a stage that is not configured.
@@ -602,50 +585,23 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 
 	now := e.clock.Now()
 	statuses := map[string]*Status{}
-	var due []*observation
-	var dueSets []*pendingSet
+	var due []*pendingSet
+	var units []*group
 	for _, s := range specs {
-		o := obs[s.Name]
-		if _, ok := e.groups.groupOf(s.Name); ok {
-			// A member is decided with its group, once its last member is observed.
-			for _, g := range e.groups.lastAt[s.Name] {
-				if p := e.decideGroup(ctx, g, obs, state, now, write, statuses); p != nil {
-					dueSets = append(dueSets, p)
-				}
+		// A unit is decided once its last member is observed (and, upstreams first, its
+		// upstream's members decided).
+		for _, u := range e.groups.lastAt[s.Name] {
+			units = append(units, u)
+			if p := e.decideUnit(ctx, u, obs, state, now, write, statuses); p != nil {
+				due = append(due, p)
 			}
-			continue
 		}
-		st := e.decide(ctx, o, obs, state, now, write)
-		statuses[s.Name] = st
-		if st.Decision == DecisionPromote {
-			due = append(due, o)
-		}
-	}
-	if write && len(dueSets) > 0 {
-		e.writeGroups(ctx, dueSets, statuses, state)
-		e.groupsJustTook(statuses)
 	}
 	if write && len(due) > 0 {
 		e.write(ctx, look, due, statuses, state)
-		// Stages downstream decided before their upstream moved; say so, or the
-		// table reads as if they ignored the new freight.
-		for _, s := range specs {
-			up, ok := statuses[s.Upstream]
-			st := statuses[s.Name]
-			if !ok || up.Decision != DecisionPromote || st.Decision == DecisionFailed || st.Decision == DecisionPromote || st.Group != "" {
-				continue // a group's member: groupsJustTook says it for the group
-			}
-			msg := fmt.Sprintf("%s just took %s", s.Upstream, up.CurrentTag)
-			if s.Soak > 0 {
-				msg += fmt.Sprintf(", then a %s soak", s.Soak)
-			}
-			if st.Paused {
-				st.Reason += "; " + msg
-			} else {
-				st.Decision, st.Reason = DecisionWait, "waiting: "+msg
-				st.Candidate = up.Candidate
-			}
-		}
+		// Units downstream decided before their upstream moved; say so, or the table
+		// reads as if they ignored the new freight.
+		justTook(units, statuses)
 	}
 	if err := e.saveVerifications(ctx, state.added, state.runs); err != nil {
 		e.log.Error("saving promoter state failed", "err", err)
@@ -653,21 +609,32 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 	}
 	var errs []error
 	e.mu.Lock()
-	for _, s := range specs {
-		st := statuses[s.Name]
-		st.CheckedAt = now
-		e.status[s.Name] = *st
-		if st.Decision == DecisionFailed {
-			errs = append(errs, &StageError{Stage: s.Name, Err: errors.New(st.Error)})
+	for _, u := range units {
+		var names []string
+		for _, m := range u.members {
+			names = append(names, m.Name)
+		}
+		if !u.lone {
+			if e.groups.byName[u.Name] != u {
+				continue // a second group of that name: its problem is the first's status
+			}
+			names = append(names, u.Name)
+		}
+		for _, name := range names {
+			st := statuses[name]
+			st.CheckedAt = now
+			e.status[name] = *st
+			if st.Decision == DecisionFailed {
+				errs = append(errs, &StageError{Stage: name, Err: errors.New(st.Error)})
+			}
 		}
 	}
-	errs = append(errs, e.keepGroupStatuses(statuses, now)...)
 	e.passes++
 	e.mu.Unlock()
 	e.Announce()
 	// INFO is for passes that changed something; a quiet pass every few minutes is debug.
 	lvl := slog.LevelDebug
-	if len(due) > 0 || len(dueSets) > 0 || len(errs) > 0 {
+	if len(due) > 0 || len(errs) > 0 {
 		lvl = slog.LevelInfo
 	}
 	e.log.Log(ctx, lvl, "pass done", "stages", len(specs), "promoted", len(due), "failed", len(errs), "write", write, "took", e.clock.Now().Sub(start).String())
@@ -799,121 +766,45 @@ func (e *Engine) discover(ctx context.Context, look *warehouse.Pass, specs []Spe
 	}
 }
 
-// decide fills a stage's status and says whether its candidate is due. With write
-// set, a stage already running its candidate gets it verified first, so stages
-// downstream can take it in the same pass.
-func (e *Engine) decide(ctx context.Context, o *observation, obs map[string]*observation, state *working, now time.Time, write bool) *Status {
-	s := o.spec
-	st := &Status{Name: s.Name, Image: s.Image, Upstream: s.Upstream, File: s.File, Key: s.Key, CurrentTag: o.current}
-	_, st.Paused = state.Paused[s.Name]
-	if v, ok := state.latestVerified(s.Name); ok {
-		st.VerifiedFreight = &v
+// decideUnit decides a unit from what the pass observed and fills the statuses of the unit
+// and its members. With write set, a unit already running its candidate gets it verified
+// first, so units downstream can take it in the same pass. It returns the set due, if any.
+func (e *Engine) decideUnit(ctx context.Context, u *group, obs map[string]*observation, state *working, now time.Time, write bool, statuses map[string]*Status) *pendingSet {
+	recs := obs[u.members[0].Name].records
+	if !u.lone {
+		recs = e.groupRecords(ctx, u)
 	}
-	defer func() {
-		if r, ok := state.latestRun(s.Name); ok {
-			st.Verification = &r
-		}
-	}()
-	if len(o.records) > 0 {
-		st.LastCommit, st.LastPromotion = o.records[0].Commit, o.records[0].Time
+	st := unitStatuses(u, obs, recs, state.State, statuses)
+	d := decide(input{u: u, obs: obs, recs: recs, state: state.State, now: now})
+	e.settle(u, d, statuses)
+	if d.Verify && write {
+		_ = e.verifySet(ctx, u, d.Cand, d.Commit, d.PlacedAt, false, state, now, statuses)
 	}
-	fail := func(err error) *Status {
-		st.Decision, st.Error = DecisionFailed, (&StageError{Stage: s.Name, Err: err}).Error()
-		st.Reason = st.Error
-		return st
+	showVerified(u, statuses, state.State)
+	mirror(u, statuses)
+	if d.Decision != DecisionPromote || st.Decision != DecisionPromote {
+		return nil
 	}
-	if o.err != nil {
-		return fail(o.err)
+	cur := make([]string, len(u.members))
+	for i, m := range u.members {
+		cur[i] = obs[m.Name].current
 	}
+	return &pendingSet{g: u, set: d.Cand, current: cur, kind: gitwrite.Promote}
+}
 
-	var (
-		cand     freight.Freight
-		verified *Verification // the upstream's verification, for soak
-	)
-	if s.Upstream == "" {
-		if o.noMatch {
-			st.Decision, st.Reason = DecisionWait, noMatchReason(o)
-			return st
-		}
-		cand = o.candidate
-	} else {
-		up := obs[s.Upstream]
-		if up.err != nil {
-			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: upstream %s failed", s.Upstream)
-			return st
-		}
-		v, ok := verifiedValue(state.State, s.Upstream, up.current)
-		if !ok {
-			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting for %s to verify %s", s.Upstream, orNothing(up.current))
-			return st
-		}
-		if o.rejected[v.Value] {
-			st.Candidate = &v.Freight
-			st.Decision = DecisionBlocked
-			st.Reason = fmt.Sprintf("%s was rolled back here; waiting for %s to verify a newer one", v.Value, s.Upstream)
-			return st
-		}
-		cand, verified = v.Freight, &v
+// groupRecords are the group's commits as of the pass's fetch, newest first; nil when
+// they cannot be read (the members' observation reports that).
+func (e *Engine) groupRecords(ctx context.Context, g *group) []gitwrite.Record {
+	first := g.members[0]
+	repo, err := e.Repo(ctx, first.RepoURL)
+	if err != nil {
+		return nil
 	}
-	st.Candidate = &cand
-	value := cand.Value(s.Strategy)
-
-	if value == o.current {
-		st.Decision, st.Reason = DecisionUpToDate, "up to date at "+value
-		if rej := rejectedList(o.rejected); rej != "" {
-			st.Reason += "; " + rej + " rolled back here"
-			if r, ok := state.failedRejected(s.Name, o.rejected); ok {
-				st.Reason += fmt.Sprintf(" (%s failed verification: %s)", r.Value, r.Message)
-				if r.Log != "" {
-					st.Reason += "; log: " + r.Log
-				}
-			}
-		}
-		if write {
-			commit, placedAt := o.commit, time.Time{}
-			if len(o.records) > 0 && o.records[0].Value == value {
-				commit, placedAt = o.records[0].Commit, o.records[0].Time
-			}
-			if err := e.verifyCurrent(ctx, s, cand, commit, placedAt, state, now); err != nil {
-				if errors.Is(err, ErrPending) {
-					st.Reason += "; verification pending"
-				} else {
-					return fail(fmt.Errorf("verification of %s failed: %w", value, err))
-				}
-			}
-			if v, ok := state.latestVerified(s.Name); ok {
-				st.VerifiedFreight = &v
-			}
-		}
-		if st.Paused {
-			st.Decision, st.Reason = DecisionHold, "paused; "+st.Reason
-		}
-		return st
+	recs, err := repo.FetchedHistory(ctx, first.Branch, g.Name)
+	if err != nil {
+		return nil
 	}
-	if st.Paused {
-		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("paused; %s is waiting", value)
-		return st
-	}
-	// Older first: a soak counting down towards a value that will never be taken
-	// automatically would read as a rollback on its way.
-	if older(s.Strategy, value, o.current) {
-		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("%s is older than the current %s; promote it by hand if that is intended", value, o.current)
-		return st
-	}
-	if verified != nil && s.Soak > 0 {
-		if left := verified.VerifiedAt.Add(s.Soak).Sub(now); left > 0 {
-			e.soakEnd(s.Name, now.Add(left))
-			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("waiting: %s soak, %s left", s.Upstream, left.Round(time.Second))
-			return st
-		}
-	}
-	if !s.AutoPromote && !state.approved(s.Name, value) {
-		st.Decision, st.Reason = DecisionWait, "waiting for approval of "+value
-		return st
-	}
-	st.Decision, st.Reason = DecisionPromote, fmt.Sprintf("promoting %s → %s", orNothing(o.current), value)
-	o.candidate = cand
-	return st
+	return recs
 }
 
 // loadState reads the stored state as a private copy.
@@ -941,153 +832,6 @@ func (e *Engine) saveVerifications(ctx context.Context, added []addedVerificatio
 			st.addRun(r.stage, r.run)
 		}
 	})
-}
-
-// verifyCurrent makes sure the freight a stage runs is verified since commit put it
-// there (at placedAt; zero when no kropipe commit did). Freight verified before a
-// rollback or a re-promotion wrote it again is verified again: the new commit must
-// reach the cluster, and the verifier is what syncs it. A verification made after
-// the commit (freight kropipe found running when it started) counts.
-func (e *Engine) verifyCurrent(ctx context.Context, s Spec, f freight.Freight, commit string, placedAt time.Time, state *working, now time.Time) error {
-	if v, ok := state.verified(s.Name, f.ID()); ok && (v.Commit == commit || placedAt.IsZero() || v.VerifiedAt.After(placedAt.Add(time.Second))) {
-		return nil
-	}
-	return e.verify(ctx, s, f, commit, state, now)
-}
-
-func (e *Engine) verify(ctx context.Context, s Spec, f freight.Freight, commit string, state *working, now time.Time) error {
-	err := e.verifier.Verify(ctx, s, f, commit)
-	if rr, ok := e.verifier.(RunReporter); ok {
-		if run, ok := rr.LastRun(s.Name); ok && run.Freight == f.ID() {
-			state.ranNow(s.Name, run)
-		}
-	}
-	if errors.Is(err, ErrPending) {
-		// Every pass while Argo CD syncs or a Job runs: the status says so, the log need not.
-		e.log.Debug("verification pending", "stage", s.Name, "freight", f.Ref(), "err", err)
-		return err
-	}
-	if err != nil {
-		e.log.Warn("verification not passed", "stage", s.Name, "freight", f.Ref(), "err", err)
-		return err
-	}
-	state.verifiedNow(s.Name, Verification{Freight: f, FreightID: f.ID(), Value: f.Value(s.Strategy), Commit: commit, VerifiedAt: now})
-	e.log.Info("verified", "stage", s.Name, "freight", f.Ref(), "commit", commit)
-	return nil
-}
-
-// write applies the due promotions, one Apply per repository and branch, then
-// verifies what landed.
-func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*observation, statuses map[string]*Status, state *working) {
-	groups := map[string][]*observation{}
-	var keys []string
-	for _, o := range due {
-		k := o.spec.RepoURL + "\x00" + o.spec.Branch
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], o)
-	}
-	for _, k := range keys {
-		g := e.recheck(ctx, look, groups[k], statuses)
-		if len(g) == 0 {
-			continue
-		}
-		changes := make([]gitwrite.Change, len(g))
-		for i, o := range g {
-			changes[i] = promoteChange(o.spec, o.candidate, o.current)
-		}
-		repo, err := e.Repo(ctx, g[0].spec.RepoURL)
-		var results []gitwrite.Result
-		if err == nil {
-			results, _ = repo.Apply(ctx, g[0].spec.Branch, changes...)
-		}
-		for i, o := range g {
-			st := statuses[o.spec.Name]
-			if err != nil {
-				st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()
-				st.Reason = st.Error
-				continue
-			}
-			e.landed(ctx, o.spec, o.candidate, results[i], st, state)
-		}
-	}
-}
-
-// recheck reads the digest of each due candidate's tag anew (one HEAD; the manifest only
-// when the registry reports a digest not proven before) and returns the stages still due.
-// Discovery may have taken a digest proven in an earlier pass (warehouse.Pass), and a tag
-// pushed again since must not be written with its old digest. A tag this pass read from
-// the registry itself (a new tag) is not read again: look answers it from that read. The
-// digest strategy's candidate is its digest, read in this pass: it needs no second look.
-func (e *Engine) recheck(ctx context.Context, look *warehouse.Pass, due []*observation, statuses map[string]*Status) []*observation {
-	out := due[:0:0]
-	for _, o := range due {
-		if o.spec.Strategy == warehouse.StrategyDigest {
-			out = append(out, o)
-			continue
-		}
-		f, err := look.Resolve(ctx, o.candidate.Image, o.candidate.Tag)
-		if err != nil {
-			st := statuses[o.spec.Name]
-			st.Decision, st.Error = DecisionFailed, (&StageError{Stage: o.spec.Name, Err: err}).Error()
-			st.Reason = st.Error
-			continue
-		}
-		o.candidate.Digest = f.Digest
-		out = append(out, o)
-	}
-	return out
-}
-
-func promoteChange(s Spec, f freight.Freight, current string) gitwrite.Change {
-	return gitwrite.Change{
-		Stage: s.Name, File: s.File, Key: s.Key,
-		Image: s.Image, Tag: f.Tag, Digest: f.Digest, Value: f.Value(s.Strategy),
-		FreightID: f.ID(), Kind: gitwrite.Promote, Expect: current,
-	}
-}
-
-// landed records one Apply result in the stage's status and verifies it.
-func (e *Engine) landed(ctx context.Context, s Spec, f freight.Freight, r gitwrite.Result, st *Status, state *working) {
-	now := e.clock.Now()
-	if r.Err != nil {
-		st.Decision, st.Error = DecisionFailed, (&StageError{Stage: s.Name, Err: r.Err}).Error()
-		st.Reason = st.Error
-		e.log.Error("promotion failed", "stage", s.Name, "err", r.Err)
-		return
-	}
-	st.CurrentTag = r.New
-	verb := "promoted"
-	if r.Kind == gitwrite.Rollback {
-		verb = "rolled back"
-	}
-	if r.Skipped {
-		st.Decision, st.Reason = DecisionUpToDate, "up to date at "+r.New
-	} else {
-		st.LastCommit, st.LastPromotion = r.Commit, now
-		st.Decision, st.Reason = DecisionPromote, fmt.Sprintf("%s %s → %s in %s", verb, orNothing(r.Old), r.New, short(r.Commit))
-		e.log.Info(verb, "stage", s.Name, "from", r.Old, "to", r.New, "commit", r.Commit, "freight", f.Ref())
-	}
-	commit, placedAt := r.Commit, now
-	if r.Skipped {
-		commit, placedAt = st.LastCommit, time.Time{}
-	}
-	if err := e.verifyCurrent(ctx, s, f, commit, placedAt, state, now); err != nil {
-		if errors.Is(err, ErrPending) {
-			st.Reason += "; verification pending"
-		} else {
-			st.Decision = DecisionFailed
-			st.Error = (&StageError{Stage: s.Name, Err: fmt.Errorf("%s landed in %s but verification failed: %w", r.New, short(commit), err)}).Error()
-			st.Reason = st.Error
-		}
-	}
-	if v, ok := state.latestVerified(s.Name); ok {
-		st.VerifiedFreight = &v
-	}
-	if r, ok := state.latestRun(s.Name); ok {
-		st.Verification = &r
-	}
 }
 
 // verifiedValue finds the verification of the value stage runs.
@@ -1161,4 +905,12 @@ func short(commit string) string {
 		return commit[:7]
 	}
 	return commit
+}
+
+// shortDigest is a digest as a person compares it: the algorithm and 12 hex digits.
+func shortDigest(d string) string {
+	if algo, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		return algo + ":" + hex[:12] + "…"
+	}
+	return d
 }

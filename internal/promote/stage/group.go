@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/freight"
 )
 
 // A release group is a set of stages of one environment that move together
@@ -16,6 +18,10 @@ import (
 // verified at that commit, and a group downstream takes only sets its upstream group
 // verified together. Members keep their own observation (file, history, discovery);
 // only the decision and the write are the group's.
+//
+// A stage outside every group is a unit of one (group.lone) decided and written by the
+// same code (decide.go, act.go): every step exists once, and only the sentences of a
+// stage alone differ (its status, state and commits are the stage's own).
 
 // GroupSpec is one release group as configured: promoter.yaml's groups: entries, or
 // the kropipe.io/group annotations of Applications.
@@ -39,18 +45,50 @@ type GroupSpec struct {
 // ErrGroupMember is wrapped when an action names a member of a release group alone.
 var ErrGroupMember = errors.New("member of a release group")
 
-// group is a GroupSpec checked against the stages.
+// group is a GroupSpec checked against the stages, or a stage alone (lone): a unit that
+// passes decide and write as one.
 type group struct {
 	GroupSpec
 	members []Spec // in member order
-	// upstream is the group whose verified sets this one takes ("" for none);
-	// upMember maps a member to the member of upstream it follows.
+	// upstream is the unit whose verified sets this one takes ("" for none): a group, or
+	// for a stage alone its upstream stage; upMember maps a member to the member of
+	// upstream it follows.
 	upstream string
 	upMember map[string]string
+	// up is the unit upstream: the group upstream, or for a stage alone a view of its
+	// upstream stage alone (its verifications are the stage's, group member or not).
+	up *group
 	// problem keeps the group (and its members) from running; the other stages run.
 	problem error
-	// last is the member at which a pass decides the group.
-	last string
+	// lone marks a stage outside every group, decided and written as a set of one: its
+	// status, state and commits are the stage's own.
+	lone bool
+}
+
+// loneUnit is stage s alone, as a set of one.
+func loneUnit(s Spec) *group {
+	g := &group{GroupSpec: GroupSpec{Name: s.Name, Members: []string{s.Name}}, members: []Spec{s}, upstream: s.Upstream, upMember: map[string]string{}, lone: true}
+	if s.Upstream != "" {
+		g.upMember[s.Name] = s.Upstream
+	}
+	return g
+}
+
+// value is what the unit runs or is offered as one string: a stage's tag (or digest), a
+// group's "stage=value, …". Verifications and approvals are recorded with it.
+func (g *group) value(set freight.Set) string {
+	if g.lone {
+		return set[0].Value
+	}
+	return set.Value()
+}
+
+// id identifies the freight set in verifications: a stage's freight, a group's set.
+func (g *group) id(set freight.Set) string {
+	if g.lone {
+		return set[0].Freight.ID()
+	}
+	return set.ID()
 }
 
 // groupTable is the engine's groups and who belongs where.
@@ -60,8 +98,11 @@ type groupTable struct {
 	// of maps a member stage to its group (its first, when a stage is listed twice:
 	// both groups then have a problem).
 	of map[string]*group
-	// lastAt maps a stage to the groups decided once it is (see setGroupsLocked).
+	// lastAt maps a stage to the units decided once it is (see setGroupsLocked): its own
+	// when it is alone, the groups whose last member it is.
 	lastAt map[string][]*group
+	// alone maps a stage outside every group to its unit.
+	alone map[string]*group
 }
 
 func (t *groupTable) named(name string) (*group, bool) {
@@ -69,6 +110,18 @@ func (t *groupTable) named(name string) (*group, bool) {
 		return nil, false
 	}
 	g, ok := t.byName[name]
+	return g, ok
+}
+
+// unit is the unit named name: a release group, or a stage alone.
+func (t *groupTable) unit(name string) (*group, bool) {
+	if g, ok := t.named(name); ok {
+		return g, true
+	}
+	if t == nil {
+		return nil, false
+	}
+	g, ok := t.alone[name]
 	return g, ok
 }
 
@@ -89,8 +142,9 @@ type GroupError struct {
 
 func (e *GroupError) Error() string { return fmt.Sprintf("group %q: %s", e.Group, e.Msg) }
 
-// resolveGroups checks groups against specs (already validated). Problems do not fail
-// the whole: each becomes its group's problem.
+// resolveGroups checks groups against specs (already validated, upstreams first) and
+// makes every stage outside them a unit alone. Problems do not fail the whole: each
+// becomes its group's problem.
 func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 	t := &groupTable{byName: map[string]*group{}, of: map[string]*group{}}
 	byName := map[string]Spec{}
@@ -171,6 +225,38 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 			}
 		}
 		g.resolveUpstream(t, bad)
+	}
+	// Every other stage is a unit alone. A unit is decided at its last member in specs'
+	// order (upstreams first): by then every member and every upstream member has been
+	// observed and decided.
+	t.alone, t.lastAt = map[string]*group{}, map[string][]*group{}
+	pos := map[string]int{}
+	for i, s := range specs {
+		pos[s.Name] = i
+		if _, ok := t.of[s.Name]; !ok {
+			t.alone[s.Name] = loneUnit(s)
+			t.lastAt[s.Name] = []*group{t.alone[s.Name]}
+		}
+	}
+	for _, g := range t.list {
+		last := ""
+		for _, m := range g.members {
+			if last == "" || pos[m.Name] > pos[last] {
+				last = m.Name
+			}
+		}
+		t.lastAt[last] = append(t.lastAt[last], g)
+	}
+	for _, g := range t.list {
+		if g.upstream != "" {
+			g.up = t.byName[g.upstream]
+		}
+	}
+	for _, g := range t.alone {
+		if up, ok := byName[g.upstream]; ok {
+			// Its upstream's verifications are kept under the upstream's name, alone or in a group.
+			g.up = loneUnit(up)
+		}
 	}
 	return t
 }
@@ -256,27 +342,10 @@ func (g *group) soak() time.Duration { return g.members[0].Soak }
 func (g *group) autoPromote() bool   { return g.members[0].AutoPromote }
 
 // setGroupsLocked checks groups against e.specs and gives each group a status (prev's,
-// when it had one). The caller holds e.mu, or is New.
+// when it had one). The caller holds e.mu.
 func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 	e.groupSpecs = groups
 	t := resolveGroups(e.specs, groups)
-	// A group is decided at its last member in e.specs' order (upstreams first): by then
-	// every member and every upstream member has been observed and decided.
-	t.lastAt = map[string][]*group{}
-	pos := map[string]int{}
-	for i, s := range e.specs {
-		pos[s.Name] = i
-	}
-	for _, g := range t.list {
-		last := ""
-		for _, m := range g.members {
-			if last == "" || pos[m.Name] > pos[last] {
-				last = m.Name
-			}
-		}
-		g.last = last
-		t.lastAt[last] = append(t.lastAt[last], g)
-	}
 	e.groups = t
 	for _, g := range t.list {
 		st, ok := prev[g.Name]
@@ -298,7 +367,7 @@ func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 		e.status[s.Name] = st
 	}
 	for name := range e.groupCand {
-		if _, ok := t.byName[name]; !ok {
+		if _, ok := t.unit(name); !ok {
 			delete(e.groupCand, name)
 		}
 	}
@@ -309,27 +378,57 @@ func (e *Engine) setGroupsLocked(groups []GroupSpec, prev map[string]Status) {
 func (e *Engine) groupStatusesAfter(stage string) []Status {
 	var out []Status
 	for _, g := range e.groups.lastAt[stage] {
-		if st, ok := e.status[g.Name]; ok && e.groups.byName[g.Name] == g {
+		if st, ok := e.status[g.Name]; ok && !g.lone && e.groups.byName[g.Name] == g {
 			out = append(out, st)
 		}
 	}
 	return out
 }
 
-// keepGroupStatuses stores the groups' statuses of a pass and returns their failures.
-// The caller holds e.mu.
-func (e *Engine) keepGroupStatuses(statuses map[string]*Status, now time.Time) []error {
-	var errs []error
-	for _, g := range e.groups.list {
-		st, ok := statuses[g.Name]
-		if !ok || e.groups.byName[g.Name] != g {
-			continue
+// display is a set as people read it: "frontend 1.2.1 → 1.2.2, backend 2.1.0"; for a stage
+// alone "1.2.1 → 1.2.2".
+func (g *group) display(set freight.Set, cur []string) string {
+	parts := make([]string, len(set))
+	for i, m := range g.members {
+		label := g.label(m) + " "
+		if g.lone {
+			label = ""
 		}
-		st.CheckedAt = now
-		e.status[g.Name] = *st
-		if st.Decision == DecisionFailed {
-			errs = append(errs, &StageError{Stage: g.Name, Err: errors.New(st.Error)})
+		if set[i].Value == cur[i] {
+			parts[i] = label + orNothing(set[i].Value)
+		} else {
+			parts[i] = fmt.Sprintf("%s%s → %s", label, orNothing(cur[i]), set[i].Value)
 		}
 	}
-	return errs
+	return strings.Join(parts, ", ")
+}
+
+// displaySet is the values of a set as people read them: "frontend 1.2.2, backend 2.1.0";
+// for a stage alone its value.
+func (g *group) displaySet(set freight.Set) string {
+	if g.lone {
+		return set[0].Value
+	}
+	parts := make([]string, len(set))
+	for i, m := range g.members {
+		parts[i] = fmt.Sprintf("%s %s", g.label(m), orNothing(set[i].Value))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// noun is what errors call the unit.
+func (g *group) noun() string {
+	if g.lone {
+		return "stage"
+	}
+	return "group"
+}
+
+func sameValues(set freight.Set, cur []string) bool {
+	for i := range set {
+		if set[i].Value != cur[i] {
+			return false
+		}
+	}
+	return true
 }

@@ -17,28 +17,20 @@ func (e *Engine) Reverify(ctx context.Context, stage string) (string, error) {
 // release group for each member with the value it runs. No pass runs between the two, so none
 // can see the old verdict and record it again.
 func (e *Engine) ReverifyWith(ctx context.Context, stage string, forget func(ctx context.Context, stage, value string) error) (string, error) {
-	g, isGroup := e.groupNamed(stage)
-	if !isGroup {
-		if _, err := e.spec(stage); err != nil {
-			return "", err
-		}
+	u, err := e.actionUnit(stage)
+	if err != nil {
+		return "", err
 	}
 	e.work.Lock()
 	defer e.work.Unlock()
 	st, _ := e.StatusOf(stage)
 	if st.CurrentTag == "" {
-		noun := "stage"
-		if isGroup {
-			noun = "group"
-		}
-		return "", fmt.Errorf("%s %q: %w: it runs nothing known yet (%s); wait for its first pass", noun, stage, ErrNothingToDo, st.Reason)
+		return "", fmt.Errorf("%s %q: %w: it runs nothing known yet (%s); wait for its first pass", u.noun(), stage, ErrNothingToDo, st.Reason)
 	}
 	values := map[string]string{stage: st.CurrentTag}
-	if isGroup {
-		// A release group is verified through its members: their verdicts go too.
-		for _, m := range st.Members {
-			values[m.Stage] = m.Current
-		}
+	// A release group is verified through its members: their verdicts go too.
+	for _, m := range st.Members {
+		values[m.Stage] = m.Current
 	}
 	if forget != nil {
 		for s, v := range values {
@@ -47,7 +39,7 @@ func (e *Engine) ReverifyWith(ctx context.Context, stage string, forget func(ctx
 			}
 		}
 	}
-	err := e.update(ctx, func(s *State) {
+	err = e.update(ctx, func(s *State) {
 		for stage, value := range values {
 			var kept []Verification
 			for _, v := range s.Verifications[stage] {
@@ -68,11 +60,7 @@ func (e *Engine) ReverifyWith(ctx context.Context, stage string, forget func(ctx
 	if err != nil {
 		return "", err
 	}
-	if isGroup {
-		e.log.Info("verification to run again", "group", g.Name, "set", st.CurrentTag)
-	} else {
-		e.log.Info("verification to run again", "stage", stage, "value", st.CurrentTag)
-	}
+	e.log.Info("verification to run again", u.noun(), stage, "value", st.CurrentTag)
 	e.targetStage(stage)
 	return st.CurrentTag, nil
 }

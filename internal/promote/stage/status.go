@@ -61,6 +61,9 @@ type Status struct {
 	// Members are, for a release group, its stages in order with their values; the
 	// group's CurrentTag is the set they run.
 	Members []MemberStatus `json:"members,omitempty"`
+	// Owed are the automatic actions the promoter owes the stage and has not done yet (an
+	// automatic rollback whose attempt failed), kept in the State until done.
+	Owed []OwedAction `json:"owed,omitempty"`
 	// candidateSet is a group's candidate set, for its members' Candidate.
 	candidateSet freight.Set
 }

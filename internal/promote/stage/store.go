@@ -30,6 +30,9 @@ type State struct {
 	// Inconclusive runs are verdicts the Verifier reads back after a restart instead of
 	// verifying again (see RunReporter).
 	Runs map[string][]VerificationRun `json:"runs,omitempty"`
+	// Owed maps a stage (or release group) to the automatic actions the promoter owes it and
+	// has not done yet: a rollback whose attempt failed or was cut short (see OwedAction).
+	Owed map[string][]OwedAction `json:"owed,omitempty"`
 }
 
 // Approval lets a stage without autoPromote take one value.
@@ -162,6 +165,7 @@ func (s State) clone() State {
 		Verifications: map[string][]Verification{},
 		Paused:        map[string]time.Time{},
 		Runs:          map[string][]VerificationRun{},
+		Owed:          map[string][]OwedAction{},
 	}
 	for k, v := range s.Approvals {
 		out.Approvals[k] = append([]Approval(nil), v...)
@@ -174,6 +178,9 @@ func (s State) clone() State {
 	}
 	for k, v := range s.Runs {
 		out.Runs[k] = append([]VerificationRun(nil), v...)
+	}
+	for k, v := range s.Owed {
+		out.Owed[k] = append([]OwedAction(nil), v...)
 	}
 	return out
 }

@@ -6,8 +6,8 @@ import "time"
 // promotion's timing: a loop with a long --interval, or none at all (notifications only), still
 // runs a pass the moment a soak is over.
 func (e *Engine) soakEnd(stage string, at time.Time) {
-	e.wakeMu.Lock()
-	defer e.wakeMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.soakEnds == nil {
 		e.soakEnds = map[string]time.Time{}
 	}
@@ -19,8 +19,8 @@ func (e *Engine) soakEnd(stage string, at time.Time) {
 // no longer wait: waking for it costs one pass that finds nothing to do.
 func (e *Engine) NextWake() time.Time {
 	now := e.clock.Now()
-	e.wakeMu.Lock()
-	defer e.wakeMu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	var next time.Time
 	for name, at := range e.soakEnds {
 		switch {

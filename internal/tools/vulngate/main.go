@@ -1,22 +1,34 @@
 // Command vulngate reads `govulncheck -format json` on stdin and decides `make vuln`: a
-// vulnerability the code reaches in a module fails it (bump the module); one in the Go
-// standard library is printed as a warning naming the Go release that fixes it, since only a
-// new toolchain fixes those and a machine may not be able to get it yet.
+// vulnerability the code reaches fails it — in a module (bump the module) or in the Go standard
+// library (the binaries users run carry it: upgrade the toolchain, whose release the gate names)
+// — unless the exceptions file gives it a written reason and a date until which it holds.
 package main
 
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"go/version"
 	"io"
 	"os"
 	"slices"
 	"strings"
+	"time"
 )
 
 func main() {
-	failed, err := gate(os.Stdin, os.Stdout)
+	exceptionsFile := flag.String("exceptions", "", "YAML file of accepted vulnerabilities (id, reason, until); see vuln-exceptions.yaml")
+	flag.Parse()
+	var exc []exception
+	if *exceptionsFile != "" {
+		var err error
+		if exc, err = readExceptions(*exceptionsFile); err != nil {
+			fmt.Fprintln(os.Stderr, "vulngate:", err)
+			os.Exit(2)
+		}
+	}
+	failed, err := gate(os.Stdin, os.Stdout, exc, time.Now())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vulngate:", err)
 		os.Exit(2)
@@ -55,8 +67,9 @@ type vuln struct {
 	id, module, version, fixed, symbol, summary string
 }
 
-// gate writes the report to out and says whether a module vulnerability is reached.
-func gate(in io.Reader, out io.Writer) (failed bool, err error) {
+// gate writes the report to out and says whether a vulnerability is reached that no exception
+// in force (until after now) accepts.
+func gate(in io.Reader, out io.Writer, exc []exception, now time.Time) (failed bool, err error) {
 	dec := json.NewDecoder(in)
 	var (
 		goVersion string
@@ -92,9 +105,15 @@ func gate(in io.Reader, out io.Writer) (failed bool, err error) {
 	if !sawConfig {
 		return false, errors.New("no govulncheck report on stdin (did govulncheck fail to load the packages?)")
 	}
-	var mods, std []vuln
+	var mods, std, accepted []vuln
+	reasons := map[string]string{}
 	for _, v := range reached {
 		v.summary = summaries[v.id]
+		if e, ok := findException(exc, v.id); ok && now.Before(e.Until.Time) {
+			accepted = append(accepted, v)
+			reasons[v.id] = fmt.Sprintf("%s (accepted until %s)", e.Reason, e.Until.Format(time.DateOnly))
+			continue
+		}
 		if v.module == stdlib {
 			std = append(std, v)
 		} else {
@@ -104,12 +123,21 @@ func gate(in io.Reader, out io.Writer) (failed bool, err error) {
 	byID := func(a, b vuln) int { return strings.Compare(a.id, b.id) }
 	slices.SortFunc(mods, byID)
 	slices.SortFunc(std, byID)
+	slices.SortFunc(accepted, byID)
+	for _, v := range accepted {
+		fmt.Fprintf(out, "accepted: %s %s: %s\n", v.id, v.symbol, reasons[v.id])
+	}
+	for _, e := range exc {
+		if !now.Before(e.Until.Time) {
+			fmt.Fprintf(out, "note: the exception for %s expired on %s; remove it from the exceptions file or renew it with a new reason\n", e.ID, e.Until.Format(time.DateOnly))
+		}
+	}
 	if len(std) > 0 {
 		fixedBy := ""
 		for _, v := range std {
 			fixedBy = newerGo(fixedBy, v.fixed)
 		}
-		fmt.Fprintf(out, "WARNING: %d Go standard library vulnerabilities reached with %s; fixed by Go %s (a toolchain upgrade, not a module bump):\n", len(std), goVersion, strings.TrimPrefix(fixedBy, "v"))
+		fmt.Fprintf(out, "FAIL: %d Go standard library vulnerabilities reached with %s; upgrade the toolchain to Go %s or newer (go.mod's toolchain line; not a module bump):\n", len(std), goVersion, strings.TrimPrefix(fixedBy, "v"))
 		for _, v := range std {
 			fmt.Fprintf(out, "  %s %s (fixed in go%s): %s\n", v.id, v.symbol, strings.TrimPrefix(v.fixed, "v"), v.summary)
 		}
@@ -119,9 +147,11 @@ func gate(in io.Reader, out io.Writer) (failed bool, err error) {
 		for _, v := range mods {
 			fmt.Fprintf(out, "  %s %s@%s, fixed in %s, reached at %s: %s\n", v.id, v.module, v.version, v.fixed, v.symbol, v.summary)
 		}
+	}
+	if len(std) > 0 || len(mods) > 0 {
 		return true, nil
 	}
-	fmt.Fprintln(out, "no module vulnerability reached")
+	fmt.Fprintf(out, "no vulnerability reached with %s\n", goVersion)
 	return false, nil
 }
 

@@ -78,7 +78,7 @@ func newFakeMember(t *testing.T, want string) (*fakeMember, *coordinationv1.Leas
 	lease := &coordinationv1.Lease{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "kropipe-promoter-member-1", Namespace: "argocd",
-			Labels:      map[string]string{shard.SetLabel: "kropipe-promoter", shard.KindLabel: "member"},
+			Labels: map[string]string{shard.SetLabel: "kropipe-promoter", shard.KindLabel: "member"},
 			// A replica of the same --shards (2) as the one under test: one of another count would
 			// hold it back (shard.Topology).
 			Annotations: map[string]string{shard.AddressAnnotation: f.srv.URL, shard.PodAnnotation: "peer", shard.ShardsAnnotation: "2"},

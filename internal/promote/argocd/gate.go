@@ -322,7 +322,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) error {
 	value := f.Value(spec.Strategy)
 	run := stage.VerificationRun{Value: value, Freight: f.ID(), Commit: commit}
-	res, settled := g.settled(ctx, spec.Name, f.ID())
+	res, settled := g.settled(ctx, spec.Name, f.ID(), commit)
 	if !settled {
 		var err error
 		res, err = g.runChecks(ctx, spec, b, f, commit)
@@ -363,15 +363,16 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 	return err
 }
 
-// settled returns the verdict already reached on the stage's freight — Failed, or
-// Inconclusive waiting for a human — from this gate's memory, else (after a restart or a leader
-// change) from the runs the engine keeps in the store. A verdict is not asked of the cluster
-// again: its Job or AnalysisRun may be gone, and a new one could judge differently.
-func (g *HealthGate) settled(ctx context.Context, stage, id string) (verify.Result, bool) {
+// settled returns the verdict already reached on the stage's freight at its promotion commit
+// — Failed, or Inconclusive waiting for a human — from this gate's memory, else (after a
+// restart or a leader change) from the runs the engine keeps in the store. A verdict is not
+// asked of the cluster again: its Job or AnalysisRun may be gone, and a new one could judge
+// differently. A verdict on the same freight at an earlier commit does not count.
+func (g *HealthGate) settled(ctx context.Context, stage, id, commit string) (verify.Result, bool) {
 	g.mu.Lock()
 	r, ok := g.runs[stage]
 	g.mu.Unlock()
-	if !ok || r.Freight != id {
+	if !ok || r.Freight != id || r.Commit != commit {
 		if g.store == nil {
 			return verify.Result{}, false
 		}
@@ -380,7 +381,7 @@ func (g *HealthGate) settled(ctx context.Context, stage, id string) (verify.Resu
 			g.log.Warn("reading the verification runs kept in the promoter's state", "stage", stage, "error", err.Error())
 			return verify.Result{}, false
 		}
-		if r, ok = st.SettledRun(stage, id); !ok {
+		if r, ok = st.SettledRun(stage, id, commit); !ok {
 			return verify.Result{}, false
 		}
 	}

@@ -72,6 +72,7 @@ type HealthGate struct {
 	source   VerifySource
 	jobs     *verify.JobRunner
 	analysis *verify.AnalysisRunner
+	clusters *Clusters   // the destination clusters of verifications outside the promoter's own
 	store    stage.Store // approvals (which pass an inconclusive analysis) and the runs the engine keeps
 
 	mu       sync.Mutex
@@ -139,6 +140,12 @@ func WithVerification(src VerifySource, jobs *verify.JobRunner) GateOption {
 func WithAnalysis(a *verify.AnalysisRunner, store stage.Store) GateOption {
 	return func(g *HealthGate) { g.analysis, g.store = a, store }
 }
+
+// WithClusters runs each verification in its Application's destination cluster, reached
+// with the credentials of Argo CD's cluster Secret for it. Without it a verification whose
+// destination is not Argo CD's in-cluster one fails, saying so: run elsewhere it would judge
+// the wrong environment.
+func WithClusters(c *Clusters) GateOption { return func(g *HealthGate) { g.clusters = c } }
 
 // WithRecords reads the verification runs the engine keeps in store (stage.State.Runs): a
 // stage's freight that failed verification, or whose analysis was inconclusive, keeps that
@@ -408,10 +415,14 @@ func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, 
 		}
 		return *prev
 	}
+	cluster, err := g.cluster(ctx, v.Destination)
+	if err != nil {
+		return verify.Result{}, fmt.Errorf("stage %q: %w", spec.Name, err)
+	}
 	request := func() verify.Request {
 		return verify.Request{
 			Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: f.Value(spec.Strategy),
-			Previous: previous(), Commit: commit, Timeout: v.Timeout,
+			Previous: previous(), Commit: commit, Timeout: v.Timeout, Cluster: cluster,
 		}
 	}
 	if v.Job != "" {
@@ -472,13 +483,17 @@ func (g *HealthGate) Reverify(ctx context.Context, stage, value string) error {
 	if !ok || b.Verify == nil {
 		return nil
 	}
+	cluster, err := g.cluster(ctx, b.Verify.Destination)
+	if err != nil {
+		return fmt.Errorf("stage %q: %w", stage, err)
+	}
 	if b.Verify.Job != "" && g.jobs != nil {
-		if _, err := g.jobs.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+		if _, err := g.jobs.Forget(ctx, cluster, b.Verify.Namespace, stage, value); err != nil {
 			return fmt.Errorf("stage %q: %w", stage, err)
 		}
 	}
 	if len(b.Verify.Analysis) > 0 && g.analysis != nil {
-		if _, err := g.analysis.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+		if _, err := g.analysis.Forget(ctx, cluster, b.Verify.Namespace, stage, value); err != nil {
 			return fmt.Errorf("stage %q: %w", stage, err)
 		}
 	}
@@ -489,6 +504,17 @@ func (g *HealthGate) Reverify(ctx context.Context, stage, value string) error {
 	}
 	delete(g.runs, stage)
 	return nil
+}
+
+// cluster is where a verification for dest runs: nil for the promoter's own cluster.
+func (g *HealthGate) cluster(ctx context.Context, dest Destination) (*verify.Cluster, error) {
+	if g.clusters != nil {
+		return g.clusters.For(ctx, dest)
+	}
+	if dest.InCluster() {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: the Application deploys to %s and this promoter reaches no cluster but its own", ErrClusterUnusable, dest)
 }
 
 // approvedSince reports whether value was approved in stage after t.

@@ -109,6 +109,7 @@ func RunName(stage, id, commit string) string { return JobName(stage, "analysis"
 // Successful, Failed when Failed or Error or past the timeout (the run is then
 // terminated), Inconclusive, else Running.
 func (r *AnalysisRunner) Run(ctx context.Context, req Request, templates []TemplateRef) (Result, error) {
+	r = r.in(req.Cluster)
 	timeout := req.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
@@ -179,10 +180,11 @@ func (r *AnalysisRunner) Run(ctx context.Context, req Request, templates []Templ
 	return Result{Phase: Running, Message: fmt.Sprintf("%s (%s %s)", what, strings.ToLower(orDefault(phase, "pending")), ran.Round(time.Second)), Started: started}, nil
 }
 
-// Forget deletes the stage's AnalysisRuns for value in namespace, so the next Run starts a
-// new one (promoter verify). A cluster without Rollouts has none to delete.
-func (r *AnalysisRunner) Forget(ctx context.Context, namespace, stage, value string) (int, error) {
-	runs := r.client.Resource(AnalysisRunGVR).Namespace(namespace)
+// Forget deletes the stage's AnalysisRuns for value in namespace of cluster (nil: the
+// runner's own), so the next Run starts a new one (promoter verify). A cluster without
+// Rollouts has none to delete.
+func (r *AnalysisRunner) Forget(ctx context.Context, cluster *Cluster, namespace, stage, value string) (int, error) {
+	runs := r.in(cluster).client.Resource(AnalysisRunGVR).Namespace(namespace)
 	list, err := runs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(stage)})
 	if apierrors.IsNotFound(err) {
 		return 0, nil
@@ -201,6 +203,17 @@ func (r *AnalysisRunner) Forget(ctx context.Context, namespace, stage, value str
 		n++
 	}
 	return n, nil
+}
+
+// in is the runner working in cluster: the same runner with the cluster's clients, itself
+// for nil.
+func (r *AnalysisRunner) in(cluster *Cluster) *AnalysisRunner {
+	if cluster == nil {
+		return r
+	}
+	c := *r
+	c.client, c.discovery = cluster.Dynamic, cluster.Kube.Discovery()
+	return &c
 }
 
 // cleanUp deletes the stage's finished AnalysisRuns of other freight or commits beyond the

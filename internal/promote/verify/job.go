@@ -83,6 +83,8 @@ type Request struct {
 	Previous  string // what the stage ran before, "" when unknown
 	Commit    string // the promotion commit
 	Timeout   time.Duration
+	// Cluster is the Application's destination cluster; nil runs in the runner's own.
+	Cluster *Cluster
 }
 
 // Result is what the verification's Jobs say.
@@ -129,6 +131,7 @@ func NewJobRunner(client kubernetes.Interface, opts ...JobOption) *JobRunner {
 // ran out of time, Passed once all completed, else Running. An error is a problem with the
 // manifests or the cluster, not a verdict on the freight.
 func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byte) (Result, error) {
+	r = r.in(req.Cluster)
 	jobs, err := Jobs(files)
 	if err != nil {
 		return Result{}, err
@@ -171,10 +174,10 @@ func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byt
 	return Result{Phase: Passed, Message: strings.Join(names, ", ") + " completed", Started: started}, nil
 }
 
-// Forget deletes the stage's Jobs for value in namespace, so the next Run starts new ones
-// (promoter verify). It returns how many it deleted.
-func (r *JobRunner) Forget(ctx context.Context, namespace, stage, value string) (int, error) {
-	jobs := r.client.BatchV1().Jobs(namespace)
+// Forget deletes the stage's Jobs for value in namespace of cluster (nil: the runner's
+// own), so the next Run starts new ones (promoter verify). It returns how many it deleted.
+func (r *JobRunner) Forget(ctx context.Context, cluster *Cluster, namespace, stage, value string) (int, error) {
+	jobs := r.in(cluster).client.BatchV1().Jobs(namespace)
 	list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(stage)})
 	if err != nil {
 		return 0, fmt.Errorf("listing the verification Jobs of stage %q in %s: %w", stage, namespace, err)
@@ -191,6 +194,17 @@ func (r *JobRunner) Forget(ctx context.Context, namespace, stage, value string) 
 		n++
 	}
 	return n, nil
+}
+
+// in is the runner working in cluster: the same runner with the cluster's client, itself
+// for nil.
+func (r *JobRunner) in(cluster *Cluster) *JobRunner {
+	if cluster == nil {
+		return r
+	}
+	c := *r
+	c.client = cluster.Kube
+	return &c
 }
 
 // Jobs parses the verification manifests: every YAML document must be a batch/v1 Job whose

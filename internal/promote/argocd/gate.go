@@ -252,7 +252,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		}
 		return err
 	}
-	promo := g.track(spec.Name, f.ID(), commit)
+	promo := g.track(ctx, spec, f.ID(), commit)
 	targets := []string{promo}
 	if commit != promo {
 		targets = append(targets, commit)
@@ -574,14 +574,25 @@ func (g *HealthGate) healthyAgain(stage string) {
 }
 
 // track returns the commit the stage's freight was first seen at: its promotion
-// commit, while the engine later passes the branch head it read.
-func (g *HealthGate) track(stage, freightID, commit string) string {
+// commit, while the engine later passes the branch head it read. A commit other than the
+// tracked one that is the stage's newest promotion (syncIf) is the same freight promoted
+// again (a rollback, then a promotion, between two passes): a new deployment, tracked from
+// that commit so the earlier commit's verdict does not judge it.
+func (g *HealthGate) track(ctx context.Context, spec stage.Spec, freightID, commit string) string {
+	g.mu.Lock()
+	tr := g.tracked[spec.Name]
+	same := tr != nil && tr.freightID == freightID
+	moved := same && tr.commit != commit
+	g.mu.Unlock()
+	// syncIf reads Git: asked outside the lock, and only when the commit moved.
+	if moved && g.syncIf != nil && g.syncIf(ctx, spec, commit) {
+		same = false
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	tr := g.tracked[stage]
-	if tr == nil || tr.freightID != freightID {
+	if tr = g.tracked[spec.Name]; !same || tr == nil || tr.freightID != freightID {
 		tr = &tracking{freightID: freightID, commit: commit}
-		g.tracked[stage] = tr
+		g.tracked[spec.Name] = tr
 	}
 	return tr.commit
 }

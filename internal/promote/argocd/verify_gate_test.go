@@ -417,3 +417,52 @@ func TestHealthGate_KeptVerdictOfAnEarlierCommitDoesNotJudgeANewOne(t *testing.T
 		})
 	}
 }
+
+// atCommit reads the verification manifests at one commit whatever commit is asked: the
+// test's later promotion commits exist only in the Application's status.
+type atCommit struct {
+	repoSource
+	commit string
+}
+
+func (s atCommit) ReadAt(ctx context.Context, spec stage.Spec, _, p string) (map[string][]byte, error) {
+	return s.repoSource.ReadAt(ctx, spec, s.commit, p)
+}
+
+// A freight rolled back and promoted again between two passes reaches the gate at a new
+// promotion commit while the gate still tracks its earlier one: that is a new deployment,
+// verified by a new Job, not judged by the earlier commit's failure.
+func TestHealthGate_RePromotionOfTheSameFreightIsVerifiedAgain(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	ctx := context.Background()
+	const again = "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2"
+	newest := f.commit // the stage's newest promotion commit in Git
+	g := f.gateFixture.gate(
+		WithVerification(atCommit{f.source, f.commit}, verify.NewJobRunner(f.kube, verify.WithClock(f.clock))),
+		WithSyncIf(func(_ context.Context, _ stage.Spec, commit string) bool { return commit == newest }),
+	)
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	f.finish(batchv1.JobFailed)
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, ErrVerificationFailed) {
+		t.Fatalf("Verify = %v, want failed", err)
+	}
+	if fails := g.TakeFailures(); len(fails) != 1 {
+		t.Fatalf("failures = %v, want one", fails)
+	}
+
+	newest = again
+	f.argo("develop-frontend", argoStatus(again, "Synced", "Healthy", "Succeeded", ""))
+	err := g.Verify(ctx, spec("develop-frontend"), fr, again)
+	want := "verifying: job " + verify.JobName("develop-frontend", "smoke", fr.ID(), again) + " (running"
+	if !errors.Is(err, stage.ErrPending) || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Verify at the new promotion = %v, want %q", err, want)
+	}
+	if n := f.jobCreates(); n != 2 {
+		t.Errorf("%d Jobs created, want 2: one per promotion", n)
+	}
+	if run, _ := g.LastRun("develop-frontend"); run.Commit != again || run.Phase != "Running" {
+		t.Errorf("last run %+v, want running at %s", run, again)
+	}
+}

@@ -269,8 +269,8 @@ func TestHealthGate_VerificationRunsInTheDestinationCluster(t *testing.T) {
 	clusters := NewClusters(fake.NewClientset(clusterSecret("cluster-spoke", "spoke", "https://spoke.example.com", `{"bearerToken":"t","tlsClientConfig":{"insecure":true}}`)),
 		"argocd", WithConnect(fc.connect), WithClustersLogger(quiet()))
 	g := f.gateFixture.gate(WithVerification(f.source, verify.NewJobRunner(f.kube, verify.WithClock(f.clock))), WithClusters(clusters))
-	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
-		t.Fatalf("Verify = %v, want the Job running", err)
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) || err.Error() != "verifying: job "+f.jobName()+" (running 0s) in Argo CD cluster spoke" {
+		t.Fatalf("Verify = %v, want the Job running in the destination cluster, saying so", err)
 	}
 	spoke := fc.cluster["spoke"]
 	if f.jobCreates() != 0 || spoke == nil {

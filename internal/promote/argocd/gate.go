@@ -435,8 +435,9 @@ func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, 
 		}
 		res, err := g.jobs.Run(ctx, request(), files)
 		if err != nil {
-			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w%s", spec.Name, AnnVerifyJob, err, ranIn(cluster))
 		}
+		res.Message += ranIn(cluster)
 		results = append(results, res)
 	}
 	if len(v.Analysis) > 0 {
@@ -445,8 +446,9 @@ func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, 
 		}
 		res, err := g.analysis.Run(ctx, request(), v.Analysis)
 		if err != nil {
-			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyAnalysis, err)
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w%s", spec.Name, AnnVerifyAnalysis, err, ranIn(cluster))
 		}
+		res.Message += ranIn(cluster)
 		results = append(results, res)
 	}
 	for _, want := range []verify.Phase{verify.Failed, verify.Running, verify.Inconclusive} {
@@ -504,6 +506,14 @@ func (g *HealthGate) Reverify(ctx context.Context, stage, value string) error {
 	}
 	delete(g.runs, stage)
 	return nil
+}
+
+// ranIn says where a verification ran when it was not the promoter's own cluster.
+func ranIn(cluster *verify.Cluster) string {
+	if cluster == nil {
+		return ""
+	}
+	return " in Argo CD cluster " + cluster.Name
 }
 
 // cluster is where a verification for dest runs: nil for the promoter's own cluster.

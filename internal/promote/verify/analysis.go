@@ -217,8 +217,8 @@ func (r *AnalysisRunner) in(cluster *Cluster) *AnalysisRunner {
 }
 
 // cleanUp deletes the stage's finished AnalysisRuns of other freight or commits beyond the
-// newest r.keep (the freight being verified at its commit counts as one). Failures are ignored: the next
-// verification tries again.
+// newest r.keep (the freight being verified at its commit counts as one). Failures are
+// ignored: the next verification tries again.
 func (r *AnalysisRunner) cleanUp(ctx context.Context, req Request) {
 	runs := r.client.Resource(AnalysisRunGVR).Namespace(req.Namespace)
 	list, err := runs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(req.Stage)})

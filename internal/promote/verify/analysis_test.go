@@ -305,3 +305,23 @@ func TestAnalysisRunner_VerdictsAreBoundToThePromotionCommit(t *testing.T) {
 		t.Errorf("%d AnalysisRuns created, want 2: the same commit adopts", n)
 	}
 }
+
+// Two commits that start alike give their AnalysisRuns the same name: the earlier one's run
+// is replaced, never adopted.
+func TestAnalysisRunner_ReplacesARunOfAnotherCommitWithTheSameName(t *testing.T) {
+	f := newAnalysisFixture(true, template("AnalysisTemplate", ns, "http", []string{"http"}))
+	refs := []verify.TemplateRef{{Name: "http"}}
+	ctx := context.Background()
+	first, again := request("aaaaaaaa1111111111111111111111111111111"), request("aaaaaaaa2222222222222222222222222222222")
+	if _, err := f.runner().Run(ctx, first, refs); err != nil {
+		t.Fatal(err)
+	}
+	f.setPhase(t, first, "Successful", "")
+	res, err := f.runner().Run(ctx, again, refs)
+	if err != nil || res.Phase != verify.Running || !strings.Contains(res.Message, "waiting for the previous run to be deleted") {
+		t.Fatalf("Run = %+v, %v; want the other commit's run deleted, not adopted", res, err)
+	}
+	if res, err := f.runner().Run(ctx, again, refs); err != nil || res.Phase != verify.Running || f.count("create") != 2 {
+		t.Fatalf("Run = %+v, %v, %d creates; want the new commit's run", res, err, f.count("create"))
+	}
+}

@@ -25,8 +25,8 @@
 //     annotations, finds Argo CD's Git credentials, syncs the promoted Application and
 //     verifies it (the health gate); suggest gives both their "did you mean" hints.
 //   - verify runs a stage's verification in the cluster once the gate saw its Application
-//     Synced and Healthy: Jobs read from Git and Argo Rollouts AnalysisRuns, named by stage
-//     and freight so a new leader adopts them.
+//     Synced and Healthy: Jobs read from Git and Argo Rollouts AnalysisRuns, named by stage,
+//     freight and promotion commit so a new leader adopts them and a re-promotion does not.
 //   - kubestate keeps the engine's state in a ConfigMap; leader elects the one replica
 //     that writes; shard (--shards) instead spreads the pipelines over the replicas: member
 //     Leases, a fenced Lease and a state ConfigMap per shard, the owner by rendezvous hashing.

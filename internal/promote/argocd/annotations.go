@@ -120,8 +120,11 @@ type Verification struct {
 	// Analysis are the AnalysisTemplates run as one AnalysisRun.
 	Analysis []verify.TemplateRef `json:"analysis,omitempty"`
 	// Namespace is the Application's destination namespace, where the Jobs run.
-	Namespace string        `json:"namespace"`
-	Timeout   time.Duration `json:"timeout"`
+	Namespace string `json:"namespace"`
+	// Destination is the Application's destination cluster, where the Jobs run: the
+	// in-cluster one is the promoter's own, another is reached with Argo CD's credentials.
+	Destination Destination   `json:"destination,omitzero"`
+	Timeout     time.Duration `json:"timeout"`
 }
 
 // Config is what the annotations describe: runnable stages, the Applications
@@ -340,7 +343,8 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 func verification(obj map[string]any, ann map[string]string, bad func(field, format string, args ...any)) (*Verification, bool) {
 	job := strings.TrimSpace(ann[AnnVerifyJob])
 	analysis := strings.TrimSpace(ann[AnnVerifyAnalysis])
-	v := &Verification{Job: job, Timeout: verify.DefaultTimeout, Namespace: str(obj, "spec", "destination", "namespace")}
+	v := &Verification{Job: job, Timeout: verify.DefaultTimeout, Namespace: str(obj, "spec", "destination", "namespace"),
+		Destination: Destination{Server: str(obj, "spec", "destination", "server"), Name: str(obj, "spec", "destination", "name")}}
 	if t, ok := ann[AnnVerifyTimeout]; ok {
 		d, err := parseDuration(t, true)
 		if err != nil {

@@ -384,10 +384,12 @@ func TestDerive_VerifyJobFromApplicationSetWithOverride(t *testing.T) {
 	if len(cfg.Problems) != 0 {
 		t.Fatalf("problems: %v", cfg.Problems)
 	}
+	// The verification runs in the Application's destination cluster (here Argo CD's own).
+	inCluster := Destination{Server: InClusterServer}
 	want := map[string]*Verification{
-		"develop-frontend": {Job: "develop/frontend/verify", Namespace: "develop-frontend", Timeout: 10 * time.Minute},
-		"staging-frontend": {Job: "staging/frontend/checks/smoke.yaml", Namespace: "staging-frontend", Timeout: 2 * time.Minute},
-		"prod-frontend":    {Analysis: []verify.TemplateRef{{Name: "error-rate"}, {Name: "smoke", Cluster: true}}, Namespace: "prod-frontend", Timeout: 10 * time.Minute},
+		"develop-frontend": {Job: "develop/frontend/verify", Namespace: "develop-frontend", Destination: inCluster, Timeout: 10 * time.Minute},
+		"staging-frontend": {Job: "staging/frontend/checks/smoke.yaml", Namespace: "staging-frontend", Destination: inCluster, Timeout: 2 * time.Minute},
+		"prod-frontend":    {Analysis: []verify.TemplateRef{{Name: "error-rate"}, {Name: "smoke", Cluster: true}}, Namespace: "prod-frontend", Destination: inCluster, Timeout: 10 * time.Minute},
 	}
 	for name, w := range want {
 		got := cfg.Bindings[name].Verify

@@ -72,6 +72,7 @@ type HealthGate struct {
 	source   VerifySource
 	jobs     *verify.JobRunner
 	analysis *verify.AnalysisRunner
+	clusters *Clusters   // the destination clusters of verifications outside the promoter's own
 	store    stage.Store // approvals (which pass an inconclusive analysis) and the runs the engine keeps
 
 	mu       sync.Mutex
@@ -139,6 +140,12 @@ func WithVerification(src VerifySource, jobs *verify.JobRunner) GateOption {
 func WithAnalysis(a *verify.AnalysisRunner, store stage.Store) GateOption {
 	return func(g *HealthGate) { g.analysis, g.store = a, store }
 }
+
+// WithClusters runs each verification in its Application's destination cluster, reached
+// with the credentials of Argo CD's cluster Secret for it. Without it a verification whose
+// destination is not Argo CD's in-cluster one fails, saying so: run elsewhere it would judge
+// the wrong environment.
+func WithClusters(c *Clusters) GateOption { return func(g *HealthGate) { g.clusters = c } }
 
 // WithRecords reads the verification runs the engine keeps in store (stage.State.Runs): a
 // stage's freight that failed verification, or whose analysis was inconclusive, keeps that
@@ -254,7 +261,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		}
 		return err
 	}
-	promo := g.track(spec.Name, f.ID(), commit)
+	promo := g.track(ctx, spec, f.ID(), commit)
 	targets := []string{promo}
 	if commit != promo {
 		targets = append(targets, commit)
@@ -331,7 +338,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Binding, f freight.Freight, commit string) error {
 	value := f.Value(spec.Strategy)
 	run := stage.VerificationRun{Value: value, Freight: f.ID(), Commit: commit}
-	res, settled := g.settled(ctx, spec.Name, f.ID())
+	res, settled := g.settled(ctx, spec.Name, f.ID(), commit)
 	if !settled {
 		var err error
 		res, err = g.runChecks(ctx, spec, b, f, commit)
@@ -372,15 +379,16 @@ func (g *HealthGate) runVerification(ctx context.Context, spec stage.Spec, b Bin
 	return err
 }
 
-// settled returns the verdict already reached on the stage's freight — Failed, or
-// Inconclusive waiting for a human — from this gate's memory, else (after a restart or a leader
-// change) from the runs the engine keeps in the store. A verdict is not asked of the cluster
-// again: its Job or AnalysisRun may be gone, and a new one could judge differently.
-func (g *HealthGate) settled(ctx context.Context, stage, id string) (verify.Result, bool) {
+// settled returns the verdict already reached on the stage's freight at its promotion commit
+// — Failed, or Inconclusive waiting for a human — from this gate's memory, else (after a
+// restart or a leader change) from the runs the engine keeps in the store. A verdict is not
+// asked of the cluster again: its Job or AnalysisRun may be gone, and a new one could judge
+// differently. A verdict on the same freight at an earlier commit does not count.
+func (g *HealthGate) settled(ctx context.Context, stage, id, commit string) (verify.Result, bool) {
 	g.mu.Lock()
 	r, ok := g.runs[stage]
 	g.mu.Unlock()
-	if !ok || r.Freight != id {
+	if !ok || r.Freight != id || r.Commit != commit {
 		if g.store == nil {
 			return verify.Result{}, false
 		}
@@ -389,7 +397,7 @@ func (g *HealthGate) settled(ctx context.Context, stage, id string) (verify.Resu
 			g.log.Warn("reading the verification runs kept in the promoter's state", "stage", stage, "error", err.Error())
 			return verify.Result{}, false
 		}
-		if r, ok = st.SettledRun(stage, id); !ok {
+		if r, ok = st.SettledRun(stage, id, commit); !ok {
 			return verify.Result{}, false
 		}
 	}
@@ -416,10 +424,14 @@ func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, 
 		}
 		return *prev
 	}
+	cluster, err := g.cluster(ctx, v.Destination)
+	if err != nil {
+		return verify.Result{}, fmt.Errorf("stage %q: %w", spec.Name, err)
+	}
 	request := func() verify.Request {
 		return verify.Request{
 			Stage: spec.Name, Namespace: v.Namespace, Freight: f, Value: f.Value(spec.Strategy),
-			Previous: previous(), Commit: commit, Timeout: v.Timeout,
+			Previous: previous(), Commit: commit, Timeout: v.Timeout, Cluster: cluster,
 		}
 	}
 	if v.Job != "" {
@@ -432,8 +444,9 @@ func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, 
 		}
 		res, err := g.jobs.Run(ctx, request(), files)
 		if err != nil {
-			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyJob, err)
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w%s", spec.Name, AnnVerifyJob, err, ranIn(cluster))
 		}
+		res.Message += ranIn(cluster)
 		results = append(results, res)
 	}
 	if len(v.Analysis) > 0 {
@@ -442,8 +455,9 @@ func (g *HealthGate) runChecks(ctx context.Context, spec stage.Spec, b Binding, 
 		}
 		res, err := g.analysis.Run(ctx, request(), v.Analysis)
 		if err != nil {
-			return verify.Result{}, fmt.Errorf("stage %q: %s: %w", spec.Name, AnnVerifyAnalysis, err)
+			return verify.Result{}, fmt.Errorf("stage %q: %s: %w%s", spec.Name, AnnVerifyAnalysis, err, ranIn(cluster))
 		}
+		res.Message += ranIn(cluster)
 		results = append(results, res)
 	}
 	for _, want := range []verify.Phase{verify.Failed, verify.Running, verify.Inconclusive} {
@@ -480,13 +494,17 @@ func (g *HealthGate) Reverify(ctx context.Context, stage, value string) error {
 	if !ok || b.Verify == nil {
 		return nil
 	}
+	cluster, err := g.cluster(ctx, b.Verify.Destination)
+	if err != nil {
+		return fmt.Errorf("stage %q: %w", stage, err)
+	}
 	if b.Verify.Job != "" && g.jobs != nil {
-		if _, err := g.jobs.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+		if _, err := g.jobs.Forget(ctx, cluster, b.Verify.Namespace, stage, value); err != nil {
 			return fmt.Errorf("stage %q: %w", stage, err)
 		}
 	}
 	if len(b.Verify.Analysis) > 0 && g.analysis != nil {
-		if _, err := g.analysis.Forget(ctx, b.Verify.Namespace, stage, value); err != nil {
+		if _, err := g.analysis.Forget(ctx, cluster, b.Verify.Namespace, stage, value); err != nil {
 			return fmt.Errorf("stage %q: %w", stage, err)
 		}
 	}
@@ -497,6 +515,25 @@ func (g *HealthGate) Reverify(ctx context.Context, stage, value string) error {
 	}
 	delete(g.runs, stage)
 	return nil
+}
+
+// ranIn says where a verification ran when it was not the promoter's own cluster.
+func ranIn(cluster *verify.Cluster) string {
+	if cluster == nil {
+		return ""
+	}
+	return " in Argo CD cluster " + cluster.Name
+}
+
+// cluster is where a verification for dest runs: nil for the promoter's own cluster.
+func (g *HealthGate) cluster(ctx context.Context, dest Destination) (*verify.Cluster, error) {
+	if g.clusters != nil {
+		return g.clusters.For(ctx, dest)
+	}
+	if dest.InCluster() {
+		return nil, nil
+	}
+	return nil, fmt.Errorf("%w: the Application deploys to %s and this promoter reaches no cluster but its own", ErrClusterUnusable, dest)
 }
 
 // approvedSince reports whether value was approved in stage after t.
@@ -556,14 +593,25 @@ func (g *HealthGate) healthyAgain(stage string) {
 }
 
 // track returns the commit the stage's freight was first seen at: its promotion
-// commit, while the engine later passes the branch head it read.
-func (g *HealthGate) track(stage, freightID, commit string) string {
+// commit, while the engine later passes the branch head it read. A commit other than the
+// tracked one that is the stage's newest promotion (syncIf) is the same freight promoted
+// again (a rollback, then a promotion, between two passes): a new deployment, tracked from
+// that commit so the earlier commit's verdict does not judge it.
+func (g *HealthGate) track(ctx context.Context, spec stage.Spec, freightID, commit string) string {
+	g.mu.Lock()
+	tr := g.tracked[spec.Name]
+	same := tr != nil && tr.freightID == freightID
+	moved := same && tr.commit != commit
+	g.mu.Unlock()
+	// syncIf reads Git: asked outside the lock, and only when the commit moved.
+	if moved && g.syncIf != nil && g.syncIf(ctx, spec, commit) {
+		same = false
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	tr := g.tracked[stage]
-	if tr == nil || tr.freightID != freightID {
+	if tr = g.tracked[spec.Name]; !same || tr == nil || tr.freightID != freightID {
 		tr = &tracking{freightID: freightID, commit: commit}
-		g.tracked[stage] = tr
+		g.tracked[spec.Name] = tr
 	}
 	return tr.commit
 }

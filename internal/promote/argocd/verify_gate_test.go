@@ -3,6 +3,7 @@ package argocd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -69,7 +70,7 @@ func (f *verifyFixture) gate() *HealthGate {
 }
 
 func (f *verifyFixture) jobName() string {
-	return verify.JobName("develop-frontend", "smoke", fr.ID())
+	return verify.JobName("develop-frontend", "smoke", fr.ID(), f.commit)
 }
 
 func (f *verifyFixture) finish(typ batchv1.JobConditionType) {
@@ -103,7 +104,7 @@ func TestHealthGate_VerificationJob(t *testing.T) {
 		failures int
 	}{
 		{name: "PassesWhenTheJobCompletes", outcome: batchv1.JobComplete},
-		{name: "FailsAndIsReportedOnceForRollback", outcome: batchv1.JobFailed, wantErr: "verification failed for 1.2.2: job " + verify.JobName("develop-frontend", "smoke", fr.ID()) + " failed (BackoffLimitExceeded)", failures: 1},
+		{name: "FailsAndIsReportedOnceForRollback", outcome: batchv1.JobFailed, wantErr: "verification failed for 1.2.2: job %s failed (BackoffLimitExceeded)", failures: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,8 +124,8 @@ func TestHealthGate_VerificationJob(t *testing.T) {
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("Verify = %v, want verified", err)
 			}
-			if tt.wantErr != "" && (err == nil || !errors.Is(err, ErrVerificationFailed) || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("Verify = %v, want %q", err, tt.wantErr)
+			if want := fmt.Sprintf(tt.wantErr, f.jobName()); tt.wantErr != "" && (err == nil || !errors.Is(err, ErrVerificationFailed) || !strings.Contains(err.Error(), want)) {
+				t.Fatalf("Verify = %v, want %q", err, want)
 			}
 			if n := f.jobCreates(); n != 1 {
 				t.Errorf("%d Jobs created, want 1", n)
@@ -210,11 +211,11 @@ func (f *verifyFixture) withAnalysis(t *testing.T) (*HealthGate, *dynamicfake.Fa
 }
 
 // analysisPhase plays Argo Rollouts: the stage's AnalysisRun reached phase.
-func analysisPhase(t *testing.T, rollouts *dynamicfake.FakeDynamicClient, phase, message string) {
+func analysisPhase(t *testing.T, rollouts *dynamicfake.FakeDynamicClient, commit, phase, message string) {
 	t.Helper()
 	ctx := context.Background()
 	res := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend")
-	run, err := res.Get(ctx, verify.RunName("develop-frontend", fr.ID()), metav1.GetOptions{})
+	run, err := res.Get(ctx, verify.RunName("develop-frontend", fr.ID(), commit), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,9 +232,9 @@ func TestHealthGate_AnalysisFailedIsReportedForRollback(t *testing.T) {
 	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
 		t.Fatalf("Verify = %v, want pending", err)
 	}
-	analysisPhase(t, rollouts, "Failed", `Metric "http" assessed Failed due to failed (1) > failureLimit (0)`)
+	analysisPhase(t, rollouts, f.commit, "Failed", `Metric "http" assessed Failed due to failed (1) > failureLimit (0)`)
 	err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
-	if !errors.Is(err, ErrVerificationFailed) || !strings.Contains(err.Error(), `analysis develop-frontend-analysis-`+fr.ID()+` failed: Metric "http" assessed Failed`) {
+	if !errors.Is(err, ErrVerificationFailed) || !strings.Contains(err.Error(), `analysis `+verify.RunName("develop-frontend", fr.ID(), f.commit)+` failed: Metric "http" assessed Failed`) {
 		t.Fatalf("Verify = %v", err)
 	}
 	if fails := g.TakeFailures(); len(fails) != 1 || !fails[0].AutoRollback || !errors.Is(fails[0].Err, ErrVerificationFailed) {
@@ -248,8 +249,8 @@ func TestHealthGate_AnalysisInconclusiveHoldsUntilApproved(t *testing.T) {
 	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
 		t.Fatalf("Verify = %v, want pending", err)
 	}
-	name := verify.RunName("develop-frontend", fr.ID())
-	analysisPhase(t, rollouts, "Inconclusive", "no data")
+	name := verify.RunName("develop-frontend", fr.ID(), f.commit)
+	analysisPhase(t, rollouts, f.commit, "Inconclusive", "no data")
 	approve := func(at time.Time) {
 		st, _ := store.Load(ctx)
 		st.Approvals["develop-frontend"] = append(st.Approvals["develop-frontend"], stage.Approval{Value: "1.2.2", ApprovedAt: at})
@@ -352,10 +353,10 @@ func TestHealthGate_InconclusiveHoldSurvivesRestart(t *testing.T) {
 	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
 		t.Fatalf("Verify = %v, want pending", err)
 	}
-	analysisPhase(t, rollouts, "Inconclusive", "no data")
+	analysisPhase(t, rollouts, f.commit, "Inconclusive", "no data")
 	held := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
 	keep(t, g, store)
-	name := verify.RunName("develop-frontend", fr.ID())
+	name := verify.RunName("develop-frontend", fr.ID(), f.commit)
 	if err := rollouts.Resource(verify.AnalysisRunGVR).Namespace("develop-frontend").Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -385,5 +386,83 @@ func TestHealthGate_InconclusiveHoldSurvivesRestart(t *testing.T) {
 	}
 	if run, _ := g.LastRun("develop-frontend"); run.Phase != "Passed" || !strings.HasSuffix(run.Message, "approved by promoter approve") {
 		t.Fatalf("run after approval %+v", run)
+	}
+}
+
+// A verdict kept in the promoter's state judges the freight at the commit it ran for: the
+// same freight promoted again (after a rollback) at a new commit is verified again, and the
+// earlier failure is neither its verdict nor handed over for a second rollback.
+func TestHealthGate_KeptVerdictOfAnEarlierCommitDoesNotJudgeANewOne(t *testing.T) {
+	for _, phase := range []string{"Failed", "Inconclusive"} {
+		t.Run(phase, func(t *testing.T) {
+			f := newVerifyFixture(t, "verify")
+			ctx := context.Background()
+			store := &stage.MemoryStore{}
+			st, _ := store.Load(ctx)
+			st.Runs["develop-frontend"] = []stage.VerificationRun{{Value: "1.2.2", Freight: fr.ID(), Commit: "0123456789abcdef0123456789abcdef01234567", Phase: phase, Message: "job old failed"}}
+			if err := store.Save(ctx, st); err != nil {
+				t.Fatal(err)
+			}
+			g := f.gateFixture.gate(WithVerification(f.source, verify.NewJobRunner(f.kube, verify.WithClock(f.clock))), WithRecords(store))
+			err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit)
+			if !errors.Is(err, stage.ErrPending) || !strings.HasPrefix(err.Error(), "verifying: job ") {
+				t.Fatalf("Verify at the new commit = %v, want a new Job running", err)
+			}
+			if n := f.jobCreates(); n != 1 {
+				t.Errorf("%d Jobs created, want 1", n)
+			}
+			if fails := g.TakeFailures(); len(fails) != 0 {
+				t.Errorf("failures = %v, want none: the earlier commit's verdict is not this one's", fails)
+			}
+		})
+	}
+}
+
+// atCommit reads the verification manifests at one commit whatever commit is asked: the
+// test's later promotion commits exist only in the Application's status.
+type atCommit struct {
+	repoSource
+	commit string
+}
+
+func (s atCommit) ReadAt(ctx context.Context, spec stage.Spec, _, p string) (map[string][]byte, error) {
+	return s.repoSource.ReadAt(ctx, spec, s.commit, p)
+}
+
+// A freight rolled back and promoted again between two passes reaches the gate at a new
+// promotion commit while the gate still tracks its earlier one: that is a new deployment,
+// verified by a new Job, not judged by the earlier commit's failure.
+func TestHealthGate_RePromotionOfTheSameFreightIsVerifiedAgain(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	ctx := context.Background()
+	const again = "c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2"
+	newest := f.commit // the stage's newest promotion commit in Git
+	g := f.gateFixture.gate(
+		WithVerification(atCommit{f.source, f.commit}, verify.NewJobRunner(f.kube, verify.WithClock(f.clock))),
+		WithSyncIf(func(_ context.Context, _ stage.Spec, commit string) bool { return commit == newest }),
+	)
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, stage.ErrPending) {
+		t.Fatalf("Verify = %v, want pending", err)
+	}
+	f.finish(batchv1.JobFailed)
+	if err := g.Verify(ctx, spec("develop-frontend"), fr, f.commit); !errors.Is(err, ErrVerificationFailed) {
+		t.Fatalf("Verify = %v, want failed", err)
+	}
+	if fails := g.TakeFailures(); len(fails) != 1 {
+		t.Fatalf("failures = %v, want one", fails)
+	}
+
+	newest = again
+	f.argo("develop-frontend", argoStatus(again, "Synced", "Healthy", "Succeeded", ""))
+	err := g.Verify(ctx, spec("develop-frontend"), fr, again)
+	want := "verifying: job " + verify.JobName("develop-frontend", "smoke", fr.ID(), again) + " (running"
+	if !errors.Is(err, stage.ErrPending) || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("Verify at the new promotion = %v, want %q", err, want)
+	}
+	if n := f.jobCreates(); n != 2 {
+		t.Errorf("%d Jobs created, want 2: one per promotion", n)
+	}
+	if run, _ := g.LastRun("develop-frontend"); run.Commit != again || run.Phase != "Running" {
+		t.Errorf("last run %+v, want running at %s", run, again)
 	}
 }

@@ -680,6 +680,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		argocd.WithContains(repos.contains),
 		argocd.WithVerification(repos, verify.NewJobRunner(c.kube)),
 		argocd.WithAnalysis(verify.NewAnalysisRunner(c.dyn, c.kube.Discovery()), c.store),
+		argocd.WithClusters(argocd.NewClusters(c.kube, c.f.ArgoCDNamespace, argocd.WithClustersLogger(c.log))),
 		argocd.WithRecords(c.store),
 	)
 	e, err := stage.New(nil,

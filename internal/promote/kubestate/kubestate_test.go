@@ -419,7 +419,7 @@ func TestSave_KeepsAnotherWritersChanges(t *testing.T) {
 	// The new leader approves prod, resumes staging-backend and records a failed verification.
 	b.Approvals = map[string][]stage.Approval{"prod-frontend": {{Value: "1.2.2", ApprovedAt: at}}}
 	delete(b.Paused, "staging-backend")
-	b.Runs = map[string][]stage.VerificationRun{"develop-backend": {{Value: "2.0.1", Freight: "g", Phase: "Failed", Message: "job smoke failed", Log: "500"}}}
+	b.Runs = map[string][]stage.VerificationRun{"develop-backend": {{Value: "2.0.1", Freight: "g", Commit: "c1", Phase: "Failed", Message: "job smoke failed", Log: "500"}}}
 	if err := newLeader.Save(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +443,7 @@ func TestSave_KeepsAnotherWritersChanges(t *testing.T) {
 	if len(got.Paused) != 0 {
 		t.Errorf("paused = %v, want both resumes kept (neither pause resurrected)", got.Paused)
 	}
-	if r, ok := got.SettledRun("develop-backend", "g"); !ok || r.Log != "500" {
+	if r, ok := got.SettledRun("develop-backend", "g", "c1"); !ok || r.Log != "500" {
 		t.Errorf("the new leader's failed verification was lost: %+v", got.Runs)
 	}
 }

@@ -231,12 +231,14 @@ func (s State) latestRun(stage string) (VerificationRun, bool) {
 	return rs[len(rs)-1], true
 }
 
-// SettledRun returns the stage's newest Failed or Inconclusive run for freight id: a
-// verdict a restarted or newly elected Verifier keeps instead of verifying again.
-func (s State) SettledRun(stage, id string) (VerificationRun, bool) {
+// SettledRun returns the stage's newest Failed or Inconclusive run for freight id promoted
+// at commit: a verdict a restarted or newly elected Verifier keeps instead of verifying
+// again. A run of the same freight at another commit (before a rollback and a new
+// promotion) is no verdict on this one.
+func (s State) SettledRun(stage, id, commit string) (VerificationRun, bool) {
 	rs := s.Runs[stage]
 	for i := len(rs) - 1; i >= 0; i-- {
-		if rs[i].Freight == id {
+		if rs[i].Freight == id && rs[i].Commit == commit {
 			return rs[i], rs[i].settled()
 		}
 	}

@@ -207,9 +207,15 @@ func TestReconcile_FailedVerificationRunIsKeptAndExplainsTheRollback(t *testing.
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, ok := st.SettledRun("develop-frontend", v.runs["develop-frontend"].Freight)
+	failed := v.runs["develop-frontend"]
+	run, ok := st.SettledRun("develop-frontend", failed.Freight, failed.Commit)
 	if !ok || run.Value != "1.2.2" || run.Log != "GET /healthz: 500" {
 		t.Fatalf("runs kept %+v, want 1.2.2's failure with its log", st.Runs)
+	}
+	// The verdict judged 1.2.2 at its promotion commit: the same freight promoted again
+	// later, at another commit, is judged anew.
+	if run, ok := st.SettledRun("develop-frontend", failed.Freight, "another-commit"); ok {
+		t.Fatalf("SettledRun at another commit = %+v, want no verdict", run)
 	}
 
 	// A restarted engine, whose verifier (a new leader's gate) has seen nothing yet.

@@ -84,8 +84,8 @@ func Args(req Request) map[string]string {
 }
 
 // AnalysisRunner creates an Argo Rollouts AnalysisRun from a stage's templates for its
-// freight and reads its phase. Like JobRunner it keeps no state: the run is named by stage
-// and freight and adopted after a restart.
+// freight and reads its phase. Like JobRunner it keeps no state: the run is named by stage,
+// freight and promotion commit and adopted after a restart.
 type AnalysisRunner struct {
 	client    dynamic.Interface
 	discovery discovery.DiscoveryInterface
@@ -102,25 +102,37 @@ func NewAnalysisRunner(client dynamic.Interface, disc discovery.DiscoveryInterfa
 	return &AnalysisRunner{client: client, discovery: disc, clock: j.clock, keep: j.keep}
 }
 
-// RunName is the AnalysisRun made for stage and freight id.
-func RunName(stage, id string) string { return JobName(stage, "analysis", id) }
+// RunName is the AnalysisRun made for stage and freight id promoted at commit.
+func RunName(stage, id, commit string) string { return JobName(stage, "analysis", id, commit) }
 
 // Run makes sure the request's AnalysisRun exists and returns its outcome: Passed when
 // Successful, Failed when Failed or Error or past the timeout (the run is then
 // terminated), Inconclusive, else Running.
 func (r *AnalysisRunner) Run(ctx context.Context, req Request, templates []TemplateRef) (Result, error) {
+	r = r.in(req.Cluster)
 	timeout := req.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
 	id := req.Freight.ID()
-	name := RunName(req.Stage, id)
+	name := RunName(req.Stage, id, req.Commit)
 	runs := r.client.Resource(AnalysisRunGVR).Namespace(req.Namespace)
 	run, err := runs.Get(ctx, name, metav1.GetOptions{})
 	switch {
 	case err == nil:
 		if run.GetLabels()[LabelFreight] != id || run.GetLabels()[LabelStage] != labelValue(req.Stage) {
 			return Result{}, fmt.Errorf("AnalysisRun %s/%s exists but was not created by kropipe for stage %q and freight %s; delete or rename it", req.Namespace, name, req.Stage, id)
+		}
+		if run.GetDeletionTimestamp() != nil {
+			return Result{Phase: Running, Message: fmt.Sprintf("analysis %s (waiting for the previous run to be deleted)", name)}, nil
+		}
+		if got := run.GetAnnotations()[AnnCommit]; got != req.Commit {
+			// Ours, for another promotion commit whose name is the same: no verdict on
+			// this one. The new run is made once it is gone.
+			if err := runs.Delete(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				return Result{}, fmt.Errorf("AnalysisRun %s/%s judged commit %s, not %s, and could not be deleted: %w", req.Namespace, name, orNone(got), req.Commit, err)
+			}
+			return Result{Phase: Running, Message: fmt.Sprintf("analysis %s (waiting for the previous run to be deleted)", name)}, nil
 		}
 	case apierrors.IsNotFound(err):
 		if err := r.installed(); err != nil {
@@ -168,10 +180,11 @@ func (r *AnalysisRunner) Run(ctx context.Context, req Request, templates []Templ
 	return Result{Phase: Running, Message: fmt.Sprintf("%s (%s %s)", what, strings.ToLower(orDefault(phase, "pending")), ran.Round(time.Second)), Started: started}, nil
 }
 
-// Forget deletes the stage's AnalysisRuns for value in namespace, so the next Run starts a
-// new one (promoter verify). A cluster without Rollouts has none to delete.
-func (r *AnalysisRunner) Forget(ctx context.Context, namespace, stage, value string) (int, error) {
-	runs := r.client.Resource(AnalysisRunGVR).Namespace(namespace)
+// Forget deletes the stage's AnalysisRuns for value in namespace of cluster (nil: the
+// runner's own), so the next Run starts a new one (promoter verify). A cluster without
+// Rollouts has none to delete.
+func (r *AnalysisRunner) Forget(ctx context.Context, cluster *Cluster, namespace, stage, value string) (int, error) {
+	runs := r.in(cluster).client.Resource(AnalysisRunGVR).Namespace(namespace)
 	list, err := runs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(stage)})
 	if apierrors.IsNotFound(err) {
 		return 0, nil
@@ -192,9 +205,20 @@ func (r *AnalysisRunner) Forget(ctx context.Context, namespace, stage, value str
 	return n, nil
 }
 
-// cleanUp deletes the stage's finished AnalysisRuns of other freight beyond the newest
-// r.keep (the freight being verified counts as one). Failures are ignored: the next
-// verification tries again.
+// in is the runner working in cluster: the same runner with the cluster's clients, itself
+// for nil.
+func (r *AnalysisRunner) in(cluster *Cluster) *AnalysisRunner {
+	if cluster == nil {
+		return r
+	}
+	c := *r
+	c.client, c.discovery = cluster.Dynamic, cluster.Kube.Discovery()
+	return &c
+}
+
+// cleanUp deletes the stage's finished AnalysisRuns of other freight or commits beyond the
+// newest r.keep (the freight being verified at its commit counts as one). Failures are
+// ignored: the next verification tries again.
 func (r *AnalysisRunner) cleanUp(ctx context.Context, req Request) {
 	runs := r.client.Resource(AnalysisRunGVR).Namespace(req.Namespace)
 	list, err := runs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(req.Stage)})
@@ -204,7 +228,7 @@ func (r *AnalysisRunner) cleanUp(ctx context.Context, req Request) {
 	var finished []unstructured.Unstructured
 	for _, u := range list.Items {
 		phase, _, _ := unstructured.NestedString(u.Object, "status", "phase")
-		if u.GetLabels()[LabelFreight] != req.Freight.ID() && (phase == "Successful" || phase == "Failed" || phase == "Error" || phase == "Inconclusive") {
+		if !current(u.GetLabels(), u.GetAnnotations(), req) && (phase == "Successful" || phase == "Failed" || phase == "Error" || phase == "Inconclusive") {
 			finished = append(finished, u)
 		}
 	}
@@ -322,8 +346,8 @@ func (r *AnalysisRunner) build(ctx context.Context, req Request, name string, te
 	}}
 	u.SetName(name)
 	u.SetNamespace(req.Namespace)
-	u.SetLabels(map[string]string{LabelStage: labelValue(req.Stage), LabelFreight: req.Freight.ID()})
-	u.SetAnnotations(map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339), AnnValue: req.Value})
+	u.SetLabels(runLabels(req))
+	u.SetAnnotations(map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339), AnnValue: req.Value, AnnCommit: req.Commit})
 	return u, nil
 }
 

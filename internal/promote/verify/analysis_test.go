@@ -69,7 +69,7 @@ func (f *analysisFixture) runner() *verify.AnalysisRunner {
 
 func (f *analysisFixture) run(t *testing.T, req verify.Request) *unstructured.Unstructured {
 	t.Helper()
-	u, err := f.dyn.Resource(verify.AnalysisRunGVR).Namespace(ns).Get(context.Background(), verify.RunName(req.Stage, req.Freight.ID()), metav1.GetOptions{})
+	u, err := f.dyn.Resource(verify.AnalysisRunGVR).Namespace(ns).Get(context.Background(), verify.RunName(req.Stage, req.Freight.ID(), req.Commit), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func (f *analysisFixture) count(verb string) int {
 
 func TestAnalysisRunner(t *testing.T) {
 	req := request("c0ffee")
-	name := verify.RunName(req.Stage, req.Freight.ID())
+	name := verify.RunName(req.Stage, req.Freight.ID(), req.Commit)
 	tests := []struct {
 		name, phase, message string
 		step                 time.Duration
@@ -247,7 +247,7 @@ func TestAnalysisRunner_KeepsTheLastFinishedRunsPerStage(t *testing.T) {
 	for _, tag := range []string{"1.2.1", "1.2.2", "1.2.3", "1.2.4"} {
 		req := request("c1")
 		req.Freight.Tag, req.Value = tag, tag
-		names = append(names, verify.RunName(req.Stage, req.Freight.ID()))
+		names = append(names, verify.RunName(req.Stage, req.Freight.ID(), req.Commit))
 		if _, err := r.Run(ctx, req, refs); err != nil {
 			t.Fatal(err)
 		}
@@ -269,5 +269,59 @@ func TestAnalysisRunner_KeepsTheLastFinishedRunsPerStage(t *testing.T) {
 	want := slices.Sorted(slices.Values(names[2:]))
 	if !slices.Equal(left, want) {
 		t.Errorf("AnalysisRuns left = %v, want the newest two %v", left, want)
+	}
+}
+
+// As for Jobs: an AnalysisRun judges the freight at one promotion commit.
+func TestAnalysisRunner_VerdictsAreBoundToThePromotionCommit(t *testing.T) {
+	f := newAnalysisFixture(true, template("AnalysisTemplate", ns, "http", []string{"http"}))
+	refs := []verify.TemplateRef{{Name: "http"}}
+	ctx := context.Background()
+	first, again := request("1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), request("2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb")
+	if _, err := f.runner().Run(ctx, first, refs); err != nil {
+		t.Fatal(err)
+	}
+	list, err := f.dyn.Resource(verify.AnalysisRunGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
+	if err != nil || len(list.Items) != 1 {
+		t.Fatalf("AnalysisRuns = %v, %v", list, err)
+	}
+	u := list.Items[0]
+	u.Object["status"] = map[string]any{"phase": "Successful"}
+	if _, err := f.dyn.Resource(verify.AnalysisRunGVR).Namespace(ns).Update(ctx, &u, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Step(time.Hour)
+	res, err := f.runner().Run(ctx, again, refs)
+	if err != nil || res.Phase != verify.Running {
+		t.Fatalf("Run at the new commit = %+v, %v; want a new AnalysisRun running", res, err)
+	}
+	if n := f.count("create"); n != 2 {
+		t.Fatalf("%d AnalysisRuns created, want 2: one per promotion commit", n)
+	}
+	if res, err := f.runner().Run(ctx, first, refs); err != nil || res.Phase != verify.Passed {
+		t.Errorf("Run at the earlier commit = %+v, %v; want Passed from its own run", res, err)
+	}
+	if n := f.count("create"); n != 2 {
+		t.Errorf("%d AnalysisRuns created, want 2: the same commit adopts", n)
+	}
+}
+
+// Two commits that start alike give their AnalysisRuns the same name: the earlier one's run
+// is replaced, never adopted.
+func TestAnalysisRunner_ReplacesARunOfAnotherCommitWithTheSameName(t *testing.T) {
+	f := newAnalysisFixture(true, template("AnalysisTemplate", ns, "http", []string{"http"}))
+	refs := []verify.TemplateRef{{Name: "http"}}
+	ctx := context.Background()
+	first, again := request("aaaaaaaa1111111111111111111111111111111"), request("aaaaaaaa2222222222222222222222222222222")
+	if _, err := f.runner().Run(ctx, first, refs); err != nil {
+		t.Fatal(err)
+	}
+	f.setPhase(t, first, "Successful", "")
+	res, err := f.runner().Run(ctx, again, refs)
+	if err != nil || res.Phase != verify.Running || !strings.Contains(res.Message, "waiting for the previous run to be deleted") {
+		t.Fatalf("Run = %+v, %v; want the other commit's run deleted, not adopted", res, err)
+	}
+	if res, err := f.runner().Run(ctx, again, refs); err != nil || res.Phase != verify.Running || f.count("create") != 2 {
+		t.Fatalf("Run = %+v, %v, %d creates; want the new commit's run", res, err, f.count("create"))
 	}
 }

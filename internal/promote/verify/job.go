@@ -32,6 +32,11 @@ import (
 const (
 	LabelStage   = "kropipe.io/stage"
 	LabelFreight = "kropipe.io/freight"
+	// LabelCommit is the promotion commit the run judges (hashed when it is no label
+	// value, e.g. a SHA-256 commit); AnnCommit holds it whole. A verdict is on the freight
+	// at that commit: the same freight promoted again later is a new deployment.
+	LabelCommit = "kropipe.io/commit"
+	AnnCommit   = "kropipe.io/commit"
 	// AnnStarted is when the Job was created for the freight: the timeout runs from it,
 	// across restarts and leader changes (a fake or old API server leaves
 	// creationTimestamp unset or coarse).
@@ -78,6 +83,8 @@ type Request struct {
 	Previous  string // what the stage ran before, "" when unknown
 	Commit    string // the promotion commit
 	Timeout   time.Duration
+	// Cluster is the Application's destination cluster; nil runs in the runner's own.
+	Cluster *Cluster
 }
 
 // Result is what the verification's Jobs say.
@@ -92,8 +99,9 @@ type Result struct {
 }
 
 // JobRunner creates a stage's verification Jobs and reads their outcome. It keeps no
-// state: the Jobs are named by stage and freight, so a restarted or newly elected promoter
-// adopts those already running and never creates a second one.
+// state: the Jobs are named by stage, freight and promotion commit, so a restarted or newly
+// elected promoter adopts those already running and never creates a second one, while the
+// same freight promoted again at a new commit gets new Jobs.
 type JobRunner struct {
 	client kubernetes.Interface
 	clock  clock.PassiveClock
@@ -123,6 +131,7 @@ func NewJobRunner(client kubernetes.Interface, opts ...JobOption) *JobRunner {
 // ran out of time, Passed once all completed, else Running. An error is a problem with the
 // manifests or the cluster, not a verdict on the freight.
 func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byte) (Result, error) {
+	r = r.in(req.Cluster)
 	jobs, err := Jobs(files)
 	if err != nil {
 		return Result{}, err
@@ -160,15 +169,15 @@ func (r *JobRunner) Run(ctx context.Context, req Request, files map[string][]byt
 	r.cleanUp(ctx, req)
 	names := make([]string, len(jobs))
 	for i, j := range jobs {
-		names[i] = "job " + JobName(req.Stage, j.Name, req.Freight.ID())
+		names[i] = "job " + JobName(req.Stage, j.Name, req.Freight.ID(), req.Commit)
 	}
 	return Result{Phase: Passed, Message: strings.Join(names, ", ") + " completed", Started: started}, nil
 }
 
-// Forget deletes the stage's Jobs for value in namespace, so the next Run starts new ones
-// (promoter verify). It returns how many it deleted.
-func (r *JobRunner) Forget(ctx context.Context, namespace, stage, value string) (int, error) {
-	jobs := r.client.BatchV1().Jobs(namespace)
+// Forget deletes the stage's Jobs for value in namespace of cluster (nil: the runner's
+// own), so the next Run starts new ones (promoter verify). It returns how many it deleted.
+func (r *JobRunner) Forget(ctx context.Context, cluster *Cluster, namespace, stage, value string) (int, error) {
+	jobs := r.in(cluster).client.BatchV1().Jobs(namespace)
 	list, err := jobs.List(ctx, metav1.ListOptions{LabelSelector: LabelStage + "=" + labelValue(stage)})
 	if err != nil {
 		return 0, fmt.Errorf("listing the verification Jobs of stage %q in %s: %w", stage, namespace, err)
@@ -185,6 +194,17 @@ func (r *JobRunner) Forget(ctx context.Context, namespace, stage, value string) 
 		n++
 	}
 	return n, nil
+}
+
+// in is the runner working in cluster: the same runner with the cluster's client, itself
+// for nil.
+func (r *JobRunner) in(cluster *Cluster) *JobRunner {
+	if cluster == nil {
+		return r
+	}
+	c := *r
+	c.client = cluster.Kube
+	return &c
 }
 
 // Jobs parses the verification manifests: every YAML document must be a batch/v1 Job whose
@@ -259,40 +279,54 @@ func parseJob(raw []byte) (*batchv1.Job, error) {
 	return &job, nil
 }
 
-// JobName is the Job created for a manifest named base, in stage, for freight id: stable,
-// so a restarted promoter finds it, and at most 63 characters (the job-name label of its
-// pods must fit).
-func JobName(stage, base, id string) string {
+// JobName is the Job created for a manifest named base, in stage, for freight id promoted
+// at commit: stable, so a restarted promoter finds it, and at most 63 characters (the
+// job-name label of its pods must fit). The commit's first characters tell the runs of one
+// freight's promotions apart; the commit annotation decides whether a Job is adopted.
+func JobName(stage, base, id, commit string) string {
+	suffix := id
+	if c := shortCommit(commit); c != "" {
+		suffix += "-" + c
+	}
 	name := dnsLabel(stage + "-" + base)
-	if max := validation.DNS1123LabelMaxLength - len(id) - 1; len(name) > max {
+	if max := validation.DNS1123LabelMaxLength - len(suffix) - 1; len(name) > max {
 		sum := sha256.Sum256([]byte(stage + "\x00" + base))
 		name = strings.TrimRight(name[:max-7], "-") + "-" + hex.EncodeToString(sum[:])[:6]
 	}
-	return name + "-" + id
+	return name + "-" + suffix
+}
+
+// shortCommit is the start of commit that names a run: 8 characters, as Git's abbreviations
+// go, which tell one stage's promotions of one freight apart.
+func shortCommit(commit string) string {
+	c := dnsLabel(commit)
+	if len(c) > 8 {
+		c = strings.TrimRight(c[:8], "-")
+	}
+	return c
 }
 
 // ensure creates the request's Job from want, or adopts the one a previous run created.
 func (r *JobRunner) ensure(ctx context.Context, req Request, want *batchv1.Job, timeout time.Duration) (*batchv1.Job, error) {
 	id := req.Freight.ID()
-	name := JobName(req.Stage, want.Name, id)
+	name := JobName(req.Stage, want.Name, id, req.Commit)
 	jobs := r.client.BatchV1().Jobs(req.Namespace)
 	got, err := jobs.Get(ctx, name, metav1.GetOptions{})
 	if err == nil {
-		return adopt(got, req, id)
+		return r.adopt(ctx, got, req, id)
 	}
 	if !apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("reading verification Job %s/%s: %w", req.Namespace, name, err)
 	}
 	job := want.DeepCopy()
 	job.Name, job.GenerateName, job.Namespace, job.ResourceVersion, job.UID = name, "", req.Namespace, "", ""
-	stageLabel := labelValue(req.Stage)
-	job.Labels = merge(job.Labels, map[string]string{LabelStage: stageLabel, LabelFreight: id})
-	job.Annotations = merge(job.Annotations, map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339), AnnValue: req.Value})
+	job.Labels = merge(job.Labels, runLabels(req))
+	job.Annotations = merge(job.Annotations, map[string]string{AnnStarted: r.clock.Now().UTC().Format(time.RFC3339), AnnValue: req.Value, AnnCommit: req.Commit})
 	if ttl := job.Spec.TTLSecondsAfterFinished; ttl != nil {
 		job.Annotations[AnnTTL] = strconv.FormatInt(int64(*ttl), 10)
 		job.Spec.TTLSecondsAfterFinished = nil
 	}
-	job.Spec.Template.Labels = merge(job.Spec.Template.Labels, map[string]string{LabelStage: stageLabel, LabelFreight: id})
+	job.Spec.Template.Labels = merge(job.Spec.Template.Labels, runLabels(req))
 	// The API server stops the Job at the deadline even while no promoter runs; the
 	// runner's own check covers clusters whose Job controller does not.
 	if d := int64(timeout / time.Second); d > 0 && (job.Spec.ActiveDeadlineSeconds == nil || *job.Spec.ActiveDeadlineSeconds > d) {
@@ -316,7 +350,7 @@ func (r *JobRunner) ensure(ctx context.Context, req Request, want *batchv1.Job, 
 	if apierrors.IsAlreadyExists(err) {
 		// Another replica, or our own previous attempt, won the race.
 		if got, err = jobs.Get(ctx, name, metav1.GetOptions{}); err == nil {
-			return adopt(got, req, id)
+			return r.adopt(ctx, got, req, id)
 		}
 	}
 	if err != nil {
@@ -325,19 +359,42 @@ func (r *JobRunner) ensure(ctx context.Context, req Request, want *batchv1.Job, 
 	return created, nil
 }
 
-// adopt accepts an existing Job only when it was created for this stage and freight: a
-// Job of the same name made by someone else is not a verdict on the freight.
-func adopt(job *batchv1.Job, req Request, id string) (*batchv1.Job, error) {
+// adopt accepts an existing Job only when it was created for this stage, freight and
+// promotion commit: a Job of the same name made by someone else is not a verdict on the
+// freight. One of ours for another commit whose name is the same (their first characters
+// agree) is deleted, and the new commit's Job made once it is gone (see outcome).
+func (r *JobRunner) adopt(ctx context.Context, job *batchv1.Job, req Request, id string) (*batchv1.Job, error) {
 	if job.Labels[LabelFreight] != id || job.Labels[LabelStage] != labelValue(req.Stage) {
 		return nil, fmt.Errorf("verification Job %s/%s exists but was not created by kropipe for stage %q and freight %s (labels %s=%q, %s=%q); delete or rename it", job.Namespace, job.Name, req.Stage, id, LabelStage, job.Labels[LabelStage], LabelFreight, job.Labels[LabelFreight])
 	}
+	if job.Annotations[AnnCommit] != req.Commit && job.DeletionTimestamp == nil {
+		background := metav1.DeletePropagationBackground
+		if err := r.client.BatchV1().Jobs(job.Namespace).Delete(ctx, job.Name, metav1.DeleteOptions{PropagationPolicy: &background}); err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("verification Job %s/%s judged commit %s, not %s, and could not be deleted: %w", job.Namespace, job.Name, orNone(job.Annotations[AnnCommit]), req.Commit, err)
+		}
+		job = job.DeepCopy()
+		now := metav1.NewTime(r.clock.Now())
+		job.DeletionTimestamp = &now
+	}
 	return job, nil
+}
+
+// runLabels are the labels of the request's Jobs, their pods and its AnalysisRun.
+func runLabels(req Request) map[string]string {
+	return map[string]string{LabelStage: labelValue(req.Stage), LabelFreight: req.Freight.ID(), LabelCommit: labelValue(req.Commit)}
+}
+
+// current reports whether a run with these labels and annotations judges the request: its
+// freight at its promotion commit.
+func current(labels, annotations map[string]string, req Request) bool {
+	return labels[LabelFreight] == req.Freight.ID() && annotations[AnnCommit] == req.Commit
 }
 
 // outcome reads a Job's conditions; a failed Job's Result carries its pod's log tail.
 func (r *JobRunner) outcome(ctx context.Context, job *batchv1.Job, timeout time.Duration) (Result, error) {
 	if job.DeletionTimestamp != nil {
-		// Deleted to verify again (promoter verify): the new Job comes once this one is gone.
+		// Deleted to verify again (promoter verify, or a Job of another commit by the same
+		// name): the new Job comes once this one is gone.
 		return Result{Phase: Running, Message: fmt.Sprintf("job %s (waiting for the previous run to be deleted)", job.Name)}, nil
 	}
 	for _, c := range job.Status.Conditions {
@@ -404,7 +461,7 @@ func (r *JobRunner) logTail(ctx context.Context, job *batchv1.Job) string {
 
 // cleanUp deletes the stage's finished Jobs beyond the newest r.keep, and those whose
 // manifest's ttlSecondsAfterFinished (AnnTTL) has passed. The Jobs of the freight being
-// verified stay: they are its verdict. Failures are ignored: the next verification tries
+// verified, at its promotion commit, stay: they are its verdict. Failures are ignored: the next verification tries
 // again.
 func (r *JobRunner) cleanUp(ctx context.Context, req Request) {
 	jobs := r.client.BatchV1().Jobs(req.Namespace)
@@ -414,7 +471,7 @@ func (r *JobRunner) cleanUp(ctx context.Context, req Request) {
 	}
 	var finished []batchv1.Job
 	for _, j := range list.Items {
-		if _, ok := finishedAt(&j); ok && j.Labels[LabelFreight] != req.Freight.ID() {
+		if _, ok := finishedAt(&j); ok && !current(j.Labels, j.Annotations, req) {
 			finished = append(finished, j)
 		}
 	}

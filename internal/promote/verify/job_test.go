@@ -83,7 +83,7 @@ func TestJobRunner(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := request(commit)
-	name := verify.JobName(req.Stage, "smoke", req.Freight.ID())
+	name := verify.JobName(req.Stage, "smoke", req.Freight.ID(), req.Commit)
 
 	tests := []struct {
 		name string
@@ -187,7 +187,7 @@ func TestJobRunner_CreatesTheJobForTheFreight(t *testing.T) {
 	if _, err := verify.NewJobRunner(c).Run(ctx, req, files); err != nil {
 		t.Fatal(err)
 	}
-	j, err := c.BatchV1().Jobs(ns).Get(ctx, verify.JobName(req.Stage, "smoke", req.Freight.ID()), metav1.GetOptions{})
+	j, err := c.BatchV1().Jobs(ns).Get(ctx, verify.JobName(req.Stage, "smoke", req.Freight.ID(), req.Commit), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +256,7 @@ func TestJobRunner_RefusesAJobItDidNotCreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := request(commit)
-	foreign := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: verify.JobName(req.Stage, "smoke", req.Freight.ID()), Namespace: ns}}
+	foreign := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: verify.JobName(req.Stage, "smoke", req.Freight.ID(), req.Commit), Namespace: ns}}
 	c := fake.NewClientset(foreign)
 	_, err = verify.NewJobRunner(c).Run(ctx, req, files)
 	if err == nil || !strings.Contains(err.Error(), "was not created by kropipe") {
@@ -278,7 +278,7 @@ func TestJobRunner_KeepsTheLastFinishedJobsPerStage(t *testing.T) {
 	for _, tag := range []string{"1.2.1", "1.2.2", "1.2.3", "1.2.4"} {
 		req := request(commit)
 		req.Freight.Tag, req.Value = tag, tag
-		name := verify.JobName(req.Stage, "smoke", req.Freight.ID())
+		name := verify.JobName(req.Stage, "smoke", req.Freight.ID(), req.Commit)
 		names = append(names, name)
 		if _, err := r.Run(ctx, req, files); err != nil {
 			t.Fatal(err)
@@ -328,7 +328,7 @@ spec:
 		if _, err := r.Run(ctx, req, files); err != nil {
 			t.Fatal(err)
 		}
-		name := verify.JobName(req.Stage, "smoke", req.Freight.ID())
+		name := verify.JobName(req.Stage, "smoke", req.Freight.ID(), req.Commit)
 		j, err := c.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -355,7 +355,7 @@ func TestJobRunner_WaitsForADeletedRunBeforeVerifyingAgain(t *testing.T) {
 	ctx := context.Background()
 	req := request("c1")
 	now := metav1.NewTime(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
-	name := verify.JobName(req.Stage, "smoke", req.Freight.ID())
+	name := verify.JobName(req.Stage, "smoke", req.Freight.ID(), req.Commit)
 	deleting := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{
 		Name: name, Namespace: ns, DeletionTimestamp: &now, Finalizers: []string{"foregroundDeletion"},
 		Labels: map[string]string{verify.LabelStage: req.Stage, verify.LabelFreight: req.Freight.ID()},
@@ -395,5 +395,105 @@ spec:
 		if res, err := r.Run(ctx, req, files); err != nil || res.Phase != verify.Running {
 			b.Fatal(res, err)
 		}
+	}
+}
+
+// smokeJob is one verification Job manifest, as kept in Git.
+var smokeJob = map[string][]byte{"verify/smoke.yaml": []byte("apiVersion: batch/v1\nkind: Job\nmetadata: {name: smoke}\nspec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}\n")}
+
+// finishAll plays the Job controller: every Job still running ends with typ.
+func finishAll(t *testing.T, c *fake.Clientset, typ batchv1.JobConditionType) {
+	t.Helper()
+	list, err := c.BatchV1().Jobs(ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range list.Items {
+		if len(j.Status.Conditions) == 0 {
+			setCondition(t, c, j.Name, typ, "")
+		}
+	}
+}
+
+// A verdict judges the freight at one promotion commit. The same freight promoted again
+// (after a rollback) is a new deployment: the Job of the earlier commit is no verdict on it.
+func TestJobRunner_VerdictsAreBoundToThePromotionCommit(t *testing.T) {
+	const first, again = "1111111aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "2222222bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	tests := []struct {
+		name    string
+		earlier batchv1.JobConditionType // how the earlier commit's Job ended
+	}{
+		{"APassedJobDoesNotPassTheNewCommit", batchv1.JobComplete},
+		{"AFailedJobDoesNotFailTheNewCommit", batchv1.JobFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := fake.NewClientset()
+			clk := clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+			r := verify.NewJobRunner(c, verify.WithClock(clk))
+			if _, err := r.Run(ctx, request(first), smokeJob); err != nil {
+				t.Fatal(err)
+			}
+			finishAll(t, c, tt.earlier)
+			clk.Step(time.Hour) // the rollback, then the promotion again
+
+			res, err := verify.NewJobRunner(c, verify.WithClock(clk)).Run(ctx, request(again), smokeJob)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Phase != verify.Running {
+				t.Fatalf("Run at the new commit = %+v, want a new Job running", res)
+			}
+			if n := creates(c); n != 2 {
+				t.Fatalf("%d Jobs created, want 2: one per promotion commit", n)
+			}
+			list, err := c.BatchV1().Jobs(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			commits := map[string]bool{}
+			for _, j := range list.Items {
+				commits[j.Annotations["kropipe.io/commit"]] = true
+				if want := []string{"KROPIPE_COMMIT"}; !slices.ContainsFunc(j.Spec.Template.Spec.Containers[0].Env, func(e corev1.EnvVar) bool { return e.Name == want[0] && e.Value == j.Annotations["kropipe.io/commit"] }) {
+					t.Errorf("Job %s: KROPIPE_COMMIT is not its kropipe.io/commit annotation %q", j.Name, j.Annotations["kropipe.io/commit"])
+				}
+			}
+			if !commits[first] || !commits[again] {
+				t.Errorf("Jobs' kropipe.io/commit = %v, want both commits", commits)
+			}
+			// The earlier commit's own Job is still its verdict: the same commit adopts.
+			res, err = r.Run(ctx, request(first), smokeJob)
+			if wantPhase := map[batchv1.JobConditionType]verify.Phase{batchv1.JobComplete: verify.Passed, batchv1.JobFailed: verify.Failed}[tt.earlier]; err != nil || res.Phase != wantPhase {
+				t.Errorf("Run at the earlier commit = %+v, %v; want %s from its own Job", res, err, wantPhase)
+			}
+			if n := creates(c); n != 2 {
+				t.Errorf("%d Jobs created, want 2: the same commit adopts", n)
+			}
+		})
+	}
+}
+
+// Two commits that start alike give their Jobs the same name: the earlier one's Job is
+// replaced, never adopted.
+func TestJobRunner_ReplacesAJobOfAnotherCommitWithTheSameName(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientset()
+	r := verify.NewJobRunner(c)
+	first, again := request("aaaaaaaa1111111111111111111111111111111"), request("aaaaaaaa2222222222222222222222222222222")
+	if verify.JobName(first.Stage, "smoke", first.Freight.ID(), first.Commit) != verify.JobName(again.Stage, "smoke", again.Freight.ID(), again.Commit) {
+		t.Fatal("the fixture's commits must give the same Job name")
+	}
+	if _, err := r.Run(ctx, first, smokeJob); err != nil {
+		t.Fatal(err)
+	}
+	finishAll(t, c, batchv1.JobComplete)
+	res, err := r.Run(ctx, again, smokeJob)
+	if err != nil || res.Phase != verify.Running || !strings.Contains(res.Message, "waiting for the previous run to be deleted") {
+		t.Fatalf("Run = %+v, %v; want the other commit's Job deleted, not adopted", res, err)
+	}
+	res, err = r.Run(ctx, again, smokeJob)
+	if err != nil || res.Phase != verify.Running || creates(c) != 2 {
+		t.Fatalf("Run = %+v, %v, %d creates; want the new commit's Job running", res, err, creates(c))
 	}
 }

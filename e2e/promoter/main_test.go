@@ -38,5 +38,5 @@ func TestMain(m *testing.M) {
 		st = s
 		_, repoRoot, err = stack.FindE2EDir()
 		return err
-	}, stack.WithRegistryNotifications("http://"+webhookAddr+"/webhook/registry", "Bearer "+webhookSecret), stack.WithArgoRollouts()))
+	}, stack.WithRegistryNotifications("http://"+webhookAddr+"/webhook/registry", "Bearer "+webhookSecret), stack.WithArgoRollouts(), stack.WithSpokeCluster()))
 }

@@ -98,6 +98,16 @@ func TestController_VerificationJobGatesTheStage(t *testing.T) {
 	if rejected := strings.TrimSpace(v.git("log", "-1", "--format=%(trailers:key=Kropipe-Rejected,valueonly)", rolledBack)); rejected != "1.2.3" {
 		t.Errorf("rollback commit trailer Kropipe-Rejected = %q, want 1.2.3", rejected)
 	}
+	// 1.2.2 runs again at the rollback commit: a new Job verifies it there (its first Job
+	// judged the promotion commit); the test lets it pass.
+	v.poll("a second verification pod of 1.2.2, for the rollback commit", syncTimeout, func() (bool, string) {
+		pods, err := v.pods("1.2.2")
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(pods) == 2, fmt.Sprintf("%d pods, Jobs %v", len(pods), names(v.jobs("1.2.2")))
+	})
+	v.release("1.2.2")
 	why := v.waitStage(b, verifyDevelop, "back at 1.2.2, saying why 1.2.3 was rolled back", func(s stageStatus) bool {
 		return s.CurrentTag == "1.2.2" && s.VerifiedFreight != nil && s.VerifiedFreight.Commit == rolledBack &&
 			strings.Contains(s.Reason, "1.2.3 failed verification") && strings.Contains(s.Reason, smokeFailure)

@@ -184,6 +184,9 @@ func (s *Stack) bootstrapArgoCDNamespace(ctx context.Context, a *ArgoCDInstall) 
 			},
 		},
 	}
+	if s.Spoke != nil {
+		objs = append(objs, s.spokeClusterSecret(ns))
+	}
 	for _, o := range objs {
 		if err := s.ApplyObject(ctx, o); err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 )
 
 // KwokNodeName is the fake node kwok keeps Ready; every pod the tests create lands on it.
@@ -48,17 +49,30 @@ func (s *Stack) startEtcd(ctx context.Context) error {
 }
 
 func (s *Stack) startAPIServer(ctx context.Context) error {
-	port, err := freePort()
+	url, err := s.runAPIServer(ctx, "kube-apiserver", "/registry", s.Token)
 	if err != nil {
 		return err
 	}
-	tokens := filepath.Join(s.Dir, "pki", "tokens.csv")
-	// system:masters: the harness, the controllers and Argo CD all act as cluster admin.
-	if err := os.WriteFile(tokens, []byte(s.Token+",kropipe-e2e-admin,kropipe-e2e-admin,\"system:masters\"\n"), 0o600); err != nil {
-		return err
+	s.APIServerURL = url
+	s.Kubeconfig = filepath.Join(s.Dir, "kubeconfig")
+	return os.WriteFile(s.Kubeconfig, []byte(s.kubeconfigYAML("default")), 0o600)
+}
+
+// runAPIServer starts a kube-apiserver named name keeping its objects in the stack's etcd
+// under etcdPrefix — a cluster of its own for each prefix — with token as its only user (in
+// system:masters), and returns its URL once it is ready.
+func (s *Stack) runAPIServer(ctx context.Context, name, etcdPrefix, token string) (string, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", err
 	}
-	p, err := s.start("kube-apiserver", s.Binaries.KubeAPIServer, []string{
-		"--etcd-servers=" + s.etcdURL,
+	tokens := filepath.Join(s.Dir, "pki", name+"-tokens.csv")
+	// system:masters: the harness, the controllers and Argo CD all act as cluster admin.
+	if err := os.WriteFile(tokens, []byte(token+",kropipe-e2e-admin,kropipe-e2e-admin,\"system:masters\"\n"), 0o600); err != nil {
+		return "", err
+	}
+	p, err := s.start(name, s.Binaries.KubeAPIServer, []string{
+		"--etcd-servers=" + s.etcdURL, "--etcd-prefix=" + etcdPrefix,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
 		"--secure-port=" + strconv.Itoa(port),
 		"--tls-cert-file=" + s.pki.ServingCert, "--tls-private-key-file=" + s.pki.ServingKey,
@@ -78,17 +92,13 @@ func (s *Stack) startAPIServer(ctx context.Context) error {
 		"--v=1",
 	}, nil)
 	if err != nil {
-		return err
+		return "", err
 	}
-	s.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(port)
+	url := "https://127.0.0.1:" + strconv.Itoa(port)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(s.pki.caPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	if err := p.waitReady(ctx, 120*time.Second, httpOK(hc, s.APIServerURL+"/readyz", s.Token)); err != nil {
-		return err
-	}
-	s.Kubeconfig = filepath.Join(s.Dir, "kubeconfig")
-	return os.WriteFile(s.Kubeconfig, []byte(s.kubeconfigYAML("default")), 0o600)
+	return url, p.waitReady(ctx, 120*time.Second, httpOK(hc, url+"/readyz", token))
 }
 
 // kubeconfigYAML is a kubeconfig for the admin token with namespace as its default.
@@ -105,6 +115,12 @@ func (s *Stack) KubeconfigFor(name, token, namespace string) (string, error) {
 }
 
 func (s *Stack) tokenKubeconfig(token, namespace string) string {
+	return s.kubeconfigAt(s.APIServerURL, token, namespace)
+}
+
+// kubeconfigAt is a kubeconfig for the API server at url (trusting the stack's CA) with
+// token and namespace as its default.
+func (s *Stack) kubeconfigAt(url, token, namespace string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -120,19 +136,25 @@ contexts:
 - name: e2e
   context: {cluster: e2e, user: admin, namespace: %s}
 current-context: e2e
-`, s.APIServerURL, base64.StdEncoding.EncodeToString(s.pki.caPEM), token, namespace)
+`, url, base64.StdEncoding.EncodeToString(s.pki.caPEM), token, namespace)
 }
 
-// startControllers starts kube-controller-manager, kube-scheduler and kwok together and waits
-// for all three: none of them needs the others to come up.
+// startControllers starts the hub cluster's controllers (see runControllers).
 func (s *Stack) startControllers(ctx context.Context) error {
+	return s.runControllers(ctx, "", s.Kubeconfig, s.Kube)
+}
+
+// runControllers starts kube-controller-manager, kube-scheduler and kwok of the cluster that
+// kubeconfig and kube reach, their process names prefixed with prefix, together and waits
+// for all three: none of them needs the others to come up.
+func (s *Stack) runControllers(ctx context.Context, prefix, kubeconfig string, kube kubernetes.Interface) error {
 	ports, err := FreePorts(3)
 	if err != nil {
 		return err
 	}
-	kcm, err := s.start("kube-controller-manager", s.Binaries.KubeControllerManager, []string{
-		"--kubeconfig=" + s.Kubeconfig,
-		"--authentication-kubeconfig=" + s.Kubeconfig, "--authorization-kubeconfig=" + s.Kubeconfig,
+	kcm, err := s.start(prefix+"kube-controller-manager", s.Binaries.KubeControllerManager, []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[0]),
 		"--leader-elect=false",
 		// The node lifecycle controller (in "*") lifts the not-ready taint once kwok reports the
@@ -146,9 +168,9 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sched, err := s.start("kube-scheduler", s.Binaries.KubeScheduler, []string{
-		"--kubeconfig=" + s.Kubeconfig,
-		"--authentication-kubeconfig=" + s.Kubeconfig, "--authorization-kubeconfig=" + s.Kubeconfig,
+	sched, err := s.start(prefix+"kube-scheduler", s.Binaries.KubeScheduler, []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig, "--authorization-kubeconfig=" + kubeconfig,
 		"--bind-address=127.0.0.1", "--secure-port=" + strconv.Itoa(ports[1]),
 		"--leader-elect=false",
 		"--v=1",
@@ -160,15 +182,19 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kwok, err := s.start("kwok", s.Binaries.Kwok, []string{
-		"--kubeconfig=" + s.Kubeconfig,
+	home := filepath.Join(s.Dir, prefix+"home")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return err
+	}
+	kwok, err := s.start(prefix+"kwok", s.Binaries.Kwok, []string{
+		"--kubeconfig=" + kubeconfig,
 		"--config=" + stages,
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
 		"--server-address=127.0.0.1:" + strconv.Itoa(ports[2]),
 		"--node-ip=10.244.0.1", "--cidr=10.244.0.0/24",
 		"--node-lease-duration-seconds=40",
-	}, []string{"HOME=" + filepath.Join(s.Dir, "home")})
+	}, []string{"HOME=" + home})
 	if err != nil {
 		return err
 	}
@@ -179,12 +205,12 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	if err := sched.waitReady(ctx, 90*time.Second, httpOK(insecure, "https://127.0.0.1:"+strconv.Itoa(ports[1])+"/healthz", "")); err != nil {
 		return err
 	}
-	if err := s.createKwokNode(ctx); err != nil {
+	if err := createKwokNode(ctx, kube); err != nil {
 		return err
 	}
 	// Ready and untainted: kwok heartbeats the node, kube-controller-manager lifts the taints.
 	return kwok.waitReady(ctx, 120*time.Second, func(ctx context.Context) error {
-		n, err := s.Kube.CoreV1().Nodes().Get(ctx, KwokNodeName, metav1.GetOptions{})
+		n, err := kube.CoreV1().Nodes().Get(ctx, KwokNodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -206,7 +232,7 @@ func (s *Stack) startControllers(ctx context.Context) error {
 	})
 }
 
-func (s *Stack) createKwokNode(ctx context.Context) error {
+func createKwokNode(ctx context.Context, kube kubernetes.Interface) error {
 	capacity := corev1.ResourceList{
 		corev1.ResourceCPU:    resource.MustParse("32"),
 		corev1.ResourceMemory: resource.MustParse("256Gi"),
@@ -220,7 +246,7 @@ func (s *Stack) createKwokNode(ctx context.Context) error {
 		},
 		Status: corev1.NodeStatus{Capacity: capacity, Allocatable: capacity},
 	}
-	_, err := s.Kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	_, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create kwok node: %w", err)
 	}

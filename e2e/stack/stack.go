@@ -42,6 +42,9 @@ type Stack struct {
 	Dynamic      dynamic.Interface
 	ArgoCD       appclient.Interface // Argo CD's typed clients (Applications, ApplicationSets)
 
+	// Spoke is the second cluster WithSpokeCluster starts, nil without it.
+	Spoke *Spoke
+
 	Git          *GitServer
 	RegistryAddr string // host:port of the OCI registry
 
@@ -78,6 +81,7 @@ type options struct {
 	argoCDV3   bool
 	noRegistry bool
 	rollouts   bool
+	spoke      bool
 	// notify, when set, is where the registry sends its push notifications, with notifyAuth
 	// as the Authorization header.
 	notify, notifyAuth string
@@ -202,6 +206,11 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 	if err := step("controllers, scheduler and kwok node", func() error { return s.startControllers(ctx) }); err != nil {
 		return nil, err
 	}
+	if o.spoke {
+		if err := step("spoke cluster (kube-apiserver, controllers, scheduler and kwok node)", func() error { return s.startSpoke(ctx) }); err != nil {
+			return nil, err
+		}
+	}
 	if err := step("git server", func() error {
 		s.Git, err = StartGitServer(filepath.Join(s.Dir, "git"))
 		return err
@@ -290,10 +299,10 @@ func (s *Stack) Stop() {
 	// together, then the API server, then etcd: a client that outlives its server only logs
 	// noise.
 	groups := [][]string{
-		{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server",
+		append([]string{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server",
 			"argocd3-application-controller", "argocd3-repo-server", "argocd3-cmp-server",
-			"registry", "kwok", "kube-scheduler", "kube-controller-manager"},
-		{"kube-apiserver"},
+			"registry", "kwok", "kube-scheduler", "kube-controller-manager"}, spokeProcesses.controllers...),
+		append([]string{"kube-apiserver"}, spokeProcesses.apiserver...),
 		{"etcd"},
 	}
 	group := func(p *Process) int {

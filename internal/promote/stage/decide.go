@@ -35,15 +35,48 @@ type decision struct {
 	Cand freight.Set
 	// SoakEnd is when the upstream's soak the unit waits for ends.
 	SoakEnd time.Time
-	// Verify is set when the unit runs its candidate: it is verified since Commit put it
-	// there (at PlacedAt; zero when no commit of the unit did).
+	// Verify is set when what the unit runs is to be verified: Running, since Commit put it
+	// there (at PlacedAt; zero when no commit of the unit did). That is its candidate when it
+	// runs it, or what the unit's own newest commit placed while it holds or waits.
 	Verify   bool
+	Running  freight.Set
 	Commit   string
 	PlacedAt time.Time
 }
 
 // decide says what a unit should do: wait, hold, promote, or verify what it runs.
 func decide(in input) decision {
+	d := decideMove(in)
+	if d.Verify || d.Decision == DecisionPromote || d.Decision == DecisionFailed {
+		return d
+	}
+	// Holding or waiting, the unit still verifies what its own newest commit put in place: a
+	// value promoted by hand (one rolled back here before included) is a new deployment,
+	// and nothing downstream may take it until it is verified at that commit.
+	cur, ok := running(in)
+	if ok && len(in.recs) > 0 && in.recs[0].Value == in.u.value(cur) {
+		d.Verify, d.Running, d.Commit, d.PlacedAt = true, cur, in.recs[0].Commit, in.recs[0].Time
+	}
+	return d
+}
+
+// running is the set the unit runs as the pass observed it, false when a member's
+// observation failed.
+func running(in input) (freight.Set, bool) {
+	set := make(freight.Set, len(in.u.members))
+	for i, m := range in.u.members {
+		o := in.obs[m.Name]
+		if o == nil || o.err != nil {
+			return nil, false
+		}
+		set[i] = freight.Member{Stage: m.Name, Freight: runningFreight(m, o, in.state), Value: o.current}
+	}
+	return set, true
+}
+
+// decideMove says whether the unit moves: wait, hold, promote, or (running its candidate)
+// verify it.
+func decideMove(in input) decision {
 	u, state := in.u, in.state
 	if u.problem != nil {
 		return decision{Decision: DecisionFailed, Err: u.problem}
@@ -67,7 +100,7 @@ func decide(in input) decision {
 	}
 
 	if sameValues(cand, cur) {
-		d.Decision, d.Reason, d.Verify = DecisionUpToDate, "up to date at "+u.displaySet(cand), true
+		d.Decision, d.Reason, d.Verify, d.Running = DecisionUpToDate, "up to date at "+u.displaySet(cand), true, cand
 		if u.lone {
 			d.Reason += rejectedNote(in.obs[u.members[0].Name], state, u.Name)
 		}

@@ -67,6 +67,35 @@ func TestDecide_StagesAloneAndGroupsDecideTheSameWay(t *testing.T) {
 			},
 		},
 		{
+			// 1.2.2 was rolled back here, so the registry's newest other tag, 1.2.1, is the
+			// candidate; a human promoted 1.2.2 again: the stage holds, and verifies 1.2.2
+			// since that commit, for staging may take only what develop verified there.
+			name: "a stage alone holding verifies what its own newest commit put in place", unit: "develop-frontend",
+			obs: obs{"develop-frontend": func() *observation {
+				o := seen(devFE, "1.2.2", tagged("frontend", "1.2.1", "sha256:b"))
+				o.rejected["1.2.2"] = true
+				return o
+			}()},
+			recs: []gitwrite.Record{{Commit: "c3", Value: "1.2.2", Time: t0}, {Commit: "c2", Value: "1.2.1", Kind: gitwrite.Rollback}},
+			want: DecisionHold, reason: "1.2.1 is older than the current 1.2.2; promote it by hand if that is intended",
+			check: func(t *testing.T, d decision) {
+				if !d.Verify || d.Commit != "c3" || len(d.Running) != 1 || d.Running[0].Value != "1.2.2" {
+					t.Errorf("verify %v of %v at %s; want 1.2.2 verified since c3", d.Verify, d.Running, d.Commit)
+				}
+			},
+		},
+		{
+			name: "a stage alone holding on a value it did not write itself verifies nothing", unit: "develop-frontend",
+			obs:  obs{"develop-frontend": seen(devFE, "1.2.3-hotfix", tagged("frontend", "1.2.2", "sha256:a"))},
+			recs: []gitwrite.Record{{Commit: "c1", Value: "1.2.2", Time: t0}},
+			want: DecisionHold,
+			check: func(t *testing.T, d decision) {
+				if d.Verify {
+					t.Errorf("verifies %v at %s; a value no commit of the stage wrote is not its promotion", d.Running, d.Commit)
+				}
+			},
+		},
+		{
 			name: "a paused stage alone holds", unit: "develop-frontend",
 			obs:   obs{"develop-frontend": seen(devFE, "1.2.1", tagged("frontend", "1.2.2", "sha256:a"))},
 			state: State{Paused: map[string]time.Time{"develop-frontend": t0}},

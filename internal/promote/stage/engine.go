@@ -778,7 +778,7 @@ func (e *Engine) decideUnit(ctx context.Context, u *group, obs map[string]*obser
 	d := decide(input{u: u, obs: obs, recs: recs, state: state.State, now: now})
 	e.settle(u, d, statuses)
 	if d.Verify && write {
-		_ = e.verifySet(ctx, u, d.Cand, d.Commit, d.PlacedAt, false, state, now, statuses)
+		_ = e.verifySet(ctx, u, d.Running, d.Commit, d.PlacedAt, false, state, now, statuses)
 	}
 	showVerified(u, statuses, state.State)
 	mirror(u, statuses)

@@ -427,6 +427,9 @@ func (s *shardRun) cleanup() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, ns := range []string{s.appNS, s.destNS} {
+		if ns == "" || ns == stack.ArgoCDNamespace {
+			continue // not the run's own: Applications Argo CD syncs live in its namespace
+		}
 		if err := st.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			s.t.Errorf("cleanup: delete namespace %s: %v", ns, err)
 		}

@@ -36,7 +36,7 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 	defer cancel()
 	p := &pipeline{t: t, ctx: ctx, srv: st.Git}
 	p.installPromoterRBAC()
-	s := &shardRun{pipeline: p}
+	s := &shardRun{pipeline: p, repo: shardRepo, appNS: shardAppNS, destNS: shardDestNS, stages: shardStages, images: shardImages}
 	t.Cleanup(s.cleanup)
 	seed := s.seed()
 
@@ -47,9 +47,9 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 	}
 	var reps []*promoter
 	for i := range 4 {
-		reps = append(reps, s.startReplica(fmt.Sprintf("promoter-shard-%d", i), tokenFile))
+		reps = append(reps, s.startReplica(fmt.Sprintf("promoter-shard-%d", i), tokenFile, shardCount))
 	}
-	holders := s.waitSpread(reps)
+	holders := s.waitSpread(reps, shardCount)
 	t.Logf("shards per replica: %v", count(holders))
 
 	// Every replica answers for every stage, before anything moves.
@@ -160,9 +160,14 @@ const (
 	shardStateName = "kropipe-promoter-state"
 )
 
+// shardRun is one sharding test's stages and replicas: stages one-stage pipelines (stage i is
+// Application shard-sNN in appNS, deploying folder sNN of repo to destNS; namespaces Argo CD
+// does not reconcile) over images images.
 type shardRun struct {
 	*pipeline
-	reps []*promoter
+	reps                []*promoter
+	repo, appNS, destNS string
+	stages, images      int
 }
 
 func shardImage(i int) string { return fmt.Sprintf("shards/img%d", i) }
@@ -174,25 +179,25 @@ func shardStage(i int) string { return fmt.Sprintf("shard-s%02d", i) }
 // there as the manifests' comment says), and creates the Applications.
 func (s *shardRun) seed() string {
 	t, ctx := s.t, s.ctx
-	for _, ns := range []string{shardAppNS, shardDestNS} {
+	for _, ns := range []string{s.appNS, s.destNS} {
 		if err := st.EnsureNamespace(ctx, ns); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.bindRole(shardAppNS)
-	if err := s.srv.CreateRepo(ctx, shardRepo); err != nil {
+	s.bindRole(s.appNS)
+	if err := s.srv.CreateRepo(ctx, s.repo); err != nil {
 		t.Fatal(err)
 	}
-	co, err := s.srv.Clone(ctx, shardRepo, filepath.Join(t.TempDir(), shardRepo))
+	co, err := s.srv.Clone(ctx, s.repo, filepath.Join(t.TempDir(), s.repo))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.co = co
-	image := func(i int) string { return shardImage(i % shardImages) }
-	seed := seedStageFolders(t, ctx, co, shardStages, shardImages, func(i int) string { return fmt.Sprintf("s%02d", i) }, image)
-	for i := range shardStages {
-		app := stageApplication(shardStage(i), shardAppNS, s.srv.RepoURL(shardRepo), fmt.Sprintf("s%02d", i), image(i), shardInterval.String(), shardDestNS)
-		if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(shardAppNS).Create(ctx, app, metav1.CreateOptions{}); err != nil {
+	image := func(i int) string { return shardImage(i % s.images) }
+	seed := seedStageFolders(t, ctx, co, s.stages, s.images, func(i int) string { return fmt.Sprintf("s%02d", i) }, image)
+	for i := range s.stages {
+		app := stageApplication(shardStage(i), s.appNS, s.srv.RepoURL(s.repo), fmt.Sprintf("s%02d", i), image(i), shardInterval.String(), s.destNS)
+		if _, err := st.ArgoCD.ArgoprojV1alpha1().Applications(s.appNS).Create(ctx, app, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create Application %s: %v", app.Name, err)
 		}
 	}
@@ -260,9 +265,9 @@ func (s *shardRun) bindRole(ns string) {
 	}
 }
 
-// startReplica runs one sharded replica as the install's Deployment does, on loopback ports,
-// with short Leases.
-func (s *shardRun) startReplica(name, tokenFile string) *promoter {
+// startReplica runs one replica with --shards shards as the install's Deployment does, on
+// loopback ports, with short Leases.
+func (s *shardRun) startReplica(name, tokenFile string, shards int) *promoter {
 	t := s.t
 	ports, err := stack.FreePorts(2)
 	if err != nil {
@@ -272,12 +277,12 @@ func (s *shardRun) startReplica(name, tokenFile string) *promoter {
 	proc, err := st.Run(name, st.Binaries.Promoter, []string{
 		"controller",
 		"--kubeconfig=" + s.kubeconfig,
-		"--leader-elect", "--namespace=" + stack.ArgoCDNamespace, "--watch-namespaces=" + shardAppNS,
+		"--leader-elect", "--namespace=" + stack.ArgoCDNamespace, "--watch-namespaces=" + s.appNS,
 		"--insecure-registry=" + st.RegistryAddr,
 		"--data-dir=" + filepath.Join(st.Dir, name),
 		"--addr=" + addr, "--health-addr=127.0.0.1:" + strconv.Itoa(ports[1]),
 		"--token-file=" + tokenFile,
-		"--shards=" + strconv.Itoa(shardCount),
+		"--shards=" + strconv.Itoa(shards),
 		"--lease-duration=" + shardLease.String(), "--renew-deadline=" + shardRenew.String(), "--retry-period=" + shardRetry.String(),
 		"--health-timeout=10m",
 	}, []string{"POD_NAME=" + name})
@@ -304,11 +309,11 @@ func (s *shardRun) shardLeases() map[string]coordinationv1.Lease {
 	return out
 }
 
-// waitSpread waits until every shard is held and every replica holds its fair share (the
-// bounded-load rendezvous assignment over four members); it returns shard → replica.
-func (s *shardRun) waitSpread(reps []*promoter) map[string]string {
+// waitSpread waits until all shards are held and every replica of reps holds its fair share
+// (the bounded-load rendezvous assignment over its members); it returns shard → replica.
+func (s *shardRun) waitSpread(reps []*promoter, shards int) map[string]string {
 	holders := map[string]string{}
-	s.poll("16 shards spread over the 4 replicas", syncTimeout, func() (bool, string) {
+	s.poll(fmt.Sprintf("%d shards spread over the %d replicas", shards, len(reps)), syncTimeout, func() (bool, string) {
 		holders = map[string]string{}
 		for name, l := range s.shardLeases() {
 			id := ptr.Deref(l.Spec.HolderIdentity, "")
@@ -318,11 +323,11 @@ func (s *shardRun) waitSpread(reps []*promoter) map[string]string {
 		}
 		per := count(holders)
 		for _, n := range per {
-			if n > shardCount/len(reps) {
+			if n > shards/len(reps) {
 				return false, fmt.Sprint(per) // still handing shards over to a newer replica
 			}
 		}
-		return len(holders) == shardCount && len(per) == len(reps), fmt.Sprint(per)
+		return len(holders) == shards && len(per) == len(reps), fmt.Sprint(per)
 	})
 	return holders
 }
@@ -343,7 +348,7 @@ type listedStage struct {
 
 // waitAll waits until pr's API lists every stage and each meets cond.
 func (s *shardRun) waitAll(pr *promoter, what string, cond func(listedStage) bool) {
-	s.poll(fmt.Sprintf("%s lists all %d stages %s", pr.Name, shardStages, what), syncTimeout, func() (bool, string) {
+	s.poll(fmt.Sprintf("%s lists all %d stages %s", pr.Name, s.stages, what), syncTimeout, func() (bool, string) {
 		code, body := s.get(pr, "/api/v1/stages")
 		if code != http.StatusOK {
 			return false, fmt.Sprintf("%d %s", code, body)
@@ -361,7 +366,7 @@ func (s *shardRun) waitAll(pr *promoter, what string, cond func(listedStage) boo
 			}
 			seen[st.Name] = true
 		}
-		return len(seen) == shardStages, fmt.Sprintf("%d stages listed", len(seen))
+		return len(seen) == s.stages, fmt.Sprintf("%d stages listed", len(seen))
 	})
 }
 
@@ -372,15 +377,15 @@ func (s *shardRun) wantOneCommitEach(seed string) {
 	if err := s.co.Pull(s.ctx); err != nil {
 		t.Fatal(err)
 	}
-	for i := range shardStages {
+	for i := range s.stages {
 		path := fmt.Sprintf("s%02d/instance.yaml", i)
 		out := strings.TrimSpace(s.git("log", "--format=%s", seed+"..HEAD", "--", path))
 		if out != "Promote image from 1.0.0 to 1.1.0" {
 			t.Errorf("%s: commits since the seed:\n%s\nwant exactly one promotion to 1.1.0", path, out)
 		}
 	}
-	if n := len(strings.Split(strings.TrimSpace(s.log(seed)), "\n")); n != shardStages {
-		t.Errorf("%d commits since the seed, want %d (one per stage):\n%s", n, shardStages, s.log(seed))
+	if n := len(strings.Split(strings.TrimSpace(s.log(seed)), "\n")); n != s.stages {
+		t.Errorf("%d commits since the seed, want %d (one per stage):\n%s", n, s.stages, s.log(seed))
 	}
 }
 
@@ -421,7 +426,10 @@ func (s *shardRun) cleanup() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	for _, ns := range []string{shardAppNS, shardDestNS} {
+	for _, ns := range []string{s.appNS, s.destNS} {
+		if ns == "" || ns == stack.ArgoCDNamespace {
+			continue // not the run's own: Applications Argo CD syncs live in its namespace
+		}
 		if err := st.Kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			s.t.Errorf("cleanup: delete namespace %s: %v", ns, err)
 		}

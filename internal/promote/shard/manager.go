@@ -89,7 +89,7 @@ type Manager struct {
 	holders map[int]string    // shard → identity of its live holder, as last listed
 	held    map[int]*hold
 	works   sync.WaitGroup
-	full    bool // every member slot was taken at the last look (logged once)
+	full    bool // as many replicas of this count as --shards were members at the last look (logged once)
 
 	clock clock.WithTickerAndDelayedExecution
 	// seen is when each Lease's renewal was first observed here: a Lease expires its
@@ -406,35 +406,48 @@ func (m *Manager) stamp(l *coordinationv1.Lease, holder string, at time.Time) {
 }
 
 // register renews this replica's member slot, or claims a free one (the lowest whose Lease
-// is free or expired). It says whether this replica is a member now.
+// is free or expired). At most --shards replicas of this count are members (another would
+// have no shard to run); the slots of replicas with another --shards neither count towards
+// that nor are taken, so in a rolling update the new count registers beside the old one
+// however many old replicas there are. It says whether this replica is a member now.
 func (m *Manager) register(ctx context.Context, leases map[string]*coordinationv1.Lease, now time.Time) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	free := -1
-	for k := 0; k < m.cfg.Shards; k++ {
-		l := leases[m.MemberLease(k)]
-		if l != nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.Identity {
-			return m.claim(ctx, k, l, now)
+	taken, same := map[string]bool{}, 0
+	for name, l := range leases {
+		if l.Labels[KindLabel] != "member" {
+			continue
 		}
-		if free < 0 && (l == nil || !m.seen.alive(l, now)) {
-			free = k
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == m.cfg.Identity {
+			return m.claim(ctx, name, l, now)
+		}
+		if m.seen.alive(l, now) {
+			taken[name] = true
+			if m.counts(l) {
+				same++
+			}
 		}
 	}
-	if free < 0 {
+	if same >= m.cfg.Shards {
 		if !m.full {
-			m.log.Warn("every member slot is taken (as many as --shards): this replica stands by until one frees up", "slots", m.cfg.Shards)
+			m.log.Warn("as many replicas as --shards are members already: this replica stands by until one leaves", "shards", m.cfg.Shards)
 			m.full = true
 		}
 		return false
 	}
 	m.full = false
-	return m.claim(ctx, free, leases[m.MemberLease(free)], now)
+	free := 0
+	for taken[m.MemberLease(free)] {
+		free++
+	}
+	return m.claim(ctx, m.MemberLease(free), leases[m.MemberLease(free)], now)
 }
 
-// claim writes member slot k with this replica's identity, address and a fresh renew time.
-func (m *Manager) claim(ctx context.Context, k int, cur *coordinationv1.Lease, now time.Time) bool {
-	l := m.newLease(m.MemberLease(k), "member")
+// claim writes the member slot name with this replica's identity, address and a fresh renew
+// time.
+func (m *Manager) claim(ctx context.Context, name string, cur *coordinationv1.Lease, now time.Time) bool {
+	l := m.newLease(name, "member")
 	if cur != nil {
 		l = cur.DeepCopy()
 	}
@@ -594,9 +607,8 @@ func (m *Manager) stop() {
 func (m *Manager) leave(ctx context.Context, leases map[string]*coordinationv1.Lease) {
 	now := m.clock.Now()
 	last := true
-	for k := 0; k < m.cfg.Shards; k++ {
-		l := leases[m.MemberLease(k)]
-		if l == nil || l.Spec.HolderIdentity == nil {
+	for _, l := range leases {
+		if l.Labels[KindLabel] != "member" || l.Spec.HolderIdentity == nil {
 			continue
 		}
 		if *l.Spec.HolderIdentity != m.cfg.Identity {

@@ -2,6 +2,7 @@ package shard_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,70 +118,96 @@ func TestManager_LeaseExpiryCountsFromWhenTheRenewalWasSeen(t *testing.T) {
 	}
 }
 
-// TestManager_ReplicasOfAnotherShardCountNeverActAtOnce is a rolling update of --shards 16 →
-// 8: the new replica registers (and stays ready: it serves the API) but holds no shard while
-// a replica of the old count holds one; once the last old one left, it takes every shard.
+// TestManager_ReplicasOfAnotherShardCountNeverActAtOnce is a rolling update of --shards:
+// the new replica registers (a member Lease of its own, recording its count; it stays ready
+// and serves the API) but holds no shard while a replica of the old count holds one; once
+// the last old one left, it takes every shard. The old replicas' member slots do not keep it
+// out, even when they are as many as its own --shards (two old replicas, 4 → 2).
 func TestManager_ReplicasOfAnotherShardCountNeverActAtOnce(t *testing.T) {
-	ctx := context.Background()
-	c := newCluster(t)
-	clk := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
-	oldA, oldB := c.ticked(t, clk, "old-a", 16), c.ticked(t, clk, "old-b", 16)
-	var newer *ticked
-	live := []*ticked{oldA, oldB}
-	round := func() {
-		t.Helper()
-		for _, r := range live {
-			r.m.Tick(ctx)
-		}
-		var old, young []int
-		for _, r := range live {
-			if r == newer {
-				young = append(young, r.m.Held()...)
-			} else {
-				old = append(old, r.m.Held()...)
+	for _, tc := range []struct{ from, to int }{{16, 8}, {4, 2}} {
+		t.Run(fmt.Sprintf("%d to %d", tc.from, tc.to), func(t *testing.T) {
+			ctx := context.Background()
+			c := newCluster(t)
+			clk := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
+			oldA, oldB := c.ticked(t, clk, "old-a", tc.from), c.ticked(t, clk, "old-b", tc.from)
+			var newer *ticked
+			live := []*ticked{oldA, oldB}
+			round := func() {
+				t.Helper()
+				for _, r := range live {
+					r.m.Tick(ctx)
+				}
+				var old, young []int
+				for _, r := range live {
+					if r == newer {
+						young = append(young, r.m.Held()...)
+					} else {
+						old = append(old, r.m.Held()...)
+					}
+				}
+				if len(old) > 0 && len(young) > 0 {
+					t.Fatalf("at %s: --shards %d holds %v while --shards %d holds %v", clk.Now().Format(time.TimeOnly), tc.from, old, tc.to, young)
+				}
+				clk.Step(fakeRetry)
 			}
-		}
-		if len(old) > 0 && len(young) > 0 {
-			t.Fatalf("at %s: --shards 16 holds %v while --shards 8 holds %v", clk.Now().Format(time.TimeOnly), old, young)
-		}
-		clk.Step(fakeRetry)
-	}
-	rounds := func(d time.Duration) {
-		for end := clk.Now().Add(d); clk.Now().Before(end); {
-			round()
-		}
-	}
-	rounds(2 * fakeLease)
-	if got := len(oldA.m.Held()) + len(oldB.m.Held()); got != 16 {
-		t.Fatalf("the old replicas hold %d shards, want 16", got)
-	}
+			rounds := func(d time.Duration) {
+				for end := clk.Now().Add(d); clk.Now().Before(end); {
+					round()
+				}
+			}
+			rounds(2 * fakeLease)
+			if got := len(oldA.m.Held()) + len(oldB.m.Held()); got != tc.from {
+				t.Fatalf("the old replicas hold %d shards, want %d", got, tc.from)
+			}
 
-	newer = c.ticked(t, clk, "new", 8)
-	live = append(live, newer)
-	rounds(3 * fakeLease)
-	if held := newer.m.Held(); len(held) != 0 {
-		t.Fatalf("the new count holds %v while the old acts", held)
+			newer = c.ticked(t, clk, "new", tc.to)
+			live = append(live, newer)
+			rounds(3 * fakeLease)
+			if held := newer.m.Held(); len(held) != 0 {
+				t.Fatalf("the new count holds %v while the old acts", held)
+			}
+			if got := c.members(t); got["new"] != strconv.Itoa(tc.to) || got["old-a"] != strconv.Itoa(tc.from) || got["old-b"] != strconv.Itoa(tc.from) {
+				t.Errorf("member Leases while the old count acts (holder: --shards): %v; want new: %d, old-a and old-b: %d", got, tc.to, tc.from)
+			}
+			// One old replica stops: the other takes its shards, the new one still waits.
+			oldA.m.Stop()
+			live = []*ticked{oldB, newer}
+			rounds(2 * fakeLease)
+			if got := len(oldB.m.Held()); got != tc.from {
+				t.Fatalf("after old-a left, old-b holds %d shards, want %d", got, tc.from)
+			}
+			// The last old replica stops: it releases the topology, and the new count acts at once.
+			oldB.m.Stop()
+			live = []*ticked{newer}
+			round()
+			round()
+			if held := newer.m.Held(); len(held) != tc.to {
+				t.Errorf("after the last old replica left: the new count holds %v, want all %d shards", held, tc.to)
+			}
+			l, err := c.client.CoordinationV1().Leases(ns).Get(ctx, shard.TopologyLeaseName("kropipe-promoter"), metav1.GetOptions{})
+			if err != nil || l.Annotations[shard.ShardsAnnotation] != strconv.Itoa(tc.to) {
+				t.Errorf("topology Lease after the update: %v %v, want --shards %d recorded", l.Annotations, err, tc.to)
+			}
+			newer.m.Stop()
+		})
 	}
-	// One old replica stops: the other takes its shards, the new one still waits.
-	oldA.m.Stop()
-	live = []*ticked{oldB, newer}
-	rounds(2 * fakeLease)
-	if got := len(oldB.m.Held()); got != 16 {
-		t.Fatalf("after old-a left, old-b holds %d shards, want 16", got)
+}
+
+// members returns the holders of the member Leases and the --shards each records.
+func (c *cluster) members(t *testing.T) map[string]string {
+	t.Helper()
+	ls, err := c.client.CoordinationV1().Leases(ns).List(context.Background(), metav1.ListOptions{LabelSelector: shard.KindLabel + "=member"})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The last old replica stops: it releases the topology, and the new count acts at once.
-	oldB.m.Stop()
-	live = []*ticked{newer}
-	round()
-	round()
-	if held := newer.m.Held(); len(held) != 8 {
-		t.Errorf("after the last old replica left: the new count holds %v, want all 8 shards", held)
+	out := map[string]string{}
+	for _, l := range ls.Items {
+		if l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "" {
+			h := *l.Spec.HolderIdentity
+			out[h] = l.Annotations[shard.ShardsAnnotation]
+		}
 	}
-	l, err := c.client.CoordinationV1().Leases(ns).Get(ctx, shard.TopologyLeaseName("kropipe-promoter"), metav1.GetOptions{})
-	if err != nil || l.Annotations[shard.ShardsAnnotation] != "8" {
-		t.Errorf("topology Lease after the update: %v %v, want --shards 8 recorded", l.Annotations, err)
-	}
-	newer.m.Stop()
+	return out
 }
 
 // TestManager_WaitsForAnOlderPromoter: a replica of an older promoter (no shard count on its

@@ -201,6 +201,14 @@ func candidate(in input, cur []string) (freight.Set, *Verification, *decision) {
 		}
 		return wait(DecisionWait, nil, "waiting for %s to verify its set (%s)", up.Name, up.displaySet(upSet))
 	}
+	if up.lone {
+		// A verification counts only since the upstream's newest commit put its value in
+		// place: after a rollback there and a re-promotion of the same value, the earlier
+		// verdict judged another deployment.
+		if recs := in.obs[up.members[0].Name].records; len(recs) > 0 && recs[0].Value == upSet[0].Value && !verifiedSince(v, recs[0].Commit, recs[0].Time) {
+			return wait(DecisionWait, nil, "waiting for %s to verify %s since %s put it there again", up.Name, upSet[0].Value, short(recs[0].Commit))
+		}
+	}
 	for _, m := range u.members {
 		um := u.upMember[m.Name]
 		value := in.obs[um].current

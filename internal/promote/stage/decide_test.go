@@ -138,6 +138,36 @@ func TestDecide_StagesAloneAndGroupsDecideTheSameWay(t *testing.T) {
 			},
 		},
 		{
+			// develop verified 1.2.2 at c1, rolled it back (c2) and a human promoted it again
+			// (c3): that verdict judged another deployment, not the one develop runs now.
+			name: "downstream waits for its upstream to verify a re-promotion again", unit: "staging-frontend",
+			obs: obs{"develop-frontend": func() *observation {
+				o := seen(devFE, "1.2.2", freight.Freight{})
+				o.records = []gitwrite.Record{{Commit: "c3333333", Value: "1.2.2", Time: t0.Add(2 * time.Minute)}, {Commit: "c2", Value: "1.2.1", Time: t0.Add(time.Minute), Kind: gitwrite.Rollback}, {Commit: "c1", Value: "1.2.2", Time: t0}}
+				return o
+			}(), "staging-frontend": seen(stFE, "1.2.1", freight.Freight{})},
+			state: State{Verifications: map[string][]Verification{"develop-frontend": {func() Verification {
+				v := verified("frontend", "1.2.2", "sha256:a", t0.Add(30*time.Second))
+				v.Commit = "c1"
+				return v
+			}()}}},
+			want: DecisionWait, reason: "waiting for develop-frontend to verify 1.2.2 since c333333 put it there again",
+		},
+		{
+			name: "downstream takes a value its upstream verified since the commit that placed it", unit: "staging-frontend",
+			obs: obs{"develop-frontend": func() *observation {
+				o := seen(devFE, "1.2.2", freight.Freight{})
+				o.records = []gitwrite.Record{{Commit: "c3333333", Value: "1.2.2", Time: t0}}
+				return o
+			}(), "staging-frontend": seen(stFE, "1.2.1", freight.Freight{})},
+			state: State{Verifications: map[string][]Verification{"develop-frontend": {func() Verification {
+				v := verified("frontend", "1.2.2", "sha256:a", t0.Add(30*time.Second))
+				v.Commit = "c3333333"
+				return v
+			}()}}},
+			want: DecisionPromote, reason: "promoting 1.2.1 → 1.2.2",
+		},
+		{
 			name: "downstream holds rather than go back to an older version", unit: "staging-frontend",
 			obs:   obs{"develop-frontend": seen(devFE, "1.2.1", freight.Freight{}), "staging-frontend": seen(stFE, "1.2.2", freight.Freight{})},
 			state: State{Verifications: map[string][]Verification{"develop-frontend": {verified("frontend", "1.2.1", "sha256:a", t0)}}},

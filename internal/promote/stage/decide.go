@@ -17,8 +17,9 @@ type input struct {
 	u *group
 	// obs holds the observations of the unit's members and of its upstream's members.
 	obs map[string]*observation
-	// recs are the unit's own commits, newest first (for a stage alone, the stage's).
-	recs  []gitwrite.Record
+	// recs are the unit's own commits, newest first (for a stage alone, the stage's);
+	// upRecs its upstream's.
+	recs, upRecs []gitwrite.Record
 	state State
 	now   time.Time
 }
@@ -201,13 +202,14 @@ func candidate(in input, cur []string) (freight.Set, *Verification, *decision) {
 		}
 		return wait(DecisionWait, nil, "waiting for %s to verify its set (%s)", up.Name, up.displaySet(upSet))
 	}
-	if up.lone {
-		// A verification counts only since the upstream's newest commit put its value in
-		// place: after a rollback there and a re-promotion of the same value, the earlier
-		// verdict judged another deployment.
-		if recs := in.obs[up.members[0].Name].records; len(recs) > 0 && recs[0].Value == upSet[0].Value && !verifiedSince(v, recs[0].Commit, recs[0].Time) {
+	// A verification counts only since the upstream's newest commit put its value in place:
+	// after a rollback there and a re-promotion of the same value, the earlier verdict judged
+	// another deployment.
+	if recs := in.upRecs; len(recs) > 0 && recs[0].Value == up.value(upSet) && !verifiedSince(v, recs[0].Commit, recs[0].Time) {
+		if up.lone {
 			return wait(DecisionWait, nil, "waiting for %s to verify %s since %s put it there again", up.Name, upSet[0].Value, short(recs[0].Commit))
 		}
+		return wait(DecisionWait, nil, "waiting for %s to verify its set (%s) since %s put it there again", up.Name, up.displaySet(upSet), short(recs[0].Commit))
 	}
 	for _, m := range u.members {
 		um := u.upMember[m.Name]

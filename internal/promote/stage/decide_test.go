@@ -46,6 +46,7 @@ func TestDecide_StagesAloneAndGroupsDecideTheSameWay(t *testing.T) {
 		obs    obs
 		state  State
 		recs   []gitwrite.Record
+		upRecs []gitwrite.Record
 		want   Decision
 		reason string
 		check  func(t *testing.T, d decision)
@@ -141,11 +142,8 @@ func TestDecide_StagesAloneAndGroupsDecideTheSameWay(t *testing.T) {
 			// develop verified 1.2.2 at c1, rolled it back (c2) and a human promoted it again
 			// (c3): that verdict judged another deployment, not the one develop runs now.
 			name: "downstream waits for its upstream to verify a re-promotion again", unit: "staging-frontend",
-			obs: obs{"develop-frontend": func() *observation {
-				o := seen(devFE, "1.2.2", freight.Freight{})
-				o.records = []gitwrite.Record{{Commit: "c3333333", Value: "1.2.2", Time: t0.Add(2 * time.Minute)}, {Commit: "c2", Value: "1.2.1", Time: t0.Add(time.Minute), Kind: gitwrite.Rollback}, {Commit: "c1", Value: "1.2.2", Time: t0}}
-				return o
-			}(), "staging-frontend": seen(stFE, "1.2.1", freight.Freight{})},
+			obs:    obs{"develop-frontend": seen(devFE, "1.2.2", freight.Freight{}), "staging-frontend": seen(stFE, "1.2.1", freight.Freight{})},
+			upRecs: []gitwrite.Record{{Commit: "c3333333", Value: "1.2.2", Time: t0.Add(2 * time.Minute)}, {Commit: "c2", Value: "1.2.1", Time: t0.Add(time.Minute), Kind: gitwrite.Rollback}, {Commit: "c1", Value: "1.2.2", Time: t0}},
 			state: State{Verifications: map[string][]Verification{"develop-frontend": {func() Verification {
 				v := verified("frontend", "1.2.2", "sha256:a", t0.Add(30*time.Second))
 				v.Commit = "c1"
@@ -155,11 +153,8 @@ func TestDecide_StagesAloneAndGroupsDecideTheSameWay(t *testing.T) {
 		},
 		{
 			name: "downstream takes a value its upstream verified since the commit that placed it", unit: "staging-frontend",
-			obs: obs{"develop-frontend": func() *observation {
-				o := seen(devFE, "1.2.2", freight.Freight{})
-				o.records = []gitwrite.Record{{Commit: "c3333333", Value: "1.2.2", Time: t0}}
-				return o
-			}(), "staging-frontend": seen(stFE, "1.2.1", freight.Freight{})},
+			obs:    obs{"develop-frontend": seen(devFE, "1.2.2", freight.Freight{}), "staging-frontend": seen(stFE, "1.2.1", freight.Freight{})},
+			upRecs: []gitwrite.Record{{Commit: "c3333333", Value: "1.2.2", Time: t0}},
 			state: State{Verifications: map[string][]Verification{"develop-frontend": {func() Verification {
 				v := verified("frontend", "1.2.2", "sha256:a", t0.Add(30*time.Second))
 				v.Commit = "c3333333"
@@ -225,6 +220,18 @@ func TestDecide_StagesAloneAndGroupsDecideTheSameWay(t *testing.T) {
 			want: DecisionWait, reason: "waiting for develop/shop to verify its set (frontend 1.2.2, backend 2.1.0)",
 		},
 		{
+			name: "a group downstream waits for a set its upstream verified before it was written again", unit: "staging/shop",
+			obs: obs{
+				"develop-a": seen(devA, "1.2.2", freight.Freight{}), "develop-b": seen(devB, "2.1.0", freight.Freight{}),
+				"staging-a": seen(stA, "1.2.0", freight.Freight{}), "staging-b": seen(stB, "2.0.0", freight.Freight{}),
+			},
+			upRecs: []gitwrite.Record{{Commit: "c3333333", Value: "develop-a=1.2.2, develop-b=2.1.0", Time: now.Add(-time.Minute)}},
+			state: State{Verifications: map[string][]Verification{
+				"develop/shop": {{Value: "develop-a=1.2.2, develop-b=2.1.0", Commit: "c1", VerifiedAt: now.Add(-20 * time.Minute)}},
+			}},
+			want: DecisionWait, reason: "waiting for develop/shop to verify its set (frontend 1.2.2, backend 2.1.0) since c333333 put it there again",
+		},
+		{
 			name: "a group downstream soaks, then takes the verified bytes", unit: "staging/shop",
 			obs: obs{
 				"develop-a": seen(devA, "1.2.2", freight.Freight{}), "develop-b": seen(devB, "2.1.0", freight.Freight{}),
@@ -249,7 +256,7 @@ func TestDecide_StagesAloneAndGroupsDecideTheSameWay(t *testing.T) {
 				t.Fatalf("no unit %s", tt.unit)
 			}
 			state := tt.state.clone()
-			d := decide(input{u: u, obs: tt.obs, recs: tt.recs, state: state, now: now})
+			d := decide(input{u: u, obs: tt.obs, recs: tt.recs, upRecs: tt.upRecs, state: state, now: now})
 			if d.Decision != tt.want || tt.reason != "" && d.Reason != tt.reason {
 				t.Fatalf("decision %s %q (%v), want %s %q", d.Decision, d.Reason, d.Err, tt.want, tt.reason)
 			}

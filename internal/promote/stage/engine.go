@@ -770,12 +770,13 @@ func (e *Engine) discover(ctx context.Context, look *warehouse.Pass, specs []Spe
 // and its members. With write set, a unit already running its candidate gets it verified
 // first, so units downstream can take it in the same pass. It returns the set due, if any.
 func (e *Engine) decideUnit(ctx context.Context, u *group, obs map[string]*observation, state *working, now time.Time, write bool, statuses map[string]*Status) *pendingSet {
-	recs := obs[u.members[0].Name].records
-	if !u.lone {
-		recs = e.groupRecords(ctx, u)
+	recs := e.unitRecords(ctx, u, obs)
+	var upRecs []gitwrite.Record
+	if u.up != nil {
+		upRecs = e.unitRecords(ctx, u.up, obs)
 	}
 	st := unitStatuses(u, obs, recs, state.State, statuses)
-	d := decide(input{u: u, obs: obs, recs: recs, state: state.State, now: now})
+	d := decide(input{u: u, obs: obs, recs: recs, upRecs: upRecs, state: state.State, now: now})
 	e.settle(u, d, statuses)
 	if d.Verify && write {
 		_ = e.verifySet(ctx, u, d.Running, d.Commit, d.PlacedAt, false, state, now, statuses)
@@ -790,6 +791,18 @@ func (e *Engine) decideUnit(ctx context.Context, u *group, obs map[string]*obser
 		cur[i] = obs[m.Name].current
 	}
 	return &pendingSet{g: u, set: d.Cand, current: cur, kind: gitwrite.Promote}
+}
+
+// unitRecords are the unit's own commits, newest first: a stage alone's from its
+// observation, a group's from the branch.
+func (e *Engine) unitRecords(ctx context.Context, u *group, obs map[string]*observation) []gitwrite.Record {
+	if u.lone {
+		if o := obs[u.members[0].Name]; o != nil {
+			return o.records
+		}
+		return nil
+	}
+	return e.groupRecords(ctx, u)
 }
 
 // groupRecords are the group's commits as of the pass's fetch, newest first; nil when

@@ -30,7 +30,7 @@ func TestController_VerificationJobRunsInTheDestinationCluster(t *testing.T) {
 	defer cancel()
 	v := newVerifyPipeline(t, ctx)
 	v.apps = []string{spokeDevelop}
-	seed := v.seedRepo(spokeRepo, "spoke", map[string]string{"develop/frontend/verify/smoke.yaml": spokeSmokeJob})
+	seed := v.seedRepo(spokeRepo, "spoke", map[string]string{"develop/frontend/verify/smoke.yaml": smokeJob("1.2.3", spokeSmokeFailure, false)})
 	if _, err := st.Spoke.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: spokeDevelop}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
@@ -76,28 +76,6 @@ const (
 	// spokeSmokeFailure is what the modelled smoke test prints when it fails in the spoke.
 	spokeSmokeFailure = "smoke (spoke): GET /healthz answered 500"
 )
-
-// spokeSmokeJob is spoke-develop's verification Job: kwok's rules (e2e/stack/kwokstages.go)
-// fail its pod for 1.2.3 and complete it for any other value.
-var spokeSmokeJob = `apiVersion: batch/v1
-kind: Job
-metadata:
-  name: smoke
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      annotations:
-        ` + stack.KwokFailWhenValue + `: "1.2.3"
-        ` + stack.KwokFailureMessage + `: "` + spokeSmokeFailure + `"
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: smoke
-          image: busybox:1.36
-          command: [sh, -c, 'test "$KROPIPE_VALUE" != 1.2.3']
-          terminationMessagePolicy: FallbackToLogsOnError
-`
 
 // createSpokeApp creates Application spoke-develop deploying develop/frontend of spokeRepo to
 // the spoke cluster, verified by its smoke Job, rolled back when it fails.

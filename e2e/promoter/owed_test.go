@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
-
-	"github.com/kropipe/kropipe/e2e/stack"
 )
 
 // An automatic rollback Git refuses is owed, not forgotten. 1.2.2 is promoted into develop and
@@ -27,7 +25,7 @@ func TestController_AutoRollbackRefusedByGitLandsOnceLater(t *testing.T) {
 	// Registered before the replica starts, so it runs after it stopped.
 	t.Cleanup(func() { removeCrashObjects(t, p.apps) })
 	v := &verifyPipeline{p}
-	seed := v.seedRepo(owedRepo, "owed", map[string]string{"develop/frontend/verify/smoke.yaml": owedSmokeJob})
+	seed := v.seedRepo(owedRepo, "owed", map[string]string{"develop/frontend/verify/smoke.yaml": smokeJob("1.2.2", smokeFailure, false)})
 	v.createAppIn(owedRepo, owedStage, "develop/frontend", "owed/frontend", map[string]string{
 		"kropipe.io/verify-job":     "verify",
 		"kropipe.io/verify-timeout": "5m",
@@ -98,27 +96,3 @@ const (
 	// owedRefusal is what the Git server answers every push while it refuses them.
 	owedRefusal = "e2e: main is frozen, no pushes accepted"
 )
-
-// owedSmokeJob is develop's verification Job: it fails for 1.2.2 with the smoke test's message
-// and passes at once for any other value (kwok's rules, e2e/stack/kwokstages.go).
-var owedSmokeJob = `# The frontend's smoke test, run by the promoter after each promotion to develop.
-apiVersion: batch/v1
-kind: Job
-metadata:
-  name: smoke
-spec:
-  backoffLimit: 0
-  template:
-    metadata:
-      annotations:
-        # kwok runs no containers: e2e/stack/kwokstages.go models this one with these.
-        ` + stack.KwokFailWhenValue + `: "1.2.2"
-        ` + stack.KwokFailureMessage + `: "` + smokeFailure + `"
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: smoke
-          image: busybox:1.36
-          command: [sh, -c, 'if [ "$KROPIPE_VALUE" = 1.2.2 ]; then echo "` + smokeFailure + `"; exit 1; fi']
-          terminationMessagePolicy: FallbackToLogsOnError
-`

@@ -153,8 +153,14 @@ const (
 )
 
 // smokeJob is develop's verification Job (develop/frontend/verify/smoke.yaml): its container
-// fails for 1.2.3. kwok cannot run it; the annotations tell kwok's stage rules what it would do.
-var smokeJob = `# The frontend's smoke test, run by the promoter after each promotion to develop.
+// prints failure and fails for failValue. kwok cannot run it; the annotations tell kwok's stage
+// rules what it would do (hold: the pod keeps running until the test releases it).
+func smokeJob(failValue, failure string, hold bool) string {
+	held := ""
+	if hold {
+		held = "\n        " + stack.KwokHold + `: "true"`
+	}
+	return `# The frontend's smoke test, run by the promoter after each promotion to develop.
 apiVersion: batch/v1
 kind: Job
 metadata:
@@ -164,18 +170,18 @@ spec:
   template:
     metadata:
       annotations:
-        # kwok runs no containers: e2e/stack/kwokstages.go models this one with these.
-        ` + stack.KwokHold + `: "true"
-        ` + stack.KwokFailWhenValue + `: "1.2.3"
-        ` + stack.KwokFailureMessage + `: "` + smokeFailure + `"
+        # kwok runs no containers: e2e/stack/kwokstages.go models this one with these.` + held + `
+        ` + stack.KwokFailWhenValue + `: "` + failValue + `"
+        ` + stack.KwokFailureMessage + `: "` + failure + `"
     spec:
       restartPolicy: Never
       containers:
         - name: smoke
           image: busybox:1.36
-          command: [sh, -c, 'if [ "$KROPIPE_VALUE" = 1.2.3 ]; then echo "` + smokeFailure + `"; exit 1; fi']
+          command: [sh, -c, 'if [ "$KROPIPE_VALUE" = ` + failValue + ` ]; then echo "` + failure + `"; exit 1; fi']
           terminationMessagePolicy: FallbackToLogsOnError
 `
+}
 
 type verifyPipeline struct{ *pipeline }
 
@@ -190,7 +196,7 @@ func newVerifyPipeline(t *testing.T, ctx context.Context) *verifyPipeline {
 // seed serves examples/gitops's RGDs and develop frontend (also as staging's) with images under
 // verify/ and the smoke Job, pushes 1.2.1 and creates the two Applications.
 func (v *verifyPipeline) seed() string {
-	seed := v.seedRepo(verifyRepo, "verify", map[string]string{"develop/frontend/verify/smoke.yaml": smokeJob})
+	seed := v.seedRepo(verifyRepo, "verify", map[string]string{"develop/frontend/verify/smoke.yaml": smokeJob("1.2.3", smokeFailure, true)})
 	v.createAppIn(verifyRepo, verifyDevelop, "develop/frontend", "verify/frontend", map[string]string{
 		"kropipe.io/verify-job":     "verify",
 		"kropipe.io/verify-timeout": "5m",

@@ -20,8 +20,8 @@ type input struct {
 	// recs are the unit's own commits, newest first (for a stage alone, the stage's);
 	// upRecs its upstream's.
 	recs, upRecs []gitwrite.Record
-	state State
-	now   time.Time
+	state        State
+	now          time.Time
 }
 
 // decision is what decide concluded for a unit. The pass performs it: verifies what runs

@@ -69,7 +69,7 @@ func TestShards_RollingChangeFourToTwo_EveryStagePromotedOnce(t *testing.T) {
 
 	// Half the images, then the first old replica stops; the other half, then the second.
 	for img := range s.images / 2 {
-		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
+		pushImage(t, st.RegistryAddr, s.image(img), "1.1.0")
 	}
 	p.poll("a first promotion commit", syncTimeout, func() (bool, string) {
 		if err := p.co.Pull(ctx); err != nil {
@@ -79,7 +79,7 @@ func TestShards_RollingChangeFourToTwo_EveryStagePromotedOnce(t *testing.T) {
 	})
 	s.stopReplica(old[0])
 	for img := s.images / 2; img < s.images; img++ {
-		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
+		pushImage(t, st.RegistryAddr, s.image(img), "1.1.0")
 	}
 	s.stopReplica(old[1])
 	stopped := time.Now()

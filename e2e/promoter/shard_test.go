@@ -65,7 +65,7 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 	// Half the images first; the other half once the victims are dead, so their stages are
 	// promoted by whoever took their shards over.
 	for img := range shardImages / 2 {
-		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
+		pushImage(t, st.RegistryAddr, s.image(img), "1.1.0")
 	}
 	p.poll("a first promotion commit", syncTimeout, func() (bool, string) {
 		if err := p.co.Pull(ctx); err != nil {
@@ -89,7 +89,7 @@ func TestShards_FourReplicasTwoKilled_EveryStagePromotedOnce(t *testing.T) {
 	}
 	t.Logf("killed %s and %s (%d shards) after %d commits", victims[0].Name, victims[1].Name, len(lastRenew), strings.Count(p.log(seed), "\n"))
 	for img := shardImages / 2; img < shardImages; img++ {
-		pushImage(t, st.RegistryAddr, shardImage(img), "1.1.0")
+		pushImage(t, st.RegistryAddr, s.image(img), "1.1.0")
 	}
 
 	// Takeover: every shard the victims held is held by a survivor.
@@ -170,7 +170,9 @@ type shardRun struct {
 	stages, images      int
 }
 
-func shardImage(i int) string { return fmt.Sprintf("shards/img%d", i) }
+// image is the run's i-th image, named after its repository: runs sharing the package's stack
+// (and its registry) must not see each other's tags.
+func (s *shardRun) image(i int) string { return fmt.Sprintf("%s/img%d", s.repo, i) }
 
 func shardStage(i int) string { return fmt.Sprintf("shard-s%02d", i) }
 
@@ -193,7 +195,7 @@ func (s *shardRun) seed() string {
 		t.Fatal(err)
 	}
 	s.co = co
-	image := func(i int) string { return shardImage(i % s.images) }
+	image := func(i int) string { return s.image(i % s.images) }
 	seed := seedStageFolders(t, ctx, co, s.stages, s.images, func(i int) string { return fmt.Sprintf("s%02d", i) }, image)
 	for i := range s.stages {
 		app := stageApplication(shardStage(i), s.appNS, s.srv.RepoURL(s.repo), fmt.Sprintf("s%02d", i), image(i), shardInterval.String(), s.destNS)

@@ -82,11 +82,12 @@ fuzz:
 
 # e2e/promoter's controller tests mostly wait (soak times, Leases, polls), one after another on
 # one stack: its longest ones run in two more test processes, each with a stack of its own, beside
-# the rest of the suite (measured one process at a time: release group 96 s + leader killed at
-# the sync request 35 s; verification Job 62 s + Rollouts analysis 42 s; the rest ~95 s, with the
-# auto-rollback Git refuses at first ~120 s; each process ~25 s more for its stack). All run to
-# the end; any failing fails the target.
-E2E_SECOND := ^(TestPromoterController_ReleaseGroupMovesAsOneSet|TestController_LeaderKilledAtSyncRequest_StandbySyncsThePromotionOnce)$$
+# the rest of the suite (measured in make test, warm, the three at once: release group + leader
+# killed at the sync request + verification in the destination cluster ~170 s; verification Job
+# + Rollouts analysis ~170 s; the rest ~225 s, the shard tests and the auto-rollback Git refuses
+# at first among them; each process ~20 s of it for its stack). All run to the end; any failing
+# fails the target.
+E2E_SECOND := ^(TestPromoterController_ReleaseGroupMovesAsOneSet|TestController_LeaderKilledAtSyncRequest_StandbySyncsThePromotionOnce|TestController_VerificationJobRunsInTheDestinationCluster)$$
 E2E_THIRD  := ^(TestController_VerificationJobGatesTheStage|TestController_AnalysisGatesTheStage)$$
 
 e2e: build

@@ -151,6 +151,8 @@ func TestStages_StateFollowsAStageToItsNewOwner(t *testing.T) {
 	if err := old.Save(ctx, stage.State{
 		Paused:    map[string]time.Time{"prod": at},
 		Approvals: map[string][]stage.Approval{"prod": {{Value: "1.2.3", ApprovedAt: at}}},
+		// An owed automatic rollback is the stage's state like its pause: the new owner retries it.
+		Owed: map[string][]stage.OwedAction{"prod": {{Kind: "rollback", From: "1.2.2", Since: at, Attempts: 1}}},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +168,9 @@ func TestStages_StateFollowsAStageToItsNewOwner(t *testing.T) {
 	}
 	if st.Paused["prod"].IsZero() || len(st.Approvals["prod"]) != 1 {
 		t.Fatalf("prod's new owner loads %+v; want its pause and approval", st)
+	}
+	if a := st.Owed["prod"]; len(a) != 1 || a[0].From != "1.2.2" || a[0].Attempts != 1 {
+		t.Fatalf("prod's new owner loads owed %+v; want the rollback from 1.2.2", st.Owed)
 	}
 	// The old owner's next pass no longer sees prod, and saving without it removes nothing.
 	mine, err := old.Load(ctx)
@@ -466,37 +471,5 @@ func TestStages_ManyReplicasWritingOneBucketAtOnceLoseNothing(t *testing.T) {
 		if len(got.Verifications[name]) != 5 {
 			t.Errorf("%s has %d verifications, want 5", name, len(got.Verifications[name]))
 		}
-	}
-}
-
-// An owed automatic rollback is state of its stage like a pause: kept by the stage's name, it
-// goes to whichever replica runs the stage next, which retries it.
-func TestStages_AnOwedRollbackFollowsItsStage(t *testing.T) {
-	ctx := context.Background()
-	c := casClient()
-	var mu sync.Mutex
-	owner := "old"
-	owns := func(who string) func(string) bool {
-		return func(s string) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			return s != "web" || owner == who
-		}
-	}
-	old, next := stagesOf(c, owns("old")), stagesOf(c, owns("next"))
-	owed := stage.OwedAction{Kind: "rollback", From: "1.2.2", Since: at, Attempts: 1}
-	if err := old.Save(ctx, stage.State{Owed: map[string][]stage.OwedAction{"web": {owed}}}); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	owner = "next"
-	mu.Unlock()
-	next.Forget()
-	st, err := next.Load(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := st.Owed["web"]; len(a) != 1 || a[0].From != "1.2.2" || a[0].Attempts != 1 {
-		t.Fatalf("web's new owner loads owed %+v; want the rollback from 1.2.2", st.Owed)
 	}
 }

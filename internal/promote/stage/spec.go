@@ -54,7 +54,48 @@ type Spec struct {
 	Verify *VerifySpec
 	// Interval overrides the poll interval for this stage (0: the engine's).
 	Interval time.Duration
+
+	// Write is how a promotion reaches Branch: WritePush (the default) pushes the commit
+	// to it, WritePullRequest proposes it in a pull request (see PullRequest).
+	Write string
+	// PullRequest configures WritePullRequest.
+	PullRequest PullRequestSpec
 }
+
+// Write modes (kropipe.io/write, write: in promoter.yaml).
+const (
+	WritePush        = "push"
+	WritePullRequest = "pull-request"
+)
+
+// PullRequestSpec is how a stage in WritePullRequest mode proposes its changes: one open
+// pull request per stage (or release group), from its own branch, updated in place.
+type PullRequestSpec struct {
+	// Branch is the head branch's template (text/template, sees .Stage, .Branch);
+	// default DefaultPullRequestBranch. It must never be the stage's Branch.
+	Branch string
+	// Merge is MergeAuto (merge once mergeable and required checks passed) or MergeManual
+	// (the default: a human merges).
+	Merge string
+	// Method is forge.MethodMerge (default), MethodSquash or MethodRebase, for auto merges.
+	Method string
+	// Labels and Reviewers are set on the pull request when it is opened.
+	Labels    []string
+	Reviewers []string
+	// Forge overrides the forge detected from RepoURL (github, gitlab, gitea, forgejo,
+	// bitbucket); ForgeAPIURL the API base derived from it.
+	Forge       string
+	ForgeAPIURL string
+}
+
+// Merge modes.
+const (
+	MergeManual = "manual"
+	MergeAuto   = "auto"
+)
+
+// DefaultPullRequestBranch is the head branch of a stage's pull requests.
+const DefaultPullRequestBranch = "kropipe/{{.Stage}}"
 
 // VerifySpec is a command whose success marks a promotion verified.
 type VerifySpec struct {
@@ -87,6 +128,20 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.Strategy == "" {
 		s.Strategy = warehouse.DefaultStrategy
+	}
+	if s.Write == "" {
+		s.Write = WritePush
+	}
+	if s.Write == WritePullRequest {
+		if s.PullRequest.Branch == "" {
+			s.PullRequest.Branch = DefaultPullRequestBranch
+		}
+		if s.PullRequest.Merge == "" {
+			s.PullRequest.Merge = MergeManual
+		}
+		if s.PullRequest.Method == "" {
+			s.PullRequest.Method = "merge"
+		}
 	}
 	if s.Verify != nil && s.Verify.Timeout == 0 {
 		v := *s.Verify

@@ -64,6 +64,9 @@ type Status struct {
 	// Owed are the automatic actions the promoter owes the stage and has not done yet (an
 	// automatic rollback whose attempt failed), kept in the State until done.
 	Owed []OwedAction `json:"owed,omitempty"`
+	// PullRequest is, for a stage in pull-request mode, the pull request its pending change
+	// waits in (number, URL, state, checks, who must act); nil when none is open.
+	PullRequest *PullRequest `json:"pullRequest,omitempty"`
 	// candidateSet is a group's candidate set, for its members' Candidate.
 	candidateSet freight.Set
 }

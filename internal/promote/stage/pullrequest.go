@@ -43,3 +43,6 @@ type Refusal struct {
 	ClosedBy  string    `json:"closedBy,omitempty"`
 	ClosedAt  time.Time `json:"closedAt"`
 }
+
+// maxPullRequestLog bounds State.PullRequestLog per stage.
+const maxPullRequestLog = 20

@@ -39,6 +39,9 @@ type State struct {
 	// Refused maps a stage (or release group) to the freight whose pull request was closed
 	// unmerged: like a rollback's Kropipe-Rejected value, never proposed again by itself.
 	Refused map[string][]Refusal `json:"refused,omitempty"`
+	// PullRequestLog maps a stage (or release group) to its pull requests that were merged
+	// or closed, newest last (at most maxPullRequestLog): what `promoter history` links.
+	PullRequestLog map[string][]PullRequest `json:"pullRequestLog,omitempty"`
 }
 
 // Approval lets a stage without autoPromote take one value.
@@ -167,13 +170,14 @@ func (m *MemoryStore) Save(_ context.Context, s State) error {
 // clone deep-copies s so callers never share maps or slices.
 func (s State) clone() State {
 	out := State{
-		Approvals:     map[string][]Approval{},
-		Verifications: map[string][]Verification{},
-		Paused:        map[string]time.Time{},
-		Runs:          map[string][]VerificationRun{},
-		Owed:          map[string][]OwedAction{},
-		PullRequests:  map[string]PullRequest{},
-		Refused:       map[string][]Refusal{},
+		Approvals:      map[string][]Approval{},
+		Verifications:  map[string][]Verification{},
+		Paused:         map[string]time.Time{},
+		Runs:           map[string][]VerificationRun{},
+		Owed:           map[string][]OwedAction{},
+		PullRequests:   map[string]PullRequest{},
+		Refused:        map[string][]Refusal{},
+		PullRequestLog: map[string][]PullRequest{},
 	}
 	for k, v := range s.Approvals {
 		out.Approvals[k] = append([]Approval(nil), v...)
@@ -195,6 +199,9 @@ func (s State) clone() State {
 	}
 	for k, v := range s.Refused {
 		out.Refused[k] = append([]Refusal(nil), v...)
+	}
+	for k, v := range s.PullRequestLog {
+		out.PullRequestLog[k] = append([]PullRequest(nil), v...)
 	}
 	return out
 }

@@ -388,9 +388,26 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
+	results, static := prepare(changes)
+
+	// A large batch goes out in several pushes, each pack at most about maxPack bytes of
+	// objects: what the clone holds in memory until the push lands stays bounded.
+	for done := 0; done < len(results); {
+		n, err := r.applyFrom(ctx, branch, results[done:], static[done:])
+		if err != nil {
+			failAll(results[done:], err)
+			return results, err
+		}
+		done += n
+	}
+	return results, joinErrs(results)
+}
+
+// prepare starts the results of changes. static marks changes refused before looking at the
+// repository; no retry on a newer head can fix them, unlike a missing key, which someone may
+// have just added.
+func prepare(changes []Change) ([]Result, []bool) {
 	results := make([]Result, len(changes))
-	// static marks changes refused before looking at the repository; no retry on a
-	// newer head can fix them, unlike a missing key, which someone may have just added.
 	static := make([]bool, len(changes))
 	owner := map[string]string{} // file+key → stage, to catch two stages on one key
 	for i, c := range changes {
@@ -409,18 +426,7 @@ func (r *Repo) Apply(ctx context.Context, branch string, changes ...Change) ([]R
 		}
 		owner[k] = c.Stage
 	}
-
-	// A large batch goes out in several pushes, each pack at most about maxPack bytes of
-	// objects: what the clone holds in memory until the push lands stays bounded.
-	for done := 0; done < len(results); {
-		n, err := r.applyFrom(ctx, branch, results[done:], static[done:])
-		if err != nil {
-			failAll(results[done:], err)
-			return results, err
-		}
-		done += n
-	}
-	return results, joinErrs(results)
+	return results, static
 }
 
 // applyFrom builds the changes of results from the start, as many as fit one pack of

@@ -46,7 +46,11 @@ func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Ha
 	if err != nil {
 		return err
 	}
-	if cur, err := refs.Reference(ref); err != nil || cur.Hash() != old {
+	cur, err := refs.Reference(ref)
+	switch {
+	case errors.Is(err, plumbing.ErrReferenceNotFound) && old.IsZero():
+		// Creating the branch (a pull request's head): nobody made it meanwhile.
+	case err != nil || cur.Hash() != old:
 		// Moved since our fetch: do not send the pack, go straight to the retry.
 		return &pushError{retry: true, msg: "non-fast-forward: the branch moved since the last fetch"}
 	}
@@ -61,7 +65,12 @@ func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Ha
 	}
 	req.Commands = []*packp.Command{{Name: ref, Old: old, New: newHead}}
 
-	req.Packfile = io.NopCloser(bytes.NewReader(pack))
+	if newHead.IsZero() {
+		// Deleting the branch: no objects to send.
+		_ = req.Capabilities.Set(capability.DeleteRefs)
+	} else {
+		req.Packfile = io.NopCloser(bytes.NewReader(pack))
+	}
 
 	// go-git returns the report's first refusal as err, next to the report itself.
 	rs, err := sess.ReceivePack(ctx, req)

@@ -223,3 +223,14 @@ func short(commit string) string {
 	}
 	return commit
 }
+
+// CommitMessage is the message of a commit the clone holds.
+func (r *Repo) CommitMessage(commit string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := object.GetCommit(r.repo.Storer, plumbing.NewHash(commit))
+	if err != nil {
+		return "", r.wrap(err)
+	}
+	return c.Message, nil
+}

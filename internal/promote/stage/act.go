@@ -27,6 +27,8 @@ type pendingSet struct {
 	// written says Apply took the set: commit is its commit, "" when the files held it.
 	written bool
 	commit  string
+	// proposed is, in pull-request mode, the pull request the set waits in.
+	proposed *PullRequest
 }
 
 // MemberStatus is one member of a release group as the group's status lists it.
@@ -151,6 +153,7 @@ func mirror(u *group, statuses map[string]*Status) {
 			f := st.candidateSet[i].Freight
 			ms.Candidate = &f
 		}
+		ms.PullRequest = st.PullRequest
 	}
 }
 
@@ -264,6 +267,11 @@ func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*pending
 				st.Decision, st.Reason = DecisionHold, held
 				p.err = fmt.Errorf("%w: %s; name the tags to take what they are now", ErrNothingToDo, held)
 			}
+			mirror(p.g, statuses)
+			continue
+		}
+		if p.g.pullRequestMode() {
+			e.propose(ctx, p, statuses, state)
 			mirror(p.g, statuses)
 			continue
 		}

@@ -19,6 +19,9 @@ type Outcome struct {
 	New     string `json:"new"`
 	Commit  string `json:"commit,omitempty"`
 	Skipped bool   `json:"skipped,omitempty"` // the file already held New
+	// PullRequest is, in pull-request mode, the pull request the change waits in (Commit is
+	// then the commit proposed on its branch, not yet on the stage's branch).
+	PullRequest *PullRequest `json:"pullRequest,omitempty"`
 }
 
 // ErrNothingToDo is wrapped when an action has no candidate or no earlier value.
@@ -405,10 +408,10 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet, expect string) (Ou
 	}
 	e.mu.Unlock()
 	e.Announce()
-	if err := e.saveVerifications(ctx, state.added, state.runs); err != nil {
+	if err := e.saveWorking(ctx, state); err != nil {
 		return Outcome{}, err
 	}
-	out := Outcome{Stage: u.Name, Kind: p.kind.String(), Old: u.value(valueSet(u, p.current)), New: u.value(p.set), Commit: p.commit, Skipped: p.written && p.commit == ""}
+	out := Outcome{Stage: u.Name, Kind: p.kind.String(), Old: u.value(valueSet(u, p.current)), New: u.value(p.set), Commit: p.commit, Skipped: p.written && p.commit == "", PullRequest: p.proposed}
 	if p.err != nil && expect != "" && errors.Is(p.err, gitwrite.ErrConflict) {
 		// The compare-and-swap refused it: say what the unit runs now.
 		now := "a value changed since it was read"

@@ -17,6 +17,7 @@ import (
 	"github.com/Masterminds/semver/v3"
 
 	"github.com/kropipe/kropipe/internal/promote/crashpoint"
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -110,6 +111,10 @@ type Engine struct {
 	groupCand  map[string]freight.Set
 
 	changes changes // Subscribe's subscribers
+
+	// Pull-request mode (propose.go): how a stage's forge is reached, and the forges made.
+	forgeFor ForgeFunc
+	forges   map[string]forge.Forge
 }
 
 // New validates specs (after filling their defaults) and returns an engine for them.
@@ -603,7 +608,7 @@ func (e *Engine) passOver(ctx context.Context, write bool, only map[string]bool)
 		// reads as if they ignored the new freight.
 		justTook(units, statuses)
 	}
-	if err := e.saveVerifications(ctx, state.added, state.runs); err != nil {
+	if err := e.saveWorking(ctx, state); err != nil {
 		e.log.Error("saving promoter state failed", "err", err)
 		return err
 	}
@@ -778,6 +783,13 @@ func (e *Engine) decideUnit(ctx context.Context, u *group, obs map[string]*obser
 	st := unitStatuses(u, obs, recs, state.State, statuses)
 	d := decide(input{u: u, obs: obs, recs: recs, upRecs: upRecs, state: state.State, now: now})
 	e.settle(u, d, statuses)
+	if pr, ok := state.PullRequests[u.Name]; ok {
+		st.PullRequest = &pr
+	}
+	if write && u.pullRequestMode() && !e.trackPullRequest(ctx, u, d, obs, state, now, statuses) {
+		mirror(u, statuses)
+		return nil
+	}
 	if d.Verify && write {
 		_ = e.verifySet(ctx, u, d.Running, d.Commit, d.PlacedAt, false, state, now, statuses)
 	}
@@ -831,18 +843,25 @@ func (e *Engine) loadState(ctx context.Context) (State, error) {
 	return st.clone(), nil
 }
 
-// saveVerifications adds verifications to the stored state, re-reading it first so
-// approvals and pauses made during the pass are kept.
-func (e *Engine) saveVerifications(ctx context.Context, added []addedVerification, runs []addedRun) error {
-	if len(added) == 0 && len(runs) == 0 {
+// saveWorking adds what a pass or an action added to its State (verifications, runs, pull
+// requests) to the stored state, re-reading it first so approvals and pauses made during the
+// pass are kept.
+func (e *Engine) saveWorking(ctx context.Context, w *working) error {
+	if len(w.added) == 0 && len(w.runs) == 0 && len(w.edits) == 0 {
 		return nil
 	}
 	return e.update(ctx, func(st *State) {
-		for _, a := range added {
+		for _, a := range w.added {
 			st.addVerification(a.stage, a.v)
 		}
-		for _, r := range runs {
+		for _, r := range w.runs {
 			st.addRun(r.stage, r.run)
+		}
+		if len(w.edits) > 0 && (st.PullRequests == nil || st.Refused == nil || st.PullRequestLog == nil) {
+			*st = st.clone()
+		}
+		for _, fn := range w.edits {
+			fn(st)
 		}
 	})
 }

@@ -299,6 +299,23 @@ type working struct {
 	State
 	added []addedVerification
 	runs  []addedRun
+	// edits are other changes the pass made to the State (pull requests), applied to the
+	// stored state when the pass saves.
+	edits []func(*State)
+}
+
+// edit changes the pass's State now and the stored one when the pass saves.
+func (w *working) edit(fn func(*State)) {
+	if w.PullRequests == nil || w.Refused == nil || w.PullRequestLog == nil {
+		w.State = w.State.clone()
+	}
+	fn(&w.State)
+	w.edits = append(w.edits, fn)
+}
+
+// setPullRequest records the unit's pull request as it stands.
+func (w *working) setPullRequest(unit string, pr PullRequest) {
+	w.edit(func(s *State) { s.PullRequests[unit] = pr })
 }
 
 type addedRun struct {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 )
 
@@ -117,6 +119,43 @@ func (c *Credentials) GitOptions(ctx context.Context, repoURL string) ([]gitwrit
 	}
 	c.log.Info("Git credentials from Argo CD", "repo", gitwrite.Redact(repoURL), "secret", sec.Name, "type", sec.Labels[SecretTypeLabel])
 	return opts, nil
+}
+
+// ForgeConfig returns how to reach the forge hosting repoURL for pull-request mode: the token
+// of the repository Secret Argo CD (and kropipe) push with — its password or bearerToken, with
+// its username — or its GitHub App (githubAppID, githubAppInstallationID, githubAppPrivateKey,
+// githubAppEnterpriseBaseUrl), and the CA Argo CD trusts for the host. A repository without a
+// Secret gets no credentials: the forge then answers what an anonymous client may do.
+func (c *Credentials) ForgeConfig(ctx context.Context, repoURL string) (forge.Config, error) {
+	var cfg forge.Config
+	cfg.CABundle = c.caBundle(ctx, repoURL)
+	sec, err := c.match(ctx, repoURL)
+	if err != nil || sec == nil {
+		return cfg, err
+	}
+	d := func(k string) string { return strings.TrimSpace(string(sec.Data[k])) }
+	where := fmt.Sprintf("Argo CD Secret %s/%s", sec.Namespace, sec.Name)
+	switch {
+	case d("githubAppID") != "":
+		app := &forge.GitHubApp{PrivateKey: sec.Data["githubAppPrivateKey"]}
+		var perr error
+		if app.AppID, perr = strconv.ParseInt(d("githubAppID"), 10, 64); perr != nil {
+			return cfg, fmt.Errorf("%s: githubAppID %q is not a number", where, d("githubAppID"))
+		}
+		if app.InstallationID, perr = strconv.ParseInt(d("githubAppInstallationID"), 10, 64); perr != nil {
+			return cfg, fmt.Errorf("%s: githubAppInstallationID %q is not a number; give the installation id of the app on the repository's owner", where, d("githubAppInstallationID"))
+		}
+		if len(app.PrivateKey) == 0 {
+			return cfg, fmt.Errorf("%s: githubAppPrivateKey is empty; give the app's PEM private key", where)
+		}
+		cfg.GitHubApp = app
+		cfg.APIURL = d("githubAppEnterpriseBaseUrl")
+	case d("password") != "":
+		cfg.Username, cfg.Token = d("username"), d("password")
+	case d("bearerToken") != "":
+		cfg.Username, cfg.Token = d("username"), d("bearerToken")
+	}
+	return cfg, nil
 }
 
 // match finds the Secret for repoURL: write credentials before read ones, an

@@ -24,6 +24,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/argocd"
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/kubestate"
 	"github.com/kropipe/kropipe/internal/promote/leader"
@@ -687,6 +688,13 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		stage.WithWarehouse(wh),
 		stage.WithGit(gitDir, gitwrite.WithLogger(c.log), gitwrite.WithPushRetries(c.metrics.PushRetry)),
 		stage.WithGitOptionsFor(creds.GitOptions),
+		stage.WithForges(func(ctx context.Context, s stage.Spec) (forge.Forge, error) {
+			cfg, err := creds.ForgeConfig(ctx, s.RepoURL)
+			if err != nil {
+				return nil, err
+			}
+			return stage.DefaultForge(s, cfg)
+		}),
 		stage.WithStore(c.store),
 		stage.WithVerifier(hg),
 		stage.WithLogger(c.log),

@@ -31,6 +31,9 @@ const (
 	// DuringSync: controller mode, the Application is read and the sync patch is
 	// about to be sent.
 	DuringSync = "during-sync"
+	// AfterMerge: pull-request mode, the forge merged the pull request; the promoter's state
+	// does not know it yet.
+	AfterMerge = "after-merge"
 )
 
 var (

@@ -169,7 +169,9 @@ func (g *gitForge) Close(ctx context.Context, number int, comment string) error 
 	return nil
 }
 
-func (g *gitForge) Comment(ctx context.Context, number int, body string) error { return g.call("comment") }
+func (g *gitForge) Comment(ctx context.Context, number int, body string) error {
+	return g.call("comment")
+}
 
 // humanMerges merges pull request n as a person would.
 func (g *gitForge) humanMerges(n int, method forge.MergeMethod) {

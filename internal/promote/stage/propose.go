@@ -9,6 +9,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/kropipe/kropipe/internal/promote/crashpoint"
 	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
@@ -241,6 +242,7 @@ func (e *Engine) autoMerge(ctx context.Context, f forge.Forge, u *group, pr *Pul
 	merged, err := f.Merge(ctx, pr.Number, pr.HeadSHA, method, title, message)
 	switch {
 	case err == nil:
+		crashpoint.Hit(crashpoint.AfterMerge)
 		pr.PullRequest = *merged
 		pr.Action = ""
 		state.setPullRequest(u.Name, *pr)

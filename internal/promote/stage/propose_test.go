@@ -28,7 +28,6 @@ func (f *fixture) branchHead(branch string) string {
 	return strings.TrimSpace(out)
 }
 
-
 func TestPullRequest_ManualMergeMovesTheStageOnlyOnceMerged(t *testing.T) {
 	f := newFixture(t)
 	fg := newGitForge(f)

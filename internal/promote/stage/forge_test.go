@@ -146,6 +146,10 @@ func (g *gitForge) merge(pr *forge.PullRequest, method forge.MergeMethod, title,
 	switch method {
 	case forge.MethodSquash:
 		commit = g.git("commit-tree", tree, "-p", base, "-m", strings.TrimSpace(title+"\n\n"+message))
+	case forge.MethodRebase:
+		// The proposal is one commit: re-made on the base with its own message.
+		msg := g.git("log", "-1", "--format=%B", pr.HeadSHA)
+		commit = g.git("commit-tree", tree, "-p", base, "-m", msg)
 	default:
 		if title == "" {
 			title = fmt.Sprintf("Merge pull request #%d from %s", pr.Number, pr.Head)

@@ -181,7 +181,11 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 		e.closePullRequest(ctx, f, u, pr, reason, state, now, statuses)
 		return d.Decision == DecisionPromote
 	}
-	if u.members[0].PullRequest.Merge == MergeAuto {
+	switch {
+	case st.Paused:
+		// A pause freezes the stage: kropipe merges nothing meanwhile (a human still may).
+		pr.Action = "paused: kropipe does not merge it until the stage is resumed"
+	case u.members[0].PullRequest.Merge == MergeAuto:
 		if merged := e.autoMerge(ctx, f, u, &pr, state, now, statuses); merged {
 			if e.mergeLanded(ctx, u, pr, obs) {
 				e.closeOut(ctx, u, pr, state)
@@ -192,7 +196,7 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 			e.target(memberNames(u))
 			return false
 		}
-	} else {
+	default:
 		pr.Action = waitingFor(pr, false)
 	}
 	state.setPullRequest(u.Name, pr)

@@ -281,3 +281,40 @@ func TestPullRequest_ForgeWithoutRightsFailsTheStageNamingIt(t *testing.T) {
 		t.Fatal("a branch was pushed although the forge refused")
 	}
 }
+
+func TestPullRequest_ReleaseGroupProposesItsSetInOnePullRequest(t *testing.T) {
+	f := newGroupFixture(t)
+	fg := newGitForge(f)
+	specs, groups := f.shop()
+	for i := range specs {
+		if strings.HasPrefix(specs[i].Name, "staging-") {
+			specs[i].Write, specs[i].PullRequest.Merge = WritePullRequest, MergeManual
+		}
+	}
+	f.reg.push(t, "team/frontend", "1.2.1", "1.2.2")
+	f.reg.push(t, "team/backend", "2.0.0", "2.1.0")
+	f.reg.push(t, "team/cart", "0.9.0")
+	e := f.engine(specs, WithGroups(groups...), fg.option())
+	reconcile(t, e) // develop/shop pushes straight
+	f.clock.Step(10 * time.Minute)
+	main := f.branchHead("main")
+	reconcile(t, e) // staging/shop proposes
+	if f.branchHead("main") != main || fg.count() != 1 {
+		t.Fatalf("main moved or %d pull requests", fg.count())
+	}
+	pr := fg.pr(1)
+	if pr.Head != "kropipe/staging/shop" || pr.Title != "Promote shop: frontend 1.2.0 → 1.2.2, backend 2.0.0 → 2.1.0" {
+		t.Fatalf("pull request %+v", pr)
+	}
+	for _, name := range []string{"staging/shop", "staging-frontend", "staging-backend"} {
+		if st := mustStatus(t, e, name); st.PullRequest == nil || st.PullRequest.Number != 1 {
+			t.Fatalf("%s does not show the pull request: %+v", name, st)
+		}
+	}
+	fg.humanMerges(1, forge.MethodRebase)
+	reconcile(t, e)
+	reconcile(t, e)
+	if st := mustStatus(t, e, "staging/shop"); st.CurrentTag != "staging-frontend=1.2.2, staging-backend=2.1.0" || st.PullRequest != nil {
+		t.Fatalf("staging/shop %+v", st)
+	}
+}

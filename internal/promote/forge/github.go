@@ -228,7 +228,10 @@ func (g *githubForge) checks(ctx context.Context, pr *PullRequest) (Checks, erro
 		}
 	}
 	var required []string
-	rc, _, err := g.c.Repositories.GetRequiredStatusChecks(ctx, g.owner, g.name, pr.Base)
+	rc, resp, err := g.c.Repositories.GetRequiredStatusChecks(ctx, g.owner, g.name, pr.Base)
+	if errors.Is(err, github.ErrBranchNotProtected) {
+		err = nil // no protection: no required checks
+	}
 	if err == nil && rc != nil {
 		if rc.Checks != nil {
 			for _, c := range *rc.Checks {
@@ -239,7 +242,7 @@ func (g *githubForge) checks(ctx context.Context, pr *PullRequest) (Checks, erro
 		}
 	} else if err != nil {
 		var fe *Error
-		if errors.As(g.fail(op, nil, err), &fe) && Retryable(fe) {
+		if errors.As(g.fail(op, resp, err), &fe) && Retryable(fe) {
 			return "", fe
 		}
 		// 404 (no protection, no required checks) or 403 (no rights to read it): all

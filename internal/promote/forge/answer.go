@@ -11,7 +11,7 @@ import (
 // the sentinel the status matches, what the user must do for a refused credential, and
 // when to ask again. Every text is scrubbed of the secrets given.
 func answerError(kind Kind, op string, status int, h http.Header, msg string, cause error, secrets ...string) *Error {
-	e := &Error{Forge: kind, Op: op, Status: status, Msg: scrubSecrets(strings.TrimSpace(msg), secrets...)}
+	e := &Error{Forge: kind, Op: op, Status: status, Msg: oneLine(scrubSecrets(msg, secrets...))}
 	switch status {
 	case 0:
 		if cause != nil {
@@ -39,6 +39,17 @@ func answerError(kind Kind, op string, status int, h http.Header, msg string, ca
 		}
 	}
 	return e
+}
+
+// oneLine keeps a forge's message readable in a status line: one line, and not a whole
+// HTML error page from a proxy.
+func oneLine(msg string) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	const limit = 300
+	if len(msg) > limit {
+		msg = strings.ToValidUTF8(msg[:limit], "") + "…"
+	}
+	return msg
 }
 
 func joinMsg(msg, hint string) string {

@@ -274,7 +274,7 @@ func TestGitea_Errors(t *testing.T) {
 		{"403 without rights says which", exchange{status: 403, file: "gitea/error-403.json"}, ErrForbidden, false, 0, "write access"},
 		{"a body echoing the token is scrubbed", exchange{status: 403, body: `{"message":"token ` + testToken + ` lacks write:repository"}`}, ErrForbidden, false, 0, "[redacted]"},
 		{"404", exchange{status: 404, body: `{"errors":null,"message":"not found","url":"https://git.example.com/api/swagger"}`}, ErrNotFound, false, 0, "not found"},
-		{"503 is retried", exchange{status: 503, body: "upstream unavailable", header: hdr("Content-Type", "text/plain")}, nil, true, 0, "HTTP 503"},
+		{"503 is retried", exchange{status: 503, body: "<html>\n<body>upstream\n unavailable</body>\n</html>" + strings.Repeat(" padding", 100), header: hdr("Content-Type", "text/html")}, nil, true, 0, "HTTP 503"},
 		{"429 with Retry-After", exchange{status: 429, body: `{"message":"rate limited"}`, header: hdr("Retry-After", "7")}, nil, true, 7 * time.Second, "HTTP 429"},
 	}
 	for _, tt := range tests {
@@ -293,7 +293,7 @@ func TestGitea_Errors(t *testing.T) {
 			if Retryable(err) != tt.retryable || fe.RetryAfter != tt.retryAfter {
 				t.Errorf("retryable %v after %v, want %v after %v", Retryable(err), fe.RetryAfter, tt.retryable, tt.retryAfter)
 			}
-			if !strings.Contains(err.Error(), tt.says) || !strings.Contains(err.Error(), "pull request #7 of foo/baz") {
+			if !strings.Contains(err.Error(), tt.says) || !strings.Contains(err.Error(), "pull request #7 of foo/baz") || strings.Contains(err.Error(), "\n") || len(err.Error()) > 500 {
 				t.Errorf("err %q, want it to name the request and say %q", err, tt.says)
 			}
 		})

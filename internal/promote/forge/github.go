@@ -403,6 +403,15 @@ func (g *githubForge) Comment(ctx context.Context, number int, body string) erro
 	return nil
 }
 
+// FileCommitter is a forge that can commit through its API instead of a push: the
+// GitHub client. The engine asserts a Forge to it when a stage asks for GitHub-signed
+// ("Verified") commits.
+type FileCommitter interface {
+	CommitFiles(ctx context.Context, branch, parentSHA, message string, files map[string][]byte, createBranch, force bool) (sha string, err error)
+}
+
+var _ FileCommitter = (*githubForge)(nil)
+
 // CommitFiles commits files (path → content, whole files) onto branch through GitHub's
 // Git Data API instead of a push: blobs, a tree on parentSHA's tree, a commit without
 // author or committer, then the branch moved to it (created at it when createBranch).

@@ -7,14 +7,8 @@ import (
 
 // The clients are being written in parallel branches; each replaces its function here.
 
-func newGitHub(r Repo, c Config, hc *http.Client) (Forge, error) {
-	return nil, errors.New("github: not built yet")
-}
 func newGitLab(r Repo, c Config, hc *http.Client) (Forge, error) {
 	return nil, errors.New("gitlab: not built yet")
-}
-func newGitea(k Kind, r Repo, c Config, hc *http.Client) (Forge, error) {
-	return nil, errors.New("gitea: not built yet")
 }
 func newBitbucket(r Repo, c Config, hc *http.Client) (Forge, error) {
 	return nil, errors.New("bitbucket: not built yet")

@@ -243,8 +243,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
+		fh, err := webhook.NewForgeHandler(f.WebhookSecret, gate{c}.notifyPullRequest, log, webhook.WithResults(c.metrics.Notification))
+		if err != nil {
+			return err
+		}
 		mux := http.NewServeMux()
 		h.Register(mux)
+		fh.Register(mux)
 		hook = mux
 	}
 	// The other replicas pass requests on through --peer-addr: reachable from other pods, so

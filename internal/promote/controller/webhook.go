@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/leader"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -137,4 +139,58 @@ func (g gate) notifyAll(ctx context.Context, e *stage.Engine, pushes []webhook.P
 	}
 	wg.Wait()
 	return stages
+}
+
+// notifyPullRequest is the controller's webhook.NotifyPullRequest: the engine running the
+// stage wakes it. With shards the event goes, as it came, to every other replica too (only the
+// owner of the stage has it); a standby passes it to the leader.
+func (g gate) notifyPullRequest(ctx context.Context, ev forge.Event, d webhook.Delivery) ([]string, error) {
+	hc := &http.Client{Timeout: 10 * time.Second}
+	e, err := g.engine()
+	if err == nil {
+		stages := e.NotifyPullRequest(ev)
+		if g.c.shards == nil || webhook.Forwarded(ctx) {
+			return stages, nil
+		}
+		var (
+			mu sync.Mutex
+			wg sync.WaitGroup
+		)
+		for _, m := range g.c.shards.mgr.Members() {
+			if m.Webhook == "" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				theirs, err := webhook.ForwardForge(ctx, hc, forgeURL(m.Webhook), d)
+				if err != nil {
+					g.c.log.Warn("forge event not passed on to another replica; its stages ask the forge at their next poll", "replica", m.Identity, "error", err.Error())
+					return
+				}
+				mu.Lock()
+				stages = append(stages, theirs...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return stages, nil
+	}
+	if webhook.Forwarded(ctx) || !g.c.f.LeaderElect {
+		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, err)
+	}
+	lease, lerr := g.c.kube.CoordinationV1().Leases(g.c.f.Namespace).Get(ctx, leader.DefaultName, metav1.GetOptions{})
+	if lerr != nil || lease.Annotations[leaseWebhookAnnotation] == "" {
+		return nil, fmt.Errorf("%w: %w (and the leader advertises no webhook listener)", webhook.ErrUnavailable, err)
+	}
+	stages, ferr := webhook.ForwardForge(ctx, hc, forgeURL(lease.Annotations[leaseWebhookAnnotation]), d)
+	if ferr != nil {
+		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, ferr)
+	}
+	return stages, nil
+}
+
+// forgeURL is the forge listener beside a replica's registry notification listener.
+func forgeURL(registryURL string) string {
+	return strings.TrimSuffix(registryURL, webhook.Path) + webhook.ForgePath
 }

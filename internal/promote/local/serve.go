@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/page"
 	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -147,8 +148,9 @@ func waitForPass(ctx context.Context, e *stage.Engine, ticks, wake, idle <-chan 
 	}
 }
 
-// NotificationHandler is run's registry notification listener: a push makes e's stages
-// reading the pushed repositories due at once.
+// NotificationHandler is run's webhook listener: a registry's push makes e's stages reading the
+// pushed repositories due at once, a forge's pull request event the stage proposing from its
+// branch (webhook.ForgePath).
 func NotificationHandler(secret string, e *stage.Engine, log *slog.Logger) (http.Handler, error) {
 	h, err := webhook.NewHandler(secret, func(_ context.Context, pushes []webhook.Push) ([]string, error) {
 		return e.Notify(webhook.Repositories(pushes)...), nil
@@ -156,7 +158,14 @@ func NotificationHandler(secret string, e *stage.Engine, log *slog.Logger) (http
 	if err != nil {
 		return nil, err
 	}
+	fh, err := webhook.NewForgeHandler(secret, func(_ context.Context, ev forge.Event, _ webhook.Delivery) ([]string, error) {
+		return e.NotifyPullRequest(ev), nil
+	}, log)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	h.Register(mux)
+	fh.Register(mux)
 	return mux, nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"text/template"
 	"time"
@@ -608,11 +609,21 @@ func (e *Engine) NotifyPullRequest(ev forge.Event) []string {
 		if err != nil || head != ev.Head {
 			continue
 		}
-		if r, err := forge.ParseRepo(u.members[0].RepoURL); err != nil || !strings.EqualFold(r.Path, ev.Repo) {
+		if !sameRepo(u.members[0].RepoURL, ev.Repo) {
 			continue
 		}
 		woke = append(woke, u.Name)
 		e.target(memberNames(u))
 	}
 	return woke
+}
+
+// sameRepo reports whether the repository at repoURL is the one a forge names path (owner/name).
+func sameRepo(repoURL, path string) bool {
+	if r, err := forge.ParseRepo(repoURL); err == nil {
+		return strings.EqualFold(r.Path, path)
+	}
+	// A server without owners (a test server): the URL's path.
+	u, err := url.Parse(repoURL)
+	return err == nil && path != "" && strings.EqualFold(strings.TrimSuffix(strings.Trim(u.Path, "/"), ".git"), path)
 }

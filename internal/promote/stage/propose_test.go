@@ -318,3 +318,25 @@ func TestPullRequest_ReleaseGroupProposesItsSetInOnePullRequest(t *testing.T) {
 		t.Fatalf("staging/shop %+v", st)
 	}
 }
+
+func TestNotifyPullRequest_WakesOnlyTheStageProposingFromThatBranch(t *testing.T) {
+	f := newFixture(t)
+	specs := []Spec{
+		f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual),
+		f.prSpec("develop-backend", "develop/backend", "backend", MergeManual),
+		f.spec("staging-frontend", "staging/frontend", "frontend"),
+	}
+	e := f.engine(specs)
+	got := e.NotifyPullRequest(forge.Event{Repo: "gitops", Head: "kropipe/develop-backend", Action: "merged"})
+	if !reflect.DeepEqual(got, []string{"develop-backend"}) {
+		t.Fatalf("woke %q", got)
+	}
+	if got := e.NotifyPullRequest(forge.Event{Repo: "other/repo", Head: "kropipe/develop-backend"}); len(got) != 0 {
+		t.Fatalf("an event of another repository woke %q", got)
+	}
+	select {
+	case <-e.Kicks():
+	default:
+		t.Fatal("no pass was asked for")
+	}
+}

@@ -10,21 +10,6 @@ import (
 func newGitHub(r Repo, c Config, hc *http.Client) (Forge, error) {
 	return nil, errors.New("github: not built yet")
 }
-func newGitLab(r Repo, c Config, hc *http.Client) (Forge, error) {
-	return nil, errors.New("gitlab: not built yet")
-}
 func newGitea(k Kind, r Repo, c Config, hc *http.Client) (Forge, error) {
 	return nil, errors.New("gitea: not built yet")
-}
-func newBitbucket(r Repo, c Config, hc *http.Client) (Forge, error) {
-	return nil, errors.New("bitbucket: not built yet")
-}
-
-// parseGitLabEvent and parseBitbucketEvent read a webhook request from that forge; ok is
-// false when the request is not one (its headers say another forge).
-func parseGitLabEvent(h http.Header, body []byte, secret string) (ev Event, ok bool, err error) {
-	return Event{}, false, nil
-}
-func parseBitbucketEvent(h http.Header, body []byte, secret string) (ev Event, ok bool, err error) {
-	return Event{}, false, nil
 }

@@ -493,7 +493,7 @@ func (b *bitbucket) fail(op string, resp *http.Response, data []byte) error {
 	}
 	var required []string
 	if json.Unmarshal(data, &e) == nil {
-		fe.Msg = e.Error.Message
+		fe.Msg = strings.TrimRight(e.Error.Message, ".")
 		var detail string
 		var scopes struct {
 			Required []string `json:"required"`

@@ -273,10 +273,13 @@ func gitLabPullRequest(m *gitlab.MergeRequest) *PullRequest {
 			// A fast-forward merge makes no commit: the head itself landed.
 			pr.MergeCommit = m.SHA
 		}
-		if m.MergeUser != nil {
+		//lint:ignore SA1019 GitLab before 14.7 answers merged_by alone, as the recorded merged answer shows
+		mergedBy := m.MergedBy
+		switch {
+		case m.MergeUser != nil:
 			pr.MergedBy = m.MergeUser.Username
-		} else if m.MergedBy != nil {
-			pr.MergedBy = m.MergedBy.Username
+		case mergedBy != nil:
+			pr.MergedBy = mergedBy.Username
 		}
 	}
 	if pr.State == Closed && m.ClosedBy != nil {
@@ -334,7 +337,7 @@ func (g *gitLab) fail(op string, resp *gitlab.Response, err error) error {
 	switch {
 	case errors.As(err, &er):
 		fe.Status = er.StatusCode
-		fe.Msg = er.Message
+		fe.Msg = gitLabMessage(er)
 		if er.Response != nil {
 			fe.RetryAfter = headerRetryAfter(er.Response.Header, time.Now())
 		}
@@ -360,6 +363,34 @@ func (g *gitLab) fail(op string, resp *gitlab.Response, err error) error {
 		fe.Msg += fmt.Sprintf(": GitLab shows this token no such merge request, branch or project %s (a private project answers 404 to a token without access)", g.pid)
 	}
 	return scrubError(fe, g.token)
+}
+
+// gitLabMessage is GitLab's own words: {"message": "…"} or {"message": ["…"]} from the
+// API, {"error": …, "error_description": "…"} from its token checks; the client's
+// rendering of other shapes otherwise.
+func gitLabMessage(er *gitlab.ErrorResponse) string {
+	var body struct {
+		Message     json.RawMessage `json:"message"`
+		Error       string          `json:"error"`
+		Description string          `json:"error_description"`
+	}
+	if json.Unmarshal(er.Body, &body) != nil {
+		// Not JSON: a proxy's page (502) or a rate limiter's text; the status says it.
+		return http.StatusText(er.StatusCode)
+	}
+	var one string
+	var many []string
+	switch {
+	case json.Unmarshal(body.Message, &one) == nil && one != "":
+		return strings.TrimRight(one, ".")
+	case json.Unmarshal(body.Message, &many) == nil && len(many) > 0:
+		return strings.TrimRight(strings.Join(many, "; "), ".")
+	case body.Description != "":
+		return body.Error + ": " + strings.TrimRight(body.Description, ".")
+	case er.Message != "":
+		return er.Message
+	}
+	return http.StatusText(er.StatusCode)
 }
 
 // statusSentinel is the sentinel an HTTP status means.

@@ -165,7 +165,10 @@ func (g *gitLab) Merge(ctx context.Context, number int, sha string, method Merge
 			Msg: "GitLab merges by the project's merge method: for a linear history set the project's Settings → Merge requests → Merge method to fast-forward merge and use merge method merge (or squash)",
 			Err: ErrMethodUnsupported}
 	}
-	opt := &gitlab.AcceptMergeRequestOptions{SHA: gitlab.Ptr(sha)}
+	opt := &gitlab.AcceptMergeRequestOptions{}
+	if sha != "" {
+		opt.SHA = gitlab.Ptr(sha) // GitLab refuses (409) when the head is no longer sha
+	}
 	msg := commitMessage(title, message)
 	switch method {
 	case MethodSquash:
@@ -356,7 +359,7 @@ func (g *gitLab) fail(op string, resp *gitlab.Response, err error) error {
 	fe.Err = statusSentinel(fe.Status, fe.RetryAfter)
 	switch {
 	case fe.Status == http.StatusUnauthorized:
-		fe.Msg += ": GitLab refused the token (wrong, expired or revoked): give kropipe a personal, project or group access token with the api scope, as the password of the repository's credentials"
+		fe.Msg += ": GitLab refused the token (wrong, expired, revoked, or not allowed this): give kropipe a personal, project or group access token with the api scope, as the password of the repository's credentials"
 	case fe.Status == http.StatusForbidden && fe.RetryAfter == 0:
 		fe.Msg += fmt.Sprintf(": the token lacks the api scope, or its user lacks the Developer role (Maintainer to merge into a protected branch) on %s: give it both", g.pid)
 	case fe.Status == http.StatusNotFound:

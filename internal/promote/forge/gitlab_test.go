@@ -388,3 +388,19 @@ func TestGitLab_UnknownReviewerIsNamed(t *testing.T) {
 		t.Fatalf("err %v, want the reviewer named, not found, not retryable", err)
 	}
 }
+
+func TestGitLab_SelfManagedAPIIsOnTheRepositoryHostWithTheToken(t *testing.T) {
+	s := newExchangeServer(t)
+	s.on("GET", glProject+"/merge_requests/14656", 200, recorded(t, "gitlab/get_merge_request.json"))
+	// a self-managed GitLab on plain http, no API URL given: <scheme>://<host>/api/v4
+	f, err := forge.New(s.URL+"/platform/team/gitops.git", forge.Config{Kind: forge.GitLab, Token: glToken, HTTPClient: &http.Client{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Get(context.Background(), 14656); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.last("GET", glProject+"/merge_requests/14656").Header; h.Get("Private-Token") != glToken {
+		t.Errorf("PRIVATE-TOKEN %q, want the project's token", h.Get("Private-Token"))
+	}
+}

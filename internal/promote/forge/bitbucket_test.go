@@ -237,28 +237,28 @@ func TestBitbucket_Merge(t *testing.T) {
 		method   forge.MergeMethod
 		sha      string
 		reads    [][]byte // the pull request, read before the merge and after a refusal
-		merge    *answer
+		merge    *exchangeAnswer
 		wantErr  error
 		wantSent map[string]any
 	}{
 		{
-			name: "merge commit", method: forge.MethodMerge, sha: bbHead, reads: [][]byte{open}, merge: &answer{status: 200, body: merged},
+			name: "merge commit", method: forge.MethodMerge, sha: bbHead, reads: [][]byte{open}, merge: &exchangeAnswer{status: 200, body: merged},
 			wantSent: map[string]any{"type": "pullrequest_merge_parameters", "merge_strategy": "merge_commit", "close_source_branch": false,
 				"message": "Promote image from 1.2.1 to 1.2.2\n\nStage prod-frontend"},
 		},
 		{
-			name: "squash with the promotion's message", method: forge.MethodSquash, sha: bbHead, reads: [][]byte{open}, merge: &answer{status: 200, body: merged},
+			name: "squash with the promotion's message", method: forge.MethodSquash, sha: bbHead, reads: [][]byte{open}, merge: &exchangeAnswer{status: 200, body: merged},
 			wantSent: map[string]any{"type": "pullrequest_merge_parameters", "merge_strategy": "squash", "close_source_branch": false,
 				"message": "Promote image from 1.2.1 to 1.2.2\n\nStage prod-frontend"},
 		},
 		{
-			name: "rebase is a fast-forward", method: forge.MethodRebase, sha: bbHead, reads: [][]byte{open}, merge: &answer{status: 200, body: merged},
+			name: "rebase is a fast-forward", method: forge.MethodRebase, sha: bbHead, reads: [][]byte{open}, merge: &exchangeAnswer{status: 200, body: merged},
 			wantSent: map[string]any{"type": "pullrequest_merge_parameters", "merge_strategy": "fast_forward", "close_source_branch": false},
 		},
 		{name: "merged already", method: forge.MethodMerge, sha: bbHead, reads: [][]byte{merged}},
 		{
 			name: "merge checks unmet", method: forge.MethodMerge, sha: bbHead, reads: [][]byte{open, open},
-			merge: &answer{status: 400, body: recorded(t, "bitbucket/error_merge_checks.json")}, wantErr: forge.ErrNotMergeable,
+			merge: &exchangeAnswer{status: 400, body: recorded(t, "bitbucket/error_merge_checks.json")}, wantErr: forge.ErrNotMergeable,
 		},
 		{name: "head moved before the merge", method: forge.MethodMerge, sha: "0123456789abcdef0123456789abcdef01234567", reads: [][]byte{open}, wantErr: forge.ErrHeadMoved},
 		{name: "declined", method: forge.MethodMerge, sha: bbHead, reads: [][]byte{recorded(t, "bitbucket/pullrequest_declined.json")}, wantErr: forge.ErrNotMergeable},

@@ -28,11 +28,11 @@ type exchangeServer struct {
 	URL string
 
 	mu      sync.Mutex
-	answers map[string][]answer // "METHOD /escaped/path": answered in turn, the last one again
+	answers map[string][]exchangeAnswer // "METHOD /escaped/path": answered in turn, the last one again
 	sent    []sentRequest
 }
 
-type answer struct {
+type exchangeAnswer struct {
 	status int
 	header map[string]string
 	body   []byte
@@ -48,7 +48,7 @@ type sentRequest struct {
 
 func newExchangeServer(t *testing.T) *exchangeServer {
 	t.Helper()
-	s := &exchangeServer{t: t, answers: map[string][]answer{}}
+	s := &exchangeServer{t: t, answers: map[string][]exchangeAnswer{}}
 	srv := httptest.NewServer(http.HandlerFunc(s.serve))
 	t.Cleanup(srv.Close)
 	s.URL = srv.URL
@@ -59,7 +59,7 @@ func newExchangeServer(t *testing.T) *exchangeServer {
 func (s *exchangeServer) on(method, path string, status int, body []byte, header ...string) *exchangeServer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := answer{status: status, body: body, header: map[string]string{}}
+	a := exchangeAnswer{status: status, body: body, header: map[string]string{}}
 	for i := 0; i+1 < len(header); i += 2 {
 		a.header[header[i]] = header[i+1]
 	}
@@ -80,7 +80,7 @@ func (s *exchangeServer) serve(w http.ResponseWriter, r *http.Request) {
 	s.sent = append(s.sent, sr)
 	k := r.Method + " " + sr.Path
 	as := s.answers[k]
-	var a answer
+	var a exchangeAnswer
 	ok := len(as) > 0
 	if ok {
 		a = as[0]
@@ -148,7 +148,7 @@ func recordedWith(t *testing.T, name string, set map[string]any) []byte {
 		t.Fatal(err)
 	}
 	for k, v := range set {
-		setPath(obj, strings.Split(k, "."), v)
+		setJSONPath(obj, strings.Split(k, "."), v)
 	}
 	data, err := json.Marshal(obj)
 	if err != nil {
@@ -157,7 +157,7 @@ func recordedWith(t *testing.T, name string, set map[string]any) []byte {
 	return data
 }
 
-func setPath(obj map[string]any, path []string, v any) {
+func setJSONPath(obj map[string]any, path []string, v any) {
 	if len(path) == 1 {
 		obj[path[0]] = v
 		return
@@ -167,7 +167,7 @@ func setPath(obj map[string]any, path []string, v any) {
 		next = map[string]any{}
 		obj[path[0]] = next
 	}
-	setPath(next, path[1:], v)
+	setJSONPath(next, path[1:], v)
 }
 
 // recordedElement is element i of a recorded JSON array.
@@ -197,16 +197,14 @@ func recordedWithElement(t *testing.T, name string, i int, set map[string]any) [
 		t.Fatal(err)
 	}
 	for k, v := range set {
-		setPath(obj, strings.Split(k, "."), v)
+		setJSONPath(obj, strings.Split(k, "."), v)
 	}
 	return jsonOf(t, obj)
 }
 
 func rawJSON(b []byte) json.RawMessage { return json.RawMessage(b) }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
-func str(v any) string {
+func orNone(v any) string {
 	if v == nil {
 		return "none"
 	}
@@ -295,7 +293,7 @@ func recordedWithElementOf(t *testing.T, name, key string, i int, set map[string
 		t.Fatal(err)
 	}
 	for k, v := range set {
-		setPath(arr[i], strings.Split(k, "."), v)
+		setJSONPath(arr[i], strings.Split(k, "."), v)
 	}
 	return jsonOf(t, arr[i])
 }

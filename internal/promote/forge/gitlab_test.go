@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -116,7 +117,7 @@ func TestGitLab_ReadsAMergeRequestInEachState(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newExchangeServer(t)
-			s.on("GET", glProject+"/merge_requests/"+itoa(tt.number), 200, tt.answer)
+			s.on("GET", glProject+"/merge_requests/"+strconv.Itoa(tt.number), 200, tt.answer)
 			pr, err := newGitLabForge(t, s).Get(context.Background(), tt.number)
 			if err != nil {
 				t.Fatal(err)
@@ -134,7 +135,7 @@ func TestGitLab_SumsUpTheHeadPipelineAndTheMergeStatus(t *testing.T) {
 		nil: forge.ChecksNone, // no pipeline
 	}
 	for status, want := range checks {
-		t.Run("pipeline "+str(status), func(t *testing.T) {
+		t.Run("pipeline "+orNone(status), func(t *testing.T) {
 			s := newExchangeServer(t)
 			pipeline := any(nil)
 			if status != nil {
@@ -235,33 +236,33 @@ func TestGitLab_Merge(t *testing.T) {
 	tests := []struct {
 		name     string
 		method   forge.MergeMethod
-		put      answer
+		put      exchangeAnswer
 		get      []byte // the merge request read after a refusal
 		wantErr  error
 		wantSent map[string]any
 	}{
 		{
-			name: "merged", method: forge.MethodMerge, put: answer{status: 200, body: merged},
+			name: "merged", method: forge.MethodMerge, put: exchangeAnswer{status: 200, body: merged},
 			wantSent: map[string]any{"sha": glHead, "squash": false, "merge_commit_message": "Promote image from 1.2.1 to 1.2.2\n\nStage prod"},
 		},
 		{
-			name: "squashed with the promotion's message", method: forge.MethodSquash, put: answer{status: 200, body: merged},
+			name: "squashed with the promotion's message", method: forge.MethodSquash, put: exchangeAnswer{status: 200, body: merged},
 			wantSent: map[string]any{"sha": glHead, "squash": true,
 				"squash_commit_message": "Promote image from 1.2.1 to 1.2.2\n\nStage prod",
 				"merge_commit_message":  "Promote image from 1.2.1 to 1.2.2\n\nStage prod"},
 		},
 		{
 			name: "merged already", method: forge.MethodMerge,
-			put: answer{status: 405, body: []byte(`{"message":"405 Method Not Allowed"}`)}, get: merged,
+			put: exchangeAnswer{status: 405, body: []byte(`{"message":"405 Method Not Allowed"}`)}, get: merged,
 		},
 		{
 			name: "not mergeable", method: forge.MethodMerge,
-			put: answer{status: 422, body: []byte(`{"message":"Branch cannot be merged"}`)}, get: recorded(t, "gitlab/get_merge_request.json"),
+			put: exchangeAnswer{status: 422, body: []byte(`{"message":"Branch cannot be merged"}`)}, get: recorded(t, "gitlab/get_merge_request.json"),
 			wantErr: forge.ErrNotMergeable,
 		},
 		{
 			name: "head moved", method: forge.MethodMerge,
-			put:     answer{status: 409, body: []byte(`{"message":"SHA does not match HEAD of source branch: 2be7ddb704c7b6b83732fdd5b9f09d5a397b5f8f"}`)},
+			put:     exchangeAnswer{status: 409, body: []byte(`{"message":"SHA does not match HEAD of source branch: 2be7ddb704c7b6b83732fdd5b9f09d5a397b5f8f"}`)},
 			wantErr: forge.ErrHeadMoved,
 		},
 	}

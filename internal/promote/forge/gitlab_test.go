@@ -105,6 +105,18 @@ func TestGitLab_ReadsAMergeRequestInEachState(t *testing.T) {
 			},
 		},
 		{
+			name: "merged by squash in a fast-forward project", number: 1084,
+			// the recorded merged merge request without its merge commit
+			answer: recordedWithElement(t, "gitlab/list_group_merge_requests.json", 0, map[string]any{"merge_commit_sha": nil}),
+			want:   forge.PullRequest{Number: 1084, State: forge.Merged, MergeCommit: "c824f1a9ee80ed354f21c2188d45992e972a1553", MergedBy: "fforster"},
+		},
+		{
+			name: "merged by fast-forward", number: 1084,
+			// the recorded merged merge request with neither merge nor squash commit: its head landed
+			answer: recordedWithElement(t, "gitlab/list_group_merge_requests.json", 0, map[string]any{"merge_commit_sha": nil, "squash_commit_sha": nil}),
+			want:   forge.PullRequest{Number: 1084, State: forge.Merged, MergeCommit: "c824f1a9ee80ed354f21c2188d45992e972a1553"},
+		},
+		{
 			name: "closed", number: 14656,
 			// the recorded open merge request, closed by its assignee
 			answer: recordedWith(t, "gitlab/get_merge_request.json", map[string]any{

@@ -130,7 +130,15 @@ var (
 	ErrHeadMoved    = errors.New("the pull request's head moved")      // merge refused: sha differs
 	ErrNotMergeable = errors.New("the forge says it cannot be merged") // 405/406/409/422 on merge
 	ErrUnknownForge = errors.New("cannot tell which forge hosts the repository")
+	// ErrMethodUnsupported is a merge method the forge cannot be asked for per request
+	// (GitLab merges by the project's merge method).
+	ErrMethodUnsupported = errors.New("the forge cannot merge by that method")
 )
+
+// refusals are the sentinels an *Error without an HTTP status can carry when kropipe
+// itself refuses (a reviewer the forge does not know, a method it cannot ask for):
+// asking again gives the same answer.
+var refusals = []error{ErrUnauthorized, ErrForbidden, ErrNotFound, ErrConflict, ErrHeadMoved, ErrNotMergeable, ErrUnknownForge, ErrMethodUnsupported}
 
 // Error is a failed forge request.
 type Error struct {
@@ -173,6 +181,13 @@ func Retryable(err error) bool {
 	var fe *Error
 	if !errors.As(err, &fe) {
 		return true // not an answer from the forge: the network
+	}
+	if fe.Status == 0 {
+		for _, r := range refusals {
+			if errors.Is(fe.Err, r) {
+				return false
+			}
+		}
 	}
 	switch {
 	case fe.Status == 0, fe.Status >= 500, fe.Status == http.StatusTooManyRequests, fe.RetryAfter > 0:

@@ -134,7 +134,9 @@ func VerifyOpenPGP(t testing.TB, dir, home, rev string) (string, error) {
 
 func git(dir string, env []string, args ...string) (string, error) {
 	cmd := exec.Command("git", append([]string{"-C", dir}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	// The machine's own git configuration (a gpg.program, a global allowed-signers file)
+	// must not decide the verdict.
+	cmd.Env = append(os.Environ(), append([]string{"GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1"}, env...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/kropipe/kropipe/internal/promote/signing"
 	"github.com/kropipe/kropipe/internal/promote/signing/signingtest"
@@ -154,6 +158,43 @@ func TestApply_SignerFailingPushesNothing(t *testing.T) {
 			}
 			if f.head(t) != before || f.srv.Pushes("gitops.git") != pushes {
 				t.Errorf("the branch moved or a push was made: head %s (was %s), pushes %d (were %d)", f.head(t), before, f.srv.Pushes("gitops.git"), pushes)
+			}
+		})
+	}
+}
+
+// What a commit costs to write unsigned and signed (in memory: the push is the same).
+func BenchmarkWriteCommit(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		key  func(b *testing.B) signing.Signer
+	}{
+		{"unsigned", func(*testing.B) signing.Signer { return nil }},
+		{"ssh-ed25519", func(b *testing.B) signing.Signer {
+			s, err := signing.LoadFile(signingtest.NewSSHKey(b, "ed25519", "").Private, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}},
+		{"openpgp-ed25519", func(b *testing.B) signing.Signer {
+			s, err := signing.Load(signingtest.NewOpenPGPKey(b, "kropipe <kropipe@example.com>", "ed25519", "sign", "").Secret, nil, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			s := tc.key(b)
+			st := memory.NewStorage()
+			msg := "Promote image from 1.2.1 to 1.2.2\n\nKropipe-Stage: develop-frontend\n"
+			who := signature("kropipe", "kropipe@example.com", time.Unix(1700000000, 0))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := writeCommit(st, plumbing.ZeroHash, plumbing.ZeroHash, msg, who, s); err != nil {
+					b.Fatal(err)
+				}
 			}
 		})
 	}

@@ -135,3 +135,26 @@ func TestController_RefusesASigningKeyItCannotUse(t *testing.T) {
 		})
 	}
 }
+
+// The passphrase may come from KROPIPE_SIGNING_KEY_PASSPHRASE, as the API token comes from
+// KROPIPE_TOKEN; --signing-key-passphrase-file wins.
+func TestSigningFlags_PassphraseFromTheEnvironment(t *testing.T) {
+	k := signingtest.NewSSHKey(t, "ed25519", "correct horse")
+	g := &globals{getenv: func(name string) string {
+		if name == "KROPIPE_SIGNING_KEY_PASSPHRASE" {
+			return "correct horse"
+		}
+		return ""
+	}}
+	s, err := (&signingFlags{keyFile: k.Private}).load(g)
+	if err != nil || s == nil || s.Format() != "ssh" {
+		t.Fatalf("signer %v, %v", s, err)
+	}
+	wrong := filepath.Join(t.TempDir(), "passphrase")
+	if err := os.WriteFile(wrong, []byte("wrong horse\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&signingFlags{keyFile: k.Private, passphraseFile: wrong}).load(g); err == nil || !strings.Contains(err.Error(), "does not decrypt") {
+		t.Errorf("the file's wrong passphrase: %v", err)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -33,17 +32,12 @@ func (s *signingFlags) load(g *globals) (signing.Signer, error) {
 		}
 		return nil, nil
 	}
-	key, err := os.ReadFile(s.keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("--signing-key-file: %w", err)
-	}
-	pass := []byte(g.getenv("KROPIPE_SIGNING_KEY_PASSPHRASE"))
-	if s.passphraseFile != "" {
-		b, err := os.ReadFile(s.passphraseFile)
+	if pass := g.getenv("KROPIPE_SIGNING_KEY_PASSPHRASE"); pass != "" && s.passphraseFile == "" {
+		key, err := os.ReadFile(s.keyFile)
 		if err != nil {
-			return nil, fmt.Errorf("--signing-key-passphrase-file: %w", err)
+			return nil, fmt.Errorf("--signing-key-file: %w", err)
 		}
-		pass = []byte(strings.TrimRight(string(b), "\r\n"))
+		return signing.Load(key, []byte(pass), s.keyFile)
 	}
-	return signing.Load(key, pass, s.keyFile)
+	return signing.LoadFile(s.keyFile, s.passphraseFile)
 }

@@ -54,7 +54,7 @@ func loadOpenPGP(key []byte, armored bool, passphrase []byte) (Signer, error) {
 		return &openpgpSigner{entity: e, id: strings.ToUpper(fmt.Sprintf("%x", k.PublicKey.Fingerprint))}, nil
 	}
 	if !hasPrivate(ring) {
-		return nil, fmt.Errorf("an OpenPGP public key, %w; %s", ErrPublicKey, giveKey)
+		return nil, fmt.Errorf("%w (OpenPGP), not the private key; %s", ErrPublicKey, giveKey)
 	}
 	return nil, fmt.Errorf("an OpenPGP key ring with %w (expired, revoked, encryption-only, or its secret left out by --export-secret-subkeys); export a key with a signing (sub)key: gpg --export-secret-keys --armor <key id>", ErrNoSigningKey)
 }

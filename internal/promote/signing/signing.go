@@ -32,7 +32,7 @@ const (
 // what to do.
 var (
 	ErrNotAKey           = errors.New("not an SSH or OpenPGP private key")
-	ErrPublicKey         = errors.New("a public key, not a private key")
+	ErrPublicKey         = errors.New("a public key")
 	ErrPassphraseMissing = errors.New("protected by a passphrase")
 	ErrPassphraseWrong   = errors.New("the passphrase does not decrypt it")
 	ErrNoSigningKey      = errors.New("no key that may sign")
@@ -62,13 +62,13 @@ func load(key, passphrase []byte) (Signer, error) {
 	case len(trimmed) == 0:
 		return nil, fmt.Errorf("empty, %w; %s", ErrNotAKey, giveKey)
 	case bytes.HasPrefix(trimmed, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")):
-		return nil, fmt.Errorf("an OpenPGP public key, %w; %s", ErrPublicKey, giveKey)
+		return nil, fmt.Errorf("%w (OpenPGP), not the private key; %s", ErrPublicKey, giveKey)
 	case bytes.HasPrefix(trimmed, []byte("-----BEGIN PGP PRIVATE KEY BLOCK-----")):
 		return loadOpenPGP(trimmed, true, passphrase)
 	case bytes.HasPrefix(trimmed, []byte("-----BEGIN ")) && bytes.Contains(firstLine(trimmed), []byte("PRIVATE KEY-----")):
 		return loadSSH(trimmed, passphrase)
 	case isSSHPublicKey(trimmed):
-		return nil, fmt.Errorf("an SSH public key, %w; %s", ErrPublicKey, giveKey)
+		return nil, fmt.Errorf("%w (SSH), not the private key; %s", ErrPublicKey, giveKey)
 	}
 	// Binary OpenPGP (gpg --export-secret-keys without --armor) has no header to tell.
 	if s, err := loadOpenPGP(key, false, passphrase); err == nil || !errors.Is(err, ErrNotAKey) {
@@ -93,7 +93,7 @@ func isSSHPublicKey(b []byte) bool {
 }
 
 // LoadFile reads the key at path, and its passphrase from passphrasePath ("" for none;
-// one trailing newline is not part of it), and calls Load naming the file.
+// trailing newlines are not part of it), and calls Load naming the file.
 func LoadFile(path, passphrasePath string) (Signer, error) {
 	key, err := os.ReadFile(path)
 	if err != nil {
@@ -104,7 +104,7 @@ func LoadFile(path, passphrasePath string) (Signer, error) {
 		if pass, err = os.ReadFile(passphrasePath); err != nil {
 			return nil, fmt.Errorf("signing key passphrase: %w", err)
 		}
-		pass = bytes.TrimSuffix(bytes.TrimSuffix(pass, []byte("\n")), []byte("\r"))
+		pass = bytes.TrimRight(pass, "\r\n")
 	}
 	return Load(key, pass, path)
 }

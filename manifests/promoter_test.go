@@ -748,3 +748,28 @@ func TestPromoterManifests_PeerCredentialNeverInGit(t *testing.T) {
 		t.Errorf("the Role does not allow update on Secret %s (and only it): the first replica cannot fill it", name)
 	}
 }
+
+// The signing key comes from the Secret kropipe-promoter-signing, mounted read-only where
+// the README's --signing-key-file points; optional, so the promoter starts without it and
+// signs once the Secret exists and the flag is given.
+func TestPromoterManifests_SigningKeyMountIsOptional(t *testing.T) {
+	d, c := promoterDeployment(t)
+	vols := d.Spec.Template.Spec.Volumes
+	i := slices.IndexFunc(vols, func(v corev1.Volume) bool {
+		return v.Secret != nil && v.Secret.SecretName == "kropipe-promoter-signing"
+	})
+	if i < 0 {
+		t.Fatalf("volumes %v: no Secret kropipe-promoter-signing", vols)
+	}
+	if s := vols[i].Secret; s.Optional == nil || !*s.Optional {
+		t.Error("Secret kropipe-promoter-signing is not optional: the pod would not start without a signing key")
+	}
+	j := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == vols[i].Name })
+	if j < 0 || c.VolumeMounts[j].MountPath != "/etc/kropipe/signing" || !c.VolumeMounts[j].ReadOnly {
+		t.Errorf("mounts %v: want %s read-only at /etc/kropipe/signing", c.VolumeMounts, vols[i].Name)
+	}
+	// Signing is the user's choice: the shipped args name no key.
+	if _, ok := flagValue(c.Args, "signing-key-file"); ok {
+		t.Errorf("args %v name a signing key; without the Secret the pod would not start", c.Args)
+	}
+}

@@ -41,6 +41,7 @@ type controllerFlags struct {
 	peerAddr           string
 	peerSecret         string
 	owedBackoff        time.Duration
+	signing            signingFlags
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -106,6 +107,7 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.owedBackoff, "owed-backoff", controller.OwedBackoff.Duration, "after an automatic rollback's failed attempt (Git refused the push), how long until it is tried again; doubles on every failure up to 5m, and it is tried for as long as it is owed")
 	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
 	f.limits.register(fl)
+	f.signing.register(fl)
 }
 
 // jsonLogger is the controller's logger: structured JSON for the cluster's log pipeline.
@@ -134,6 +136,10 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 	if err != nil {
 		return none, err
 	}
+	signer, err := f.signing.load(g)
+	if err != nil {
+		return none, err
+	}
 	cfg := controller.Config{
 		Kube: kube, Dynamic: dyn, Logger: log,
 		Namespace: f.namespace, ArgoCDNamespace: f.argocdNamespace, WatchNamespaces: f.watchNamespaces,
@@ -145,6 +151,7 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 		Shards: f.shards, LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod, PeerAddr: f.peerAddr, PeerSecret: f.peerSecret,
 		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
 		OwedBackoff: f.owedBackoff,
+		Signer:      signer, GitAuthorName: f.signing.authorName, GitAuthorEmail: f.signing.authorEmail,
 	}
 	return cfg, cfg.Validate()
 }

@@ -18,7 +18,8 @@
 //   - gitwrite keeps one persistent clone per repository, commits each change (yamledit
 //     changes only the scalar's bytes) and pushes once per branch; it reads the files and
 //     the history back from its clones. trailer is the format of the Kropipe-* trailers
-//     those commits carry, read by Git's rules.
+//     those commits carry, read by Git's rules; signing signs every commit with the
+//     team's SSH or OpenPGP key (signingtest makes keys and verifies with real git).
 //
 // Where stages come from, and where state lives:
 //   - config reads promoter.yaml (local mode); argocd derives stages from kropipe.io/*

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/signing"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/suggest"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -46,6 +47,15 @@ type Git struct {
 	// Credentials say where secrets come from; the secrets themselves are read by
 	// Credentials() only when needed, so a Config can be printed safely.
 	Credentials CredentialSources
+	// Signing names the key every commit is signed with (git.signing); read by Signer().
+	Signing SigningSources
+}
+
+// SigningSources names the private key (SSH or OpenPGP) that signs the promoter's
+// commits and the file holding its passphrase, if it has one.
+type SigningSources struct {
+	KeyFile        string
+	PassphraseFile string
 }
 
 // Author signs the promoter's commits.
@@ -253,7 +263,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 }
 
 func (p *parser) git(n *yaml.Node) Git {
-	m := p.fields(n, "git", "url", "branch", "author", "credentials")
+	m := p.fields(n, "git", "url", "branch", "author", "credentials", "signing")
 	g := Git{URL: p.str(m, "url", "git"), Branch: p.str(m, "branch", "git")}
 	if g.Branch == "" {
 		g.Branch = stage.DefaultBranch
@@ -284,6 +294,13 @@ func (p *parser) git(n *yaml.Node) Git {
 		}
 		if g.Credentials.Env == "" {
 			g.Credentials.Env = DefaultCredentialsEnv
+		}
+	}
+	if sn, ok := m["signing"]; ok {
+		sm := p.fields(sn, "git.signing", "keyFile", "passphraseFile")
+		g.Signing = SigningSources{KeyFile: p.str(sm, "keyFile", "git.signing"), PassphraseFile: p.str(sm, "passphraseFile", "git.signing")}
+		if g.Signing.KeyFile == "" {
+			p.fail(sn, "git.signing: keyFile is missing; give the file of the private key (SSH or OpenPGP) that signs kropipe's commits")
 		}
 	}
 	return g
@@ -398,6 +415,20 @@ func (c *Config) Credentials() (gitwrite.Credentials, error) {
 		creds.SSHKnownHosts = src.SSHKnownHostsFile
 	}
 	return creds, nil
+}
+
+// Signer loads the key git.signing names, nil when it names none. A key that cannot
+// sign fails here, before anything is written; errors name the file, never its content.
+func (c *Config) Signer() (signing.Signer, error) {
+	src := c.Git.Signing
+	if src.KeyFile == "" {
+		return nil, nil
+	}
+	s, err := signing.LoadFile(src.KeyFile, src.PassphraseFile)
+	if err != nil {
+		return nil, fmt.Errorf("%s: git.signing: %w", c.Path, err)
+	}
+	return s, nil
 }
 
 // WarehouseOptions configures a warehouse for the registries listed.

@@ -153,3 +153,41 @@ func TestParse_Groups(t *testing.T) {
 		}
 	}
 }
+
+// git.signing names the key and its passphrase file; Signer loads it, and a key it cannot
+// sign with is an error naming promoter.yaml, the field and the file.
+func TestSigner_LoadsGitSigningOrNamesTheProblem(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "signing.key")
+	if err := os.WriteFile(key, []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse([]byte("git:\n  url: https://git.example.com/gitops.git\n  signing: {keyFile: "+key+", passphraseFile: "+filepath.Join(dir, "pass")+"}\nstages: [{name: dev, image: r.example.com/a}]\n"), "promoter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Git.Signing.KeyFile != key || cfg.Git.Signing.PassphraseFile != filepath.Join(dir, "pass") {
+		t.Fatalf("signing %+v", cfg.Git.Signing)
+	}
+	// The passphrase file is missing: named.
+	if _, err := cfg.Signer(); err == nil || !strings.HasPrefix(err.Error(), "promoter.yaml: git.signing: ") || !strings.Contains(err.Error(), "pass") {
+		t.Errorf("missing passphrase file: %v", err)
+	}
+	cfg.Git.Signing.PassphraseFile = ""
+	if _, err := cfg.Signer(); err == nil || !strings.HasPrefix(err.Error(), "promoter.yaml: git.signing: signing key "+key+": not an SSH or OpenPGP private key") {
+		t.Errorf("not a key: %v", err)
+	}
+	cfg.Git.Signing = SigningSources{}
+	if s, err := cfg.Signer(); s != nil || err != nil {
+		t.Errorf("no git.signing: %v, %v; want no signer", s, err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"  signing: {passphraseFile: p}\n", "git.signing: keyFile is missing"},
+		{"  signing: {keyfile: k}\n", `did you mean "keyFile"`},
+	} {
+		_, err := Parse([]byte("git:\n  url: https://git.example.com/gitops.git\n"+tc.yaml+"stages: [{name: dev, image: r.example.com/a}]\n"), "promoter.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

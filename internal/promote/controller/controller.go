@@ -32,6 +32,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/page"
 	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/shard"
+	"github.com/kropipe/kropipe/internal/promote/signing"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/verify"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -58,6 +59,14 @@ type Config struct {
 	LeaderElect        bool          // campaign for the Lease; false is safe only with one replica (--leader-elect)
 	StateConfigMap     string        // the name of the ConfigMaps in Namespace keeping the stages' state (--state-configmap; kubestate.Stages)
 	DataDir            string        // persistent clones live under DataDir/git (--data-dir)
+
+	// Signer signs every commit the promoter makes; nil leaves them unsigned
+	// (--signing-key-file, loaded at start so a bad key fails it).
+	Signer signing.Signer
+	// GitAuthorName and GitAuthorEmail are the author and committer of those commits; ""
+	// keeps gitwrite's kropipe <kropipe@localhost>. Forges show a signed commit Verified
+	// only when the email belongs to the key's owner (--git-author-name, --git-author-email).
+	GitAuthorName, GitAuthorEmail string
 
 	// Shards spreads the stages over the replicas (--shards): 1 is one Lease and one leader
 	// doing all the work; more are that many shard Leases, each fencing the replica that runs
@@ -676,6 +685,14 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		return nil, nil, nil, nil, err
 	}
 	gitDir := filepath.Join(c.f.DataDir, "git")
+	gitOpts := []gitwrite.Option{gitwrite.WithLogger(c.log), gitwrite.WithPushRetries(c.metrics.PushRetry)}
+	if c.f.GitAuthorName != "" || c.f.GitAuthorEmail != "" {
+		gitOpts = append(gitOpts, gitwrite.WithAuthor(cmp.Or(c.f.GitAuthorName, "kropipe"), cmp.Or(c.f.GitAuthorEmail, "kropipe@localhost")))
+	}
+	if c.f.Signer != nil {
+		gitOpts = append(gitOpts, gitwrite.WithSigner(c.f.Signer))
+		c.log.Info("signing commits", "format", c.f.Signer.Format(), "key", c.f.Signer.KeyID(), "author", cmp.Or(c.f.GitAuthorEmail, "kropipe@localhost"))
+	}
 	creds := argocd.NewCredentials(c.kube, c.f.ArgoCDNamespace, argocd.WithCredentialsLogger(c.log))
 	repos := &stageRepos{log: c.log} // reads through the engine's clones, set below
 	hg := argocd.NewHealthGate(c.dyn, w,
@@ -691,7 +708,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	)
 	e, err := stage.New(nil,
 		stage.WithWarehouse(wh),
-		stage.WithGit(gitDir, gitwrite.WithLogger(c.log), gitwrite.WithPushRetries(c.metrics.PushRetry)),
+		stage.WithGit(gitDir, gitOpts...),
 		stage.WithGitOptionsFor(creds.GitOptions),
 		stage.WithForges(func(ctx context.Context, s stage.Spec) (forge.Forge, error) {
 			cfg, err := creds.ForgeConfig(ctx, s.RepoURL)

@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/crashpoint"
+	"github.com/kropipe/kropipe/internal/promote/signing"
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
 )
 
@@ -50,6 +51,7 @@ type options struct {
 	pushRetried func(repo string)
 	fetchReuse  time.Duration
 	maxPack     int64
+	signer      signing.Signer
 }
 
 // WithAuth uses a ready go-git AuthMethod.
@@ -63,6 +65,11 @@ func WithCredentials(c Credentials) Option { return func(o *options) { o.creds =
 func WithAuthor(name, email string) Option {
 	return func(o *options) { o.authorName, o.authorEmail = name, email }
 }
+
+// WithSigner signs every commit Apply and ApplySet write (promotions, rollbacks, sets),
+// so a branch that requires signed commits takes them; nil leaves them unsigned. Forges
+// show a commit Verified only when WithAuthor's email belongs to the key's owner.
+func WithSigner(s signing.Signer) Option { return func(o *options) { o.signer = s } }
 
 // WithLogger logs fetches, commits, pushes and retries. URLs are redacted.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -570,7 +577,7 @@ func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []
 		if err != nil {
 			return base, nil, 0, err
 		}
-		h, err := writeCommit(s, head, newTree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()))
+		h, err := writeCommit(s, head, newTree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()), r.o.signer)
 		if err != nil {
 			return base, nil, 0, err
 		}

@@ -136,7 +136,7 @@ func (r *Repo) buildSet(s *overlay, head, tree plumbing.Hash, set []Result, stat
 			return head, tree, nil, err
 		}
 	}
-	h, err := writeCommit(s, head, tree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()))
+	h, err := writeCommit(s, head, tree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()), r.o.signer)
 	if err != nil {
 		return head, tree, nil, err
 	}

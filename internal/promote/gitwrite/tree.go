@@ -10,6 +10,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+
+	"github.com/kropipe/kropipe/internal/promote/signing"
 )
 
 // The clone is bare: commits are built from objects directly (blob → trees on the
@@ -130,14 +132,38 @@ func replaceBlob(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []s
 	return h, nil
 }
 
-// writeCommit stores a commit with one parent.
-func writeCommit(s storer.EncodedObjectStorer, parent, tree plumbing.Hash, msg string, who object.Signature) (plumbing.Hash, error) {
+// writeCommit stores a commit with one parent, signed by sign unless it is nil. Every
+// commit gitwrite makes goes through here, so none escapes signing.
+func writeCommit(s storer.EncodedObjectStorer, parent, tree plumbing.Hash, msg string, who object.Signature, sign signing.Signer) (plumbing.Hash, error) {
 	c := &object.Commit{
 		Author:       who,
 		Committer:    who,
 		Message:      msg,
 		TreeHash:     tree,
 		ParentHashes: []plumbing.Hash{parent},
+	}
+	if sign != nil {
+		// What git signs: the commit as encoded without its gpgsig header, which then
+		// carries the signature, OpenPGP or SSH alike (gitformat-signature). go-git's
+		// CommitOptions.Signer does the same, but only for Worktree.Commit, which a bare
+		// clone built from plumbing does not use.
+		payload := &plumbing.MemoryObject{}
+		if err := c.EncodeWithoutSignature(payload); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		rd, err := payload.Reader()
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		raw, err := io.ReadAll(rd)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		sig, err := sign.Sign(raw)
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("signing the commit %q: %w", strings.SplitN(msg, "\n", 2)[0], err)
+		}
+		c.PGPSignature = string(sig)
 	}
 	obj := s.NewEncodedObject()
 	if err := c.Encode(obj); err != nil {

@@ -37,6 +37,14 @@ func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger,
 	if err != nil {
 		return nil, nil, err
 	}
+	signer, err := cfg.Signer()
+	if err != nil {
+		return nil, nil, err
+	}
+	if signer != nil {
+		gitOpts = append(gitOpts, gitwrite.WithSigner(signer))
+		log.Info("signing commits", "format", signer.Format(), "key", signer.KeyID(), "author", cfg.Git.Author.Email)
+	}
 	opts := []stage.Option{
 		stage.WithWarehouse(wh),
 		stage.WithGit(filepath.Join(dataDir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),

@@ -6,9 +6,9 @@ package stage
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"path"
 	"sort"
-	"net/url"
 	"strings"
 	"text/template"
 	"time"

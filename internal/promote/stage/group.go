@@ -224,6 +224,9 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 				bad("members %q and %q disagree on soak (%s, %s); the group soaks as one, give them the same", first.Name, m.Name, first.Soak, m.Soak)
 			}
 		}
+		if msg := writeDisagreement(g.Name, g.members); msg != "" {
+			bad("%s", msg)
+		}
 		g.resolveUpstream(t, bad)
 	}
 	// Every other stage is a unit alone. A unit is decided at its last member in specs'
@@ -431,4 +434,35 @@ func sameValues(set freight.Set, cur []string) bool {
 		}
 	}
 	return true
+}
+
+// writeDisagreement says what a release group's members disagree on among the write
+// settings, or why the group's pull-request branch cannot be made; "" when they fit. A set
+// lands in one commit, so it is pushed, or proposed in one pull request from one branch on
+// one forge, as one. Labels and reviewers may differ: the group's request takes them all.
+func writeDisagreement(group string, members []Spec) string {
+	first := members[0]
+	for _, m := range members[1:] {
+		a, b := first.PullRequest, m.PullRequest
+		for _, f := range []struct{ field, x, y string }{
+			{"write", first.Write, m.Write}, {"pullRequest.merge", a.Merge, b.Merge},
+			{"pullRequest.method", a.Method, b.Method}, {"pullRequest.branch", a.Branch, b.Branch},
+			{"pullRequest.forge", strings.ToLower(a.Forge), strings.ToLower(b.Forge)},
+			{"pullRequest.forgeAPIURL", a.ForgeAPIURL, b.ForgeAPIURL},
+		} {
+			if f.x != f.y {
+				return fmt.Sprintf("members %q and %q disagree on %s (%q, %q); the group is written as one, give them the same", first.Name, m.Name, f.field, f.x, f.y)
+			}
+		}
+	}
+	if first.Write == WritePullRequest {
+		if _, err := first.PullRequestBranch(group); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return fe.Field + " of the members: " + fe.Msg // the group is named already
+			}
+			return err.Error()
+		}
+	}
+	return ""
 }

@@ -944,6 +944,25 @@ func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, erro
 	return e.History(ctx, name)
 }
 
+// PullRequestLog gives the history the stage's pull requests: from this replica's State, or
+// as the owner's history links them.
+func (g gate) PullRequestLog(ctx context.Context, name string) ([]stage.PullRequest, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if peer != nil {
+		h, err := peer.History(ctx, name)
+		return h.PullRequests(), err
+	}
+	defer leave()
+	e, err := g.engine()
+	if err != nil {
+		return nil, err
+	}
+	return e.PullRequestLog(ctx, name)
+}
+
 // The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
 // engine or to the owner's API: the owner's Git write checks it, wherever the call came in.
 
@@ -1112,6 +1131,7 @@ func (g gate) Tags(ctx context.Context, name string) ([]warehouse.TagVerdict, er
 }
 
 var (
-	_ api.Controller  = gate{}
-	_ api.MemberActor = gate{}
+	_ api.Controller        = gate{}
+	_ api.MemberActor       = gate{}
+	_ api.PullRequestLogger = gate{}
 )

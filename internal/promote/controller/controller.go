@@ -728,6 +728,7 @@ func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, 
 		prev[s.Name] = s
 	}
 	for _, s := range after {
+		c.recordPullRequest(ctx, w, s, prev[s.Name])
 		b, ok := w.App(s.Name)
 		if !ok {
 			continue
@@ -738,6 +739,40 @@ func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, 
 		}
 		if s.Failed() && (!p.Failed() || p.Error != s.Error) {
 			c.event(c.events.Failed(ctx, b.App, s.Error))
+		}
+	}
+}
+
+// recordPullRequest writes the Events of a stage's pull request changing between two passes
+// (opened, updated, merged, closed, withdrawn) on its Application or, for a release group, on
+// every member's. How a request ended is read from the State only when one did.
+func (c *controller) recordPullRequest(ctx context.Context, w *argocd.Watcher, s, p stage.Status) {
+	if s.PullRequest == nil && p.PullRequest == nil {
+		return
+	}
+	t := argocd.PullRequestTransition{Stage: s.Name, Before: p.PullRequest, After: s.PullRequest}
+	if e := c.engine.Load(); e != nil && p.PullRequest != nil && (s.PullRequest == nil || s.PullRequest.Number != p.PullRequest.Number) {
+		var err error
+		if t.Log, err = e.PullRequestLog(ctx, s.Name); err == nil {
+			t.Refused, err = e.Refusals(ctx, s.Name)
+		}
+		if err != nil {
+			c.log.Warn("reading how a pull request ended, for its Event", "stage", s.Name, "error", err.Error())
+		}
+	}
+	if len(t.Events()) == 0 {
+		return
+	}
+	apps := []string{s.Name}
+	if len(s.Members) > 0 {
+		apps = apps[:0]
+		for _, m := range s.Members {
+			apps = append(apps, m.Stage)
+		}
+	}
+	for _, name := range apps {
+		if b, ok := w.App(name); ok {
+			c.event(c.events.PullRequest(ctx, b.App, t))
 		}
 	}
 }

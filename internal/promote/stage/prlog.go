@@ -17,3 +17,17 @@ func (e *Engine) PullRequestLog(ctx context.Context, stage string) ([]PullReques
 	}
 	return append([]PullRequest(nil), st.PullRequestLog[u.Name]...), nil
 }
+
+// Refusals returns the freight refused for a stage (or release group) by closing its pull
+// request unmerged, oldest first: the Events tell a refusal from a request kropipe withdrew.
+func (e *Engine) Refusals(ctx context.Context, stage string) ([]Refusal, error) {
+	u, err := e.actionUnit(stage)
+	if err != nil {
+		return nil, err
+	}
+	st, err := e.store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Refusal(nil), st.Refused[u.Name]...), nil
+}

@@ -210,3 +210,57 @@ func TestPullRequestBranch_RendersForStageAndGroup(t *testing.T) {
 		t.Fatalf("a group name that makes no branch: %v", err)
 	}
 }
+
+func TestResolveGroups_PullRequestBranchesAreEachUnitsOwn(t *testing.T) {
+	pr := func(name, branch, template string) Spec {
+		s := Spec{Name: name, Image: "registry.example.com/team/" + name, RepoURL: "https://git.example.com/org/gitops.git", Branch: branch, File: name + ".yaml", Write: WritePullRequest, PullRequest: PullRequestSpec{Branch: template}}
+		return s.WithDefaults()
+	}
+	tests := []struct {
+		name   string
+		specs  []Spec
+		groups []GroupSpec
+		held   string // the unit held, "" for none
+		want   string
+	}{
+		{"default templates", []Spec{pr("prod-a", "prod", ""), pr("prod-b", "prod", "")}, nil, "", ""},
+		{"one branch for two stages", []Spec{pr("prod-a", "prod", "kropipe/prod"), pr("prod-b", "prod", "kropipe/prod")}, nil,
+			"prod-b", `renders to "kropipe/prod", which clashes with "kropipe/prod", the pull-request branch of "prod-a"`},
+		{"another stage's target branch", []Spec{pr("staging-a", "kropipe/prod-a", ""), pr("prod-a", "prod", "")}, nil,
+			"prod-a", `clashes with branch "kropipe/prod-a" stage "staging-a" deploys from`},
+		{"a branch nested in another's", []Spec{pr("prod", "main", ""), pr("prod-a", "main", "kropipe/prod/a")}, nil,
+			"prod-a", `clashes with "kropipe/prod", the pull-request branch of "prod"`},
+		{"a group and a stage alone", []Spec{pr("prod-a", "prod", "kropipe/{{.Stage}}"), pr("prod-b", "prod", "kropipe/{{.Stage}}"), pr("prod-c", "prod", "")},
+			[]GroupSpec{{Name: "prod/shop", Members: []string{"prod-a", "prod-b"}}}, "", ""},
+		{"a group's branch taken by a stage alone", []Spec{pr("shop", "prod", "kropipe/prod/{{.Stage}}"), pr("prod-a", "prod", "kropipe/{{.Stage}}"), pr("prod-b", "prod", "kropipe/{{.Stage}}")},
+			[]GroupSpec{{Name: "prod/shop", Members: []string{"prod-a", "prod-b"}}}, "prod/shop", `the pull-request branch of "shop"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := ValidateAll(tt.specs); err != nil {
+				t.Fatal(err)
+			}
+			table := resolveGroups(tt.specs, tt.groups)
+			var held []string
+			for _, u := range append(append([]*group(nil), table.list...), values(table.alone)...) {
+				if u.problem != nil {
+					held = append(held, u.Name)
+					if u.Name != tt.held || !strings.Contains(u.problem.Error(), tt.want) {
+						t.Errorf("%s held: %v\nwant %s held with %q", u.Name, u.problem, tt.held, tt.want)
+					}
+				}
+			}
+			if tt.held != "" && len(held) == 0 {
+				t.Errorf("nothing held, want %s", tt.held)
+			}
+		})
+	}
+}
+
+func values(m map[string]*group) []*group {
+	var out []*group
+	for _, g := range m {
+		out = append(out, g)
+	}
+	return out
+}

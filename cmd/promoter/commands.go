@@ -228,7 +228,8 @@ func newRunCommand(g *globals) *cobra.Command {
 }
 
 func newStatusCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	cmd := &cobra.Command{
 		Use:   "status [STAGE]",
 		Short: "Show every stage (or one): current tag, candidate, decision and why",
 		Args:  cobra.MaximumNArgs(1),
@@ -249,10 +250,11 @@ func newStatusCommand(g *globals) *cobra.Command {
 				}
 				sts = one
 			}
-			printers.Table(g.stdout, sts)
-			return nil
+			return printers.Status(g.stdout, sts, output)
 		}),
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table; wide (adds pull request URLs); json (as GET /api/v1/stages)")
+	return cmd
 }
 
 // expectFlag is --expect: the value an action expects the stage to run. Without it the

@@ -254,6 +254,59 @@ type HistoryEntry struct {
 	Previous string    `json:"previous,omitempty"`
 	Freight  string    `json:"freight,omitempty"`
 	Rejected string    `json:"rejected,omitempty"`
+	// PullRequest is the pull request the change went through (pull-request mode), when
+	// the promoter still remembers it.
+	PullRequest *HistoryPullRequest `json:"pullRequest,omitempty"`
+}
+
+// HistoryPullRequest links a history entry to its pull request.
+type HistoryPullRequest struct {
+	Number int    `json:"number"`
+	URL    string `json:"url"`
+}
+
+// PullRequestLogger is implemented by a Controller that remembers the pull requests
+// stages went through (stage.State.PullRequestLog); the history then links them.
+// *stage.Engine does.
+type PullRequestLogger interface {
+	PullRequestLog(ctx context.Context, stage string) ([]stage.PullRequest, error)
+}
+
+// NewHistory is the history of stage name from its Git records, newest first, each linked
+// to the pull request in prs whose proposed commit (Commit) or merge commit (MergeCommit)
+// it is: a merge keeps the proposed commit, a squash or rebase lands a new one.
+func NewHistory(name string, recs []gitwrite.Record, prs []stage.PullRequest) History {
+	byCommit := map[string]*HistoryPullRequest{}
+	for _, pr := range prs {
+		link := &HistoryPullRequest{Number: pr.Number, URL: pr.URL}
+		for _, c := range []string{pr.Commit, pr.MergeCommit} {
+			if c != "" {
+				byCommit[c] = link
+			}
+		}
+	}
+	h := History{Stage: name, Entries: []HistoryEntry{}}
+	for _, rec := range recs {
+		h.Entries = append(h.Entries, HistoryEntry{
+			Commit: rec.Commit, Time: rec.Time, Subject: rec.Subject, Kind: rec.Kind.String(),
+			Image: rec.Image, Value: rec.Value, Previous: rec.Previous, Freight: rec.Freight, Rejected: rec.Rejected,
+			PullRequest: byCommit[rec.Commit],
+		})
+	}
+	return h
+}
+
+// PullRequests are the pull requests h links, for a replica that passes a history on.
+func (h History) PullRequests() []stage.PullRequest {
+	var out []stage.PullRequest
+	for _, e := range h.Entries {
+		if e.PullRequest != nil {
+			pr := stage.PullRequest{Commit: e.Commit}
+			pr.Number, pr.URL = e.PullRequest.Number, e.PullRequest.URL
+			out = append(out, pr)
+		}
+	}
+	return out
 }
 
 // History is the body of GET /api/v1/stages/{name}/history.
@@ -310,14 +363,15 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	h := History{Stage: name, Entries: []HistoryEntry{}}
-	for _, rec := range recs {
-		h.Entries = append(h.Entries, HistoryEntry{
-			Commit: rec.Commit, Time: rec.Time, Subject: rec.Subject, Kind: rec.Kind.String(),
-			Image: rec.Image, Value: rec.Value, Previous: rec.Previous, Freight: rec.Freight, Rejected: rec.Rejected,
-		})
+	var prs []stage.PullRequest
+	if l, ok := s.c.(PullRequestLogger); ok {
+		// The links are a convenience: a history without them beats no history.
+		if prs, err = l.PullRequestLog(r.Context(), name); err != nil {
+			s.log.Warn("reading the pull request log for the history", "stage", name, "err", err)
+			prs = nil
+		}
 	}
-	writeJSON(w, http.StatusOK, h)
+	writeJSON(w, http.StatusOK, NewHistory(name, recs, prs))
 }
 
 // Tags is the body of GET /api/v1/stages/{name}/tags. A stage with an upstream has no tags

@@ -56,6 +56,26 @@ const (
 	// AnnGroupSubject is the group's commit subject template; every member must say the same.
 	AnnGroupSubject = AnnotationPrefix + "group-subject"
 
+	// AnnWrite is how a promotion reaches the branch: push (the default) or pull-request.
+	// The pull-request annotations below apply only with pull-request; a release group's
+	// members must agree on write, merge, merge-method, pull-request-branch, forge and
+	// forge-api-url.
+	AnnWrite = AnnotationPrefix + "write"
+	// AnnMerge is auto (kropipe merges once mergeable and checks passed) or manual (default).
+	AnnMerge = AnnotationPrefix + "merge"
+	// AnnMergeMethod is merge (default), squash or rebase, for auto merges.
+	AnnMergeMethod = AnnotationPrefix + "merge-method"
+	// AnnPullRequestBranch is the head branch's template (default kropipe/{{.Stage}}).
+	AnnPullRequestBranch = AnnotationPrefix + "pull-request-branch"
+	// AnnPullRequestLabels and AnnPullRequestReviewers are comma-separated lists set on
+	// each pull request opened.
+	AnnPullRequestLabels    = AnnotationPrefix + "pull-request-labels"
+	AnnPullRequestReviewers = AnnotationPrefix + "pull-request-reviewers"
+	// AnnForge overrides the forge detected from the repository URL (github, gitlab,
+	// gitea, forgejo, bitbucket); AnnForgeAPIURL the API base URL derived from it.
+	AnnForge       = AnnotationPrefix + "forge"
+	AnnForgeAPIURL = AnnotationPrefix + "forge-api-url"
+
 	// ManifestGeneratePaths limits which commits make Argo CD regenerate an
 	// Application's manifests; without it one promotion commit refreshes every
 	// Application of the repository.
@@ -70,6 +90,8 @@ var knownKeys = []string{
 	AnnFile, AnnKey, AnnStage, AnnUpstream, AnnAutoPromote, AnnSoak, AnnInterval,
 	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyAnalysis, AnnVerifyTimeout,
 	AnnGroup, AnnGroupRequireAll, AnnGroupSubject,
+	AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnPullRequestLabels, AnnPullRequestReviewers,
+	AnnForge, AnnForgeAPIURL,
 }
 
 // Problem is a configuration mistake that keeps one stage from running. The other
@@ -303,6 +325,8 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		spec.Interval = d
 	}
 
+	spec.Write, spec.PullRequest = writeMode(ann, own)
+
 	src, idx, field, msg := gitSource(app.Object, ann)
 	if msg != "" {
 		bad(field, "%s", msg)
@@ -327,7 +351,9 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		for _, fe := range fieldErrors(err) {
-			bad(annotationOf(fe.Field), "%s", strings.TrimPrefix(strings.TrimPrefix(fe.Msg, fe.Field+": "), fe.Field+" "))
+			msg := strings.TrimPrefix(strings.TrimPrefix(fe.Msg, fe.Field+": "), fe.Field+" ")
+			msg = strings.ReplaceAll(msg, "set write: pull-request", "set "+AnnWrite+": pull-request")
+			bad(annotationOf(fe.Field), "%s", msg)
 		}
 	}
 	var warnings []Problem
@@ -337,6 +363,38 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		warnings = append(warnings, Problem{Stage: name, App: ref.String(), Field: ManifestGeneratePaths, Message: w})
 	}
 	return &candidate{spec: spec, binding: b, app: ref.String()}, problems, warnings
+}
+
+// writeMode reads kropipe.io/write and the pull-request annotations. An ApplicationSet's
+// pull-request settings are for its members that open pull requests: a member that pushes
+// ignores them (as a first stage ignores an inherited soak), but one set on the
+// Application itself is a mistake Validate names.
+func writeMode(ann, own map[string]string) (string, stage.PullRequestSpec) {
+	write := strings.TrimSpace(ann[AnnWrite])
+	from := ann
+	if write == "" || write == stage.WritePush {
+		from = own
+	}
+	return write, stage.PullRequestSpec{
+		Branch:      strings.TrimSpace(from[AnnPullRequestBranch]),
+		Merge:       strings.TrimSpace(from[AnnMerge]),
+		Method:      strings.TrimSpace(from[AnnMergeMethod]),
+		Labels:      commaList(from[AnnPullRequestLabels]),
+		Reviewers:   commaList(from[AnnPullRequestReviewers]),
+		Forge:       strings.TrimSpace(from[AnnForge]),
+		ForgeAPIURL: strings.TrimSpace(from[AnnForgeAPIURL]),
+	}
+}
+
+// commaList splits a comma-separated annotation, dropping blanks.
+func commaList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // verification reads kropipe.io/verify-*; ok is false when the stage has no verification.
@@ -507,8 +565,22 @@ func annotationOf(field string) string {
 		return AnnAllowTags
 	case "ignoreTags":
 		return AnnIgnoreTags
-	case "image", "strategy", "constraint", "platform", "file", "key", "soak", "upstream", "interval":
+	case "image", "strategy", "constraint", "platform", "file", "key", "soak", "upstream", "interval", "write":
 		return AnnotationPrefix + field
+	case "pullRequest.branch":
+		return AnnPullRequestBranch
+	case "pullRequest.merge":
+		return AnnMerge
+	case "pullRequest.method":
+		return AnnMergeMethod
+	case "pullRequest.labels":
+		return AnnPullRequestLabels
+	case "pullRequest.reviewers":
+		return AnnPullRequestReviewers
+	case "pullRequest.forge":
+		return AnnForge
+	case "pullRequest.forgeAPIURL":
+		return AnnForgeAPIURL
 	}
 	return field
 }

@@ -15,6 +15,23 @@ type groupMember struct {
 	stage, app          string
 	requireAll, subject string
 	hasRequire, hasSubj bool
+	// write holds the member's write mode and pull-request settings with their
+	// defaults, keyed by annotation: a group opens one pull request, so they must agree.
+	write map[string]string
+}
+
+// writeAgreement are the annotations a release group's members must agree on: the set is
+// one commit, pushed or proposed in one pull request from one branch on one forge.
+var writeAgreement = []string{AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnForge, AnnForgeAPIURL}
+
+// writeSettings are a member's effective write settings, keyed by annotation.
+func writeSettings(ann, own map[string]string) map[string]string {
+	w, pr := writeMode(ann, own)
+	s := stage.Spec{Write: w, PullRequest: pr}.WithDefaults()
+	return map[string]string{
+		AnnWrite: s.Write, AnnMerge: s.PullRequest.Merge, AnnMergeMethod: s.PullRequest.Method,
+		AnnPullRequestBranch: s.PullRequest.Branch, AnnForge: strings.ToLower(s.PullRequest.Forge), AnnForgeAPIURL: s.PullRequest.ForgeAPIURL,
+	}
 }
 
 // groups reads the release groups from kropipe.io/group: the stages sharing a group name, in
@@ -36,7 +53,7 @@ func groups(sorted []*unstructured.Unstructured, sets map[string]*unstructured.U
 	var names []string
 	var warnings []Problem
 	for _, app := range sorted {
-		ann, _ := annotations(app, sets)
+		ann, own := annotations(app, sets)
 		if strings.TrimSpace(ann[AnnImage]) == "" {
 			continue
 		}
@@ -48,6 +65,7 @@ func groups(sorted []*unstructured.Unstructured, sets map[string]*unstructured.U
 		m := groupMember{stage: name, app: refOf(app).String()}
 		m.requireAll, m.hasRequire = ann[AnnGroupRequireAll]
 		m.subject, m.hasSubj = ann[AnnGroupSubject]
+		m.write = writeSettings(ann, own)
 		if g == "" {
 			for _, k := range []string{AnnGroupRequireAll, AnnGroupSubject} {
 				if _, ok := ann[k]; ok {
@@ -88,6 +106,9 @@ func groups(sorted []*unstructured.Unstructured, sets map[string]*unstructured.U
 			gs.RequireAll = b
 		}
 		gs.Subject = disagree(AnnGroupSubject, func(m groupMember) string { return m.subject })
+		for _, k := range writeAgreement {
+			disagree(k, func(m groupMember) string { return m.write[k] })
+		}
 		for _, m := range members {
 			gs.Members = append(gs.Members, m.stage)
 			if !runnable[m.stage] {

@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/signing"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -69,7 +70,25 @@ type CredentialSources struct {
 	TokenFile         string
 	SSHKeyFile        string
 	SSHKnownHostsFile string
+	// ForgeTokenFile and ForgeUsername are the forge API's credentials for stages in
+	// pull-request mode; see ForgeCredentials for the environment and the fallback.
+	ForgeTokenFile string
+	ForgeUsername  string // Bitbucket app passwords only; not a secret
+	// GitHubApp, when set, makes kropipe act on GitHub as an App installation.
+	GitHubApp *GitHubAppSource
 }
+
+// GitHubAppSource names a GitHub App installation and the file holding its private key.
+type GitHubAppSource struct {
+	AppID          int64
+	InstallationID int64
+	PrivateKeyFile string
+}
+
+// ForgeCredentialsEnv is the prefix of the environment variables the forge token is read
+// from: KROPIPE_FORGE_TOKEN (or KROPIPE_FORGE_TOKEN_FILE naming a file) and
+// KROPIPE_FORGE_USERNAME.
+const ForgeCredentialsEnv = "KROPIPE_FORGE_"
 
 // Registry is how to reach one registry host.
 type Registry struct {
@@ -230,6 +249,19 @@ func (p *parser) list(m map[string]*yaml.Node, key, where string) []*yaml.Node {
 	return n.Content
 }
 
+// strings reads a list of strings.
+func (p *parser) strings(m map[string]*yaml.Node, key, where string) []string {
+	var out []string
+	for _, n := range p.list(m, key, where) {
+		if n.Kind != yaml.ScalarNode {
+			p.fail(n, "%s: %s must be a list of names, e.g. [alice, org/sre]", where, key)
+			continue
+		}
+		out = append(out, n.Value)
+	}
+	return out
+}
+
 func (p *parser) config(root *yaml.Node) *Config {
 	cfg := &Config{}
 	top := p.fields(root, "top level", "git", "registries", "stages", "groups", "interval")
@@ -285,12 +317,22 @@ func (p *parser) git(n *yaml.Node) Git {
 	}
 	g.Credentials.Env = DefaultCredentialsEnv
 	if c, ok := m["credentials"]; ok {
-		cm := p.fields(c, "git.credentials", "env", "username", "passwordFile", "tokenFile", "sshKeyFile", "sshKnownHostsFile")
+		cm := p.fields(c, "git.credentials", "env", "username", "passwordFile", "tokenFile", "sshKeyFile", "sshKnownHostsFile", "forgeTokenFile", "forgeUsername", "githubApp")
 		w := "git.credentials"
 		g.Credentials = CredentialSources{
 			Env: p.str(cm, "env", w), Username: p.str(cm, "username", w),
 			PasswordFile: p.str(cm, "passwordFile", w), TokenFile: p.str(cm, "tokenFile", w),
 			SSHKeyFile: p.str(cm, "sshKeyFile", w), SSHKnownHostsFile: p.str(cm, "sshKnownHostsFile", w),
+			ForgeTokenFile: p.str(cm, "forgeTokenFile", w), ForgeUsername: p.str(cm, "forgeUsername", w),
+		}
+		if a, ok := cm["githubApp"]; ok {
+			w := "git.credentials.githubApp"
+			am := p.fields(a, w, "appID", "installationID", "privateKeyFile")
+			app := &GitHubAppSource{AppID: int64(p.number(am, "appID", w)), InstallationID: int64(p.number(am, "installationID", w)), PrivateKeyFile: p.str(am, "privateKeyFile", w)}
+			if app.AppID <= 0 || app.InstallationID <= 0 || app.PrivateKeyFile == "" {
+				p.fail(a, "%s: give appID, installationID (numbers from the App's settings and its installation URL) and privateKeyFile (the App's PEM private key)", w)
+			}
+			g.Credentials.GitHubApp = app
 		}
 		if g.Credentials.Env == "" {
 			g.Credentials.Env = DefaultCredentialsEnv
@@ -335,7 +377,7 @@ func checkGitURL(raw string) error {
 	return fmt.Errorf("%q is not a clone URL; write https://host/org/repo.git, ssh://git@host/org/repo.git, git@host:org/repo.git or file:///path/repo.git", raw)
 }
 
-var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval"}
+var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval", "write", "pullRequest"}
 
 func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 	where := fmt.Sprintf("stage %d", i+1)
@@ -376,6 +418,16 @@ func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 			}
 		}
 		s.Verify = vs
+	}
+	s.Write = p.str(m, "write", where)
+	if n, ok := m["pullRequest"]; ok {
+		w := where + ": pullRequest"
+		pm := p.fields(n, w, "branch", "merge", "method", "labels", "reviewers", "forge", "forgeAPIURL")
+		s.PullRequest = stage.PullRequestSpec{
+			Branch: p.str(pm, "branch", w), Merge: p.str(pm, "merge", w), Method: p.str(pm, "method", w),
+			Labels: p.strings(pm, "labels", w), Reviewers: p.strings(pm, "reviewers", w),
+			Forge: p.str(pm, "forge", w), ForgeAPIURL: p.str(pm, "forgeAPIURL", w),
+		}
 	}
 	return s.WithDefaults()
 }
@@ -429,6 +481,51 @@ func (c *Config) Signer() (signing.Signer, error) {
 		return nil, fmt.Errorf("%s: git.signing: %w", c.Path, err)
 	}
 	return s, nil
+}
+
+// ForgeCredentials reads the credentials of the forge API that stages in pull-request mode
+// use: the token from KROPIPE_FORGE_TOKEN (or the file KROPIPE_FORGE_TOKEN_FILE names),
+// git.credentials.forgeTokenFile winning; without one, the Git token or password, which
+// most forges accept for their API too (as Argo CD's repository Secrets are used in the
+// cluster). A GitHub App's private key is read from githubApp.privateKeyFile. The caller
+// sets Kind and APIURL per stage. Errors name the file or variable, never the content.
+func (c *Config) ForgeCredentials() (forge.Config, error) {
+	src := c.Git.Credentials
+	env, err := gitwrite.CredentialsFromEnv(ForgeCredentialsEnv)
+	if err != nil {
+		return forge.Config{}, err
+	}
+	fc := forge.Config{Token: env.Token, Username: env.Username}
+	if src.ForgeUsername != "" {
+		fc.Username = src.ForgeUsername
+	}
+	if src.ForgeTokenFile != "" {
+		b, err := os.ReadFile(src.ForgeTokenFile)
+		if err != nil {
+			return forge.Config{}, fmt.Errorf("%s: git.credentials.forgeTokenFile: %w", c.Path, err)
+		}
+		fc.Token = strings.TrimRight(string(b), "\r\n")
+	}
+	if a := src.GitHubApp; a != nil {
+		key, err := os.ReadFile(a.PrivateKeyFile)
+		if err != nil {
+			return forge.Config{}, fmt.Errorf("%s: git.credentials.githubApp.privateKeyFile: %w", c.Path, err)
+		}
+		fc.GitHubApp = &forge.GitHubApp{AppID: a.AppID, InstallationID: a.InstallationID, PrivateKey: key}
+	}
+	if fc.Token == "" && fc.GitHubApp == nil {
+		git, err := c.Credentials()
+		if err != nil {
+			return forge.Config{}, err
+		}
+		switch {
+		case git.Token != "":
+			fc.Token = git.Token
+		case git.Password != "":
+			fc.Token, fc.Username = git.Password, git.Username
+		}
+	}
+	return fc, nil
 }
 
 // WarehouseOptions configures a warehouse for the registries listed.

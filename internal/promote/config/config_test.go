@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -189,5 +190,120 @@ func TestSigner_LoadsGitSigningOrNamesTheProblem(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want %q", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+func TestParse_PullRequestStage(t *testing.T) {
+	yaml := head + `  - name: prod-frontend
+    image: r.example.com/frontend
+    write: pull-request
+    pullRequest:
+      branch: promote/{{.Stage}}
+      merge: auto
+      method: squash
+      labels: [promotion, prod]
+      reviewers: [alice, org/sre]
+      forge: gitea
+      forgeAPIURL: https://git.example.com/api/v1
+`
+	cfg, err := Parse([]byte(yaml), "promoter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Stages[0]
+	want := stage.PullRequestSpec{Branch: "promote/{{.Stage}}", Merge: "auto", Method: "squash", Labels: []string{"promotion", "prod"}, Reviewers: []string{"alice", "org/sre"}, Forge: "gitea", ForgeAPIURL: "https://git.example.com/api/v1"}
+	if s.Write != stage.WritePullRequest || !reflect.DeepEqual(s.PullRequest, want) {
+		t.Fatalf("stage %q %+v", s.Write, s.PullRequest)
+	}
+	cfg, err = Parse([]byte(head+"  - {name: prod, image: r.example.com/a, write: pull-request}\n"), "promoter.yaml")
+	if err != nil || cfg.Stages[0].PullRequest.Merge != stage.MergeManual || cfg.Stages[0].PullRequest.Branch != stage.DefaultPullRequestBranch {
+		t.Fatalf("defaults %+v, %v", cfg.Stages, err)
+	}
+}
+
+func TestParse_BadPullRequestSettingsNameStageFieldAndFix(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"unknown write mode", "  - {name: prod, image: r.example.com/a, write: pr}\n", []string{`stage "prod"`, "write", `"pr" is not a write mode`}},
+		{"pull request on a pushing stage", "  - {name: prod, image: r.example.com/a, pullRequest: {merge: auto}}\n", []string{`stage "prod"`, "pullRequest.merge", "set write: pull-request"}},
+		{"unknown pullRequest field", "  - name: prod\n    image: r.example.com/a\n    write: pull-request\n    pullRequest: {merg: auto}\n", []string{`stage "prod": pullRequest`, `unknown field "merg"`, `did you mean "merge"?`, ":6:"}},
+		{"labels not a list", "  - {name: prod, image: r.example.com/a, write: pull-request, pullRequest: {labels: prod}}\n", []string{`stage "prod": pullRequest`, "labels must be a list"}},
+		{"branch equal to the target", "  - {name: prod, image: r.example.com/a, write: pull-request, pullRequest: {branch: main}}\n", []string{`stage "prod"`, "pullRequest.branch", "the branch the stage deploys from"}},
+		{"unknown forge", "  - {name: prod, image: r.example.com/a, write: pull-request, pullRequest: {forge: gogs}}\n", []string{"pullRequest.forge", `unknown forge "gogs"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(head+tt.yaml), "promoter.yaml")
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestForgeCredentials_FromEnvironmentFilesOrGit(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gitTok, forgeTok, key := write("git-token", "git-s3cret\n"), write("forge-token", "forge-s3cret\n"), write("app.pem", "-----BEGIN RSA PRIVATE KEY-----\n")
+	parse := func(creds string) *Config {
+		t.Helper()
+		cfg, err := Parse([]byte("git:\n  url: https://git.example.com/gitops.git\n  credentials: "+creds+"\nstages: [{name: dev, image: r.example.com/a}]\n"), "promoter.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	tests := []struct {
+		name      string
+		env       map[string]string
+		creds     string
+		wantToken string
+		wantUser  string
+		wantApp   bool
+	}{
+		{"the Git token when no forge token is given", nil, "{tokenFile: " + gitTok + "}", "git-s3cret", "", false},
+		{"the Git password and user (Bitbucket app password)", map[string]string{"KROPIPE_GIT_USERNAME": "bob", "KROPIPE_GIT_PASSWORD": "pw"}, "{}", "pw", "bob", false},
+		{"KROPIPE_FORGE_TOKEN over the Git token", map[string]string{"KROPIPE_FORGE_TOKEN": "env-forge"}, "{tokenFile: " + gitTok + "}", "env-forge", "", false},
+		{"KROPIPE_FORGE_TOKEN_FILE", map[string]string{"KROPIPE_FORGE_TOKEN_FILE": forgeTok}, "{}", "forge-s3cret", "", false},
+		{"forgeTokenFile wins over the environment", map[string]string{"KROPIPE_FORGE_TOKEN": "env-forge"}, "{forgeTokenFile: " + forgeTok + ", forgeUsername: kropipe-bot}", "forge-s3cret", "kropipe-bot", false},
+		{"a GitHub App", nil, "{tokenFile: " + gitTok + ", githubApp: {appID: 12, installationID: 34, privateKeyFile: " + key + "}}", "", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"KROPIPE_GIT_TOKEN", "KROPIPE_GIT_USERNAME", "KROPIPE_GIT_PASSWORD", "KROPIPE_FORGE_TOKEN", "KROPIPE_FORGE_TOKEN_FILE", "KROPIPE_FORGE_USERNAME"} {
+				t.Setenv(k, tt.env[k])
+			}
+			fc, err := parse(tt.creds).ForgeCredentials()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fc.Token != tt.wantToken || fc.Username != tt.wantUser || (fc.GitHubApp != nil) != tt.wantApp {
+				t.Fatalf("forge credentials token %q user %q app %+v", fc.Token, fc.Username, fc.GitHubApp)
+			}
+			if tt.wantApp && (fc.GitHubApp.AppID != 12 || fc.GitHubApp.InstallationID != 34 || len(fc.GitHubApp.PrivateKey) == 0) {
+				t.Fatalf("GitHub App %+v", fc.GitHubApp)
+			}
+		})
+	}
+	cfg := parse("{forgeTokenFile: " + filepath.Join(dir, "missing") + "}")
+	if _, err := cfg.ForgeCredentials(); err == nil || !strings.Contains(err.Error(), "git.credentials.forgeTokenFile") {
+		t.Fatalf("missing token file: %v", err)
+	}
+	if _, err := Parse([]byte("git:\n  url: https://git.example.com/gitops.git\n  credentials: {githubApp: {appID: 12}}\nstages: [{name: dev, image: r.example.com/a}]\n"), "promoter.yaml"); err == nil || !strings.Contains(err.Error(), "installationID") {
+		t.Fatalf("incomplete GitHub App: %v", err)
 	}
 }

@@ -758,6 +758,7 @@ func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, 
 		prev[s.Name] = s
 	}
 	for _, s := range after {
+		c.recordPullRequest(ctx, w, s, prev[s.Name])
 		b, ok := w.App(s.Name)
 		if !ok {
 			continue
@@ -768,6 +769,40 @@ func (c *controller) recordPass(ctx context.Context, w *argocd.Watcher, before, 
 		}
 		if s.Failed() && (!p.Failed() || p.Error != s.Error) {
 			c.event(c.events.Failed(ctx, b.App, s.Error))
+		}
+	}
+}
+
+// recordPullRequest writes the Events of a stage's pull request changing between two passes
+// (opened, updated, merged, closed, withdrawn) on its Application or, for a release group, on
+// every member's. How a request ended is read from the State only when one did.
+func (c *controller) recordPullRequest(ctx context.Context, w *argocd.Watcher, s, p stage.Status) {
+	if s.PullRequest == nil && p.PullRequest == nil {
+		return
+	}
+	t := argocd.PullRequestTransition{Stage: s.Name, Before: p.PullRequest, After: s.PullRequest}
+	if e := c.engine.Load(); e != nil && p.PullRequest != nil && (s.PullRequest == nil || s.PullRequest.Number != p.PullRequest.Number) {
+		var err error
+		if t.Log, err = e.PullRequestLog(ctx, s.Name); err == nil {
+			t.Refused, err = e.Refusals(ctx, s.Name)
+		}
+		if err != nil {
+			c.log.Warn("reading how a pull request ended, for its Event", "stage", s.Name, "error", err.Error())
+		}
+	}
+	if len(t.Events()) == 0 {
+		return
+	}
+	apps := []string{s.Name}
+	if len(s.Members) > 0 {
+		apps = apps[:0]
+		for _, m := range s.Members {
+			apps = append(apps, m.Stage)
+		}
+	}
+	for _, name := range apps {
+		if b, ok := w.App(name); ok {
+			c.event(c.events.PullRequest(ctx, b.App, t))
 		}
 	}
 }
@@ -974,6 +1009,25 @@ func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, erro
 	return e.History(ctx, name)
 }
 
+// PullRequestLog gives the history the stage's pull requests: from this replica's State, or
+// as the owner's history links them.
+func (g gate) PullRequestLog(ctx context.Context, name string) ([]stage.PullRequest, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if peer != nil {
+		h, err := peer.History(ctx, name)
+		return h.PullRequests(), err
+	}
+	defer leave()
+	e, err := g.engine()
+	if err != nil {
+		return nil, err
+	}
+	return e.PullRequestLog(ctx, name)
+}
+
 // The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
 // engine or to the owner's API: the owner's Git write checks it, wherever the call came in.
 
@@ -1142,6 +1196,7 @@ func (g gate) Tags(ctx context.Context, name string) ([]warehouse.TagVerdict, er
 }
 
 var (
-	_ api.Controller  = gate{}
-	_ api.MemberActor = gate{}
+	_ api.Controller        = gate{}
+	_ api.MemberActor       = gate{}
+	_ api.PullRequestLogger = gate{}
 )

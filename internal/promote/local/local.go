@@ -115,11 +115,11 @@ func (l Backend) History(ctx context.Context, name string) (api.History, error) 
 	if err != nil {
 		return api.History{}, err
 	}
-	h := api.History{Stage: name}
-	for _, r := range recs {
-		h.Entries = append(h.Entries, api.HistoryEntry{Commit: r.Commit, Time: r.Time, Subject: r.Subject, Kind: r.Kind.String(), Image: r.Image, Value: r.Value, Previous: r.Previous, Freight: r.Freight, Rejected: r.Rejected})
+	prs, err := l.E.PullRequestLog(ctx, name)
+	if err != nil {
+		return api.History{}, err
 	}
-	return h, nil
+	return api.NewHistory(name, recs, prs), nil
 }
 
 // Interval is the time between run's passes: the --interval flag when given, else the file's

@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -252,6 +253,8 @@ type historyRow struct {
 	gitwrite.Record
 	Short string
 	URL   string
+	// PullRequest is the pull request the change went through, when the State remembers it.
+	PullRequest *prLink
 }
 
 func (p *Page) card(r *http.Request, name string) (card, bool) {
@@ -305,8 +308,21 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 		v.HistoryErr = gitwrite.Redact(err.Error())
 	}
 	repo := p.repoURL(name)
-	for _, rec := range recs {
-		v.History = append(v.History, historyRow{Record: rec, Short: short(rec.Commit), URL: commitURL(repo, rec.Commit)})
+	var prs []stage.PullRequest
+	if l, ok := p.c.(api.PullRequestLogger); ok && err == nil {
+		var lerr error
+		// The links are a convenience: the history shows without them.
+		if prs, lerr = l.PullRequestLog(r.Context(), name); lerr != nil {
+			p.log.Warn("reading the pull request log for the history", "stage", name, "err", lerr)
+		}
+	}
+	linked := api.NewHistory(name, recs, prs)
+	for i, rec := range recs {
+		row := historyRow{Record: rec, Short: short(rec.Commit), URL: commitURL(repo, rec.Commit)}
+		if l := linked.Entries[i].PullRequest; l != nil {
+			row.PullRequest = pullRequestLink(stage.PullRequest{PullRequest: forge.PullRequest{Number: l.Number, URL: l.URL, State: forge.Merged}})
+		}
+		v.History = append(v.History, row)
 	}
 	v.Rollback, _ = gitwrite.PreviousPromotion(recs, c.Current)
 	if t, ok := p.c.(api.Tagger); ok {

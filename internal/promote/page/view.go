@@ -1,6 +1,8 @@
 package page
 
 import (
+	"cmp"
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -32,7 +34,31 @@ type card struct {
 	Problems        []string // what fails the stage (bad annotations included)
 	Warnings        []string
 	Owed            []string // automatic actions owed and not done yet (an automatic rollback Git refused)
+	PullRequest     *prLink  // the pull request the stage waits on (pull-request mode)
 	CanAct          bool     // the viewer may act (no token needed, or logged in)
+}
+
+// prLink is a pull request as a card shows it: "#12" linking to the forge, then where it
+// stands and who must act.
+type prLink struct {
+	Number int
+	URL    string // "" unless an http(s) URL: the forge's answer is not trusted as a link
+	State  string // open, merged, closed: the class that colours it
+	Text   string // the rest of stage.PullRequest.Summary, after "#12 "
+}
+
+func pullRequestLink(pr stage.PullRequest) *prLink {
+	l := &prLink{Number: pr.Number, State: cmp.Or(string(pr.State), "open")}
+	if u, err := url.Parse(pr.URL); err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" {
+		u.User = nil
+		l.URL = u.String()
+	}
+	// Redacted like the reason: the forge's last error may quote a URL with credentials.
+	l.Text = gitwrite.Redact(pr.Summary())
+	if pr.Number > 0 {
+		l.Text = strings.TrimPrefix(l.Text, fmt.Sprintf("#%d ", pr.Number))
+	}
+	return l
 }
 
 // lane is one group of stages joined by upstream links (in practice one image), in
@@ -84,6 +110,9 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 		}
 		for _, o := range st.Owed {
 			c.Owed = append(c.Owed, gitwrite.Redact(o.String()))
+		}
+		if st.PullRequest != nil {
+			c.PullRequest = pullRequestLink(*st.PullRequest)
 		}
 		if st.LastCommit != "" {
 			c.CommitURL = commitURL(spec.RepoURL, st.LastCommit)

@@ -3,6 +3,7 @@
 package printers
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -13,7 +14,40 @@ import (
 )
 
 // Table writes the status table users read first when debugging.
-func Table(w io.Writer, sts []stage.Status) {
+func Table(w io.Writer, sts []stage.Status) { table(w, sts, false) }
+
+// Wide is Table with the links a terminal cannot fit in a column: a stage's pull request's URL.
+func Wide(w io.Writer, sts []stage.Status) { table(w, sts, true) }
+
+// JSON writes the statuses as the API returns them (GET /api/v1/stages), for scripts.
+func JSON(w io.Writer, sts []stage.Status) error {
+	if sts == nil {
+		sts = []stage.Status{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sts)
+}
+
+// Formats are the values of promoter status -o.
+var Formats = []string{"table", "wide", "json"}
+
+// Status writes sts in format ("" is table): one of Formats.
+func Status(w io.Writer, sts []stage.Status, format string) error {
+	switch format {
+	case "", "table":
+		Table(w, sts)
+	case "wide":
+		Wide(w, sts)
+	case "json":
+		return JSON(w, sts)
+	default:
+		return fmt.Errorf("unknown output format %q; use one of %s", format, strings.Join(Formats, ", "))
+	}
+	return nil
+}
+
+func table(w io.Writer, sts []stage.Status, wide bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	// SYNC only when a deployment tool reports (the Argo CD mode): local mode has none.
 	withSync := false
@@ -54,6 +88,14 @@ func Table(w io.Writer, sts []stage.Status) {
 			}
 			fmt.Fprintln(tw)
 		}
+		if pr := s.PullRequest; pr != nil {
+			// A line of its own, without tabs, so it does not widen the columns.
+			line := "  pull request " + pr.Summary()
+			if wide && pr.URL != "" {
+				line += "  " + pr.URL
+			}
+			fmt.Fprintln(tw, line)
+		}
 	}
 	tw.Flush()
 }
@@ -92,9 +134,13 @@ func Outcome(w io.Writer, o stage.Outcome) {
 // History writes a stage's promotions and rollbacks, newest first.
 func History(w io.Writer, h api.History) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COMMIT\tTIME\tKIND\tFROM\tTO\tREJECTED")
+	fmt.Fprintln(tw, "COMMIT\tTIME\tKIND\tFROM\tTO\tREJECTED\tPULL-REQUEST")
 	for _, e := range h.Entries {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", short(e.Commit), e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, dash(e.Previous), e.Value, dash(e.Rejected))
+		pr := "-"
+		if e.PullRequest != nil {
+			pr = strings.TrimSpace(fmt.Sprintf("PR #%d %s", e.PullRequest.Number, e.PullRequest.URL))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", short(e.Commit), e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, dash(e.Previous), e.Value, dash(e.Rejected), pr)
 	}
 	tw.Flush()
 }

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/forge"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
@@ -57,6 +60,75 @@ func TestOutcome_SaysWhatWasCommitted(t *testing.T) {
 		Outcome(&b, tt.o)
 		if b.String() != tt.want {
 			t.Errorf("Outcome(%+v) = %q, want %q", tt.o, b.String(), tt.want)
+		}
+	}
+}
+
+func TestStatus_PullRequestLineAndURLInWideAndJSON(t *testing.T) {
+	prod := []stage.Status{{Name: "prod-frontend", CurrentTag: "1.2.1", Decision: stage.DecisionWait, Reason: "waiting for pull request #12 to be merged",
+		PullRequest: &stage.PullRequest{PullRequest: forge.PullRequest{Number: 12, URL: "https://git.example.com/org/gitops/pulls/12", State: forge.Open, Checks: forge.ChecksPending},
+			Action: "waiting for a human to merge", FreightID: "f1", Value: "1.2.2"}}}
+	tests := []struct {
+		format string
+		want   []string
+		not    []string
+	}{
+		{"", []string{"prod-frontend", "\n  pull request #12 open, checks pending, waiting for a human to merge\n"}, []string{"https://"}},
+		{"wide", []string{"  pull request #12 open, checks pending, waiting for a human to merge  https://git.example.com/org/gitops/pulls/12\n"}, nil},
+		{"json", []string{`"pullRequest": {`, `"number": 12`, `"url": "https://git.example.com/org/gitops/pulls/12"`, `"state": "open"`, `"checks": "pending"`, `"action": "waiting for a human to merge"`}, nil},
+	}
+	for _, tt := range tests {
+		t.Run("format "+tt.format, func(t *testing.T) {
+			var b strings.Builder
+			if err := Status(&b, prod, tt.format); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("output lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, w := range tt.not {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("output has %q:\n%s", w, b.String())
+				}
+			}
+		})
+	}
+	// The pull request's line does not widen the table's columns.
+	var with, without strings.Builder
+	Table(&with, prod)
+	noPR := append([]stage.Status(nil), prod...)
+	noPR[0].PullRequest = nil
+	Table(&without, noPR)
+	if first := strings.SplitN(with.String(), "\n", 2)[0]; first != strings.SplitN(without.String(), "\n", 2)[0] {
+		t.Errorf("header moved: %q vs %q", first, strings.SplitN(without.String(), "\n", 2)[0])
+	}
+	if err := Status(&with, prod, "yaml"); err == nil || !strings.Contains(err.Error(), "table, wide, json") {
+		t.Fatalf("unknown format: %v", err)
+	}
+}
+
+func TestHistory_LinksPullRequests(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
+	recs := []gitwrite.Record{
+		{Commit: "squash0123456789", Time: t0.Add(time.Hour), Kind: gitwrite.Promote, Previous: "1.2.2", Value: "1.2.3"},
+		{Commit: "proposed01234567", Time: t0, Kind: gitwrite.Promote, Previous: "1.2.1", Value: "1.2.2"},
+		{Commit: "direct0123456789", Time: t0.Add(-time.Hour), Kind: gitwrite.Rollback, Previous: "1.2.2", Value: "1.2.1"},
+	}
+	prs := []stage.PullRequest{
+		{Commit: "proposed01234567", PullRequest: forge.PullRequest{Number: 12, URL: "https://git.example.com/org/gitops/pulls/12", MergeCommit: "merge0123456789"}},
+		{Commit: "head0123456789ab", PullRequest: forge.PullRequest{Number: 13, URL: "https://git.example.com/org/gitops/pulls/13", MergeCommit: "squash0123456789"}},
+	}
+	var b strings.Builder
+	History(&b, api.NewHistory("prod-frontend", recs, prs))
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 4 || !strings.HasSuffix(lines[0], "PULL-REQUEST") {
+		t.Fatalf("history:\n%s", b.String())
+	}
+	for i, want := range []string{"PR #13 https://git.example.com/org/gitops/pulls/13", "PR #12 https://git.example.com/org/gitops/pulls/12", "-"} {
+		if !strings.HasSuffix(lines[i+1], want) {
+			t.Errorf("line %q does not end with %q", lines[i+1], want)
 		}
 	}
 }

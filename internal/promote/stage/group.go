@@ -224,6 +224,9 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 				bad("members %q and %q disagree on soak (%s, %s); the group soaks as one, give them the same", first.Name, m.Name, first.Soak, m.Soak)
 			}
 		}
+		if msg := writeDisagreement(g.Name, g.members); msg != "" {
+			bad("%s", msg)
+		}
 		g.resolveUpstream(t, bad)
 	}
 	// Every other stage is a unit alone. A unit is decided at its last member in specs'
@@ -258,7 +261,63 @@ func resolveGroups(specs []Spec, groups []GroupSpec) *groupTable {
 			g.up = loneUnit(up)
 		}
 	}
+	t.checkPullRequestBranches(specs)
 	return t
+}
+
+// checkPullRequestBranches holds a unit in pull-request mode whose head branch is another
+// unit's head branch, or a branch a stage deploys from, in the same repository, or nests in
+// or holds one (Git cannot have kropipe/prod and kropipe/prod/shop at once): kropipe
+// force-pushes its head branches, so each must be one unit's own. Units are taken in specs'
+// order; the later one is held.
+func (t *groupTable) checkPullRequestBranches(specs []Spec) {
+	type taken struct{ repo, branch, by string }
+	var targets, heads []taken
+	for _, s := range specs {
+		targets = append(targets, taken{s.RepoURL, s.Branch, s.Name})
+	}
+	clash := func(list []taken, repo, branch string) (taken, bool) {
+		for _, o := range list {
+			if o.repo == repo && (o.branch == branch || strings.HasPrefix(branch, o.branch+"/") || strings.HasPrefix(o.branch, branch+"/")) {
+				return o, true
+			}
+		}
+		return taken{}, false
+	}
+	seen := map[*group]bool{}
+	for _, s := range specs {
+		u, ok := t.alone[s.Name]
+		if !ok {
+			u = t.of[s.Name]
+		}
+		if u == nil || seen[u] || u.problem != nil || len(u.members) == 0 || u.members[0].Write != WritePullRequest {
+			continue
+		}
+		seen[u] = true
+		group := ""
+		if !u.lone {
+			group = u.Name
+		}
+		first := u.members[0]
+		branch, err := first.PullRequestBranch(group)
+		if err != nil {
+			continue // Validate or writeDisagreement named it
+		}
+		var msg string
+		if o, ok := clash(targets, first.RepoURL, branch); ok {
+			msg = fmt.Sprintf("%q renders to %q, which clashes with branch %q stage %q deploys from; kropipe force-pushes its pull-request branch, so give it its own, e.g. %s", first.PullRequest.Branch, branch, o.branch, o.by, DefaultPullRequestBranch)
+		} else if o, ok := clash(heads, first.RepoURL, branch); ok {
+			msg = fmt.Sprintf("%q renders to %q, which clashes with %q, the pull-request branch of %q; kropipe force-pushes it, so each stage or release group needs its own (Git cannot hold a branch and one nested in it): put {{.Stage}} in it and avoid nesting", first.PullRequest.Branch, branch, o.branch, o.by)
+		} else {
+			heads = append(heads, taken{first.RepoURL, branch, u.Name})
+			continue
+		}
+		if u.lone {
+			u.problem = &FieldError{Stage: u.Name, Field: "pullRequest.branch", Msg: msg}
+		} else {
+			u.problem = &GroupError{Group: u.Name, Msg: "pullRequest.branch of the members: " + msg}
+		}
+	}
 }
 
 // resolveUpstream finds the group whose members the members follow: every member's
@@ -431,4 +490,35 @@ func sameValues(set freight.Set, cur []string) bool {
 		}
 	}
 	return true
+}
+
+// writeDisagreement says what a release group's members disagree on among the write
+// settings, or why the group's pull-request branch cannot be made; "" when they fit. A set
+// lands in one commit, so it is pushed, or proposed in one pull request from one branch on
+// one forge, as one. Labels and reviewers may differ: the group's request takes them all.
+func writeDisagreement(group string, members []Spec) string {
+	first := members[0]
+	for _, m := range members[1:] {
+		a, b := first.PullRequest, m.PullRequest
+		for _, f := range []struct{ field, x, y string }{
+			{"write", first.Write, m.Write}, {"pullRequest.merge", a.Merge, b.Merge},
+			{"pullRequest.method", a.Method, b.Method}, {"pullRequest.branch", a.Branch, b.Branch},
+			{"pullRequest.forge", strings.ToLower(a.Forge), strings.ToLower(b.Forge)},
+			{"pullRequest.forgeAPIURL", a.ForgeAPIURL, b.ForgeAPIURL},
+		} {
+			if f.x != f.y {
+				return fmt.Sprintf("members %q and %q disagree on %s (%q, %q); the group is written as one, give them the same", first.Name, m.Name, f.field, f.x, f.y)
+			}
+		}
+	}
+	if first.Write == WritePullRequest {
+		if _, err := first.PullRequestBranch(group); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return fe.Field + " of the members: " + fe.Msg // the group is named already
+			}
+			return err.Error()
+		}
+	}
+	return ""
 }

@@ -319,6 +319,25 @@ func TestGroup_BadGroupsAreNamedAndHoldOnlyThemselves(t *testing.T) {
 			s[4].Soak = time.Hour
 			return s, g
 		}, "staging/shop", "disagree on soak"},
+		{"one member opens pull requests, the other pushes", func(s []Spec, g []GroupSpec) ([]Spec, []GroupSpec) {
+			s[4].Write = WritePullRequest
+			s[4] = s[4].WithDefaults()
+			return s, g
+		}, "staging/shop", `disagree on write ("push", "pull-request")`},
+		{"members disagree on merge", func(s []Spec, g []GroupSpec) ([]Spec, []GroupSpec) {
+			s[3].Write, s[4].Write = WritePullRequest, WritePullRequest
+			s[4].PullRequest.Merge = MergeAuto
+			s[3], s[4] = s[3].WithDefaults(), s[4].WithDefaults()
+			return s, g
+		}, "staging/shop", `disagree on pullRequest.merge ("manual", "auto")`},
+		{"group name makes no pull-request branch", func(s []Spec, g []GroupSpec) ([]Spec, []GroupSpec) {
+			s[3].Write, s[4].Write = WritePullRequest, WritePullRequest
+			// Fine for each stage, the target branch itself for the group.
+			tmpl := `{{if eq .Stage "staging/shop"}}{{.Branch}}{{else}}kropipe/{{.Stage}}{{end}}`
+			s[3].PullRequest.Branch, s[4].PullRequest.Branch = tmpl, tmpl
+			s[3], s[4] = s[3].WithDefaults(), s[4].WithDefaults()
+			return s, g
+		}, "staging/shop", "the branch the stage deploys from"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,11 +6,16 @@ package stage
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"path"
 	"sort"
 	"strings"
+	"text/template"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -140,7 +145,7 @@ func (s Spec) WithDefaults() Spec {
 			s.PullRequest.Merge = MergeManual
 		}
 		if s.PullRequest.Method == "" {
-			s.PullRequest.Method = "merge"
+			s.PullRequest.Method = string(forge.MethodMerge)
 		}
 	}
 	if s.Verify != nil && s.Verify.Timeout == 0 {
@@ -225,7 +230,129 @@ func (s Spec) Validate() error {
 	if s.Interval < 0 {
 		bad("interval", "%s is negative; write a duration such as 5m", s.Interval)
 	}
+	errs = append(errs, s.validateWrite()...)
 	return errors.Join(errs...)
+}
+
+// validateWrite checks write and the pull-request settings. Field names are promoter.yaml's
+// (write, pullRequest.branch, …); the Argo CD mode maps them to kropipe.io/* annotations.
+func (s Spec) validateWrite() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Stage: s.Name, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	pr := s.PullRequest
+	switch s.Write {
+	case "", WritePush:
+		// Settings that only a pull request reads, given to a stage that pushes, are a
+		// mistake the user would otherwise never hear of.
+		for _, f := range []struct {
+			field string
+			set   bool
+		}{
+			{"pullRequest.branch", pr.Branch != ""}, {"pullRequest.merge", pr.Merge != ""},
+			{"pullRequest.method", pr.Method != ""}, {"pullRequest.labels", len(pr.Labels) > 0},
+			{"pullRequest.reviewers", len(pr.Reviewers) > 0}, {"pullRequest.forge", pr.Forge != ""},
+			{"pullRequest.forgeAPIURL", pr.ForgeAPIURL != ""},
+		} {
+			if f.set {
+				bad(f.field, "is set but the stage pushes to its branch; set write: pull-request to promote through pull requests, or remove it")
+			}
+		}
+		return errs
+	case WritePullRequest:
+	default:
+		bad("write", "%q is not a write mode; write push (the default: commit to the branch) or pull-request (propose the commit in a pull request)", s.Write)
+		return errs
+	}
+	switch pr.Merge {
+	case "", MergeManual, MergeAuto:
+	default:
+		bad("pullRequest.merge", "%q is not a merge mode; write manual (a human merges, the default) or auto (kropipe merges once the forge says it can and required checks passed)", pr.Merge)
+	}
+	switch forge.MergeMethod(pr.Method) {
+	case "", forge.MethodMerge, forge.MethodSquash, forge.MethodRebase:
+	default:
+		bad("pullRequest.method", "%q is not a merge method; write merge (the default), squash or rebase", pr.Method)
+	}
+	if _, err := s.PullRequestBranch(""); err != nil {
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			errs = append(errs, fe)
+		} else {
+			bad("pullRequest.branch", "%v", err)
+		}
+	}
+	if pr.Forge != "" {
+		if _, err := forge.ParseKind(pr.Forge); err != nil {
+			bad("pullRequest.forge", "%v", err)
+		}
+	}
+	if pr.ForgeAPIURL != "" {
+		if u, err := url.Parse(pr.ForgeAPIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("pullRequest.forgeAPIURL", "%q is not an http(s) URL; write the forge API's base, e.g. https://git.example.com/api/v1", pr.ForgeAPIURL)
+		} else if u.User != nil {
+			bad("pullRequest.forgeAPIURL", "holds credentials; remove them from the URL and give the forge token as a credential")
+		}
+	}
+	for _, f := range []struct {
+		field string
+		list  []string
+	}{{"pullRequest.labels", pr.Labels}, {"pullRequest.reviewers", pr.Reviewers}} {
+		for _, v := range f.list {
+			if strings.TrimSpace(v) == "" {
+				bad(f.field, "has an empty entry; list names separated by commas, e.g. promotion, prod")
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// PullRequestBranchData is what the pull-request branch template sees.
+type PullRequestBranchData struct {
+	// Stage is the stage's name, or the release group's for a group's pull request.
+	Stage string
+	// Branch is the target branch the pull request merges into.
+	Branch string
+}
+
+// PullRequestBranch renders the head branch of the stage's pull requests (the template
+// PullRequest.Branch, DefaultPullRequestBranch when empty): for the stage itself when
+// group is "", else for the release group of that name, whose members share the
+// template. The branch is never the stage's Branch, never empty and a valid Git branch
+// name: kropipe force-pushes it, so it must be kropipe's own.
+func (s Spec) PullRequestBranch(group string) (string, error) {
+	tmpl := s.PullRequest.Branch
+	if tmpl == "" {
+		tmpl = DefaultPullRequestBranch
+	}
+	name := s.Name
+	if group != "" {
+		name = group
+	}
+	fail := func(format string, args ...any) error {
+		return &FieldError{Stage: name, Field: "pullRequest.branch", Msg: fmt.Sprintf(format, args...)}
+	}
+	t, err := template.New("branch").Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return "", fail("%q is not a template: %v; write e.g. %s", tmpl, err, DefaultPullRequestBranch)
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, PullRequestBranchData{Stage: name, Branch: s.Branch}); err != nil {
+		return "", fail("%q does not render: %v; it sees .Stage and .Branch, e.g. %s", tmpl, err, DefaultPullRequestBranch)
+	}
+	branch := strings.TrimSpace(b.String())
+	switch {
+	case branch == "":
+		return "", fail("%q renders to an empty branch name; write e.g. %s", tmpl, DefaultPullRequestBranch)
+	case branch == s.Branch || "refs/heads/"+branch == s.Branch:
+		return "", fail("%q renders to %q, the branch the stage deploys from; kropipe force-pushes its pull-request branch, so give it its own, e.g. %s", tmpl, branch, DefaultPullRequestBranch)
+	}
+	if err := plumbing.NewBranchReferenceName(branch).Validate(); err != nil || strings.HasPrefix(branch, "refs/") {
+		return "", fail("%q renders to %q, which is not a valid Git branch name (no spaces, ~ ^ : ? * [ \\, .., @{ or a leading dash); write e.g. %s", tmpl, branch, DefaultPullRequestBranch)
+	}
+	return branch, nil
 }
 
 // checkPath refuses a file path that is absolute or climbs out of the repository.

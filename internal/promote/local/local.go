@@ -13,6 +13,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/config"
+	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
@@ -45,8 +46,18 @@ func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger,
 		gitOpts = append(gitOpts, gitwrite.WithSigner(signer))
 		log.Info("signing commits", "format", signer.Format(), "key", signer.KeyID(), "author", cfg.Git.Author.Email)
 	}
+	// Pull-request mode's forge credentials are read once, when a stage first needs its forge:
+	// a promoter.yaml without such stages needs none.
+	forges := func(ctx context.Context, s stage.Spec) (forge.Forge, error) {
+		fc, err := cfg.ForgeCredentials()
+		if err != nil {
+			return nil, err
+		}
+		return stage.DefaultForge(s, fc)
+	}
 	opts := []stage.Option{
 		stage.WithWarehouse(wh),
+		stage.WithForges(forges),
 		stage.WithGit(filepath.Join(dataDir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),
 		stage.WithStore(stage.NewFileStore(filepath.Join(dataDir, "state.json"))),
 		stage.WithLogger(log),

@@ -1,13 +1,12 @@
 package stage
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/kropipe/kropipe/internal/promote/crashpoint"
@@ -46,20 +45,28 @@ func (g *group) pullRequestMode() bool { return g.members[0].Write == WritePullR
 
 // pullRequestBranch is the head branch of the unit's pull requests.
 func (g *group) pullRequestBranch() (string, error) {
-	s := g.members[0]
-	tmpl := s.PullRequest.Branch
-	if tmpl == "" {
-		tmpl = DefaultPullRequestBranch
+	if g.lone {
+		return g.members[0].PullRequestBranch("")
 	}
-	t, err := template.New("branch").Option("missingkey=error").Parse(tmpl)
-	if err != nil {
-		return "", &FieldError{Stage: g.Name, Field: "pullRequest.branch", Msg: fmt.Sprintf("%q does not parse: %v", tmpl, err)}
+	return g.members[0].PullRequestBranch(g.Name)
+}
+
+// pullRequestAsk is who and what the unit's pull requests ask for: a group's members may each
+// name labels and reviewers, the pull request gets them all.
+func (g *group) pullRequestAsk() (labels, reviewers []string) {
+	for _, m := range g.members {
+		for _, l := range m.PullRequest.Labels {
+			if !slices.Contains(labels, l) {
+				labels = append(labels, l)
+			}
+		}
+		for _, r := range m.PullRequest.Reviewers {
+			if !slices.Contains(reviewers, r) {
+				reviewers = append(reviewers, r)
+			}
+		}
 	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, map[string]string{"Stage": g.Name, "Branch": s.Branch}); err != nil {
-		return "", &FieldError{Stage: g.Name, Field: "pullRequest.branch", Msg: fmt.Sprintf("%q: %v", tmpl, err)}
-	}
-	return b.String(), nil
+	return labels, reviewers
 }
 
 // forgeOf returns the unit's forge, made once per repository and forge settings.
@@ -514,7 +521,8 @@ func (e *Engine) propose(ctx context.Context, p *pendingSet, statuses map[string
 			e.log.Info("updated pull request in place", "stage", u.Name, "number", open.Number, "value", value)
 		}
 	} else {
-		got, err = f.Create(ctx, forge.NewPullRequest{Head: head, Base: first.Branch, Title: subject, Body: body, Labels: first.PullRequest.Labels, Reviewers: first.PullRequest.Reviewers})
+		labels, reviewers := u.pullRequestAsk()
+		got, err = f.Create(ctx, forge.NewPullRequest{Head: head, Base: first.Branch, Title: subject, Body: body, Labels: labels, Reviewers: reviewers})
 		if err == nil {
 			e.log.Info("opened pull request", "stage", u.Name, "number", got.Number, "url", got.URL, "value", value)
 		}

@@ -340,3 +340,46 @@ func TestNotifyPullRequest_WakesOnlyTheStageProposingFromThatBranch(t *testing.T
 		t.Fatal("no pass was asked for")
 	}
 }
+
+func TestPullRequest_BadInputNamesTheStageAndPushesNothing(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		change func(*Spec)
+		forge  bool // use the test forge (else the forge detected from the URL)
+		want   []string
+	}{
+		{"a forge the URL does not reveal", func(s *Spec) {}, false, []string{`stage "develop-frontend"`, "cannot tell which forge", "kropipe.io/forge"}},
+		{"a target branch that does not exist", func(s *Spec) { s.Branch = "release" }, true, []string{`stage "develop-frontend"`, `no branch "release"`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			// A repository with an owner in its path, as every forge has.
+			bare, err := f.git.NewBareRepo(context.Background(), "team/gitops.git", "testdata/seed")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.bare, f.url = bare, f.git.URL("team/gitops.git")
+			fg := newGitForge(f)
+			f.reg.push(t, "team/frontend", "1.2.2")
+			s := f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual)
+			tt.change(&s)
+			var opts []Option
+			if tt.forge {
+				opts = append(opts, fg.option())
+			}
+			e := f.engine([]Spec{s}, opts...)
+			err = e.Reconcile(context.Background())
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+			if out, _ := gitserverOutput(f.bare, "branch", "--list", "kropipe/*"); strings.TrimSpace(out) != "" || fg.count() != 0 {
+				t.Fatalf("something was pushed or opened: %q, %d pull requests", out, fg.count())
+			}
+		})
+	}
+}

@@ -55,8 +55,8 @@ func TestGiteaContract_RealGitea(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := giteaAPI{url: gc.URL, token: gc.Token}
-	human := giteaAPI{url: gc.URL, token: gc.ReviewerToken}
+	api := giteaSetupAPI{url: gc.URL, token: gc.Token}
+	human := giteaSetupAPI{url: gc.URL, token: gc.ReviewerToken}
 	branch := func(name string) string {
 		for _, b := range gc.Branches {
 			if b == name {
@@ -283,11 +283,11 @@ func giteaWaitMergeable(t *testing.T, ctx context.Context, f Forge, n int) *Pull
 	}
 }
 
-// giteaAPI is the test's own client for what the forge client does not do (commit
+// giteaSetupAPI is the test's own client for what the forge client does not do (commit
 // statuses, pushes, a human's merge), so its setup does not go through the code under test.
-type giteaAPI struct{ url, token string }
+type giteaSetupAPI struct{ url, token string }
 
-func (a giteaAPI) do(t *testing.T, ctx context.Context, method, path string, in, out any) {
+func (a giteaSetupAPI) do(t *testing.T, ctx context.Context, method, path string, in, out any) {
 	t.Helper()
 	var body io.Reader
 	if in != nil {

@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -60,7 +58,7 @@ func TestGiteaClient_ContractAgainstRealGitea(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.CommandContext(ctx, filepath.Join(runtime.GOROOT(), "bin", "go"), "test", "-count=1", "-v",
+	cmd := exec.CommandContext(ctx, stack.GoTool(), "test", "-count=1", "-v",
 		"-run", "^TestGiteaContract_RealGitea$", "./internal/promote/forge")
 	cmd.Dir = repoRoot
 	cmd.Env = append(os.Environ(), "KROPIPE_E2E_GITEA="+string(env))

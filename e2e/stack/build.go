@@ -319,6 +319,9 @@ func goBuild(ctx context.Context, dir, pkg, dst, ldflags string) error {
 	return os.Rename(tmp, dst)
 }
 
+// GoTool is the go command that runs the tests, for a test that runs go itself.
+func GoTool() string { return goTool() }
+
 // goTool is the go command that runs the tests, so builds use the same toolchain.
 func goTool() string {
 	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileOK(p) {

@@ -87,6 +87,34 @@ func StartGitea(t testing.TB) *Gitea {
 	return g
 }
 
+// StartGitea starts a Gitea as one more component of the stack (StartGitea's setup, built
+// into the stack's cache): its data in <Dir>/gitea, its log in <Dir>/logs/gitea.log with the
+// others' (LogTails shows it after a failure), stopped by Stop. For a TestMain that shares
+// one Gitea between tests; a single test can use the package function StartGitea instead.
+// One per stack: a second call is an error.
+func (s *Stack) StartGitea(ctx context.Context) (*Gitea, error) {
+	dir := filepath.Join(s.Dir, "gitea")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("gitea: %w", err)
+	}
+	bin, took, err := BuildGitea(ctx, s.e2eDir, s.cacheDir, s.log)
+	if err != nil {
+		return nil, err
+	}
+	if took > 0 {
+		s.Binaries.BuildTimes["gitea/gitea"] = took
+	}
+	g, err := RunGitea(ctx, bin, dir, filepath.Join(s.Dir, "logs"))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.procs = append(s.procs, g.Process)
+	s.mu.Unlock()
+	fmt.Fprintf(s.log, "e2e: Gitea %s ready at %s in %s\n", GiteaVersion, g.URL, g.StartTime.Round(10*time.Millisecond))
+	return g, nil
+}
+
 type testLog struct{ t testing.TB }
 
 func (l testLog) Write(p []byte) (int, error) {

@@ -503,16 +503,33 @@ func (u *GiteaUser) CreatePullRequest(ctx context.Context, repo, head, base, tit
 }
 
 // MergePullRequest merges pull request n of repo as u (a human pressing the button): method
-// is "merge", "squash", "rebase" or "rebase-merge"; message, when set, is the merge commit's.
+// is "merge", "squash", "rebase" or "rebase-merge"; message, when set, is the merge commit's
+// (its first line the title). While Gitea is still checking the request it asks again, for
+// up to a minute.
 func (u *GiteaUser) MergePullRequest(ctx context.Context, repo string, n int, method, message string) error {
 	body := map[string]any{"Do": method}
 	if message != "" {
 		body["MergeTitleField"], body["MergeMessageField"], _ = strings.Cut(message, "\n\n")
 	}
-	if err := u.api(ctx, http.MethodPost, fmt.Sprintf("/repos/%s/pulls/%d/merge", repo, n), body, nil); err != nil {
-		return fmt.Errorf("gitea: %s merge pull request %d of %s: %w", u.Login, n, repo, err)
+	// Gitea re-checks every open pull request after a push to its base (another merge): until
+	// it is done it answers 405 "Please try again later", and so would the button.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := u.api(ctx, http.MethodPost, fmt.Sprintf("/repos/%s/pulls/%d/merge", repo, n), body, nil)
+		var ge *GiteaError
+		if err == nil || !errors.As(err, &ge) || ge.Status != http.StatusMethodNotAllowed ||
+			!strings.Contains(ge.Message, "try again later") || time.Now().After(deadline) {
+			if err != nil {
+				return fmt.Errorf("gitea: %s merge pull request %d of %s: %w", u.Login, n, repo, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gitea: %s merge pull request %d of %s: %w", u.Login, n, repo, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return nil
 }
 
 // ClosePullRequest closes pull request n of repo unmerged as u, after commenting comment

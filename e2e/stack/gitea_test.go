@@ -3,8 +3,12 @@ package stack
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,6 +21,9 @@ func TestGitea_HelpersDriveARealForge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	admin := g.Admin
+	if addrs := listening(t, g.Process.cmd.Process.Pid); len(addrs) == 0 || len(addrs) != strings.Count(strings.Join(addrs, " "), "127.0.0.1:") {
+		t.Errorf("Gitea listens on %v, want 127.0.0.1 only", addrs)
+	}
 
 	repo, err := admin.CreateRepo(ctx, "gitops", map[string]string{"develop/frontend/instance.yaml": "tag: \"1.2.1\"\n"})
 	if err != nil {
@@ -170,4 +177,41 @@ func TestFaultProxy_FailuresEndByThemselves(t *testing.T) {
 	if got := get(); got != 204 {
 		t.Errorf("FailFor after its end: %d, want 204", got)
 	}
+}
+
+// listening lists the TCP addresses process pid listens on (IPv4 as a.b.c.d:port, IPv6 as
+// hex), from its socket descriptors and the kernel's socket tables.
+func listening(t *testing.T, pid int) []string {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	var addrs []string
+	for _, table := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] { // 0A: LISTEN
+				continue
+			}
+			host, port, _ := strings.Cut(f[1], ":")
+			p, _ := strconv.ParseUint(port, 16, 16)
+			if len(host) == 8 {
+				v, _ := strconv.ParseUint(host, 16, 32) // little-endian
+				host = fmt.Sprintf("%d.%d.%d.%d", v&0xff, v>>8&0xff, v>>16&0xff, v>>24)
+			}
+			addrs = append(addrs, fmt.Sprintf("%s:%d", host, p))
+		}
+	}
+	return addrs
 }

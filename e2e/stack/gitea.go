@@ -310,7 +310,8 @@ func (u *GiteaUser) AddCollaborator(ctx context.Context, repo, login, permission
 }
 
 // PushFiles commits files (path → content) on branch of repo with the git CLI over HTTP and
-// pushes it, returning the new commit's SHA. The branch starts from `from` when it does not
+// pushes it, returning the new commit's SHA once Gitea's API shows the branch there (Gitea
+// takes the push in asynchronously). The branch starts from `from` when it does not
 // exist yet ("" for a repository's first commit); otherwise the commit goes on top of it.
 func (u *GiteaUser) PushFiles(ctx context.Context, repo, branch, from string, files map[string]string, message string) (string, error) {
 	dir, err := os.MkdirTemp("", "gitea-push-")
@@ -362,8 +363,28 @@ func (u *GiteaUser) PushFiles(ctx context.Context, repo, branch, from string, fi
 	if _, err := git("push", "--quiet", "origin", "HEAD:refs/heads/"+branch); err != nil {
 		return "", fmt.Errorf("gitea: push %s to %s: %w", branch, repo, err)
 	}
-	sha, err := git("rev-parse", "HEAD")
-	return strings.TrimSpace(sha), err
+	out, err := git("rev-parse", "HEAD")
+	if err != nil {
+		return "", err
+	}
+	sha := strings.TrimSpace(out)
+	// Gitea records pushed branches in its database from a queue, after the push returned;
+	// until then its API answers 404 for the branch (opening a pull request from it, too).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		at, err := u.BranchSHA(ctx, repo, branch)
+		if at == sha {
+			return sha, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("gitea: pushed %s to %s of %s, but after 30 s its API says %q (%v)", sha, branch, repo, at, err)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // gitAuthEnv sends the token as the password of basic auth through git's environment-only
@@ -437,6 +458,19 @@ func (u *GiteaUser) ProtectBranch(ctx context.Context, repo, branch string, chec
 	}
 	if err := u.api(ctx, http.MethodPost, "/repos/"+repo+"/branch_protections", body, nil); err != nil {
 		return fmt.Errorf("gitea: protect %s of %s: %w", branch, repo, err)
+	}
+	return nil
+}
+
+// CreateWebhook makes Gitea POST repo's events (Gitea's names: "pull_request", "push", ...)
+// to url as JSON, signed with secret (X-Gitea-Signature, HMAC-SHA256 of the body): the
+// promoter's webhook receiver. Loopback targets are allowed (ALLOWED_HOST_LIST).
+func (u *GiteaUser) CreateWebhook(ctx context.Context, repo, url, secret string, events ...string) error {
+	if err := u.api(ctx, http.MethodPost, "/repos/"+repo+"/hooks", map[string]any{
+		"type": "gitea", "active": true, "events": events,
+		"config": map[string]string{"url": url, "content_type": "json", "secret": secret},
+	}, nil); err != nil {
+		return fmt.Errorf("gitea: webhook of %s to %s: %w", repo, url, err)
 	}
 	return nil
 }

@@ -2,10 +2,16 @@ package stack
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -40,6 +46,21 @@ func TestGitea_HelpersDriveARealForge(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := admin.ProtectBranch(ctx, repo, "main", "ci"); err != nil {
+		t.Fatal(err)
+	}
+
+	hooks := make(chan string, 100)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, []byte("hook-secret"))
+		mac.Write(body)
+		var ev struct{ Action string }
+		_ = json.Unmarshal(body, &ev)
+		signed := hex.EncodeToString(mac.Sum(nil)) == r.Header.Get("X-Gitea-Signature")
+		hooks <- fmt.Sprintf("%s %s signed=%v", r.Header.Get("X-Gitea-Event"), ev.Action, signed)
+	}))
+	defer receiver.Close()
+	if err := admin.CreateWebhook(ctx, repo, receiver.URL, "hook-secret", "pull_request"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -108,6 +129,18 @@ func TestGitea_HelpersDriveARealForge(t *testing.T) {
 	}
 	if cs, err := admin.Comments(ctx, repo, pr2.Number); err != nil || len(cs) != 1 || cs[0] != "not now" {
 		t.Fatalf("comments on #%d: %q %v", pr2.Number, cs, err)
+	}
+	// The webhook told of the two openings, the merge and the close ("closed" for both: the
+	// payload's pull_request.merged tells them apart).
+	want := map[string]int{"pull_request opened signed=true": 2, "pull_request closed signed=true": 2}
+	got := map[string]int{}
+	for timeout := time.After(30 * time.Second); len(got) < 2 || got["pull_request closed signed=true"] < 2; {
+		select {
+		case h := <-hooks:
+			got[h]++
+		case <-timeout:
+			t.Fatalf("webhook deliveries after 30 s: %v, want %v", got, want)
+		}
 	}
 
 	// The fault proxy: the API answers 503 while Git over HTTP still passes.

@@ -84,7 +84,9 @@ fuzz:
 # one stack: its longest ones run in two more test processes, each with a stack of its own, beside
 # the rest of the suite (measured in make e2e, warm, the three at once on 2 cores: 142, 232 and
 # 235 s, the target 4m19s; each process ~20 s of it for its stack). All run to the end; any failing
-# fails the target.
+# fails the target. Gitea (e2e/stack StartGitea, built only for the tests that start one) adds
+# ~6 min cold (its build, measured 5m58s wall-clock under load) and 1.1-1.6 s warm per start;
+# e2e/forge's contract test ~13 s warm, in the first process.
 E2E_SECOND := ^(TestPromoterController_ReleaseGroupMovesAsOneSet|TestController_LeaderKilledAtSyncRequest_StandbySyncsThePromotionOnce|TestController_VerificationJobRunsInTheDestinationCluster)$$
 E2E_THIRD  := ^(TestController_VerificationJobGatesTheStage|TestController_AnalysisGatesTheStage)$$
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,9 @@ const (
 	// RolloutsVersion is Argo Rollouts, whose analysis controller runs the AnalysisRuns of
 	// kropipe.io/verify-analysis (v1.8.5: built against Kubernetes v0.29 libraries).
 	RolloutsVersion = "v1.8.5"
+	// GiteaVersion is the forge the pull-request tests open, merge and close PRs on. Built only
+	// when a test starts Gitea (StartGitea, WithGitea), not by every stack.
+	GiteaVersion = "v1.27.3"
 )
 
 // Binaries are the paths of everything the stack runs.
@@ -66,6 +70,11 @@ type component struct {
 	ldflags string
 	// links are names the binary is also linked as in its folder (multi-call binaries).
 	links []string
+	// module and assets: folders of that module's source copied into the component's folder
+	// before its binary is built, for a binary that reads files at run time (Gitea built
+	// without bindata reads its templates and options from disk).
+	module string
+	assets []string
 }
 
 func components() []component {
@@ -98,6 +107,17 @@ func components() []component {
 	}
 }
 
+// giteaComponent is Gitea built without the bindata tag: no npm, no web assets, which an API
+// and Git-over-HTTP forge does not need. It then reads options/ (locales, labels, licences) and
+// templates/ from its static root, copied here from the module. Pure Go: Gitea v1.27's default
+// SQLite driver is modernc.org/sqlite (mattn's cgo driver needs the sqlite_mattn tag), so the
+// stack's CGO_ENABLED=0 builds it and no C compiler is needed.
+func giteaComponent() component {
+	return component{name: "gitea", version: GiteaVersion, modDir: "tools/gitea", pkgs: map[string]string{"gitea": "gitea.dev"},
+		ldflags: "-s -w -X main.Version=" + strings.TrimPrefix(GiteaVersion, "v"),
+		module:  "gitea.dev", assets: []string{"options", "templates"}}
+}
+
 // argoCDNames are the names the argocd binary dispatches on.
 var argoCDNames = []string{
 	"argocd-application-controller", "argocd-repo-server", "argocd-cmp-server",
@@ -108,49 +128,18 @@ var argoCDNames = []string{
 // cmp-sidecar and promoter from repoRoot into binDir. Concurrent callers (several e2e packages) serialise on
 // a lock file in cacheDir, so a cold cache is built once.
 func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log io.Writer) (*Binaries, error) {
-	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
-		return nil, fmt.Errorf("e2e cache %s: %w", cacheDir, err)
-	}
-	lock, err := os.OpenFile(filepath.Join(cacheDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	unlock, err := lockCache(cacheDir)
 	if err != nil {
-		return nil, fmt.Errorf("e2e cache lock: %w", err)
+		return nil, err
 	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return nil, fmt.Errorf("e2e cache lock: %w", err)
-	}
-	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	defer unlock()
 
 	b := &Binaries{BuildTimes: map[string]time.Duration{}}
 	// paths is keyed by component and binary name: both Argo CD lines build a binary "argocd".
 	paths := map[string]string{}
 	for _, c := range components() {
-		dir, err := c.cacheDir(e2eDir, cacheDir)
-		if err != nil {
+		if err := c.ensure(ctx, e2eDir, cacheDir, log, paths, b.BuildTimes); err != nil {
 			return nil, err
-		}
-		for out, pkg := range c.pkgs {
-			dst := filepath.Join(dir, out)
-			paths[c.name+"/"+out] = dst
-			if _, err := os.Stat(dst); err != nil {
-				start := time.Now()
-				fmt.Fprintf(log, "e2e: building %s %s (%s) into %s\n", out, c.version, pkg, dir)
-				if err := goBuild(ctx, filepath.Join(e2eDir, c.modDir), pkg, dst, c.ldflags); err != nil {
-					return nil, fmt.Errorf("build %s %s: %w", out, c.version, err)
-				}
-				key := c.name + "/" + out
-				b.BuildTimes[key] = time.Since(start)
-				fmt.Fprintf(log, "e2e: built %s in %s\n", key, b.BuildTimes[key].Round(time.Second))
-			}
-			for _, n := range c.links {
-				link := filepath.Join(dir, n)
-				if _, err := os.Lstat(link); err == nil {
-					continue
-				}
-				if err := os.Symlink(out, link); err != nil {
-					return nil, fmt.Errorf("link %s: %w", link, err)
-				}
-			}
 		}
 	}
 	b.Etcd = paths["etcd/etcd"]
@@ -186,6 +175,108 @@ func Build(ctx context.Context, e2eDir, repoRoot, cacheDir, binDir string, log i
 	}
 	b.BuildTimes["promoter"] = time.Since(start)
 	return b, nil
+}
+
+// ensure builds c's binaries into its cache folder unless they are there, recording each
+// binary's path in paths (key <component>/<binary>) and the time a build took in times. The
+// caller holds the cache lock.
+func (c component) ensure(ctx context.Context, e2eDir, cacheDir string, log io.Writer, paths map[string]string, times map[string]time.Duration) error {
+	dir, err := c.cacheDir(e2eDir, cacheDir)
+	if err != nil {
+		return err
+	}
+	for out, pkg := range c.pkgs {
+		dst := filepath.Join(dir, out)
+		paths[c.name+"/"+out] = dst
+		if _, err := os.Stat(dst); err != nil {
+			start := time.Now()
+			fmt.Fprintf(log, "e2e: building %s %s (%s) into %s\n", out, c.version, pkg, dir)
+			// Assets first: the binary, renamed into place last, is what marks the folder complete.
+			if err := c.copyAssets(ctx, e2eDir, dir); err != nil {
+				return fmt.Errorf("build %s %s: %w", out, c.version, err)
+			}
+			if err := goBuild(ctx, filepath.Join(e2eDir, c.modDir), pkg, dst, c.ldflags); err != nil {
+				return fmt.Errorf("build %s %s: %w", out, c.version, err)
+			}
+			key := c.name + "/" + out
+			times[key] = time.Since(start)
+			fmt.Fprintf(log, "e2e: built %s in %s\n", key, times[key].Round(time.Second))
+		}
+		for _, n := range c.links {
+			link := filepath.Join(dir, n)
+			if _, err := os.Lstat(link); err == nil {
+				continue
+			}
+			if err := os.Symlink(out, link); err != nil {
+				return fmt.Errorf("link %s: %w", link, err)
+			}
+		}
+	}
+	return nil
+}
+
+// copyAssets copies c.assets from c.module's source (in the module cache, downloaded by the
+// wrapper module) into dir, replacing what an interrupted copy left.
+func (c component) copyAssets(ctx context.Context, e2eDir, dir string) error {
+	if len(c.assets) == 0 {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, goTool(), "mod", "download", "-json", c.module)
+	cmd.Dir = filepath.Join(e2eDir, c.modDir)
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("locate module %s (go mod download in %s): %w", c.module, cmd.Dir, err)
+	}
+	var m struct{ Dir string }
+	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
+		return fmt.Errorf("locate module %s: unexpected `go mod download -json` output: %s", c.module, out)
+	}
+	for _, a := range c.assets {
+		dst := filepath.Join(dir, a)
+		if err := os.RemoveAll(dst); err != nil {
+			return err
+		}
+		if err := os.CopyFS(dst, os.DirFS(filepath.Join(m.Dir, a))); err != nil {
+			return fmt.Errorf("copy %s of module %s: %w", a, c.module, err)
+		}
+	}
+	return nil
+}
+
+// BuildGitea makes sure the Gitea binary (GiteaVersion, e2e/tools/gitea) is in cacheDir and
+// returns its path; Gitea's static root (its options/ and templates/) is the binary's folder.
+// It takes the cache lock as Build does.
+func BuildGitea(ctx context.Context, e2eDir, cacheDir string, log io.Writer) (bin string, buildTime time.Duration, err error) {
+	unlock, err := lockCache(cacheDir)
+	if err != nil {
+		return "", 0, err
+	}
+	defer unlock()
+	paths, times := map[string]string{}, map[string]time.Duration{}
+	if err := giteaComponent().ensure(ctx, e2eDir, cacheDir, log, paths, times); err != nil {
+		return "", 0, err
+	}
+	return paths["gitea/gitea"], times["gitea/gitea"], nil
+}
+
+// lockCache takes the cache folder's lock file, so concurrent test processes build each
+// component once; the returned function releases it.
+func lockCache(cacheDir string) (unlock func(), err error) {
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("e2e cache %s: %w", cacheDir, err)
+	}
+	lock, err := os.OpenFile(filepath.Join(cacheDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("e2e cache lock: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("e2e cache lock: %w", err)
+	}
+	return func() {
+		_ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+		lock.Close()
+	}, nil
 }
 
 // cacheDir names a component's folder by version and by a hash of what decides its bytes: the
@@ -227,6 +318,9 @@ func goBuild(ctx context.Context, dir, pkg, dst, ldflags string) error {
 	// Rename last, so an interrupted build never leaves a binary the cache would trust.
 	return os.Rename(tmp, dst)
 }
+
+// GoTool is the go command that runs the tests, for a test that runs go itself.
+func GoTool() string { return goTool() }
 
 // goTool is the go command that runs the tests, so builds use the same toolchain.
 func goTool() string {

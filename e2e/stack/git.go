@@ -228,10 +228,16 @@ func (c *Checkout) Pull(ctx context.Context) error {
 // runGit runs git with a fixed identity and without the user's or the system's configuration,
 // so the harness behaves the same on every machine.
 func runGit(ctx context.Context, dir string, args ...string) (string, error) {
+	return runGitEnv(ctx, dir, nil, args...)
+}
+
+// runGitEnv is runGit with env added to git's environment: for what must stay out of command
+// lines and errors (credentials).
+func runGitEnv(ctx context.Context, dir string, env []string, args ...string) (string, error) {
 	full := append([]string{"-c", "user.name=kropipe-e2e", "-c", "user.email=e2e@kropipe.invalid", "-c", "commit.gpgsign=false"}, args...)
 	cmd := exec.CommandContext(ctx, "git", full...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0")
+	cmd.Env = append(append(os.Environ(), "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0"), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr

@@ -61,12 +61,13 @@ type Stack struct {
 	// memDir holds the plugin sidecar's scratch space (its TMPDIR and argocd-cmp-server's work
 	// folder) on tmpfs when the machine has one, as manifests/cmp-sidecar mounts it (an
 	// emptyDir with medium Memory); else it is Dir.
-	memDir  string
-	e2eDir  string
-	etcdURL string
-	pki     *pki
-	mapper  meta.RESTMapper
-	log     io.Writer
+	memDir   string
+	e2eDir   string
+	cacheDir string
+	etcdURL  string
+	pki      *pki
+	mapper   meta.RESTMapper
+	log      io.Writer
 
 	mu    sync.Mutex
 	procs []*Process
@@ -161,6 +162,7 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 		PluginConfigDir:  repoRoot,
 		PluginSocketName: o.pluginName + ".sock",
 		e2eDir:           e2eDir,
+		cacheDir:         o.cacheDir,
 		log:              o.log,
 	}
 	s.memDir = memoryDir(s.Dir, o.log)
@@ -301,7 +303,7 @@ func (s *Stack) Stop() {
 	groups := [][]string{
 		append([]string{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server",
 			"argocd3-application-controller", "argocd3-repo-server", "argocd3-cmp-server",
-			"registry", "kwok", "kube-scheduler", "kube-controller-manager"}, spokeProcesses.controllers...),
+			"gitea", "registry", "kwok", "kube-scheduler", "kube-controller-manager"}, spokeProcesses.controllers...),
 		append([]string{"kube-apiserver"}, spokeProcesses.apiserver...),
 		{"etcd"},
 	}

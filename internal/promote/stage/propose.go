@@ -304,7 +304,9 @@ func (e *Engine) forgeFailed(u *group, pr *PullRequest, err error, state *workin
 	pr.NextAttempt = now.Add(min(wait, forgeBackoffMax))
 	state.setPullRequest(u.Name, *pr)
 	e.pollPullRequestAt(u, pr.NextAttempt)
-	if forge.Retryable(err) {
+	if forge.Retryable(err) || pr.Number == 0 && errors.Is(err, forge.ErrNotFound) && pr.Attempts <= 5 {
+		// A forge may not know a branch for a moment after the push (Gitea indexes pushed
+		// branches from a queue): opening its pull request then answers 404 a few times.
 		e.log.Warn("forge failed, will retry", "stage", u.Name, "number", pr.Number, "attempt", pr.Attempts, "err", err)
 		e.showPullRequest(u, *pr, statuses, fmt.Sprintf("; the forge failed (%s), retrying at %s", err, pr.NextAttempt.UTC().Format("15:04:05Z")))
 		return

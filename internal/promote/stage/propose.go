@@ -481,7 +481,18 @@ func (e *Engine) propose(ctx context.Context, p *pendingSet, statuses map[string
 	if tracked {
 		lease = pr.Commit
 	}
-	prop, err := repo.Propose(ctx, first.Branch, head, lease, p.changes()...)
+	var prop gitwrite.Proposal
+	if first.commitVia() == CommitViaGitHubAPI {
+		var c gitwrite.Committer
+		if c, err = e.committerOf(ctx, first); err != nil {
+			p.err = err
+			fail(u, statuses, "", err, "")
+			return
+		}
+		prop, err = repo.ProposeThrough(ctx, c, first.Branch, head, lease, p.changes()...)
+	} else {
+		prop, err = repo.Propose(ctx, first.Branch, head, lease, p.changes()...)
+	}
 	if err == nil && prop.Head == "" {
 		// The branch holds the set already: nothing to propose.
 		p.written = true

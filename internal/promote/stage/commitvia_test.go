@@ -141,6 +141,43 @@ func TestCommitViaGitHubAPI_PushModeCommitsOnceThroughTheAPIAsGitWould(t *testin
 	}
 }
 
+func TestCommitViaGitHubAPI_RollbackIsCommittedThroughTheAPIAsGitWould(t *testing.T) {
+	f := newAPIFixture(t, "testdata/seed")
+	f.reg.push(t, "team/frontend", "1.2.1", "1.2.2")
+	ctx := context.Background()
+	rollBack := func(e *Engine) Outcome {
+		t.Helper()
+		reconcile(t, e)
+		out, err := e.Rollback(ctx, "develop-frontend", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	e := f.engine([]Spec{f.viaAPI(f.spec("develop-frontend", "develop/frontend", "frontend"))}, f.forgeOption())
+	out := rollBack(e)
+	head := git(t, f.bare, "rev-parse", "main")
+	if out.Old != "1.2.2" || out.New != "1.2.1" || out.Commit != head || git(t, f.bare, "log", "-1", "--format=%an", "main") != "kropipe[bot]" {
+		t.Fatalf("rollback %+v, main %s", out, head)
+	}
+	if n := f.api.count("POST git/commits"); n != 2 || f.git.Pushes("team/gitops.git") != 0 {
+		t.Fatalf("%d API commits, %d pushes; want the promotion and the rollback through the API", n, f.git.Pushes("team/gitops.git"))
+	}
+	// The rejection is read back from the forge's commit: a new engine (a restart) keeps 1.2.1.
+	reconcile(t, f.engine([]Spec{f.viaAPI(f.spec("develop-frontend", "develop/frontend", "frontend"))}, f.forgeOption()))
+	if got := git(t, f.bare, "rev-parse", "main"); got != head {
+		t.Fatalf("the rejected 1.2.2 was promoted again: main %s", got)
+	}
+
+	dir := t.TempDir()
+	twin := f.spec("develop-frontend", "develop/frontend", "frontend")
+	twin.RepoURL = f.gitURL
+	rollBack(f.engine([]Spec{twin}, WithGit(dir+"/git", gitwrite.WithAuthor("kropipe", "kropipe@example.com"), gitwrite.WithLogger(quiet())), WithStore(NewFileStore(dir+"/state.json"))))
+	if got, want := message(t, f.bare, head), message(t, f.gitDir, "main"); got != want || !strings.Contains(got, "Kropipe-Rejected: 1.2.2") {
+		t.Fatalf("API rollback message:\n%q\ngit mode writes:\n%q", got, want)
+	}
+}
+
 func TestCommitViaGitHubAPI_MovedBranchIsBuiltAgainOnTheNewHead(t *testing.T) {
 	f := newAPIFixture(t, "testdata/seed")
 	f.reg.push(t, "team/frontend", "1.2.2")

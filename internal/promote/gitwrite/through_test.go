@@ -1,6 +1,7 @@
 package gitwrite
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"reflect"
@@ -101,5 +102,85 @@ func TestApplyThrough_RetriesOnlyABranchThatMoved(t *testing.T) {
 				t.Fatalf("%d calls, err %v, result %+v; want %d calls and the error on the change", c.calls, err, results[0], tt.calls)
 			}
 		})
+	}
+}
+
+// bareCommitter commits into a bare repository with git plumbing as GitHub's Git Data API
+// does: a tree from the parent's with the files put in, a commit, the branch moved only as
+// a fast forward (ErrBranchMoved otherwise). after runs once after the first commit landed.
+type bareCommitter struct {
+	t     *testing.T
+	bare  string
+	calls int
+	after func()
+}
+
+func (c *bareCommitter) git(stdin string, env []string, args ...string) (string, error) {
+	cmd := execGit(context.Background(), append([]string{"GIT_DIR=" + c.bare}, env...), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	err := cmd.Run()
+	return strings.TrimSpace(out.String()), err
+}
+
+func (c *bareCommitter) CommitFiles(_ context.Context, branch, parent, message string, files map[string][]byte, create, force bool) (string, error) {
+	c.calls++
+	must := func(out string, err error) string {
+		if err != nil {
+			c.t.Fatalf("git: %v", err)
+		}
+		return out
+	}
+	env := []string{"GIT_INDEX_FILE=" + c.t.TempDir() + "/index"}
+	must(c.git("", env, "read-tree", parent))
+	for p, data := range files {
+		blob := must(c.git(string(data), nil, "hash-object", "-w", "--stdin"))
+		must(c.git("", env, "update-index", "--add", "--cacheinfo", "100644,"+blob+","+p))
+	}
+	tree := must(c.git("", env, "write-tree"))
+	commit := must(c.git(message, []string{"GIT_AUTHOR_NAME=kropipe[bot]", "GIT_AUTHOR_EMAIL=bot@example.com"}, "commit-tree", tree, "-p", parent))
+	cur := must(c.git("", nil, "rev-parse", "refs/heads/"+branch))
+	if _, err := c.git("", nil, "merge-base", "--is-ancestor", cur, commit); err != nil && !force {
+		return "", ErrBranchMoved
+	}
+	must(c.git("", nil, "update-ref", "refs/heads/"+branch, commit, cur))
+	if c.after != nil {
+		after := c.after
+		c.after = nil
+		after()
+	}
+	return commit, nil
+}
+
+// A batch whose branch moves after its first commit landed: the rest is built again on the
+// new head, and every change lands once.
+func TestApplyThrough_BuildsWhatIsLeftAgainWhenTheBranchMovesMidBatch(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	var theirs string
+	c := &bareCommitter{t: t, bare: f.bare}
+	c.after = func() { theirs = pushUnrelated(t, f.bare, "notes.txt") }
+	results, err := r.ApplyThrough(context.Background(), c, "main",
+		promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"),
+		promote("staging-frontend", "staging/frontend/instance.yaml", "1.2.2"),
+		promote("production-frontend", "production/frontend/instance.yaml", "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.calls != 4 {
+		t.Fatalf("%d API commits, want 1 landed, 1 refused, 2 landed on the new head", c.calls)
+	}
+	subjects := f.git(t, "log", "--format=%an %s", "-4", "main")
+	want := "kropipe[bot] Promote image from 1.2.1 to 1.2.2\nkropipe[bot] Promote image from 1.2.1 to 1.2.2\ngitserver Unrelated change notes.txt\nkropipe[bot] Promote image from 1.2.1 to 1.2.2"
+	if subjects != want {
+		t.Fatalf("main:\n%s\nwant:\n%s", subjects, want)
+	}
+	if results[0].Commit != f.git(t, "rev-parse", theirs+"^") || results[1].Commit != f.git(t, "rev-parse", "main^") || results[2].Commit != f.head(t) {
+		t.Fatalf("results %+v", results)
+	}
+	// The clone learnt the forge's commits: history reads them.
+	if ok, err := r.Contains(results[0].Commit, results[2].Commit); err != nil || !ok {
+		t.Fatalf("the clone does not see %s in %s's history: %v", results[0].Commit, results[2].Commit, err)
 	}
 }

@@ -75,6 +75,11 @@ const (
 	// gitea, forgejo, bitbucket); AnnForgeAPIURL the API base URL derived from it.
 	AnnForge       = AnnotationPrefix + "forge"
 	AnnForgeAPIURL = AnnotationPrefix + "forge-api-url"
+	// AnnCommitVia is who makes the commits, in either write mode: git (the default:
+	// kropipe, and pushes them) or github-api (GitHub, through its API: signed and shown
+	// Verified when the repository's credentials are a GitHub App). github-api reads
+	// forge and forge-api-url too; a release group's members must agree on it.
+	AnnCommitVia = AnnotationPrefix + "commit-via"
 
 	// ManifestGeneratePaths limits which commits make Argo CD regenerate an
 	// Application's manifests; without it one promotion commit refreshes every
@@ -91,7 +96,7 @@ var knownKeys = []string{
 	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyAnalysis, AnnVerifyTimeout,
 	AnnGroup, AnnGroupRequireAll, AnnGroupSubject,
 	AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnPullRequestLabels, AnnPullRequestReviewers,
-	AnnForge, AnnForgeAPIURL,
+	AnnForge, AnnForgeAPIURL, AnnCommitVia,
 }
 
 // Problem is a configuration mistake that keeps one stage from running. The other
@@ -325,7 +330,7 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		spec.Interval = d
 	}
 
-	spec.Write, spec.PullRequest = writeMode(ann, own)
+	spec.Write, spec.CommitVia, spec.PullRequest = writeMode(ann, own)
 
 	src, idx, field, msg := gitSource(app.Object, ann)
 	if msg != "" {
@@ -353,6 +358,8 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		for _, fe := range fieldErrors(err) {
 			msg := strings.TrimPrefix(strings.TrimPrefix(fe.Msg, fe.Field+": "), fe.Field+" ")
 			msg = strings.ReplaceAll(msg, "set write: pull-request", "set "+AnnWrite+": pull-request")
+			msg = strings.ReplaceAll(msg, "set forge: github (kropipe.io/forge)", "set "+AnnForge+": github")
+			msg = strings.ReplaceAll(msg, "remove commitVia", "remove "+AnnCommitVia)
 			bad(annotationOf(fe.Field), "%s", msg)
 		}
 	}
@@ -365,24 +372,29 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 	return &candidate{spec: spec, binding: b, app: ref.String()}, problems, warnings
 }
 
-// writeMode reads kropipe.io/write and the pull-request annotations. An ApplicationSet's
-// pull-request settings are for its members that open pull requests: a member that pushes
-// ignores them (as a first stage ignores an inherited soak), but one set on the
-// Application itself is a mistake Validate names.
-func writeMode(ann, own map[string]string) (string, stage.PullRequestSpec) {
-	write := strings.TrimSpace(ann[AnnWrite])
-	from := ann
+// writeMode reads kropipe.io/write, kropipe.io/commit-via and the pull-request annotations.
+// An ApplicationSet's pull-request settings are for its members that open pull requests: a
+// member that pushes ignores them (as a first stage ignores an inherited soak), but one set
+// on the Application itself is a mistake Validate names. The forge settings also serve a
+// member that commits through GitHub's API.
+func writeMode(ann, own map[string]string) (write, commitVia string, pr stage.PullRequestSpec) {
+	write = strings.TrimSpace(ann[AnnWrite])
+	commitVia = strings.TrimSpace(ann[AnnCommitVia])
+	from, forgeFrom := ann, ann
 	if write == "" || write == stage.WritePush {
 		from = own
+		if commitVia != stage.CommitViaGitHubAPI {
+			forgeFrom = own
+		}
 	}
-	return write, stage.PullRequestSpec{
+	return write, commitVia, stage.PullRequestSpec{
 		Branch:      strings.TrimSpace(from[AnnPullRequestBranch]),
 		Merge:       strings.TrimSpace(from[AnnMerge]),
 		Method:      strings.TrimSpace(from[AnnMergeMethod]),
 		Labels:      commaList(from[AnnPullRequestLabels]),
 		Reviewers:   commaList(from[AnnPullRequestReviewers]),
-		Forge:       strings.TrimSpace(from[AnnForge]),
-		ForgeAPIURL: strings.TrimSpace(from[AnnForgeAPIURL]),
+		Forge:       strings.TrimSpace(forgeFrom[AnnForge]),
+		ForgeAPIURL: strings.TrimSpace(forgeFrom[AnnForgeAPIURL]),
 	}
 }
 
@@ -581,6 +593,8 @@ func annotationOf(field string) string {
 		return AnnForge
 	case "pullRequest.forgeAPIURL":
 		return AnnForgeAPIURL
+	case "commitVia":
+		return AnnCommitVia
 	}
 	return field
 }

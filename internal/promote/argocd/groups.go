@@ -22,15 +22,19 @@ type groupMember struct {
 
 // writeAgreement are the annotations a release group's members must agree on: the set is
 // one commit, pushed or proposed in one pull request from one branch on one forge.
-var writeAgreement = []string{AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnForge, AnnForgeAPIURL}
+var writeAgreement = []string{AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnForge, AnnForgeAPIURL, AnnCommitVia}
 
 // writeSettings are a member's effective write settings, keyed by annotation.
 func writeSettings(ann, own map[string]string) map[string]string {
-	w, pr := writeMode(ann, own)
-	s := stage.Spec{Write: w, PullRequest: pr}.WithDefaults()
+	w, via, pr := writeMode(ann, own)
+	s := stage.Spec{Write: w, CommitVia: via, PullRequest: pr}.WithDefaults()
+	if s.CommitVia == "" {
+		s.CommitVia = stage.CommitViaGit
+	}
 	return map[string]string{
 		AnnWrite: s.Write, AnnMerge: s.PullRequest.Merge, AnnMergeMethod: s.PullRequest.Method,
 		AnnPullRequestBranch: s.PullRequest.Branch, AnnForge: strings.ToLower(s.PullRequest.Forge), AnnForgeAPIURL: s.PullRequest.ForgeAPIURL,
+		AnnCommitVia: s.CommitVia,
 	}
 }
 

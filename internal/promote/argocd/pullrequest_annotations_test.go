@@ -111,6 +111,8 @@ func TestDerive_ReleaseGroupMembersMustAgreeOnWriteSettings(t *testing.T) {
 		{"branch differs", map[string]string{AnnWrite: "pull-request", AnnMerge: "auto", AnnPullRequestBranch: "shop/{{.Stage}}"}, AnnPullRequestBranch},
 		{"forge differs", map[string]string{AnnWrite: "pull-request", AnnMerge: "auto", AnnForge: "gitlab"}, AnnForge},
 		{"forge API URL differs", map[string]string{AnnWrite: "pull-request", AnnMerge: "auto", AnnForgeAPIURL: "https://git.example.com/api/v4"}, AnnForgeAPIURL},
+		{"commit-via git written out agrees with it left out", map[string]string{AnnWrite: "pull-request", AnnMerge: "auto", AnnCommitVia: "git"}, ""},
+		{"commit-via differs", map[string]string{AnnWrite: "pull-request", AnnMerge: "auto", AnnCommitVia: "github-api"}, AnnCommitVia},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,6 +136,63 @@ func TestDerive_ReleaseGroupMembersMustAgreeOnWriteSettings(t *testing.T) {
 			}
 			if !warned {
 				t.Fatalf("no warning naming %s on the disagreeing Application: %+v", tt.field, cfg.Warnings)
+			}
+		})
+	}
+}
+
+func TestDerive_CommitViaGitHubAPIFromAnnotations(t *testing.T) {
+	// The ApplicationSet names the forge (a GitHub Enterprise host the URL does not show):
+	// a member committing through the API reads it although it pushes; one that commits
+	// with git does not, and is not blamed for it.
+	set := appset("services", map[string]string{AnnForge: "github", AnnForgeAPIURL: "https://git.example.com/api/v3"})
+	apps := []*unstructured.Unstructured{
+		ownedBy(app("develop-frontend", "develop/frontend", map[string]string{AnnImage: img("frontend")}), "services"),
+		ownedBy(app("prod-frontend", "prod/frontend", map[string]string{AnnImage: img("frontend"), AnnCommitVia: "github-api"}), "services"),
+	}
+	cfg := Derive(apps, []*unstructured.Unstructured{set})
+	if len(cfg.Problems) != 0 {
+		t.Fatalf("problems %v", cfg.Problems)
+	}
+	got := map[string]stage.Spec{}
+	for _, s := range cfg.Specs {
+		got[s.Name] = s
+	}
+	if d := got["develop-frontend"]; d.CommitVia != "" || d.PullRequest.Forge != "" {
+		t.Fatalf("develop-frontend commits with git: %+v", d)
+	}
+	if p := got["prod-frontend"]; p.Write != stage.WritePush || p.CommitVia != stage.CommitViaGitHubAPI || p.PullRequest.Forge != "github" || p.PullRequest.ForgeAPIURL != "https://git.example.com/api/v3" {
+		t.Fatalf("prod-frontend %+v", p)
+	}
+
+	for _, tt := range []struct {
+		name string
+		ann  map[string]string
+		want []string
+	}{
+		{"unknown way to commit", map[string]string{AnnCommitVia: "api"}, []string{`"api" is not a way to commit`, "github-api"}},
+		{"a forge that is not GitHub", map[string]string{AnnCommitVia: "github-api", AnnWrite: "pull-request", AnnForge: "gitea"}, []string{"forge is gitea", "remove " + AnnCommitVia}},
+		{"a URL that does not show GitHub", map[string]string{AnnCommitVia: "github-api"}, []string{"does not show GitHub", "set " + AnnForge + ": github"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ann := map[string]string{AnnImage: img("frontend")}
+			for k, v := range tt.ann {
+				ann[k] = v
+			}
+			cfg := Derive([]*unstructured.Unstructured{app("prod-frontend", "prod/frontend", ann)}, nil)
+			var found bool
+			for _, p := range cfg.Problems {
+				if p.Field == AnnCommitVia && p.Stage == "prod-frontend" {
+					found = true
+					for _, w := range tt.want {
+						if !strings.Contains(p.Error(), w) {
+							t.Errorf("problem %q does not contain %q", p.Error(), w)
+						}
+					}
+				}
+			}
+			if !found || len(cfg.Specs) != 0 {
+				t.Fatalf("no problem on %s (specs %d): %v", AnnCommitVia, len(cfg.Specs), cfg.Problems)
 			}
 		})
 	}

@@ -377,7 +377,7 @@ func checkGitURL(raw string) error {
 	return fmt.Errorf("%q is not a clone URL; write https://host/org/repo.git, ssh://git@host/org/repo.git, git@host:org/repo.git or file:///path/repo.git", raw)
 }
 
-var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval", "write", "pullRequest"}
+var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval", "write", "pullRequest", "commitVia"}
 
 func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 	where := fmt.Sprintf("stage %d", i+1)
@@ -420,6 +420,7 @@ func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 		s.Verify = vs
 	}
 	s.Write = p.str(m, "write", where)
+	s.CommitVia = p.str(m, "commitVia", where)
 	if n, ok := m["pullRequest"]; ok {
 		w := where + ": pullRequest"
 		pm := p.fields(n, w, "branch", "merge", "method", "labels", "reviewers", "forge", "forgeAPIURL")

@@ -221,6 +221,18 @@ func TestParse_PullRequestStage(t *testing.T) {
 	}
 }
 
+func TestParse_CommitViaGitHubAPI(t *testing.T) {
+	// A pushing stage on a GitHub Enterprise host the URL does not show names its forge.
+	yaml := head + "  - {name: prod, image: r.example.com/a, commitVia: github-api, pullRequest: {forge: github, forgeAPIURL: https://git.example.com/api/v3}}\n"
+	cfg, err := Parse([]byte(yaml), "promoter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Stages[0]; s.Write != stage.WritePush || s.CommitVia != stage.CommitViaGitHubAPI || s.PullRequest.Forge != "github" {
+		t.Fatalf("stage %+v", s)
+	}
+}
+
 func TestParse_BadPullRequestSettingsNameStageFieldAndFix(t *testing.T) {
 	tests := []struct {
 		name string
@@ -233,6 +245,9 @@ func TestParse_BadPullRequestSettingsNameStageFieldAndFix(t *testing.T) {
 		{"labels not a list", "  - {name: prod, image: r.example.com/a, write: pull-request, pullRequest: {labels: prod}}\n", []string{`stage "prod": pullRequest`, "labels must be a list"}},
 		{"branch equal to the target", "  - {name: prod, image: r.example.com/a, write: pull-request, pullRequest: {branch: main}}\n", []string{`stage "prod"`, "pullRequest.branch", "the branch the stage deploys from"}},
 		{"unknown forge", "  - {name: prod, image: r.example.com/a, write: pull-request, pullRequest: {forge: gogs}}\n", []string{"pullRequest.forge", `unknown forge "gogs"`}},
+		{"commitVia github-api off GitHub", "  - {name: prod, image: r.example.com/a, commitVia: github-api}\n", []string{`stage "prod"`, "commitVia", "does not show GitHub", "forge: github"}},
+		{"commitVia github-api on GitLab", "  - {name: prod, image: r.example.com/a, commitVia: github-api, pullRequest: {forge: gitlab}}\n", []string{"commitVia", "forge is gitlab"}},
+		{"unknown commitVia", "  - {name: prod, image: r.example.com/a, commitVia: gh}\n", []string{"commitVia", `"gh" is not a way to commit`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,6 +38,11 @@ var ErrBranchTaken = errors.New("the pull request branch holds a commit kropipe 
 // short before it could record it). Anything else is ErrBranchTaken. base itself is never
 // written; head must not be base.
 func (r *Repo) Propose(ctx context.Context, base, head, lease string, changes ...Change) (Proposal, error) {
+	return r.propose(ctx, nil, base, head, lease, changes)
+}
+
+// propose is Propose, pushing when c is nil, else committing through c (ProposeThrough).
+func (r *Repo) propose(ctx context.Context, c Committer, base, head, lease string, changes []Change) (Proposal, error) {
 	if head == base || head == "" {
 		return Proposal{}, fmt.Errorf("%w: the pull request branch %q must differ from the branch it merges into", ErrInvalidChange, head)
 	}
@@ -52,7 +57,7 @@ func (r *Repo) Propose(ctx context.Context, base, head, lease string, changes ..
 				return Proposal{Results: results}, err
 			}
 		}
-		p, err := r.proposeOnce(ctx, base, head, lease, results, static)
+		p, err := r.proposeOnce(ctx, c, base, head, lease, results, static)
 		if err == nil || !retryable(err) || errors.Is(err, ErrBranchTaken) {
 			return p, err
 		}
@@ -63,7 +68,7 @@ func (r *Repo) Propose(ctx context.Context, base, head, lease string, changes ..
 	return Proposal{Results: results}, fmt.Errorf("giving up after %d tries: %w", r.o.retry.Steps, lastErr)
 }
 
-func (r *Repo) proposeOnce(ctx context.Context, base, head, lease string, results []Result, static []bool) (Proposal, error) {
+func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease string, results []Result, static []bool) (Proposal, error) {
 	baseHead, err := r.fetch(ctx, base)
 	if err != nil {
 		return Proposal{Results: results}, err
@@ -90,6 +95,9 @@ func (r *Repo) proposeOnce(ctx context.Context, base, head, lease string, result
 			failAll(results, err)
 			return p, err
 		}
+	}
+	if c != nil {
+		return r.proposeThrough(ctx, c, ov, baseHead, cur, head, p)
 	}
 	pack, err := ov.pack(objs)
 	if err != nil {

@@ -118,6 +118,10 @@ func retryable(err error) bool {
 	if errors.As(err, &pe) {
 		return pe.retry
 	}
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return errors.Is(ae.err, ErrBranchMoved)
+	}
 	switch {
 	case errors.Is(err, transport.ErrAuthenticationRequired),
 		errors.Is(err, transport.ErrAuthorizationFailed),

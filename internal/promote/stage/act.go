@@ -275,7 +275,7 @@ func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*pending
 			mirror(p.g, statuses)
 			continue
 		}
-		k := p.g.members[0].RepoURL + "\x00" + p.g.members[0].Branch
+		k := p.g.members[0].RepoURL + "\x00" + p.g.members[0].Branch + "\x00" + p.g.members[0].commitVia()
 		if _, ok := byRepo[k]; !ok {
 			keys = append(keys, k)
 		}
@@ -290,7 +290,12 @@ func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*pending
 		first := ps[0].g.members[0]
 		repo, err := e.Repo(ctx, first.RepoURL)
 		var results []gitwrite.Result
-		if err == nil {
+		if err == nil && first.commitVia() == CommitViaGitHubAPI {
+			var c gitwrite.Committer
+			if c, err = e.committerOf(ctx, first); err == nil {
+				results, _ = repo.ApplyThrough(ctx, c, first.Branch, changes...)
+			}
+		} else if err == nil {
 			results, _ = repo.Apply(ctx, first.Branch, changes...)
 		}
 		at := 0

@@ -492,6 +492,14 @@ func sameValues(set freight.Set, cur []string) bool {
 	return true
 }
 
+// commitVia is CommitVia with its default.
+func (s Spec) commitVia() string {
+	if s.CommitVia == "" {
+		return CommitViaGit
+	}
+	return s.CommitVia
+}
+
 // writeDisagreement says what a release group's members disagree on among the write
 // settings, or why the group's pull-request branch cannot be made; "" when they fit. A set
 // lands in one commit, so it is pushed, or proposed in one pull request from one branch on
@@ -501,7 +509,8 @@ func writeDisagreement(group string, members []Spec) string {
 	for _, m := range members[1:] {
 		a, b := first.PullRequest, m.PullRequest
 		for _, f := range []struct{ field, x, y string }{
-			{"write", first.Write, m.Write}, {"pullRequest.merge", a.Merge, b.Merge},
+			{"write", first.Write, m.Write}, {"commitVia", first.commitVia(), m.commitVia()},
+			{"pullRequest.merge", a.Merge, b.Merge},
 			{"pullRequest.method", a.Method, b.Method}, {"pullRequest.branch", a.Branch, b.Branch},
 			{"pullRequest.forge", strings.ToLower(a.Forge), strings.ToLower(b.Forge)},
 			{"pullRequest.forgeAPIURL", a.ForgeAPIURL, b.ForgeAPIURL},

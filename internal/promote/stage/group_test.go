@@ -330,6 +330,10 @@ func TestGroup_BadGroupsAreNamedAndHoldOnlyThemselves(t *testing.T) {
 			s[3], s[4] = s[3].WithDefaults(), s[4].WithDefaults()
 			return s, g
 		}, "staging/shop", `disagree on pullRequest.merge ("manual", "auto")`},
+		{"members disagree on commitVia", func(s []Spec, g []GroupSpec) ([]Spec, []GroupSpec) {
+			s[4].CommitVia, s[4].PullRequest.Forge = CommitViaGitHubAPI, "github"
+			return s, g
+		}, "staging/shop", `disagree on commitVia ("git", "github-api")`},
 		{"group name makes no pull-request branch", func(s []Spec, g []GroupSpec) ([]Spec, []GroupSpec) {
 			s[3].Write, s[4].Write = WritePullRequest, WritePullRequest
 			// Fine for each stage, the target branch itself for the group.

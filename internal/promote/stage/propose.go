@@ -483,7 +483,18 @@ func (e *Engine) propose(ctx context.Context, p *pendingSet, statuses map[string
 	if tracked {
 		lease = pr.Commit
 	}
-	prop, err := repo.Propose(ctx, first.Branch, head, lease, p.changes()...)
+	var prop gitwrite.Proposal
+	if first.commitVia() == CommitViaGitHubAPI {
+		var c gitwrite.Committer
+		if c, err = e.committerOf(ctx, first); err != nil {
+			p.err = err
+			fail(u, statuses, "", err, "")
+			return
+		}
+		prop, err = repo.ProposeThrough(ctx, c, first.Branch, head, lease, p.changes()...)
+	} else {
+		prop, err = repo.Propose(ctx, first.Branch, head, lease, p.changes()...)
+	}
 	if err == nil && prop.Head == "" {
 		// The branch holds the set already: nothing to propose.
 		p.written = true
@@ -602,10 +613,7 @@ func memberNames(u *group) []string {
 // proposing from its head branch in that repository get a pass at once. It returns their names.
 func (e *Engine) NotifyPullRequest(ev forge.Event) []string {
 	e.mu.Lock()
-	var units []*group
-	for _, g := range e.groups.list {
-		units = append(units, g)
-	}
+	units := append([]*group(nil), e.groups.list...)
 	for _, g := range e.groups.alone {
 		units = append(units, g)
 	}

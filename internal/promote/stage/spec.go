@@ -65,7 +65,17 @@ type Spec struct {
 	Write string
 	// PullRequest configures WritePullRequest.
 	PullRequest PullRequestSpec
+	// CommitVia is who makes the commits: CommitViaGit (the default, also ""): kropipe, and
+	// pushes them; CommitViaGitHubAPI: GitHub, through its API, which signs them ("Verified")
+	// when kropipe authenticates as a GitHub App. Either write mode.
+	CommitVia string
 }
+
+// Ways to commit (kropipe.io/commit-via, commitVia: in promoter.yaml).
+const (
+	CommitViaGit       = "git"
+	CommitViaGitHubAPI = "github-api"
+)
 
 // Write modes (kropipe.io/write, write: in promoter.yaml).
 const (
@@ -231,7 +241,38 @@ func (s Spec) Validate() error {
 		bad("interval", "%s is negative; write a duration such as 5m", s.Interval)
 	}
 	errs = append(errs, s.validateWrite()...)
+	errs = append(errs, s.validateCommitVia()...)
 	return errors.Join(errs...)
+}
+
+// validateCommitVia checks commitVia: github-api needs the stage's forge to be GitHub.
+func (s Spec) validateCommitVia() []error {
+	bad := func(format string, args ...any) []error {
+		return []error{&FieldError{Stage: s.Name, Field: "commitVia", Msg: fmt.Sprintf(format, args...)}}
+	}
+	switch s.CommitVia {
+	case "", CommitViaGit:
+		return nil
+	case CommitViaGitHubAPI:
+	default:
+		return bad("%q is not a way to commit; write git (the default: kropipe makes the commits and pushes them) or github-api (GitHub makes them through its API and shows them Verified when kropipe authenticates as a GitHub App)", s.CommitVia)
+	}
+	kind, err := s.forgeKind()
+	switch {
+	case err != nil && s.PullRequest.Forge == "":
+		return bad("is github-api but the repository URL does not show GitHub (%v); set forge: github (kropipe.io/forge) when it is a GitHub Enterprise server, or remove commitVia", err)
+	case err == nil && kind != forge.GitHub:
+		return bad("is github-api but the stage's forge is %s, which cannot commit through GitHub's API; remove commitVia, or set forge: github (kropipe.io/forge) if the repository is on GitHub", kind)
+	}
+	return nil // a forge that does not parse is named by validateWrite
+}
+
+// forgeKind is the stage's forge: its forge setting, else detected from RepoURL.
+func (s Spec) forgeKind() (forge.Kind, error) {
+	if s.PullRequest.Forge != "" {
+		return forge.ParseKind(s.PullRequest.Forge)
+	}
+	return forge.Detect(s.RepoURL)
 }
 
 // validateWrite checks write and the pull-request settings. Field names are promoter.yaml's
@@ -255,9 +296,14 @@ func (s Spec) validateWrite() []error {
 			{"pullRequest.reviewers", len(pr.Reviewers) > 0}, {"pullRequest.forge", pr.Forge != ""},
 			{"pullRequest.forgeAPIURL", pr.ForgeAPIURL != ""},
 		} {
-			if f.set {
+			// The forge is also where a stage committing through the API commits.
+			forgeField := f.field == "pullRequest.forge" || f.field == "pullRequest.forgeAPIURL"
+			if f.set && !(forgeField && s.CommitVia == CommitViaGitHubAPI) {
 				bad(f.field, "is set but the stage pushes to its branch; set write: pull-request to promote through pull requests, or remove it")
 			}
+		}
+		if s.CommitVia == CommitViaGitHubAPI {
+			errs = append(errs, s.validateForge()...)
 		}
 		return errs
 	case WritePullRequest:
@@ -283,6 +329,28 @@ func (s Spec) validateWrite() []error {
 			bad("pullRequest.branch", "%v", err)
 		}
 	}
+	errs = append(errs, s.validateForge()...)
+	for _, f := range []struct {
+		field string
+		list  []string
+	}{{"pullRequest.labels", pr.Labels}, {"pullRequest.reviewers", pr.Reviewers}} {
+		for _, v := range f.list {
+			if strings.TrimSpace(v) == "" {
+				bad(f.field, "has an empty entry; list names separated by commas, e.g. promotion, prod")
+				break
+			}
+		}
+	}
+	return errs
+}
+
+// validateForge checks the forge settings: pull-request mode and commitVia: github-api read them.
+func (s Spec) validateForge() []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Stage: s.Name, Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	pr := s.PullRequest
 	if pr.Forge != "" {
 		if _, err := forge.ParseKind(pr.Forge); err != nil {
 			bad("pullRequest.forge", "%v", err)
@@ -293,17 +361,6 @@ func (s Spec) validateWrite() []error {
 			bad("pullRequest.forgeAPIURL", "%q is not an http(s) URL; write the forge API's base, e.g. https://git.example.com/api/v1", pr.ForgeAPIURL)
 		} else if u.User != nil {
 			bad("pullRequest.forgeAPIURL", "holds credentials; remove them from the URL and give the forge token as a credential")
-		}
-	}
-	for _, f := range []struct {
-		field string
-		list  []string
-	}{{"pullRequest.labels", pr.Labels}, {"pullRequest.reviewers", pr.Reviewers}} {
-		for _, v := range f.list {
-			if strings.TrimSpace(v) == "" {
-				bad(f.field, "has an empty entry; list names separated by commas, e.g. promotion, prod")
-				break
-			}
 		}
 	}
 	return errs

@@ -19,7 +19,7 @@ import (
 // Every commit kropipe writes — a promotion, a rollback, a release group's set — carries a
 // signature that real `git verify-commit` accepts with the key's public half, and refuses
 // with another key's.
-func TestApply_SignsEveryCommitSoGitVerifyCommitPasses(t *testing.T) {
+func TestSigning_EveryCommitInBothWriteModesPassesGitVerifyCommit(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		// key makes a key, loads it as kropipe does, and returns how the key's owner
@@ -52,14 +52,20 @@ func TestApply_SignsEveryCommitSoGitVerifyCommitPasses(t *testing.T) {
 			); err != nil {
 				t.Fatal(err)
 			}
+			// Pull-request mode: the commit proposed on kropipe's branch.
+			p, err := r.Propose(ctx, "main", "kropipe/prod-frontend", "", promote("prod-frontend", "production/frontend/instance.yaml", "1.2.2"))
+			if err != nil {
+				t.Fatal(err)
+			}
 			clone := filepath.Join(t.TempDir(), "clone")
-			if out, err := execGit(ctx, nil, "clone", "--quiet", f.url, clone).CombinedOutput(); err != nil {
+			if out, err := execGit(ctx, nil, "clone", "--quiet", "--no-single-branch", f.url, clone).CombinedOutput(); err != nil {
 				t.Fatalf("git clone: %v\n%s", err, out)
 			}
 			revs := strings.Fields(f.git(t, "rev-list", before+"..main"))
 			if len(revs) != 3 {
 				t.Fatalf("%d commits, want the promotion, the rollback and the set", len(revs))
 			}
+			revs = append(revs, p.Head)
 			for _, rev := range revs {
 				subject := f.git(t, "log", "-1", "--format=%s", rev)
 				if out, err := owner(t, clone, rev); err != nil {

@@ -136,7 +136,7 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 		}
 		st.Decision, st.Reason = DecisionWait, fmt.Sprintf("pull request #%d merged in %s; waiting for %s to show it", pr.Number, short(pr.MergeCommit), u.members[0].Branch)
 		st.PullRequest = &pr
-		e.target(memberNames(u))
+		e.awaitMerge(u, pr, now)
 		return false
 	}
 	if !pr.NextAttempt.IsZero() && now.Before(pr.NextAttempt) {
@@ -170,7 +170,7 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 		}
 		st.Decision, st.Reason = DecisionWait, fmt.Sprintf("pull request #%d merged%s; waiting for %s to show it", pr.Number, by(pr.MergedBy), u.members[0].Branch)
 		st.PullRequest = &pr
-		e.target(memberNames(u))
+		e.awaitMerge(u, pr, now)
 		return false
 	case forge.Closed:
 		e.refuse(u, pr, state, now)
@@ -201,7 +201,7 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 			}
 			st.Decision, st.Reason = DecisionWait, fmt.Sprintf("merged pull request #%d in %s; waiting for %s to show it", pr.Number, short(pr.MergeCommit), u.members[0].Branch)
 			st.PullRequest = &pr
-			e.target(memberNames(u))
+			e.awaitMerge(u, pr, now)
 			return false
 		}
 	default:
@@ -251,7 +251,9 @@ func (e *Engine) autoMerge(ctx context.Context, f forge.Forge, u *group, pr *Pul
 		// so history reads it as the commit kropipe proposed.
 		title, message = subject, strings.TrimLeft(body, "\n")
 	}
-	merged, err := f.Merge(ctx, pr.Number, pr.HeadSHA, method, title, message)
+	// The commit kropipe proposed, not the head the forge shows: a commit someone pushed on top
+	// is not kropipe's to merge, and the forge refuses the merge then (ErrHeadMoved).
+	merged, err := f.Merge(ctx, pr.Number, pr.Commit, method, title, message)
 	switch {
 	case err == nil:
 		crashpoint.Hit(crashpoint.AfterMerge)
@@ -331,6 +333,16 @@ func (e *Engine) showPullRequest(u *group, pr PullRequest, statuses map[string]*
 		st.Reason = fmt.Sprintf("pull request #%d %s: %s", pr.Number, what, pr.Action) + suffix
 	}
 	st.PullRequest = &pr
+}
+
+// awaitMerge asks for the pass that reads the branch with the merge: at once while the merge
+// is fresh (a forge shows the merge before its branch moves, for a moment), then at the poll.
+func (e *Engine) awaitMerge(u *group, pr PullRequest, now time.Time) {
+	if now.Sub(pr.CheckedAt) < time.Minute {
+		e.target(memberNames(u))
+		return
+	}
+	e.pollPullRequestAt(u, now.Add(DefaultPullRequestPoll))
 }
 
 // pollPullRequestAt asks for a pass at when: the forge is asked again then.

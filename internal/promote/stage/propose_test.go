@@ -383,3 +383,30 @@ func TestPullRequest_BadInputNamesTheStageAndPushesNothing(t *testing.T) {
 		})
 	}
 }
+
+func TestPullRequest_AutoMergeNeverMergesACommitSomeoneElsePushedOnTop(t *testing.T) {
+	f := newFixture(t)
+	fg := newGitForge(f)
+	fg.checks = forge.ChecksPending
+	f.reg.push(t, "team/frontend", "1.2.2")
+	e := f.engine([]Spec{f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeAuto)}, fg.option())
+	reconcile(t, e)
+	// A reviewer pushes a commit onto kropipe's branch.
+	head := f.branchHead("kropipe/develop-frontend")
+	tree, _ := gitserverOutput(f.bare, "rev-parse", head+"^{tree}")
+	theirs, err := gitserverOutput(f.bare, "commit-tree", strings.TrimSpace(tree), "-p", head, "-m", "Reviewer's fix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gitserverOutput(f.bare, "update-ref", "refs/heads/kropipe/develop-frontend", strings.TrimSpace(theirs), head); err != nil {
+		t.Fatal(err)
+	}
+	fg.checks = forge.ChecksPassed
+	reconcile(t, e)
+	if pr := fg.pr(1); pr.State != forge.Open {
+		t.Fatalf("kropipe merged a head it did not propose: %+v", pr)
+	}
+	if st := mustStatus(t, e, "develop-frontend"); st.PullRequest == nil || !strings.Contains(st.PullRequest.Action, "someone pushed to kropipe/develop-frontend") {
+		t.Fatalf("status %+v", st.PullRequest)
+	}
+}

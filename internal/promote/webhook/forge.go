@@ -1,11 +1,8 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -86,21 +83,10 @@ func (h *ForgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get(ForwardedHeader) != "" {
 		ctx = context.WithValue(ctx, forwardedKey{}, true)
 	}
-	stages, err := h.notify(ctx, ev, Delivery{Header: r.Header.Clone(), Body: body})
-	if err != nil {
-		code, result := http.StatusInternalServerError, ResultError
-		if errors.Is(err, ErrUnavailable) {
-			code, result = http.StatusServiceUnavailable, ResultUnavailable
-		}
-		h.result(result)
-		reply(w, code, map[string]string{"error": err.Error()})
+	due, err := h.notify(ctx, ev, Delivery{Header: r.Header.Clone(), Body: body})
+	stages, ok := notified(w, h.result, due, err)
+	if !ok {
 		return
-	}
-	if len(stages) == 0 {
-		stages = []string{}
-		h.result(ResultIgnored)
-	} else {
-		h.result(ResultDue)
 	}
 	h.log.Info("forge webhook", "forge", ev.Forge, "repo", ev.Repo, "number", ev.Number, "action", ev.Action, "stages", stages)
 	reply(w, http.StatusAccepted, ForgeAnswer{Event: &ev, Stages: stages})
@@ -110,28 +96,5 @@ func (h *ForgeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (its ForgePath), and returns the stages it wakes: how a replica hands an event to the one
 // running the stage.
 func ForwardForge(ctx context.Context, client *http.Client, url string, d Delivery) ([]string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(d.Body))
-	if err != nil {
-		return nil, err
-	}
-	for k, vs := range d.Header {
-		for _, v := range vs {
-			req.Header.Add(k, v)
-		}
-	}
-	req.Header.Set(ForwardedHeader, "1")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("passing the forge event on to %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if resp.StatusCode != http.StatusAccepted {
-		return nil, fmt.Errorf("passing the forge event on to %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
-	}
-	var a ForgeAnswer
-	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, fmt.Errorf("passing the forge event on to %s: %w", url, err)
-	}
-	return a.Stages, nil
+	return forward(ctx, client, url, d.Header, d.Body, "forge event")
 }

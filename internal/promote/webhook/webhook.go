@@ -8,6 +8,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -284,30 +285,64 @@ func Forward(ctx context.Context, client *http.Client, url, secret string, pushe
 		}
 	}
 	body, _ := json.Marshal(map[string]any{"images": images})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
 	// Signed, not sent: whoever the address leads to never learns the secret.
 	mac := hmac.New(sha256.New, []byte(strings.TrimSpace(secret)))
 	mac.Write(body)
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	header := http.Header{}
+	header.Set("Content-Type", "application/json")
+	header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	return forward(ctx, client, url, header, body, "notification")
+}
+
+// forward posts body with header to another promoter's listener at url, marked as passed on,
+// and returns the stages its answer names.
+func forward(ctx context.Context, client *http.Client, url string, header http.Header, body []byte, what string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
 	req.Header.Set(ForwardedHeader, "1")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("passing the notification on to %s: %w", url, err)
+		return nil, fmt.Errorf("passing the %s on to %s: %w", what, url, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if resp.StatusCode != http.StatusAccepted {
-		return nil, fmt.Errorf("passing the notification on to %s: %s: %s", url, resp.Status, strings.TrimSpace(string(b)))
+		return nil, fmt.Errorf("passing the %s on to %s: %s: %s", what, url, resp.Status, strings.TrimSpace(string(b)))
 	}
-	var a Answer
+	var a struct {
+		Stages []string `json:"stages"`
+	}
 	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, fmt.Errorf("passing the notification on to %s: %w", url, err)
+		return nil, fmt.Errorf("passing the %s on to %s: %w", what, url, err)
 	}
 	return a.Stages, nil
+}
+
+// notified answers what notify said: an error (503 when this process cannot act now, so the
+// sender retries), or the stages due. ok is false when the reply is written already.
+func notified(w http.ResponseWriter, result func(string), stages []string, err error) ([]string, bool) {
+	if err != nil {
+		code, r := http.StatusInternalServerError, ResultError
+		if errors.Is(err, ErrUnavailable) {
+			code, r = http.StatusServiceUnavailable, ResultUnavailable
+		}
+		result(r)
+		reply(w, code, map[string]string{"error": err.Error()})
+		return nil, false
+	}
+	if len(stages) == 0 {
+		result(ResultIgnored)
+		return []string{}, true
+	}
+	result(ResultDue)
+	return stages, true
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -345,21 +380,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get(ForwardedHeader) != "" {
 		ctx = context.WithValue(ctx, forwardedKey{}, true)
 	}
-	stages, err := h.notify(ctx, pushes)
-	if err != nil {
-		code, result := http.StatusInternalServerError, ResultError
-		if errors.Is(err, ErrUnavailable) {
-			code, result = http.StatusServiceUnavailable, ResultUnavailable
-		}
-		h.result(result)
-		reply(w, code, map[string]string{"error": err.Error()})
+	due, err := h.notify(ctx, pushes)
+	stages, ok := notified(w, h.result, due, err)
+	if !ok {
 		return
-	}
-	if len(stages) == 0 {
-		stages = []string{}
-		h.result(ResultIgnored)
-	} else {
-		h.result(ResultDue)
 	}
 	h.log.Info("registry notification", "pushes", len(pushes), "first", pushes[0].Repository+":"+pushes[0].Tag, "stages", stages)
 	reply(w, http.StatusAccepted, Answer{Pushes: pushes, Stages: stages})

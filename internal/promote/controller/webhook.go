@@ -115,9 +115,19 @@ func (g gate) notifyAll(ctx context.Context, e *stage.Engine, pushes []webhook.P
 	if webhook.Forwarded(ctx) {
 		return stages
 	}
+	return append(stages, g.passOn("registry notification not passed on to another replica; its stages see the tag at their next pass", func(hc *http.Client, registryURL string) ([]string, error) {
+		return webhook.Forward(ctx, hc, registryURL, g.c.f.WebhookSecret, pushes)
+	})...)
+}
+
+// passOn sends to every other live replica's listener (send gets its registry notification
+// URL) and gathers the stages they name; a replica that cannot be reached is logged with
+// failed.
+func (g gate) passOn(failed string, send func(hc *http.Client, registryURL string) ([]string, error)) []string {
 	var (
-		mu sync.Mutex
-		wg sync.WaitGroup
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		stages []string
 	)
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for _, m := range g.c.shards.mgr.Members() {
@@ -127,9 +137,9 @@ func (g gate) notifyAll(ctx context.Context, e *stage.Engine, pushes []webhook.P
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			theirs, err := webhook.Forward(ctx, hc, m.Webhook, g.c.f.WebhookSecret, pushes)
+			theirs, err := send(hc, m.Webhook)
 			if err != nil {
-				g.c.log.Warn("registry notification not passed on to another replica; its stages see the tag at their next pass", "replica", m.Identity, "error", err.Error())
+				g.c.log.Warn(failed, "replica", m.Identity, "error", err.Error())
 				return
 			}
 			mu.Lock()
@@ -145,36 +155,15 @@ func (g gate) notifyAll(ctx context.Context, e *stage.Engine, pushes []webhook.P
 // stage wakes it. With shards the event goes, as it came, to every other replica too (only the
 // owner of the stage has it); a standby passes it to the leader.
 func (g gate) notifyPullRequest(ctx context.Context, ev forge.Event, d webhook.Delivery) ([]string, error) {
-	hc := &http.Client{Timeout: 10 * time.Second}
 	e, err := g.engine()
 	if err == nil {
 		stages := e.NotifyPullRequest(ev)
 		if g.c.shards == nil || webhook.Forwarded(ctx) {
 			return stages, nil
 		}
-		var (
-			mu sync.Mutex
-			wg sync.WaitGroup
-		)
-		for _, m := range g.c.shards.mgr.Members() {
-			if m.Webhook == "" {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				theirs, err := webhook.ForwardForge(ctx, hc, forgeURL(m.Webhook), d)
-				if err != nil {
-					g.c.log.Warn("forge event not passed on to another replica; its stages ask the forge at their next poll", "replica", m.Identity, "error", err.Error())
-					return
-				}
-				mu.Lock()
-				stages = append(stages, theirs...)
-				mu.Unlock()
-			}()
-		}
-		wg.Wait()
-		return stages, nil
+		return append(stages, g.passOn("forge event not passed on to another replica; its stages ask the forge at their next poll", func(hc *http.Client, registryURL string) ([]string, error) {
+			return webhook.ForwardForge(ctx, hc, forgeURL(registryURL), d)
+		})...), nil
 	}
 	if webhook.Forwarded(ctx) || !g.c.f.LeaderElect {
 		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, err)
@@ -183,7 +172,7 @@ func (g gate) notifyPullRequest(ctx context.Context, ev forge.Event, d webhook.D
 	if lerr != nil || lease.Annotations[leaseWebhookAnnotation] == "" {
 		return nil, fmt.Errorf("%w: %w (and the leader advertises no webhook listener)", webhook.ErrUnavailable, err)
 	}
-	stages, ferr := webhook.ForwardForge(ctx, hc, forgeURL(lease.Annotations[leaseWebhookAnnotation]), d)
+	stages, ferr := webhook.ForwardForge(ctx, &http.Client{Timeout: 10 * time.Second}, forgeURL(lease.Annotations[leaseWebhookAnnotation]), d)
 	if ferr != nil {
 		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, ferr)
 	}

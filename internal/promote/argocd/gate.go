@@ -67,6 +67,7 @@ type HealthGate struct {
 	contains func(ctx context.Context, spec stage.Spec, ancestor, descendant string) bool
 	subject  func(ctx context.Context, spec stage.Spec, commit string) string
 	syncIf   func(ctx context.Context, spec stage.Spec, commit string) bool
+	landed   func(ctx context.Context, spec stage.Spec, commit string) string
 	clock    clock.PassiveClock
 	log      *slog.Logger
 	source   VerifySource
@@ -125,6 +126,16 @@ func WithSubject(fn func(ctx context.Context, spec stage.Spec, commit string) st
 // newest promotion in Git.
 func WithSyncIf(fn func(ctx context.Context, spec stage.Spec, commit string) bool) GateOption {
 	return func(g *HealthGate) { g.syncIf = fn }
+}
+
+// WithLanded tells a stage in pull-request mode which commit brought its promotion commit into
+// the branch: fn returns the merge commit of a pull request merged with one (the promotion
+// commit itself when it is on the branch's first-parent line, "" when unknown). That is what
+// the gate asks Argo CD to sync: kropipe's own commit sits on the pull request's branch, whose
+// tree lacks what reached the branch while the pull request was open. Without it (or in push
+// mode) the gate syncs the promotion commit.
+func WithLanded(fn func(ctx context.Context, spec stage.Spec, commit string) string) GateOption {
+	return func(g *HealthGate) { g.landed = fn }
 }
 
 // WithVerification runs the stages' kropipe.io/verify-job Jobs through jobs, reading their
@@ -266,6 +277,13 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 	if commit != promo {
 		targets = append(targets, commit)
 	}
+	syncTo := commit
+	if spec.Write == stage.WritePullRequest && g.landed != nil {
+		if l := g.landed(ctx, spec, commit); l != "" && l != commit {
+			syncTo = l
+			targets = append(targets, l)
+		}
+	}
 	a := readApp(u, b.SourceIndex)
 	at := g.atAny(ctx, spec, a.revision, targets)
 	value := f.Value(spec.Strategy)
@@ -309,15 +327,15 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 				reason = s
 			}
 		}
-		if err := g.syncer.sync(ctx, u, b.SourceIndex, commit, reason); err != nil {
+		if err := g.syncer.sync(ctx, u, b.SourceIndex, syncTo, reason); err != nil {
 			if errors.Is(err, ErrAppNotFound) {
 				g.forget(spec.Name)
 				return fmt.Errorf("stage %q: %s was written in %s but %w", spec.Name, value, short(commit), err)
 			}
 			return err
 		}
-		g.log.Info("sync requested", "stage", spec.Name, "app", b.App.String(), "revision", commit, "reason", reason)
-		return pending("waiting: asked %s to sync to %s", u.GetName(), short(commit))
+		g.log.Info("sync requested", "stage", spec.Name, "app", b.App.String(), "revision", syncTo, "reason", reason)
+		return pending("waiting: asked %s to sync to %s", u.GetName(), short(syncTo))
 	}
 	if a.running {
 		// Argo CD's phase of a running operation is Running or Terminating; any other phase

@@ -421,3 +421,57 @@ func TestHealthGate_OldFailedOperationOfAnotherRevisionDoesNotBlock(t *testing.T
 		t.Fatalf("patched %v", names)
 	}
 }
+
+// In pull-request mode a merge commit brings the promotion into the branch: kropipe's own
+// commit sits on the pull request's branch, a tree the branch never held (without what was
+// merged into it meanwhile). Argo CD is asked to sync the merge commit; a push mode stage
+// syncs its promotion commit as before.
+func TestHealthGate_PullRequestModeSyncsTheMergeCommitThatLandedIt(t *testing.T) {
+	const merge = "3e4f5a6bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb3"
+	for _, tt := range []struct {
+		name, write, want string
+	}{
+		{"pull-request mode: the merge commit", stage.WritePullRequest, merge},
+		{"push mode: the promotion commit", stage.WritePush, promoted},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newGateFixture(t)
+			g := f.gate(
+				WithLanded(func(_ context.Context, _ stage.Spec, commit string) string {
+					if commit == promoted {
+						return merge
+					}
+					return ""
+				}),
+				WithContains(func(_ context.Context, _ stage.Spec, a, d string) bool { return a == promoted && d == merge }),
+			)
+			ctx := context.Background()
+			sp := spec("develop-frontend")
+			sp.Write = tt.write
+
+			err := g.Verify(ctx, sp, fr, promoted)
+			if !errors.Is(err, stage.ErrPending) || err.Error() != "waiting: asked develop-frontend to sync to "+tt.want[:7] {
+				t.Fatalf("first call: %v", err)
+			}
+			names, body := f.patches()
+			if len(names) != 1 || names[0] != "develop-frontend" {
+				t.Fatalf("patches %v, want one on develop-frontend", names)
+			}
+			if rev := body["operation"].(map[string]any)["sync"].(map[string]any)["revision"]; rev != tt.want {
+				t.Fatalf("sync revision %v, want %s", rev, tt.want)
+			}
+			// A failed sync to it is this promotion's: judged, not asked again.
+			f.argo("develop-frontend", argoStatus(tt.want, "OutOfSync", "Missing", "Failed", "one or more objects failed to apply"))
+			if err := g.Verify(ctx, sp, fr, promoted); !errors.Is(err, stage.ErrPending) || !strings.Contains(err.Error(), "sync Failed") {
+				t.Fatalf("failed sync: %v", err)
+			}
+			if names, _ := f.patches(); len(names) != 1 {
+				t.Fatalf("patches %v after a failed sync, want the one", names)
+			}
+			f.argo("develop-frontend", argoStatus(tt.want, "Synced", "Healthy", "Succeeded", ""))
+			if err := g.Verify(ctx, sp, fr, promoted); err != nil {
+				t.Fatalf("Synced and Healthy at %s: %v", tt.want[:7], err)
+			}
+		})
+	}
+}

@@ -701,6 +701,7 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		argocd.WithSyncIf(repos.isNewestPromotion),
 		argocd.WithSubject(repos.subject),
 		argocd.WithContains(repos.contains),
+		argocd.WithLanded(repos.landed),
 		argocd.WithVerification(repos, verify.NewJobRunner(c.kube)),
 		argocd.WithAnalysis(verify.NewAnalysisRunner(c.dyn, c.kube.Discovery()), c.store),
 		argocd.WithClusters(argocd.NewClusters(c.kube, c.f.ArgoCDNamespace, argocd.WithClustersLogger(c.log))),

@@ -22,7 +22,8 @@ const defaultBranchTTL = 10 * time.Minute
 //   - for the health gate, whether a commit is the stage's newest promotion (only then may the
 //     gate start a sync, which also covers a promoter killed between push and sync: after the
 //     restart the commit is still the newest and gets its sync, and no second commit is made),
-//     its subject (the sync operation's reason), and whether a revision contains it;
+//     its subject (the sync operation's reason), whether a revision contains it, and which
+//     commit brought it into the branch (a pull request's merge commit: what Argo CD syncs);
 //   - for the annotations, which branch a targetRevision of HEAD means.
 type stageRepos struct {
 	open func(ctx context.Context, url string) (*gitwrite.Repo, error)
@@ -73,6 +74,21 @@ func (p *stageRepos) contains(ctx context.Context, spec stage.Spec, ancestor, de
 	}
 	p.log.Warn("reading the stage's Git history to verify a sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
 	return false
+}
+
+// landed is the commit that brought commit (a stage's promotion) into its branch as the pass
+// fetched it: the merge commit of a pull request merged with one, else commit; "" when the
+// clone cannot tell (the gate then syncs commit).
+func (p *stageRepos) landed(ctx context.Context, spec stage.Spec, commit string) string {
+	repo, err := p.open(ctx, spec.RepoURL)
+	if err == nil {
+		var l string
+		if l, err = repo.LandedOn(ctx, spec.Branch, commit); err == nil {
+			return l
+		}
+	}
+	p.log.Warn("reading the stage's Git history to find the merge commit to sync", "stage", spec.Name, "error", gitwrite.Redact(err.Error()))
+	return ""
 }
 
 func (p *stageRepos) isNewestPromotion(ctx context.Context, spec stage.Spec, commit string) bool {

@@ -151,6 +151,41 @@ func TestPullRequest_ClosedUnmergedRefusesTheFreightAndIsNeverReopenedByItself(t
 	}
 }
 
+// A human's merge is on the branch a moment before the forge reports the request merged
+// (Gitea pushes the merge, then records it): a pass in that window must neither close the
+// request nor fail the stage ("HTTP 412: it was already merged"); the stage moves to the merge.
+func TestPullRequest_MergeOnTheBranchBeforeTheForgeSaysSoIsNotClosed(t *testing.T) {
+	for _, method := range []forge.MergeMethod{forge.MethodMerge, forge.MethodSquash} {
+		t.Run(string(method), func(t *testing.T) {
+			f := newFixture(t)
+			fg := newGitForge(f)
+			f.reg.push(t, "team/frontend", "1.2.2")
+			e := f.engine([]Spec{f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual)}, fg.option())
+			reconcile(t, e)
+			fg.humanMergeLands(1, method)
+			reconcile(t, e) // the branch holds 1.2.2, the forge still says open
+			if st := mustStatus(t, e, "develop-frontend"); st.Decision == DecisionFailed || st.Error != "" {
+				t.Fatalf("a pass while the merge lands: %+v", st)
+			}
+			fg.landed(1)
+			reconcile(t, e)
+			reconcile(t, e)
+			st := mustStatus(t, e, "develop-frontend")
+			if st.Decision != DecisionUpToDate || st.CurrentTag != "1.2.2" || st.Error != "" {
+				t.Fatalf("after the merge: %+v", st)
+			}
+			if pr := fg.pr(1); pr.State != forge.Merged || pr.MergedBy != "alice" {
+				t.Fatalf("pull request %+v, want merged by alice", pr)
+			}
+			state, _ := f.store.Load(context.Background())
+			log := state.PullRequestLog["develop-frontend"]
+			if len(log) != 1 || log[0].State != forge.Merged || log[0].MergedBy != "alice" {
+				t.Fatalf("pull request log %+v, want #1 merged by alice", log)
+			}
+		})
+	}
+}
+
 func TestPullRequest_AutoMergeOnceChecksPassSquashKeepsTheTrailers(t *testing.T) {
 	f := newFixture(t)
 	fg := newGitForge(f)

@@ -622,10 +622,7 @@ func memberNames(u *group) []string {
 // proposing from its head branch in that repository get a pass at once. It returns their names.
 func (e *Engine) NotifyPullRequest(ev forge.Event) []string {
 	e.mu.Lock()
-	var units []*group
-	for _, g := range e.groups.list {
-		units = append(units, g)
-	}
+	units := append([]*group(nil), e.groups.list...)
 	for _, g := range e.groups.alone {
 		units = append(units, g)
 	}

@@ -22,6 +22,7 @@ type gitForge struct {
 	mu     sync.Mutex
 	prs    []*forge.PullRequest
 	fail   error // every call fails with it while set
+	failOp map[string]error // calls of one kind ("create", "get", ...) fail with it
 	calls  map[string]int
 	checks forge.Checks
 	// landing holds merges already on the base branch that the forge does not report yet
@@ -48,7 +49,24 @@ func (g *gitForge) call(op string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.calls[op]++
+	if err, ok := g.failOp[op]; ok {
+		return err
+	}
 	return g.fail
+}
+
+// failOn makes calls of kind op fail with err (nil: succeed again).
+func (g *gitForge) failOn(op string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.failOp == nil {
+		g.failOp = map[string]error{}
+	}
+	if err == nil {
+		delete(g.failOp, op)
+		return
+	}
+	g.failOp[op] = err
 }
 
 // refresh reads the head branch's commit, as a forge shows it.

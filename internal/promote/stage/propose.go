@@ -530,8 +530,14 @@ func (e *Engine) propose(ctx context.Context, p *pendingSet, statuses map[string
 	msg, _ := repo.CommitMessage(prop.Head)
 	subject, body, _ := strings.Cut(msg, "\n")
 	body = strings.TrimSpace(body) + "\n\n---\n" + proposalStatus(u, p, first)
+	prev := pr
 	pr = PullRequest{Kind: p.kind.String(), FreightID: id, Value: value, From: u.value(valueSet(u, p.current)), Commit: prop.Head, OpenedAt: now}
 	pr.Head, pr.Base, pr.HeadSHA, pr.Title = head, first.Branch, prop.Head, subject
+	if tracked && prev.Number == 0 && prev.FreightID == id {
+		// Pushed before, never opened: the forge's failures go on counting, so the back-off
+		// grows instead of asking every 10 s for as long as the forge refuses.
+		pr.Attempts = prev.Attempts
+	}
 	state.setPullRequest(u.Name, pr) // pushed: a restart finds the branch and this
 	var got *forge.PullRequest
 	if open != nil {
@@ -556,6 +562,7 @@ func (e *Engine) propose(ctx context.Context, p *pendingSet, statuses map[string
 	opened := pr.OpenedAt
 	pr.PullRequest = *got
 	pr.HeadSHA, pr.Commit, pr.OpenedAt, pr.CheckedAt = prop.Head, prop.Head, opened, now
+	pr.Attempts, pr.LastError, pr.NextAttempt = 0, "", time.Time{}
 	pr.Action = waitingFor(pr, first.PullRequest.Merge == MergeAuto)
 	state.setPullRequest(u.Name, pr)
 	p.written, p.proposed, p.commit = true, &pr, prop.Head

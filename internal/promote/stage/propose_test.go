@@ -253,6 +253,37 @@ func TestPullRequest_ForgeOutageIsRetriedAndNeverEndsThePromotion(t *testing.T) 
 	}
 }
 
+// The forge refusing to open the pull request after the branch was pushed (a 503 on create
+// only) is retried with a back-off that grows, 10 s doubling, as the README says; not every
+// 10 s for ever.
+func TestPullRequest_OpeningRetriedWithAGrowingBackOff(t *testing.T) {
+	f := newFixture(t)
+	fg := newGitForge(f)
+	f.reg.push(t, "team/frontend", "1.2.2")
+	e := f.engine([]Spec{f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual)}, fg.option())
+	fg.failOn("create", &forge.Error{Forge: forge.Gitea, Op: "opening a pull request", Status: 503, Msg: "Service Unavailable"})
+	var waits []time.Duration
+	for range 4 {
+		reconcile(t, e)
+		st := mustStatus(t, e, "develop-frontend")
+		if st.Decision == DecisionFailed || st.PullRequest == nil || st.PullRequest.NextAttempt.IsZero() {
+			t.Fatalf("status %+v, pull request %+v", st, st.PullRequest)
+		}
+		wait := st.PullRequest.NextAttempt.Sub(f.clock.Now())
+		waits = append(waits, wait)
+		f.clock.Step(wait)
+	}
+	if want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second}; !reflect.DeepEqual(waits, want) {
+		t.Fatalf("waits between attempts to open it %v, want %v", waits, want)
+	}
+	fg.failOn("create", nil)
+	reconcile(t, e)
+	st := mustStatus(t, e, "develop-frontend")
+	if fg.count() != 1 || st.PullRequest == nil || st.PullRequest.Number != 1 || st.PullRequest.Attempts != 0 || st.PullRequest.LastError != "" {
+		t.Fatalf("after the forge came back: %d pull requests, status %+v", fg.count(), st.PullRequest)
+	}
+}
+
 func TestPullRequest_ARunCutShortIsFoundByItsBranchBeforeAnythingIsCreated(t *testing.T) {
 	f := newFixture(t)
 	fg := newGitForge(f)

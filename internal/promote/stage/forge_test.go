@@ -21,7 +21,7 @@ type gitForge struct {
 
 	mu     sync.Mutex
 	prs    []*forge.PullRequest
-	fail   error // every call fails with it while set
+	fail   error            // every call fails with it while set
 	failOp map[string]error // calls of one kind ("create", "get", ...) fail with it
 	calls  map[string]int
 	checks forge.Checks

@@ -2,9 +2,12 @@ package forge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"code.gitea.io/sdk/gitea"
@@ -118,30 +121,53 @@ func (g *giteaForge) Get(ctx context.Context, number int) (*PullRequest, error) 
 	case Closed:
 		// Gitea's pull request does not say who closed it; the issue timeline does (one
 		// request, only for a request closed unmerged).
-		pr.ClosedBy = g.closedBy(c, number)
+		pr.ClosedBy = g.closedBy(ctx, number)
 	}
 	return pr, nil
 }
 
 // closedBy is the user of the last "close" event on the request's timeline, "" when the
-// timeline cannot be read (who closed it is shown to people, it decides nothing).
-func (g *giteaForge) closedBy(c *gitea.Client, number int) string {
-	opt := gitea.ListIssueCommentOptions{ListOptions: gitea.ListOptions{Page: 1, PageSize: 50}}
+// timeline cannot be read (who closed it is shown to people, it decides nothing). The
+// timeline is read without the SDK: its TimelineComment cannot decode the "label" events
+// Gitea 1.2x records when a label is added (their label is an object, the SDK expects a
+// list), and kropipe labels its requests, so the SDK's call failed on every one of them.
+func (g *giteaForge) closedBy(ctx context.Context, number int) string {
+	const pageSize = 50
 	who := ""
-	for range 20 {
-		events, resp, err := c.ListIssueTimeline(g.owner, g.name, int64(number), opt)
+	for page := 1; page <= 20; page++ {
+		u := fmt.Sprintf("%s/api/v1/repos/%s/%s/issues/%d/timeline?page=%d&limit=%d", g.base, url.PathEscape(g.owner), url.PathEscape(g.name), number, page, pageSize)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
 			return who
 		}
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", "kropipe")
+		if g.token != "" {
+			req.Header.Set("Authorization", "token "+g.token)
+		}
+		resp, err := g.hc.Do(req)
+		if err != nil {
+			return who
+		}
+		var events []struct {
+			Type string `json:"type"`
+			User *struct {
+				Login string `json:"login"`
+			} `json:"user"`
+		}
+		err = json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(&events)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return who
+		}
 		for _, e := range events {
-			if e.Type == "close" && e.Poster != nil {
-				who = e.Poster.UserName
+			if e.Type == "close" && e.User != nil {
+				who = e.User.Login
 			}
 		}
-		if resp == nil || resp.NextPage == 0 || len(events) == 0 {
+		if len(events) < pageSize {
 			break
 		}
-		opt.Page = resp.NextPage
 	}
 	return who
 }

@@ -87,7 +87,15 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 		return p, joinErrs(results)
 	}
 	if cur == newHead {
-		p.Head = newHead.String() // the same commit, made again in the same second
+		// The same commit, made again in the same second: a run killed after its push and
+		// restarted at once. Nothing to push, but this clone may never have stored the
+		// objects, and the commit's message becomes the pull request's title.
+		if pack, err := ov.pack(objs); err != nil {
+			r.log.Warn("keeping the proposed objects in the clone", "err", err)
+		} else {
+			r.keepProposed(head, newHead, pack)
+		}
+		p.Head = newHead.String()
 		return p, joinErrs(results)
 	}
 	if !cur.IsZero() && cur.String() != lease {
@@ -108,11 +116,7 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 		return p, r.wrap(fmt.Errorf("pushing %s to %s: %w", head, r.display, err))
 	}
 	crashpoint.Hit(crashpoint.AfterPush)
-	if err := persist(r.repo.Storer, pack); err != nil {
-		r.log.Warn("keeping the proposed objects in the clone", "err", err)
-	} else if err := r.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", head), newHead)); err != nil {
-		r.log.Warn("updating the clone's ref after a push", "branch", head, "err", err)
-	}
+	r.keepProposed(head, newHead, pack)
 	p.Head = newHead.String()
 	for _, res := range results {
 		if res.Commit != "" {
@@ -120,6 +124,16 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 		}
 	}
 	return p, joinErrs(results)
+}
+
+// keepProposed stores the proposal's objects in the clone and points its remote ref of
+// head at commit, as a fetch would have. A failure only costs a later fetch: it is logged.
+func (r *Repo) keepProposed(head string, commit plumbing.Hash, pack []byte) {
+	if err := persist(r.repo.Storer, pack); err != nil {
+		r.log.Warn("keeping the proposed objects in the clone", "err", err)
+	} else if err := r.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", head), commit)); err != nil {
+		r.log.Warn("updating the clone's ref after a push", "branch", head, "err", err)
+	}
 }
 
 // remoteHead is what branch holds on the server now; zero when it does not exist.

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 func TestPropose_PushesThePromotionToItsOwnBranchAndNeverToTheBase(t *testing.T) {
@@ -155,4 +158,36 @@ func humanCommitOn(t *testing.T, bare, branch, name string) string {
 	commit := run("commit-tree", tree, "-p", parent, "-m", "Fix by hand")
 	run("update-ref", ref, commit, parent)
 	return commit
+}
+
+// A promoter killed right after pushing its proposal and restarted within the same second
+// builds the very same commit again (same tree, parent, message and timestamp): the branch
+// already holds it, nothing is pushed, and the clone must still know the commit, whose
+// message becomes the pull request's title (Gitea refuses a request without one: 422).
+func TestPropose_SameCommitAgainAfterARestartIsKnownToTheClone(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	at := clocktesting.NewFakeClock(time.Date(2026, 12, 7, 18, 47, 48, 0, time.UTC))
+	// The persistent clone as the killed run left it: the pushed objects never reached it
+	// (the kill came between the push and storing them). Another clone does the push.
+	restarted := open(t, f.url, WithClock(at))
+	killed := open(t, f.url, WithClock(at))
+	p, err := killed.Propose(ctx, "main", "kropipe/develop-frontend", "", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := restarted.Propose(ctx, "main", "kropipe/develop-frontend", "", promote("develop-frontend", "develop/frontend/instance.yaml", "1.2.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Head != p.Head {
+		t.Fatalf("the same change in the same second made %s, then %s", p.Head, again.Head)
+	}
+	msg, err := restarted.CommitMessage(again.Head)
+	if err != nil {
+		t.Fatalf("the restarted clone does not know the commit the branch holds: %v", err)
+	}
+	if subject, _, _ := strings.Cut(msg, "\n"); subject != "Promote image from 1.2.1 to 1.2.2" {
+		t.Fatalf("subject %q", subject)
+	}
 }

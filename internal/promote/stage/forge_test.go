@@ -21,9 +21,13 @@ type gitForge struct {
 
 	mu     sync.Mutex
 	prs    []*forge.PullRequest
-	fail   error // every call fails with it while set
+	fail   error            // every call fails with it while set
+	failOp map[string]error // calls of one kind ("create", "get", ...) fail with it
 	calls  map[string]int
 	checks forge.Checks
+	// landing holds merges already on the base branch that the forge does not report yet
+	// (Gitea pushes the merge, then marks the request merged): by number.
+	landing map[int]forge.PullRequest
 }
 
 func newGitForge(f *fixture) *gitForge {
@@ -45,7 +49,24 @@ func (g *gitForge) call(op string) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.calls[op]++
+	if err, ok := g.failOp[op]; ok {
+		return err
+	}
 	return g.fail
+}
+
+// failOn makes calls of kind op fail with err (nil: succeed again).
+func (g *gitForge) failOn(op string, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.failOp == nil {
+		g.failOp = map[string]error{}
+	}
+	if err == nil {
+		delete(g.failOp, op)
+		return
+	}
+	g.failOp[op] = err
 }
 
 // refresh reads the head branch's commit, as a forge shows it.
@@ -166,6 +187,12 @@ func (g *gitForge) Close(ctx context.Context, number int, comment string) error 
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if merged, ok := g.landing[number]; ok {
+		// What Gitea answers once the merge it was making is recorded.
+		*g.prs[number-1] = merged
+		delete(g.landing, number)
+		return &forge.Error{Forge: forge.Gitea, Op: fmt.Sprintf("closing pull request #%d", number), Status: 412, Msg: "cannot change state of this pull request, it was already merged"}
+	}
 	if pr := g.prs[number-1]; pr.State == forge.Open {
 		pr.State, pr.ClosedBy = forge.Closed, "kropipe"
 		pr.Body += "\n\ncomment: " + comment
@@ -184,6 +211,32 @@ func (g *gitForge) humanMerges(n int, method forge.MergeMethod) {
 	pr := g.prs[n-1]
 	g.refresh(pr)
 	g.merge(pr, method, "", "", "alice")
+}
+
+// humanMergeLands merges pull request n as a person would, but the forge goes on reporting
+// it open until landed(n) or a Close: the merge is on the base branch, the request not yet
+// marked merged (Gitea's window between the two).
+func (g *gitForge) humanMergeLands(n int, method forge.MergeMethod) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	pr := g.prs[n-1]
+	g.refresh(pr)
+	merged := *pr
+	g.merge(&merged, method, "", "", "alice")
+	if g.landing == nil {
+		g.landing = map[int]forge.PullRequest{}
+	}
+	g.landing[n] = merged
+}
+
+// landed makes the forge report the merge humanMergeLands made.
+func (g *gitForge) landed(n int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if merged, ok := g.landing[n]; ok {
+		*g.prs[n-1] = merged
+		delete(g.landing, n)
+	}
 }
 
 // humanCloses closes pull request n unmerged.

@@ -161,17 +161,7 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 	pr.PullRequest, pr.CheckedAt, pr.LastError, pr.Attempts, pr.NextAttempt = *cur, now, "", 0, time.Time{}
 	switch cur.State {
 	case forge.Merged:
-		pr.Action = ""
-		state.setPullRequest(u.Name, pr)
-		e.log.Info("pull request merged", "stage", u.Name, "number", pr.Number, "by", pr.MergedBy, "merge", short(pr.MergeCommit))
-		if e.mergeLanded(ctx, u, pr, obs) {
-			e.closeOut(ctx, u, pr, state)
-			return true
-		}
-		st.Decision, st.Reason = DecisionWait, fmt.Sprintf("pull request #%d merged%s; waiting for %s to show it", pr.Number, by(pr.MergedBy), u.members[0].Branch)
-		st.PullRequest = &pr
-		e.awaitMerge(u, pr, now)
-		return false
+		return e.sawMerged(ctx, u, pr, obs, state, statuses)
 	case forge.Closed:
 		e.refuse(u, pr, state, now)
 		st.Decision, st.Reason = DecisionHold, fmt.Sprintf("pull request #%d was closed unmerged%s: %s is refused here and not proposed again by itself; promote it by hand to propose it again", pr.Number, by(pr.ClosedBy), pr.Value)
@@ -186,7 +176,9 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 		return true // newer freight: the write replaces the proposal in place
 	}
 	if reason, abort := abandoned(u, d, pr, obs); abort {
-		e.closePullRequest(ctx, f, u, pr, reason, state, now, statuses)
+		if merged := e.closePullRequest(ctx, f, u, pr, reason, state, now, statuses); merged != nil {
+			return e.sawMerged(ctx, u, *merged, obs, state, statuses)
+		}
 		return d.Decision == DecisionPromote
 	}
 	switch {
@@ -377,12 +369,39 @@ func (e *Engine) refuse(u *group, pr PullRequest, state *working, now time.Time)
 	})
 }
 
-// closePullRequest closes the unit's open pull request with a comment saying why.
-func (e *Engine) closePullRequest(ctx context.Context, f forge.Forge, u *group, pr PullRequest, reason string, state *working, now time.Time, statuses map[string]*Status) {
+// sawMerged records that the unit's pull request is merged and says whether the pass may go
+// on (the merge is on the branch this pass read: the stage moves) or waits for a pass that
+// reads it.
+func (e *Engine) sawMerged(ctx context.Context, u *group, pr PullRequest, obs map[string]*observation, state *working, statuses map[string]*Status) bool {
+	pr.Action = ""
+	state.setPullRequest(u.Name, pr)
+	e.log.Info("pull request merged", "stage", u.Name, "number", pr.Number, "by", pr.MergedBy, "merge", short(pr.MergeCommit))
+	if e.mergeLanded(ctx, u, pr, obs) {
+		e.closeOut(ctx, u, pr, state)
+		return true
+	}
+	st := statuses[u.Name]
+	st.Decision, st.Reason = DecisionWait, fmt.Sprintf("pull request #%d merged%s; waiting for %s to show it", pr.Number, by(pr.MergedBy), u.members[0].Branch)
+	st.PullRequest = &pr
+	e.awaitMerge(u, pr, e.clock.Now())
+	return false
+}
+
+// closePullRequest closes the unit's open pull request with a comment saying why. When the
+// forge refuses because the request was merged meanwhile, it records and returns the merged
+// request instead: a human's merge lands on the branch a moment before the forge reports it
+// (Gitea pushes the merge, then marks the request merged, and answers a close then with 412
+// "already merged"), so "the branch already holds its value" may be that very merge.
+func (e *Engine) closePullRequest(ctx context.Context, f forge.Forge, u *group, pr PullRequest, reason string, state *working, now time.Time, statuses map[string]*Status) *PullRequest {
 	comment := fmt.Sprintf("kropipe closes this pull request: %s.", reason)
 	if err := f.Close(ctx, pr.Number, comment); err != nil {
+		if cur, gerr := f.Get(ctx, pr.Number); gerr == nil && cur.State == forge.Merged {
+			pr.PullRequest, pr.CheckedAt, pr.LastError, pr.Attempts, pr.NextAttempt = *cur, now, "", 0, time.Time{}
+			state.setPullRequest(u.Name, pr)
+			return &pr
+		}
 		e.forgeFailed(u, &pr, err, state, now, statuses)
-		return
+		return nil
 	}
 	e.log.Info("closed pull request", "stage", u.Name, "number", pr.Number, "why", reason)
 	pr.State, pr.Action = forge.Closed, reason
@@ -395,6 +414,7 @@ func (e *Engine) closePullRequest(ctx context.Context, f forge.Forge, u *group, 
 			e.log.Warn("deleting a closed pull request's branch", "stage", u.Name, "branch", pr.Head, "err", err)
 		}
 	}
+	return nil
 }
 
 // mergeLanded reports whether the branch as this pass fetched it holds the pull request's
@@ -533,8 +553,14 @@ func (e *Engine) propose(ctx context.Context, p *pendingSet, statuses map[string
 	msg, _ := repo.CommitMessage(prop.Head)
 	subject, body, _ := strings.Cut(msg, "\n")
 	body = strings.TrimSpace(body) + "\n\n---\n" + proposalStatus(u, p, first)
+	prev := pr
 	pr = PullRequest{Kind: p.kind.String(), FreightID: id, Value: value, From: u.value(valueSet(u, p.current)), Commit: prop.Head, OpenedAt: now}
 	pr.Head, pr.Base, pr.HeadSHA, pr.Title = head, first.Branch, prop.Head, subject
+	if tracked && prev.Number == 0 && prev.FreightID == id {
+		// Pushed before, never opened: the forge's failures go on counting, so the back-off
+		// grows instead of asking every 10 s for as long as the forge refuses.
+		pr.Attempts = prev.Attempts
+	}
 	state.setPullRequest(u.Name, pr) // pushed: a restart finds the branch and this
 	var got *forge.PullRequest
 	if open != nil {
@@ -559,6 +585,7 @@ func (e *Engine) propose(ctx context.Context, p *pendingSet, statuses map[string
 	opened := pr.OpenedAt
 	pr.PullRequest = *got
 	pr.HeadSHA, pr.Commit, pr.OpenedAt, pr.CheckedAt = prop.Head, prop.Head, opened, now
+	pr.Attempts, pr.LastError, pr.NextAttempt = 0, "", time.Time{}
 	pr.Action = waitingFor(pr, first.PullRequest.Merge == MergeAuto)
 	state.setPullRequest(u.Name, pr)
 	p.written, p.proposed, p.commit = true, &pr, prop.Head

@@ -151,6 +151,41 @@ func TestPullRequest_ClosedUnmergedRefusesTheFreightAndIsNeverReopenedByItself(t
 	}
 }
 
+// A human's merge is on the branch a moment before the forge reports the request merged
+// (Gitea pushes the merge, then records it): a pass in that window must neither close the
+// request nor fail the stage ("HTTP 412: it was already merged"); the stage moves to the merge.
+func TestPullRequest_MergeOnTheBranchBeforeTheForgeSaysSoIsNotClosed(t *testing.T) {
+	for _, method := range []forge.MergeMethod{forge.MethodMerge, forge.MethodSquash} {
+		t.Run(string(method), func(t *testing.T) {
+			f := newFixture(t)
+			fg := newGitForge(f)
+			f.reg.push(t, "team/frontend", "1.2.2")
+			e := f.engine([]Spec{f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual)}, fg.option())
+			reconcile(t, e)
+			fg.humanMergeLands(1, method)
+			reconcile(t, e) // the branch holds 1.2.2, the forge still says open
+			if st := mustStatus(t, e, "develop-frontend"); st.Decision == DecisionFailed || st.Error != "" {
+				t.Fatalf("a pass while the merge lands: %+v", st)
+			}
+			fg.landed(1)
+			reconcile(t, e)
+			reconcile(t, e)
+			st := mustStatus(t, e, "develop-frontend")
+			if st.Decision != DecisionUpToDate || st.CurrentTag != "1.2.2" || st.Error != "" {
+				t.Fatalf("after the merge: %+v", st)
+			}
+			if pr := fg.pr(1); pr.State != forge.Merged || pr.MergedBy != "alice" {
+				t.Fatalf("pull request %+v, want merged by alice", pr)
+			}
+			state, _ := f.store.Load(context.Background())
+			log := state.PullRequestLog["develop-frontend"]
+			if len(log) != 1 || log[0].State != forge.Merged || log[0].MergedBy != "alice" {
+				t.Fatalf("pull request log %+v, want #1 merged by alice", log)
+			}
+		})
+	}
+}
+
 func TestPullRequest_AutoMergeOnceChecksPassSquashKeepsTheTrailers(t *testing.T) {
 	f := newFixture(t)
 	fg := newGitForge(f)
@@ -215,6 +250,37 @@ func TestPullRequest_ForgeOutageIsRetriedAndNeverEndsThePromotion(t *testing.T) 
 	reconcile(t, e)
 	if st := mustStatus(t, e, "develop-frontend"); st.CurrentTag != "1.2.2" || fg.count() != 1 || fg.pr(1).State != forge.Merged {
 		t.Fatalf("status %+v", st)
+	}
+}
+
+// The forge refusing to open the pull request after the branch was pushed (a 503 on create
+// only) is retried with a back-off that grows, 10 s doubling, as the README says; not every
+// 10 s for ever.
+func TestPullRequest_OpeningRetriedWithAGrowingBackOff(t *testing.T) {
+	f := newFixture(t)
+	fg := newGitForge(f)
+	f.reg.push(t, "team/frontend", "1.2.2")
+	e := f.engine([]Spec{f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual)}, fg.option())
+	fg.failOn("create", &forge.Error{Forge: forge.Gitea, Op: "opening a pull request", Status: 503, Msg: "Service Unavailable"})
+	var waits []time.Duration
+	for range 4 {
+		reconcile(t, e)
+		st := mustStatus(t, e, "develop-frontend")
+		if st.Decision == DecisionFailed || st.PullRequest == nil || st.PullRequest.NextAttempt.IsZero() {
+			t.Fatalf("status %+v, pull request %+v", st, st.PullRequest)
+		}
+		wait := st.PullRequest.NextAttempt.Sub(f.clock.Now())
+		waits = append(waits, wait)
+		f.clock.Step(wait)
+	}
+	if want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 80 * time.Second}; !reflect.DeepEqual(waits, want) {
+		t.Fatalf("waits between attempts to open it %v, want %v", waits, want)
+	}
+	fg.failOn("create", nil)
+	reconcile(t, e)
+	st := mustStatus(t, e, "develop-frontend")
+	if fg.count() != 1 || st.PullRequest == nil || st.PullRequest.Number != 1 || st.PullRequest.Attempts != 0 || st.PullRequest.LastError != "" {
+		t.Fatalf("after the forge came back: %d pull requests, status %+v", fg.count(), st.PullRequest)
 	}
 }
 

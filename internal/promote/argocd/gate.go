@@ -296,7 +296,13 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 			return pending("waiting: Argo CD has not compared %s since its sync finished at %s", u.GetName(), a.finishedAt.Format(time.RFC3339))
 		}
 		if b.Verify != nil {
-			if err := g.runVerification(ctx, spec, b, f, promo); err != nil {
+			// In pull-request mode the Jobs come from the merge Argo CD synced, not from the
+			// proposal: a change merged into the branch meanwhile is part of what runs.
+			at := promo
+			if syncTo != commit {
+				at = syncTo
+			}
+			if err := g.runVerification(ctx, spec, b, f, at); err != nil {
 				return err
 			}
 		}

@@ -466,3 +466,26 @@ func TestHealthGate_RePromotionOfTheSameFreightIsVerifiedAgain(t *testing.T) {
 		t.Errorf("last run %+v, want running at %s", run, again)
 	}
 }
+
+// In pull-request mode the verification Jobs come from the merge Argo CD synced (what landed
+// the proposal), not from kropipe's commit on the pull request's branch.
+func TestHealthGate_PullRequestModeVerifiesAtTheMergeThatLandedIt(t *testing.T) {
+	f := newVerifyFixture(t, "verify")
+	const proposal = "9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a9a"
+	g := f.gateFixture.gate(
+		WithVerification(f.source, verify.NewJobRunner(f.kube, verify.WithClock(f.clock))),
+		WithLanded(func(_ context.Context, _ stage.Spec, c string) string {
+			if c == proposal {
+				return f.commit // the merge
+			}
+			return ""
+		}),
+		WithContains(func(_ context.Context, _ stage.Spec, a, d string) bool { return a == proposal && d == f.commit }),
+	)
+	sp := spec("develop-frontend")
+	sp.Write = stage.WritePullRequest
+	err := g.Verify(context.Background(), sp, fr, proposal)
+	if !errors.Is(err, stage.ErrPending) || g.Waiting("develop-frontend") != "verifying: job "+f.jobName()+" (running 0s)" {
+		t.Fatalf("Verify = %v, Waiting %q; want the Job of the merge %s", err, g.Waiting("develop-frontend"), f.commit[:7])
+	}
+}

@@ -115,6 +115,8 @@ type Engine struct {
 	// Pull-request mode (propose.go): how a stage's forge is reached, and the forges made.
 	forgeFor ForgeFunc
 	forges   map[string]forge.Forge
+	// woken are the units a forge webhook named since their last pass (NotifyPullRequest).
+	woken map[string]bool
 }
 
 // New validates specs (after filling their defaults) and returns an engine for them.
@@ -786,9 +788,15 @@ func (e *Engine) decideUnit(ctx context.Context, u *group, obs map[string]*obser
 	if pr, ok := state.PullRequests[u.Name]; ok {
 		st.PullRequest = &pr
 	}
-	if write && u.pullRequestMode() && !e.trackPullRequest(ctx, u, d, obs, state, now, statuses) {
-		mirror(u, statuses)
-		return nil
+	if u.pullRequestMode() {
+		on := e.trackPullRequest
+		if !write {
+			on = e.showTracked // `promoter status --config`: no forge request, no write
+		}
+		if !on(ctx, u, d, obs, state, now, statuses) {
+			mirror(u, statuses)
+			return nil
+		}
 	}
 	if d.Verify && write {
 		_ = e.verifySet(ctx, u, d.Running, d.Commit, d.PlacedAt, false, state, now, statuses)

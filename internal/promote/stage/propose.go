@@ -139,7 +139,7 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 		e.awaitMerge(u, pr, now)
 		return false
 	}
-	if !pr.NextAttempt.IsZero() && now.Before(pr.NextAttempt) {
+	if !pr.NextAttempt.IsZero() && now.Before(pr.NextAttempt) && !e.takeWoken(u.Name) {
 		e.showPullRequest(u, pr, statuses, "")
 		e.pollPullRequestAt(u, pr.NextAttempt)
 		return false
@@ -203,6 +203,16 @@ func (e *Engine) trackPullRequest(ctx context.Context, u *group, d decision, obs
 	e.showPullRequest(u, pr, statuses, "")
 	e.pollPullRequestAt(u, now.Add(DefaultPullRequestPoll))
 	return false
+}
+
+// showTracked is trackPullRequest for a pass that writes nothing: the unit shows the pull
+// request it waits on, or the refusal that holds its candidate, as the State has them.
+func (e *Engine) showTracked(_ context.Context, u *group, d decision, _ map[string]*observation, state *working, _ time.Time, statuses map[string]*Status) bool {
+	if pr, ok := state.PullRequests[u.Name]; ok {
+		e.showPullRequest(u, pr, statuses, "")
+		return false
+	}
+	return !(d.Decision == DecisionPromote && e.refused(u, d.Cand, state, statuses))
 }
 
 // abandoned says whether the open pull request no longer proposes what the unit should run,
@@ -670,6 +680,13 @@ func (e *Engine) NotifyPullRequest(ev forge.Event) []string {
 			continue
 		}
 		woke = append(woke, u.Name)
+		// The forge just spoke: whatever back-off its failures set, ask it now.
+		e.mu.Lock()
+		if e.woken == nil {
+			e.woken = map[string]bool{}
+		}
+		e.woken[u.Name] = true
+		e.mu.Unlock()
 		e.target(memberNames(u))
 	}
 	return woke
@@ -683,4 +700,14 @@ func sameRepo(repoURL, path string) bool {
 	// A server without owners (a test server): the URL's path.
 	u, err := url.Parse(repoURL)
 	return err == nil && path != "" && strings.EqualFold(strings.TrimSuffix(strings.Trim(u.Path, "/"), ".git"), path)
+}
+
+// takeWoken reports whether a forge webhook named the unit since the last pass asked, and
+// forgets it.
+func (e *Engine) takeWoken(unit string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w := e.woken[unit]
+	delete(e.woken, unit)
+	return w
 }

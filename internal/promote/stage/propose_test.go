@@ -476,3 +476,52 @@ func TestPullRequest_AutoMergeNeverMergesACommitSomeoneElsePushedOnTop(t *testin
 		t.Fatalf("status %+v", st.PullRequest)
 	}
 }
+
+func TestPullRequest_StatusWithoutWritingShowsThePullRequestAndTheRefusal(t *testing.T) {
+	f := newFixture(t)
+	fg := newGitForge(f)
+	f.reg.push(t, "team/frontend", "1.2.2")
+	spec := f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual)
+	e := f.engine([]Spec{spec}, fg.option())
+	reconcile(t, e)
+	calls := fg.calls["get"] + fg.calls["find"]
+	if err := e.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStatus(t, e, "develop-frontend"); st.Decision != DecisionWait || st.PullRequest == nil || st.PullRequest.Number != 1 {
+		t.Fatalf("status --config with an open pull request: %+v", st)
+	}
+	if fg.calls["get"]+fg.calls["find"] != calls {
+		t.Fatal("a pass that writes nothing asked the forge")
+	}
+	fg.humanCloses(1)
+	reconcile(t, e)
+	if err := e.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustStatus(t, e, "develop-frontend"); st.Decision != DecisionHold || !strings.Contains(st.Reason, "was refused") {
+		t.Fatalf("status --config after the refusal: %+v", st)
+	}
+}
+
+func TestPullRequest_AForgeWebhookEndsTheBackOff(t *testing.T) {
+	f := newFixture(t)
+	fg := newGitForge(f)
+	f.reg.push(t, "team/frontend", "1.2.2")
+	e := f.engine([]Spec{f.prSpec("develop-frontend", "develop/frontend", "frontend", MergeManual)}, fg.option())
+	reconcile(t, e)
+	fg.setFail(&forge.Error{Forge: forge.Gitea, Op: "reading", Status: 502})
+	reconcile(t, e) // back-off set
+	fg.setFail(nil)
+	fg.humanMerges(1, forge.MethodMerge)
+	reconcile(t, e) // still backing off: the forge is not asked
+	if st := mustStatus(t, e, "develop-frontend"); st.PullRequest == nil || st.PullRequest.State != forge.Open {
+		t.Fatalf("asked the forge during its back-off: %+v", st)
+	}
+	e.NotifyPullRequest(forge.Event{Repo: "gitops", Head: "kropipe/develop-frontend", Action: "merged"})
+	reconcile(t, e)
+	reconcile(t, e)
+	if st := mustStatus(t, e, "develop-frontend"); st.PullRequest != nil || st.VerifiedFreight == nil || st.VerifiedFreight.Value != "1.2.2" {
+		t.Fatalf("the webhook did not end the back-off: %+v", st)
+	}
+}

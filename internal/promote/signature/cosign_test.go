@@ -1,0 +1,387 @@
+package signature
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	clocktesting "k8s.io/utils/clock/testing"
+)
+
+// env is one registry, one virtual Sigstore and a few keys shared by a test's cases.
+type env struct {
+	reg      *testRegistry
+	auth     authority
+	ecdsa    testKey
+	ed25519  testKey
+	otherKey testKey
+}
+
+func newEnv(t testing.TB, referrers bool) *env {
+	return &env{
+		reg:      startRegistry(t, referrers),
+		auth:     newAuthority(t),
+		ecdsa:    newKey(t, "ecdsa"),
+		ed25519:  newKey(t, "ed25519"),
+		otherKey: newKey(t, "ecdsa"),
+	}
+}
+
+func (e *env) keyless(mod func(*CosignPolicy)) Policy {
+	cp := &CosignPolicy{Identity: testIdentity, Issuer: testIssuer, TrustedRoot: e.auth.root, TrustedRootRef: "virtual-root.json"}
+	if mod != nil {
+		mod(cp)
+	}
+	return Policy{Name: "release", Cosign: cp}
+}
+
+func keyPolicy(k testKey) Policy {
+	return Policy{Name: "release", Cosign: &CosignPolicy{PublicKey: k.pem, KeyRef: "cosign.pub"}}
+}
+
+func keyIDOf(t testing.TB, k testKey) string {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(k.pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := keyID(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return "key " + id
+}
+
+func cosignSig(ref name.Digest, digest string) []byte {
+	return statement(ref, digest, cosignSignPredicate, map[string]any{})
+}
+
+func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
+	e := newEnv(t, true)
+	otherImage := e.reg.pushImage(t, "app", "other")
+	cases := []struct {
+		name   string
+		sign   func(t *testing.T, ref name.Digest)
+		policy Policy
+		// wantSignedBy is the trailer on success; wantErr a part of the ErrUnverified message.
+		wantSignedBy string
+		wantErr      string
+	}{{
+		name: "keyless bundle referrer by the right identity",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+		},
+		policy:       e.keyless(nil),
+		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
+	}, {
+		name: "keyless identity and issuer as regular expressions",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+		},
+		policy: e.keyless(func(cp *CosignPolicy) {
+			cp.Identity, cp.IdentityRegexp = "", `^https://github\.com/org/repo/\.github/workflows/release\.yml@refs/tags/.*$`
+			cp.Issuer, cp.IssuerRegexp = "", `^https://token\.actions\.githubusercontent\.com$`
+		}),
+		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
+	}, {
+		name:    "unsigned",
+		sign:    func(*testing.T, name.Digest) {},
+		policy:  e.keyless(nil),
+		wantErr: "no signature by " + testIdentity + " (issuer " + testIssuer + ") (the image has no cosign signature)",
+	}, {
+		name: "keyless signature by another identity",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, "https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/main", testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+		},
+		policy:  e.keyless(nil),
+		wantErr: "no signature by " + testIdentity + " (issuer " + testIssuer + "): signed by another identity: https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/main (issuer " + testIssuer + ")",
+	}, {
+		name: "keyless signature by the identity from another issuer",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, "https://accounts.example.com", cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+		},
+		policy:  e.keyless(nil),
+		wantErr: "signed by another identity: " + testIdentity + " (issuer https://accounts.example.com)",
+	}, {
+		name: "keyless signature over another digest (a tag pushed again)",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, otherImage.DigestStr()), bundleOpts{}))
+		},
+		policy:  e.keyless(nil),
+		wantErr: "is over another image (digest " + otherImage.DigestStr() + ")",
+	}, {
+		name: "certificate outside its validity when logged, no signed timestamp",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()),
+				bundleOpts{noTimestamps: true, loggedAt: time.Now().Add(time.Hour)}))
+		},
+		policy:  e.keyless(nil),
+		wantErr: "certificate expired and no signed timestamp",
+	}, {
+		// As cosign --insecure-ignore-tlog: with nothing to date the signature, the certificate
+		// must be valid now (a virtual Fulcio certificate is, for ten minutes).
+		name: "no log and no signed timestamp when the log is not required: checked at the current time",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()),
+				bundleOpts{noTimestamps: true, noTlog: true}))
+		},
+		policy:       e.keyless(func(cp *CosignPolicy) { cp.IgnoreTlog = true }),
+		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
+	}, {
+		name: "bundle without a transparency log entry",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{noTlog: true}))
+		},
+		policy:  e.keyless(nil),
+		wantErr: "no transparency log entry",
+	}, {
+		name: "bundle without a log entry, policy ignores the log: its signed timestamp dates it",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{noTlog: true}))
+		},
+		policy:       e.keyless(func(cp *CosignPolicy) { cp.IgnoreTlog = true }),
+		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
+	}, {
+		name: "keyless signature from another Sigstore",
+		sign: func(t *testing.T, ref name.Digest) {
+			other := newAuthority(t)
+			attach(t, ref, bundleV03, other.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+		},
+		policy:  e.keyless(func(cp *CosignPolicy) { cp.IgnoreTlog, cp.IgnoreTimestamps = true, true }),
+		wantErr: "certificate not issued by virtual-root.json",
+	}, {
+		name: "keyless signature from another Sigstore, logged in its own Rekor",
+		sign: func(t *testing.T, ref name.Digest) {
+			other := newAuthority(t)
+			attach(t, ref, bundleV03, other.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+		},
+		policy:  e.keyless(nil),
+		wantErr: "transparency log entry does not verify against virtual-root.json",
+	}, {
+		name:         "keyless signature in the legacy .sig tag",
+		sign:         func(t *testing.T, ref name.Digest) { e.auth.keylessLegacy(t, ref, testIdentity, testIssuer) },
+		policy:       e.keyless(nil),
+		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
+	}, {
+		name:         "ECDSA key signature in the legacy .sig tag",
+		sign:         func(t *testing.T, ref name.Digest) { e.ecdsa.signLegacy(t, ref, ref.DigestStr()) },
+		policy:       keyPolicy(e.ecdsa),
+		wantSignedBy: keyIDOf(t, e.ecdsa),
+	}, {
+		name:         "Ed25519 key signature in the legacy .sig tag",
+		sign:         func(t *testing.T, ref name.Digest) { e.ed25519.signLegacy(t, ref, ref.DigestStr()) },
+		policy:       keyPolicy(e.ed25519),
+		wantSignedBy: keyIDOf(t, e.ed25519),
+	}, {
+		name: "ECDSA key bundle referrer",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.ecdsa.keyBundle(t, cosignSig(ref, ref.DigestStr())))
+		},
+		policy:       keyPolicy(e.ecdsa),
+		wantSignedBy: keyIDOf(t, e.ecdsa),
+	}, {
+		name: "Ed25519 key bundle referrer",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.ed25519.keyBundle(t, cosignSig(ref, ref.DigestStr())))
+		},
+		policy:       keyPolicy(e.ed25519),
+		wantSignedBy: keyIDOf(t, e.ed25519),
+	}, {
+		name:    "signed by another key",
+		sign:    func(t *testing.T, ref name.Digest) { e.otherKey.signLegacy(t, ref, ref.DigestStr()) },
+		policy:  keyPolicy(e.ecdsa),
+		wantErr: "no signature by " + keyIDOf(t, e.ecdsa) + ": signed by another key",
+	}, {
+		name: "key bundle by another key",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.otherKey.keyBundle(t, cosignSig(ref, ref.DigestStr())))
+		},
+		policy:  keyPolicy(e.ecdsa),
+		wantErr: "signed by another key",
+	}, {
+		name:    "legacy signature whose payload names another digest (a tag pushed again)",
+		sign:    func(t *testing.T, ref name.Digest) { e.ecdsa.signLegacy(t, ref, otherImage.DigestStr()) },
+		policy:  keyPolicy(e.ecdsa),
+		wantErr: "is over another image (digest " + otherImage.DigestStr() + ")",
+	}, {
+		name: "legacy payload edited to name this digest: its signature no longer verifies",
+		sign: func(t *testing.T, ref name.Digest) {
+			sig, _ := e.ecdsa.signer.SignMessage(strings.NewReader(string(simpleSigningPayload(ref, otherImage.DigestStr()))))
+			legacyPush(t, ref, ".sig", []mutate.Addendum{{
+				Layer:       static.NewLayer(simpleSigningPayload(ref, ref.DigestStr()), "application/vnd.dev.cosign.simplesigning.v1+json"),
+				Annotations: map[string]string{annSignature: base64.StdEncoding.EncodeToString(sig)},
+			}})
+		},
+		policy:  keyPolicy(e.ecdsa),
+		wantErr: "signed by another key",
+	}, {
+		name:    "key policy, keyless signature",
+		sign:    func(t *testing.T, ref name.Digest) { e.auth.keylessLegacy(t, ref, testIdentity, testIssuer) },
+		policy:  keyPolicy(e.ecdsa),
+		wantErr: "signed keyless by " + testIdentity,
+	}, {
+		name: "key policy requiring the log, signature made offline",
+		sign: func(t *testing.T, ref name.Digest) { e.ecdsa.signLegacy(t, ref, ref.DigestStr()) },
+		policy: func() Policy {
+			p := keyPolicy(e.ecdsa)
+			p.Cosign.RequireTlog = true
+			return p
+		}(),
+		wantErr: "no transparency log entry",
+	}}
+	c, err := NewCosign()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := e.reg.pushImage(t, "app", "v"+string(rune('a'+i)))
+			tc.sign(t, ref)
+			res, err := c.Verify(context.Background(), ref, tc.policy, e.reg.opts()...)
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrUnverified) {
+					t.Fatalf("Verify = %+v, %v; want ErrUnverified %q", res, err, tc.wantErr)
+				}
+				if !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %q does not say %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			if res.SignedBy != tc.wantSignedBy {
+				t.Fatalf("SignedBy = %q, want %q", res.SignedBy, tc.wantSignedBy)
+			}
+		})
+	}
+}
+
+func TestCosign_RegistryWithoutReferrersUsesTheTagSchema(t *testing.T) {
+	e := newEnv(t, false)
+	ref := e.reg.pushImage(t, "app", "v1")
+	attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+	c, _ := NewCosign()
+	res, err := c.Verify(context.Background(), ref, e.keyless(nil), e.reg.opts()...)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if want := testIdentity + " (issuer " + testIssuer + ")"; res.SignedBy != want {
+		t.Fatalf("SignedBy = %q, want %q", res.SignedBy, want)
+	}
+}
+
+func TestCosign_RegistryFailureIsNotUnverifiedAndNotCached(t *testing.T) {
+	e := newEnv(t, true)
+	ref := e.reg.pushImage(t, "app", "v1")
+	e.ecdsa.signLegacy(t, ref, ref.DigestStr())
+	c, _ := NewCosign()
+	e.reg.failSigs.Store(true)
+	_, err := c.Verify(context.Background(), ref, keyPolicy(e.ecdsa), e.reg.opts()...)
+	if err == nil || errors.Is(err, ErrUnverified) {
+		t.Fatalf("Verify with a failing registry = %v; want an error that is not ErrUnverified", err)
+	}
+	e.reg.failSigs.Store(false)
+	if _, err := c.Verify(context.Background(), ref, keyPolicy(e.ecdsa), e.reg.opts()...); err != nil {
+		t.Fatalf("Verify once the registry answers: %v", err)
+	}
+}
+
+func TestCosign_PolicyThatDoesNotParseIsNamed(t *testing.T) {
+	e := newEnv(t, true)
+	ref := e.reg.pushImage(t, "app", "v1")
+	c, _ := NewCosign()
+	cases := []struct {
+		name   string
+		policy Policy
+		want   string
+	}{
+		{"public key not PEM", Policy{Name: "prod", Cosign: &CosignPolicy{PublicKey: []byte("nope"), KeyRef: "secret/cosign-pub"}}, `signature policy "prod": public key secret/cosign-pub`},
+		{"trusted root not JSON", Policy{Name: "prod", Cosign: &CosignPolicy{Identity: "x", Issuer: "y", TrustedRoot: []byte("{"), TrustedRootRef: "root.json"}}, `signature policy "prod": trusted root root.json`},
+		{"identity without issuer", Policy{Name: "prod", Cosign: &CosignPolicy{Identity: "x"}}, "needs both a certificate identity"},
+		{"bad identity regexp", Policy{Name: "prod", Cosign: &CosignPolicy{IdentityRegexp: "(", Issuer: "y"}}, `signature policy "prod"`},
+		{"bad builder regexp", Policy{Name: "prod", Cosign: &CosignPolicy{Identity: "x", Issuer: "y"}, Provenance: &ProvenancePolicy{BuilderID: "(", BuilderIDRegexp: true}}, "provenance builderID"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Verify(context.Background(), ref, tc.policy, e.reg.opts()...)
+			if err == nil || errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Verify = %v; want a policy error saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCosign_PublicGoodRootIsEmbedded(t *testing.T) {
+	e := newEnv(t, true)
+	ref := e.reg.pushImage(t, "app", "v1")
+	// Signed by the virtual Sigstore: the public-good root does not trust it.
+	attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+	c, _ := NewCosign()
+	_, err := c.Verify(context.Background(), ref, Policy{Cosign: &CosignPolicy{Identity: testIdentity, Issuer: testIssuer}}, e.reg.opts()...)
+	if !errors.Is(err, ErrUnverified) {
+		t.Fatalf("Verify = %v; want ErrUnverified", err)
+	}
+	tr, err := publicGood()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.FulcioCertificateAuthorities()) == 0 || len(tr.RekorLogs()) == 0 {
+		t.Fatal("embedded public-good root has no Fulcio or Rekor")
+	}
+}
+
+func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
+	e := newEnv(t, true)
+	signed := e.reg.pushImage(t, "app", "v1")
+	attach(t, signed, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(signed, signed.DigestStr()), bundleOpts{}))
+	unsigned := e.reg.pushImage(t, "app", "v2")
+	clk := clocktesting.NewFakeClock(time.Now())
+	c, err := NewCosign(WithClock(clk), WithUnverifiedTTL(5*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.keyless(nil)
+	verifyCounting := func(ref name.Digest) (int64, error) {
+		before := e.reg.requests.Load()
+		_, err := c.Verify(context.Background(), ref, p, e.reg.opts()...)
+		return e.reg.requests.Load() - before, err
+	}
+	for _, ref := range []name.Digest{signed, unsigned} {
+		if n, _ := verifyCounting(ref); n == 0 {
+			t.Fatalf("first Verify of %s made no registry request", ref)
+		}
+		if n, _ := verifyCounting(ref); n != 0 {
+			t.Fatalf("second Verify of %s made %d registry requests, want 0", ref, n)
+		}
+	}
+	// A signature pushed after its image is found once the unverified answer expires.
+	attach(t, unsigned, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(unsigned, unsigned.DigestStr()), bundleOpts{}))
+	if _, err := verifyCounting(unsigned); !errors.Is(err, ErrUnverified) {
+		t.Fatalf("Verify within the TTL = %v, want the cached ErrUnverified", err)
+	}
+	clk.Step(5 * time.Minute)
+	if n, err := verifyCounting(unsigned); err != nil || n == 0 {
+		t.Fatalf("Verify after the TTL = %v with %d requests; want verified after asking the registry", err, n)
+	}
+	if n, _ := verifyCounting(signed); n != 0 {
+		t.Fatalf("a verified answer was asked again (%d requests)", n)
+	}
+	// Another policy is another answer.
+	other := e.keyless(func(cp *CosignPolicy) {
+		cp.Identity = "https://github.com/org/repo/.github/workflows/other.yml@refs/tags/v1"
+	})
+	before := e.reg.requests.Load()
+	if _, err := c.Verify(context.Background(), signed, other, e.reg.opts()...); !errors.Is(err, ErrUnverified) {
+		t.Fatalf("Verify under another identity = %v, want ErrUnverified", err)
+	}
+	if e.reg.requests.Load() == before {
+		t.Fatal("another policy reused the first policy's answer")
+	}
+}

@@ -1,0 +1,415 @@
+package signature
+
+// What a CI pipeline does to sign an image, done by the tests with real keys: cosign's legacy
+// .sig/.att tags, sigstore bundles attached as OCI referrers, keyless bundles made by
+// sigstore-go's virtual Fulcio, Rekor and timestamp authority.
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
+	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	"github.com/sigstore/sigstore-go/pkg/tlog"
+	"github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	sigsig "github.com/sigstore/sigstore/pkg/signature"
+	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+const (
+	testIdentity = "https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1"
+	testIssuer   = "https://token.actions.githubusercontent.com"
+	inTotoType   = "application/vnd.in-toto+json"
+	bundleV03    = "application/vnd.dev.sigstore.bundle.v0.3+json"
+)
+
+// testRegistry is go-containerregistry's in-memory registry on 127.0.0.1 behind a handler that
+// counts requests and can fail the signature requests with 500.
+type testRegistry struct {
+	host     string
+	requests atomic.Int64
+	failSigs atomic.Bool
+}
+
+func startRegistry(tb testing.TB, referrers bool) *testRegistry {
+	tb.Helper()
+	r := &testRegistry{}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(referrers))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.requests.Add(1)
+		if r.failSigs.Load() && (strings.Contains(req.URL.Path, "/referrers/") || strings.Contains(req.URL.Path, "/manifests/sha256-")) {
+			http.Error(w, "backend unavailable", http.StatusInternalServerError)
+			return
+		}
+		reg.ServeHTTP(w, req)
+	}))
+	tb.Cleanup(srv.Close)
+	r.host = strings.TrimPrefix(srv.URL, "http://")
+	return r
+}
+
+// opts are what the promoter passes: no retries, so a 500 answers at once.
+func (r *testRegistry) opts() []remote.Option {
+	return []remote.Option{remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Steps: 1})}
+}
+
+// pushImage pushes a random image as repo:tag and returns repo@digest.
+func (r *testRegistry) pushImage(tb testing.TB, repo, tag string) name.Digest {
+	tb.Helper()
+	img, err := random.Image(64, 1)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ref, err := name.NewTag(r.host+"/"+repo+":"+tag, name.Insecure)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		tb.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ref.Context().Digest(d.String())
+}
+
+// rawManifest is a manifest pushed as bytes.
+type rawManifest struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (m rawManifest) RawManifest() ([]byte, error)        { return m.raw, nil }
+func (m rawManifest) MediaType() (types.MediaType, error) { return m.mt, nil }
+
+// attach pushes blob as an OCI artifact referring to subject, as cosign --new-bundle-format
+// does (the registry indexes it, or go-containerregistry updates the sha256-<hex> tag).
+func attach(tb testing.TB, subject name.Digest, artifactType string, blob []byte) {
+	tb.Helper()
+	repo := subject.Context()
+	layer := static.NewLayer(blob, types.MediaType(artifactType))
+	cfg := static.NewLayer([]byte("{}"), "application/vnd.oci.empty.v1+json")
+	for _, l := range []v1.Layer{layer, cfg} {
+		if err := remote.WriteLayer(repo, l); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	desc, err := remote.Head(subject)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ld, _ := layer.Digest()
+	cd, _ := cfg.Digest()
+	m := map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     types.OCIManifestSchema1,
+		"artifactType":  artifactType,
+		"config":        map[string]any{"mediaType": "application/vnd.oci.empty.v1+json", "digest": cd.String(), "size": 2},
+		"layers":        []any{map[string]any{"mediaType": artifactType, "digest": ld.String(), "size": len(blob)}},
+		"subject":       map[string]any{"mediaType": desc.MediaType, "digest": desc.Digest.String(), "size": desc.Size},
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, _, _ := v1.SHA256(bytes.NewReader(raw))
+	if err := remote.Put(repo.Digest(h.String()), rawManifest{raw, types.OCIManifestSchema1}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// legacyPush writes cosign's sha256-<hex><suffix> tag for subject with the given layers.
+func legacyPush(tb testing.TB, subject name.Digest, suffix string, layers []mutate.Addendum) {
+	tb.Helper()
+	img, err := mutate.Append(empty.Image, layers...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tag := subject.Context().Tag(strings.Replace(subject.DigestStr(), ":", "-", 1) + suffix)
+	if err := remote.Write(tag, img); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// simpleSigningPayload is what cosign signs for an image.
+func simpleSigningPayload(ref name.Digest, digest string) []byte {
+	return fmt.Appendf(nil, `{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`,
+		ref.Context().String(), digest)
+}
+
+// statement is an in-toto statement over digest.
+func statement(ref name.Digest, digest, predicateType string, predicate any) []byte {
+	b, err := json.Marshal(map[string]any{
+		"_type":         "https://in-toto.io/Statement/v1",
+		"subject":       []any{map[string]any{"name": ref.Context().String(), "digest": map[string]string{"sha256": strings.TrimPrefix(digest, "sha256:")}}},
+		"predicateType": predicateType,
+		"predicate":     predicate,
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+type testKey struct {
+	signer sigsig.Signer
+	pem    []byte
+}
+
+func newKey(tb testing.TB, kind string) testKey {
+	tb.Helper()
+	var priv crypto.Signer
+	var err error
+	switch kind {
+	case "ecdsa":
+		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ed25519":
+		_, priv, err = ed25519.GenerateKey(rand.Reader)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := sigsig.LoadSigner(priv, crypto.SHA256)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pem, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return testKey{signer: s, pem: pem}
+}
+
+// signLegacy pushes a key signature of the payload naming digest under subject's .sig tag.
+func (k testKey) signLegacy(tb testing.TB, subject name.Digest, digest string) {
+	tb.Helper()
+	payload := simpleSigningPayload(subject, digest)
+	sig, err := k.signer.SignMessage(bytes.NewReader(payload))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	legacyPush(tb, subject, ".sig", []mutate.Addendum{{
+		Layer:       static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
+		Annotations: map[string]string{annSignature: base64.StdEncoding.EncodeToString(sig)},
+	}})
+}
+
+// envelope signs an in-toto statement into a DSSE envelope with the key.
+func (k testKey) envelope(tb testing.TB, stmt []byte) *dsse.Envelope {
+	tb.Helper()
+	raw, err := sigdsse.WrapSigner(k.signer, inTotoType).SignMessage(bytes.NewReader(stmt))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var env dsse.Envelope
+	if err := json.Unmarshal(raw, &env); err != nil {
+		tb.Fatal(err)
+	}
+	return &env
+}
+
+// keyBundle is a v0.3 bundle of a key-signed DSSE envelope (no log entry: signed offline).
+func (k testKey) keyBundle(tb testing.TB, stmt []byte) []byte {
+	tb.Helper()
+	pb := &protobundle.Bundle{
+		MediaType: bundleV03,
+		VerificationMaterial: &protobundle.VerificationMaterial{
+			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: "ci"}},
+		},
+		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: protoEnvelope(tb, k.envelope(tb, stmt))},
+	}
+	js, err := protojson.Marshal(pb)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js
+}
+
+func protoEnvelope(tb testing.TB, env *dsse.Envelope) *protodsse.Envelope {
+	tb.Helper()
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := &protodsse.Envelope{Payload: payload, PayloadType: env.PayloadType}
+	for _, s := range env.Signatures {
+		sig, err := base64.StdEncoding.DecodeString(s.Sig)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out.Signatures = append(out.Signatures, &protodsse.Signature{Sig: sig, Keyid: s.KeyID})
+	}
+	return out
+}
+
+// authority is sigstore-go's virtual Sigstore, and its trusted_root.json.
+type authority struct {
+	vs   *ca.VirtualSigstore
+	root []byte
+}
+
+func newAuthority(tb testing.TB) authority {
+	tb.Helper()
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The virtual Rekor names its log by the hex text of its id; a trusted_root.json holds
+	// the id's bytes.
+	logs := map[string]*root.TransparencyLog{}
+	for id, l := range vs.RekorLogs() {
+		raw, err := hex.DecodeString(id)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cp := *l
+		cp.ID = raw
+		logs[id] = &cp
+	}
+	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), nil, vs.TimestampingAuthorities(), logs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	js, err := tr.MarshalJSON()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return authority{vs: vs, root: js}
+}
+
+// bundleOpts strip parts of a keyless bundle, for the cases that lack them.
+type bundleOpts struct {
+	noTlog, noTimestamps bool
+	// loggedAt is the log's integrated time (default: inside the certificate's validity).
+	loggedAt time.Time
+}
+
+// keylessBundle signs stmt as identity/issuer with the virtual Fulcio, logs it in the virtual
+// Rekor (with an inclusion proof) and timestamps it, as cosign sign --new-bundle-format does.
+func (a authority) keylessBundle(tb testing.TB, identity, issuer string, stmt []byte, o bundleOpts) []byte {
+	tb.Helper()
+	at := o.loggedAt
+	if at.IsZero() {
+		at = time.Now().Add(5 * time.Minute)
+	}
+	e, err := a.vs.AttestAtTime(identity, issuer, stmt, at, true)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return entityBundle(tb, e, o)
+}
+
+func entityBundle(tb testing.TB, e verify.SignedEntity, o bundleOpts) []byte {
+	tb.Helper()
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	vm := &protobundle.VerificationMaterial{
+		Content: &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}},
+	}
+	if !o.noTlog {
+		entries, _ := e.TlogEntries()
+		for _, en := range entries {
+			tle := en.TransparencyLogEntry()
+			if tle.KindVersion == nil {
+				tle.KindVersion = &protorekor.KindVersion{Kind: "dsse", Version: "0.0.1"}
+			}
+			vm.TlogEntries = append(vm.TlogEntries, tle)
+		}
+	}
+	if !o.noTimestamps {
+		ts, _ := e.Timestamps()
+		vm.TimestampVerificationData = &protobundle.TimestampVerificationData{}
+		for _, t := range ts {
+			vm.TimestampVerificationData.Rfc3161Timestamps = append(vm.TimestampVerificationData.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
+		}
+	}
+	pb := &protobundle.Bundle{MediaType: bundleV03, VerificationMaterial: vm}
+	pb.Content = &protobundle.Bundle_DsseEnvelope{DsseEnvelope: protoEnvelope(tb, sc.EnvelopeContent().RawEnvelope())}
+	js, err := protojson.Marshal(pb)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return js
+}
+
+// keylessLegacy pushes a keyless signature in cosign's .sig tag format: the Fulcio
+// certificate, chain, Rekor bundle and RFC 3161 timestamp as annotations.
+func (a authority) keylessLegacy(tb testing.TB, subject name.Digest, identity, issuer string) {
+	tb.Helper()
+	payload := simpleSigningPayload(subject, subject.DigestStr())
+	e, err := a.vs.Sign(identity, issuer, payload)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	vc, _ := e.VerificationContent()
+	sc, _ := e.SignatureContent()
+	certPEM, _ := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
+	chainPEM, _ := cryptoutils.MarshalCertificatesToPEM(a.vs.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority).Intermediates)
+	entries, _ := e.TlogEntries()
+	tle := entries[0].TransparencyLogEntry()
+	// The log's promise (SET) over the entry, as Rekor returns it to cosign.
+	set, err := a.vs.RekorSignPayload(tlog.RekorPayload{
+		Body:           base64.StdEncoding.EncodeToString(tle.CanonicalizedBody),
+		IntegratedTime: tle.IntegratedTime,
+		LogIndex:       tle.LogIndex,
+		LogID:          hex.EncodeToString(tle.GetLogId().GetKeyId()),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rb := map[string]any{
+		"SignedEntryTimestamp": set,
+		"Payload": map[string]any{
+			"body":           base64.StdEncoding.EncodeToString(tle.CanonicalizedBody),
+			"integratedTime": tle.IntegratedTime,
+			"logIndex":       tle.LogIndex,
+			"logID":          fmt.Sprintf("%x", tle.GetLogId().GetKeyId()),
+		},
+	}
+	rbJS, _ := json.Marshal(rb)
+	ts, _ := e.Timestamps()
+	tsJS, _ := json.Marshal(map[string][]byte{"SignedRFC3161Timestamp": ts[0]})
+	legacyPush(tb, subject, ".sig", []mutate.Addendum{{
+		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
+		Annotations: map[string]string{
+			annSignature: base64.StdEncoding.EncodeToString(sc.Signature()),
+			annCert:      string(certPEM),
+			annChain:     string(chainPEM),
+			annBundle:    string(rbJS),
+			annRFC3161:   string(tsJS),
+		},
+	}})
+}

@@ -121,6 +121,13 @@ func (c *Cosign) Verify(ctx context.Context, ref name.Digest, p Policy, opts ...
 		return Result{}, err
 	}
 	opts = append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
+	// One puller for the referrers, tags and blobs read: one token and /v2/ ping, not one
+	// per request.
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		return Result{}, err
+	}
+	opts = append(opts, remote.Reuse(puller))
 	res, err := c.verify(ctx, ref, chk, p.Provenance, opts)
 	if err == nil || errors.Is(err, ErrUnverified) {
 		if c.answers != nil {

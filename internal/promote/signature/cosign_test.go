@@ -3,6 +3,7 @@ package signature
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -162,7 +163,7 @@ func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
 			attach(t, ref, bundleV03, other.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy:  e.keyless(nil),
-		wantErr: "transparency log entry does not verify against virtual-root.json",
+		wantErr: "transparency log entry is not from a log virtual-root.json trusts",
 	}, {
 		name:         "keyless signature in the legacy .sig tag",
 		sign:         func(t *testing.T, ref name.Digest) { e.auth.keylessLegacy(t, ref, testIdentity, testIssuer) },
@@ -245,6 +246,7 @@ func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
 			tc.sign(t, ref)
 			res, err := c.Verify(context.Background(), ref, tc.policy, e.reg.opts()...)
 			if tc.wantErr != "" {
+				t.Logf("Verify: %v", err)
 				if !errors.Is(err, ErrUnverified) {
 					t.Fatalf("Verify = %+v, %v; want ErrUnverified %q", res, err, tc.wantErr)
 				}
@@ -383,5 +385,139 @@ func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
 	}
 	if e.reg.requests.Load() == before {
 		t.Fatal("another policy reused the first policy's answer")
+	}
+}
+
+const (
+	testBuilder = "https://github.com/actions/runner/github-hosted"
+	testSource  = "https://github.com/org/repo"
+)
+
+func slsaV1(builder, source string) map[string]any {
+	return map[string]any{
+		"buildDefinition": map[string]any{
+			"buildType":            "https://actions.github.io/buildtypes/workflow/v1",
+			"externalParameters":   map[string]any{"workflow": map[string]any{"ref": "refs/tags/v1", "repository": source, "path": ".github/workflows/release.yml"}},
+			"resolvedDependencies": []any{map[string]any{"uri": "git+" + source + "@refs/tags/v1", "digest": map[string]string{"gitCommit": "0123456789abcdef0123456789abcdef01234567"}}},
+		},
+		"runDetails": map[string]any{"builder": map[string]any{"id": builder}, "metadata": map[string]any{"invocationId": "https://github.com/org/repo/actions/runs/1/attempts/1"}},
+	}
+}
+
+func slsaV02(builder, source string) map[string]any {
+	return map[string]any{
+		"builder":    map[string]any{"id": builder},
+		"buildType":  "https://github.com/slsa-framework/slsa-github-generator/container@v1",
+		"invocation": map[string]any{"configSource": map[string]any{"uri": "git+" + source + "@refs/tags/v1", "entryPoint": ".github/workflows/release.yml"}},
+	}
+}
+
+func TestCosign_ProvenanceMustNameTheBuilderAndSource(t *testing.T) {
+	e := newEnv(t, true)
+	otherImage := e.reg.pushImage(t, "app", "other")
+	keylessProv := func(predicateType string, pred map[string]any, digest func(name.Digest) string) func(*testing.T, name.Digest) {
+		return func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, statement(ref, digest(ref), predicateType, pred), bundleOpts{}))
+		}
+	}
+	self := func(ref name.Digest) string { return ref.DigestStr() }
+	prov := func(builder, source string, re bool) *ProvenancePolicy {
+		return &ProvenancePolicy{BuilderID: builder, SourceRepository: source, BuilderIDRegexp: re, SourceRepositoryRegexp: re}
+	}
+	keyless := func(pp *ProvenancePolicy) Policy {
+		p := e.keyless(nil)
+		p.Provenance = pp
+		return p
+	}
+	cases := []struct {
+		name    string
+		sign    func(*testing.T, name.Digest)
+		policy  Policy
+		want    *Provenance // Digest filled in by the test
+		wantErr string
+	}{{
+		name:   "SLSA v1 bundle from the right builder and source",
+		sign:   keylessProv(slsaProvenanceV1, slsaV1(testBuilder, testSource), self),
+		policy: keyless(prov(testBuilder, testSource, false)),
+		want:   &Provenance{Builder: testBuilder, Source: testSource},
+	}, {
+		name:   "builder and source as regular expressions",
+		sign:   keylessProv(slsaProvenanceV1, slsaV1(testBuilder, testSource), self),
+		policy: keyless(prov(`^https://github\.com/actions/runner/`, `^https://github\.com/org/`, true)),
+		want:   &Provenance{Builder: testBuilder, Source: testSource},
+	}, {
+		name:    "built by another builder",
+		sign:    keylessProv(slsaProvenanceV1, slsaV1("https://ci.example.com/runner", testSource), self),
+		policy:  keyless(prov(testBuilder, testSource, false)),
+		wantErr: "no SLSA provenance by builder " + testBuilder + ", source " + testSource + " signed by " + testIdentity + " (issuer " + testIssuer + "): built by https://ci.example.com/runner",
+	}, {
+		name:    "built from another repository",
+		sign:    keylessProv(slsaProvenanceV1, slsaV1(testBuilder, "https://github.com/evil/repo"), self),
+		policy:  keyless(prov(testBuilder, testSource, false)),
+		wantErr: "built from https://github.com/evil/repo",
+	}, {
+		name:    "provenance of another image",
+		sign:    keylessProv(slsaProvenanceV1, slsaV1(testBuilder, testSource), func(name.Digest) string { return otherImage.DigestStr() }),
+		policy:  keyless(prov(testBuilder, testSource, false)),
+		wantErr: "is over another image",
+	}, {
+		name: "signed but no provenance",
+		sign: func(t *testing.T, ref name.Digest) {
+			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+		},
+		policy:  keyless(prov(testBuilder, testSource, false)),
+		wantErr: "the image has no provenance attestation",
+	}, {
+		name: "SLSA v0.2 in the legacy .att tag signed with a key",
+		sign: func(t *testing.T, ref name.Digest) {
+			e.ecdsa.signLegacy(t, ref, ref.DigestStr())
+			env, _ := json.Marshal(e.ecdsa.envelope(t, statement(ref, ref.DigestStr(), slsaProvenanceV02, slsaV02(testBuilder, testSource))))
+			legacyPush(t, ref, ".att", []mutate.Addendum{{
+				Layer:       static.NewLayer(env, "application/vnd.dsse.envelope.v1+json"),
+				Annotations: map[string]string{annSignature: "", "predicateType": slsaProvenanceV02},
+			}})
+		},
+		policy: func() Policy {
+			p := keyPolicy(e.ecdsa)
+			p.Provenance = prov(testBuilder, testSource, false)
+			return p
+		}(),
+		want: &Provenance{Builder: testBuilder, Source: testSource},
+	}, {
+		name: "provenance signed by another key",
+		sign: func(t *testing.T, ref name.Digest) {
+			e.ecdsa.signLegacy(t, ref, ref.DigestStr())
+			attach(t, ref, bundleV03, e.otherKey.keyBundle(t, statement(ref, ref.DigestStr(), slsaProvenanceV1, slsaV1(testBuilder, testSource))))
+		},
+		policy: func() Policy {
+			p := keyPolicy(e.ecdsa)
+			p.Provenance = prov(testBuilder, testSource, false)
+			return p
+		}(),
+		wantErr: "signed by another key",
+	}}
+	c, _ := NewCosign()
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ref := e.reg.pushImage(t, "app", "p"+string(rune('a'+i)))
+			tc.sign(t, ref)
+			res, err := c.Verify(context.Background(), ref, tc.policy, e.reg.opts()...)
+			if tc.wantErr != "" {
+				t.Logf("Verify: %v", err)
+				if !errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Verify = %+v, %v; want ErrUnverified saying %q", res, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Verify: %v", err)
+			}
+			want := *tc.want
+			want.Digest = ref.DigestStr()
+			if res.Provenance == nil || *res.Provenance != want {
+				t.Fatalf("Provenance = %+v, want %+v", res.Provenance, want)
+			}
+		})
 	}
 }

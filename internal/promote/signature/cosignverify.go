@@ -212,6 +212,8 @@ func (chk *cosignCheck) explain(c candidate, err error) *miss {
 		return &miss{rankTrust, "certificate expired and no signed timestamp"}
 	case strings.Contains(msg, "leaf certificate verification failed"):
 		return &miss{rankTrust, "certificate not issued by " + chk.rootRef}
+	case strings.Contains(msg, "not enough verified log entries"):
+		return &miss{rankTrust, "transparency log entry is not from a log " + chk.rootRef + " trusts"}
 	case strings.Contains(msg, "failed to verify log inclusion"):
 		return &miss{rankTrust, fmt.Sprintf("transparency log entry does not verify against %s: %v", chk.rootRef, err)}
 	case strings.Contains(msg, "failed to verify timestamps"):

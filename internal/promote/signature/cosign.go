@@ -17,6 +17,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	sigsig "github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/singleflight"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/lru"
 )
@@ -35,6 +36,7 @@ type Cosign struct {
 	unverifiedT time.Duration
 	answers     *lru.Cache // cacheKey → answer
 	checks      *lru.Cache // policy hash → *cosignCheck (parsed keys, roots, regexps)
+	inflight    singleflight.Group
 }
 
 // CosignOption configures NewCosign.
@@ -120,6 +122,21 @@ func (c *Cosign) Verify(ctx context.Context, ref name.Digest, p Policy, opts ...
 	if err != nil {
 		return Result{}, err
 	}
+	// Stages sharing an image ask about the same digest at once: one of them reads the
+	// registry, the others take its answer.
+	v, err, _ := c.inflight.Do(key, func() (any, error) {
+		res, err := c.verifyUncached(ctx, ref, chk, p.Provenance, opts)
+		if err == nil || errors.Is(err, ErrUnverified) {
+			if c.answers != nil {
+				c.answers.Add(key, answer{res: res, err: err, at: c.clock.Now()})
+			}
+		}
+		return res, err
+	})
+	return v.(Result), err
+}
+
+func (c *Cosign) verifyUncached(ctx context.Context, ref name.Digest, chk *cosignCheck, prov *ProvenancePolicy, opts []remote.Option) (Result, error) {
 	opts = append(append([]remote.Option{}, opts...), remote.WithContext(ctx))
 	// One puller for the referrers, tags and blobs read: one token and /v2/ ping, not one
 	// per request.
@@ -128,13 +145,7 @@ func (c *Cosign) Verify(ctx context.Context, ref name.Digest, p Policy, opts ...
 		return Result{}, err
 	}
 	opts = append(opts, remote.Reuse(puller))
-	res, err := c.verify(ctx, ref, chk, p.Provenance, opts)
-	if err == nil || errors.Is(err, ErrUnverified) {
-		if c.answers != nil {
-			c.answers.Add(key, answer{res: res, err: err, at: c.clock.Now()})
-		}
-	}
-	return res, err
+	return c.verify(ctx, ref, chk, prov, opts)
 }
 
 func (c *Cosign) verify(ctx context.Context, ref name.Digest, chk *cosignCheck, prov *ProvenancePolicy, opts []remote.Option) (Result, error) {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -363,6 +364,22 @@ func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
 			t.Fatalf("second Verify of %s made %d registry requests, want 0", ref, n)
 		}
 	}
+	// Stages sharing an image ask at once: the registry is read once.
+	concurrent := e.reg.pushImage(t, "app", "v3")
+	attach(t, concurrent, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(concurrent, concurrent.DigestStr()), bundleOpts{}))
+	before := e.reg.requests.Load()
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if _, err := c.Verify(context.Background(), concurrent, p, e.reg.opts()...); err != nil {
+				t.Errorf("concurrent Verify: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := e.reg.requests.Load() - before; n != 4 {
+		t.Fatalf("20 concurrent Verify calls made %d registry requests, want the 4 of one", n)
+	}
 	// A signature pushed after its image is found once the unverified answer expires.
 	attach(t, unsigned, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(unsigned, unsigned.DigestStr()), bundleOpts{}))
 	if _, err := verifyCounting(unsigned); !errors.Is(err, ErrUnverified) {
@@ -379,7 +396,7 @@ func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
 	other := e.keyless(func(cp *CosignPolicy) {
 		cp.Identity = "https://github.com/org/repo/.github/workflows/other.yml@refs/tags/v1"
 	})
-	before := e.reg.requests.Load()
+	before = e.reg.requests.Load()
 	if _, err := c.Verify(context.Background(), signed, other, e.reg.opts()...); !errors.Is(err, ErrUnverified) {
 		t.Fatalf("Verify under another identity = %v, want ErrUnverified", err)
 	}
@@ -484,6 +501,14 @@ func TestCosign_ProvenanceMustNameTheBuilderAndSource(t *testing.T) {
 			return p
 		}(),
 		want: &Provenance{Builder: testBuilder, Source: testSource},
+	}, {
+		name: "keyless SLSA v1 in the legacy .att tag",
+		sign: func(t *testing.T, ref name.Digest) {
+			e.auth.keylessLegacy(t, ref, testIdentity, testIssuer)
+			e.auth.keylessLegacyAttestation(t, ref, testIdentity, testIssuer, statement(ref, ref.DigestStr(), slsaProvenanceV1, slsaV1(testBuilder, testSource)))
+		},
+		policy: keyless(prov(testBuilder, testSource, false)),
+		want:   &Provenance{Builder: testBuilder, Source: testSource},
 	}, {
 		name: "provenance signed by another key",
 		sign: func(t *testing.T, ref name.Digest) {

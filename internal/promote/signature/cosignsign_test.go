@@ -374,8 +374,39 @@ func (a authority) keylessLegacy(tb testing.TB, subject name.Digest, identity, i
 	if err != nil {
 		tb.Fatal(err)
 	}
-	vc, _ := e.VerificationContent()
 	sc, _ := e.SignatureContent()
+	ann := a.legacyAnnotations(tb, e)
+	ann[annSignature] = base64.StdEncoding.EncodeToString(sc.Signature())
+	legacyPush(tb, subject, ".sig", []mutate.Addendum{{
+		Layer:       static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
+		Annotations: ann,
+	}})
+}
+
+// keylessLegacyAttestation pushes a keyless in-toto attestation in cosign's .att tag format.
+func (a authority) keylessLegacyAttestation(tb testing.TB, subject name.Digest, identity, issuer string, stmt []byte) {
+	tb.Helper()
+	e, err := a.vs.Attest(identity, issuer, stmt)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sc, _ := e.SignatureContent()
+	env, err := json.Marshal(sc.EnvelopeContent().RawEnvelope())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ann := a.legacyAnnotations(tb, e)
+	ann[annSignature] = ""
+	legacyPush(tb, subject, ".att", []mutate.Addendum{{
+		Layer:       static.NewLayer(env, "application/vnd.dsse.envelope.v1+json"),
+		Annotations: ann,
+	}})
+}
+
+// legacyAnnotations are what cosign writes beside a keyless signature layer.
+func (a authority) legacyAnnotations(tb testing.TB, e verify.SignedEntity) map[string]string {
+	tb.Helper()
+	vc, _ := e.VerificationContent()
 	certPEM, _ := cryptoutils.MarshalCertificateToPEM(vc.Certificate())
 	chainPEM, _ := cryptoutils.MarshalCertificatesToPEM(a.vs.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority).Intermediates)
 	entries, _ := e.TlogEntries()
@@ -396,20 +427,16 @@ func (a authority) keylessLegacy(tb testing.TB, subject name.Digest, identity, i
 			"body":           base64.StdEncoding.EncodeToString(tle.CanonicalizedBody),
 			"integratedTime": tle.IntegratedTime,
 			"logIndex":       tle.LogIndex,
-			"logID":          fmt.Sprintf("%x", tle.GetLogId().GetKeyId()),
+			"logID":          hex.EncodeToString(tle.GetLogId().GetKeyId()),
 		},
 	}
 	rbJS, _ := json.Marshal(rb)
 	ts, _ := e.Timestamps()
 	tsJS, _ := json.Marshal(map[string][]byte{"SignedRFC3161Timestamp": ts[0]})
-	legacyPush(tb, subject, ".sig", []mutate.Addendum{{
-		Layer: static.NewLayer(payload, "application/vnd.dev.cosign.simplesigning.v1+json"),
-		Annotations: map[string]string{
-			annSignature: base64.StdEncoding.EncodeToString(sc.Signature()),
-			annCert:      string(certPEM),
-			annChain:     string(chainPEM),
-			annBundle:    string(rbJS),
-			annRFC3161:   string(tsJS),
-		},
-	}})
+	return map[string]string{
+		annCert:    string(certPEM),
+		annChain:   string(chainPEM),
+		annBundle:  string(rbJS),
+		annRFC3161: string(tsJS),
+	}
 }

@@ -19,12 +19,12 @@ func BenchmarkCosign_Verify(b *testing.B) {
 	}{{
 		name: "keyless-bundle",
 		sign: func(tb testing.TB, ref name.Digest) {
-			attach(tb, ref, bundleV03, e.auth.keylessBundle(tb, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(tb, ref, bundleV03, e.auth.KeylessBundle(tb, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy: e.keyless(nil),
 	}, {
 		name:   "key-legacy",
-		sign:   func(tb testing.TB, ref name.Digest) { e.ecdsa.signLegacy(tb, ref, ref.DigestStr()) },
+		sign:   func(tb testing.TB, ref name.Digest) { e.ecdsa.SignLegacy(tb, ref, ref.DigestStr()) },
 		policy: keyPolicy(e.ecdsa),
 	}}
 	for _, k := range kinds {

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/kropipe/kropipe/internal/promote/signature/signaturetest"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	clocktesting "k8s.io/utils/clock/testing"
 )
@@ -20,16 +21,16 @@ import (
 // env is one registry, one virtual Sigstore and a few keys shared by a test's cases.
 type env struct {
 	reg      *testRegistry
-	auth     authority
-	ecdsa    testKey
-	ed25519  testKey
-	otherKey testKey
+	auth     signaturetest.Authority
+	ecdsa    signaturetest.Key
+	ed25519  signaturetest.Key
+	otherKey signaturetest.Key
 }
 
 func newEnv(t testing.TB, referrers bool) *env {
 	return &env{
 		reg:      startRegistry(t, referrers),
-		auth:     newAuthority(t),
+		auth:     signaturetest.NewAuthority(t),
 		ecdsa:    newKey(t, "ecdsa"),
 		ed25519:  newKey(t, "ed25519"),
 		otherKey: newKey(t, "ecdsa"),
@@ -37,19 +38,19 @@ func newEnv(t testing.TB, referrers bool) *env {
 }
 
 func (e *env) keyless(mod func(*CosignPolicy)) Policy {
-	cp := &CosignPolicy{Identity: testIdentity, Issuer: testIssuer, TrustedRoot: e.auth.root, TrustedRootRef: "virtual-root.json"}
+	cp := &CosignPolicy{Identity: testIdentity, Issuer: testIssuer, TrustedRoot: e.auth.TrustedRoot, TrustedRootRef: "virtual-root.json"}
 	if mod != nil {
 		mod(cp)
 	}
 	return Policy{Name: "release", Cosign: cp}
 }
 
-func keyPolicy(k testKey) Policy {
-	return Policy{Name: "release", Cosign: &CosignPolicy{PublicKey: k.pem, KeyRef: "cosign.pub"}}
+func keyPolicy(k signaturetest.Key) Policy {
+	return Policy{Name: "release", Cosign: &CosignPolicy{PublicKey: k.PEM, KeyRef: "cosign.pub"}}
 }
 
-func keyIDOf(t testing.TB, k testKey) string {
-	pub, err := cryptoutils.UnmarshalPEMToPublicKey(k.pem)
+func keyIDOf(t testing.TB, k signaturetest.Key) string {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(k.PEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,10 +59,6 @@ func keyIDOf(t testing.TB, k testKey) string {
 		t.Fatal(err)
 	}
 	return "key " + id
-}
-
-func cosignSig(ref name.Digest, digest string) []byte {
-	return statement(ref, digest, cosignSignPredicate, map[string]any{})
 }
 
 func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
@@ -77,14 +74,14 @@ func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
 	}{{
 		name: "keyless bundle referrer by the right identity",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy:       e.keyless(nil),
 		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
 	}, {
 		name: "keyless identity and issuer as regular expressions",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy: e.keyless(func(cp *CosignPolicy) {
 			cp.Identity, cp.IdentityRegexp = "", `^https://github\.com/org/repo/\.github/workflows/release\.yml@refs/tags/.*$`
@@ -99,29 +96,29 @@ func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
 	}, {
 		name: "keyless signature by another identity",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, "https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/main", testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, "https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/main", testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy:  e.keyless(nil),
 		wantErr: "no signature by " + testIdentity + " (issuer " + testIssuer + "): signed by another identity: https://github.com/evil/repo/.github/workflows/x.yml@refs/heads/main (issuer " + testIssuer + ")",
 	}, {
 		name: "keyless signature by the identity from another issuer",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, "https://accounts.example.com", cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, "https://accounts.example.com", cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy:  e.keyless(nil),
 		wantErr: "signed by another identity: " + testIdentity + " (issuer https://accounts.example.com)",
 	}, {
 		name: "keyless signature over another digest (a tag pushed again)",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, otherImage.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, otherImage.DigestStr()), bundleOpts{}))
 		},
 		policy:  e.keyless(nil),
 		wantErr: "is over another image (digest " + otherImage.DigestStr() + ")",
 	}, {
 		name: "certificate outside its validity when logged, no signed timestamp",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()),
-				bundleOpts{noTimestamps: true, loggedAt: time.Now().Add(time.Hour)}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()),
+				bundleOpts{NoTimestamps: true, LoggedAt: time.Now().Add(time.Hour)}))
 		},
 		policy:  e.keyless(nil),
 		wantErr: "certificate expired and no signed timestamp",
@@ -130,93 +127,93 @@ func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
 		// must be valid now (a virtual Fulcio certificate is, for ten minutes).
 		name: "no log and no signed timestamp when the log is not required: checked at the current time",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()),
-				bundleOpts{noTimestamps: true, noTlog: true}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()),
+				bundleOpts{NoTimestamps: true, NoTlog: true}))
 		},
 		policy:       e.keyless(func(cp *CosignPolicy) { cp.IgnoreTlog = true }),
 		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
 	}, {
 		name: "bundle without a transparency log entry",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{noTlog: true}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{NoTlog: true}))
 		},
 		policy:  e.keyless(nil),
 		wantErr: "no transparency log entry",
 	}, {
 		name: "bundle without a log entry, policy ignores the log: its signed timestamp dates it",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{noTlog: true}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{NoTlog: true}))
 		},
 		policy:       e.keyless(func(cp *CosignPolicy) { cp.IgnoreTlog = true }),
 		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
 	}, {
 		name: "keyless signature from another Sigstore",
 		sign: func(t *testing.T, ref name.Digest) {
-			other := newAuthority(t)
-			attach(t, ref, bundleV03, other.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			other := signaturetest.NewAuthority(t)
+			attach(t, ref, bundleV03, other.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy:  e.keyless(func(cp *CosignPolicy) { cp.IgnoreTlog, cp.IgnoreTimestamps = true, true }),
 		wantErr: "certificate not issued by virtual-root.json",
 	}, {
 		name: "keyless signature from another Sigstore, logged in its own Rekor",
 		sign: func(t *testing.T, ref name.Digest) {
-			other := newAuthority(t)
-			attach(t, ref, bundleV03, other.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			other := signaturetest.NewAuthority(t)
+			attach(t, ref, bundleV03, other.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy:  e.keyless(nil),
 		wantErr: "transparency log entry is not from a log virtual-root.json trusts",
 	}, {
 		name:         "keyless signature in the legacy .sig tag",
-		sign:         func(t *testing.T, ref name.Digest) { e.auth.keylessLegacy(t, ref, testIdentity, testIssuer) },
+		sign:         func(t *testing.T, ref name.Digest) { e.auth.SignKeylessLegacy(t, ref, testIdentity, testIssuer) },
 		policy:       e.keyless(nil),
 		wantSignedBy: testIdentity + " (issuer " + testIssuer + ")",
 	}, {
 		name:         "ECDSA key signature in the legacy .sig tag",
-		sign:         func(t *testing.T, ref name.Digest) { e.ecdsa.signLegacy(t, ref, ref.DigestStr()) },
+		sign:         func(t *testing.T, ref name.Digest) { e.ecdsa.SignLegacy(t, ref, ref.DigestStr()) },
 		policy:       keyPolicy(e.ecdsa),
 		wantSignedBy: keyIDOf(t, e.ecdsa),
 	}, {
 		name:         "Ed25519 key signature in the legacy .sig tag",
-		sign:         func(t *testing.T, ref name.Digest) { e.ed25519.signLegacy(t, ref, ref.DigestStr()) },
+		sign:         func(t *testing.T, ref name.Digest) { e.ed25519.SignLegacy(t, ref, ref.DigestStr()) },
 		policy:       keyPolicy(e.ed25519),
 		wantSignedBy: keyIDOf(t, e.ed25519),
 	}, {
 		name: "ECDSA key bundle referrer",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.ecdsa.keyBundle(t, cosignSig(ref, ref.DigestStr())))
+			attach(t, ref, bundleV03, e.ecdsa.Bundle(t, cosignSig(ref, ref.DigestStr())))
 		},
 		policy:       keyPolicy(e.ecdsa),
 		wantSignedBy: keyIDOf(t, e.ecdsa),
 	}, {
 		name: "Ed25519 key bundle referrer",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.ed25519.keyBundle(t, cosignSig(ref, ref.DigestStr())))
+			attach(t, ref, bundleV03, e.ed25519.Bundle(t, cosignSig(ref, ref.DigestStr())))
 		},
 		policy:       keyPolicy(e.ed25519),
 		wantSignedBy: keyIDOf(t, e.ed25519),
 	}, {
 		name:    "signed by another key",
-		sign:    func(t *testing.T, ref name.Digest) { e.otherKey.signLegacy(t, ref, ref.DigestStr()) },
+		sign:    func(t *testing.T, ref name.Digest) { e.otherKey.SignLegacy(t, ref, ref.DigestStr()) },
 		policy:  keyPolicy(e.ecdsa),
 		wantErr: "no signature by " + keyIDOf(t, e.ecdsa) + ": signed by another key",
 	}, {
 		name: "key bundle by another key",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.otherKey.keyBundle(t, cosignSig(ref, ref.DigestStr())))
+			attach(t, ref, bundleV03, e.otherKey.Bundle(t, cosignSig(ref, ref.DigestStr())))
 		},
 		policy:  keyPolicy(e.ecdsa),
 		wantErr: "signed by another key",
 	}, {
 		name:    "legacy signature whose payload names another digest (a tag pushed again)",
-		sign:    func(t *testing.T, ref name.Digest) { e.ecdsa.signLegacy(t, ref, otherImage.DigestStr()) },
+		sign:    func(t *testing.T, ref name.Digest) { e.ecdsa.SignLegacy(t, ref, otherImage.DigestStr()) },
 		policy:  keyPolicy(e.ecdsa),
 		wantErr: "is over another image (digest " + otherImage.DigestStr() + ")",
 	}, {
 		name: "legacy payload edited to name this digest: its signature no longer verifies",
 		sign: func(t *testing.T, ref name.Digest) {
-			sig, _ := e.ecdsa.signer.SignMessage(strings.NewReader(string(simpleSigningPayload(ref, otherImage.DigestStr()))))
+			sig, _ := e.ecdsa.Signer.SignMessage(strings.NewReader(string(signaturetest.SimpleSigningPayload(ref, otherImage.DigestStr()))))
 			legacyPush(t, ref, ".sig", []mutate.Addendum{{
-				Layer:       static.NewLayer(simpleSigningPayload(ref, ref.DigestStr()), "application/vnd.dev.cosign.simplesigning.v1+json"),
+				Layer:       static.NewLayer(signaturetest.SimpleSigningPayload(ref, ref.DigestStr()), "application/vnd.dev.cosign.simplesigning.v1+json"),
 				Annotations: map[string]string{annSignature: base64.StdEncoding.EncodeToString(sig)},
 			}})
 		},
@@ -224,12 +221,12 @@ func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
 		wantErr: "signed by another key",
 	}, {
 		name:    "key policy, keyless signature",
-		sign:    func(t *testing.T, ref name.Digest) { e.auth.keylessLegacy(t, ref, testIdentity, testIssuer) },
+		sign:    func(t *testing.T, ref name.Digest) { e.auth.SignKeylessLegacy(t, ref, testIdentity, testIssuer) },
 		policy:  keyPolicy(e.ecdsa),
 		wantErr: "signed keyless by " + testIdentity,
 	}, {
 		name: "key policy requiring the log, signature made offline",
-		sign: func(t *testing.T, ref name.Digest) { e.ecdsa.signLegacy(t, ref, ref.DigestStr()) },
+		sign: func(t *testing.T, ref name.Digest) { e.ecdsa.SignLegacy(t, ref, ref.DigestStr()) },
 		policy: func() Policy {
 			p := keyPolicy(e.ecdsa)
 			p.Cosign.RequireTlog = true
@@ -269,7 +266,7 @@ func TestCosign_VerifiesOnlyWhatThePolicyTrusts(t *testing.T) {
 func TestCosign_RegistryWithoutReferrersUsesTheTagSchema(t *testing.T) {
 	e := newEnv(t, false)
 	ref := e.reg.pushImage(t, "app", "v1")
-	attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+	attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 	c, _ := NewCosign()
 	res, err := c.Verify(context.Background(), ref, e.keyless(nil), e.reg.opts()...)
 	if err != nil {
@@ -283,7 +280,7 @@ func TestCosign_RegistryWithoutReferrersUsesTheTagSchema(t *testing.T) {
 func TestCosign_RegistryFailureIsNotUnverifiedAndNotCached(t *testing.T) {
 	e := newEnv(t, true)
 	ref := e.reg.pushImage(t, "app", "v1")
-	e.ecdsa.signLegacy(t, ref, ref.DigestStr())
+	e.ecdsa.SignLegacy(t, ref, ref.DigestStr())
 	c, _ := NewCosign()
 	e.reg.failSigs.Store(true)
 	_, err := c.Verify(context.Background(), ref, keyPolicy(e.ecdsa), e.reg.opts()...)
@@ -325,7 +322,7 @@ func TestCosign_PublicGoodRootIsEmbedded(t *testing.T) {
 	e := newEnv(t, true)
 	ref := e.reg.pushImage(t, "app", "v1")
 	// Signed by the virtual Sigstore: the public-good root does not trust it.
-	attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+	attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 	c, _ := NewCosign()
 	_, err := c.Verify(context.Background(), ref, Policy{Cosign: &CosignPolicy{Identity: testIdentity, Issuer: testIssuer}}, e.reg.opts()...)
 	if !errors.Is(err, ErrUnverified) {
@@ -343,7 +340,7 @@ func TestCosign_PublicGoodRootIsEmbedded(t *testing.T) {
 func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
 	e := newEnv(t, true)
 	signed := e.reg.pushImage(t, "app", "v1")
-	attach(t, signed, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(signed, signed.DigestStr()), bundleOpts{}))
+	attach(t, signed, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(signed, signed.DigestStr()), bundleOpts{}))
 	unsigned := e.reg.pushImage(t, "app", "v2")
 	clk := clocktesting.NewFakeClock(time.Now())
 	c, err := NewCosign(WithClock(clk), WithUnverifiedTTL(5*time.Minute))
@@ -366,7 +363,7 @@ func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
 	}
 	// Stages sharing an image ask at once: the registry is read once.
 	concurrent := e.reg.pushImage(t, "app", "v3")
-	attach(t, concurrent, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(concurrent, concurrent.DigestStr()), bundleOpts{}))
+	attach(t, concurrent, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(concurrent, concurrent.DigestStr()), bundleOpts{}))
 	before := e.reg.requests.Load()
 	var wg sync.WaitGroup
 	for range 20 {
@@ -381,7 +378,7 @@ func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
 		t.Fatalf("20 concurrent Verify calls made %d registry requests, want the 4 of one", n)
 	}
 	// A signature pushed after its image is found once the unverified answer expires.
-	attach(t, unsigned, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(unsigned, unsigned.DigestStr()), bundleOpts{}))
+	attach(t, unsigned, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(unsigned, unsigned.DigestStr()), bundleOpts{}))
 	if _, err := verifyCounting(unsigned); !errors.Is(err, ErrUnverified) {
 		t.Fatalf("Verify within the TTL = %v, want the cached ErrUnverified", err)
 	}
@@ -434,8 +431,8 @@ func TestCosign_ProvenanceMustNameTheBuilderAndSource(t *testing.T) {
 	otherImage := e.reg.pushImage(t, "app", "other")
 	keylessProv := func(predicateType string, pred map[string]any, digest func(name.Digest) string) func(*testing.T, name.Digest) {
 		return func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, statement(ref, digest(ref), predicateType, pred), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, statement(ref, digest(ref), predicateType, pred), bundleOpts{}))
 		}
 	}
 	self := func(ref name.Digest) string { return ref.DigestStr() }
@@ -481,15 +478,15 @@ func TestCosign_ProvenanceMustNameTheBuilderAndSource(t *testing.T) {
 	}, {
 		name: "signed but no provenance",
 		sign: func(t *testing.T, ref name.Digest) {
-			attach(t, ref, bundleV03, e.auth.keylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
+			attach(t, ref, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(ref, ref.DigestStr()), bundleOpts{}))
 		},
 		policy:  keyless(prov(testBuilder, testSource, false)),
 		wantErr: "the image has no provenance attestation",
 	}, {
 		name: "SLSA v0.2 in the legacy .att tag signed with a key",
 		sign: func(t *testing.T, ref name.Digest) {
-			e.ecdsa.signLegacy(t, ref, ref.DigestStr())
-			env, _ := json.Marshal(e.ecdsa.envelope(t, statement(ref, ref.DigestStr(), slsaProvenanceV02, slsaV02(testBuilder, testSource))))
+			e.ecdsa.SignLegacy(t, ref, ref.DigestStr())
+			env, _ := json.Marshal(e.ecdsa.Envelope(t, statement(ref, ref.DigestStr(), slsaProvenanceV02, slsaV02(testBuilder, testSource))))
 			legacyPush(t, ref, ".att", []mutate.Addendum{{
 				Layer:       static.NewLayer(env, "application/vnd.dsse.envelope.v1+json"),
 				Annotations: map[string]string{annSignature: "", "predicateType": slsaProvenanceV02},
@@ -504,16 +501,16 @@ func TestCosign_ProvenanceMustNameTheBuilderAndSource(t *testing.T) {
 	}, {
 		name: "keyless SLSA v1 in the legacy .att tag",
 		sign: func(t *testing.T, ref name.Digest) {
-			e.auth.keylessLegacy(t, ref, testIdentity, testIssuer)
-			e.auth.keylessLegacyAttestation(t, ref, testIdentity, testIssuer, statement(ref, ref.DigestStr(), slsaProvenanceV1, slsaV1(testBuilder, testSource)))
+			e.auth.SignKeylessLegacy(t, ref, testIdentity, testIssuer)
+			e.auth.AttestKeylessLegacy(t, ref, testIdentity, testIssuer, statement(ref, ref.DigestStr(), slsaProvenanceV1, slsaV1(testBuilder, testSource)))
 		},
 		policy: keyless(prov(testBuilder, testSource, false)),
 		want:   &Provenance{Builder: testBuilder, Source: testSource},
 	}, {
 		name: "provenance signed by another key",
 		sign: func(t *testing.T, ref name.Digest) {
-			e.ecdsa.signLegacy(t, ref, ref.DigestStr())
-			attach(t, ref, bundleV03, e.otherKey.keyBundle(t, statement(ref, ref.DigestStr(), slsaProvenanceV1, slsaV1(testBuilder, testSource))))
+			e.ecdsa.SignLegacy(t, ref, ref.DigestStr())
+			attach(t, ref, bundleV03, e.otherKey.Bundle(t, statement(ref, ref.DigestStr(), slsaProvenanceV1, slsaV1(testBuilder, testSource))))
 		},
 		policy: func() Policy {
 			p := keyPolicy(e.ecdsa)

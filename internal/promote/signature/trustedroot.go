@@ -8,7 +8,7 @@ import (
 )
 
 // publicGoodRoot is the public-good Sigstore trusted_root.json (Fulcio, Rekor, CT log and
-// timestamp authority keys) as sigstore-go v1.4.0 ships it (its licence:
+// timestamp authority keys) as sigstore-go v1.3.0 ships it (its licence:
 // trusted_root_public_good.LICENSE). It is embedded because promoters reach no TUF server; a
 // deployment whose signatures use keys rotated in later gives its own trusted_root.json
 // (`cosign trusted-root create`, or the TUF target) as the policy's trusted root.

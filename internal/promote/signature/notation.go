@@ -173,13 +173,13 @@ func (n *Notation) Verify(ctx context.Context, ref name.Digest, p Policy, _ ...r
 	if p.Notation == nil {
 		return Result{}, fmt.Errorf("policy %q has no notation section", p.Name)
 	}
+	key := notationCacheKey{image: ref.Context().Name() + "@" + ref.DigestStr(), policy: notationFingerprint(p.Name, p.Notation)}
+	if a, ok := n.cached(key); ok {
+		return a.result, a.err
+	}
 	pol, err := compileNotation(p.Name, p.Notation)
 	if err != nil {
 		return Result{}, err
-	}
-	key := notationCacheKey{image: ref.Context().Name() + "@" + ref.DigestStr(), policy: pol.fingerprint}
-	if a, ok := n.cached(key); ok {
-		return a.result, a.err
 	}
 	res, notAfter, err := n.verify(ctx, ref, pol)
 	switch {
@@ -303,8 +303,6 @@ type notationPolicy struct {
 	storeRef   string
 	certs      []*x509.Certificate
 	identities []string
-	// fingerprint identifies the policy in the cache: every field that changes a verdict.
-	fingerprint [sha256.Size]byte
 }
 
 // notationStoreName is the name of the one trust store a policy has, as notation-go's trust
@@ -359,12 +357,19 @@ func compileNotation(policyName string, p *NotationPolicy) (*notationPolicy, err
 	if err := pol.document("kropipe.invalid/policy").Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", where, err)
 	}
+	return pol, nil
+}
+
+// notationFingerprint identifies a policy in the cache: every field that changes a verdict or
+// the words of one.
+func notationFingerprint(policyName string, p *NotationPolicy) [sha256.Size]byte {
 	h := sha256.New()
-	for _, part := range append([]string{pol.name, pol.storeRef, string(p.TrustStore)}, identities...) {
+	for _, part := range append([]string{policyName, p.TrustStoreRef, string(p.TrustStore)}, p.TrustedIdentities...) {
 		fmt.Fprintf(h, "%d:%s\n", len(part), part)
 	}
-	h.Sum(pol.fingerprint[:0])
-	return pol, nil
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // notationTrustedCerts reads the PEM certificates of a trust store and checks them as

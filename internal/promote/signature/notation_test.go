@@ -535,26 +535,34 @@ func TestNotation_CachesAnswersByDigestAndPolicy(t *testing.T) {
 }
 
 // BenchmarkNotation_Verify measures a first verification of a signed digest (the registry asked,
-// the signature checked) and a second one answered from the cache.
+// the signature checked), on a registry with the referrers API and on one without (the
+// sha256-<hex> tag), and a second verification answered from the cache.
 func BenchmarkNotation_Verify(b *testing.B) {
 	ca := newNotationCA(b, "release CA")
 	chain, key := ca.leaf(b, "release", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
-	reg := startNotationRegistry(b, true)
-	ref := pushNotationImage(b, reg.host, "team/frontend", "2.1.0")
-	notationSign(b, ref, chain, key, orasauth.EmptyCredential)
 	p := Policy{Name: "release", Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
 	ctx := context.Background()
+	signed := func(b *testing.B, referrersAPI bool) (*notationRegistry, name.Digest) {
+		reg := startNotationRegistry(b, referrersAPI)
+		ref := pushNotationImage(b, reg.host, "team/frontend", "2.1.0")
+		notationSign(b, ref, chain, key, orasauth.EmptyCredential)
+		return reg, ref
+	}
 
-	b.Run("first", func(b *testing.B) {
-		before := reg.requests.Load()
-		for b.Loop() {
-			if _, err := NewNotation(WithNotationPlainHTTP(notationPlainHTTP)).Verify(ctx, ref, p); err != nil {
-				b.Fatal(err)
+	for _, referrersAPI := range []bool{true, false} {
+		b.Run(map[bool]string{true: "first, referrers API", false: "first, referrers tag"}[referrersAPI], func(b *testing.B) {
+			reg, ref := signed(b, referrersAPI)
+			before := reg.requests.Load()
+			for b.Loop() {
+				if _, err := NewNotation(WithNotationPlainHTTP(notationPlainHTTP)).Verify(ctx, ref, p); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-		b.ReportMetric(float64(reg.requests.Load()-before)/float64(b.N), "requests/op")
-	})
+			b.ReportMetric(float64(reg.requests.Load()-before)/float64(b.N), "requests/op")
+		})
+	}
 	b.Run("cached", func(b *testing.B) {
+		reg, ref := signed(b, true)
 		n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP))
 		if _, err := n.Verify(ctx, ref, p); err != nil {
 			b.Fatal(err)

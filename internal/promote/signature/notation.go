@@ -15,11 +15,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/notaryproject/notation-core-go/revocation"
+	"github.com/notaryproject/notation-core-go/revocation/crl"
+	"github.com/notaryproject/notation-core-go/revocation/purpose"
+	revocationresult "github.com/notaryproject/notation-core-go/revocation/result"
 	notationcore "github.com/notaryproject/notation-core-go/signature"
 	_ "github.com/notaryproject/notation-core-go/signature/cose" // registers the COSE envelope
 	_ "github.com/notaryproject/notation-core-go/signature/jws"  // registers the JWS envelope
@@ -40,11 +45,19 @@ import (
 // the signatures are found through the registry's referrers API, or the referrers tag
 // (sha256-<hex>) where the registry has none (oras-go falls back by itself).
 //
+// Verification is strict: integrity, authenticity (trust store and identities), the signature's
+// expiry, the certificates' validity now (no timestamp authority is configured) and revocation
+// (OCSP, then CRL, as the certificates say; CRLs are kept until their NextUpdate).
+//
 // Answers are cached by repository, digest and policy: a verified digest until the first
 // certificate of its signing chain expires, an unverified one for a while (WithNotationUnsignedTTL),
-// since a signature is often pushed a little after its image. Registry failures are not cached.
+// since a signature is often pushed a little after its image. What could not be decided (the
+// registry failing, a revocation server unreachable) is an error other than ErrUnverified and
+// is not cached.
 type Notation struct {
-	client      *orasauth.Client
+	transport   http.RoundTripper
+	client      atomic.Pointer[orasauth.Client]
+	revocation  revocation.Validator
 	plainHTTP   func(registry string) bool
 	clock       clock.PassiveClock
 	unsignedTTL time.Duration
@@ -106,6 +119,8 @@ func WithNotationUnsignedTTL(d time.Duration) NotationOption {
 
 // NewNotation returns a Notation verifier. Its Verify ignores go-containerregistry remote
 // options (they cannot be read back); reaching the registry is configured here instead.
+// OCSP and CRL requests go to the servers the certificates name, with notation-go's timeouts
+// (2s, 5s), not through the registry transport.
 func NewNotation(opts ...NotationOption) *Notation {
 	o := notationOptions{
 		transport:   remote.DefaultTransport,
@@ -117,23 +132,104 @@ func NewNotation(opts ...NotationOption) *Notation {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	kc := o.keychain
-	return &Notation{
-		client: &orasauth.Client{
-			// The transport retries as the promoter configured it; oras-go's own retrying
-			// client would multiply the tries.
-			Client: &http.Client{Transport: o.transport},
-			Header: http.Header{"User-Agent": {"kropipe-promoter"}},
-			Cache:  orasauth.NewCache(),
-			Credential: func(ctx context.Context, hostport string) (orasauth.Credential, error) {
-				return notationCredential(ctx, kc, hostport)
-			},
-		},
+	n := &Notation{
+		transport:   o.transport,
+		revocation:  newNotationRevocation(),
 		plainHTTP:   o.plainHTTP,
 		clock:       o.clock,
 		unsignedTTL: o.unsignedTTL,
 		cache:       map[notationCacheKey]notationAnswer{},
 	}
+	n.SetKeychain(o.keychain)
+	return n
+}
+
+// SetKeychain makes later requests authenticate with kc: rotated or added registry
+// credentials without a new verifier. Tokens obtained with the old credentials are dropped.
+func (n *Notation) SetKeychain(kc authn.Keychain) {
+	n.client.Store(&orasauth.Client{
+		// The transport retries as the promoter configured it; oras-go's own retrying
+		// client would multiply the tries.
+		Client: &http.Client{Transport: n.transport},
+		Header: http.Header{"User-Agent": {"kropipe-promoter"}},
+		Cache:  orasauth.NewCache(),
+		Credential: func(ctx context.Context, hostport string) (orasauth.Credential, error) {
+			return notationCredential(ctx, kc, hostport)
+		},
+	})
+}
+
+// newNotationRevocation is notation-go's default code-signing revocation check, with the CRLs
+// it downloads kept in memory until their NextUpdate.
+func newNotationRevocation() revocation.Validator {
+	fetcher, err := crl.NewHTTPFetcher(&http.Client{Timeout: 5 * time.Second})
+	if err != nil {
+		panic(err) // only for a nil client
+	}
+	fetcher.Cache = &notationCRLCache{bundles: map[string]*crl.Bundle{}}
+	v, err := revocation.NewWithOptions(revocation.Options{
+		OCSPHTTPClient:   &http.Client{Timeout: 2 * time.Second},
+		CRLFetcher:       fetcher,
+		CertChainPurpose: purpose.CodeSigning,
+	})
+	if err != nil {
+		panic(err) // only for an unknown purpose
+	}
+	return v
+}
+
+// notationCRLCache keeps downloaded CRLs; the fetcher refreshes one past its NextUpdate.
+type notationCRLCache struct {
+	mu      sync.Mutex
+	bundles map[string]*crl.Bundle
+}
+
+func (c *notationCRLCache) Get(_ context.Context, url string) (*crl.Bundle, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if b, ok := c.bundles[url]; ok {
+		return b, nil
+	}
+	return nil, crl.ErrCacheMiss
+}
+
+func (c *notationCRLCache) Set(_ context.Context, url string, b *crl.Bundle) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.bundles[url] = b
+	return nil
+}
+
+// notationRevocationCheck runs the revocation check of one signature and keeps why its status
+// stayed unknown: a server that did not answer is a reason to try again, not a verdict.
+type notationRevocationCheck struct {
+	revocation.Validator
+	unknown error
+}
+
+func (r *notationRevocationCheck) ValidateContext(ctx context.Context, opts revocation.ValidateContextOptions) ([]*revocationresult.CertRevocationResult, error) {
+	results, err := r.Validator.ValidateContext(ctx, opts)
+	if err != nil {
+		r.unknown = err
+		return results, err
+	}
+	for i, c := range results {
+		if c.Result != revocationresult.ResultUnknown {
+			continue
+		}
+		var errs []error
+		for _, s := range c.ServerResults {
+			if s.Error != nil {
+				errs = append(errs, s.Error)
+			}
+		}
+		subject := "a certificate of the chain"
+		if i < len(opts.CertChain) {
+			subject = fmt.Sprintf("certificate %s", opts.CertChain[i].Subject)
+		}
+		r.unknown = fmt.Errorf("revocation status of %s unknown: %w", subject, errors.Join(errs...))
+	}
+	return results, err
 }
 
 // notationCredential gives oras-go the credentials the keychain holds for a registry.
@@ -197,7 +293,7 @@ func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPol
 	if err != nil {
 		return Result{}, time.Time{}, fmt.Errorf("image %s: %w", ref, err)
 	}
-	remoteRepo.Client = n.client
+	remoteRepo.Client = n.client.Load()
 	remoteRepo.PlainHTTP = n.plainHTTP(ref.Context().RegistryStr())
 	repo := notationregistry.NewRepository(remoteRepo)
 
@@ -209,7 +305,8 @@ func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPol
 		return Result{}, time.Time{}, fmt.Errorf("image %s: the registry answered with manifest %s", ref, desc.Digest)
 	}
 
-	verifier, err := pol.verifier(repoName)
+	revocationCheck := &notationRevocationCheck{Validator: n.revocation}
+	verifier, err := pol.verifier(repoName, revocationCheck)
 	if err != nil {
 		return Result{}, time.Time{}, err
 	}
@@ -221,6 +318,9 @@ func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPol
 		notAfter time.Time
 		verified bool
 		stopped  error // why the listing stopped early: a registry failure, a policy notation-go refused
+		// undecided is a signature whose certificate's revocation status could not be learnt:
+		// unless another signature verifies, the digest is neither verified nor unverified.
+		undecided error
 	)
 	errDone := errors.New("done")
 	err = repo.ListSignatures(ctx, desc, func(sigs []ocispec.Descriptor) error {
@@ -229,6 +329,7 @@ func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPol
 				return errDone
 			}
 			read++
+			revocationCheck.unknown = nil
 			blob, blobDesc, err := repo.FetchSignatureBlob(ctx, sig)
 			if err != nil {
 				if notationRegistryFailure(err) {
@@ -254,6 +355,10 @@ func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPol
 				stopped = fmt.Errorf("image %s: Notation trust policy: %w", ref, err)
 				return errDone
 			}
+			if revocationCheck.unknown != nil && notationFailedAt(outcome, trustpolicy.TypeRevocation) {
+				undecided = fmt.Errorf("image %s: Notation signature %s: %w", ref, sig.Digest, revocationCheck.unknown)
+				continue
+			}
 			reasons = append(reasons, pol.explain(outcome, err))
 		}
 		return nil
@@ -266,6 +371,9 @@ func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPol
 	}
 	if verified {
 		return result, notAfter, nil
+	}
+	if undecided != nil {
+		return Result{}, time.Time{}, undecided
 	}
 	switch len(reasons) {
 	case 0:
@@ -415,8 +523,9 @@ func (p *notationPolicy) document(repository string) *trustpolicy.Document {
 	}
 }
 
-func (p *notationPolicy) verifier(repository string) (notation.Verifier, error) {
-	v, err := notationverifier.New(p.document(repository), notationTrustStore(p.certs), nil)
+func (p *notationPolicy) verifier(repository string, rev revocation.Validator) (notation.Verifier, error) {
+	v, err := notationverifier.NewWithOptions(p.document(repository), notationTrustStore(p.certs), nil,
+		notationverifier.VerifierOptions{RevocationCodeSigningValidator: rev})
 	if err != nil {
 		return nil, fmt.Errorf("notation trust policy for %s: %w", repository, err)
 	}
@@ -483,7 +592,7 @@ func (p *notationPolicy) explain(outcome *notation.VerificationOutcome, err erro
 			}
 			return fmt.Sprintf("Notation signature by %s, outside its certificate's validity: %v", subject, r.Error)
 		case trustpolicy.TypeRevocation:
-			return fmt.Sprintf("Notation signature by %s, whose certificate is revoked or cannot be checked: %v", subject, r.Error)
+			return fmt.Sprintf("Notation signature by %s, whose certificate is revoked (%v)", subject, r.Error)
 		}
 	}
 	if outcome.EnvelopeContent != nil {
@@ -495,6 +604,16 @@ func (p *notationPolicy) explain(outcome *notation.VerificationOutcome, err erro
 		}
 	}
 	return fmt.Sprintf("Notation signature by %s: %v", subject, err)
+}
+
+// notationFailedAt says whether the enforced check of kind t is the one a signature failed.
+func notationFailedAt(outcome *notation.VerificationOutcome, t trustpolicy.ValidationType) bool {
+	for _, r := range outcome.VerificationResults {
+		if r != nil && r.Error != nil && r.Action == trustpolicy.ActionEnforce {
+			return r.Type == t
+		}
+	}
+	return false
 }
 
 func earliestNotAfter(chain []*x509.Certificate) time.Time {

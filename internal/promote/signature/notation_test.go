@@ -115,7 +115,7 @@ func newNotationCA(tb testing.TB, cn string) *notationCA {
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"Example"}, Province: []string{"WA"}, Country: []string{"US"}},
 		NotBefore:             now.Add(-72 * time.Hour),
 		NotAfter:              now.Add(365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLen:            1,
@@ -135,9 +135,9 @@ func (ca *notationCA) pem() []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
 }
 
-// leaf issues a code-signing certificate valid from notBefore to notAfter and returns the chain
-// a signer sends (leaf first, root last) with its key.
-func (ca *notationCA) leaf(tb testing.TB, cn string, notBefore, notAfter time.Time) ([]*x509.Certificate, crypto.Signer) {
+// leaf issues a code-signing certificate valid from notBefore to notAfter (changed by edit, if
+// given) and returns the chain a signer sends (leaf first, root last) with its key.
+func (ca *notationCA) leaf(tb testing.TB, cn string, notBefore, notAfter time.Time, edit ...func(*x509.Certificate)) ([]*x509.Certificate, crypto.Signer) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -150,6 +150,9 @@ func (ca *notationCA) leaf(tb testing.TB, cn string, notBefore, notAfter time.Ti
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+	}
+	for _, e := range edit {
+		e(tmpl)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
@@ -446,6 +449,101 @@ func TestNotation_PolicyThatDoesNotParseIsNamed(t *testing.T) {
 	}
 }
 
+// crl is the CA's certificate revocation list, revoking the given serial numbers.
+func (ca *notationCA) crl(tb testing.TB, revoked ...*big.Int) []byte {
+	tb.Helper()
+	now := time.Now()
+	list := &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: now.Add(-time.Hour), NextUpdate: now.Add(24 * time.Hour)}
+	for _, serial := range revoked {
+		list.RevokedCertificateEntries = append(list.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: serial, RevocationTime: now.Add(-time.Hour)})
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, list, ca.cert, ca.key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return der
+}
+
+func TestNotation_ChecksRevocationThroughTheCRL(t *testing.T) {
+	ca := newNotationCA(t, "release CA")
+	var (
+		crlRequests atomic.Int64
+		crlStatus   atomic.Int64 // 0: the CRL
+		crlDER      atomic.Pointer[[]byte]
+	)
+	crlServer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		crlRequests.Add(1)
+		if code := crlStatus.Load(); code != 0 {
+			w.WriteHeader(int(code))
+			return
+		}
+		w.Header().Set("Content-Type", "application/pkix-crl")
+		w.Write(*crlDER.Load())
+	}))
+	t.Cleanup(crlServer.Close)
+	withCRL := func(c *x509.Certificate) { c.CRLDistributionPoints = []string{crlServer.URL + "/ca.crl"} }
+	now := time.Now()
+	chain, key := ca.leaf(t, "release", now.Add(-time.Hour), now.Add(24*time.Hour), withCRL)
+	p := Policy{Name: "release", Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
+
+	for _, tc := range []struct {
+		name       string
+		revoked    bool
+		crlStatus  int
+		want       string // "": verified
+		unverified bool
+	}{
+		{name: "the CRL does not list the signing certificate"},
+		{name: "the CRL revokes the signing certificate", revoked: true, unverified: true,
+			want: "Notation signature by CN=release,O=Example,ST=WA,C=US, whose certificate is revoked"},
+		{name: "the CRL server answers 503", crlStatus: http.StatusServiceUnavailable,
+			want: "revocation status of certificate CN=release,O=Example,ST=WA,C=US unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			der := ca.crl(t, big.NewInt(12345))
+			if tc.revoked {
+				der = ca.crl(t, chain[0].SerialNumber)
+			}
+			crlDER.Store(&der)
+			crlStatus.Store(int64(tc.crlStatus))
+			reg := startNotationRegistry(t, true)
+			ref := pushNotationImage(t, reg.host, "team/frontend", "2.1.0")
+			notationSign(t, ref, chain, key, orasauth.EmptyCredential)
+
+			_, err := NewNotation(WithNotationPlainHTTP(notationPlainHTTP)).Verify(context.Background(), ref, p)
+			switch {
+			case tc.want == "":
+				if err != nil {
+					t.Fatalf("Verify = %v, want verified", err)
+				}
+			case tc.unverified != errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("Verify = %v; want an error saying %q, ErrUnverified: %v", err, tc.want, tc.unverified)
+			default:
+				t.Log(err)
+			}
+		})
+	}
+
+	t.Run("the CRL is downloaded once while it is fresh", func(t *testing.T) {
+		der := ca.crl(t)
+		crlDER.Store(&der)
+		crlStatus.Store(0)
+		reg := startNotationRegistry(t, true)
+		n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP))
+		before := crlRequests.Load()
+		for _, tag := range []string{"2.1.0", "2.2.0"} {
+			ref := pushNotationImage(t, reg.host, "team/frontend", tag)
+			notationSign(t, ref, chain, key, orasauth.EmptyCredential)
+			if _, err := n.Verify(context.Background(), ref, p); err != nil {
+				t.Fatalf("Verify %s = %v", tag, err)
+			}
+		}
+		if got := crlRequests.Load() - before; got != 1 {
+			t.Errorf("CRL downloaded %d times for two digests, want once", got)
+		}
+	})
+}
+
 // notationKeychain hands out one registry's basic-auth credentials, as an image pull Secret does.
 type notationKeychain struct {
 	host, user, password string
@@ -466,16 +564,19 @@ func TestNotation_PrivateRegistryWithKeychainCredentials(t *testing.T) {
 	notationSign(t, ref, chain, key, orasauth.Credential{Username: "ci", Password: "s3cret"})
 	p := Policy{Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
 
-	_, err := NewNotation(WithNotationPlainHTTP(notationPlainHTTP)).Verify(context.Background(), ref, p)
-	if err == nil || errors.Is(err, ErrUnverified) {
-		t.Fatalf("Verify without credentials = %v, want a registry error (401)", err)
-	}
-	got, err := NewNotation(
+	n := NewNotation(
 		WithNotationPlainHTTP(notationPlainHTTP),
-		WithNotationKeychain(notationKeychain{host: reg.Host, user: "ci", password: "s3cret"}),
-	).Verify(context.Background(), ref, p)
+		WithNotationKeychain(notationKeychain{host: reg.Host, user: "ci", password: "old"}),
+	)
+	_, err := n.Verify(context.Background(), ref, p)
+	if err == nil || errors.Is(err, ErrUnverified) {
+		t.Fatalf("Verify with a wrong password = %v, want a registry error (401)", err)
+	}
+	t.Log(err)
+	n.SetKeychain(notationKeychain{host: reg.Host, user: "ci", password: "s3cret"})
+	got, err := n.Verify(context.Background(), ref, p)
 	if err != nil {
-		t.Fatalf("Verify with the keychain's credentials = %v", err)
+		t.Fatalf("Verify with the keychain's new credentials = %v", err)
 	}
 	if want := notationReleaseSubject + " (Notation)"; got.SignedBy != want {
 		t.Errorf("SignedBy = %q, want %q", got.SignedBy, want)

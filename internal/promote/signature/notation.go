@@ -49,9 +49,10 @@ import (
 // expiry, the certificates' validity now (no timestamp authority is configured) and revocation
 // (OCSP, then CRL, as the certificates say; CRLs are kept until their NextUpdate).
 //
-// Answers are cached by repository, digest and policy: a verified digest until the first
-// certificate of its signing chain expires, an unverified one for a while (WithNotationUnsignedTTL),
-// since a signature is often pushed a little after its image. What could not be decided (the
+// Answers are cached by repository, digest and policy: a verified digest for an hour
+// (WithNotationVerifiedTTL: a certificate revoked meanwhile stops promotions within it) or
+// until the first certificate of its signing chain expires, an unverified one for a while
+// (WithNotationUnsignedTTL), since a signature is often pushed a little after its image. What could not be decided (the
 // registry failing, a revocation server unreachable) is an error other than ErrUnverified and
 // is not cached.
 type Notation struct {
@@ -61,6 +62,7 @@ type Notation struct {
 	plainHTTP   func(registry string) bool
 	clock       clock.PassiveClock
 	unsignedTTL time.Duration
+	verifiedTTL time.Duration
 
 	mu    sync.Mutex
 	cache map[notationCacheKey]notationAnswer
@@ -77,12 +79,17 @@ type notationOptions struct {
 	plainHTTP   func(registry string) bool
 	clock       clock.PassiveClock
 	unsignedTTL time.Duration
+	verifiedTTL time.Duration
 }
 
 // DefaultNotationUnsignedTTL is how long "not signed as the policy requires" is remembered for
 // a digest: about one poll, so a signature pushed after its image is found on the next pass or
 // the one after, while an idle pass over many unsigned tags does not ask the registry each time.
 const DefaultNotationUnsignedTTL = 5 * time.Minute
+
+// DefaultNotationVerifiedTTL is how long a verified digest is remembered (never past its
+// certificates' expiry): revocation is checked again that often.
+const DefaultNotationVerifiedTTL = time.Hour
 
 // notationMaxSignatures bounds the signatures read for one digest, as the notation CLI's
 // --max-signatures does (default 100): anyone with push rights can attach many.
@@ -111,6 +118,12 @@ func WithNotationClock(c clock.PassiveClock) NotationOption {
 	return func(o *notationOptions) { o.clock = c }
 }
 
+// WithNotationVerifiedTTL sets how long a verified answer is kept at most (0: never kept).
+// Default: DefaultNotationVerifiedTTL.
+func WithNotationVerifiedTTL(d time.Duration) NotationOption {
+	return func(o *notationOptions) { o.verifiedTTL = d }
+}
+
 // WithNotationUnsignedTTL sets how long an unverified answer is kept (0: never kept).
 // Default: DefaultNotationUnsignedTTL.
 func WithNotationUnsignedTTL(d time.Duration) NotationOption {
@@ -128,6 +141,7 @@ func NewNotation(opts ...NotationOption) *Notation {
 		plainHTTP:   func(string) bool { return false },
 		clock:       clock.RealClock{},
 		unsignedTTL: DefaultNotationUnsignedTTL,
+		verifiedTTL: DefaultNotationVerifiedTTL,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -138,6 +152,7 @@ func NewNotation(opts ...NotationOption) *Notation {
 		plainHTTP:   o.plainHTTP,
 		clock:       o.clock,
 		unsignedTTL: o.unsignedTTL,
+		verifiedTTL: o.verifiedTTL,
 		cache:       map[notationCacheKey]notationAnswer{},
 	}
 	n.SetKeychain(o.keychain)
@@ -279,8 +294,12 @@ func (n *Notation) Verify(ctx context.Context, ref name.Digest, p Policy, _ ...r
 	}
 	res, notAfter, err := n.verify(ctx, ref, pol)
 	switch {
-	case err == nil:
-		n.remember(key, notationAnswer{result: res, until: notAfter})
+	case err == nil && n.verifiedTTL > 0:
+		until := n.clock.Now().Add(n.verifiedTTL)
+		if notAfter.Before(until) {
+			until = notAfter
+		}
+		n.remember(key, notationAnswer{result: res, until: until})
 	case errors.Is(err, ErrUnverified) && n.unsignedTTL > 0:
 		n.remember(key, notationAnswer{err: err, until: n.clock.Now().Add(n.unsignedTTL)})
 	}

@@ -593,7 +593,8 @@ func TestNotation_CachesAnswersByDigestAndPolicy(t *testing.T) {
 	p := Policy{Name: "release", Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
 
 	clk := clocktesting.NewFakePassiveClock(time.Now())
-	n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP), WithNotationClock(clk), WithNotationUnsignedTTL(5*time.Minute))
+	n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP), WithNotationClock(clk),
+		WithNotationUnsignedTTL(5*time.Minute), WithNotationVerifiedTTL(time.Hour))
 	ctx := context.Background()
 	verify := func(ref name.Digest, p Policy) (requests int64, err error) {
 		t.Helper()
@@ -628,10 +629,25 @@ func TestNotation_CachesAnswersByDigestAndPolicy(t *testing.T) {
 		t.Fatalf("Verify after the TTL: %d requests, %v; want the registry asked and the new signature verified", req, err)
 	}
 
-	// A verified answer lasts until the signing certificate expires.
+	// A verified answer lasts an hour: a certificate revoked meanwhile is found within it.
+	clk.SetTime(clk.Now().Add(50 * time.Minute))
+	if req, err := verify(signed, p); err != nil || req != 0 {
+		t.Fatalf("Verify within the hour: %d requests, %v; want the cached answer", req, err)
+	}
+	clk.SetTime(clk.Now().Add(10 * time.Minute))
+	if req, err := verify(signed, p); err != nil || req == 0 {
+		t.Fatalf("Verify after the hour: %d requests, %v; want the registry asked again", req, err)
+	}
+
+	// And never past the signing certificate's expiry.
+	long := NewNotation(WithNotationPlainHTTP(notationPlainHTTP), WithNotationClock(clk), WithNotationVerifiedTTL(1000*time.Hour))
+	if _, err := long.Verify(ctx, signed, p); err != nil {
+		t.Fatal(err)
+	}
 	clk.SetTime(chain[0].NotAfter.Add(time.Second))
-	if req, _ := verify(signed, p); req == 0 {
-		t.Fatalf("Verify after the certificate expired made no request; want it checked again")
+	before := reg.requests.Load()
+	if _, err := long.Verify(ctx, signed, p); reg.requests.Load() == before {
+		t.Fatalf("Verify after the certificate expired = %v with no request; want it checked again", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"math/big"
@@ -648,6 +649,46 @@ func TestNotation_CachesAnswersByDigestAndPolicy(t *testing.T) {
 	before := reg.requests.Load()
 	if _, err := long.Verify(ctx, signed, p); reg.requests.Load() == before {
 		t.Fatalf("Verify after the certificate expired = %v with no request; want it checked again", err)
+	}
+}
+
+func TestNotation_VerifiesStagesInParallel(t *testing.T) {
+	ca := newNotationCA(t, "release CA")
+	chain, key := ca.leaf(t, "release", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	reg := startNotationRegistry(t, true)
+	var signed, unsigned []name.Digest
+	for _, tag := range []string{"1.0.0", "1.1.0", "1.2.0"} {
+		ref := pushNotationImage(t, reg.host, "team/frontend", tag)
+		notationSign(t, ref, chain, key, orasauth.EmptyCredential)
+		signed = append(signed, ref)
+		unsigned = append(unsigned, pushNotationImage(t, reg.host, "team/backend", tag))
+	}
+	p := Policy{Name: "release", Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
+	n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP))
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 8 {
+		wg.Go(func() {
+			if i == 0 {
+				n.SetKeychain(authn.NewMultiKeychain()) // a credential rotation mid-pass
+			}
+			for _, ref := range signed {
+				if _, err := n.Verify(context.Background(), ref, p); err != nil {
+					errs <- fmt.Errorf("%s: %w", ref, err)
+				}
+			}
+			for _, ref := range unsigned {
+				if _, err := n.Verify(context.Background(), ref, p); !errors.Is(err, ErrUnverified) {
+					errs <- fmt.Errorf("%s: %v, want ErrUnverified", ref, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 

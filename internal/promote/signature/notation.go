@@ -51,10 +51,12 @@ import (
 //
 // Answers are cached by repository, digest and policy: a verified digest for an hour
 // (WithNotationVerifiedTTL: a certificate revoked meanwhile stops promotions within it) or
-// until the first certificate of its signing chain expires, an unverified one for a while
-// (WithNotationUnsignedTTL), since a signature is often pushed a little after its image. What could not be decided (the
-// registry failing, a revocation server unreachable) is an error other than ErrUnverified and
-// is not cached.
+// until the first certificate of its signing chain expires; an unverified one for a while
+// (WithNotationUnsignedTTL), since a signature is often pushed a little after its image.
+// What could not be decided (the registry failing, a revocation server unreachable) is an
+// error other than ErrUnverified and is not cached.
+//
+// A Notation is safe for concurrent use.
 type Notation struct {
 	transport   http.RoundTripper
 	client      atomic.Pointer[orasauth.Client]

@@ -61,7 +61,8 @@ type Notation struct {
 	transport   http.RoundTripper
 	client      atomic.Pointer[orasauth.Client]
 	revocation  revocation.Validator
-	plainHTTP   func(registry string) bool
+	insecure    func(registry string) bool
+	plainHosts  sync.Map // registry host → true: an insecure one found to answer only over HTTP
 	clock       clock.PassiveClock
 	unsignedTTL time.Duration
 	verifiedTTL time.Duration
@@ -78,7 +79,7 @@ type NotationOption func(*notationOptions)
 type notationOptions struct {
 	transport   http.RoundTripper
 	keychain    authn.Keychain
-	plainHTTP   func(registry string) bool
+	insecure    func(registry string) bool
 	clock       clock.PassiveClock
 	unsignedTTL time.Duration
 	verifiedTTL time.Duration
@@ -109,10 +110,11 @@ func WithNotationKeychain(kc authn.Keychain) NotationOption {
 	return func(o *notationOptions) { o.keychain = kc }
 }
 
-// WithNotationPlainHTTP names the registries (host:port, as name.Registry.RegistryStr says) reached
-// over plain HTTP: the ones configured insecure. Default: none, every registry over HTTPS.
-func WithNotationPlainHTTP(plain func(registry string) bool) NotationOption {
-	return func(o *notationOptions) { o.plainHTTP = plain }
+// WithNotationInsecure names the registries (host:port, as name.Registry.RegistryStr says) that
+// may be reached over plain HTTP when HTTPS fails, as go-containerregistry does for a registry
+// marked name.Insecure (the promoter's RegistryConfig.Insecure). Default: none.
+func WithNotationInsecure(insecure func(registry string) bool) NotationOption {
+	return func(o *notationOptions) { o.insecure = insecure }
 }
 
 // WithNotationClock sets the clock the cache expires answers by. Default: the real clock.
@@ -140,7 +142,7 @@ func NewNotation(opts ...NotationOption) *Notation {
 	o := notationOptions{
 		transport:   remote.DefaultTransport,
 		keychain:    authn.DefaultKeychain,
-		plainHTTP:   func(string) bool { return false },
+		insecure:    func(string) bool { return false },
 		clock:       clock.RealClock{},
 		unsignedTTL: DefaultNotationUnsignedTTL,
 		verifiedTTL: DefaultNotationVerifiedTTL,
@@ -151,7 +153,7 @@ func NewNotation(opts ...NotationOption) *Notation {
 	n := &Notation{
 		transport:   o.transport,
 		revocation:  newNotationRevocation(),
-		plainHTTP:   o.plainHTTP,
+		insecure:    o.insecure,
 		clock:       o.clock,
 		unsignedTTL: o.unsignedTTL,
 		verifiedTTL: o.verifiedTTL,
@@ -310,15 +312,7 @@ func (n *Notation) Verify(ctx context.Context, ref name.Digest, p Policy, _ ...r
 
 func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPolicy) (Result, time.Time, error) {
 	repoName := ref.Context().Name()
-	remoteRepo, err := orasremote.NewRepository(repoName)
-	if err != nil {
-		return Result{}, time.Time{}, fmt.Errorf("image %s: %w", ref, err)
-	}
-	remoteRepo.Client = n.client.Load()
-	remoteRepo.PlainHTTP = n.plainHTTP(ref.Context().RegistryStr())
-	repo := notationregistry.NewRepository(remoteRepo)
-
-	desc, err := repo.Resolve(ctx, ref.DigestStr())
+	repo, desc, err := n.resolve(ctx, ref)
 	if err != nil {
 		return Result{}, time.Time{}, fmt.Errorf("image %s: reading its manifest to check its Notation signature: %w", ref, err)
 	}
@@ -405,6 +399,39 @@ func (n *Notation) verify(ctx context.Context, ref name.Digest, pol *notationPol
 	slices.Sort(reasons)
 	reasons = slices.Compact(reasons)
 	return Result{}, time.Time{}, notationUnverified(fmt.Sprintf("no Notation signature the policy accepts among %d: %s", read, strings.Join(reasons, "; ")))
+}
+
+// resolve reads ref's manifest descriptor (the payload a signature must name), over HTTPS, or
+// over plain HTTP for an insecure registry where HTTPS fails, and returns the repository the
+// signatures are read from the same way.
+func (n *Notation) resolve(ctx context.Context, ref name.Digest) (notationregistry.Repository, ocispec.Descriptor, error) {
+	host := ref.Context().RegistryStr()
+	open := func(plain bool) (notationregistry.Repository, ocispec.Descriptor, error) {
+		r, err := orasremote.NewRepository(ref.Context().Name())
+		if err != nil {
+			return nil, ocispec.Descriptor{}, err
+		}
+		r.Client = n.client.Load()
+		r.PlainHTTP = plain
+		repo := notationregistry.NewRepository(r)
+		desc, err := repo.Resolve(ctx, ref.DigestStr())
+		return repo, desc, err
+	}
+	if _, plain := n.plainHosts.Load(host); plain || !n.insecure(host) {
+		return open(plain)
+	}
+	repo, desc, err := open(false)
+	var uerr *url.Error
+	if err == nil || ctx.Err() != nil || !errors.As(err, &uerr) {
+		return repo, desc, err
+	}
+	// HTTPS did not connect: an insecure registry may speak plain HTTP only.
+	repo, desc, plainErr := open(true)
+	if plainErr != nil {
+		return nil, ocispec.Descriptor{}, fmt.Errorf("over HTTPS: %w; over HTTP: %w", err, plainErr)
+	}
+	n.plainHosts.Store(host, true)
+	return repo, desc, nil
 }
 
 // notationRegistryFailure tells a registry that could not answer (the stage holds and tries

@@ -241,7 +241,7 @@ func notationDescriptor(tb testing.TB, ref name.Digest) ocispec.Descriptor {
 	return d
 }
 
-func notationPlainHTTP(string) bool { return true }
+func notationInsecure(string) bool { return true }
 
 const notationReleaseSubject = "CN=release,O=Example,ST=WA,C=US"
 
@@ -355,7 +355,7 @@ func TestNotation_VerifiesSignaturesUnderTheTrustPolicy(t *testing.T) {
 			reg := startNotationRegistry(t, tc.referrersAPI)
 			ref := tc.sign(t, pushNotationImage(t, reg.host, "team/frontend", "2.1.0"))
 
-			got, err := NewNotation(WithNotationPlainHTTP(notationPlainHTTP)).Verify(context.Background(), ref, tc.policy)
+			got, err := NewNotation(WithNotationInsecure(notationInsecure)).Verify(context.Background(), ref, tc.policy)
 			if tc.signedBy != "" {
 				if err != nil {
 					t.Fatalf("Verify(%s) = %v, want signed by %s", ref, err, tc.signedBy)
@@ -394,7 +394,7 @@ func TestNotation_RegistryFailureIsNotUnverified(t *testing.T) {
 			notationSign(t, ref, chain, key, orasauth.EmptyCredential)
 			reg.failPaths(tc.fail)
 
-			n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP))
+			n := NewNotation(WithNotationInsecure(notationInsecure))
 			_, err := n.Verify(context.Background(), ref, p)
 			if err == nil || errors.Is(err, ErrUnverified) {
 				t.Fatalf("Verify = %v, want a registry error that is not ErrUnverified", err)
@@ -511,7 +511,7 @@ func TestNotation_ChecksRevocationThroughTheCRL(t *testing.T) {
 			ref := pushNotationImage(t, reg.host, "team/frontend", "2.1.0")
 			notationSign(t, ref, chain, key, orasauth.EmptyCredential)
 
-			_, err := NewNotation(WithNotationPlainHTTP(notationPlainHTTP)).Verify(context.Background(), ref, p)
+			_, err := NewNotation(WithNotationInsecure(notationInsecure)).Verify(context.Background(), ref, p)
 			switch {
 			case tc.want == "":
 				if err != nil {
@@ -530,7 +530,7 @@ func TestNotation_ChecksRevocationThroughTheCRL(t *testing.T) {
 		crlDER.Store(&der)
 		crlStatus.Store(0)
 		reg := startNotationRegistry(t, true)
-		n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP))
+		n := NewNotation(WithNotationInsecure(notationInsecure))
 		before := crlRequests.Load()
 		for _, tag := range []string{"2.1.0", "2.2.0"} {
 			ref := pushNotationImage(t, reg.host, "team/frontend", tag)
@@ -566,7 +566,7 @@ func TestNotation_PrivateRegistryWithKeychainCredentials(t *testing.T) {
 	p := Policy{Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
 
 	n := NewNotation(
-		WithNotationPlainHTTP(notationPlainHTTP),
+		WithNotationInsecure(notationInsecure),
 		WithNotationKeychain(notationKeychain{host: reg.Host, user: "ci", password: "old"}),
 	)
 	_, err := n.Verify(context.Background(), ref, p)
@@ -594,7 +594,7 @@ func TestNotation_CachesAnswersByDigestAndPolicy(t *testing.T) {
 	p := Policy{Name: "release", Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
 
 	clk := clocktesting.NewFakePassiveClock(time.Now())
-	n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP), WithNotationClock(clk),
+	n := NewNotation(WithNotationInsecure(notationInsecure), WithNotationClock(clk),
 		WithNotationUnsignedTTL(5*time.Minute), WithNotationVerifiedTTL(time.Hour))
 	ctx := context.Background()
 	verify := func(ref name.Digest, p Policy) (requests int64, err error) {
@@ -641,7 +641,7 @@ func TestNotation_CachesAnswersByDigestAndPolicy(t *testing.T) {
 	}
 
 	// And never past the signing certificate's expiry.
-	long := NewNotation(WithNotationPlainHTTP(notationPlainHTTP), WithNotationClock(clk), WithNotationVerifiedTTL(1000*time.Hour))
+	long := NewNotation(WithNotationInsecure(notationInsecure), WithNotationClock(clk), WithNotationVerifiedTTL(1000*time.Hour))
 	if _, err := long.Verify(ctx, signed, p); err != nil {
 		t.Fatal(err)
 	}
@@ -649,6 +649,29 @@ func TestNotation_CachesAnswersByDigestAndPolicy(t *testing.T) {
 	before := reg.requests.Load()
 	if _, err := long.Verify(ctx, signed, p); reg.requests.Load() == before {
 		t.Fatalf("Verify after the certificate expired = %v with no request; want it checked again", err)
+	}
+}
+
+func TestNotation_PlainHTTPOnlyForInsecureRegistries(t *testing.T) {
+	ca := newNotationCA(t, "release CA")
+	chain, key := ca.leaf(t, "release", time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	reg := startNotationRegistry(t, true)
+	ref := pushNotationImage(t, reg.host, "team/frontend", "2.1.0")
+	notationSign(t, ref, chain, key, orasauth.EmptyCredential)
+	p := Policy{Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
+
+	_, err := NewNotation().Verify(context.Background(), ref, p)
+	if err == nil || errors.Is(err, ErrUnverified) || !strings.Contains(err.Error(), "HTTPS") {
+		t.Fatalf("Verify on a plain-HTTP registry not configured insecure = %v, want an HTTPS error, not ErrUnverified", err)
+	}
+	t.Log(err)
+	next := pushNotationImage(t, reg.host, "team/frontend", "2.2.0")
+	notationSign(t, next, chain, key, orasauth.EmptyCredential)
+	n := NewNotation(WithNotationInsecure(func(host string) bool { return host == reg.host }))
+	for _, ref := range []name.Digest{ref, next} { // the second straight over HTTP
+		if _, err := n.Verify(context.Background(), ref, p); err != nil {
+			t.Fatalf("Verify %s on an insecure registry = %v", ref, err)
+		}
 	}
 }
 
@@ -664,7 +687,7 @@ func TestNotation_VerifiesStagesInParallel(t *testing.T) {
 		unsigned = append(unsigned, pushNotationImage(t, reg.host, "team/backend", tag))
 	}
 	p := Policy{Name: "release", Notation: &NotationPolicy{TrustStore: ca.pem(), TrustedIdentities: []string{"*"}}}
-	n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP))
+	n := NewNotation(WithNotationInsecure(notationInsecure))
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -712,7 +735,7 @@ func BenchmarkNotation_Verify(b *testing.B) {
 			reg, ref := signed(b, referrersAPI)
 			before := reg.requests.Load()
 			for b.Loop() {
-				if _, err := NewNotation(WithNotationPlainHTTP(notationPlainHTTP)).Verify(ctx, ref, p); err != nil {
+				if _, err := NewNotation(WithNotationInsecure(notationInsecure)).Verify(ctx, ref, p); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -721,7 +744,7 @@ func BenchmarkNotation_Verify(b *testing.B) {
 	}
 	b.Run("cached", func(b *testing.B) {
 		reg, ref := signed(b, true)
-		n := NewNotation(WithNotationPlainHTTP(notationPlainHTTP))
+		n := NewNotation(WithNotationInsecure(notationInsecure))
 		if _, err := n.Verify(ctx, ref, p); err != nil {
 			b.Fatal(err)
 		}

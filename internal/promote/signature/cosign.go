@@ -42,9 +42,9 @@ type Cosign struct {
 // CosignOption configures NewCosign.
 type CosignOption func(*Cosign) error
 
-// WithCacheSize bounds the answers kept (default 8192: a thousand stages with a few
+// WithCosignCacheSize bounds the answers kept (default 8192: a thousand stages with a few
 // candidate digests each). Zero or less disables the cache.
-func WithCacheSize(n int) CosignOption {
+func WithCosignCacheSize(n int) CosignOption {
 	return func(c *Cosign) error {
 		if n <= 0 {
 			c.answers = nil
@@ -55,10 +55,10 @@ func WithCacheSize(n int) CosignOption {
 	}
 }
 
-// WithUnverifiedTTL is how long an unverified answer (no signature yet) is reused before the
+// WithCosignUnverifiedTTL is how long an unverified answer (no signature yet) is reused before the
 // registry is asked again (default 5 minutes). A signature pushed after its image is found by
 // the first pass after that.
-func WithUnverifiedTTL(d time.Duration) CosignOption {
+func WithCosignUnverifiedTTL(d time.Duration) CosignOption {
 	return func(c *Cosign) error {
 		if d < 0 {
 			return fmt.Errorf("unverified TTL %s is negative", d)
@@ -68,8 +68,8 @@ func WithUnverifiedTTL(d time.Duration) CosignOption {
 	}
 }
 
-// WithClock sets the clock the unverified TTL is measured with (tests use a fake one).
-func WithClock(clk clock.PassiveClock) CosignOption {
+// WithCosignClock sets the clock the unverified TTL is measured with (tests use a fake one).
+func WithCosignClock(clk clock.PassiveClock) CosignOption {
 	return func(c *Cosign) error {
 		c.clock = clk
 		return nil

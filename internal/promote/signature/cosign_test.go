@@ -343,7 +343,7 @@ func TestCosign_CachedAnswersAskTheRegistryNothing(t *testing.T) {
 	attach(t, signed, bundleV03, e.auth.KeylessBundle(t, testIdentity, testIssuer, cosignSig(signed, signed.DigestStr()), bundleOpts{}))
 	unsigned := e.reg.pushImage(t, "app", "v2")
 	clk := clocktesting.NewFakeClock(time.Now())
-	c, err := NewCosign(WithClock(clk), WithUnverifiedTTL(5*time.Minute))
+	c, err := NewCosign(WithCosignClock(clk), WithCosignUnverifiedTTL(5*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}

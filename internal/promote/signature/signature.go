@@ -51,6 +51,9 @@ type CosignPolicy struct {
 	// log inclusion and a signed timestamp (or the log's integrated time) are required.
 	IgnoreTlog       bool `json:"ignoreTlog,omitempty"`
 	IgnoreTimestamps bool `json:"ignoreTimestamps,omitempty"`
+	// RequireTlog also requires a transparency log inclusion of a key-based signature (a key
+	// signed offline, with cosign --tlog-upload=false, has none, so by default it is optional).
+	RequireTlog bool `json:"requireTlog,omitempty"`
 }
 
 // NotationPolicy is a Notation signature under a trust policy and an X.509 trust store.

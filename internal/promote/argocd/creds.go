@@ -109,8 +109,17 @@ func (c *Credentials) GitOptions(ctx context.Context, repoURL string) ([]gitwrit
 	case d("bearerToken") != "":
 		opts = append(opts, gitwrite.WithCredentials(gitwrite.Credentials{Token: d("bearerToken"), Username: d("username")}))
 	case d("githubAppID") != "" || d("githubAppPrivateKey") != "":
-		return nil, fmt.Errorf("%s matches %s but holds GitHub App credentials, which kropipe cannot use yet; add a Secret labelled %s=%s with url %s and username/password (a token that may push)",
-			where, gitwrite.Redact(repoURL), SecretTypeLabel, SecretTypeRepositoryWrite, gitwrite.Redact(repoURL))
+		// Git pushes as the app's installation: x-access-token and a token minted from the
+		// private key, renewed before its hour is up.
+		app, err := githubApp(sec, where)
+		if err != nil {
+			return nil, err
+		}
+		token, err := forge.GitHubAppToken(*app, d("githubAppEnterpriseBaseUrl"), c.caBundle(ctx, repoURL))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		opts = append(opts, gitwrite.WithAuth(&gitwrite.RefreshingToken{Username: "x-access-token", Token: token}))
 	default:
 		return nil, fmt.Errorf("%s matches %s but has neither password nor sshPrivateKey; add one of them", where, gitwrite.Redact(repoURL))
 	}
@@ -137,16 +146,9 @@ func (c *Credentials) ForgeConfig(ctx context.Context, repoURL string) (forge.Co
 	where := fmt.Sprintf("Argo CD Secret %s/%s", sec.Namespace, sec.Name)
 	switch {
 	case d("githubAppID") != "":
-		app := &forge.GitHubApp{PrivateKey: sec.Data["githubAppPrivateKey"]}
-		var perr error
-		if app.AppID, perr = strconv.ParseInt(d("githubAppID"), 10, 64); perr != nil {
-			return cfg, fmt.Errorf("%s: githubAppID %q is not a number", where, d("githubAppID"))
-		}
-		if app.InstallationID, perr = strconv.ParseInt(d("githubAppInstallationID"), 10, 64); perr != nil {
-			return cfg, fmt.Errorf("%s: githubAppInstallationID %q is not a number; give the installation id of the app on the repository's owner", where, d("githubAppInstallationID"))
-		}
-		if len(app.PrivateKey) == 0 {
-			return cfg, fmt.Errorf("%s: githubAppPrivateKey is empty; give the app's PEM private key", where)
+		app, err := githubApp(sec, where)
+		if err != nil {
+			return cfg, err
 		}
 		cfg.GitHubApp = app
 		cfg.APIURL = d("githubAppEnterpriseBaseUrl")
@@ -156,6 +158,23 @@ func (c *Credentials) ForgeConfig(ctx context.Context, repoURL string) (forge.Co
 		cfg.Username, cfg.Token = d("username"), d("bearerToken")
 	}
 	return cfg, nil
+}
+
+// githubApp reads a repository Secret's GitHub App fields.
+func githubApp(sec *corev1.Secret, where string) (*forge.GitHubApp, error) {
+	d := func(k string) string { return strings.TrimSpace(string(sec.Data[k])) }
+	app := &forge.GitHubApp{PrivateKey: sec.Data["githubAppPrivateKey"]}
+	var err error
+	if app.AppID, err = strconv.ParseInt(d("githubAppID"), 10, 64); err != nil {
+		return nil, fmt.Errorf("%s: githubAppID %q is not a number; give the app's id", where, d("githubAppID"))
+	}
+	if app.InstallationID, err = strconv.ParseInt(d("githubAppInstallationID"), 10, 64); err != nil {
+		return nil, fmt.Errorf("%s: githubAppInstallationID %q is not a number; give the installation id of the app on the repository's owner", where, d("githubAppInstallationID"))
+	}
+	if len(app.PrivateKey) == 0 {
+		return nil, fmt.Errorf("%s: githubAppPrivateKey is empty; give the app's PEM private key", where)
+	}
+	return app, nil
 }
 
 // match finds the Secret for repoURL: write credentials before read ones, an

@@ -4,9 +4,16 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
@@ -112,9 +119,12 @@ func TestCredentials_MissingOrUnusableSecretSaysWhatToCreate(t *testing.T) {
 			want:    url + " asks for credentials (HTTP 401) and no Argo CD repository Secret matches it: create a Secret in namespace argocd labelled argocd.argoproj.io/secret-type=repository (or repository-write) with url: " + url + " and username and password"},
 		{name: "ssh without a key", url: "git@git.example.com:team/gitops.git",
 			want: "no Argo CD repository Secret matches git@git.example.com:team/gitops.git, and SSH needs a key: create a Secret in namespace argocd labelled argocd.argoproj.io/secret-type=repository"},
-		{name: "GitHub App only", url: url,
+		{name: "GitHub App with a key that does not parse", url: url,
+			secrets: []runtime.Object{secret("gh", SecretTypeRepository, map[string]string{"url": url, "githubAppID": "1", "githubAppInstallationID": "2", "githubAppPrivateKey": "s3cret"})},
+			want:    "Argo CD Secret argocd/gh: GitHub App 1 installation 2: the private key does not parse"},
+		{name: "GitHub App without its installation", url: url,
 			secrets: []runtime.Object{secret("gh", SecretTypeRepository, map[string]string{"url": url, "githubAppID": "1", "githubAppPrivateKey": "s3cret"})},
-			want:    "Argo CD Secret argocd/gh matches " + url + " but holds GitHub App credentials, which kropipe cannot use yet"},
+			want:    `Argo CD Secret argocd/gh: githubAppInstallationID "" is not a number`},
 		{name: "no password nor key", url: url,
 			secrets: []runtime.Object{secret("empty", SecretTypeRepository, map[string]string{"url": url, "username": "kropipe"})},
 			want:    "has neither password nor sshPrivateKey"},
@@ -196,5 +206,50 @@ func TestNormalizeURL(t *testing.T) {
 		if got := NormalizeURL(in); got != want {
 			t.Errorf("NormalizeURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// A repository Secret holding only a GitHub App pushes as the app's installation: Git gets a
+// token minted from the app's private key (x-access-token), asked for again once it expired.
+func TestCredentials_GitHubAppPushesWithAnInstallationToken(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	var minted atomic.Int32
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/app/installations/678/access_tokens" || !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusNotFound)
+			return
+		}
+		minted.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"token":"ghs_installation","expires_at":%q}`, time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	}))
+	defer api.Close()
+	srv := gitserver.StartTB(t, gitserver.WithBasicAuth("x-access-token", "ghs_installation"))
+	if _, err := srv.NewBareRepo(context.Background(), "team/gitops.git", "testdata/seed"); err != nil {
+		t.Fatal(err)
+	}
+	url := srv.URL("team/gitops.git")
+	c := NewCredentials(kubefake.NewClientset(secret("gh-app", SecretTypeRepository, map[string]string{
+		"url": url, "githubAppID": "12345", "githubAppInstallationID": "678", "githubAppPrivateKey": string(pemKey), "githubAppEnterpriseBaseUrl": api.URL,
+	})), "argocd", WithCredentialsLogger(quiet()))
+	opts, err := c.GitOptions(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := gitwrite.Open(context.Background(), t.TempDir(), url, append(opts, gitwrite.WithLogger(quiet()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Apply(context.Background(), "main", gitwrite.Change{Stage: "develop-frontend", File: "develop/frontend/instance.yaml", Key: "spec.values.deployment.tag", Image: "registry.example.com/team/frontend", Tag: "1.2.2"})
+	if err != nil || res[0].Commit == "" {
+		t.Fatalf("push as the app: %v %+v", err, res)
+	}
+	if n := minted.Load(); n != 1 {
+		t.Fatalf("%d installation tokens minted, want 1 (kept until it expires)", n)
 	}
 }

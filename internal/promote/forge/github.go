@@ -471,3 +471,27 @@ func (g *githubForge) CommitFiles(ctx context.Context, branch, parentSHA, messag
 	}
 	return sha, nil
 }
+
+// GitHubAppToken returns a function giving the installation's access token, minted from the
+// app's private key through the API at apiURL ("" for github.com) and renewed before it expires
+// (tokens live an hour): what Git pushes with as the password of x-access-token.
+func GitHubAppToken(app GitHubApp, apiURL string, caBundle []byte) (func(ctx context.Context) (string, error), error) {
+	hc, err := Config{CABundle: caBundle, Timeout: DefaultTimeout}.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	itr, err := ghinstallation.New(hc.Transport, app.AppID, app.InstallationID, app.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("GitHub App %d installation %d: the private key does not parse (%w): put the app's PEM private key in the repository's credentials", app.AppID, app.InstallationID, err)
+	}
+	if apiURL != "" {
+		itr.BaseURL = strings.TrimSuffix(apiURL, "/")
+	}
+	return func(ctx context.Context) (string, error) {
+		tok, err := itr.Token(ctx)
+		if err != nil {
+			return "", fmt.Errorf("GitHub App %d installation %d: minting an installation token: %s", app.AppID, app.InstallationID, oneLine(err.Error()))
+		}
+		return tok, nil
+	}, nil
+}

@@ -1,7 +1,9 @@
 package gitwrite
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"regexp"
@@ -166,4 +168,25 @@ func scrubString(s string, secrets []string) string {
 		s = strings.ReplaceAll(s, sec, "***")
 	}
 	return s
+}
+
+// RefreshingToken authenticates over http(s) with a token that expires and is renewed — a
+// GitHub App installation token — asked for on every request, so a clone opened once keeps
+// pushing past the token's hour. A token that cannot be had sends none: the server's 401 says
+// so, and the error the caller sees names the repository, never a token.
+type RefreshingToken struct {
+	Username string // x-access-token for GitHub
+	Token    func(ctx context.Context) (string, error)
+}
+
+func (a *RefreshingToken) Name() string   { return "http-refreshing-token" }
+func (a *RefreshingToken) String() string { return a.Username + ":***" }
+
+// SetAuth puts the current token on r (go-git's http AuthMethod).
+func (a *RefreshingToken) SetAuth(r *http.Request) {
+	tok, err := a.Token(r.Context())
+	if err != nil || tok == "" {
+		return
+	}
+	r.SetBasicAuth(a.Username, tok)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/kropipe/kropipe/internal/promote/forge"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -69,6 +70,11 @@ type Spec struct {
 	// pushes them; CommitViaGitHubAPI: GitHub, through its API, which signs them ("Verified")
 	// when kropipe authenticates as a GitHub App. Either write mode.
 	CommitVia string
+
+	// Signatures are what the stage requires of an image before it promotes it: every policy
+	// must hold for the candidate's digest (kropipe.io/verify-signature, signature: in
+	// promoter.yaml), key material already read. Empty: no requirement.
+	Signatures []signature.Policy
 }
 
 // Ways to commit (kropipe.io/commit-via, commitVia: in promoter.yaml).

@@ -62,6 +62,9 @@ func (s *signaturePolicies) update(ctx context.Context, w *argocd.Watcher) {
 // not there, or not readable, makes a policy unusable.
 func (s *signaturePolicies) resolve(ctx context.Context) argocd.SignaturePolicies {
 	s.readAt = time.Now()
+	if len(s.defined) == 0 {
+		return argocd.SignaturePolicies{Source: s.source}
+	}
 	out := argocd.SignaturePolicies{Source: s.source, Policies: map[string]signature.Policy{}, Unusable: map[string]string{}}
 	for _, name := range slices.Sorted(maps.Keys(s.defined)) {
 		p, err := s.read(ctx, s.defined[name])

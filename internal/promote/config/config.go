@@ -432,7 +432,7 @@ func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 		s.Verify = vs
 	}
 	if sn, ok := m["signature"]; ok {
-		s.Signatures = p.stageSignatures(sn, where, p.policies)
+		s.Signatures = p.stageSignatures(sn, where, s.Name, p.policies)
 	}
 	s.Write = p.str(m, "write", where)
 	s.CommitVia = p.str(m, "commitVia", where)

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/yaml"
 
 	"github.com/kropipe/kropipe/internal/promote/signature"
+	"github.com/kropipe/kropipe/internal/promote/suggest"
 )
 
 // SecretRefPrefix marks key material kept in a Secret of the promoter's namespace
@@ -79,7 +80,7 @@ func (p *parser) signaturePolicies(n *yaml.Node) map[string]signature.Policy {
 }
 
 // stageSignatures reads a stage's signature: list.
-func (p *parser) stageSignatures(n *yaml.Node, where string, defined map[string]signature.Policy) []signature.Policy {
+func (p *parser) stageSignatures(n *yaml.Node, where, stageName string, defined map[string]signature.Policy) []signature.Policy {
 	if n.Tag == "!!null" {
 		return nil
 	}
@@ -93,13 +94,15 @@ func (p *parser) stageSignatures(n *yaml.Node, where string, defined map[string]
 		if e.Kind == yaml.ScalarNode {
 			pol, ok := defined[e.Value]
 			if !ok {
-				p.fail(e, "%s: %q is not a policy of signaturePolicies; %s", at, e.Value, knownPolicies(defined))
+				p.fail(e, "%s: %q is not a policy of signaturePolicies; %s", at, e.Value, knownPolicies(e.Value, defined))
 				continue
 			}
 			out = append(out, pol)
 			continue
 		}
-		name := ""
+		// A policy written in place is named for messages and the verifiers' cache after its
+		// place, unless it has a name.
+		name := fmt.Sprintf("%s/signature[%d]", stageName, i)
 		if e.Kind == yaml.MappingNode {
 			for j := 0; j+1 < len(e.Content); j += 2 {
 				if e.Content[j].Value == "name" {
@@ -112,7 +115,7 @@ func (p *parser) stageSignatures(n *yaml.Node, where string, defined map[string]
 	return out
 }
 
-func knownPolicies(defined map[string]signature.Policy) string {
+func knownPolicies(name string, defined map[string]signature.Policy) string {
 	if len(defined) == 0 {
 		return "define it under signaturePolicies: at the top level, or write the policy in place, e.g. - cosign: {key: cosign.pub}"
 	}
@@ -121,6 +124,9 @@ func knownPolicies(defined map[string]signature.Policy) string {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	if s := suggest.Closest(name, names); s != "" {
+		return fmt.Sprintf("did you mean %q?", s)
+	}
 	return "defined are " + strings.Join(names, ", ")
 }
 

@@ -33,18 +33,22 @@ stages:
       - release
       - name: offline
         cosign: {key: `+key+`, requireTlog: true}
+      - cosign: {key: `+key+`}
   - {name: dev-frontend, image: r.example.com/frontend, file: dev.yaml}
 `), "promoter.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	prod, dev := cfg.Stages[0], cfg.Stages[1]
-	if len(prod.Signatures) != 2 || len(dev.Signatures) != 0 {
+	if len(prod.Signatures) != 3 || len(dev.Signatures) != 0 {
 		t.Fatalf("signatures: prod %+v, dev %+v", prod.Signatures, dev.Signatures)
 	}
 	rel, off := prod.Signatures[0], prod.Signatures[1]
 	if rel.Name != "release" || rel.Cosign.Issuer != gha || rel.Provenance == nil || rel.Provenance.SourceRepository != "https://github.com/org/frontend" {
 		t.Errorf("release policy %+v", rel)
+	}
+	if unnamed := prod.Signatures[2]; unnamed.Name != "prod-frontend/signature[2]" {
+		t.Errorf("a policy written in place without a name is named %q; want it named after its place", unnamed.Name)
 	}
 	if off.Name != "offline" || !bytes.Equal(off.Cosign.PublicKey, pem) || off.Cosign.KeyRef != key || !off.Cosign.RequireTlog {
 		t.Errorf("offline policy %+v", off.Cosign)
@@ -89,7 +93,9 @@ func TestParse_BadSignaturePolicyNamesFileLineStageFieldAndFix(t *testing.T) {
 		{"provenance without builder or source", stage("      - cosign: {identity: x, issuer: y}\n        provenance: {builderIDRegexp: true}\n"),
 			[]string{"signature[0]: provenance: needs builderID or sourceRepository"}},
 		{"unknown policy name", "signaturePolicies:\n  release: {cosign: {identity: x, issuer: y}}\n" + stage("      - relase\n"),
-			[]string{":8:", `signature[0]: "relase" is not a policy of signaturePolicies; defined are release`}},
+			[]string{":8:", `signature[0]: "relase" is not a policy of signaturePolicies; did you mean "release"?`}},
+		{"unknown policy name, none similar", "signaturePolicies:\n  release: {cosign: {identity: x, issuer: y}}\n  notary: {notation: {trustStore: " + notKey + ", trustedIdentities: ['*']}}\n" + stage("      - offline\n"),
+			[]string{`"offline" is not a policy of signaturePolicies; defined are notary, release`}},
 		{"name without signaturePolicies", stage("      - release\n"),
 			[]string{`"release" is not a policy of signaturePolicies; define it under signaturePolicies:`}},
 		{"signature not a list", head + "  - {name: prod, image: r.example.com/a, signature: release}\n",

@@ -773,3 +773,27 @@ func TestPromoterManifests_SigningKeyMountIsOptional(t *testing.T) {
 		t.Errorf("args %v name a signing key; without the Secret the pod would not start", c.Args)
 	}
 }
+
+// The signature policies come from the ConfigMap kropipe-signature-policies, mounted where
+// --signature-policies points; optional, so the promoter starts without it (no policies).
+func TestPromoterManifests_SignaturePoliciesMountIsOptional(t *testing.T) {
+	d, c := promoterDeployment(t)
+	vols := d.Spec.Template.Spec.Volumes
+	i := slices.IndexFunc(vols, func(v corev1.Volume) bool {
+		return v.ConfigMap != nil && v.ConfigMap.Name == "kropipe-signature-policies"
+	})
+	if i < 0 {
+		t.Fatalf("volumes %v: no ConfigMap kropipe-signature-policies", vols)
+	}
+	if o := vols[i].ConfigMap.Optional; o == nil || !*o {
+		t.Error("ConfigMap kropipe-signature-policies is not optional: the pod would not start without signature policies")
+	}
+	j := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == vols[i].Name })
+	if j < 0 || !c.VolumeMounts[j].ReadOnly {
+		t.Fatalf("mounts %v: want %s mounted read-only", c.VolumeMounts, vols[i].Name)
+	}
+	file, ok := flagValue(c.Args, "signature-policies")
+	if !ok || file != c.VolumeMounts[j].MountPath+"/policies.yaml" {
+		t.Errorf("--signature-policies %q; want the ConfigMap's policies.yaml under %s", file, c.VolumeMounts[j].MountPath)
+	}
+}

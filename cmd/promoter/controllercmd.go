@@ -42,6 +42,7 @@ type controllerFlags struct {
 	peerSecret         string
 	owedBackoff        time.Duration
 	signing            signingFlags
+	signaturePolicies  string
 }
 
 func newControllerCommand(g *globals) *cobra.Command {
@@ -108,6 +109,7 @@ func (f *controllerFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.healthAddr, "health-addr", "", "where to serve /healthz, /readyz and /metrics only, e.g. :8081 for kubelet probes and Prometheus (default: off)")
 	f.limits.register(fl)
 	f.signing.register(fl)
+	fl.StringVar(&f.signaturePolicies, "signature-policies", "", signaturePoliciesHelp)
 }
 
 // jsonLogger is the controller's logger: structured JSON for the cluster's log pipeline.
@@ -140,6 +142,10 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 	if err != nil {
 		return none, err
 	}
+	policies, err := loadSignaturePolicies(f.signaturePolicies)
+	if err != nil {
+		return none, err
+	}
 	cfg := controller.Config{
 		Kube: kube, Dynamic: dyn, Logger: log,
 		Namespace: f.namespace, ArgoCDNamespace: f.argocdNamespace, WatchNamespaces: f.watchNamespaces,
@@ -152,6 +158,7 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
 		OwedBackoff: f.owedBackoff,
 		Signer:      signer, GitAuthorName: f.signing.authorName, GitAuthorEmail: f.signing.authorEmail,
+		SignaturePolicies: policies, SignaturePolicyFile: f.signaturePolicies,
 	}
 	return cfg, cfg.Validate()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -123,6 +124,9 @@ func TestController_RefusesUnsafeOrIncompleteSettings(t *testing.T) {
 		{name: "peer listener without a credential", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.shards, f.peerAddr = 4, ":0" }, wantErr: "--peer-secret"},
 		{name: "zero owed back-off", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.owedBackoff = 0 }, wantErr: "--owed-backoff must be positive"},
 		{name: "peer Secret without a peer listener", addr: "127.0.0.1:0", change: func(f *controllerFlags) { f.shards, f.peerSecret = 4, "kropipe-promoter-peer" }, wantErr: "--peer-addr"},
+		{name: "signature policy that does not parse", addr: "127.0.0.1:0", change: func(f *controllerFlags) {
+			f.signaturePolicies = filepath.Join("testdata", "signature-policies-bad.yaml")
+		}, wantErr: `--signature-policies: testdata/signature-policies-bad.yaml:4: signature policy "release": cosign.issuer: is missing`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -144,7 +148,7 @@ func TestController_IsARootSubcommandWithItsFlags(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry", "--shutdown-grace", "--pass-timeout", "--registry-timeout", "--peer-addr", "--peer-secret", "--owed-backoff"} {
+	for _, flag := range []string{"--kubeconfig", "--namespace", "--watch-namespaces", "--data-dir", "--addr", "--pull-secrets", "--interval", "--leader-elect", "--state-configmap", "--health-addr", "--insecure-registry", "--shutdown-grace", "--pass-timeout", "--registry-timeout", "--peer-addr", "--peer-secret", "--owed-backoff", "--signature-policies"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("controller --help lacks %s", flag)
 		}

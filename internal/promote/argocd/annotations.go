@@ -96,7 +96,7 @@ var knownKeys = []string{
 	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyAnalysis, AnnVerifyTimeout,
 	AnnGroup, AnnGroupRequireAll, AnnGroupSubject,
 	AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnPullRequestLabels, AnnPullRequestReviewers,
-	AnnForge, AnnForgeAPIURL, AnnCommitVia,
+	AnnForge, AnnForgeAPIURL, AnnCommitVia, AnnVerifySignature,
 }
 
 // Problem is a configuration mistake that keeps one stage from running. The other
@@ -171,8 +171,8 @@ type Config struct {
 }
 
 // Specs reads the stages from the Applications' annotations (see Derive).
-func Specs(apps, appsets []*unstructured.Unstructured) ([]stage.Spec, []Problem) {
-	c := Derive(apps, appsets)
+func Specs(apps, appsets []*unstructured.Unstructured, opts ...DeriveOption) ([]stage.Spec, []Problem) {
+	c := Derive(apps, appsets, opts...)
 	return c.Specs, c.Problems
 }
 
@@ -187,7 +187,11 @@ type candidate struct {
 // annotations apply to every Application it owns (ownerReferences); the
 // Application's own annotations win. A mistake becomes a Problem of its stage,
 // which is then left out; every other stage is kept.
-func Derive(apps, appsets []*unstructured.Unstructured) Config {
+func Derive(apps, appsets []*unstructured.Unstructured, opts ...DeriveOption) Config {
+	var o deriveOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	sets := map[string]*unstructured.Unstructured{}
 	for _, s := range appsets {
 		sets[s.GetNamespace()+"/"+s.GetName()] = s
@@ -198,7 +202,7 @@ func Derive(apps, appsets []*unstructured.Unstructured) Config {
 	cfg := Config{Bindings: map[string]Binding{}}
 	var cands []*candidate
 	for _, app := range sorted {
-		c, problems, warnings := fromApp(app, sets)
+		c, problems, warnings := fromApp(app, sets, o)
 		cfg.Problems = append(cfg.Problems, problems...)
 		cfg.Warnings = append(cfg.Warnings, warnings...)
 		if c != nil && len(problems) == 0 {
@@ -245,7 +249,7 @@ func annotations(app *unstructured.Unstructured, sets map[string]*unstructured.U
 	return merged, own
 }
 
-func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstructured) (*candidate, []Problem, []Problem) {
+func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstructured, o deriveOptions) (*candidate, []Problem, []Problem) {
 	ann, own := annotations(app, sets)
 	ref := refOf(app)
 	name := app.GetName()
@@ -331,6 +335,9 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 	}
 
 	spec.Write, spec.CommitVia, spec.PullRequest = writeMode(ann, own)
+	if v, ok := ann[AnnVerifySignature]; ok {
+		spec.Signatures = requiredSignatures(v, o.signatures, bad)
+	}
 
 	src, idx, field, msg := gitSource(app.Object, ann)
 	if msg != "" {
@@ -595,6 +602,9 @@ func annotationOf(field string) string {
 		return AnnForgeAPIURL
 	case "commitVia":
 		return AnnCommitVia
+	}
+	if strings.HasPrefix(field, "signature[") {
+		return AnnVerifySignature
 	}
 	return field
 }

@@ -21,8 +21,9 @@ type groupMember struct {
 }
 
 // writeAgreement are the annotations a release group's members must agree on: the set is
-// one commit, pushed or proposed in one pull request from one branch on one forge.
-var writeAgreement = []string{AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnForge, AnnForgeAPIURL, AnnCommitVia}
+// one commit, pushed or proposed in one pull request from one branch on one forge, of images
+// verified under the same signature policies.
+var writeAgreement = []string{AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnForge, AnnForgeAPIURL, AnnCommitVia, AnnVerifySignature}
 
 // writeSettings are a member's effective write settings, keyed by annotation.
 func writeSettings(ann, own map[string]string) map[string]string {
@@ -34,7 +35,7 @@ func writeSettings(ann, own map[string]string) map[string]string {
 	return map[string]string{
 		AnnWrite: s.Write, AnnMerge: s.PullRequest.Merge, AnnMergeMethod: s.PullRequest.Method,
 		AnnPullRequestBranch: s.PullRequest.Branch, AnnForge: strings.ToLower(s.PullRequest.Forge), AnnForgeAPIURL: s.PullRequest.ForgeAPIURL,
-		AnnCommitVia: s.CommitVia,
+		AnnCommitVia: s.CommitVia, AnnVerifySignature: signatureSetting(ann),
 	}
 }
 

@@ -31,6 +31,7 @@ type Watcher struct {
 	updates chan struct{} // an Application was updated (status included); see Updated
 
 	mu      sync.Mutex
+	sigs    SignaturePolicies
 	updated map[AppRef]bool
 	cfg     Config
 	synced  bool
@@ -206,6 +207,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 	}
 }
 
+// SetSignaturePolicies gives the policies kropipe.io/verify-signature may name (the
+// controller reads their Secrets again from time to time); the stages are derived again
+// when they changed.
+func (w *Watcher) SetSignaturePolicies(p SignaturePolicies) {
+	w.mu.Lock()
+	same := reflect.DeepEqual(w.sigs, p)
+	w.sigs = p
+	w.mu.Unlock()
+	if !same {
+		w.markDirty()
+	}
+}
+
 func (w *Watcher) markDirty() {
 	select {
 	case w.dirty <- struct{}{}:
@@ -220,7 +234,10 @@ func (w *Watcher) rederive(first bool) {
 	appL, setL := w.apps, w.appsets
 	w.mu.Unlock()
 	apps, sets := objects(appL), objects(setL)
-	cfg := Derive(apps, sets)
+	w.mu.Lock()
+	sigs := w.sigs
+	w.mu.Unlock()
+	cfg := Derive(apps, sets, WithSignaturePolicies(sigs))
 	w.mu.Lock()
 	changed := first || !reflect.DeepEqual(cfg, w.cfg)
 	if changed {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/signing"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/suggest"
@@ -38,6 +39,9 @@ type Config struct {
 	// Groups are the release groups: stages that move together as one set. How they
 	// relate to the stages is the engine's to check, so a bad group holds only itself.
 	Groups []stage.GroupSpec
+	// SignaturePolicies are signaturePolicies:, by name, their key material read; the
+	// stages' Signatures hold copies of those they name.
+	SignaturePolicies map[string]signature.Policy
 }
 
 // Git is the repository the stages write to.
@@ -148,6 +152,10 @@ func Parse(data []byte, file string) (*Config, error) {
 type parser struct {
 	file string
 	errs []error
+	// refsOnly: signature key material is named, not read (a --signature-policies file).
+	refsOnly bool
+	// policies are signaturePolicies:, which stages name.
+	policies map[string]signature.Policy
 }
 
 func (p *parser) fail(n *yaml.Node, format string, args ...any) {
@@ -264,7 +272,11 @@ func (p *parser) strings(m map[string]*yaml.Node, key, where string) []string {
 
 func (p *parser) config(root *yaml.Node) *Config {
 	cfg := &Config{}
-	top := p.fields(root, "top level", "git", "registries", "stages", "groups", "interval")
+	top := p.fields(root, "top level", "git", "registries", "stages", "groups", "interval", "signaturePolicies")
+	if n, ok := top["signaturePolicies"]; ok {
+		p.policies = p.signaturePolicies(n)
+		cfg.SignaturePolicies = p.policies
+	}
 	cfg.Interval = p.duration(top, "interval", "top level")
 	if n, ok := top["git"]; ok {
 		cfg.Git = p.git(n)
@@ -377,7 +389,7 @@ func checkGitURL(raw string) error {
 	return fmt.Errorf("%q is not a clone URL; write https://host/org/repo.git, ssh://git@host/org/repo.git, git@host:org/repo.git or file:///path/repo.git", raw)
 }
 
-var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval", "write", "pullRequest", "commitVia"}
+var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval", "write", "pullRequest", "commitVia", "signature"}
 
 func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 	where := fmt.Sprintf("stage %d", i+1)
@@ -418,6 +430,9 @@ func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 			}
 		}
 		s.Verify = vs
+	}
+	if sn, ok := m["signature"]; ok {
+		s.Signatures = p.stageSignatures(sn, where, s.Name, p.policies)
 	}
 	s.Write = p.str(m, "write", where)
 	s.CommitVia = p.str(m, "commitVia", where)

@@ -32,6 +32,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/page"
 	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/shard"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/signing"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/verify"
@@ -96,6 +97,13 @@ type Config struct {
 	ShutdownGrace   time.Duration // after ctx ends, how long the running pass may finish; 0 cancels it at once (--shutdown-grace)
 	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
+
+	// SignaturePolicies are the policies kropipe.io/verify-signature may name, as
+	// config.ParseSignaturePolicies read them from SignaturePolicyFile (--signature-policies):
+	// their key material is named (secret:<name>/<key> in Namespace, or a file) and read by the
+	// leader, again every minute.
+	SignaturePolicies   map[string]signature.Policy
+	SignaturePolicyFile string
 
 	// OwedBackoff is the wait after an owed automatic rollback's first failed attempt, doubling
 	// up to 5 minutes (or itself, if longer); 0 for OwedBackoff's 10 s (--owed-backoff).
@@ -453,6 +461,9 @@ func (c *controller) term(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Read before the stages are first derived, so that none waits a minute for its policy.
+	sigs := newSignaturePolicies(c.kube, c.f.Namespace, c.f.SignaturePolicyFile, c.f.SignaturePolicies, c.log)
+	sigs.update(ctx, w)
 	wctx, stopWatcher := context.WithCancel(ctx)
 	var (
 		watchErr error
@@ -517,6 +528,7 @@ func (c *controller) term(ctx context.Context) error {
 			passCtx, leave = fctx, l
 		}
 		pulls.update(ctx, annotatedPullSecrets(w.Config()))
+		sigs.update(ctx, w)
 		c.advertiseWebhook(ctx)
 		before := e.Status()
 		start := time.Now()

@@ -16,6 +16,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/kropipe/kropipe/internal/promote/forge"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -69,6 +70,11 @@ type Spec struct {
 	// pushes them; CommitViaGitHubAPI: GitHub, through its API, which signs them ("Verified")
 	// when kropipe authenticates as a GitHub App. Either write mode.
 	CommitVia string
+
+	// Signatures are what the stage requires of an image before it promotes it: every policy
+	// must hold for the candidate's digest (kropipe.io/verify-signature, signature: in
+	// promoter.yaml), key material already read. Empty: no requirement.
+	Signatures []signature.Policy
 }
 
 // Ways to commit (kropipe.io/commit-via, commitVia: in promoter.yaml).
@@ -242,7 +248,49 @@ func (s Spec) Validate() error {
 	}
 	errs = append(errs, s.validateWrite()...)
 	errs = append(errs, s.validateCommitVia()...)
+	errs = append(errs, s.validateSignatures()...)
 	return errors.Join(errs...)
+}
+
+// validateSignatures checks each signature policy with the verifiers' own rules; fields are
+// named signature[i].cosign.identity and so on (kropipe.io/verify-signature in the cluster).
+func (s Spec) validateSignatures() []error {
+	var errs []error
+	names := map[string]bool{}
+	for i, p := range s.Signatures {
+		at := fmt.Sprintf("signature[%d]", i)
+		if p.Name != "" {
+			if names[p.Name] {
+				errs = append(errs, &FieldError{Stage: s.Name, Field: at, Msg: fmt.Sprintf("policy %q is required twice; list each policy once", p.Name)})
+			}
+			names[p.Name] = true
+		}
+		err := p.Validate()
+		if err == nil {
+			continue
+		}
+		var all []error
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			all = j.Unwrap()
+		} else {
+			all = []error{err}
+		}
+		for _, e := range all {
+			field, msg := at, e.Error()
+			var fe *signature.FieldError
+			if errors.As(e, &fe) {
+				msg = fe.Msg
+				if fe.Field != "" {
+					field += "." + fe.Field
+				}
+			}
+			if p.Name != "" {
+				msg = fmt.Sprintf("(policy %q) %s", p.Name, msg)
+			}
+			errs = append(errs, &FieldError{Stage: s.Name, Field: field, Msg: msg})
+		}
+	}
+	return errs
 }
 
 // validateCommitVia checks commitVia: github-api needs the stage's forge to be GitHub.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kropipe/kropipe/internal/promote/signature"
 )
 
 func TestValidateAll_NamesStageFieldAndFix(t *testing.T) {
@@ -263,4 +265,47 @@ func values(m map[string]*group) []*group {
 		out = append(out, g)
 	}
 	return out
+}
+
+func TestValidate_SignaturePoliciesNameStageIndexAndField(t *testing.T) {
+	spec := func(ps ...signature.Policy) Spec {
+		return Spec{Name: "prod-frontend", Image: "registry.example.com/team/frontend", RepoURL: "http://git/gitops.git", Signatures: ps}.WithDefaults()
+	}
+	const gha = "https://token.actions.githubusercontent.com"
+	keyless := signature.Policy{Name: "release", Cosign: &signature.CosignPolicy{IdentityRegexp: "^https://github.com/org/", Issuer: gha}}
+	tests := []struct {
+		name string
+		spec Spec
+		want []string // each problem's text; none: valid
+	}{
+		{name: "keyless policy", spec: spec(keyless)},
+		{name: "no policies", spec: spec()},
+		{name: "second policy lacks an issuer", spec: spec(keyless, signature.Policy{Cosign: &signature.CosignPolicy{Identity: "https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1"}}),
+			want: []string{`stage "prod-frontend": signature[1].cosign.issuer: is missing; keyless signatures need both identity and issuer`}},
+		{name: "named policy whose regexp does not compile", spec: spec(signature.Policy{Name: "release", Cosign: &signature.CosignPolicy{IdentityRegexp: "(", Issuer: gha}}),
+			want: []string{`stage "prod-frontend": signature[0].cosign.identityRegexp: (policy "release") "(" is not a regular expression`}},
+		{name: "policy with neither cosign nor notation", spec: spec(signature.Policy{}),
+			want: []string{`stage "prod-frontend": signature[0]: gives neither cosign nor notation`}},
+		{name: "policy required twice", spec: spec(keyless, keyless),
+			want: []string{`stage "prod-frontend": signature[1]: policy "release" is required twice`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.spec.Validate()
+			var got []string
+			if err != nil {
+				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+					got = append(got, e.Error())
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("Validate() = %v; want %q", err, tt.want)
+			}
+			for i, w := range tt.want {
+				if !strings.HasPrefix(got[i], w) {
+					t.Errorf("problem %d = %q; want it to start with %q", i, got[i], w)
+				}
+			}
+		})
+	}
 }

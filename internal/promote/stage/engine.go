@@ -85,10 +85,10 @@ type Engine struct {
 	store      Store
 	verifier   Verifier
 	// sig checks the digests of stages with signature policies (signatures.go).
-	sig        signatures
-	clock      clock.PassiveClock
-	log        *slog.Logger
-	parallel   int
+	sig      signatures
+	clock    clock.PassiveClock
+	log      *slog.Logger
+	parallel int
 	// compactAfter: see WithCompactAfter.
 	compactAfter int
 

@@ -193,7 +193,8 @@ func (e *Engine) signatureHold(ctx context.Context, u *group, cand freight.Set, 
 	for i, m := range u.members {
 		o := obs[m.Name]
 		if !u.lone && u.up == nil && len(o.skipped) > 0 {
-			return m.Name, fmt.Sprintf("held: member %s: %s", m.Name, strings.Join(o.skipped, "; ")), nil
+			// The best tag's reason: the member's release the set waits for.
+			return m.Name, fmt.Sprintf("held: member %s: %s", m.Name, o.skipped[0]), nil
 		}
 		if u.up == nil || len(m.Signatures) == 0 || i >= len(cand) || cand[i].Value == o.current {
 			continue

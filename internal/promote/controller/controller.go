@@ -696,6 +696,12 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
+	// Signatures are read through the warehouse's transport, credentials (pull secrets
+	// rotated included) and insecure hosts, under the same per-registry rate limit.
+	sigs, err := stage.NewSignatureVerifier(wh, clock.RealClock{})
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
 	gitDir := filepath.Join(c.f.DataDir, "git")
 	gitOpts := []gitwrite.Option{gitwrite.WithLogger(c.log), gitwrite.WithPushRetries(c.metrics.PushRetry)}
 	if c.f.GitAuthorName != "" || c.f.GitAuthorEmail != "" {
@@ -732,6 +738,8 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 		}),
 		stage.WithStore(c.store),
 		stage.WithVerifier(hg),
+		stage.WithSignatureVerifier(sigs),
+		stage.WithSignatureChecks(c.metrics.SignatureCheck),
 		stage.WithLogger(c.log),
 	)
 	if err != nil {

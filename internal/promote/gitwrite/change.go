@@ -8,6 +8,7 @@ import (
 	"path"
 	"strings"
 	"text/template"
+	"unicode"
 
 	"github.com/kropipe/kropipe/internal/promote/trailer"
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
@@ -70,6 +71,68 @@ type Change struct {
 	GroupFreight string
 	// Label is the member's name in the set's subject (frontend); empty means Stage.
 	Label string
+
+	// SignedBy are who signed the digest, one per signature policy the stage requires
+	// (Kropipe-Signed-By trailers); Provenance what built it, per policy that checked an
+	// attestation (Kropipe-Provenance trailers). Empty for a stage without policies.
+	SignedBy   []string
+	Provenance []Provenance
+}
+
+// Provenance is what an SLSA provenance attestation said about a promoted digest.
+type Provenance struct {
+	Builder, Source, Digest string
+}
+
+// String is the Kropipe-Provenance trailer's value: builder=<id> source=<repository> digest=<digest>.
+func (p Provenance) String() string {
+	return fmt.Sprintf("builder=%s source=%s digest=%s", p.Builder, p.Source, p.Digest)
+}
+
+// ParseProvenance reads a Kropipe-Provenance value back; ok is false when it is not one.
+func ParseProvenance(v string) (Provenance, bool) {
+	var p Provenance
+	fields := strings.Fields(v)
+	if len(fields) != 3 {
+		return Provenance{}, false
+	}
+	for i, dst := range []*string{&p.Builder, &p.Source, &p.Digest} {
+		key, val, ok := strings.Cut(fields[i], "=")
+		if !ok || key != [...]string{"builder", "source", "digest"}[i] {
+			return Provenance{}, false
+		}
+		*dst = val
+	}
+	return p, true
+}
+
+// signatureTrailers writes the change's Kropipe-Signed-By and Kropipe-Provenance lines.
+func (c Change) signatureTrailers(b *strings.Builder) {
+	for _, s := range c.SignedBy {
+		fmt.Fprintf(b, "%s: %s\n", trailer.SignedBy, s)
+	}
+	for _, p := range c.Provenance {
+		fmt.Fprintf(b, "%s: %s\n", trailer.Provenance, p)
+	}
+}
+
+// checkSignatureTrailers refuses signer and provenance values that would not read back as
+// written: a line break would end the trailer block (a certificate's identity is whatever
+// its issuer put in it), white space inside a provenance part would split it.
+func (c Change) checkSignatureTrailers() error {
+	for _, s := range c.SignedBy {
+		if s == "" || strings.ContainsAny(s, "\r\n\u0085\u2028\u2029") || strings.TrimSpace(s) != s {
+			return fmt.Errorf("%w: the signer %q of stage %s cannot go into a commit trailer (empty, a line break or surrounding space)", ErrInvalidChange, s, c.Stage)
+		}
+	}
+	for _, p := range c.Provenance {
+		for _, v := range []string{p.Builder, p.Source, p.Digest} {
+			if v == "" || strings.IndexFunc(v, unicode.IsSpace) >= 0 {
+				return fmt.Errorf("%w: the provenance %q of stage %s cannot go into a commit trailer (an empty part, or white space in one)", ErrInvalidChange, p.String(), c.Stage)
+			}
+		}
+	}
+	return nil
 }
 
 // newValue is what the change writes.
@@ -196,6 +259,9 @@ func (c Change) message(old string) (string, error) {
 			return "", fmt.Errorf("%w: the %s %q has a line break or surrounding space and cannot go into a commit trailer; correct it by hand", ErrInvalidChange, f.name, f.v)
 		}
 	}
+	if err := c.checkSignatureTrailers(); err != nil {
+		return "", err
+	}
 	tmpl := c.SubjectTemplate
 	if tmpl == "" {
 		tmpl = DefaultPromoteSubject
@@ -231,6 +297,7 @@ func (c Change) message(old string) (string, error) {
 	}
 	fmt.Fprintf(&b, "%s: %s\n", trailer.Value, c.newValue())
 	fmt.Fprintf(&b, "%s: %s\n", trailer.Previous, old)
+	c.signatureTrailers(&b)
 	if c.FreightID != "" {
 		fmt.Fprintf(&b, "%s: %s\n", trailer.Freight, c.FreightID)
 	}

@@ -33,11 +33,32 @@ type Record struct {
 	Members []MemberRecord
 	// Kept marks a member's record of a group commit that left its value as it was.
 	Kept bool
+	// SignedBy and Provenance are the signature policies' findings the commit recorded
+	// (Kropipe-Signed-By, Kropipe-Provenance); for a member of a group commit, its own.
+	SignedBy   []string
+	Provenance []Provenance
 }
 
 // MemberRecord is one member's part of a group commit.
 type MemberRecord struct {
 	Stage, Image, Value, Previous, Rejected string
+	SignedBy                                []string
+	Provenance                              []Provenance
+}
+
+// addSignature keeps a Kropipe-Signed-By or Kropipe-Provenance trailer; false for other keys.
+func addSignature(t trailer.Trailer, signedBy *[]string, prov *[]Provenance) bool {
+	switch t.Key {
+	case trailer.SignedBy:
+		*signedBy = append(*signedBy, t.Value)
+	case trailer.Provenance:
+		if p, ok := ParseProvenance(t.Value); ok {
+			*prov = append(*prov, p)
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // recordFrom reads a commit's kropipe trailers; ok is false for a commit that has none. A
@@ -60,6 +81,11 @@ func recordFrom(hash string, when time.Time, msg string) (rec Record, ok bool, e
 	}
 	if _, ok := tr[trailer.Rejected]; ok {
 		r.Kind = Rollback
+	}
+	if _, ok := tr[trailer.SignedBy]; ok || tr[trailer.Provenance] != "" {
+		for _, t := range trailer.Parse(msg) {
+			addSignature(t, &r.SignedBy, &r.Provenance)
+		}
 	}
 	return r, true, nil
 }

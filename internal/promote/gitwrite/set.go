@@ -150,7 +150,8 @@ func (r *Repo) buildSet(s *overlay, head, tree plumbing.Hash, set []Result, stat
 }
 
 // setMessage renders a group commit: the subject, a line per member, and per member in
-// order Kropipe-Stage, -Image, -Value, -Previous (and -Rejected when a rollback changes it),
+// order Kropipe-Stage, -Image, -Value, -Previous (then -Signed-By and -Provenance when it
+// changes and its stage requires signatures, and -Rejected when a rollback changes it),
 // then Kropipe-Group and Kropipe-Freight for the whole set.
 func setMessage(set []Result) (string, error) {
 	first := set[0].Change
@@ -163,6 +164,9 @@ func setMessage(set []Result) (string, error) {
 			if strings.ContainsAny(f.v, "\r\n\u0085\u2028\u2029") || strings.TrimSpace(f.v) != f.v {
 				return "", fmt.Errorf("%w: the %s %q has a line break or surrounding space and cannot go into a commit trailer; correct it by hand", ErrInvalidChange, f.name, f.v)
 			}
+		}
+		if err := c.checkSignatureTrailers(); err != nil {
+			return "", err
 		}
 		label := c.Label
 		if label == "" {
@@ -212,6 +216,9 @@ func setMessage(set []Result) (string, error) {
 		}
 		fmt.Fprintf(&b, "%s: %s\n", trailer.Value, c.newValue())
 		fmt.Fprintf(&b, "%s: %s\n", trailer.Previous, res.Old)
+		if !res.Skipped {
+			c.signatureTrailers(&b)
+		}
 		if kind == Rollback && !res.Skipped {
 			rejected := c.Rejected
 			if rejected == "" {

@@ -49,6 +49,9 @@ func recordsFrom(hash string, when time.Time, msg string) ([]Record, error) {
 		if len(members) == 0 {
 			return nil, fmt.Errorf("trailer %s comes before the first %s", t.Key, trailer.Stage)
 		}
+		if m := &members[len(members)-1]; addSignature(t, &m.SignedBy, &m.Provenance) {
+			continue
+		}
 		if seen[t.Key] {
 			return nil, fmt.Errorf("trailer %s appears twice for member %s", t.Key, members[len(members)-1].Stage)
 		}
@@ -87,6 +90,7 @@ func recordsFrom(hash string, when time.Time, msg string) ([]Record, error) {
 			Commit: hash, Time: when, Subject: subject, Kind: kind, Stage: m.Stage,
 			Image: m.Image, Value: m.Value, Previous: m.Previous, Freight: freight,
 			Rejected: m.Rejected, Group: group, Kept: m.Value == m.Previous,
+			SignedBy: m.SignedBy, Provenance: m.Provenance,
 		})
 	}
 	out = append(out, Record{

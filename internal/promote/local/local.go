@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/config"
 	"github.com/kropipe/kropipe/internal/promote/forge"
@@ -31,6 +33,11 @@ func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger,
 	// list per repository when nothing is new.
 	wh, err := warehouse.New(append(cfg.WarehouseOptions(), warehouse.WithLogger(log), warehouse.WithRequestTimeout(registryTimeout),
 		warehouse.WithDigestFile(filepath.Join(dataDir, "digests.json")))...)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Signatures are read through the warehouse's transport, credentials and insecure hosts.
+	sigs, err := stage.NewSignatureVerifier(wh, clock.RealClock{})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,6 +64,7 @@ func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger,
 	}
 	opts := []stage.Option{
 		stage.WithWarehouse(wh),
+		stage.WithSignatureVerifier(sigs),
 		stage.WithForges(forges),
 		stage.WithGit(filepath.Join(dataDir, "git"), append(gitOpts, gitwrite.WithLogger(log))...),
 		stage.WithStore(stage.NewFileStore(filepath.Join(dataDir, "state.json"))),

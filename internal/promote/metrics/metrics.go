@@ -32,6 +32,7 @@ type Metrics struct {
 	duration         *prometheus.HistogramVec
 	notifications    *prometheus.CounterVec
 	invalidTags      *prometheus.CounterVec
+	signatureChecks  *prometheus.CounterVec
 }
 
 // New returns the promoter's metrics, with Go runtime and process collectors next to them.
@@ -65,8 +66,15 @@ func New() *Metrics {
 			Name: "kropipe_registry_invalid_tags_total",
 			Help: "Listed tags skipped because they are not valid tag names, by image; each tag counts once per process.",
 		}, []string{"image"}),
+		signatureChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kropipe_signature_checks_total",
+			Help: "Image digests checked against a stage's signature policies, by result (verified, unverified, error: the registry failed and the stage holds); answers from the verifiers' cache count too.",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration, m.notifications, m.invalidTags,
+	for _, r := range []string{stage.SignatureVerified, stage.SignatureUnverified, stage.SignatureError} {
+		m.signatureChecks.WithLabelValues(r) // every result shows, at 0, before the first check
+	}
+	m.reg.MustRegister(m.promotions, m.registryRequests, m.pushRetries, m.duration, m.notifications, m.invalidTags, m.signatureChecks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -91,6 +99,10 @@ func (m *Metrics) InvalidTag(image, _ string) { m.invalidTags.WithLabelValues(im
 // Notification counts one registry notification by what became of it; pass it to
 // webhook.WithResults.
 func (m *Metrics) Notification(result string) { m.notifications.WithLabelValues(result).Inc() }
+
+// SignatureCheck counts one signature check by its result (stage.SignatureVerified,
+// SignatureUnverified, SignatureError); pass it to stage.WithSignatureChecks.
+func (m *Metrics) SignatureCheck(result string) { m.signatureChecks.WithLabelValues(result).Inc() }
 
 // PushRetry counts one push re-applied because the branch moved; pass it to
 // gitwrite.WithPushRetries.

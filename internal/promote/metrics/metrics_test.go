@@ -192,3 +192,20 @@ func BenchmarkPass(b *testing.B) {
 		})
 	}
 }
+
+func TestSignatureCheck_CountsByResult(t *testing.T) {
+	m := metrics.New()
+	m.SignatureCheck(stage.SignatureVerified)
+	m.SignatureCheck(stage.SignatureVerified)
+	m.SignatureCheck(stage.SignatureError)
+	want := `
+# HELP kropipe_signature_checks_total Image digests checked against a stage's signature policies, by result (verified, unverified, error: the registry failed and the stage holds); answers from the verifiers' cache count too.
+# TYPE kropipe_signature_checks_total counter
+kropipe_signature_checks_total{result="error"} 1
+kropipe_signature_checks_total{result="unverified"} 0
+kropipe_signature_checks_total{result="verified"} 2
+`
+	if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(want), "kropipe_signature_checks_total"); err != nil {
+		t.Fatal(err)
+	}
+}

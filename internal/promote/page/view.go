@@ -33,6 +33,7 @@ type card struct {
 	LastPromotion   time.Time
 	Problems        []string // what fails the stage (bad annotations included)
 	Warnings        []string
+	Skipped         []string // tags better than the candidate, not signed as the stage requires: "2.1.0: no signature by …"
 	Owed            []string // automatic actions owed and not done yet (an automatic rollback Git refused)
 	PullRequest     *prLink  // the pull request the stage waits on (pull-request mode)
 	CanAct          bool     // the viewer may act (no token needed, or logged in)
@@ -107,6 +108,9 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 		}
 		for _, w := range st.Warnings {
 			c.Warnings = append(c.Warnings, gitwrite.Redact(w))
+		}
+		for _, sk := range st.Skipped {
+			c.Skipped = append(c.Skipped, gitwrite.Redact(sk))
 		}
 		for _, o := range st.Owed {
 			c.Owed = append(c.Owed, gitwrite.Redact(o.String()))

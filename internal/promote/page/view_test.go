@@ -69,6 +69,10 @@ func TestLanes_FollowTheUpstreamGraph(t *testing.T) {
 		Reason: "fetching https://bot:hunter2@git.example.com/gitops.git: 403", Error: "fetching https://bot:hunter2@git.example.com/gitops.git: 403",
 		Warnings: []string{"pushing to https://ghp_token@github.com/acme/gitops.git was slow"},
 		Owed:     []stage.OwedAction{{Kind: "rollback", From: "1.2.2", Attempts: 1, LastError: "pushing main to https://bot:hunter2@git.example.com/gitops.git: pre-receive hook declined"}}}}
+	unsigned := cards([]stage.Status{{Name: "develop-frontend", Skipped: []string{"1.2.3: no signature by key SHA256:ab"}}}, nil, false)[0]
+	if len(unsigned.Skipped) != 1 || unsigned.Skipped[0] != "1.2.3: no signature by key SHA256:ab" {
+		t.Errorf("the card does not say why 1.2.3 waits: %q", unsigned.Skipped)
+	}
 	c := cards(leaky, nil, false)[0]
 	if len(c.Owed) != 1 || !strings.Contains(c.Owed[0], "rollback from 1.2.2 owed") || !strings.Contains(c.Owed[0], "pre-receive hook declined") {
 		t.Errorf("the card does not show the owed rollback: %q", c.Owed)

@@ -68,6 +68,9 @@ func table(w io.Writer, sts []stage.Status, wide bool) {
 		for _, w := range s.Warnings {
 			reason += " (warning: " + w + ")"
 		}
+		for _, sk := range s.Skipped {
+			reason += " (not signed as required: " + sk + ")"
+		}
 		for _, o := range s.Owed {
 			reason += " (" + o.String() + ")"
 		}

@@ -26,6 +26,9 @@ func TestTable_SyncColumnOnlyWhenAToolReports(t *testing.T) {
 	}{
 		{name: "local mode", sts: local, want: []string{"STAGE", "develop-frontend", "1.2.1", "-"}, not: []string{"SYNC"}},
 		{name: "Argo CD mode", sts: synced, want: []string{"SYNC", "0123456", "Synced/Healthy at 0123456, sync running"}},
+		{name: "a newer tag not signed as required", sts: []stage.Status{{Name: "develop-frontend", CurrentTag: "1.2.2", Decision: stage.DecisionUpToDate, Reason: "up to date at 1.2.2",
+			Skipped: []string{"1.2.3: no signature by https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1 (issuer https://token.actions.githubusercontent.com)"}}},
+			want: []string{"up to date at 1.2.2 (not signed as required: 1.2.3: no signature by https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1 (issuer https://token.actions.githubusercontent.com))"}},
 		{name: "an owed automatic rollback", sts: owed, want: []string{"(rollback from 1.2.2 owed since 15:00:00Z (verification failed for 1.2.2); 2 attempt(s) failed, the last: pre-receive hook declined; next attempt 15:00:30Z)"}},
 	}
 	for _, tt := range tests {

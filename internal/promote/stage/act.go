@@ -10,6 +10,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -29,6 +30,9 @@ type pendingSet struct {
 	commit  string
 	// proposed is, in pull-request mode, the pull request the set waits in.
 	proposed *PullRequest
+	// signed are, per member whose value changes, its signature policies' results as
+	// checked right before the write (Kropipe-Signed-By, Kropipe-Provenance trailers).
+	signed [][]signature.Result
 }
 
 // MemberStatus is one member of a release group as the group's status lists it.
@@ -52,6 +56,7 @@ func unitStatuses(u *group, obs map[string]*observation, recs []gitwrite.Record,
 		if !u.lone {
 			st.Group = u.Name
 		}
+		st.Skipped = o.skipped
 		statuses[m.Name] = st
 		cur = append(cur, freight.Member{Stage: m.Name, Freight: freight.Freight{Image: m.Image}, Value: o.current})
 	}
@@ -62,6 +67,9 @@ func unitStatuses(u *group, obs map[string]*observation, recs []gitwrite.Record,
 	_, st.Paused = state.Paused[u.Name]
 	for _, m := range u.members {
 		st.Members = append(st.Members, MemberStatus{Stage: m.Name, Current: obs[m.Name].current})
+		for _, sk := range obs[m.Name].skipped {
+			st.Skipped = append(st.Skipped, m.Name+" "+sk)
+		}
 	}
 	if len(recs) > 0 {
 		st.LastCommit, st.LastPromotion = recs[0].Commit, recs[0].Time
@@ -257,12 +265,17 @@ func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*pending
 	byRepo := map[string][]*pendingSet{}
 	var keys []string
 	for _, p := range due {
-		held, err := recheck(ctx, look, p)
+		held, unsigned, err := e.recheck(ctx, look, p)
 		if err != nil || held != "" {
 			p.err = err
-			if err != nil {
+			switch {
+			case err != nil:
 				fail(p.g, statuses, "", err, "")
-			} else {
+			case unsigned:
+				st := statuses[p.g.Name]
+				st.Decision, st.Reason = DecisionHold, held
+				p.err = fmt.Errorf("%w: %s; push its signature, or name a signed tag", ErrNothingToDo, held)
+			default:
 				st := statuses[p.g.Name]
 				st.Decision, st.Reason = DecisionHold, held
 				p.err = fmt.Errorf("%w: %s; name the tags to take what they are now", ErrNothingToDo, held)
@@ -321,28 +334,47 @@ func (e *Engine) write(ctx context.Context, look *warehouse.Pass, due []*pending
 // (the returned reason) until the upstream has verified them. Rollbacks go back to a value
 // already in Git, and the digest strategy's candidate is its digest, read in this pass:
 // neither needs a second look.
-func recheck(ctx context.Context, look *warehouse.Pass, p *pendingSet) (held string, err error) {
+//
+// The digest about to be written is then checked under the member's signature policies
+// (answered from the verifiers' cache unless the digest is new): unsigned says the set holds
+// because one is not signed as required.
+func (e *Engine) recheck(ctx context.Context, look *warehouse.Pass, p *pendingSet) (held string, unsigned bool, err error) {
 	if p.kind != gitwrite.Promote {
-		return "", nil
+		return "", false, nil
 	}
+	p.signed = make([][]signature.Result, len(p.g.members))
 	for i, m := range p.g.members {
 		f := p.set[i].Freight
-		if m.Strategy == warehouse.StrategyDigest || p.set[i].Value == p.current[i] || f.Tag == "" {
+		if p.set[i].Value == p.current[i] {
 			continue
 		}
-		now, err := look.Resolve(ctx, f.Image, f.Tag)
-		if err != nil {
-			if p.g.lone {
-				return "", err
+		if m.Strategy != warehouse.StrategyDigest && f.Tag != "" {
+			now, err := look.Resolve(ctx, f.Image, f.Tag)
+			if err != nil {
+				if p.g.lone {
+					return "", false, err
+				}
+				return "", false, fmt.Errorf("member %s: %w", m.Name, err)
 			}
-			return "", fmt.Errorf("member %s: %w", m.Name, err)
+			if m.Upstream != "" && f.Digest != "" && f.Digest != now.Digest {
+				return fmt.Sprintf("held: %s:%s was re-pushed: the registry now has %s, %s verified %s", path.Base(m.Image), f.Tag, shortDigest(now.Digest), m.Upstream, shortDigest(f.Digest)), false, nil
+			}
+			p.set[i].Freight.Digest = now.Digest
 		}
-		if m.Upstream != "" && f.Digest != "" && f.Digest != now.Digest {
-			return fmt.Sprintf("held: %s:%s was re-pushed: the registry now has %s, %s verified %s", path.Base(m.Image), f.Tag, shortDigest(now.Digest), m.Upstream, shortDigest(f.Digest)), nil
+		res, why, err := e.checkSigned(ctx, m.Signatures, p.set[i].Freight)
+		switch {
+		case err != nil && p.g.lone:
+			return "", false, err
+		case err != nil:
+			return "", false, fmt.Errorf("member %s: %w", m.Name, err)
+		case why != "" && p.g.lone:
+			return "held: not signed as required: " + why, true, nil
+		case why != "":
+			return fmt.Sprintf("held: member %s is not signed as required: %s", m.Name, why), true, nil
 		}
-		p.set[i].Freight.Digest = now.Digest
+		p.signed[i] = res
 	}
-	return "", nil
+	return "", false, nil
 }
 
 // changes are the set's member changes, in member order, for one commit. A stage alone
@@ -361,6 +393,14 @@ func (p *pendingSet) changes() []gitwrite.Change {
 		}
 		if p.kind == gitwrite.Rollback && p.current[i] != p.set[i].Value {
 			out[i].Rejected = p.current[i]
+		}
+		if i < len(p.signed) {
+			for _, r := range p.signed[i] {
+				out[i].SignedBy = append(out[i].SignedBy, r.SignedBy)
+				if r.Provenance != nil {
+					out[i].Provenance = append(out[i].Provenance, gitwrite.Provenance{Builder: r.Provenance.Builder, Source: r.Provenance.Source, Digest: r.Provenance.Digest})
+				}
+			}
 		}
 	}
 	return out

@@ -51,14 +51,18 @@ func decide(in input) decision {
 	if d.Verify || d.Decision == DecisionPromote || d.Decision == DecisionFailed {
 		return d
 	}
-	// Holding or waiting, the unit still verifies what its own newest commit put in place: a
-	// value promoted by hand (one rolled back here before included) is a new deployment,
-	// and nothing downstream may take it until it is verified at that commit.
+	verifyRunning(in, &d)
+	return d
+}
+
+// verifyRunning has a unit that holds or waits still verify what its own newest commit put
+// in place: a value promoted by hand (one rolled back here before included) is a new
+// deployment, and nothing downstream may take it until it is verified at that commit.
+func verifyRunning(in input, d *decision) {
 	cur, ok := running(in)
 	if ok && len(in.recs) > 0 && in.recs[0].Value == in.u.value(cur) {
 		d.Verify, d.Running, d.Commit, d.PlacedAt = true, cur, in.recs[0].Commit, in.recs[0].Time
 	}
-	return d
 }
 
 // running is the set the unit runs as the pass observed it, false when a member's

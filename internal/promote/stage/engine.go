@@ -20,6 +20,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/freight"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -83,9 +84,11 @@ type Engine struct {
 	gitOptsFor func(ctx context.Context, repoURL string) ([]gitwrite.Option, error)
 	store      Store
 	verifier   Verifier
-	clock      clock.PassiveClock
-	log        *slog.Logger
-	parallel   int
+	// sig checks the digests of stages with signature policies (signatures.go).
+	sig      signatures
+	clock    clock.PassiveClock
+	log      *slog.Logger
+	parallel int
 	// compactAfter: see WithCompactAfter.
 	compactAfter int
 
@@ -475,6 +478,9 @@ type observation struct {
 	candidate freight.Freight
 	report    warehouse.Report
 	noMatch   bool
+	// skipped are the tags better than the candidate that were not signed as the stage's
+	// policies require, each with why ("2.1.0: no signature by …").
+	skipped []string
 }
 
 // Reconcile runs one pass: read every stage's file and history from Git, discover
@@ -709,14 +715,16 @@ func (e *Engine) observe(ctx context.Context, specs []Spec) map[string]*observat
 // distinct image, selection and rejected set, in parallel.
 func (e *Engine) discover(ctx context.Context, look *warehouse.Pass, specs []Spec, obs map[string]*observation) {
 	type query struct {
-		image string
-		sel   warehouse.Selection
-		skip  []string
+		image    string
+		sel      warehouse.Selection
+		skip     []string
+		policies []signature.Policy
 	}
 	type answer struct {
-		f   freight.Freight
-		rep warehouse.Report
-		err error
+		f       freight.Freight
+		rep     warehouse.Report
+		skipped []string
+		err     error
 	}
 	queries := map[string]query{}
 	keyOf := map[string]string{}
@@ -731,9 +739,9 @@ func (e *Engine) discover(ctx context.Context, look *warehouse.Pass, specs []Spe
 		}
 		sort.Strings(skip)
 		sel := s.Selection()
-		k := strings.Join([]string{s.Image, sel.Strategy, sel.Constraint, sel.AllowTags, sel.IgnoreTags, sel.Platform, strings.Join(skip, ",")}, "\x00")
+		k := strings.Join([]string{s.Image, sel.Strategy, sel.Constraint, sel.AllowTags, sel.IgnoreTags, sel.Platform, strings.Join(skip, ","), policyKey(s.Signatures)}, "\x00")
 		keyOf[s.Name] = k
-		queries[k] = query{s.Image, sel, skip}
+		queries[k] = query{s.Image, sel, skip, s.Signatures}
 	}
 	answers := make(map[string]answer, len(queries))
 	var mu sync.Mutex
@@ -752,16 +760,16 @@ func (e *Engine) discover(ctx context.Context, look *warehouse.Pass, specs []Spe
 				return
 			}
 			defer func() { <-sem }()
-			f, rep, err := look.Discover(ctx, q.image, q.sel, q.skip...)
+			f, rep, skipped, err := e.discoverSigned(ctx, look, q.image, q.sel, q.policies, q.skip)
 			mu.Lock()
-			answers[k] = answer{f, rep, err}
+			answers[k] = answer{f, rep, skipped, err}
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	for name, k := range keyOf {
 		o, a := obs[name], answers[k]
-		o.report = a.rep
+		o.report, o.skipped = a.rep, a.skipped
 		switch {
 		case errors.Is(a.err, warehouse.ErrNoMatch):
 			o.noMatch = true
@@ -783,7 +791,9 @@ func (e *Engine) decideUnit(ctx context.Context, u *group, obs map[string]*obser
 		upRecs = e.unitRecords(ctx, u.up, obs)
 	}
 	st := unitStatuses(u, obs, recs, state.State, statuses)
-	d := decide(input{u: u, obs: obs, recs: recs, upRecs: upRecs, state: state.State, now: now})
+	in := input{u: u, obs: obs, recs: recs, upRecs: upRecs, state: state.State, now: now}
+	d := decide(in)
+	d = e.holdUnsigned(ctx, in, d)
 	e.settle(u, d, statuses)
 	if pr, ok := state.PullRequests[u.Name]; ok {
 		st.PullRequest = &pr
@@ -915,7 +925,7 @@ func noMatchReason(o *observation) string {
 	if rej := rejectedList(o.rejected); rej != "" {
 		msg += "; " + rej + " rolled back here"
 	}
-	return msg
+	return msg + skippedNote(o.skipped)
 }
 
 func rejectedList(m map[string]bool) string {

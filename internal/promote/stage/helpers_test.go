@@ -118,6 +118,9 @@ func (tr *testRegistry) breakRepo(repo string) {
 	tr.fail.Store(&p)
 }
 
+// breakPath makes every request whose path starts with prefix fail with 500.
+func (tr *testRegistry) breakPath(prefix string) { tr.fail.Store(&prefix) }
+
 func (tr *testRegistry) image(repo string) string { return tr.host + "/" + repo }
 
 // push uploads a small random image as repo:tag.

@@ -49,6 +49,10 @@ type Status struct {
 	CheckedAt time.Time `json:"checkedAt,omitzero"`
 	// Warnings do not block the stage but deserve a look.
 	Warnings []string `json:"warnings,omitempty"`
+	// Skipped are the tags ranked above the candidate that were not taken because their
+	// digest is not signed as the stage's signature policies require, each with why
+	// ("2.1.0: no signature by …"); for a release group, each led by its member.
+	Skipped []string `json:"skipped,omitempty"`
 	// Sync is what the deployment tool reports about the stage's target when the
 	// promoter drives one (in the Argo CD mode, its Application).
 	Sync *SyncStatus `json:"sync,omitempty"`

@@ -2,6 +2,7 @@ package stage
 
 import (
 	"context"
+	"strings"
 
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
@@ -31,6 +32,20 @@ func (e *Engine) Tags(ctx context.Context, stage string) ([]warehouse.TagVerdict
 	vs, err := e.wh.Explain(ctx, s.Image, s.Selection(), skip...)
 	if err != nil {
 		return nil, &StageError{Stage: stage, Err: err}
+	}
+	// The last pass's signature checks: a tag the selection admits is no candidate while its
+	// digest is not signed as the stage requires.
+	st, _ := e.StatusOf(stage)
+	unsigned := map[string]string{}
+	for _, sk := range st.Skipped {
+		if tag, why, ok := strings.Cut(sk, ": "); ok {
+			unsigned[tag] = why
+		}
+	}
+	for i, v := range vs {
+		if why, ok := unsigned[v.Tag]; ok {
+			vs[i].Candidate, vs[i].Reason = false, "not signed as required: "+why
+		}
 	}
 	return vs, nil
 }

@@ -21,7 +21,19 @@ const (
 	// Stage, Image, Value, Previous (and Rejected) trailers then repeat once per member,
 	// in member order, and Freight, given once, is the set's.
 	Group = "Kropipe-Group"
+	// SignedBy names who signed the promoted image's digest, as the stage's signature policy
+	// verified it (a key's id, a certificate's identity and issuer, a Notation signer's
+	// subject): one per policy, in policy order. In a group's commit they follow the
+	// member's Kropipe-Previous.
+	SignedBy = "Kropipe-Signed-By"
+	// Provenance is the SLSA provenance a policy checked: "builder=<id> source=<repository>
+	// digest=<digest>", one per policy that checked one, after the Kropipe-Signed-By lines.
+	Provenance = "Kropipe-Provenance"
 )
+
+// Repeatable reports whether a kropipe key may be given more than once in one commit (or,
+// in a group's commit, once per member): one per signature policy.
+func Repeatable(key string) bool { return key == SignedBy || key == Provenance }
 
 // Trailer is one "Key: value" line of a message's trailer block.
 type Trailer struct {
@@ -63,12 +75,12 @@ func Parse(msg string) []Trailer {
 
 // Map is Parse as a map. A kropipe key (Kropipe-*) given twice is an error, since which value
 // a reader should trust cannot be known (Kropipe-Rejected decides what is never
-// auto-promoted again); of other keys given twice (Co-authored-by), the last is kept. Keys
-// are matched as written.
+// auto-promoted again), unless it is Repeatable (read those with Parse); of other keys given
+// twice (Co-authored-by), the last is kept. Keys are matched as written.
 func Map(msg string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, t := range Parse(msg) {
-		if _, ok := out[t.Key]; ok && strings.HasPrefix(t.Key, Prefix) {
+		if _, ok := out[t.Key]; ok && strings.HasPrefix(t.Key, Prefix) && !Repeatable(t.Key) {
 			return nil, fmt.Errorf("trailer %s appears twice", t.Key)
 		}
 		out[t.Key] = t.Value

@@ -27,6 +27,7 @@ var messages = map[string]string{
 	"trailing blank lines":                 "Fix things\n\nKropipe-Stage: develop-frontend\n\n\n",
 	"empty value":                          "Fix things\n\nKropipe-Previous:\nKropipe-Stage: x\n",
 	"no body":                              "",
+	"signed by two policies":               "Promote image from 1.2.1 to 1.2.2\n\nStage develop-frontend promotes x.\n\nKropipe-Stage: develop-frontend\nKropipe-Value: 1.2.2\nKropipe-Previous: 1.2.1\nKropipe-Signed-By: https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1.2.2 (issuer https://token.actions.githubusercontent.com)\nKropipe-Signed-By: key SHA256:3q2+7w\nKropipe-Provenance: builder=https://github.com/actions/runner source=https://github.com/org/repo digest=sha256:ab\nKropipe-Freight: f-1.2.2\n",
 }
 
 func TestParse_MatchesGitInterpretTrailers(t *testing.T) {
@@ -67,5 +68,24 @@ func TestMap_RefusesAKropipeKeyGivenTwice(t *testing.T) {
 	m, err = Map(messages["kropipe's own"])
 	if err != nil || m[Stage] != "develop-frontend" || m[Previous] != "1.2.1" {
 		t.Fatalf("Map = %v, %v", m, err)
+	}
+}
+
+// One Kropipe-Signed-By (and Kropipe-Provenance) per signature policy: Map does not refuse
+// them, Parse gives them all in order.
+func TestMap_AcceptsOneSignerPerPolicy(t *testing.T) {
+	msg := messages["signed by two policies"]
+	m, err := Map(msg)
+	if err != nil || m[Stage] != "develop-frontend" {
+		t.Fatalf("Map = %v, %v", m, err)
+	}
+	var signers []string
+	for _, tr := range Parse(msg) {
+		if tr.Key == SignedBy {
+			signers = append(signers, tr.Value)
+		}
+	}
+	if len(signers) != 2 || signers[1] != "key SHA256:3q2+7w" {
+		t.Fatalf("signers %q", signers)
 	}
 }

@@ -32,6 +32,7 @@ type Warehouse struct {
 	// puller is replaced whole by SetKeychain: it caches each repository's
 	// authenticated session, so new credentials need a new one.
 	puller     atomic.Pointer[remote.Puller]
+	keychain   atomic.Pointer[authn.Keychain] // the puller's, for Keychain
 	rt         *registryTransport
 	pageSize   int
 	clock      clock.PassiveClock
@@ -114,6 +115,7 @@ func (w *Warehouse) SetKeychain(kc authn.Keychain) error {
 		return fmt.Errorf("registry client: %w", err)
 	}
 	w.rt.forgetPings()
+	w.keychain.Store(&kc)
 	w.puller.Store(puller)
 	return nil
 }

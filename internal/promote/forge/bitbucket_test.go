@@ -25,7 +25,7 @@ const (
 func newBitbucketForTest(t *testing.T, username string, xs ...exchange) (Forge, *recordedAPI) {
 	t.Helper()
 	api := newRecordedAPI(t, xs...)
-	f, err := New(bbRepoURL, Config{APIURL: api.srv.URL + "/2.0", Username: username, Token: bbToken, HTTPClient: &http.Client{}})
+	f, err := New(bbRepoURL, Config{APIURL: api.srv.URL + "/2.0", Username: username, Token: bbToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +86,7 @@ func TestBitbucket_FindsTheOpenPullRequestFromTheBranchIntoTheBase(t *testing.T)
 			if q.Get("state") != "OPEN" || q.Get("q") != wantQ {
 				t.Errorf("query %v, want state=OPEN q=%s", q, wantQ)
 			}
-			switch {
-			case tt.want == 0 && pr != nil:
-				t.Errorf("found #%d, want none", pr.Number)
-			case tt.want != 0 && (pr == nil || pr.Number != tt.want):
-				t.Errorf("found %+v, want #%d", pr, tt.want)
-			}
+			checkFound(t, pr, tt.want)
 		})
 	}
 }
@@ -376,14 +371,6 @@ func TestBitbucket_ErrorsSayWhatToDoAndWhetherToRetry(t *testing.T) {
 		checkForgeError(t, err, nil, true, "asks again", 0, bbToken)
 	})
 	t.Run("timeout", func(t *testing.T) {
-		release := make(chan struct{})
-		defer close(release)
-		api := newRecordedAPI(t, exchange{method: "GET", path: bbRepo + "/pullrequests/7", block: release})
-		f, err := New(bbRepoURL, Config{APIURL: api.srv.URL + "/2.0", Token: bbToken, HTTPClient: &http.Client{Timeout: 50 * time.Millisecond}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = f.Get(context.Background(), 7)
-		checkForgeError(t, err, nil, true, "", 0, bbToken)
+		checkGetTimesOut(t, bbRepoURL, Config{APIURL: "/2.0", Token: bbToken}, bbRepo+"/pullrequests/7", 7)
 	})
 }

@@ -52,12 +52,8 @@ func TestGitea_Find_RecordedExchanges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			switch {
-			case tt.want == 0 && pr != nil:
-				t.Fatalf("found #%d, want none", pr.Number)
-			case tt.want != 0 && (pr == nil || pr.Number != tt.want):
-				t.Fatalf("found %+v, want #%d", pr, tt.want)
-			case pr != nil && (pr.Head != tt.head || pr.Base != tt.base || pr.HeadSHA != giteaHead || pr.State != Open || pr.URL != "https://git.example.com/foo/baz/pulls/7"):
+			checkFound(t, pr, tt.want)
+			if pr != nil && (pr.Head != tt.head || pr.Base != tt.base || pr.HeadSHA != giteaHead || pr.State != Open || pr.URL != "https://git.example.com/foo/baz/pulls/7") {
 				t.Errorf("found %+v", pr)
 			}
 			if q := api.got[0].query; q.Get("state") != "open" {
@@ -305,19 +301,7 @@ func TestGitea_Errors(t *testing.T) {
 }
 
 func TestGitea_Timeout_IsRetryable(t *testing.T) {
-	never := make(chan struct{})
-	t.Cleanup(func() { close(never) })
-	api := newRecordedAPI(t, exchange{method: "GET", path: giteaAPI + "/pulls/7", block: never})
-	f, err := New(giteaRepoURL, Config{Kind: Forgejo, APIURL: api.srv.URL, Token: testToken, Timeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.Get(context.Background(), 7)
-	noSecret(t, err, testToken)
-	var fe *Error
-	if !errors.As(err, &fe) || fe.Status != 0 || !Retryable(err) || fe.Forge != Forgejo {
-		t.Fatalf("err %v, want a retryable forgejo error without status", err)
-	}
+	f := checkGetTimesOut(t, giteaRepoURL, Config{Kind: Forgejo, Token: testToken}, giteaAPI+"/pulls/7", 7)
 	if f.Kind() != Forgejo {
 		t.Errorf("kind %s", f.Kind())
 	}

@@ -49,11 +49,9 @@ func TestGitHub_Find_RecordedExchanges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			switch {
-			case tt.want == 0 && pr != nil:
-				t.Fatalf("found #%d, want none", pr.Number)
-			case tt.want != 0 && (pr == nil || pr.Number != tt.want || pr.HeadSHA != githubHead || pr.URL != "https://github.com/Codertocat/Hello-World/pull/2"):
-				t.Fatalf("found %+v, want #%d", pr, tt.want)
+			checkFound(t, pr, tt.want)
+			if pr != nil && (pr.HeadSHA != githubHead || pr.URL != "https://github.com/Codertocat/Hello-World/pull/2") {
+				t.Fatalf("found %+v", pr)
 			}
 			if q := api.got[0].query; q.Get("state") != "open" || q.Get("head") != "Codertocat:kropipe/prod" || q.Get("base") != "master" {
 				t.Errorf("listed with %v, want state=open head=Codertocat:kropipe/prod base=master", q)
@@ -302,19 +300,7 @@ func TestGitHub_Errors(t *testing.T) {
 }
 
 func TestGitHub_Timeout_IsRetryable(t *testing.T) {
-	never := make(chan struct{})
-	t.Cleanup(func() { close(never) })
-	api := newRecordedAPI(t, exchange{method: "GET", path: githubAPI + "/pulls/2", block: never})
-	f, err := New(githubRepoURL, Config{APIURL: api.srv.URL, Token: testToken, Timeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.Get(context.Background(), 2)
-	noSecret(t, err, testToken)
-	var fe *Error
-	if !errors.As(err, &fe) || fe.Status != 0 || !Retryable(err) {
-		t.Fatalf("err %v, want a retryable error without status", err)
-	}
+	checkGetTimesOut(t, githubRepoURL, Config{Token: testToken}, githubAPI+"/pulls/2", 2)
 }
 
 // A GitHub App installation: the client mints an installation token with the app's key

@@ -26,7 +26,7 @@ const (
 func newGitLabForTest(t *testing.T, xs ...exchange) (Forge, *recordedAPI) {
 	t.Helper()
 	api := newRecordedAPI(t, xs...)
-	f, err := New(glRepoURL, Config{APIURL: api.srv.URL + "/api/v4", Token: glToken, HTTPClient: &http.Client{}})
+	f, err := New(glRepoURL, Config{APIURL: api.srv.URL + "/api/v4", Token: glToken})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,12 +72,7 @@ func TestGitLab_FindsTheOpenMergeRequestFromTheBranchIntoTheBase(t *testing.T) {
 			if q.Get("state") != "opened" || q.Get("source_branch") != tt.head || q.Get("target_branch") != tt.base {
 				t.Errorf("query %v, want state=opened source_branch=%s target_branch=%s", q, tt.head, tt.base)
 			}
-			switch {
-			case tt.want == 0 && pr != nil:
-				t.Errorf("found !%d, want none", pr.Number)
-			case tt.want != 0 && (pr == nil || pr.Number != tt.want):
-				t.Errorf("found %+v, want !%d", pr, tt.want)
-			}
+			checkFound(t, pr, tt.want)
 		})
 	}
 }
@@ -378,15 +373,7 @@ func TestGitLab_ErrorsSayWhatToDoAndWhetherToRetry(t *testing.T) {
 		})
 	}
 	t.Run("timeout", func(t *testing.T) {
-		release := make(chan struct{})
-		defer close(release)
-		api := newRecordedAPI(t, exchange{method: "GET", path: glProject + "/merge_requests/14656", block: release})
-		f, err := New(glRepoURL, Config{APIURL: api.srv.URL + "/api/v4", Token: glToken, HTTPClient: &http.Client{Timeout: 50 * time.Millisecond}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = f.Get(context.Background(), 14656)
-		checkForgeError(t, err, nil, true, "", 0, glToken)
+		checkGetTimesOut(t, glRepoURL, Config{APIURL: "/api/v4", Token: glToken}, glProject+"/merge_requests/14656", 14656)
 	})
 }
 
@@ -401,7 +388,7 @@ func TestGitLab_UnknownReviewerIsNamed(t *testing.T) {
 func TestGitLab_SelfManagedAPIIsOnTheRepositoryHostWithTheToken(t *testing.T) {
 	api := newRecordedAPI(t, exchange{method: "GET", path: glProject + "/merge_requests/14656", file: "gitlab/get_merge_request.json"})
 	// a self-managed GitLab on plain http, no API URL given: <scheme>://<host>/api/v4
-	f, err := New(api.srv.URL+"/platform/team/gitops.git", Config{Kind: GitLab, Token: glToken, HTTPClient: &http.Client{}})
+	f, err := New(api.srv.URL+"/platform/team/gitops.git", Config{Kind: GitLab, Token: glToken})
 	if err != nil {
 		t.Fatal(err)
 	}

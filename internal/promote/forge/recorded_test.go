@@ -1,6 +1,7 @@
 package forge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,6 +266,39 @@ func fmtBool(b *bool) string {
 		return "nil"
 	}
 	return strconv.FormatBool(*b)
+}
+
+// checkFound checks what Find returned: pull request number want, or none for 0.
+func checkFound(t *testing.T, pr *PullRequest, want int) {
+	t.Helper()
+	switch {
+	case want == 0 && pr != nil:
+		t.Fatalf("found #%d, want none", pr.Number)
+	case want != 0 && (pr == nil || pr.Number != want):
+		t.Fatalf("found %+v, want #%d", pr, want)
+	}
+}
+
+// checkGetTimesOut reads pull request number from a forge that never answers (the read
+// at path): Get fails after c.Timeout with a retryable *Error without status, naming the
+// forge and showing no token. c.APIURL is the API's path on the replaying server.
+func checkGetTimesOut(t *testing.T, repoURL string, c Config, path string, number int) Forge {
+	t.Helper()
+	never := make(chan struct{})
+	t.Cleanup(func() { close(never) })
+	api := newRecordedAPI(t, exchange{method: "GET", path: path, block: never})
+	c.APIURL, c.Timeout = api.srv.URL+c.APIURL, 100*time.Millisecond
+	f, err := New(repoURL, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Get(context.Background(), number)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Status != 0 || !Retryable(err) || fe.Forge != f.Kind() {
+		t.Fatalf("err %v, want a retryable %s error without status", err, f.Kind())
+	}
+	noSecret(t, err, c.Token)
+	return f
 }
 
 // checkPullRequest compares the fields want sets (a zero field is not compared).

@@ -2,7 +2,6 @@ package forge
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"reflect"
 	"strings"
@@ -276,9 +275,7 @@ func TestBitbucket_Merge(t *testing.T) {
 			f, api := newBitbucketForTest(t, "", tt.xs...)
 			pr, err := f.Merge(context.Background(), 7, tt.sha, tt.method, "Promote image from 1.2.1 to 1.2.2", "Stage prod-frontend")
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v, not retryable", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, bbToken)
 				return
 			}
 			if err != nil {

@@ -209,11 +209,8 @@ func TestGitea_Merge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, api := newGiteaForTest(t, tt.xs...)
 			pr, err := f.Merge(context.Background(), 7, giteaHead, MethodSquash, "Promote image from 1.2.1 to 1.2.2", "body")
-			noSecret(t, err, testToken)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v and not retryable", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, testToken)
 			} else if err != nil || pr.State != tt.want || pr.MergeCommit == "" {
 				t.Fatalf("got %+v, %v", pr, err)
 			}

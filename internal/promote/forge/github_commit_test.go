@@ -3,7 +3,6 @@ package forge
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"testing"
 )
 
@@ -36,11 +35,8 @@ func TestGitHub_CommitFiles(t *testing.T) {
 			f, api := newGitHubForTest(t, append(append([]exchange{}, start...), tt.last)...)
 			sha, err := f.(*githubForge).CommitFiles(context.Background(), "kropipe/prod", parent, "Promote image from 1.2.1 to 1.2.2",
 				map[string][]byte{"prod/frontend/values.yaml": content}, tt.create, tt.force)
-			noSecret(t, err, testToken)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, testToken)
 			} else if err != nil || sha != created {
 				t.Fatalf("got %s, %v; want %s", sha, err, created)
 			}

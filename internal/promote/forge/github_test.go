@@ -210,11 +210,8 @@ func TestGitHub_Merge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, api := newGitHubForTest(t, tt.xs...)
 			pr, err := f.Merge(context.Background(), 2, githubHead, MethodSquash, "Promote image from 1.2.1 to 1.2.2 (#2)", "body")
-			noSecret(t, err, testToken)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v and not retryable", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, testToken)
 			} else if err != nil || pr.State != Merged || pr.MergeCommit != "9a1f4b7c0e2d6f8a1b3c5d7e9f0a2b4c6d8e0f12" {
 				t.Fatalf("got %+v, %v", pr, err)
 			}

@@ -2,11 +2,9 @@ package forge
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -283,9 +281,7 @@ func TestGitLab_Merge(t *testing.T) {
 			f, api := newGitLabForTest(t, xs...)
 			pr, err := f.Merge(context.Background(), 14656, glHead, tt.method, "Promote image from 1.2.1 to 1.2.2", "Stage prod")
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v, not retryable", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, glToken)
 				return
 			}
 			if err != nil {
@@ -307,12 +303,7 @@ func TestGitLab_Merge(t *testing.T) {
 func TestGitLab_RebaseIsRefusedByNameWithoutAskingGitLab(t *testing.T) {
 	f, api := newGitLabForTest(t)
 	_, err := f.Merge(context.Background(), 14656, glHead, MethodRebase, "t", "")
-	if !errors.Is(err, ErrMethodUnsupported) || Retryable(err) {
-		t.Fatalf("err %v, want ErrMethodUnsupported, not retryable", err)
-	}
-	if !strings.Contains(err.Error(), "fast-forward") {
-		t.Errorf("%v does not say how to get a linear history", err)
-	}
+	checkForgeError(t, err, ErrMethodUnsupported, false, "fast-forward", 0, glToken) // how to get a linear history
 	if sent := api.requests(); len(sent) != 0 {
 		t.Errorf("sent %v, want nothing", sent)
 	}
@@ -380,9 +371,7 @@ func TestGitLab_ErrorsSayWhatToDoAndWhetherToRetry(t *testing.T) {
 func TestGitLab_UnknownReviewerIsNamed(t *testing.T) {
 	f, _ := newGitLabForTest(t, exchange{method: "GET", path: "/api/v4/users", body: []byte(`[]`)})
 	_, err := f.Create(context.Background(), NewPullRequest{Head: "kropipe/prod", Base: "prod", Title: "t", Reviewers: []string{"nobody"}})
-	if !errors.Is(err, ErrNotFound) || Retryable(err) || !strings.Contains(err.Error(), `"nobody"`) {
-		t.Fatalf("err %v, want the reviewer named, not found, not retryable", err)
-	}
+	checkForgeError(t, err, ErrNotFound, false, `"nobody"`, 0, glToken)
 }
 
 func TestGitLab_SelfManagedAPIIsOnTheRepositoryHostWithTheToken(t *testing.T) {

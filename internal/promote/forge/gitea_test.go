@@ -2,7 +2,6 @@ package forge
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
@@ -53,21 +52,17 @@ func TestGitea_Find_RecordedExchanges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			switch {
-			case tt.want == 0 && pr != nil:
-				t.Fatalf("found #%d, want none", pr.Number)
-			case tt.want != 0 && (pr == nil || pr.Number != tt.want):
-				t.Fatalf("found %+v, want #%d", pr, tt.want)
-			case pr != nil && (pr.Head != tt.head || pr.Base != tt.base || pr.HeadSHA != giteaHead || pr.State != Open || pr.URL != "https://git.example.com/foo/baz/pulls/7"):
+			checkFound(t, pr, tt.want)
+			if pr != nil && (pr.Head != tt.head || pr.Base != tt.base || pr.HeadSHA != giteaHead || pr.State != Open || pr.URL != "https://git.example.com/foo/baz/pulls/7") {
 				t.Errorf("found %+v", pr)
 			}
-			if q := api.got[0].query; !strings.Contains(q, "state=open") {
+			if q := api.got[0].query; q.Get("state") != "open" {
 				t.Errorf("listed with %q, want only open ones", q)
 			}
-			if len(api.got) > 1 && !strings.Contains(api.got[1].query, "page=2") {
+			if len(api.got) > 1 && api.got[1].query.Get("page") != "2" {
 				t.Errorf("second list asked %q, want page 2", api.got[1].query)
 			}
-			if a := api.got[0].auth; a != "token "+testToken {
+			if a := api.got[0].header.Get("Authorization"); a != "token "+testToken {
 				t.Errorf("Authorization %q", a)
 			}
 		})
@@ -79,7 +74,7 @@ func TestGitea_Create_SendsLabelsAndReviewers(t *testing.T) {
 		exchange{method: "GET", path: giteaAPI + "/labels", file: "gitea/labels.json"},
 		exchange{method: "POST", path: giteaAPI + "/labels", status: 201, file: "gitea/label-created.json"},
 		exchange{method: "POST", path: giteaAPI + "/pulls", status: 201, file: "gitea/pull-7-open.json"},
-		exchange{method: "POST", path: giteaAPI + "/pulls/7/requested_reviewers", status: 201, body: "[]"},
+		exchange{method: "POST", path: giteaAPI + "/pulls/7/requested_reviewers", status: 201, body: []byte("[]")},
 	)
 	pr, err := f.Create(context.Background(), NewPullRequest{
 		Head: "kropipe/prod", Base: "main", Title: "Promote image from 1.2.1 to 1.2.2", Body: "kropipe promotes prod.",
@@ -92,7 +87,7 @@ func TestGitea_Create_SendsLabelsAndReviewers(t *testing.T) {
 		t.Errorf("created %+v", pr)
 	}
 	var label struct{ Name string }
-	_ = json.Unmarshal([]byte(api.sent("POST", giteaAPI+"/labels")), &label)
+	api.sentJSON("POST", giteaAPI+"/labels", &label)
 	if label.Name != "prod" {
 		t.Errorf("created label %q, want only the missing prod", label.Name)
 	}
@@ -100,7 +95,7 @@ func TestGitea_Create_SendsLabelsAndReviewers(t *testing.T) {
 		Head, Base, Title, Body string
 		Labels                  []int64
 	}
-	_ = json.Unmarshal([]byte(api.sent("POST", giteaAPI+"/pulls")), &create)
+	api.sentJSON("POST", giteaAPI+"/pulls", &create)
 	if create.Head != "kropipe/prod" || create.Base != "main" || create.Title != "Promote image from 1.2.1 to 1.2.2" || !slices.Equal(create.Labels, []int64{1, 2}) {
 		t.Errorf("create sent %+v", create)
 	}
@@ -108,7 +103,7 @@ func TestGitea_Create_SendsLabelsAndReviewers(t *testing.T) {
 		Reviewers     []string `json:"reviewers"`
 		TeamReviewers []string `json:"team_reviewers"`
 	}
-	_ = json.Unmarshal([]byte(api.sent("POST", giteaAPI+"/pulls/7/requested_reviewers")), &rev)
+	api.sentJSON("POST", giteaAPI+"/pulls/7/requested_reviewers", &rev)
 	if !slices.Equal(rev.Reviewers, []string{"alice"}) || !slices.Equal(rev.TeamReviewers, []string{"ops"}) {
 		t.Errorf("review request sent %+v", rev)
 	}
@@ -134,7 +129,7 @@ func TestGitea_Update_EditsTitleAndBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	var edit map[string]any
-	_ = json.Unmarshal([]byte(api.sent("PATCH", giteaAPI+"/pulls/7")), &edit)
+	api.sentJSON("PATCH", giteaAPI+"/pulls/7", &edit)
 	if edit["title"] != "Promote image from 1.2.1 to 1.2.3" || edit["body"] != "newer" || edit["state"] != nil {
 		t.Errorf("edit sent %v", edit)
 	}
@@ -196,11 +191,11 @@ func TestGitea_Merge(t *testing.T) {
 			{method: "GET", path: giteaAPI + "/pulls/7", file: "gitea/pull-7-merged.json"},
 		}, Merged, nil},
 		{"already merged is returned as it is", []exchange{
-			{method: "POST", path: giteaAPI + "/pulls/7/merge", status: 405, body: `{"message":"","url":"https://git.example.com/api/swagger"}`},
+			{method: "POST", path: giteaAPI + "/pulls/7/merge", status: 405, body: []byte(`{"message":"","url":"https://git.example.com/api/swagger"}`)},
 			{method: "GET", path: giteaAPI + "/pulls/7", file: "gitea/pull-7-merged.json"},
 		}, Merged, nil},
 		{"not mergeable", []exchange{
-			{method: "POST", path: giteaAPI + "/pulls/7/merge", status: 405, body: `{"message":"Please try again later","url":"https://git.example.com/api/swagger"}`},
+			{method: "POST", path: giteaAPI + "/pulls/7/merge", status: 405, body: []byte(`{"message":"Please try again later","url":"https://git.example.com/api/swagger"}`)},
 			{method: "GET", path: giteaAPI + "/pulls/7", file: "gitea/pull-7-open.json"},
 			{method: "GET", path: statusPath, file: "gitea/status-failure.json"},
 		}, "", ErrNotMergeable},
@@ -214,16 +209,13 @@ func TestGitea_Merge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, api := newGiteaForTest(t, tt.xs...)
 			pr, err := f.Merge(context.Background(), 7, giteaHead, MethodSquash, "Promote image from 1.2.1 to 1.2.2", "body")
-			noToken(t, err)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v and not retryable", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, testToken)
 			} else if err != nil || pr.State != tt.want || pr.MergeCommit == "" {
 				t.Fatalf("got %+v, %v", pr, err)
 			}
 			var sent map[string]any
-			_ = json.Unmarshal([]byte(api.sent("POST", giteaAPI+"/pulls/7/merge")), &sent)
+			api.sentJSON("POST", giteaAPI+"/pulls/7/merge", &sent)
 			if sent["head_commit_id"] != giteaHead || sent["Do"] != "squash" || sent["MergeTitleField"] != "Promote image from 1.2.1 to 1.2.2" {
 				t.Errorf("merge sent %v", sent)
 			}
@@ -242,11 +234,11 @@ func TestGitea_Close_CommentsFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	var edit map[string]any
-	_ = json.Unmarshal([]byte(api.sent("PATCH", giteaAPI+"/pulls/7")), &edit)
+	api.sentJSON("PATCH", giteaAPI+"/pulls/7", &edit)
 	if edit["state"] != "closed" {
 		t.Errorf("edit sent %v", edit)
 	}
-	if !strings.Contains(api.sent("POST", giteaAPI+"/issues/7/comments"), "Superseded by 1.2.3.") {
+	if !strings.Contains(string(api.sent("POST", giteaAPI+"/issues/7/comments").body), "Superseded by 1.2.3.") {
 		t.Error("comment not sent")
 	}
 }
@@ -277,17 +269,17 @@ func TestGitea_Errors(t *testing.T) {
 	}{
 		{"401 says to renew the token", exchange{status: 401, file: "gitea/error-401.json"}, ErrUnauthorized, false, 0, "renew it"},
 		{"403 without rights says which", exchange{status: 403, file: "gitea/error-403.json"}, ErrForbidden, false, 0, "write access"},
-		{"a body echoing the token is scrubbed", exchange{status: 403, body: `{"message":"token ` + testToken + ` lacks write:repository"}`}, ErrForbidden, false, 0, "[redacted]"},
-		{"404", exchange{status: 404, body: `{"errors":null,"message":"not found","url":"https://git.example.com/api/swagger"}`}, ErrNotFound, false, 0, "not found"},
-		{"503 is retried", exchange{status: 503, body: "<html>\n<body>upstream\n unavailable</body>\n</html>" + strings.Repeat(" padding", 100), header: hdr("Content-Type", "text/html")}, nil, true, 0, "HTTP 503"},
-		{"429 with Retry-After", exchange{status: 429, body: `{"message":"rate limited"}`, header: hdr("Retry-After", "7")}, nil, true, 7 * time.Second, "HTTP 429"},
+		{"a body echoing the token is scrubbed", exchange{status: 403, body: []byte(`{"message":"token ` + testToken + ` lacks write:repository"}`)}, ErrForbidden, false, 0, "[redacted]"},
+		{"404", exchange{status: 404, body: []byte(`{"errors":null,"message":"not found","url":"https://git.example.com/api/swagger"}`)}, ErrNotFound, false, 0, "not found"},
+		{"503 is retried", exchange{status: 503, body: []byte("<html>\n<body>upstream\n unavailable</body>\n</html>" + strings.Repeat(" padding", 100)), header: hdr("Content-Type", "text/html")}, nil, true, 0, "HTTP 503"},
+		{"429 with Retry-After", exchange{status: 429, body: []byte(`{"message":"rate limited"}`), header: hdr("Retry-After", "7")}, nil, true, 7 * time.Second, "HTTP 429"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.x.method, tt.x.path = "GET", giteaAPI+"/pulls/7"
 			f, _ := newGiteaForTest(t, tt.x)
 			_, err := f.Get(context.Background(), 7)
-			noToken(t, err)
+			noSecret(t, err, testToken)
 			var fe *Error
 			if !errors.As(err, &fe) {
 				t.Fatalf("err %v, want *Error", err)
@@ -306,19 +298,7 @@ func TestGitea_Errors(t *testing.T) {
 }
 
 func TestGitea_Timeout_IsRetryable(t *testing.T) {
-	never := make(chan struct{})
-	t.Cleanup(func() { close(never) })
-	api := newRecordedAPI(t, exchange{method: "GET", path: giteaAPI + "/pulls/7", block: never})
-	f, err := New(giteaRepoURL, Config{Kind: Forgejo, APIURL: api.srv.URL, Token: testToken, Timeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.Get(context.Background(), 7)
-	noToken(t, err)
-	var fe *Error
-	if !errors.As(err, &fe) || fe.Status != 0 || !Retryable(err) || fe.Forge != Forgejo {
-		t.Fatalf("err %v, want a retryable forgejo error without status", err)
-	}
+	f := checkGetTimesOut(t, giteaRepoURL, Config{Kind: Forgejo, Token: testToken}, giteaAPI+"/pulls/7", 7)
 	if f.Kind() != Forgejo {
 		t.Errorf("kind %s", f.Kind())
 	}

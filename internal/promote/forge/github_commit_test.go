@@ -3,8 +3,6 @@ package forge
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"testing"
 )
 
@@ -37,16 +35,13 @@ func TestGitHub_CommitFiles(t *testing.T) {
 			f, api := newGitHubForTest(t, append(append([]exchange{}, start...), tt.last)...)
 			sha, err := f.(*githubForge).CommitFiles(context.Background(), "kropipe/prod", parent, "Promote image from 1.2.1 to 1.2.2",
 				map[string][]byte{"prod/frontend/values.yaml": content}, tt.create, tt.force)
-			noToken(t, err)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, testToken)
 			} else if err != nil || sha != created {
 				t.Fatalf("got %s, %v; want %s", sha, err, created)
 			}
 			var blob struct{ Content, Encoding string }
-			_ = json.Unmarshal([]byte(api.sent("POST", githubAPI+"/git/blobs")), &blob)
+			api.sentJSON("POST", githubAPI+"/git/blobs", &blob)
 			if got, _ := base64.StdEncoding.DecodeString(blob.Content); blob.Encoding != "base64" || string(got) != string(content) {
 				t.Errorf("blob sent %q (%s), want the file byte for byte", got, blob.Encoding)
 			}
@@ -54,12 +49,12 @@ func TestGitHub_CommitFiles(t *testing.T) {
 				BaseTree string `json:"base_tree"`
 				Tree     []map[string]string
 			}
-			_ = json.Unmarshal([]byte(api.sent("POST", githubAPI+"/git/trees")), &tree)
+			api.sentJSON("POST", githubAPI+"/git/trees", &tree)
 			if tree.BaseTree != "691272480426f78a0138979dd3ce63b77f706feb" || len(tree.Tree) != 1 || tree.Tree[0]["path"] != "prod/frontend/values.yaml" || tree.Tree[0]["sha"] != "3a0f86fb8db8eea7ccbb9a95f325ddbedfb25e15" || tree.Tree[0]["mode"] != "100644" {
 				t.Errorf("tree sent %+v", tree)
 			}
 			var commit map[string]any
-			_ = json.Unmarshal([]byte(api.sent("POST", githubAPI+"/git/commits")), &commit)
+			api.sentJSON("POST", githubAPI+"/git/commits", &commit)
 			if commit["author"] != nil || commit["committer"] != nil || commit["tree"] != "cd8274d15fa3ae2ab983129fb037999f264ba9a7" || commit["message"] != "Promote image from 1.2.1 to 1.2.2" {
 				t.Errorf("commit sent %v, want no author or committer", commit)
 			}
@@ -68,13 +63,13 @@ func TestGitHub_CommitFiles(t *testing.T) {
 			}
 			var ref map[string]any
 			if tt.create {
-				_ = json.Unmarshal([]byte(api.sent("POST", githubAPI+"/git/refs")), &ref)
+				api.sentJSON("POST", githubAPI+"/git/refs", &ref)
 				if ref["ref"] != "refs/heads/kropipe/prod" || ref["sha"] != created {
 					t.Errorf("ref created with %v", ref)
 				}
 				return
 			}
-			_ = json.Unmarshal([]byte(api.sent("PATCH", githubAPI+"/git/refs/heads/kropipe/prod")), &ref)
+			api.sentJSON("PATCH", githubAPI+"/git/refs/heads/kropipe/prod", &ref)
 			if ref["sha"] != created || ref["force"] != tt.force {
 				t.Errorf("ref moved with %v, want force %v", ref, tt.force)
 			}

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"strconv"
@@ -50,19 +49,14 @@ func TestGitHub_Find_RecordedExchanges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			switch {
-			case tt.want == 0 && pr != nil:
-				t.Fatalf("found #%d, want none", pr.Number)
-			case tt.want != 0 && (pr == nil || pr.Number != tt.want || pr.HeadSHA != githubHead || pr.URL != "https://github.com/Codertocat/Hello-World/pull/2"):
-				t.Fatalf("found %+v, want #%d", pr, tt.want)
+			checkFound(t, pr, tt.want)
+			if pr != nil && (pr.HeadSHA != githubHead || pr.URL != "https://github.com/Codertocat/Hello-World/pull/2") {
+				t.Fatalf("found %+v", pr)
 			}
-			q := api.got[0].query
-			for _, want := range []string{"state=open", "head=Codertocat%3Akropipe%2Fprod", "base=master"} {
-				if !strings.Contains(q, want) {
-					t.Errorf("listed with %q, want %s", q, want)
-				}
+			if q := api.got[0].query; q.Get("state") != "open" || q.Get("head") != "Codertocat:kropipe/prod" || q.Get("base") != "master" {
+				t.Errorf("listed with %v, want state=open head=Codertocat:kropipe/prod base=master", q)
 			}
-			if a := api.got[0].auth; a != "Bearer "+testToken {
+			if a := api.got[0].header.Get("Authorization"); a != "Bearer "+testToken {
 				t.Errorf("Authorization %q", a)
 			}
 		})
@@ -86,18 +80,18 @@ func TestGitHub_Create_SendsLabelsAndReviewers(t *testing.T) {
 		t.Errorf("created %+v", pr)
 	}
 	var create map[string]any
-	_ = json.Unmarshal([]byte(api.sent("POST", githubAPI+"/pulls")), &create)
+	api.sentJSON("POST", githubAPI+"/pulls", &create)
 	if create["head"] != "kropipe/prod" || create["base"] != "master" || create["title"] != "Promote image from 1.2.1 to 1.2.2" || create["body"] != "kropipe promotes prod." {
 		t.Errorf("create sent %v", create)
 	}
-	if got := api.sent("POST", githubAPI+"/issues/2/labels"); !strings.Contains(got, `"promotion"`) {
+	if got := string(api.sent("POST", githubAPI+"/issues/2/labels").body); !strings.Contains(got, `"promotion"`) {
 		t.Errorf("labels sent %s", got)
 	}
 	var rev struct {
 		Reviewers     []string `json:"reviewers"`
 		TeamReviewers []string `json:"team_reviewers"`
 	}
-	_ = json.Unmarshal([]byte(api.sent("POST", githubAPI+"/pulls/2/requested_reviewers")), &rev)
+	api.sentJSON("POST", githubAPI+"/pulls/2/requested_reviewers", &rev)
 	if len(rev.Reviewers) != 1 || rev.Reviewers[0] != "octocat" || len(rev.TeamReviewers) != 1 || rev.TeamReviewers[0] != "ops-team" {
 		t.Errorf("review request sent %+v", rev)
 	}
@@ -123,7 +117,7 @@ func TestGitHub_Update_EditsTitleAndBody(t *testing.T) {
 		t.Fatal(err)
 	}
 	var edit map[string]any
-	_ = json.Unmarshal([]byte(api.sent("PATCH", githubAPI+"/pulls/2")), &edit)
+	api.sentJSON("PATCH", githubAPI+"/pulls/2", &edit)
 	if edit["title"] != "Promote image from 1.2.1 to 1.2.3" || edit["body"] != "newer" || edit["state"] != nil {
 		t.Errorf("edit sent %v", edit)
 	}
@@ -216,16 +210,13 @@ func TestGitHub_Merge(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f, api := newGitHubForTest(t, tt.xs...)
 			pr, err := f.Merge(context.Background(), 2, githubHead, MethodSquash, "Promote image from 1.2.1 to 1.2.2 (#2)", "body")
-			noToken(t, err)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || Retryable(err) {
-					t.Fatalf("err %v, want %v and not retryable", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, testToken)
 			} else if err != nil || pr.State != Merged || pr.MergeCommit != "9a1f4b7c0e2d6f8a1b3c5d7e9f0a2b4c6d8e0f12" {
 				t.Fatalf("got %+v, %v", pr, err)
 			}
 			var sent map[string]any
-			_ = json.Unmarshal([]byte(api.sent("PUT", githubAPI+"/pulls/2/merge")), &sent)
+			api.sentJSON("PUT", githubAPI+"/pulls/2/merge", &sent)
 			if sent["sha"] != githubHead || sent["merge_method"] != "squash" || sent["commit_title"] != "Promote image from 1.2.1 to 1.2.2 (#2)" || sent["commit_message"] != "body" {
 				t.Errorf("merge sent %v", sent)
 			}
@@ -243,11 +234,11 @@ func TestGitHub_Close_CommentsFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	var edit map[string]any
-	_ = json.Unmarshal([]byte(api.sent("PATCH", githubAPI+"/pulls/2")), &edit)
+	api.sentJSON("PATCH", githubAPI+"/pulls/2", &edit)
 	if edit["state"] != "closed" {
 		t.Errorf("edit sent %v", edit)
 	}
-	if !strings.Contains(api.sent("POST", githubAPI+"/issues/2/comments"), "Superseded by 1.2.3.") {
+	if !strings.Contains(string(api.sent("POST", githubAPI+"/issues/2/comments").body), "Superseded by 1.2.3.") {
 		t.Error("comment not sent")
 	}
 }
@@ -279,15 +270,15 @@ func TestGitHub_Errors(t *testing.T) {
 			func(d time.Duration) bool { return d > 60*time.Second && d <= 90*time.Second }, "rate limit exceeded"},
 		{"429 secondary rate limit with Retry-After", exchange{status: 429, file: "github/error-429-secondary.json", header: hdr("Retry-After", "30")}, nil, true,
 			func(d time.Duration) bool { return d == 30*time.Second }, "secondary rate limit"},
-		{"502 is retried", exchange{status: 502, body: "<html>Bad Gateway</html>", header: hdr("Content-Type", "text/html")}, nil, true, nil, "HTTP 502"},
-		{"a body echoing the token is scrubbed", exchange{status: 403, body: `{"message":"token ` + testToken + ` lacks pull_requests:write"}`}, ErrForbidden, false, nil, "[redacted]"},
+		{"502 is retried", exchange{status: 502, body: []byte("<html>Bad Gateway</html>"), header: hdr("Content-Type", "text/html")}, nil, true, nil, "HTTP 502"},
+		{"a body echoing the token is scrubbed", exchange{status: 403, body: []byte(`{"message":"token ` + testToken + ` lacks pull_requests:write"}`)}, ErrForbidden, false, nil, "[redacted]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.x.method, tt.x.path = "GET", githubAPI+"/pulls/2"
 			f, _ := newGitHubForTest(t, tt.x)
 			_, err := f.Get(context.Background(), 2)
-			noToken(t, err)
+			noSecret(t, err, testToken)
 			var fe *Error
 			if !errors.As(err, &fe) {
 				t.Fatalf("err %v, want *Error", err)
@@ -306,19 +297,7 @@ func TestGitHub_Errors(t *testing.T) {
 }
 
 func TestGitHub_Timeout_IsRetryable(t *testing.T) {
-	never := make(chan struct{})
-	t.Cleanup(func() { close(never) })
-	api := newRecordedAPI(t, exchange{method: "GET", path: githubAPI + "/pulls/2", block: never})
-	f, err := New(githubRepoURL, Config{APIURL: api.srv.URL, Token: testToken, Timeout: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.Get(context.Background(), 2)
-	noToken(t, err)
-	var fe *Error
-	if !errors.As(err, &fe) || fe.Status != 0 || !Retryable(err) {
-		t.Fatalf("err %v, want a retryable error without status", err)
-	}
+	checkGetTimesOut(t, githubRepoURL, Config{Token: testToken}, githubAPI+"/pulls/2", 2)
 }
 
 // A GitHub App installation: the client mints an installation token with the app's key
@@ -331,7 +310,7 @@ func TestGitHub_App_MintsInstallationToken(t *testing.T) {
 	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	expires := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	api := newRecordedAPI(t,
-		exchange{method: "POST", path: "/app/installations/42/access_tokens", status: 201, body: `{"token":"ghs_installation_token","expires_at":"` + expires + `","permissions":{"pull_requests":"write","contents":"write"},"repository_selection":"selected"}`},
+		exchange{method: "POST", path: "/app/installations/42/access_tokens", status: 201, body: []byte(`{"token":"ghs_installation_token","expires_at":"` + expires + `","permissions":{"pull_requests":"write","contents":"write"},"repository_selection":"selected"}`)},
 		exchange{method: "GET", path: githubAPI + "/pulls", file: "github/pulls-list-empty.json"},
 	)
 	f, err := New(githubRepoURL, Config{APIURL: api.srv.URL, GitHubApp: &GitHubApp{AppID: 7, InstallationID: 42, PrivateKey: pemKey}})
@@ -341,10 +320,10 @@ func TestGitHub_App_MintsInstallationToken(t *testing.T) {
 	if _, err := f.Find(context.Background(), "kropipe/prod", "master"); err != nil {
 		t.Fatal(err)
 	}
-	if a := api.got[0].auth; !strings.HasPrefix(a, "Bearer ") {
+	if a := api.got[0].header.Get("Authorization"); !strings.HasPrefix(a, "Bearer ") {
 		t.Errorf("token request authorised with %q, want the app's JWT", a)
 	}
-	if a := api.got[1].auth; a != "token ghs_installation_token" {
+	if a := api.got[1].header.Get("Authorization"); a != "token ghs_installation_token" {
 		t.Errorf("API request authorised with %q, want the installation token", a)
 	}
 }

@@ -1,21 +1,17 @@
-package forge_test
+package forge
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"reflect"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/kropipe/kropipe/internal/promote/forge"
 )
 
 // The GitLab tests replay recorded exchanges: GitLab's answers as its client
 // (gitlab.com/gitlab-org/api/client-go v2.64.0) keeps them in its testdata, copied to
-// testdata/gitlab/ (see testdata/README.md), served by a 127.0.0.1 server.
+// testdata/gitlab/ (see testdata/README.md), replayed in order by recordedAPI.
 
 const (
 	glToken   = "glpat-Xq7RkV2mN9sT4wY1zB3c" // must never show in an error
@@ -25,16 +21,17 @@ const (
 	glHead = "8e0b45049b6253b8984cde9241830d2851168142"
 )
 
-func newGitLabForge(t *testing.T, s *exchangeServer) forge.Forge {
+func newGitLabForTest(t *testing.T, xs ...exchange) (Forge, *recordedAPI) {
 	t.Helper()
-	f, err := forge.New(glRepoURL, forge.Config{APIURL: s.URL + "/api/v4", Token: glToken, HTTPClient: &http.Client{}})
+	api := newRecordedAPI(t, xs...)
+	f, err := New(glRepoURL, Config{APIURL: api.srv.URL + "/api/v4", Token: glToken})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Kind() != forge.GitLab {
+	if f.Kind() != GitLab {
 		t.Fatalf("kind %q, want gitlab", f.Kind())
 	}
-	return f
+	return f, api
 }
 
 func TestGitLab_FindsTheOpenMergeRequestFromTheBranchIntoTheBase(t *testing.T) {
@@ -55,28 +52,25 @@ func TestGitLab_FindsTheOpenMergeRequestFromTheBranchIntoTheBase(t *testing.T) {
 			head: head, base: base,
 		},
 	}
+	// the recorded merge request, its iid set to the listed one: read when found
+	found := exchange{method: "GET", path: glProject + "/merge_requests/15442", body: recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"iid": 15442})}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newExchangeServer(t)
-			s.on("GET", glProject+"/merge_requests", 200, tt.list)
-			// the recorded merge request, its iid set to the listed one
-			s.on("GET", glProject+"/merge_requests/15442", 200, recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"iid": 15442}))
-			f := newGitLabForge(t, s)
+			xs := []exchange{{method: "GET", path: glProject + "/merge_requests", body: tt.list}}
+			if tt.want != 0 {
+				xs = append(xs, found)
+			}
+			f, api := newGitLabForTest(t, xs...)
 
 			pr, err := f.Find(context.Background(), tt.head, tt.base)
 			if err != nil {
 				t.Fatal(err)
 			}
-			q := s.last("GET", glProject+"/merge_requests").Query
+			q := api.sent("GET", glProject+"/merge_requests").query
 			if q.Get("state") != "opened" || q.Get("source_branch") != tt.head || q.Get("target_branch") != tt.base {
 				t.Errorf("query %v, want state=opened source_branch=%s target_branch=%s", q, tt.head, tt.base)
 			}
-			switch {
-			case tt.want == 0 && pr != nil:
-				t.Errorf("found !%d, want none", pr.Number)
-			case tt.want != 0 && (pr == nil || pr.Number != tt.want):
-				t.Errorf("found %+v, want !%d", pr, tt.want)
-			}
+			checkFound(t, pr, tt.want)
 		})
 	}
 }
@@ -86,20 +80,20 @@ func TestGitLab_ReadsAMergeRequestInEachState(t *testing.T) {
 		name   string
 		number int
 		answer []byte
-		want   forge.PullRequest
+		want   PullRequest
 	}{
 		{
 			name: "opened", number: 14656, answer: recorded(t, "gitlab/get_merge_request.json"),
-			want: forge.PullRequest{
-				Number: 14656, URL: "https://gitlab.com/gitlab-org/gitlab-ee/merge_requests/14656", State: forge.Open,
+			want: PullRequest{
+				Number: 14656, URL: "https://gitlab.com/gitlab-org/gitlab-ee/merge_requests/14656", State: Open,
 				Title: "Add deletion support for designs", Head: "delete-designs-v2", Base: "master",
-				HeadSHA: glHead, Mergeable: ptrBool(true), Checks: forge.ChecksPassed, Reviewers: []string{"tkuah"},
+				HeadSHA: glHead, Mergeable: ptrBool(true), Checks: ChecksPassed, Reviewers: []string{"tkuah"},
 			},
 		},
 		{
 			name: "merged", number: 1084, answer: recordedElement(t, "gitlab/list_group_merge_requests.json", 0),
-			want: forge.PullRequest{
-				Number: 1084, State: forge.Merged, Base: "main",
+			want: PullRequest{
+				Number: 1084, State: Merged, Base: "main",
 				HeadSHA:     "c824f1a9ee80ed354f21c2188d45992e972a1553",
 				MergeCommit: "3c3516c724b60250a61d972f2f503cd0b84882a4", MergedBy: "fforster",
 			},
@@ -108,13 +102,13 @@ func TestGitLab_ReadsAMergeRequestInEachState(t *testing.T) {
 			name: "merged by squash in a fast-forward project", number: 1084,
 			// the recorded merged merge request without its merge commit
 			answer: recordedWithElement(t, "gitlab/list_group_merge_requests.json", 0, map[string]any{"merge_commit_sha": nil}),
-			want:   forge.PullRequest{Number: 1084, State: forge.Merged, MergeCommit: "c824f1a9ee80ed354f21c2188d45992e972a1553", MergedBy: "fforster"},
+			want:   PullRequest{Number: 1084, State: Merged, MergeCommit: "c824f1a9ee80ed354f21c2188d45992e972a1553", MergedBy: "fforster"},
 		},
 		{
 			name: "merged by fast-forward", number: 1084,
 			// the recorded merged merge request with neither merge nor squash commit: its head landed
 			answer: recordedWithElement(t, "gitlab/list_group_merge_requests.json", 0, map[string]any{"merge_commit_sha": nil, "squash_commit_sha": nil}),
-			want:   forge.PullRequest{Number: 1084, State: forge.Merged, MergeCommit: "c824f1a9ee80ed354f21c2188d45992e972a1553"},
+			want:   PullRequest{Number: 1084, State: Merged, MergeCommit: "c824f1a9ee80ed354f21c2188d45992e972a1553"},
 		},
 		{
 			name: "closed", number: 14656,
@@ -123,14 +117,13 @@ func TestGitLab_ReadsAMergeRequestInEachState(t *testing.T) {
 				"state": "closed", "detailed_merge_status": "not_open",
 				"closed_by": map[string]any{"id": 2535118, "username": "tkuah", "name": "Thong Kuah"},
 			}),
-			want: forge.PullRequest{Number: 14656, State: forge.Closed, HeadSHA: glHead, ClosedBy: "tkuah"},
+			want: PullRequest{Number: 14656, State: Closed, HeadSHA: glHead, ClosedBy: "tkuah"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newExchangeServer(t)
-			s.on("GET", glProject+"/merge_requests/"+strconv.Itoa(tt.number), 200, tt.answer)
-			pr, err := newGitLabForge(t, s).Get(context.Background(), tt.number)
+			f, _ := newGitLabForTest(t, exchange{method: "GET", path: glProject + "/merge_requests/" + strconv.Itoa(tt.number), body: tt.answer})
+			pr, err := f.Get(context.Background(), tt.number)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,22 +133,21 @@ func TestGitLab_ReadsAMergeRequestInEachState(t *testing.T) {
 }
 
 func TestGitLab_SumsUpTheHeadPipelineAndTheMergeStatus(t *testing.T) {
-	checks := map[any]forge.Checks{
-		"success": forge.ChecksPassed, "skipped": forge.ChecksPassed,
-		"failed": forge.ChecksFailed, "canceled": forge.ChecksFailed,
-		"running": forge.ChecksPending, "pending": forge.ChecksPending, "created": forge.ChecksPending,
-		nil: forge.ChecksNone, // no pipeline
+	checks := map[any]Checks{
+		"success": ChecksPassed, "skipped": ChecksPassed,
+		"failed": ChecksFailed, "canceled": ChecksFailed,
+		"running": ChecksPending, "pending": ChecksPending, "created": ChecksPending,
+		nil: ChecksNone, // no pipeline
 	}
 	for status, want := range checks {
 		t.Run("pipeline "+orNone(status), func(t *testing.T) {
-			s := newExchangeServer(t)
 			pipeline := any(nil)
 			if status != nil {
 				pipeline = map[string]any{"id": 77056819, "sha": glHead, "status": status}
 			}
 			// the recorded merge request, its head pipeline in that status
-			s.on("GET", glProject+"/merge_requests/14656", 200, recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"head_pipeline": pipeline}))
-			pr, err := newGitLabForge(t, s).Get(context.Background(), 14656)
+			f, _ := newGitLabForTest(t, exchange{method: "GET", path: glProject + "/merge_requests/14656", body: recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"head_pipeline": pipeline})})
+			pr, err := f.Get(context.Background(), 14656)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -171,10 +163,9 @@ func TestGitLab_SumsUpTheHeadPipelineAndTheMergeStatus(t *testing.T) {
 	}
 	for status, want := range mergeable {
 		t.Run("detailed_merge_status "+status, func(t *testing.T) {
-			s := newExchangeServer(t)
 			// the recorded merge request with that detailed_merge_status
-			s.on("GET", glProject+"/merge_requests/14656", 200, recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"detailed_merge_status": status}))
-			pr, err := newGitLabForge(t, s).Get(context.Background(), 14656)
+			f, _ := newGitLabForTest(t, exchange{method: "GET", path: glProject + "/merge_requests/14656", body: recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"detailed_merge_status": status})})
+			pr, err := f.Get(context.Background(), 14656)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -186,12 +177,12 @@ func TestGitLab_SumsUpTheHeadPipelineAndTheMergeStatus(t *testing.T) {
 }
 
 func TestGitLab_CreatesAMergeRequestWithLabelsAndReviewers(t *testing.T) {
-	s := newExchangeServer(t)
-	s.on("GET", "/api/v4/users", 200, recorded(t, "gitlab/list_users.json"))
-	s.on("POST", glProject+"/merge_requests", 201, recorded(t, "gitlab/get_merge_request.json"))
-	f := newGitLabForge(t, s)
+	f, api := newGitLabForTest(t,
+		exchange{method: "GET", path: "/api/v4/users", file: "gitlab/list_users.json"},
+		exchange{method: "POST", path: glProject + "/merge_requests", status: 201, file: "gitlab/get_merge_request.json"},
+	)
 
-	pr, err := f.Create(context.Background(), forge.NewPullRequest{
+	pr, err := f.Create(context.Background(), NewPullRequest{
 		Head: "kropipe/prod", Base: "prod",
 		Title: "Promote image from 1.2.1 to 1.2.2", Body: "Stage prod: 1.2.1 → 1.2.2",
 		Labels: []string{"promotion", "prod"}, Reviewers: []string{"example_user2"},
@@ -199,13 +190,14 @@ func TestGitLab_CreatesAMergeRequestWithLabelsAndReviewers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pr.Number != 14656 || pr.State != forge.Open {
+	if pr.Number != 14656 || pr.State != Open {
 		t.Errorf("created %+v, want open !14656", pr)
 	}
-	if u := s.last("GET", "/api/v4/users").Query.Get("username"); u != "example_user2" {
+	if u := api.sent("GET", "/api/v4/users").query.Get("username"); u != "example_user2" {
 		t.Errorf("looked up user %q, want example_user2", u)
 	}
-	body := s.last("POST", glProject+"/merge_requests").Body
+	var body map[string]any
+	api.sentJSON("POST", glProject+"/merge_requests", &body)
 	want := map[string]any{
 		"title": "Promote image from 1.2.1 to 1.2.2", "description": "Stage prod: 1.2.1 → 1.2.2",
 		"source_branch": "kropipe/prod", "target_branch": "prod",
@@ -217,12 +209,13 @@ func TestGitLab_CreatesAMergeRequestWithLabelsAndReviewers(t *testing.T) {
 }
 
 func TestGitLab_CreateReturnsTheMergeRequestOpenedBeforeACrash(t *testing.T) {
-	s := newExchangeServer(t)
-	// GitLab's answer to a second merge request from the same branch
-	s.on("POST", glProject+"/merge_requests", 409, []byte(`{"message":["Another open merge request already exists for this source branch: !14656"]}`))
-	s.on("GET", glProject+"/merge_requests", 200, jsonOf(t, []any{rawJSON(recorded(t, "gitlab/get_merge_request.json"))}))
-	s.on("GET", glProject+"/merge_requests/14656", 200, recorded(t, "gitlab/get_merge_request.json"))
-	pr, err := newGitLabForge(t, s).Create(context.Background(), forge.NewPullRequest{Head: "delete-designs-v2", Base: "master", Title: "t"})
+	f, _ := newGitLabForTest(t,
+		// GitLab's answer to a second merge request from the same branch
+		exchange{method: "POST", path: glProject + "/merge_requests", status: 409, body: []byte(`{"message":["Another open merge request already exists for this source branch: !14656"]}`)},
+		exchange{method: "GET", path: glProject + "/merge_requests", body: jsonOf(t, []any{rawJSON(recorded(t, "gitlab/get_merge_request.json"))})},
+		exchange{method: "GET", path: glProject + "/merge_requests/14656", file: "gitlab/get_merge_request.json"},
+	)
+	pr, err := f.Create(context.Background(), NewPullRequest{Head: "delete-designs-v2", Base: "master", Title: "t"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,12 +225,12 @@ func TestGitLab_CreateReturnsTheMergeRequestOpenedBeforeACrash(t *testing.T) {
 }
 
 func TestGitLab_UpdatesTitleAndDescription(t *testing.T) {
-	s := newExchangeServer(t)
-	s.on("PUT", glProject+"/merge_requests/14656", 200, recorded(t, "gitlab/get_merge_request.json"))
-	if err := newGitLabForge(t, s).Update(context.Background(), 14656, "Promote image from 1.2.1 to 1.2.3", "body"); err != nil {
+	f, api := newGitLabForTest(t, exchange{method: "PUT", path: glProject + "/merge_requests/14656", file: "gitlab/get_merge_request.json"})
+	if err := f.Update(context.Background(), 14656, "Promote image from 1.2.1 to 1.2.3", "body"); err != nil {
 		t.Fatal(err)
 	}
-	body := s.last("PUT", glProject+"/merge_requests/14656").Body
+	var body map[string]any
+	api.sentJSON("PUT", glProject+"/merge_requests/14656", &body)
 	if want := map[string]any{"title": "Promote image from 1.2.1 to 1.2.3", "description": "body"}; !reflect.DeepEqual(body, want) {
 		t.Errorf("sent %v, want %v", body, want)
 	}
@@ -247,59 +240,59 @@ func TestGitLab_Merge(t *testing.T) {
 	merged := recordedElement(t, "gitlab/list_group_merge_requests.json", 0)
 	tests := []struct {
 		name     string
-		method   forge.MergeMethod
-		put      exchangeAnswer
+		method   MergeMethod
+		put      exchange
 		get      []byte // the merge request read after a refusal
 		wantErr  error
 		wantSent map[string]any
 	}{
 		{
-			name: "merged", method: forge.MethodMerge, put: exchangeAnswer{status: 200, body: merged},
+			name: "merged", method: MethodMerge, put: exchange{body: merged},
 			wantSent: map[string]any{"sha": glHead, "squash": false, "merge_commit_message": "Promote image from 1.2.1 to 1.2.2\n\nStage prod"},
 		},
 		{
-			name: "squashed with the promotion's message", method: forge.MethodSquash, put: exchangeAnswer{status: 200, body: merged},
+			name: "squashed with the promotion's message", method: MethodSquash, put: exchange{body: merged},
 			wantSent: map[string]any{"sha": glHead, "squash": true,
 				"squash_commit_message": "Promote image from 1.2.1 to 1.2.2\n\nStage prod",
 				"merge_commit_message":  "Promote image from 1.2.1 to 1.2.2\n\nStage prod"},
 		},
 		{
-			name: "merged already", method: forge.MethodMerge,
-			put: exchangeAnswer{status: 405, body: []byte(`{"message":"405 Method Not Allowed"}`)}, get: merged,
+			name: "merged already", method: MethodMerge,
+			put: exchange{status: 405, body: []byte(`{"message":"405 Method Not Allowed"}`)}, get: merged,
 		},
 		{
-			name: "not mergeable", method: forge.MethodMerge,
-			put: exchangeAnswer{status: 422, body: []byte(`{"message":"Branch cannot be merged"}`)}, get: recorded(t, "gitlab/get_merge_request.json"),
-			wantErr: forge.ErrNotMergeable,
+			name: "not mergeable", method: MethodMerge,
+			put: exchange{status: 422, body: []byte(`{"message":"Branch cannot be merged"}`)}, get: recorded(t, "gitlab/get_merge_request.json"),
+			wantErr: ErrNotMergeable,
 		},
 		{
-			name: "head moved", method: forge.MethodMerge,
-			put:     exchangeAnswer{status: 409, body: []byte(`{"message":"SHA does not match HEAD of source branch: 2be7ddb704c7b6b83732fdd5b9f09d5a397b5f8f"}`)},
-			wantErr: forge.ErrHeadMoved,
+			name: "head moved", method: MethodMerge,
+			put:     exchange{status: 409, body: []byte(`{"message":"SHA does not match HEAD of source branch: 2be7ddb704c7b6b83732fdd5b9f09d5a397b5f8f"}`)},
+			wantErr: ErrHeadMoved,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newExchangeServer(t)
-			s.on("PUT", glProject+"/merge_requests/14656/merge", tt.put.status, tt.put.body)
+			tt.put.method, tt.put.path = "PUT", glProject+"/merge_requests/14656/merge"
+			xs := []exchange{tt.put}
 			if tt.get != nil {
-				s.on("GET", glProject+"/merge_requests/14656", 200, tt.get)
+				xs = append(xs, exchange{method: "GET", path: glProject + "/merge_requests/14656", body: tt.get})
 			}
-			pr, err := newGitLabForge(t, s).Merge(context.Background(), 14656, glHead, tt.method, "Promote image from 1.2.1 to 1.2.2", "Stage prod")
+			f, api := newGitLabForTest(t, xs...)
+			pr, err := f.Merge(context.Background(), 14656, glHead, tt.method, "Promote image from 1.2.1 to 1.2.2", "Stage prod")
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) || forge.Retryable(err) {
-					t.Fatalf("err %v, want %v, not retryable", err, tt.wantErr)
-				}
+				checkForgeError(t, err, tt.wantErr, false, "", 0, glToken)
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pr.State != forge.Merged || pr.MergeCommit != "3c3516c724b60250a61d972f2f503cd0b84882a4" {
+			if pr.State != Merged || pr.MergeCommit != "3c3516c724b60250a61d972f2f503cd0b84882a4" {
 				t.Errorf("got %+v, want merged at 3c3516c7", pr)
 			}
 			if tt.wantSent != nil {
-				if body := s.last("PUT", glProject+"/merge_requests/14656/merge").Body; !reflect.DeepEqual(body, tt.wantSent) {
+				var body map[string]any
+				if api.sentJSON("PUT", glProject+"/merge_requests/14656/merge", &body); !reflect.DeepEqual(body, tt.wantSent) {
 					t.Errorf("sent %v\nwant %v", body, tt.wantSent)
 				}
 			}
@@ -308,47 +301,38 @@ func TestGitLab_Merge(t *testing.T) {
 }
 
 func TestGitLab_RebaseIsRefusedByNameWithoutAskingGitLab(t *testing.T) {
-	s := newExchangeServer(t)
-	_, err := newGitLabForge(t, s).Merge(context.Background(), 14656, glHead, forge.MethodRebase, "t", "")
-	if !errors.Is(err, forge.ErrMethodUnsupported) || forge.Retryable(err) {
-		t.Fatalf("err %v, want ErrMethodUnsupported, not retryable", err)
-	}
-	if !strings.Contains(err.Error(), "fast-forward") {
-		t.Errorf("%v does not say how to get a linear history", err)
-	}
-	if sent := s.requests(); len(sent) != 0 {
+	f, api := newGitLabForTest(t)
+	_, err := f.Merge(context.Background(), 14656, glHead, MethodRebase, "t", "")
+	checkForgeError(t, err, ErrMethodUnsupported, false, "fast-forward", 0, glToken) // how to get a linear history
+	if sent := api.requests(); len(sent) != 0 {
 		t.Errorf("sent %v, want nothing", sent)
 	}
 }
 
 func TestGitLab_CloseCommentsFirst(t *testing.T) {
 	t.Run("open", func(t *testing.T) {
-		s := newExchangeServer(t)
-		s.on("GET", glProject+"/merge_requests/14656", 200, recorded(t, "gitlab/get_merge_request.json"))
-		s.on("POST", glProject+"/merge_requests/14656/notes", 201, []byte(`{"id":302,"body":"Superseded by 1.2.3.","noteable_type":"MergeRequest","noteable_iid":14656}`))
-		s.on("PUT", glProject+"/merge_requests/14656", 200, recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"state": "closed"}))
-		if err := newGitLabForge(t, s).Close(context.Background(), 14656, "Superseded by 1.2.3."); err != nil {
+		// in this order: the read, the note, the close
+		f, api := newGitLabForTest(t,
+			exchange{method: "GET", path: glProject + "/merge_requests/14656", file: "gitlab/get_merge_request.json"},
+			exchange{method: "POST", path: glProject + "/merge_requests/14656/notes", status: 201, body: []byte(`{"id":302,"body":"Superseded by 1.2.3.","noteable_type":"MergeRequest","noteable_iid":14656}`)},
+			exchange{method: "PUT", path: glProject + "/merge_requests/14656", body: recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"state": "closed"})},
+		)
+		if err := f.Close(context.Background(), 14656, "Superseded by 1.2.3."); err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"GET " + glProject + "/merge_requests/14656", "POST " + glProject + "/merge_requests/14656/notes", "PUT " + glProject + "/merge_requests/14656"}
-		if got := s.requests(); !reflect.DeepEqual(got, want) {
-			t.Errorf("sent %v\nwant %v", got, want)
+		var note, edit map[string]any
+		if api.sentJSON("POST", glProject+"/merge_requests/14656/notes", &note); note["body"] != "Superseded by 1.2.3." {
+			t.Errorf("note %v", note)
 		}
-		if b := s.last("POST", glProject+"/merge_requests/14656/notes").Body; b["body"] != "Superseded by 1.2.3." {
-			t.Errorf("note %v", b)
-		}
-		if b := s.last("PUT", glProject+"/merge_requests/14656").Body; b["state_event"] != "close" {
-			t.Errorf("sent %v, want state_event close", b)
+		if api.sentJSON("PUT", glProject+"/merge_requests/14656", &edit); edit["state_event"] != "close" {
+			t.Errorf("sent %v, want state_event close", edit)
 		}
 	})
 	t.Run("closed already", func(t *testing.T) {
-		s := newExchangeServer(t)
-		s.on("GET", glProject+"/merge_requests/14656", 200, recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"state": "closed"}))
-		if err := newGitLabForge(t, s).Close(context.Background(), 14656, "Superseded by 1.2.3."); err != nil {
+		// only the read
+		f, _ := newGitLabForTest(t, exchange{method: "GET", path: glProject + "/merge_requests/14656", body: recordedWith(t, "gitlab/get_merge_request.json", map[string]any{"state": "closed"})})
+		if err := f.Close(context.Background(), 14656, "Superseded by 1.2.3."); err != nil {
 			t.Fatal(err)
-		}
-		if got := s.requests(); len(got) != 1 {
-			t.Errorf("sent %v, want only the read", got)
 		}
 	})
 }
@@ -358,62 +342,49 @@ func TestGitLab_ErrorsSayWhatToDoAndWhetherToRetry(t *testing.T) {
 		name      string
 		status    int
 		body      string
-		header    []string
+		header    http.Header
 		want      error
 		retryable bool
 		says      string
 		retryIn   time.Duration
 	}{
 		// GitLab echoing the token back is not something it does; kropipe scrubs it anyway.
-		{name: "401", status: 401, body: `{"message":"401 Unauthorized ` + glToken + `"}`, want: forge.ErrUnauthorized, says: "api scope"},
-		{name: "403 token without the api scope", status: 403, body: `{"error":"insufficient_scope","error_description":"The request requires higher privileges than provided by the access token.","scope":"api"}`, want: forge.ErrForbidden, says: "lacks the api scope"},
-		{name: "404", status: 404, body: `{"message":"404 Project Not Found"}`, want: forge.ErrNotFound, says: "platform/team/gitops"},
+		{name: "401", status: 401, body: `{"message":"401 Unauthorized ` + glToken + `"}`, want: ErrUnauthorized, says: "api scope"},
+		{name: "403 token without the api scope", status: 403, body: `{"error":"insufficient_scope","error_description":"The request requires higher privileges than provided by the access token.","scope":"api"}`, want: ErrForbidden, says: "lacks the api scope"},
+		{name: "404", status: 404, body: `{"message":"404 Project Not Found"}`, want: ErrNotFound, says: "platform/team/gitops"},
 		{name: "500", status: 500, body: `{"message":"500 Internal Server Error"}`, retryable: true},
 		{name: "502", status: 502, body: `<html>502 Bad Gateway</html>`, retryable: true},
-		{name: "429 with Retry-After", status: 429, body: `Retry later`, header: []string{"Retry-After", "30"}, retryable: true, retryIn: 30 * time.Second},
+		{name: "429 with Retry-After", status: 429, body: `Retry later`, header: hdr("Retry-After", "30"), retryable: true, retryIn: 30 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newExchangeServer(t)
-			s.on("GET", glProject+"/merge_requests/14656", tt.status, []byte(tt.body), tt.header...)
-			_, err := newGitLabForge(t, s).Get(context.Background(), 14656)
+			f, _ := newGitLabForTest(t, exchange{method: "GET", path: glProject + "/merge_requests/14656", status: tt.status, body: []byte(tt.body), header: tt.header})
+			_, err := f.Get(context.Background(), 14656)
 			checkForgeError(t, err, tt.want, tt.retryable, tt.says, tt.retryIn, glToken)
 		})
 	}
 	t.Run("timeout", func(t *testing.T) {
-		release := make(chan struct{})
-		defer close(release)
-		hung := newHungServer(t, release)
-		f, err := forge.New(glRepoURL, forge.Config{APIURL: hung + "/api/v4", Token: glToken, HTTPClient: &http.Client{Timeout: 50 * time.Millisecond}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = f.Get(context.Background(), 14656)
-		checkForgeError(t, err, nil, true, "", 0, glToken)
+		checkGetTimesOut(t, glRepoURL, Config{APIURL: "/api/v4", Token: glToken}, glProject+"/merge_requests/14656", 14656)
 	})
 }
 
 func TestGitLab_UnknownReviewerIsNamed(t *testing.T) {
-	s := newExchangeServer(t)
-	s.on("GET", "/api/v4/users", 200, []byte(`[]`))
-	_, err := newGitLabForge(t, s).Create(context.Background(), forge.NewPullRequest{Head: "kropipe/prod", Base: "prod", Title: "t", Reviewers: []string{"nobody"}})
-	if !errors.Is(err, forge.ErrNotFound) || forge.Retryable(err) || !strings.Contains(err.Error(), `"nobody"`) {
-		t.Fatalf("err %v, want the reviewer named, not found, not retryable", err)
-	}
+	f, _ := newGitLabForTest(t, exchange{method: "GET", path: "/api/v4/users", body: []byte(`[]`)})
+	_, err := f.Create(context.Background(), NewPullRequest{Head: "kropipe/prod", Base: "prod", Title: "t", Reviewers: []string{"nobody"}})
+	checkForgeError(t, err, ErrNotFound, false, `"nobody"`, 0, glToken)
 }
 
 func TestGitLab_SelfManagedAPIIsOnTheRepositoryHostWithTheToken(t *testing.T) {
-	s := newExchangeServer(t)
-	s.on("GET", glProject+"/merge_requests/14656", 200, recorded(t, "gitlab/get_merge_request.json"))
+	api := newRecordedAPI(t, exchange{method: "GET", path: glProject + "/merge_requests/14656", file: "gitlab/get_merge_request.json"})
 	// a self-managed GitLab on plain http, no API URL given: <scheme>://<host>/api/v4
-	f, err := forge.New(s.URL+"/platform/team/gitops.git", forge.Config{Kind: forge.GitLab, Token: glToken, HTTPClient: &http.Client{}})
+	f, err := New(api.srv.URL+"/platform/team/gitops.git", Config{Kind: GitLab, Token: glToken})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := f.Get(context.Background(), 14656); err != nil {
 		t.Fatal(err)
 	}
-	if h := s.last("GET", glProject+"/merge_requests/14656").Header; h.Get("Private-Token") != glToken {
+	if h := api.sent("GET", glProject+"/merge_requests/14656").header; h.Get("Private-Token") != glToken {
 		t.Errorf("PRIVATE-TOKEN %q, want the project's token", h.Get("Private-Token"))
 	}
 }

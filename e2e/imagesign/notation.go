@@ -35,6 +35,9 @@ type NotationCA struct {
 	// Subject is the signing certificate's subject as a Notation trust policy names it in
 	// trustedIdentities ("x509.subject: C=US, ST=WA, O=Example, CN=…").
 	Subject string
+	// SignerName is the signing certificate's subject as Go prints it ("CN=…,O=Example,ST=WA,C=US"),
+	// how kropipe's Kropipe-Signed-By names a Notation signer.
+	SignerName string
 }
 
 // NewNotationCA makes a CA named after commonName and a code-signing certificate issued by it
@@ -91,6 +94,7 @@ func NewNotationCA(commonName string) (*NotationCA, error) {
 		key:        key,
 		TrustStore: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caCert.Raw}),
 		Subject:    "x509.subject: C=US, ST=WA, O=Example, CN=" + commonName + " signer",
+		SignerName: leaf.Subject.String(),
 	}, nil
 }
 

@@ -21,14 +21,15 @@ import (
 )
 
 // Flow 9, "only what our CI signed", in the cluster: the stage is annotated
-// kropipe.io/verify-signature: release,ci-key, two policies of the promoter's
+// kropipe.io/verify-signature: release,ci-key,notary, three policies of the promoter's
 // --signature-policies file required together: release, a cosign keyless signature by the
 // frontend's release workflow (identity regular expression and issuer, as cosign verify takes
 // them) under a private Sigstore's trusted_root.json; ci-key, a cosign signature with the CI's
-// ECDSA key; both kept in a Secret of the promoter's namespace. CI pushes 1.2.2 and signs it
-// both ways: keyless with sigstore-go's virtual Fulcio, Rekor and timestamp authority (a
-// bundle attached as an OCI referrer; the stack's distribution has no referrers API, so it
-// lands in the referrers tag schema) and with the key (the legacy sha256-<hex>.sig tag).
+// ECDSA key; notary, a Notation signature chaining to the team's CA with its signer's subject;
+// all kept in a Secret of the promoter's namespace. CI pushes 1.2.2 and signs it three ways:
+// keyless with sigstore-go's virtual Fulcio, Rekor and timestamp authority (a bundle attached
+// as an OCI referrer; the stack's distribution has no referrers API, so it lands in the
+// referrers tag schema), with the key (the legacy sha256-<hex>.sig tag), and with notation-go.
 // Someone pushes 1.2.3, newer, unsigned, and 1.2.4, signed with the key but keyless by a
 // fork's workflow. kropipe promotes 1.2.2 only, its commit says who signed it (a
 // Kropipe-Signed-By per policy), Argo CD syncs it, and the API and the stage's page say why
@@ -57,13 +58,17 @@ func TestController_SignedTagPromotedUnsignedNewerWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	notary, err := imagesign.NewNotationCA("kropipe e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The private Sigstore's root and the public key in a Secret; the policies file names them,
 	// as the install's ConfigMap kropipe-signature-policies would.
 	p := &pipeline{t: t, ctx: ctx, srv: st.Git, apps: []string{sigStage}}
 	p.apply(&corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: metav1.ObjectMeta{Name: sigSecret, Namespace: stack.ArgoCDNamespace},
-		Data:       map[string][]byte{"trusted_root.json": vs.TrustedRoot, "cosign.pub": key.PublicPEM},
+		Data:       map[string][]byte{"trusted_root.json": vs.TrustedRoot, "cosign.pub": key.PublicPEM, "notation-ca.pem": notary.TrustStore},
 	})
 	t.Cleanup(func() {
 		_ = st.Kube.CoreV1().Secrets(stack.ArgoCDNamespace).Delete(context.Background(), sigSecret, metav1.DeleteOptions{})
@@ -77,6 +82,10 @@ func TestController_SignedTagPromotedUnsignedNewerWaits(t *testing.T) {
 ci-key:
   cosign:
     key: secret:`+sigSecret+`/cosign.pub
+notary:
+  notation:
+    trustStore: secret:`+sigSecret+`/notation-ca.pem
+    trustedIdentities: ['`+notary.Subject+`']
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +95,7 @@ ci-key:
 	t.Cleanup(func() { removeCrashObjects(t, p.apps) })
 	v := &verifyPipeline{p}
 	seed := v.seedRepo(sigRepo, "sig", nil)
-	v.createAppIn(sigRepo, sigStage, "develop/frontend", "sig/frontend", map[string]string{"kropipe.io/verify-signature": "release,ci-key"})
+	v.createAppIn(sigRepo, sigStage, "develop/frontend", "sig/frontend", map[string]string{"kropipe.io/verify-signature": "release,ci-key,notary"})
 	if err := st.EnsureNamespace(ctx, sigStage); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +113,10 @@ ci-key:
 	if _, err := key.Sign(ctx, d122); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("1.2.2 (%s) signed keyless and with the key in %s", d122.DigestStr(), time.Since(signedAt).Round(time.Millisecond))
+	if _, err := notary.Sign(ctx, d122, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("1.2.2 (%s) signed keyless, with the key and with Notation in %s", d122.DigestStr(), time.Since(signedAt).Round(time.Millisecond))
 	pushImage(t, st.RegistryAddr, "sig/frontend", "1.2.3")
 	d124 := pushedDigest(t, "sig/frontend", "1.2.4")
 	if _, err := vs.Sign(ctx, d124, fork, issuer); err != nil {
@@ -119,8 +131,11 @@ ci-key:
 	started := time.Now()
 	promoted := v.waitCommit("develop/frontend/instance.yaml", "Promote image from 1.2.1 to 1.2.2", seed)
 	t.Logf("promoter leading → 1.2.2 committed in %s:\n%s", time.Since(started).Round(10*time.Millisecond), v.git("log", "-1", "--format=%B", promoted))
-	if want, got := identity+" (issuer "+issuer+"),"+keyID, v.trailer(promoted, "Kropipe-Signed-By"); got != want {
-		t.Errorf("promotion commit Kropipe-Signed-By = %q, want %q\n%s", got, want, v.git("log", "-1", "--format=%B", promoted))
+	// One Kropipe-Signed-By per policy, in the annotation's order.
+	signedBy := strings.Split(strings.TrimSpace(v.git("log", "-1", "--format=%(trailers:key=Kropipe-Signed-By,valueonly)", promoted)), "\n")
+	if len(signedBy) != 3 || signedBy[0] != identity+" (issuer "+issuer+")" || signedBy[1] != keyID ||
+		!strings.HasPrefix(signedBy[2], notary.SignerName) || !strings.Contains(signedBy[2], "Notation") {
+		t.Errorf("promotion commit Kropipe-Signed-By %q, want %q, %q and Notation's %q\n%s", signedBy, identity+" (issuer "+issuer+")", keyID, notary.SignerName, v.git("log", "-1", "--format=%B", promoted))
 	}
 	v.waitApp(sigStage, "Synced and Healthy at the promotion, synced by kropipe", func(app *v1alpha1.Application) bool {
 		return syncedHealthyAt(promoted)(app) && syncedBy(app, "kropipe", promoted)

@@ -433,11 +433,6 @@ func (g *shopPipeline) wantFiles(commit string, files ...string) {
 	}
 }
 
-// trailer is commit's values of trailer key, comma-separated in order.
-func (g *shopPipeline) trailer(commit, key string) string {
-	return strings.TrimSpace(g.git("log", "-1", "--format=%(trailers:key="+key+",valueonly,separator=%x2C)", commit))
-}
-
 func (g *shopPipeline) wantTrailers(commit string, want map[string]string) {
 	g.t.Helper()
 	for k, v := range want {

@@ -488,6 +488,9 @@ type stageStatus struct {
 		Kind, From, Reason, LastError string
 		Attempts                      int
 	} `json:"owed"`
+	// Skipped are the tags ranked above the candidate that the stage's signature policies
+	// refused, each with why ("1.2.3: no signature by …").
+	Skipped []string `json:"skipped"`
 }
 
 func (p *pipeline) waitStage(pr *promoter, name, what string, cond func(stageStatus) bool) stageStatus {

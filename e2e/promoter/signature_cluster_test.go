@@ -5,7 +5,6 @@ import (
 	"html"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,7 +35,6 @@ import (
 // 1.2.3 and 1.2.4 wait; passes after that write nothing.
 func TestController_SignedTagPromotedUnsignedNewerWaits(t *testing.T) {
 	began := time.Now()
-	requirePromoterFlag(t, "--signature-policies")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const (
@@ -170,17 +168,6 @@ const (
 	sigStage  = "sig-develop"
 	sigSecret = "e2e-sigstore-root"
 )
-
-// requirePromoterFlag skips the test while the promoter under test lacks flag: the signature
-// policies (issue 24) arrive on another branch than this test; once they are merged the guard
-// never skips and can go.
-func requirePromoterFlag(t *testing.T, flag string) {
-	t.Helper()
-	out, _ := exec.Command(st.Binaries.Promoter, "controller", "--help").CombinedOutput()
-	if !strings.Contains(string(out), flag) {
-		t.Skipf("promoter controller has no %s yet", flag)
-	}
-}
 
 // tagsSection is the part of a stage's page from its tag explanations on, for messages.
 func tagsSection(page string) string {

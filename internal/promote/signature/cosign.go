@@ -36,6 +36,7 @@ type Cosign struct {
 	unverifiedT time.Duration
 	answers     *lru.Cache // cacheKey → answer
 	checks      *lru.Cache // policy hash → *cosignCheck (parsed keys, roots, regexps)
+	publicGood  *PublicGoodRoot
 	inflight    singleflight.Group
 }
 
@@ -76,8 +77,19 @@ func WithCosignClock(clk clock.PassiveClock) CosignOption {
 	}
 }
 
-// NewCosign returns a cosign verifier. Without a policy's TrustedRoot, keyless signatures are
-// verified against the public-good Sigstore trusted root embedded in the binary.
+// WithPublicGoodRoot sets where policies without a TrustedRoot get the public-good Sigstore
+// trusted root (default: the copy embedded in the binary, which lacks keys added after
+// sigstore-go v1.3.0).
+func WithPublicGoodRoot(src *PublicGoodRoot) CosignOption {
+	return func(c *Cosign) error {
+		c.publicGood = src
+		return nil
+	}
+}
+
+// NewCosign returns a cosign verifier. Without a policy's TrustedRoot, signatures are
+// verified against the public-good Sigstore trusted root: WithPublicGoodRoot's, else the one
+// embedded in the binary.
 func NewCosign(opts ...CosignOption) (*Cosign, error) {
 	c := &Cosign{
 		clock:       clock.RealClock{},
@@ -234,32 +246,48 @@ type cosignCheck struct {
 }
 
 func (c *Cosign) check(phash string, p Policy) (*cosignCheck, error) {
-	if v, ok := c.checks.Get(phash); ok {
+	key := phash
+	var tr *root.TrustedRoot
+	var rootRef string
+	if len(p.Cosign.TrustedRoot) == 0 && c.publicGood != nil {
+		// The public-good root changes when TUF delivers a new one: the check is made again
+		// for it.
+		var err error
+		if tr, rootRef, err = c.publicGood.TrustedRoot(); err != nil {
+			return nil, fmt.Errorf("signature policy %q: %s: %w", p.Name, rootRef, err)
+		}
+		key = fmt.Sprintf("%s#%p", phash, tr)
+	}
+	if v, ok := c.checks.Get(key); ok {
 		return v.(*cosignCheck), nil
 	}
-	chk, err := newCosignCheck(p)
+	chk, err := newCosignCheck(p, tr, rootRef)
 	if err != nil {
 		return nil, err
 	}
-	c.checks.Add(phash, chk)
+	c.checks.Add(key, chk)
 	return chk, nil
 }
 
-func newCosignCheck(p Policy) (*cosignCheck, error) {
+// newCosignCheck parses p; tr is the public-good root (named rootRef) for a policy without
+// its own, nil for the embedded one.
+func newCosignCheck(p Policy, tr *root.TrustedRoot, rootRef string) (*cosignCheck, error) {
 	cp := p.Cosign
 	keyless := cp.Identity != "" || cp.IdentityRegexp != "" || cp.Issuer != "" || cp.IssuerRegexp != ""
 	if len(cp.PublicKey) > 0 && keyless {
 		return nil, fmt.Errorf("signature policy %q: give cosign either a public key or a keyless identity and issuer, not both", p.Name)
 	}
-	rootRef := cp.TrustedRootRef
-	if len(cp.TrustedRoot) == 0 {
-		rootRef = "the public-good Sigstore trusted root"
-	} else if rootRef == "" {
-		rootRef = "the policy's trusted root"
-	}
-	tr, err := trustedRoot(cp.TrustedRoot)
-	if err != nil {
-		return nil, fmt.Errorf("signature policy %q: trusted root %s: %w", p.Name, rootRef, err)
+	var err error
+	if len(cp.TrustedRoot) > 0 || tr == nil {
+		rootRef = cp.TrustedRootRef
+		if len(cp.TrustedRoot) == 0 {
+			rootRef = "the public-good Sigstore trusted root"
+		} else if rootRef == "" {
+			rootRef = "the policy's trusted root"
+		}
+		if tr, err = trustedRoot(cp.TrustedRoot); err != nil {
+			return nil, fmt.Errorf("signature policy %q: trusted root %s: %w", p.Name, rootRef, err)
+		}
 	}
 	chk := &cosignCheck{policy: p.Name, rootRef: rootRef, ignoreTimestamps: cp.IgnoreTimestamps}
 	if p.Provenance != nil {

@@ -55,7 +55,7 @@ func (p Policy) Validate() error {
 		validateCosign(cp, bad)
 		if len(errs) == 0 {
 			// What the verifier itself refuses (a key that does not parse, for one).
-			if _, err := newCosignCheck(p); err != nil {
+			if _, err := newCosignCheck(p, nil, ""); err != nil {
 				field := "cosign"
 				if len(cp.PublicKey) > 0 {
 					field = "cosign.key"

@@ -17,6 +17,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/local"
 	"github.com/kropipe/kropipe/internal/promote/pass"
 	"github.com/kropipe/kropipe/internal/promote/printers"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 	"github.com/kropipe/kropipe/internal/version"
@@ -24,11 +25,13 @@ import (
 
 // globals are the flags every command shares.
 type globals struct {
-	config    string
-	addr      string
-	dataDir   string
-	tokenFile string
-	logLevel  string
+	config  string
+	addr    string
+	dataDir string
+	// sigstoreTUF is --sigstore-tuf-url.
+	sigstoreTUF string
+	tokenFile   string
+	logLevel    string
 	// registryTimeout bounds each registry request.
 	registryTimeout time.Duration
 	stdout          io.Writer
@@ -82,6 +85,7 @@ func (g *globals) register(f *pflag.FlagSet) {
 	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
 	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
 	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&g.sigstoreTUF, "sigstore-tuf-url", signature.PublicGoodTUF, "TUF repository the public-good Sigstore trusted root is read from, daily, for keyless signature policies without a trustedRoot (cached under --data-dir/sigstore-tuf); \"\" uses the root built into the binary, which lacks keys added since")
 	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
 }
 
@@ -125,7 +129,7 @@ func (g *globals) engine(_ context.Context, log *slog.Logger, extra ...stage.Opt
 	if err != nil {
 		return nil, nil, err
 	}
-	return local.Open(g.config, dir, g.registryTimeout, log, extra...)
+	return local.Open(g.config, dir, g.registryTimeout, g.sigstoreTUF, log, extra...)
 }
 
 // backend is what the stage commands act on: the repository itself or a running promoter.

@@ -156,6 +156,7 @@ func (f *controllerFlags) config(g *globals, kube kubernetes.Interface, dyn dyna
 		WebhookAddr: f.webhook.addr, WebhookSecret: secret, PodIP: g.getenv("POD_IP"),
 		Shards: f.shards, LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod, PeerAddr: f.peerAddr, PeerSecret: f.peerSecret,
 		ShutdownGrace: f.limits.grace, PassTimeout: f.limits.timeout, RegistryTimeout: g.registryTimeout,
+		SigstoreTUF: g.sigstoreTUF,
 		OwedBackoff: f.owedBackoff,
 		Signer:      signer, GitAuthorName: f.signing.authorName, GitAuthorEmail: f.signing.authorEmail,
 		SignaturePolicies: policies, SignaturePolicyFile: f.signaturePolicies,

@@ -62,6 +62,39 @@ func TestController_TimeLimitFlagsReachTheReplica(t *testing.T) {
 	}
 }
 
+// --sigstore-tuf-url reaches the replica: the public-good TUF repository unless given, ""
+// for the root built into the binary.
+func TestController_SigstoreTUFFlagReachesTheReplica(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "default", want: "https://tuf-repo-cdn.sigstore.dev"},
+		{name: "own mirror", args: []string{"--sigstore-tuf-url", "https://tuf.example.com"}, want: "https://tuf.example.com"},
+		{name: "off", args: []string{"--sigstore-tuf-url", ""}, want: ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fl := pflag.NewFlagSet("controller", pflag.ContinueOnError)
+			g := &globals{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+			f := &controllerFlags{}
+			g.register(fl)
+			f.register(fl)
+			if err := fl.Parse(append([]string{"--namespace", "kropipe", "--data-dir", t.TempDir()}, tc.args...)); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := f.config(g, kubefake.NewClientset(), nil, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.SigstoreTUF != tc.want {
+				t.Errorf("SigstoreTUF = %q; want %q", cfg.SigstoreTUF, tc.want)
+			}
+		})
+	}
+}
+
 // --owed-backoff sets when an automatic rollback Git refused is tried again: 10 s unless given,
 // and never zero (a refused rollback would be retried in a busy loop).
 func TestController_OwedBackoffFlagReachesTheReplica(t *testing.T) {

@@ -97,6 +97,10 @@ type Config struct {
 	ShutdownGrace   time.Duration // after ctx ends, how long the running pass may finish; 0 cancels it at once (--shutdown-grace)
 	PassTimeout     time.Duration // limit of one pass; 0 for pass.DefaultTimeout (--pass-timeout)
 	RegistryTimeout time.Duration // limit of each registry request; 0 for warehouse.DefaultRequestTimeout (--registry-timeout)
+	// SigstoreTUF is the TUF repository of the public-good Sigstore trusted root, for keyless
+	// policies without a trustedRoot (cached under DataDir/sigstore-tuf); "" for the root
+	// embedded in the binary (--sigstore-tuf-url).
+	SigstoreTUF string
 
 	// SignaturePolicies are the policies kropipe.io/verify-signature may name, as
 	// config.ParseSignaturePolicies read them from SignaturePolicyFile (--signature-policies):
@@ -698,7 +702,11 @@ func (c *controller) newEngine(ctx context.Context, w *argocd.Watcher) (*stage.E
 	}
 	// Signatures are read through the warehouse's transport, credentials (pull secrets
 	// rotated included) and insecure hosts, under the same per-registry rate limit.
-	sigs, err := stage.NewSignatureVerifier(wh, clock.RealClock{})
+	publicGood, err := signature.NewPublicGoodRoot(c.f.SigstoreTUF, filepath.Join(c.f.DataDir, "sigstore-tuf"), signature.WithTUFLogger(c.log))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	sigs, err := stage.NewSignatureVerifier(wh, clock.RealClock{}, signature.WithPublicGoodRoot(publicGood))
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}

@@ -17,14 +17,17 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/config"
 	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
+	"github.com/kropipe/kropipe/internal/promote/signature"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
 // Open builds the engine of the promoter.yaml at path, with persistent clones under
 // dataDir/git, the state in dataDir/state.json and the proven digests in dataDir/digests.json; each registry request is bounded by
-// registryTimeout (0 or less: warehouse.DefaultRequestTimeout).
-func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
+// registryTimeout (0 or less: warehouse.DefaultRequestTimeout). Keyless signature policies
+// without a trustedRoot verify with the public-good Sigstore root from the TUF repository at
+// sigstoreTUF (its cache in dataDir/sigstore-tuf; "": the root embedded in the binary).
+func Open(path, dataDir string, registryTimeout time.Duration, sigstoreTUF string, log *slog.Logger, extra ...stage.Option) (*stage.Engine, *config.Config, error) {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return nil, nil, err
@@ -37,7 +40,11 @@ func Open(path, dataDir string, registryTimeout time.Duration, log *slog.Logger,
 		return nil, nil, err
 	}
 	// Signatures are read through the warehouse's transport, credentials and insecure hosts.
-	sigs, err := stage.NewSignatureVerifier(wh, clock.RealClock{})
+	publicGood, err := signature.NewPublicGoodRoot(sigstoreTUF, filepath.Join(dataDir, "sigstore-tuf"), signature.WithTUFLogger(log))
+	if err != nil {
+		return nil, nil, err
+	}
+	sigs, err := stage.NewSignatureVerifier(wh, clock.RealClock{}, signature.WithPublicGoodRoot(publicGood))
 	if err != nil {
 		return nil, nil, err
 	}

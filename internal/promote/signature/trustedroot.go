@@ -9,9 +9,9 @@ import (
 
 // publicGoodRoot is the public-good Sigstore trusted_root.json (Fulcio, Rekor, CT log and
 // timestamp authority keys) as sigstore-go v1.3.0 ships it (its licence:
-// trusted_root_public_good.LICENSE). It is embedded because promoters reach no TUF server; a
-// deployment whose signatures use keys rotated in later gives its own trusted_root.json
-// (`cosign trusted-root create`, or the TUF target) as the policy's trusted root.
+// trusted_root_public_good.LICENSE). It is the last fallback of PublicGoodRoot (TUF off,
+// unreachable with nothing cached) and the root of a Cosign built without one: it lacks keys
+// added since (Rekor v2's log), which the TUF repository's current trusted_root.json has.
 //
 //go:embed trusted_root_public_good.json
 var publicGoodRoot []byte

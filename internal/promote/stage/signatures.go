@@ -49,9 +49,10 @@ const maxUnsigned = 20
 
 // NewSignatureVerifier is the verifier of cosign (key, keyless, provenance) and Notation
 // policies that reaches registries the way wh does: its transport (rate limits, retries),
-// its credentials and its insecure hosts. clk dates the verifiers' caches.
-func NewSignatureVerifier(wh *warehouse.Warehouse, clk clock.PassiveClock) (signature.Verifier, error) {
-	cosign, err := signature.NewCosign(signature.WithCosignClock(clk))
+// its credentials and its insecure hosts. clk dates the verifiers' caches; cosignOpts add to
+// the cosign verifier's (e.g. signature.WithPublicGoodRoot, the public-good root from TUF).
+func NewSignatureVerifier(wh *warehouse.Warehouse, clk clock.PassiveClock, cosignOpts ...signature.CosignOption) (signature.Verifier, error) {
+	cosign, err := signature.NewCosign(append([]signature.CosignOption{signature.WithCosignClock(clk)}, cosignOpts...)...)
 	if err != nil {
 		return nil, err
 	}

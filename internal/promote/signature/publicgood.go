@@ -188,14 +188,18 @@ func (s *PublicGoodRoot) logOnce(why, fallback string) {
 // fetch runs one TUF update and reads the trusted root target; the root it delivers is kept
 // as the last good copy.
 func (s *PublicGoodRoot) fetch() (*root.TrustedRoot, error) {
+	// One deadline for all the update's requests: a slow repository costs one timeout per
+	// update, not one per file.
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	defer cancel()
 	f := fetcher.NewDefaultFetcher() // one try per file: the next refresh is the retry
-	f.SetHTTPClient(&http.Client{Timeout: s.timeout})
+	f.SetHTTPClient(deadlineClient{ctx: ctx})
 	f.SetHTTPUserAgent(util.ConstructUserAgent())
 	opts := tuf.DefaultOptions().
 		WithRoot(s.tufRoot).
 		WithCachePath(filepath.Join(s.cacheDir, "tuf")).
 		WithRepositoryBaseURL(s.url).
-		WithFetcher(deadlineFetcher{f: f, deadline: time.Now().Add(s.timeout)})
+		WithFetcher(f)
 	c, err := tuf.New(opts)
 	if err != nil {
 		return nil, err
@@ -214,18 +218,11 @@ func (s *PublicGoodRoot) fetch() (*root.TrustedRoot, error) {
 	return tr, nil
 }
 
-// deadlineFetcher refuses requests after the update's deadline, so a slow repository costs
-// one timeout per update, not one per file.
-type deadlineFetcher struct {
-	f        fetcher.Fetcher
-	deadline time.Time
-}
+// deadlineClient sends every request of one update under its context.
+type deadlineClient struct{ ctx context.Context }
 
-func (d deadlineFetcher) DownloadFile(url string, maxLength int64, timeout time.Duration) ([]byte, error) {
-	if !time.Now().Before(d.deadline) {
-		return nil, fmt.Errorf("GET %s: %w", url, context.DeadlineExceeded)
-	}
-	return d.f.DownloadFile(url, maxLength, timeout)
+func (d deadlineClient) Do(req *http.Request) (*http.Response, error) {
+	return http.DefaultClient.Do(req.WithContext(d.ctx))
 }
 
 // lastGoodPath is the last trusted root TUF delivered, one per repository: another URL's is

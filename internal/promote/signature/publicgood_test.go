@@ -32,6 +32,7 @@ type tufRepo struct {
 	timestamps atomic.Int64      // timestamp.json requests: one per TUF update
 	target     string            // the trusted root target's path
 	isDown     atomic.Bool
+	isHung     atomic.Bool
 }
 
 func newTUFRepo(t *testing.T, target []byte) *tufRepo {
@@ -95,6 +96,10 @@ func newTUFRepo(t *testing.T, target []byte) *tufRepo {
 			}
 			return
 		}
+		if r.isHung.Load() {
+			<-req.Context().Done() // until the client gives up
+			return
+		}
 		if req.URL.Path == "/timestamp.json" {
 			r.timestamps.Add(1)
 		}
@@ -125,6 +130,9 @@ func (r *tufRepo) tamper() {
 // down makes the repository drop every connection, as an unreachable CDN.
 func (r *tufRepo) down() { r.isDown.Store(true) }
 
+// hang makes the repository accept requests and never answer.
+func (r *tufRepo) hang() { r.isHung.Store(true) }
+
 // signedByVirtualSigstore is an image with a keyless signature from e's virtual Sigstore,
 // which only a trusted root naming it (the one the TUF repository serves) trusts.
 func signedByVirtualSigstore(t *testing.T, e *env) name.Digest {
@@ -143,6 +151,7 @@ func TestPublicGoodRoot_ComesFromTUFWithCachedAndEmbeddedFallbacks(t *testing.T)
 		before  func(*tufRepo) // what happens to the repository first
 		restart bool           // a new PublicGoodRoot over the cache directory of the step before
 		off     bool           // --sigstore-tuf-url ""
+		timeout time.Duration  // of the update; 0 for 10 s
 		// wantErr is part of the ErrUnverified message, "" for verified; wantLog part of
 		// what is logged, "" for nothing.
 		wantErr, wantLog string
@@ -162,10 +171,13 @@ func TestPublicGoodRoot_ComesFromTUFWithCachedAndEmbeddedFallbacks(t *testing.T)
 		name:  "repository down and nothing cached: the embedded root, which refuses the signature, named",
 		steps: []step{{before: (*tufRepo).down, wantErr: embedded, wantLog: "using the trusted root embedded in kropipe"}},
 	}, {
+		name:  "repository that never answers: the update gives up at its timeout, the embedded root",
+		steps: []step{{before: (*tufRepo).hang, timeout: 200 * time.Millisecond, wantErr: embedded, wantLog: "context deadline exceeded"}},
+	}, {
 		name:  "tampered target: refused by TUF, the embedded root is used and why logged",
 		steps: []step{{before: (*tufRepo).tamper, wantErr: embedded, wantLog: "hash verification failed"}},
 	}, {
-		name:  "tampered target after a good fetch: a restarted promoter uses the copy TUF delivered last",
+		name:  "target tampered on the server after a good fetch: TUF's verified copy is kept, not downloaded again",
 		steps: []step{{}, {before: (*tufRepo).tamper, restart: true}},
 	}, {
 		name:  "TUF off: the embedded root",
@@ -186,8 +198,12 @@ func TestPublicGoodRoot_ComesFromTUFWithCachedAndEmbeddedFallbacks(t *testing.T)
 				if s.off {
 					url = ""
 				}
+				timeout := s.timeout
+				if timeout == 0 {
+					timeout = 10 * time.Second
+				}
 				var logs bytes.Buffer
-				src, err := NewPublicGoodRoot(url, dir, WithTUFRoot(repo.root), WithTUFTimeout(5*time.Second),
+				src, err := NewPublicGoodRoot(url, dir, WithTUFRoot(repo.root), WithTUFTimeout(timeout),
 					WithTUFLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 				if err != nil {
 					t.Fatal(err)

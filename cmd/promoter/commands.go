@@ -25,15 +25,14 @@ import (
 
 // globals are the flags every command shares.
 type globals struct {
-	config  string
-	addr    string
-	dataDir string
-	// sigstoreTUF is --sigstore-tuf-url.
-	sigstoreTUF string
-	tokenFile   string
-	logLevel    string
+	config    string
+	addr      string
+	dataDir   string
+	tokenFile string
+	logLevel  string
 	// registryTimeout bounds each registry request.
 	registryTimeout time.Duration
+	sigstoreTUF     string // --sigstore-tuf-url
 	stdout          io.Writer
 	stderr          io.Writer
 	getenv          func(string) string

@@ -1,6 +1,7 @@
 package forge
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -109,4 +110,24 @@ func short(sha string) string {
 		return sha[:12]
 	}
 	return sha
+}
+
+// mergeRefused reads a pull request again after the forge refused to merge it (fe) and says
+// what the refusal was: merged already (a merge that reached the forge before a crash; returned
+// without error), its head moved from sha (ErrHeadMoved; headMoved when the forge's own
+// answer says so), or it cannot be merged now (ErrNotMergeable, a merge kropipe tries again).
+func mergeRefused(ctx context.Context, f Forge, number int, sha string, fe *Error, headMoved bool) (*PullRequest, error) {
+	pr, err := f.Get(ctx, number)
+	switch {
+	case err == nil && pr.State == Merged:
+		return pr, nil
+	case headMoved, err == nil && sha != "" && pr.HeadSHA != "" && !strings.HasPrefix(pr.HeadSHA, sha):
+		fe.Err = ErrHeadMoved
+	default:
+		fe.Err = ErrNotMergeable
+		if err == nil && pr.State == Closed {
+			fe.Msg += ": the pull request is closed"
+		}
+	}
+	return nil, fe
 }

@@ -387,17 +387,7 @@ func (b *bitbucket) Merge(ctx context.Context, number int, sha string, method Me
 	case fe.Status == http.StatusBadRequest || fe.Status == http.StatusConflict || fe.Status == http.StatusMethodNotAllowed:
 		// Merge checks, conflicts, a fast-forward the base no longer allows, or a
 		// concurrent merge: see where the pull request stands.
-		again, gerr := b.Get(ctx, number)
-		switch {
-		case gerr != nil:
-			fe.Err = ErrNotMergeable
-		case again.State == Merged:
-			return again, nil
-		case sha != "" && again.HeadSHA != "" && !strings.HasPrefix(again.HeadSHA, sha):
-			fe.Err = ErrHeadMoved
-		default:
-			fe.Err = ErrNotMergeable
-		}
+		return mergeRefused(ctx, b, number, sha, fe, false)
 	}
 	return nil, fe
 }

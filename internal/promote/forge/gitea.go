@@ -355,19 +355,7 @@ func (g *giteaForge) Merge(ctx context.Context, number int, sha string, method M
 		}
 		// 404 (closed), 405 (already merged, not mergeable, not allowed), 409 (conflicts,
 		// "head out of date"): what the request is now says which.
-		pr, gerr := g.Get(ctx, number)
-		if gerr != nil {
-			return nil, ferr
-		}
-		switch {
-		case pr.State == Merged:
-			return pr, nil
-		case fe.Status == http.StatusConflict && strings.Contains(fe.Msg, "head out of date"), pr.HeadSHA != "" && pr.HeadSHA != sha:
-			fe.Err = ErrHeadMoved
-		default:
-			fe.Err = ErrNotMergeable
-		}
-		return nil, fe
+		return mergeRefused(ctx, g, number, sha, fe, fe.Status == http.StatusConflict && strings.Contains(fe.Msg, "head out of date"))
 	}
 	return g.Get(ctx, number)
 }

@@ -358,19 +358,7 @@ func (g *githubForge) Merge(ctx context.Context, number int, sha string, method 
 		}
 		// 405 (not mergeable, already merged), 409 ("Head branch was modified"), 422:
 		// what the request is now says which.
-		pr, gerr := g.Get(ctx, number)
-		if gerr != nil {
-			return nil, ferr
-		}
-		switch {
-		case pr.State == Merged:
-			return pr, nil
-		case fe.Status == http.StatusConflict, pr.HeadSHA != "" && pr.HeadSHA != sha:
-			fe.Err = ErrHeadMoved
-		default:
-			fe.Err = ErrNotMergeable
-		}
-		return nil, fe
+		return mergeRefused(ctx, g, number, sha, fe, fe.Status == http.StatusConflict)
 	}
 	return g.Get(ctx, number)
 }

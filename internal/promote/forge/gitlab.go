@@ -198,18 +198,8 @@ func (g *gitLab) Merge(ctx context.Context, number int, sha string, method Merge
 		fe.Err = ErrHeadMoved
 		fe.Msg += fmt.Sprintf(": the merge request's head is no longer %s", shortSHA(sha))
 	case http.StatusMethodNotAllowed, http.StatusNotAcceptable, http.StatusUnprocessableEntity:
-		// 405 also answers a merge request merged already (a merge that reached GitLab
-		// before a crash): that one is done, not refused.
-		cur, gerr := g.Get(ctx, number)
-		if gerr == nil && cur.State == Merged {
-			return cur, nil
-		}
-		fe.Err = ErrNotMergeable
-		if gerr == nil && cur.State == Closed {
-			fe.Msg += ": the merge request is closed"
-		} else if gerr == nil && cur.HeadSHA != "" && cur.HeadSHA != sha {
-			fe.Err = ErrHeadMoved
-		}
+		// 405 also answers a merge request merged already: that one is done, not refused.
+		return mergeRefused(ctx, g, number, sha, fe, false)
 	}
 	return nil, fe
 }

@@ -47,8 +47,17 @@ func (g gate) notify(ctx context.Context, pushes []webhook.Push) ([]string, erro
 	if err == nil {
 		return notifyEngine(e, pushes), nil
 	}
+	return g.toLeader(ctx, err, func(hc *http.Client, registryURL string) ([]string, error) {
+		return webhook.Forward(ctx, hc, registryURL, g.c.f.WebhookSecret, pushes)
+	})
+}
+
+// toLeader is how a standby (notReady: why it has no engine) hands a notification or a forge
+// event to the leader: send gets the leader's notification URL as its Lease advertises it.
+// Anything in the way answers ErrUnavailable (503), so the sender delivers it again.
+func (g gate) toLeader(ctx context.Context, notReady error, send func(hc *http.Client, registryURL string) ([]string, error)) ([]string, error) {
 	if webhook.Forwarded(ctx) || !g.c.f.LeaderElect {
-		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, notReady)
 	}
 	lease, lerr := g.c.kube.CoordinationV1().Leases(g.c.f.Namespace).Get(ctx, leader.DefaultName, metav1.GetOptions{})
 	url := ""
@@ -56,11 +65,11 @@ func (g gate) notify(ctx context.Context, pushes []webhook.Push) ([]string, erro
 		url = lease.Annotations[leaseWebhookAnnotation]
 	}
 	if url == "" {
-		return nil, fmt.Errorf("%w: %w (and the leader advertises no notification listener)", webhook.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w (and the leader advertises no notification listener)", webhook.ErrUnavailable, notReady)
 	}
-	stages, ferr := webhook.Forward(ctx, &http.Client{Timeout: 10 * time.Second}, url, g.c.f.WebhookSecret, pushes)
-	if ferr != nil {
-		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, ferr)
+	stages, err := send(&http.Client{Timeout: 10 * time.Second}, url)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, err)
 	}
 	return stages, nil
 }
@@ -165,18 +174,9 @@ func (g gate) notifyPullRequest(ctx context.Context, ev forge.Event, d webhook.D
 			return webhook.ForwardForge(ctx, hc, forgeURL(registryURL), d)
 		})...), nil
 	}
-	if webhook.Forwarded(ctx) || !g.c.f.LeaderElect {
-		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, err)
-	}
-	lease, lerr := g.c.kube.CoordinationV1().Leases(g.c.f.Namespace).Get(ctx, leader.DefaultName, metav1.GetOptions{})
-	if lerr != nil || lease.Annotations[leaseWebhookAnnotation] == "" {
-		return nil, fmt.Errorf("%w: %w (and the leader advertises no webhook listener)", webhook.ErrUnavailable, err)
-	}
-	stages, ferr := webhook.ForwardForge(ctx, &http.Client{Timeout: 10 * time.Second}, forgeURL(lease.Annotations[leaseWebhookAnnotation]), d)
-	if ferr != nil {
-		return nil, fmt.Errorf("%w: %w", webhook.ErrUnavailable, ferr)
-	}
-	return stages, nil
+	return g.toLeader(ctx, err, func(hc *http.Client, registryURL string) ([]string, error) {
+		return webhook.ForwardForge(ctx, hc, forgeURL(registryURL), d)
+	})
 }
 
 // forgeURL is the forge listener beside a replica's registry notification listener.

@@ -374,8 +374,7 @@ func (e *Engine) refuse(u *group, pr PullRequest, state *working, now time.Time)
 	e.log.Info("pull request closed unmerged: freight refused", "stage", u.Name, "number", pr.Number, "value", pr.Value, "by", pr.ClosedBy)
 	state.edit(func(s *State) {
 		s.Refused[u.Name] = append(s.Refused[u.Name], Refusal{FreightID: pr.FreightID, Value: pr.Value, Number: pr.Number, URL: pr.URL, ClosedBy: pr.ClosedBy, ClosedAt: now})
-		logPullRequest(s, u.Name, pr)
-		delete(s.PullRequests, u.Name)
+		untrack(s, u.Name, pr)
 	})
 }
 
@@ -415,15 +414,7 @@ func (e *Engine) closePullRequest(ctx context.Context, f forge.Forge, u *group, 
 	}
 	e.log.Info("closed pull request", "stage", u.Name, "number", pr.Number, "why", reason)
 	pr.State, pr.Action = forge.Closed, reason
-	state.edit(func(s *State) {
-		logPullRequest(s, u.Name, pr)
-		delete(s.PullRequests, u.Name)
-	})
-	if repo, err := e.Repo(ctx, u.members[0].RepoURL); err == nil {
-		if err := repo.DeleteBranch(ctx, pr.Head, pr.Commit); err != nil {
-			e.log.Warn("deleting a closed pull request's branch", "stage", u.Name, "branch", pr.Head, "err", err)
-		}
-	}
+	e.closeOut(ctx, u, pr, state)
 	return nil
 }
 
@@ -449,20 +440,21 @@ func (e *Engine) mergeLanded(ctx context.Context, u *group, pr PullRequest, obs 
 	return u.value(valueSet(u, cur)) == pr.Value
 }
 
-// closeOut ends the tracking of a merged pull request: logged, its branch deleted.
+// closeOut ends the tracking of a pull request merged or closed by kropipe: logged, its branch
+// deleted (while it still holds the proposal).
 func (e *Engine) closeOut(ctx context.Context, u *group, pr PullRequest, state *working) {
-	state.edit(func(s *State) {
-		logPullRequest(s, u.Name, pr)
-		delete(s.PullRequests, u.Name)
-	})
+	state.edit(func(s *State) { untrack(s, u.Name, pr) })
 	if repo, err := e.Repo(ctx, u.members[0].RepoURL); err == nil {
 		if err := repo.DeleteBranch(ctx, pr.Head, pr.Commit); err != nil {
-			e.log.Warn("deleting a merged pull request's branch", "stage", u.Name, "branch", pr.Head, "err", err)
+			e.log.Warn("deleting an ended pull request's branch", "stage", u.Name, "branch", pr.Head, "err", err)
 		}
 	}
 }
 
-func logPullRequest(s *State, unit string, pr PullRequest) {
+// untrack moves the unit's pull request from PullRequests to its log (the newest
+// maxPullRequestLog kept).
+func untrack(s *State, unit string, pr PullRequest) {
+	delete(s.PullRequests, unit)
 	l := append(s.PullRequestLog[unit], pr)
 	if len(l) > maxPullRequestLog {
 		l = l[len(l)-maxPullRequestLog:]

@@ -90,15 +90,6 @@ const (
 // DefaultInterval is how often a stage's registry is polled when kropipe.io/interval is not set.
 const DefaultInterval = 5 * time.Minute
 
-var knownKeys = []string{
-	AnnImage, AnnStrategy, AnnConstraint, AnnAllowTags, AnnIgnoreTags, AnnPlatform,
-	AnnFile, AnnKey, AnnStage, AnnUpstream, AnnAutoPromote, AnnSoak, AnnInterval,
-	AnnAutoRollback, AnnSource, AnnPullSecrets, AnnVerifyJob, AnnVerifyAnalysis, AnnVerifyTimeout,
-	AnnGroup, AnnGroupRequireAll, AnnGroupSubject,
-	AnnWrite, AnnMerge, AnnMergeMethod, AnnPullRequestBranch, AnnPullRequestLabels, AnnPullRequestReviewers,
-	AnnForge, AnnForgeAPIURL, AnnCommitVia, AnnVerifySignature,
-}
-
 // Problem is a configuration mistake that keeps one stage from running. The other
 // stages are not affected.
 type Problem struct {

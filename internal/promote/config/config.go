@@ -272,7 +272,7 @@ func (p *parser) strings(m map[string]*yaml.Node, key, where string) []string {
 
 func (p *parser) config(root *yaml.Node) *Config {
 	cfg := &Config{}
-	top := p.fields(root, "top level", "git", "registries", "stages", "groups", "interval", "signaturePolicies")
+	top := p.fields(root, "top level", fieldNames("")...)
 	if n, ok := top["signaturePolicies"]; ok {
 		p.policies = p.signaturePolicies(n)
 		cfg.SignaturePolicies = p.policies
@@ -284,7 +284,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 		p.fail(root, "git is missing; give git.url (and branch) of the GitOps repository")
 	}
 	for _, n := range p.list(top, "registries", "top level") {
-		m := p.fields(n, "registries entry", "host", "insecure", "rateLimit")
+		m := p.fields(n, "registries entry", fieldNames("registries[]")...)
 		r := Registry{Host: p.str(m, "host", "registries entry"), Insecure: p.boolean(m, "insecure", "registry", false), RateLimit: p.number(m, "rateLimit", "registry")}
 		if r.Host == "" {
 			p.fail(n, "registries entry: host is missing; write it as in image names, e.g. 127.0.0.1:5000 or ghcr.io")
@@ -307,7 +307,7 @@ func (p *parser) config(root *yaml.Node) *Config {
 }
 
 func (p *parser) git(n *yaml.Node) Git {
-	m := p.fields(n, "git", "url", "branch", "author", "credentials", "signing")
+	m := p.fields(n, "git", fieldNames("git")...)
 	g := Git{URL: p.str(m, "url", "git"), Branch: p.str(m, "branch", "git")}
 	if g.Branch == "" {
 		g.Branch = stage.DefaultBranch
@@ -318,7 +318,7 @@ func (p *parser) git(n *yaml.Node) Git {
 		p.fail(m["url"], "git.url: %v", err)
 	}
 	if a, ok := m["author"]; ok {
-		am := p.fields(a, "git.author", "name", "email")
+		am := p.fields(a, "git.author", fieldNames("git.author")...)
 		g.Author = Author{Name: p.str(am, "name", "git.author"), Email: p.str(am, "email", "git.author")}
 	}
 	if g.Author.Name == "" {
@@ -329,7 +329,7 @@ func (p *parser) git(n *yaml.Node) Git {
 	}
 	g.Credentials.Env = DefaultCredentialsEnv
 	if c, ok := m["credentials"]; ok {
-		cm := p.fields(c, "git.credentials", "env", "username", "passwordFile", "tokenFile", "sshKeyFile", "sshKnownHostsFile", "forgeTokenFile", "forgeUsername", "githubApp")
+		cm := p.fields(c, "git.credentials", fieldNames("git.credentials")...)
 		w := "git.credentials"
 		g.Credentials = CredentialSources{
 			Env: p.str(cm, "env", w), Username: p.str(cm, "username", w),
@@ -339,7 +339,7 @@ func (p *parser) git(n *yaml.Node) Git {
 		}
 		if a, ok := cm["githubApp"]; ok {
 			w := "git.credentials.githubApp"
-			am := p.fields(a, w, "appID", "installationID", "privateKeyFile")
+			am := p.fields(a, w, fieldNames("git.credentials.githubApp")...)
 			app := &GitHubAppSource{AppID: int64(p.number(am, "appID", w)), InstallationID: int64(p.number(am, "installationID", w)), PrivateKeyFile: p.str(am, "privateKeyFile", w)}
 			if app.AppID <= 0 || app.InstallationID <= 0 || app.PrivateKeyFile == "" {
 				p.fail(a, "%s: give appID, installationID (numbers from the App's settings and its installation URL) and privateKeyFile (the App's PEM private key)", w)
@@ -351,7 +351,7 @@ func (p *parser) git(n *yaml.Node) Git {
 		}
 	}
 	if sn, ok := m["signing"]; ok {
-		sm := p.fields(sn, "git.signing", "keyFile", "passphraseFile")
+		sm := p.fields(sn, "git.signing", fieldNames("git.signing")...)
 		g.Signing = SigningSources{KeyFile: p.str(sm, "keyFile", "git.signing"), PassphraseFile: p.str(sm, "passphraseFile", "git.signing")}
 		if g.Signing.KeyFile == "" {
 			p.fail(sn, "git.signing: keyFile is missing; give the file of the private key (SSH or OpenPGP) that signs kropipe's commits")
@@ -389,7 +389,7 @@ func checkGitURL(raw string) error {
 	return fmt.Errorf("%q is not a clone URL; write https://host/org/repo.git, ssh://git@host/org/repo.git, git@host:org/repo.git or file:///path/repo.git", raw)
 }
 
-var stageFields = []string{"name", "image", "strategy", "constraint", "allowTags", "ignoreTags", "platform", "file", "key", "autoPromote", "upstream", "soak", "verify", "interval", "write", "pullRequest", "commitVia", "signature"}
+var stageFields = fieldNames("stages[]")
 
 func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 	where := fmt.Sprintf("stage %d", i+1)
@@ -414,7 +414,7 @@ func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 		Interval:    p.duration(m, "interval", where),
 	}
 	if v, ok := m["verify"]; ok {
-		vm := p.fields(v, where+": verify", "command", "timeout")
+		vm := p.fields(v, where+": verify", fieldNames("stages[].verify")...)
 		vs := &stage.VerifySpec{Timeout: p.duration(vm, "timeout", where+": verify")}
 		if c, ok := vm["command"]; ok {
 			switch c.Kind {
@@ -438,7 +438,7 @@ func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 	s.CommitVia = p.str(m, "commitVia", where)
 	if n, ok := m["pullRequest"]; ok {
 		w := where + ": pullRequest"
-		pm := p.fields(n, w, "branch", "merge", "method", "labels", "reviewers", "forge", "forgeAPIURL")
+		pm := p.fields(n, w, fieldNames("stages[].pullRequest")...)
 		s.PullRequest = stage.PullRequestSpec{
 			Branch: p.str(pm, "branch", w), Merge: p.str(pm, "merge", w), Method: p.str(pm, "method", w),
 			Labels: p.strings(pm, "labels", w), Reviewers: p.strings(pm, "reviewers", w),
@@ -582,7 +582,7 @@ func (p *parser) group(n *yaml.Node, i int) stage.GroupSpec {
 			}
 		}
 	}
-	m := p.fields(n, where, "name", "members", "requireAll", "subject")
+	m := p.fields(n, where, fieldNames("groups[]")...)
 	g := stage.GroupSpec{
 		Name:       p.str(m, "name", where),
 		RequireAll: p.boolean(m, "requireAll", where, false),

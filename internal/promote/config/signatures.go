@@ -24,11 +24,11 @@ const SecretRefPrefix = "secret:"
 // signature: is a list whose entries are a name from signaturePolicies or a policy written in
 // place (with an optional name:).
 var (
-	policyFields     = []string{"cosign", "notation", "provenance"}
-	inlinePolicy     = append([]string{"name"}, policyFields...)
-	cosignFields     = []string{"key", "identity", "identityRegexp", "issuer", "issuerRegexp", "trustedRoot", "ignoreTlog", "ignoreTimestamps", "requireTlog"}
-	notationFields   = []string{"trustStore", "trustedIdentities"}
-	provenanceFields = []string{"builderID", "builderIDRegexp", "sourceRepository", "sourceRepositoryRegexp"}
+	policyFields     = fieldNames(policyPath)
+	inlinePolicy     = append(fieldNames("stages[].signature[]"), policyFields...)
+	cosignFields     = fieldNames(policyPath + ".cosign")
+	notationFields   = fieldNames(policyPath + ".notation")
+	provenanceFields = fieldNames(policyPath + ".provenance")
 )
 
 // materialFields are the policy fields whose problems depend on key material a

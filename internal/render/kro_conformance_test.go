@@ -22,8 +22,8 @@ import (
 // (test/upgrade/fixtures, test/e2e/chainsaw, examples) and classifies each offline render.
 // Expectations come from kro itself: chainsaw's error steps and invalid-*-instance files are
 // instances the API server refuses; everything else kro accepts. A fixture where cmp-sidecar
-// and kro disagree must be listed in knownDifferences with the reason, and the README's
-// conformance table must name it.
+// and kro disagree must be listed in knownDifferences with the reason, and docs/reference/conformance.md's
+// table must name it.
 
 type outcome string
 
@@ -68,7 +68,7 @@ var kroRefusesRGD = map[string]string{
 }
 
 // knownDifferences are fixtures kro accepts and cmp-sidecar cannot render offline, each
-// explained in README.md's conformance table.
+// explained in docs/reference/conformance.md's table.
 var knownDifferences = map[string]string{
 	"chainsaw/cel-random-namespaced-function/instance.yaml":                              "reads schema.metadata.uid, which the API server assigns on create",
 	"examples/kubernetes/cel-functions/instance.yaml":                                    "reads schema.metadata.uid, which the API server assigns on create",
@@ -111,13 +111,13 @@ func TestConformance_KroFixtures(t *testing.T) {
 		}
 		if why, known := knownDifferences[f.name]; !agrees && !known {
 			t.Errorf("%s: %s (%s), but kro %s it; fix the renderer or explain the difference in "+
-				"knownDifferences and README.md", f.name, r.outcome, r.why, map[bool]string{true: "refuses", false: "accepts"}[f.kroRejects])
+				"knownDifferences and docs/reference/conformance.md", f.name, r.outcome, r.why, map[bool]string{true: "refuses", false: "accepts"}[f.kroRejects])
 		} else if agrees && known {
 			t.Errorf("%s: listed as a known difference (%s) but now agrees with kro: remove it", f.name, why)
 		}
 	}
 	printTable(t, results)
-	readme, err := os.ReadFile("../../README.md")
+	table, err := os.ReadFile("../../docs/reference/conformance.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,8 +125,8 @@ func TestConformance_KroFixtures(t *testing.T) {
 		knownDifferences[name] = kroRefusesRGD[name]
 	}
 	for name := range knownDifferences {
-		if !strings.Contains(string(readme), name) {
-			t.Errorf("README.md's conformance table does not explain %s", name)
+		if !strings.Contains(string(table), name) {
+			t.Errorf("docs/reference/conformance.md's table does not explain %s", name)
 		}
 	}
 }

@@ -23,9 +23,9 @@ Applications and ApplicationSets you already have (see [First promotion in a
 cluster](../first-promotion.md) for a walk-through).
 
 - ` + "`kropipe.io/image`" + ` opts an Application in; without it the other keys are a problem of that stage.
-- An ApplicationSet's annotations (on its own ` + "`metadata`" + `, or in its template) apply to every
-  Application it owns; an Application's own annotations win, and one set to ` + "`\"\"`" + ` removes the
-  ApplicationSet's.
+- Annotations on an ApplicationSet's own ` + "`metadata`" + ` apply to every Application it owns (those
+  in its template become each Application's own); an Application's own annotations win, and one
+  set to ` + "`\"\"`" + ` removes the ApplicationSet's.
 - A typo or a bad value blocks only that stage: it is logged, recorded as an Event on the
   Application, shown as a failed stage by ` + "`promoter status`" + ` (and ` + "`GET /api/v1/stages`" + `,
   ` + "`/api/v1/problems`" + `), and never run with a guess. An unknown key is named with the closest

@@ -6,9 +6,13 @@
 // Run it with `make generate` (go generate ./...), or from the repository root:
 //
 //	go run ./internal/tools/docgen
+//
+// The same go generate rewrites the command sections of docs/reference/cli.md from the cobra
+// trees (internal/tools/clidoc), through the tests of cmd/promoter and cmd/cmp-sidecar-renderer.
 package main
 
 //go:generate go run . -root ../../..
+//go:generate go test -count=1 -run TestCLIReference ../../../cmd/promoter ../../../cmd/cmp-sidecar-renderer -update
 
 import (
 	"flag"

@@ -244,7 +244,7 @@ func Run(ctx context.Context, cfg Config) error {
 		c.shards.moved = c.store.Forget
 	}
 
-	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
+	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log), api.WithForwarders(c.peerToken))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
 	if c.shards != nil && f.PeerAddr == "" {
@@ -279,7 +279,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// other pods from reaching the port at all.
 	var peer http.Handler
 	if c.shards != nil && f.PeerAddr != "" {
-		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log))
+		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log), api.WithForwarders(c.peerToken))
 		ps.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
 		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
 		peer = peerOnly(c.peerToken, markForwarded(ps))
@@ -856,11 +856,15 @@ func (c *controller) outcomeEvent(ctx context.Context, w *argocd.Watcher, o stag
 		if !ok {
 			continue
 		}
+		by := ""
+		if o.RequestedBy != "" {
+			by = ", requested by " + o.RequestedBy
+		}
 		if o.Kind == gitwrite.Rollback.String() {
-			c.event(c.events.RolledBack(ctx, b.App, fmt.Sprintf("Roll back image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
+			c.event(c.events.RolledBack(ctx, b.App, fmt.Sprintf("Roll back image from %s to %s (stage %s, commit %.12s%s)", o.Old, o.New, o.Stage, o.Commit, by)))
 			continue
 		}
-		c.event(c.events.Promoted(ctx, b.App, fmt.Sprintf("Promote image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
+		c.event(c.events.Promoted(ctx, b.App, fmt.Sprintf("Promote image from %s to %s (stage %s, commit %.12s%s)", o.Old, o.New, o.Stage, o.Commit, by)))
 	}
 }
 
@@ -1067,7 +1071,7 @@ func (g gate) Promote(ctx context.Context, name, tag string, opts ...stage.Actio
 			return e.Promote(ctx, name, tag, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.Promote(ctx, name, tag, expect)
+			return p.As(stage.Requester(opts...)).Promote(ctx, name, tag, expect)
 		})
 }
 
@@ -1078,7 +1082,7 @@ func (g gate) Rollback(ctx context.Context, name, to string, opts ...stage.Actio
 			return e.Rollback(ctx, name, to, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.Rollback(ctx, name, to, expect)
+			return p.As(stage.Requester(opts...)).Rollback(ctx, name, to, expect)
 		})
 }
 
@@ -1089,7 +1093,7 @@ func (g gate) PromoteMember(ctx context.Context, name, tag string, opts ...stage
 			return e.PromoteMember(ctx, name, tag, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.PromoteMember(ctx, name, tag, expect)
+			return p.As(stage.Requester(opts...)).PromoteMember(ctx, name, tag, expect)
 		})
 }
 
@@ -1100,7 +1104,7 @@ func (g gate) RollbackMember(ctx context.Context, name, to string, opts ...stage
 			return e.RollbackMember(ctx, name, to, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.RollbackMember(ctx, name, to, expect)
+			return p.As(stage.Requester(opts...)).RollbackMember(ctx, name, to, expect)
 		})
 }
 
@@ -1142,7 +1146,7 @@ func (g gate) Approve(ctx context.Context, name, tag string, opts ...stage.Actio
 	if peer != nil {
 		ctx, cancel := g.c.shards.actWait(ctx)
 		defer cancel()
-		v, err := peer.acting().Approve(ctx, name, tag, expect)
+		v, err := peer.acting().As(stage.Requester(opts...)).Approve(ctx, name, tag, expect)
 		return v, peer.explainAction(name, expect, err)
 	}
 	defer leave()
@@ -1153,16 +1157,21 @@ func (g gate) Approve(ctx context.Context, name, tag string, opts ...stage.Actio
 	return e.Approve(ctx, name, tag, opts...)
 }
 
-func (g gate) Pause(ctx context.Context, name string) error  { return g.pause(ctx, name, true) }
-func (g gate) Resume(ctx context.Context, name string) error { return g.pause(ctx, name, false) }
+func (g gate) Pause(ctx context.Context, name string, opts ...stage.ActionOption) error {
+	return g.pause(ctx, name, true, opts)
+}
 
-func (g gate) pause(ctx context.Context, name string, paused bool) error {
+func (g gate) Resume(ctx context.Context, name string, opts ...stage.ActionOption) error {
+	return g.pause(ctx, name, false, opts)
+}
+
+func (g gate) pause(ctx context.Context, name string, paused bool, opts []stage.ActionOption) error {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return err
 	}
 	if peer != nil {
-		return peer.explain(peer.Pause(ctx, name, paused))
+		return peer.explain(peer.As(stage.Requester(opts...)).Pause(ctx, name, paused))
 	}
 	defer leave()
 	e, err := g.engine()
@@ -1170,9 +1179,9 @@ func (g gate) pause(ctx context.Context, name string, paused bool) error {
 		return err
 	}
 	if paused {
-		return e.Pause(ctx, name)
+		return e.Pause(ctx, name, opts...)
 	}
-	return e.Resume(ctx, name)
+	return e.Resume(ctx, name, opts...)
 }
 
 // withStage fills the stage of an outcome the engine returned empty (on early errors), so a

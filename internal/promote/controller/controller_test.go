@@ -435,8 +435,9 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		}
 	})
 	t.Run("rollback through the API", func(t *testing.T) {
-		out, err := c.Rollback(ctx, "develop-frontend", "", "1.2.2")
-		if err != nil || out.New != "1.2.1" {
+		// Without a token the API records the name the command gives (promoter sends $USER@host).
+		out, err := c.As("carol@laptop").Rollback(ctx, "develop-frontend", "", "1.2.2")
+		if err != nil || out.New != "1.2.1" || out.RequestedBy != "carol@laptop" {
 			t.Fatalf("rollback: %+v %v", out, err)
 		}
 		e.waitSyncRequested(t, "develop-frontend", out.Commit, logs)
@@ -467,6 +468,11 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		}
 		if len(got["develop-backend"]) > 0 {
 			t.Errorf("events on the untouched sibling: %v", got["develop-backend"])
+		}
+		if !slices.ContainsFunc(evs.Items, func(ev corev1.Event) bool {
+			return ev.Reason == argocd.ReasonRolledBack && strings.HasSuffix(ev.Message, ", requested by carol@laptop)")
+		}) {
+			t.Errorf("the RolledBack Event does not say who asked: %v", evs.Items)
 		}
 		if n := len(got["develop-typo"]); n != 1 {
 			t.Errorf("%d events for one misspelt annotation, want 1 (not one per pass)", n)

@@ -33,6 +33,8 @@ type pendingSet struct {
 	// signed are, per member whose value changes, its signature policies' results as
 	// checked right before the write (Kropipe-Signed-By, Kropipe-Provenance trailers).
 	signed [][]signature.Result
+	// requestedBy is who asked for a manual set (Kropipe-Requested-By), "" for a pass's.
+	requestedBy string
 }
 
 // MemberStatus is one member of a release group as the group's status lists it.
@@ -386,7 +388,7 @@ func (p *pendingSet) changes() []gitwrite.Change {
 		out[i] = gitwrite.Change{
 			Stage: m.Name, File: m.File, Key: m.Key,
 			Image: m.Image, Tag: f.Tag, Digest: f.Digest, Value: p.set[i].Value,
-			FreightID: f.ID(), Kind: p.kind, Expect: p.current[i],
+			FreightID: f.ID(), Kind: p.kind, Expect: p.current[i], RequestedBy: p.requestedBy,
 		}
 		if !p.g.lone {
 			out[i].Group, out[i].GroupFreight, out[i].Label, out[i].SubjectTemplate = p.g.Name, p.set.ID(), p.g.label(m), p.g.Subject

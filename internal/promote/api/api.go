@@ -118,6 +118,7 @@ type Server struct {
 	allowedHosts map[string]bool
 	// routes are the patterns registered, in order: the OpenAPI test calls each.
 	routes []string
+	docState
 }
 
 // New returns the API for c.
@@ -133,7 +134,7 @@ func New(c Controller, opts ...Option) *Server {
 		s.readyz = http.HandlerFunc(s.ready)
 	}
 	s.Handle("GET /readyz", s.readyz)
-	s.Handle("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI))
+	s.Handle("GET "+OpenAPIPath, http.HandlerFunc(s.serveOpenAPI))
 	s.Handle("GET /api/v1/stages", http.HandlerFunc(s.stages))
 	s.Handle("GET /api/v1/stages/{name}", http.HandlerFunc(s.stage))
 	s.Handle("GET /api/v1/stages/{name}/history", http.HandlerFunc(s.history))

@@ -63,3 +63,5 @@ func TestAPI_EveryKeyOfEveryAnswerIsCamelCase(t *testing.T) {
 		})
 	}
 }
+
+func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -33,6 +33,8 @@ type operation struct {
 	answer  any // nil: a free-form object
 	body    any
 	query   []*openapi3.Parameter
+	// text: the route may answer plain text instead (a readiness handler of the command's).
+	text bool
 }
 
 // operations are the routes New registers, as the document describes them. The schemas are
@@ -61,7 +63,7 @@ func operations() []operation {
 	}
 	return []operation{
 		{pattern: "GET /healthz", summary: "the process is alive", code: 200, answer: Health{}},
-		{pattern: "GET /readyz", summary: "ready to serve (after the first pass; a standby replica is ready too)", code: 200, answer: Health{}},
+		{pattern: "GET /readyz", summary: "ready to serve (after the first pass; a standby replica is ready too)", code: 200, answer: Health{}, text: true},
 		{pattern: "GET " + OpenAPIPath, summary: "this document", code: 200},
 		{pattern: "GET /api/v1/stages", summary: "the stages, filtered and a page at a time", code: 200, answer: StageList{}, query: listQuery},
 		{pattern: "GET /api/v1/stages/{name}", summary: "one stage (or release group)", code: 200, answer: stage.Status{}},
@@ -76,12 +78,48 @@ func operations() []operation {
 	}
 }
 
-// OpenAPI is the API's OpenAPI 3 document.
-func OpenAPI() (*openapi3.T, error) { return openAPI() }
+// Describe documents a route added with Handle in the server's OpenAPI document: what it
+// does, its success status and the type it answers (nil: a free-form object). Call it
+// before serving.
+func (s *Server) Describe(pattern, summary string, code int, answer any) {
+	s.extra = append(s.extra, operation{pattern: pattern, summary: summary, code: code, answer: answer})
+}
 
-var openAPI = sync.OnceValues(buildOpenAPI)
+// OpenAPI is the server's OpenAPI 3 document: New's routes and those described with Describe.
+func (s *Server) OpenAPI() (*openapi3.T, error) {
+	s.docOnce.Do(func() { s.doc, s.docErr = buildOpenAPI(append(operations(), s.extra...)) })
+	return s.doc, s.docErr
+}
 
-func buildOpenAPI() (*openapi3.T, error) {
+// Undocumented are the routes under /api/ registered on s that its OpenAPI document does
+// not describe: a test of the command that adds routes keeps it empty.
+func (s *Server) Undocumented() ([]string, error) {
+	doc, err := s.OpenAPI()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, route := range s.Routes() {
+		method, path, _ := strings.Cut(route, " ")
+		if !strings.HasPrefix(path, "/api/") {
+			continue
+		}
+		if item := doc.Paths.Value(path); item == nil || item.GetOperation(method) == nil {
+			out = append(out, route)
+		}
+	}
+	return out, nil
+}
+
+// docState is the lazily built document of a Server.
+type docState struct {
+	docOnce sync.Once
+	doc     *openapi3.T
+	docErr  error
+	extra   []operation
+}
+
+func buildOpenAPI(ops []operation) (*openapi3.T, error) {
 	doc := &openapi3.T{
 		OpenAPI: "3.0.3",
 		Info: &openapi3.Info{
@@ -110,7 +148,7 @@ func buildOpenAPI() (*openapi3.T, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, op := range operations() {
+	for _, op := range ops {
 		method, path, _ := strings.Cut(op.pattern, " ")
 		answer, err := schema(op.answer)
 		if err != nil {
@@ -119,8 +157,12 @@ func buildOpenAPI() (*openapi3.T, error) {
 		o := openapi3.NewOperation()
 		o.Summary = op.summary
 		o.OperationID = operationID(method, path)
+		ok := openapi3.NewResponse().WithDescription(op.summary).WithJSONSchemaRef(answer)
+		if op.text {
+			ok.Content["text/plain"] = openapi3.NewMediaType().WithSchema(openapi3.NewStringSchema())
+		}
 		o.Responses = openapi3.NewResponses(
-			openapi3.WithStatus(op.code, &openapi3.ResponseRef{Value: openapi3.NewResponse().WithDescription(op.summary).WithJSONSchemaRef(answer)}),
+			openapi3.WithStatus(op.code, &openapi3.ResponseRef{Value: ok}),
 			openapi3.WithName("default", openapi3.NewResponse().WithDescription("the error, in a sentence saying what to do").WithJSONSchemaRef(errRef)),
 		)
 		if strings.Contains(path, "{name}") {
@@ -147,6 +189,9 @@ func buildOpenAPI() (*openapi3.T, error) {
 // typeName names a component by its package and type (StageStatus, APIHistory), so types of
 // the same name in two packages do not collide.
 func typeName(t reflect.Type) string {
+	if t.Name() == "" {
+		return "Object"
+	}
 	pkg := t.PkgPath()
 	pkg = pkg[strings.LastIndex(pkg, "/")+1:]
 	if pkg == "api" {
@@ -206,8 +251,8 @@ func requiredKeys(t reflect.Type) []string {
 }
 
 // serveOpenAPI answers the document.
-func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
-	doc, err := openAPI()
+func (s *Server) serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	doc, err := s.OpenAPI()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, fmt.Errorf("building the OpenAPI document: %w", err))
 		return

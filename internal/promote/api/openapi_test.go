@@ -114,3 +114,32 @@ func TestOpenAPI_AGoSpelledKeyFailsValidation(t *testing.T) {
 		t.Fatal("a stage answering candidate.Tag validates: the schema is not closed")
 	}
 }
+
+// A route a command adds under /api/ is undocumented until it describes it, and then its
+// answers are checked like New's.
+func TestOpenAPI_AddedRoutesMustBeDescribed(t *testing.T) {
+	s := New(fixture{}, WithLogger(quiet()))
+	if missing, err := s.Undocumented(); err != nil || len(missing) != 0 {
+		t.Fatalf("New's own routes undocumented: %v, %v", missing, err)
+	}
+	s.Handle("GET /api/v1/extra", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, Paused{Stage: "x", Paused: true})
+	}))
+	s.Handle("GET /metrics", http.NotFoundHandler()) // not the API: not in the document
+	if missing, _ := s.Undocumented(); len(missing) != 1 || missing[0] != "GET /api/v1/extra" {
+		t.Fatalf("undocumented %v, want GET /api/v1/extra", missing)
+	}
+	described := New(fixture{}, WithLogger(quiet()))
+	described.Handle("GET /api/v1/extra", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, Paused{Stage: "x", Paused: true})
+	}))
+	described.Describe("GET /api/v1/extra", "an extra route", http.StatusOK, Paused{})
+	if missing, err := described.Undocumented(); err != nil || len(missing) != 0 {
+		t.Fatalf("undocumented after Describe: %v, %v", missing, err)
+	}
+	doc := servedDoc(t, described)
+	req := fixtureRequest("GET /api/v1/extra")
+	rec := httptest.NewRecorder()
+	described.ServeHTTP(rec, req)
+	validate(t, doc, "GET /api/v1/extra", req, rec)
+}

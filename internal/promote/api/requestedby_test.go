@@ -150,6 +150,19 @@ func TestAPI_ApprovalAndPauseKeepWhoAskedInTheState(t *testing.T) {
 	if st.PausedBy["develop-frontend"] != "alice" {
 		t.Fatalf("pausedBy %+v", st.PausedBy)
 	}
+	// The status says who paused it, after the next pass too.
+	if err := e2.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Stage(ctx, "develop-frontend"); err != nil || !got.Paused || got.PausedBy != "alice" {
+		t.Fatalf("status after the pause: %+v, %v", got, err)
+	}
+	if err := NewClient(strings.TrimPrefix(ts.URL, "http://"), "b0t-s3cret", nil).Pause(ctx, "develop-frontend", false); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Stage(ctx, "develop-frontend"); got.Paused || got.PausedBy != "" {
+		t.Fatalf("status after resume: %+v", got)
+	}
 }
 
 // No token ever shows in a log line, an error or an answer: not a wrong one sent, not the

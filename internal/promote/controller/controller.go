@@ -247,6 +247,7 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log), api.WithForwarders(c.peerToken))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
+	srv.Describe("GET /api/v1/problems", "the annotations the promoter could not use (problems block their stage, warnings do not)", http.StatusOK, problemList{})
 	if c.shards != nil && f.PeerAddr == "" {
 		// Without --peer-addr the other replicas ask --addr for the stages this one runs, with
 		// the API token: they send it, so nobody else reads them here when there is one.
@@ -256,6 +257,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		srv.Handle("GET "+api.ShardPath, own)
 		srv.Handle("GET "+api.ShardPath+"/{name}", ownOne)
+		srv.Describe("GET "+api.ShardPath, "for the other replicas: the stages this one runs", http.StatusOK, api.StageList{})
+		srv.Describe("GET "+api.ShardPath+"/{name}", "for the other replicas: a stage this one runs", http.StatusOK, stage.Status{})
 	}
 	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
@@ -282,6 +285,8 @@ func Run(ctx context.Context, cfg Config) error {
 		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log), api.WithForwarders(c.peerToken))
 		ps.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
 		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
+		ps.Describe("GET "+api.ShardPath, "for the other replicas: the stages this one runs", http.StatusOK, api.StageList{})
+		ps.Describe("GET "+api.ShardPath+"/{name}", "for the other replicas: a stage this one runs", http.StatusOK, stage.Status{})
 		peer = peerOnly(c.peerToken, markForwarded(ps))
 	}
 	servers, err := c.listen(ctx, markForwarded(srv), peer, hook)
@@ -879,11 +884,14 @@ func (c *controller) event(err error) {
 // the stages whose registry needs it then fail with the registry's answer, the others run.
 // problems serves the stages the annotations cannot describe: they are not in the engine, so
 // GET /api/v1/stages does not show them.
+// problemList is the body of GET /api/v1/problems.
+type problemList struct {
+	Problems []argocd.Problem `json:"problems"`
+	Warnings []argocd.Problem `json:"warnings"`
+}
+
 func (c *controller) problems(w http.ResponseWriter, r *http.Request) {
-	body := struct {
-		Problems []argocd.Problem `json:"problems"`
-		Warnings []argocd.Problem `json:"warnings"`
-	}{Problems: []argocd.Problem{}, Warnings: []argocd.Problem{}}
+	body := problemList{Problems: []argocd.Problem{}, Warnings: []argocd.Problem{}}
 	// A standby never gets here (api.Availability answers 503 for it).
 	if wt := c.watcher.Load(); wt != nil {
 		cfg := wt.Config()

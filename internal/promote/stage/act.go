@@ -52,6 +52,7 @@ func unitStatuses(u *group, obs map[string]*observation, recs []gitwrite.Record,
 		o := obs[m.Name]
 		st := &Status{Name: m.Name, Image: m.Image, Upstream: m.Upstream, File: m.File, Key: m.Key, CurrentTag: o.current}
 		_, st.Paused = state.Paused[m.Name]
+		st.PausedBy = state.PausedBy[m.Name]
 		if len(o.records) > 0 {
 			st.LastCommit, st.LastPromotion = o.records[0].Commit, o.records[0].Time
 		}
@@ -67,6 +68,7 @@ func unitStatuses(u *group, obs map[string]*observation, recs []gitwrite.Record,
 	}
 	st := &Status{Name: u.Name, Upstream: u.upstream, CurrentTag: cur.Value()}
 	_, st.Paused = state.Paused[u.Name]
+	st.PausedBy = state.PausedBy[u.Name]
 	for _, m := range u.members {
 		st.Members = append(st.Members, MemberStatus{Stage: m.Name, Current: obs[m.Name].current})
 		for _, sk := range obs[m.Name].skipped {

@@ -391,6 +391,7 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet, expect string) (Ou
 		st, _ := e.StatusOf(name)
 		st.Decision, st.Error = DecisionPromote, ""
 		_, st.Paused = state.Paused[name]
+		st.PausedBy = state.PausedBy[name]
 		statuses[name] = &st
 	}
 	st := statuses[u.Name]
@@ -534,6 +535,12 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool, by st
 	}
 	e.mu.Lock()
 	st := e.status[stage]
+	switch {
+	case !paused:
+		st.PausedBy = ""
+	case !st.Paused:
+		st.PausedBy = by // a second pause keeps the first one's name, as the State does
+	}
 	st.Paused = paused
 	if paused && st.Decision != DecisionFailed {
 		st.Decision, st.Reason = DecisionHold, "paused"

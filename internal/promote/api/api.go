@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -277,7 +278,7 @@ type HistoryEntry struct {
 	Commit   string    `json:"commit"`
 	Time     time.Time `json:"time"`
 	Subject  string    `json:"subject"`
-	Kind     string    `json:"kind"`
+	Kind     string    `json:"kind"` // promote, rollback or approve (no commit)
 	Image    string    `json:"image,omitempty"`
 	Value    string    `json:"value"`
 	Previous string    `json:"previous,omitempty"`
@@ -326,6 +327,45 @@ func NewHistory(name string, recs []gitwrite.Record, prs []stage.PullRequest) Hi
 		})
 	}
 	return h
+}
+
+// KindApprove is the kind of a history entry for an approval: it wrote no commit, the
+// State remembers it (stage.Approval).
+const KindApprove = "approve"
+
+// ApprovalLogger is implemented by a Controller that remembers who approved what
+// (stage.State.Approvals); the history then lists the approvals. *stage.Engine does.
+type ApprovalLogger interface {
+	Approvals(ctx context.Context, stage string) ([]stage.Approval, error)
+}
+
+// WithApprovals is h with an entry of kind approve per approval, among the others by time,
+// newest first. Git keeps a commit's time in seconds: an approval and the promotion it let
+// happen in the same second are ordered approval first (listed after it).
+func (h History) WithApprovals(as []stage.Approval) History {
+	if len(as) == 0 {
+		return h
+	}
+	entries := slices.Clone(h.Entries)
+	for _, a := range as {
+		entries = append(entries, HistoryEntry{Time: a.ApprovedAt, Subject: "Approve " + a.Value, Kind: KindApprove, Value: a.Value, RequestedBy: a.RequestedBy})
+	}
+	slices.SortStableFunc(entries, func(a, b HistoryEntry) int {
+		return b.Time.Truncate(time.Second).Compare(a.Time.Truncate(time.Second))
+	})
+	h.Entries = entries
+	return h
+}
+
+// Approvals are the approvals h lists, oldest first, for a replica that passes a history on.
+func (h History) Approvals() []stage.Approval {
+	var out []stage.Approval
+	for _, e := range slices.Backward(h.Entries) {
+		if e.Kind == KindApprove {
+			out = append(out, stage.Approval{Value: e.Value, ApprovedAt: e.Time, RequestedBy: e.RequestedBy})
+		}
+	}
+	return out
 }
 
 // PullRequests are the pull requests h links, for a replica that passes a history on.
@@ -403,7 +443,16 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 			prs = nil
 		}
 	}
-	writeJSON(w, http.StatusOK, NewHistory(name, recs, prs))
+	h := NewHistory(name, recs, prs)
+	if l, ok := s.c.(ApprovalLogger); ok {
+		// Like the links, the approvals are a convenience: a history without them beats none.
+		as, err := l.Approvals(r.Context(), name)
+		if err != nil {
+			s.log.Warn("reading the approvals for the history", "stage", name, "err", err)
+		}
+		h = h.WithApprovals(as)
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 // Tags is the body of GET /api/v1/stages/{name}/tags. A stage with an upstream has no tags

@@ -121,3 +121,7 @@ func (fixture) Reverify(context.Context, string) (string, error) { return "1.2.2
 func (fixture) Tags(context.Context, string) ([]warehouse.TagVerdict, error) {
 	return []warehouse.TagVerdict{filled[warehouse.TagVerdict]()}, nil
 }
+
+func (fixture) Approvals(context.Context, string) ([]stage.Approval, error) {
+	return []stage.Approval{filled[stage.Approval]()}, nil
+}

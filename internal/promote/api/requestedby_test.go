@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -150,6 +152,14 @@ func TestAPI_ApprovalAndPauseKeepWhoAskedInTheState(t *testing.T) {
 	if st.PausedBy["develop-frontend"] != "alice" {
 		t.Fatalf("pausedBy %+v", st.PausedBy)
 	}
+	// The history lists the approval, who gave it, and no commit.
+	h, err := c.History(ctx, "develop-frontend")
+	if err != nil || len(h.Entries) == 0 {
+		t.Fatalf("history %+v, %v", h, err)
+	}
+	if a := h.Entries[0]; a.Kind != KindApprove || a.Value != "1.2.2" || a.RequestedBy != "alice" || a.Commit != "" {
+		t.Fatalf("newest history entry %+v, want alice's approval of 1.2.2", a)
+	}
 	// The status says who paused it, after the next pass too.
 	if err := e2.Reconcile(ctx); err != nil {
 		t.Fatal(err)
@@ -222,5 +232,29 @@ func TestAPI_TokensNeverShow(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "api request") {
 		t.Fatal("the test read no log: it proves nothing")
+	}
+}
+
+// A replica passing a history on gives the approvals back as they were.
+func TestHistory_ApprovalsAmongCommitsNewestFirstAndBack(t *testing.T) {
+	at := func(m int) time.Time { return fixtureTime.Add(time.Duration(m) * time.Minute) }
+	h := History{Stage: "prod-frontend", Entries: []HistoryEntry{
+		{Commit: "c3", Time: at(30), Kind: "promote", Value: "1.2.2"},
+		{Commit: "c1", Time: at(10), Kind: "promote", Value: "1.2.1"},
+	}}
+	as := []stage.Approval{{Value: "1.2.1", ApprovedAt: at(5), RequestedBy: "alice"}, {Value: "1.2.2", ApprovedAt: at(20), RequestedBy: "bob"}}
+	got := h.WithApprovals(as)
+	var order []string
+	for _, e := range got.Entries {
+		order = append(order, e.Kind+" "+e.Value)
+	}
+	if strings.Join(order, ", ") != "promote 1.2.2, approve 1.2.2, promote 1.2.1, approve 1.2.1" {
+		t.Fatalf("entries %v", order)
+	}
+	if back := got.Approvals(); !reflect.DeepEqual(back, as) {
+		t.Fatalf("approvals back %+v, want %+v", back, as)
+	}
+	if len(h.Entries) != 2 {
+		t.Fatal("WithApprovals changed the history it was given")
 	}
 }

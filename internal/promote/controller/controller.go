@@ -1069,6 +1069,25 @@ func (g gate) PullRequestLog(ctx context.Context, name string) ([]stage.PullRequ
 	return e.PullRequestLog(ctx, name)
 }
 
+// Approvals gives the history the stage's approvals: from this replica's State, or as the
+// owner's history lists them.
+func (g gate) Approvals(ctx context.Context, name string) ([]stage.Approval, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if peer != nil {
+		h, err := peer.History(ctx, name)
+		return h.Approvals(), err
+	}
+	defer leave()
+	e, err := g.engine()
+	if err != nil {
+		return nil, err
+	}
+	return e.Approvals(ctx, name)
+}
+
 // The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
 // engine or to the owner's API: the owner's Git write checks it, wherever the call came in.
 

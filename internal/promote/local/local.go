@@ -154,7 +154,11 @@ func (l Backend) History(ctx context.Context, name string) (api.History, error) 
 	if err != nil {
 		return api.History{}, err
 	}
-	return api.NewHistory(name, recs, prs), nil
+	as, err := l.E.Approvals(ctx, name)
+	if err != nil {
+		return api.History{}, err
+	}
+	return api.NewHistory(name, recs, prs).WithApprovals(as), nil
 }
 
 // Interval is the time between run's passes: the --interval flag when given, else the file's

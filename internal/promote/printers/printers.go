@@ -143,7 +143,7 @@ func History(w io.Writer, h api.History) {
 		if e.PullRequest != nil {
 			pr = strings.TrimSpace(fmt.Sprintf("PR #%d %s", e.PullRequest.Number, e.PullRequest.URL))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", short(e.Commit), e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, dash(e.Previous), e.Value, dash(e.Rejected), dash(e.RequestedBy), pr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(short(e.Commit)), e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, dash(e.Previous), e.Value, dash(e.Rejected), dash(e.RequestedBy), pr)
 	}
 	tw.Flush()
 }

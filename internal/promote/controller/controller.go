@@ -86,7 +86,7 @@ type Config struct {
 	PeerSecret string
 
 	Addr         string // the API listener (--addr)
-	Token        string // the API's bearer token; "" for none (--token-file)
+	Token        string // the API's token file content (api.ParseTokens); "" for none (--token-file)
 	RequireToken bool   // refuse API calls without Token: Addr is reachable from other pods
 	HealthAddr   string // probes and metrics only; "" for none (--health-addr)
 

@@ -42,30 +42,34 @@ func ListStages(sts []stage.Status, origin func(string) stagefilter.Origin, f st
 	for _, s := range stagefilter.States {
 		out.Attention[s] = 0
 	}
-	var kept []stage.Status
-	for _, st := range sts {
-		for _, s := range stagefilter.StatesOf(st) {
+	// The indexes of the stages kept, not copies: a Status is large and a page is small.
+	var kept []int
+	for i := range sts {
+		st := &sts[i]
+		for _, s := range stagefilter.StatesOf(*st) {
 			out.Attention[s]++
 		}
 		var o stagefilter.Origin
 		if origin != nil {
 			o = origin(st.Name)
 		}
-		if f.Match(st, o) {
-			kept = append(kept, st)
+		if f.Match(*st, o) {
+			kept = append(kept, i)
 		}
 	}
 	out.Total = len(kept)
-	start, err := resume(kept, token)
+	start, err := resume(sts, kept, token)
 	if err != nil {
 		return StageList{}, err
 	}
 	end := len(kept)
 	if limit > 0 && start+limit < end {
 		end = start + limit
-		out.Continue = continueToken(end, kept[end-1].Name)
+		out.Continue = continueToken(end, sts[kept[end-1]].Name)
 	}
-	out.Stages = append(out.Stages, kept[start:end]...)
+	for _, i := range kept[start:end] {
+		out.Stages = append(out.Stages, sts[i])
+	}
 	return out, nil
 }
 
@@ -75,7 +79,7 @@ func continueToken(next int, last string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(next) + "/" + last))
 }
 
-func resume(sts []stage.Status, token string) (int, error) {
+func resume(sts []stage.Status, kept []int, token string) (int, error) {
 	if token == "" {
 		return 0, nil
 	}
@@ -85,15 +89,15 @@ func resume(sts []stage.Status, token string) (int, error) {
 	if err != nil || !ok || nerr != nil || n < 0 {
 		return 0, errors.New("query parameter continue is not a token this API gave; start again without it")
 	}
-	if n <= len(sts) && n > 0 && sts[n-1].Name == last {
+	if n <= len(kept) && n > 0 && sts[kept[n-1]].Name == last {
 		return n, nil
 	}
-	for i, st := range sts {
-		if st.Name == last {
-			return i + 1, nil
+	for k, i := range kept {
+		if sts[i].Name == last {
+			return k + 1, nil
 		}
 	}
-	return min(n, len(sts)), nil // the last stage given is gone: resume at its offset
+	return min(n, len(kept)), nil // the last stage given is gone: resume at its offset
 }
 
 func (s *Server) stages(w http.ResponseWriter, r *http.Request) {

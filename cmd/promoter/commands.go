@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"os/user"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,6 +31,7 @@ type globals struct {
 	addr      string
 	dataDir   string
 	tokenFile string
+	tokenName string
 	logLevel  string
 	// registryTimeout bounds each registry request.
 	registryTimeout time.Duration
@@ -82,7 +85,8 @@ func (g *globals) register(f *pflag.FlagSet) {
 	f.StringVarP(&g.config, "config", "c", "", "promoter.yaml to work from directly (local mode)")
 	f.StringVar(&g.addr, "addr", api.DefaultAddr, "API address: where run listens, and which promoter the other commands talk to without --config")
 	f.StringVar(&g.dataDir, "data-dir", "", "where persistent clones and state live (default $XDG_STATE_HOME/kropipe or ~/.local/state/kropipe)")
-	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN); required by run when --addr is not loopback")
+	f.StringVar(&g.tokenFile, "token-file", "", "file holding the API bearer token (also KROPIPE_TOKEN), or lines \"name: token\" whose names the commits record as who asked; required by run when --addr is not loopback")
+	f.StringVar(&g.tokenName, "token-name", "", "which token of a --token-file of named tokens the command sends (default: the only one, or \"api\")")
 	f.StringVar(&g.logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&g.sigstoreTUF, "sigstore-tuf-url", signature.PublicGoodTUF, "TUF repository the public-good Sigstore trusted root is read from, daily, for keyless signature policies without a trustedRoot (cached under --data-dir/sigstore-tuf); \"\" uses the root built into the binary, which lacks keys added since")
 	f.DurationVar(&g.registryTimeout, "registry-timeout", warehouse.DefaultRequestTimeout, "limit for each registry request, answer body included; a registry slower than this fails only its own stages for the pass")
@@ -110,6 +114,9 @@ func (g *globals) apiAuth(reachableBy, instead string) (token string, loopback b
 	token, err = api.ReadToken(g.tokenFile, g.getenv)
 	if err != nil {
 		return "", false, err
+	}
+	if _, err := api.ParseTokens(token); err != nil {
+		return "", false, fmt.Errorf("--token-file (or KROPIPE_TOKEN): %w", err)
 	}
 	if loopback, err = api.IsLoopback(g.addr); err != nil {
 		return "", false, err
@@ -162,13 +169,42 @@ func (g *globals) backend(ctx context.Context) (backend, error) {
 		if err != nil {
 			return nil, err
 		}
-		return local.Backend{E: e}, nil
+		return local.Backend{E: e, By: g.requester()}, nil
 	}
-	tok, err := api.ReadToken(g.tokenFile, g.getenv)
+	raw, err := api.ReadToken(g.tokenFile, g.getenv)
 	if err != nil {
 		return nil, err
 	}
-	return api.NewClient(g.addr, tok, &http.Client{Timeout: 2 * time.Minute}), nil
+	ts, err := api.ParseTokens(raw)
+	if err != nil {
+		return nil, fmt.Errorf("--token-file (or KROPIPE_TOKEN): %w", err)
+	}
+	tok, err := ts.Pick(g.tokenName)
+	if err != nil {
+		return nil, err
+	}
+	// The promoter records the token's name; the user's own counts where it takes actions
+	// without a token.
+	return api.NewClient(g.addr, tok, &http.Client{Timeout: 2 * time.Minute}).As(g.requester()), nil
+}
+
+// requester is who the command acts for: $USER@host (the commits' Kropipe-Requested-By in
+// local mode).
+func (g *globals) requester() string {
+	name := g.getenv("USER")
+	if name == "" {
+		name = g.getenv("LOGNAME")
+	}
+	if name == "" {
+		if u, err := user.Current(); err == nil {
+			name = u.Username
+		}
+	}
+	host, _ := os.Hostname()
+	if host == "" {
+		return name
+	}
+	return name + "@" + host
 }
 
 func newRunCommand(g *globals) *cobra.Command {

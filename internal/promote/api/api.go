@@ -4,13 +4,13 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -33,8 +33,10 @@ type Controller interface {
 	Promote(ctx context.Context, stage, tag string, opts ...stage.ActionOption) (stage.Outcome, error)
 	Rollback(ctx context.Context, stage, to string, opts ...stage.ActionOption) (stage.Outcome, error)
 	Approve(ctx context.Context, stage, tag string, opts ...stage.ActionOption) (string, error)
-	Pause(ctx context.Context, stage string) error
-	Resume(ctx context.Context, stage string) error
+	// Pause and Resume take stage.RequestedBy like the other actions: who asked is kept
+	// with the pause.
+	Pause(ctx context.Context, stage string, opts ...stage.ActionOption) error
+	Resume(ctx context.Context, stage string, opts ...stage.ActionOption) error
 	Passes() int
 }
 
@@ -75,9 +77,24 @@ type Availability interface {
 // Option configures a Server.
 type Option func(*Server)
 
-// WithToken requires "Authorization: Bearer <token>" on every mutating request.
-// An empty token with WithRequireToken refuses every mutating request.
-func WithToken(token string) Option { return func(s *Server) { s.token = token } }
+// WithToken requires "Authorization: Bearer <token>" on every mutating request; token is the
+// content of --token-file (ParseTokens: one token, or "name: token" lines whose names are
+// recorded as who asked). An empty token with WithRequireToken refuses every mutating
+// request, and so does a content ParseTokens refuses (the command checks it first).
+func WithToken(token string) Option {
+	return func(s *Server) {
+		ts, err := ParseTokens(token)
+		if err != nil {
+			ts, s.requireToken = Tokens{}, true
+		}
+		s.tokens = ts
+	}
+}
+
+// WithForwarders trusts RequestedByHeader on requests another replica passes on
+// (ForwardedHeader) with credential, the replicas' shared token: the name the caller
+// authenticated with where the request came in.
+func WithForwarders(credential string) Option { return func(s *Server) { s.forwarders = credential } }
 
 // WithRequireToken makes mutating requests need the token; the command sets it
 // when the listener is not loopback.
@@ -94,11 +111,15 @@ func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
 type Server struct {
 	c            Controller
 	mux          *http.ServeMux
-	token        string
+	tokens       Tokens
+	forwarders   string
 	requireToken bool
 	readyz       http.Handler
 	log          *slog.Logger
 	allowedHosts map[string]bool
+	// routes are the patterns registered, in order: the OpenAPI test calls each.
+	routes []string
+	docState
 }
 
 // New returns the API for c.
@@ -107,19 +128,18 @@ func New(c Controller, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	s.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, Health{Status: "ok"})
+	}))
 	if s.readyz == nil {
 		s.readyz = http.HandlerFunc(s.ready)
 	}
-	s.mux.Handle("GET /readyz", s.readyz)
-	s.mux.HandleFunc("GET /api/v1/stages", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, StageList{Stages: s.c.Status()})
-	})
-	s.mux.HandleFunc("GET /api/v1/stages/{name}", s.stage)
-	s.mux.HandleFunc("GET /api/v1/stages/{name}/history", s.history)
-	s.mux.HandleFunc("GET /api/v1/stages/{name}/tags", s.tags)
+	s.Handle("GET /readyz", s.readyz)
+	s.Handle("GET "+OpenAPIPath, http.HandlerFunc(s.serveOpenAPI))
+	s.Handle("GET /api/v1/stages", http.HandlerFunc(s.stages))
+	s.Handle("GET /api/v1/stages/{name}", http.HandlerFunc(s.stage))
+	s.Handle("GET /api/v1/stages/{name}/history", http.HandlerFunc(s.history))
+	s.Handle("GET /api/v1/stages/{name}/tags", http.HandlerFunc(s.tags))
 	s.Handle("POST /api/v1/stages/{name}/promote", http.HandlerFunc(s.promote))
 	s.Handle("POST /api/v1/stages/{name}/rollback", http.HandlerFunc(s.rollback))
 	s.Handle("POST /api/v1/stages/{name}/approve", http.HandlerFunc(s.approve))
@@ -132,6 +152,7 @@ func New(c Controller, opts ...Option) *Server {
 // Handle adds a route (a Go 1.22 ServeMux pattern); routes whose method changes
 // state get the same-site and token checks. The Argo CD mode adds its routes this way.
 func (s *Server) Handle(pattern string, h http.Handler) {
+	s.routes = append(s.routes, pattern)
 	method, _, _ := strings.Cut(pattern, " ")
 	switch method {
 	case http.MethodGet, http.MethodHead:
@@ -140,6 +161,10 @@ func (s *Server) Handle(pattern string, h http.Handler) {
 		s.mux.Handle(pattern, s.authorize(h))
 	}
 }
+
+// Routes are the patterns of every route registered so far (New's, then Handle's and
+// HandleWith's), in order.
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -186,6 +211,14 @@ func (s *Server) authorize(h http.Handler) http.Handler {
 				return
 			}
 		}
+		by, err := s.requester(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		if by != "" {
+			r = r.WithContext(WithRequester(r.Context(), by))
+		}
 		h.ServeHTTP(w, r)
 	})
 }
@@ -206,12 +239,13 @@ func (s *Server) SameSite(r *http.Request) error {
 func (s *Server) CheckHost(r *http.Request) error { return s.checkHost(r) }
 
 // TokenNeeded says whether state-changing requests must carry the API token.
-func (s *Server) TokenNeeded() bool { return s.requireToken || s.token != "" }
+func (s *Server) TokenNeeded() bool { return s.requireToken || len(s.tokens) > 0 }
 
 // TokenValid reports whether got is the API token (compared in constant time). With the
 // token required but none configured, nothing is valid.
 func (s *Server) TokenValid(got string) bool {
-	return s.token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
+	_, ok := s.tokens.Name(got)
+	return ok
 }
 
 // HandleWith adds a state-changing route that passes the same-site check and then check
@@ -222,6 +256,7 @@ func (s *Server) HandleWith(pattern string, check func(http.ResponseWriter, *htt
 	if check == nil {
 		panic("api: HandleWith " + pattern + " without a credential check")
 	}
+	s.routes = append(s.routes, pattern)
 	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.SameSite(r); err != nil {
 			writeError(w, http.StatusForbidden, err)
@@ -238,22 +273,20 @@ func (s *Server) HandleWith(pattern string, check func(http.ResponseWriter, *htt
 // stage, 409 when there is nothing to do, ...); the pipeline page answers the same.
 func ErrorStatus(err error) int { return statusOf(err) }
 
-// StageList is the body of GET /api/v1/stages.
-type StageList struct {
-	Stages []stage.Status `json:"stages"`
-}
-
 // HistoryEntry is one promotion or rollback from Git, as the API shows it.
 type HistoryEntry struct {
 	Commit   string    `json:"commit"`
 	Time     time.Time `json:"time"`
 	Subject  string    `json:"subject"`
-	Kind     string    `json:"kind"`
+	Kind     string    `json:"kind"` // promote, rollback or approve (no commit)
 	Image    string    `json:"image,omitempty"`
 	Value    string    `json:"value"`
 	Previous string    `json:"previous,omitempty"`
 	Freight  string    `json:"freight,omitempty"`
 	Rejected string    `json:"rejected,omitempty"`
+	// RequestedBy is who asked for a manual promotion or rollback (the commit's
+	// Kropipe-Requested-By); empty for an automatic one.
+	RequestedBy string `json:"requestedBy,omitempty"`
 	// PullRequest is the pull request the change went through (pull-request mode), when
 	// the promoter still remembers it.
 	PullRequest *HistoryPullRequest `json:"pullRequest,omitempty"`
@@ -290,10 +323,49 @@ func NewHistory(name string, recs []gitwrite.Record, prs []stage.PullRequest) Hi
 		h.Entries = append(h.Entries, HistoryEntry{
 			Commit: rec.Commit, Time: rec.Time, Subject: rec.Subject, Kind: rec.Kind.String(),
 			Image: rec.Image, Value: rec.Value, Previous: rec.Previous, Freight: rec.Freight, Rejected: rec.Rejected,
-			PullRequest: byCommit[rec.Commit],
+			RequestedBy: rec.RequestedBy, PullRequest: byCommit[rec.Commit],
 		})
 	}
 	return h
+}
+
+// KindApprove is the kind of a history entry for an approval: it wrote no commit, the
+// State remembers it (stage.Approval).
+const KindApprove = "approve"
+
+// ApprovalLogger is implemented by a Controller that remembers who approved what
+// (stage.State.Approvals); the history then lists the approvals. *stage.Engine does.
+type ApprovalLogger interface {
+	Approvals(ctx context.Context, stage string) ([]stage.Approval, error)
+}
+
+// WithApprovals is h with an entry of kind approve per approval, among the others by time,
+// newest first. Git keeps a commit's time in seconds: an approval and the promotion it let
+// happen in the same second are ordered approval first (listed after it).
+func (h History) WithApprovals(as []stage.Approval) History {
+	if len(as) == 0 {
+		return h
+	}
+	entries := slices.Clone(h.Entries)
+	for _, a := range as {
+		entries = append(entries, HistoryEntry{Time: a.ApprovedAt, Subject: "Approve " + a.Value, Kind: KindApprove, Value: a.Value, RequestedBy: a.RequestedBy})
+	}
+	slices.SortStableFunc(entries, func(a, b HistoryEntry) int {
+		return b.Time.Truncate(time.Second).Compare(a.Time.Truncate(time.Second))
+	})
+	h.Entries = entries
+	return h
+}
+
+// Approvals are the approvals h lists, oldest first, for a replica that passes a history on.
+func (h History) Approvals() []stage.Approval {
+	var out []stage.Approval
+	for _, e := range slices.Backward(h.Entries) {
+		if e.Kind == KindApprove {
+			out = append(out, stage.Approval{Value: e.Value, ApprovedAt: e.Time, RequestedBy: e.RequestedBy})
+		}
+	}
+	return out
 }
 
 // PullRequests are the pull requests h links, for a replica that passes a history on.
@@ -344,7 +416,7 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, errors.New("the first pass has not finished yet"))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, Health{Status: "ready"})
 }
 
 func (s *Server) stage(w http.ResponseWriter, r *http.Request) {
@@ -371,7 +443,16 @@ func (s *Server) history(w http.ResponseWriter, r *http.Request) {
 			prs = nil
 		}
 	}
-	writeJSON(w, http.StatusOK, NewHistory(name, recs, prs))
+	h := NewHistory(name, recs, prs)
+	if l, ok := s.c.(ApprovalLogger); ok {
+		// Like the links, the approvals are a convenience: a history without them beats none.
+		as, err := l.Approvals(r.Context(), name)
+		if err != nil {
+			s.log.Warn("reading the approvals for the history", "stage", name, "err", err)
+		}
+		h = h.WithApprovals(as)
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 // Tags is the body of GET /api/v1/stages/{name}/tags. A stage with an upstream has no tags
@@ -452,7 +533,7 @@ func (s *Server) promote(w http.ResponseWriter, r *http.Request) {
 		}
 		promote = m.PromoteMember
 	}
-	out, err := promote(r.Context(), r.PathValue("name"), req.Tag, expecting(req.Expect)...)
+	out, err := promote(r.Context(), r.PathValue("name"), req.Tag, actionOptions(r, req.Expect)...)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -474,7 +555,7 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 		}
 		rollback = m.RollbackMember
 	}
-	out, err := rollback(r.Context(), r.PathValue("name"), req.To, expecting(req.Expect)...)
+	out, err := rollback(r.Context(), r.PathValue("name"), req.To, actionOptions(r, req.Expect)...)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -488,7 +569,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
-	v, err := s.c.Approve(r.Context(), name, req.Tag, expecting(req.Expect)...)
+	v, err := s.c.Approve(r.Context(), name, req.Tag, actionOptions(r, req.Expect)...)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
@@ -518,7 +599,7 @@ func (s *Server) pause(paused bool) http.HandlerFunc {
 		if paused {
 			fn = s.c.Pause
 		}
-		if err := fn(r.Context(), name); err != nil {
+		if err := fn(r.Context(), name, actionOptions(r, "")...); err != nil {
 			writeError(w, statusOf(err), err)
 			return
 		}
@@ -526,12 +607,16 @@ func (s *Server) pause(paused bool) http.HandlerFunc {
 	}
 }
 
-// expecting is the action option for a request's expected value; none without one.
-func expecting(v string) []stage.ActionOption {
-	if v == "" {
-		return nil
+// actionOptions are the action options of a request: its expected value, and who asks.
+func actionOptions(r *http.Request, expect string) []stage.ActionOption {
+	var out []stage.ActionOption
+	if expect != "" {
+		out = append(out, stage.Expect(expect))
 	}
-	return []stage.ActionOption{stage.Expect(v)}
+	if by := RequesterFrom(r.Context()); by != "" {
+		out = append(out, stage.RequestedBy(by))
+	}
+	return out
 }
 
 // maxBody bounds request bodies; the largest legitimate one is a tag name.

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/stagefilter"
 )
 
 // Client calls a running promoter's API; the promoter command uses it with --addr.
@@ -45,6 +47,20 @@ func (c *Client) Forwarding() *Client {
 	return &cp
 }
 
+// As returns a copy of c whose actions say name asked for them (RequestedByHeader): the
+// server records it when it takes actions without a token, or from another replica;
+// otherwise the name of the token c sends counts.
+func (c *Client) As(name string) *Client {
+	cp := *c
+	cp.header = c.header.Clone()
+	if name == "" {
+		cp.header.Del(RequestedByHeader)
+	} else {
+		cp.header.Set(RequestedByHeader, name)
+	}
+	return &cp
+}
+
 // ShardPath is the root of the routes a sharded replica serves to the others: the stages of
 // the shards it holds, and nothing else.
 const ShardPath = "/api/v1/shard/stages"
@@ -75,6 +91,25 @@ func (c *Client) Stages(ctx context.Context) ([]stage.Status, error) {
 	var out StageList
 	err := c.do(ctx, http.MethodGet, "/api/v1/stages", nil, &out)
 	return out.Stages, err
+}
+
+// ListStages returns a page of the stages f keeps: at most limit (0: all) from token on
+// ("" for the first page); the answer's Continue is the next page's token.
+func (c *Client) ListStages(ctx context.Context, f stagefilter.Filter, limit int, token string) (StageList, error) {
+	q := f.Values()
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if token != "" {
+		q.Set("continue", token)
+	}
+	path := "/api/v1/stages"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out StageList
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
 }
 
 // Stage returns one stage's status.

@@ -7,8 +7,9 @@ import (
 	"strings"
 )
 
-// ReadToken is the API bearer token: the contents of file when one is named, else the
-// environment variable KROPIPE_TOKEN (getenv reads it); "" when neither is set.
+// ReadToken is the content of the API's token file: the contents of file when one is named,
+// else the environment variable KROPIPE_TOKEN (getenv reads it); "" when neither is set. It
+// holds one token or "name: token" lines (ParseTokens).
 func ReadToken(file string, getenv func(string) string) (string, error) {
 	if file == "" {
 		return strings.TrimSpace(getenv("KROPIPE_TOKEN")), nil

@@ -86,7 +86,7 @@ type Config struct {
 	PeerSecret string
 
 	Addr         string // the API listener (--addr)
-	Token        string // the API's bearer token; "" for none (--token-file)
+	Token        string // the API's token file content (api.ParseTokens); "" for none (--token-file)
 	RequireToken bool   // refuse API calls without Token: Addr is reachable from other pods
 	HealthAddr   string // probes and metrics only; "" for none (--health-addr)
 
@@ -244,9 +244,10 @@ func Run(ctx context.Context, cfg Config) error {
 		c.shards.moved = c.store.Forget
 	}
 
-	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log))
+	srv := api.New(gate{c}, api.WithToken(f.Token), api.WithRequireToken(f.RequireToken), api.WithReadiness(http.HandlerFunc(c.ready)), api.WithLogger(log), api.WithForwarders(c.peerToken))
 	srv.Handle("GET /metrics", c.metrics.Handler())
 	srv.Handle("GET /api/v1/problems", http.HandlerFunc(c.problems))
+	srv.Describe("GET /api/v1/problems", "the annotations the promoter could not use (problems block their stage, warnings do not)", http.StatusOK, problemList{})
 	if c.shards != nil && f.PeerAddr == "" {
 		// Without --peer-addr the other replicas ask --addr for the stages this one runs, with
 		// the API token: they send it, so nobody else reads them here when there is one.
@@ -256,6 +257,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		srv.Handle("GET "+api.ShardPath, own)
 		srv.Handle("GET "+api.ShardPath+"/{name}", ownOne)
+		srv.Describe("GET "+api.ShardPath, "for the other replicas: the stages this one runs", http.StatusOK, api.StageList{})
+		srv.Describe("GET "+api.ShardPath+"/{name}", "for the other replicas: a stage this one runs", http.StatusOK, stage.Status{})
 	}
 	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
@@ -279,9 +282,11 @@ func Run(ctx context.Context, cfg Config) error {
 	// other pods from reaching the port at all.
 	var peer http.Handler
 	if c.shards != nil && f.PeerAddr != "" {
-		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log))
+		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log), api.WithForwarders(c.peerToken))
 		ps.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
 		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
+		ps.Describe("GET "+api.ShardPath, "for the other replicas: the stages this one runs", http.StatusOK, api.StageList{})
+		ps.Describe("GET "+api.ShardPath+"/{name}", "for the other replicas: a stage this one runs", http.StatusOK, stage.Status{})
 		peer = peerOnly(c.peerToken, markForwarded(ps))
 	}
 	servers, err := c.listen(ctx, markForwarded(srv), peer, hook)
@@ -856,11 +861,15 @@ func (c *controller) outcomeEvent(ctx context.Context, w *argocd.Watcher, o stag
 		if !ok {
 			continue
 		}
+		by := ""
+		if o.RequestedBy != "" {
+			by = ", requested by " + o.RequestedBy
+		}
 		if o.Kind == gitwrite.Rollback.String() {
-			c.event(c.events.RolledBack(ctx, b.App, fmt.Sprintf("Roll back image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
+			c.event(c.events.RolledBack(ctx, b.App, fmt.Sprintf("Roll back image from %s to %s (stage %s, commit %.12s%s)", o.Old, o.New, o.Stage, o.Commit, by)))
 			continue
 		}
-		c.event(c.events.Promoted(ctx, b.App, fmt.Sprintf("Promote image from %s to %s (stage %s, commit %.12s)", o.Old, o.New, o.Stage, o.Commit)))
+		c.event(c.events.Promoted(ctx, b.App, fmt.Sprintf("Promote image from %s to %s (stage %s, commit %.12s%s)", o.Old, o.New, o.Stage, o.Commit, by)))
 	}
 }
 
@@ -875,11 +884,14 @@ func (c *controller) event(err error) {
 // the stages whose registry needs it then fail with the registry's answer, the others run.
 // problems serves the stages the annotations cannot describe: they are not in the engine, so
 // GET /api/v1/stages does not show them.
+// problemList is the body of GET /api/v1/problems.
+type problemList struct {
+	Problems []argocd.Problem `json:"problems"`
+	Warnings []argocd.Problem `json:"warnings"`
+}
+
 func (c *controller) problems(w http.ResponseWriter, r *http.Request) {
-	body := struct {
-		Problems []argocd.Problem `json:"problems"`
-		Warnings []argocd.Problem `json:"warnings"`
-	}{Problems: []argocd.Problem{}, Warnings: []argocd.Problem{}}
+	body := problemList{Problems: []argocd.Problem{}, Warnings: []argocd.Problem{}}
 	// A standby never gets here (api.Availability answers 503 for it).
 	if wt := c.watcher.Load(); wt != nil {
 		cfg := wt.Config()
@@ -1057,6 +1069,25 @@ func (g gate) PullRequestLog(ctx context.Context, name string) ([]stage.PullRequ
 	return e.PullRequestLog(ctx, name)
 }
 
+// Approvals gives the history the stage's approvals: from this replica's State, or as the
+// owner's history lists them.
+func (g gate) Approvals(ctx context.Context, name string) ([]stage.Approval, error) {
+	peer, ctx, leave, err := g.route(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if peer != nil {
+		h, err := peer.History(ctx, name)
+		return h.Approvals(), err
+	}
+	defer leave()
+	e, err := g.engine()
+	if err != nil {
+		return nil, err
+	}
+	return e.Approvals(ctx, name)
+}
+
 // The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
 // engine or to the owner's API: the owner's Git write checks it, wherever the call came in.
 
@@ -1067,7 +1098,7 @@ func (g gate) Promote(ctx context.Context, name, tag string, opts ...stage.Actio
 			return e.Promote(ctx, name, tag, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.Promote(ctx, name, tag, expect)
+			return p.As(stage.Requester(opts...)).Promote(ctx, name, tag, expect)
 		})
 }
 
@@ -1078,7 +1109,7 @@ func (g gate) Rollback(ctx context.Context, name, to string, opts ...stage.Actio
 			return e.Rollback(ctx, name, to, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.Rollback(ctx, name, to, expect)
+			return p.As(stage.Requester(opts...)).Rollback(ctx, name, to, expect)
 		})
 }
 
@@ -1089,7 +1120,7 @@ func (g gate) PromoteMember(ctx context.Context, name, tag string, opts ...stage
 			return e.PromoteMember(ctx, name, tag, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.PromoteMember(ctx, name, tag, expect)
+			return p.As(stage.Requester(opts...)).PromoteMember(ctx, name, tag, expect)
 		})
 }
 
@@ -1100,7 +1131,7 @@ func (g gate) RollbackMember(ctx context.Context, name, to string, opts ...stage
 			return e.RollbackMember(ctx, name, to, opts...)
 		},
 		func(ctx context.Context, p *api.Client) (stage.Outcome, error) {
-			return p.RollbackMember(ctx, name, to, expect)
+			return p.As(stage.Requester(opts...)).RollbackMember(ctx, name, to, expect)
 		})
 }
 
@@ -1142,7 +1173,7 @@ func (g gate) Approve(ctx context.Context, name, tag string, opts ...stage.Actio
 	if peer != nil {
 		ctx, cancel := g.c.shards.actWait(ctx)
 		defer cancel()
-		v, err := peer.acting().Approve(ctx, name, tag, expect)
+		v, err := peer.acting().As(stage.Requester(opts...)).Approve(ctx, name, tag, expect)
 		return v, peer.explainAction(name, expect, err)
 	}
 	defer leave()
@@ -1153,16 +1184,21 @@ func (g gate) Approve(ctx context.Context, name, tag string, opts ...stage.Actio
 	return e.Approve(ctx, name, tag, opts...)
 }
 
-func (g gate) Pause(ctx context.Context, name string) error  { return g.pause(ctx, name, true) }
-func (g gate) Resume(ctx context.Context, name string) error { return g.pause(ctx, name, false) }
+func (g gate) Pause(ctx context.Context, name string, opts ...stage.ActionOption) error {
+	return g.pause(ctx, name, true, opts)
+}
 
-func (g gate) pause(ctx context.Context, name string, paused bool) error {
+func (g gate) Resume(ctx context.Context, name string, opts ...stage.ActionOption) error {
+	return g.pause(ctx, name, false, opts)
+}
+
+func (g gate) pause(ctx context.Context, name string, paused bool, opts []stage.ActionOption) error {
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
 		return err
 	}
 	if peer != nil {
-		return peer.explain(peer.Pause(ctx, name, paused))
+		return peer.explain(peer.As(stage.Requester(opts...)).Pause(ctx, name, paused))
 	}
 	defer leave()
 	e, err := g.engine()
@@ -1170,9 +1206,9 @@ func (g gate) pause(ctx context.Context, name string, paused bool) error {
 		return err
 	}
 	if paused {
-		return e.Pause(ctx, name)
+		return e.Pause(ctx, name, opts...)
 	}
-	return e.Resume(ctx, name)
+	return e.Resume(ctx, name, opts...)
 }
 
 // withStage fills the stage of an outcome the engine returned empty (on early errors), so a

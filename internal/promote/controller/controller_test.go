@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -385,6 +388,25 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		if code != http.StatusOK || !strings.Contains(body, `"stage":"develop-typo"`) || !strings.Contains(body, "kropipe.io/constrant") {
 			t.Errorf("/api/v1/problems = %d %s, want develop-typo's misspelt annotation", code, body)
 		}
+		// The route is in the served OpenAPI document, and answers as it says.
+		_, docBody := get(t, "http://"+addr+api.OpenAPIPath)
+		doc, err := openapi3.NewLoader().LoadFromData([]byte(docBody))
+		if err != nil {
+			t.Fatalf("the served OpenAPI document: %v", err)
+		}
+		item := doc.Paths.Value("/api/v1/problems")
+		if item == nil || item.Get == nil {
+			t.Fatalf("%s does not describe /api/v1/problems", api.OpenAPIPath)
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/api/v1/problems", nil)
+		in := &openapi3filter.ResponseValidationInput{
+			RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, Route: &routers.Route{Spec: doc, Path: "/api/v1/problems", PathItem: item, Method: http.MethodGet, Operation: item.Get}},
+			Status:                 code, Header: http.Header{"Content-Type": {"application/json"}},
+		}
+		in.SetBodyBytes([]byte(body))
+		if err := openapi3filter.ValidateResponse(ctx, in); err != nil {
+			t.Errorf("/api/v1/problems answers not as %s says: %v", api.OpenAPIPath, err)
+		}
 	})
 	t.Run("pipeline page: sync, health and revision on the card, a bad annotation on its stage", func(t *testing.T) {
 		code, body := tryGet("http://" + addr + "/")
@@ -435,8 +457,9 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		}
 	})
 	t.Run("rollback through the API", func(t *testing.T) {
-		out, err := c.Rollback(ctx, "develop-frontend", "", "1.2.2")
-		if err != nil || out.New != "1.2.1" {
+		// Without a token the API records the name the command gives (promoter sends $USER@host).
+		out, err := c.As("carol@laptop").Rollback(ctx, "develop-frontend", "", "1.2.2")
+		if err != nil || out.New != "1.2.1" || out.RequestedBy != "carol@laptop" {
 			t.Fatalf("rollback: %+v %v", out, err)
 		}
 		e.waitSyncRequested(t, "develop-frontend", out.Commit, logs)
@@ -467,6 +490,11 @@ func TestController_PromotesFromAnnotationsUnderTheLeaseAndKeepsStateInTheCluste
 		}
 		if len(got["develop-backend"]) > 0 {
 			t.Errorf("events on the untouched sibling: %v", got["develop-backend"])
+		}
+		if !slices.ContainsFunc(evs.Items, func(ev corev1.Event) bool {
+			return ev.Reason == argocd.ReasonRolledBack && strings.HasSuffix(ev.Message, ", requested by carol@laptop)")
+		}) {
+			t.Errorf("the RolledBack Event does not say who asked: %v", evs.Items)
 		}
 		if n := len(got["develop-typo"]); n != 1 {
 			t.Errorf("%d events for one misspelt annotation, want 1 (not one per pass)", n)

@@ -26,7 +26,12 @@ const peerSecretKey = "token"
 // replicas then reach each other on --addr, whose actions check it).
 func (c *controller) peerCredential(ctx context.Context) (string, error) {
 	if c.f.PeerAddr == "" || c.f.PeerSecret == "" {
-		return c.f.Token, nil
+		// A token file of named tokens: the replicas send one of them (api.Tokens.Primary).
+		ts, err := api.ParseTokens(c.f.Token)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		return ts.Primary(), nil
 	}
 	return fillPeerSecret(ctx, c.f.Kube, c.f.Namespace, c.f.PeerSecret)
 }

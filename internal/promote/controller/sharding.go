@@ -348,12 +348,15 @@ func (s *sharding) sortByPipeline(sts []stage.Status) {
 func history(h api.History) []gitwrite.Record {
 	out := make([]gitwrite.Record, 0, len(h.Entries))
 	for _, e := range h.Entries {
+		if e.Kind == api.KindApprove {
+			continue // no commit: Approvals passes these on
+		}
 		kind := gitwrite.Promote
 		if e.Kind == gitwrite.Rollback.String() {
 			kind = gitwrite.Rollback
 		}
 		out = append(out, gitwrite.Record{Commit: e.Commit, Time: e.Time, Subject: e.Subject, Kind: kind,
-			Image: e.Image, Value: e.Value, Previous: e.Previous, Freight: e.Freight, Rejected: e.Rejected})
+			Image: e.Image, Value: e.Value, Previous: e.Previous, Freight: e.Freight, Rejected: e.Rejected, RequestedBy: e.RequestedBy})
 	}
 	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kropipe/kropipe/internal/promote/addrtest"
 	"github.com/kropipe/kropipe/internal/promote/api"
+	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/leader"
 	"github.com/kropipe/kropipe/internal/promote/shard"
 	"github.com/kropipe/kropipe/internal/promote/stage"
@@ -258,5 +259,19 @@ func TestController_AnotherShardCountIsReadyAndWaits(t *testing.T) {
 	waitStage(t, api.NewClient(addr, "", nil), logs, "promoted once the new count acts", func(st stage.Status) bool { return st.CurrentTag == "1.2.2" })
 	if l, err := leases.Get(ctx, topology.Name, metav1.GetOptions{}); err != nil || l.Annotations[shard.ShardsAnnotation] != "8" {
 		t.Errorf("topology Lease: %v %v, want --shards 8 recorded", err, l.Annotations)
+	}
+}
+
+// A history another replica passed on keeps who asked, and its approvals (no commit) stay
+// out of the Git records.
+func TestHistory_FromAnotherReplicaKeepsWhoAsked(t *testing.T) {
+	h := api.History{Stage: "develop-frontend", Entries: []api.HistoryEntry{
+		{Commit: "c2", Kind: "rollback", Value: "1.2.1", Rejected: "1.2.2", RequestedBy: "alice"},
+		{Kind: api.KindApprove, Value: "1.2.2", RequestedBy: "bob"},
+		{Commit: "c1", Kind: "promote", Value: "1.2.2"},
+	}}
+	recs := history(h)
+	if len(recs) != 2 || recs[0].Commit != "c2" || recs[0].Kind != gitwrite.Rollback || recs[0].RequestedBy != "alice" || recs[1].Commit != "c1" || recs[1].RequestedBy != "" {
+		t.Fatalf("records %+v", recs)
 	}
 }

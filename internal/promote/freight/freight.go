@@ -16,14 +16,14 @@ const StrategyDigest = "digest"
 // It is a value: copies are independent and nothing in it changes after discovery.
 type Freight struct {
 	// Image is the repository without tag or digest, e.g. 127.0.0.1:5000/team/frontend.
-	Image string
+	Image string `json:"image"`
 	// Tag is the tag the version was found under, e.g. 1.2.2 (or latest for the digest strategy).
-	Tag string
+	Tag string `json:"tag"`
 	// Digest is the manifest (or index) digest the tag pointed to, e.g. sha256:9f86…
-	Digest string
+	Digest string `json:"digest,omitempty"`
 	// DiscoveredAt is when the warehouse saw it. It is not part of ID: finding the
 	// same version twice is the same freight.
-	DiscoveredAt time.Time
+	DiscoveredAt time.Time `json:"discoveredAt,omitzero"`
 }
 
 // ID is a short hex id derived from Image, Tag and Digest (the first 12 hex

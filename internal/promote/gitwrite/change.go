@@ -60,6 +60,9 @@ type Change struct {
 	// file holds Expect (or already holds Value). A human's edit that landed meanwhile
 	// then fails the change (ErrConflict) instead of being overwritten.
 	Expect string
+	// RequestedBy names who asked for a manual change (Kropipe-Requested-By trailer); ""
+	// for an automatic one. A group's commit takes its first member's.
+	RequestedBy string
 	// SubjectTemplate overrides the commit subject (Go text/template); for a group's
 	// set, the first member's is used and sees SetSubjectData.
 	SubjectTemplate string
@@ -254,7 +257,7 @@ func (c Change) message(old string) (string, error) {
 	// History reads the trailers back line by line, trimmed: a value with a line break
 	// would end the trailer block early (a file holding "1.0\n\nKropipe-Stage: prod" would
 	// record the promotion as prod's) and surrounding space would not read back.
-	for _, f := range []struct{ name, v string }{{"stage", c.Stage}, {"image", c.ImageRef()}, {"value", c.newValue()}, {"previous value", old}, {"freight", c.FreightID}, {"rejected value", c.Rejected}} {
+	for _, f := range []struct{ name, v string }{{"stage", c.Stage}, {"image", c.ImageRef()}, {"value", c.newValue()}, {"previous value", old}, {"freight", c.FreightID}, {"rejected value", c.Rejected}, {"requester", c.RequestedBy}} {
 		if strings.ContainsAny(f.v, "\r\n\u0085\u2028\u2029") || strings.TrimSpace(f.v) != f.v {
 			return "", fmt.Errorf("%w: the %s %q has a line break or surrounding space and cannot go into a commit trailer; correct it by hand", ErrInvalidChange, f.name, f.v)
 		}
@@ -307,6 +310,9 @@ func (c Change) message(old string) (string, error) {
 			rejected = old
 		}
 		fmt.Fprintf(&b, "%s: %s\n", trailer.Rejected, rejected)
+	}
+	if c.RequestedBy != "" {
+		fmt.Fprintf(&b, "%s: %s\n", trailer.RequestedBy, c.RequestedBy)
 	}
 	return b.String(), nil
 }

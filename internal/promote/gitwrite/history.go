@@ -37,6 +37,9 @@ type Record struct {
 	// (Kropipe-Signed-By, Kropipe-Provenance); for a member of a group commit, its own.
 	SignedBy   []string
 	Provenance []Provenance
+	// RequestedBy is who asked for a manual promotion or rollback (Kropipe-Requested-By);
+	// "" for an automatic one. A group commit's member records carry the group's.
+	RequestedBy string
 }
 
 // MemberRecord is one member's part of a group commit.
@@ -77,7 +80,7 @@ func recordFrom(hash string, when time.Time, msg string) (rec Record, ok bool, e
 	r := Record{
 		Commit: hash, Time: when, Subject: subject, Stage: stage,
 		Image: tr[trailer.Image], Value: tr[trailer.Value], Previous: tr[trailer.Previous],
-		Freight: tr[trailer.Freight], Rejected: tr[trailer.Rejected],
+		Freight: tr[trailer.Freight], Rejected: tr[trailer.Rejected], RequestedBy: tr[trailer.RequestedBy],
 	}
 	if _, ok := tr[trailer.Rejected]; ok {
 		r.Kind = Rollback

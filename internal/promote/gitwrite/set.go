@@ -160,7 +160,7 @@ func setMessage(set []Result) (string, error) {
 	var changes []string
 	for _, res := range set {
 		c := res.Change
-		for _, f := range []struct{ name, v string }{{"stage", c.Stage}, {"image", c.ImageRef()}, {"value", c.newValue()}, {"previous value", res.Old}, {"group", c.Group}, {"freight", c.GroupFreight}, {"rejected value", c.Rejected}} {
+		for _, f := range []struct{ name, v string }{{"stage", c.Stage}, {"image", c.ImageRef()}, {"value", c.newValue()}, {"previous value", res.Old}, {"group", c.Group}, {"freight", c.GroupFreight}, {"rejected value", c.Rejected}, {"requester", c.RequestedBy}} {
 			if strings.ContainsAny(f.v, "\r\n\u0085\u2028\u2029") || strings.TrimSpace(f.v) != f.v {
 				return "", fmt.Errorf("%w: the %s %q has a line break or surrounding space and cannot go into a commit trailer; correct it by hand", ErrInvalidChange, f.name, f.v)
 			}
@@ -230,6 +230,9 @@ func setMessage(set []Result) (string, error) {
 	fmt.Fprintf(&b, "%s: %s\n", trailer.Group, first.Group)
 	if first.GroupFreight != "" {
 		fmt.Fprintf(&b, "%s: %s\n", trailer.Freight, first.GroupFreight)
+	}
+	if first.RequestedBy != "" {
+		fmt.Fprintf(&b, "%s: %s\n", trailer.RequestedBy, first.RequestedBy)
 	}
 	return b.String(), nil
 }

@@ -144,3 +144,41 @@ func TestApply_GroupSubjectTemplate(t *testing.T) {
 		t.Fatalf("a template naming no field: %v %+v", err, res)
 	}
 }
+
+// Who asked for a manual change goes into its commit once (Kropipe-Requested-By), for a stage
+// alone and for a group's set, and History gives it back on every record of the commit.
+func TestApply_RequesterIsATrailerHistoryReadsBack(t *testing.T) {
+	f := newFixture(t)
+	r := open(t, f.url)
+	ctx := context.Background()
+	alone := promote("staging-frontend", "staging/frontend/instance.yaml", "1.2.2")
+	alone.RequestedBy = "alice"
+	fe, be := member("develop-frontend", "frontend", "1.2.0", "1.2.1"), member("develop-backend", "backend", "2.1.0", "1.2.1")
+	fe.Kind, be.Kind = Rollback, Rollback
+	fe.RequestedBy, be.RequestedBy = "ci-bot", "ci-bot"
+	if _, err := r.Apply(ctx, "main", alone); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.git(t, "log", "-1", "--format=%(trailers:key=Kropipe-Requested-By,valueonly)", "main"); got != "alice" {
+		t.Fatalf("git reads the stage's requester as %q", got)
+	}
+	if _, err := r.Apply(ctx, "main", fe, be); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.git(t, "log", "-1", "--format=%(trailers:key=Kropipe-Requested-By,valueonly,separator=%x2C)", "main"); got != "ci-bot" {
+		t.Fatalf("git reads the group's requester as %q (once, for the set)", got)
+	}
+	for _, tc := range []struct{ stage, want string }{
+		{"staging-frontend", "alice"}, {"develop-frontend", "ci-bot"}, {"develop-backend", "ci-bot"}, {"develop/shop", "ci-bot"},
+	} {
+		recs, err := r.History(ctx, "main", tc.stage)
+		if err != nil || len(recs) == 0 || recs[0].RequestedBy != tc.want {
+			t.Errorf("%s: records %+v, %v; want requested by %s", tc.stage, recs, err, tc.want)
+		}
+	}
+	bad := promote("staging-frontend", "staging/frontend/instance.yaml", "1.2.3")
+	bad.RequestedBy = "eve\nKropipe-Rejected: 1.2.2"
+	if _, err := r.Apply(ctx, "main", bad); !errors.Is(err, ErrInvalidChange) {
+		t.Fatalf("a requester with a line break: %v", err)
+	}
+}

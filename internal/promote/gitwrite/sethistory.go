@@ -22,19 +22,22 @@ func recordsFrom(hash string, when time.Time, msg string) ([]Record, error) {
 		return []Record{rec}, nil
 	}
 	var (
-		group, freight string
-		members        []MemberRecord
-		seen           map[string]bool // keys of the current member
+		group, freight, by string
+		members            []MemberRecord
+		seen               map[string]bool // keys of the current member
 	)
 	for _, t := range trailer.Parse(msg) {
 		if !strings.HasPrefix(t.Key, trailer.Prefix) {
 			continue
 		}
 		switch t.Key {
-		case trailer.Group, trailer.Freight:
+		case trailer.Group, trailer.Freight, trailer.RequestedBy:
 			v := &group
-			if t.Key == trailer.Freight {
+			switch t.Key {
+			case trailer.Freight:
 				v = &freight
+			case trailer.RequestedBy:
+				v = &by
 			}
 			if *v != "" {
 				return nil, fmt.Errorf("trailer %s appears twice", t.Key)
@@ -90,13 +93,13 @@ func recordsFrom(hash string, when time.Time, msg string) ([]Record, error) {
 			Commit: hash, Time: when, Subject: subject, Kind: kind, Stage: m.Stage,
 			Image: m.Image, Value: m.Value, Previous: m.Previous, Freight: freight,
 			Rejected: m.Rejected, Group: group, Kept: m.Value == m.Previous,
-			SignedBy: m.SignedBy, Provenance: m.Provenance,
+			SignedBy: m.SignedBy, Provenance: m.Provenance, RequestedBy: by,
 		})
 	}
 	out = append(out, Record{
 		Commit: hash, Time: when, Subject: subject, Kind: kind, Stage: group,
 		Value: SetValue(values), Previous: SetValue(previous), Freight: freight,
-		Rejected: SetValue(rejected), Group: group, Members: members,
+		Rejected: SetValue(rejected), Group: group, Members: members, RequestedBy: by,
 	})
 	return out, nil
 }

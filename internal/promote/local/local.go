@@ -87,7 +87,16 @@ func Open(path, dataDir string, registryTimeout time.Duration, sigstoreTUF strin
 
 // Backend runs the stage commands (status, promote, rollback, ...) with the engine in this
 // process, on the repository itself; api.Client does the same against a running promoter.
-type Backend struct{ E *stage.Engine }
+type Backend struct {
+	E *stage.Engine
+	// By is who the command acts for ($USER@host): the commits' Kropipe-Requested-By.
+	By string
+}
+
+// as are the options of an action expecting expect, asked for by l.By.
+func (l Backend) as(expect string) []stage.ActionOption {
+	return []stage.ActionOption{stage.Expect(expect), stage.RequestedBy(l.By)}
+}
 
 // Stages looks at the registries and Git, then returns every stage's status; a stage that
 // failed is in its status, not an error.
@@ -104,19 +113,19 @@ func (l Backend) Stages(ctx context.Context) ([]stage.Status, error) {
 // stage.Expect), as api.Client's do.
 
 func (l Backend) Promote(ctx context.Context, name, tag, expect string) (stage.Outcome, error) {
-	return l.E.Promote(ctx, name, tag, stage.Expect(expect))
+	return l.E.Promote(ctx, name, tag, l.as(expect)...)
 }
 
 func (l Backend) PromoteMember(ctx context.Context, name, tag, expect string) (stage.Outcome, error) {
-	return l.E.PromoteMember(ctx, name, tag, stage.Expect(expect))
+	return l.E.PromoteMember(ctx, name, tag, l.as(expect)...)
 }
 
 func (l Backend) RollbackMember(ctx context.Context, name, to, expect string) (stage.Outcome, error) {
-	return l.E.RollbackMember(ctx, name, to, stage.Expect(expect))
+	return l.E.RollbackMember(ctx, name, to, l.as(expect)...)
 }
 
 func (l Backend) Rollback(ctx context.Context, name, to, expect string) (stage.Outcome, error) {
-	return l.E.Rollback(ctx, name, to, stage.Expect(expect))
+	return l.E.Rollback(ctx, name, to, l.as(expect)...)
 }
 
 func (l Backend) Approve(ctx context.Context, name, tag, expect string) (string, error) {
@@ -126,14 +135,14 @@ func (l Backend) Approve(ctx context.Context, name, tag, expect string) (string,
 			return "", err
 		}
 	}
-	return l.E.Approve(ctx, name, tag, stage.Expect(expect))
+	return l.E.Approve(ctx, name, tag, l.as(expect)...)
 }
 
 func (l Backend) Pause(ctx context.Context, name string, paused bool) error {
 	if paused {
-		return l.E.Pause(ctx, name)
+		return l.E.Pause(ctx, name, stage.RequestedBy(l.By))
 	}
-	return l.E.Resume(ctx, name)
+	return l.E.Resume(ctx, name, stage.RequestedBy(l.By))
 }
 
 func (l Backend) History(ctx context.Context, name string) (api.History, error) {
@@ -145,7 +154,11 @@ func (l Backend) History(ctx context.Context, name string) (api.History, error) 
 	if err != nil {
 		return api.History{}, err
 	}
-	return api.NewHistory(name, recs, prs), nil
+	as, err := l.E.Approvals(ctx, name)
+	if err != nil {
+		return api.History{}, err
+	}
+	return api.NewHistory(name, recs, prs).WithApprovals(as), nil
 }
 
 // Interval is the time between run's passes: the --interval flag when given, else the file's

@@ -22,7 +22,7 @@ import (
 // first, so its errors can name the flags.
 type ServeConfig struct {
 	Addr         string // the API listener (--addr)
-	Token        string // the API's bearer token; "" for none (--token-file)
+	Token        string // the API's token file content (api.ParseTokens); "" for none (--token-file)
 	RequireToken bool   // refuse API calls without Token: Addr is reachable from other machines
 
 	Interval    time.Duration // time between passes (--interval); 0: only on notifications and actions

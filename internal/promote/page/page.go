@@ -480,6 +480,10 @@ func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 	if expect != "" {
 		opts = append(opts, stage.Expect(expect))
 	}
+	// Who asked: the name of the token the session logged in with.
+	if by := p.sessions.name(cookieValue(r, sessionCookie)); by != "" {
+		opts = append(opts, stage.RequestedBy(by))
+	}
 	ctx := r.Context()
 	var (
 		commit string
@@ -497,9 +501,9 @@ func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 	case "approve":
 		value, err = p.c.Approve(ctx, name, value, opts...)
 	case "pause":
-		value, err = "", p.c.Pause(ctx, name)
+		value, err = "", p.c.Pause(ctx, name, opts...)
 	case "resume":
-		value, err = "", p.c.Resume(ctx, name)
+		value, err = "", p.c.Resume(ctx, name, opts...)
 	default:
 		p.fail(w, r, http.StatusNotFound, fmt.Errorf("unknown action %q: promote, approve, rollback, pause or resume", action))
 		return
@@ -508,7 +512,7 @@ func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, api.ErrorStatus(err), err)
 		return
 	}
-	p.log.Info("pipeline page action", "stage", name, "action", action, "value", value, "commit", commit)
+	p.log.Info("pipeline page action", "stage", name, "action", action, "value", value, "commit", commit, "requestedBy", stage.Requester(opts...))
 	q := url.Values{"did": {action}}
 	if value != "" {
 		q.Set("value", value)
@@ -525,13 +529,14 @@ func (p *Page) login(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, localPath(r.PostFormValue("next")), http.StatusSeeOther)
 		return
 	}
-	if !p.api.TokenValid(r.PostFormValue("token")) {
+	name, ok := p.api.TokenName(r.PostFormValue("token"))
+	if !ok {
 		p.log.Warn("pipeline page login with a wrong token")
 		p.fail(w, r, http.StatusUnauthorized, errors.New("that is not this promoter's API token (the content of its --token-file or KROPIPE_TOKEN)"))
 		return
 	}
 	// The cookie holds a session of this process, never the token (session.go says why).
-	value, expires := p.sessions.issue()
+	value, expires := p.sessions.issue(name)
 	c := cookie(r, sessionCookie, value, int(sessionTTL/time.Second))
 	c.Expires = expires
 	http.SetCookie(w, c)

@@ -43,12 +43,21 @@ type sessions struct {
 	// ended are the sessions logged out before their expiry, until it: a copy of the cookie
 	// (another server on the same host kept it) is refused from the logout on.
 	ended map[[sessionID]byte]time.Time
+	// names are the names of the API tokens the live sessions logged in with: who asked for
+	// their actions (Kropipe-Requested-By). Kept here, not in the cookie, like the session.
+	names map[[sessionID]byte]login
+}
+
+// login is a session's token name, until the session expires.
+type login struct {
+	name    string
+	expires time.Time
 }
 
 func newSessions(c clock.PassiveClock) *sessions {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return &sessions{key: key, clock: c, ended: map[[sessionID]byte]time.Time{}}
+	return &sessions{key: key, clock: c, ended: map[[sessionID]byte]time.Time{}, names: map[[sessionID]byte]login{}}
 }
 
 func (s *sessions) mac(idAndExpiry []byte) []byte {
@@ -58,14 +67,37 @@ func (s *sessions) mac(idAndExpiry []byte) []byte {
 	return m.Sum(nil)
 }
 
-// issue returns a new session's cookie value and its expiry.
-func (s *sessions) issue() (string, time.Time) {
-	expires := s.clock.Now().Add(sessionTTL).Truncate(time.Second)
+// issue returns a new session's cookie value and its expiry; name is the name of the token
+// it logged in with.
+func (s *sessions) issue(name string) (string, time.Time) {
+	now := s.clock.Now()
+	expires := now.Add(sessionTTL).Truncate(time.Second)
 	b := make([]byte, sessionID, sessionBytes)
 	_, _ = rand.Read(b)
 	b = binary.BigEndian.AppendUint64(b, uint64(expires.Unix()))
 	b = append(b, s.mac(b)...)
+	var id [sessionID]byte
+	copy(id[:], b)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, l := range s.names {
+		if !now.Before(l.expires) {
+			delete(s.names, k)
+		}
+	}
+	s.names[id] = login{name: name, expires: expires}
 	return base64.RawURLEncoding.EncodeToString(b), expires
+}
+
+// name is the token name of session value, "" when it is not valid.
+func (s *sessions) name(value string) string {
+	if !s.valid(value) {
+		return ""
+	}
+	id, _, _ := s.parse(value)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.names[id].name
 }
 
 // parse returns the id and expiry of a value this process signed, whatever its expiry.
@@ -111,6 +143,7 @@ func (s *sessions) end(value string) {
 	if now.Before(expires) {
 		s.ended[id] = expires
 	}
+	delete(s.names, id)
 }
 
 // cookieName is name with the __Host- prefix over TLS: the browser then keeps the cookie to

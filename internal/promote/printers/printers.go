@@ -137,13 +137,13 @@ func Outcome(w io.Writer, o stage.Outcome) {
 // History writes a stage's promotions and rollbacks, newest first.
 func History(w io.Writer, h api.History) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COMMIT\tTIME\tKIND\tFROM\tTO\tREJECTED\tPULL-REQUEST")
+	fmt.Fprintln(tw, "COMMIT\tTIME\tKIND\tFROM\tTO\tREJECTED\tREQUESTED-BY\tPULL-REQUEST")
 	for _, e := range h.Entries {
 		pr := "-"
 		if e.PullRequest != nil {
 			pr = strings.TrimSpace(fmt.Sprintf("PR #%d %s", e.PullRequest.Number, e.PullRequest.URL))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", short(e.Commit), e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, dash(e.Previous), e.Value, dash(e.Rejected), pr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", dash(short(e.Commit)), e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Kind, dash(e.Previous), e.Value, dash(e.Rejected), dash(e.RequestedBy), pr)
 	}
 	tw.Flush()
 }

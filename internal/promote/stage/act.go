@@ -33,6 +33,8 @@ type pendingSet struct {
 	// signed are, per member whose value changes, its signature policies' results as
 	// checked right before the write (Kropipe-Signed-By, Kropipe-Provenance trailers).
 	signed [][]signature.Result
+	// requestedBy is who asked for a manual set (Kropipe-Requested-By), "" for a pass's.
+	requestedBy string
 }
 
 // MemberStatus is one member of a release group as the group's status lists it.
@@ -50,6 +52,7 @@ func unitStatuses(u *group, obs map[string]*observation, recs []gitwrite.Record,
 		o := obs[m.Name]
 		st := &Status{Name: m.Name, Image: m.Image, Upstream: m.Upstream, File: m.File, Key: m.Key, CurrentTag: o.current}
 		_, st.Paused = state.Paused[m.Name]
+		st.PausedBy = state.PausedBy[m.Name]
 		if len(o.records) > 0 {
 			st.LastCommit, st.LastPromotion = o.records[0].Commit, o.records[0].Time
 		}
@@ -65,6 +68,7 @@ func unitStatuses(u *group, obs map[string]*observation, recs []gitwrite.Record,
 	}
 	st := &Status{Name: u.Name, Upstream: u.upstream, CurrentTag: cur.Value()}
 	_, st.Paused = state.Paused[u.Name]
+	st.PausedBy = state.PausedBy[u.Name]
 	for _, m := range u.members {
 		st.Members = append(st.Members, MemberStatus{Stage: m.Name, Current: obs[m.Name].current})
 		for _, sk := range obs[m.Name].skipped {
@@ -386,7 +390,7 @@ func (p *pendingSet) changes() []gitwrite.Change {
 		out[i] = gitwrite.Change{
 			Stage: m.Name, File: m.File, Key: m.Key,
 			Image: m.Image, Tag: f.Tag, Digest: f.Digest, Value: p.set[i].Value,
-			FreightID: f.ID(), Kind: p.kind, Expect: p.current[i],
+			FreightID: f.ID(), Kind: p.kind, Expect: p.current[i], RequestedBy: p.requestedBy,
 		}
 		if !p.g.lone {
 			out[i].Group, out[i].GroupFreight, out[i].Label, out[i].SubjectTemplate = p.g.Name, p.set.ID(), p.g.label(m), p.g.Subject

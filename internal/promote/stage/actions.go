@@ -22,6 +22,8 @@ type Outcome struct {
 	// PullRequest is, in pull-request mode, the pull request the change waits in (Commit is
 	// then the commit proposed on its branch, not yet on the stage's branch).
 	PullRequest *PullRequest `json:"pullRequest,omitempty"`
+	// RequestedBy is who asked (RequestedBy), as the commit's Kropipe-Requested-By says.
+	RequestedBy string `json:"requestedBy,omitempty"`
 }
 
 // ErrNothingToDo is wrapped when an action has no candidate or no earlier value.
@@ -90,7 +92,7 @@ func (e *Engine) Promote(ctx context.Context, stage, tag string, opts ...ActionO
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.promote(ctx, u, tag, actionOf(opts).expect)
+	return e.promote(ctx, u, tag, actionOf(opts))
 }
 
 // PromoteMember is Promote for a member of a release group, alone: its group's set
@@ -100,7 +102,7 @@ func (e *Engine) PromoteMember(ctx context.Context, stage, tag string, opts ...A
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.promote(ctx, u, tag, actionOf(opts).expect)
+	return e.promote(ctx, u, tag, actionOf(opts))
 }
 
 // Rollback writes the value the stage held before its current one (from the
@@ -118,7 +120,7 @@ func (e *Engine) Rollback(ctx context.Context, stage, toTag string, opts ...Acti
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.rollback(ctx, u, toTag, actionOf(opts).expect)
+	return e.rollback(ctx, u, toTag, actionOf(opts))
 }
 
 // RollbackMember is Rollback for a member of a release group, alone.
@@ -127,7 +129,7 @@ func (e *Engine) RollbackMember(ctx context.Context, stage, toTag string, opts .
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.rollback(ctx, u, toTag, actionOf(opts).expect)
+	return e.rollback(ctx, u, toTag, actionOf(opts))
 }
 
 // parseSetValues reads "stage=value, stage=value" (or "label=value") into a value per
@@ -224,7 +226,8 @@ func (e *Engine) freightOf(ctx context.Context, m Spec, value string) (freight.F
 // candidate, else the tag (for a group, "member=tag" pairs changing those members from
 // their current value). Every tag must exist in the registry. expect, when set, is what
 // the unit must run (its value, for a group its set) for the write to happen.
-func (e *Engine) promote(ctx context.Context, u *group, tags, expect string) (Outcome, error) {
+func (e *Engine) promote(ctx context.Context, u *group, tags string, a action) (Outcome, error) {
+	expect := a.expect
 	e.work.Lock()
 	defer e.work.Unlock()
 	if err := notStarted(ctx, u.Name); err != nil {
@@ -248,7 +251,7 @@ func (e *Engine) promote(ctx context.Context, u *group, tags, expect string) (Ou
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Promote}, expect)
+	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Promote, requestedBy: a.requestedBy}, expect)
 }
 
 // candidateValues are the values a promotion writes: tags as given, or the unit's
@@ -294,7 +297,8 @@ func (e *Engine) candidateSet(u *group) (freight.Set, bool) {
 // rollback writes the set the unit ran before its current one (from its newest commit
 // that wrote the current one), or the values named (for a group "member=tag"), in one
 // commit that rejects each changed member's current value there.
-func (e *Engine) rollback(ctx context.Context, u *group, to, expect string) (Outcome, error) {
+func (e *Engine) rollback(ctx context.Context, u *group, to string, a action) (Outcome, error) {
+	expect := a.expect
 	e.work.Lock()
 	defer e.work.Unlock()
 	if err := notStarted(ctx, u.Name); err != nil {
@@ -331,7 +335,7 @@ func (e *Engine) rollback(ctx context.Context, u *group, to, expect string) (Out
 	if err != nil {
 		return Outcome{}, err
 	}
-	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Rollback}, expect)
+	return e.applySet(ctx, &pendingSet{g: u, set: set, current: cur, kind: gitwrite.Rollback, requestedBy: a.requestedBy}, expect)
 }
 
 // previous is what the unit ran before cur, from its newest promotion of cur in recs.
@@ -387,6 +391,7 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet, expect string) (Ou
 		st, _ := e.StatusOf(name)
 		st.Decision, st.Error = DecisionPromote, ""
 		_, st.Paused = state.Paused[name]
+		st.PausedBy = state.PausedBy[name]
 		statuses[name] = &st
 	}
 	st := statuses[u.Name]
@@ -411,7 +416,7 @@ func (e *Engine) applySet(ctx context.Context, p *pendingSet, expect string) (Ou
 	if err := e.saveWorking(ctx, state); err != nil {
 		return Outcome{}, err
 	}
-	out := Outcome{Stage: u.Name, Kind: p.kind.String(), Old: u.value(valueSet(u, p.current)), New: u.value(p.set), Commit: p.commit, Skipped: p.written && p.commit == "", PullRequest: p.proposed}
+	out := Outcome{Stage: u.Name, Kind: p.kind.String(), Old: u.value(valueSet(u, p.current)), New: u.value(p.set), Commit: p.commit, Skipped: p.written && p.commit == "", PullRequest: p.proposed, RequestedBy: p.requestedBy}
 	if p.err != nil && expect != "" && errors.Is(p.err, gitwrite.ErrConflict) {
 		// The compare-and-swap refused it: say what the unit runs now.
 		now := "a value changed since it was read"
@@ -480,7 +485,7 @@ func (e *Engine) Approve(ctx context.Context, stage, tag string, opts ...ActionO
 		value = u.value(valueSet(u, values))
 	}
 	err = e.update(ctx, func(st *State) {
-		as := append(st.Approvals[u.Name], Approval{Value: value, ApprovedAt: e.clock.Now()})
+		as := append(st.Approvals[u.Name], Approval{Value: value, ApprovedAt: e.clock.Now(), RequestedBy: actionOf(opts).requestedBy})
 		if len(as) > maxVerifications {
 			as = as[len(as)-maxVerifications:]
 		}
@@ -489,22 +494,22 @@ func (e *Engine) Approve(ctx context.Context, stage, tag string, opts ...ActionO
 	if err != nil {
 		return "", err
 	}
-	e.log.Info("approved", "stage", u.Name, "value", value)
+	e.log.Info("approved", "stage", u.Name, "value", value, "requestedBy", actionOf(opts).requestedBy)
 	e.targetStage(u.Name)
 	return value, nil
 }
 
 // Pause stops automatic promotions to a stage until Resume; manual ones still work.
-func (e *Engine) Pause(ctx context.Context, stage string) error {
-	return e.setPaused(ctx, stage, true)
+func (e *Engine) Pause(ctx context.Context, stage string, opts ...ActionOption) error {
+	return e.setPaused(ctx, stage, true, actionOf(opts).requestedBy)
 }
 
 // Resume undoes Pause.
-func (e *Engine) Resume(ctx context.Context, stage string) error {
-	return e.setPaused(ctx, stage, false)
+func (e *Engine) Resume(ctx context.Context, stage string, opts ...ActionOption) error {
+	return e.setPaused(ctx, stage, false, actionOf(opts).requestedBy)
 }
 
-func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error {
+func (e *Engine) setPaused(ctx context.Context, stage string, paused bool, by string) error {
 	if _, err := e.actionUnit(stage); err != nil {
 		return err
 	}
@@ -513,9 +518,16 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 		if paused {
 			if _, ok := st.Paused[stage]; !ok {
 				st.Paused[stage] = now
+				if by != "" {
+					if st.PausedBy == nil {
+						st.PausedBy = map[string]string{}
+					}
+					st.PausedBy[stage] = by
+				}
 			}
 		} else {
 			delete(st.Paused, stage)
+			delete(st.PausedBy, stage)
 		}
 	})
 	if err != nil {
@@ -523,6 +535,12 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	}
 	e.mu.Lock()
 	st := e.status[stage]
+	switch {
+	case !paused:
+		st.PausedBy = ""
+	case !st.Paused:
+		st.PausedBy = by // a second pause keeps the first one's name, as the State does
+	}
 	st.Paused = paused
 	if paused && st.Decision != DecisionFailed {
 		st.Decision, st.Reason = DecisionHold, "paused"
@@ -530,7 +548,7 @@ func (e *Engine) setPaused(ctx context.Context, stage string, paused bool) error
 	e.status[stage] = st
 	e.mu.Unlock()
 	e.Announce()
-	e.log.Info("pause changed", "stage", stage, "paused", paused)
+	e.log.Info("pause changed", "stage", stage, "paused", paused, "requestedBy", by)
 	if !paused {
 		e.targetStage(stage)
 	}

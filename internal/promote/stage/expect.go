@@ -14,7 +14,8 @@ var ErrMoved = errors.New("the stage moved")
 type ActionOption func(*action)
 
 type action struct {
-	expect string
+	expect      string
+	requestedBy string
 }
 
 // Expect makes the action a compare-and-swap on what the stage runs: it is done only while
@@ -23,6 +24,14 @@ type action struct {
 // ErrMoved and nothing is done. A retried action that carries it can never act twice.
 // "" expects nothing: the action replaces whatever the stage runs.
 func Expect(value string) ActionOption { return func(a *action) { a.expect = value } }
+
+// RequestedBy names who asked for the action: the API token's name, the pipeline page's
+// login, the command's $USER@host. A promotion or rollback writes it into its commit
+// (Kropipe-Requested-By), an approval or a pause into the State; "" records nobody.
+func RequestedBy(name string) ActionOption { return func(a *action) { a.requestedBy = name } }
+
+// Requester is who opts say asked, "" for nobody: what a replica passes on with the action.
+func Requester(opts ...ActionOption) string { return actionOf(opts).requestedBy }
 
 // Expected is the value opts expect, "" for none: what a replica passes on with the action.
 func Expected(opts ...ActionOption) string { return actionOf(opts).expect }

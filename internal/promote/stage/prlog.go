@@ -18,6 +18,20 @@ func (e *Engine) PullRequestLog(ctx context.Context, stage string) ([]PullReques
 	return append([]PullRequest(nil), st.PullRequestLog[u.Name]...), nil
 }
 
+// Approvals returns the approvals given for a stage (or release group), oldest first, each
+// with who gave it: the history lists them beside the commits.
+func (e *Engine) Approvals(ctx context.Context, stage string) ([]Approval, error) {
+	u, err := e.actionUnit(stage)
+	if err != nil {
+		return nil, err
+	}
+	st, err := e.store.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append([]Approval(nil), st.Approvals[u.Name]...), nil
+}
+
 // Refusals returns the freight refused for a stage (or release group) by closing its pull
 // request unmerged, oldest first: the Events tell a refusal from a request kropipe withdrew.
 func (e *Engine) Refusals(ctx context.Context, stage string) ([]Refusal, error) {

@@ -45,6 +45,9 @@ type Status struct {
 	LastPromotion time.Time `json:"lastPromotion,omitzero"`
 	Paused        bool      `json:"paused"`
 	Error         string    `json:"error,omitempty"`
+	// PausedBy is who paused the stage (the API token's name, the page's login, $USER@host),
+	// when known.
+	PausedBy string `json:"pausedBy,omitempty"`
 	// CheckedAt is when the pass that produced this status ran.
 	CheckedAt time.Time `json:"checkedAt,omitzero"`
 	// Warnings do not block the stage but deserve a look.

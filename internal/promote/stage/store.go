@@ -25,6 +25,8 @@ type State struct {
 	Verifications map[string][]Verification `json:"verifications,omitempty"`
 	// Paused maps a stage to when it was paused.
 	Paused map[string]time.Time `json:"paused,omitempty"`
+	// PausedBy maps a paused stage to who paused it (stage.RequestedBy), when known.
+	PausedBy map[string]string `json:"pausedBy,omitempty"`
 	// Runs maps a stage to its last verification runs in the cluster, newest last: a
 	// failure's reason and log, an inconclusive analysis waiting for a human. Failed and
 	// Inconclusive runs are verdicts the Verifier reads back after a restart instead of
@@ -48,6 +50,8 @@ type State struct {
 type Approval struct {
 	Value      string    `json:"value"`
 	ApprovedAt time.Time `json:"approvedAt"`
+	// RequestedBy is who approved (stage.RequestedBy), when known.
+	RequestedBy string `json:"requestedBy,omitempty"`
 }
 
 // Verification records that freight was verified in a stage.
@@ -173,6 +177,7 @@ func (s State) clone() State {
 		Approvals:      map[string][]Approval{},
 		Verifications:  map[string][]Verification{},
 		Paused:         map[string]time.Time{},
+		PausedBy:       map[string]string{},
 		Runs:           map[string][]VerificationRun{},
 		Owed:           map[string][]OwedAction{},
 		PullRequests:   map[string]PullRequest{},
@@ -187,6 +192,9 @@ func (s State) clone() State {
 	}
 	for k, v := range s.Paused {
 		out.Paused[k] = v
+	}
+	for k, v := range s.PausedBy {
+		out.PausedBy[k] = v
 	}
 	for k, v := range s.Runs {
 		out.Runs[k] = append([]VerificationRun(nil), v...)

@@ -29,6 +29,10 @@ const (
 	// Provenance is the SLSA provenance a policy checked: "builder=<id> source=<repository>
 	// digest=<digest>", one per policy that checked one, after the Kropipe-Signed-By lines.
 	Provenance = "Kropipe-Provenance"
+	// RequestedBy names who asked for a manual promotion or rollback: the API token's
+	// name, the pipeline page's login, or the command's $USER@host in local mode. Automatic
+	// promotions have none. Given once per commit, a group's after Kropipe-Freight.
+	RequestedBy = "Kropipe-Requested-By"
 )
 
 // Repeatable reports whether a kropipe key may be given more than once in one commit (or,

@@ -47,7 +47,7 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	only := r.URL.Query().Get("stage")
+	only, view := r.URL.Query().Get("stage"), ParseFilter(r.URL.Query())
 	canAct := p.canAct(r)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -68,6 +68,10 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 		cs := cards(p.c.Status(), p.specs(), canAct)
 		if only != "" {
 			cs = filter(cs, only)
+		} else {
+			// As the page shows them: groups folded, and only what its filter keeps, so a
+			// stage entering or leaving the filtered view changes the layout.
+			cs = filterCards(units(cs), view)
 		}
 		current := make([]string, len(cs))
 		for i, c := range cs {

@@ -517,6 +517,13 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			prev, ok := gitwrite.PreviousPromotion(recs, c.Current)
+			if !ok && v.AloneURL != "" {
+				// The group cannot go back as a whole; the member alone still may.
+				v.Title = fmt.Sprintf("Roll back %s", name)
+				v.Effect = fmt.Sprintf("Release group %s has no earlier set in Git history to go back to (it was never promoted as a group from %s).", name, from)
+				p.render(w, r, http.StatusOK, "confirm", v)
+				return
+			}
 			if !ok {
 				p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q: Git history has no promotion to %s here, so there is no previous value; choose one on the stage's page", name, from))
 				return

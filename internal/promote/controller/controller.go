@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -254,8 +255,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if srv.TokenNeeded() {
 			own, ownOne = peerOnly(c.peerToken, own), peerOnly(c.peerToken, ownOne)
 		}
+		changes := http.Handler(http.HandlerFunc(c.changes))
+		if srv.TokenNeeded() {
+			changes = peerOnly(c.peerToken, changes)
+		}
 		srv.Handle("GET "+api.ShardPath, own)
 		srv.Handle("GET "+api.ShardPath+"/{name}", ownOne)
+		srv.Handle("GET "+peerChangesPath, changes)
 	}
 	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
@@ -282,6 +288,7 @@ func Run(ctx context.Context, cfg Config) error {
 		ps := api.New(gate{c}, api.WithToken(c.peerToken), api.WithRequireToken(true), api.WithLogger(log))
 		ps.Handle("GET "+api.ShardPath, http.HandlerFunc(c.own))
 		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
+		ps.Handle("GET "+peerChangesPath, http.HandlerFunc(c.changes))
 		peer = peerOnly(c.peerToken, markForwarded(ps))
 	}
 	servers, err := c.listen(ctx, markForwarded(srv), peer, hook)
@@ -1184,15 +1191,43 @@ func withStage(o stage.Outcome, name string) stage.Outcome {
 	return o
 }
 
-// Subscribe lets the pipeline page wait for the leader's passes and Application updates.
-// A stream opened during one term of leadership stays with that term's engine; the page
-// reconnects after a new leader restarts it.
+// Subscribe lets the pipeline page wait for the leader's passes and Application updates;
+// with shards, for every replica's (peerFeed). A stream opened during one term of
+// leadership stays with that term's engine; the page reconnects after a new leader
+// restarts it.
 func (g gate) Subscribe() (<-chan struct{}, func(), error) {
 	e, err := g.engine()
 	if err != nil {
 		return nil, nil, err
 	}
-	return e.Subscribe()
+	local, stopLocal, err := e.Subscribe()
+	if err != nil || g.c.shards == nil || g.c.shards.feed == nil {
+		return local, stopLocal, err
+	}
+	remote, stopRemote := g.c.shards.feed.subscribe()
+	out, done := make(chan struct{}, 1), make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-local:
+			case <-remote:
+			case <-done:
+				return
+			}
+			select {
+			case out <- struct{}{}:
+			default: // already due to wake
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			close(done)
+			stopLocal()
+			stopRemote()
+		})
+	}, nil
 }
 
 // Specs gives the pipeline page the stages' settings (soak countdowns, commit links).

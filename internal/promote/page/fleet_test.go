@@ -24,8 +24,8 @@ import (
 // develop/shop and staging/shop. ApplicationSets are per service, projects per team of
 // eight services, namespaces per stage.
 type fleet struct {
-	sts   []stage.Status
-	specs []stage.Spec
+	sts    []stage.Status
+	specs  []stage.Spec
 	byName map[string]stage.Status
 }
 

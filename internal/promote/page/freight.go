@@ -48,7 +48,11 @@ type journeyEvent struct {
 	Detail    string
 	Commit    string // short
 	CommitURL string
+	Future    bool // Time is to come (a soak's end)
 }
+
+// stepOrder orders a freight's steps in one stage that fall in the same second.
+var stepOrder = map[string]int{"approved": 0, "promoted": 1, "verified": 2, "soaked": 3, "rolled back": 4, "rolled back to it": 4}
 
 var freightID = regexp.MustCompile(`^[0-9a-f]{7,64}$`)
 
@@ -161,10 +165,7 @@ func (p *Page) journeys(ctx context.Context, cm Common, id, image, value string,
 	}
 	verifiedAt := map[string]time.Time{} // stage → when it verified the freight
 	att, _ := p.c.(Attester)
-	now := time.Now()
-	if p.clock != nil {
-		now = p.clock.Now()
-	}
+	now := p.clock.Now()
 	for _, st := range sts {
 		if st.Image != image || len(st.Members) > 0 {
 			continue
@@ -232,13 +233,20 @@ func (p *Page) journeys(ctx context.Context, cm Common, id, image, value string,
 		}
 		if at, ok := verifiedAt[spec.Upstream]; ok && spec.Soak > 0 {
 			end := at.Add(spec.Soak)
-			what := "soaked"
-			if end.After(now) {
-				what = "soaking"
+			promoted := slices.IndexFunc(j.Events, func(e journeyEvent) bool { return e.What == "promoted" })
+			switch {
+			case promoted >= 0 && j.Events[promoted].Time.Before(end):
+				// Promoted by hand before the soak ended: there was no soak to speak of.
+			case end.After(now):
+				j.Events = append(j.Events, journeyEvent{Time: end, What: "soaking", Detail: fmt.Sprintf("%s after %s verified it; ends", spec.Soak, spec.Upstream), Future: true})
+			default:
+				j.Events = append(j.Events, journeyEvent{Time: end, What: "soaked", Detail: fmt.Sprintf("%s after %s verified it", spec.Soak, spec.Upstream)})
 			}
-			j.Events = append(j.Events, journeyEvent{Time: end, What: what, Detail: fmt.Sprintf("%s after %s verified it", spec.Soak, spec.Upstream)})
 		}
-		slices.SortStableFunc(j.Events, func(a, b journeyEvent) int { return a.Time.Compare(b.Time) })
+		// Commits keep whole seconds: within one, the steps come in the order they happen.
+		slices.SortStableFunc(j.Events, func(a, b journeyEvent) int {
+			return cmp.Or(a.Time.Truncate(time.Second).Compare(b.Time.Truncate(time.Second)), cmp.Compare(stepOrder[a.What], stepOrder[b.What]))
+		})
 		v.Stages = append(v.Stages, j)
 	}
 	return v

@@ -34,6 +34,12 @@ func TestBrowser_ReleaseGroups(t *testing.T) {
 		}
 	}
 	screenshot(t, ctx, "pipeline-page-groups.png")
+	do(t, ctx, "narrowing to 320 px", chromedp.EmulateViewport(320, 640), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`[id="stage-develop/shop"]`)))
+	if w := run(t, ctx, "measuring", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)); w > 320 {
+		wide := run(t, ctx, "finding", chromedp.Evaluate[[]string](`[...document.querySelectorAll("*")].filter(e => e.getBoundingClientRect().right > 320).map(e => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right))`))
+		t.Errorf("at 320 px the page with release groups is %d px wide: %v", w, wide)
+	}
+	do(t, ctx, "widening", chromedp.EmulateViewport(1100, 800), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(`[id="stage-develop/shop"]`)))
 
 	click(t, ctx, `#member-develop-frontend a.member-rollback`)
 	if h := run(t, ctx, "reading the confirmation", chromedp.Text(chromedp.CSS(`.confirm h2`))); !strings.HasPrefix(h, "Roll back develop/shop") {

@@ -471,8 +471,12 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 				alone.Set("value", value)
 			}
 			v.AloneURL = "/stages/" + url.PathEscape(name) + "/confirm?" + alone.Encode()
-			// The member's value is not the group's: the group's own default applies.
-			name, c, value = g.Name, g, ""
+			// A value the viewer chose for the member is that member's in the group's set;
+			// the other members keep theirs.
+			if value != "" {
+				value = name + "=" + value
+			}
+			name, c = g.Name, g
 			v.Card = c
 		}
 	}

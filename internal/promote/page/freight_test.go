@@ -2,6 +2,8 @@ package page_test
 
 import (
 	"context"
+	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -73,5 +75,28 @@ func TestPage_FreightPageFollowsATagThroughThePipeline(t *testing.T) {
 				t.Errorf("the journey in %s lacks %q:\n%s", s, w, stages[s])
 			}
 		}
+	}
+}
+
+// A value no commit names an id for (1.2.1, written into the seed by hand) still has its
+// page: /freight/find shows where it runs; a value a commit names redirects to its id.
+func TestPage_FreightFindByImageAndValue(t *testing.T) {
+	p := startPromoter(t, "")
+	v := newVisitor(t, p.url)
+	image := p.registry + "/team/frontend"
+	code, html := v.get("/freight/find?" + url.Values{"image": {image}, "value": {"1.2.1"}}.Encode())
+	if code != http.StatusOK || !strings.Contains(html, `id="journey-staging-frontend"`) || !strings.Contains(html, "runs it") {
+		t.Fatalf("the page of 1.2.1: %d\n%s", code, html)
+	}
+	resp, err := v.c.Get(p.url + "/freight/find?" + url.Values{"image": {image}, "value": {"1.2.2"}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !regexp.MustCompile(`^/freight/[0-9a-f]{12}$`).MatchString(loc) {
+		t.Fatalf("finding 1.2.2, which develop's commit names: %d %q, want a redirect to its id", resp.StatusCode, loc)
+	}
+	if code, _ := v.get("/freight/not-an-id"); code != http.StatusBadRequest {
+		t.Errorf("GET /freight/not-an-id: %d, want 400", code)
 	}
 }

@@ -60,6 +60,10 @@ func TestPage_ReleaseGroupIsOneCardWithItsMembers(t *testing.T) {
 	if !strings.Contains(cards["develop/shop"], "release group") || strings.Contains(cards["develop/shop"], `<p class="value">`) {
 		t.Errorf("develop/shop's card: want a release group's card with member rows, no value heading:\n%s", cards["develop/shop"])
 	}
+	// The group's own page shows the same card, members as rows.
+	if _, page := newVisitor(t, p.url).get("/stages/develop%2Fshop"); !strings.Contains(page, `<tr id="member-develop-frontend"`) || strings.Contains(page, `<p class="value">`) {
+		t.Errorf("develop/shop's page does not show its members as rows")
+	}
 	if _, ok := cards["prod-frontend"]; !ok {
 		t.Error("prod-frontend, no member of a group, lost its card")
 	}

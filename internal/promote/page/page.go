@@ -330,9 +330,19 @@ type historyRow struct {
 }
 
 func (p *Page) card(r *http.Request, name string) (card, bool) {
-	sts := p.c.Status()
-	for i, c := range cards(sts, p.specs(), p.canAct(r)) {
-		if sts[i].Name == name {
+	return findCard(cards(p.c.Status(), p.specs(), p.canAct(r)), name)
+}
+
+// findCard is the card of a stage or release group as its own page shows it: a group's with
+// its members' rows.
+func findCard(cs []card, name string) (card, bool) {
+	for _, c := range units(cs) {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	for _, c := range cs { // a member, folded into its group above
+		if c.Name == name {
 			return c, true
 		}
 	}

@@ -63,6 +63,7 @@
         }
       });
       refilter();
+      recount();
       tick();
       say("updated " + new Date().toLocaleTimeString());
     });
@@ -110,6 +111,25 @@
     });
     var counter = document.getElementById("shown");
     if (counter) { counter.textContent = shown + " of " + counter.getAttribute("data-total"); }
+  }
+  // recount keeps the header's attention counts current after live updates, when the page
+  // holds every card (it was served unfiltered).
+  function recount() {
+    if (!served || served.words.length || served.state || served.attn) { return; }
+    var total = 0, counts = {};
+    document.querySelectorAll("article.card[data-state]").forEach(function (c) {
+      var states = c.getAttribute("data-state").split(" "), needs = false;
+      attention.forEach(function (a) {
+        if (states.indexOf(a) >= 0) { counts[a] = (counts[a] || 0) + 1; needs = true; }
+      });
+      if (needs) { total++; }
+    });
+    var all = document.querySelector(".attention a.all b");
+    if (all) { all.textContent = total; }
+    attention.forEach(function (a) {
+      var b = document.querySelector(".attention a.a-" + a + " b");
+      if (b) { b.textContent = counts[a] || 0; }
+    });
   }
   function onFilter(e) {
     var find = document.getElementById("find");

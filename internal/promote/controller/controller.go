@@ -1259,7 +1259,23 @@ func (g gate) Tags(ctx context.Context, name string) ([]warehouse.TagVerdict, er
 	return e.Tags(ctx, name)
 }
 
+// Attestations gives the pipeline's freight page what the state remembers of a stage (when
+// freight was verified and approved there), from this replica's engine when it runs the
+// stage; a stage run by another replica has none here, and its status still shows the
+// newest verification.
+func (g gate) Attestations(ctx context.Context, name string) (stage.Attestations, error) {
+	if s := g.c.shards; s != nil && !s.owns(name) {
+		return stage.Attestations{}, nil
+	}
+	e, err := g.engine()
+	if err != nil {
+		return stage.Attestations{}, err
+	}
+	return e.Attestations(ctx, name)
+}
+
 var (
+	_ page.Attester         = gate{}
 	_ api.Controller        = gate{}
 	_ api.MemberActor       = gate{}
 	_ api.PullRequestLogger = gate{}

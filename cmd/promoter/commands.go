@@ -366,7 +366,7 @@ func newPromoteCommand(g *globals) *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.Flags().BoolVar(&member, "member", false, "promote a member of a release group alone (its group's set then differs from what was verified together)")
+	cmd.Flags().BoolVar(&member, "member", false, "promote a member of a release group alone ("+stage.MemberAloneWarning+")")
 	expect.register(cmd.Flags())
 	return cmd
 }
@@ -409,7 +409,7 @@ func newRollbackCommand(g *globals) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&to, "to", "", "tag to roll back to (default: the one before the current, from Git history); for a release group member=tag pairs")
-	cmd.Flags().BoolVar(&member, "member", false, "roll a member of a release group back alone")
+	cmd.Flags().BoolVar(&member, "member", false, "roll a member of a release group back alone ("+stage.MemberAloneWarning+")")
 	expect.register(cmd.Flags())
 	return cmd
 }

@@ -35,6 +35,8 @@ type operation struct {
 	query   []*openapi3.Parameter
 	// text: the route may answer plain text instead (a readiness handler of the command's).
 	text bool
+	// stream: the route answers a text/event-stream, not JSON.
+	stream bool
 }
 
 // operations are the routes New registers, as the document describes them. The schemas are
@@ -83,6 +85,11 @@ func operations() []operation {
 // before serving.
 func (s *Server) Describe(pattern, summary string, code int, answer any) {
 	s.extra = append(s.extra, operation{pattern: pattern, summary: summary, code: code, answer: answer})
+}
+
+// DescribeStream documents a route added with Handle that answers a text/event-stream.
+func (s *Server) DescribeStream(pattern, summary string) {
+	s.extra = append(s.extra, operation{pattern: pattern, summary: summary, code: http.StatusOK, stream: true})
 }
 
 // OpenAPI is the server's OpenAPI 3 document: New's routes and those described with Describe.
@@ -158,6 +165,11 @@ func buildOpenAPI(ops []operation) (*openapi3.T, error) {
 		o.Summary = op.summary
 		o.OperationID = operationID(method, path)
 		ok := openapi3.NewResponse().WithDescription(op.summary).WithJSONSchemaRef(answer)
+		if op.stream {
+			ok = openapi3.NewResponse().WithDescription(op.summary).WithContent(openapi3.Content{
+				"text/event-stream": openapi3.NewMediaType().WithSchema(openapi3.NewStringSchema()),
+			})
+		}
 		if op.text {
 			ok.Content["text/plain"] = openapi3.NewMediaType().WithSchema(openapi3.NewStringSchema())
 		}

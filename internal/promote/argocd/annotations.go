@@ -240,6 +240,18 @@ func annotations(app *unstructured.Unstructured, sets map[string]*unstructured.U
 	return merged, own
 }
 
+// origin is where an Application's stage comes from: its ApplicationSet, project and
+// destination namespace.
+func origin(app *unstructured.Unstructured) stage.Origin {
+	o := stage.Origin{Project: str(app.Object, "spec", "project"), Namespace: str(app.Object, "spec", "destination", "namespace")}
+	for _, ref := range app.GetOwnerReferences() {
+		if ref.Kind == "ApplicationSet" {
+			o.ApplicationSet = app.GetNamespace() + "/" + ref.Name
+		}
+	}
+	return o
+}
+
 func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstructured, o deriveOptions) (*candidate, []Problem, []Problem) {
 	ann, own := annotations(app, sets)
 	ref := refOf(app)
@@ -351,6 +363,7 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		}
 		b.Verify = v
 	}
+	spec.Origin = origin(app)
 	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		for _, fe := range fieldErrors(err) {

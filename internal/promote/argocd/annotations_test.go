@@ -398,3 +398,24 @@ func TestDerive_VerifyJobFromApplicationSetWithOverride(t *testing.T) {
 		}
 	}
 }
+
+// A stage remembers where it was configured, for the pipeline page's grouping: the
+// ApplicationSet owning its Application, the project and the destination namespace.
+func TestDerive_OriginNamesApplicationSetProjectAndNamespace(t *testing.T) {
+	set := appset("frontend", map[string]string{AnnImage: img("frontend")})
+	dev := ownedBy(app("develop-frontend", "develop/frontend", nil), "frontend")
+	lone := app("develop-backend", "develop/backend", map[string]string{AnnImage: img("backend")})
+	specs, problems := Specs([]*unstructured.Unstructured{dev, lone}, []*unstructured.Unstructured{set})
+	if len(problems) != 0 {
+		t.Fatalf("problems: %v", problems)
+	}
+	want := map[string]stage.Origin{
+		"develop-frontend": {ApplicationSet: "argocd/frontend", Project: "default", Namespace: "develop-frontend"},
+		"develop-backend":  {Project: "default", Namespace: "develop-backend"},
+	}
+	for _, s := range specs {
+		if s.Origin != want[s.Name] {
+			t.Errorf("%s: Origin = %+v, want %+v", s.Name, s.Origin, want[s.Name])
+		}
+	}
+}

@@ -412,6 +412,7 @@ func (p *parser) stage(n *yaml.Node, i int, g Git) stage.Spec {
 		Upstream:    p.str(m, "upstream", where),
 		Soak:        p.duration(m, "soak", where),
 		Interval:    p.duration(m, "interval", where),
+		Origin:      stage.Origin{File: p.file},
 	}
 	if v, ok := m["verify"]; ok {
 		vm := p.fields(v, where+": verify", fieldNames("stages[].verify")...)

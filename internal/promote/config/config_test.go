@@ -38,6 +38,9 @@ func TestLoad_IssueExampleWithDefaults(t *testing.T) {
 	if prod.AutoPromote {
 		t.Fatal("prod autoPromote: false was ignored")
 	}
+	if dev.Origin.File != "testdata/promoter.yaml" {
+		t.Errorf("develop's origin %+v, want the file it is written in (the pipeline page groups by it)", dev.Origin)
+	}
 }
 
 const head = `git: {url: "https://git.example.com/org/gitops.git"}

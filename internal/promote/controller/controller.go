@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -255,10 +256,16 @@ func Run(ctx context.Context, cfg Config) error {
 		if srv.TokenNeeded() {
 			own, ownOne = peerOnly(c.peerToken, own), peerOnly(c.peerToken, ownOne)
 		}
+		changes := http.Handler(http.HandlerFunc(c.changes))
+		if srv.TokenNeeded() {
+			changes = peerOnly(c.peerToken, changes)
+		}
 		srv.Handle("GET "+api.ShardPath, own)
 		srv.Handle("GET "+api.ShardPath+"/{name}", ownOne)
 		srv.Describe("GET "+api.ShardPath, "for the other replicas: the stages this one runs", http.StatusOK, api.StageList{})
 		srv.Describe("GET "+api.ShardPath+"/{name}", "for the other replicas: a stage this one runs", http.StatusOK, stage.Status{})
+		srv.Handle("GET "+peerChangesPath, changes)
+		srv.DescribeStream("GET "+peerChangesPath, "for the other replicas: a \"changed\" event each time a stage this one runs changes")
 	}
 	pipeline := page.Mount(srv, gate{c}, page.WithLogger(log))
 	var hook http.Handler
@@ -287,6 +294,8 @@ func Run(ctx context.Context, cfg Config) error {
 		ps.Handle("GET "+api.ShardPath+"/{name}", http.HandlerFunc(c.ownOne))
 		ps.Describe("GET "+api.ShardPath, "for the other replicas: the stages this one runs", http.StatusOK, api.StageList{})
 		ps.Describe("GET "+api.ShardPath+"/{name}", "for the other replicas: a stage this one runs", http.StatusOK, stage.Status{})
+		ps.Handle("GET "+peerChangesPath, http.HandlerFunc(c.changes))
+		ps.DescribeStream("GET "+peerChangesPath, "for the other replicas: a \"changed\" event each time a stage this one runs changes")
 		peer = peerOnly(c.peerToken, markForwarded(ps))
 	}
 	servers, err := c.listen(ctx, markForwarded(srv), peer, hook)
@@ -1220,15 +1229,43 @@ func withStage(o stage.Outcome, name string) stage.Outcome {
 	return o
 }
 
-// Subscribe lets the pipeline page wait for the leader's passes and Application updates.
-// A stream opened during one term of leadership stays with that term's engine; the page
-// reconnects after a new leader restarts it.
+// Subscribe lets the pipeline page wait for the leader's passes and Application updates;
+// with shards, for every replica's (peerFeed). A stream opened during one term of
+// leadership stays with that term's engine; the page reconnects after a new leader
+// restarts it.
 func (g gate) Subscribe() (<-chan struct{}, func(), error) {
 	e, err := g.engine()
 	if err != nil {
 		return nil, nil, err
 	}
-	return e.Subscribe()
+	local, stopLocal, err := e.Subscribe()
+	if err != nil || g.c.shards == nil || g.c.shards.feed == nil {
+		return local, stopLocal, err
+	}
+	remote, stopRemote := g.c.shards.feed.subscribe()
+	out, done := make(chan struct{}, 1), make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-local:
+			case <-remote:
+			case <-done:
+				return
+			}
+			select {
+			case out <- struct{}{}:
+			default: // already due to wake
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			close(done)
+			stopLocal()
+			stopRemote()
+		})
+	}, nil
 }
 
 // Specs gives the pipeline page the stages' settings (soak countdowns, commit links).
@@ -1260,7 +1297,23 @@ func (g gate) Tags(ctx context.Context, name string) ([]warehouse.TagVerdict, er
 	return e.Tags(ctx, name)
 }
 
+// Attestations gives the pipeline's freight page what the state remembers of a stage (when
+// freight was verified and approved there), from this replica's engine when it runs the
+// stage; a stage run by another replica has none here, and its status still shows the
+// newest verification.
+func (g gate) Attestations(ctx context.Context, name string) (stage.Attestations, error) {
+	if s := g.c.shards; s != nil && !s.owns(name) {
+		return stage.Attestations{}, nil
+	}
+	e, err := g.engine()
+	if err != nil {
+		return stage.Attestations{}, err
+	}
+	return e.Attestations(ctx, name)
+}
+
 var (
+	_ page.Attester         = gate{}
 	_ api.Controller        = gate{}
 	_ api.MemberActor       = gate{}
 	_ api.PullRequestLogger = gate{}

@@ -25,6 +25,9 @@ func (o ownerAt) Holder(int) (shard.Member, bool) {
 	return shard.Member{Identity: "promoter-1_abc", Address: string(o)}, true
 }
 func (ownerAt) Identity() string { return "promoter-0_xyz" }
+func (o ownerAt) Members() []shard.Member {
+	return []shard.Member{{Identity: "promoter-1_abc", Address: string(o)}}
+}
 
 // forwarder is a replica holding no shard, passing actions on to the owner at addr. Its reads
 // time out at once: an action passed on must not be bounded by a read's timeout (it was, 5 s,

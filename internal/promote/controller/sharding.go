@@ -31,6 +31,7 @@ type sharding struct {
 	holders interface {
 		Holder(n int) (shard.Member, bool)
 		Identity() string
+		Members() []shard.Member // the other live replicas
 	}
 	fence *shard.Fence
 	keys  atomic.Pointer[map[string]string]
@@ -45,6 +46,8 @@ type sharding struct {
 	token string // the replicas' credential (peer.go), sent to the others as a bearer token
 	// passTimeout is --pass-timeout: how long the owner's running pass may hold its engine.
 	passTimeout time.Duration
+	// feed brings the other replicas' changes to this replica's pipeline pages.
+	feed *peerFeed
 }
 
 // peerTimeout bounds a read from another replica (a status, a list): a dead one must not hang
@@ -72,6 +75,7 @@ func newSharding(c *controller) (*sharding, error) {
 		return nil, err
 	}
 	s.mgr, s.holders = mgr, mgr
+	s.feed = newPeerFeed(mgr.Members, s.token, c.log)
 	return s, nil
 }
 
@@ -262,7 +266,7 @@ func (s *sharding) peer(n int) (*remote, error) {
 // does not answer is logged and left out.
 func (g gate) others() []stage.Status {
 	s := g.c.shards
-	members := s.mgr.Members()
+	members := s.holders.Members()
 	parts := make([][]stage.Status, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {

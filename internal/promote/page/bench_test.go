@@ -100,3 +100,45 @@ func BenchmarkPage_FirstRender100Stages(b *testing.B) {
 		b.Fatalf("%d stages", n)
 	}
 }
+
+// BenchmarkPage_FirstRender1000Stages renders / for a fleet of 1,000 stages (250 services,
+// develop → staging → prod → prod-eu, two release groups; fleet_test.go) as a browser asks
+// for it, gzip accepted: the server time per render, and the bytes a first visit transfers
+// compressed (the HTML plus the stylesheet and the script). Budget: ≤ 150 ms and ≤ 500 KB.
+func BenchmarkPage_FirstRender1000Stages(b *testing.B) {
+	f := newFleet(1000)
+	h := api.New(f, api.WithLogger(quiet()))
+	page.Mount(h, f, page.WithLogger(quiet()))
+	assets := getGzip(b, h, "/assets/page.css").Body.Len() + getGzip(b, h, "/assets/page.js").Body.Len()
+	var html int
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		w := getGzip(b, h, "/")
+		if w.Header().Get("Content-Encoding") != "gzip" {
+			b.Fatal("the page was not compressed")
+		}
+		html = w.Body.Len()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(html), "html-gzip-bytes")
+	b.ReportMetric(float64(html+assets), "first-visit-gzip-bytes")
+}
+
+// BenchmarkPage_Filter renders the filtered views of the same fleet without JavaScript: a
+// word typed in the filter box, the attention view, and a state grouped by Argo CD project.
+func BenchmarkPage_Filter(b *testing.B) {
+	f := newFleet(1000)
+	h := api.New(f, api.WithLogger(quiet()))
+	page.Mount(h, f, page.WithLogger(quiet()))
+	for _, path := range []string{"/?q=svc04", "/?view=attention", "/?state=approval&group-by=project"} {
+		b.Run(path, func(b *testing.B) {
+			var html int
+			b.ReportAllocs()
+			for b.Loop() {
+				html = getGzip(b, h, path).Body.Len()
+			}
+			b.ReportMetric(float64(html), "html-gzip-bytes")
+		})
+	}
+}

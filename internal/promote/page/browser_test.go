@@ -168,6 +168,15 @@ func TestBrowser_PipelinePage(t *testing.T) {
 	}
 	waitJS(t, ctx, "staging-frontend offering 1.2.3 for approval",
 		`!!document.querySelector('#stage-staging-frontend a[href$="action=approve&value=1.2.3"]')`)
+	// The header's attention counts follow too: a pause counts at once, and uncounts.
+	if err := p.engine.Pause(context.Background(), "develop-backend"); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "one paused stage counted", `document.querySelector(".attention a.a-paused b").textContent === "1"`)
+	if err := p.engine.Resume(context.Background(), "develop-backend"); err != nil {
+		t.Fatal(err)
+	}
+	waitJS(t, ctx, "no paused stage counted", `document.querySelector(".attention a.a-paused b").textContent === "0"`)
 
 	// Approve on the card: the confirmation names the change, the pass commits it, and the
 	// stage's page shows the commit in its history.

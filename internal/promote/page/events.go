@@ -47,7 +47,7 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	only := r.URL.Query().Get("stage")
+	only, view := r.URL.Query().Get("stage"), ParseFilter(r.URL.Query())
 	canAct := p.canAct(r)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
@@ -65,9 +65,15 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(keepAlive)
 	defer tick.Stop()
 	for {
-		cs := cards(p.c.Status(), p.specs(), canAct)
+		var cs []card
 		if only != "" {
-			cs = filter(cs, only)
+			if c, ok := findCard(cards(p.c.Status(), p.specs(), canAct), only); ok {
+				cs = []card{c}
+			}
+		} else {
+			// As the page shows them: groups folded, and only what its filter keeps, so a
+			// stage entering or leaving the filtered view changes the layout.
+			cs = filterCards(units(cards(p.c.Status(), p.specs(), canAct)), view)
 		}
 		current := make([]string, len(cs))
 		for i, c := range cs {
@@ -142,15 +148,6 @@ func (p *Page) wait(w http.ResponseWriter, r *http.Request, rc *http.ResponseCon
 func event(w http.ResponseWriter, name, data string) error {
 	_, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, data)
 	return err
-}
-
-func filter(cs []card, name string) []card {
-	for _, c := range cs {
-		if c.Name == name {
-			return []card{c}
-		}
-	}
-	return nil
 }
 
 func cardID(name string) string { return "stage-" + name }

@@ -180,3 +180,6 @@ func formToken(t *testing.T, html string) string {
 	}
 	return m[1]
 }
+
+// currentValue finds a card's current value: the link to its freight page and the value.
+var currentValue = regexp.MustCompile(`<a class="current" title="value in Git" href="([^"]+)">([^<]+)</a>`)

@@ -9,16 +9,22 @@
 package page
 
 import (
+	"bytes"
+	"cmp"
+	"compress/gzip"
 	"crypto/rand"
 	"embed"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"html/template"
+	"io"
 	"io/fs"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"sync"
@@ -77,7 +83,7 @@ type Page struct {
 	stopOnce sync.Once
 }
 
-// Mount serves the page for c on srv's routes: / and /stages/... to read, POST
+// Mount serves the page for c on srv's routes: /, /stages/... and /freight/... to read, POST
 // /stages/{name}/{action}, /login and /logout to act, /events for live updates and
 // /assets/ for the page's style and script.
 func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
@@ -92,6 +98,8 @@ func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
 	srv.Handle("GET /{$}", p.read(p.index))
 	srv.Handle("GET /stages/{name}", p.read(p.detail))
 	srv.Handle("GET /stages/{name}/confirm", p.read(p.confirm))
+	srv.Handle("GET /freight/{id}", p.read(p.freight))
+	srv.Handle("GET /freight/find", p.read(p.findFreight))
 	srv.Handle("GET /events", p.read(p.events))
 	assets, _ := fs.Sub(assetFS, "assets")
 	files := http.StripPrefix("/assets/", http.FileServer(http.FS(assets)))
@@ -103,6 +111,11 @@ func Mount(srv *api.Server, c api.Controller, opts ...Option) *Page {
 		}
 		// The URLs carry the assets' version (Common.Assets): a new promoter's are new URLs.
 		w.Header().Set("Cache-Control", "public, max-age=86400")
+		if b, err := fs.ReadFile(assets, strings.TrimPrefix(r.URL.Path, "/assets/")); err == nil && acceptsGzip(r) {
+			w.Header().Set("Content-Type", mime.TypeByExtension(path.Ext(r.URL.Path)))
+			writeCompressed(w, r, http.StatusOK, b)
+			return
+		}
 		files.ServeHTTP(w, r)
 	}))
 	srv.HandleWith("POST /stages/{name}/{action}", p.checkForm(true), http.HandlerFunc(p.act))
@@ -121,6 +134,7 @@ var funcs = template.FuncMap{
 	"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"lower":   strings.ToLower,
+	"join":    func(s []string) string { return strings.Join(s, " ") },
 	"short":   short,
 	// A release group's name holds a slash ("develop/shop"): escaped, it stays one path
 	// segment, which the routes' {name} matches and gives back unescaped.
@@ -137,6 +151,10 @@ type Common struct {
 	Events  string // the event stream's URL; "" for none
 	Path    string // this page's path, for the login form's return
 	Assets  string // the assets' version, appended to their URLs
+	// NeedAttention and Counts are the header's count of what needs a human (the
+	// pipeline's page only).
+	NeedAttention int
+	Counts        []count
 }
 
 func assetVersion() string {
@@ -182,8 +200,8 @@ func (p *Page) read(h http.HandlerFunc) http.Handler {
 	})
 }
 
-func (p *Page) render(w http.ResponseWriter, code int, name string, data any) {
-	var b strings.Builder
+func (p *Page) render(w http.ResponseWriter, r *http.Request, code int, name string, data any) {
+	var b bytes.Buffer
 	if err := p.tmpl.ExecuteTemplate(&b, name, data); err != nil {
 		p.log.Error("rendering the pipeline page failed", "template", name, "err", err)
 		http.Error(w, "rendering the page failed: "+err.Error(), http.StatusInternalServerError)
@@ -191,8 +209,42 @@ func (p *Page) render(w http.ResponseWriter, code int, name string, data any) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	writeCompressed(w, r, code, b.Bytes())
+}
+
+// writeCompressed answers body gzipped when the browser accepts it: a pipeline of a
+// thousand stages is a megabyte of repetitive HTML and a tenth of it compressed.
+func writeCompressed(w http.ResponseWriter, r *http.Request, code int, body []byte) {
+	w.Header().Add("Vary", "Accept-Encoding")
+	if len(body) < 1024 || !acceptsGzip(r) {
+		w.WriteHeader(code)
+		_, _ = w.Write(body)
+		return
+	}
+	w.Header().Set("Content-Encoding", "gzip")
 	w.WriteHeader(code)
-	_, _ = w.Write([]byte(b.String()))
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(w)
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+}
+
+// gzipWriters are reused: a gzip.Writer's tables cost more to allocate than a page does to
+// compress at BestSpeed.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return zw
+}}
+
+func acceptsGzip(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(params, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
 }
 
 type errorView struct {
@@ -204,7 +256,7 @@ type errorView struct {
 // fail answers with an error page; the message goes through gitwrite.Redact like the API's.
 func (p *Page) fail(w http.ResponseWriter, r *http.Request, code int, err error) {
 	secureHeaders(w)
-	p.render(w, code, "error", errorView{Common: p.common(w, r), Code: code, Message: gitwrite.Redact(err.Error())})
+	p.render(w, r, code, "error", errorView{Common: p.common(w, r), Code: code, Message: gitwrite.Redact(err.Error())})
 }
 
 func (p *Page) specs() []stage.Spec {
@@ -216,26 +268,44 @@ func (p *Page) specs() []stage.Spec {
 
 type indexView struct {
 	Common
-	Lanes   []lane
-	Version string
+	Sections []section
+	Version  string
+	// Filter is what the query string asks for (?q=, ?state=, ?view=attention), GroupBy
+	// the grouping (?group-by=); Shown of Total cards pass the filter.
+	Filter       Filter
+	GroupBy      string
+	Groupings    []grouping
+	States       []string
+	Shown, Total int
 }
 
-func (p *Page) pipeline(r *http.Request) ([]lane, string) {
-	cs := cards(p.c.Status(), p.specs(), p.canAct(r))
-	return lanes(cs), version(cs)
+// pipeline is the pipeline's cards as the page shows them: release groups folded (units),
+// then filtered by f.
+func (p *Page) pipeline(r *http.Request, f Filter) (all, shown []card) {
+	all = units(cards(p.c.Status(), p.specs(), p.canAct(r)))
+	return all, filterCards(all, f)
 }
 
 func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 	cm := p.common(w, r)
-	v := indexView{Common: cm}
+	q := r.URL.Query()
+	v := indexView{Common: cm, Filter: ParseFilter(q), GroupBy: groupingOf(q.Get("group-by")).Key, Groupings: groupings, States: stateOptions}
 	if cm.Standby == "" {
-		v.Lanes, v.Version = p.pipeline(r)
+		all, shown := p.pipeline(r, v.Filter)
+		v.Sections, v.Version = sections(shown, groupingOf(v.GroupBy)), version(shown)
+		v.Shown, v.Total = len(shown), len(all)
+		v.NeedAttention, v.Counts = attentionCounts(all)
 		if _, ok := p.c.(Subscriber); ok {
-			v.Events = "/events?v=" + url.QueryEscape(v.Version)
+			ev := v.Filter.Values()
+			ev.Set("v", v.Version)
+			v.Events = "/events?" + ev.Encode()
 		}
 	}
-	p.render(w, http.StatusOK, "index", v)
+	p.render(w, r, http.StatusOK, "index", v)
 }
+
+// stateOptions are the states the filter offers: what needs a human first, then decisions.
+var stateOptions = append(append([]string(nil), Attention...), "promote", "wait", "blocked", "up-to-date")
 
 type detailView struct {
 	Common
@@ -255,12 +325,24 @@ type historyRow struct {
 	URL   string
 	// PullRequest is the pull request the change went through, when the State remembers it.
 	PullRequest *prLink
+	// FreightURL is the freight page of the value written.
+	FreightURL string
 }
 
 func (p *Page) card(r *http.Request, name string) (card, bool) {
-	sts := p.c.Status()
-	for i, c := range cards(sts, p.specs(), p.canAct(r)) {
-		if sts[i].Name == name {
+	return findCard(cards(p.c.Status(), p.specs(), p.canAct(r)), name)
+}
+
+// findCard is the card of a stage or release group as its own page shows it: a group's with
+// its members' rows.
+func findCard(cs []card, name string) (card, bool) {
+	for _, c := range units(cs) {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	for _, c := range cs { // a member, folded into its group above
+		if c.Name == name {
 			return c, true
 		}
 	}
@@ -281,7 +363,7 @@ func (p *Page) repoURL(name string) string {
 func (p *Page) stagePage(w http.ResponseWriter, r *http.Request, name string) (Common, card, bool) {
 	cm := p.common(w, r)
 	if cm.Standby != "" {
-		p.render(w, http.StatusServiceUnavailable, "index", indexView{Common: cm})
+		p.render(w, r, http.StatusServiceUnavailable, "index", indexView{Common: cm})
 		return cm, card{}, false
 	}
 	c, ok := p.card(r, name)
@@ -318,7 +400,7 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 	}
 	linked := api.NewHistory(name, recs, prs)
 	for i, rec := range recs {
-		row := historyRow{Record: rec, Short: short(rec.Commit), URL: commitURL(repo, rec.Commit)}
+		row := historyRow{Record: rec, Short: short(rec.Commit), URL: commitURL(repo, rec.Commit), FreightURL: freightLink(rec)}
 		if l := linked.Entries[i].PullRequest; l != nil {
 			row.PullRequest = pullRequestLink(stage.PullRequest{PullRequest: forge.PullRequest{Number: l.Number, URL: l.URL, State: forge.Merged}})
 		}
@@ -335,7 +417,7 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if did := q.Get("did"); doneWords[did] != "" {
 		v.Done = doneWords[did]
-		if val := q.Get("value"); validValue.MatchString(val) {
+		if val := q.Get("value"); validValue.MatchString(val) || validSet.MatchString(val) {
 			v.Done += " " + val
 		}
 		if commit := q.Get("commit"); hexCommit.MatchString(commit) {
@@ -345,7 +427,7 @@ func (p *Page) detail(w http.ResponseWriter, r *http.Request) {
 			v.Done += "; the next pass promotes it (after its soak, if any)"
 		}
 	}
-	p.render(w, http.StatusOK, "stage", v)
+	p.render(w, r, http.StatusOK, "stage", v)
 }
 
 var doneWords = map[string]string{
@@ -366,7 +448,18 @@ type confirmView struct {
 	Title  string
 	Effect string
 	Button string
+	// For a member of a release group: Member is its name. Without Alone the confirmation
+	// is its group's (Card is the group's) and AloneURL asks for the member alone; with
+	// Alone the form acts on the member alone and Warning says what that costs.
+	Member   string
+	AloneURL string
+	Alone    bool
+	Warning  string
 }
+
+// groupAction is what a member's promotion or rollback moves: its whole group (the engine
+// refuses a member alone unless asked, as the CLI's --member asks).
+func groupAction(action string) bool { return action == "promote" || action == "rollback" }
 
 func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
@@ -374,25 +467,55 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	st, _ := p.c.StatusOf(name)
-	action, value := r.URL.Query().Get("action"), strings.TrimSpace(r.URL.Query().Get("value"))
+	q := r.URL.Query()
+	action, value := q.Get("action"), strings.TrimSpace(q.Get("value"))
 	v := confirmView{Common: cm, Card: c, Action: action}
+	if c.Group != "" && groupAction(action) {
+		v.Member = name
+		if q.Get("alone") == "1" {
+			v.Alone = true
+			v.Warning = fmt.Sprintf("%s moves alone, outside release group %s: %s.", name, c.Group, stage.MemberAloneWarning)
+		} else if g, ok := p.card(r, c.Group); ok {
+			alone := url.Values{"action": {action}, "alone": {"1"}}
+			if value != "" {
+				alone.Set("value", value)
+			}
+			v.AloneURL = "/stages/" + url.PathEscape(name) + "/confirm?" + alone.Encode()
+			// A value the viewer chose for the member is that member's in the group's set;
+			// the other members keep theirs.
+			if value != "" {
+				value = name + "=" + value
+			}
+			name, c = g.Name, g
+			v.Card = c
+		}
+	}
+	st, _ := p.c.StatusOf(name)
 	from := orNothing(c.Current)
 	// change is the commit an action makes, in words: the exact line it changes.
 	change := func(to string) string {
+		if len(st.Members) > 0 {
+			return fmt.Sprintf("one commit changes the members' files from %s to %s", from, to)
+		}
 		return fmt.Sprintf("one commit changes %s in %s from %s to %s", st.Key, st.File, from, to)
+	}
+	if v.Alone {
+		v.Title = " alone"
 	}
 	switch action {
 	case "promote", "approve":
 		if value == "" {
 			value = c.Candidate
 		}
+		if value == "" && len(c.Members) > 0 {
+			value = candidateSet(c)
+		}
 		if value == "" {
 			p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q has no candidate to %s; name a tag", name, action))
 			return
 		}
 		if action == "promote" {
-			v.Title = fmt.Sprintf("Promote %s: %s → %s", name, from, value)
+			v.Title = fmt.Sprintf("Promote %s%s: %s → %s", name, v.Title, from, value)
 			v.Effect = "Now, bypassing soak, approval and pause: " + change(value) + "."
 			v.Button = "Promote " + value
 		} else {
@@ -408,13 +531,20 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			prev, ok := gitwrite.PreviousPromotion(recs, c.Current)
+			if !ok && v.AloneURL != "" {
+				// The group cannot go back as a whole; the member alone still may.
+				v.Title = fmt.Sprintf("Roll back %s", name)
+				v.Effect = fmt.Sprintf("Release group %s has no earlier set in Git history to go back to (it was never promoted as a group from %s).", name, from)
+				p.render(w, r, http.StatusOK, "confirm", v)
+				return
+			}
 			if !ok {
 				p.fail(w, r, http.StatusConflict, fmt.Errorf("stage %q: Git history has no promotion to %s here, so there is no previous value; choose one on the stage's page", name, from))
 				return
 			}
 			value = prev
 		}
-		v.Title = fmt.Sprintf("Roll back %s: %s → %s", name, from, value)
+		v.Title = fmt.Sprintf("Roll back %s%s: %s → %s", name, v.Title, from, value)
 		v.Effect = fmt.Sprintf("Now: %s; %s is then never promoted here automatically again.", change(value), from)
 		v.Button = "Roll back to " + value
 	case "pause":
@@ -425,13 +555,32 @@ func (p *Page) confirm(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, http.StatusBadRequest, fmt.Errorf("unknown action %q: promote, approve, rollback, pause or resume", action))
 		return
 	}
-	if value != "" && !validValue.MatchString(value) {
+	if value != "" && !validValue.MatchString(value) && !(len(c.Members) > 0 && validSet.MatchString(value)) {
 		p.fail(w, r, http.StatusBadRequest, fmt.Errorf("%q is not a tag or digest", value))
 		return
 	}
 	v.Value = value
-	p.render(w, http.StatusOK, "confirm", v)
+	p.render(w, r, http.StatusOK, "confirm", v)
 }
+
+// candidateSet is the set a release group would run next, as its members' candidates
+// ("develop-frontend=1.2.3, develop-backend=2.1.0"); "" when no member has a new one.
+func candidateSet(g card) string {
+	var parts []string
+	changed := false
+	for _, m := range g.Members {
+		val := cmp.Or(m.Candidate, m.Current)
+		changed = changed || val != m.Current
+		parts = append(parts, m.Name+"="+val)
+	}
+	if !changed {
+		return ""
+	}
+	return strings.Join(parts, ", ")
+}
+
+// validSet is a release group's value: member=value pairs.
+var validSet = regexp.MustCompile(`^[\w./-]+=[\w][\w.:+-]{0,127}(, ?[\w./-]+=[\w][\w.:+-]{0,127})*$`)
 
 func orNothing(v string) string {
 	if v == "" {
@@ -471,7 +620,7 @@ func (p *Page) checkForm(action bool) func(http.ResponseWriter, *http.Request) b
 func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 	secureHeaders(w)
 	name, action := r.PathValue("name"), r.PathValue("action")
-	value, expect := r.PostFormValue("value"), r.PostFormValue("expect")
+	value, expect, alone := r.PostFormValue("value"), r.PostFormValue("expect"), r.PostFormValue("alone") == "1"
 	if _, ok := p.c.StatusOf(name); !ok {
 		p.fail(w, r, http.StatusNotFound, fmt.Errorf("no stage %q here", name))
 		return
@@ -489,14 +638,24 @@ func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 		commit string
 		err    error
 	)
+	promote, rollback := p.c.Promote, p.c.Rollback
+	if alone && groupAction(action) {
+		// The viewer confirmed the member alone, warned as the CLI's --member warns.
+		m, ok := p.c.(api.MemberActor)
+		if !ok {
+			p.fail(w, r, http.StatusNotImplemented, errors.New("this promoter cannot act on a member of a release group alone"))
+			return
+		}
+		promote, rollback = m.PromoteMember, m.RollbackMember
+	}
 	switch action {
 	case "promote":
 		var out stage.Outcome
-		out, err = p.c.Promote(ctx, name, value, opts...)
+		out, err = promote(ctx, name, value, opts...)
 		commit, value = out.Commit, out.New
 	case "rollback":
 		var out stage.Outcome
-		out, err = p.c.Rollback(ctx, name, value, opts...)
+		out, err = rollback(ctx, name, value, opts...)
 		commit, value = out.Commit, out.New
 	case "approve":
 		value, err = p.c.Approve(ctx, name, value, opts...)
@@ -512,7 +671,7 @@ func (p *Page) act(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, api.ErrorStatus(err), err)
 		return
 	}
-	p.log.Info("pipeline page action", "stage", name, "action", action, "value", value, "commit", commit, "requestedBy", stage.Requester(opts...))
+	p.log.Info("pipeline page action", "stage", name, "action", action, "alone", alone, "value", value, "commit", commit, "requestedBy", stage.Requester(opts...))
 	q := url.Values{"did": {action}}
 	if value != "" {
 		q.Set("value", value)

@@ -29,7 +29,7 @@ func TestPage_ReadsWithoutJavaScript(t *testing.T) {
 	}
 	for _, want := range []string{
 		`aria-label="lane team/frontend"`,
-		`id="stage-develop-frontend"`, `<span class="current" title="value in Git">1.2.2</span>`,
+		`id="stage-develop-frontend"`,
 		`id="stage-staging-frontend"`, "waiting for approval of 1.2.2",
 		`href="/stages/staging-frontend/confirm?action=approve&amp;value=1.2.2"`,
 		`<script src="/assets/page.js?v=`,
@@ -37,6 +37,10 @@ func TestPage_ReadsWithoutJavaScript(t *testing.T) {
 		if !strings.Contains(html, want) {
 			t.Errorf("the pipeline page lacks %s", want)
 		}
+	}
+	// develop-frontend's value links to its freight page.
+	if m := currentValue.FindStringSubmatch(html); m == nil || m[2] != "1.2.2" || !strings.HasPrefix(m[1], "/freight/") {
+		t.Errorf("the pipeline page does not link develop-frontend's value 1.2.2 to its freight page: %q", m)
 	}
 	if strings.Contains(html, "<script>") || strings.Contains(html, "style=") {
 		t.Error("the page has inline script or style, which its Content-Security-Policy refuses")

@@ -37,6 +37,21 @@ type card struct {
 	Owed            []string // automatic actions owed and not done yet (an automatic rollback Git refused)
 	PullRequest     *prLink  // the pull request the stage waits on (pull-request mode)
 	CanAct          bool     // the viewer may act (no token needed, or logged in)
+
+	// Group is, for a member of a release group, the group it moves with: its actions go
+	// to the group unless the viewer chooses the member alone.
+	Group string
+	// Members are, for a release group, its members' cards: its card shows them as rows,
+	// and they appear nowhere else on the pipeline.
+	Members []card
+	// Origin is where the stage was configured (the grouping of ?group-by=).
+	Origin stage.Origin
+	// Search and States are what the filter looks at (filter.go), in the card's
+	// data-q and data-state for the script; for a group, its members' too.
+	Search string
+	States []string
+	// The freight pages of the values the card shows ("" when there is nothing to show).
+	CurrentURL, CandidateURL, VerifiedURL string
 }
 
 // prLink is a pull request as a card shows it: "#12" linking to the forge, then where it
@@ -92,7 +107,7 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 			Decision: string(st.Decision), Reason: st.Reason, Paused: st.Paused,
 			Verification: st.Verification, Sync: st.Sync, Commit: short(st.LastCommit),
 			LastPromotion: st.LastPromotion, CanAct: canAct,
-			WaitingApproval: st.Decision == stage.DecisionWait && strings.HasPrefix(st.Reason, "waiting for approval of "),
+			WaitingApproval: waitingApproval(st),
 		}
 		spec := byName[st.Name]
 		if st.Candidate != nil {
@@ -121,6 +136,9 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 		if st.LastCommit != "" {
 			c.CommitURL = commitURL(spec.RepoURL, st.LastCommit)
 		}
+		c.Group, c.Origin = st.Group, spec.Origin
+		c.Search, c.States = SearchText(st), States(st)
+		c.CurrentURL, c.CandidateURL, c.VerifiedURL = freightURLs(st, c.Candidate, spec.Strategy)
 		if up, ok := status[st.Upstream]; ok && spec.Soak > 0 && st.Decision == stage.DecisionWait &&
 			strings.Contains(st.Reason, " soak, ") && up.VerifiedFreight != nil {
 			c.SoakUntil = up.VerifiedFreight.VerifiedAt.Add(spec.Soak)
@@ -129,6 +147,69 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 	}
 	return out
 }
+
+// units folds the members of each release group into its card (Members), in their
+// group's order: the pipeline shows a group as one card, each member once, inside it. A
+// group's card is found by its members' values and states too, and its origin is its
+// first member's.
+func units(cs []card) []card {
+	groups := map[string]int{}
+	for i, c := range cs {
+		if c.Group == "" {
+			groups[c.Name] = i
+		}
+	}
+	members := map[string][]card{}
+	for _, c := range cs {
+		if _, ok := groups[c.Group]; ok && c.Group != "" {
+			members[c.Group] = append(members[c.Group], c)
+		}
+	}
+	out := make([]card, 0, len(cs))
+	for _, c := range cs {
+		if _, folded := groups[c.Group]; folded && c.Group != "" {
+			continue
+		}
+		if ms := members[c.Name]; len(ms) > 0 {
+			c.Members = ms
+			c.Origin = ms[0].Origin
+			for _, m := range ms {
+				c.Search += " " + m.Search
+				c.States = dedupe(append(c.States, m.States...))
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// freightURLs link a stage's current, candidate and verified values to their freight
+// pages: by the freight's id where the status knows it, else by image and value.
+func freightURLs(st stage.Status, candidate, strategy string) (current, cand, verified string) {
+	if st.Image == "" {
+		return "", "", ""
+	}
+	if st.Candidate != nil && candidate != "" {
+		cand = freightPath(st.Candidate.ID())
+	}
+	if v := st.VerifiedFreight; v != nil && v.FreightID != "" {
+		verified = freightPath(v.FreightID)
+	}
+	switch {
+	case st.CurrentTag == "":
+	case st.VerifiedFreight != nil && st.VerifiedFreight.Value == st.CurrentTag && verified != "":
+		current = verified
+	case st.Candidate != nil && st.Candidate.Value(strategy) == st.CurrentTag:
+		current = cand
+	case st.Verification != nil && st.Verification.Value == st.CurrentTag && hexCommit.MatchString(st.Verification.Freight):
+		current = freightPath(st.Verification.Freight)
+	default:
+		current = "/freight/find?" + url.Values{"image": {st.Image}, "value": {st.CurrentTag}}.Encode()
+	}
+	return current, cand, verified
+}
+
+func freightPath(id string) string { return "/freight/" + url.PathEscape(id) }
 
 // lanes groups cards by the upstream graph: a stage joins its upstream's lane, one column
 // further right. Lanes keep the order of their first stage; a stage whose upstream is
@@ -158,6 +239,10 @@ func lanes(cs []card) []lane {
 // laneName is the image's repository path without the registry (team/frontend), or the
 // stage's name when it has no image (a stage whose annotations are wrong).
 func laneName(c card) string {
+	if len(c.Members) > 0 {
+		// develop/shop: the group's name after its environment, as its commits say it.
+		return "release group " + c.Name[strings.LastIndex(c.Name, "/")+1:]
+	}
 	if c.Image == "" {
 		return c.Name
 	}

@@ -95,6 +95,10 @@ func (e *Engine) Promote(ctx context.Context, stage, tag string, opts ...ActionO
 	return e.promote(ctx, u, tag, actionOf(opts))
 }
 
+// MemberAloneWarning is what acting on one member of a release group alone costs, in the
+// words `promoter promote --member` and the pipeline page both use.
+const MemberAloneWarning = "its group's set then differs from what was verified together"
+
 // PromoteMember is Promote for a member of a release group, alone: its group's set
 // then no longer holds what was verified together.
 func (e *Engine) PromoteMember(ctx context.Context, stage, tag string, opts ...ActionOption) (Outcome, error) {

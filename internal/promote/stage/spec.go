@@ -75,6 +75,23 @@ type Spec struct {
 	// must hold for the candidate's digest (kropipe.io/verify-signature, signature: in
 	// promoter.yaml), key material already read. Empty: no requirement.
 	Signatures []signature.Policy
+
+	// Origin is where the stage was configured; the pipeline page groups lanes by it.
+	Origin Origin
+}
+
+// Origin is where a stage was configured, so that among thousands of stages a person can
+// find theirs: the pipeline page groups its lanes by one of these (?group-by=).
+type Origin struct {
+	// ApplicationSet is the namespace/name of the ApplicationSet owning the stage's
+	// Application (Argo CD mode).
+	ApplicationSet string
+	// Project is the Argo CD project of the stage's Application.
+	Project string
+	// Namespace is the destination namespace of the stage's Application.
+	Namespace string
+	// File is the promoter.yaml the stage is written in (local mode).
+	File string
 }
 
 // Ways to commit (kropipe.io/commit-via, commitVia: in promoter.yaml).

@@ -26,18 +26,12 @@ type StageList struct {
 	Attention map[stagefilter.State]int `json:"attention"`
 }
 
-// Originer is implemented by a Controller that knows where its stages come from
-// (ApplicationSet, Argo CD project, namespace, promoter.yaml): the list filters on it.
-type Originer interface {
-	Origin(stage string) stagefilter.Origin
-}
-
 // maxLimit bounds one page; a list without limit has every stage.
 const maxLimit = 1000
 
 // ListStages is GET /api/v1/stages over sts: the stages f keeps, from the one after
-// token's, at most limit (0: all), with the attention counts over sts. origin may be nil.
-func ListStages(sts []stage.Status, origin func(string) stagefilter.Origin, f stagefilter.Filter, limit int, token string) (StageList, error) {
+// token's, at most limit (0: all), with the attention counts over sts.
+func ListStages(sts []stage.Status, f stagefilter.Filter, limit int, token string) (StageList, error) {
 	out := StageList{Stages: []stage.Status{}, Attention: map[stagefilter.State]int{}}
 	for _, s := range stagefilter.States {
 		out.Attention[s] = 0
@@ -47,13 +41,11 @@ func ListStages(sts []stage.Status, origin func(string) stagefilter.Origin, f st
 	for i := range sts {
 		st := &sts[i]
 		for _, s := range stagefilter.StatesOf(*st) {
-			out.Attention[s]++
+			if _, ok := out.Attention[s]; ok {
+				out.Attention[s]++
+			}
 		}
-		var o stagefilter.Origin
-		if origin != nil {
-			o = origin(st.Name)
-		}
-		if f.Match(*st, o) {
+		if f.Match(*st) {
 			kept = append(kept, i)
 		}
 	}
@@ -114,11 +106,7 @@ func (s *Server) stages(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var origin func(string) stagefilter.Origin
-	if o, ok := s.c.(Originer); ok {
-		origin = o.Origin
-	}
-	list, err := ListStages(s.c.Status(), origin, f, limit, q.Get("continue"))
+	list, err := ListStages(s.c.Status(), f, limit, q.Get("continue"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)
 		return

@@ -16,12 +16,11 @@ import (
 // namespace team-<i%3>.
 type fleet struct {
 	fixture
-	sts     []stage.Status
-	origins map[string]stagefilter.Origin
+	sts []stage.Status
 }
 
 func newFleet(n int) fleet {
-	f := fleet{sts: make([]stage.Status, n), origins: map[string]stagefilter.Origin{}}
+	f := fleet{sts: make([]stage.Status, n)}
 	for i := range f.sts {
 		st := stage.Status{Name: fmt.Sprintf("stage-%04d", i), Image: "registry.example.com/team/app", CurrentTag: "1.0.0", Decision: stage.DecisionUpToDate}
 		if i%10 == 0 {
@@ -30,15 +29,13 @@ func newFleet(n int) fleet {
 		if i%7 == 0 {
 			st.Paused = true
 		}
+		st.Origin = stage.Origin{Namespace: fmt.Sprintf("team-%d", i%3)}
 		f.sts[i] = st
-		f.origins[st.Name] = stagefilter.Origin{Namespace: fmt.Sprintf("team-%d", i%3)}
 	}
 	return f
 }
 
 func (f fleet) Status() []stage.Status { return f.sts }
-
-func (f fleet) Origin(name string) stagefilter.Origin { return f.origins[name] }
 
 func list(t *testing.T, s http.Handler, query string) (StageList, int) {
 	t.Helper()
@@ -92,12 +89,12 @@ func TestAPI_StageListFiltersAndPages(t *testing.T) {
 // A list that lost the stage a page ended on resumes after it anyway.
 func TestListStages_ResumesAfterTheLastStageWhereverItMoved(t *testing.T) {
 	sts := newFleet(10).Status()
-	first, err := ListStages(sts, nil, stagefilter.Filter{}, 4, "")
+	first, err := ListStages(sts, stagefilter.Filter{}, 4, "")
 	if err != nil || first.Continue == "" || first.Stages[3].Name != "stage-0003" {
 		t.Fatalf("first page %+v, %v", first, err)
 	}
 	// Two stages before the cut went away: the next page still starts at stage-0004.
-	next, err := ListStages(append(sts[:1:1], sts[3:]...), nil, stagefilter.Filter{}, 4, first.Continue)
+	next, err := ListStages(append(sts[:1:1], sts[3:]...), stagefilter.Filter{}, 4, first.Continue)
 	if err != nil || next.Stages[0].Name != "stage-0004" {
 		t.Fatalf("next page %+v, %v", next.Stages, err)
 	}

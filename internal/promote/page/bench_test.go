@@ -131,7 +131,7 @@ func BenchmarkPage_Filter(b *testing.B) {
 	f := newFleet(1000)
 	h := api.New(f, api.WithLogger(quiet()))
 	page.Mount(h, f, page.WithLogger(quiet()))
-	for _, path := range []string{"/?q=svc04", "/?view=attention", "/?state=approval&group-by=project"} {
+	for _, path := range []string{"/?q=svc04", "/?view=attention", "/?state=waiting-approval&group-by=project"} {
 		b.Run(path, func(b *testing.B) {
 			var html int
 			b.ReportAllocs()

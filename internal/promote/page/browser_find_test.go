@@ -98,7 +98,7 @@ func TestBrowser_FindYourWayIn1000Stages(t *testing.T) {
 		t.Errorf("the attention view shows %d cards, want %d", n, want)
 	}
 	other := run(t, ctx, "reading the states", chromedp.Evaluate[[]string](
-		`[...document.querySelectorAll("article.card")].map(c => c.dataset.state).filter(s => !s.split(" ").some(x => ["failed","approval","inconclusive","paused","held"].includes(x)))`))
+		`[...document.querySelectorAll("article.card")].map(c => c.dataset.state).filter(s => !s.split(" ").some(x => ["failed","waiting-approval","inconclusive","paused","held"].includes(x)))`))
 	if len(other) > 0 {
 		t.Errorf("the attention view shows cards that need nobody: %v", other)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/stagefilter"
 )
 
 // keepAlive is how often an idle event stream sends a comment, so proxies and
@@ -47,7 +48,12 @@ func (p *Page) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer cancel()
-	only, view := r.URL.Query().Get("stage"), ParseFilter(r.URL.Query())
+	only := r.URL.Query().Get("stage")
+	view, err := stagefilter.Parse(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	canAct := p.canAct(r)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")

@@ -3,68 +3,13 @@ package page_test
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/kropipe/kropipe/internal/promote/freight"
-	"github.com/kropipe/kropipe/internal/promote/page"
-	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/stagefilter"
 )
-
-// The filter box's words must each be in a stage's name, image or values; a state keeps
-// the stages in it; the attention view keeps what needs a human: failed, waiting for
-// approval, inconclusive, paused, held.
-func TestFilter_MatchesWordsStatesAndAttention(t *testing.T) {
-	cand := freight.Freight{Image: "registry.example.com/team/frontend", Tag: "1.2.3", Digest: "sha256:abc"}
-	sts := map[string]stage.Status{
-		"ok":           {Name: "develop-frontend", Image: cand.Image, CurrentTag: "1.2.3", Candidate: &cand, Decision: stage.DecisionUpToDate},
-		"failed":       {Name: "develop-backend", Image: "registry.example.com/team/backend", Decision: stage.DecisionFailed, Error: "push refused"},
-		"approval":     {Name: "staging-frontend", Image: cand.Image, CurrentTag: "1.2.2", Candidate: &cand, Decision: stage.DecisionWait, Reason: "waiting for approval of 1.2.3"},
-		"soak":         {Name: "prod-frontend", Image: cand.Image, CurrentTag: "1.2.2", Decision: stage.DecisionWait, Reason: "waiting for the upstream's soak, 4m left"},
-		"inconclusive": {Name: "prod-eu-frontend", Image: cand.Image, Decision: stage.DecisionWait, Verification: &stage.VerificationRun{Phase: "Inconclusive"}},
-		"paused":       {Name: "prod-backend", Decision: stage.DecisionHold, Paused: true},
-		"held":         {Name: "prod-eu-backend", Decision: stage.DecisionHold, Reason: "1.2.1 would go backwards"},
-		"group":        {Name: "develop/shop", Members: []stage.MemberStatus{{Stage: "develop-cart", Current: "3.1.0", Candidate: "3.2.0"}}},
-	}
-	tests := []struct {
-		query string
-		want  []string
-	}{
-		{"", []string{"approval", "failed", "group", "held", "inconclusive", "ok", "paused", "soak"}},
-		{"q=frontend", []string{"approval", "inconclusive", "ok", "soak"}},
-		{"q=FRONTEND+staging", []string{"approval"}},
-		{"q=1.2.3", []string{"approval", "ok"}}, // a candidate's tag
-		{"q=sha256:abc", []string{"approval", "ok"}},
-		{"q=team/backend", []string{"failed"}},
-		{"q=3.2.0", []string{"group"}}, // a member's candidate
-		{"q=cart", []string{"group"}},
-		{"state=failed", []string{"failed"}},
-		{"state=approval", []string{"approval"}},
-		{"state=wait", []string{"approval", "inconclusive", "soak"}},
-		{"view=attention", []string{"approval", "failed", "held", "inconclusive", "paused"}},
-		{"view=attention&q=frontend", []string{"approval", "inconclusive"}},
-	}
-	for _, tt := range tests {
-		q, _ := url.ParseQuery(tt.query)
-		f := page.ParseFilter(q)
-		var got []string
-		for k, st := range sts {
-			if f.Match(st) {
-				got = append(got, k)
-			}
-		}
-		slices.Sort(got)
-		if !slices.Equal(got, tt.want) {
-			t.Errorf("?%s keeps %v, want %v", tt.query, got, tt.want)
-		}
-		if again := page.ParseFilter(f.Values()); again != f {
-			t.Errorf("?%s: %+v reads back as %+v", tt.query, f, again)
-		}
-	}
-}
 
 // Without JavaScript, on a fleet of 1,000 stages: the filter box's query parameters narrow
 // the cards, the attention view lists only what needs a human, its count is in the header,
@@ -89,15 +34,15 @@ func TestPage_FindYourWayWithoutJavaScript(t *testing.T) {
 		{"q=svc042", 4, nil},
 		{"q=prod-eu+svc04", 10, nil}, // prod-eu-svc040 … 049
 		{"q=registry.example.com/team/svc007", 4, nil},
-		{"state=approval", 0, func(html string) error {
-			if n := strings.Count(html, `data-state="wait approval"`); n != count(html) || n == 0 {
+		{"state=waiting-approval", 0, func(html string) error {
+			if n := strings.Count(html, `data-state="wait waiting-approval"`); n != count(html) || n == 0 {
 				return fmt.Errorf("%d of %d cards wait for approval", n, count(html))
 			}
 			return nil
 		}},
 		{"view=attention", f.attention(), func(html string) error {
 			for _, m := range regexp.MustCompile(`data-state="([^"]*)"`).FindAllStringSubmatch(html, -1) {
-				if !slices.ContainsFunc(strings.Fields(m[1]), func(s string) bool { return slices.Contains(page.Attention, s) }) {
+				if !slices.ContainsFunc(strings.Fields(m[1]), func(s string) bool { return slices.Contains(stagefilter.States, stagefilter.State(s)) }) {
 					return fmt.Errorf("the attention view shows a card that is %q", m[1])
 				}
 			}

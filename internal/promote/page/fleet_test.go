@@ -14,6 +14,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/page"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/stagefilter"
 )
 
 // fleet is a pipeline of many stages as a pass leaves them, without Git or a registry: the
@@ -38,22 +39,11 @@ func (f *fleet) attention() int {
 		if st.Group != "" {
 			continue // inside its group's card
 		}
-		if slicesContainsAny(page.States(st), page.Attention) {
+		if stagefilter.NeedsAttention(stagefilter.StatesOf(st)) {
 			n++
 		}
 	}
 	return n
-}
-
-func slicesContainsAny(have, want []string) bool {
-	for _, h := range have {
-		for _, w := range want {
-			if h == w {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 func newFleet(stages int) *fleet {

@@ -2,10 +2,10 @@ package page
 
 import (
 	"cmp"
-	"net/url"
 	"slices"
 
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/stagefilter"
 )
 
 // grouping is a way to group the lanes (?group-by=): by where the stages were configured.
@@ -63,21 +63,21 @@ func sections(cs []card, g grouping) []section {
 	return out
 }
 
-// count is one of Attention in the header: how many stages, linking to them.
+// count is one of stagefilter.States in the header: how many stages, linking to them.
 type count struct {
-	State string
+	State stagefilter.State
 	N     int
 	URL   string
 }
 
 // attentionCounts counts the cards needing a human, by what they need.
 func attentionCounts(cs []card) (total int, counts []count) {
-	for _, s := range Attention {
-		counts = append(counts, count{State: s, URL: "/?" + url.Values{"state": {s}}.Encode()})
+	for _, s := range stagefilter.States {
+		counts = append(counts, count{State: s, URL: "/?" + stagefilter.Filter{States: []stagefilter.State{s}}.Values().Encode()})
 	}
 	for _, c := range cs {
 		needs := false
-		for i, s := range Attention {
+		for i, s := range stagefilter.States {
 			if slices.Contains(c.States, s) {
 				counts[i].N++
 				needs = true
@@ -91,13 +91,13 @@ func attentionCounts(cs []card) (total int, counts []count) {
 }
 
 // filterCards keeps the cards f matches.
-func filterCards(cs []card, f Filter) []card {
+func filterCards(cs []card, f stagefilter.Filter) []card {
 	if f.Empty() {
 		return cs
 	}
 	out := make([]card, 0, len(cs))
 	for _, c := range cs {
-		if f.matches(c.Search, c.States) {
+		if f.MatchOrigin(c.Origin) && f.MatchShown(c.Search, c.States) {
 			out = append(out, c)
 		}
 	}

@@ -36,6 +36,7 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/forge"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/stagefilter"
 	"github.com/kropipe/kropipe/internal/promote/warehouse"
 )
 
@@ -134,8 +135,14 @@ var funcs = template.FuncMap{
 	"clock":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"lower":   strings.ToLower,
-	"join":    func(s []string) string { return strings.Join(s, " ") },
-	"short":   short,
+	"join": func(s []stagefilter.State) string {
+		out := make([]string, len(s))
+		for i, v := range s {
+			out[i] = string(v)
+		}
+		return strings.Join(out, " ")
+	},
+	"short": short,
 	// A release group's name holds a slash ("develop/shop"): escaped, it stays one path
 	// segment, which the routes' {name} matches and gives back unescaped.
 	"stagePath": url.PathEscape,
@@ -272,24 +279,29 @@ type indexView struct {
 	Version  string
 	// Filter is what the query string asks for (?q=, ?state=, ?view=attention), GroupBy
 	// the grouping (?group-by=); Shown of Total cards pass the filter.
-	Filter       Filter
+	Filter       stagefilter.Filter
 	GroupBy      string
 	Groupings    []grouping
-	States       []string
+	States       []stagefilter.State
 	Shown, Total int
 }
 
 // pipeline is the pipeline's cards as the page shows them: release groups folded (units),
 // then filtered by f.
-func (p *Page) pipeline(r *http.Request, f Filter) (all, shown []card) {
+func (p *Page) pipeline(r *http.Request, f stagefilter.Filter) (all, shown []card) {
 	all = units(cards(p.c.Status(), p.specs(), p.canAct(r)))
 	return all, filterCards(all, f)
 }
 
 func (p *Page) index(w http.ResponseWriter, r *http.Request) {
-	cm := p.common(w, r)
 	q := r.URL.Query()
-	v := indexView{Common: cm, Filter: ParseFilter(q), GroupBy: groupingOf(q.Get("group-by")).Key, Groupings: groupings, States: stateOptions}
+	f, err := stagefilter.Parse(q)
+	if err != nil {
+		p.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	cm := p.common(w, r)
+	v := indexView{Common: cm, Filter: f, GroupBy: groupingOf(q.Get("group-by")).Key, Groupings: groupings, States: stagefilter.Known}
 	if cm.Standby == "" {
 		all, shown := p.pipeline(r, v.Filter)
 		v.Sections, v.Version = sections(shown, groupingOf(v.GroupBy)), version(shown)
@@ -303,9 +315,6 @@ func (p *Page) index(w http.ResponseWriter, r *http.Request) {
 	}
 	p.render(w, r, http.StatusOK, "index", v)
 }
-
-// stateOptions are the states the filter offers: what needs a human first, then decisions.
-var stateOptions = append(append([]string(nil), Attention...), "promote", "wait", "blocked", "up-to-date")
 
 type detailView struct {
 	Common

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
+	"github.com/kropipe/kropipe/internal/promote/stagefilter"
 )
 
 // card is one stage as the page shows it.
@@ -49,7 +51,7 @@ type card struct {
 	// Search and States are what the filter looks at (filter.go), in the card's
 	// data-q and data-state for the script; for a group, its members' too.
 	Search string
-	States []string
+	States []stagefilter.State
 	// The freight pages of the values the card shows ("" when there is nothing to show).
 	CurrentURL, CandidateURL, VerifiedURL string
 }
@@ -107,7 +109,7 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 			Decision: string(st.Decision), Reason: st.Reason, Paused: st.Paused,
 			Verification: st.Verification, Sync: st.Sync, Commit: short(st.LastCommit),
 			LastPromotion: st.LastPromotion, CanAct: canAct,
-			WaitingApproval: waitingApproval(st),
+			WaitingApproval: slices.Contains(stagefilter.StatesOf(st), stagefilter.WaitingApproval),
 		}
 		spec := byName[st.Name]
 		if st.Candidate != nil {
@@ -137,7 +139,7 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 			c.CommitURL = commitURL(spec.RepoURL, st.LastCommit)
 		}
 		c.Group, c.Origin = st.Group, spec.Origin
-		c.Search, c.States = SearchText(st), States(st)
+		c.Search, c.States = stagefilter.SearchText(st), stagefilter.StatesOf(st)
 		c.CurrentURL, c.CandidateURL, c.VerifiedURL = freightURLs(st, c.Candidate, spec.Strategy)
 		if up, ok := status[st.Upstream]; ok && spec.Soak > 0 && st.Decision == stage.DecisionWait &&
 			strings.Contains(st.Reason, " soak, ") && up.VerifiedFreight != nil {
@@ -175,7 +177,11 @@ func units(cs []card) []card {
 			c.Origin = ms[0].Origin
 			for _, m := range ms {
 				c.Search += " " + m.Search
-				c.States = dedupe(append(c.States, m.States...))
+				for _, s := range m.States {
+					if !slices.Contains(c.States, s) {
+						c.States = append(c.States, s)
+					}
+				}
 			}
 		}
 		out = append(out, c)

@@ -388,10 +388,27 @@ func (e *Engine) Status() []Status {
 	defer e.mu.Unlock()
 	out := make([]Status, 0, len(e.specs))
 	for _, s := range e.specs {
-		out = append(out, e.status[s.Name])
-		out = append(out, e.groupStatusesAfter(s.Name)...)
+		out = append(out, e.withOrigin(e.status[s.Name]))
+		for _, g := range e.groupStatusesAfter(s.Name) {
+			out = append(out, e.withOrigin(g))
+		}
 	}
-	return append(out, e.groupStatusesAfter("")...)
+	for _, g := range e.groupStatusesAfter("") {
+		out = append(out, e.withOrigin(g))
+	}
+	return out
+}
+
+// withOrigin is st with its Origin from the configuration: a stage's own, a release
+// group's first member's. Filled when read, so that no status a pass writes can miss it.
+// e.mu is held.
+func (e *Engine) withOrigin(st Status) Status {
+	if s, ok := e.byName[st.Name]; ok {
+		st.Origin = s.Origin
+	} else if g, ok := e.groups.named(st.Name); ok && len(g.members) > 0 {
+		st.Origin = g.members[0].Origin
+	}
+	return st
 }
 
 // StatusOf returns one stage's status.
@@ -399,7 +416,7 @@ func (e *Engine) StatusOf(name string) (Status, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st, ok := e.status[name]
-	return st, ok
+	return e.withOrigin(st), ok
 }
 
 // ErrUnknownStage is wrapped when an action names a stage that is not configured.

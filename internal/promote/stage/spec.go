@@ -76,7 +76,8 @@ type Spec struct {
 	// promoter.yaml), key material already read. Empty: no requirement.
 	Signatures []signature.Policy
 
-	// Origin is where the stage was configured; the pipeline page groups lanes by it.
+	// Origin is where the stage was configured; the pipeline page groups lanes by it and
+	// the API's stage list filters on it (Status.Origin).
 	Origin Origin
 }
 
@@ -85,13 +86,13 @@ type Spec struct {
 type Origin struct {
 	// ApplicationSet is the namespace/name of the ApplicationSet owning the stage's
 	// Application (Argo CD mode).
-	ApplicationSet string
+	ApplicationSet string `json:"applicationSet,omitempty"`
 	// Project is the Argo CD project of the stage's Application.
-	Project string
+	Project string `json:"project,omitempty"`
 	// Namespace is the destination namespace of the stage's Application.
-	Namespace string
+	Namespace string `json:"namespace,omitempty"`
 	// File is the promoter.yaml the stage is written in (local mode).
-	File string
+	File string `json:"file,omitempty"`
 }
 
 // Ways to commit (kropipe.io/commit-via, commitVia: in promoter.yaml).

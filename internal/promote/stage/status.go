@@ -31,6 +31,9 @@ type Status struct {
 	Upstream string `json:"upstream,omitempty"`
 	File     string `json:"file"`
 	Key      string `json:"key"`
+	// Origin is where the stage was configured (Spec.Origin; a release group's is its first
+	// member's): what the page groups lanes by and the stage list filters on.
+	Origin Origin `json:"origin,omitzero"`
 	// CurrentTag is the value the stage's file holds in Git.
 	CurrentTag string `json:"currentTag,omitempty"`
 	// Candidate is the freight the stage would run next.

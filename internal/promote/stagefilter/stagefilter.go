@@ -13,7 +13,9 @@ import (
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
 
-// State is a condition of a stage that needs a human: the attention view lists these.
+// State is what a stage is, as the filter's state= names it: one of the decisions
+// (promote, wait, hold, blocked, failed, up-to-date) or one of the Attention states, the
+// conditions that need a human.
 type State string
 
 const (
@@ -24,61 +26,63 @@ const (
 	Held            State = "held"             // held or blocked: nothing moves until something changes
 )
 
-// States are every State, in the order the attention view shows them.
+// States are the Attention states, in the order the attention view and the page's header
+// count them.
 var States = []State{Failed, WaitingApproval, Inconclusive, Paused, Held}
 
-// StatesOf are the States st is in (none for a stage that needs nobody).
+// decisions are the states a stage's decision gives it.
+var decisions = []State{
+	State(stage.DecisionPromote), State(stage.DecisionWait), State(stage.DecisionHold),
+	State(stage.DecisionBlocked), State(stage.DecisionFailed), State(stage.DecisionUpToDate),
+}
+
+// Known are every state a filter may name: the Attention states, then the decisions not
+// among them.
+var Known = append(append([]State(nil), States...), slices.DeleteFunc(slices.Clone(decisions), func(s State) bool { return slices.Contains(States, s) })...)
+
+// StatesOf are the states st is in: its decision, then the Attention states that apply.
 func StatesOf(st stage.Status) []State {
 	var out []State
-	if st.Decision == stage.DecisionFailed {
-		out = append(out, Failed)
+	add := func(s State) {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	add(State(st.Decision))
+	if st.Decision == stage.DecisionFailed || st.Error != "" || (st.Verification != nil && st.Verification.Phase == "Failed") {
+		add(Failed)
 	}
 	if st.Decision == stage.DecisionWait && strings.HasPrefix(st.Reason, "waiting for approval of ") {
-		out = append(out, WaitingApproval)
+		add(WaitingApproval)
 	}
 	if st.Verification != nil && st.Verification.Phase == "Inconclusive" {
-		out = append(out, Inconclusive)
+		add(Inconclusive)
 	}
 	if st.Paused {
-		out = append(out, Paused)
+		add(Paused)
 	}
 	if !st.Paused && (st.Decision == stage.DecisionHold || st.Decision == stage.DecisionBlocked) {
-		out = append(out, Held)
+		add(Held)
 	}
 	return out
 }
 
-// Origin says where a stage comes from, for what its Status does not hold: the Argo CD
-// mode knows the Application's ApplicationSet, project and namespace, local mode the
-// promoter.yaml file. Empty fields are unknown.
-type Origin struct {
-	AppSet    string `json:"appSet,omitempty"`
-	Project   string `json:"project,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
-	File      string `json:"file,omitempty"`
-}
-
-// OriginOf fills what o leaves empty from st: the namespace of the Argo CD Application
-// ("namespace/name") st syncs.
-func OriginOf(st stage.Status, o Origin) Origin {
-	if o.Namespace == "" && st.Sync != nil {
-		if ns, _, ok := strings.Cut(st.Sync.Application, "/"); ok {
-			o.Namespace = ns
-		}
-	}
-	return o
+// NeedsAttention reports whether any of states is an Attention state.
+func NeedsAttention(states []State) bool {
+	return slices.ContainsFunc(states, func(s State) bool { return slices.Contains(States, s) })
 }
 
 // Filter is what a stage must match; its zero value matches every stage. Each field given
 // must match (and), each State listed may (or).
 type Filter struct {
-	// Text is matched, case-insensitively and as a substring, against the stage's name,
-	// image, value (current and candidate), group, decision, reason and States.
+	// Text is words, each of which must be in the stage's SearchText, ignoring case.
 	Text string
 	// States keeps the stages in at least one of them.
 	States []State
-	// Group, AppSet, Project, Namespace match exactly; Group matches a release group's
-	// own entry and its members.
+	// Attention keeps only the stages in an Attention state (view=attention).
+	Attention bool
+	// Group, AppSet, Project, Namespace match exactly (Status.Origin); Group matches a
+	// release group's own entry and its members.
 	Group, AppSet, Project, Namespace string
 	// File matches the promoter.yaml the stage is configured in (Origin.File), or its
 	// instance file, or a directory holding that file.
@@ -89,6 +93,7 @@ type Filter struct {
 const (
 	ParamText      = "q"
 	ParamState     = "state"
+	ParamView      = "view"
 	ParamGroup     = "group"
 	ParamAppSet    = "appset"
 	ParamProject   = "project"
@@ -96,14 +101,24 @@ const (
 	ParamFile      = "file"
 )
 
-// Parse reads a Filter from query parameters: q, state (repeated or comma-separated:
-// failed, waiting-approval, inconclusive, paused, held), group, appset, project,
-// namespace, file. An unknown state is an error naming the known ones.
+// ViewAttention is the view= value of the attention view.
+const ViewAttention = "attention"
+
+// Parse reads a Filter from query parameters: q, state (repeated or comma-separated, any
+// of Known), view=attention, group, appset, project, namespace, file. An unknown state or
+// view is an error naming the known ones.
 func Parse(q url.Values) (Filter, error) {
 	f := Filter{
 		Text:  strings.TrimSpace(q.Get(ParamText)),
 		Group: q.Get(ParamGroup), AppSet: q.Get(ParamAppSet), Project: q.Get(ParamProject),
 		Namespace: q.Get(ParamNamespace), File: strings.Trim(q.Get(ParamFile), "/"),
+	}
+	switch v := q.Get(ParamView); v {
+	case "":
+	case ViewAttention:
+		f.Attention = true
+	default:
+		return Filter{}, fmt.Errorf("query parameter view=%s is not a view; use view=%s or leave it out", v, ViewAttention)
 	}
 	for _, v := range q[ParamState] {
 		for _, s := range strings.Split(v, ",") {
@@ -111,8 +126,8 @@ func Parse(q url.Values) (Filter, error) {
 			if s == "" {
 				continue
 			}
-			if !slices.Contains(States, State(s)) {
-				return Filter{}, fmt.Errorf("query parameter state=%s is not a state; use one of %s", s, joinStates())
+			if !slices.Contains(Known, State(s)) {
+				return Filter{}, fmt.Errorf("query parameter state=%s is not a state; use one of %s", s, join(Known))
 			}
 			if !slices.Contains(f.States, State(s)) {
 				f.States = append(f.States, State(s))
@@ -122,9 +137,9 @@ func Parse(q url.Values) (Filter, error) {
 	return f, nil
 }
 
-func joinStates() string {
+func join(states []State) string {
 	var out []string
-	for _, s := range States {
+	for _, s := range states {
 		out = append(out, string(s))
 	}
 	return strings.Join(out, ", ")
@@ -145,6 +160,9 @@ func (f Filter) Values() url.Values {
 	set(ParamProject, f.Project)
 	set(ParamNamespace, f.Namespace)
 	set(ParamFile, f.File)
+	if f.Attention {
+		q.Set(ParamView, ViewAttention)
+	}
 	for _, s := range f.States {
 		q.Add(ParamState, string(s))
 	}
@@ -153,23 +171,45 @@ func (f Filter) Values() url.Values {
 
 // Empty reports whether f matches every stage.
 func (f Filter) Empty() bool {
-	return f.Text == "" && len(f.States) == 0 && f.Group == "" && f.AppSet == "" && f.Project == "" && f.Namespace == "" && f.File == ""
+	return f.Text == "" && len(f.States) == 0 && !f.Attention && f.Group == "" && f.AppSet == "" && f.Project == "" && f.Namespace == "" && f.File == ""
 }
 
-// Match reports whether st, coming from o, passes f.
-func (f Filter) Match(st stage.Status, o Origin) bool {
-	o = OriginOf(st, o)
-	states := StatesOf(st)
+// MatchOrigin reports whether a stage configured at o passes f's appset, project,
+// namespace and (promoter.yaml) file.
+func (f Filter) MatchOrigin(o stage.Origin) bool {
+	return (f.AppSet == "" || o.ApplicationSet == f.AppSet) && (f.Project == "" || o.Project == f.Project) &&
+		(f.Namespace == "" || o.Namespace == f.Namespace) && (f.File == "" || strings.Trim(o.File, "/") == f.File)
+}
+
+// Has reports whether f keeps stages in state s (the page's state menu marks it).
+func (f Filter) Has(s State) bool { return slices.Contains(f.States, s) }
+
+// Match reports whether st passes f.
+func (f Filter) Match(st stage.Status) bool {
+	o := st.Origin
 	switch {
 	case f.Group != "" && st.Group != f.Group && !(st.Name == f.Group && len(st.Members) > 0),
-		f.AppSet != "" && o.AppSet != f.AppSet,
+		f.AppSet != "" && o.ApplicationSet != f.AppSet,
 		f.Project != "" && o.Project != f.Project,
 		f.Namespace != "" && o.Namespace != f.Namespace,
-		f.File != "" && !matchFile(f.File, st.File, o.File),
-		len(f.States) > 0 && !slices.ContainsFunc(states, func(s State) bool { return slices.Contains(f.States, s) }):
+		f.File != "" && !matchFile(f.File, st.File, o.File):
 		return false
 	}
-	return f.Text == "" || matchText(strings.ToLower(f.Text), st, states)
+	return f.MatchShown(SearchText(st), StatesOf(st))
+}
+
+// MatchShown is Match's text and state part on what a page card shows: its SearchText and
+// its StatesOf (the page's script applies the same rules to the cards' data attributes).
+func (f Filter) MatchShown(text string, states []State) bool {
+	for _, w := range strings.Fields(strings.ToLower(f.Text)) {
+		if !strings.Contains(text, w) {
+			return false
+		}
+	}
+	if len(f.States) > 0 && !slices.ContainsFunc(states, func(s State) bool { return slices.Contains(f.States, s) }) {
+		return false
+	}
+	return !f.Attention || NeedsAttention(states)
 }
 
 func matchFile(want, instance, config string) bool {
@@ -177,21 +217,18 @@ func matchFile(want, instance, config string) bool {
 	return want == config || want == instance || strings.HasPrefix(instance, want+"/")
 }
 
-func matchText(text string, st stage.Status, states []State) bool {
-	fields := []string{st.Name, st.Image, st.CurrentTag, st.Group, string(st.Decision), st.Reason}
+// SearchText is what Filter.Text searches in a stage, in lower case: its name, image,
+// values (current, candidate tag and digest, verified), release group and members.
+func SearchText(st stage.Status) string {
+	parts := []string{st.Name, st.Image, st.CurrentTag, st.Group}
 	if st.Candidate != nil {
-		fields = append(fields, st.Candidate.Tag, st.Candidate.Digest)
+		parts = append(parts, st.Candidate.Tag, st.Candidate.Digest)
+	}
+	if st.VerifiedFreight != nil {
+		parts = append(parts, st.VerifiedFreight.Value)
 	}
 	for _, m := range st.Members {
-		fields = append(fields, m.Stage, m.Current, m.Candidate)
+		parts = append(parts, m.Stage, m.Current, m.Candidate)
 	}
-	for _, s := range states {
-		fields = append(fields, string(s))
-	}
-	for _, v := range fields {
-		if strings.Contains(strings.ToLower(v), text) {
-			return true
-		}
-	}
-	return false
+	return strings.ToLower(strings.Join(slices.DeleteFunc(parts, func(s string) bool { return s == "" }), " "))
 }

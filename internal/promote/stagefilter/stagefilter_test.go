@@ -11,32 +11,36 @@ import (
 )
 
 var (
-	failed   = stage.Status{Name: "develop-frontend", Image: "registry.example.com/team/frontend", File: "develop/frontend/instance.yaml", CurrentTag: "1.2.1", Decision: stage.DecisionFailed, Reason: "push refused", Sync: &stage.SyncStatus{Application: "argocd/develop-frontend"}}
-	approval = stage.Status{Name: "prod-frontend", Image: "registry.example.com/team/frontend", File: "prod/frontend/instance.yaml", CurrentTag: "1.2.0", Candidate: &freight.Freight{Tag: "1.2.2"}, Decision: stage.DecisionWait, Reason: "waiting for approval of 1.2.2"}
+	failed   = stage.Status{Name: "develop-frontend", Image: "registry.example.com/team/frontend", File: "develop/frontend/instance.yaml", CurrentTag: "1.2.1", Decision: stage.DecisionFailed, Reason: "push refused", Sync: &stage.SyncStatus{Application: "argocd/develop-frontend"}, Origin: stage.Origin{Namespace: "web-develop"}}
+	approval = stage.Status{Name: "prod-frontend", Image: "registry.example.com/team/frontend", File: "prod/frontend/instance.yaml", CurrentTag: "1.2.0", Candidate: &freight.Freight{Tag: "1.2.2"}, Decision: stage.DecisionWait, Reason: "waiting for approval of 1.2.2", Origin: stage.Origin{ApplicationSet: "argocd/services", Project: "prod", File: "pipelines/prod.yaml"}}
 	paused   = stage.Status{Name: "staging-backend", Image: "registry.example.com/team/backend", File: "staging/backend/instance.yaml", CurrentTag: "3.1.0", Decision: stage.DecisionHold, Reason: "paused", Paused: true, Group: "staging-shop"}
 	odd      = stage.Status{Name: "develop-odd", Image: "registry.example.com/team/odd", CurrentTag: "0.1.0", Decision: stage.DecisionUpToDate, Verification: &stage.VerificationRun{Phase: "Inconclusive"}}
 	shop     = stage.Status{Name: "staging-shop", Decision: stage.DecisionHold, Reason: "held", Members: []stage.MemberStatus{{Stage: "staging-backend", Current: "3.1.0"}}}
-	all      = []stage.Status{failed, approval, paused, odd, shop}
+	fine     = stage.Status{Name: "develop-fine", Image: "registry.example.com/team/fine", CurrentTag: "2.0.0", Decision: stage.DecisionUpToDate}
+	all      = []stage.Status{failed, approval, paused, odd, shop, fine}
 )
 
 func TestFilter_MatchesLikeAPersonLooks(t *testing.T) {
-	origins := map[string]Origin{"prod-frontend": {AppSet: "services", Project: "prod", File: "pipelines/prod.yaml"}}
 	for _, tc := range []struct {
 		query string
 		want  []string
 	}{
-		{"", []string{"develop-frontend", "prod-frontend", "staging-backend", "develop-odd", "staging-shop"}},
+		{"", []string{"develop-frontend", "prod-frontend", "staging-backend", "develop-odd", "staging-shop", "develop-fine"}},
 		{"q=FRONTEND", []string{"develop-frontend", "prod-frontend"}},
 		{"q=1.2.2", []string{"prod-frontend"}},          // the candidate's value
 		{"q=team/backend", []string{"staging-backend"}}, // the image
-		{"q=waiting-approval", []string{"prod-frontend"}},
+		{"q=frontend+1.2.2", []string{"prod-frontend"}}, // every word, anywhere
+		{"q=frontend+9.9.9", nil},
+		{"view=attention", []string{"develop-frontend", "prod-frontend", "staging-backend", "develop-odd", "staging-shop"}},
+		{"state=up-to-date", []string{"develop-odd", "develop-fine"}}, // a decision
+		{"state=up-to-date&view=attention", []string{"develop-odd"}},
 		{"state=failed", []string{"develop-frontend"}},
 		{"state=waiting-approval,inconclusive", []string{"prod-frontend", "develop-odd"}},
 		{"state=paused", []string{"staging-backend"}},
 		{"state=held", []string{"staging-shop"}},
 		{"group=staging-shop", []string{"staging-backend", "staging-shop"}},
-		{"appset=services&project=prod", []string{"prod-frontend"}},
-		{"namespace=argocd", []string{"develop-frontend"}},
+		{"appset=argocd/services&project=prod", []string{"prod-frontend"}},
+		{"namespace=web-develop", []string{"develop-frontend"}},
 		{"file=develop", []string{"develop-frontend"}},
 		{"file=pipelines/prod.yaml", []string{"prod-frontend"}},
 		{"q=frontend&state=failed", []string{"develop-frontend"}},
@@ -49,7 +53,7 @@ func TestFilter_MatchesLikeAPersonLooks(t *testing.T) {
 			}
 			var got []string
 			for _, st := range all {
-				if f.Match(st, origins[st.Name]) {
+				if f.Match(st) {
 					got = append(got, st.Name)
 				}
 			}

@@ -75,7 +75,7 @@
   // state among its data-state, and with view=attention one of the attention states. The
   // server already applied the filter the page was opened with; typing narrows at once,
   // here, and a wider filter than the server's asks the server again.
-  var attention = ["failed", "approval", "inconclusive", "paused", "held"];
+  var attention = ["failed", "waiting-approval", "inconclusive", "paused", "held"];
   function matches(card, words, state, attn) {
     var text = card.getAttribute("data-q") || "", states = (card.getAttribute("data-state") || "").split(" ");
     for (var i = 0; i < words.length; i++) { if (text.indexOf(words[i]) < 0) { return false; } }

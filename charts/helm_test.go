@@ -57,10 +57,16 @@ func helmTemplate(c *chart.Chart, name, namespace string, values map[string]any)
 	return r.Manifest, nil
 }
 
-// render renders chart c into namespace with values and returns its objects.
+// render renders chart c as the release kropipe into namespace with values and returns its
+// objects.
 func render(t testing.TB, c *chart.Chart, namespace string, values map[string]any) []object {
 	t.Helper()
-	manifest, err := helmTemplate(c, "kropipe", namespace, values)
+	return renderRelease(t, c, "kropipe", namespace, values)
+}
+
+func renderRelease(t testing.TB, c *chart.Chart, name, namespace string, values map[string]any) []object {
+	t.Helper()
+	manifest, err := helmTemplate(c, name, namespace, values)
 	if err != nil {
 		t.Fatalf("helm template %s with %v: %v", c.Name(), values, err)
 	}

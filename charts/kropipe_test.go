@@ -295,6 +295,8 @@ func TestChart_RefusesValuesThatCannotWork(t *testing.T) {
 		{name: "unknown log level", values: map[string]any{"logLevel": "verbose"}, wantErr: "logLevel"},
 		{name: "an extra arg that is no flag", values: map[string]any{"extraArgs": []any{"shards=3"}}, wantErr: "extraArgs"},
 		{name: "webhook on the peer port", values: map[string]any{"webhook": map[string]any{"port": 8083}}, wantErr: "webhook"},
+		{name: "API address without a port", values: map[string]any{"api": map[string]any{"addr": "localhost"}}, wantErr: "addr"},
+		{name: "memory limit that is no quantity", values: map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": "1 GB"}}}, wantErr: "memory"},
 		{name: "API off loopback without a token", values: map[string]any{"api": map[string]any{"addr": "0.0.0.0:8080"}}, wantErr: "api.token.secretName"},
 		{name: "verify bindings without the ClusterRoles", values: map[string]any{"verification": map[string]any{"clusterRoles": false, "namespaces": []any{"dev"}}}, wantErr: "verification.clusterRoles"},
 	} {

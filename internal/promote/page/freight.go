@@ -200,6 +200,9 @@ func (p *Page) journeys(ctx context.Context, cm Common, id, image, value string,
 				ev.Detail += " with release group " + rec.Group
 			}
 			ev.Detail += ": " + rec.Subject
+			if rec.RequestedBy != "" {
+				ev.Detail += ", requested by " + rec.RequestedBy
+			}
 			j.Events = append(j.Events, ev)
 		}
 		var verifs []stage.Verification
@@ -225,7 +228,11 @@ func (p *Page) journeys(ctx context.Context, cm Common, id, image, value string,
 		}
 		for _, a := range approvals {
 			if a.Value == value || strings.Contains(a.Value, "="+value) {
-				j.Events = append(j.Events, journeyEvent{Time: a.ApprovedAt, What: "approved"})
+				ev := journeyEvent{Time: a.ApprovedAt, What: "approved"}
+				if a.RequestedBy != "" {
+					ev.Detail = "by " + a.RequestedBy
+				}
+				j.Events = append(j.Events, ev)
 			}
 		}
 		if r := st.Verification; r != nil && r.Value == value && r.Phase != "Passed" {

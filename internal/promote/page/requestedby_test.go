@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -26,5 +27,22 @@ func TestPage_ActionsRecordTheLoginsTokenName(t *testing.T) {
 	}
 	if got := strings.TrimSpace(out); got != "Roll back image from 1.2.2 to 1.2.1\nbob" {
 		t.Fatalf("the page's rollback commit:\n%s\nwant it requested by bob", got)
+	}
+	// Who asked shows where people look: the stage's history and the freight's journey.
+	_, stagePage := v.get("/stages/develop-frontend")
+	if !strings.Contains(stagePage, `<span class="who">bob</span>`) {
+		t.Errorf("the stage's history does not say bob asked for the rollback")
+	}
+	if !strings.Contains(stagePage, `<span class="auto">kropipe</span>`) {
+		t.Errorf("the stage's history does not say kropipe made the automatic promotion")
+	}
+	_, found := v.get("/freight/find?" + url.Values{"image": {p.registry + "/team/frontend"}, "value": {"1.2.2"}}.Encode())
+	id := regexp.MustCompile(`href="(/freight/[0-9a-f]+)"`).FindStringSubmatch(found)
+	if id == nil {
+		t.Fatalf("/freight/find does not lead to the freight page of 1.2.2:\n%.500s", found)
+	}
+	_, journey := v.get(id[1])
+	if !strings.Contains(journey, "requested by bob") {
+		t.Errorf("the journey of 1.2.2 does not say bob rolled it back:\n%.2000s", journey)
 	}
 }

@@ -136,8 +136,10 @@ func TestDerive_HydratorProblemsBlockOnlyTheirStage(t *testing.T) {
 		file    string // the stage's file when there is no problem
 	}{
 		{
-			name:  "dry source without plugin and without kropipe.io/file",
-			apps:  change(func(u *unstructured.Unstructured) { unstructured.RemoveNestedField(u.Object, at("drySource", "plugin")...) }),
+			name: "dry source without plugin and without kropipe.io/file",
+			apps: change(func(u *unstructured.Unstructured) {
+				unstructured.RemoveNestedField(u.Object, at("drySource", "plugin")...)
+			}),
 			field: AnnFile, message: "is missing, and spec.sourceHydrator.drySource names no plugin: kropipe assumes the kro plugin's develop/frontend/instance.yaml only for a dry source the kro plugin renders; set kropipe.io/file",
 		},
 		{
@@ -149,13 +151,17 @@ func TestDerive_HydratorProblemsBlockOnlyTheirStage(t *testing.T) {
 			file: "develop/frontend/values.yaml",
 		},
 		{
-			name:  "hydrateTo",
-			apps:  change(func(u *unstructured.Unstructured) { _ = unstructured.SetNestedField(u.Object, "environments/develop-next", at("hydrateTo", "targetBranch")...) }),
+			name: "hydrateTo",
+			apps: change(func(u *unstructured.Unstructured) {
+				_ = unstructured.SetNestedField(u.Object, "environments/develop-next", at("hydrateTo", "targetBranch")...)
+			}),
 			field: fieldHydrateTo, message: `is set: Argo CD pushes the hydrated manifests to "environments/develop-next" for another process to move to "environments/develop"`,
 		},
 		{
-			name:  "no sync branch",
-			apps:  change(func(u *unstructured.Unstructured) { unstructured.RemoveNestedField(u.Object, at("syncSource", "targetBranch")...) }),
+			name: "no sync branch",
+			apps: change(func(u *unstructured.Unstructured) {
+				unstructured.RemoveNestedField(u.Object, at("syncSource", "targetBranch")...)
+			}),
 			field: fieldSyncBranch, message: "is empty; Argo CD pushes the hydrated manifests to that branch",
 		},
 		{
@@ -164,13 +170,17 @@ func TestDerive_HydratorProblemsBlockOnlyTheirStage(t *testing.T) {
 			field: AnnSource, message: "the Application renders through spec.sourceHydrator",
 		},
 		{
-			name:  "dry source without repoURL",
-			apps:  change(func(u *unstructured.Unstructured) { unstructured.RemoveNestedField(u.Object, at("drySource", "repoURL")...) }),
+			name: "dry source without repoURL",
+			apps: change(func(u *unstructured.Unstructured) {
+				unstructured.RemoveNestedField(u.Object, at("drySource", "repoURL")...)
+			}),
 			field: fieldDryRepoURL, message: "is empty; kropipe needs the Git repository",
 		},
 		{
-			name:  "OCI dry source",
-			apps:  change(func(u *unstructured.Unstructured) { _ = unstructured.SetNestedField(u.Object, "oci://registry.example.com/gitops", at("drySource", "repoURL")...) }),
+			name: "OCI dry source",
+			apps: change(func(u *unstructured.Unstructured) {
+				_ = unstructured.SetNestedField(u.Object, "oci://registry.example.com/gitops", at("drySource", "repoURL")...)
+			}),
 			field: fieldDryRepoURL, message: "is the OCI artifact oci://registry.example.com/gitops, not a Git repository",
 		},
 	}

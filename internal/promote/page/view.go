@@ -28,9 +28,9 @@ type card struct {
 	Verified        string
 	Verification    *stage.VerificationRun
 	Sync            *stage.SyncStatus
-	Hydration       *hydration // Argo CD's Source Hydrator: the dry commit and the hydrated one
-	Commit          string     // short SHA of the last promotion or rollback
-	CommitURL       string     // the commit on its forge, "" when the repository maps to none
+	Hydration       *hydration
+	Commit          string // short SHA of the last promotion or rollback
+	CommitURL       string // the commit on its forge, "" when the repository maps to none
 	LastPromotion   time.Time
 	Problems        []string // what fails the stage (bad annotations included)
 	Warnings        []string

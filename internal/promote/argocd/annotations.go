@@ -347,7 +347,7 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 	var idx int
 	var field, msg string
 	if h, ok := sourceHydrator(app.Object); ok {
-		src, b.Hydrator, field, msg = drySource(h, ann)
+		src, b.Hydrator, field, msg = drySource(h, ann, own)
 		idx, srcField = -1, fieldDrySource+".path"
 	} else {
 		src, idx, field, msg = gitSource(app.Object, ann)

@@ -67,9 +67,11 @@ func sourceHydrator(obj map[string]any) (map[string]any, bool) {
 }
 
 // drySource picks the dry source of a hydrator Application as the source holding the stage's
-// file. It returns the field to blame and a message when kropipe cannot promote it.
-func drySource(h map[string]any, ann map[string]string) (src map[string]any, hyd *Hydrator, field, msg string) {
-	if _, ok := ann[AnnSource]; ok {
+// file. It returns the field to blame and a message when kropipe cannot promote it. An
+// ApplicationSet's kropipe.io/source is for its multi-source members: a hydrator member ignores
+// it, but one set on the Application itself is a mistake.
+func drySource(h map[string]any, ann, own map[string]string) (src map[string]any, hyd *Hydrator, field, msg string) {
+	if _, ok := own[AnnSource]; ok {
 		return nil, nil, AnnSource, "names a source, but the Application renders through " + fieldSourceHydrat + ": kropipe writes its drySource; remove the annotation"
 	}
 	dry, _, _ := unstructured.NestedMap(h, "drySource")

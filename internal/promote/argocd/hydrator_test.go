@@ -134,6 +134,7 @@ func TestDerive_HydratorProblemsBlockOnlyTheirStage(t *testing.T) {
 		field   string
 		message string // substring; "" for no problem
 		file    string // the stage's file when there is no problem
+		sets    []*unstructured.Unstructured
 	}{
 		{
 			name: "dry source without plugin and without kropipe.io/file",
@@ -170,6 +171,18 @@ func TestDerive_HydratorProblemsBlockOnlyTheirStage(t *testing.T) {
 			field: AnnSource, message: "the Application renders through spec.sourceHydrator",
 		},
 		{
+			name: "kropipe.io/source of the ApplicationSet, for its multi-source members",
+			apps: func() []*unstructured.Unstructured {
+				apps := hydratorApps(t, testRepo, "registry.example.com")
+				for _, a := range apps {
+					ownedBy(a, "services")
+				}
+				return apps
+			}(),
+			sets: []*unstructured.Unstructured{appset("services", map[string]string{AnnSource: "gitops"})},
+			file: "develop/frontend/instance.yaml",
+		},
+		{
 			name: "dry source without repoURL",
 			apps: change(func(u *unstructured.Unstructured) {
 				unstructured.RemoveNestedField(u.Object, at("drySource", "repoURL")...)
@@ -186,7 +199,7 @@ func TestDerive_HydratorProblemsBlockOnlyTheirStage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := Derive(tt.apps, nil)
+			cfg := Derive(tt.apps, tt.sets)
 			if _, ok := cfg.Bindings["develop-backend"]; !ok {
 				t.Fatalf("develop-backend blocked too: %+v", cfg.Problems)
 			}

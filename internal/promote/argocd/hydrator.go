@@ -52,12 +52,11 @@ type Hydrator struct {
 
 // Fields of spec.sourceHydrator a Problem names.
 const (
-	fieldDrySource    = "spec.sourceHydrator.drySource"
-	fieldDryRepoURL   = "spec.sourceHydrator.drySource.repoURL"
-	fieldSyncBranch   = "spec.sourceHydrator.syncSource.targetBranch"
-	fieldHydrateTo    = "spec.sourceHydrator.hydrateTo"
-	fieldSyncSource   = "spec.sourceHydrator.syncSource"
-	fieldSourceHydrat = "spec.sourceHydrator"
+	fieldSourceHydrator = "spec.sourceHydrator"
+	fieldDrySource      = fieldSourceHydrator + ".drySource"
+	fieldDryRepoURL     = fieldDrySource + ".repoURL"
+	fieldSyncBranch     = fieldSourceHydrator + ".syncSource.targetBranch"
+	fieldHydrateTo      = fieldSourceHydrator + ".hydrateTo"
 )
 
 // sourceHydrator returns the Application's spec.sourceHydrator, false when it has none.
@@ -72,7 +71,7 @@ func sourceHydrator(obj map[string]any) (map[string]any, bool) {
 // it, but one set on the Application itself is a mistake.
 func drySource(h map[string]any, ann, own map[string]string) (src map[string]any, hyd *Hydrator, field, msg string) {
 	if _, ok := own[AnnSource]; ok {
-		return nil, nil, AnnSource, "names a source, but the Application renders through " + fieldSourceHydrat + ": kropipe writes its drySource; remove the annotation"
+		return nil, nil, AnnSource, "names a source, but the Application renders through " + fieldSourceHydrator + ": kropipe writes its drySource; remove the annotation"
 	}
 	dry, _, _ := unstructured.NestedMap(h, "drySource")
 	switch {

@@ -179,7 +179,7 @@ func decideHydration(h hydration, app, promo string, covers func(dry string) boo
 	case h.phase == HydrationHydrating:
 		s.wait = fmt.Sprintf("waiting: Argo CD is hydrating %s (since %s) for dry commit %s", app, h.started.Format(time.RFC3339), short(promo))
 	default:
-		last := "it has hydrated nothing yet"
+		last := "it has hydrated nothing yet: is the Source Hydrator enabled (hydrator.enabled: \"true\" in argocd-cmd-params-cm) and argocd-commit-server running?"
 		if h.lastDry != "" {
 			last = "last hydrated dry commit " + short(h.lastDry)
 		}

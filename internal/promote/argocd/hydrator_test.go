@@ -240,7 +240,7 @@ func TestDecideHydration(t *testing.T) {
 		wait    string // substring
 		ask     bool
 	}{
-		{name: "never hydrated", h: hyd{}, wait: "has not hydrated dry commit p000000 of develop-frontend yet (it has hydrated nothing yet)", ask: true},
+		{name: "never hydrated", h: hyd{}, wait: "has not hydrated dry commit p000000 of develop-frontend yet (it has hydrated nothing yet: is the Source Hydrator enabled (hydrator.enabled: \"true\" in argocd-cmd-params-cm) and argocd-commit-server running?)", ask: true},
 		{name: "hydrating", h: hyd{phase: HydrationHydrating, lastDry: before, lastHydrated: hydrated0}, wait: "Argo CD is hydrating develop-frontend"},
 		{name: "hydrated an older dry commit", h: hydrated(before, hydrated0), wait: "(last hydrated dry commit o000000)", ask: true},
 		{name: "hydrated the promotion", h: hydrated(promo, hydrated1), syncTo: hydrated1, targets: []string{hydrated1}},

@@ -103,6 +103,9 @@ type tracking struct {
 	// hydrateAsked: Argo CD was asked to hydrate the promotion's dry commit (once per
 	// promotion; after a restart it is asked once more, which is harmless).
 	hydrateAsked bool
+	// since is when the gate first saw the commit, after it was pushed: a hydration Argo CD
+	// started later read a dry branch that held it.
+	since time.Time
 }
 
 // GateOption configures a HealthGate.
@@ -615,7 +618,7 @@ func (g *HealthGate) unhealthy(spec stage.Spec, b Binding, value, commit, app, b
 	defer g.mu.Unlock()
 	tr := g.tracked[spec.Name]
 	if tr == nil {
-		tr = &tracking{commit: commit}
+		tr = &tracking{commit: commit, since: g.clock.Now()}
 		g.tracked[spec.Name] = tr
 	}
 	now := g.clock.Now()
@@ -659,7 +662,7 @@ func (g *HealthGate) track(ctx context.Context, spec stage.Spec, freightID, comm
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if tr = g.tracked[spec.Name]; !same || tr == nil || tr.freightID != freightID {
-		tr = &tracking{freightID: freightID, commit: commit}
+		tr = &tracking{freightID: freightID, commit: commit, since: g.clock.Now()}
 		g.tracked[spec.Name] = tr
 	}
 	return tr.commit

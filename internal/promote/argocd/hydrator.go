@@ -127,14 +127,28 @@ func readHydration(obj map[string]any) hydration {
 	return h
 }
 
-// failedDry is the dry commit a failed hydration was of. Argo CD leaves currentOperation.drySHA
-// empty when rendering the first Application of the hydration failed (a broken instance), but
-// it recorded the revision it resolved just before in lastComparedDryRevision.
+// failedDry is the dry commit a failed hydration was of, "" when unknown. Argo CD leaves
+// currentOperation.drySHA empty when rendering the first Application of the hydration failed (a
+// broken instance); lastComparedDryRevision is then the revision it resolved before, when it
+// resolved one for that attempt.
 func (h hydration) failedDry() string {
 	if h.dry != "" {
 		return h.dry
 	}
 	return h.compared
+}
+
+// failedAfter reports whether a failed hydration was of the promotion or a dry commit after it:
+// its dry commit covers the promotion, or — its dry commit unknown — Argo CD started it after
+// since, when the promotion was already on the dry branch it read.
+func (h hydration) failedAfter(since time.Time, covers func(dry string) bool) bool {
+	if h.phase != HydrationFailed {
+		return false
+	}
+	if h.dry == "" && !since.IsZero() && h.started.After(since) {
+		return true
+	}
+	return covers(h.failedDry())
 }
 
 // hydratedState is the gate's reading of where the hydration of a promotion stands.
@@ -154,9 +168,10 @@ type hydratedState struct {
 	ask bool
 }
 
-// decideHydration reads the Application's hydration of the promotion commit promo: covers
-// reports whether a dry commit is promo or a descendant of it (in the stage's clone).
-func decideHydration(h hydration, app, promo string, covers func(dry string) bool) hydratedState {
+// decideHydration reads the Application's hydration of the promotion commit promo, which the
+// gate saw pushed at since: covers reports whether a dry commit is promo or a descendant of it
+// (in the stage's clone).
+func decideHydration(h hydration, app, promo string, since time.Time, covers func(dry string) bool) hydratedState {
 	var s hydratedState
 	if h.lastHydrated != "" && covers(h.lastDry) {
 		s.targets = append(s.targets, h.lastHydrated)
@@ -173,9 +188,12 @@ func decideHydration(h hydration, app, promo string, covers func(dry string) boo
 		return s
 	}
 	switch {
-	case h.phase == HydrationFailed && covers(h.failedDry()):
+	case h.failedAfter(since, covers):
 		s.failed = orUnknown(h.message, "Argo CD gave no message")
 		s.dry = h.failedDry()
+		if h.dry == "" && !covers(s.dry) {
+			s.dry = promo // Argo CD did not say; it read the branch after the promotion
+		}
 	case h.phase == HydrationHydrating:
 		s.wait = fmt.Sprintf("waiting: Argo CD is hydrating %s (since %s) for dry commit %s", app, h.started.Format(time.RFC3339), short(promo))
 	default:
@@ -243,7 +261,7 @@ func HydrationOf(u *unstructured.Unstructured) *stage.Hydration {
 // once per promotion) or ErrHydrationFailed.
 func (g *HealthGate) hydrationOf(ctx context.Context, spec stage.Spec, b Binding, u *unstructured.Unstructured, promo string) (hydratedState, error) {
 	covers := func(dry string) bool { return dry != "" && g.contains(ctx, spec, promo, dry) }
-	hs := decideHydration(readHydration(u.Object), u.GetName(), promo, covers)
+	hs := decideHydration(readHydration(u.Object), u.GetName(), promo, g.trackedSince(spec.Name), covers)
 	switch {
 	case hs.failed != "":
 		return hs, fmt.Errorf("stage %q: %w: Argo CD could not hydrate dry commit %s of Application %s into %s, so nothing was synced: %s; fix the dry source and push: Argo CD hydrates the new commit",
@@ -277,6 +295,16 @@ func (g *HealthGate) askHydration(stage string) bool {
 	}
 	tr.hydrateAsked = true
 	return true
+}
+
+// trackedSince is when the gate first saw the stage's tracked commit, zero when it tracks none.
+func (g *HealthGate) trackedSince(stage string) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if tr := g.tracked[stage]; tr != nil {
+		return tr.since
+	}
+	return time.Time{}
 }
 
 func (g *HealthGate) setHydrateAsked(stage string, asked bool) {

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -57,12 +58,17 @@ type hyd struct {
 	phase, message, dry, hydrated string // currentOperation
 	lastDry, lastHydrated         string // lastSuccessfulOperation
 	compared                      string // lastComparedDryRevision
+	started                       time.Time
 }
 
 func (h hyd) status() map[string]any {
 	st := map[string]any{}
 	if h.phase != "" {
-		op := map[string]any{"phase": h.phase, "message": h.message, "startedAt": tStart.Format("2006-01-02T15:04:05Z")}
+		started := h.started
+		if started.IsZero() {
+			started = tStart
+		}
+		op := map[string]any{"phase": h.phase, "message": h.message, "startedAt": started.Format(time.RFC3339)}
 		if h.dry != "" {
 			op["drySHA"] = h.dry
 		}
@@ -230,6 +236,7 @@ func TestDerive_HydratorProblemsBlockOnlyTheirStage(t *testing.T) {
 
 func TestDecideHydration(t *testing.T) {
 	const promo, after, before = "p000000", "d000000", "o000000"
+	pushed := tStart.Add(-time.Minute) // hyd's operations start at tStart
 	covers := func(dry string) bool { return dry == promo || dry == after }
 	tests := []struct {
 		name    string
@@ -266,6 +273,16 @@ func TestDecideHydration(t *testing.T) {
 			failed: "Failed to hydrate: develop/frontend/instance.yaml: bad",
 		},
 		{
+			name:   "failed before resolving its dry commit, in an attempt started after the push",
+			h:      hyd{phase: HydrationFailed, message: "Failed to hydrate: develop/frontend/instance.yaml: bad", compared: before},
+			failed: "Failed to hydrate: develop/frontend/instance.yaml: bad",
+		},
+		{
+			name: "failed before resolving its dry commit, in an attempt started before the push",
+			h:    hyd{phase: HydrationFailed, message: "Failed to hydrate: boom", compared: before, started: pushed.Add(-time.Second)},
+			wait: "its hydration of o000000 failed: Failed to hydrate: boom", ask: true,
+		},
+		{
 			name: "failed at an older commit",
 			h:    hyd{phase: HydrationFailed, dry: before, message: "Failed to hydrate: boom", compared: before},
 			wait: "its hydration of o000000 failed: Failed to hydrate: boom", ask: true,
@@ -274,7 +291,7 @@ func TestDecideHydration(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"sourceHydrator": tt.h.status()}}}
-			got := decideHydration(readHydration(u.Object), "develop-frontend", promo, covers)
+			got := decideHydration(readHydration(u.Object), "develop-frontend", promo, pushed, covers)
 			if got.syncTo != tt.syncTo || !reflect.DeepEqual(got.targets, tt.targets) || got.failed != tt.failed || got.ask != tt.ask || !strings.Contains(got.wait, tt.wait) {
 				t.Fatalf("got %+v\nwant syncTo %q targets %v failed %q wait %q ask %v", got, tt.syncTo, tt.targets, tt.failed, tt.wait, tt.ask)
 			}

@@ -80,7 +80,7 @@ func TestPlugin_BrokenInstanceShowsSidecarError(t *testing.T) {
 	t.Parallel()
 	eachArgoCD(t, true, func(t *testing.T, argo *stack.ArgoCDInstall) {
 		ns := destNamespace(argo, "broken")
-		subject, want := sidecarError(t, argo, "broken/frontend", ns)
+		subject, want := sidecarError(t, argo, "broken-frontend", "broken/frontend", ns)
 
 		createApp(t, argo, "broken-frontend", "broken/frontend", ns)
 		var msg string
@@ -119,16 +119,16 @@ func destNamespace(argo *stack.ArgoCDInstall, ns string) string {
 	return ns + "-v3"
 }
 
-// sidecarError runs the freshly built cmp-sidecar the way argo's argocd-cmp-server does (in the
-// source folder of a checkout, with the variables that line sets) and returns what the
-// Application's condition must carry: the subject its error starts with ("application <name>",
+// sidecarError runs the freshly built cmp-sidecar the way argo's argocd-cmp-server does for
+// Application app (in the source folder of a checkout, with the variables that line sets) and
+// returns what the Application's condition must carry: the subject its error starts with ("application <name>",
 // with whatever it makes of v3's project name) and the part of its last line that names the
 // problem.
-func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, path, ns string) (subject, problem string) {
+func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, app, path, ns string) (subject, problem string) {
 	t.Helper()
 	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
 	cmd.Dir = filepath.Join(checkout.Dir, path)
-	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME=broken-frontend", "ARGOCD_APP_NAMESPACE="+ns, "ARGOCD_APP_SOURCE_PATH="+path)
+	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME="+app, "ARGOCD_APP_NAMESPACE="+ns, "ARGOCD_APP_SOURCE_PATH="+path)
 	if argo != st.ArgoCDV2() {
 		// Argo CD v3 also tells the plugin the Application's project.
 		cmd.Env = append(cmd.Env, "ARGOCD_APP_PROJECT_NAME=default")
@@ -145,7 +145,7 @@ func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, path, ns string) (sub
 	line = strings.TrimPrefix(line, "cmp-sidecar: ")
 	// The error starts with "application <name>[ ...]: " (the local run has no revision, which
 	// Argo CD's message adds after the subject); the problem is what follows.
-	subject = "application broken-frontend"
+	subject = "application " + app
 	if strings.HasPrefix(line, "application ") {
 		if i := strings.Index(line, ": "); i >= 0 {
 			subject, line = line[:i], line[i+2:]

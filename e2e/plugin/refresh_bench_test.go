@@ -36,17 +36,16 @@ var refreshOnce sync.Once
 // It reports the wall time of one refresh and the peak RSS (VmHWM) of argocd-cmp-server and of
 // the render server, the processes of the sidecar container that outlive a call. "floor" asks
 // a plugin that does no work (floorPluginName) for the same 100 applications of the same
-// repository: the least any plugin can cost.
+// repository: the least any plugin can cost. "hydrated" refreshes the same 100 kro applications
+// as Argo CD's Source Hydrator leaves them: directory apps of the hydrated branch
+// (hydratedBranch, one manifest.yaml each, pushed by argocd-commit-server of the v3 line), which
+// gets a new commit before each iteration.
 func BenchmarkRefresh100Apps(b *testing.B) {
 	ctx := context.Background()
 	client := repoServer(b, st.ArgoCDV2())
-	var setupErr error
-	refreshOnce.Do(func() { setupErr = seedRefreshApps(ctx, client) })
-	if setupErr != nil {
-		b.Fatal(setupErr)
-	}
+	seedHydrated(ctx, b)
 	revision := 0
-	for _, kind := range []string{"plugin", "directory", "floor"} {
+	for _, kind := range []string{"plugin", "directory", "floor", "hydrated"} {
 		b.Run(kind, func(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
@@ -102,6 +101,9 @@ func refreshSource(kind string, i int) *v1alpha1.ApplicationSource {
 			Path: fmt.Sprintf("refresh/apps/app-%d", i), Plugin: examplePlugin()}
 	case "floor":
 		return floorSource(refreshSource("plugin", i))
+	case "hydrated":
+		return &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(repoName), TargetRevision: hydratedBranch,
+			Path: fmt.Sprintf("apps/app-%d", i)}
 	}
 	return &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(plainRepoName), TargetRevision: "main",
 		Path: fmt.Sprintf("apps/app-%d", i)}
@@ -167,6 +169,9 @@ func seedRefreshApps(ctx context.Context, client apiclient.RepoServerServiceClie
 // revision (the floor plugin's apps live in the same repository and get the same commit). For
 // directory apps it changes a file outside the apps.
 func commitRevision(ctx context.Context, kind string, revision int) error {
+	if kind == "hydrated" {
+		return commitHydratedRevision(ctx, revision)
+	}
 	gitMu.Lock()
 	defer gitMu.Unlock()
 	if kind == "directory" {

@@ -38,5 +38,7 @@ func TestMain(m *testing.M) {
 		st = s
 		_, repoRoot, err = stack.FindE2EDir()
 		return err
-	}, stack.WithRegistryNotifications("http://"+webhookAddr+"/webhook/registry", "Bearer "+webhookSecret), stack.WithArgoRollouts(), stack.WithSpokeCluster()))
+	}, stack.WithRegistryNotifications("http://"+webhookAddr+"/webhook/registry", "Bearer "+webhookSecret), stack.WithArgoRollouts(), stack.WithSpokeCluster(),
+		// Argo CD v3 with the Source Hydrator, for hydrator_cluster_test.go.
+		stack.WithArgoCDV3()))
 }

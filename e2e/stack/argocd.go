@@ -6,7 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -47,6 +49,13 @@ type ArgoCDInstall struct {
 	RepoServerAddr string
 	// PluginSockDir is where its argocd-cmp-server puts the plugin socket for its repo-server.
 	PluginSockDir string
+	// CommitServerAddr is host:port of its argocd-commit-server, which pushes the Source
+	// Hydrator's rendered manifests; empty unless Hydrator.
+	CommitServerAddr string
+	// Hydrator says the Source Hydrator is on (hydrator.enabled in argocd-cmd-params-cm): an
+	// argocd-commit-server runs and the application controller hydrates Applications that have
+	// spec.sourceHydrator, pushing with the stack's repo-write-creds Secret.
+	Hydrator bool
 
 	// prefix names its processes and logs: argocd-repo-server, argocd3-repo-server, ...
 	prefix         string
@@ -56,6 +65,11 @@ type ArgoCDInstall struct {
 	kubeconfig     string
 	redis          *miniredis.Miniredis
 	applicationSet bool
+	// repoServerFlags are added to argocd-repo-server's command line.
+	repoServerFlags []string
+	// scriptsDir holds the shell scripts of Argo CD's image (argoCDScripts), on every
+	// component's PATH.
+	scriptsDir string
 }
 
 func (a *ArgoCDInstall) process(component string) string {
@@ -69,10 +83,17 @@ func (s *Stack) newArgoCDInstalls(v3 bool) {
 		applicationSet: true,
 	}}
 	if v3 {
-		// No applicationset controller: the plugin tests need none, and it would only cost CPU.
+		// The applicationset controller turns the hydrator ApplicationSet the plugin tests
+		// apply into Applications, as a user's would; the Source Hydrator (Beta since v3.5)
+		// renders them through the kro plugin.
 		s.ArgoCDInstalls = append(s.ArgoCDInstalls, &ArgoCDInstall{
 			Version: ArgoCDV3Version, Namespace: ArgoCDV3Namespace, PluginSockDir: filepath.Join(s.Dir, "plugins3"),
-			prefix: "argocd3", binDir: s.Binaries.ArgoCDV3Dir, crdModule: "github.com/argoproj/argo-cd/v3", crdModDir: "tools/argocd3",
+			Hydrator: true,
+			prefix:   "argocd3", binDir: s.Binaries.ArgoCDV3Dir, crdModule: "github.com/argoproj/argo-cd/v3", crdModDir: "tools/argocd3",
+			applicationSet: true,
+			// v3.6 defaults --client-ca-path to the mTLS Secret's mount and refuses it
+			// together with --disable-tls, mounted or not.
+			repoServerFlags: []string{"--client-ca-path="},
 		})
 	}
 }
@@ -108,9 +129,13 @@ func (s *Stack) startRedis(a *ArgoCDInstall) error {
 // Secret for the local API server (in-cluster kubernetes.default.svc does not resolve here).
 func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 	newest := s.ArgoCDInstalls[len(s.ArgoCDInstalls)-1]
-	crdDir, err := argoCDCRDDir(ctx, filepath.Join(s.e2eDir, newest.crdModDir), newest.crdModule)
+	modDir, err := argoCDModuleDir(ctx, filepath.Join(s.e2eDir, newest.crdModDir), newest.crdModule)
 	if err != nil {
 		return err
+	}
+	crdDir := filepath.Join(modDir, "manifests", "crds")
+	if !fileOK(filepath.Join(crdDir, "application-crd.yaml")) {
+		return fmt.Errorf("Argo CD CRDs missing in %s: run `go mod download` in %s", crdDir, newest.crdModDir)
 	}
 	for _, f := range []string{"application-crd.yaml", "appproject-crd.yaml", "applicationset-crd.yaml"} {
 		if err := s.ApplyFile(ctx, filepath.Join(crdDir, f), ""); err != nil {
@@ -133,6 +158,9 @@ func (s *Stack) bootstrapArgoCD(ctx context.Context) error {
 		}
 	}
 	for _, a := range s.ArgoCDInstalls {
+		if err := s.installArgoCDScripts(ctx, a); err != nil {
+			return err
+		}
 		if err := s.bootstrapArgoCDNamespace(ctx, a); err != nil {
 			return fmt.Errorf("Argo CD %s bootstrap in namespace %s: %w", a.Version, a.Namespace, err)
 		}
@@ -187,6 +215,9 @@ func (s *Stack) bootstrapArgoCDNamespace(ctx context.Context, a *ArgoCDInstall) 
 	if s.Spoke != nil {
 		objs = append(objs, s.spokeClusterSecret(ns))
 	}
+	if a.Hydrator {
+		objs = append(objs, s.repoWriteCreds(ns, "", ""))
+	}
 	for _, o := range objs {
 		if err := s.ApplyObject(ctx, o); err != nil {
 			return err
@@ -194,6 +225,39 @@ func (s *Stack) bootstrapArgoCDNamespace(ctx context.Context, a *ArgoCDInstall) 
 	}
 	a.kubeconfig = filepath.Join(s.Dir, a.prefix+".kubeconfig")
 	return os.WriteFile(a.kubeconfig, []byte(s.kubeconfigYAML(ns)), 0o600)
+}
+
+// RepoWriteCredsName is the repo-write-creds Secret an installation with the Source Hydrator
+// finds its write credentials for every repository of the stack's Git server in.
+const RepoWriteCredsName = "git-write-creds"
+
+// repoWriteCreds is a credential template (secret-type repo-write-creds) for every repository
+// whose URL starts with the Git server's: what argocd-commit-server pushes hydrated branches
+// with. Argo CD keeps write credentials apart from read ones (secret-type repository,
+// repo-creds) and the hydrator looks only at the write kinds.
+func (s *Stack) repoWriteCreds(ns, user, password string) *corev1.Secret {
+	data := map[string]string{"type": "git", "url": s.Git.URL}
+	if user != "" {
+		data["username"], data["password"] = user, password
+	}
+	return &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{Name: RepoWriteCredsName, Namespace: ns,
+			Labels: map[string]string{"argocd.argoproj.io/secret-type": "repo-write-creds"}},
+		StringData: data,
+	}
+}
+
+// SetGitWriteCredentials puts user and password into installation a's repo-write-creds
+// Secret, for a test that makes the Git server require them (GitServer.RequireBasicAuth).
+// argocd-commit-server hands them to git through its askpass socket, which Argo CD fixes at
+// /tmp/commit-server-ask-pass.sock: two stacks on one machine pushing with credentials at the
+// same time take it from each other (Argo CD has no setting for its path).
+func (s *Stack) SetGitWriteCredentials(ctx context.Context, a *ArgoCDInstall, user, password string) error {
+	if !a.Hydrator {
+		return fmt.Errorf("Argo CD %s in namespace %s runs no Source Hydrator: it has no write credentials", a.Version, a.Namespace)
+	}
+	return s.ApplyObject(ctx, s.repoWriteCreds(a.Namespace, user, password))
 }
 
 func withName(labels map[string]string, name string) map[string]string {
@@ -204,8 +268,8 @@ func withName(labels map[string]string, name string) map[string]string {
 	return out
 }
 
-// argoCDCRDDir is manifests/crds of Argo CD module mod as pinned by the go.mod in modDir.
-func argoCDCRDDir(ctx context.Context, modDir, mod string) (string, error) {
+// argoCDModuleDir is the source folder of Argo CD module mod as pinned by the go.mod in modDir.
+func argoCDModuleDir(ctx context.Context, modDir, mod string) (string, error) {
 	// `go mod download` (unlike `go list -m`) also fetches the module into an empty cache.
 	cmd := exec.CommandContext(ctx, goTool(), "mod", "download", "-json", mod)
 	cmd.Dir = modDir
@@ -217,11 +281,39 @@ func argoCDCRDDir(ctx context.Context, modDir, mod string) (string, error) {
 	if err := json.Unmarshal(out, &m); err != nil || m.Dir == "" {
 		return "", fmt.Errorf("locate Argo CD module %s: unexpected `go mod download -json` output: %s", mod, out)
 	}
-	dir := filepath.Join(m.Dir, "manifests", "crds")
-	if !fileOK(filepath.Join(dir, "application-crd.yaml")) {
-		return "", fmt.Errorf("Argo CD CRDs missing in %s: run `go mod download` in %s", dir, modDir)
+	return m.Dir, nil
+}
+
+// argoCDScripts are the shell scripts Argo CD's image puts on PATH next to its binaries
+// (Dockerfile: COPY hack/... /usr/local/bin/). repo-server v3.6 runs git-verify-wrapper.sh on
+// every manifest generation of a Git source, GPG on or off, and fails the generation with
+// "permission denied" when it is missing.
+var argoCDScripts = []string{"hack/git-verify-wrapper.sh", "hack/gpg-wrapper.sh"}
+
+// installArgoCDScripts copies argoCDScripts from installation a's module, those it has, into
+// a's scripts folder, executable (the module cache is read-only), which argoEnv puts on PATH.
+func (s *Stack) installArgoCDScripts(ctx context.Context, a *ArgoCDInstall) error {
+	modDir, err := argoCDModuleDir(ctx, filepath.Join(s.e2eDir, a.crdModDir), a.crdModule)
+	if err != nil {
+		return err
 	}
-	return dir, nil
+	a.scriptsDir = filepath.Join(s.Dir, a.prefix+"-scripts")
+	if err := os.MkdirAll(a.scriptsDir, 0o755); err != nil {
+		return err
+	}
+	for _, rel := range argoCDScripts {
+		b, err := os.ReadFile(filepath.Join(modDir, rel))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("Argo CD %s script %s: %w", a.Version, rel, err)
+		}
+		if err := os.WriteFile(filepath.Join(a.scriptsDir, filepath.Base(rel)), b, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // argoEnv is the environment of Argo CD component (argocd-repo-server, ...) of installation a:
@@ -241,7 +333,7 @@ func (s *Stack) argoEnv(a *ArgoCDInstall, component string, extraPath ...string)
 			return nil, err
 		}
 	}
-	path := strings.Join(append(extraPath, a.binDir, os.Getenv("PATH")), string(os.PathListSeparator))
+	path := strings.Join(append(extraPath, a.binDir, a.scriptsDir, os.Getenv("PATH")), string(os.PathListSeparator))
 	return []string{
 		"HOME=" + home, "TMPDIR=" + tmp, "PATH=" + path,
 		"KUBECONFIG=" + a.kubeconfig,
@@ -278,11 +370,12 @@ func (s *Stack) startArgoCD(ctx context.Context, a *ArgoCDInstall) error {
 	if err := s.startRedis(a); err != nil {
 		return err
 	}
-	ports, err := FreePorts(6)
+	ports, err := FreePorts(8)
 	if err != nil {
 		return err
 	}
 	repoPort, repoMetrics, ctrlMetrics, appsetMetrics, appsetProbe, appsetWebhook := ports[0], ports[1], ports[2], ports[3], ports[4], ports[5]
+	commitPort, commitMetrics := ports[6], ports[7]
 	run := func(component string, args, env []string) (*Process, error) {
 		return s.start(a.process(component), filepath.Join(a.binDir, component), args, env)
 	}
@@ -310,11 +403,11 @@ func (s *Stack) startArgoCD(ctx context.Context, a *ArgoCDInstall) error {
 	// As the README's install prescribes (manifests/install/argocd-cmd-params-cm.yaml): the
 	// repository's Git history is not streamed to the plugin with every call.
 	env = append(env, "ARGOCD_REPO_SERVER_PLUGIN_TAR_EXCLUSIONS=.git/*")
-	repo, err := run("argocd-repo-server", []string{
+	repo, err := run("argocd-repo-server", append([]string{
 		"--address=127.0.0.1", "--port=" + strconv.Itoa(repoPort),
 		"--metrics-address=127.0.0.1", "--metrics-port=" + strconv.Itoa(repoMetrics),
 		"--disable-tls", "--redis=" + a.redis.Addr(), "--loglevel=info",
-	}, env)
+	}, a.repoServerFlags...), env)
 	if err != nil {
 		return err
 	}
@@ -325,6 +418,14 @@ func (s *Stack) startArgoCD(ctx context.Context, a *ArgoCDInstall) error {
 
 	if env, err = s.argoEnv(a, "argocd-application-controller"); err != nil {
 		return err
+	}
+	if a.Hydrator {
+		if err := s.startCommitServer(ctx, a, commitPort, commitMetrics); err != nil {
+			return err
+		}
+		// What argocd-cmd-params-cm's hydrator.enabled and commit.server set in Argo CD's
+		// manifests (install-with-hydrator.yaml).
+		env = append(env, "ARGOCD_HYDRATOR_ENABLED=true", "ARGOCD_APPLICATION_CONTROLLER_COMMIT_SERVER="+a.CommitServerAddr)
 	}
 	ctrl, err := run("argocd-application-controller", []string{
 		"--repo-server=" + a.RepoServerAddr, "--repo-server-plaintext",
@@ -364,6 +465,27 @@ func (s *Stack) startArgoCD(ctx context.Context, a *ArgoCDInstall) error {
 	// The applicationset controller registers no health checks; its metrics answer once its
 	// manager runs.
 	return appset.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(appsetMetrics)+"/metrics", ""))
+}
+
+// startCommitServer starts installation a's argocd-commit-server on loopback: the Source
+// Hydrator's component that clones the hydrated branch, writes manifest.yaml, hydrator.metadata
+// and README.md, commits, pushes and adds the git note with the dry SHA. It runs git and, for
+// credentials, the argocd binary as its askpass helper (both on its PATH).
+func (s *Stack) startCommitServer(ctx context.Context, a *ArgoCDInstall, port, metricsPort int) error {
+	env, err := s.argoEnv(a, "argocd-commit-server")
+	if err != nil {
+		return err
+	}
+	p, err := s.start(a.process("argocd-commit-server"), filepath.Join(a.binDir, "argocd-commit-server"), []string{
+		"--address=127.0.0.1", "--port=" + strconv.Itoa(port),
+		"--metrics-address=127.0.0.1", "--metrics-port=" + strconv.Itoa(metricsPort),
+		"--loglevel=info", "--logformat=text",
+	}, env)
+	if err != nil {
+		return err
+	}
+	a.CommitServerAddr = "127.0.0.1:" + strconv.Itoa(port)
+	return p.waitReady(ctx, 60*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(metricsPort)+"/healthz?full=true", ""))
 }
 
 // startRegistry runs the CNCF distribution registry (built from its module, see

@@ -26,11 +26,13 @@ const (
 	KubernetesVersion = "v1.34.4"
 	KwokVersion       = "v0.7.0"
 	ArgoCDVersion     = "v2.14.21"
-	// ArgoCDV3Version is the second Argo CD line the plugin is proven on. v3.2.11 is the newest
-	// v3 that builds from the module proxy: v3.2.12 fails to compile (undefined
-	// settings.ValidateExternalURL), v3.3+ need an in-tree gitops-engine copy the proxy does not
-	// serve, v3.4+ a module it refuses.
-	ArgoCDV3Version = "v3.2.11"
+	// ArgoCDV3Version is the second Argo CD line the plugin is proven on, with the Source
+	// Hydrator (Beta since v3.5, drySource.plugin since v3.3). v3.6.2 and not v3.5.x: v3.3.x to
+	// v3.5.8 require github.com/argoproj/argo-cd/gitops-engine at a pseudo-version the module
+	// proxy refuses (403) and replace it with the in-tree ./gitops-engine, which is not in the
+	// module zip; v3.6.2 requires github.com/argoproj/argo-cd/gitops-engine/v3 v3.6.2, which the
+	// proxy serves (the same code as its in-tree replace, so the wrapper drops that line).
+	ArgoCDV3Version = "v3.6.2"
 	// RegistryVersion is the CNCF distribution registry (Debian's docker-registry is v2.8).
 	RegistryVersion = "v3.1.2"
 	// RolloutsVersion is Argo Rollouts, whose analysis controller runs the AnalysisRuns of
@@ -121,7 +123,7 @@ func giteaComponent() component {
 // argoCDNames are the names the argocd binary dispatches on.
 var argoCDNames = []string{
 	"argocd-application-controller", "argocd-repo-server", "argocd-cmp-server",
-	"argocd-applicationset-controller", "argocd-git-ask-pass",
+	"argocd-applicationset-controller", "argocd-git-ask-pass", "argocd-commit-server",
 }
 
 // Build makes sure every stack binary exists in cacheDir, building the missing ones, and builds

@@ -108,8 +108,9 @@ func WithPluginName(name string) Option { return func(o *options) { o.pluginName
 func WithoutArgoCD() Option { return func(o *options) { o.noArgoCD = true } }
 
 // WithArgoCDV3 also starts Argo CD v3 (ArgoCDV3Version) in namespace ArgoCDV3Namespace: its own
-// argocd-cmp-server (the same plugin.yaml and cmp-sidecar), argocd-repo-server and
-// argocd-application-controller, and installs v3's CRDs.
+// argocd-cmp-server (the same plugin.yaml and cmp-sidecar), argocd-repo-server,
+// argocd-application-controller with the Source Hydrator on, argocd-commit-server and
+// argocd-applicationset-controller, and installs v3's CRDs.
 func WithArgoCDV3() Option { return func(o *options) { o.argoCDV3 = true } }
 
 // WithRegistryNotifications makes the registry send a notification to url for every push and
@@ -171,9 +172,11 @@ func Start(ctx context.Context, opts ...Option) (s *Stack, err error) {
 			return nil, err
 		}
 	}
+	// started, not s: `return nil, err` below sets s to nil before this runs.
+	started := s
 	defer func() {
 		if err != nil {
-			s.Stop()
+			started.Stop()
 			s = nil
 		}
 	}()
@@ -302,7 +305,8 @@ func (s *Stack) Stop() {
 	// noise.
 	groups := [][]string{
 		append([]string{"argocd-application-controller", "argocd-applicationset-controller", "argocd-repo-server", "argocd-cmp-server",
-			"argocd3-application-controller", "argocd3-repo-server", "argocd3-cmp-server",
+			"argocd3-application-controller", "argocd3-applicationset-controller", "argocd3-repo-server", "argocd3-cmp-server",
+			"argocd3-commit-server",
 			"gitea", "registry", "kwok", "kube-scheduler", "kube-controller-manager"}, spokeProcesses.controllers...),
 		append([]string{"kube-apiserver"}, spokeProcesses.apiserver...),
 		{"etcd"},

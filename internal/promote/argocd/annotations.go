@@ -129,6 +129,9 @@ type Binding struct {
 	PullSecrets []string `json:"pullSecrets,omitempty"`
 	// Verify is the stage's verification in the cluster, nil when it has none.
 	Verify *Verification `json:"verify,omitempty"`
+	// Hydrator is set for an Application rendered by Argo CD's Source Hydrator: the stage's
+	// file is in its dry source, and the gate syncs the hydrated commit of each promotion.
+	Hydrator *Hydrator `json:"hydrator,omitempty"`
 }
 
 // Verification is what kropipe.io/verify-* ask to run after each promotion.
@@ -342,7 +345,16 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 		spec.Signatures = requiredSignatures(v, o.signatures, bad)
 	}
 
-	src, idx, field, msg := gitSource(app.Object, ann)
+	srcField := "spec.source.path"
+	var src map[string]any
+	var idx int
+	var field, msg string
+	if h, ok := sourceHydrator(app.Object); ok {
+		src, b.Hydrator, field, msg = drySource(h, ann, own)
+		idx, srcField = -1, fieldDrySource+".path"
+	} else {
+		src, idx, field, msg = gitSource(app.Object, ann)
+	}
 	if msg != "" {
 		bad(field, "%s", msg)
 	} else {
@@ -376,7 +388,7 @@ func fromApp(app *unstructured.Unstructured, sets map[string]*unstructured.Unstr
 	}
 	var warnings []Problem
 	if _, ok := app.GetAnnotations()[ManifestGeneratePaths]; !ok {
-		w := fmt.Sprintf("the Application has no %s annotation, so every promotion commit makes Argo CD regenerate every Application of %s; set it to the stage's directory (e.g. \".\" with spec.source.path %s)", ManifestGeneratePaths, spec.RepoURL, path.Dir(spec.File))
+		w := fmt.Sprintf("the Application has no %s annotation, so every promotion commit makes Argo CD regenerate every Application of %s; set it to the stage's directory (e.g. \".\" with %s %s)", ManifestGeneratePaths, spec.RepoURL, srcField, path.Dir(spec.File))
 		b.Warnings = append(b.Warnings, w)
 		warnings = append(warnings, Problem{Stage: name, App: ref.String(), Field: ManifestGeneratePaths, Message: w})
 	}

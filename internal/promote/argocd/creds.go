@@ -120,6 +120,11 @@ func (c *Credentials) GitOptions(ctx context.Context, repoURL string) ([]gitwrit
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		opts = append(opts, gitwrite.WithAuth(&gitwrite.RefreshingToken{Username: "x-access-token", Token: token}))
+	case d("username") == "" && c.noSecret(ctx, repoURL) == nil:
+		// Only the URL: how Argo CD registers a public repository, or the anonymous target of
+		// its hydrator's write credentials. A server that lets anyone push needs nothing more.
+		c.log.Info("Argo CD Secret without credentials; pushing without", "repo", gitwrite.Redact(repoURL), "secret", sec.Name, "type", sec.Labels[SecretTypeLabel])
+		return opts, nil
 	default:
 		return nil, fmt.Errorf("%s matches %s but has neither password nor sshPrivateKey; add one of them", where, gitwrite.Redact(repoURL))
 	}

@@ -132,6 +132,13 @@ func TestCredentials_MissingOrUnusableSecretSaysWhatToCreate(t *testing.T) {
 			secrets: []runtime.Object{secret("key", SecretTypeRepoCreds, map[string]string{"url": "ssh://git@git.example.com/team", "sshPrivateKey": "s3cret"})},
 			want:    "sshPrivateKey is not a PEM private key"},
 		{name: "server letting anyone push needs nothing", url: open.URL("gitops.git")},
+		// Argo CD registers a public repository, or a hydrator's anonymous write target, with a
+		// Secret holding only its URL.
+		{name: "a Secret with only the URL, on a server letting anyone push", url: open.URL("gitops.git"),
+			secrets: []runtime.Object{secret("write-creds", SecretTypeRepoWriteCreds, map[string]string{"url": strings.TrimSuffix(open.URL("gitops.git"), "gitops.git")})}},
+		{name: "a Secret with only the URL, on a server asking for credentials", url: url,
+			secrets: []runtime.Object{secret("public", SecretTypeRepository, map[string]string{"url": url})},
+			want:    "Argo CD Secret argocd/public matches " + url + " but has neither password nor sshPrivateKey; add one of them"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

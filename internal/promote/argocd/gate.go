@@ -28,6 +28,12 @@ var ErrUnhealthy = errors.New("application unhealthy after promotion")
 // caller rolls it back (see TakeFailures), as for ErrUnhealthy.
 var ErrVerificationFailed = errors.New("verification failed")
 
+// ErrHydrationFailed is wrapped when Argo CD's Source Hydrator failed to render the stage's
+// promotion commit (or a dry commit after it): nothing was synced, and the stage fails with
+// Argo CD's message until a dry commit hydrates. Nothing is rolled back: the freight was not
+// judged, the dry source could not be rendered.
+var ErrHydrationFailed = errors.New("hydration failed")
+
 // VerifySource reads what a verification needs from the stage's repository.
 type VerifySource interface {
 	// ReadAt returns the file or folder p (see gitwrite.Repo.ReadAt) at commit.
@@ -94,6 +100,12 @@ type tracking struct {
 	// verifyReported: the failed verification was handed to TakeFailures. After a restart
 	// the failed Job is adopted and reported again; the rollback then finds the stage moved on.
 	verifyReported bool
+	// hydrateAsked: Argo CD was asked to hydrate the promotion's dry commit (once per
+	// promotion; after a restart it is asked once more, which is harmless).
+	hydrateAsked bool
+	// since is when the gate first saw the commit, after it was pushed: a hydration Argo CD
+	// started later read a dry branch that held it.
+	since time.Time
 }
 
 // GateOption configures a HealthGate.
@@ -273,20 +285,42 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 		return err
 	}
 	promo := g.track(ctx, spec, f.ID(), commit)
-	targets := []string{promo}
-	if commit != promo {
-		targets = append(targets, commit)
-	}
-	syncTo := commit
+	// In pull-request mode the promotion reaches the branch through the merge commit that
+	// landed it; the verification's Jobs come from there too: a change merged into the
+	// branch meanwhile is part of what runs.
+	landed, verifyAt := "", promo
 	if spec.Write == stage.WritePullRequest && g.landed != nil {
 		if l := g.landed(ctx, spec, commit); l != "" && l != commit {
-			syncTo = l
-			targets = append(targets, l)
+			landed, verifyAt = l, l
 		}
 	}
 	a := readApp(u, b.SourceIndex)
-	at := g.atAny(ctx, spec, a.revision, targets)
 	value := f.Value(spec.Strategy)
+	var targets []string
+	var syncTo, syncWhat string
+	var at bool
+	if b.Hydrator != nil {
+		// The dry commit reaches the cluster only through its hydrated commit: that is
+		// what the Application must run, and what the gate syncs.
+		hs, err := g.hydrationOf(ctx, spec, b, u, promo)
+		if err != nil {
+			return err
+		}
+		targets, syncTo = hs.targets, hs.syncTo
+		syncWhat = fmt.Sprintf("hydrated commit %s (dry commit %s)", short(hs.syncTo), short(hs.dry))
+		at = a.revision != "" && contains(targets, a.revision)
+	} else {
+		targets, syncTo = []string{promo}, commit
+		if commit != promo {
+			targets = append(targets, commit)
+		}
+		if landed != "" {
+			syncTo = landed
+			targets = append(targets, landed)
+		}
+		syncWhat = short(syncTo)
+		at = g.atAny(ctx, spec, a.revision, targets)
+	}
 
 	opForUs := a.opRevision != "" && contains(targets, a.opRevision)
 	// An operation for the commit must have Succeeded; one for another revision
@@ -296,13 +330,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 			return pending("waiting: Argo CD has not compared %s since its sync finished at %s", u.GetName(), a.finishedAt.Format(time.RFC3339))
 		}
 		if b.Verify != nil {
-			// In pull-request mode the Jobs come from the merge Argo CD synced, not from the
-			// proposal: a change merged into the branch meanwhile is part of what runs.
-			at := promo
-			if syncTo != commit {
-				at = syncTo
-			}
-			if err := g.runVerification(ctx, spec, b, f, at); err != nil {
+			if err := g.runVerification(ctx, spec, b, f, verifyAt); err != nil {
 				return err
 			}
 		}
@@ -341,7 +369,7 @@ func (g *HealthGate) verify(ctx context.Context, spec stage.Spec, f freight.Frei
 			return err
 		}
 		g.log.Info("sync requested", "stage", spec.Name, "app", b.App.String(), "revision", syncTo, "reason", reason)
-		return pending("waiting: asked %s to sync to %s", u.GetName(), short(syncTo))
+		return pending("waiting: asked %s to sync to %s", u.GetName(), syncWhat)
 	}
 	if a.running {
 		// Argo CD's phase of a running operation is Running or Terminating; any other phase
@@ -590,7 +618,7 @@ func (g *HealthGate) unhealthy(spec stage.Spec, b Binding, value, commit, app, b
 	defer g.mu.Unlock()
 	tr := g.tracked[spec.Name]
 	if tr == nil {
-		tr = &tracking{commit: commit}
+		tr = &tracking{commit: commit, since: g.clock.Now()}
 		g.tracked[spec.Name] = tr
 	}
 	now := g.clock.Now()
@@ -634,7 +662,7 @@ func (g *HealthGate) track(ctx context.Context, spec stage.Spec, freightID, comm
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if tr = g.tracked[spec.Name]; !same || tr == nil || tr.freightID != freightID {
-		tr = &tracking{freightID: freightID, commit: commit}
+		tr = &tracking{freightID: freightID, commit: commit, since: g.clock.Now()}
 		g.tracked[spec.Name] = tr
 	}
 	return tr.commit
@@ -738,6 +766,7 @@ func SyncStatusOf(u *unstructured.Unstructured, index int) *stage.SyncStatus {
 		InitiatedBy:   str(u.Object, "status", "operationState", "operation", "initiatedBy", "username"),
 		FinishedAt:    a.finishedAt,
 		ReconciledAt:  a.reconciledAt,
+		Hydration:     HydrationOf(u),
 	}
 	s.StartedAt, _ = time.Parse(time.RFC3339, str(u.Object, "status", "operationState", "startedAt"))
 	if _, ok := u.Object["operation"]; ok {

@@ -30,6 +30,7 @@ type card struct {
 	Verified        string
 	Verification    *stage.VerificationRun
 	Sync            *stage.SyncStatus
+	Hydration       *hydration
 	Commit          string // short SHA of the last promotion or rollback
 	CommitURL       string // the commit on its forge, "" when the repository maps to none
 	LastPromotion   time.Time
@@ -54,6 +55,29 @@ type card struct {
 	States []stagefilter.State
 	// The freight pages of the values the card shows ("" when there is nothing to show).
 	CurrentURL, CandidateURL, VerifiedURL string
+}
+
+// hydration is where Argo CD's Source Hydrator stands for the stage's Application: the dry
+// commit it rendered (or failed to) and the hydrated commit it pushed to the sync branch.
+type hydration struct {
+	Phase      string
+	Dry        string // short SHAs
+	Hydrated   string
+	SyncBranch string
+	Message    string // why it failed, redacted
+}
+
+func hydrationOf(s *stage.SyncStatus) *hydration {
+	if s == nil || s.Hydration == nil {
+		return nil
+	}
+	h := s.Hydration
+	v := &hydration{Phase: h.Phase, Dry: short(h.DryCommit), Hydrated: short(h.HydratedCommit), SyncBranch: h.SyncBranch, Message: gitwrite.Redact(h.Message)}
+	if v.Hydrated == "" && h.Phase != "Hydrated" {
+		// Hydrating or failed: the last hydrated commit is still what the branch holds.
+		v.Hydrated = short(h.LastHydratedCommit)
+	}
+	return v
 }
 
 // prLink is a pull request as a card shows it: "#12" linking to the forge, then where it
@@ -107,7 +131,7 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 		c := card{
 			Name: st.Name, Image: st.Image, Upstream: st.Upstream, Current: st.CurrentTag,
 			Decision: string(st.Decision), Reason: st.Reason, Paused: st.Paused,
-			Verification: st.Verification, Sync: st.Sync, Commit: short(st.LastCommit),
+			Verification: st.Verification, Sync: st.Sync, Hydration: hydrationOf(st.Sync), Commit: short(st.LastCommit),
 			LastPromotion: st.LastPromotion, CanAct: canAct,
 			WaitingApproval: slices.Contains(stagefilter.StatesOf(st), stagefilter.WaitingApproval),
 		}

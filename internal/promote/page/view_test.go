@@ -1,6 +1,7 @@
 package page
 
 import (
+	"html/template"
 	"strings"
 	"testing"
 
@@ -81,5 +82,35 @@ func TestLanes_FollowTheUpstreamGraph(t *testing.T) {
 		if strings.Contains(text, "hunter2") || strings.Contains(text, "ghp_token") {
 			t.Errorf("a credential reaches the card: %s", text)
 		}
+	}
+}
+
+func TestCard_ShowsTheDryAndTheHydratedCommit(t *testing.T) {
+	tmpl := template.Must(template.New("page").Funcs(funcs).ParseFS(templateFS, "templates/*.html"))
+	const dry, hyd, older = "5e6f7a8eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee2", "1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d1d", "0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d0d"
+	tests := []struct {
+		name string
+		h    stage.Hydration
+		want string
+	}{
+		{"hydrated", stage.Hydration{Phase: "Hydrated", DryCommit: dry, HydratedCommit: hyd, SyncBranch: "environments/develop"},
+			`<dt>hydrated</dt><dd class="hydration y-hydrated"><code>1d1d1d1</code> on environments/develop from dry <code>5e6f7a8</code> (hydrated)</dd>`},
+		{"failed", stage.Hydration{Phase: "Failed", DryCommit: dry, LastHydratedCommit: older, SyncBranch: "environments/develop", Message: "Failed to hydrate: https://kropipe:s3cret@git.example.com/gitops.git: bad"},
+			`<code>0d0d0d0</code> on environments/develop from dry <code>5e6f7a8</code> (failed): Failed to hydrate: https://kropipe:***@git.example.com/gitops.git: bad`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := cards([]stage.Status{{Name: "develop-frontend", Sync: &stage.SyncStatus{Revision: hyd, Status: "Synced", Health: "Healthy", Hydration: &tt.h}}}, nil, false)
+			var b strings.Builder
+			if err := tmpl.ExecuteTemplate(&b, "card", cs[0]); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(b.String(), tt.want) {
+				t.Fatalf("card\n%s\nlacks %s", b.String(), tt.want)
+			}
+			if strings.Contains(b.String(), "s3cret") {
+				t.Fatal("a credential reached the card")
+			}
+		})
 	}
 }

@@ -112,6 +112,17 @@ func syncCell(s *stage.SyncStatus) string {
 	if s.Revision != "" {
 		cell += " at " + short(s.Revision)
 	}
+	if h := s.Hydration; h != nil {
+		// The revision is a hydrated commit: name the dry commit it was rendered from.
+		switch {
+		case h.Phase == "Hydrating":
+			cell += ", hydrating"
+		case h.Phase == "Failed":
+			cell += ", hydration of " + dash(short(h.DryCommit)) + " failed"
+		case s.Revision != "" && s.Revision == h.HydratedCommit && h.DryCommit != "":
+			cell += " (dry " + short(h.DryCommit) + ")"
+		}
+	}
 	switch s.Operation {
 	case "Requested", "Running", "Terminating":
 		cell += ", sync " + strings.ToLower(s.Operation)

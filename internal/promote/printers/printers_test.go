@@ -26,6 +26,12 @@ func TestTable_SyncColumnOnlyWhenAToolReports(t *testing.T) {
 	}{
 		{name: "local mode", sts: local, want: []string{"STAGE", "develop-frontend", "1.2.1", "-"}, not: []string{"SYNC"}},
 		{name: "Argo CD mode", sts: synced, want: []string{"SYNC", "0123456", "Synced/Healthy at 0123456, sync running"}},
+		{name: "hydrator", sts: []stage.Status{{Name: "develop-frontend", CurrentTag: "1.2.2", LastCommit: "5e6f7a8eeee", Decision: stage.DecisionUpToDate, Reason: "up to date",
+			Sync: &stage.SyncStatus{Status: "Synced", Health: "Healthy", Revision: "1d1d1d1d1d1d", Hydration: &stage.Hydration{Phase: "Hydrated", DryCommit: "5e6f7a8eeee", HydratedCommit: "1d1d1d1d1d1d"}}}},
+			want: []string{"Synced/Healthy at 1d1d1d1 (dry 5e6f7a8)"}},
+		{name: "hydration failed", sts: []stage.Status{{Name: "develop-frontend", CurrentTag: "1.2.2", Decision: stage.DecisionFailed, Reason: "hydration failed",
+			Sync: &stage.SyncStatus{Status: "Synced", Health: "Healthy", Revision: "0d0d0d0d0d", Hydration: &stage.Hydration{Phase: "Failed", DryCommit: "5e6f7a8eeee", LastHydratedCommit: "0d0d0d0d0d"}}}},
+			want: []string{"Synced/Healthy at 0d0d0d0, hydration of 5e6f7a8 failed"}},
 		{name: "a newer tag not signed as required", sts: []stage.Status{{Name: "develop-frontend", CurrentTag: "1.2.2", Decision: stage.DecisionUpToDate, Reason: "up to date at 1.2.2",
 			Skipped: []string{"1.2.3: no signature by https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1 (issuer https://token.actions.githubusercontent.com)"}}},
 			want: []string{"up to date at 1.2.2 (not signed as required: 1.2.3: no signature by https://github.com/org/repo/.github/workflows/release.yml@refs/tags/v1 (issuer https://token.actions.githubusercontent.com))"}},

@@ -117,6 +117,29 @@ type SyncStatus struct {
 	StartedAt     time.Time `json:"startedAt,omitzero"`
 	FinishedAt    time.Time `json:"finishedAt,omitzero"`
 	ReconciledAt  time.Time `json:"reconciledAt,omitzero"`
+	// Hydration is, for an Application rendered by Argo CD's Source Hydrator, where the
+	// rendering of its dry source stands; Revision is then a hydrated commit.
+	Hydration *Hydration `json:"hydration,omitempty"`
+}
+
+// Hydration is what Argo CD's Source Hydrator reports about an Application: the dry commit
+// (the stage's LastCommit is one) it rendered, or failed to, and the hydrated commit it pushed
+// to the sync branch.
+type Hydration struct {
+	DryBranch  string `json:"dryBranch,omitempty"`  // drySource.targetRevision
+	SyncBranch string `json:"syncBranch,omitempty"` // syncSource.targetBranch
+	// Phase is the current hydration's: Hydrating, Hydrated or Failed.
+	Phase   string `json:"phase,omitempty"`
+	Message string `json:"message,omitempty"` // why it failed
+	// DryCommit is the dry commit of the current hydration; HydratedCommit the commit it
+	// pushed (empty until Hydrated).
+	DryCommit      string `json:"dryCommit,omitempty"`
+	HydratedCommit string `json:"hydratedCommit,omitempty"`
+	// LastDryCommit and LastHydratedCommit are those of the last successful hydration.
+	LastDryCommit      string    `json:"lastDryCommit,omitempty"`
+	LastHydratedCommit string    `json:"lastHydratedCommit,omitempty"`
+	StartedAt          time.Time `json:"startedAt,omitzero"`
+	FinishedAt         time.Time `json:"finishedAt,omitzero"`
 }
 
 // Failed reports whether the stage's last pass failed.

@@ -104,6 +104,7 @@ func TestHydrator_BrokenInstanceFailsHydrationNamingTheFile(t *testing.T) {
 	createHydratorApp(t, argo, app, path, branch, "broken-hydrated")
 
 	op := waitHydration(t, argo, app, "Failed")
+	t.Logf("hydration message: %s", op.Message)
 	if !strings.Contains(op.Message, "cmp-sidecar: "+subject) || !strings.Contains(op.Message, problem) {
 		t.Errorf("hydration message = %q, want cmp-sidecar's error %q ... %q", op.Message, "cmp-sidecar: "+subject, problem)
 	}

@@ -210,7 +210,7 @@ func syncedHealthy(revision string) func(*v1alpha1.Application) bool {
 
 // waitApp polls Application name until cond holds; on timeout it fails with the Application's
 // status and the tail of the Argo CD logs.
-func waitApp(t *testing.T, argo *stack.ArgoCDInstall, name, what string, cond func(*v1alpha1.Application) bool) {
+func waitApp(t testing.TB, argo *stack.ArgoCDInstall, name, what string, cond func(*v1alpha1.Application) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 	defer cancel()
@@ -247,7 +247,7 @@ func refresh(t *testing.T, argo *stack.ArgoCDInstall, name string) {
 var tagLine = regexp.MustCompile(`(?m)^(\s+tag:\s*)"?([A-Za-z0-9_][A-Za-z0-9._-]*)"?`)
 
 // pushTag rewrites the tag line of the instance file in Git and pushes, returning the commit.
-func pushTag(t *testing.T, rel, tag string) string {
+func pushTag(t testing.TB, rel, tag string) string {
 	t.Helper()
 	gitMu.Lock()
 	defer gitMu.Unlock()

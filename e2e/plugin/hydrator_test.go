@@ -317,7 +317,8 @@ func generateAt(t *testing.T, sha, path, app, namespace string) []byte {
 	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
 	cmd.Dir = filepath.Join(dir, path)
 	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME="+app, "ARGOCD_APP_NAMESPACE="+namespace, "ARGOCD_APP_SOURCE_PATH="+path,
-		"ARGOCD_APP_PROJECT_NAME=default", `ARGOCD_APP_PARAMETERS=[{"name":"rgd-paths","string":"rgds"}]`, "PARAM_RGD_PATHS=rgds")
+		"ARGOCD_APP_PROJECT_NAME=default", `ARGOCD_APP_PARAMETERS=[{"name":"rgd-paths","string":"rgds"}]`, "PARAM_RGD_PATHS=rgds",
+		harnessRenderInProcess)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

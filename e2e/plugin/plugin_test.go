@@ -119,6 +119,11 @@ func destNamespace(argo *stack.ArgoCDInstall, ns string) string {
 	return ns + "-v3"
 }
 
+// harnessRenderInProcess makes a cmp-sidecar the harness runs itself render in-process: the
+// render server it would start otherwise is its own session, outside the stack's process
+// groups, and would outlive the test.
+const harnessRenderInProcess = "KROPIPE_RENDER_SERVER=off"
+
 // sidecarError runs the freshly built cmp-sidecar the way argo's argocd-cmp-server does for
 // Application app (in the source folder of a checkout, with the variables that line sets) and
 // returns what the Application's condition must carry: the subject its error starts with ("application <name>",
@@ -128,7 +133,8 @@ func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, app, path, ns string)
 	t.Helper()
 	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
 	cmd.Dir = filepath.Join(checkout.Dir, path)
-	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME="+app, "ARGOCD_APP_NAMESPACE="+ns, "ARGOCD_APP_SOURCE_PATH="+path)
+	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME="+app, "ARGOCD_APP_NAMESPACE="+ns, "ARGOCD_APP_SOURCE_PATH="+path,
+		harnessRenderInProcess)
 	if argo != st.ArgoCDV2() {
 		// Argo CD v3 also tells the plugin the Application's project.
 		cmd.Env = append(cmd.Env, "ARGOCD_APP_PROJECT_NAME=default")

@@ -104,6 +104,7 @@ func TestHydrator_BrokenInstanceFailsHydrationNamingTheFile(t *testing.T) {
 	createHydratorApp(t, argo, app, path, branch, "broken-hydrated")
 
 	op := waitHydration(t, argo, app, "Failed")
+	t.Logf("hydration message: %s", op.Message)
 	if !strings.Contains(op.Message, "cmp-sidecar: "+subject) || !strings.Contains(op.Message, problem) {
 		t.Errorf("hydration message = %q, want cmp-sidecar's error %q ... %q", op.Message, "cmp-sidecar: "+subject, problem)
 	}
@@ -171,7 +172,7 @@ func applyHydratedAppSet(t *testing.T, argo *stack.ArgoCDInstall) {
 // createHydratorApp creates an Application of argo whose dry source is path on main, rendered by
 // the kro plugin, hydrated to branch. The dynamic client: the typed client of Argo CD v2.14 that
 // the e2e module uses has no drySource.plugin (v3.3).
-func createHydratorApp(t *testing.T, argo *stack.ArgoCDInstall, name, path, branch, namespace string) {
+func createHydratorApp(t testing.TB, argo *stack.ArgoCDInstall, name, path, branch, namespace string) {
 	t.Helper()
 	app := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
@@ -203,7 +204,13 @@ type hydrateOperation struct {
 
 // waitHydration waits until Application name's current hydrate operation is in phase (Hydrated
 // or Failed) and returns it.
-func waitHydration(t *testing.T, argo *stack.ArgoCDInstall, name, phase string) hydrateOperation {
+func waitHydration(t testing.TB, argo *stack.ArgoCDInstall, name, phase string) hydrateOperation {
+	t.Helper()
+	return waitHydrationOf(t, argo, name, phase, "")
+}
+
+// waitHydrationOf is waitHydration for the hydration of dry commit drySHA ("": any).
+func waitHydrationOf(t testing.TB, argo *stack.ArgoCDInstall, name, phase, drySHA string) hydrateOperation {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 	defer cancel()
@@ -217,7 +224,7 @@ func waitHydration(t *testing.T, argo *stack.ArgoCDInstall, name, phase string) 
 				b, _ := json.Marshal(m)
 				_ = json.Unmarshal(b, &last)
 			}
-			if last.Phase == phase {
+			if last.Phase == phase && (drySHA == "" || last.DrySHA == drySHA) {
 				t.Logf("Application %s/%s: hydration %s after %s (dry %.8s, hydrated %.8s)", argo.Namespace, name, phase,
 					time.Since(start).Round(10*time.Millisecond), last.DrySHA, last.HydratedSHA)
 				return last
@@ -235,7 +242,7 @@ func waitHydration(t *testing.T, argo *stack.ArgoCDInstall, name, phase string) 
 
 // syncTo asks Argo CD to sync Application name to revision, as `argocd app sync` and the promoter
 // do: by writing an operation onto the Application.
-func syncTo(t *testing.T, argo *stack.ArgoCDInstall, name, revision string) {
+func syncTo(t testing.TB, argo *stack.ArgoCDInstall, name, revision string) {
 	t.Helper()
 	op := map[string]any{"operation": &v1alpha1.Operation{
 		InitiatedBy: v1alpha1.OperationInitiator{Username: "kropipe-e2e"},
@@ -310,7 +317,8 @@ func generateAt(t *testing.T, sha, path, app, namespace string) []byte {
 	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
 	cmd.Dir = filepath.Join(dir, path)
 	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME="+app, "ARGOCD_APP_NAMESPACE="+namespace, "ARGOCD_APP_SOURCE_PATH="+path,
-		"ARGOCD_APP_PROJECT_NAME=default", `ARGOCD_APP_PARAMETERS=[{"name":"rgd-paths","string":"rgds"}]`, "PARAM_RGD_PATHS=rgds")
+		"ARGOCD_APP_PROJECT_NAME=default", `ARGOCD_APP_PARAMETERS=[{"name":"rgd-paths","string":"rgds"}]`, "PARAM_RGD_PATHS=rgds",
+		harnessRenderInProcess)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

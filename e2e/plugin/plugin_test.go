@@ -119,6 +119,11 @@ func destNamespace(argo *stack.ArgoCDInstall, ns string) string {
 	return ns + "-v3"
 }
 
+// harnessRenderInProcess makes a cmp-sidecar the harness runs itself render in-process: the
+// render server it would start otherwise is its own session, outside the stack's process
+// groups, and would outlive the test.
+const harnessRenderInProcess = "KROPIPE_RENDER_SERVER=off"
+
 // sidecarError runs the freshly built cmp-sidecar the way argo's argocd-cmp-server does for
 // Application app (in the source folder of a checkout, with the variables that line sets) and
 // returns what the Application's condition must carry: the subject its error starts with ("application <name>",
@@ -128,7 +133,8 @@ func sidecarError(t *testing.T, argo *stack.ArgoCDInstall, app, path, ns string)
 	t.Helper()
 	cmd := exec.Command(st.Binaries.CmpSidecar, "generate")
 	cmd.Dir = filepath.Join(checkout.Dir, path)
-	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME="+app, "ARGOCD_APP_NAMESPACE="+ns, "ARGOCD_APP_SOURCE_PATH="+path)
+	cmd.Env = append(os.Environ(), "ARGOCD_APP_NAME="+app, "ARGOCD_APP_NAMESPACE="+ns, "ARGOCD_APP_SOURCE_PATH="+path,
+		harnessRenderInProcess)
 	if argo != st.ArgoCDV2() {
 		// Argo CD v3 also tells the plugin the Application's project.
 		cmd.Env = append(cmd.Env, "ARGOCD_APP_PROJECT_NAME=default")
@@ -210,7 +216,7 @@ func syncedHealthy(revision string) func(*v1alpha1.Application) bool {
 
 // waitApp polls Application name until cond holds; on timeout it fails with the Application's
 // status and the tail of the Argo CD logs.
-func waitApp(t *testing.T, argo *stack.ArgoCDInstall, name, what string, cond func(*v1alpha1.Application) bool) {
+func waitApp(t testing.TB, argo *stack.ArgoCDInstall, name, what string, cond func(*v1alpha1.Application) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 	defer cancel()
@@ -247,7 +253,7 @@ func refresh(t *testing.T, argo *stack.ArgoCDInstall, name string) {
 var tagLine = regexp.MustCompile(`(?m)^(\s+tag:\s*)"?([A-Za-z0-9_][A-Za-z0-9._-]*)"?`)
 
 // pushTag rewrites the tag line of the instance file in Git and pushes, returning the commit.
-func pushTag(t *testing.T, rel, tag string) string {
+func pushTag(t testing.TB, rel, tag string) string {
 	t.Helper()
 	gitMu.Lock()
 	defer gitMu.Unlock()

@@ -363,6 +363,43 @@ func (s *Stack) StartPlugin(ctx context.Context, a *ArgoCDInstall, name, configD
 	return p.waitReady(ctx, 60*time.Second, fileExists(filepath.Join(a.PluginSockDir, name+".sock")))
 }
 
+// StartRepoServer starts one more argocd-repo-server for installation a, named name, with env
+// added to its environment (ARGOCD_REPO_SERVER_* settings), and returns the host:port of its
+// plaintext gRPC API. It shares a's plugin sockets and Redis, with its own HOME, TMPDIR and askpass
+// socket. The benchmarks compare repo-server settings side by side with it.
+func (s *Stack) StartRepoServer(ctx context.Context, a *ArgoCDInstall, name string, env ...string) (string, error) {
+	ports, err := FreePorts(2)
+	if err != nil {
+		return "", err
+	}
+	proc := a.process("argocd-repo-server-" + name)
+	base, err := s.argoEnv(a, "argocd-repo-server")
+	if err != nil {
+		return "", err
+	}
+	home, tmp := filepath.Join(s.Dir, "home", proc), filepath.Join(s.Dir, "tmp", proc)
+	for _, d := range []string{home, tmp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	// Later entries win (os/exec keeps the last of duplicate keys).
+	base = append(base, "HOME="+home, "TMPDIR="+tmp, "ARGOCD_ASK_PASS_SOCK="+filepath.Join(s.Dir, proc+"-ask-pass.sock"),
+		"ARGOCD_REPO_SERVER_PLUGIN_TAR_EXCLUSIONS=.git/*")
+	p, err := s.start(proc, filepath.Join(a.binDir, "argocd-repo-server"), append([]string{
+		"--address=127.0.0.1", "--port=" + strconv.Itoa(ports[0]),
+		"--metrics-address=127.0.0.1", "--metrics-port=" + strconv.Itoa(ports[1]),
+		"--disable-tls", "--redis=" + a.redis.Addr(), "--loglevel=info",
+	}, a.repoServerFlags...), append(base, env...))
+	if err != nil {
+		return "", err
+	}
+	if err := p.waitReady(ctx, 90*time.Second, httpOK(http.DefaultClient, "http://127.0.0.1:"+strconv.Itoa(ports[1])+"/healthz", "")); err != nil {
+		return "", err
+	}
+	return "127.0.0.1:" + strconv.Itoa(ports[0]), nil
+}
+
 // startArgoCD starts installation a: argocd-cmp-server with the repository's plugin.yaml,
 // argocd-repo-server, argocd-application-controller and (v2.14 only) the applicationset
 // controller.

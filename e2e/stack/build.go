@@ -326,6 +326,9 @@ func GoTool() string { return goTool() }
 
 // goTool is the go command that runs the tests, so builds use the same toolchain.
 func goTool() string {
+	// The test binary is built and run on this machine, so the GOROOT it was built with is
+	// here; the check below falls back to PATH when it is not.
+	//lint:ignore SA1019 the deprecation is about binaries copied to another machine
 	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileOK(p) {
 		return p
 	}

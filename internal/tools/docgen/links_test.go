@@ -17,7 +17,6 @@ import (
 	"github.com/yuin/goldmark/text"
 )
 
-
 // mdFile is one parsed page: its links and the anchors its headings make.
 type mdFile struct {
 	links   []link

@@ -2,6 +2,7 @@ package addrtest
 
 import (
 	"net"
+	"strconv"
 	"testing"
 )
 
@@ -13,6 +14,13 @@ func TestFree_NeverTheSameTwiceAndListenable(t *testing.T) {
 			t.Fatalf("%s handed out twice", addr)
 		}
 		seen[addr] = true
+	}
+	low := ephemeralLow()
+	for addr := range seen {
+		_, port, _ := net.SplitHostPort(addr)
+		if p, _ := strconv.Atoi(port); p < 10000 || p >= low {
+			t.Errorf("%s is not below the ephemeral range (%d…), where client connections take ports", addr, low)
+		}
 	}
 	ln, err := net.Listen("tcp", Free(t))
 	if err != nil {

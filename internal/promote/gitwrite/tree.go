@@ -75,8 +75,45 @@ func findEntry(t *object.Tree, name string) *object.TreeEntry {
 	return nil
 }
 
-// writeBlob stores data and returns its hash.
-func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+// replaceFile returns a new root tree in which the file at parts holds data. The new
+// blob and trees are stored as new versions of the ones they replace (see
+// overlay.setVersion). The file must exist (readFile checked it), so entry order never
+// changes.
+func replaceFile(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []string, data []byte) (plumbing.Hash, error) {
+	tree, err := object.GetTree(s, treeHash)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	entries := append([]object.TreeEntry(nil), tree.Entries...)
+	found := false
+	for i := range entries {
+		if entries[i].Name != parts[0] {
+			continue
+		}
+		found = true
+		var h plumbing.Hash
+		if len(parts) == 1 {
+			h, err = writeBlob(s, data, entries[i].Hash)
+		} else {
+			h, err = replaceFile(s, entries[i].Hash, parts[1:], data)
+		}
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries[i].Hash = h
+	}
+	if !found {
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s", ErrFileNotFound, parts[0])
+	}
+	obj := s.NewEncodedObject()
+	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return storeVersion(s, obj, treeHash)
+}
+
+// writeBlob stores data, the new version of the blob prev, and returns its hash.
+func writeBlob(s storer.EncodedObjectStorer, data []byte, prev plumbing.Hash) (plumbing.Hash, error) {
 	obj := s.NewEncodedObject()
 	obj.SetType(plumbing.BlobObject)
 	w, err := obj.Writer()
@@ -89,47 +126,16 @@ func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error)
 	if err := w.Close(); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return s.SetEncodedObject(obj)
+	return storeVersion(s, obj, prev)
 }
 
-// replaceBlob returns a new root tree in which the file at parts points to blob; the
-// new tree objects are stored and appended to created. The file must exist (readFile
-// checked it), so entry order never changes.
-func replaceBlob(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []string, blob plumbing.Hash, created *[]plumbing.Hash) (plumbing.Hash, error) {
-	tree, err := object.GetTree(s, treeHash)
-	if err != nil {
-		return plumbing.ZeroHash, err
+// storeVersion stores obj as the new version of prev where the store packs versions
+// as deltas (an overlay), and plainly elsewhere.
+func storeVersion(s storer.EncodedObjectStorer, obj plumbing.EncodedObject, prev plumbing.Hash) (plumbing.Hash, error) {
+	if o, ok := s.(*overlay); ok {
+		return o.setVersion(obj, prev)
 	}
-	entries := append([]object.TreeEntry(nil), tree.Entries...)
-	found := false
-	for i := range entries {
-		if entries[i].Name != parts[0] {
-			continue
-		}
-		found = true
-		if len(parts) == 1 {
-			entries[i].Hash = blob
-		} else {
-			h, err := replaceBlob(s, entries[i].Hash, parts[1:], blob, created)
-			if err != nil {
-				return plumbing.ZeroHash, err
-			}
-			entries[i].Hash = h
-		}
-	}
-	if !found {
-		return plumbing.ZeroHash, fmt.Errorf("%w: %s", ErrFileNotFound, parts[0])
-	}
-	obj := s.NewEncodedObject()
-	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
-		return plumbing.ZeroHash, err
-	}
-	h, err := s.SetEncodedObject(obj)
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	*created = append(*created, h)
-	return h, nil
+	return s.SetEncodedObject(obj)
 }
 
 // writeCommit stores a commit with one parent, signed by sign unless it is nil. Every

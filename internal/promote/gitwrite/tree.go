@@ -3,6 +3,7 @@ package gitwrite
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 // (a symlink could point outside the repository) and anything that is not a file.
 func readFile(s storer.EncodedObjectStorer, root plumbing.Hash, p string) ([]byte, error) {
 	parts := strings.Split(p, "/")
-	tree, err := object.GetTree(s, root)
+	tree, err := getTree(s, root)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +45,7 @@ func readFile(s storer.EncodedObjectStorer, root plumbing.Hash, p string) ([]byt
 			if e.Mode != filemode.Dir {
 				return nil, fmt.Errorf("%w: %s is a file, not a directory", ErrFileNotFound, where)
 			}
-			if tree, err = object.GetTree(s, e.Hash); err != nil {
+			if tree, err = getTree(s, e.Hash); err != nil {
 				return nil, err
 			}
 		default:
@@ -80,7 +81,7 @@ func findEntry(t *object.Tree, name string) *object.TreeEntry {
 // overlay.setVersion). The file must exist (readFile checked it), so entry order never
 // changes.
 func replaceFile(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []string, data []byte) (plumbing.Hash, error) {
-	tree, err := object.GetTree(s, treeHash)
+	tree, err := getTree(s, treeHash)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
@@ -106,10 +107,49 @@ func replaceFile(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []s
 		return plumbing.ZeroHash, fmt.Errorf("%w: %s", ErrFileNotFound, parts[0])
 	}
 	obj := s.NewEncodedObject()
-	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
+	if err := encodeTree(obj, entries); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return storeVersion(s, obj, treeHash)
+	h, err := storeVersion(s, obj, treeHash)
+	if o, ok := s.(*overlay); ok && err == nil {
+		o.trees[h] = &object.Tree{Hash: h, Entries: entries}
+	}
+	return h, err
+}
+
+// getTree reads a tree, through the overlay's decoded trees when s is one.
+func getTree(s storer.EncodedObjectStorer, h plumbing.Hash) (*object.Tree, error) {
+	if o, ok := s.(*overlay); ok {
+		return o.tree(h)
+	}
+	return object.GetTree(s, h)
+}
+
+// encodeTree writes entries, in their order, as a tree object: what object.Tree.Encode
+// writes, without a formatted print per entry (a folder of 10,000 apps has 10,000).
+func encodeTree(obj plumbing.EncodedObject, entries []object.TreeEntry) error {
+	n := 0
+	for _, e := range entries {
+		n += len("100644 ") + len(e.Name) + 1 + len(e.Hash)
+	}
+	b := make([]byte, 0, n)
+	for _, e := range entries {
+		b = strconv.AppendUint(b, uint64(e.Mode), 8)
+		b = append(b, ' ')
+		b = append(b, e.Name...)
+		b = append(b, 0)
+		b = append(b, e.Hash[:]...)
+	}
+	obj.SetType(plumbing.TreeObject)
+	obj.SetSize(int64(len(b)))
+	w, err := obj.Writer()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Close()
 }
 
 // writeBlob stores data, the new version of the blob prev, and returns its hash.

@@ -282,7 +282,7 @@ func BenchmarkBuildPack(b *testing.B) {
 					if _, err := packfile.NewEncoder(w, ov, false).Encode(hashes, uint(tc.gogit)); err != nil {
 						b.Fatal(err)
 					}
-				} else if err := ov.pack.writeTo(w, true, ov); err != nil {
+				} else if err := ov.pack.writeTo(w, true, ov, nil); err != nil {
 					b.Fatal(err)
 				}
 				packBytes = w.n

@@ -579,7 +579,7 @@ func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []
 // landed records a successful push in the clone: the remote-tracking ref and the local
 // branch both point at the pushed head.
 func (r *Repo) landed(branch string, head plumbing.Hash, ov *overlay, results []Result) {
-	if err := ov.persist(r.repo.Storer); err != nil {
+	if err := ov.persist(r.dir, r.repo.Storer); err != nil {
 		// The refs must not point at objects the clone lacks; the next fetch brings
 		// them back from the server instead.
 		r.log.Warn("keeping the pushed objects in the clone", "err", err)

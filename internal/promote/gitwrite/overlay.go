@@ -2,10 +2,14 @@ package gitwrite
 
 import (
 	"bytes"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
@@ -182,17 +186,68 @@ func contents(obj plumbing.EncodedObject) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// persist writes the pushed objects into the clone so the next fetch does not download
-// our own commits back: the pushed pack, self-contained (a pack of the clone is read
-// alone, so a delta against an object outside it would be unreadable).
-func (o *overlay) persist(s storer.EncodedObjectStorer) error {
+// persist writes the pushed objects into the clone (its git directory dir, store s) so
+// the next fetch does not download our own commits back: the pushed pack, made
+// self-contained (a pack of the clone is read alone, so a delta against an object
+// outside it would be unreadable), with the index built from what the pack builder
+// knows. go-git's PackfileWriter would parse the pack again to index it, resolving
+// every delta and holding every delta base: the whole of every version of a folder's
+// tree, which is what the deltas saved.
+func (o *overlay) persist(dir string, s storer.EncodedObjectStorer) error {
 	if o.pack == nil {
 		return fmt.Errorf("nothing was packed")
 	}
-	return writePack(s, func(w io.Writer) error { return o.pack.writeTo(w, false, o) })
+	st, ok := s.(interface{ Reindex() })
+	if !ok {
+		return writePack(s, func(w io.Writer) error { return o.pack.writeTo(w, false, o, nil) })
+	}
+	packDir := filepath.Join(dir, "objects", "pack")
+	if err := os.MkdirAll(packDir, 0o755); err != nil {
+		return err
+	}
+	pack, err := os.CreateTemp(packDir, "tmp_pack_")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(pack.Name())
+	var iw idxfile.Writer
+	err = o.pack.writeTo(pack, false, o, &iw)
+	if cerr := pack.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	index, err := iw.Index()
+	if err != nil {
+		return err
+	}
+	idx, err := os.CreateTemp(packDir, "tmp_idx_")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(idx.Name())
+	_, err = idxfile.NewEncoder(idx).Encode(index)
+	if cerr := idx.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	// The index first, as go-git's own PackfileWriter does: go-git finds packs by their
+	// .pack file and then needs its index, so a crash in between leaves nothing half.
+	base := filepath.Join(packDir, "pack-"+hex.EncodeToString(index.PackfileChecksum[:]))
+	if err := os.Rename(idx.Name(), base+".idx"); err != nil {
+		return err
+	}
+	if err := os.Rename(pack.Name(), base+".pack"); err != nil {
+		return err
+	}
+	st.Reindex()
+	return nil
 }
 
-// writePack writes a pack into the clone's store.
+// writePack writes a pack into a store through go-git's PackfileWriter.
 func writePack(s storer.EncodedObjectStorer, write func(io.Writer) error) error {
 	pw, ok := s.(storer.PackfileWriter)
 	if !ok {

@@ -6,9 +6,11 @@ import (
 	"crypto/sha1" //nolint:gosec // the pack format's checksum, not a security measure
 	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"io"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/format/idxfile"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 )
 
@@ -40,8 +42,9 @@ type packEntry struct {
 	data     int   // where the compressed data starts, after the entry's header
 	base     plumbing.Hash
 	delta    bool
-	thin     bool // base is not in this pack but on the server (and in the clone)
-	depth    int  // deltas to apply to read it, counting a thin base as whole
+	thin     bool   // base is not in this pack but on the server (and in the clone)
+	crc      uint32 // of body[off:end], for the pack's index
+	depth    int    // deltas to apply to read it, counting a thin base as whole
 }
 
 func newPackBuilder() *packBuilder {
@@ -94,6 +97,7 @@ func (p *packBuilder) add(h plumbing.Hash, typ plumbing.ObjectType, data []byte,
 		return err
 	}
 	e.end = p.body.Len()
+	e.crc = crc32.ChecksumIEEE(p.body.Bytes()[e.off:e.end])
 	p.at[h] = len(p.entries)
 	p.entries = append(p.entries, e)
 	return nil
@@ -130,8 +134,9 @@ func entryHeader(b []byte, t plumbing.ObjectType, size int64) []byte {
 
 // writeTo writes the whole pack. thin keeps the deltas against the server's objects
 // (only for a server that takes thin packs); otherwise those objects are written whole,
-// read from src, and the pack stands alone, as the clone needs it.
-func (p *packBuilder) writeTo(w io.Writer, thin bool, src *overlay) error {
+// read from src, and the pack stands alone, as the clone needs it. idx, when not nil,
+// is told where each object went, for the pack's index.
+func (p *packBuilder) writeTo(w io.Writer, thin bool, src *overlay, idx *idxfile.Writer) error {
 	sum := sha1.New() //nolint:gosec // the pack format's checksum
 	out := io.MultiWriter(w, sum)
 	var hdr [12]byte
@@ -141,38 +146,47 @@ func (p *packBuilder) writeTo(w io.Writer, thin bool, src *overlay) error {
 	if _, err := out.Write(hdr[:]); err != nil {
 		return err
 	}
+	if idx != nil {
+		if err := idx.OnHeader(uint32(len(p.entries))); err != nil {
+			return err
+		}
+	}
 	body := p.body.Bytes()
-	from := 0 // body[from:] not written yet
+	pos := int64(len(hdr))
 	var whole bytes.Buffer
 	for _, e := range p.entries {
-		if !e.thin || thin {
-			continue
+		raw, crc := body[e.off:e.end], e.crc
+		if e.thin && !thin {
+			obj, err := src.EncodedObject(e.typ, e.hash)
+			if err != nil {
+				return fmt.Errorf("reading object %s for the pack: %w", e.hash, err)
+			}
+			data, err := contents(obj)
+			if err != nil {
+				return err
+			}
+			whole.Reset()
+			whole.Write(entryHeader(nil, e.typ, int64(len(data))))
+			if err := p.compress(&whole, data); err != nil {
+				return err
+			}
+			raw, crc = whole.Bytes(), crc32.ChecksumIEEE(whole.Bytes())
 		}
-		if _, err := out.Write(body[from:e.off]); err != nil {
+		if _, err := out.Write(raw); err != nil {
 			return err
 		}
-		from = e.end
-		obj, err := src.EncodedObject(e.typ, e.hash)
-		if err != nil {
-			return fmt.Errorf("reading object %s for the pack: %w", e.hash, err)
+		if idx != nil {
+			idx.Add(e.hash, uint64(pos), crc)
 		}
-		data, err := contents(obj)
-		if err != nil {
-			return err
-		}
-		whole.Reset()
-		whole.Write(entryHeader(nil, e.typ, int64(len(data))))
-		if err := p.compress(&whole, data); err != nil {
-			return err
-		}
-		if _, err := out.Write(whole.Bytes()); err != nil {
+		pos += int64(len(raw))
+	}
+	checksum := sum.Sum(nil)
+	if idx != nil {
+		if err := idx.OnFooter(plumbing.Hash(checksum)); err != nil {
 			return err
 		}
 	}
-	if _, err := out.Write(body[from:]); err != nil {
-		return err
-	}
-	_, err := w.Write(sum.Sum(nil))
+	_, err := w.Write(checksum)
 	return err
 }
 

@@ -121,7 +121,7 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 // keepProposed stores the proposal's objects in the clone and points its remote ref of
 // head at commit, as a fetch would have. A failure only costs a later fetch: it is logged.
 func (r *Repo) keepProposed(head string, commit plumbing.Hash, ov *overlay) {
-	if err := ov.persist(r.repo.Storer); err != nil {
+	if err := ov.persist(r.dir, r.repo.Storer); err != nil {
 		r.log.Warn("keeping the proposed objects in the clone", "err", err)
 	} else if err := r.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", head), commit)); err != nil {
 		r.log.Warn("updating the clone's ref after a push", "branch", head, "err", err)

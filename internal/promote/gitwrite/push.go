@@ -80,7 +80,7 @@ func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Ha
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			pw.CloseWithError(ov.pack.writeTo(pw, thin, ov))
+			pw.CloseWithError(ov.pack.writeTo(pw, thin, ov, nil))
 		}()
 		defer func() { pr.Close(); <-done }()
 		req.Packfile = pr

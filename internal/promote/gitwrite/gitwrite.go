@@ -104,10 +104,12 @@ func WithFetchReuse(d time.Duration) Option { return func(o *options) { o.fetchR
 
 // DefaultMaxPack is the size of the pack past which Apply pushes what it built so far
 // and builds the rest on top, in another push: a batch of 10,000 promotions is held in
-// memory a part at a time. The pack holds each new tree and file as a delta against
-// its previous version: 1,000 promotions make ~1 MB whether the apps sit in folders of
-// 100 or 1,000 side by side.
-const DefaultMaxPack = 32 << 20
+// memory a part at a time (the pack, and go-git's copy of it in the request). The pack
+// holds each new tree and file as a delta against its previous version: 1,000
+// promotions make ~1 MB whether the apps sit in folders of 100 or 1,000 side by side;
+// 10,000 side by side make ~55 MB, as every 50th version of their folder's 340 KB tree
+// is whole again (maxDeltaDepth).
+const DefaultMaxPack = 16 << 20
 
 // WithMaxPack replaces DefaultMaxPack; 0 or less: one push per Apply, however large.
 func WithMaxPack(bytes int64) Option { return func(o *options) { o.maxPack = max(bytes, 0) } }
@@ -135,6 +137,10 @@ type Repo struct {
 	// fetched is when each branch's remote-tracking ref was last brought up to date, by a
 	// fetch or by our own push (held under mu).
 	fetched map[string]time.Time
+	// trees are the trees reads decoded (held under mu): a pass reads every stage's file,
+	// and with 10,000 apps side by side each read would decode the same 10,000-entry
+	// folder again. At most maxReadTrees.
+	trees map[plumbing.Hash]*object.Tree
 
 	// beforePush, when set by tests, runs between building the commits and pushing
 	// them: the window in which another writer can move the branch.
@@ -332,6 +338,19 @@ func (r *Repo) fetch(ctx context.Context, branch string) (plumbing.Hash, error) 
 	}
 	r.fetched[branch] = r.o.clock.Now()
 	return ref.Hash(), nil
+}
+
+// maxReadTrees bounds Repo.trees: a pass reads the trees on the paths of its stages'
+// files, at one or two commits.
+const maxReadTrees = 256
+
+// reader is the clone's store with the decoded trees kept between reads. The caller
+// holds r.mu.
+func (r *Repo) reader() *overlay {
+	if len(r.trees) >= maxReadTrees || r.trees == nil {
+		r.trees = map[plumbing.Hash]*object.Tree{}
+	}
+	return &overlay{EncodedObjectStorer: r.repo.Storer, trees: r.trees}
 }
 
 // recentHead is the branch's head as fetched (or pushed) less than fetchReuse ago, so
@@ -678,7 +697,7 @@ func (r *Repo) readKey(head plumbing.Hash, p, key string) (value, commit string,
 	if err != nil {
 		return "", "", r.wrap(err)
 	}
-	data, err := readFile(r.repo.Storer, c.TreeHash, p)
+	data, err := readFile(r.reader(), c.TreeHash, p)
 	if err != nil {
 		return "", "", err // readFile names p
 	}

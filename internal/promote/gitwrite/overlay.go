@@ -186,19 +186,24 @@ func contents(obj plumbing.EncodedObject) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// smallPack is the most objects persist hands to go-git's PackfileWriter: ~50 promotions.
+const smallPack = 200
+
 // persist writes the pushed objects into the clone (its git directory dir, store s) so
 // the next fetch does not download our own commits back: the pushed pack, made
 // self-contained (a pack of the clone is read alone, so a delta against an object
 // outside it would be unreadable), with the index built from what the pack builder
 // knows. go-git's PackfileWriter would parse the pack again to index it, resolving
 // every delta and holding every delta base: the whole of every version of a folder's
-// tree, which is what the deltas saved.
+// tree, which is what the deltas saved. A small pack still goes through it.
 func (o *overlay) persist(dir string, s storer.EncodedObjectStorer) error {
 	if o.pack == nil {
 		return fmt.Errorf("nothing was packed")
 	}
 	st, ok := s.(interface{ Reindex() })
-	if !ok {
+	if !ok || len(o.pack.entries) <= smallPack {
+		// A few promotions: go-git's parse costs nothing and adds the index in place,
+		// where Reindex would make the next read load every pack's index again.
 		return writePack(s, func(w io.Writer) error { return o.pack.writeTo(w, false, o, nil) })
 	}
 	packDir := filepath.Join(dir, "objects", "pack")

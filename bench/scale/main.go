@@ -63,6 +63,7 @@ import (
 type flags struct {
 	stages, perTeam, notifications, pushers int
 	mode, promoter, registryBin, rate       string
+	layout                                  string
 	cpuProfile, memProfile                  string
 	keep                                    bool
 	notifyGap                               time.Duration
@@ -71,7 +72,8 @@ type flags struct {
 func main() {
 	var f flags
 	flag.IntVar(&f.stages, "stages", 1000, "stages to generate, each reading its own image repository")
-	flag.IntVar(&f.perTeam, "per-folder", 100, "stage folders per team folder in the GitOps repository")
+	flag.IntVar(&f.perTeam, "per-folder", 100, "nested layout: stage folders per team folder in the GitOps repository")
+	flag.StringVar(&f.layout, "layout", "nested", "nested (teamNNN/svcNNNNN/, -per-folder stages a folder) or flat (develop/svcNNNNN/, every stage side by side)")
 	flag.IntVar(&f.notifications, "notifications", 100, "registry notifications to time (local mode; 0: none)")
 	flag.IntVar(&f.pushers, "pushers", 8, "parallel image pushes while setting up")
 	flag.StringVar(&f.mode, "mode", "local", "local (promoter run as a child process) or controller (the engine on stages from fake Applications)")
@@ -99,6 +101,7 @@ type bench struct {
 	git     *gitserver.Server
 	gitURL  string
 	bareDir string
+	pushed  atomic.Int64 // bytes of receive-pack request bodies: the packs on the wire
 	stop    []func()
 }
 
@@ -119,7 +122,10 @@ func run(f flags) error {
 			s()
 		}
 	}()
-	fmt.Printf("# scale harness: %d stages, mode %s, %d CPUs, %s\n", f.stages, f.mode, runtime.NumCPU(), loadavg())
+	if f.layout != "nested" && f.layout != "flat" {
+		return fmt.Errorf("-layout %q: want nested or flat", f.layout)
+	}
+	fmt.Printf("# scale harness: %d stages, layout %s, mode %s, %d CPUs, %s\n", f.stages, f.layout, f.mode, runtime.NumCPU(), loadavg())
 	start := time.Now()
 	if err := b.startRegistry(ctx); err != nil {
 		return err
@@ -140,8 +146,18 @@ func run(f flags) error {
 	return fmt.Errorf("-mode %q: want local or controller", f.mode)
 }
 
-func (b *bench) image(i int) string   { return fmt.Sprintf("team%03d/svc%05d", i/b.f.perTeam, i) }
-func (b *bench) file(i int) string    { return b.image(i) + "/instance.yaml" }
+func (b *bench) image(i int) string { return fmt.Sprintf("team%03d/svc%05d", i/b.f.perTeam, i) }
+
+// folder is stage i's folder in the GitOps repository: nested in team folders, or side by
+// side in one folder (the apps/<name>/ layout most GitOps repositories have), where every
+// commit rewrites that folder's N-entry tree.
+func (b *bench) folder(i int) string {
+	if b.f.layout == "flat" {
+		return fmt.Sprintf("develop/svc%05d", i)
+	}
+	return b.image(i)
+}
+func (b *bench) file(i int) string    { return b.folder(i) + "/instance.yaml" }
 func (b *bench) stage(i int) string   { return fmt.Sprintf("s%05d", i) }
 func (b *bench) pullRef(i int) string { return b.host + "/" + b.image(i) }
 
@@ -278,7 +294,27 @@ func (b *bench) startGit(ctx context.Context) error {
 	if b.bareDir, err = s.NewBareRepo(ctx, "gitops.git", seed); err != nil {
 		return err
 	}
-	b.gitURL = s.URL("gitops.git")
+	// The promoter talks to the Git server through a proxy that counts the bytes it pushes.
+	target, err := url.Parse(s.URL("gitops.git"))
+	if err != nil {
+		return err
+	}
+	repoPath := target.Path
+	target.Path = ""
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-receive-pack") {
+			r.Body = &countingBody{ReadCloser: r.Body, n: &b.pushed}
+		}
+		proxy.ServeHTTP(w, r)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	b.stop = append(b.stop, func() { _ = srv.Close() })
+	b.gitURL = "http://" + ln.Addr().String() + repoPath
 	return os.RemoveAll(seed)
 }
 
@@ -321,6 +357,7 @@ func (b *bench) local(ctx context.Context) error {
 	once := func(what string) error {
 		before := b.commits(ctx)
 		b.count.reset()
+		b.pushed.Store(0)
 		start := time.Now()
 		cmd := exec.CommandContext(ctx, bin, "run", "--once", "--config", cfg, "--data-dir", data, "--log-level", "warn")
 		cmd.SysProcAttr = dieWithUs
@@ -337,7 +374,7 @@ func (b *bench) local(ctx context.Context) error {
 			return fmt.Errorf("%s: promoter run --once: %w\n%s", what, err, tail)
 		}
 		rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB on Linux
-		fmt.Printf("%-28s wall %8s  peak RSS %6.1f MiB  registry %s  commits %d  (%s)\n", what, wall.Round(time.Millisecond), float64(rss)/1024, b.count, b.commits(ctx)-before, loadavg())
+		fmt.Printf("%-28s wall %8s  peak RSS %6.1f MiB  registry %s  commits %d  pushed %s  (%s)\n", what, wall.Round(time.Millisecond), float64(rss)/1024, b.count, b.commits(ctx)-before, b.pushedMB(), loadavg())
 		return nil
 	}
 	if err := once("local first pass (clone)"); err != nil {
@@ -385,6 +422,7 @@ func (b *bench) notifications(ctx context.Context, bin, cfg, data string) error 
 		return fmt.Errorf("%w\n%s", err, out.String())
 	}
 	b.count.reset()
+	b.pushed.Store(0)
 	hook := fmt.Sprintf("http://127.0.0.1:%d/webhook/registry", hookPort)
 	took := make([]time.Duration, 0, b.f.notifications)
 	for n := range b.f.notifications {
@@ -423,8 +461,8 @@ func (b *bench) notifications(ctx context.Context, bin, cfg, data string) error 
 	slices.Sort(took)
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 	rss := vmHWM(cmd.Process.Pid)
-	fmt.Printf("%-28s p50 %s  p90 %s  p99 %s  max %s  (%d notifications, %d other stages; registry %s; peak RSS %.1f MiB; %s)\n",
-		"local notification→commit", ms(took[len(took)/2]), ms(took[len(took)*9/10]), ms(took[len(took)*99/100]), ms(took[len(took)-1]), len(took), b.f.stages-1, b.count, float64(rss)/1024, loadavg())
+	fmt.Printf("%-28s p50 %s  p90 %s  p99 %s  max %s  (%d notifications, %d other stages; registry %s; pushed %s; peak RSS %.1f MiB; %s)\n",
+		"local notification→commit", ms(took[len(took)/2]), ms(took[len(took)*9/10]), ms(took[len(took)*99/100]), ms(took[len(took)-1]), len(took), b.f.stages-1, b.count, b.pushedMB(), float64(rss)/1024, loadavg())
 	return nil
 }
 
@@ -449,7 +487,7 @@ func (b *bench) controller(ctx context.Context) error {
 			"metadata": map[string]any{"name": b.stage(i), "namespace": "argocd"},
 			"spec": map[string]any{
 				"project":     "default",
-				"source":      map[string]any{"repoURL": b.gitURL, "targetRevision": "main", "path": b.image(i), "plugin": map[string]any{"name": "kro"}},
+				"source":      map[string]any{"repoURL": b.gitURL, "targetRevision": "main", "path": b.folder(i), "plugin": map[string]any{"name": "kro"}},
 				"destination": map[string]any{"server": "https://kubernetes.default.svc", "namespace": b.stage(i)},
 			},
 		}}
@@ -502,13 +540,14 @@ func (b *bench) controller(ctx context.Context) error {
 		resetHWM()
 		before := b.commits(ctx)
 		b.count.reset()
+		b.pushed.Store(0)
 		start := time.Now()
 		err := e.Reconcile(ctx)
 		wall := time.Since(start)
 		if err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		fmt.Printf("%-28s wall %8s  peak RSS %6.1f MiB  registry %s  commits %d  (%s)\n", what, wall.Round(time.Millisecond), float64(vmHWM(os.Getpid()))/1024, b.count, b.commits(ctx)-before, loadavg())
+		fmt.Printf("%-28s wall %8s  peak RSS %6.1f MiB  registry %s  commits %d  pushed %s  (%s)\n", what, wall.Round(time.Millisecond), float64(vmHWM(os.Getpid()))/1024, b.count, b.commits(ctx)-before, b.pushedMB(), loadavg())
 		return nil
 	}
 	if err := pass("controller first pass"); err != nil {
@@ -544,6 +583,21 @@ func (b *bench) controller(ctx context.Context) error {
 	}
 	return pass("controller idle pass")
 }
+
+// countingBody adds the bytes read from a request body to n.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	k, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(k))
+	return k, err
+}
+
+// pushedMB is what the promoter pushed since the last reset, in MB.
+func (b *bench) pushedMB() string { return fmt.Sprintf("%.2f MB", float64(b.pushed.Load())/1e6) }
 
 // dieWithUs ends a child process (the registry, the promoter) when the harness ends, however.
 var dieWithUs = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -7,11 +7,19 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/memory"
+	"k8s.io/utils/clock"
 
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/yamledit"
@@ -223,3 +231,150 @@ func BenchmarkHistory_5000Commits(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBuildPack builds 1,000 promotion commits, one per app, on a repository held in
+// memory and writes their pack: the apps side by side in one folder of 1,000 or 10,000
+// (every commit rewrites that folder's tree) or nested 100 to a folder. It reports the
+// pack's bytes and the peak heap. The gogit-window variants pack the same commits with
+// go-git's encoder (window 0: no deltas, what gitwrite did before; 10: git's default
+// window), for comparison.
+func BenchmarkBuildPack(b *testing.B) {
+	const commits = 1000
+	for _, tc := range []struct {
+		name   string
+		width  int // apps in the repository
+		folder func(int) string
+		gogit  int // -1: gitwrite's pack; else go-git's encoder with this window
+	}{
+		{"flat-1000", 1000, flatFolder, -1},
+		{"flat-10000", 10000, flatFolder, -1},
+		{"nested-1000", 1000, nestedFolder, -1},
+		{"flat-1000/gogit-window=0", 1000, flatFolder, 0},
+		{"flat-1000/gogit-window=10", 1000, flatFolder, 10},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			st := memory.NewStorage()
+			base := memoryRepo(b, st, tc.width, tc.folder)
+			r := &Repo{o: options{authorName: "kropipe", authorEmail: "kropipe@example.com", clock: clock.RealClock{}}}
+			changes := make([]Change, commits)
+			for i := range changes {
+				changes[i] = promote(fmt.Sprintf("s%05d", i), tc.folder(i)+"/instance.yaml", "1.3.0")
+			}
+			var packBytes int64
+			var peak uint64
+			b.ReportAllocs()
+			for b.Loop() {
+				runtime.GC()
+				results, static := prepare(changes)
+				ov := newPackingOverlay(st)
+				if tc.gogit >= 0 {
+					ov = newOverlay(st)
+				}
+				if _, _, err := r.build(ov, base, results, static, 0); err != nil {
+					b.Fatal(err)
+				}
+				w := &countWriter{}
+				if tc.gogit >= 0 {
+					hashes := make([]plumbing.Hash, 0, len(ov.mem))
+					for h := range ov.mem {
+						hashes = append(hashes, h)
+					}
+					if _, err := packfile.NewEncoder(w, ov, false).Encode(hashes, uint(tc.gogit)); err != nil {
+						b.Fatal(err)
+					}
+				} else if err := ov.pack.writeTo(w, true, ov, nil); err != nil {
+					b.Fatal(err)
+				}
+				packBytes = w.n
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+			}
+			b.ReportMetric(float64(packBytes), "pack-bytes")
+			b.ReportMetric(float64(peak)/(1<<20), "heap-after-MB")
+		})
+	}
+}
+
+func flatFolder(i int) string   { return fmt.Sprintf("develop/svc%05d", i) }
+func nestedFolder(i int) string { return fmt.Sprintf("team%03d/svc%05d", i/100, i) }
+
+// memoryRepo stores a commit holding width apps, each in folder(i), and returns it.
+func memoryRepo(tb testing.TB, st *memory.Storage, width int, folder func(int) string) plumbing.Hash {
+	tb.Helper()
+	type dir struct {
+		entries map[string]object.TreeEntry
+	}
+	dirs := map[string]*dir{"": {entries: map[string]object.TreeEntry{}}}
+	var ensure func(p string) *dir
+	ensure = func(p string) *dir {
+		if d, ok := dirs[p]; ok {
+			return d
+		}
+		d := &dir{entries: map[string]object.TreeEntry{}}
+		dirs[p] = d
+		parent := ""
+		if i := strings.LastIndex(p, "/"); i >= 0 {
+			parent = p[:i]
+		}
+		ensure(parent)
+		return d
+	}
+	for i := range width {
+		app := fmt.Sprintf("svc%05d", i)
+		h, err := writeBlob(st, []byte(fmt.Sprintf(instance, app, app)), plumbing.ZeroHash)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ensure(folder(i)).entries["instance.yaml"] = object.TreeEntry{Name: "instance.yaml", Mode: filemode.Regular, Hash: h}
+	}
+	// Write trees deepest first.
+	paths := make([]string, 0, len(dirs))
+	for p := range dirs {
+		paths = append(paths, p)
+	}
+	slices.SortFunc(paths, func(a, b string) int {
+		return strings.Count(b, "/") - strings.Count(a, "/") + boolInt(a == "") - boolInt(b == "")
+	})
+	for _, p := range paths {
+		d := dirs[p]
+		t := &object.Tree{}
+		for _, e := range d.entries {
+			t.Entries = append(t.Entries, e)
+		}
+		slices.SortFunc(t.Entries, func(a, b object.TreeEntry) int { return strings.Compare(a.Name, b.Name) })
+		obj := st.NewEncodedObject()
+		if err := t.Encode(obj); err != nil {
+			tb.Fatal(err)
+		}
+		h, err := st.SetEncodedObject(obj)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if p == "" {
+			c, err := writeCommit(st, plumbing.ZeroHash, h, "seed", signature("gen", "gen@example.com", time.Unix(0, 0)), nil)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return c
+		}
+		parent, name := "", p
+		if i := strings.LastIndex(p, "/"); i >= 0 {
+			parent, name = p[:i], p[i+1:]
+		}
+		dirs[parent].entries[name] = object.TreeEntry{Name: name, Mode: filemode.Dir, Hash: h}
+	}
+	tb.Fatal("no root tree")
+	return plumbing.ZeroHash
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(p []byte) (int, error) { w.n += int64(len(p)); return len(p), nil }

@@ -102,11 +102,14 @@ const DefaultFetchReuse = 10 * time.Second
 // WithFetchReuse replaces DefaultFetchReuse; 0 fetches before every Apply.
 func WithFetchReuse(d time.Duration) Option { return func(o *options) { o.fetchReuse = max(d, 0) } }
 
-// DefaultMaxPack is the size of the objects (uncompressed) past which Apply pushes what
-// it built so far and builds the rest on top, in another push: a batch of 10,000
-// promotions is held in memory a part at a time. 1,000 promotions in folders of 100
-// files make ~8 MB.
-const DefaultMaxPack = 32 << 20
+// DefaultMaxPack is the size of the pack past which Apply pushes what it built so far
+// and builds the rest on top, in another push: a batch of 10,000 promotions is held in
+// memory a part at a time (the pack, and go-git's copy of it in the request). The pack
+// holds each new tree and file as a delta against its previous version: 1,000
+// promotions make ~1 MB whether the apps sit in folders of 100 or 1,000 side by side;
+// 10,000 side by side make ~55 MB, as every 50th version of their folder's 340 KB tree
+// is whole again (maxDeltaDepth).
+const DefaultMaxPack = 16 << 20
 
 // WithMaxPack replaces DefaultMaxPack; 0 or less: one push per Apply, however large.
 func WithMaxPack(bytes int64) Option { return func(o *options) { o.maxPack = max(bytes, 0) } }
@@ -134,6 +137,10 @@ type Repo struct {
 	// fetched is when each branch's remote-tracking ref was last brought up to date, by a
 	// fetch or by our own push (held under mu).
 	fetched map[string]time.Time
+	// trees are the trees reads decoded (held under mu): a pass reads every stage's file,
+	// and with 10,000 apps side by side each read would decode the same 10,000-entry
+	// folder again. At most maxReadTrees.
+	trees map[plumbing.Hash]*object.Tree
 
 	// beforePush, when set by tests, runs between building the commits and pushing
 	// them: the window in which another writer can move the branch.
@@ -333,6 +340,19 @@ func (r *Repo) fetch(ctx context.Context, branch string) (plumbing.Hash, error) 
 	return ref.Hash(), nil
 }
 
+// maxReadTrees bounds Repo.trees: a pass reads the trees on the paths of its stages'
+// files, at one or two commits.
+const maxReadTrees = 256
+
+// reader is the clone's store with the decoded trees kept between reads. The caller
+// holds r.mu.
+func (r *Repo) reader() *overlay {
+	if len(r.trees) >= maxReadTrees || r.trees == nil {
+		r.trees = map[plumbing.Hash]*object.Tree{}
+	}
+	return &overlay{EncodedObjectStorer: r.repo.Storer, trees: r.trees}
+}
+
 // recentHead is the branch's head as fetched (or pushed) less than fetchReuse ago, so
 // Apply need not ask the server again; ok is false when it must.
 func (r *Repo) recentHead(branch string) (head plumbing.Hash, ok bool) {
@@ -465,8 +485,8 @@ func (r *Repo) applyFrom(ctx context.Context, branch string, results []Result, s
 			}
 			return 0, err
 		}
-		ov := newOverlay(r.repo.Storer)
-		head, objs, n, err := r.build(ov, base, results, static, r.o.maxPack)
+		ov := newPackingOverlay(r.repo.Storer)
+		head, n, err := r.build(ov, base, results, static, r.o.maxPack)
 		if err != nil {
 			return 0, err
 		}
@@ -474,20 +494,16 @@ func (r *Repo) applyFrom(ctx context.Context, branch string, results []Result, s
 			return n, nil
 		}
 		crashpoint.Hit(crashpoint.AfterCommit)
-		pack, err := ov.pack(objs)
-		if err != nil {
-			return 0, err
-		}
 		if r.beforePush != nil {
 			r.beforePush(attempt)
 		}
 		crashpoint.Hit(crashpoint.BeforePush)
-		err = r.push(ctx, branch, base, head, pack)
+		err = r.push(ctx, branch, base, head, ov)
 		if err == nil {
 			crashpoint.Hit(crashpoint.AfterPush)
-			r.landed(branch, head, pack, results[:n])
+			r.landed(branch, head, ov, results[:n])
 			if n < len(results) {
-				r.log.Info("pushed part of a large batch", "branch", branch, "changes", n, "left", len(results)-n, "pack_bytes", len(pack))
+				r.log.Info("pushed part of a large batch", "branch", branch, "changes", n, "left", len(results)-n, "pack_bytes", ov.packed())
 			}
 			return n, nil
 		}
@@ -504,33 +520,30 @@ func (r *Repo) applyFrom(ctx context.Context, branch string, results []Result, s
 	return 0, fmt.Errorf("giving up after %d tries: %w", r.o.retry.Steps, lastErr)
 }
 
-// build makes one commit per applicable change on top of base. It fills Old, Skipped
-// and Err in results (clearing what a previous attempt wrote) and returns the new head,
-// every object it created and how many of results it took: it stops before a change
-// once the objects created reach maxPack bytes (0: no limit), never inside a release
-// group's set.
-func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []bool, maxPack int64) (plumbing.Hash, []plumbing.Hash, int, error) {
+// build makes one commit per applicable change on top of base, its objects into s. It
+// fills Old, Skipped and Err in results (clearing what a previous attempt wrote) and
+// returns the new head and how many of results it took: it stops before a change once
+// s's pack reaches maxPack bytes (0: no limit), never inside a release group's set.
+func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []bool, maxPack int64) (plumbing.Hash, int, error) {
 	head := base
-	var objs []plumbing.Hash
 	commit, err := object.GetCommit(s, base)
 	if err != nil {
-		return base, nil, 0, err
+		return base, 0, err
 	}
 	tree := commit.TreeHash
 	for i := 0; i < len(results); i++ {
-		if maxPack > 0 && s.size >= maxPack && head != base {
+		if maxPack > 0 && s.packed() >= maxPack && head != base {
 			// Full: the rest goes in the next push, built on this one's head.
-			return head, objs, i, nil
+			return head, i, nil
 		}
 		res := &results[i]
 		if res.Group != "" {
 			// A release group's members: one commit for the set (set.go).
 			j := setEnd(results, i)
-			h, t, created, err := r.buildSet(s, head, tree, results[i:j], static[i:j])
+			h, t, err := r.buildSet(s, head, tree, results[i:j], static[i:j])
 			if err != nil {
-				return base, nil, 0, err
+				return base, 0, err
 			}
-			objs = append(objs, created...)
 			head, tree, i = h, t, j-1
 			continue
 		}
@@ -568,32 +581,24 @@ func (r *Repo) build(s *overlay, base plumbing.Hash, results []Result, static []
 			res.Err = changeErr(c, err)
 			continue
 		}
-		blob, err := writeBlob(s, out)
+		newTree, err := replaceFile(s, tree, strings.Split(c.File, "/"), out)
 		if err != nil {
-			return base, nil, 0, err
-		}
-		var created []plumbing.Hash
-		newTree, err := replaceBlob(s, tree, strings.Split(c.File, "/"), blob, &created)
-		if err != nil {
-			return base, nil, 0, err
+			return base, 0, err
 		}
 		h, err := writeCommit(s, head, newTree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()), r.o.signer)
 		if err != nil {
-			return base, nil, 0, err
+			return base, 0, err
 		}
-		objs = append(objs, blob)
-		objs = append(objs, created...)
-		objs = append(objs, h)
 		head, tree = h, newTree
 		res.Commit = h.String() // provisional until the push lands
 	}
-	return head, objs, len(results), nil
+	return head, len(results), nil
 }
 
 // landed records a successful push in the clone: the remote-tracking ref and the local
 // branch both point at the pushed head.
-func (r *Repo) landed(branch string, head plumbing.Hash, pack []byte, results []Result) {
-	if err := persist(r.repo.Storer, pack); err != nil {
+func (r *Repo) landed(branch string, head plumbing.Hash, ov *overlay, results []Result) {
+	if err := ov.persist(r.dir, r.repo.Storer); err != nil {
 		// The refs must not point at objects the clone lacks; the next fetch brings
 		// them back from the server instead.
 		r.log.Warn("keeping the pushed objects in the clone", "err", err)
@@ -692,7 +697,7 @@ func (r *Repo) readKey(head plumbing.Hash, p, key string) (value, commit string,
 	if err != nil {
 		return "", "", r.wrap(err)
 	}
-	data, err := readFile(r.repo.Storer, c.TreeHash, p)
+	data, err := readFile(r.reader(), c.TreeHash, p)
 	if err != nil {
 		return "", "", err // readFile names p
 	}

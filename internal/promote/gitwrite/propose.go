@@ -77,8 +77,8 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 	if err != nil {
 		return Proposal{Results: results}, err
 	}
-	ov := newOverlay(r.repo.Storer)
-	newHead, objs, _, err := r.build(ov, baseHead, results, static, 0)
+	ov := newPackingOverlay(r.repo.Storer)
+	newHead, _, err := r.build(ov, baseHead, results, static, 0)
 	if err != nil {
 		return Proposal{Results: results}, err
 	}
@@ -90,11 +90,7 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 		// The same commit, made again in the same second: a run killed after its push and
 		// restarted at once. Nothing to push, but this clone may never have stored the
 		// objects, and the commit's message becomes the pull request's title.
-		if pack, err := ov.pack(objs); err != nil {
-			r.log.Warn("keeping the proposed objects in the clone", "err", err)
-		} else {
-			r.keepProposed(head, newHead, pack)
-		}
+		r.keepProposed(head, newHead, ov)
 		p.Head = newHead.String()
 		return p, joinErrs(results)
 	}
@@ -107,16 +103,12 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 	if c != nil {
 		return r.proposeThrough(ctx, c, ov, baseHead, cur, head, p)
 	}
-	pack, err := ov.pack(objs)
-	if err != nil {
-		return p, err
-	}
 	crashpoint.Hit(crashpoint.BeforePush)
-	if err := r.push(ctx, head, cur, newHead, pack); err != nil {
+	if err := r.push(ctx, head, cur, newHead, ov); err != nil {
 		return p, r.wrap(fmt.Errorf("pushing %s to %s: %w", head, r.display, err))
 	}
 	crashpoint.Hit(crashpoint.AfterPush)
-	r.keepProposed(head, newHead, pack)
+	r.keepProposed(head, newHead, ov)
 	p.Head = newHead.String()
 	for _, res := range results {
 		if res.Commit != "" {
@@ -128,8 +120,8 @@ func (r *Repo) proposeOnce(ctx context.Context, c Committer, base, head, lease s
 
 // keepProposed stores the proposal's objects in the clone and points its remote ref of
 // head at commit, as a fetch would have. A failure only costs a later fetch: it is logged.
-func (r *Repo) keepProposed(head string, commit plumbing.Hash, pack []byte) {
-	if err := persist(r.repo.Storer, pack); err != nil {
+func (r *Repo) keepProposed(head string, commit plumbing.Hash, ov *overlay) {
+	if err := ov.persist(r.dir, r.repo.Storer); err != nil {
 		r.log.Warn("keeping the proposed objects in the clone", "err", err)
 	} else if err := r.repo.Storer.SetReference(plumbing.NewHashReference(plumbing.NewRemoteReferenceName("origin", head), commit)); err != nil {
 		r.log.Warn("updating the clone's ref after a push", "branch", head, "err", err)

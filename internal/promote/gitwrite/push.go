@@ -22,7 +22,11 @@ import (
 // files and 5,000 commits costs seconds, and we already know the handful of objects
 // we wrote. The server's compare-and-swap on old keeps this as safe as a normal push:
 // if the branch moved, the update is refused and Apply retries on the new head.
-func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Hash, pack []byte) error {
+//
+// The pack is thin (its first new version of a tree or file is a delta against the
+// version the server has) unless the server advertises no-thin: receive-pack takes
+// thin packs unless it says so (gitprotocol-capabilities), and fills in the bases.
+func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Hash, ov *overlay) error {
 	ep, err := transport.NewEndpoint(r.url)
 	if err != nil {
 		return err
@@ -69,7 +73,17 @@ func (r *Repo) push(ctx context.Context, branch string, old, newHead plumbing.Ha
 		// Deleting the branch: no objects to send.
 		_ = req.Capabilities.Set(capability.DeleteRefs)
 	} else {
-		req.Packfile = io.NopCloser(bytes.NewReader(pack))
+		thin := !ar.Capabilities.Supports(capability.Capability("no-thin"))
+		// go-git's http transport copies the request into a buffer of its own: write the
+		// pack straight into it instead of into another copy first.
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pw.CloseWithError(ov.pack.writeTo(pw, thin, ov, nil))
+		}()
+		defer func() { pr.Close(); <-done }()
+		req.Packfile = pr
 	}
 
 	// go-git returns the report's first refusal as err, next to the report itself.

@@ -46,7 +46,7 @@ func (r *Repo) ReadAt(ctx context.Context, commit, p string) (map[string][]byte,
 		}
 		sort.Strings(names)
 		for _, n := range names {
-			data, err := readFile(r.repo.Storer, c.TreeHash, path.Join(clean, n))
+			data, err := readFile(r.reader(), c.TreeHash, path.Join(clean, n))
 			if err != nil {
 				return nil, err
 			}
@@ -57,7 +57,7 @@ func (r *Repo) ReadAt(ctx context.Context, commit, p string) (map[string][]byte,
 		}
 		return out, nil
 	}
-	data, err := readFile(r.repo.Storer, c.TreeHash, clean)
+	data, err := readFile(r.reader(), c.TreeHash, clean)
 	if err != nil {
 		return nil, err
 	}

@@ -56,7 +56,7 @@ func setEnd(results []Result, i int) int {
 // buildSet writes the members results[i:j] as one commit on head (whose tree is tree).
 // When any member fails, none is written: the others get ErrSetIncomplete. When every
 // member already holds its value the set is Skipped and nothing is committed.
-func (r *Repo) buildSet(s *overlay, head, tree plumbing.Hash, set []Result, static []bool) (plumbing.Hash, plumbing.Hash, []plumbing.Hash, error) {
+func (r *Repo) buildSet(s *overlay, head, tree plumbing.Hash, set []Result, static []bool) (plumbing.Hash, plumbing.Hash, error) {
 	files := map[string][]byte{} // edited so far, for two members in one file
 	var order []string
 	failed := ""
@@ -112,10 +112,10 @@ func (r *Repo) buildSet(s *overlay, head, tree plumbing.Hash, set []Result, stat
 				set[k].Err = changeErr(set[k].Change, fmt.Errorf("%w: member %q of group %q: %v", ErrSetIncomplete, failed, set[k].Group, failure))
 			}
 		}
-		return head, tree, nil, nil
+		return head, tree, nil
 	}
 	if len(order) == 0 {
-		return head, tree, nil, nil // every member already holds its value
+		return head, tree, nil // every member already holds its value
 	}
 	msg, err := setMessage(set)
 	if err != nil {
@@ -123,30 +123,23 @@ func (r *Repo) buildSet(s *overlay, head, tree plumbing.Hash, set []Result, stat
 			set[k].Skipped = false
 			set[k].Err = changeErr(set[k].Change, err)
 		}
-		return head, tree, nil, nil
+		return head, tree, nil
 	}
-	var objs []plumbing.Hash
 	for _, f := range order {
-		blob, err := writeBlob(s, files[f])
-		if err != nil {
-			return head, tree, nil, err
-		}
-		objs = append(objs, blob)
-		if tree, err = replaceBlob(s, tree, strings.Split(f, "/"), blob, &objs); err != nil {
-			return head, tree, nil, err
+		if tree, err = replaceFile(s, tree, strings.Split(f, "/"), files[f]); err != nil {
+			return head, tree, err
 		}
 	}
 	h, err := writeCommit(s, head, tree, msg, signature(r.o.authorName, r.o.authorEmail, r.o.clock.Now()), r.o.signer)
 	if err != nil {
-		return head, tree, nil, err
+		return head, tree, err
 	}
-	objs = append(objs, h)
 	for k := range set {
 		if !set[k].Skipped {
 			set[k].Commit = h.String() // provisional until the push lands
 		}
 	}
-	return h, tree, objs, nil
+	return h, tree, nil
 }
 
 // setMessage renders a group commit: the subject, a line per member, and per member in

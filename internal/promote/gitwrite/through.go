@@ -61,7 +61,7 @@ func (r *Repo) Plan(ctx context.Context, branch string, changes ...Change) (Plan
 		return Plan{Results: results}, err
 	}
 	ov := newOverlay(r.repo.Storer)
-	if _, _, _, err := r.build(ov, base, results, static, 0); err != nil {
+	if _, _, err := r.build(ov, base, results, static, 0); err != nil {
 		return Plan{Results: results}, err
 	}
 	commits, err := planned(ov, results)
@@ -142,7 +142,7 @@ func (r *Repo) ApplyThrough(ctx context.Context, c Committer, branch string, cha
 			left[k], leftStatic[k] = results[i], static[i]
 		}
 		ov := newOverlay(r.repo.Storer)
-		_, _, _, err = r.build(ov, base, left, leftStatic, 0)
+		_, _, err = r.build(ov, base, left, leftStatic, 0)
 		var commits []PlannedCommit
 		if err == nil {
 			commits, err = planned(ov, left)

@@ -3,6 +3,7 @@ package gitwrite
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 // (a symlink could point outside the repository) and anything that is not a file.
 func readFile(s storer.EncodedObjectStorer, root plumbing.Hash, p string) ([]byte, error) {
 	parts := strings.Split(p, "/")
-	tree, err := object.GetTree(s, root)
+	tree, err := getTree(s, root)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +45,7 @@ func readFile(s storer.EncodedObjectStorer, root plumbing.Hash, p string) ([]byt
 			if e.Mode != filemode.Dir {
 				return nil, fmt.Errorf("%w: %s is a file, not a directory", ErrFileNotFound, where)
 			}
-			if tree, err = object.GetTree(s, e.Hash); err != nil {
+			if tree, err = getTree(s, e.Hash); err != nil {
 				return nil, err
 			}
 		default:
@@ -75,8 +76,84 @@ func findEntry(t *object.Tree, name string) *object.TreeEntry {
 	return nil
 }
 
-// writeBlob stores data and returns its hash.
-func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error) {
+// replaceFile returns a new root tree in which the file at parts holds data. The new
+// blob and trees are stored as new versions of the ones they replace (see
+// overlay.setVersion). The file must exist (readFile checked it), so entry order never
+// changes.
+func replaceFile(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []string, data []byte) (plumbing.Hash, error) {
+	tree, err := getTree(s, treeHash)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	entries := append([]object.TreeEntry(nil), tree.Entries...)
+	found := false
+	for i := range entries {
+		if entries[i].Name != parts[0] {
+			continue
+		}
+		found = true
+		var h plumbing.Hash
+		if len(parts) == 1 {
+			h, err = writeBlob(s, data, entries[i].Hash)
+		} else {
+			h, err = replaceFile(s, entries[i].Hash, parts[1:], data)
+		}
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		entries[i].Hash = h
+	}
+	if !found {
+		return plumbing.ZeroHash, fmt.Errorf("%w: %s", ErrFileNotFound, parts[0])
+	}
+	obj := s.NewEncodedObject()
+	if err := encodeTree(obj, entries); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	h, err := storeVersion(s, obj, treeHash)
+	if o, ok := s.(*overlay); ok && err == nil {
+		o.trees[h] = &object.Tree{Hash: h, Entries: entries}
+	}
+	return h, err
+}
+
+// getTree reads a tree, through the overlay's decoded trees when s is one.
+func getTree(s storer.EncodedObjectStorer, h plumbing.Hash) (*object.Tree, error) {
+	if o, ok := s.(*overlay); ok {
+		return o.tree(h)
+	}
+	return object.GetTree(s, h)
+}
+
+// encodeTree writes entries, in their order, as a tree object: what object.Tree.Encode
+// writes, without a formatted print per entry (a folder of 10,000 apps has 10,000).
+func encodeTree(obj plumbing.EncodedObject, entries []object.TreeEntry) error {
+	n := 0
+	for _, e := range entries {
+		n += len("100644 ") + len(e.Name) + 1 + len(e.Hash)
+	}
+	b := make([]byte, 0, n)
+	for _, e := range entries {
+		b = strconv.AppendUint(b, uint64(e.Mode), 8)
+		b = append(b, ' ')
+		b = append(b, e.Name...)
+		b = append(b, 0)
+		b = append(b, e.Hash[:]...)
+	}
+	obj.SetType(plumbing.TreeObject)
+	obj.SetSize(int64(len(b)))
+	w, err := obj.Writer()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Close()
+}
+
+// writeBlob stores data, the new version of the blob prev, and returns its hash.
+func writeBlob(s storer.EncodedObjectStorer, data []byte, prev plumbing.Hash) (plumbing.Hash, error) {
 	obj := s.NewEncodedObject()
 	obj.SetType(plumbing.BlobObject)
 	w, err := obj.Writer()
@@ -89,47 +166,16 @@ func writeBlob(s storer.EncodedObjectStorer, data []byte) (plumbing.Hash, error)
 	if err := w.Close(); err != nil {
 		return plumbing.ZeroHash, err
 	}
-	return s.SetEncodedObject(obj)
+	return storeVersion(s, obj, prev)
 }
 
-// replaceBlob returns a new root tree in which the file at parts points to blob; the
-// new tree objects are stored and appended to created. The file must exist (readFile
-// checked it), so entry order never changes.
-func replaceBlob(s storer.EncodedObjectStorer, treeHash plumbing.Hash, parts []string, blob plumbing.Hash, created *[]plumbing.Hash) (plumbing.Hash, error) {
-	tree, err := object.GetTree(s, treeHash)
-	if err != nil {
-		return plumbing.ZeroHash, err
+// storeVersion stores obj as the new version of prev where the store packs versions
+// as deltas (an overlay), and plainly elsewhere.
+func storeVersion(s storer.EncodedObjectStorer, obj plumbing.EncodedObject, prev plumbing.Hash) (plumbing.Hash, error) {
+	if o, ok := s.(*overlay); ok {
+		return o.setVersion(obj, prev)
 	}
-	entries := append([]object.TreeEntry(nil), tree.Entries...)
-	found := false
-	for i := range entries {
-		if entries[i].Name != parts[0] {
-			continue
-		}
-		found = true
-		if len(parts) == 1 {
-			entries[i].Hash = blob
-		} else {
-			h, err := replaceBlob(s, entries[i].Hash, parts[1:], blob, created)
-			if err != nil {
-				return plumbing.ZeroHash, err
-			}
-			entries[i].Hash = h
-		}
-	}
-	if !found {
-		return plumbing.ZeroHash, fmt.Errorf("%w: %s", ErrFileNotFound, parts[0])
-	}
-	obj := s.NewEncodedObject()
-	if err := (&object.Tree{Entries: entries}).Encode(obj); err != nil {
-		return plumbing.ZeroHash, err
-	}
-	h, err := s.SetEncodedObject(obj)
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	*created = append(*created, h)
-	return h, nil
+	return s.SetEncodedObject(obj)
 }
 
 // writeCommit stores a commit with one parent, signed by sign unless it is nil. Every

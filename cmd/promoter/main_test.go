@@ -138,25 +138,8 @@ func TestRunOnce_ExitsNonZeroWhenAStageFails(t *testing.T) {
 
 func TestRun_ServesTheAPIAndStopsOnCancel(t *testing.T) {
 	e := newEnv(t, devStage)
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errb bytes.Buffer
-	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
-	addr := addrtest.Free(t)
-	cmd.SetArgs([]string{"run", "--config", e.config, "--data-dir", e.dataDir, "--addr", addr, "--interval", "1h"})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	c := api.NewClient(addr, "", nil)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sts, err := c.Stages(ctx)
-		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("promoter never promoted: %v %+v\n%s", err, sts, errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s := serveUntilPromoted(t, e, "--interval", "1h")
+	addr := s.addr
 	// The commands reach it through --addr.
 	got, err := run(t, "status", "--addr", addr)
 	if err != nil || !strings.Contains(got, "develop-frontend  1.2.2") {
@@ -166,15 +149,7 @@ func TestRun_ServesTheAPIAndStopsOnCancel(t *testing.T) {
 	if err != nil || got != "develop-frontend paused\n" {
 		t.Fatalf("pause --addr: %v %q", err, got)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not stop on cancel")
-	}
+	s.stop(t)
 }
 
 func TestRun_RefusesAReachableAddressWithoutAToken(t *testing.T) {
@@ -223,4 +198,50 @@ func TestController_IntervalZeroNeedsTheNotificationListener(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--webhook-addr") {
 		t.Fatalf("controller --interval 0 without --webhook-addr: %v", err)
 	}
+}
+
+// serving is `promoter run` serving e's stage in this process until stop.
+type serving struct {
+	addr string
+	errb *bytes.Buffer // its log
+	stop func(t *testing.T)
+}
+
+// serveUntilPromoted starts `promoter run` on e with args added, on a free --addr, and waits
+// until its API shows develop-frontend promoted to 1.2.2; stop cancels it and fails the test
+// unless it returns nil within 15 s.
+func serveUntilPromoted(t *testing.T, e env, args ...string) serving {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var out, errb bytes.Buffer
+	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
+	addr := addrtest.Free(t)
+	cmd.SetArgs(append([]string{"run", "--config", e.config, "--data-dir", e.dataDir, "--addr", addr}, args...))
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	c := api.NewClient(addr, "", nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		sts, err := c.Stages(ctx)
+		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("promoter never promoted: %v %+v\n%s", err, sts, errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return serving{addr: addr, errb: &errb, stop: func(t *testing.T) {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run returned %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("run did not stop on cancel")
+		}
+	}}
 }

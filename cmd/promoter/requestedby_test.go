@@ -7,10 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/kropipe/kropipe/internal/promote/addrtest"
-	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 )
 
@@ -69,26 +66,8 @@ func TestCommands_RemoteActionsRecordTheTokensName(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte("alice: a1ice-s3cret\nci-bot: b0t-s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errb bytes.Buffer
-	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
-	addr := addrtest.Free(t)
-	cmd.SetArgs([]string{"run", "--config", e.config, "--data-dir", e.dataDir, "--addr", addr, "--token-file", tokens, "--interval", "1h", "--log-level", "error"})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	c := api.NewClient(addr, "", nil)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		sts, err := c.Stages(ctx)
-		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("promoter never promoted: %v %+v\n%s", err, sts, errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	s := serveUntilPromoted(t, e, "--token-file", tokens, "--interval", "1h", "--log-level", "error")
+	addr := s.addr
 	_, err := runAs(t, "carol", "rollback", "develop-frontend", "--addr", addr, "--token-file", tokens)
 	if err == nil || !strings.Contains(err.Error(), "--token-name") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("two tokens without --token-name: %v", err)
@@ -103,16 +82,8 @@ func TestCommands_RemoteActionsRecordTheTokensName(t *testing.T) {
 	if err != nil || !strings.Contains(strings.Split(got, "\n")[1], "ci-bot") {
 		t.Fatalf("history --addr: %v\n%s", err, got)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not stop on cancel")
-	}
-	if strings.Contains(errb.String(), "s3cret") {
-		t.Fatalf("the promoter's log shows a token:\n%s", errb.String())
+	s.stop(t)
+	if strings.Contains(s.errb.String(), "s3cret") {
+		t.Fatalf("the promoter's log shows a token:\n%s", s.errb.String())
 	}
 }

@@ -46,6 +46,13 @@ type Reverifier interface {
 	Reverify(ctx context.Context, stage string) (string, error)
 }
 
+// Attester is implemented by a Controller that remembers a stage's verifications and
+// approvals (GET /api/v1/stages/{name}/attestations; the pipeline page's freight pages);
+// *stage.Engine does.
+type Attester interface {
+	Attestations(ctx context.Context, stage string) (stage.Attestations, error)
+}
+
 // Tagger is implemented by a Controller that can list the tags a stage's warehouse sees,
 // each with why it is or is not a candidate (GET /api/v1/stages/{name}/tags; the pipeline
 // page's tag table); *stage.Engine does.
@@ -140,6 +147,7 @@ func New(c Controller, opts ...Option) *Server {
 	s.Handle("GET /api/v1/stages/{name}", http.HandlerFunc(s.stage))
 	s.Handle("GET /api/v1/stages/{name}/history", http.HandlerFunc(s.history))
 	s.Handle("GET /api/v1/stages/{name}/tags", http.HandlerFunc(s.tags))
+	s.Handle("GET /api/v1/stages/{name}/attestations", http.HandlerFunc(s.attestations))
 	s.Handle("POST /api/v1/stages/{name}/promote", http.HandlerFunc(s.promote))
 	s.Handle("POST /api/v1/stages/{name}/rollback", http.HandlerFunc(s.rollback))
 	s.Handle("POST /api/v1/stages/{name}/approve", http.HandlerFunc(s.approve))
@@ -481,6 +489,27 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, Tags{Stage: name, Upstream: st.Upstream, Tags: append([]warehouse.TagVerdict{}, vs...)})
+}
+
+func (s *Server) attestations(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	at, ok := s.c.(Attester)
+	if !ok {
+		writeError(w, http.StatusNotImplemented, fmt.Errorf("stage %q: this promoter keeps no verifications or approvals", name))
+		return
+	}
+	if _, ok := s.c.StatusOf(name); !ok {
+		writeError(w, http.StatusNotFound, errors.New("unknown stage "+quote(name)))
+		return
+	}
+	a, err := at.Attestations(r.Context(), name)
+	if err != nil {
+		writeError(w, statusOf(err), err)
+		return
+	}
+	a.Verifications = append([]stage.Verification{}, a.Verifications...)
+	a.Approvals = append([]stage.Approval{}, a.Approvals...)
+	writeJSON(w, http.StatusOK, a)
 }
 
 // PromoteRequest is the optional body of promote and approve.

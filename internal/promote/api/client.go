@@ -126,6 +126,13 @@ func (c *Client) History(ctx context.Context, name string) (History, error) {
 	return out, err
 }
 
+// Attestations returns what the promoter remembers of the stage's verifications and approvals.
+func (c *Client) Attestations(ctx context.Context, name string) (stage.Attestations, error) {
+	var out stage.Attestations
+	err := c.do(ctx, http.MethodGet, "/api/v1/stages/"+url.PathEscape(name)+"/attestations", nil, &out)
+	return out, err
+}
+
 // Promote promotes tag ("" for the candidate) to the stage, if it still runs expect (""
 // expects nothing; see PromoteRequest.Expect).
 func (c *Client) Promote(ctx context.Context, name, tag, expect string) (stage.Outcome, error) {

@@ -122,6 +122,10 @@ func (fixture) Tags(context.Context, string) ([]warehouse.TagVerdict, error) {
 	return []warehouse.TagVerdict{filled[warehouse.TagVerdict]()}, nil
 }
 
+func (fixture) Attestations(context.Context, string) (stage.Attestations, error) {
+	return filled[stage.Attestations](), nil
+}
+
 func (fixture) Approvals(context.Context, string) ([]stage.Approval, error) {
 	return []stage.Approval{filled[stage.Approval]()}, nil
 }

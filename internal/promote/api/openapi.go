@@ -70,6 +70,7 @@ func operations() []operation {
 		{pattern: "GET /api/v1/stages", summary: "the stages, filtered and a page at a time", code: 200, answer: StageList{}, query: listQuery},
 		{pattern: "GET /api/v1/stages/{name}", summary: "one stage (or release group)", code: 200, answer: stage.Status{}},
 		{pattern: "GET /api/v1/stages/{name}/history", summary: "the stage's promotions and rollbacks from Git, newest first, with who asked", code: 200, answer: History{}},
+		{pattern: "GET /api/v1/stages/{name}/attestations", summary: "the freight verified in the stage and the values approved for it, oldest first, as the promoter's state keeps them", code: 200, answer: stage.Attestations{}},
 		{pattern: "GET /api/v1/stages/{name}/tags", summary: "the tags the stage's warehouse sees, each with why it is or is not a candidate", code: 200, answer: Tags{}},
 		{pattern: "POST /api/v1/stages/{name}/promote", summary: "promote a tag (or the candidate) now", code: 200, answer: stage.Outcome{}, body: PromoteRequest{}},
 		{pattern: "POST /api/v1/stages/{name}/rollback", summary: "roll back to the previous value (or one named)", code: 200, answer: stage.Outcome{}, body: RollbackRequest{}},

@@ -1043,58 +1043,68 @@ func (g gate) Passes() int {
 }
 
 func (g gate) History(ctx context.Context, name string) ([]gitwrite.Record, error) {
-	peer, ctx, leave, err := g.route(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if peer != nil {
-		h, err := peer.History(ctx, name)
-		return history(h), err
-	}
-	defer leave()
-	e, err := g.engine()
-	if err != nil {
-		return nil, err
-	}
-	return e.History(ctx, name)
+	return read(ctx, g, name,
+		func(ctx context.Context, peer *remote) ([]gitwrite.Record, error) {
+			h, err := peer.History(ctx, name)
+			return history(h), err
+		},
+		func(ctx context.Context, e *stage.Engine) ([]gitwrite.Record, error) { return e.History(ctx, name) })
 }
 
 // PullRequestLog gives the history the stage's pull requests: from this replica's State, or
 // as the owner's history links them.
 func (g gate) PullRequestLog(ctx context.Context, name string) ([]stage.PullRequest, error) {
-	peer, ctx, leave, err := g.route(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if peer != nil {
-		h, err := peer.History(ctx, name)
-		return h.PullRequests(), err
-	}
-	defer leave()
-	e, err := g.engine()
-	if err != nil {
-		return nil, err
-	}
-	return e.PullRequestLog(ctx, name)
+	return read(ctx, g, name,
+		func(ctx context.Context, peer *remote) ([]stage.PullRequest, error) {
+			h, err := peer.History(ctx, name)
+			return h.PullRequests(), err
+		},
+		func(ctx context.Context, e *stage.Engine) ([]stage.PullRequest, error) {
+			return e.PullRequestLog(ctx, name)
+		})
 }
 
 // Approvals gives the history the stage's approvals: from this replica's State, or as the
 // owner's history lists them.
 func (g gate) Approvals(ctx context.Context, name string) ([]stage.Approval, error) {
+	return read(ctx, g, name,
+		func(ctx context.Context, peer *remote) ([]stage.Approval, error) {
+			h, err := peer.History(ctx, name)
+			return h.Approvals(), err
+		},
+		func(ctx context.Context, e *stage.Engine) ([]stage.Approval, error) { return e.Approvals(ctx, name) })
+}
+
+// Attestations gives the freight pages the stage's verifications and approvals: from this
+// replica's State, or from the owner's.
+func (g gate) Attestations(ctx context.Context, name string) (stage.Attestations, error) {
+	return read(ctx, g, name,
+		func(ctx context.Context, peer *remote) (stage.Attestations, error) {
+			return peer.Attestations(ctx, name)
+		},
+		func(ctx context.Context, e *stage.Engine) (stage.Attestations, error) {
+			return e.Attestations(ctx, name)
+		})
+}
+
+// read answers a read about stage name where its records are: the replica that owns the
+// stage's shard, through its API (fromPeer), or this replica's engine (local), holding the
+// shard while it reads.
+func read[T any](ctx context.Context, g gate, name string, fromPeer func(context.Context, *remote) (T, error), local func(context.Context, *stage.Engine) (T, error)) (T, error) {
+	var zero T
 	peer, ctx, leave, err := g.route(ctx, name)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	if peer != nil {
-		h, err := peer.History(ctx, name)
-		return h.Approvals(), err
+		return fromPeer(ctx, peer)
 	}
 	defer leave()
 	e, err := g.engine()
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	return e.Approvals(ctx, name)
+	return local(ctx, e)
 }
 
 // The actions pass the caller's expected value (stage.Expect) on unchanged, to this replica's
@@ -1281,39 +1291,16 @@ func (g gate) Specs() []stage.Spec {
 
 // Tags lists the tags a stage's warehouse sees, for the pipeline page.
 func (g gate) Tags(ctx context.Context, name string) ([]warehouse.TagVerdict, error) {
-	peer, ctx, leave, err := g.route(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	if peer != nil {
-		t, err := peer.Tags(ctx, name)
-		return t.Tags, err
-	}
-	defer leave()
-	e, err := g.engine()
-	if err != nil {
-		return nil, err
-	}
-	return e.Tags(ctx, name)
-}
-
-// Attestations gives the pipeline's freight page what the state remembers of a stage (when
-// freight was verified and approved there), from this replica's engine when it runs the
-// stage; a stage run by another replica has none here, and its status still shows the
-// newest verification.
-func (g gate) Attestations(ctx context.Context, name string) (stage.Attestations, error) {
-	if s := g.c.shards; s != nil && !s.owns(name) {
-		return stage.Attestations{}, nil
-	}
-	e, err := g.engine()
-	if err != nil {
-		return stage.Attestations{}, err
-	}
-	return e.Attestations(ctx, name)
+	return read(ctx, g, name,
+		func(ctx context.Context, peer *remote) ([]warehouse.TagVerdict, error) {
+			t, err := peer.Tags(ctx, name)
+			return t.Tags, err
+		},
+		func(ctx context.Context, e *stage.Engine) ([]warehouse.TagVerdict, error) { return e.Tags(ctx, name) })
 }
 
 var (
-	_ page.Attester         = gate{}
+	_ api.Attester          = gate{}
 	_ api.Controller        = gate{}
 	_ api.MemberActor       = gate{}
 	_ api.PullRequestLogger = gate{}

@@ -181,3 +181,38 @@ func TestForward_ActionWaitsForTheOwnersPassOrIsNotDone(t *testing.T) {
 		t.Fatalf("rollback commits %q; want one", got)
 	}
 }
+
+// attesting is an owner replica's controller that remembers a stage's attestations.
+type attesting struct {
+	api.Controller // nil: only what the reads below call is answered
+	a              stage.Attestations
+}
+
+func (attesting) StatusOf(name string) (stage.Status, bool) {
+	return stage.Status{Name: name}, name == "develop-frontend"
+}
+
+func (o attesting) Attestations(context.Context, string) (stage.Attestations, error) { return o.a, nil }
+
+// A freight page shows where a version was verified and approved, and when: a replica that
+// does not run the stage asks its owner, whose State keeps them (it had only the newest
+// verification of the stage's status, and no approvals).
+func TestAttestations_ComeFromTheStagesOwner(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	want := stage.Attestations{
+		Verifications: []stage.Verification{{Value: "1.2.1", FreightID: "a1", VerifiedAt: at}, {Value: "1.2.2", FreightID: "b2", VerifiedAt: at.Add(time.Hour)}},
+		Approvals:     []stage.Approval{{Value: "1.2.2", ApprovedAt: at.Add(2 * time.Hour), RequestedBy: "alice"}},
+	}
+	owner := httptest.NewServer(api.New(attesting{a: want}, api.WithLogger(slog.New(slog.DiscardHandler))))
+	t.Cleanup(owner.Close)
+	g := forwarder(strings.TrimPrefix(owner.URL, "http://"))
+	g.c.shards.hc = &http.Client{Timeout: 10 * time.Second}
+	got, err := g.Attestations(context.Background(), "develop-frontend")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Verifications) != 2 || got.Verifications[1].Value != "1.2.2" || !got.Verifications[1].VerifiedAt.Equal(want.Verifications[1].VerifiedAt) ||
+		len(got.Approvals) != 1 || got.Approvals[0].RequestedBy != "alice" {
+		t.Fatalf("attestations through the owner: %+v, want %+v", got, want)
+	}
+}

@@ -11,16 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/gitwrite"
 	"github.com/kropipe/kropipe/internal/promote/stage"
 )
-
-// Attester is implemented by a Controller that remembers verifications and approvals
-// (*stage.Engine): the freight page then says when a version was verified and approved in
-// each stage, not only where it was verified last.
-type Attester interface {
-	Attestations(ctx context.Context, stage string) (stage.Attestations, error)
-}
 
 // freightView is a freight's journey: the stages of its image, in pipeline order, each with
 // what happened to the freight there.
@@ -164,7 +158,9 @@ func (p *Page) journeys(ctx context.Context, cm Common, id, image, value string,
 		specs[s.Name] = s
 	}
 	verifiedAt := map[string]time.Time{} // stage → when it verified the freight
-	att, _ := p.c.(Attester)
+	// A controller that remembers verifications and approvals (api.Attester) lets the page
+	// say when a version was verified and approved in each stage, not only where last.
+	att, _ := p.c.(api.Attester)
 	now := p.clock.Now()
 	for _, st := range sts {
 		if st.Image != image || len(st.Members) > 0 {

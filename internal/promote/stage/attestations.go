@@ -7,8 +7,8 @@ import "context"
 // keeps. The pipeline page's freight page reads them to say where a version was verified and
 // approved, and when.
 type Attestations struct {
-	Verifications []Verification
-	Approvals     []Approval
+	Verifications []Verification `json:"verifications"`
+	Approvals     []Approval     `json:"approvals"`
 }
 
 // Attestations returns stage's attestations; a stage never verified or approved has none.

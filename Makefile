@@ -44,7 +44,8 @@ unit: charts
 # through the Helm v4 library, compared with manifests/. A module of its own (charts/go.mod), on
 # the product's module versions, so its first build compiles only what the product does not
 # use: Helm itself and ~200 packages (Helm v4.3.2 on k8s.io v0.37 compiled ~720).
-# KROPIPE_ARGO_CD_CHART=<argo-helm>/charts/argo-cd also renders the values through the argo-cd chart.
+# The argo-cd values render through the official argo-cd chart in charts/testdata/argo-cd
+# (KROPIPE_ARGO_CD_CHART=<argo-helm>/charts/argo-cd: through another copy).
 charts:
 	cd charts && $(GO) test -count=1 ./...
 

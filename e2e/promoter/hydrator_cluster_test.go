@@ -17,6 +17,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 
@@ -29,8 +30,10 @@ import (
 // commit (`Promote image from 1.2.1 to 1.2.2`), Argo CD hydrates it into one hydrated commit whose
 // manifest.yaml holds the new image, and the leader is SIGKILLed at its sync request; the standby
 // syncs only develop-frontend, once, to that hydrated commit and verifies it there, without a
-// second dry commit. A rollback goes the same way. A broken instance fails hydration, and with
-// it the stage, with Argo CD's message; nothing is synced.
+// second dry commit. Staging waits for the soak, then takes 1.2.2 the same way: one dry commit,
+// one hydrated commit on environments/staging, only staging-frontend synced, verified. A
+// rollback of develop goes the same way, and staging keeps 1.2.2. A broken instance fails
+// hydration, and with it the stage, with Argo CD's message; nothing is synced.
 func TestHydratorController_PromotesThroughTheSourceHydrator(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
@@ -41,24 +44,32 @@ func TestHydratorController_PromotesThroughTheSourceHydrator(t *testing.T) {
 	h := newHydratorPipeline(t, ctx, argo)
 	seed := h.seed()
 
-	// Argo CD hydrates the seed; the develop Applications are synced to it by hand, as a team
-	// would before handing promotions to kropipe.
-	var h0 string
-	for _, app := range []string{"develop-frontend", "develop-backend"} {
+	// Argo CD hydrates the seed into each environment's branch; every Application is synced to
+	// its hydrated seed by hand, as a team would before handing promotions to kropipe.
+	seeded := map[string]string{} // environment → its hydrated seed
+	for _, app := range h.apps {
+		env, _, _ := strings.Cut(app, "-")
 		op := h.waitHydrated(app, seed)
-		if h0 != "" && op.HydratedSHA != h0 {
-			t.Fatalf("develop-frontend and develop-backend share environments/develop, yet were hydrated into %.8s and %.8s", h0, op.HydratedSHA)
+		if other, ok := seeded[env]; ok && op.HydratedSHA != other {
+			t.Fatalf("the %s Applications share environments/%s, yet were hydrated into %.8s and %.8s", env, env, other, op.HydratedSHA)
 		}
-		h0 = op.HydratedSHA
+		seeded[env] = op.HydratedSHA
 	}
-	if err := st.EnsureNamespace(ctx, hydratorDevelop); err != nil {
-		t.Fatal(err)
+	h0, hs0 := seeded["develop"], seeded["staging"]
+	for _, ns := range []string{hydratorDevelop, hydratorStaging} {
+		if err := st.EnsureNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, app := range []string{"develop-frontend", "develop-backend"} {
-		h.syncByHand(app, h0)
+	for _, app := range h.apps {
+		env, _, _ := strings.Cut(app, "-")
+		h.syncByHand(app, seeded[env])
 	}
-	for _, app := range []string{"develop-frontend", "develop-backend"} {
-		h.waitApp(app, "Synced and Healthy at the hydrated seed", syncedHealthyAt(h0))
+	// staging/frontend has an Ingress; no ingress controller runs here, so play its part.
+	h.admitIngress(hydratorStaging, "frontend")
+	for _, app := range h.apps {
+		env, _, _ := strings.Cut(app, "-")
+		h.waitApp(app, "Synced and Healthy at the hydrated seed", syncedHealthyAt(seeded[env]))
 	}
 	before := map[string]*v1alpha1.Application{}
 	for _, app := range h.apps {
@@ -131,6 +142,69 @@ func TestHydratorController_PromotesThroughTheSourceHydrator(t *testing.T) {
 	}
 	h.onlySynced(before, "develop-frontend")
 
+	// Staging: held by its 10m soak, which is then shortened (the ApplicationSet's templatePatch,
+	// as a team would edit it); it takes 1.2.2 no earlier than develop's verification plus the
+	// soak: one dry commit, one hydrated commit on environments/staging, only staging-frontend
+	// synced, to that commit.
+	h.waitHydratorStage(pr, "staging-frontend", "held by develop-frontend's 10m soak", func(s hydratorStatus) bool {
+		return s.Decision == "wait" && strings.Contains(s.Reason, "develop-frontend soak")
+	})
+	before = map[string]*v1alpha1.Application{}
+	for _, app := range h.apps {
+		before[app] = h.app(app)
+	}
+	h.setStagingSoak(hydratorSoak)
+	staging := h.waitCommit("staging/frontend/instance.yaml", "Promote image from 1.2.1 to 1.2.2", promo)
+	if at := h.commitTime(staging); at.Before(v.VerifiedFreight.VerifiedAt.Add(hydratorSoak).Truncate(time.Second)) {
+		t.Errorf("staging-frontend promoted at %s, before develop's verification %s + soak %s", at, v.VerifiedFreight.VerifiedAt, hydratorSoak)
+	}
+	if got := strings.TrimSpace(h.git("log", "--format=%H", promo+".."+staging)); got != staging {
+		t.Errorf("dry commits between develop's promotion and staging's:\n%s\nwant only staging's %.8s", h.log(promo), staging)
+	}
+	if files := strings.Fields(h.git("show", "--format=", "--name-only", staging)); len(files) != 1 || files[0] != "staging/frontend/instance.yaml" {
+		t.Errorf("staging's dry commit %.8s changes %q, want only staging/frontend/instance.yaml", staging, files)
+	}
+	hs1 := h.waitHydrated("staging-frontend", staging).HydratedSHA
+	if n := strings.TrimSpace(h.git("rev-list", "--count", hs0+".."+hs1)); n != "1" {
+		t.Errorf("hydrated commits on environments/staging since its seed: %s, want 1 (staging's promotion)", n)
+	}
+	if m := h.git("show", hs1+":staging/frontend/manifest.yaml"); !strings.Contains(m, hydratorImage("frontend", "1.2.2")) {
+		t.Errorf("environments/staging:staging/frontend/manifest.yaml at %.8s lacks image %s:\n%s", hs1, hydratorImage("frontend", "1.2.2"), m)
+	}
+	if d := h.git("diff", "--stat", hs0, hs1, "--", "staging/backend/manifest.yaml"); d != "" {
+		t.Errorf("staging's promotion changed staging/backend/manifest.yaml:\n%s", d)
+	}
+	h.waitApp("staging-frontend", "Synced and Healthy at its hydrated commit, synced by kropipe", func(a *v1alpha1.Application) bool {
+		return syncedHealthyAt(hs1)(a) && syncedBy(a, "kropipe", hs1)
+	})
+	h.waitDeployment(hydratorStaging, "frontend", hydratorImage("frontend", "1.2.2"))
+	sv := h.waitHydratorStage(pr, "staging-frontend", "verified 1.2.2 at its dry commit", func(s hydratorStatus) bool {
+		return s.VerifiedFreight != nil && s.VerifiedFreight.Value == "1.2.2"
+	})
+	if sv.VerifiedFreight.Commit != staging || sv.LastCommit != staging || sv.Sync.Revision != hs1 || sv.Sync.Hydration == nil ||
+		sv.Sync.Hydration.DryCommit != staging || sv.Sync.Hydration.HydratedCommit != hs1 {
+		t.Errorf("staging-frontend after its promotion: verified at %s, lastCommit %s, sync %+v; want dry %s, hydrated %s", sv.VerifiedFreight.Commit, sv.LastCommit, sv.Sync, staging, hs1)
+	}
+	t.Logf("staging-frontend: develop verified → staging's dry commit %s (soak %s, shortened from 10m during the wait), → verified %s",
+		h.commitTime(staging).Sub(v.VerifiedFreight.VerifiedAt).Round(time.Second), hydratorSoak, sv.VerifiedFreight.VerifiedAt.Sub(h.commitTime(staging)).Round(time.Second))
+	sv = h.waitHydratorStage(pr, "staging-frontend", "two more passes", func(s hydratorStatus) bool {
+		return s.CheckedAt.After(sv.CheckedAt.Add(2 * hydratorInterval))
+	})
+	if head := h.head(); head != staging {
+		t.Errorf("dry commits since staging's promotion:\n%s\nwant none", h.log(staging))
+	}
+	syncs = 0
+	for _, r := range h.app("staging-frontend").Status.History {
+		if r.Revision == hs1 {
+			syncs++
+		}
+	}
+	if syncs != 1 {
+		t.Errorf("staging-frontend synced to %.8s %d times, want once", hs1, syncs)
+	}
+	h.onlySynced(before, "staging-frontend")
+	afterStaging := h.app("staging-frontend")
+
 	// Rollback: a dry commit, hydrated, synced.
 	code, body := h.post(pr, "/api/v1/stages/develop-frontend/rollback", map[string]string{})
 	var out struct{ Kind, Old, New, Commit string }
@@ -151,6 +225,14 @@ func TestHydratorController_PromotesThroughTheSourceHydrator(t *testing.T) {
 	if head := h.head(); head != out.Commit {
 		t.Errorf("commits after the rollback:\n%s", h.log(out.Commit))
 	}
+	// Staging keeps 1.2.2: develop's 1.2.1 is older, and it is not sent back by itself.
+	h.waitHydratorStage(pr, "staging-frontend", "holding 1.2.2 (develop's 1.2.1 is older)", func(s hydratorStatus) bool {
+		return s.Decision == "hold" && s.CurrentTag == "1.2.2" && strings.Contains(s.Reason, "1.2.1 is older than the current 1.2.2")
+	})
+	if now := h.app("staging-frontend"); now.Operation != nil || !sameOperation(afterStaging, now) {
+		t.Errorf("staging-frontend got an operation after develop's rollback: %s", stack.DescribeApplication(now))
+	}
+	h.waitDeployment(hydratorStaging, "frontend", hydratorImage("frontend", "1.2.2"))
 
 	// A broken instance (someone removed the backend's image) fails hydration: the promotion of
 	// backend 2.1.0 fails with Argo CD's message, and nothing is synced.
@@ -196,8 +278,15 @@ const hydratorRepo = "hydrator-gitops"
 // hydratorInterval is the stages' kropipe.io/interval.
 const hydratorInterval = 3 * time.Second
 
-// hydratorDevelop is where the develop Applications deploy, apart from the other tests'.
-const hydratorDevelop = "develop-hyd"
+// hydratorDevelop and hydratorStaging are where the Applications deploy, apart from the other
+// tests'.
+const hydratorDevelop, hydratorStaging = "develop-hyd", "staging-hyd"
+
+// hydratorSoak replaces staging's 10m soak once the test saw it hold staging.
+const hydratorSoak = 15 * time.Second
+
+// applicationSetGVR is Argo CD's ApplicationSet resource.
+var applicationSetGVR = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "applicationsets"}
 
 func hydratorImage(service, tag string) string {
 	return fmt.Sprintf("%s/hydrator/%s:%s", st.RegistryAddr, service, tag)
@@ -298,6 +387,33 @@ func (h *hydratorPipeline) applyAppSet() {
 	if err := st.ApplyFile(h.ctx, f, h.argo.Namespace); err != nil {
 		t.Fatalf("apply %s: %v", path, err)
 	}
+}
+
+// setStagingSoak edits kropipe.io/soak in the ApplicationSet's templatePatch (the staging
+// stages'), as a team shortening its soak would, and waits until the applicationset controller
+// wrote it onto staging-frontend.
+func (h *hydratorPipeline) setStagingSoak(soak time.Duration) {
+	t := h.t
+	sets := st.Dynamic.Resource(applicationSetGVR).Namespace(h.argo.Namespace)
+	u, err := sets.Get(h.ctx, "services-hydrated", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("ApplicationSet %s/services-hydrated: %v", h.argo.Namespace, err)
+	}
+	patch, _, _ := unstructured.NestedString(u.Object, "spec", "templatePatch")
+	re := regexp.MustCompile(`kropipe.io/soak: \S+`)
+	if !re.MatchString(patch) {
+		t.Fatalf("ApplicationSet services-hydrated: templatePatch sets no kropipe.io/soak:\n%s", patch)
+	}
+	b, err := json.Marshal(map[string]any{"spec": map[string]any{"templatePatch": re.ReplaceAllString(patch, "kropipe.io/soak: "+soak.String())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sets.Patch(h.ctx, "services-hydrated", types.MergePatchType, b, metav1.PatchOptions{}); err != nil {
+		t.Fatalf("patch ApplicationSet services-hydrated: %v", err)
+	}
+	h.waitApp("staging-frontend", "annotated kropipe.io/soak: "+soak.String(), func(a *v1alpha1.Application) bool {
+		return a.Annotations["kropipe.io/soak"] == soak.String()
+	})
 }
 
 // installPromoterRBAC is the pipeline's, in the hydrator Argo CD's namespace.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -165,7 +166,7 @@ func generate(ctx context.Context, wd string, getenv func(string) string, stdout
 	if err != nil {
 		return err
 	}
-	root := env.repoRoot(wd, stderr)
+	root, folder := env.streamedRoot(wd, stderr)
 	opts := append([]render.Option{
 		render.WithRGDPaths(env.rgdPaths...),
 		render.WithCRDPaths(env.crdPaths...),
@@ -177,10 +178,11 @@ func generate(ctx context.Context, wd string, getenv func(string) string, stdout
 		render.WithAPIVersions(env.apiVersions),
 		render.WithWarnings(stderr),
 		render.WithWorkDir(wd),
+		render.WithRepoFolder(folder),
 	}, extra...)
 	var out bytes.Buffer
 	if err := renderTo(ctx, &out, root, []string{"."}, opts); err != nil {
-		return fmt.Errorf("%s: %w", env.describe(), err)
+		return fmt.Errorf("%s: %w", env.describe(), env.streamedHint(err, folder))
 	}
 	_, err = stdout.Write(out.Bytes())
 	return err
@@ -216,23 +218,56 @@ func (e pluginEnv) describe() string {
 	return s
 }
 
-// repoRoot strips ARGOCD_APP_SOURCE_PATH from the working directory: the repo-server extracts
-// the whole repository and runs the plugin in the application's folder inside it.
-func (e pluginEnv) repoRoot(wd string, stderr io.Writer) string {
+// streamedRoot finds the root of the tree argocd-cmp-server extracted, and the repository
+// folder it holds ("" for the whole repository). The plugin runs in the application's folder
+// inside that tree, and ARGOCD_APP_SOURCE_PATH is the folder's repository path. Argo CD streams
+// the whole repository, or — with reposerver.plugin.use.manifest.generate.paths — only the
+// common folder of the application path and its manifest-generate-paths annotation, never one
+// below the application folder (getApplicationRootPath). Either way the working directory
+// ends with the source path's last components below the streamed folder: the longest such
+// ending is stripped. The extraction folder itself is a random name under the cmp-server's
+// work directory, which no folder of the repository repeats.
+func (e pluginEnv) streamedRoot(wd string, stderr io.Writer) (root, folder string) {
 	src := filepath.Clean(filepath.FromSlash(e.sourcePath))
 	if src == "." || src == "" || src == string(filepath.Separator) {
-		return wd
+		return wd, ""
 	}
 	if strings.HasPrefix(src, "..") || filepath.IsAbs(src) {
 		fmt.Fprintf(stderr, "warning: ARGOCD_APP_SOURCE_PATH %q is not inside the repository; using %s as its root\n", e.sourcePath, wd)
-		return wd
+		return wd, ""
 	}
-	suffix := string(filepath.Separator) + src
-	if !strings.HasSuffix(wd, suffix) {
-		fmt.Fprintf(stderr, "warning: working directory %s does not end with ARGOCD_APP_SOURCE_PATH %q; using it as the repository root\n", wd, e.sourcePath)
-		return wd
+	parts := strings.Split(src, string(filepath.Separator))
+	for k := len(parts); k > 0; k-- {
+		suffix := string(filepath.Separator) + filepath.Join(parts[len(parts)-k:]...)
+		if strings.HasSuffix(wd, suffix) {
+			return strings.TrimSuffix(wd, suffix), filepath.ToSlash(filepath.Join(parts[:len(parts)-k]...))
+		}
 	}
-	return strings.TrimSuffix(wd, suffix)
+	// Argo CD streamed the application folder alone (manifest-generate-paths inside it).
+	return wd, filepath.ToSlash(src)
+}
+
+// streamedHint tells what to do when an RGD or CRD is missing from the part of the repository
+// Argo CD streamed (folder, see streamedRoot): name its folder in the annotation.
+func (e pluginEnv) streamedHint(err error, folder string) error {
+	if folder == "" || !(errors.Is(err, render.ErrNotInFolder) || errors.Is(err, render.ErrNoRGD)) {
+		return err
+	}
+	add := "the folder of the RGDs"
+	if len(e.rgdPaths) > 0 {
+		add = strings.Join(e.rgdPaths, " and ")
+	}
+	return fmt.Errorf("%w; Argo CD sent the plugin only %s/, the common folder of the application path and its "+
+		"argocd.argoproj.io/manifest-generate-paths annotation (reposerver.plugin.use.manifest.generate.paths is on): "+
+		"add %s to that annotation (entries separated by \";\", a leading \"/\" for a repository path), "+
+		"e.g. \".;/%s\"", err, folder, add, firstOr(e.rgdPaths, "rgds"))
+}
+
+func firstOr(list []string, def string) string {
+	if len(list) > 0 {
+		return strings.TrimPrefix(list[0], "/")
+	}
+	return def
 }
 
 // appParameter is one element of ARGOCD_APP_PARAMETERS.

@@ -35,15 +35,40 @@ var (
 	largePathsAddr string
 )
 
+// largeKind is one way of serving the large repository's 100 applications.
+type largeKind struct {
+	name string
+	// source is "kro", "floor" or "directory".
+	source string
+	// generatePaths is the Applications' argocd.argoproj.io/manifest-generate-paths; a kind
+	// with one runs on the repo-server with reposerver.plugin.use.manifest.generate.paths on.
+	generatePaths string
+	// rgdPaths is the kro plugin's rgd-paths parameter (repository paths).
+	rgdPaths string
+}
+
+var largeKinds = []largeKind{
+	{name: "directory", source: "directory"},
+	{name: "plugin", source: "kro", rgdPaths: "rgds"},
+	// RGDs at the repository root: the common folder of "apps/app-N" and "/rgds" is the root.
+	{name: "plugin-generate-paths-root-rgds", source: "kro", generatePaths: ".;/rgds", rgdPaths: "rgds"},
+	// RGDs beside the applications: Argo CD streams apps/ alone (100 instances and the RGD).
+	{name: "plugin-generate-paths", source: "kro", generatePaths: ".;../rgds", rgdPaths: "apps/rgds"},
+	{name: "floor", source: "floor"},
+	{name: "floor-generate-paths", source: "floor", generatePaths: "."},
+	// The floor plugin sent what the kro plugin gets in "plugin-generate-paths": apps/ streamed,
+	// apart from the render, the same work.
+	{name: "floor-generate-paths-apps", source: "floor", generatePaths: ".;../rgds"},
+}
+
 // BenchmarkLargeRepoRefresh100Apps measures what argocd-repo-server's
 // reposerver.plugin.use.manifest.generate.paths gives on the plugin path in a repository of
 // ~5 MB beside the 100 applications (Argo CD v2.14, manifest cache off, all 100 at once, no new
-// commit: only generation is timed). "plugin" and "floor" run on the stack's repo-server, which
-// streams the whole repository (without .git) to the plugin on every call; the
-// "-generate-paths" kinds run on a second repo-server with the setting on, which streams only
-// the common folder of the application's path and its manifest-generate-paths: for the kro
-// plugin the example's ".;/rgds" (the folder and the RGDs at the repository root), for the floor
-// plugin "." (the folder alone). "directory" is the same objects as directory apps.
+// commit: only generation is timed). Kinds without manifest-generate-paths run on the stack's
+// repo-server, which streams the whole repository (without .git) to the plugin on every call;
+// the others on a second repo-server with the setting on, which streams only the common folder
+// of the application's path and its manifest-generate-paths (largeKinds). "directory" is the
+// same objects as directory apps.
 func BenchmarkLargeRepoRefresh100Apps(b *testing.B) {
 	ctx := context.Background()
 	largeOnce.Do(func() { largeErr = seedLargeRepo(ctx, repoServer(b, st.ArgoCDV2())) })
@@ -56,23 +81,22 @@ func BenchmarkLargeRepoRefresh100Apps(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { closer.Close() })
-	for _, kind := range []string{"directory", "plugin", "plugin-generate-paths", "floor", "floor-generate-paths"} {
+	for _, kind := range largeKinds {
 		client := whole
-		if strings.HasSuffix(kind, "-generate-paths") {
+		if kind.generatePaths != "" {
 			client = paths
 		}
-		b.Run(kind, func(b *testing.B) {
+		b.Run(kind.name, func(b *testing.B) {
 			for b.Loop() {
 				g, gctx := errgroup.WithContext(ctx)
 				for i := range refreshApps {
 					g.Go(func() error {
-						req := largeRequest(kind, i)
-						resp, err := client.GenerateManifest(gctx, req)
+						resp, err := client.GenerateManifest(gctx, largeRequest(kind, i))
 						if err != nil {
-							return fmt.Errorf("GenerateManifest (%s app %d): %w", kind, i, err)
+							return fmt.Errorf("GenerateManifest (%s app %d): %w", kind.name, i, err)
 						}
 						if len(resp.Manifests) != 2 {
-							return fmt.Errorf("GenerateManifest (%s app %d): %d manifests, want a Deployment and a Service", kind, i, len(resp.Manifests))
+							return fmt.Errorf("GenerateManifest (%s app %d): %d manifests, want a Deployment and a Service", kind.name, i, len(resp.Manifests))
 						}
 						return nil
 					})
@@ -88,27 +112,28 @@ func BenchmarkLargeRepoRefresh100Apps(b *testing.B) {
 // largeAppName is the name of the large repository's application i (the floor plugin's key).
 func largeAppName(i int) string { return fmt.Sprintf("large-%d", i) }
 
-func largeRequest(kind string, i int) *apiclient.ManifestRequest {
+func largeRequest(kind largeKind, i int) *apiclient.ManifestRequest {
 	src := &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(largeRepoName), TargetRevision: "main",
-		Path: fmt.Sprintf("apps/app-%d", i), Plugin: examplePlugin()}
-	generatePaths := ".;/rgds"
-	switch strings.TrimSuffix(kind, "-generate-paths") {
+		Path: fmt.Sprintf("apps/app-%d", i)}
+	switch kind.source {
+	case "kro":
+		src.Plugin = &v1alpha1.ApplicationSourcePlugin{Name: "kro", Parameters: v1alpha1.ApplicationSourcePluginParameters{
+			{Name: "rgd-paths", String_: ptr(kind.rgdPaths)},
+		}}
 	case "floor":
 		src = floorSource(src)
-		generatePaths = "."
 	case "directory":
-		src = &v1alpha1.ApplicationSource{RepoURL: st.Git.RepoURL(largeRepoName), TargetRevision: "main",
-			Path: fmt.Sprintf("plain/app-%d", i)}
+		src.Path = fmt.Sprintf("plain/app-%d", i)
 	}
 	req := manifestRequest(src)
 	req.AppName = largeAppName(i)
-	req.AnnotationManifestGeneratePaths = generatePaths
+	req.AnnotationManifestGeneratePaths = kind.generatePaths
 	return req
 }
 
-// seedLargeRepo creates largeRepoName (examples/gitops, 100 instances under apps/, their
-// rendered objects under plain/, the filler under docs/), gives the floor plugin the rendered
-// objects, and starts the second repo-server.
+// seedLargeRepo creates largeRepoName (examples/gitops, 100 instances under apps/ with a copy
+// of the RGD in apps/rgds/, their rendered objects under plain/, the filler under docs/), gives
+// the floor plugin the rendered objects, and starts the second repo-server.
 func seedLargeRepo(ctx context.Context, client apiclient.RepoServerServiceClient) error {
 	if err := st.Git.CreateRepo(ctx, largeRepoName); err != nil {
 		return err
@@ -133,6 +158,9 @@ func seedLargeRepo(ctx context.Context, client apiclient.RepoServerServiceClient
 	if err != nil {
 		return err
 	}
+	if err := large.CopyTree(filepath.Join(examplesDir, "rgds"), "apps/rgds"); err != nil {
+		return err
+	}
 	for i := range refreshApps {
 		body := strings.Replace(strings.Replace(string(inst), "name: frontend", fmt.Sprintf("name: app-%d", i), 1), `"1.2.1"`, fmt.Sprintf(`"1.2.%d"`, i), 1)
 		if err := large.WriteFile(path.Join("apps", fmt.Sprintf("app-%d", i), "instance.yaml"), []byte(body)); err != nil {
@@ -153,7 +181,7 @@ func seedLargeRepo(ctx context.Context, client apiclient.RepoServerServiceClient
 		return err
 	}
 	for i := range refreshApps {
-		resp, err := client.GenerateManifest(ctx, largeRequest("plugin", i))
+		resp, err := client.GenerateManifest(ctx, largeRequest(largeKind{name: "seed", source: "kro", rgdPaths: "rgds"}, i))
 		if err != nil {
 			return fmt.Errorf("GenerateManifest for large-repository app %d: %w", i, err)
 		}

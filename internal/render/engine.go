@@ -38,6 +38,7 @@ type options struct {
 	apiVersions []string
 	warnings    io.Writer
 	workDir     string
+	repoFolder  string
 	allowEmpty  bool
 	nested      NestedMode
 	cache       *DefinitionCache
@@ -89,6 +90,13 @@ func WithDefinitionCache(c *DefinitionCache) Option { return func(o *options) { 
 // WithWorkDir is the folder relative paths given to Render resolve from (default: the root).
 func WithWorkDir(dir string) Option { return func(o *options) { o.workDir = dir } }
 
+// WithRepoFolder says the root holds only this folder of the repository (slash-separated,
+// repository-relative; default: the whole repository), as when Argo CD streams a plugin only
+// the common folder of an application's manifest-generate-paths. rgd-paths and crd-paths stay
+// repository paths, one outside the folder is an ErrNotInFolder error, and messages name files
+// by their repository path.
+func WithRepoFolder(folder string) Option { return func(o *options) { o.repoFolder = folder } }
+
 // Engine renders the instances of one repository. Definitions are found once, when the engine
 // is made, and compiled on first use.
 type Engine struct {
@@ -122,6 +130,9 @@ func New(root string, opts ...Option) (*Engine, error) {
 	}
 	r, err := newRepoRoot(root)
 	if err != nil {
+		return nil, err
+	}
+	if r.folder, err = repoFolder(o.repoFolder); err != nil {
 		return nil, err
 	}
 	if o.workDir == "" {
@@ -172,7 +183,7 @@ func New(root string, opts ...Option) (*Engine, error) {
 	}
 	if len(o.rgdPaths) > 0 {
 		explicit = true
-		if err := e.walkPaths(o.rgdPaths, collect); err != nil {
+		if err := e.walkPaths("rgd-paths", o.rgdPaths, collect); err != nil {
 			return nil, err
 		}
 		e.looked = "rgd-paths " + strings.Join(o.rgdPaths, ", ")
@@ -181,9 +192,12 @@ func New(root string, opts ...Option) (*Engine, error) {
 			return nil, err
 		}
 		e.looked = "the whole repository " + r.dir
+		if r.folder != "" {
+			e.looked = "the folder " + r.folder + " (all of the repository that is present)"
+		}
 	}
 	explicit = true
-	if err := e.walkPaths(o.crdPaths, collect); err != nil {
+	if err := e.walkPaths("crd-paths", o.crdPaths, collect); err != nil {
 		return nil, err
 	}
 	e.set, err = schemas.New(
@@ -201,9 +215,13 @@ func New(root string, opts ...Option) (*Engine, error) {
 	return e, nil
 }
 
-func (e *Engine) walkPaths(paths []string, visit func(rel string, data []byte) error) error {
+func (e *Engine) walkPaths(param string, paths []string, visit func(rel string, data []byte) error) error {
 	for _, p := range paths {
-		abs, _, err := e.root.resolve(e.root.dir, p)
+		inRoot, err := e.root.fromRepoPath(param, p)
+		if err != nil {
+			return err
+		}
+		abs, _, err := e.root.resolve(e.root.dir, inRoot)
 		if err != nil {
 			return err
 		}

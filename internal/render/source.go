@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -50,6 +51,49 @@ func (d document) where() string {
 // followed: a repository must not be able to make the repo-server read files outside it.
 type repoRoot struct {
 	dir string // absolute, symlinks evaluated
+	// folder is the repository folder dir holds ("" for the whole repository): files are
+	// named in messages, and rgd-paths read, by their repository path.
+	folder string
+}
+
+// repoFolder checks and cleans WithRepoFolder's folder.
+func repoFolder(folder string) (string, error) {
+	f := path.Clean(filepath.ToSlash(folder))
+	switch {
+	case folder == "" || f == "." || f == "/":
+		return "", nil
+	case path.IsAbs(f) || f == ".." || strings.HasPrefix(f, "../"):
+		return "", fmt.Errorf("repository folder %q: %w", folder, ErrOutsideRoot)
+	}
+	return f, nil
+}
+
+// ErrNotInFolder is returned (wrapped) for an rgd-paths or crd-paths entry outside the only
+// folder of the repository that is present (WithRepoFolder).
+var ErrNotInFolder = errors.New("is outside the only folder of the repository present")
+
+// fromRepoPath maps a repository-relative path (an rgd-paths or crd-paths entry, param) to
+// one relative to dir. Absolute paths are the file system's and pass unchanged.
+func (r repoRoot) fromRepoPath(param, p string) (string, error) {
+	if r.folder == "" || filepath.IsAbs(p) {
+		return p, nil
+	}
+	clean := path.Clean(filepath.ToSlash(p))
+	if clean == r.folder {
+		return ".", nil
+	}
+	if rest, ok := strings.CutPrefix(clean, r.folder+"/"); ok {
+		return filepath.FromSlash(rest), nil
+	}
+	return "", fmt.Errorf("%s %q %w (%s)", param, p, ErrNotInFolder, r.folder)
+}
+
+// repoPath names a dir-relative path (slash-separated) by its repository path.
+func (r repoRoot) repoPath(rel string) string {
+	if r.folder == "" {
+		return rel
+	}
+	return path.Join(r.folder, rel)
 }
 
 func newRepoRoot(dir string) (repoRoot, error) {
@@ -83,12 +127,12 @@ func (r repoRoot) resolve(base, p string) (abs, rel string, err error) {
 		return "", "", fmt.Errorf("%s resolves to %s, %w %s: "+
 			"keep instances, RGDs and CRDs inside the repository", r.display(p), real, ErrOutsideRoot, r.dir)
 	}
-	return real, filepath.ToSlash(rel), nil
+	return real, r.repoPath(filepath.ToSlash(rel)), nil
 }
 
 func (r repoRoot) display(p string) string {
 	if rel, err := filepath.Rel(r.dir, p); err == nil && !strings.HasPrefix(rel, "..") {
-		return filepath.ToSlash(rel)
+		return r.repoPath(filepath.ToSlash(rel))
 	}
 	return p
 }

@@ -85,8 +85,14 @@ func TestHydrator_ExampleApplicationSetHydratesThroughKroPlugin(t *testing.T) {
 					return a.Status.Sync.Status == v1alpha1.SyncStatusCodeSynced && a.Status.Sync.Revision == op.HydratedSHA &&
 						a.Status.OperationState != nil && a.Status.OperationState.Phase == "Succeeded"
 				})
-				image, tag := instanceImage(t, filepath.Join(examplesDir, dryPath, "instance.yaml"))
-				assertImage(t, env+"-hydrated", instanceName(t, filepath.Join(examplesDir, dryPath, "instance.yaml")), image+":"+tag)
+				// The instance as the dry commit holds it: the other plugin tests push new tags to
+				// the same repository while this one runs.
+				instance := filepath.Join(t.TempDir(), "instance.yaml")
+				if err := os.WriteFile(instance, gitShowAt(t, op.DrySHA, dryPath+"/instance.yaml"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				image, tag := instanceImage(t, instance)
+				assertImage(t, env+"-hydrated", instanceName(t, instance), image+":"+tag)
 			})
 		}
 	}
@@ -258,6 +264,23 @@ func syncTo(t testing.TB, argo *stack.ArgoCDInstall, name, revision string) {
 }
 
 // gitShow is file rel on branch of the served repository.
+// gitShowAt is file rel at commit rev of the test repository (fetched first: rev may have
+// been pushed by another checkout).
+func gitShowAt(t *testing.T, rev, rel string) []byte {
+	t.Helper()
+	gitMu.Lock()
+	defer gitMu.Unlock()
+	ctx := context.Background()
+	if _, err := checkout.Git(ctx, "fetch", "--quiet", "origin"); err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	out, err := checkout.Git(ctx, "show", rev+":"+rel)
+	if err != nil {
+		t.Fatalf("read %s at %.8s: %v", rel, rev, err)
+	}
+	return []byte(out)
+}
+
 func gitShow(t *testing.T, branch, rel string) []byte {
 	t.Helper()
 	gitMu.Lock()

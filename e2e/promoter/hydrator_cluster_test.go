@@ -540,19 +540,7 @@ type hydratorStatus struct {
 }
 
 func (h *hydratorPipeline) waitHydratorStage(pr *promoter, name, what string, cond func(hydratorStatus) bool) hydratorStatus {
-	var s hydratorStatus
-	h.poll("stage "+name+" "+what, syncTimeout, func() (bool, string) {
-		code, body := h.get(pr, "/api/v1/stages/"+name)
-		if code != http.StatusOK {
-			return false, fmt.Sprintf("%d %s", code, body)
-		}
-		s = hydratorStatus{}
-		if err := json.Unmarshal([]byte(body), &s); err != nil {
-			return false, err.Error()
-		}
-		return cond(s), body
-	})
-	return s
+	return waitStageAs(h.pipeline, pr, name, what, cond)
 }
 
 // onlySynced checks that no Application but app got an operation since before.

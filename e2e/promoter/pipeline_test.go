@@ -494,13 +494,20 @@ type stageStatus struct {
 }
 
 func (p *pipeline) waitStage(pr *promoter, name, what string, cond func(stageStatus) bool) stageStatus {
-	var s stageStatus
+	return waitStageAs(p, pr, name, what, cond)
+}
+
+// waitStageAs polls the stage's status from pr's API, decoded as T (each test's view of the
+// fields it checks), until cond holds.
+func waitStageAs[T any](p *pipeline, pr *promoter, name, what string, cond func(T) bool) T {
+	var s T
 	p.poll("stage "+name+" "+what, syncTimeout, func() (bool, string) {
 		code, body := p.get(pr, "/api/v1/stages/"+name)
 		if code != http.StatusOK {
 			return false, fmt.Sprintf("%d %s", code, body)
 		}
-		s = stageStatus{}
+		var zero T
+		s = zero
 		if err := json.Unmarshal([]byte(body), &s); err != nil {
 			return false, err.Error()
 		}

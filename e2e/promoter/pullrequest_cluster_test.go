@@ -3,7 +3,6 @@ package promoter_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -445,19 +444,7 @@ type prcStageStatus struct {
 }
 
 func (c *prcPipeline) waitPRStage(pr *promoter, name, what string, cond func(prcStageStatus) bool) prcStageStatus {
-	var s prcStageStatus
-	c.poll("stage "+name+" "+what, syncTimeout, func() (bool, string) {
-		code, body := c.get(pr, "/api/v1/stages/"+name)
-		if code != http.StatusOK {
-			return false, fmt.Sprintf("%d %s", code, body)
-		}
-		s = prcStageStatus{}
-		if err := json.Unmarshal([]byte(body), &s); err != nil {
-			return false, err.Error()
-		}
-		return cond(s), body
-	})
-	return s
+	return waitStageAs(c.pipeline, pr, name, what, cond)
 }
 
 // prcGrepLines are the lines of b holding word, any case.

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/kropipe/kropipe/e2e/stack"
 )
@@ -354,20 +351,11 @@ func generateAt(t *testing.T, sha, path, app, namespace string) []byte {
 // decodeManifests reads a stream of YAML or JSON documents (what names it) into objects, in order.
 func decodeManifests(t *testing.T, what string, data []byte) []*unstructured.Unstructured {
 	t.Helper()
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs
-			}
-			t.Fatalf("%s: %v", what, err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
+	objs, err := stack.DecodeObjects(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
+	return objs
 }
 
 func toJSON(v any) string {

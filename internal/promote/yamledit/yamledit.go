@@ -247,16 +247,16 @@ func walk(root *yaml.Node, key string, parts []string) (location, error) {
 		if err := duplicates(y, key, parts[:i], part); err != nil {
 			return location{}, err
 		}
+		// kyaml reads "-" as a list's last element and indexes an empty list at -1 (a
+		// panic, found by FuzzSet): an empty list has no such element.
+		if y.Kind == yaml.SequenceNode && len(y.Content) == 0 {
+			return location{}, &KeyError{Key: key, Err: ErrKeyNotFound,
+				Detail: fmt.Sprintf("%s is an empty list, it has no %q", orRoot(strings.Join(parts[:i], ".")), part)}
+		}
 		next, err := cur.Pipe(yaml.Lookup(part))
 		if err != nil || next == nil {
-			parent := strings.Join(parts[:i], ".")
-			if parent == "" {
-				parent = "the document root"
-			} else {
-				parent = fmt.Sprintf("%q", parent)
-			}
 			return location{}, &KeyError{Key: key, Err: ErrKeyNotFound,
-				Detail: fmt.Sprintf("%s has no %q", parent, part)}
+				Detail: fmt.Sprintf("%s has no %q", orRoot(strings.Join(parts[:i], ".")), part)}
 		}
 		cur = next
 		if cur.YNode().Style&yaml.FlowStyle != 0 {
@@ -312,4 +312,12 @@ func kindName(k yaml.Kind) string {
 	default:
 		return "non-scalar"
 	}
+}
+
+// orRoot names a path for an error: quoted, or "the document root" when empty.
+func orRoot(path string) string {
+	if path == "" {
+		return "the document root"
+	}
+	return fmt.Sprintf("%q", path)
 }

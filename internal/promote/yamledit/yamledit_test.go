@@ -111,6 +111,19 @@ func TestSet_RejectsBadKeys(t *testing.T) {
 	}
 }
 
+// A list's last element ("-") of an empty list is missing, not a crash (kyaml indexes -1).
+func TestSet_LastElementOfAnEmptyListIsMissing(t *testing.T) {
+	for _, tt := range []struct{ doc, key, want string }{
+		{"[]\n", "-", `the document root is an empty list, it has no "-"`},
+		{"spec:\n  containers: []\n", "spec.containers.-.image", `"spec.containers" is an empty list, it has no "-"`},
+	} {
+		_, err := Set([]byte(tt.doc), tt.key, "9.9.9")
+		if !errors.Is(err, ErrKeyNotFound) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Set(%q, %q) = %v, want ErrKeyNotFound saying %q", tt.doc, tt.key, err, tt.want)
+		}
+	}
+}
+
 func TestSet_InvalidYAMLIsAnError(t *testing.T) {
 	_, err := Set([]byte("a: [b\nc: d: e\n"), "a", "x")
 	if !errors.Is(err, ErrInvalidYAML) {

@@ -162,7 +162,7 @@ func cards(sts []stage.Status, specs []stage.Spec, canAct bool) []card {
 		if st.LastCommit != "" {
 			c.CommitURL = commitURL(spec.RepoURL, st.LastCommit)
 		}
-		c.Group, c.Origin = st.Group, spec.Origin
+		c.Group, c.Origin = st.Group, cmp.Or(st.Origin, spec.Origin)
 		c.Search, c.States = stagefilter.SearchText(st), stagefilter.StatesOf(st)
 		c.CurrentURL, c.CandidateURL, c.VerifiedURL = freightURLs(st, c.Candidate, spec.Strategy)
 		if up, ok := status[st.Upstream]; ok && spec.Soak > 0 && st.Decision == stage.DecisionWait &&

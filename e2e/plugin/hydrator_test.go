@@ -76,11 +76,13 @@ func TestHydrator_ExampleApplicationSetHydratesThroughKroPlugin(t *testing.T) {
 
 				// No automated sync in the example (the promoter syncs); sync as it would.
 				syncTo(t, argo, app, op.HydratedSHA)
-				// Synced and the sync operation done, not Healthy: staging/frontend has an
-				// Ingress, which stays Progressing without a load balancer to give it an address.
+				// The sync operation done at the hydrated commit, not Healthy: staging/frontend has
+				// an Ingress, which stays Progressing without a load balancer to give it an
+				// address. Not "Synced" either: the other plugin tests push to the same dry branch
+				// meanwhile, Argo CD hydrates again, and the comparison moves to the newer commit.
 				waitApp(t, argo, app, "synced to hydrated commit "+op.HydratedSHA[:8], func(a *v1alpha1.Application) bool {
-					return a.Status.Sync.Status == v1alpha1.SyncStatusCodeSynced && a.Status.Sync.Revision == op.HydratedSHA &&
-						a.Status.OperationState != nil && a.Status.OperationState.Phase == "Succeeded"
+					o := a.Status.OperationState
+					return o != nil && o.Phase == "Succeeded" && o.SyncResult != nil && o.SyncResult.Revision == op.HydratedSHA
 				})
 				// The instance as the dry commit holds it: the other plugin tests push new tags to
 				// the same repository while this one runs.

@@ -45,7 +45,7 @@ func TestHydrator_ExampleApplicationSetHydratesThroughKroPlugin(t *testing.T) {
 				op := waitHydration(t, argo, app, "Hydrated")
 				branch := "environments/" + env
 
-				got := decodeManifests(t, branch+":"+dryPath+"/manifest.yaml", gitShow(t, branch, dryPath+"/manifest.yaml"))
+				got := decodeManifests(t, branch+":"+dryPath+"/manifest.yaml", gitShowAt(t, op.HydratedSHA, dryPath+"/manifest.yaml"))
 				want := decodeManifests(t, "cmp-sidecar generate", generateAt(t, op.DrySHA, dryPath, app, env+"-hydrated"))
 				if len(want) == 0 {
 					t.Fatalf("cmp-sidecar generate printed no object for %s at %.8s", dryPath, op.DrySHA)
@@ -64,7 +64,7 @@ func TestHydrator_ExampleApplicationSetHydratesThroughKroPlugin(t *testing.T) {
 					DrySHA  string `json:"drySha"`
 					RepoURL string `json:"repoURL"`
 				}
-				if err := json.Unmarshal(gitShow(t, branch, dryPath+"/hydrator.metadata"), &meta); err != nil {
+				if err := json.Unmarshal(gitShowAt(t, op.HydratedSHA, dryPath+"/hydrator.metadata"), &meta); err != nil {
 					t.Fatalf("%s:%s/hydrator.metadata: %v", branch, dryPath, err)
 				}
 				if meta.DrySHA != op.DrySHA || meta.RepoURL != st.Git.RepoURL(repoName) {
@@ -262,35 +262,19 @@ func syncTo(t testing.TB, argo *stack.ArgoCDInstall, name, revision string) {
 	}
 }
 
-// gitShow is file rel on branch of the served repository.
-// gitShowAt is file rel at commit rev of the test repository (fetched first: rev may have
-// been pushed by another checkout).
+// gitShowAt is file rel at commit rev of the served repository (every branch fetched first:
+// rev may have been pushed by another checkout or by argocd-commit-server).
 func gitShowAt(t *testing.T, rev, rel string) []byte {
 	t.Helper()
 	gitMu.Lock()
 	defer gitMu.Unlock()
 	ctx := context.Background()
-	if _, err := checkout.Git(ctx, "fetch", "--quiet", "origin"); err != nil {
+	if _, err := checkout.Git(ctx, "fetch", "--quiet", "origin", "+refs/heads/*:refs/remotes/origin/*"); err != nil {
 		t.Fatalf("fetch: %v", err)
 	}
 	out, err := checkout.Git(ctx, "show", rev+":"+rel)
 	if err != nil {
 		t.Fatalf("read %s at %.8s: %v", rel, rev, err)
-	}
-	return []byte(out)
-}
-
-func gitShow(t *testing.T, branch, rel string) []byte {
-	t.Helper()
-	gitMu.Lock()
-	defer gitMu.Unlock()
-	ctx := context.Background()
-	if _, err := checkout.Git(ctx, "fetch", "--quiet", "origin", "+refs/heads/"+branch+":refs/remotes/origin/"+branch); err != nil {
-		t.Fatalf("fetch hydrated branch %s: %v", branch, err)
-	}
-	out, err := checkout.Git(ctx, "show", "origin/"+branch+":"+rel)
-	if err != nil {
-		t.Fatalf("read %s on hydrated branch %s: %v", rel, branch, err)
 	}
 	return []byte(out)
 }

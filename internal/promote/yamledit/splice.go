@@ -1,6 +1,7 @@
 package yamledit
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -49,6 +50,16 @@ func breakWidth(b []byte) int {
 
 // scalarSpan returns the byte range [start, end) of the scalar's text, without its
 // anchor or tag, so that those survive the edit too.
+// oneLine is the span [start, end) of quoted scalar n unless it runs over several lines: a
+// quoted scalar may (its line breaks fold into spaces), and replacing it would then move every
+// line after it, which an edit of one value must not.
+func oneLine(data []byte, n *yaml.Node, start, end int) (int, int, error) {
+	if bytes.ContainsAny(data[start:end], "\r\n\u0085\u2028\u2029") {
+		return 0, 0, fmt.Errorf("the value at line %d is a quoted scalar over several lines; only single-line scalars are edited", n.Line)
+	}
+	return start, end, nil
+}
+
 func scalarSpan(data []byte, loc location) (int, int, error) {
 	n := loc.node
 	pos, ok := lineStart(data, n.Line)
@@ -76,7 +87,7 @@ func scalarSpan(data []byte, loc location) (int, int, error) {
 			case '\\':
 				i++
 			case '"':
-				return pos, i + 1, nil
+				return oneLine(data, n, pos, i+1)
 			}
 		}
 		return 0, 0, errors.New("unterminated double-quoted scalar")
@@ -90,7 +101,7 @@ func scalarSpan(data []byte, loc location) (int, int, error) {
 					i++
 					continue
 				}
-				return pos, i + 1, nil
+				return oneLine(data, n, pos, i+1)
 			}
 		}
 		return 0, 0, errors.New("unterminated single-quoted scalar")

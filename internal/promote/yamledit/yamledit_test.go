@@ -124,6 +124,20 @@ func TestSet_LastElementOfAnEmptyListIsMissing(t *testing.T) {
 	}
 }
 
+// A quoted value over several lines is refused like a block scalar: replacing it would move
+// every line after it.
+func TestSet_QuotedValueOverSeveralLinesIsRefused(t *testing.T) {
+	for _, doc := range []string{"a: {b: '\n'}\nc: d\n", "a: \"1.2\n  .3\"\nc: d\n"} {
+		_, err := Set([]byte(doc), "a.b", "2.0.0")
+		if doc[3] == '"' {
+			_, err = Set([]byte(doc), "a", "2.0.0")
+		}
+		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "over several lines") {
+			t.Errorf("Set on %q = %v, want ErrUnsupported saying it is over several lines", doc, err)
+		}
+	}
+}
+
 func TestSet_InvalidYAMLIsAnError(t *testing.T) {
 	_, err := Set([]byte("a: [b\nc: d: e\n"), "a", "x")
 	if !errors.Is(err, ErrInvalidYAML) {

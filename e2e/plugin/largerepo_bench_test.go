@@ -15,7 +15,6 @@ import (
 	"github.com/argoproj/argo-cd/v2/pkg/apis/application/v1alpha1"
 	"github.com/argoproj/argo-cd/v2/reposerver/apiclient"
 	"golang.org/x/sync/errgroup"
-	"sigs.k8s.io/yaml"
 )
 
 // largeRepoName is a repository with the refresh benchmark's 100 kro applications and
@@ -188,14 +187,8 @@ func seedLargeRepo(ctx context.Context, client apiclient.RepoServerServiceClient
 		if err := writeFloorOutput(largeAppName(i), resp.Manifests); err != nil {
 			return err
 		}
-		for j, m := range resp.Manifests {
-			y, err := yaml.JSONToYAML([]byte(m))
-			if err != nil {
-				return err
-			}
-			if err := large.WriteFile(path.Join("plain", fmt.Sprintf("app-%d", i), fmt.Sprintf("%02d.yaml", j)), y); err != nil {
-				return err
-			}
+		if err := writePlainApp(large, path.Join("plain", fmt.Sprintf("app-%d", i)), resp.Manifests); err != nil {
+			return err
 		}
 	}
 	if _, err := large.CommitAndPush(ctx, "bench: the same objects as directory apps"); err != nil {

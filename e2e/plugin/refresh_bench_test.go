@@ -149,14 +149,8 @@ func seedRefreshApps(ctx context.Context, client apiclient.RepoServerServiceClie
 		if err := writeFloorOutput(refreshAppName(i), resp.Manifests); err != nil {
 			return err
 		}
-		for j, m := range resp.Manifests {
-			y, err := yaml.JSONToYAML([]byte(m))
-			if err != nil {
-				return err
-			}
-			if err := plain.WriteFile(path.Join("apps", fmt.Sprintf("app-%d", i), fmt.Sprintf("%02d.yaml", j)), y); err != nil {
-				return err
-			}
+		if err := writePlainApp(plain, path.Join("apps", fmt.Sprintf("app-%d", i)), resp.Manifests); err != nil {
+			return err
 		}
 	}
 	_, err = plain.CommitAndPush(ctx, "bench: the same objects as directory apps")
@@ -240,4 +234,19 @@ func peakRSS(b *testing.B, name string, floor bool) int64 {
 		}
 	}
 	return peak
+}
+
+// writePlainApp writes manifests (JSON, as GenerateManifest answers) into dir of c as
+// YAML files 00.yaml, 01.yaml, …: the directory app serving the same objects.
+func writePlainApp(c *stack.Checkout, dir string, manifests []string) error {
+	for j, m := range manifests {
+		y, err := yaml.JSONToYAML([]byte(m))
+		if err != nil {
+			return err
+		}
+		if err := c.WriteFile(path.Join(dir, fmt.Sprintf("%02d.yaml", j)), y); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/kropipe/kropipe/internal/promote/addrtest"
 	"github.com/kropipe/kropipe/internal/promote/api"
 	"github.com/kropipe/kropipe/internal/promote/gitserver"
 	"github.com/kropipe/kropipe/internal/promote/registrytest"
@@ -122,29 +119,17 @@ func TestCommands_ReleaseGroupInLocalMode(t *testing.T) {
 func TestRun_ReleaseGroupThroughTheAPI(t *testing.T) {
 	e := newGroupEnv(t)
 	registrytest.Push(t, e.regHost, "team/frontend", "1.2.2")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out, errb bytes.Buffer
-	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
-	addr := addrtest.Free(t)
-	cmd.SetArgs([]string{"run", "--config", e.config, "--data-dir", e.dataDir, "--addr", addr, "--interval", "1h", "--log-level", "error"})
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	c := api.NewClient(addr, "", nil)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	s := serveUntil(t, e.config, e.dataDir, "the group never moved", func(ctx context.Context, c *api.Client) (bool, string) {
 		st, err := c.Stage(ctx, "develop/shop") // a slash in the name, escaped in the URL
 		if err == nil && st.CurrentTag == "develop-frontend=1.2.2, develop-backend=2.0.0" {
 			if len(st.Members) != 2 || st.Members[1].Stage != "develop-backend" {
 				t.Fatalf("members %+v", st.Members)
 			}
-			break
+			return true, ""
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the group never moved: %v %+v\n%s", err, st, errb.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false, fmt.Sprintf("%v %+v", err, st)
+	}, "--interval", "1h", "--log-level", "error")
+	addr := s.addr
 	got, err := run(t, "promote", "develop-frontend", "1.2.1", "--member", "--addr", addr)
 	if err != nil || !strings.Contains(got, "promoted develop-frontend: 1.2.2 → 1.2.1") {
 		t.Fatalf("promote --member: %v\n%s", err, got)
@@ -153,13 +138,5 @@ func TestRun_ReleaseGroupThroughTheAPI(t *testing.T) {
 	if err != nil || strings.Count(got, "\n") != 2 {
 		t.Fatalf("history --addr: %v\n%s", err, got)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run returned %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not stop on cancel")
-	}
+	s.stop(t)
 }

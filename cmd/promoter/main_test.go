@@ -207,28 +207,38 @@ type serving struct {
 	stop func(t *testing.T)
 }
 
-// serveUntilPromoted starts `promoter run` on e with args added, on a free --addr, and waits
-// until its API shows develop-frontend promoted to 1.2.2; stop cancels it and fails the test
-// unless it returns nil within 15 s.
+// serveUntilPromoted starts `promoter run` on e with args added and waits until its API
+// shows develop-frontend promoted to 1.2.2.
 func serveUntilPromoted(t *testing.T, e env, args ...string) serving {
+	t.Helper()
+	return serveUntil(t, e.config, e.dataDir, "promoter never promoted", func(ctx context.Context, c *api.Client) (bool, string) {
+		sts, err := c.Stages(ctx)
+		return err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2", fmt.Sprintf("%v %+v", err, sts)
+	}, args...)
+}
+
+// serveUntil starts `promoter run` on config and dataDir with args added, on a free --addr,
+// and waits (20 s at most, else fails saying what and the last answer) until done holds on
+// its API; stop cancels it and fails the test unless it returns nil within 15 s.
+func serveUntil(t *testing.T, config, dataDir, what string, done func(context.Context, *api.Client) (bool, string), args ...string) serving {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var out, errb bytes.Buffer
 	cmd := newRootCommand(&out, &errb, func(string) string { return "" })
 	addr := addrtest.Free(t)
-	cmd.SetArgs(append([]string{"run", "--config", e.config, "--data-dir", e.dataDir, "--addr", addr}, args...))
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
+	cmd.SetArgs(append([]string{"run", "--config", config, "--data-dir", dataDir, "--addr", addr}, args...))
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.ExecuteContext(ctx) }()
 	c := api.NewClient(addr, "", nil)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		sts, err := c.Stages(ctx)
-		if err == nil && len(sts) == 1 && sts[0].CurrentTag == "1.2.2" {
+		ok, last := done(ctx, c)
+		if ok {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("promoter never promoted: %v %+v\n%s", err, sts, errb.String())
+			t.Fatalf("%s: %s\n%s", what, last, errb.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -236,7 +246,7 @@ func serveUntilPromoted(t *testing.T, e env, args ...string) serving {
 		t.Helper()
 		cancel()
 		select {
-		case err := <-done:
+		case err := <-exited:
 			if err != nil {
 				t.Fatalf("run returned %v", err)
 			}
